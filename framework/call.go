@@ -1,0 +1,266 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Call is the call flow's handle on one call. Its methods send requests to
+// the call actor and wait for the reply; they are meant for the flow's own
+// goroutine but are safe to call from others.
+type Call struct {
+	id     string
+	user   string
+	trunk  string
+	from   string
+	to     string
+	pid    *actor.PID
+	root   *actor.RootContext
+	log    *slog.Logger
+	ctx    context.Context // ends with the call, cause ErrHangup
+	digits chan media.DTMFEvent
+	events chan Event
+}
+
+// ID returns the call's id (the Call-ID of its first SIP leg).
+func (c *Call) ID() string { return c.id }
+
+// User returns the called user: the request-URI user of the INVITE.
+func (c *Call) User() string { return c.user }
+
+// Trunk returns the trunk the call came in on ("" for phones and
+// browsers). Its User is then the dialled DID.
+func (c *Call) Trunk() string { return c.trunk }
+
+// From returns the caller as the From header gave it.
+func (c *Call) From() string { return c.from }
+
+// To returns the To header of the first leg.
+func (c *Call) To() string { return c.to }
+
+// Logger returns a logger with the call_id attribute set.
+func (c *Call) Logger() *slog.Logger { return c.log }
+
+// Context returns a context that is cancelled, with cause ErrHangup, when
+// the call ends.
+func (c *Call) Context() context.Context { return c.ctx }
+
+// Events returns the call's event stream: call and leg state changes,
+// digits, playback. The channel is closed after the call.ended event.
+// Events are dropped (and logged) if the reader falls 64 behind.
+func (c *Call) Events() <-chan Event { return c.events }
+
+// request sends msg to the call actor and waits for its reply, for ctx, or
+// for the end of the call.
+func (c *Call) request(ctx context.Context, verb string, msg any, reply chan error) error {
+	if err := c.ended(); err != nil {
+		return fmt.Errorf("framework: %s: %w", verb, err)
+	}
+	c.root.Send(c.pid, msg)
+	select {
+	case err := <-reply:
+		if err != nil {
+			return fmt.Errorf("framework: %s: %w", verb, err)
+		}
+		return nil
+	case <-ctx.Done():
+		if err := c.ended(); err != nil {
+			return fmt.Errorf("framework: %s: %w", verb, err)
+		}
+		return fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+	case <-c.ctx.Done():
+		return fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+	}
+}
+
+func (c *Call) ended() error {
+	if c.ctx.Err() != nil {
+		return ErrHangup
+	}
+	return nil
+}
+
+// Answer answers the call (200 OK for SIP) and returns once it is
+// established. Answering an answered call does nothing.
+func (c *Call) Answer(ctx context.Context) error {
+	reply := make(chan error, 1)
+	return c.request(ctx, "answer", &answerReq{reply: reply}, reply)
+}
+
+// Ring tells the caller the call is ringing (180 for SIP).
+func (c *Call) Ring(ctx context.Context) error {
+	reply := make(chan error, 1)
+	return c.request(ctx, "ring", &ringReq{reply: reply}, reply)
+}
+
+// Reject refuses an unanswered call with a status such as 486 (busy), 603
+// (decline) or 404, and ends it.
+func (c *Call) Reject(ctx context.Context, code int) error {
+	reply := make(chan error, 1)
+	err := c.request(ctx, "reject", &rejectReq{code: code, reply: reply}, reply)
+	if errors.Is(err, ErrHangup) {
+		return nil // rejecting ends the call; the end may overtake the reply
+	}
+	return err
+}
+
+// Hangup ends the call: every leg is hung up (BYE) and the call flow's ctx
+// is cancelled. It returns once the legs are gone.
+func (c *Call) Hangup(ctx context.Context) error {
+	reply := make(chan error, 1)
+	err := c.request(ctx, "hangup", &hangupReq{reply: reply}, reply)
+	if errors.Is(err, ErrHangup) {
+		return nil
+	}
+	return err
+}
+
+// Play plays the sources one after the other to the caller and returns when
+// the last one ends. An unanswered call is answered first. Cancelling ctx
+// stops the playback. Sources are read on the media path and must not block.
+func (c *Call) Play(ctx context.Context, srcs ...media.Source) error {
+	if len(srcs) == 0 {
+		return nil
+	}
+	if err := c.Answer(ctx); err != nil {
+		return err
+	}
+	src := srcs[0]
+	if len(srcs) > 1 {
+		src = media.Sequence(srcs...)
+	}
+	p := &playReq{src: src, reply: make(chan error, 1)}
+	err := c.request(ctx, "play", p, p.reply)
+	if err != nil && !errors.Is(err, ErrHangup) && ctx.Err() != nil {
+		c.root.Send(c.pid, &stopPlayReq{play: p})
+	}
+	return err
+}
+
+// CollectOptions configure CollectDigits. The zero value collects one digit
+// with a 5 s first-digit and a 3 s inter-digit timeout.
+type CollectOptions struct {
+	// Max is how many digits to collect at most (default 1).
+	Max int
+	// Terminators end collection early; the terminator is not returned.
+	// E.g. "#".
+	Terminators string
+	// FirstDigitTimeout is how long to wait for the first digit, counted
+	// from the end of Prompt (default 5 s).
+	FirstDigitTimeout time.Duration
+	// InterDigitTimeout is how long to wait for each further digit
+	// (default 3 s).
+	InterDigitTimeout time.Duration
+	// Prompt, if set, is played first; the first digit interrupts it.
+	Prompt media.Source
+}
+
+// CollectDigits waits for DTMF digits and returns them. Digits pressed
+// before the call (type-ahead, e.g. during a previous prompt) count. It
+// returns ErrNoInput when no digit arrived, and the digits so far when the
+// inter-digit timeout expires.
+func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, error) {
+	if opts.Max <= 0 {
+		opts.Max = 1
+	}
+	if opts.FirstDigitTimeout <= 0 {
+		opts.FirstDigitTimeout = 5 * time.Second
+	}
+	if opts.InterDigitTimeout <= 0 {
+		opts.InterDigitTimeout = 3 * time.Second
+	}
+	if err := c.Answer(ctx); err != nil {
+		return "", err
+	}
+	var promptDone chan error
+	var prompt *playReq
+	if opts.Prompt != nil && len(c.digits) == 0 {
+		prompt = &playReq{src: opts.Prompt, reply: make(chan error, 1)}
+		promptDone = prompt.reply
+		c.root.Send(c.pid, prompt)
+		defer c.root.Send(c.pid, &stopPlayReq{play: prompt})
+	}
+	var got strings.Builder
+	var timer *time.Timer
+	if promptDone == nil {
+		timer = time.NewTimer(opts.FirstDigitTimeout)
+	} else {
+		timer = time.NewTimer(time.Hour)
+		timer.Stop()
+	}
+	defer timer.Stop()
+	for {
+		select {
+		case err := <-promptDone:
+			promptDone = nil
+			if errors.Is(err, ErrHangup) {
+				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+			}
+			if got.Len() == 0 {
+				timer.Reset(opts.FirstDigitTimeout)
+			}
+		case ev := <-c.digits:
+			if prompt != nil && got.Len() == 0 {
+				c.root.Send(c.pid, &stopPlayReq{play: prompt})
+				promptDone = nil
+			}
+			if strings.ContainsRune(opts.Terminators, ev.Digit) {
+				if got.Len() == 0 {
+					return "", nil
+				}
+				return got.String(), nil
+			}
+			got.WriteRune(ev.Digit)
+			if got.Len() >= opts.Max {
+				return got.String(), nil
+			}
+			timer.Reset(opts.InterDigitTimeout)
+		case <-timer.C:
+			if got.Len() == 0 {
+				return "", fmt.Errorf("framework: collect digits: %w", ErrNoInput)
+			}
+			return got.String(), nil
+		case <-ctx.Done():
+			if c.ctx.Err() != nil {
+				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+			}
+			return got.String(), fmt.Errorf("framework: collect digits: %w", ctx.Err())
+		case <-c.ctx.Done():
+			return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+		}
+	}
+}
+
+// FlushDigits discards digits typed ahead and not collected yet.
+func (c *Call) FlushDigits() {
+	for {
+		select {
+		case <-c.digits:
+		default:
+			return
+		}
+	}
+}
+
+// Listen sends the caller's audio, decoded to 20 ms PCM frames, to sink
+// until the call ends or Listen is called again (nil stops it). The sink is
+// called on the media path and must not block.
+func (c *Call) Listen(ctx context.Context, sink media.Sink) error {
+	reply := make(chan error, 1)
+	return c.request(ctx, "listen", &listenReq{sink: sink, reply: reply}, reply)
+}
+
+// SendMessage sends a text message to the caller (SIP MESSAGE inside the
+// call's dialog) and waits for it to be accepted. Messages from the caller
+// arrive as EventChat events.
+func (c *Call) SendMessage(ctx context.Context, text string) error {
+	m := &legSendChat{text: text, reply: make(chan error, 1)}
+	return c.request(ctx, "send message", m, m.reply)
+}

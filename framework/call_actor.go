@@ -1,0 +1,369 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// Requests from the Call handle (controller) to the call actor. Each
+// carries a buffered reply channel so the actor never blocks on replying.
+type (
+	answerReq struct{ reply chan error }
+	ringReq   struct{ reply chan error }
+	rejectReq struct {
+		code  int
+		reply chan error
+	}
+	hangupReq struct{ reply chan error }
+	playReq   struct {
+		src   media.Source
+		reply chan error
+	}
+	stopPlayReq struct{ play *playReq }
+	listenReq   struct {
+		sink  media.Sink
+		reply chan error
+	}
+	playDone struct {
+		play *playReq
+		err  error
+	}
+	controllerDone struct{ err error }
+	shutdownReq    struct{}
+)
+
+type legRef struct {
+	pid      *actor.PID
+	sig      Signaling
+	answered bool
+	ended    bool
+}
+
+// callActor owns all state of one call. Nothing else mutates it.
+type callActor struct {
+	srv     *Server
+	call    *Call
+	initial Signaling
+	cancel  context.CancelCauseFunc
+	log     *slog.Logger
+
+	legs   map[string]*legRef
+	order  []string // leg ids in join order; the first is the caller
+	seq    uint64
+	ending bool
+	ended  bool
+	cause  string
+
+	current   *playReq // playback on the caller's endpoint
+	stopPlay  func()
+	waitReply []chan error // hangup requests waiting for the legs to go
+	dial      *dialState
+	conf      *membership
+
+	start, answer time.Time
+}
+
+func (a *callActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.publish("", EventCallStarted, nil)
+		a.addLeg(ctx, a.initial)
+	case *legAnswered:
+		a.onLegAnswered(m.legID)
+	case *dialReq:
+		if a.conf != nil {
+			m.reply <- errors.New("the caller is in a conference")
+			return
+		}
+		a.startDial(ctx, m)
+	case *joinReq:
+		a.join(ctx, m)
+	case *leaveReq:
+		if a.conf != nil && a.conf.req == m.join {
+			a.leave(context.Canceled)
+		}
+		m.reply <- nil
+	case *dialResult:
+		a.onDialResult(ctx, m)
+	case *dialCancel:
+		if a.dial != nil && a.dial.req == m.dial {
+			a.endDial(ctx, context.Canceled, true)
+		}
+	case *legDTMF:
+		a.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
+		select {
+		case a.call.digits <- m.ev:
+		default:
+			a.log.Warn("digit buffer full, digit dropped", "digit", string(m.ev.Digit))
+		}
+	case *legEnded:
+		a.onLegEnded(ctx, m)
+	case *legChat:
+		a.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
+	case *legSendChat:
+		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
+	case *answerReq:
+		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, &legAnswer{reply: m.reply}) })
+	case *ringReq:
+		a.withFirstLeg(m.reply, func(l *legRef) { m.reply <- l.sig.Ringing() })
+	case *rejectReq:
+		a.withFirstLeg(m.reply, func(l *legRef) {
+			if l.answered {
+				m.reply <- ErrNotAnswered
+				return
+			}
+			a.cause = fmt.Sprintf("rejected %d", m.code)
+			ctx.Send(l.pid, &legReject{code: m.code, reply: m.reply})
+		})
+	case *hangupReq:
+		if a.ended {
+			m.reply <- nil
+			return
+		}
+		a.waitReply = append(a.waitReply, m.reply)
+		a.hangupAll(ctx, "hangup by application")
+	case *playReq:
+		a.play(ctx, m)
+	case *listenReq:
+		a.withFirstLeg(m.reply, func(l *legRef) {
+			l.sig.Endpoint().SetSink(m.sink)
+			m.reply <- nil
+		})
+	case *stopPlayReq:
+		if a.current == m.play && a.stopPlay != nil {
+			a.stopPlay()
+		}
+	case *playDone:
+		if a.current == m.play {
+			a.current, a.stopPlay = nil, nil
+		}
+		a.publish("", EventPlayFinished, nil)
+		switch {
+		case a.ended:
+			m.play.reply <- ErrHangup
+		case errors.Is(m.err, media.ErrInterrupted):
+			m.play.reply <- context.Canceled
+		case errors.Is(m.err, media.ErrClosed):
+			m.play.reply <- ErrHangup
+		default:
+			m.play.reply <- m.err
+		}
+	case *controllerDone:
+		if m.err != nil && !errors.Is(m.err, ErrHangup) {
+			a.log.Warn("call flow returned an error", "error", m.err)
+		}
+		if !a.ended {
+			a.hangupAll(ctx, "call flow finished")
+		}
+	case *shutdownReq:
+		a.hangupAll(ctx, "server shutdown")
+	case *actor.Stopped:
+		// Reached on normal end and when a panic stopped the actor: make sure
+		// nothing outlives the call.
+		if !a.ended {
+			a.log.Error("call actor stopped unexpectedly; tearing the call down")
+			for _, l := range a.legs {
+				go func(sig Signaling) { _ = sig.Hangup(context.Background()) }(l.sig)
+			}
+			a.finish("internal error")
+		}
+	}
+}
+
+func (a *callActor) addLeg(ctx actor.Context, sig Signaling) {
+	log := a.log.With("leg_id", sig.ID())
+	// Outbound legs reach the framework only once they are answered.
+	answered := !sig.Inbound()
+	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: &legActor{sig: sig, answered: answered}, log: log} })
+	pid := ctx.Spawn(props)
+	a.legs[sig.ID()] = &legRef{pid: pid, sig: sig}
+	a.order = append(a.order, sig.ID())
+	if answered {
+		a.onLegAnswered(sig.ID())
+	}
+}
+
+func (a *callActor) onLegAnswered(legID string) {
+	if l := a.legs[legID]; l != nil && !l.answered {
+		l.answered = true
+		if a.answer.IsZero() {
+			a.answer = time.Now()
+		}
+		a.publish(legID, EventLegAnswered, nil)
+	}
+}
+
+func (a *callActor) withFirstLeg(reply chan error, fn func(l *legRef)) {
+	if a.ended || len(a.order) == 0 {
+		reply <- ErrHangup
+		return
+	}
+	l := a.legs[a.order[0]]
+	if l.ended {
+		reply <- ErrHangup
+		return
+	}
+	fn(l)
+}
+
+func (a *callActor) play(ctx actor.Context, p *playReq) {
+	if a.ended || len(a.order) == 0 {
+		p.reply <- ErrHangup
+		return
+	}
+	l := a.legs[a.order[0]]
+	if l.ended {
+		p.reply <- ErrHangup
+		return
+	}
+	if (a.dial != nil && a.dial.unbridge != nil) || a.conf != nil {
+		// The caller's outbound audio belongs to the bridge or the
+		// conference until Dial or Join returns.
+		p.reply <- ErrBridged
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.current = p
+	a.publish(l.sig.ID(), EventPlayStarted, nil)
+	a.stopPlay = l.sig.Endpoint().Play(p.src, func(err error) {
+		root.Send(self, &playDone{play: p, err: err})
+	})
+}
+
+func (a *callActor) hangupAll(ctx actor.Context, cause string) {
+	if a.ending {
+		return
+	}
+	a.ending = true
+	live := 0
+	for _, l := range a.legs {
+		if l.ended || isClosed(l.sig.Done()) {
+			continue // gone already; its legEnded message is on the way
+		}
+		live++
+		ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
+	}
+	if live > 0 && a.cause == "" {
+		a.cause = cause
+	}
+	if live == 0 && len(a.legs) == 0 {
+		a.end(ctx)
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
+	l := a.legs[m.legID]
+	if l == nil || l.ended {
+		return
+	}
+	l.ended = true
+	cause := "hangup"
+	if m.cause != nil {
+		cause = causeString(m.cause)
+	}
+	if a.cause == "" {
+		a.cause = cause
+	}
+	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})
+	if a.dial != nil && a.dial.legID == m.legID {
+		a.endDial(ctx, nil, false) // the dialled party hung up; the caller stays
+	}
+	if len(a.order) > 0 && m.legID == a.order[0] {
+		// The caller owns the call: when it goes, everyone goes.
+		if a.dial != nil {
+			a.endDial(ctx, ErrHangup, false)
+		}
+		a.hangupAll(ctx, cause)
+	}
+	for _, l := range a.legs {
+		if !l.ended {
+			return
+		}
+	}
+	a.end(ctx)
+}
+
+func causeString(err error) string {
+	switch {
+	case errors.Is(err, sip.ErrRemoteHangup):
+		return "remote hangup"
+	case errors.Is(err, sip.ErrCanceled):
+		return "canceled"
+	case errors.Is(err, sip.ErrMediaTimeout):
+		return "media timeout"
+	case errors.Is(err, sip.ErrLocalHangup):
+		return "local hangup"
+	}
+	return err.Error()
+}
+
+// end runs once every leg is gone: the flow's ctx is cancelled, pending
+// requests fail with ErrHangup, the CDR is written and the actor stops.
+func (a *callActor) end(ctx actor.Context) {
+	if a.ended {
+		return
+	}
+	a.finish(a.cause)
+	for _, r := range a.waitReply {
+		r <- nil
+	}
+	a.waitReply = nil
+	ctx.Stop(ctx.Self())
+}
+
+func (a *callActor) finish(cause string) {
+	a.leave(ErrHangup)
+	a.ended = true
+	if a.dial != nil {
+		st := a.dial
+		a.dial = nil
+		st.cancel()
+		st.req.reply <- ErrHangup
+	}
+	a.cancel(ErrHangup)
+	a.publish("", EventCallEnded, EndData{Cause: cause})
+	close(a.call.events)
+	end := time.Now()
+	cdr := CDR{CallID: a.call.id, From: a.call.from, To: a.call.to, User: a.call.user,
+		Start: a.start, Answer: a.answer, End: end, Cause: cause}
+	if !a.answer.IsZero() {
+		cdr.Duration = end.Sub(a.answer)
+	}
+	if len(a.order) > 0 {
+		st := a.legs[a.order[0]].sig.Endpoint().Stats()
+		cdr.Media = MediaStats{PacketsIn: st.PacketsIn, PacketsOut: st.PacketsOut, Lost: st.Lost, Jitter: st.Jitter}
+	}
+	a.srv.callEnded(a.call, cdr)
+}
+
+func (a *callActor) publish(legID, typ string, data any) {
+	if a.ended && typ != EventCallEnded {
+		return
+	}
+	a.seq++
+	ev := Event{Seq: a.seq, Time: time.Now(), CallID: a.call.id, LegID: legID, Type: typ, Data: data}
+	if a.srv.cfg.OnEvent != nil {
+		a.srv.cfg.OnEvent(ev)
+	}
+	select {
+	case a.call.events <- ev:
+	default:
+		a.log.Debug("event stream full (nobody reads Events), event dropped", "type", typ, "seq", ev.Seq)
+	}
+}

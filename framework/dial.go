@@ -1,0 +1,196 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// Outcomes of a Dial that did not connect; they wrap the SIP status (see
+// sip.StatusError).
+var (
+	ErrBusy     = sip.ErrBusy
+	ErrDeclined = sip.ErrDeclined
+	ErrNotFound = sip.ErrNotFound
+	ErrNoAnswer = sip.ErrNoAnswer
+	ErrRejected = sip.ErrRejected
+)
+
+// DialOptions configure Dial. The zero value rings for 30 s with the
+// server's default caller id.
+type DialOptions struct {
+	// Timeout is how long the far end may ring (default 30 s).
+	Timeout time.Duration
+	// CallerID is the user part of the From URI presented to the far end.
+	CallerID string
+	// Username and Password answer the far end's digest challenge (trunks).
+	Username, Password string
+	// Headers are added to the outgoing INVITE.
+	Headers map[string]string
+	// Trunk, if set, sends the call through the named trunk (target is
+	// then a phone number) with the trunk's credentials and caller id.
+	Trunk string
+}
+
+// Dial calls target (a SIP URI or user@host), and when it answers, bridges
+// it with the caller: passthrough when both legs use the same codec,
+// transcoding otherwise. While it rings the caller hears ringing — a 180 if
+// the call is not answered yet (it is answered when the far end answers),
+// else a ringback tone.
+//
+// Dial returns nil when the dialled party hangs up (the caller is still on
+// the call and the flow goes on), ErrHangup when the caller hangs up, a
+// typed error (ErrBusy, ErrNoAnswer, ...) when the far end did not answer,
+// or ctx's error when ctx ends first (the dialled leg is then hung up).
+func (c *Call) Dial(ctx context.Context, target string, opts DialOptions) error {
+	d := &dialReq{target: target, opts: opts, reply: make(chan error, 1)}
+	err := c.request(ctx, "dial "+target, d, d.reply)
+	if err != nil && ctx.Err() != nil && c.ctx.Err() == nil {
+		c.root.Send(c.pid, &dialCancel{dial: d})
+	}
+	return err
+}
+
+type (
+	dialReq struct {
+		target string
+		opts   DialOptions
+		reply  chan error
+	}
+	dialCancel struct{ dial *dialReq }
+	dialResult struct {
+		dial           *dialReq
+		leg            *sip.Leg
+		callerAnswered bool
+		err            error
+	}
+	legMarkAnswered struct{}
+)
+
+// dialState is the one dial (or bridge) a call has under way.
+type dialState struct {
+	req      *dialReq
+	cancel   context.CancelFunc
+	ringback func()
+	legID    string // set once answered
+	unbridge func()
+}
+
+func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
+	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
+		d.reply <- ErrHangup
+		return
+	}
+	if a.dial != nil {
+		d.reply <- errors.New("a dial is already under way on this call")
+		return
+	}
+	caller := a.legs[a.order[0]]
+	dctx, cancel := context.WithCancel(context.Background())
+	st := &dialState{req: d, cancel: cancel}
+	a.dial = st
+	if caller.answered {
+		ringback := media.NewTone(media.Tone{Freqs: []float64{440, 480}, On: 2 * time.Second, Off: 4 * time.Second})
+		st.ringback = caller.sig.Endpoint().Play(ringback, nil)
+	} else if err := caller.sig.Ringing(); err != nil {
+		a.log.Debug("dial: 180 to caller failed", "error", err)
+	}
+	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
+	callerSig, callerAnswered := caller.sig, caller.answered
+	a.log.Info("dialing", "target", d.target)
+	go func() {
+		leg, err := dialLeg(dctx, agent, d.target, d.opts)
+		answered := false
+		if err == nil && !callerAnswered {
+			// The caller is answered only once the far end has answered.
+			if aerr := callerSig.Answer(dctx); aerr != nil {
+				_ = leg.Hangup(context.Background())
+				err = aerr
+			} else {
+				answered = true
+			}
+		}
+		root.Send(self, &dialResult{dial: d, leg: leg, callerAnswered: answered, err: err})
+	}()
+}
+
+func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
+	st := a.dial
+	if st == nil || st.req != m.dial {
+		if m.leg != nil {
+			go func() { _ = m.leg.Hangup(context.Background()) }()
+		}
+		return
+	}
+	if st.ringback != nil {
+		st.ringback()
+		st.ringback = nil
+	}
+	if m.err != nil {
+		a.dial = nil
+		st.cancel()
+		if a.ended {
+			m.dial.reply <- ErrHangup
+		} else {
+			m.dial.reply <- m.err
+		}
+		return
+	}
+	if m.callerAnswered {
+		caller := a.legs[a.order[0]]
+		ctx.Send(caller.pid, &legMarkAnswered{})
+		a.onLegAnswered(caller.sig.ID())
+	}
+	if a.ended || a.ending {
+		a.dial = nil
+		st.cancel()
+		go func() { _ = m.leg.Hangup(context.Background()) }()
+		m.dial.reply <- ErrHangup
+		return
+	}
+	a.addLeg(ctx, m.leg) // answered: addLeg publishes leg.answered
+	caller := a.legs[a.order[0]]
+	// A playback on the caller (the flow may play from another goroutine)
+	// gives way to the bridge.
+	st.legID = m.leg.ID()
+	st.unbridge = media.Bridge(caller.sig.Endpoint(), m.leg.Endpoint())
+	a.publish(m.leg.ID(), EventLegBridged, nil)
+	a.log.Info("dial: answered and bridged", "leg_id", m.leg.ID(), "codec_a", caller.sig.Endpoint().Config().Codec.Name,
+		"codec_b", m.leg.Endpoint().Config().Codec.Name)
+}
+
+// endDial finishes the dial when its leg ends or is cancelled; err goes to
+// the waiting Dial.
+func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
+	st := a.dial
+	if st == nil {
+		return
+	}
+	a.dial = nil
+	st.cancel()
+	if st.ringback != nil {
+		st.ringback()
+	}
+	if st.unbridge != nil {
+		st.unbridge()
+	}
+	if hangupLeg && st.legID != "" {
+		if l := a.legs[st.legID]; l != nil && !l.ended {
+			ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
+		}
+	}
+	st.req.reply <- err
+}
+
+func dialLeg(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
+	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID,
+		Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
+	if opts.Trunk != "" {
+		return agent.DialTrunk(ctx, opts.Trunk, target, so)
+	}
+	return agent.Dial(ctx, target, so)
+}

@@ -1,0 +1,130 @@
+package framework
+
+import (
+	"context"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Signaling is what a transport package (sip, bridge) hands the framework
+// for each leg: signaling state plus the leg's media endpoint. It is not
+// SIP-specific; sip.Leg implements it and so will browser legs.
+type Signaling interface {
+	ID() string
+	Kind() string // "sip", "webrtc"
+	Inbound() bool
+	User() string // called user (inbound) or dialled target (outbound)
+	From() string
+	To() string
+	Ringing() error
+	Answer(ctx context.Context) error
+	Reject(code int, reason string) error
+	Hangup(ctx context.Context) error
+	Endpoint() *media.Endpoint
+	Done() <-chan struct{} // closed when the leg has ended, for any reason
+	Err() error            // why it ended
+	// OnChat sets the callback for text messages the far end sends in the
+	// call (SIP MESSAGE; the browser's chat).
+	OnChat(fn func(contentType, text string))
+	// SendChat sends a text message to the far end.
+	SendChat(ctx context.Context, text string) error
+}
+
+// Messages between a call actor and its leg actors.
+type (
+	legAnswer struct{ reply chan error }
+	legReject struct {
+		code  int
+		reply chan error
+	}
+	legHangup   struct{ reply chan error }
+	legOpResult struct {
+		op    string
+		err   error
+		reply chan error
+	}
+	legEnded struct {
+		legID string
+		cause error
+	}
+	legAnswered struct{ legID string }
+	legDTMF     struct {
+		legID string
+		ev    media.DTMFEvent
+	}
+	legWatch struct{}
+	legChat  struct {
+		legID, contentType, text string
+	}
+	legSendChat struct {
+		text  string
+		reply chan error
+	}
+)
+
+// legActor owns one leg's signaling. Blocking signaling work (waiting for
+// an ACK, sending BYE) runs in a goroutine whose result comes back as a
+// message, so the mailbox never blocks.
+type legActor struct {
+	sig      Signaling
+	answered bool
+	ended    bool
+}
+
+func (a *legActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.sig.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
+			root.Send(self, &legDTMF{legID: a.sig.ID(), ev: ev})
+		})
+		a.sig.OnChat(func(ct, text string) {
+			root.Send(self, &legChat{legID: a.sig.ID(), contentType: ct, text: text})
+		})
+		done := a.sig.Done()
+		go func() {
+			<-done
+			root.Send(self, &legWatch{})
+		}()
+	case *legWatch:
+		if !a.ended {
+			a.ended = true
+			ctx.Send(ctx.Parent(), &legEnded{legID: a.sig.ID(), cause: a.sig.Err()})
+		}
+	case *legDTMF:
+		ctx.Send(ctx.Parent(), m)
+	case *legChat:
+		ctx.Send(ctx.Parent(), m)
+	case *legSendChat:
+		a.run(ctx, "chat", m.reply, func() error { return a.sig.SendChat(context.Background(), m.text) })
+	case *legMarkAnswered:
+		a.answered = true
+	case *legAnswer:
+		if a.answered {
+			m.reply <- nil
+			return
+		}
+		a.run(ctx, "answer", m.reply, func() error { return a.sig.Answer(context.Background()) })
+	case *legReject:
+		a.run(ctx, "reject", m.reply, func() error { return a.sig.Reject(m.code, "") })
+	case *legHangup:
+		a.run(ctx, "hangup", m.reply, func() error { return a.sig.Hangup(context.Background()) })
+	case *legOpResult:
+		if m.op == "answer" && m.err == nil && !a.answered {
+			a.answered = true
+			ctx.Send(ctx.Parent(), &legAnswered{legID: a.sig.ID()})
+		}
+		if m.reply != nil {
+			m.reply <- m.err
+		}
+	}
+}
+
+func (a *legActor) run(ctx actor.Context, op string, reply chan error, fn func() error) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		err := fn()
+		root.Send(self, &legOpResult{op: op, err: err, reply: reply})
+	}()
+}

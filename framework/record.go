@@ -1,0 +1,92 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// RecordOptions configure Record. The zero value records up to 60 s and
+// stops on "#".
+type RecordOptions struct {
+	// MaxDuration ends the recording (default 60 s).
+	MaxDuration time.Duration
+	// StopDigits end the recording when pressed (default "#"; "-" for
+	// none). The digit is not part of the file.
+	StopDigits string
+	// Beep plays a short 1 kHz tone first, the way voicemail does.
+	Beep bool
+}
+
+// Record records what the caller says into a 16-bit PCM WAV file at path
+// until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
+// recorded. The file is valid whatever ends the recording — even a crash
+// of the server (see media.WAVRecorder). A hangup returns the duration
+// with ErrHangup. Record takes the caller's audio the way Listen does.
+func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (time.Duration, error) {
+	if opts.MaxDuration <= 0 {
+		opts.MaxDuration = time.Minute
+	}
+	switch opts.StopDigits {
+	case "":
+		opts.StopDigits = "#"
+	case "-":
+		opts.StopDigits = ""
+	}
+	if err := c.Answer(ctx); err != nil {
+		return 0, err
+	}
+	if opts.Beep {
+		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 250 * time.Millisecond})); err != nil {
+			return 0, err
+		}
+	}
+	rate := 8000 // every codec we negotiate today decodes to 8 kHz
+	rec, err := media.NewWAVRecorder(path, rate)
+	if err != nil {
+		return 0, fmt.Errorf("framework: record: %w", err)
+	}
+	if err := c.Listen(ctx, rec); err != nil {
+		_ = rec.Close()
+		return 0, err
+	}
+	timer := time.NewTimer(opts.MaxDuration)
+	defer timer.Stop()
+	var end error
+loop:
+	for {
+		select {
+		case <-timer.C:
+			break loop
+		case ev := <-c.digits:
+			if strings.ContainsRune(opts.StopDigits, ev.Digit) {
+				break loop
+			}
+		case <-c.ctx.Done():
+			end = ErrHangup
+			break loop
+		case <-ctx.Done():
+			end = ctx.Err()
+			if c.ctx.Err() != nil {
+				end = ErrHangup // the flow's ctx ends with the call
+			}
+			break loop
+		}
+	}
+	if end == nil || !errors.Is(end, ErrHangup) {
+		_ = c.Listen(context.Background(), nil)
+	}
+	cerr := rec.Close()
+	d := time.Duration(rec.Bytes()/2) * time.Second / time.Duration(rate)
+	if end != nil {
+		return d, fmt.Errorf("framework: record: %w", end)
+	}
+	if cerr != nil {
+		return d, cerr
+	}
+	return d, nil
+}

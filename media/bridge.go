@@ -1,0 +1,51 @@
+package media
+
+// Bridge connects two started endpoints so that each hears the other, and
+// returns the function that disconnects them.
+//
+// When both legs use the same codec at the same clock rate the bridge is a
+// passthrough: each endpoint's reader forwards packets straight out of the
+// other's socket, rewriting only the RTP header (SSRC, payload type,
+// sequence, timestamp). Nothing is decoded, nothing allocated, no goroutine
+// added; telephone-events are forwarded when both sides negotiated them.
+// Otherwise audio is decoded into a Pipe each way and re-encoded by the other
+// endpoint's sender (one 20 ms frame of buffering per direction, plus up to
+// two frames of jitter absorption).
+//
+// Bridging replaces what either endpoint was playing. The sinks of both
+// endpoints are left alone in passthrough mode; in transcoding mode they are
+// taken for the pipes and cleared by the returned function.
+func Bridge(a, b *Endpoint) (unbridge func()) {
+	ca, cb := a.Config(), b.Config()
+	if ca.Codec.Name == cb.Codec.Name && ca.Codec.ClockRate == cb.Codec.ClockRate {
+		a.stopCurrent()
+		b.stopCurrent()
+		a.ForwardTo(b)
+		b.ForwardTo(a)
+		return func() {
+			a.ForwardTo(nil)
+			b.ForwardTo(nil)
+		}
+	}
+	ab, ba := NewPipe(2), NewPipe(2)
+	a.SetSink(ab)
+	b.SetSink(ba)
+	stopB := b.Play(ab, nil)
+	stopA := a.Play(ba, nil)
+	return func() {
+		a.SetSink(nil)
+		b.SetSink(nil)
+		stopA()
+		stopB()
+	}
+}
+
+// stopCurrent ends the current playback, if any, with ErrInterrupted.
+func (e *Endpoint) stopCurrent() {
+	e.mu.Lock()
+	p := e.play
+	e.mu.Unlock()
+	if p != nil {
+		e.stopPlayback(p, ErrInterrupted)
+	}
+}

@@ -1,0 +1,68 @@
+package media
+
+import "strings"
+
+// Codec turns 20 ms PCM frames into RTP payloads and back. Implementations
+// are stateless or hold per-stream state; create one per direction of a
+// stream with the factory in CodecSpec.
+type Codec interface {
+	// Encode appends the payload for one frame at the codec's clock rate to
+	// dst and returns it. It must not allocate when dst has capacity.
+	Encode(dst []byte, pcm []int16) []byte
+	// Decode appends the samples of payload to dst and returns them.
+	Decode(dst []int16, payload []byte) []int16
+}
+
+// CodecSpec describes a codec as SDP names it, and makes encoder/decoder
+// instances of it.
+type CodecSpec struct {
+	Name        string // SDP encoding name, e.g. "PCMU"
+	ClockRate   int    // RTP clock rate
+	SampleRate  int    // PCM sample rate of frames handed to Encode / returned by Decode
+	Channels    int
+	PayloadType uint8 // static payload type, or the default dynamic one
+	New         func() Codec
+}
+
+// SamplesPerFrame returns the PCM samples in one 20 ms frame of this codec.
+func (c CodecSpec) SamplesPerFrame() int { return SamplesPerFrame(c.SampleRate) }
+
+// TimestampStep returns how far the RTP timestamp advances per 20 ms frame.
+func (c CodecSpec) TimestampStep() uint32 { return uint32(c.ClockRate * FrameDurationMs / 1000) }
+
+// Registry of the codecs the engine can encode and decode, in preference order.
+var builtinCodecs = []CodecSpec{
+	{Name: "PCMU", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 0, New: func() Codec { return PCMU{} }},
+	{Name: "PCMA", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 8, New: func() Codec { return PCMA{} }},
+}
+
+// Codecs returns the codecs the engine supports, in default preference order.
+func Codecs() []CodecSpec {
+	out := make([]CodecSpec, len(builtinCodecs))
+	copy(out, builtinCodecs)
+	return out
+}
+
+// LookupCodec finds a supported codec by SDP encoding name and clock rate.
+func LookupCodec(name string, clockRate int) (CodecSpec, bool) {
+	for _, c := range builtinCodecs {
+		if strings.EqualFold(c.Name, name) && c.ClockRate == clockRate {
+			return c, true
+		}
+	}
+	return CodecSpec{}, false
+}
+
+// LookupStaticPayloadType finds a supported codec by its static RTP payload
+// type (RFC 3551), for SDP offers that omit the rtpmap line.
+func LookupStaticPayloadType(pt uint8) (CodecSpec, bool) {
+	if pt >= 96 {
+		return CodecSpec{}, false
+	}
+	for _, c := range builtinCodecs {
+		if c.PayloadType == pt {
+			return c, true
+		}
+	}
+	return CodecSpec{}, false
+}

@@ -1,0 +1,722 @@
+package media
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// StreamConfig is what SDP negotiation decided for one RTP stream.
+type StreamConfig struct {
+	Codec CodecSpec
+	// PayloadType is the payload type agreed for Codec (the offerer's number).
+	PayloadType uint8
+	// DTMFPayloadType is the agreed telephone-event payload type; 0 means the
+	// peer did not offer RFC 4733.
+	DTMFPayloadType uint8
+	// Remote is where RTP goes until symmetric RTP latches onto the address
+	// the peer actually sends from.
+	Remote netip.AddrPort
+	// Direction restricts the stream: "sendrecv" (default), "sendonly",
+	// "recvonly" or "inactive", from this endpoint's point of view.
+	Direction string
+}
+
+// EndpointStats are counters of one endpoint. Reading them is cheap.
+type EndpointStats struct {
+	PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut     uint64
+	// Dropped counts packets refused: from an unexpected source after
+	// latching, malformed, or of an unknown payload type.
+	Dropped  uint64
+	LastRecv time.Time
+	// Expected and Lost follow RFC 3550 A.3 for the current source (late
+	// and duplicate packets make Lost smaller, never negative); Jitter is
+	// the RFC 3550 interarrival jitter estimate.
+	Expected, Lost uint64
+	Jitter         time.Duration
+}
+
+// Endpoint is one RTP stream on one UDP port: a reader goroutine that
+// decodes what arrives and hands it to a Sink (and DTMF to a callback), and
+// a sender goroutine that every 20 ms reads a frame from the current Source,
+// encodes it and sends it. Packets never pass through an actor.
+//
+// Cost on the media path: one goroutine per direction, no allocation per
+// packet once running.
+type Endpoint struct {
+	conn  *net.UDPConn
+	port  int
+	pool  *PortPool
+	local netip.AddrPort
+	log   *slog.Logger
+
+	mu      sync.Mutex // guards play, dtmfQ, started, closed
+	cfg     atomic.Pointer[StreamConfig]
+	play    *playback
+	dtmfQ   []dtmfRequest
+	started bool
+	closed  bool
+
+	remote  atomic.Pointer[netip.AddrPort]
+	latched atomic.Bool
+	sink    atomic.Pointer[sinkBox]
+	onDTMF  atomic.Pointer[func(DTMFEvent)]
+	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
+	fedBy   atomic.Int32             // how many endpoints forward into this one
+
+	out      outState
+	snd      sender
+	pacer    *Pacer
+	unpace   func()
+	isClosed atomic.Bool
+
+	onTimeout     func()
+	mediaTimeout  time.Duration
+	noIdleSilence bool
+
+	ssrc uint32
+
+	rstats                recvStats
+	packetsIn, packetsOut atomic.Uint64
+	bytesIn, bytesOut     atomic.Uint64
+	dropped               atomic.Uint64
+	lastRecv              atomic.Int64
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+type sinkBox struct{ s Sink }
+
+// outState is the outbound RTP numbering, shared by the sender goroutine
+// (generated audio, DTMF) and by a bridged peer's reader goroutine
+// (forwarded packets), so the far end sees one continuous stream.
+type outState struct {
+	mu      sync.Mutex
+	seq     uint16 // next sequence number
+	clockTS uint32 // RTP clock, advanced every 20 ms by the sender
+	// Forwarding run: offsets that map the source's numbering onto ours,
+	// kept while the source SSRC stays the same so gaps and timing survive.
+	fwdOn  bool
+	fwdSrc uint32
+	seqOff uint16
+	tsOff  uint32
+}
+
+type playback struct {
+	src  Source
+	done func(error)
+}
+
+type dtmfRequest struct {
+	digit    rune
+	duration time.Duration
+}
+
+// EndpointOptions tune an endpoint. The zero value is usable.
+type EndpointOptions struct {
+	Logger *slog.Logger
+	// MediaTimeout is how long the endpoint waits without receiving RTP
+	// (while the stream is meant to receive) before calling OnMediaTimeout.
+	// Zero disables the check.
+	MediaTimeout time.Duration
+	// OnMediaTimeout is called once, from the sender goroutine, when the
+	// media timeout expires.
+	OnMediaTimeout func()
+	// NoIdleSilence stops the endpoint from sending silence frames while
+	// nothing plays (by default an answered stream never goes quiet).
+	NoIdleSilence bool
+	// Pacer, if set, drives the endpoint's 20 ms send clock; otherwise the
+	// endpoint runs a ticker goroutine of its own.
+	Pacer *Pacer
+}
+
+// NewEndpoint binds a UDP socket from pool on ip. The endpoint does nothing
+// until Configure and Start are called, so its address can go into an SDP
+// answer before negotiation finishes.
+func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint, error) {
+	conn, port, err := pool.Listen(ip)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	e := &Endpoint{
+		conn:          conn,
+		port:          port,
+		pool:          pool,
+		local:         netip.AddrPortFrom(ip, uint16(port)),
+		log:           log,
+		ssrc:          binary.BigEndian.Uint32(b[:]),
+		done:          make(chan struct{}),
+		onTimeout:     opts.OnMediaTimeout,
+		noIdleSilence: opts.NoIdleSilence,
+		pacer:         opts.Pacer,
+		mediaTimeout:  opts.MediaTimeout,
+	}
+	return e, nil
+}
+
+// LocalAddr is the address the endpoint receives on.
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+
+// Configure sets the negotiated stream parameters. It may be called again
+// (re-INVITE); a changed remote address un-latches symmetric RTP.
+func (e *Endpoint) Configure(cfg StreamConfig) {
+	if cfg.Direction == "" {
+		cfg.Direction = "sendrecv"
+	}
+	var old netip.AddrPort
+	if prev := e.cfg.Swap(&cfg); prev != nil {
+		old = prev.Remote
+	}
+	if old != cfg.Remote || e.remote.Load() == nil {
+		r := cfg.Remote
+		e.remote.Store(&r)
+		e.latched.Store(false)
+	}
+}
+
+// Config returns the current stream configuration.
+func (e *Endpoint) Config() StreamConfig {
+	if c := e.cfg.Load(); c != nil {
+		return *c
+	}
+	return StreamConfig{}
+}
+
+// Start launches the reader and sender goroutines. Configure first.
+func (e *Endpoint) Start() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started || e.closed {
+		return
+	}
+	e.started = true
+	e.lastRecv.Store(time.Now().UnixNano())
+	e.initSender()
+	e.wg.Add(1)
+	go e.readLoop()
+	if e.pacer != nil {
+		e.unpace = e.pacer.add(e)
+	} else {
+		e.wg.Add(1)
+		go e.sendLoop()
+	}
+}
+
+// SetSink directs decoded inbound audio to s (nil stops delivery). The sink
+// is called from the reader goroutine and must not block.
+func (e *Endpoint) SetSink(s Sink) {
+	if s == nil {
+		e.sink.Store(nil)
+		return
+	}
+	e.sink.Store(&sinkBox{s})
+}
+
+// OnDTMF sets the callback for received digits; it runs on the reader
+// goroutine and must not block.
+func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
+	if fn == nil {
+		e.onDTMF.Store(nil)
+		return
+	}
+	e.onDTMF.Store(&fn)
+}
+
+// InjectDTMF reports a digit that arrived by signaling (SIP INFO) through
+// the same callback as RFC 4733 digits, so consumers see one stream.
+func (e *Endpoint) InjectDTMF(ev DTMFEvent) {
+	if fn := e.onDTMF.Load(); fn != nil {
+		(*fn)(ev)
+	}
+}
+
+// Play makes src the endpoint's outbound audio, replacing (and finishing
+// with ErrInterrupted) whatever played before. done is called once, from the
+// sender goroutine or from Stop/Close, with nil when src reached io.EOF, the
+// source's error, ErrInterrupted when replaced or stopped, or ErrClosed.
+// The returned function stops this playback if it is still current.
+func (e *Endpoint) Play(src Source, done func(error)) (stop func()) {
+	p := &playback{src: src, done: done}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		if done != nil {
+			done(ErrClosed)
+		}
+		return func() {}
+	}
+	prev := e.play
+	e.play = p
+	e.mu.Unlock()
+	if prev != nil && prev.done != nil {
+		prev.done(ErrInterrupted)
+	}
+	return func() { e.stopPlayback(p, ErrInterrupted) }
+}
+
+// ErrInterrupted reports a playback that was stopped or replaced.
+var ErrInterrupted = errors.New("media: playback interrupted")
+
+func (e *Endpoint) stopPlayback(p *playback, cause error) {
+	e.mu.Lock()
+	if e.play != p {
+		e.mu.Unlock()
+		return
+	}
+	e.play = nil
+	e.mu.Unlock()
+	if p.done != nil {
+		p.done(cause)
+	}
+}
+
+// SendDTMF queues an RFC 4733 digit of the given duration (default 100 ms).
+// It fails when the peer did not negotiate telephone-event.
+func (e *Endpoint) SendDTMF(digit rune, duration time.Duration) error {
+	if _, ok := DTMFCode(digit); !ok {
+		return fmt.Errorf("media: %q is not a DTMF digit", digit)
+	}
+	if duration <= 0 {
+		duration = 100 * time.Millisecond
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.cfg.Load(); c == nil || c.DTMFPayloadType == 0 {
+		return errors.New("media: peer did not negotiate telephone-event")
+	}
+	e.dtmfQ = append(e.dtmfQ, dtmfRequest{digit, duration})
+	return nil
+}
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() EndpointStats {
+	st := EndpointStats{
+		PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
+		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(),
+		Dropped:  e.dropped.Load(),
+		LastRecv: time.Unix(0, e.lastRecv.Load()),
+	}
+	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
+	return st
+}
+
+// Close stops both goroutines, finishes any playback with ErrClosed, closes
+// the socket and returns the port to the pool. It is safe to call twice.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.isClosed.Store(true)
+	p := e.play
+	e.play = nil
+	unpace := e.unpace
+	e.mu.Unlock()
+	if unpace != nil {
+		unpace()
+	}
+	close(e.done)
+	err := e.conn.Close()
+	e.wg.Wait()
+	e.pool.Release(e.port)
+	if p != nil && p.done != nil {
+		p.done(ErrClosed)
+	}
+	return err
+}
+
+func (e *Endpoint) readLoop() {
+	defer e.wg.Done()
+	buf := make([]byte, 1500)
+	var hdr rtp.Header
+	var pcm []int16
+	var framer reframer
+	var lastEventTS uint32
+	var haveEvent bool
+	rx := rxFanout{det: &DTMFDetector{OnDigit: func(ev DTMFEvent) {
+		if fn := e.onDTMF.Load(); fn != nil {
+			(*fn)(ev)
+		}
+	}}}
+	for {
+		n, from, err := e.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP-induced errors (port unreachable) are transient on UDP.
+			select {
+			case <-e.done:
+				return
+			default:
+				continue
+			}
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		hl, err := hdr.Unmarshal(buf[:n])
+		if err != nil || hdr.Version != 2 {
+			e.dropped.Add(1)
+			continue
+		}
+		if !e.latched.Load() {
+			e.remote.Store(&from)
+			e.latched.Store(true)
+		} else if r := e.remote.Load(); r == nil || *r != from {
+			e.dropped.Add(1)
+			continue
+		}
+		payload := buf[hl:n]
+		if hdr.Padding && len(payload) > 0 {
+			pad := int(payload[len(payload)-1])
+			if pad > len(payload) {
+				e.dropped.Add(1)
+				continue
+			}
+			payload = payload[:len(payload)-pad]
+		}
+		e.packetsIn.Add(1)
+		e.bytesIn.Add(uint64(n))
+		now := time.Now()
+		e.lastRecv.Store(now.UnixNano())
+
+		cfg := e.cfg.Load()
+		if cfg == nil {
+			continue
+		}
+		e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
+		isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
+		if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
+			dst.forwardPacket(&hdr, buf[:hl+len(payload)], hl, isDTMF)
+		}
+		switch {
+		case isDTMF:
+			ev, err := ParseTelephoneEvent(payload)
+			if err != nil {
+				e.dropped.Add(1)
+				continue
+			}
+			if haveEvent && hdr.Timestamp == lastEventTS {
+				continue // update or end packet of an event already reported
+			}
+			haveEvent, lastEventTS = true, hdr.Timestamp
+			d := DTMFDigit(ev.Event)
+			if d == 0 {
+				continue
+			}
+			if fn := e.onDTMF.Load(); fn != nil {
+				(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
+			}
+		case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
+			sb := e.sink.Load()
+			// Without RFC 4733 the peer's digits are tones in the audio.
+			inband := cfg.DTMFPayloadType == 0 && cfg.Codec.SampleRate == 8000 && e.onDTMF.Load() != nil
+			if sb == nil && !inband {
+				continue
+			}
+			if framer.codec == nil || framer.spec.Name != cfg.Codec.Name {
+				framer.reset(cfg.Codec)
+			}
+			pcm = framer.codec.Decode(pcm[:0], payload)
+			rx.user, rx.inband = nil, inband
+			if sb != nil {
+				rx.user = sb.s
+			}
+			framer.push(pcm, &rx)
+		case hdr.PayloadType == 13: // comfort noise: nothing to decode
+		default:
+			e.dropped.Add(1)
+		}
+	}
+}
+
+// rxFanout hands decoded inbound frames to the in-band DTMF detector
+// (when the peer has no RFC 4733) and to the endpoint's sink.
+type rxFanout struct {
+	user   Sink
+	det    *DTMFDetector
+	inband bool
+}
+
+func (r *rxFanout) WriteFrame(f *Frame) error {
+	if r.inband {
+		_ = r.det.WriteFrame(f)
+	}
+	if r.user != nil {
+		return r.user.WriteFrame(f)
+	}
+	return nil
+}
+
+// reframer turns decoded payloads of any ptime into 20 ms frames.
+type reframer struct {
+	spec  CodecSpec
+	codec Codec
+	frame *Frame
+	fill  int
+}
+
+func (r *reframer) reset(spec CodecSpec) {
+	r.spec, r.codec = spec, spec.New()
+	r.frame = NewFrame(spec.SampleRate)
+	r.fill = 0
+}
+
+func (r *reframer) push(pcm []int16, s Sink) {
+	for len(pcm) > 0 {
+		n := copy(r.frame.Samples[r.fill:], pcm)
+		r.fill += n
+		pcm = pcm[n:]
+		if r.fill == len(r.frame.Samples) {
+			_ = s.WriteFrame(r.frame)
+			r.fill = 0
+		}
+	}
+}
+
+// sender is the state of an endpoint's outbound stream between 20 ms
+// ticks. Only one goroutine runs tick at a time: the endpoint's own
+// sendLoop, or the Pacer shard the endpoint belongs to.
+type sender struct {
+	buf     []byte
+	hdr     rtp.Header
+	frame   *Frame
+	enc     Codec
+	encName string
+	silence []byte // one encoded frame of silence for the current codec
+	marker  bool
+	dtmf    *dtmfSender
+	timeout bool
+}
+
+func (e *Endpoint) initSender() {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	e.out.mu.Lock()
+	e.out.seq = binary.BigEndian.Uint16(b[:2])
+	e.out.clockTS = binary.BigEndian.Uint32(b[2:]) >> 1
+	e.out.mu.Unlock()
+	e.snd = sender{buf: make([]byte, 1500), hdr: rtp.Header{Version: 2, SSRC: e.ssrc}, marker: true}
+}
+
+// sendLoop paces an endpoint that has no Pacer with its own ticker.
+func (e *Endpoint) sendLoop() {
+	defer e.wg.Done()
+	tick := time.NewTicker(FrameDurationMs * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-tick.C:
+			e.sendTick()
+		}
+	}
+}
+
+// sendTick produces this 20 ms frame's packet: a DTMF event packet, the
+// next frame of the current Source, silence, or nothing (on hold, or while
+// a bridge feeds the endpoint).
+func (e *Endpoint) sendTick() {
+	if e.isClosed.Load() {
+		return
+	}
+	s := &e.snd
+	cfgp := e.cfg.Load()
+	if cfgp == nil {
+		return
+	}
+	cfg := *cfgp
+	e.mu.Lock()
+	p := e.play
+	if s.dtmf == nil && len(e.dtmfQ) > 0 {
+		r := e.dtmfQ[0]
+		e.dtmfQ = e.dtmfQ[1:]
+		code, _ := DTMFCode(r.digit)
+		step := uint16(cfg.Codec.TimestampStep())
+		s.dtmf = &dtmfSender{code: code, step: step, ts: e.out.peekTS(),
+			total: uint16(min(int64(r.duration)*int64(cfg.Codec.ClockRate)/int64(time.Second), 0xffff))}
+	}
+	e.mu.Unlock()
+
+	if !s.timeout && e.mediaTimeout > 0 && e.onTimeout != nil && cfg.Direction != "sendonly" && cfg.Direction != "inactive" {
+		if time.Since(time.Unix(0, e.lastRecv.Load())) > e.mediaTimeout {
+			s.timeout = true
+			go e.onTimeout()
+		}
+	}
+	if cfg.Codec.New == nil {
+		return
+	}
+	if s.enc == nil || s.encName != cfg.Codec.Name {
+		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
+		s.frame = NewFrame(cfg.Codec.SampleRate)
+		s.silence = s.enc.Encode(nil, make([]int16, len(s.frame.Samples)))
+	}
+	step := cfg.Codec.TimestampStep()
+	// Pull audio even while a digit is sent so prompts keep their timing.
+	haveAudio := false
+	if p != nil {
+		err := p.src.ReadFrame(s.frame)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			e.stopPlayback(p, err)
+		} else {
+			haveAudio = true
+		}
+	}
+	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
+	remote := e.remote.Load()
+	hdr := &s.hdr
+	if s.dtmf != nil {
+		ev, first, last := s.dtmf.next()
+		hdr.PayloadType = cfg.DTMFPayloadType
+		hdr.Marker = first
+		hdr.Timestamp = s.dtmf.ts
+		hdr.SequenceNumber, _ = e.out.tick(step, true)
+		n, _ := hdr.MarshalTo(s.buf)
+		out := ev.AppendTo(s.buf[:n])
+		if send && remote != nil && remote.IsValid() {
+			e.write(out, *remote)
+		}
+		if last {
+			s.dtmf = nil
+			s.marker = true
+		}
+		return
+	}
+	if !haveAudio && (e.fedBy.Load() > 0 || !send || e.noIdleSilence) {
+		// Bridged (forwarded packets go out from the peer's reader),
+		// on hold, or told to stay quiet: keep the clock running and
+		// mark the next talkspurt.
+		e.out.tick(step, false)
+		s.marker = true
+		return
+	}
+	hdr.PayloadType = cfg.PayloadType
+	hdr.Marker = s.marker
+	hdr.SequenceNumber, hdr.Timestamp = e.out.tick(step, true)
+	s.marker = false
+	n, _ := hdr.MarshalTo(s.buf)
+	var out []byte
+	if haveAudio {
+		out = s.enc.Encode(s.buf[:n], s.frame.Samples)
+	} else {
+		// Nothing to play: send silence, so the far end's RTP timeout
+		// (carriers hang up silent calls) and NAT bindings stay happy.
+		out = append(s.buf[:n], s.silence...)
+	}
+	if send && remote != nil && remote.IsValid() {
+		e.write(out, *remote)
+	}
+}
+
+func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
+	if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		return
+	}
+	e.packetsOut.Add(1)
+	e.bytesOut.Add(uint64(len(pkt)))
+}
+
+// tick advances the RTP clock by one frame. When send is true it also takes
+// a sequence number for a generated packet, returning it with the frame's
+// timestamp, and ends any forwarding run.
+func (o *outState) tick(step uint32, send bool) (seq uint16, ts uint32) {
+	o.mu.Lock()
+	ts = o.clockTS
+	o.clockTS += step
+	if send {
+		seq = o.seq
+		o.seq++
+		o.fwdOn = false
+	}
+	o.mu.Unlock()
+	return seq, ts
+}
+
+func (o *outState) peekTS() uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.clockTS
+}
+
+// ForwardTo makes e pass every inbound audio and telephone-event packet to
+// dst unchanged but for its header: dst's SSRC, payload type, and sequence
+// number and timestamp continuing dst's own. Nothing is decoded and nothing
+// is allocated. nil stops forwarding. Decoding to the sink and DTMF
+// reporting go on as before.
+func (e *Endpoint) ForwardTo(dst *Endpoint) {
+	if old := e.forward.Swap(dst); old != nil {
+		old.fedBy.Add(-1)
+	}
+	if dst != nil {
+		dst.fedBy.Add(1)
+	}
+}
+
+// forwardPacket sends pkt (an RTP packet whose header is hl bytes long, in
+// the source endpoint's read buffer) out of e. The header is rewritten in
+// place: the 12 bytes before the payload become the new fixed header (CSRCs
+// and extensions are dropped), so the payload is never copied.
+func (e *Endpoint) forwardPacket(h *rtp.Header, pkt []byte, hl int, dtmf bool) {
+	cfg := e.cfg.Load()
+	remote := e.remote.Load()
+	if cfg == nil || remote == nil || !remote.IsValid() || (cfg.Direction != "sendrecv" && cfg.Direction != "sendonly") {
+		return
+	}
+	pt := cfg.PayloadType
+	if dtmf {
+		if cfg.DTMFPayloadType == 0 {
+			return
+		}
+		pt = cfg.DTMFPayloadType
+	}
+	o := &e.out
+	o.mu.Lock()
+	marker := h.Marker
+	if !o.fwdOn || o.fwdSrc != h.SSRC {
+		o.fwdOn, o.fwdSrc = true, h.SSRC
+		o.tsOff = o.clockTS - h.Timestamp
+		o.seqOff = o.seq - h.SequenceNumber
+		marker = !dtmf
+	}
+	seq := h.SequenceNumber + o.seqOff
+	if int16(seq-o.seq) >= 0 {
+		o.seq = seq + 1
+	}
+	ts := h.Timestamp + o.tsOff
+	o.mu.Unlock()
+
+	out := pkt[hl-12:]
+	out[0] = 0x80
+	out[1] = pt & 0x7f
+	if marker {
+		out[1] |= 0x80
+	}
+	binary.BigEndian.PutUint16(out[2:], seq)
+	binary.BigEndian.PutUint32(out[4:], ts)
+	binary.BigEndian.PutUint32(out[8:], e.ssrc)
+	e.write(out, *remote)
+}

@@ -1,0 +1,61 @@
+// Package media is Switchboard's RTP media engine: RTP endpoints, codecs,
+// sources (players, tones, speech), sinks (recorders, detectors) and the
+// paths that move audio between legs without passing through an actor.
+//
+// Audio moves in 20 ms frames of signed 16-bit linear PCM. A Source yields
+// frames, a Sink consumes them; players, recorders, detectors and mixers
+// compose through those two interfaces.
+package media
+
+import "errors"
+
+// FrameDuration is the packetisation interval used everywhere in the engine.
+const FrameDurationMs = 20
+
+// MaxFrameSamples is the largest frame the engine handles: 20 ms at 48 kHz.
+const MaxFrameSamples = 48000 * FrameDurationMs / 1000
+
+// Frame is 20 ms of mono 16-bit PCM at Rate samples per second. Samples
+// always holds Rate/50 values; the backing array is owned by whoever
+// allocated the frame and reused between calls, so consumers must copy what
+// they keep.
+type Frame struct {
+	Rate    int
+	Samples []int16
+}
+
+// NewFrame returns a frame for the given sample rate with its sample buffer
+// allocated once (the only allocation a frame ever makes).
+func NewFrame(rate int) *Frame {
+	return &Frame{Rate: rate, Samples: make([]int16, rate*FrameDurationMs/1000)}
+}
+
+// SamplesPerFrame returns how many samples a 20 ms frame holds at rate.
+func SamplesPerFrame(rate int) int { return rate * FrameDurationMs / 1000 }
+
+// Source yields consecutive 20 ms frames. ReadFrame fills f (whose Rate the
+// caller has set) and returns io.EOF when the source is exhausted. A source
+// whose native rate differs from f.Rate resamples.
+type Source interface {
+	ReadFrame(f *Frame) error
+}
+
+// Sink consumes 20 ms frames. WriteFrame must not keep f after it returns.
+type Sink interface {
+	WriteFrame(f *Frame) error
+}
+
+// SourceFunc adapts a function to the Source interface.
+type SourceFunc func(f *Frame) error
+
+// ReadFrame calls fn(f).
+func (fn SourceFunc) ReadFrame(f *Frame) error { return fn(f) }
+
+// SinkFunc adapts a function to the Sink interface.
+type SinkFunc func(f *Frame) error
+
+// WriteFrame calls fn(f).
+func (fn SinkFunc) WriteFrame(f *Frame) error { return fn(f) }
+
+// ErrClosed is returned by operations on a closed endpoint or source.
+var ErrClosed = errors.New("media: closed")

@@ -1,0 +1,99 @@
+package media
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pacer drives the 20 ms send clock of many endpoints from a few
+// goroutines — one per shard, GOMAXPROCS shards by default — instead of a
+// ticker goroutine per endpoint. With thousands of calls, per-endpoint
+// tickers cost as much CPU in timer and scheduler work as the sending
+// itself (docs/BENCHMARKS.md); a shard wakes once per 20 ms and sends for
+// all its endpoints in one pass.
+//
+// Sources are read on the shard goroutine, so a Source that blocks delays
+// every endpoint of its shard: Sources must not block (see Source).
+type Pacer struct {
+	shards []*pacerShard
+	next   atomic.Uint32
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+type pacerShard struct {
+	mu   sync.Mutex // serialises changes; ticks read snap without locking
+	eps  []*Endpoint
+	snap atomic.Pointer[[]*Endpoint]
+}
+
+// NewPacer starts a pacer with n shards (n <= 0 means GOMAXPROCS).
+func NewPacer(n int) *Pacer {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	p := &Pacer{stop: make(chan struct{})}
+	for range n {
+		sh := &pacerShard{}
+		empty := []*Endpoint{}
+		sh.snap.Store(&empty)
+		p.shards = append(p.shards, sh)
+		p.wg.Add(1)
+		go p.run(sh)
+	}
+	return p
+}
+
+// Close stops the pacer's goroutines. Endpoints still attached stop
+// sending.
+func (p *Pacer) Close() {
+	p.once.Do(func() { close(p.stop) })
+	p.wg.Wait()
+}
+
+// Len returns how many endpoints the pacer drives.
+func (p *Pacer) Len() int {
+	n := 0
+	for _, sh := range p.shards {
+		n += len(*sh.snap.Load())
+	}
+	return n
+}
+
+func (p *Pacer) add(e *Endpoint) (remove func()) {
+	sh := p.shards[int(p.next.Add(1))%len(p.shards)]
+	sh.mu.Lock()
+	sh.eps = append(sh.eps, e)
+	snap := slices.Clone(sh.eps)
+	sh.snap.Store(&snap)
+	sh.mu.Unlock()
+	return func() {
+		sh.mu.Lock()
+		if i := slices.Index(sh.eps, e); i >= 0 {
+			sh.eps = slices.Delete(sh.eps, i, i+1)
+			snap := slices.Clone(sh.eps)
+			sh.snap.Store(&snap)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+func (p *Pacer) run(sh *pacerShard) {
+	defer p.wg.Done()
+	t := time.NewTicker(FrameDurationMs * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		for _, e := range *sh.snap.Load() {
+			e.sendTick()
+		}
+	}
+}

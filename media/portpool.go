@@ -1,0 +1,101 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// PortPool hands out even UDP ports for RTP from a configured range (the odd
+// port above each is left for RTCP). Released ports rest for RestTime before
+// they are handed out again, so a new call never receives the stray packets
+// of the call that used the port before. The pool walks the range round-robin,
+// which spreads reuse further still.
+type PortPool struct {
+	min, max int
+	// RestTime is how long a released port stays unused. Zero means 2 s.
+	RestTime time.Duration
+
+	mu       sync.Mutex
+	next     int
+	inUse    map[int]bool
+	released map[int]time.Time
+	now      func() time.Time
+}
+
+// ErrNoPorts is returned when every port of the pool is in use or resting.
+var ErrNoPorts = errors.New("media: no free RTP port in range")
+
+// NewPortPool returns a pool over [min, max]. min is rounded up and max down
+// to even numbers.
+func NewPortPool(min, max int) (*PortPool, error) {
+	if min%2 == 1 {
+		min++
+	}
+	if max%2 == 1 {
+		max--
+	}
+	if min <= 0 || max > 65534 || min > max {
+		return nil, fmt.Errorf("media: bad RTP port range %d-%d", min, max)
+	}
+	return &PortPool{min: min, max: max, next: min, inUse: map[int]bool{}, released: map[int]time.Time{}, now: time.Now}, nil
+}
+
+// Size returns how many RTP ports the pool spans.
+func (p *PortPool) Size() int { return (p.max-p.min)/2 + 1 }
+
+// InUse returns how many ports are currently handed out.
+func (p *PortPool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.inUse)
+}
+
+// Listen binds a UDP socket on ip at the next free port of the pool. Ports
+// the operating system refuses (taken by another process) are skipped.
+func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
+	rest := p.RestTime
+	if rest == 0 {
+		rest = 2 * time.Second
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for range p.Size() {
+		port := p.next
+		p.next += 2
+		if p.next > p.max {
+			p.next = p.min
+		}
+		if p.inUse[port] {
+			continue
+		}
+		if t, ok := p.released[port]; ok {
+			if now.Sub(t) < rest {
+				continue
+			}
+			delete(p.released, port)
+		}
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			continue
+		}
+		p.inUse[port] = true
+		return conn, port, nil
+	}
+	return nil, 0, ErrNoPorts
+}
+
+// Release returns port to the pool; it rests before it is used again.
+func (p *PortPool) Release(port int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.inUse[port] {
+		return
+	}
+	delete(p.inUse, port)
+	p.released[port] = p.now()
+}

@@ -1,0 +1,71 @@
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestPortPoolRoundRobinRestAndExhaustion(t *testing.T) {
+	p, err := NewPortPool(41001, 41006) // even ports 41002, 41004, 41006
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	p.now = func() time.Time { return now }
+	ip := netip.MustParseAddr("127.0.0.1")
+	var conns []*net.UDPConn
+	var ports []int
+	for range 3 {
+		c, port, err := p.Listen(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		ports = append(ports, port)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if ports[0] != 41002 || ports[1] != 41004 || ports[2] != 41006 {
+		t.Fatalf("ports %v", ports)
+	}
+	if _, _, err := p.Listen(ip); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("4th port: %v, want ErrNoPorts", err)
+	}
+	conns[0].Close()
+	p.Release(ports[0])
+	if _, _, err := p.Listen(ip); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("released port reused before resting: %v", err)
+	}
+	now = now.Add(3 * time.Second)
+	c, port, err := p.Listen(ip)
+	if err != nil || port != ports[0] {
+		t.Fatalf("rested port not reused: %d %v", port, err)
+	}
+	conns[0] = c
+	if p.InUse() != 3 {
+		t.Fatalf("InUse %d", p.InUse())
+	}
+	if _, err := NewPortPool(10, 4); err == nil {
+		t.Fatal("inverted range accepted")
+	}
+}
+
+func TestPortPoolSkipsPortsTakenByOthers(t *testing.T) {
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41102})
+	if err != nil {
+		t.Skip("port 41102 busy")
+	}
+	defer other.Close()
+	p, _ := NewPortPool(41102, 41104)
+	c, port, err := p.Listen(netip.MustParseAddr("127.0.0.1"))
+	if err != nil || port != 41104 {
+		t.Fatalf("got %d %v, want 41104", port, err)
+	}
+	c.Close()
+}

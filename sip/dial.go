@@ -1,0 +1,308 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Typed outcomes of a dial that did not connect. Match with errors.Is; the
+// *StatusError in the chain carries the exact SIP status.
+var (
+	ErrBusy     = errors.New("sip: busy")            // 486, 600
+	ErrDeclined = errors.New("sip: declined")        // 603
+	ErrNotFound = errors.New("sip: not found")       // 404, 604
+	ErrNoAnswer = errors.New("sip: no answer")       // 408, 480, ring timeout
+	ErrRejected = errors.New("sip: call failed")     // any other final error response
+	ErrNoCodec  = errors.New("sip: no common codec") // 488, 606, or an answer we cannot use
+)
+
+// StatusError is a final error response to an INVITE we sent.
+type StatusError struct {
+	Code   int
+	Reason string
+	kind   error
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+
+// Unwrap returns the typed error (ErrBusy, ...) the status maps to.
+func (e *StatusError) Unwrap() error { return e.kind }
+
+func statusError(code int, reason string) *StatusError {
+	kind := ErrRejected
+	switch code {
+	case 486, 600:
+		kind = ErrBusy
+	case 603:
+		kind = ErrDeclined
+	case 404, 604:
+		kind = ErrNotFound
+	case 408, 480:
+		kind = ErrNoAnswer
+	case 488, 606:
+		kind = ErrNoCodec
+	}
+	return &StatusError{Code: code, Reason: reason, kind: kind}
+}
+
+// DialOptions tune an outbound call. The zero value dials with a 30 s ring
+// timeout as "switchboard".
+type DialOptions struct {
+	// FromUser is the user part of the From URI (caller id).
+	FromUser string
+	// FromName is the display name of From.
+	FromName string
+	// Timeout is how long to ring before canceling; 0 means 30 s.
+	Timeout time.Duration
+	// Username and Password answer 401/407 digest challenges.
+	Username, Password string
+	// Headers are added to the INVITE.
+	Headers map[string]string
+	// OnProgress is called with each provisional response's status code
+	// (180, 183, ...); early media already flows to the endpoint's sink.
+	OnProgress func(code int)
+	// Destination, if set (host:port), is where the INVITE is sent instead
+	// of the request URI's host: the source address of a registration
+	// behind NAT.
+	Destination string
+	// Transport forces "UDP" or "TCP".
+	Transport string
+}
+
+// ErrNotRegistered means Dial was given a user name that has no live
+// registration.
+var ErrNotRegistered = fmt.Errorf("%w: user not registered", ErrNotFound)
+
+// Dial calls target: a registered user's name (every registered contact
+// rings; the first to answer wins and the others are canceled), or a SIP
+// URI / user@host (see DialURI).
+func (a *Agent) Dial(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+	if strings.ContainsAny(target, "@:") {
+		return a.DialURI(ctx, target, opts)
+	}
+	if a.cfg.Registrar == nil {
+		return nil, fmt.Errorf("sip: dial %q: %w (no registrar)", target, ErrNotRegistered)
+	}
+	bindings := a.cfg.Registrar.Lookup(target)
+	if len(bindings) == 0 {
+		return nil, fmt.Errorf("sip: dial %q: %w", target, ErrNotRegistered)
+	}
+	return a.fork(ctx, target, bindings, opts)
+}
+
+func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts DialOptions) (*Leg, error) {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		leg *Leg
+		err error
+	}
+	results := make(chan result, len(bindings))
+	for _, b := range bindings {
+		o := opts
+		o.Destination = b.Source.String()
+		o.Transport = b.Transport
+		go func() {
+			leg, err := a.DialURI(fctx, b.Contact, o)
+			results <- result{leg, err}
+		}()
+	}
+	var winner *Leg
+	var errs []error
+	for range bindings {
+		r := <-results
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case winner == nil:
+			winner = r.leg
+			cancel() // the other contacts stop ringing
+		default:
+			go func() { _ = r.leg.Hangup(context.Background()) }() // answered too late
+		}
+	}
+	if winner != nil {
+		return winner, nil
+	}
+	// Prefer the most telling failure: busy over the rest.
+	for _, err := range errs {
+		if errors.Is(err, ErrBusy) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("sip: dial user %q: %w", user, errs[0])
+}
+
+// DialURI sends an INVITE to target (a sip: or tel: URI, or user@host) and
+// waits for the answer. Canceling ctx or the ring timeout sends CANCEL. On
+// success the leg is answered, ACKed and its media running.
+func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+	if !strings.Contains(target, ":") || (!strings.HasPrefix(target, "sip:") && !strings.HasPrefix(target, "sips:") && !strings.HasPrefix(target, "tel:")) {
+		target = "sip:" + target
+	}
+	var uri sip.Uri
+	if err := sip.ParseUri(target, &uri); err != nil {
+		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	remoteIP := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(opts.Destination); err == nil {
+		remoteIP = ap.Addr().Unmap()
+	} else if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", uri.Host); err == nil && len(ips) > 0 {
+		remoteIP = ips[0].Unmap()
+	}
+	ip := a.advertiseIP(remoteIP)
+
+	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, done: make(chan struct{}), final: make(chan struct{})}
+	ep, err := a.newEndpoint(func() { l.mediaTimeout() })
+	if err != nil {
+		return nil, fmt.Errorf("sip: dial: %w", err)
+	}
+	l.ep = ep
+	codecs := a.cfg.Codecs
+	pts := make([]uint8, len(codecs))
+	for i, c := range codecs {
+		pts[i] = c.PayloadType
+	}
+	dtmfPT := uint8(101)
+	if a.cfg.NoTelephoneEvent {
+		dtmfPT = 0
+	}
+	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
+
+	transport := "UDP"
+	if t, ok := uri.UriParams.Get("transport"); ok && strings.EqualFold(t, "tcp") {
+		transport = "TCP"
+	}
+	if strings.EqualFold(opts.Transport, "TCP") {
+		transport = "TCP"
+	}
+	req := sip.NewRequest(sip.INVITE, uri)
+	req.SetTransport(transport)
+	if opts.Destination != "" {
+		req.SetDestination(opts.Destination)
+	}
+	fromUser := opts.FromUser
+	if fromUser == "" {
+		fromUser = "switchboard"
+	}
+	from := &sip.FromHeader{DisplayName: opts.FromName, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(a.contactFor(ip, transport))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.AppendHeader(sip.NewHeader("Allow", allowed))
+	for k, v := range opts.Headers {
+		req.AppendHeader(sip.NewHeader(k, v))
+	}
+	req.SetBody(offer)
+	l.callID = callIDOf(req) // filled once the client builds the request
+	ringCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	dtx, err := a.dua.WriteInvite(ringCtx, req)
+	if err != nil {
+		_ = ep.Close()
+		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
+	}
+	l.uac = dtx
+	l.callID = callIDOf(dtx.InviteRequest)
+	l.from = headerValue(dtx.InviteRequest.From())
+	l.log = a.log.With("call_id", l.callID, "target", target)
+	l.log.Info("sip: dialing")
+
+	early := false
+	err = dtx.WaitAnswer(ringCtx, sipgo.AnswerOptions{
+		Username: opts.Username, Password: opts.Password,
+		OnResponse: func(res *sip.Response) error {
+			if res.IsProvisional() {
+				if opts.OnProgress != nil && res.StatusCode > 100 {
+					opts.OnProgress(res.StatusCode)
+				}
+				if len(res.Body()) > 0 && !early {
+					if cfg, err := answerConfig(res.Body()); err == nil {
+						ep.Configure(cfg)
+						ep.Start()
+						early = true
+					}
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		_ = ep.Close()
+		var dr *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &dr):
+			se := statusError(dr.Res.StatusCode, dr.Res.Reason)
+			l.log.Info("sip: dial failed", "status", dr.Res.StatusCode, "reason", dr.Res.Reason)
+			return nil, fmt.Errorf("sip: dial %s: %w", target, se)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("sip: dial %s: %w", target, ctx.Err())
+		case ringCtx.Err() != nil:
+			return nil, fmt.Errorf("sip: dial %s: ring timeout %s: %w", target, opts.Timeout, ErrNoAnswer)
+		}
+		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
+	}
+	cfg, err := answerConfig(dtx.InviteResponse.Body())
+	if err != nil {
+		// RFC 3261 13.2.2.4: ACK the 2xx, then end the session.
+		_ = dtx.Ack(ctx)
+		_ = dtx.Bye(ctx)
+		_ = ep.Close()
+		return nil, fmt.Errorf("sip: dial %s: answer SDP: %w", target, err)
+	}
+	ep.Configure(cfg)
+	ep.Start()
+	if err := dtx.Ack(ctx); err != nil {
+		_ = dtx.Bye(ctx)
+		_ = ep.Close()
+		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
+	}
+	l.to = headerValue(dtx.InviteResponse.To())
+	l.regID = dtx.ID
+	l.state = LegAnswered
+	l.finalOnce.Do(func() { close(l.final) })
+	if !a.register(a.uac, dtx.ID, l) {
+		_ = dtx.Bye(ctx)
+		_ = ep.Close()
+		return nil, ErrShutdown
+	}
+	go func() {
+		// The dialog's context ends when it is closed or terminated.
+		select {
+		case <-dtx.Context().Done():
+			l.end(ErrRemoteHangup)
+		case <-l.done:
+		}
+	}()
+	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
+	return l, nil
+}
+
+func answerConfig(body []byte) (media.StreamConfig, error) {
+	if len(body) == 0 {
+		return media.StreamConfig{}, fmt.Errorf("%w: empty answer", ErrBadSDP)
+	}
+	ans, err := ParseSDP(body)
+	if err != nil {
+		return media.StreamConfig{}, err
+	}
+	codec, pt, err := ans.Choose()
+	if err != nil {
+		return media.StreamConfig{}, ErrNoCodec
+	}
+	return media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
+		Remote: ans.Remote, Direction: ReverseDirection(ans.Direction)}, nil
+}

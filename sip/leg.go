@@ -1,0 +1,722 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Errors that end a leg. Check them with errors.Is.
+var (
+	// ErrRemoteHangup: the peer sent BYE.
+	ErrRemoteHangup = errors.New("sip: remote hangup")
+	// ErrCanceled: the caller sent CANCEL before the call was answered.
+	ErrCanceled = errors.New("sip: call canceled by caller")
+	// ErrMediaTimeout: no RTP arrived for the configured media timeout.
+	ErrMediaTimeout = errors.New("sip: media timeout")
+	// ErrLocalHangup: this side hung up.
+	ErrLocalHangup = errors.New("sip: local hangup")
+	// ErrShutdown: the agent is shutting down.
+	ErrShutdown = errors.New("sip: agent shutting down")
+)
+
+// LegState is where a leg is in its life.
+type LegState int
+
+// Leg states.
+const (
+	LegEarly    LegState = iota // INVITE received or sent, no final answer yet
+	LegAnswered                 // 2xx sent/received and ACKed
+	LegEnded                    // BYE, CANCEL, rejection or failure
+)
+
+// Leg is one SIP INVITE dialog with its RTP endpoint. Methods are safe for
+// concurrent use. A Leg reports its end through Done and Err.
+type Leg struct {
+	agent    *Agent
+	log      *slog.Logger
+	inbound  bool
+	callID   string
+	from, to string
+	user     string // request-URI user (inbound) or target (outbound)
+	trunk    string // the trunk the call came in on or goes out through
+	ip       netip.Addr
+
+	uas      *sipgo.DialogServerSession
+	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
+	uac      *sipgo.DialogClientSession
+	offer    *MediaOffer
+	ep       *media.Endpoint
+
+	mu        sync.Mutex
+	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
+	state     LegState
+	answering bool
+	err       error
+	done      chan struct{}
+	final     chan struct{} // inbound: closed when the final response is out (and ACKed)
+	finalOnce sync.Once
+	regID     string
+
+	// An offer we sent in a 2xx (late offer, or a re-INVITE without SDP)
+	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
+	onChat func(contentType, text string)
+
+	awaitingAnswer bool
+	pendingCSeq    uint32
+	ackSeen        chan struct{}
+}
+
+// ID returns the SIP Call-ID of the leg's dialog.
+func (l *Leg) ID() string { return l.callID }
+
+// Inbound reports whether the peer called us.
+func (l *Leg) Inbound() bool { return l.inbound }
+
+// User returns the request-URI user: the number or name that was called
+// (inbound), or the dialled target (outbound). For tel: URIs it is the
+// telephone number.
+func (l *Leg) User() string { return l.user }
+
+// From returns the From header value as received or sent.
+func (l *Leg) From() string { return l.from }
+
+// To returns the To header value.
+func (l *Leg) To() string { return l.to }
+
+// Endpoint returns the leg's RTP endpoint.
+func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
+
+// Trunk returns the name of the trunk the call came in on or went out
+// through, or "".
+func (l *Leg) Trunk() string { return l.trunk }
+
+// Done is closed when the leg has ended.
+func (l *Leg) Done() <-chan struct{} { return l.done }
+
+// Err returns why the leg ended (nil while it lives).
+func (l *Leg) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// State returns the leg's state.
+func (l *Leg) State() LegState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+// Kind returns "sip".
+func (l *Leg) Kind() string { return "sip" }
+
+func (l *Leg) end(cause error) {
+	l.mu.Lock()
+	if l.state == LegEnded {
+		l.mu.Unlock()
+		return
+	}
+	l.state = LegEnded
+	l.err = cause
+	l.mu.Unlock()
+	_ = l.ep.Close()
+	if l.uas != nil {
+		l.agent.unregister(l.agent.uas, l.regID)
+		_ = l.uas.Close()
+	}
+	if l.uac != nil {
+		l.agent.unregister(l.agent.uac, l.regID)
+		_ = l.uac.Close()
+	}
+	l.finalOnce.Do(func() { close(l.final) })
+	close(l.done)
+}
+
+func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	log := a.log.With("call_id", callIDOf(req), "source", req.Source())
+	if req.To() != nil {
+		if _, ok := req.To().Params.Get("tag"); ok {
+			a.onReInvite(req, tx, log)
+			return
+		}
+	}
+	if code, problem := validateRequest(req); code != 0 {
+		log.Warn("sip: bad INVITE", "problem", problem)
+		a.respond(req, tx, code, problem)
+		return
+	}
+	if sc := strings.ToLower(req.Recipient.Scheme); sc != "sip" && sc != "sips" && sc != "tel" {
+		log.Info("sip: INVITE for an unsupported URI scheme", "scheme", req.Recipient.Scheme)
+		a.respond(req, tx, 416, "Unsupported URI Scheme")
+		return
+	}
+	if unsupported := unsupportedRequire(req); unsupported != "" {
+		// RFC 3261 8.2.2.3: options in Require we do not support → 420.
+		log.Info("sip: INVITE requires an extension we lack", "require", unsupported)
+		res := sip.NewResponseFromRequest(req, 420, "Bad Extension", nil)
+		res.AppendHeader(sip.NewHeader("Unsupported", unsupported))
+		if err := tx.Respond(res); err != nil {
+			log.Debug("sip: respond 420 failed", "error", err)
+		}
+		return
+	}
+	if ct := req.ContentType(); ct != nil && !strings.EqualFold(strings.TrimSpace(strings.SplitN(ct.Value(), ";", 2)[0]), "application/sdp") {
+		log.Warn("sip: INVITE body is not SDP", "content_type", ct.Value())
+		a.respond(req, tx, 415, "Unsupported Media Type")
+		return
+	}
+	var offer *MediaOffer // nil: late offer, we offer in the 200 and the answer comes in the ACK
+	if len(req.Body()) > 0 {
+		var err error
+		offer, err = ParseSDP(req.Body())
+		switch {
+		case errors.Is(err, ErrNoCommonCodec):
+			log.Info("sip: no usable audio stream in offer", "error", err)
+			a.respond(req, tx, 488, "Not Acceptable Here")
+			return
+		case err != nil:
+			log.Warn("sip: malformed SDP", "error", err)
+			a.respond(req, tx, 400, "Bad Request (malformed SDP)")
+			return
+		}
+		if _, _, err := offer.Choose(); err != nil {
+			log.Info("sip: no common codec", "offered", formatList(offer))
+			a.respond(req, tx, 488, "Not Acceptable Here")
+			return
+		}
+		if a.cfg.NoTelephoneEvent {
+			offer.DTMFPayloadType = 0
+		}
+	}
+	a.respond(req, tx, 100, "Trying")
+	if a.cfg.OnInvite == nil {
+		a.respond(req, tx, 480, "Temporarily Unavailable")
+		return
+	}
+	dtx, err := a.dua.ReadInvite(req, tx)
+	if err != nil {
+		log.Warn("sip: cannot create dialog", "error", err)
+		a.respond(req, tx, 400, "Bad Request")
+		return
+	}
+	l := &Leg{
+		agent: a, log: log, inbound: true, callID: callIDOf(req),
+		from: headerValue(req.From()), to: headerValue(req.To()),
+		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
+		uas: dtx, offer: offer, inviteTx: tx,
+		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
+	}
+	if t, ok := a.trunkFor(sourceIP(req)); ok {
+		if !t.isDID(l.user) {
+			log.Info("sip: trunk call to a number that is not our DID", "trunk", t.Name, "number", l.user)
+			_ = dtx.Respond(404, "Not Found", nil)
+			return
+		}
+		l.trunk = t.Name
+	}
+	l.ep, err = a.newEndpoint(func() { l.mediaTimeout() })
+	if err != nil {
+		log.Error("sip: no RTP port for call", "error", err)
+		a.respond(req, tx, 503, "Service Unavailable (no media ports)")
+		return
+	}
+	if !a.register(a.uas, dtx.ID, l) {
+		_ = l.ep.Close()
+		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
+		return
+	}
+	log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+	a.cfg.OnInvite(l)
+	// The INVITE transaction lives until the final response is sent (and a
+	// 2xx ACKed), or the caller cancels.
+	select {
+	case <-l.final:
+	case <-dtx.Context().Done():
+		log.Info("sip: caller canceled before answer")
+		l.end(ErrCanceled)
+	}
+}
+
+func (l *Leg) mediaTimeout() {
+	if l.State() != LegAnswered {
+		return
+	}
+	l.log.Warn("sip: no RTP received, hanging up", "timeout", l.agent.cfg.MediaTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = l.hangup(ctx, ErrMediaTimeout)
+}
+
+// onReInvite handles an INVITE inside an existing dialog: a session refresh,
+// a hold/unhold, or a media address change. Media follows the new offer.
+func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog.Logger) {
+	l := a.findLeg(req)
+	if l == nil {
+		a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if l.uas != nil {
+		if err := l.uas.ReadRequest(req, tx); err != nil {
+			a.respond(req, tx, 500, "Server Internal Error")
+			return
+		}
+	}
+	cfg := l.ep.Config()
+	dir := cfg.Direction
+	offer := l.offer
+	if len(req.Body()) == 0 {
+		// Empty re-INVITE: the peer asks for an offer; the answer comes in
+		// the ACK. Carriers use it to refresh or to renegotiate after a
+		// transfer.
+		body := l.ourOffer(&cfg)
+		ack := make(chan struct{})
+		l.mu.Lock()
+		l.awaitingAnswer, l.pendingCSeq, l.ackSeen = true, req.CSeq().SeqNo, ack
+		l.mu.Unlock()
+		res := sip.NewSDPResponseFromRequest(req, body)
+		res.AppendHeader(a.contactFor(l.ip, req.Transport()))
+		l.respond2xx(tx, res, ack)
+		log.Info("sip: offered SDP in answer to an empty re-INVITE")
+		return
+	}
+	if len(req.Body()) > 0 {
+		o, err := ParseSDP(req.Body())
+		if err != nil {
+			log.Warn("sip: bad re-INVITE SDP", "error", err)
+			a.respond(req, tx, 488, "Not Acceptable Here")
+			return
+		}
+		codec, pt, err := o.Choose()
+		if err != nil {
+			a.respond(req, tx, 488, "Not Acceptable Here")
+			return
+		}
+		cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
+		cfg.Remote = o.Remote
+		if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
+			cfg.Direction = "inactive"
+		} else {
+			cfg.Direction = ReverseDirection(o.Direction)
+		}
+		dir = cfg.Direction
+		offer = o
+		l.ep.Configure(cfg)
+		log.Info("sip: re-INVITE applied", "remote", cfg.Remote.String(), "direction", dir)
+	}
+	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: dir, Answer: offer}.Marshal()
+	res := sip.NewSDPResponseFromRequest(req, body)
+	res.AppendHeader(a.contactFor(l.ip, req.Transport()))
+	ack := make(chan struct{})
+	l.mu.Lock()
+	l.pendingCSeq, l.ackSeen = req.CSeq().SeqNo, ack
+	l.mu.Unlock()
+	l.respond2xx(tx, res, ack)
+}
+
+// respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
+// (T1 doubling up to T2) until the ACK arrives, the leg ends, or 64*T1
+// pass (RFC 3261 13.3.1.4).
+func (l *Leg) respond2xx(tx sip.ServerTransaction, res *sip.Response, ack <-chan struct{}) {
+	if err := tx.Respond(res); err != nil {
+		l.log.Warn("sip: re-INVITE response failed", "error", err)
+		return
+	}
+	if sip.IsReliable(res.Transport()) {
+		return
+	}
+	interval := sip.T1
+	giveUp := time.NewTimer(64 * sip.T1)
+	defer giveUp.Stop()
+	for {
+		t := time.NewTimer(interval)
+		select {
+		case <-ack:
+			t.Stop()
+			return
+		case <-l.done:
+			t.Stop()
+			return
+		case <-giveUp.C:
+			t.Stop()
+			l.log.Warn("sip: no ACK for re-INVITE 2xx")
+			return
+		case <-t.C:
+			_ = l.agent.srv.WriteResponse(res)
+			interval = min(2*interval, sip.T2)
+		}
+	}
+}
+
+// Ringing sends 180 Ringing on an inbound leg that is not answered yet.
+func (l *Leg) Ringing() error {
+	if !l.inbound {
+		return nil
+	}
+	l.respMu.Lock()
+	defer l.respMu.Unlock()
+	l.mu.Lock()
+	early := l.state == LegEarly && !l.answering
+	l.mu.Unlock()
+	if !early {
+		return nil
+	}
+	return l.uas.Respond(180, "Ringing", nil, l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+}
+
+// Answer sends 200 OK with the SDP answer and waits for the ACK. Media
+// starts flowing before the 200 goes out.
+func (l *Leg) Answer(ctx context.Context) error {
+	if !l.inbound {
+		return errors.New("sip: answer on an outbound leg")
+	}
+	l.mu.Lock()
+	switch {
+	case l.state == LegEnded:
+		l.mu.Unlock()
+		return fmt.Errorf("sip: answer %s: %w", l.callID, l.errLocked())
+	case l.state == LegAnswered || l.answering:
+		l.mu.Unlock()
+		return nil
+	}
+	l.answering = true
+	l.mu.Unlock()
+
+	var body []byte
+	codecName := "(in ACK)"
+	if l.offer == nil {
+		// Late offer: we offer now; the answer arrives in the ACK (onAck).
+		body = l.ourOffer(nil)
+		l.mu.Lock()
+		l.awaitingAnswer, l.pendingCSeq = true, l.uas.InviteRequest.CSeq().SeqNo
+		l.mu.Unlock()
+	} else {
+		codec, pt, _ := l.offer.Choose()
+		codecName = codec.Name
+		dir := ReverseDirection(l.offer.Direction)
+		l.ep.Configure(media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: l.offer.DTMFPayloadType, Remote: l.offer.Remote, Direction: dir})
+		l.ep.Start()
+		body = SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
+			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, Answer: l.offer}.Marshal()
+	}
+	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, body)
+	res.AppendHeader(l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+	res.AppendHeader(sip.NewHeader("Allow", allowed))
+	errc := make(chan error, 1)
+	go func() {
+		l.respMu.Lock()
+		defer l.respMu.Unlock()
+		errc <- l.uas.WriteResponse(res)
+	}()
+	var err error
+	select {
+	case err = <-errc:
+	case <-l.done:
+		err = l.Err()
+		go l.byeIfAnsweredLate(errc)
+	case <-ctx.Done():
+		err = ctx.Err()
+		go l.byeIfAnsweredLate(errc)
+	}
+	if err != nil {
+		l.log.Warn("sip: answer failed", "error", err)
+		l.end(fmt.Errorf("sip: answer: %w", err))
+		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
+	}
+	l.mu.Lock()
+	if l.state == LegEarly {
+		l.state = LegAnswered
+	}
+	st, noAnswer := l.state, l.awaitingAnswer
+	l.mu.Unlock()
+	l.finalOnce.Do(func() { close(l.final) })
+	if st != LegAnswered {
+		return fmt.Errorf("sip: answer %s: %w", l.callID, l.Err())
+	}
+	if noAnswer {
+		// RFC 3264: an offer in a 2xx must be answered in the ACK.
+		l.log.Warn("sip: ACK carried no usable SDP answer to our offer; hanging up")
+		_ = l.hangup(context.Background(), fmt.Errorf("%w: no SDP answer in ACK", ErrBadSDP))
+		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
+	}
+	l.log.Info("sip: answered", "codec", codecName)
+	return nil
+}
+
+// byeIfAnsweredLate waits for a 200 that was still on its way when Answer
+// gave up; if the peer ACKs it after all, the dialog exists on its side and
+// only a BYE ends it.
+func (l *Leg) byeIfAnsweredLate(errc <-chan error) {
+	if err := <-errc; err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	defer cancel()
+	if err := l.uas.Bye(ctx); err != nil {
+		l.log.Info("sip: BYE after abandoned answer not confirmed", "error", err)
+	}
+}
+
+// ourOffer builds an SDP offer from this leg's endpoint: the current codec
+// first when there is one, then the rest we support, and telephone-event.
+func (l *Leg) ourOffer(current *media.StreamConfig) []byte {
+	var codecs []media.CodecSpec
+	var pts []uint8
+	dtmf := uint8(101)
+	if l.agent.cfg.NoTelephoneEvent {
+		dtmf = 0
+	}
+	if current != nil && current.Codec.New != nil {
+		codecs, pts = append(codecs, current.Codec), append(pts, current.PayloadType)
+		if current.DTMFPayloadType != 0 {
+			dtmf = current.DTMFPayloadType
+		}
+	}
+	for _, c := range l.agent.cfg.Codecs {
+		if len(codecs) > 0 && c.Name == codecs[0].Name {
+			continue
+		}
+		codecs, pts = append(codecs, c), append(pts, c.PayloadType)
+	}
+	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf}.Marshal()
+}
+
+// readAckAnswer applies the SDP answer an ACK carries to the offer we made
+// in a 2xx. It reports whether an answer was pending.
+func (l *Leg) readAckAnswer(req *sip.Request) {
+	l.mu.Lock()
+	pending := l.awaitingAnswer && req.CSeq() != nil && req.CSeq().SeqNo == l.pendingCSeq
+	ack := l.ackSeen
+	if ack != nil && req.CSeq() != nil && req.CSeq().SeqNo == l.pendingCSeq {
+		l.ackSeen = nil
+	} else {
+		ack = nil
+	}
+	l.mu.Unlock()
+	if ack != nil {
+		close(ack)
+	}
+	if !pending {
+		return
+	}
+	cfg, err := answerConfig(req.Body())
+	if err != nil {
+		l.log.Warn("sip: bad SDP answer in ACK", "error", err)
+		return
+	}
+	l.mu.Lock()
+	l.awaitingAnswer = false
+	l.mu.Unlock()
+	l.ep.Configure(cfg)
+	l.ep.Start()
+	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
+}
+
+func (l *Leg) errLocked() error {
+	if l.err != nil {
+		return l.err
+	}
+	return ErrLocalHangup
+}
+
+// Reject answers an inbound leg that is not answered yet with a final
+// error response (e.g. 486 Busy Here, 603 Decline).
+func (l *Leg) Reject(code int, reason string) error {
+	if !l.inbound {
+		return errors.New("sip: reject on an outbound leg")
+	}
+	if code < 300 || code > 699 {
+		return fmt.Errorf("sip: reject with %d: not an error status", code)
+	}
+	l.mu.Lock()
+	if l.state != LegEarly || l.answering {
+		l.mu.Unlock()
+		return fmt.Errorf("sip: reject %s: call already answered or ended", l.callID)
+	}
+	l.answering = true
+	l.mu.Unlock()
+	if reason == "" {
+		reason = defaultReason(code)
+	}
+	// Straight to the transaction, which retransmits the final response
+	// and absorbs its ACK: sipgo's dialog would block here until the ACK,
+	// up to 32 s, if the peer never sends one.
+	l.respMu.Lock()
+	err := l.inviteTx.Respond(sip.NewResponseFromRequest(l.uas.InviteRequest, code, reason, nil))
+	l.respMu.Unlock()
+	l.end(fmt.Errorf("%w: rejected with %d", ErrLocalHangup, code))
+	return err
+}
+
+// Hangup ends the leg: BYE when answered, 480 before an inbound answer,
+// CANCEL before an outbound answer. It returns when the leg has ended.
+func (l *Leg) Hangup(ctx context.Context) error { return l.hangup(ctx, ErrLocalHangup) }
+
+func (l *Leg) hangup(ctx context.Context, cause error) error {
+	l.mu.Lock()
+	st, answering := l.state, l.answering
+	l.mu.Unlock()
+	switch st {
+	case LegEnded:
+		return nil
+	case LegEarly:
+		if l.inbound && !answering {
+			_ = l.Reject(480, "Temporarily Unavailable")
+			return nil
+		}
+		if l.inbound {
+			// 200 is on its way; let it be ACKed, then BYE.
+			select {
+			case <-l.final:
+			case <-ctx.Done():
+			}
+			// The answer may have failed or been overtaken (CANCEL, ctx):
+			// only a leg whose 2xx went out may be ended with BYE.
+			l.mu.Lock()
+			st = l.state
+			l.mu.Unlock()
+			if st != LegAnswered {
+				l.end(cause)
+				return nil
+			}
+		} else {
+			l.end(cause) // an outbound dial in progress is canceled by its ctx
+			return nil
+		}
+	}
+	var err error
+	if l.uas != nil {
+		err = l.uas.Bye(ctx)
+	} else {
+		err = l.uac.Bye(ctx)
+	}
+	if err != nil {
+		l.log.Info("sip: BYE not confirmed", "error", err)
+	}
+	l.end(cause)
+	return nil
+}
+
+func defaultReason(code int) string {
+	switch code {
+	case 404:
+		return "Not Found"
+	case 480:
+		return "Temporarily Unavailable"
+	case 486:
+		return "Busy Here"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	case 603:
+		return "Decline"
+	}
+	return "Error"
+}
+
+func callIDOf(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+func headerValue(h sip.Header) string {
+	if h == nil {
+		return ""
+	}
+	return h.Value()
+}
+
+// requestUser returns the user part of the request URI; for tel: URIs the
+// number without its parameters.
+func requestUser(req *sip.Request) string {
+	u := req.Recipient
+	user := u.User
+	if strings.EqualFold(u.Scheme, "tel") {
+		user = u.Raw()
+		if i := strings.IndexByte(user, ';'); i >= 0 {
+			user = user[:i]
+		}
+	}
+	// RFC 3261 19.1.4: escaped characters compare equal to their
+	// unescaped forms ("t%6Fne" is "tone").
+	if strings.IndexByte(user, '%') >= 0 {
+		if un, err := url.PathUnescape(user); err == nil {
+			user = un
+		}
+	}
+	return user
+}
+
+func formatList(o *MediaOffer) string {
+	var b strings.Builder
+	for i, f := range o.Formats {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d", f.PayloadType)
+	}
+	return b.String()
+}
+
+// validateRequest checks what RFC 3261 section 8.2 needs before a request
+// can be processed; it returns the status and reason phrase to reject it
+// with, or 0.
+func validateRequest(req *sip.Request) (int, string) {
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return 483, "Too Many Hops"
+	}
+	if p := missingHeader(req); p != "" {
+		return 400, "Bad Request (" + p + ")"
+	}
+	return 0, ""
+}
+
+// unsupportedRequire lists the option tags of the request's Require
+// headers that we do not implement (none yet: no 100rel, no timer).
+func unsupportedRequire(req *sip.Request) string {
+	var out []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, tag := range strings.Split(h.Value(), ",") {
+			if tag = strings.TrimSpace(tag); tag != "" {
+				out = append(out, tag)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func missingHeader(req *sip.Request) string {
+	switch {
+	case req.From() == nil:
+		return "missing From"
+	case req.To() == nil:
+		return "missing To"
+	case req.CallID() == nil || req.CallID().Value() == "":
+		return "missing Call-ID"
+	case req.CSeq() == nil:
+		return "missing CSeq"
+	case req.CSeq().MethodName != req.Method:
+		return "CSeq method does not match"
+	case req.Via() == nil:
+		return "missing Via"
+	case req.Method == sip.INVITE && req.Contact() == nil:
+		return "missing Contact"
+	}
+	return ""
+}

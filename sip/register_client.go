@@ -1,0 +1,65 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Register registers user at registrar (host:port) once, answering a digest
+// challenge with password, and returns the lifetime the registrar granted.
+// expires 0 unregisters. Phones in the test harness and trunks that must
+// register use it; refreshing is the caller's loop.
+func (a *Agent) Register(ctx context.Context, registrar, user, password string, expires time.Duration) (time.Duration, error) {
+	host, portStr, err := net.SplitHostPort(registrar)
+	if err != nil {
+		return 0, fmt.Errorf("sip: register at %q: %w", registrar, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	remote := netip.Addr{}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		remote = ip
+	}
+	ip := a.advertiseIP(remote)
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: host, Port: port})
+	aor := sip.Uri{Scheme: "sip", User: user, Host: host}
+	from := &sip.FromHeader{Address: aor, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: aor, Params: sip.NewParams()})
+	contact := a.contactFor(ip, "UDP")
+	contact.Address.User = user
+	req.AppendHeader(contact)
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires.Seconds()))))
+	res, err := a.client.Do(ctx, req)
+	if err != nil {
+		return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
+	}
+	if res.StatusCode == 401 || res.StatusCode == 407 {
+		req.RemoveHeader("Via")
+		res, err = a.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: password})
+		if err != nil {
+			return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
+		}
+	}
+	if res.StatusCode != 200 {
+		return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, statusError(res.StatusCode, res.Reason))
+	}
+	granted := expires
+	for _, h := range res.GetHeaders("Contact") {
+		if c, ok := h.(*sip.ContactHeader); ok && c.Address.User == user {
+			if v, ok := c.Params.Get("expires"); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					granted = time.Duration(n) * time.Second
+				}
+			}
+		}
+	}
+	return granted, nil
+}

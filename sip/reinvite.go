@@ -1,0 +1,104 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Hold puts the far end on hold: a re-INVITE offering "sendonly" (we may
+// still send, e.g. music on hold; the far end stops sending).
+func (l *Leg) Hold(ctx context.Context) error { return l.Reinvite(ctx, "sendonly") }
+
+// Unhold resumes two-way audio with a re-INVITE offering "sendrecv".
+func (l *Leg) Unhold(ctx context.Context) error { return l.Reinvite(ctx, "sendrecv") }
+
+// Reinvite sends a re-INVITE offering the current codec with the given
+// direction, applies the answer (direction, and the far end's address if it
+// moved) and ACKs it. A non-2xx answer leaves the session as it was and is
+// returned as a *StatusError (491 Request Pending when both sides
+// re-INVITE at once).
+func (l *Leg) Reinvite(ctx context.Context, direction string) error {
+	if l.State() != LegAnswered {
+		return fmt.Errorf("sip: re-INVITE on a leg that is not answered")
+	}
+	cfg := l.ep.Config()
+	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction}.Marshal()
+	req := sip.NewRequest(sip.INVITE, l.remoteTarget())
+	req.AppendHeader(l.agent.contactFor(l.ip, l.transport()))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(body)
+	res, err := l.inDialog(ctx, req)
+	if err != nil {
+		return fmt.Errorf("sip: re-INVITE: %w", err)
+	}
+	l.ackReinvite(req, res)
+	next, err := answerConfig(res.Body())
+	if err != nil {
+		return fmt.Errorf("sip: re-INVITE answer: %w", err)
+	}
+	// Keep our codec numbering; take direction and address from the answer.
+	cfg.Direction, cfg.Remote = next.Direction, next.Remote
+	l.ep.Configure(cfg)
+	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())
+	return nil
+}
+
+// ackReinvite sends the ACK for a 2xx to our re-INVITE (outside any
+// transaction, RFC 3261 13.2.2.4).
+func (l *Leg) ackReinvite(req *sip.Request, res *sip.Response) {
+	ack := sip.NewRequest(sip.ACK, req.Recipient)
+	ack.AppendHeader(sip.HeaderClone(req.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(req.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
+	maxFwd := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&maxFwd)
+	for _, h := range req.GetHeaders("Route") {
+		ack.AppendHeader(sip.HeaderClone(h))
+	}
+	ack.SetTransport(req.Transport())
+	ack.SetDestination(req.Destination())
+	if err := l.agent.client.WriteRequest(ack); err != nil {
+		l.log.Warn("sip: ACK for re-INVITE not sent", "error", err)
+	}
+}
+
+// remoteTarget is the far end's Contact: where in-dialog requests go.
+func (l *Leg) remoteTarget() sip.Uri {
+	if l.uas != nil {
+		return l.uas.InviteRequest.Contact().Address
+	}
+	return l.uac.InviteResponse.Contact().Address
+}
+
+// transport is the dialog's transport ("UDP", "TCP").
+func (l *Leg) transport() string {
+	if l.uas != nil {
+		return l.uas.InviteRequest.Transport()
+	}
+	return l.uac.InviteRequest.Transport()
+}
+
+// inDialog sends req inside the leg's dialog and waits for the final
+// response; a non-2xx is returned as a *StatusError.
+func (l *Leg) inDialog(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	var res *sip.Response
+	var err error
+	if l.uas != nil {
+		res, err = l.uas.Do(ctx, req)
+	} else {
+		res, err = l.uac.Do(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !res.IsSuccess() {
+		return res, statusError(res.StatusCode, res.Reason)
+	}
+	return res, nil
+}

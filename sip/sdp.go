@@ -1,0 +1,278 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// ErrNoCommonCodec means an SDP offer or answer had no audio codec we can
+// encode and decode; an INVITE carrying it is answered 488.
+var ErrNoCommonCodec = errors.New("sdp: no common audio codec")
+
+// ErrBadSDP wraps SDP that cannot be parsed or lacks what a call needs; an
+// INVITE carrying it is answered 400.
+var ErrBadSDP = errors.New("sdp: malformed")
+
+// MediaOffer is the audio part of a remote SDP body, reduced to what the
+// engine needs.
+type MediaOffer struct {
+	// Remote is the RTP address of the peer (connection address + port).
+	Remote netip.AddrPort
+	// Formats lists the offered payload types in the offerer's order, with
+	// the codec each maps to when we support it.
+	Formats []OfferedFormat
+	// DTMFPayloadType is the offered telephone-event/8000 payload type, or 0.
+	DTMFPayloadType uint8
+	// Direction is the offerer's direction attribute ("sendrecv" if absent).
+	Direction string
+	// PTime is the offered packetisation time, 0 if absent.
+	PTime time.Duration
+	// MediaCount is the number of m-lines; AudioIndex is the one we use.
+	MediaCount, AudioIndex int
+	mediaKinds             []string // per m-line: media name and proto, for rejecting the rest
+}
+
+// OfferedFormat is one payload type of an m-line.
+type OfferedFormat struct {
+	PayloadType uint8
+	Codec       media.CodecSpec
+	Supported   bool
+}
+
+// ParseSDP reads the first usable audio stream of an SDP body.
+func ParseSDP(body []byte) (*MediaOffer, error) {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	var sessionAddr netip.Addr
+	if sd.ConnectionInformation != nil && sd.ConnectionInformation.Address != nil {
+		a, err := parseConnAddr(sd.ConnectionInformation)
+		if err != nil {
+			return nil, err
+		}
+		sessionAddr = a
+	}
+	sessionDir := directionOf(sd.Attributes)
+	o := &MediaOffer{MediaCount: len(sd.MediaDescriptions), AudioIndex: -1}
+	for i, md := range sd.MediaDescriptions {
+		firstFmt := "0"
+		if len(md.MediaName.Formats) > 0 {
+			firstFmt = md.MediaName.Formats[0]
+		}
+		o.mediaKinds = append(o.mediaKinds, md.MediaName.Media+" "+strings.Join(md.MediaName.Protos, "/")+" "+firstFmt)
+		if o.AudioIndex >= 0 || md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		proto := strings.Join(md.MediaName.Protos, "/")
+		if proto != "RTP/AVP" && proto != "RTP/AVPF" {
+			continue // SRTP and others are not supported on SIP legs
+		}
+		addr := sessionAddr
+		if md.ConnectionInformation != nil && md.ConnectionInformation.Address != nil {
+			a, err := parseConnAddr(md.ConnectionInformation)
+			if err != nil {
+				return nil, err
+			}
+			addr = a
+		}
+		if !addr.IsValid() {
+			return nil, fmt.Errorf("%w: audio stream without connection address", ErrBadSDP)
+		}
+		if md.MediaName.Port.Value < 0 || md.MediaName.Port.Value > 65535 {
+			return nil, fmt.Errorf("%w: port %d", ErrBadSDP, md.MediaName.Port.Value)
+		}
+		o.AudioIndex = i
+		o.Remote = netip.AddrPortFrom(addr, uint16(md.MediaName.Port.Value))
+		o.Direction = directionOf(md.Attributes)
+		if o.Direction == "" {
+			o.Direction = sessionDir
+		}
+		if o.Direction == "" {
+			o.Direction = "sendrecv"
+		}
+		rtpmaps := map[uint8][2]string{} // pt -> name, rate
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "rtpmap":
+				pt, name, rate, ok := parseRtpmap(a.Value)
+				if ok {
+					rtpmaps[pt] = [2]string{name, rate}
+				}
+			case "ptime":
+				if ms, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && ms > 0 && ms <= 200 {
+					o.PTime = time.Duration(ms) * time.Millisecond
+				}
+			}
+		}
+		for _, f := range md.MediaName.Formats {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 0 || n > 127 {
+				return nil, fmt.Errorf("%w: payload type %q", ErrBadSDP, f)
+			}
+			pt := uint8(n)
+			of := OfferedFormat{PayloadType: pt}
+			if m, ok := rtpmaps[pt]; ok {
+				rate, _ := strconv.Atoi(strings.SplitN(m[1], "/", 2)[0])
+				if strings.EqualFold(m[0], "telephone-event") {
+					if rate == 8000 && o.DTMFPayloadType == 0 {
+						o.DTMFPayloadType = pt
+					}
+				} else if c, ok := media.LookupCodec(m[0], rate); ok {
+					of.Codec, of.Supported = c, true
+				}
+			} else if c, ok := media.LookupStaticPayloadType(pt); ok {
+				of.Codec, of.Supported = c, true
+			}
+			o.Formats = append(o.Formats, of)
+		}
+	}
+	if o.AudioIndex < 0 {
+		return nil, fmt.Errorf("%w: no RTP/AVP audio stream", ErrNoCommonCodec)
+	}
+	return o, nil
+}
+
+func parseConnAddr(ci *sdp.ConnectionInformation) (netip.Addr, error) {
+	host := ci.Address.Address
+	if i := strings.IndexByte(host, '/'); i >= 0 { // multicast TTL suffix
+		host = host[:i]
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: connection address %q is not an IP address", ErrBadSDP, host)
+	}
+	return a.Unmap(), nil
+}
+
+func parseRtpmap(v string) (pt uint8, name, rate string, ok bool) {
+	sp := strings.IndexByte(v, ' ')
+	if sp < 0 {
+		return 0, "", "", false
+	}
+	n, err := strconv.Atoi(v[:sp])
+	if err != nil || n < 0 || n > 127 {
+		return 0, "", "", false
+	}
+	enc := strings.TrimSpace(v[sp+1:])
+	slash := strings.IndexByte(enc, '/')
+	if slash < 0 {
+		return 0, "", "", false
+	}
+	return uint8(n), enc[:slash], enc[slash+1:], true
+}
+
+func directionOf(attrs []sdp.Attribute) string {
+	for _, a := range attrs {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			return a.Key
+		}
+	}
+	return ""
+}
+
+// Choose picks the codec for the answer: the first offered format we
+// support, keeping the offerer's payload type number.
+func (o *MediaOffer) Choose() (media.CodecSpec, uint8, error) {
+	for _, f := range o.Formats {
+		if f.Supported {
+			return f.Codec, f.PayloadType, nil
+		}
+	}
+	return media.CodecSpec{}, 0, ErrNoCommonCodec
+}
+
+// ReverseDirection returns the direction an answerer uses for an offered
+// one: sendonly <-> recvonly, inactive stays inactive.
+func ReverseDirection(d string) string {
+	switch d {
+	case "sendonly":
+		return "recvonly"
+	case "recvonly":
+		return "sendonly"
+	case "inactive":
+		return "inactive"
+	}
+	return "sendrecv"
+}
+
+var sdpVersion atomic.Uint64
+
+// SessionSDP describes our side of a session, to be written as an SDP offer
+// or answer.
+type SessionSDP struct {
+	Addr      netip.AddrPort // our RTP address as the peer must see it
+	Codecs    []media.CodecSpec
+	PTs       []uint8 // payload type for each codec
+	DTMFPT    uint8   // 0 = no telephone-event
+	Direction string
+	// Answer, when set, makes the body an answer to this offer: the same
+	// number of m-lines in the same order, the ones we do not use rejected
+	// with port 0.
+	Answer *MediaOffer
+	// SessionID and Version form the o= line; zero values are filled in.
+	SessionID, Version uint64
+}
+
+// Marshal writes the SDP body.
+func (s SessionSDP) Marshal() []byte {
+	if s.SessionID == 0 {
+		s.SessionID = uint64(time.Now().UnixNano()) & 0x7fffffffffff
+	}
+	if s.Version == 0 {
+		s.Version = sdpVersion.Add(1)
+	}
+	ipv := "IP4"
+	if s.Addr.Addr().Is6() {
+		ipv = "IP6"
+	}
+	ip := s.Addr.Addr().String()
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
+		s.SessionID, s.Version, ipv, ip, ipv, ip)
+	audio := func() {
+		fmt.Fprintf(&b, "m=audio %d RTP/AVP", s.Addr.Port())
+		for _, pt := range s.PTs {
+			fmt.Fprintf(&b, " %d", pt)
+		}
+		if s.DTMFPT != 0 {
+			fmt.Fprintf(&b, " %d", s.DTMFPT)
+		}
+		b.WriteString("\r\n")
+		for i, c := range s.Codecs {
+			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d\r\n", s.PTs[i], c.Name, c.ClockRate)
+		}
+		if s.DTMFPT != 0 {
+			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", s.DTMFPT, s.DTMFPT)
+		}
+		b.WriteString("a=ptime:20\r\n")
+		dir := s.Direction
+		if dir == "" {
+			dir = "sendrecv"
+		}
+		b.WriteString("a=" + dir + "\r\n")
+	}
+	if s.Answer == nil {
+		audio()
+		return []byte(b.String())
+	}
+	for i, kind := range s.Answer.mediaKinds {
+		if i == s.Answer.AudioIndex {
+			audio()
+			continue
+		}
+		// Reject the streams we do not handle, keeping their position.
+		f := strings.SplitN(kind, " ", 3)
+		fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", f[0], f[1], f[2])
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,117 @@
+package sip
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+func sdpBody(lines ...string) []byte {
+	return []byte(strings.Join(lines, "\r\n") + "\r\n")
+}
+
+var sdpHead = []string{"v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0"}
+
+func withHead(lines ...string) []byte {
+	return sdpBody(append(append([]string{}, sdpHead...), lines...)...)
+}
+
+func TestParseSDPChoose(t *testing.T) {
+	cases := []struct {
+		name     string
+		body     []byte
+		codec    string
+		pt, dtmf uint8
+		dir      string
+		remote   string
+		err      error
+	}{
+		{"pcmu first", withHead("m=audio 4000 RTP/AVP 0 8 101", "a=rtpmap:101 telephone-event/8000"), "PCMU", 0, 101, "sendrecv", "192.0.2.1:4000", nil},
+		{"offerer prefers pcma", withHead("m=audio 4000 RTP/AVP 8 0"), "PCMA", 8, 0, "sendrecv", "192.0.2.1:4000", nil},
+		{"static pt without rtpmap", withHead("m=audio 4000 RTP/AVP 18 8", "a=rtpmap:18 G729/8000"), "PCMA", 8, 0, "sendrecv", "192.0.2.1:4000", nil},
+		{"dynamic pt for pcmu kept", withHead("m=audio 4000 RTP/AVP 96 97", "a=rtpmap:96 PCMU/8000", "a=rtpmap:97 telephone-event/8000"), "PCMU", 96, 97, "sendrecv", "192.0.2.1:4000", nil},
+		{"media-level c= wins", withHead("m=audio 4000 RTP/AVP 0", "c=IN IP4 198.51.100.7"), "PCMU", 0, 0, "sendrecv", "198.51.100.7:4000", nil},
+		{"sendonly", withHead("m=audio 4000 RTP/AVP 0", "a=sendonly"), "PCMU", 0, 0, "sendonly", "192.0.2.1:4000", nil},
+		{"session-level direction", sdpBody("v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0", "a=inactive", "m=audio 4000 RTP/AVP 0"), "PCMU", 0, 0, "inactive", "192.0.2.1:4000", nil},
+		{"video first, audio second", withHead("m=video 5000 RTP/AVP 96", "m=audio 4000 RTP/AVP 0"), "PCMU", 0, 0, "sendrecv", "192.0.2.1:4000", nil},
+		{"ipv6", sdpBody("v=0", "o=- 1 1 IN IP6 ::1", "s=-", "c=IN IP6 2001:db8::5", "t=0 0", "m=audio 4000 RTP/AVP 0"), "PCMU", 0, 0, "sendrecv", "[2001:db8::5]:4000", nil},
+		{"only g729", withHead("m=audio 4000 RTP/AVP 18"), "", 0, 0, "", "", ErrNoCommonCodec},
+		{"only srtp", withHead("m=audio 4000 RTP/SAVP 0"), "", 0, 0, "", "", ErrNoCommonCodec},
+		{"no connection address", sdpBody("v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "t=0 0", "m=audio 4000 RTP/AVP 0"), "", 0, 0, "", "", ErrBadSDP},
+		{"hostname connection address", sdpBody("v=0", "o=- 1 1 IN IP4 x", "s=-", "c=IN IP4 pbx.example.com", "t=0 0", "m=audio 4000 RTP/AVP 0"), "", 0, 0, "", "", ErrBadSDP},
+		{"not sdp", []byte("hello"), "", 0, 0, "", "", ErrBadSDP},
+		{"payload type out of range", withHead("m=audio 4000 RTP/AVP 300"), "", 0, 0, "", "", ErrBadSDP},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseSDP(tc.body)
+			if err == nil {
+				var c media.CodecSpec
+				var pt uint8
+				c, pt, err = o.Choose()
+				if err == nil {
+					if c.Name != tc.codec || pt != tc.pt || o.DTMFPayloadType != tc.dtmf || o.Direction != tc.dir || o.Remote.String() != tc.remote {
+						t.Fatalf("got %s/%d dtmf %d %s %s", c.Name, pt, o.DTMFPayloadType, o.Direction, o.Remote)
+					}
+				}
+			}
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestAnswerKeepsMLineOrderAndRejectsOthers(t *testing.T) {
+	o, err := ParseSDP(withHead("m=video 5000 RTP/AVP 96", "m=audio 4000 RTP/AVP 8 101", "a=rtpmap:101 telephone-event/8000", "a=sendonly", "m=application 6000 UDP/BFCP *"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, pt, _ := o.Choose()
+	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
+		DTMFPT: o.DTMFPayloadType, Direction: ReverseDirection(o.Direction), Answer: o}.Marshal()
+	s := string(ans)
+	iv, ia, ib := strings.Index(s, "m=video 0 RTP/AVP 96"), strings.Index(s, "m=audio 30000 RTP/AVP 8 101"), strings.Index(s, "m=application 0 UDP/BFCP *")
+	if iv < 0 || ia < iv || ib < ia {
+		t.Fatalf("m-lines wrong:\n%s", s)
+	}
+	if !strings.Contains(s, "a=recvonly") || !strings.Contains(s, "a=rtpmap:101 telephone-event/8000") {
+		t.Fatalf("direction or telephone-event missing:\n%s", s)
+	}
+	back, err := ParseSDP(ans)
+	if err != nil {
+		t.Fatalf("our answer does not parse: %v\n%s", err, s)
+	}
+	if back.Remote.String() != "127.0.0.1:30000" || back.Direction != "recvonly" || back.DTMFPayloadType != 101 {
+		t.Fatalf("round trip: %+v", back)
+	}
+}
+
+func TestReverseDirection(t *testing.T) {
+	for in, want := range map[string]string{"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive", "sendrecv": "sendrecv", "": "sendrecv"} {
+		if got := ReverseDirection(in); got != want {
+			t.Errorf("%q -> %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseSDP(f *testing.F) {
+	f.Add(withHead("m=audio 4000 RTP/AVP 0 8 101", "a=rtpmap:101 telephone-event/8000"))
+	f.Add(withHead("m=video 5000 RTP/AVP 96", "m=audio 4000 RTP/AVP 8", "a=sendonly", "a=ptime:30"))
+	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		o, err := ParseSDP(body)
+		if err != nil {
+			return
+		}
+		if c, pt, err := o.Choose(); err == nil {
+			ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:1"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal()
+			if _, err := ParseSDP(ans); err != nil {
+				t.Fatalf("answer to a parsable offer does not parse: %v\n%s", err, ans)
+			}
+		}
+	})
+}

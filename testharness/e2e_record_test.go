@@ -1,0 +1,78 @@
+package testharness_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// Voicemail: beep, record the caller until #, and the file holds the
+// caller's 440 Hz; a second caller hangs up mid-recording and the file is
+// still valid.
+func TestRecordVoicemail(t *testing.T) {
+	dir := t.TempDir()
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	results := make(chan result, 2)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		d, err := c.Record(ctx, filepath.Join(dir, c.User()+".wav"), framework.RecordOptions{MaxDuration: 10 * time.Second, Beep: true})
+		results <- result{d, err}
+		return err
+	}))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	call, err := phone.Call(ctx, uri(srv, "vm1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("no beep: %v", err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{440}, Duration: 1500 * time.Millisecond}))
+	time.Sleep(1600 * time.Millisecond)
+	if err := call.SendDTMF("#"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-results
+	if r.err != nil || r.d < time.Second || r.d > 3*time.Second {
+		t.Fatalf("record returned %s, %v", r.d, r.err)
+	}
+	_ = call.Hangup(ctx)
+	if f := dominantInFile(t, filepath.Join(dir, "vm1.wav")); f < 430 || f > 450 {
+		t.Fatalf("recording's dominant frequency %.0f Hz, want 440", f)
+	}
+
+	call2, err := phone.Call(ctx, uri(srv, "vm2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call2.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
+	time.Sleep(1200 * time.Millisecond)
+	_ = call2.Hangup(ctx)
+	r = <-results
+	if !errors.Is(r.err, framework.ErrHangup) || r.d < 500*time.Millisecond {
+		t.Fatalf("record after hangup: %s, %v", r.d, r.err)
+	}
+	if f := dominantInFile(t, filepath.Join(dir, "vm2.wav")); f < 690 || f > 710 {
+		t.Fatalf("recording cut by hangup: %.0f Hz, want 700", f)
+	}
+}
+
+func dominantInFile(t *testing.T, path string) float64 {
+	t.Helper()
+	l, err := testharness.LoudestWindow(path, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Frequency
+}

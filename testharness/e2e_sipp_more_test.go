@@ -1,0 +1,146 @@
+package testharness_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// toneEchoHandler plays a 1 kHz tone and reports the loudest 1 kHz-dominated
+// frame it hears back (SIPp's -rtp_echo returns our own audio).
+func toneEchoHandler(heard chan<- bool) framework.Handler {
+	return framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		var once sync.Once
+		if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
+			if media.RMS(f.Samples) > 1000 {
+				if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); fr > 980 && fr < 1020 {
+					once.Do(func() { heard <- true })
+				}
+			}
+			return nil
+		})); err != nil {
+			return err
+		}
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
+	})
+}
+
+// Late offer (SDP answer in the ACK), an empty re-INVITE (the server offers
+// again) and a hold answered recvonly, against SIPp with RTP echo.
+func TestSIPpLateOfferEmptyReinviteHold(t *testing.T) {
+	heard := make(chan bool, 1)
+	srv := startServer(t, framework.Config{}, toneEchoHandler(heard))
+	out, err := runSIPp(t, "-sf", scenario("late_offer.xml"), "-s", "late", "-mp", "32100", "-rtp_echo", srv.SIPAddr().String())
+	if err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	select {
+	case <-heard:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never heard its tone echoed: media was not set up from the ACK's answer")
+	}
+}
+
+// The server dials out: Originate calls a SIPp UAS (with RTP echo), the
+// flow plays a tone and hears it come back, then hangs up (BYE from our
+// side); SIPp exits 0 only if the whole dialog went as its scenario says.
+func TestOriginateToSIPpUAS(t *testing.T) {
+	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Reject(ctx, 404)
+	}))
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", "32200", "-rtp_echo",
+		"-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	heard, echoed := make(chan bool, 1), make(chan bool, 1)
+	flow := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		var once sync.Once
+		_ = c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
+			if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 1000 && fr > 980 && fr < 1020 {
+				once.Do(func() { heard <- true })
+			}
+			return nil
+		}))
+		playCtx, stop := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-heard:
+				echoed <- true
+			case <-time.After(5 * time.Second):
+				echoed <- false
+			}
+			stop()
+		}()
+		_ = c.Play(playCtx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 10 * time.Second}))
+		return c.Hangup(ctx)
+	})
+	// SIPp needs a moment to bind its port.
+	var err error
+	for range 50 {
+		if err = srv.Originate(ctx, fmt.Sprintf("sip:service@127.0.0.1:%d", port), framework.DialOptions{Timeout: 5 * time.Second}, flow); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("originate: %v\n%s", err, tail(out.Bytes(), 2000))
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sipp uas: %v\n%s", err, tail(out.Bytes(), 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
+	}
+	if !<-echoed {
+		t.Fatal("the flow never heard its tone echoed back by SIPp")
+	}
+	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// INFO DTMF reaches CollectDigits, a MESSAGE from the caller arrives as a
+// chat event, and the flow's SendMessage reaches SIPp, inside the dialog.
+func TestSIPpInfoDTMFAndChat(t *testing.T) {
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		events := c.Events()
+		d, err := c.CollectDigits(ctx, framework.CollectOptions{Max: 1, FirstDigitTimeout: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		for ev := range events {
+			if ev.Type == framework.EventChat {
+				text := ev.Data.(framework.ChatData).Text
+				if err := c.SendMessage(ctx, "got "+d+" and "+text); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		<-ctx.Done()
+		return nil
+	}))
+	if out, err := runSIPp(t, "-sf", scenario("info_message.xml"), "-s", "chat", "-mp", "32300", srv.SIPAddr().String()); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+}

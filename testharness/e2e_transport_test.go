@@ -1,0 +1,148 @@
+package testharness_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A call over TCP works like one over UDP.
+func TestCallOverTCP(t *testing.T) {
+	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "tone")+";transport=tcp")
+	if err != nil {
+		t.Fatalf("call over TCP: %v", err)
+	}
+	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// A peer that vanishes without BYE (its RTP stops) is hung up after the
+// media timeout and the flow sees ErrHangup.
+func TestMediaTimeoutHangsUpDeadCall(t *testing.T) {
+	flowErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{MediaTimeout: time.Second}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		_, err := c.CollectDigits(ctx, framework.CollectOptions{Max: 1, FirstDigitTimeout: time.Minute})
+		flowErr <- err
+		return err
+	}))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "dead"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // alive: the phone sends silence, no timeout
+	if srv.ActiveCalls() != 1 {
+		t.Fatal("call ended although RTP was flowing")
+	}
+	_ = call.Leg.Endpoint().Close() // the phone "loses power": no more RTP, no BYE
+	select {
+	case err := <-flowErr:
+		if !errors.Is(err, framework.ErrHangup) {
+			t.Fatalf("flow got %v, want ErrHangup", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("dead call not torn down")
+	}
+	select {
+	case <-call.Leg.Done():
+		if !errors.Is(call.Leg.Err(), sip.ErrRemoteHangup) {
+			t.Fatalf("phone leg ended with %v, want the server's BYE", call.Leg.Err())
+		}
+	case <-ctx.Done():
+		t.Fatal("no BYE for the dead call")
+	}
+}
+
+// A peer without RFC 4733 (a PSTN gateway) sends DTMF as tones: the
+// server detects them in the audio and CollectDigits gets them.
+func TestInbandDTMFFromGatewayWithoutRFC4733(t *testing.T) {
+	got := make(chan string, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		d, err := c.CollectDigits(ctx, framework.CollectOptions{Max: 4, Terminators: "#", FirstDigitTimeout: 10 * time.Second})
+		got <- d
+		return err
+	}))
+	gw, err := testharness.NewPhone(testharness.PhoneOptions{InbandDTMF: true, RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := gw.Call(ctx, uri(srv, "collect"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if call.Leg.Endpoint().Config().DTMFPayloadType != 0 {
+		t.Fatal("telephone-event was negotiated; the test needs a peer without it")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := call.SendDTMF("42*#"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d != "42*" {
+			t.Fatalf("collected %q, want 42*", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("no digits collected")
+	}
+	_ = call.Hangup(ctx)
+}
+
+// Hold: the phone holds the server, which must answer recvonly and stop
+// sending; unhold brings the tone back. (The re-INVITE code is shared by
+// both sides of a dialog; server-initiated hold has no Call verb yet.)
+func TestHoldAndResume(t *testing.T) {
+	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "tone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Leg.Hold(ctx); err != nil {
+		t.Fatalf("hold: %v", err)
+	}
+	if d := call.Leg.Endpoint().Config().Direction; d != "sendonly" {
+		t.Fatalf("after our hold offer we are %q, want sendonly (the server answered recvonly)", d)
+	}
+	time.Sleep(100 * time.Millisecond) // packets already in flight
+	n := call.Leg.Endpoint().Stats().PacketsIn
+	time.Sleep(500 * time.Millisecond)
+	if got := call.Leg.Endpoint().Stats().PacketsIn - n; got > 0 {
+		t.Fatalf("server sent %d packets while on hold", got)
+	}
+	if err := call.Leg.Unhold(ctx); err != nil {
+		t.Fatalf("unhold: %v", err)
+	}
+	mark := call.Mark()
+	if _, err := call.WaitFor(ctx, 200*time.Millisecond, func(l testharness.Listen) bool {
+		return call.Mark() > mark+1600 && l.Frequency > 980 && l.Frequency < 1020
+	}); err != nil {
+		t.Fatalf("tone did not resume after unhold: %v", err)
+	}
+	_ = call.Hangup(ctx)
+}

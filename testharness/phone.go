@@ -1,0 +1,280 @@
+// Package testharness provides virtual endpoints that really speak SIP and
+// RTP, generate audio (tones, DTMF) and analyse what they hear, for
+// end-to-end tests, simulations and load generation. It uses sip and media
+// as clients and never reaches into framework internals.
+package testharness
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// PhoneOptions configure a virtual phone. The zero value listens on
+// 127.0.0.1 with RTP ports 40000-40999.
+type PhoneOptions struct {
+	// Addr is the phone's SIP address; default "127.0.0.1:0".
+	Addr string
+	// RTPPortMin, RTPPortMax bound the phone's RTP ports.
+	RTPPortMin, RTPPortMax int
+	// Codecs offered, in order; nil means PCMU and PCMA.
+	Codecs []media.CodecSpec
+	Logger *slog.Logger
+	// OnInvite, if set, receives calls made to the phone. Otherwise the
+	// phone answers them itself after AnswerDelay (or rejects them with
+	// RejectCode when it is set) and delivers the answered calls on
+	// Incoming.
+	OnInvite func(*sip.Leg)
+	// AnswerDelay is how long the phone rings before it answers.
+	AnswerDelay time.Duration
+	// RejectCode, if set, makes the phone refuse calls with this status.
+	RejectCode int
+	// InbandDTMF makes the phone a gateway without RFC 4733: it does not
+	// offer telephone-event and SendDTMF plays the digits as tones.
+	InbandDTMF bool
+}
+
+// Phone is a virtual SIP phone: a user agent plus an RTP port pool.
+type Phone struct {
+	agent    *sip.Agent
+	ports    *media.PortPool
+	incoming chan *PhoneCall
+}
+
+// NewPhone starts a virtual phone.
+func NewPhone(opts PhoneOptions) (*Phone, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.RTPPortMin == 0 {
+		opts.RTPPortMin, opts.RTPPortMax = 40000, 40999
+	}
+	ports, err := media.NewPortPool(opts.RTPPortMin, opts.RTPPortMax)
+	if err != nil {
+		return nil, err
+	}
+	ports.RestTime = time.Millisecond
+	p := &Phone{ports: ports, incoming: make(chan *PhoneCall, 16)}
+	onInvite := opts.OnInvite
+	if onInvite == nil {
+		onInvite = func(l *sip.Leg) { go p.autoAnswer(l, opts.AnswerDelay, opts.RejectCode) }
+	}
+	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, Ports: ports, Codecs: opts.Codecs,
+		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
+		NoTelephoneEvent: opts.InbandDTMF})
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.Start(); err != nil {
+		return nil, err
+	}
+	p.agent = agent
+	return p, nil
+}
+
+func (p *Phone) autoAnswer(l *sip.Leg, delay time.Duration, reject int) {
+	_ = l.Ringing()
+	select {
+	case <-time.After(delay):
+	case <-l.Done():
+		return
+	}
+	if reject != 0 {
+		_ = l.Reject(reject, "")
+		return
+	}
+	pc := Attach(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Answer(ctx); err != nil {
+		return
+	}
+	select {
+	case p.incoming <- pc:
+	default:
+	}
+}
+
+// Register registers the phone as user at registrar (host:port) for an
+// hour, answering the digest challenge with password.
+func (p *Phone) Register(ctx context.Context, registrar, user, password string) error {
+	_, err := p.agent.Register(ctx, registrar, user, password, time.Hour)
+	return err
+}
+
+// Incoming delivers the calls the phone answered by itself.
+func (p *Phone) Incoming() <-chan *PhoneCall { return p.incoming }
+
+// URI returns a SIP URI that reaches this phone as user.
+func (p *Phone) URI(user string) string { return "sip:" + user + "@" + p.Addr().String() }
+
+// Addr returns the phone's SIP UDP address.
+func (p *Phone) Addr() netip.AddrPort { return p.agent.Addr() }
+
+// Close hangs up the phone's calls and stops it.
+func (p *Phone) Close() { p.agent.Close() }
+
+// Call dials uri and returns once the call is answered.
+func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	if err != nil {
+		return nil, err
+	}
+	return Attach(leg), nil
+}
+
+// PhoneCall is one call of a virtual phone: it records everything it hears
+// and can send tones and DTMF.
+type PhoneCall struct {
+	Leg *sip.Leg
+
+	mu     sync.Mutex
+	heard  []int16
+	rate   int
+	digits []rune
+}
+
+// Attach wraps a connected leg (dialled or answered) so that what it hears
+// is recorded.
+func Attach(leg *sip.Leg) *PhoneCall {
+	pc := &PhoneCall{Leg: leg}
+	leg.Endpoint().SetSink(media.SinkFunc(pc.record))
+	leg.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
+		pc.mu.Lock()
+		pc.digits = append(pc.digits, ev.Digit)
+		pc.mu.Unlock()
+	})
+	return pc
+}
+
+// maxHeard bounds the recording (10 minutes at 8 kHz).
+const maxHeard = 8000 * 600
+
+func (pc *PhoneCall) record(f *media.Frame) error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.rate = f.Rate
+	if len(pc.heard) < maxHeard {
+		pc.heard = append(pc.heard, f.Samples...)
+	}
+	return nil
+}
+
+// Heard returns a copy of the audio heard from sample index from on, and
+// the sample rate.
+func (pc *PhoneCall) Heard(from int) ([]int16, int) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if from > len(pc.heard) {
+		from = len(pc.heard)
+	}
+	return append([]int16(nil), pc.heard[from:]...), pc.rate
+}
+
+// Digits returns the RFC 4733 digits received so far.
+func (pc *PhoneCall) Digits() string {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return string(pc.digits)
+}
+
+// Mark returns the current length of the recording, to analyse only what
+// is heard after it.
+func (pc *PhoneCall) Mark() int {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return len(pc.heard)
+}
+
+// Play sends src to the far end (replacing what played before).
+func (pc *PhoneCall) Play(src media.Source) { pc.Leg.Endpoint().Play(src, nil) }
+
+// SendDTMF sends digits as RFC 4733 events, 100 ms each with 100 ms gaps;
+// when the call has no telephone-event it plays them as in-band tones
+// (100 ms on, 100 ms off) instead, replacing what the phone played.
+func (pc *PhoneCall) SendDTMF(digits string) error {
+	if pc.Leg.Endpoint().Config().DTMFPayloadType == 0 {
+		var srcs []media.Source
+		for _, d := range digits {
+			s, ok := media.DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
+			if !ok {
+				return fmt.Errorf("testharness: %q is not a DTMF digit", d)
+			}
+			srcs = append(srcs, s)
+		}
+		pc.Play(media.Sequence(srcs...))
+		return nil
+	}
+	for _, d := range digits {
+		if err := pc.Leg.Endpoint().SendDTMF(d, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Hangup sends BYE.
+func (pc *PhoneCall) Hangup(ctx context.Context) error { return pc.Leg.Hangup(ctx) }
+
+// Listen describes a stretch of heard audio.
+type Listen struct {
+	RMS       float64 // loudness of the window
+	Frequency float64 // dominant frequency in 100..3800 Hz
+	Power     float64 // Goertzel power at Frequency
+}
+
+// Analyse measures the last window of heard audio.
+func (pc *PhoneCall) Analyse(window time.Duration) (Listen, bool) {
+	pc.mu.Lock()
+	rate := pc.rate
+	n := int(window.Seconds() * float64(rate))
+	if rate == 0 || len(pc.heard) < n || n == 0 {
+		pc.mu.Unlock()
+		return Listen{}, false
+	}
+	s := append([]int16(nil), pc.heard[len(pc.heard)-n:]...)
+	pc.mu.Unlock()
+	f, p := media.DominantFrequency(s, rate, 100, 3800, 10)
+	return Listen{RMS: media.RMS(s), Frequency: f, Power: p}, true
+}
+
+// WaitFor polls the last window of heard audio every 20 ms until cond holds
+// or ctx ends; it returns the last measurement.
+func (pc *PhoneCall) WaitFor(ctx context.Context, window time.Duration, cond func(Listen) bool) (Listen, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var last Listen
+	for {
+		if l, ok := pc.Analyse(window); ok {
+			last = l
+			if cond(l) {
+				return l, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("testharness: waiting for audio: %w (last heard: rms %.0f, %.0f Hz)", ctx.Err(), last.RMS, last.Frequency)
+		case <-pc.Leg.Done():
+			return last, fmt.Errorf("testharness: call ended while waiting for audio: %v", pc.Leg.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitTone waits until a tone of freq ± tol Hz dominates the last 200 ms.
+func (pc *PhoneCall) WaitTone(ctx context.Context, freq, tol float64) (Listen, error) {
+	return pc.WaitFor(ctx, 200*time.Millisecond, func(l Listen) bool {
+		return l.RMS > 300 && l.Frequency >= freq-tol && l.Frequency <= freq+tol
+	})
+}
+
+// WaitSound waits until the last 200 ms are not silent.
+func (pc *PhoneCall) WaitSound(ctx context.Context) (Listen, error) {
+	return pc.WaitFor(ctx, 200*time.Millisecond, func(l Listen) bool { return l.RMS > 300 })
+}
