@@ -19,6 +19,7 @@ type Call struct {
 	id     string
 	user   string
 	trunk  string
+	auth   string
 	from   string
 	to     string
 	pid    *actor.PID
@@ -38,6 +39,11 @@ func (c *Call) User() string { return c.user }
 // Trunk returns the trunk the call came in on ("" for phones and
 // browsers). Its User is then the dialled DID.
 func (c *Call) Trunk() string { return c.trunk }
+
+// AuthUser returns the directory user the caller authenticated as (SIP
+// digest on the INVITE), or "" for an unauthenticated caller. Use it
+// before letting a call reach anything that costs money, like a trunk.
+func (c *Call) AuthUser() string { return c.auth }
 
 // From returns the caller as the From header gave it.
 func (c *Call) From() string { return c.from }

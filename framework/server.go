@@ -47,6 +47,9 @@ type Config struct {
 	// Users, if set, enables the registrar: these accounts may REGISTER
 	// (digest auth) and Dial reaches them by name.
 	Users *sip.Directory
+	// InviteAuth says which calls must authenticate against Users (default:
+	// a caller whose From names a user must have that user's password).
+	InviteAuth sip.InviteAuth
 	// Trunks are the carriers calls can go out through (DialOptions.Trunk)
 	// and come in from (Call.Trunk).
 	Trunks []sip.Trunk
@@ -117,7 +120,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
 	}
 	agent, err := sip.NewAgent(sip.Config{
-		ListenAddr: cfg.SIPAddr, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, Trunks: cfg.Trunks,
+		ListenAddr: cfg.SIPAddr, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
@@ -237,7 +240,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	ctx, cancel := context.WithCancelCause(base)
 	log := s.log.With("call_id", sig.ID())
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig),
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
 		root: s.root, log: log, ctx: ctx,
 		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
 	}
@@ -348,6 +351,13 @@ func (f levelFilter) WithGroup(n string) slog.Handler {
 func trunkOf(sig Signaling) string {
 	if t, ok := sig.(interface{ Trunk() string }); ok {
 		return t.Trunk()
+	}
+	return ""
+}
+
+func authUserOf(sig Signaling) string {
+	if a, ok := sig.(interface{ AuthUser() string }); ok {
+		return a.AuthUser()
 	}
 	return ""
 }

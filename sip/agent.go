@@ -59,6 +59,9 @@ type Config struct {
 	// Registrar, if set, accepts REGISTER and lets Dial reach registered
 	// users by name; without one REGISTER is refused with 403.
 	Registrar *Registrar
+	// InviteAuth says which INVITEs must authenticate against the
+	// Registrar's directory (default InviteAuthKnownUsers).
+	InviteAuth InviteAuth
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.

@@ -50,6 +50,7 @@ type Leg struct {
 	from, to string
 	user     string // request-URI user (inbound) or target (outbound)
 	trunk    string // the trunk the call came in on or goes out through
+	authUser string // directory user the INVITE authenticated as
 	ip       netip.Addr
 
 	uas      *sipgo.DialogServerSession
@@ -100,6 +101,10 @@ func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
 // Trunk returns the name of the trunk the call came in on or went out
 // through, or "".
 func (l *Leg) Trunk() string { return l.trunk }
+
+// AuthUser returns the directory user an inbound INVITE authenticated as,
+// or "" for an unauthenticated caller (guest, trunk).
+func (l *Leg) AuthUser() string { return l.authUser }
 
 // Done is closed when the leg has ended.
 func (l *Leg) Done() <-chan struct{} { return l.done }
@@ -199,6 +204,10 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			offer.DTMFPayloadType = 0
 		}
 	}
+	authUser, ok := a.authorizeInvite(req, tx, log)
+	if !ok {
+		return
+	}
 	a.respond(req, tx, 100, "Trying")
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
@@ -214,7 +223,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		agent: a, log: log, inbound: true, callID: callIDOf(req),
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
-		uas: dtx, offer: offer, inviteTx: tx,
+		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser,
 		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
 	}
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
@@ -548,6 +557,11 @@ func (l *Leg) Reject(code int, reason string) error {
 	l.mu.Unlock()
 	if reason == "" {
 		reason = defaultReason(code)
+	}
+	if code == 404 && l.trunk == "" && l.authUser == "" {
+		// Scanners walk extension numbers: unknown-user calls from one
+		// source count like failed logins.
+		l.agent.authFailed(sourceIP(l.uas.InviteRequest), l.log, "sip: call to unknown user", "user", l.user, "from", l.from)
 	}
 	// Straight to the transaction, which retransmits the final response
 	// and absorbs its ACK: sipgo's dialog would block here until the ACK,
