@@ -107,6 +107,12 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.onLegEnded(ctx, m)
 	case *legChat:
 		a.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
+	case *legTransfer:
+		a.onLegTransfer(ctx, m)
+	case *transferResult:
+		a.onTransferResult(ctx, m)
+	case *transferReq:
+		a.startTransfer(ctx, m)
 	case *legSendChat:
 		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
 	case *answerReq:

@@ -78,6 +78,8 @@ type dialState struct {
 	ringback func()
 	legID    string // set once answered
 	unbridge func()
+	// transferring is set while the bridged party's REFER target rings.
+	transferring bool
 }
 
 func (a *callActor) startDial(ctx actor.Context, d *dialReq) {

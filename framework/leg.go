@@ -2,9 +2,12 @@ package framework
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
 )
 
 // Signaling is what a transport package (sip, bridge) hands the framework
@@ -82,6 +85,19 @@ func (a *legActor) Receive(ctx actor.Context) {
 		a.sig.OnChat(func(ct, text string) {
 			root.Send(self, &legChat{legID: a.sig.ID(), contentType: ct, text: text})
 		})
+		if tr, ok := a.sig.(transferable); ok {
+			parent, legID := ctx.Parent(), a.sig.ID()
+			tr.OnTransfer(func(t *sip.Transfer) error {
+				reply := make(chan error, 1)
+				root.Send(parent, &legTransfer{legID: legID, t: t, reply: reply})
+				select {
+				case err := <-reply:
+					return err
+				case <-time.After(2 * time.Second):
+					return errors.New("the call did not decide in time")
+				}
+			})
+		}
 		done := a.sig.Done()
 		go func() {
 			<-done

@@ -210,6 +210,8 @@ func (a *Agent) listen() error {
 	srv.OnRegister(a.onRegister)
 	srv.OnInfo(a.onInfo)
 	srv.OnMessage(a.onMessage)
+	srv.OnRefer(a.onRefer)
+	srv.OnNotify(a.onNotify)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
 	go func() { _ = srv.ServeTCP(tcp) }()
@@ -393,7 +395,7 @@ func (a *Agent) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // allowed is the Allow header value of every response that carries one.
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY"
 
 func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sip: method not supported", "method", string(req.Method), "source", req.Source())

@@ -1,0 +1,220 @@
+package testharness_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// transferFlow dials target and reports what Dial returned.
+func transferFlow(target func() string, dialErr chan<- error) framework.Handler {
+	return framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		err := c.Dial(ctx, target(), framework.DialOptions{Timeout: 10 * time.Second})
+		dialErr <- err
+		return err
+	})
+}
+
+// A calls the server, the flow dials B; B transfers A to C with REFER
+// (sent by our own sip.Leg.Refer): the server dials C, bridges A to C,
+// reports 100 then 200 by NOTIFY (Refer returns nil), and B is released.
+func TestBlindTransferByDialledParty(t *testing.T) {
+	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	a := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	callA, err := a.Call(ctx, uri(srv, "bridge"))
+	if err != nil {
+		t.Fatalf("A's call: %v", err)
+	}
+	defer callA.Hangup(ctx)
+	var callB *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("A does not hear B before the transfer: %v", err)
+	}
+	if err := callB.Leg.Refer(ctx, c.URI("carol")); err != nil {
+		t.Fatalf("B's REFER: %v", err)
+	}
+	var callC *testharness.PhoneCall
+	select {
+	case callC = <-c.Incoming():
+	case <-ctx.Done():
+		t.Fatal("C was never called")
+	}
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("A does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("C does not hear A after the transfer: %v", err)
+	}
+	select {
+	case <-callB.Leg.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("B (the transferor) was not released")
+	}
+	if err := callC.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v when the transfer target hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
+}
+
+// A REFER to a target that is busy is reported in the final NOTIFY (Refer
+// returns ErrBusy) and A stays bridged to B. A REFER from the caller of a
+// call the flow holds (no bridge) is declined with 603.
+func TestTransferFailuresKeepTheCall(t *testing.T) {
+	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	busy, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, RejectCode: 486, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	a := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	callA, err := a.Call(ctx, uri(srv, "bridge"))
+	if err != nil {
+		t.Fatalf("A's call: %v", err)
+	}
+	defer callA.Hangup(ctx)
+	callB := <-b.Incoming()
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("A does not hear B: %v", err)
+	}
+	err = callB.Leg.Refer(ctx, busy.URI("busy"))
+	if !errors.Is(err, sip.ErrBusy) {
+		t.Fatalf("REFER to a busy target: %v, want ErrBusy", err)
+	}
+	time.Sleep(300 * time.Millisecond) // WaitTone looks at the last 200 ms
+	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("A lost B after the failed transfer: %v", err)
+	}
+	err = callA.Leg.Refer(ctx, busy.URI("busy"))
+	var se *sip.StatusError
+	if !errors.As(err, &se) || se.Code != 603 {
+		t.Fatalf("REFER from the caller: %v, want 603", err)
+	}
+}
+
+// SIPp calls; the flow transfers it with REFER (Call.Transfer). SIPp checks
+// Refer-To, reports success by NOTIFY and expects our BYE.
+func TestSIPpReceivesTransfer(t *testing.T) {
+	result := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		err := c.Transfer(ctx, "sip:carol@127.0.0.1:5099")
+		result <- err
+		return err
+	}))
+	if out, err := runSIPp(t, "-sf", scenario("uac_receive_refer.xml"), "-s", "xfer", srv.SIPAddr().String()); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Transfer: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Transfer did not return")
+	}
+}
+
+// The flow dials SIPp, which transfers the caller (a harness phone) to
+// carol (another harness phone) with REFER: the caller ends up hearing
+// carol, and SIPp sees 202, NOTIFY 100 and a terminating NOTIFY 200.
+func TestSIPpTransfersTheCaller(t *testing.T) {
+	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
+	carol, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carol.Close()
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario("uas_send_refer.xml"), "-key", "target", carol.URI("carol"),
+		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", "32400", "-rtp_echo",
+		"-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond) // SIPp binds its port
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return fmt.Sprintf("sip:bob@127.0.0.1:%d", port) }, dialErr))
+	a := newPhone(t)
+	callA, err := a.Call(ctx, uri(srv, "bridge"))
+	if err != nil {
+		t.Fatalf("A's call: %v", err)
+	}
+	defer callA.Hangup(ctx)
+	var callC *testharness.PhoneCall
+	select {
+	case callC = <-carol.Incoming():
+	case <-ctx.Done():
+		t.Fatalf("carol was never called\n%s", tail(out.Bytes(), 3000))
+	}
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("A does not hear carol after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("carol does not hear A after the transfer: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sipp: %v\n%s", err, tail(out.Bytes(), 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
+	}
+}
