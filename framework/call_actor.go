@@ -313,6 +313,8 @@ func causeString(err error) string {
 		return "canceled"
 	case errors.Is(err, sip.ErrMediaTimeout):
 		return "media timeout"
+	case errors.Is(err, sip.ErrSessionExpired):
+		return "session expired"
 	case errors.Is(err, sip.ErrLocalHangup):
 		return "local hangup"
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	// MediaTimeout hangs up calls that receive no RTP for this long.
 	// Default 30 s; negative disables it.
 	MediaTimeout time.Duration
+	// SessionExpires and MinSessionExpires set the SIP session timers
+	// (RFC 4028); zero means 1800 s and 90 s, negative SessionExpires
+	// disables them.
+	SessionExpires, MinSessionExpires time.Duration
 	// ShutdownTimeout bounds how long shutdown waits for calls to end.
 	// Default 10 s.
 	ShutdownTimeout time.Duration
@@ -47,6 +51,10 @@ type Config struct {
 	// Users, if set, enables the registrar: these accounts may REGISTER
 	// (digest auth) and Dial reaches them by name.
 	Users *sip.Directory
+	// OnMessage receives chat messages sent outside any call (SIP MESSAGE)
+	// that are not for a registered user; registered users' messages are
+	// relayed to their phones. It returns the SIP status to answer (200).
+	OnMessage func(sip.PagerMessage) int
 	// InviteAuth says which calls must authenticate against Users (default:
 	// a caller whose From names a user must have that user's password).
 	InviteAuth sip.InviteAuth
@@ -120,8 +128,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
 	}
 	agent, err := sip.NewAgent(sip.Config{
-		ListenAddr: cfg.SIPAddr, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		ListenAddr: cfg.SIPAddr, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
 		return nil, err
@@ -360,4 +368,11 @@ func authUserOf(sig Signaling) string {
 		return a.AuthUser()
 	}
 	return ""
+}
+
+// SendMessage sends a chat message outside any call: to a registered
+// user's phones (target is the user name) or to a SIP URI. from is the
+// sender's user name shown to the recipient.
+func (s *Server) SendMessage(ctx context.Context, target, from, text string) error {
+	return s.agent.SendMessage(ctx, target, from, "", text)
 }

@@ -45,6 +45,13 @@ type Config struct {
 	// MediaTimeout hangs up answered calls that receive no RTP for this long
 	// (hold excluded). Zero means 30 s; negative disables it.
 	MediaTimeout time.Duration
+	// SessionExpires is the session-timer interval (RFC 4028) we ask for
+	// on calls we dial and use for callers that do not ask; zero means
+	// 1800 s, negative disables session timers.
+	SessionExpires time.Duration
+	// MinSessionExpires is the smallest interval we accept (smaller ones
+	// get 422); zero means 90 s, the RFC's floor.
+	MinSessionExpires time.Duration
 	// UserAgent is the User-Agent/Server header value.
 	UserAgent string
 	// Logger receives the agent's log lines; nil means slog.Default().
@@ -62,6 +69,10 @@ type Config struct {
 	// InviteAuth says which INVITEs must authenticate against the
 	// Registrar's directory (default InviteAuthKnownUsers).
 	InviteAuth InviteAuth
+	// OnMessage receives MESSAGE requests sent outside a call that are not
+	// for a registered user (those are relayed to the user's phones); its
+	// return value is the response status. Nil answers 404.
+	OnMessage func(PagerMessage) int
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
@@ -104,6 +115,12 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	if cfg.MediaTimeout == 0 {
 		cfg.MediaTimeout = 30 * time.Second
+	}
+	if cfg.SessionExpires == 0 {
+		cfg.SessionExpires = 1800 * time.Second
+	}
+	if cfg.MinSessionExpires == 0 {
+		cfg.MinSessionExpires = 90 * time.Second
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "Switchboard"
@@ -211,6 +228,7 @@ func (a *Agent) listen() error {
 	srv.OnInfo(a.onInfo)
 	srv.OnMessage(a.onMessage)
 	srv.OnRefer(a.onRefer)
+	srv.OnUpdate(a.onUpdate)
 	srv.OnNotify(a.onNotify)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
@@ -395,7 +413,10 @@ func (a *Agent) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // allowed is the Allow header value of every response that carries one.
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY"
+// supported lists the option tags we implement (Supported header).
+const supported = "timer"
+
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE"
 
 func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sip: method not supported", "method", string(req.Method), "source", req.Source())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,11 +147,8 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 // waits for the answer. Canceling ctx or the ring timeout sends CANCEL. On
 // success the leg is answered, ACKed and its media running.
 func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
-	if !strings.Contains(target, ":") || (!strings.HasPrefix(target, "sip:") && !strings.HasPrefix(target, "sips:") && !strings.HasPrefix(target, "tel:")) {
-		target = "sip:" + target
-	}
-	var uri sip.Uri
-	if err := sip.ParseUri(target, &uri); err != nil {
+	uri, err := parseTarget(target)
+	if err != nil {
 		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
 	}
 	if opts.Timeout <= 0 {
@@ -203,6 +201,10 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
+	req.AppendHeader(sip.NewHeader("Supported", supported))
+	if a.cfg.SessionExpires > 0 {
+		req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(a.cfg.SessionExpires.Seconds()))))
+	}
 	for k, v := range opts.Headers {
 		req.AppendHeader(sip.NewHeader(k, v))
 	}
@@ -272,6 +274,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	}
 	l.to = headerValue(dtx.InviteResponse.To())
 	l.regID = dtx.ID
+	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered
 	l.finalOnce.Do(func() { close(l.final) })
 	if !a.register(a.uac, dtx.ID, l) {
@@ -287,8 +290,19 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		case <-l.done:
 		}
 	}()
+	l.armSessionTimer()
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil
+}
+
+// parseTarget parses a SIP/tel URI, or user@host as a sip: URI.
+func parseTarget(target string) (sip.Uri, error) {
+	if !strings.HasPrefix(target, "sip:") && !strings.HasPrefix(target, "sips:") && !strings.HasPrefix(target, "tel:") {
+		target = "sip:" + target
+	}
+	var uri sip.Uri
+	err := sip.ParseUri(target, &uri)
+	return uri, err
 }
 
 func answerConfig(body []byte) (media.StreamConfig, error) {

@@ -38,8 +38,13 @@ func (l *Leg) SendChat(ctx context.Context, text string) error {
 func (a *Agent) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	l := a.findLeg(req)
 	if l == nil {
-		// Pager-mode MESSAGE outside a call is not routed anywhere yet.
-		a.respond(req, tx, 404, "Not Found (no such dialog)")
+		if req.To() != nil {
+			if _, tagged := req.To().Params.Get("tag"); tagged {
+				a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+				return
+			}
+		}
+		a.onPagerMessage(req, tx)
 		return
 	}
 	ct := "text/plain"

@@ -7,7 +7,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// InviteAuth says which inbound INVITEs must carry digest credentials. It
+// InviteAuth says which inbound INVITEs (and pager MESSAGEs) must carry
+// digest credentials. It
 // applies only when the agent has a Registrar (whose Directory holds the
 // passwords); calls from a trunk's address are never challenged.
 type InviteAuth int
@@ -23,11 +24,11 @@ const (
 	InviteAuthNone
 )
 
-// authorizeInvite runs the INVITE digest exchange (RFC 3261 22.3: 407 with
-// Proxy-Authenticate, credentials in Proxy-Authorization). It returns the
-// authenticated user ("" for a guest) and false when it has answered the
-// INVITE itself (407 or 403).
-func (a *Agent) authorizeInvite(req *sip.Request, tx sip.ServerTransaction, log *slog.Logger) (string, bool) {
+// authorize runs the digest exchange for an INVITE or MESSAGE (RFC 3261
+// 22.3: 407 with Proxy-Authenticate, credentials in Proxy-Authorization).
+// It returns the authenticated user ("" for a guest) and false when it has
+// answered the request itself (407 or 403).
+func (a *Agent) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog.Logger) (string, bool) {
 	r := a.cfg.Registrar
 	if r == nil || a.cfg.InviteAuth == InviteAuthNone {
 		return "", true
@@ -53,7 +54,7 @@ func (a *Agent) authorizeInvite(req *sip.Request, tx sip.ServerTransaction, log 
 	if !need && header == "" {
 		return "", true
 	}
-	user, res, why := r.Auth.Verify(header, "INVITE", r.Directory.Password)
+	user, res, why := r.Auth.Verify(header, req.Method.String(), r.Directory.Password)
 	switch res {
 	case AuthMissing, AuthStale:
 		out := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
@@ -65,12 +66,12 @@ func (a *Agent) authorizeInvite(req *sip.Request, tx sip.ServerTransaction, log 
 		}
 		return "", false
 	case AuthFailed:
-		a.authFailed(src, log, "sip: INVITE authentication failed", "user", user, "from", fromUser, "reason", why)
+		a.authFailed(src, log, "sip: authentication failed", "method", req.Method.String(), "user", user, "from", fromUser, "reason", why)
 		a.respond(req, tx, 403, "Forbidden")
 		return "", false
 	}
 	if known && user != fromUser {
-		a.authFailed(src, log, "sip: INVITE credentials do not match From", "user", user, "from", fromUser)
+		a.authFailed(src, log, "sip: credentials do not match From", "method", req.Method.String(), "user", user, "from", fromUser)
 		a.respond(req, tx, 403, "Forbidden (credentials do not match From)")
 		return "", false
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,8 @@ type Leg struct {
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
+	session sessionTimer // RFC 4028 state
+
 	awaitingAnswer bool
 	pendingCSeq    uint32
 	ackSeen        chan struct{}
@@ -137,6 +140,7 @@ func (l *Leg) end(cause error) {
 	l.state = LegEnded
 	l.err = cause
 	l.mu.Unlock()
+	l.stopSessionTimer()
 	_ = l.ep.Close()
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
@@ -206,8 +210,23 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			offer.DTMFPayloadType = 0
 		}
 	}
-	authUser, ok := a.authorizeInvite(req, tx, log)
+	authUser, ok := a.authorize(req, tx, log)
 	if !ok {
+		return
+	}
+	session, code, minSE := a.negotiateInbound(req)
+	switch code {
+	case 422:
+		log.Info("sip: session interval too small", "min_se", minSE)
+		res := sip.NewResponseFromRequest(req, 422, "Session Interval Too Small", nil)
+		res.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(minSE.Seconds()))))
+		if err := tx.Respond(res); err != nil {
+			log.Debug("sip: respond 422 failed", "error", err)
+		}
+		return
+	case 400:
+		log.Warn("sip: bad Session-Expires")
+		a.respond(req, tx, 400, "Bad Request (Session-Expires)")
 		return
 	}
 	a.respond(req, tx, 100, "Trying")
@@ -225,7 +244,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		agent: a, log: log, inbound: true, callID: callIDOf(req),
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
-		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser,
+		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session,
 		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
 	}
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
@@ -283,10 +302,8 @@ func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog
 			return
 		}
 	}
-	cfg := l.ep.Config()
-	dir := cfg.Direction
-	offer := l.offer
 	if len(req.Body()) == 0 {
+		cfg := l.ep.Config()
 		// Empty re-INVITE: the peer asks for an offer; the answer comes in
 		// the ACK. Carriers use it to refresh or to renegotiate after a
 		// transfer.
@@ -297,43 +314,57 @@ func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog
 		l.mu.Unlock()
 		res := sip.NewSDPResponseFromRequest(req, body)
 		res.AppendHeader(a.contactFor(l.ip, req.Transport()))
+		l.sessionRefreshed(req, res)
 		l.respond2xx(tx, res, ack)
 		log.Info("sip: offered SDP in answer to an empty re-INVITE")
 		return
 	}
-	if len(req.Body()) > 0 {
-		o, err := ParseSDP(req.Body())
-		if err != nil {
-			log.Warn("sip: bad re-INVITE SDP", "error", err)
-			a.respond(req, tx, 488, "Not Acceptable Here")
-			return
-		}
-		codec, pt, err := o.Choose()
-		if err != nil {
-			a.respond(req, tx, 488, "Not Acceptable Here")
-			return
-		}
-		cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
-		cfg.Remote = o.Remote
-		if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
-			cfg.Direction = "inactive"
-		} else {
-			cfg.Direction = ReverseDirection(o.Direction)
-		}
-		dir = cfg.Direction
-		offer = o
-		l.ep.Configure(cfg)
-		log.Info("sip: re-INVITE applied", "remote", cfg.Remote.String(), "direction", dir)
+	body, code := l.applyRemoteOffer(req.Body())
+	if code != 0 {
+		a.respond(req, tx, code, "Not Acceptable Here")
+		return
 	}
-	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: dir, Answer: offer}.Marshal()
 	res := sip.NewSDPResponseFromRequest(req, body)
 	res.AppendHeader(a.contactFor(l.ip, req.Transport()))
 	ack := make(chan struct{})
 	l.mu.Lock()
 	l.pendingCSeq, l.ackSeen = req.CSeq().SeqNo, ack
 	l.mu.Unlock()
+	l.sessionRefreshed(req, res)
 	l.respond2xx(tx, res, ack)
+}
+
+// applyRemoteOffer applies an SDP offer received in a confirmed dialog
+// (re-INVITE or UPDATE): codec, the peer's address (media follows a move)
+// and direction, answered with the reverse direction (c=0.0.0.0 is the
+// old-style hold: inactive). It returns our answer, or the status to
+// refuse the offer with.
+func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
+	o, err := ParseSDP(sdp)
+	if err != nil {
+		l.log.Warn("sip: bad SDP in mid-dialog offer", "error", err)
+		return nil, 488
+	}
+	codec, pt, err := o.Choose()
+	if err != nil {
+		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
+		return nil, 488
+	}
+	cfg := l.ep.Config()
+	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
+	if l.agent.cfg.NoTelephoneEvent {
+		cfg.DTMFPayloadType = 0
+	}
+	cfg.Remote = o.Remote
+	if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
+		cfg.Direction = "inactive"
+	} else {
+		cfg.Direction = ReverseDirection(o.Direction)
+	}
+	l.ep.Configure(cfg)
+	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", codec.Name)
+	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, Answer: o}.Marshal(), 0
 }
 
 // respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
@@ -424,6 +455,10 @@ func (l *Leg) Answer(ctx context.Context) error {
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, body)
 	res.AppendHeader(l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
+	res.AppendHeader(sip.NewHeader("Supported", supported))
+	l.mu.Lock()
+	l.session.headers(res, false)
+	l.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() {
 		l.respMu.Lock()
@@ -461,6 +496,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		_ = l.hangup(context.Background(), fmt.Errorf("%w: no SDP answer in ACK", ErrBadSDP))
 		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
 	}
+	l.armSessionTimer()
 	l.log.Info("sip: answered", "codec", codecName)
 	return nil
 }
@@ -709,7 +745,7 @@ func unsupportedRequire(req *sip.Request) string {
 	var out []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
-			if tag = strings.TrimSpace(tag); tag != "" {
+			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") {
 				out = append(out, tag)
 			}
 		}

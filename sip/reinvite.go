@@ -31,12 +31,16 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	req := sip.NewRequest(sip.INVITE, l.remoteTarget())
 	req.AppendHeader(l.agent.contactFor(l.ip, l.transport()))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	l.mu.Lock()
+	l.session.headers(req, true)
+	l.mu.Unlock()
 	req.SetBody(body)
 	res, err := l.inDialog(ctx, req)
 	if err != nil {
 		return fmt.Errorf("sip: re-INVITE: %w", err)
 	}
 	l.ackReinvite(req, res)
+	l.armSessionTimer() // any successful re-INVITE refreshes the session
 	next, err := answerConfig(res.Body())
 	if err != nil {
 		return fmt.Errorf("sip: re-INVITE answer: %w", err)

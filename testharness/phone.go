@@ -35,6 +35,9 @@ type PhoneOptions struct {
 	AnswerDelay time.Duration
 	// RejectCode, if set, makes the phone refuse calls with this status.
 	RejectCode int
+	// OnMessage receives MESSAGE requests outside calls (pager mode);
+	// nil answers them 404.
+	OnMessage func(sip.PagerMessage) int
 	// InbandDTMF makes the phone a gateway without RFC 4733: it does not
 	// offer telephone-event and SendDTMF plays the digits as tones.
 	InbandDTMF bool
@@ -67,7 +70,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, Ports: ports, Codecs: opts.Codecs,
 		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
-		NoTelephoneEvent: opts.InbandDTMF})
+		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage})
 	if err != nil {
 		return nil, err
 	}
