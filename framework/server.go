@@ -22,7 +22,12 @@ import (
 type Config struct {
 	// SIPAddr is where SIP listens, UDP and TCP. Default "0.0.0.0:5060".
 	SIPAddr string
-	// HTTPAddr is where the web endpoints listen. Default ":8080"; "-"
+	// TLSAddr is where SIP over TLS listens; empty disables TLS. Without
+	// TLSCertFile/TLSKeyFile a self-signed certificate is generated.
+	TLSAddr                 string
+	TLSCertFile, TLSKeyFile string
+	// HTTPAddr is where the web endpoints listen (and SIP over WebSocket,
+	// RFC 7118, on path /sip). Default ":8080"; "-"
 	// disables HTTP.
 	HTTPAddr string
 	// RTPPortMin and RTPPortMax bound the RTP ports. Default 10000-20000.
@@ -128,7 +133,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
 	}
 	agent, err := sip.NewAgent(sip.Config{
-		ListenAddr: cfg.SIPAddr, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
+		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
@@ -140,6 +145,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 
 // Ready is closed once the server listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// TLSAddr returns the SIP over TLS address (invalid when TLS is off).
+func (s *Server) TLSAddr() netip.AddrPort { return s.agent.TLSAddr() }
 
 // SIPAddr returns the UDP address SIP listens on (valid after Ready).
 func (s *Server) SIPAddr() netip.AddrPort { return s.agent.Addr() }
@@ -304,6 +312,7 @@ func (s *Server) statusHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("GET /sip", s.agent.WebSocketHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sipAddr := s.SIPAddr()
@@ -316,8 +325,12 @@ func (s *Server) statusHandler() http.Handler {
 				host = h
 			}
 		}
-		fmt.Fprintf(w, "Switchboard is running.\nSIP: %s (UDP and TCP)\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
-			sipAddr, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
+		fmt.Fprintf(w, "Switchboard is running.\nSIP: %s (UDP and TCP)\n", sipAddr)
+		if t := s.agent.TLSAddr(); t.IsValid() {
+			fmt.Fprintf(w, "SIP over TLS: %s\n", t)
+		}
+		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
+			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
 	})
 	return mux
 }

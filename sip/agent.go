@@ -7,12 +7,15 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,16 @@ type Config struct {
 	// ListenAddr is host:port for UDP and TCP. Empty means "0.0.0.0:5060";
 	// port 0 picks a free port (tests).
 	ListenAddr string
+	// TLSAddr is host:port for SIP over TLS; empty disables TLS.
+	TLSAddr string
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key for the
+	// TLS listener; without them a self-signed one is generated (for
+	// development; its fingerprint is logged). TLSConfig overrides both.
+	TLSCertFile, TLSKeyFile string
+	TLSConfig               *tls.Config
+	// TLSRootCAs verifies the servers we connect to over TLS (trunks);
+	// nil means the system roots.
+	TLSRootCAs *x509.CertPool
 	// PublicIP, when valid, is written into SDP and Contact instead of the
 	// local address (a server behind 1:1 NAT).
 	PublicIP netip.Addr
@@ -95,6 +108,9 @@ type Agent struct {
 	listeners  []func() error
 	udpAddr    netip.AddrPort
 	tcpAddr    netip.AddrPort
+	tlsAddr    netip.AddrPort
+	tlsConf    *tls.Config
+	wsListener *chanListener
 	closed     bool
 	ownPacer   bool
 	stopTrunks context.CancelFunc
@@ -194,10 +210,31 @@ func (a *Agent) listen() error {
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 
+	var tlsL net.Listener
+	if a.cfg.TLSAddr != "" {
+		conf, err := a.serverTLSConfig()
+		if err != nil {
+			udp.Close()
+			tcp.Close()
+			return err
+		}
+		raw, err := net.Listen("tcp", a.cfg.TLSAddr)
+		if err != nil {
+			udp.Close()
+			tcp.Close()
+			return fmt.Errorf("sip: listen tls: %w", err)
+		}
+		a.tlsConf = conf
+		a.tlsAddr = raw.Addr().(*net.TCPAddr).AddrPort()
+		tlsL = tls.NewListener(raw, conf)
+	}
+	wsl := newChanListener(tcp.Addr())
+
 	advertise := a.advertiseIP(netip.Addr{})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(advertise.String()),
+		sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: a.cfg.TLSRootCAs, MinVersion: tls.VersionTLS12}),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.lintFilter(udp))),
 	)
 	if err != nil {
@@ -233,8 +270,16 @@ func (a *Agent) listen() error {
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
 	go func() { _ = srv.ServeTCP(tcp) }()
-	a.listeners = append(a.listeners, udp.Close, tcp.Close)
-	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "advertise", advertise.String())
+	go func() { _ = srv.ServeWS(wsl) }()
+	a.listeners = append(a.listeners, udp.Close, tcp.Close, wsl.Close)
+	if tlsL != nil {
+		go func() { _ = srv.ServeTLS(tlsL) }()
+		a.listeners = append(a.listeners, tlsL.Close)
+	}
+	a.mu.Lock()
+	a.wsListener = wsl
+	a.mu.Unlock()
+	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
 	return nil
 }
 
@@ -348,13 +393,18 @@ func (a *Agent) newEndpoint(onTimeout func()) (*media.Endpoint, error) {
 
 func (a *Agent) contactFor(ip netip.Addr, transport string) *sip.ContactHeader {
 	port := int(a.udpAddr.Port())
-	if transport == "TCP" {
+	switch strings.ToUpper(transport) {
+	case "TCP":
 		port = int(a.tcpAddr.Port())
+	case "TLS":
+		port = int(a.tlsAddr.Port())
+	case "WS", "WSS":
+		port = 0 // requests come back over the client's connection
 	}
 	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: port}}
-	if transport == "TCP" {
+	if t := strings.ToLower(transport); t != "" && t != "udp" {
 		c.Address.UriParams = sip.NewParams()
-		c.Address.UriParams.Add("transport", "tcp")
+		c.Address.UriParams.Add("transport", t)
 	}
 	return c
 }

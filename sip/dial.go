@@ -180,11 +180,20 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
 
 	transport := "UDP"
-	if t, ok := uri.UriParams.Get("transport"); ok && strings.EqualFold(t, "tcp") {
-		transport = "TCP"
+	if t, ok := uri.UriParams.Get("transport"); ok {
+		transport = strings.ToUpper(t)
 	}
-	if strings.EqualFold(opts.Transport, "TCP") {
-		transport = "TCP"
+	if strings.EqualFold(uri.Scheme, "sips") {
+		transport = "TLS"
+	}
+	if opts.Transport != "" {
+		transport = strings.ToUpper(opts.Transport)
+	}
+	switch transport {
+	case "UDP", "TCP", "TLS", "WS", "WSS":
+	default:
+		_ = ep.Close()
+		return nil, fmt.Errorf("sip: dial %s: unsupported transport %q", target, transport)
 	}
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(transport)

@@ -210,6 +210,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			offer.DTMFPayloadType = 0
 		}
 	}
+	fixContact(req)
 	authUser, ok := a.authorize(req, tx, log)
 	if !ok {
 		return

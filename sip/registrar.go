@@ -141,6 +141,7 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		defExpires = time.Duration(n) * time.Second
 	}
+	fixContact(req)
 	contacts := req.GetHeaders("Contact")
 	r.mu.Lock()
 	current := r.liveLocked(user)

@@ -35,7 +35,9 @@ func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *frame
 	if cfg.SIPAddr == "" {
 		cfg.SIPAddr = "127.0.0.1:0"
 	}
-	cfg.HTTPAddr = "-"
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "-"
+	}
 	if cfg.RTPPortMin == 0 {
 		cfg.RTPPortMin, cfg.RTPPortMax = 30000, 30999
 	}

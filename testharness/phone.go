@@ -5,6 +5,7 @@
 package testharness
 
 import (
+	"crypto/x509"
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,10 @@ type PhoneOptions struct {
 	AnswerDelay time.Duration
 	// RejectCode, if set, makes the phone refuse calls with this status.
 	RejectCode int
+	// TLS makes the phone listen for SIP over TLS too and trust roots
+	// (e.g. the server's self-signed certificate) when it dials over TLS.
+	TLS        bool
+	TLSRootCAs *x509.CertPool
 	// OnMessage receives MESSAGE requests outside calls (pager mode);
 	// nil answers them 404.
 	OnMessage func(sip.PagerMessage) int
@@ -68,9 +73,13 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	if onInvite == nil {
 		onInvite = func(l *sip.Leg) { go p.autoAnswer(l, opts.AnswerDelay, opts.RejectCode) }
 	}
-	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, Ports: ports, Codecs: opts.Codecs,
+	tlsAddr := ""
+	if opts.TLS {
+		tlsAddr = "127.0.0.1:0"
+	}
+	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, TLSAddr: tlsAddr, Ports: ports, Codecs: opts.Codecs,
 		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
-		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage})
+		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs})
 	if err != nil {
 		return nil, err
 	}

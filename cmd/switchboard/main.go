@@ -49,6 +49,9 @@ func main() {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	sipAddr := fs.String("sip-addr", "0.0.0.0:5060", "SIP listen address (UDP and TCP)")
+	tlsAddr := fs.String("tls-addr", "0.0.0.0:5061", `SIP over TLS listen address ("-" disables)`)
+	tlsCert := fs.String("tls-cert", "", "PEM certificate for SIP over TLS (default: a generated self-signed one, for development)")
+	tlsKey := fs.String("tls-key", "", "PEM private key for --tls-cert")
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
@@ -66,7 +69,10 @@ func serve(args []string) error {
 	slog.SetDefault(log)
 	sipgosip.SetDefaultLogger(log.With("component", "sipgo"))
 
-	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, Logger: log}
+	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log}
+	if *tlsAddr != "-" {
+		cfg.TLSAddr = *tlsAddr
+	}
 	lo, hi, ok := strings.Cut(*rtpPorts, "-")
 	min, err1 := strconv.Atoi(lo)
 	max, err2 := strconv.Atoi(hi)
@@ -130,11 +136,18 @@ func serve(args []string) error {
 		if sipAddr.Addr().IsUnspecified() {
 			host = "127.0.0.1"
 		}
-		fmt.Printf("\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n  HTTP: http://%s/\n\n"+
+		extra := ""
+		if t := srv.TLSAddr(); t.IsValid() {
+			extra += fmt.Sprintf("  TLS:  %s (SIP over TLS)\n", t)
+		}
+		if h := srv.HTTPAddr(); h != "" {
+			extra += fmt.Sprintf("  WS:   ws://%s/sip (SIP over WebSocket)\n", displayHTTP(h))
+		}
+		fmt.Printf("\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n%s  HTTP: http://%s/\n\n"+
 			"Call it from a SIP softphone (no registration needed):\n"+
 			"  sip:ivr@%s:%d   demo menu (1 tone, 2 echo, 3 read back digits)\n"+
 			"  sip:echo@%s:%d  echo test\n  sip:tone@%s:%d  1 kHz tone\n  sip:conf@%s:%d  conference room\n\nCtrl-C stops it (active calls get BYE).\n",
-			sipAddr, displayHTTP(srv.HTTPAddr()), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port())
+			sipAddr, extra, displayHTTP(srv.HTTPAddr()), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port())
 	}()
 	if err := srv.ListenAndServe(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
