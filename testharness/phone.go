@@ -5,8 +5,8 @@
 package testharness
 
 import (
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/netip"
