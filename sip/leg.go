@@ -303,7 +303,7 @@ func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog
 			return
 		}
 		cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
-		cfg.Remote = o.Remote
+		cfg.Remote, cfg.RTCPMux, cfg.RemoteRTCP = o.Remote, o.RTCPMux, o.RTCP
 		if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
 			cfg.Direction = "inactive"
 		} else {
@@ -315,7 +315,7 @@ func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog
 		log.Info("sip: re-INVITE applied", "remote", cfg.Remote.String(), "direction", dir)
 	}
 	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: dir, Answer: offer}.Marshal()
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: dir, RTCPMux: cfg.RTCPMux, Answer: offer}.Marshal()
 	res := sip.NewSDPResponseFromRequest(req, body)
 	res.AppendHeader(a.contactFor(l.ip, req.Transport()))
 	ack := make(chan struct{})
@@ -405,10 +405,11 @@ func (l *Leg) Answer(ctx context.Context) error {
 		codec, pt, _ := l.offer.Choose()
 		codecName = codec.Name
 		dir := ReverseDirection(l.offer.Direction)
-		l.ep.Configure(media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: l.offer.DTMFPayloadType, Remote: l.offer.Remote, Direction: dir})
+		l.ep.Configure(media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: l.offer.DTMFPayloadType, Remote: l.offer.Remote, Direction: dir,
+			RTCPMux: l.offer.RTCPMux, RemoteRTCP: l.offer.RTCP})
 		l.ep.Start()
 		body = SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
-			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, Answer: l.offer}.Marshal()
+			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, RTCPMux: l.offer.RTCPMux, Answer: l.offer}.Marshal()
 	}
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, body)
 	res.AppendHeader(l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
