@@ -63,8 +63,8 @@ type EndpointStats struct {
 	RemoteFractionLost float64
 	RemoteJitter       time.Duration
 	// RTT is the latest round-trip time from the peer's LSR/DLSR (RFC 3550
-	// section 6.4.1); RTTSamples says how many were measured (RTT means
-	// nothing while it is 0).
+	// section 6.4.1); RTTSamples counts the measurements (RTT is only
+	// meaningful once it is above 0).
 	RTT        time.Duration
 	RTTSamples uint64
 	// RemoteBye is set once the peer sent an RTCP BYE.

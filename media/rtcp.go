@@ -224,7 +224,10 @@ func (s *rtcpSession) receptionBlock(now time.Time, r receptionState) rtcp.Recep
 	return b
 }
 
-var errRTCPEmpty = errors.New("media: RTCP compound packet without reports")
+var (
+	errRTCPEmpty    = errors.New("media: empty RTCP datagram")
+	errRTCPStranger = errors.New("media: RTCP not from the peer's address")
+)
 
 // receive parses one RTCP datagram and applies what concerns us: the
 // peer's SR (for our LSR/DLSR), report blocks about ourSSRC (loss, jitter,
@@ -369,7 +372,7 @@ func (e *Endpoint) handleRTCP(pkt []byte, from netip.AddrPort, onRTCPPort bool) 
 	remote := e.remote.Load()
 	var err error
 	if remote == nil || from.Addr() != remote.Addr() {
-		err = errors.New("not from the peer's address")
+		err = errRTCPStranger
 	} else {
 		r.mu.Lock()
 		err = r.receive(pkt, time.Now(), e.packetsOut.Load())
