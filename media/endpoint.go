@@ -75,7 +75,8 @@ type EndpointStats struct {
 	MOS, RemoteMOS float64
 }
 
-// Endpoint is one RTP stream on one UDP port: a reader goroutine that
+// Endpoint is one RTP stream on one UDP port (RTCP on the next port, or
+// on the same one with rtcp-mux; see rtcp.go): a reader goroutine that
 // decodes what arrives and hands it to a Sink (and DTMF to a callback), and
 // a sender goroutine that every 20 ms reads a frame from the current Source,
 // encodes it and sends it. Packets never pass through an actor.

@@ -341,7 +341,7 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	if !cfg.RTCPMux {
 		conn = r.conn
 		switch {
-		case r.dest.IsValid():
+		case r.dest.IsValid() && r.dest.Addr() == to.Addr(): // not stale after a re-INVITE moved the peer
 			to = r.dest
 		case cfg.RemoteRTCP.IsValid():
 			to = cfg.RemoteRTCP
