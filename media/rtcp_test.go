@@ -513,6 +513,24 @@ func BenchmarkRTCPParseReport(b *testing.B) {
 	}
 }
 
+// The send tick's RTCP check allocates nothing when no report is due.
+func TestRTCPTickIdleAllocatesNothing(t *testing.T) {
+	pool, err := NewPortPool(43300, 43399)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEndpoint(pool, netip.MustParseAddr("127.0.0.1"), EndpointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cfg := &StreamConfig{Codec: Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
+	e.rtcpTick(cfg) // schedules the first report
+	if n := testing.AllocsPerRun(1000, func() { e.rtcpTick(cfg) }); n != 0 {
+		t.Fatalf("%v allocations per idle tick", n)
+	}
+}
+
 // What RTCP adds to every 20 ms send tick when no report is due.
 func BenchmarkRTCPTickIdle(b *testing.B) {
 	pool, err := NewPortPool(43200, 43299)
