@@ -1,6 +1,9 @@
 package framework
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Event types published on a call's event stream.
 const (
@@ -64,4 +67,17 @@ type MediaStats struct {
 	PacketsOut uint64        `json:"packets_out"`
 	Lost       uint64        `json:"lost"`
 	Jitter     time.Duration `json:"jitter"`
+
+	// From RTCP (media/rtcp.go); zero when the peer sent none.
+	// RTT is the round trip from the peer's reports, RemoteLost and
+	// RemoteJitter what the peer reported receiving from us, MOS and
+	// RemoteMOS E-model estimates for what we and the peer heard.
+	RTT          time.Duration `json:"rtt,omitzero"`
+	RemoteLost   uint64        `json:"remote_lost,omitzero"`
+	RemoteJitter time.Duration `json:"remote_jitter,omitzero"`
+	MOS          float64       `json:"mos,omitzero"`
+	RemoteMOS    float64       `json:"remote_mos,omitzero"`
 }
+
+// round2 keeps two decimals of a MOS for the CDR.
+func round2(x float64) float64 { return math.Round(x*100) / 100 }

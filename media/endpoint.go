@@ -30,6 +30,12 @@ type StreamConfig struct {
 	// Direction restricts the stream: "sendrecv" (default), "sendonly",
 	// "recvonly" or "inactive", from this endpoint's point of view.
 	Direction string
+	// RTCPMux sends RTCP on the RTP port (RFC 5761, SDP a=rtcp-mux).
+	// RTCP arriving on either port is read either way.
+	RTCPMux bool
+	// RemoteRTCP is where RTCP goes without rtcp-mux until the peer's
+	// RTCP latches it (SDP a=rtcp); zero means Remote's port + 1.
+	RemoteRTCP netip.AddrPort
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -45,9 +51,32 @@ type EndpointStats struct {
 	// the RFC 3550 interarrival jitter estimate.
 	Expected, Lost uint64
 	Jitter         time.Duration
+
+	// RTCP (rtcp.go): compound packets sent and accepted, and those
+	// dropped (malformed or not from the peer's address).
+	RTCPIn, RTCPOut, RTCPDropped uint64
+	// RemoteReports counts the peer's report blocks about our stream;
+	// RemoteLost (cumulative), RemoteFractionLost (0–1, over the peer's
+	// last report interval) and RemoteJitter are from the latest one.
+	RemoteReports      uint64
+	RemoteLost         uint64
+	RemoteFractionLost float64
+	RemoteJitter       time.Duration
+	// RTT is the latest round-trip time from the peer's LSR/DLSR (RFC 3550
+	// section 6.4.1); RTTSamples counts the measurements (RTT is only
+	// meaningful once it is above 0).
+	RTT        time.Duration
+	RTTSamples uint64
+	// RemoteBye is set once the peer sent an RTCP BYE.
+	RemoteBye bool
+	// MOS estimates what this endpoint receives (our loss and jitter),
+	// RemoteMOS what the peer receives (its reports), both with the
+	// E-model (EModel) and RTT/2 as network delay; 0 means no data yet.
+	MOS, RemoteMOS float64
 }
 
-// Endpoint is one RTP stream on one UDP port: a reader goroutine that
+// Endpoint is one RTP stream on one UDP port (RTCP on the next port, or
+// on the same one with rtcp-mux; see rtcp.go): a reader goroutine that
 // decodes what arrives and hands it to a Sink (and DTMF to a callback), and
 // a sender goroutine that every 20 ms reads a frame from the current Source,
 // encodes it and sends it. Packets never pass through an actor.
@@ -86,6 +115,7 @@ type Endpoint struct {
 	noIdleSilence bool
 
 	ssrc uint32
+	rtcp rtcpSession
 
 	rstats                recvStats
 	packetsIn, packetsOut atomic.Uint64
@@ -140,13 +170,18 @@ type EndpointOptions struct {
 	// Pacer, if set, drives the endpoint's 20 ms send clock; otherwise the
 	// endpoint runs a ticker goroutine of its own.
 	Pacer *Pacer
+	// RTCPInterval is the nominal time between RTCP reports (randomised
+	// 0.5–1.5 times each); zero means DefaultRTCPInterval, below 10 ms is
+	// raised to 10 ms, negative sends no reports (received RTCP is still
+	// read).
+	RTCPInterval time.Duration
 }
 
 // NewEndpoint binds a UDP socket from pool on ip. The endpoint does nothing
 // until Configure and Start are called, so its address can go into an SDP
 // answer before negotiation finishes.
 func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint, error) {
-	conn, port, err := pool.Listen(ip)
+	conn, rtcpConn, port, err := pool.ListenPair(ip)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +204,7 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 		pacer:         opts.Pacer,
 		mediaTimeout:  opts.MediaTimeout,
 	}
+	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
 	return e, nil
 }
 
@@ -210,8 +246,9 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.readLoop()
+	go e.rtcpReadLoop()
 	if e.pacer != nil {
 		e.unpace = e.pacer.add(e)
 	} else {
@@ -315,6 +352,7 @@ func (e *Endpoint) Stats() EndpointStats {
 		LastRecv: time.Unix(0, e.lastRecv.Load()),
 	}
 	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
+	e.rtcpStats(&st)
 	return st
 }
 
@@ -330,13 +368,17 @@ func (e *Endpoint) Close() error {
 	e.isClosed.Store(true)
 	p := e.play
 	e.play = nil
-	unpace := e.unpace
+	unpace, started := e.unpace, e.started
 	e.mu.Unlock()
 	if unpace != nil {
 		unpace()
 	}
+	if started {
+		e.sendRTCP(time.Now(), e.cfg.Load(), true) // RTCP BYE
+	}
 	close(e.done)
 	err := e.conn.Close()
+	e.rtcp.conn.Close()
 	e.wg.Wait()
 	e.pool.Release(e.port)
 	if p != nil && p.done != nil {
@@ -373,6 +415,10 @@ func (e *Endpoint) readLoop() {
 			}
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if isRTCP(buf[:n]) { // RFC 5761 demultiplexing
+			e.handleRTCP(buf[:n], from, false)
+			continue
+		}
 		hl, err := hdr.Unmarshal(buf[:n])
 		if err != nil || hdr.Version != 2 {
 			e.dropped.Add(1)
@@ -546,6 +592,7 @@ func (e *Endpoint) sendTick() {
 		return
 	}
 	cfg := *cfgp
+	e.rtcpTick(cfgp)
 	e.mu.Lock()
 	p := e.play
 	if s.dtmf == nil && len(e.dtmfQ) > 0 {

@@ -10,7 +10,7 @@ import (
 )
 
 // PortPool hands out even UDP ports for RTP from a configured range (the odd
-// port above each is left for RTCP). Released ports rest for RestTime before
+// port above each is RTCP's: ListenPair binds both). Released ports rest for RestTime before
 // they are handed out again, so a new call never receives the stray packets
 // of the call that used the port before. The pool walks the range round-robin,
 // which spreads reuse further still.
@@ -57,6 +57,11 @@ func (p *PortPool) InUse() int {
 // Listen binds a UDP socket on ip at the next free port of the pool. Ports
 // the operating system refuses (taken by another process) are skipped.
 func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
+	conn, _, port, err := p.listen(ip, false)
+	return conn, port, err
+}
+
+func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn, int, error) {
 	rest := p.RestTime
 	if rest == 0 {
 		rest = 2 * time.Second
@@ -83,10 +88,26 @@ func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 		if err != nil {
 			continue
 		}
+		var rtcpConn *net.UDPConn
+		if pair {
+			rtcpConn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+			if err != nil {
+				conn.Close()
+				continue
+			}
+		}
 		p.inUse[port] = true
-		return conn, port, nil
+		return conn, rtcpConn, port, nil
 	}
-	return nil, 0, ErrNoPorts
+	return nil, nil, 0, ErrNoPorts
+}
+
+// ListenPair is Listen for an RTP/RTCP pair: it binds the next free even
+// port and the odd port above it (RFC 3550 section 11), skipping a pair
+// whose either half the operating system refuses. Release(port) returns
+// both; the caller closes both sockets.
+func (p *PortPool) ListenPair(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
+	return p.listen(ip, true)
 }
 
 // Release returns port to the pool; it rests before it is used again.

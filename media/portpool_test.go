@@ -69,3 +69,50 @@ func TestPortPoolSkipsPortsTakenByOthers(t *testing.T) {
 	}
 	c.Close()
 }
+
+// ListenPair binds the even port and the odd one above it, skips a pair
+// whose RTCP half another process holds, keeps port+1 bound while the pair
+// is in use, and gives both back with Release.
+func TestPortPoolListenPairReservesRTCPPort(t *testing.T) {
+	ip := netip.MustParseAddr("127.0.0.1")
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41203})
+	if err != nil {
+		t.Skip("port 41203 busy")
+	}
+	p, _ := NewPortPool(41202, 41206)
+	p.RestTime = time.Millisecond
+	rtpConn, rtcpConn, port, err := p.ListenPair(ip)
+	if err != nil || port != 41204 {
+		t.Fatalf("got %d %v, want 41204 (41203 is taken)", port, err)
+	}
+	if got := rtcpConn.LocalAddr().(*net.UDPAddr).Port; got != port+1 {
+		t.Fatalf("RTCP socket on %d", got)
+	}
+	if _, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1}); err == nil {
+		t.Fatal("port+1 was not held by the pair")
+	}
+	// The skipped pair's RTP half was closed again, not leaked.
+	other.Close()
+	if c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41202}); err != nil {
+		t.Fatalf("41202 leaked: %v", err)
+	} else {
+		c.Close()
+	}
+	rtpConn.Close()
+	rtcpConn.Close()
+	p.Release(port)
+	time.Sleep(5 * time.Millisecond)
+	seen := map[int]bool{}
+	for range 3 {
+		a, b, port, err := p.ListenPair(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		defer b.Close()
+		seen[port] = true
+	}
+	if !seen[41204] || len(seen) != 3 {
+		t.Fatalf("pairs after release: %v", seen)
+	}
+}

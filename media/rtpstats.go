@@ -102,3 +102,31 @@ func (s *recvStats) snapshot() (expected, lost uint64, jitter time.Duration) {
 	}
 	return expected, lost, jitter
 }
+
+// receptionState is what an RTCP reception report block about the current
+// source needs (RFC 3550 section 6.4.1 and appendix A.3).
+type receptionState struct {
+	ssrc       uint32
+	extHighest uint32 // cycles<<16 | highest sequence number
+	expected   uint64
+	received   uint64 // unique packets (duplicates not counted)
+	jitterTS   uint32 // interarrival jitter in timestamp units
+}
+
+// reception returns the state for a report block; ok is false before the
+// first packet.
+func (s *recvStats) reception() (r receptionState, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return r, false
+	}
+	ext := s.cycles + uint32(s.maxSeq)
+	return receptionState{
+		ssrc:       s.ssrc,
+		extHighest: ext,
+		expected:   uint64(s.cycles) + uint64(s.maxSeq) - uint64(s.baseSeq) + 1,
+		received:   s.received,
+		jitterTS:   uint32(s.jitter16 >> 4),
+	}, true
+}

@@ -27,7 +27,7 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	}
 	cfg := l.ep.Config()
 	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction}.Marshal()
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux}.Marshal()
 	req := sip.NewRequest(sip.INVITE, l.remoteTarget())
 	req.AppendHeader(l.agent.contactFor(l.ip, l.transport()))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -47,6 +47,7 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	}
 	// Keep our codec numbering; take direction and address from the answer.
 	cfg.Direction, cfg.Remote = next.Direction, next.Remote
+	cfg.RTCPMux, cfg.RemoteRTCP = next.RTCPMux, next.RemoteRTCP
 	l.ep.Configure(cfg)
 	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())
 	return nil

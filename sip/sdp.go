@@ -35,6 +35,11 @@ type MediaOffer struct {
 	Direction string
 	// PTime is the offered packetisation time, 0 if absent.
 	PTime time.Duration
+	// RTCPMux is set by a=rtcp-mux: RTCP shares the RTP port (RFC 5761).
+	RTCPMux bool
+	// RTCP is the peer's RTCP address from a=rtcp (RFC 3605), zero when
+	// absent (RTCP then goes to the RTP port + 1).
+	RTCP netip.AddrPort
 	// MediaCount is the number of m-lines; AudioIndex is the one we use.
 	MediaCount, AudioIndex int
 	mediaKinds             []string // per m-line: media name and proto, for rejecting the rest
@@ -111,6 +116,10 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 				if ms, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && ms > 0 && ms <= 200 {
 					o.PTime = time.Duration(ms) * time.Millisecond
 				}
+			case "rtcp-mux":
+				o.RTCPMux = true
+			case "rtcp":
+				o.RTCP = parseRTCPAttr(a.Value, addr)
 			}
 		}
 		for _, f := range md.MediaName.Formats {
@@ -151,6 +160,28 @@ func parseConnAddr(ci *sdp.ConnectionInformation) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%w: connection address %q is not an IP address", ErrBadSDP, host)
 	}
 	return a.Unmap(), nil
+}
+
+// parseRTCPAttr reads "port" or "port IN IP4 addr" (RFC 3605); a value it
+// cannot use gives the zero address, so RTCP falls back to port + 1.
+func parseRTCPAttr(v string, mediaAddr netip.Addr) netip.AddrPort {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return netip.AddrPort{}
+	}
+	port, err := strconv.Atoi(f[0])
+	if err != nil || port <= 0 || port > 65535 {
+		return netip.AddrPort{}
+	}
+	addr := mediaAddr
+	if len(f) == 4 && f[1] == "IN" {
+		a, err := netip.ParseAddr(f[3])
+		if err != nil {
+			return netip.AddrPort{}
+		}
+		addr = a.Unmap()
+	}
+	return netip.AddrPortFrom(addr, uint16(port))
 }
 
 func parseRtpmap(v string) (pt uint8, name, rate string, ok bool) {
@@ -215,6 +246,9 @@ type SessionSDP struct {
 	PTs       []uint8 // payload type for each codec
 	DTMFPT    uint8   // 0 = no telephone-event
 	Direction string
+	// RTCPMux writes a=rtcp-mux: answer it when the offer has it. Without
+	// it RTCP is on our RTP port + 1, so no a=rtcp line is needed.
+	RTCPMux bool
 	// Answer, when set, makes the body an answer to this offer: the same
 	// number of m-lines in the same order, the ones we do not use rejected
 	// with port 0.
@@ -260,6 +294,9 @@ func (s SessionSDP) Marshal() []byte {
 			dir = "sendrecv"
 		}
 		b.WriteString("a=" + dir + "\r\n")
+		if s.RTCPMux {
+			b.WriteString("a=rtcp-mux\r\n")
+		}
 	}
 	if s.Answer == nil {
 		audio()

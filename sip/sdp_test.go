@@ -115,3 +115,44 @@ func FuzzParseSDP(f *testing.F) {
 		}
 	})
 }
+
+// a=rtcp-mux and a=rtcp (RFC 5761, RFC 3605) are read from an offer; an
+// answer built with RTCPMux carries a=rtcp-mux, one without does not.
+func TestParseSDPRTCPAttributesAndMuxAnswer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		body []byte
+		mux  bool
+		rtcp string
+	}{
+		{"none", withHead("m=audio 4000 RTP/AVP 0"), false, "invalid AddrPort"},
+		{"mux", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp-mux"), true, "invalid AddrPort"},
+		{"rtcp port", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:4011"), false, "192.0.2.1:4011"},
+		{"rtcp port and address", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:53020 IN IP4 198.51.100.9"), false, "198.51.100.9:53020"},
+		{"rtcp ipv6 address", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:53020 IN IP6 2001:db8::9"), false, "[2001:db8::9]:53020"},
+		{"mux and rtcp on the rtp port", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:4000", "a=rtcp-mux"), true, "192.0.2.1:4000"},
+		{"bad rtcp port ignored", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:70000"), false, "invalid AddrPort"},
+		{"bad rtcp address ignored", withHead("m=audio 4000 RTP/AVP 0", "a=rtcp:4001 IN IP4 pbx"), false, "invalid AddrPort"},
+		{"mux on another m-line only", withHead("m=video 5000 RTP/AVP 96", "a=rtcp-mux", "m=audio 4000 RTP/AVP 0"), false, "invalid AddrPort"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := ParseSDP(c.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.RTCPMux != c.mux || o.RTCP.String() != c.rtcp {
+				t.Fatalf("mux %v rtcp %s, want %v %s", o.RTCPMux, o.RTCP, c.mux, c.rtcp)
+			}
+			codec, pt, _ := o.Choose()
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
+				RTCPMux: o.RTCPMux, Answer: o}.Marshal())
+			if strings.Contains(ans, "a=rtcp-mux\r\n") != c.mux {
+				t.Fatalf("answer's a=rtcp-mux wrong:\n%s", ans)
+			}
+			back, err := ParseSDP([]byte(ans))
+			if err != nil || back.RTCPMux != c.mux || back.RTCP.IsValid() {
+				t.Fatalf("answer does not round-trip: %v %+v", err, back)
+			}
+		})
+	}
+}

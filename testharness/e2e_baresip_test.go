@@ -1,6 +1,7 @@
 package testharness_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -28,6 +29,12 @@ type baresip struct {
 
 func startBaresip(t *testing.T, srv *framework.Server, toneHz int, seconds int, commands ...string) *baresip {
 	t.Helper()
+	return startBaresipWith(t, srv, "", toneHz, seconds, commands...)
+}
+
+// startBaresipWith is startBaresip with extra lines for baresip's config.
+func startBaresipWith(t *testing.T, srv *framework.Server, extraConfig string, toneHz int, seconds int, commands ...string) *baresip {
+	t.Helper()
 	bin := requireBinary(t, "baresip", "apt-get install baresip-core")
 	requireBinary(t, "sox", "apt-get install sox")
 	dir := t.TempDir()
@@ -51,7 +58,8 @@ module sndfile.so
 module_app account.so
 module_app menu.so
 snd_path %s
-`, b.port, src, b.rec)
+%s
+`, b.port, src, b.rec, extraConfig)
 	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto\n", srv.SIPAddr())
 	for name, body := range map[string]string{"config": config, "accounts": accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -154,5 +162,41 @@ func TestDialRegisteredBaresip(t *testing.T) {
 	freq, rms := b.heard(t)
 	if rms < 300 || freq < 980 || freq > 1020 {
 		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
+	}
+}
+
+// baresip offers rtcp-mux; the server answers it, and after a 10 s call
+// the CDR has the round trip measured from baresip's reports (LSR/DLSR of
+// our SRs, all on the RTP port) and MOS estimates for both directions.
+func TestBaresipRTCPMuxReportsInCDR(t *testing.T) {
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	cdrs := make(chan framework.CDR, 1)
+	srv := startServer(t, framework.Config{Users: users, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+			return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+		}))
+	b := startBaresipWith(t, srv, "rtcp_mux\t\tyes", 440, 10, "/dial sip:tone@"+srv.SIPAddr().String())
+	waitRegistered(t, srv, "alice")
+	if freq, rms := b.heard(t); rms < 300 || freq < 980 || freq > 1020 {
+		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
+	}
+	var cdr framework.CDR
+	select {
+	case cdr = <-cdrs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no CDR")
+	}
+	m := cdr.Media
+	t.Logf("CDR media: %+v", m)
+	if m.PacketsIn < 100 || m.RTT <= 0 || m.RTT > 100*time.Millisecond || m.RemoteLost != 0 ||
+		m.MOS < 4.3 || m.RemoteMOS < 4.3 {
+		t.Fatalf("CDR media %+v: want RTT measured from baresip's RTCP and clean MOS both ways", m)
+	}
+	log, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
+	if !bytes.Contains(log, []byte("multiplexing enabled")) {
+		t.Fatalf("baresip did not enable rtcp-mux:\n%s", tail(log, 3000))
+	}
+	if bytes.Contains(log, []byte("drop incoming RTCP")) {
+		t.Fatalf("baresip dropped our RTCP:\n%s", tail(log, 3000))
 	}
 }

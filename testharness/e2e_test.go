@@ -127,7 +127,8 @@ func TestIVRPromptDigitTone(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "call to end on the server", func() bool { return srv.ActiveCalls() == 0 })
 	cdr := <-cdrs
-	if cdr.Cause != "remote hangup" || cdr.Duration <= 0 || cdr.Media.PacketsIn < 10 || cdr.Media.PacketsOut < 10 || cdr.Media.Lost != 0 {
+	if cdr.Cause != "remote hangup" || cdr.Duration <= 0 || cdr.Media.PacketsIn < 10 || cdr.Media.PacketsOut < 10 || cdr.Media.Lost != 0 ||
+		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
 		t.Errorf("CDR %+v", cdr)
 	}
 	mu.Lock()
