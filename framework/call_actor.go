@@ -113,6 +113,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.onTransferResult(ctx, m)
 	case *transferReq:
 		a.startTransfer(ctx, m)
+	case *holdReq:
+		a.hold(ctx, m)
 	case *legSendChat:
 		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
 	case *answerReq:

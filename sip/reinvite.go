@@ -92,6 +92,17 @@ func (l *Leg) transport() string {
 // inDialog sends req inside the leg's dialog and waits for the final
 // response; a non-2xx is returned as a *StatusError.
 func (l *Leg) inDialog(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	// A BYE or CANCEL that ends the dialog while the request is pending
+	// must not leave the caller waiting for Timer B.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-l.done:
+			cancel(fmt.Errorf("sip: %s aborted: %w", req.Method, l.Err()))
+		case <-ctx.Done():
+		}
+	}()
 	var res *sip.Response
 	var err error
 	if l.uas != nil {
@@ -100,6 +111,9 @@ func (l *Leg) inDialog(ctx context.Context, req *sip.Request) (*sip.Response, er
 		res, err = l.uac.Do(ctx, req)
 	}
 	if err != nil {
+		if c := context.Cause(ctx); c != nil && ctx.Err() != nil {
+			return nil, c
+		}
 		return nil, err
 	}
 	if !res.IsSuccess() {

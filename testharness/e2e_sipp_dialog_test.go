@@ -16,6 +16,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // SIPp cancels while the server rings: 200 to the CANCEL, 487 to the
@@ -170,27 +172,13 @@ func (p *rtpPeer) Heard() float64 {
 // for another: after the answer our audio must go to the 200's address
 // and the call flow must hear what comes from there.
 func TestSIPp183Then200WithDifferentSDP(t *testing.T) {
-	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
 	early, answer := newRTPPeer(t, 500), newRTPPeer(t, 600)
-	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario("uas_183_then_200.xml"),
-		"-key", "early", strconv.Itoa(early.Port()), "-key", "answer", strconv.Itoa(answer.Port()),
-		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "1", "-timeout", "30s", "-nostdin",
-		"-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	uas := startSIPpUAS(t, ctx, "uas_183_then_200.xml", "-key", "early", strconv.Itoa(early.Port()), "-key", "answer", strconv.Itoa(answer.Port()))
 	var heard600 atomic.Bool
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return nil
-	}))
-	flow := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
+	uas.originate(t, ctx, srv, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		_ = c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
 			if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 1000 && fr > 580 && fr < 620 {
 				heard600.Store(true)
@@ -199,25 +187,8 @@ func TestSIPp183Then200WithDifferentSDP(t *testing.T) {
 		}))
 		_ = c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond}))
 		return c.Hangup(ctx)
-	})
-	var err error
-	for range 50 {
-		if err = srv.Originate(ctx, "sip:carrier@127.0.0.1:"+strconv.Itoa(port), framework.DialOptions{Timeout: 5 * time.Second}, flow); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("originate: %v\n%s", err, tail(out.Bytes(), 2000))
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp: %v\n%s", err, tail(out.Bytes(), 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
+	}))
+	uas.wait(t, ctx)
 	if fr := answer.Heard(); fr < 980 || fr > 1020 {
 		t.Fatalf("the 200's media address heard %.0f Hz, want the flow's 1 kHz", fr)
 	}
@@ -227,4 +198,133 @@ func TestSIPp183Then200WithDifferentSDP(t *testing.T) {
 	if !heard600.Load() {
 		t.Error("the flow never heard the 600 Hz from the 200's media address")
 	}
+}
+
+// SIPp hangs up while its own re-INVITE is pending (2xx not ACKed): the
+// BYE is answered and the call ends at once; the retransmissions of our
+// 2xx stop.
+func TestSIPpByeDuringPendingReinvite(t *testing.T) {
+	ended := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		err := c.Play(ctx, media.Silence(time.Minute))
+		ended <- err
+		return err
+	}))
+	if out, err := runSIPp(t, "-sf", scenario("reinvite_pending_bye.xml"), "-s", "pend", srv.SIPAddr().String()); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, framework.ErrHangup) {
+			t.Fatalf("Play returned %v, want ErrHangup", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the call did not end on the BYE")
+	}
+	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// Our hold re-INVITE is pending when SIPp (the far end) hangs up: Hold
+// returns at once with ErrHangup instead of waiting 32 s for Timer B.
+func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	// The framework verb: Hold returns ErrHangup when the call ends.
+	uas := startSIPpUAS(t, ctx, "uas_bye_during_reinvite.xml")
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
+	holdErr := make(chan error, 1)
+	uas.originate(t, ctx, srv, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		err := c.Hold(ctx)
+		holdErr <- err
+		return err
+	}))
+	uas.wait(t, ctx)
+	select {
+	case err := <-holdErr:
+		if !errors.Is(err, framework.ErrHangup) {
+			t.Fatalf("Hold returned %v, want ErrHangup", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Hold did not return after the far end hung up")
+	}
+	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+
+	// The SIP layer itself: the leg's re-INVITE is abandoned when the BYE
+	// ends the dialog, instead of waiting 32 s for Timer B.
+	uas = startSIPpUAS(t, ctx, "uas_bye_during_reinvite.xml")
+	ph := newPhone(t)
+	var call *testharness.PhoneCall
+	var err error
+	for range 50 {
+		if call, err = ph.Call(ctx, uas.uri("bob")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("call to SIPp: %v", err)
+	}
+	start := time.Now()
+	err = call.Leg.Hold(ctx)
+	if !errors.Is(err, sip.ErrRemoteHangup) {
+		t.Fatalf("Leg.Hold returned %v, want ErrRemoteHangup", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Leg.Hold took %s: it waited for the transaction to time out", d)
+	}
+	uas.wait(t, ctx)
+}
+
+// sippUAS runs SIPp as a UAS with scenario name on a free port; wait
+// returns SIPp's exit error (with its output) once it is done.
+type sippUAS struct {
+	port int
+	out  bytes.Buffer
+	done chan error
+}
+
+func startSIPpUAS(t *testing.T, ctx context.Context, name string, args ...string) *sippUAS {
+	t.Helper()
+	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
+	u := &sippUAS{port: freeUDPPort(t), done: make(chan error, 1)}
+	base := []string{"-sf", scenario(name), "-i", "127.0.0.1", "-p", strconv.Itoa(u.port), "-m", "1", "-timeout", "30s", "-nostdin",
+		"-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}
+	cmd := exec.CommandContext(ctx, sipp, append(base, args...)...)
+	cmd.Stdout, cmd.Stderr = &u.out, &u.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { u.done <- cmd.Wait() }()
+	return u
+}
+
+func (u *sippUAS) uri(user string) string {
+	return "sip:" + user + "@127.0.0.1:" + strconv.Itoa(u.port)
+}
+
+// wait fails the test unless SIPp finishes its scenario successfully.
+func (u *sippUAS) wait(t *testing.T, ctx context.Context) {
+	t.Helper()
+	select {
+	case err := <-u.done:
+		if err != nil {
+			t.Fatalf("sipp: %v\n%s", err, tail(u.out.Bytes(), 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
+	}
+}
+
+// originate places a call from srv to the SIPp UAS, retrying while SIPp
+// binds its port.
+func (u *sippUAS) originate(t *testing.T, ctx context.Context, srv *framework.Server, flow framework.Handler) {
+	t.Helper()
+	var err error
+	for range 50 {
+		if err = srv.Originate(ctx, u.uri("bob"), framework.DialOptions{Timeout: 5 * time.Second}, flow); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("originate: %v\n%s", err, tail(u.out.Bytes(), 2000))
 }

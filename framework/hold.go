@@ -1,0 +1,56 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// holdable is what a leg needs for Hold/Unhold; sip.Leg has it.
+type holdable interface {
+	Hold(ctx context.Context) error
+	Unhold(ctx context.Context) error
+}
+
+type holdReq struct {
+	on    bool
+	reply chan error
+}
+
+// Hold puts the caller on hold: a re-INVITE offering sendonly, so the
+// caller's phone stops sending while the flow may still play to it (music
+// on hold). It returns when the phone has answered; a refusal leaves the
+// call as it was and returns the phone's status.
+func (c *Call) Hold(ctx context.Context) error {
+	r := &holdReq{on: true, reply: make(chan error, 1)}
+	return c.request(ctx, "hold", r, r.reply)
+}
+
+// Unhold resumes two-way audio with the caller (re-INVITE sendrecv).
+func (c *Call) Unhold(ctx context.Context) error {
+	r := &holdReq{reply: make(chan error, 1)}
+	return c.request(ctx, "unhold", r, r.reply)
+}
+
+func (a *callActor) hold(ctx actor.Context, r *holdReq) {
+	a.withFirstLeg(r.reply, func(l *legRef) {
+		h, ok := l.sig.(holdable)
+		switch {
+		case !ok:
+			r.reply <- fmt.Errorf("hold: a %s leg cannot be held", l.sig.Kind())
+			return
+		case !l.answered:
+			r.reply <- ErrNotAnswered
+			return
+		}
+		go func() {
+			// The leg's re-INVITE ends early if the dialog ends.
+			if r.on {
+				r.reply <- h.Hold(context.Background())
+			} else {
+				r.reply <- h.Unhold(context.Background())
+			}
+		}()
+	})
+}
