@@ -73,7 +73,7 @@ type JitterStats struct {
 	// those of them that discarded a received packet (the rest were
 	// silent slots).
 	Shrunk, Skipped uint64
-	Resyncs   uint64 // playout restarted: new SSRC, or a sequence or timestamp jump
+	Resyncs         uint64 // playout restarted: new SSRC, or a sequence or timestamp jump
 	// TargetDelay is the playout delay the buffer aims for; Delay is the
 	// delay it has now, both measured from the fastest packet of the last
 	// ~2.5 s (so a constant network delay is not counted).
