@@ -406,7 +406,7 @@ func TestJitterTargetAdapts(t *testing.T) {
 
 // Push and Pop allocate nothing in steady state.
 func TestJitterAllocatesNothing(t *testing.T) {
-	jb := NewJitterBuffer(Codecs()[0], JitterOptions{})
+	jb := NewJitterBuffer(Codecs()[0], JitterOptions{InitialDelay: 20 * time.Millisecond})
 	payload := make([]byte, 160)
 	f := NewFrame(8000)
 	now := time.Unix(8000, 0)
@@ -423,6 +423,9 @@ func TestJitterAllocatesNothing(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(1000, step); a != 0 {
 		t.Fatalf("%v allocations per packet", a)
+	}
+	if st := jb.Stats(); st.Played < 1000 || st.Concealed+st.Late+st.Expanded+st.Shrunk != 0 {
+		t.Fatalf("not in steady state: %+v", st)
 	}
 }
 
@@ -448,4 +451,59 @@ func BenchmarkJitterPushPop(b *testing.B) {
 		i++
 		now = now.Add(20 * time.Millisecond)
 	}
+	if st := jb.Stats(); st.Played < uint64(b.N)*9/10 {
+		b.Fatalf("not in steady state: %+v", st)
+	}
+}
+
+// FuzzJitter feeds arbitrary packet sequences (sequence and timestamp
+// steps forwards and backwards, SSRC changes, odd payload sizes, uneven
+// time) and pulls: nothing panics, and within one stream (between
+// resyncs) audio frames come out in sequence order.
+func FuzzJitter(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 160, 20, 1, 0, 0, 0, 20, 0, 1, 0, 160, 20, 1, 0, 0, 0, 20})
+	f.Add([]byte{0, 2, 1, 64, 5, 0, 255, 254, 192, 5, 1, 0, 0, 0, 200, 1, 0, 0, 0, 20, 1, 0, 0, 0, 20})
+	f.Add([]byte{2, 1, 0, 160, 0, 4, 100, 128, 0, 0, 0, 156, 7, 0, 30, 255, 1, 0, 160, 255, 1, 1, 1, 1, 1})
+	f.Add([]byte{0, 127, 127, 255, 10, 0, 128, 128, 0, 10, 1, 0, 0, 0, 0, 248, 1, 0, 160, 20})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		jb := NewJitterBuffer(seqSpec, JitterOptions{})
+		fr := NewFrame(8000)
+		now := time.Unix(1e6, 0)
+		seq, ts := uint16(0), uint32(0)
+		var ssrc uint32 = 1
+		payload := make([]byte, 700)
+		resyncs := uint64(0)
+		havePrev := false
+		var prev uint16
+		for len(ops) >= 5 {
+			op := ops[:5]
+			ops = ops[5:]
+			now = now.Add(time.Duration(op[4]) * time.Millisecond)
+			if op[0]&1 == 1 {
+				k := jb.Pop(now, fr)
+				if st := jb.Stats(); st.Resyncs != resyncs {
+					resyncs, havePrev = st.Resyncs, false
+				}
+				if k == FrameAudio {
+					tag := uint16(fr.Samples[0])
+					if havePrev && int16(tag-prev) <= 0 {
+						t.Fatalf("frame of packet %d after %d", tag, prev)
+					}
+					prev, havePrev = tag, true
+				}
+				continue
+			}
+			if op[0]&6 == 6 {
+				ssrc++
+			}
+			seq += uint16(int8(op[1]))
+			ts += uint32(int32(int16(uint16(op[2])<<8|uint16(op[3])))) * 8
+			n := 2 + int(op[0]>>3)*22 // up to 684 bytes: some do not fit
+			payload[0], payload[1] = byte(seq>>8), byte(seq)
+			jb.Push(ssrc, seq, ts, payload[:n], now)
+			if st := jb.Stats(); st.Resyncs != resyncs {
+				resyncs, havePrev = st.Resyncs, false
+			}
+		}
+	})
 }
