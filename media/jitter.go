@@ -84,6 +84,7 @@ const (
 	jbWindow       = 128 // packets of transit history for the delay estimate
 	jbShrinkEvery  = 50  // at most one audible shrink per second
 	jbGrowEvery    = 5   // at most one audible expansion per 100 ms
+	jbLateRun      = 5   // this many late packets in a row restart playout
 	jbQuietAbs     = 64  // mean |sample| below this is silence, shrinkable
 	jbDecayPerTick = 0.2 // target shrink rate, ms per 20 ms tick (10 ms/s)
 	jbFadeFrames   = 2   // concealment frames that repeat the last audio
@@ -142,6 +143,7 @@ type JitterBuffer struct {
 	synthRun   int    // consecutive synthesized frames
 	sinceCut   int    // ticks since the last audible shrink
 	sinceGrow  int    // ticks since the last audible expansion
+	lateRun    int    // consecutive packets refused as late
 
 	fifo []int16 // decoded samples not yet played
 	last []int16 // the last played audio frame
@@ -253,7 +255,7 @@ func (j *JitterBuffer) reset(keepTimeline bool) {
 	j.started, j.playing, j.havePlayed = false, false, false
 	j.everPlayed = j.everPlayed && keepTimeline
 	j.tn, j.ti, j.dirty = 0, 0, false
-	j.pending, j.played, j.synthRun = 0, 0, 0
+	j.pending, j.played, j.synthRun, j.lateRun = 0, 0, 0, 0
 	j.fifo = j.fifo[:0]
 	if !keepTimeline {
 		clear(j.last)
@@ -274,7 +276,7 @@ func (j *JitterBuffer) resync() {
 	j.st.Resyncs++
 	j.clearSlots()
 	j.playing, j.havePlayed = false, false
-	j.pending, j.played = 0, 0
+	j.pending, j.played, j.lateRun = 0, 0, 0
 	j.fifo = j.fifo[:0]
 }
 
@@ -317,7 +319,14 @@ func (j *JitterBuffer) Push(ssrc uint32, seq uint16, ts uint32, payload []byte, 
 		j.tn, j.ti = 0, 0
 		j.refExt, ext = int64(ts), int64(ts)
 		j.nextSeq, j.maxSeq = seq, seq
+	case j.playing && ext+j.step <= j.playTS && j.lateRun+1 >= jbLateRun:
+		// Packet after packet behind the playout: the sender's clock
+		// stepped back (or paused), not the network. Start over here.
+		j.resync()
+		j.tn, j.ti = 0, 0
+		j.nextSeq, j.maxSeq = seq, seq
 	case j.playing && ext+j.step <= j.playTS:
+		j.lateRun++
 		j.record(now - ext)
 		j.st.Late++
 		return PushLate
@@ -350,6 +359,7 @@ func (j *JitterBuffer) Push(ssrc uint32, seq uint16, ts uint32, payload []byte, 
 		j.refExt = ext
 	}
 	j.record(now - ext)
+	j.lateRun = 0
 	j.st.Received++
 	return PushOK
 }
@@ -483,8 +493,9 @@ func (j *JitterBuffer) play(nowTS int64, out []int16) FrameKind {
 	j.synth(out[got:])
 	j.playTS += j.step
 	j.pending++
-	if got == 0 && j.count == 0 && D > T+j.step {
-		// Silent slot and too much delay: skip one more slot.
+	if got == 0 && j.count == 0 && D > T+j.step && j.synthRun > jbFadeFrames+1 {
+		// The peer has been silent for a while and there is too much
+		// delay: skip one more slot.
 		j.playTS += j.step
 		j.pending++
 		j.st.Shrunk++
