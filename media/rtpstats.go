@@ -75,7 +75,8 @@ func (s *recvStats) update(ssrc uint32, seq uint16, ts uint32, now time.Time, cl
 	}
 	// Transit is kept modulo 2^32 like the RTP timestamp (RFC 3550 A.8),
 	// so the difference stays right when the timestamp wraps.
-	arrival := now.UnixNano() / 1000 * int64(clockRate) / 1e6
+	// (Seconds and nanoseconds apart: UnixNano × clock rate overflows.)
+	arrival := now.Unix()*int64(clockRate) + int64(now.Nanosecond())*int64(clockRate)/int64(time.Second)
 	transit := int64(uint32(arrival) - ts)
 	if s.haveTransit {
 		d := int64(int32(uint32(transit) - uint32(s.lastTransit)))

@@ -40,3 +40,21 @@ func TestRecvStatsOnSimulatedLink(t *testing.T) {
 		t.Fatalf("after SSRC change: expected %d lost %d", e, l)
 	}
 }
+
+// The jitter estimate is right at today's wall-clock times and across a
+// timestamp wrap, at 8 and 48 kHz.
+func TestRecvStatsJitterNow(t *testing.T) {
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, rate := range []int{8000, 48000} {
+		var s recvStats
+		step := uint32(rate / 50)
+		for i := range 2000 {
+			// Alternately 0 and 10 ms late: |D| is 10 ms every packet.
+			late := time.Duration(i%2) * 10 * time.Millisecond
+			s.update(1, uint16(i), 0xffff0000+uint32(i)*step, start.Add(time.Duration(i)*20*time.Millisecond+late), rate)
+		}
+		if _, _, j := s.snapshot(); j < 9500*time.Microsecond || j > 10500*time.Microsecond {
+			t.Fatalf("%d Hz: jitter %s, want 10 ms", rate, j)
+		}
+	}
+}
