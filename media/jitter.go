@@ -100,10 +100,13 @@ const (
 //
 // The playout delay adapts: the target is the ~98th percentile of packet
 // delay over the last 128 packets (relative to the fastest of them), plus
-// 5 ms, bounded by MinDelay and MaxDelay. It grows at once — an empty
-// buffer below target inserts a frame — and shrinks by at most 10 ms a
-// second, skipping quiet frames (or, failing those, one frame a second)
-// and silent slots.
+// 5 ms, bounded by MinDelay and MaxDelay; it rises at once and decays by
+// 10 ms a second. The real delay follows: when it is below target a
+// concealment frame is inserted (when the buffer runs empty, in a pause,
+// or at most every 100 ms); when it is more than a frame above, a quiet
+// frame (or, failing one, one frame a second) or a slot of silence is
+// skipped. Five late packets in a row mean the sender's clock stepped,
+// not the network: playout restarts there.
 //
 // Cost: Push copies the payload into a preallocated slot, Pop decodes one
 // frame; neither allocates. A mutex serialises the two sides (one producer,
