@@ -544,3 +544,73 @@ func TestJitterSenderTimestampStep(t *testing.T) {
 		}
 	}
 }
+
+// plcCodec is seqCodec with its own concealment: frames of -1.
+type plcCodec struct{ seqCodec }
+
+func (plcCodec) Conceal(dst []int16, samples int) []int16 {
+	for range samples {
+		dst = append(dst, -1)
+	}
+	return dst
+}
+
+// A missing packet is concealed by the last frame repeated with a fade
+// over two frames, then silence; a codec with its own concealment is
+// asked instead.
+func TestJitterConcealment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec CodecSpec
+	}{
+		{"fade", seqSpec},
+		{"codec", CodecSpec{Name: "PLC", ClockRate: 8000, SampleRate: 8000, New: func() Codec { return plcCodec{} }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jb := NewJitterBuffer(tc.spec, JitterOptions{InitialDelay: 20 * time.Millisecond})
+			start := time.Unix(10000, 0)
+			f := NewFrame(8000)
+			var frames [][]int16
+			var kinds []FrameKind
+			for i := range 30 {
+				now := start.Add(time.Duration(i) * 20 * time.Millisecond)
+				if i < 10 || i >= 14 { // 10-13 lost
+					jb.Push(7, uint16(i), uint32(i)*160, tagPayload(8000), now)
+				}
+				if k := jb.Pop(now.Add(5*time.Millisecond), f); k != FrameNone {
+					kinds = append(kinds, k)
+					frames = append(frames, append([]int16(nil), f.Samples...))
+				}
+			}
+			first := -1
+			for i, k := range kinds {
+				if k == FrameConcealed {
+					first = i
+					break
+				}
+			}
+			if first < 0 || kinds[first+3] != FrameConcealed || kinds[first+4] != FrameAudio {
+				t.Fatalf("kinds %v", kinds)
+			}
+			c := frames[first : first+4]
+			if tc.name == "codec" {
+				for _, fr := range c {
+					if fr[0] != -1 || fr[159] != -1 {
+						t.Fatalf("codec concealment not used: %v", fr[:4])
+					}
+				}
+				return
+			}
+			// 8000 fading linearly to 0 over 320 samples.
+			if c[0][0] != 8000 || c[0][159] <= c[1][0] || c[1][0] != 4000 || c[1][159] > 50 {
+				t.Fatalf("fade: %d..%d, %d..%d", c[0][0], c[0][159], c[1][0], c[1][159])
+			}
+			if RMS(c[2]) != 0 || RMS(c[3]) != 0 {
+				t.Fatal("third and fourth concealed frames are not silent")
+			}
+			if st := jb.Stats(); st.Concealed != 4 {
+				t.Fatalf("concealed %d, want 4", st.Concealed)
+			}
+		})
+	}
+}
