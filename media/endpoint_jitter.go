@@ -49,14 +49,14 @@ func (e *Endpoint) pushAudio(cfg *StreamConfig, hdr *rtp.Header, payload []byte,
 // mediaTick is the endpoint's 20 ms tick: play out one received frame,
 // then send one.
 func (e *Endpoint) mediaTick() {
-	e.recvTick(time.Now())
+	e.recvTick()
 	e.sendTick()
 }
 
 // recvTick pops this tick's frame from the jitter buffer and delivers it.
 // Without a consumer the buffer is emptied, so a sink set later starts
 // from fresh packets.
-func (e *Endpoint) recvTick(now time.Time) {
+func (e *Endpoint) recvTick() {
 	jb := e.rx.jb.Load()
 	cfg := e.cfg.Load()
 	if jb == nil || cfg == nil || e.isClosed.Load() {
@@ -71,7 +71,7 @@ func (e *Endpoint) recvTick(now time.Time) {
 	if r.frame == nil || r.frame.Rate != jb.spec.SampleRate {
 		r.frame = NewFrame(jb.spec.SampleRate)
 	}
-	if jb.Pop(now, r.frame) == FrameNone {
+	if jb.Pop(time.Now(), r.frame) == FrameNone {
 		return
 	}
 	if inband {
