@@ -1,6 +1,7 @@
 package media
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -388,25 +389,28 @@ func (j *JitterBuffer) record(transit int64) {
 // packets arrived since the last tick) and lets the target decay.
 func (j *JitterBuffer) updateTarget() {
 	if j.dirty && j.tn > 0 {
+		// One pass: the smallest transit (the base) and the k largest;
+		// the k-th largest minus the base is the delay to cover, k-1
+		// outliers ignored.
 		w := j.transit[:j.tn]
-		base := w[0]
-		for _, t := range w[1:] {
-			base = min(base, t)
-		}
-		// The k-th largest delay above the base: k-1 outliers ignored.
+		k := min(1+j.tn/50, 4)
 		var top [4]int64
-		k := min(1+j.tn/50, len(top))
-		for _, t := range w {
-			r := t - base
-			for i := range k {
-				if r > top[i] {
-					copy(top[i+1:k], top[i:k-1])
-					top[i] = r
-					break
-				}
-			}
+		for i := range top {
+			top[i] = math.MinInt64
 		}
-		j.base, j.rawT, j.dirty = base, float64(top[k-1])+j.guard, false
+		base := w[0]
+		for _, t := range w {
+			base = min(base, t)
+			if t <= top[k-1] {
+				continue
+			}
+			i := k - 1
+			for ; i > 0 && t > top[i-1]; i-- {
+				top[i] = top[i-1]
+			}
+			top[i] = t
+		}
+		j.base, j.rawT, j.dirty = base, float64(top[k-1]-base)+j.guard, false
 	}
 	j.target -= jbDecayPerTick * float64(j.clock) / 1000
 	j.target = min(max(j.target, j.rawT, j.minD), j.maxD)
