@@ -142,12 +142,13 @@ type JitterBuffer struct {
 	count      int    // packets in slots
 	lastSeq    uint16 // last played sequence number
 	havePlayed bool
-	played     uint64 // bit i: nextSeq-1-i was played (tells duplicates from late)
-	pending    uint64 // slots synthesized since the last played packet
-	synthRun   int    // consecutive synthesized frames
-	sinceCut   int    // ticks since the last audible shrink
-	sinceGrow  int    // ticks since the last audible expansion
-	lateRun    int    // consecutive packets refused as late
+	played     uint64  // bit i: nextSeq-1-i was played (tells duplicates from late)
+	pending    uint64  // slots synthesized since the last played packet
+	synthRun   int     // consecutive synthesized frames
+	sinceCut   int     // ticks since the last audible shrink
+	sinceGrow  int     // ticks since the last audible expansion
+	lateRun    int     // consecutive packets refused as late
+	preLate    float64 // the target before the current run of late packets
 
 	fifo []int16 // decoded samples not yet played
 	last []int16 // the last played audio frame
@@ -325,11 +326,16 @@ func (j *JitterBuffer) Push(ssrc uint32, seq uint16, ts uint32, payload []byte, 
 		j.nextSeq, j.maxSeq = seq, seq
 	case j.playing && ext+j.step <= j.playTS && j.lateRun+1 >= jbLateRun:
 		// Packet after packet behind the playout: the sender's clock
-		// stepped back (or paused), not the network. Start over here.
+		// stepped back (or paused), not the network. Start over here,
+		// with the target from before these packets inflated it.
 		j.resync()
+		j.target = j.preLate
 		j.tn, j.ti = 0, 0
 		j.nextSeq, j.maxSeq = seq, seq
 	case j.playing && ext+j.step <= j.playTS:
+		if j.lateRun == 0 {
+			j.preLate = j.target
+		}
 		j.lateRun++
 		j.record(now - ext)
 		j.st.Late++

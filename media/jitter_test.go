@@ -533,6 +533,10 @@ func TestJitterSenderTimestampStep(t *testing.T) {
 	if st.Resyncs != 1 || st.Late != jbLateRun-1 {
 		t.Fatalf("after the timestamp step: %+v", st)
 	}
+	// The late packets were the sender's doing: they leave the delay alone.
+	if st.TargetDelay > 40*time.Millisecond || st.Delay > 60*time.Millisecond {
+		t.Fatalf("delay inflated by the timestamp step: %+v", st)
+	}
 	// Everything after the late ones plays (the last few are still
 	// buffered when the test stops), in order.
 	if len(tags)+int(st.Skipped) < 300-jbLateRun-5 || tags[len(tags)-1] < 1000+290 {
