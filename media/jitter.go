@@ -51,7 +51,8 @@ type JitterOptions struct {
 	// measured (60 ms).
 	MinDelay, MaxDelay, InitialDelay time.Duration
 	// Slots is how many packets the buffer holds (rounded up to a power of
-	// two; 32 by default: 640 ms of 20 ms packets). MaxPayload is the
+	// two, and to at least MaxDelay of 10 ms packets; 32 by default: 640 ms
+	// of 20 ms packets). MaxPayload is the
 	// largest payload a slot takes (640 bytes: 80 ms of G.711).
 	Slots, MaxPayload int
 }
@@ -193,6 +194,8 @@ func NewJitterBuffer(spec CodecSpec, opts JitterOptions) *JitterBuffer {
 	if opts.MaxPayload <= 0 {
 		opts.MaxPayload = 640
 	}
+	// Enough slots for MaxDelay of 10 ms packets, plus reordering.
+	opts.Slots = max(opts.Slots, int(opts.MaxDelay/(10*time.Millisecond))+8)
 	n := 1
 	for n < opts.Slots && n < 1<<15 {
 		n <<= 1
