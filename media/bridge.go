@@ -8,9 +8,11 @@ package media
 // other's socket, rewriting only the RTP header (SSRC, payload type,
 // sequence, timestamp). Nothing is decoded, nothing allocated, no goroutine
 // added; telephone-events are forwarded when both sides negotiated them.
-// Otherwise audio is decoded into a Pipe each way and re-encoded by the other
-// endpoint's sender (one 20 ms frame of buffering per direction, plus up to
-// two frames of jitter absorption).
+// Otherwise audio goes through each endpoint's jitter buffer, is decoded
+// into a Pipe each way and re-encoded by the other endpoint's sender (the
+// Pipe adds two 20 ms frames, which absorb the phase between the two legs'
+// ticks; network jitter is the jitter buffer's job). The passthrough path
+// has no jitter buffer: the far end's absorbs the jitter of both hops.
 //
 // Bridging replaces what either endpoint was playing. The sinks of both
 // endpoints are left alone in passthrough mode; in transcoding mode they are

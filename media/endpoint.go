@@ -77,9 +77,10 @@ type EndpointStats struct {
 
 // Endpoint is one RTP stream on one UDP port (RTCP on the next port, or
 // on the same one with rtcp-mux; see rtcp.go): a reader goroutine that
-// decodes what arrives and hands it to a Sink (and DTMF to a callback), and
-// a sender goroutine that every 20 ms reads a frame from the current Source,
-// encodes it and sends it. Packets never pass through an actor.
+// queues arriving audio in a jitter buffer (and reports RFC 4733 DTMF to a
+// callback), and a 20 ms tick that plays one frame out of the jitter
+// buffer to a Sink, then reads a frame from the current Source, encodes it
+// and sends it. Packets never pass through an actor.
 //
 // Cost on the media path: one goroutine per direction, no allocation per
 // packet once running.
@@ -118,6 +119,7 @@ type Endpoint struct {
 	rtcp rtcpSession
 
 	rstats                recvStats
+	rx                    rxPath // jitter buffer and decode (endpoint_jitter.go)
 	packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut     atomic.Uint64
 	dropped               atomic.Uint64
@@ -257,8 +259,10 @@ func (e *Endpoint) Start() {
 	}
 }
 
-// SetSink directs decoded inbound audio to s (nil stops delivery). The sink
-// is called from the reader goroutine and must not block.
+// SetSink directs decoded inbound audio to s (nil stops delivery): one
+// frame every 20 ms out of the jitter buffer (concealed where packets are
+// missing), from the endpoint's send tick — a Pacer shard goroutine shared
+// with other endpoints — so the sink must not block.
 func (e *Endpoint) SetSink(s Sink) {
 	if s == nil {
 		e.sink.Store(nil)
@@ -268,7 +272,8 @@ func (e *Endpoint) SetSink(s Sink) {
 }
 
 // OnDTMF sets the callback for received digits; it runs on the reader
-// goroutine and must not block.
+// goroutine (RFC 4733) or the 20 ms tick (in-band digits) and must not
+// block.
 func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
 	if fn == nil {
 		e.onDTMF.Store(nil)
@@ -391,15 +396,8 @@ func (e *Endpoint) readLoop() {
 	defer e.wg.Done()
 	buf := make([]byte, 1500)
 	var hdr rtp.Header
-	var pcm []int16
-	var framer reframer
 	var lastEventTS uint32
 	var haveEvent bool
-	rx := rxFanout{det: &DTMFDetector{OnDigit: func(ev DTMFEvent) {
-		if fn := e.onDTMF.Load(); fn != nil {
-			(*fn)(ev)
-		}
-	}}}
 	for {
 		n, from, err := e.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -473,68 +471,11 @@ func (e *Endpoint) readLoop() {
 				(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
 			}
 		case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
-			sb := e.sink.Load()
-			// Without RFC 4733 the peer's digits are tones in the audio.
-			inband := cfg.DTMFPayloadType == 0 && cfg.Codec.SampleRate == 8000 && e.onDTMF.Load() != nil
-			if sb == nil && !inband {
-				continue
-			}
-			if framer.codec == nil || framer.spec.Name != cfg.Codec.Name {
-				framer.reset(cfg.Codec)
-			}
-			pcm = framer.codec.Decode(pcm[:0], payload)
-			rx.user, rx.inband = nil, inband
-			if sb != nil {
-				rx.user = sb.s
-			}
-			framer.push(pcm, &rx)
+			// Into the jitter buffer; decoded on the 20 ms tick.
+			e.pushAudio(cfg, &hdr, payload, now)
 		case hdr.PayloadType == 13: // comfort noise: nothing to decode
 		default:
 			e.dropped.Add(1)
-		}
-	}
-}
-
-// rxFanout hands decoded inbound frames to the in-band DTMF detector
-// (when the peer has no RFC 4733) and to the endpoint's sink.
-type rxFanout struct {
-	user   Sink
-	det    *DTMFDetector
-	inband bool
-}
-
-func (r *rxFanout) WriteFrame(f *Frame) error {
-	if r.inband {
-		_ = r.det.WriteFrame(f)
-	}
-	if r.user != nil {
-		return r.user.WriteFrame(f)
-	}
-	return nil
-}
-
-// reframer turns decoded payloads of any ptime into 20 ms frames.
-type reframer struct {
-	spec  CodecSpec
-	codec Codec
-	frame *Frame
-	fill  int
-}
-
-func (r *reframer) reset(spec CodecSpec) {
-	r.spec, r.codec = spec, spec.New()
-	r.frame = NewFrame(spec.SampleRate)
-	r.fill = 0
-}
-
-func (r *reframer) push(pcm []int16, s Sink) {
-	for len(pcm) > 0 {
-		n := copy(r.frame.Samples[r.fill:], pcm)
-		r.fill += n
-		pcm = pcm[n:]
-		if r.fill == len(r.frame.Samples) {
-			_ = s.WriteFrame(r.frame)
-			r.fill = 0
 		}
 	}
 }
@@ -574,7 +515,7 @@ func (e *Endpoint) sendLoop() {
 		case <-e.done:
 			return
 		case <-tick.C:
-			e.sendTick()
+			e.mediaTick()
 		}
 	}
 }

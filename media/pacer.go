@@ -93,7 +93,7 @@ func (p *Pacer) run(sh *pacerShard) {
 		case <-t.C:
 		}
 		for _, e := range *sh.snap.Load() {
-			e.sendTick()
+			e.mediaTick()
 		}
 	}
 }

@@ -430,7 +430,12 @@ func (e *Endpoint) rtcpStats(st *EndpointStats) {
 	}
 	ie, bpl := CodecImpairment(cfg.Codec.Name)
 	if st.Expected > 0 {
-		st.MOS = EModel{Delay: mouthToEar(st.RTT, st.Jitter), LossPercent: 100 * float64(st.Lost) / float64(st.Expected), Ie: ie, Bpl: bpl}.MOS()
+		delay := mouthToEar(st.RTT, st.Jitter)
+		if js := e.JitterStats(); js.Played > 0 {
+			// Our own buffer runs: rate the delay it really adds.
+			delay = st.RTT/2 + FrameDurationMs*time.Millisecond + js.Delay
+		}
+		st.MOS = EModel{Delay: delay, LossPercent: 100 * float64(st.Lost) / float64(st.Expected), Ie: ie, Bpl: bpl}.MOS()
 	}
 	if v.reports > 0 {
 		var loss float64
@@ -443,7 +448,8 @@ func (e *Endpoint) rtcpStats(st *EndpointStats) {
 
 // mouthToEar estimates the one-way delay the E-model rates: half the
 // round trip, a 20 ms packet, and a jitter buffer twice the measured
-// jitter deep (what an adaptive buffer settles at).
+// jitter deep (what an adaptive buffer settles at). It stands in for the
+// peer's buffer, and for ours when no audio is decoded here (passthrough).
 func mouthToEar(rtt, jitter time.Duration) time.Duration {
 	return rtt/2 + FrameDurationMs*time.Millisecond + 2*jitter
 }

@@ -73,10 +73,13 @@ func (s *recvStats) update(ssrc uint32, seq uint16, ts uint32, now time.Time, cl
 	if clockRate <= 0 {
 		return
 	}
-	arrival := now.UnixNano() * int64(clockRate) / int64(time.Second)
-	transit := arrival - int64(ts)
+	// Transit is kept modulo 2^32 like the RTP timestamp (RFC 3550 A.8),
+	// so the difference stays right when the timestamp wraps.
+	// (Seconds and nanoseconds apart: UnixNano × clock rate overflows.)
+	arrival := now.Unix()*int64(clockRate) + int64(now.Nanosecond())*int64(clockRate)/int64(time.Second)
+	transit := int64(uint32(arrival) - ts)
 	if s.haveTransit {
-		d := transit - s.lastTransit
+		d := int64(int32(uint32(transit) - uint32(s.lastTransit)))
 		if d < 0 {
 			d = -d
 		}

@@ -1,7 +1,6 @@
 package media
 
 import (
-	"math/rand"
 	"testing"
 	"time"
 )
@@ -11,36 +10,15 @@ import (
 // loss and jitter the link applied.
 func TestRecvStatsOnSimulatedLink(t *testing.T) {
 	const n = 5000
-	rng := rand.New(rand.NewSource(42))
-	type pkt struct {
-		seq     uint16
-		ts      uint32
-		arrival time.Time
-	}
 	start := time.Unix(1000, 0)
-	var pkts []pkt
-	lost := 0
-	for i := range n {
-		if rng.Float64() < 0.05 {
-			lost++
-			continue
-		}
-		delay := time.Duration(rng.Intn(30)) * time.Millisecond // 0-30 ms jitter
-		p := pkt{seq: uint16(65000 + i), ts: uint32(i * 160), arrival: start.Add(time.Duration(i)*20*time.Millisecond + delay)}
-		pkts = append(pkts, p)
-		if rng.Float64() < 0.01 { // duplicate
-			pkts = append(pkts, p)
-		}
-	}
-	// Deliver in arrival order: the random delays reorder neighbours.
-	for i := 1; i < len(pkts); i++ {
-		for j := i; j > 0 && pkts[j].arrival.Before(pkts[j-1].arrival); j-- {
-			pkts[j], pkts[j-1] = pkts[j-1], pkts[j]
-		}
-	}
+	// Uniform 0-30 ms delay (mean 15 ms, σ = 30/√12 ms), 1 % duplicates.
+	link := simLink{Seed: 42, Loss: 0.05, Delay: 15 * time.Millisecond, Jitter: 8660 * time.Microsecond, Uniform: true, Duplicate: 0.01}
+	run := link.run(n, start, 65000, 0, 160)
+	lost := run.lostCount()
+	pkts := run.Packets
 	var s recvStats
 	for _, p := range pkts {
-		s.update(7, p.seq, p.ts, p.arrival, 8000)
+		s.update(7, p.Seq, p.TS, p.Arrival, 8000)
 	}
 	expected, gotLost, jitter := s.snapshot()
 	if expected != n && expected != n-1 { // the very last packet may be the lost one
@@ -60,5 +38,23 @@ func TestRecvStatsOnSimulatedLink(t *testing.T) {
 	s.update(8, 10, 0, start, 8000)
 	if e, l, _ := s.snapshot(); e != 1 || l != 0 {
 		t.Fatalf("after SSRC change: expected %d lost %d", e, l)
+	}
+}
+
+// The jitter estimate is right at today's wall-clock times and across a
+// timestamp wrap, at 8 and 48 kHz.
+func TestRecvStatsJitterNow(t *testing.T) {
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, rate := range []int{8000, 48000} {
+		var s recvStats
+		step := uint32(rate / 50)
+		for i := range 2000 {
+			// Alternately 0 and 10 ms late: |D| is 10 ms every packet.
+			late := time.Duration(i%2) * 10 * time.Millisecond
+			s.update(1, uint16(i), 0xffff0000+uint32(i)*step, start.Add(time.Duration(i)*20*time.Millisecond+late), rate)
+		}
+		if _, _, j := s.snapshot(); j < 9500*time.Microsecond || j > 10500*time.Microsecond {
+			t.Fatalf("%d Hz: jitter %s, want 10 ms", rate, j)
+		}
 	}
 }

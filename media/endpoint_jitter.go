@@ -1,0 +1,95 @@
+package media
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// rxPath is the decode side of an endpoint: the reader goroutine pushes
+// received audio packets into a JitterBuffer, and the endpoint's 20 ms
+// tick (the Pacer shard, or the endpoint's own ticker) pops one frame,
+// decoded or concealed, and hands it to the in-band DTMF detector and the
+// sink. The passthrough bridge does not go through here: it forwards
+// packets as they arrive and leaves jitter to the far end.
+type rxPath struct {
+	jb atomic.Pointer[JitterBuffer]
+	// Used only by the tick goroutine.
+	frame *Frame
+	det   *DTMFDetector
+}
+
+// rxConsumers returns who wants the decoded audio: the sink, and whether
+// in-band DTMF detection runs (no RFC 4733 from the peer, 8 kHz audio,
+// someone listening for digits).
+func (e *Endpoint) rxConsumers(cfg *StreamConfig) (sink Sink, inband bool) {
+	if sb := e.sink.Load(); sb != nil {
+		sink = sb.s
+	}
+	inband = cfg.DTMFPayloadType == 0 && cfg.Codec.SampleRate == 8000 && e.onDTMF.Load() != nil
+	return sink, inband
+}
+
+// pushAudio is the reader's side: a packet of the negotiated audio payload
+// type goes into the jitter buffer when anyone consumes decoded audio. A
+// new buffer is made (the only allocation) when the codec changes.
+func (e *Endpoint) pushAudio(cfg *StreamConfig, hdr *rtp.Header, payload []byte, now time.Time) {
+	if sink, inband := e.rxConsumers(cfg); sink == nil && !inband {
+		return
+	}
+	jb := e.rx.jb.Load()
+	if jb == nil || jb.spec.Name != cfg.Codec.Name || jb.spec.ClockRate != cfg.Codec.ClockRate {
+		jb = NewJitterBuffer(cfg.Codec, JitterOptions{})
+		e.rx.jb.Store(jb)
+	}
+	jb.Push(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, payload, now)
+}
+
+// mediaTick is the endpoint's 20 ms tick: play out one received frame,
+// then send one.
+func (e *Endpoint) mediaTick() {
+	e.recvTick()
+	e.sendTick()
+}
+
+// recvTick pops this tick's frame from the jitter buffer and delivers it.
+// Without a consumer the buffer is emptied, so a sink set later starts
+// from fresh packets.
+func (e *Endpoint) recvTick() {
+	jb := e.rx.jb.Load()
+	cfg := e.cfg.Load()
+	if jb == nil || cfg == nil || e.isClosed.Load() {
+		return
+	}
+	sink, inband := e.rxConsumers(cfg)
+	if sink == nil && !inband {
+		jb.Reset()
+		return
+	}
+	r := &e.rx
+	if r.frame == nil || r.frame.Rate != jb.spec.SampleRate {
+		r.frame = NewFrame(jb.spec.SampleRate)
+	}
+	if jb.Pop(time.Now(), r.frame) == FrameNone {
+		return
+	}
+	if inband {
+		if r.det == nil {
+			r.det = &DTMFDetector{OnDigit: e.InjectDTMF}
+		}
+		_ = r.det.WriteFrame(r.frame)
+	}
+	if sink != nil {
+		_ = sink.WriteFrame(r.frame)
+	}
+}
+
+// JitterStats returns the counters of the endpoint's jitter buffer (zero
+// until decoded audio has had a consumer).
+func (e *Endpoint) JitterStats() JitterStats {
+	if jb := e.rx.jb.Load(); jb != nil {
+		return jb.Stats()
+	}
+	return JitterStats{}
+}
