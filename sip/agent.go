@@ -116,6 +116,9 @@ type Agent struct {
 	stopTrunks context.CancelFunc
 	ready      chan struct{}
 	legsWG     sync.WaitGroup
+
+	trunkDNS     *dnsCache
+	malformedLog logThrottle
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -145,7 +148,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
+		trunkDNS: newDNSCache(time.Minute), malformedLog: logThrottle{interval: time.Second, burst: 10}}
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -22,7 +23,9 @@ func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 		if problem == "" {
 			return data, nil
 		}
-		a.log.Warn("sip: malformed message dropped", "source", addrString(info.RemoteAddr), "problem", problem, "request", isRequest)
+		if ok, held := a.malformedLog.allow(time.Now()); ok {
+			a.log.Warn("sip: malformed message dropped", "source", addrString(info.RemoteAddr), "problem", problem, "request", isRequest, "suppressed_before", held)
+		}
 		if isRequest {
 			if res := badRequest(data, problem); res != nil && info.RemoteAddr != nil {
 				if _, err := conn.WriteTo(res, info.RemoteAddr); err != nil {

@@ -67,12 +67,8 @@ func LoadTrunks(path string) ([]Trunk, error) {
 // address must be the trunk host's (resolved) address.
 func (a *Agent) trunkFor(src netip.Addr) (Trunk, bool) {
 	for _, t := range a.cfg.Trunks {
-		ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", t.Host)
-		if err != nil {
-			continue
-		}
-		for _, ip := range ips {
-			if ip.Unmap() == src {
+		for _, ip := range a.trunkDNS.resolve(t.Host) {
+			if ip == src.Unmap() {
 				return t, true
 			}
 		}
