@@ -44,13 +44,23 @@ func (a *callActor) hold(ctx actor.Context, r *holdReq) {
 			r.reply <- ErrNotAnswered
 			return
 		}
+		done := l.sig.Done()
 		go func() {
 			// The leg's re-INVITE ends early if the dialog ends.
+			var err error
 			if r.on {
-				r.reply <- h.Hold(context.Background())
+				err = h.Hold(context.Background())
 			} else {
-				r.reply <- h.Unhold(context.Background())
+				err = h.Unhold(context.Background())
 			}
+			if err != nil {
+				select {
+				case <-done:
+					err = ErrHangup
+				default:
+				}
+			}
+			r.reply <- err
 		}()
 	})
 }

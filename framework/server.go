@@ -42,6 +42,8 @@ type Config struct {
 	// (RFC 4028); zero means 1800 s and 90 s, negative SessionExpires
 	// disables them.
 	SessionExpires, MinSessionExpires time.Duration
+	// RTCPInterval is the nominal time between RTCP reports (default 5 s).
+	RTCPInterval time.Duration
 	// ShutdownTimeout bounds how long shutdown waits for calls to end.
 	// Default 10 s.
 	ShutdownTimeout time.Duration
@@ -134,7 +136,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
 		return nil, err

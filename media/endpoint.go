@@ -36,6 +36,10 @@ type StreamConfig struct {
 	// RemoteRTCP is where RTCP goes without rtcp-mux until the peer's
 	// RTCP latches it (SDP a=rtcp); zero means Remote's port + 1.
 	RemoteRTCP netip.AddrPort
+	// FramesPerPacket is how many 20 ms frames each generated packet
+	// carries (the peer's a=ptime: 2 for 40 ms, 3 for 60 ms); 0 or 1
+	// means 20 ms. Forwarded packets keep the size they came with.
+	FramesPerPacket int
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -493,6 +497,10 @@ type sender struct {
 	marker  bool
 	dtmf    *dtmfSender
 	timeout bool
+	// pending is a packet being filled with FramesPerPacket frames:
+	// header plus the frames so far, and how many there are.
+	pending       []byte
+	pendingFrames int
 }
 
 func (e *Endpoint) initSender() {
@@ -557,6 +565,7 @@ func (e *Endpoint) sendTick() {
 	}
 	if s.enc == nil || s.encName != cfg.Codec.Name {
 		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
+		s.pending, s.pendingFrames = nil, 0
 		s.frame = NewFrame(cfg.Codec.SampleRate)
 		s.silence = s.enc.Encode(nil, make([]int16, len(s.frame.Samples)))
 	}
@@ -577,6 +586,11 @@ func (e *Endpoint) sendTick() {
 	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
 	remote := e.remote.Load()
 	hdr := &s.hdr
+	if s.pendingFrames > 0 && (s.dtmf != nil || !send || (!haveAudio && (e.fedBy.Load() > 0 || e.noIdleSilence))) {
+		// A digit, hold or a bridge interrupts a multi-frame packet:
+		// send what it has.
+		e.flushPending(send, remote)
+	}
 	if s.dtmf != nil {
 		ev, first, last := s.dtmf.next()
 		hdr.PayloadType = cfg.DTMFPayloadType
@@ -602,22 +616,42 @@ func (e *Endpoint) sendTick() {
 		s.marker = true
 		return
 	}
-	hdr.PayloadType = cfg.PayloadType
-	hdr.Marker = s.marker
-	hdr.SequenceNumber, hdr.Timestamp = e.out.tick(step, true)
-	s.marker = false
-	n, _ := hdr.MarshalTo(s.buf)
 	var out []byte
+	if s.pendingFrames == 0 {
+		hdr.PayloadType = cfg.PayloadType
+		hdr.Marker = s.marker
+		hdr.SequenceNumber, hdr.Timestamp = e.out.tick(step, true)
+		s.marker = false
+		n, _ := hdr.MarshalTo(s.buf)
+		out = s.buf[:n]
+	} else {
+		e.out.tick(step, false) // the packet's timestamp is its first frame's
+		out = s.pending
+	}
 	if haveAudio {
-		out = s.enc.Encode(s.buf[:n], s.frame.Samples)
+		out = s.enc.Encode(out, s.frame.Samples)
 	} else {
 		// Nothing to play: send silence, so the far end's RTP timeout
 		// (carriers hang up silent calls) and NAT bindings stay happy.
-		out = append(s.buf[:n], s.silence...)
+		out = append(out, s.silence...)
 	}
+	if fpp := cfg.FramesPerPacket; fpp > 1 && s.pendingFrames+1 < fpp {
+		s.pending, s.pendingFrames = out, s.pendingFrames+1
+		return
+	}
+	s.pending, s.pendingFrames = nil, 0
 	if send && remote != nil && remote.IsValid() {
 		e.write(out, *remote)
 	}
+}
+
+// flushPending sends a partly filled multi-frame packet.
+func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
+	s := &e.snd
+	if send && remote != nil && remote.IsValid() {
+		e.write(s.pending, *remote)
+	}
+	s.pending, s.pendingFrames = nil, 0
 }
 
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {

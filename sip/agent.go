@@ -65,6 +65,9 @@ type Config struct {
 	// MinSessionExpires is the smallest interval we accept (smaller ones
 	// get 422); zero means 90 s, the RFC's floor.
 	MinSessionExpires time.Duration
+	// RTCPInterval is the nominal time between RTCP reports of each call
+	// (zero: media.DefaultRTCPInterval, 5 s; negative: no reports).
+	RTCPInterval time.Duration
 	// UserAgent is the User-Agent/Server header value.
 	UserAgent string
 	// Logger receives the agent's log lines; nil means slog.Default().
@@ -391,7 +394,7 @@ func (a *Agent) newEndpoint(onTimeout func()) (*media.Endpoint, error) {
 		mt = a.cfg.MediaTimeout
 	}
 	return media.NewEndpoint(a.cfg.Ports, a.mediaBindIP(), media.EndpointOptions{
-		Logger: a.log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer,
+		Logger: a.log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
 	})
 }
 

@@ -327,5 +327,6 @@ func answerConfig(body []byte) (media.StreamConfig, error) {
 		return media.StreamConfig{}, ErrNoCodec
 	}
 	return media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
-		Remote: ans.Remote, Direction: ReverseDirection(ans.Direction), RTCPMux: ans.RTCPMux, RemoteRTCP: ans.RTCP}, nil
+		Remote: ans.Remote, Direction: ReverseDirection(ans.Direction), RTCPMux: ans.RTCPMux, RemoteRTCP: ans.RTCP,
+		FramesPerPacket: ans.FramesPerPacket()}, nil
 }

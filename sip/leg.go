@@ -357,6 +357,7 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		cfg.DTMFPayloadType = 0
 	}
 	cfg.Remote, cfg.RTCPMux, cfg.RemoteRTCP = o.Remote, o.RTCPMux, o.RTCP
+	cfg.FramesPerPacket = o.FramesPerPacket()
 	if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
 		cfg.Direction = "inactive"
 	} else {
@@ -365,7 +366,8 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 	l.ep.Configure(cfg)
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", codec.Name)
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux, Answer: o}.Marshal(), 0
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
+		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Answer: o}.Marshal(), 0
 }
 
 // respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
@@ -448,11 +450,12 @@ func (l *Leg) Answer(ctx context.Context) error {
 		codec, pt, _ := l.offer.Choose()
 		codecName = codec.Name
 		dir := ReverseDirection(l.offer.Direction)
+		fpp := l.offer.FramesPerPacket()
 		l.ep.Configure(media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: l.offer.DTMFPayloadType, Remote: l.offer.Remote, Direction: dir,
-			RTCPMux: l.offer.RTCPMux, RemoteRTCP: l.offer.RTCP})
+			RTCPMux: l.offer.RTCPMux, RemoteRTCP: l.offer.RTCP, FramesPerPacket: fpp})
 		l.ep.Start()
 		body = SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
-			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, RTCPMux: l.offer.RTCPMux, Answer: l.offer}.Marshal()
+			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, RTCPMux: l.offer.RTCPMux, PTime: time.Duration(fpp) * 20 * time.Millisecond, Answer: l.offer}.Marshal()
 	}
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, body)
 	res.AppendHeader(l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))

@@ -45,6 +45,19 @@ type MediaOffer struct {
 	mediaKinds             []string // per m-line: media name and proto, for rejecting the rest
 }
 
+// FramesPerPacket is how many 20 ms frames to put in each packet we send
+// to this peer: its a=ptime when that is 40 or 60 ms, else one (20 ms, and
+// the a=ptime we answer with says so).
+func (o *MediaOffer) FramesPerPacket() int {
+	switch o.PTime {
+	case 40 * time.Millisecond:
+		return 2
+	case 60 * time.Millisecond:
+		return 3
+	}
+	return 1
+}
+
 // OfferedFormat is one payload type of an m-line.
 type OfferedFormat struct {
 	PayloadType uint8
@@ -246,6 +259,9 @@ type SessionSDP struct {
 	PTs       []uint8 // payload type for each codec
 	DTMFPT    uint8   // 0 = no telephone-event
 	Direction string
+	// PTime is the packetisation time we ask for (a=ptime); zero means 20
+	// ms.
+	PTime time.Duration
 	// RTCPMux writes a=rtcp-mux: answer it when the offer has it. Without
 	// it RTCP is on our RTP port + 1, so no a=rtcp line is needed.
 	RTCPMux bool
@@ -288,7 +304,11 @@ func (s SessionSDP) Marshal() []byte {
 		if s.DTMFPT != 0 {
 			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", s.DTMFPT, s.DTMFPT)
 		}
-		b.WriteString("a=ptime:20\r\n")
+		ptime := s.PTime
+		if ptime <= 0 {
+			ptime = 20 * time.Millisecond
+		}
+		fmt.Fprintf(&b, "a=ptime:%d\r\n", ptime.Milliseconds())
 		dir := s.Direction
 		if dir == "" {
 			dir = "sendrecv"

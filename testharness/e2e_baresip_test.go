@@ -171,7 +171,9 @@ func TestDialRegisteredBaresip(t *testing.T) {
 func TestBaresipRTCPMuxReportsInCDR(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
 	cdrs := make(chan framework.CDR, 1)
-	srv := startServer(t, framework.Config{Users: users, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
+	// Reports every ~second from us, so baresip's RRs (about every 5 s)
+	// carry the LSR of one of our SRs within the 10 s call.
+	srv := startServer(t, framework.Config{Users: users, RTCPInterval: time.Second, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 			return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
 		}))

@@ -328,3 +328,18 @@ func (u *sippUAS) originate(t *testing.T, ctx context.Context, srv *framework.Se
 	}
 	t.Fatalf("originate: %v\n%s", err, tail(u.out.Bytes(), 2000))
 }
+
+// A caller asking for 40 ms packets gets them (a=ptime:40 in the answer),
+// and the server decodes the 40 ms packets SIPp echoes back.
+func TestSIPpPTime40(t *testing.T) {
+	heard := make(chan bool, 1)
+	srv := startServer(t, framework.Config{}, toneEchoHandler(heard))
+	if out, err := runSIPp(t, "-sf", scenario("uac_ptime40.xml"), "-s", "ptime", "-mp", "32500", "-rtp_echo", srv.SIPAddr().String()); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	select {
+	case <-heard:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the server never heard its tone in SIPp's echo of 40 ms packets")
+	}
+}
