@@ -117,9 +117,11 @@ type Agent struct {
 	closed     bool
 	ownPacer   bool
 	stopTrunks context.CancelFunc
+	trunksDone chan struct{} // closed when trunk registrations have ended (unregistered)
 	ready      chan struct{}
 	legsWG     sync.WaitGroup
 
+	regState     map[string]*regState // guarded by mu
 	trunkDNS     *dnsCache
 	malformedLog logThrottle
 }
@@ -152,7 +154,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		log = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
-		trunkDNS: newDNSCache(time.Minute), malformedLog: logThrottle{interval: time.Second, burst: 10}}
+		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10}}
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true
@@ -192,7 +194,11 @@ func (a *Agent) Start() error {
 	close(a.ready)
 	rctx, cancel := context.WithCancel(context.Background())
 	a.stopTrunks = cancel
-	go a.registerTrunks(rctx)
+	a.trunksDone = make(chan struct{})
+	go func() {
+		defer close(a.trunksDone)
+		a.registerTrunks(rctx)
+	}()
 	return nil
 }
 
@@ -327,6 +333,14 @@ func (a *Agent) Close() {
 	case <-waitCh:
 	case <-ctx.Done():
 		a.log.Warn("sip: legs still open at shutdown")
+	}
+	if a.trunksDone != nil {
+		// Unregistering needs the transport: let it finish (it is bounded).
+		select {
+		case <-a.trunksDone:
+		case <-time.After(5 * time.Second):
+			a.log.Warn("sip: trunk unregistration did not finish")
+		}
 	}
 	for _, c := range a.listeners {
 		_ = c()

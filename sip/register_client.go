@@ -37,6 +37,25 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 	contact.Address.User = user
 	req.AppendHeader(contact)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires.Seconds()))))
+	// RFC 3261 10.2: every REGISTER of one AOR to one registrar shares a
+	// Call-ID, with CSeq growing; registrars may treat a new Call-ID as a
+	// new client.
+	key := registrar + "|" + user
+	a.mu.Lock()
+	rs, ok := a.regState[key]
+	if !ok {
+		rs = &regState{callID: sip.GenerateTagN(24), cseq: 1}
+		a.regState[key] = rs
+	}
+	callID := sip.CallIDHeader(rs.callID)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: rs.cseq, MethodName: sip.REGISTER})
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		rs.cseq = max(rs.cseq, req.CSeq().SeqNo+1)
+		a.mu.Unlock()
+	}()
 	res, err := a.client.Do(ctx, req)
 	if err != nil {
 		return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
@@ -62,4 +81,11 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 		}
 	}
 	return granted, nil
+}
+
+// regState is the Call-ID and next CSeq of our registrations of one user
+// at one registrar.
+type regState struct {
+	callID string
+	cseq   uint32
 }

@@ -311,7 +311,7 @@ func (u *sippUAS) wait(t *testing.T, ctx context.Context) {
 			t.Fatalf("sipp: %v\n%s", err, tail(u.out.Bytes(), 3000))
 		}
 	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
+		t.Fatalf("sipp did not finish\n%s", tail(u.out.Bytes(), 3000))
 	}
 }
 

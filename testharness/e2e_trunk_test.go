@@ -120,3 +120,31 @@ func TestInboundTrunkCallsRoutedByDID(t *testing.T) {
 		t.Fatalf("call to a foreign number from the trunk: %v, want 404", err)
 	}
 }
+
+// A trunk with register = true registers at the carrier (SIPp checks the
+// digest and the Contact) and unregisters when the server shuts down,
+// using one Call-ID for both as RFC 3261 10.2 asks.
+func TestTrunkRegistersAndUnregisters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	uas := startSIPpUAS(t, ctx, "registrar_401.xml", "-key", "user", "acme", "-key", "pass", "tr-secret")
+	time.Sleep(300 * time.Millisecond) // SIPp binds its port
+	cfg := framework.Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: 30000, RTPPortMax: 30999, Logger: testLogger(t),
+		Trunks: []sip.Trunk{{Name: "carrier", Host: "127.0.0.1", Port: uas.port, Username: "acme", Password: "tr-secret", Register: true}}}
+	srv, err := framework.NewServer(cfg, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(srvCtx) }()
+	<-srv.Ready()
+	time.Sleep(time.Second) // the registration round trip
+	stop()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	uas.wait(t, ctx)
+}
