@@ -34,6 +34,8 @@ func (c CodecSpec) TimestampStep() uint32 { return uint32(c.ClockRate * FrameDur
 var builtinCodecs = []CodecSpec{
 	{Name: "PCMU", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 0, New: func() Codec { return PCMU{} }},
 	{Name: "PCMA", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 8, New: func() Codec { return PCMA{} }},
+	// G.722 carries 16 kHz audio but its RTP clock is 8000 (RFC 3551).
+	{Name: "G722", ClockRate: 8000, SampleRate: 16000, Channels: 1, PayloadType: 9, New: func() Codec { return NewG722() }},
 }
 
 // Codecs returns the codecs the engine supports, in default preference order.
