@@ -2,6 +2,7 @@ package sip
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -114,4 +115,46 @@ func FuzzParseSDP(f *testing.F) {
 			}
 		}
 	})
+}
+
+// G.722 is static payload type 9: an offer may omit its rtpmap. Our answer
+// names it with the RTP clock rate RFC 3551 gives it (8000, not 16000), and
+// our own offer lists it after G.711.
+func TestSDPG722(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		codec string
+		pt    uint8
+	}{
+		{"pt 9 without rtpmap", withHead("m=audio 4000 RTP/AVP 9 0 101", "a=rtpmap:101 telephone-event/8000"), "G722", 9},
+		{"pt 9 with rtpmap", withHead("m=audio 4000 RTP/AVP 9 8", "a=rtpmap:9 G722/8000"), "G722", 9},
+		{"offerer prefers pcmu", withHead("m=audio 4000 RTP/AVP 0 9"), "PCMU", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseSDP(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, pt, err := o.Choose()
+			if err != nil || c.Name != tc.codec || pt != tc.pt {
+				t.Fatalf("chose %s/%d (%v), want %s/%d", c.Name, pt, err, tc.codec, tc.pt)
+			}
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal())
+			want := fmt.Sprintf("a=rtpmap:%d %s/8000\r\n", pt, tc.codec)
+			if !strings.Contains(ans, want) {
+				t.Fatalf("answer lacks %q:\n%s", want, ans)
+			}
+		})
+	}
+	var pts []uint8
+	for _, c := range media.Codecs() {
+		pts = append(pts, c.PayloadType)
+	}
+	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: media.Codecs(), PTs: pts, DTMFPT: 101}.Marshal())
+	for _, want := range []string{"m=audio 30000 RTP/AVP 0 8 9 ", "a=rtpmap:9 G722/8000\r\n"} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("offer lacks %q:\n%s", want, offer)
+		}
+	}
 }
