@@ -1,0 +1,44 @@
+package media
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// Where libopus cannot be loaded the error says so and how to fix it.
+func TestOpusUnavailableError(t *testing.T) {
+	err := loadOpus("libopus-not-installed.so.0")
+	if !errors.Is(err, errOpusUnavailable) {
+		t.Fatalf("loadOpus of a missing library: %v", err)
+	}
+	if !strings.Contains(err.Error(), "libopus0") && !strings.Contains(err.Error(), "cgo") {
+		t.Errorf("error does not say what to install: %v", err)
+	}
+}
+
+// Opus is registered exactly when libopus loads, after the built-in codecs.
+func TestOpusRegistration(t *testing.T) {
+	c, ok := LookupCodec("opus", 48000)
+	if err := OpusAvailable(); err != nil {
+		if ok {
+			t.Fatalf("opus registered although unavailable: %v", err)
+		}
+		for _, c := range Codecs() {
+			if c.Name == "opus" {
+				t.Fatal("Codecs() lists opus although unavailable")
+			}
+		}
+		t.Skipf("libopus not loadable here (%v); the rest needs it", err)
+	}
+	if !ok || c.SampleRate != 48000 || c.Channels != 2 || c.PayloadType != 111 || c.TimestampStep() != 960 || c.SamplesPerFrame() != 960 {
+		t.Fatalf("opus spec %+v, %v", c, ok)
+	}
+	cs := Codecs()
+	if cs[0].Name != "PCMU" || cs[len(cs)-1].Name != "opus" {
+		t.Errorf("preference order %v", cs)
+	}
+	if _, ok := LookupStaticPayloadType(111); ok {
+		t.Error("111 is a dynamic payload type; it must not map without rtpmap")
+	}
+}
