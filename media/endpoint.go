@@ -429,7 +429,7 @@ func (e *Endpoint) readLoop() {
 		case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
 			sb := e.sink.Load()
 			// Without RFC 4733 the peer's digits are tones in the audio.
-			inband := cfg.DTMFPayloadType == 0 && cfg.Codec.SampleRate == 8000 && e.onDTMF.Load() != nil
+			inband := cfg.DTMFPayloadType == 0 && e.onDTMF.Load() != nil
 			if sb == nil && !inband {
 				continue
 			}
@@ -450,16 +450,28 @@ func (e *Endpoint) readLoop() {
 }
 
 // rxFanout hands decoded inbound frames to the in-band DTMF detector
-// (when the peer has no RFC 4733) and to the endpoint's sink.
+// (when the peer has no RFC 4733) and to the endpoint's sink. The detector
+// works at 8 kHz; wideband frames (G.722, Opus) are downsampled for it.
 type rxFanout struct {
 	user   Sink
 	det    *DTMFDetector
 	inband bool
+	conv   rateConverter
+	narrow *Frame // the 8 kHz copy of a wideband frame, for the detector
 }
 
 func (r *rxFanout) WriteFrame(f *Frame) error {
 	if r.inband {
-		_ = r.det.WriteFrame(f)
+		if f.Rate == 8000 {
+			_ = r.det.WriteFrame(f)
+		} else {
+			if r.narrow == nil {
+				r.narrow = NewFrame(8000)
+			}
+			if out, ok := r.conv.convert(r.narrow.Samples[:0], f.Samples, f.Rate, 8000); ok && len(out) == len(r.narrow.Samples) {
+				_ = r.det.WriteFrame(r.narrow)
+			}
+		}
 	}
 	if r.user != nil {
 		return r.user.WriteFrame(f)
