@@ -219,26 +219,22 @@ func (b *g722Band) predict(dq int32) {
 	lim := sat16(15360 - a2)
 	a1 = clampInt32(a1, -lim, lim)
 
-	// UPZERO: zero coefficients, sign-sign adaptation with leakage.
+	// UPZERO: zero coefficients, sign-sign adaptation with leakage:
+	// ±128 by whether DLT and DLTi agree in sign, none when DLT is 0. The
+	// Recommendation limits the sum to 16 bits, but |b·32640>>15| ≤ 32640
+	// keeps it in range, so the limiter is left out. DELAYA shifts DLT.
 	step := int32(128)
 	if dq == 0 {
 		step = 0
 	}
 	sgd := sign16(dq)
-	var bp [7]int32
-	for i := 1; i <= 6; i++ {
-		w := -step
-		if sign16(b.d[i]) == sgd {
-			w = step
-		}
-		bp[i] = sat16(w + b.b[i]*32640>>15)
+	for i := 6; i > 0; i-- {
+		x := sign16(b.d[i]) ^ sgd // 0 when the signs agree, -1 when not
+		b.b[i] = (step ^ x) - x + b.b[i]*32640>>15
+		b.d[i] = b.d[i-1]
 	}
 
-	// DELAYA.
-	for i := 6; i > 0; i-- {
-		b.d[i] = b.d[i-1]
-		b.b[i] = bp[i]
-	}
+	// DELAYA (the rest).
 	b.r[2], b.r[1] = b.r[1], b.r[0]
 	b.p[2], b.p[1] = b.p[1], b.p[0]
 	b.a[1], b.a[2] = a1, a2
