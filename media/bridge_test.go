@@ -70,16 +70,21 @@ func heardTone(t *testing.T, c *capture, min int) (freq, share, rms float64) {
 }
 
 func TestBridgeBothWays(t *testing.T) {
-	for _, tc := range []struct {
+	type pair struct {
 		name string
 		a, b CodecSpec
-	}{
+	}
+	cases := []pair{
 		{"passthrough PCMU", Codecs()[0], Codecs()[0]},
 		{"transcode PCMU-PCMA", Codecs()[0], Codecs()[1]},
 		{"passthrough G722", g722Spec(t), g722Spec(t)},
 		{"transcode G722-PCMU", g722Spec(t), Codecs()[0]},
 		{"transcode PCMA-G722", Codecs()[1], g722Spec(t)},
-	} {
+	}
+	if opus, ok := LookupCodec("opus", 48000); ok {
+		cases = append(cases, pair{"transcode opus-PCMU", opus, Codecs()[0]}, pair{"transcode G722-opus", g722Spec(t), opus})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			x, a, b, y := fourEndpoints(t, tc.a, tc.b)
 			unbridge := Bridge(a, b)

@@ -45,8 +45,11 @@ var builtinCodecs = []CodecSpec{
 
 // registry returns the codecs the engine supports: the built-in ones, then
 // Opus when the system's libopus loaded (the first call tries to load it).
-func registry() []CodecSpec {
-	if opusLoad() == nil {
+func registry() []CodecSpec { return registryWith(opusLoad()) }
+
+// registryWith is the registry given the outcome of loading libopus.
+func registryWith(opusErr error) []CodecSpec {
+	if opusErr == nil {
 		return opusCodecs()
 	}
 	return builtinCodecs

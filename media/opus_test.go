@@ -19,6 +19,17 @@ func TestOpusUnavailableError(t *testing.T) {
 
 // Opus is registered exactly when libopus loads, after the built-in codecs.
 func TestOpusRegistration(t *testing.T) {
+	without := registryWith(errOpusUnavailable)
+	with := registryWith(nil)
+	if len(with) != len(without)+1 || with[len(with)-1].Name != "opus" || without[len(without)-1].Name != "G722" {
+		t.Fatalf("registry without libopus %v, with %v", without, with)
+	}
+	for i := range without {
+		if with[i].Name != without[i].Name {
+			t.Fatalf("opus changed the order of the built-in codecs: %v", with)
+		}
+	}
+
 	c, ok := LookupCodec("opus", 48000)
 	if err := OpusAvailable(); err != nil {
 		if ok {
