@@ -10,7 +10,12 @@ package media
 // added; telephone-events are forwarded when both sides negotiated them.
 // Otherwise audio is decoded into a Pipe each way and re-encoded by the other
 // endpoint's sender (one 20 ms frame of buffering per direction, plus up to
-// two frames of jitter absorption).
+// two frames of jitter absorption), converted between sample rates when
+// the codecs differ in rate (G.722's 16 kHz, Opus's 48 kHz, G.711's 8 kHz).
+// RFC 4733 digits cannot be forwarded as packets between different RTP
+// clocks, so each digit is re-sent as a new 100 ms event on the other leg
+// (when that leg negotiated telephone-event; the length of a long press is
+// not kept).
 //
 // Bridging replaces what either endpoint was playing. The sinks of both
 // endpoints are left alone in passthrough mode; in transcoding mode they are
@@ -30,9 +35,13 @@ func Bridge(a, b *Endpoint) (unbridge func()) {
 	ab, ba := NewPipe(2), NewPipe(2)
 	a.SetSink(ab)
 	b.SetSink(ba)
+	a.relay.Store(b)
+	b.relay.Store(a)
 	stopB := b.Play(ab, nil)
 	stopA := a.Play(ba, nil)
 	return func() {
+		a.relay.Store(nil)
+		b.relay.Store(nil)
 		a.SetSink(nil)
 		b.SetSink(nil)
 		stopA()

@@ -173,6 +173,43 @@ func TestBridgeForwardsDTMF(t *testing.T) {
 	}
 }
 
+// A transcoding bridge (here G.722 to PCMU) re-sends RFC 4733 digits on
+// the other leg both ways, and stops when unbridged.
+func TestBridgeTranscodingRelaysDTMF(t *testing.T) {
+	x, a, b, y := fourEndpoints(t, g722Spec(t), Codecs()[0])
+	unbridge := Bridge(a, b)
+	var mu sync.Mutex
+	var atX, atY []rune
+	x.OnDTMF(func(ev DTMFEvent) { mu.Lock(); atX = append(atX, ev.Digit); mu.Unlock() })
+	y.OnDTMF(func(ev DTMFEvent) { mu.Lock(); atY = append(atY, ev.Digit); mu.Unlock() })
+	for _, d := range "159#" {
+		if err := x.SendDTMF(d, 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range "*0" {
+		if err := y.SendDTMF(d, 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := waitUntil(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(atY) >= 4 && len(atX) >= 2 })
+	mu.Lock()
+	if !ok || string(atY) != "159#" || string(atX) != "*0" {
+		t.Fatalf("PCMU side got %q (want 159#), G.722 side got %q (want *0)", string(atY), string(atX))
+	}
+	mu.Unlock()
+	unbridge()
+	if err := x.SendDTMF('7', 60*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if string(atY) != "159#" {
+		t.Fatalf("digits relayed after unbridge: %q", string(atY))
+	}
+}
+
 // The passthrough path allocates nothing per packet.
 func TestForwardPacketAllocatesNothing(t *testing.T) {
 	_, a, b, _ := fourEndpoints(t, Codecs()[0], Codecs()[0])

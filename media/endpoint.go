@@ -74,6 +74,9 @@ type Endpoint struct {
 	onDTMF  atomic.Pointer[func(DTMFEvent)]
 	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
 	fedBy   atomic.Int32             // how many endpoints forward into this one
+	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
+	// new events: the DTMF path of a transcoding bridge.
+	relay atomic.Pointer[Endpoint]
 
 	out      outState
 	snd      sender
@@ -422,6 +425,9 @@ func (e *Endpoint) readLoop() {
 			d := DTMFDigit(ev.Event)
 			if d == 0 {
 				continue
+			}
+			if r := e.relay.Load(); r != nil {
+				_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
 			}
 			if fn := e.onDTMF.Load(); fn != nil {
 				(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
