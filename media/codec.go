@@ -23,8 +23,8 @@ type CodecSpec struct {
 	Name        string // SDP encoding name, e.g. "PCMU"
 	ClockRate   int    // RTP clock rate
 	SampleRate  int    // PCM sample rate of frames handed to Encode / returned by Decode
-	Channels    int
-	PayloadType uint8 // static payload type, or the default dynamic one
+	Channels    int    // SDP channel count (opus: 2, RFC 7587); frames are always mono
+	PayloadType uint8  // static payload type, or the default dynamic one
 	New         func() Codec
 }
 

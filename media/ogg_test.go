@@ -83,24 +83,24 @@ func oggOpusFile(packets [][]byte, preSkip, samples int) []byte {
 	return out.Bytes()
 }
 
-// readOggOpus returns the audio packets of an Ogg Opus file and its
-// pre-skip.
-func readOggOpus(b []byte) (packets [][]byte, preSkip int, err error) {
+// readOggOpus returns the audio packets of an Ogg Opus file, its pre-skip
+// and its channel count.
+func readOggOpus(b []byte) (packets [][]byte, preSkip, channels int, err error) {
 	var all [][]byte
 	var cur []byte
 	for len(b) > 0 {
 		if len(b) < 27 || string(b[:4]) != "OggS" {
-			return nil, 0, fmt.Errorf("ogg: bad page at %d bytes from the end", len(b))
+			return nil, 0, 0, fmt.Errorf("ogg: bad page at %d bytes from the end", len(b))
 		}
 		nseg := int(b[26])
 		if len(b) < 27+nseg {
-			return nil, 0, fmt.Errorf("ogg: short segment table")
+			return nil, 0, 0, fmt.Errorf("ogg: short segment table")
 		}
 		lacing := b[27 : 27+nseg]
 		body := b[27+nseg:]
 		for _, l := range lacing {
 			if len(body) < int(l) {
-				return nil, 0, fmt.Errorf("ogg: short page body")
+				return nil, 0, 0, fmt.Errorf("ogg: short page body")
 			}
 			cur = append(cur, body[:l]...)
 			body = body[l:]
@@ -112,10 +112,7 @@ func readOggOpus(b []byte) (packets [][]byte, preSkip int, err error) {
 		b = body
 	}
 	if len(all) < 2 || !bytes.HasPrefix(all[0], []byte("OpusHead")) || len(all[0]) < 19 {
-		return nil, 0, fmt.Errorf("ogg: no OpusHead")
+		return nil, 0, 0, fmt.Errorf("ogg: no OpusHead")
 	}
-	if all[0][9] != 1 {
-		return nil, 0, fmt.Errorf("ogg: %d channels, want 1", all[0][9])
-	}
-	return all[2:], int(binary.LittleEndian.Uint16(all[0][10:])), nil
+	return all[2:], int(binary.LittleEndian.Uint16(all[0][10:])), int(all[0][9]), nil
 }

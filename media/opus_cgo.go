@@ -16,67 +16,76 @@ package media
 typedef struct sb_opus_enc sb_opus_enc; // OpusEncoder
 typedef struct sb_opus_dec sb_opus_dec; // OpusDecoder
 
-static sb_opus_enc *(*p_enc_create)(int32_t fs, int channels, int application, int *error);
-static int32_t (*p_encode)(sb_opus_enc *st, const int16_t *pcm, int frame_size, unsigned char *data, int32_t max_bytes);
-static int (*p_enc_ctl)(sb_opus_enc *st, int request, ...);
-static void (*p_enc_destroy)(sb_opus_enc *st);
-static sb_opus_dec *(*p_dec_create)(int32_t fs, int channels, int *error);
-static int (*p_decode)(sb_opus_dec *st, const unsigned char *data, int32_t len, int16_t *pcm, int frame_size, int decode_fec);
-static int (*p_dec_get_nb_samples)(const sb_opus_dec *st, const unsigned char *packet, int32_t len);
-static void (*p_dec_destroy)(sb_opus_dec *st);
-static const char *(*p_strerror)(int error);
-static const char *(*p_version)(void);
+struct sb_opus_api {
+	sb_opus_enc *(*enc_create)(int32_t fs, int channels, int application, int *error);
+	int32_t (*encode)(sb_opus_enc *st, const int16_t *pcm, int frame_size, unsigned char *data, int32_t max_bytes);
+	int (*enc_ctl)(sb_opus_enc *st, int request, ...);
+	void (*enc_destroy)(sb_opus_enc *st);
+	sb_opus_dec *(*dec_create)(int32_t fs, int channels, int *error);
+	int (*decode)(sb_opus_dec *st, const unsigned char *data, int32_t len, int16_t *pcm, int frame_size, int decode_fec);
+	int (*dec_get_nb_samples)(const sb_opus_dec *st, const unsigned char *packet, int32_t len);
+	void (*dec_destroy)(sb_opus_dec *st);
+	const char *(*strerror)(int error);
+	const char *(*version)(void);
+};
 
-// sb_opus_load opens the library and resolves every symbol; on failure it
-// writes the reason to err and returns -1.
+// api is set once, by the first successful sb_opus_load (Go calls it under
+// a sync.Once), and only read afterwards.
+static struct sb_opus_api api;
+
+// sb_opus_load opens the library and resolves every symbol into a local
+// table, published only when all are found; on failure it writes the
+// reason to err and returns -1.
 static int sb_opus_load(const char *name, char *err, size_t errlen) {
+	struct sb_opus_api t;
 	void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
 		const char *e = dlerror();
 		snprintf(err, errlen, "%s", e ? e : "dlopen failed");
 		return -1;
 	}
-#define SB_SYM(var, sym) \
-	*(void **)(&var) = dlsym(h, sym); \
-	if (var == NULL) { snprintf(err, errlen, "%s: symbol %s not found", name, sym); dlclose(h); return -1; }
-	SB_SYM(p_enc_create, "opus_encoder_create");
-	SB_SYM(p_encode, "opus_encode");
-	SB_SYM(p_enc_ctl, "opus_encoder_ctl");
-	SB_SYM(p_enc_destroy, "opus_encoder_destroy");
-	SB_SYM(p_dec_create, "opus_decoder_create");
-	SB_SYM(p_decode, "opus_decode");
-	SB_SYM(p_dec_get_nb_samples, "opus_decoder_get_nb_samples");
-	SB_SYM(p_dec_destroy, "opus_decoder_destroy");
-	SB_SYM(p_strerror, "opus_strerror");
-	SB_SYM(p_version, "opus_get_version_string");
+#define SB_SYM(field, sym) \
+	*(void **)(&t.field) = dlsym(h, sym); \
+	if (t.field == NULL) { snprintf(err, errlen, "%s: symbol %s not found", name, sym); dlclose(h); return -1; }
+	SB_SYM(enc_create, "opus_encoder_create");
+	SB_SYM(encode, "opus_encode");
+	SB_SYM(enc_ctl, "opus_encoder_ctl");
+	SB_SYM(enc_destroy, "opus_encoder_destroy");
+	SB_SYM(dec_create, "opus_decoder_create");
+	SB_SYM(decode, "opus_decode");
+	SB_SYM(dec_get_nb_samples, "opus_decoder_get_nb_samples");
+	SB_SYM(dec_destroy, "opus_decoder_destroy");
+	SB_SYM(strerror, "opus_strerror");
+	SB_SYM(version, "opus_get_version_string");
 #undef SB_SYM
+	api = t;
 	return 0; // the handle stays open for the life of the process
 }
 
 static sb_opus_enc *sb_enc_create(int32_t fs, int channels, int application, int *error) {
-	return p_enc_create(fs, channels, application, error);
+	return api.enc_create(fs, channels, application, error);
 }
 static int32_t sb_encode(sb_opus_enc *st, const int16_t *pcm, int frame_size, unsigned char *data, int32_t max_bytes) {
-	return p_encode(st, pcm, frame_size, data, max_bytes);
+	return api.encode(st, pcm, frame_size, data, max_bytes);
 }
 // sb_enc_set calls one of the OPUS_SET_*(opus_int32) requests.
 static int sb_enc_set(sb_opus_enc *st, int request, int32_t value) {
-	return p_enc_ctl(st, request, value);
+	return api.enc_ctl(st, request, value);
 }
-static void sb_enc_destroy(sb_opus_enc *st) { p_enc_destroy(st); }
+static void sb_enc_destroy(sb_opus_enc *st) { api.enc_destroy(st); }
 static sb_opus_dec *sb_dec_create(int32_t fs, int channels, int *error) {
-	return p_dec_create(fs, channels, error);
+	return api.dec_create(fs, channels, error);
 }
 // sb_decode decodes a packet, or conceals a lost one when data is NULL.
 static int sb_decode(sb_opus_dec *st, const unsigned char *data, int32_t len, int16_t *pcm, int frame_size, int decode_fec) {
-	return p_decode(st, data, len, pcm, frame_size, decode_fec);
+	return api.decode(st, data, len, pcm, frame_size, decode_fec);
 }
 static int sb_dec_nb_samples(const sb_opus_dec *st, const unsigned char *packet, int32_t len) {
-	return p_dec_get_nb_samples(st, packet, len);
+	return api.dec_get_nb_samples(st, packet, len);
 }
-static void sb_dec_destroy(sb_opus_dec *st) { p_dec_destroy(st); }
-static const char *sb_strerror(int error) { return p_strerror(error); }
-static const char *sb_version(void) { return p_version(); }
+static void sb_dec_destroy(sb_opus_dec *st) { api.dec_destroy(st); }
+static const char *sb_strerror(int error) { return api.strerror(error); }
+static const char *sb_version(void) { return api.version(); }
 */
 import "C"
 

@@ -227,9 +227,9 @@ func TestOpusAgainstFFmpeg(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ffPackets, preSkip, err := readOggOpus(data)
-			if err != nil {
-				t.Fatal(err)
+			ffPackets, preSkip, channels, err := readOggOpus(data)
+			if err != nil || channels != 1 {
+				t.Fatalf("ffmpeg's Ogg: %v, %d channels", err, channels)
 			}
 			d, _ := NewOpus(OpusOptions{})
 			defer d.Close()
@@ -251,6 +251,47 @@ func TestOpusAgainstFFmpeg(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A peer may send stereo in an opus/48000/2 session: our mono decoder
+// downmixes it, so both channels are heard.
+func TestOpusDecodesStereoToMono(t *testing.T) {
+	requireOpus(t)
+	ffmpeg := needBinary(t, "ffmpeg", "ffmpeg")
+	dir := t.TempDir()
+	left, right := sine48k(440, 8000, 48000), sine48k(1000, 8000, 48000)
+	stereo := make([]int16, 0, 2*len(left))
+	for i := range left {
+		stereo = append(stereo, left[i], right[i])
+	}
+	pcm, ogg := filepath.Join(dir, "stereo.raw"), filepath.Join(dir, "stereo.opus")
+	writeS16(t, pcm, stereo)
+	run(t, ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", "48000", "-ac", "2", "-i", pcm,
+		"-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", ogg)
+	data, err := os.ReadFile(ogg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packets, preSkip, channels, err := readOggOpus(data)
+	if err != nil || channels != 2 {
+		t.Fatalf("ffmpeg's Ogg: %v, %d channels", err, channels)
+	}
+	d, _ := NewOpus(OpusOptions{})
+	defer d.Close()
+	var mono []int16
+	for _, p := range packets {
+		mono = d.Decode(mono, p)
+	}
+	mono = mono[preSkip:]
+	if len(mono) < 40000 {
+		t.Fatalf("decoded %d samples", len(mono))
+	}
+	seg := mono[9600:38400]
+	total := RMS(seg) * RMS(seg)
+	p440, p1000 := GoertzelPower(seg, 48000, 440), GoertzelPower(seg, 48000, 1000)
+	if p440 < 0.3*total || p1000 < 0.3*total {
+		t.Errorf("downmix: 440 Hz has %.0f%%, 1000 Hz %.0f%% of the power; want both channels", 100*p440/total, 100*p1000/total)
 	}
 }
 
