@@ -53,3 +53,9 @@ func TestOpusRegistration(t *testing.T) {
 		t.Error("111 is a dynamic payload type; it must not map without rtpmap")
 	}
 }
+
+// Both codecs satisfy Codec in every build.
+var (
+	_ Codec = (*Opus)(nil)
+	_ Codec = (*G722)(nil)
+)

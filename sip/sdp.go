@@ -133,6 +133,11 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 					}
 				} else if c, ok := media.LookupCodec(m[0], rate); ok {
 					of.Codec, of.Supported = c, true
+				} else if strings.EqualFold(m[0], "G722") && rate == 16000 {
+					// Some phones write G.722's sample rate instead of its
+					// RTP clock (RFC 3551 §4.5.2: 8000). It is still G.722;
+					// our answer states the correct G722/8000.
+					of.Codec, of.Supported = media.LookupCodec("G722", 8000)
 				}
 			} else if c, ok := media.LookupStaticPayloadType(pt); ok {
 				of.Codec, of.Supported = c, true

@@ -130,6 +130,7 @@ func TestSDPG722(t *testing.T) {
 	}{
 		{"pt 9 without rtpmap", withHead("m=audio 4000 RTP/AVP 9 0 101", "a=rtpmap:101 telephone-event/8000"), "G722", 9},
 		{"pt 9 with rtpmap", withHead("m=audio 4000 RTP/AVP 9 8", "a=rtpmap:9 G722/8000"), "G722", 9},
+		{"G722/16000 from a phone that got the clock wrong", withHead("m=audio 4000 RTP/AVP 9 0", "a=rtpmap:9 G722/16000"), "G722", 9},
 		{"offerer prefers pcmu", withHead("m=audio 4000 RTP/AVP 0 9"), "PCMU", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
