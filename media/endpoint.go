@@ -354,6 +354,7 @@ func (e *Endpoint) readLoop() {
 	var hdr rtp.Header
 	var pcm []int16
 	var framer reframer
+	defer func() { closeCodec(framer.codec) }()
 	var lastEventTS uint32
 	var haveEvent bool
 	rx := rxFanout{det: &DTMFDetector{OnDigit: func(ev DTMFEvent) {
@@ -485,6 +486,14 @@ func (r *rxFanout) WriteFrame(f *Frame) error {
 	return nil
 }
 
+// closeCodec frees what a codec holds outside the Go heap (libopus state)
+// as soon as its user is done with it, rather than when it is collected.
+func closeCodec(c Codec) {
+	if cl, ok := c.(interface{ Close() }); ok {
+		cl.Close()
+	}
+}
+
 // reframer turns decoded payloads of any ptime into 20 ms frames.
 type reframer struct {
 	spec  CodecSpec
@@ -494,6 +503,7 @@ type reframer struct {
 }
 
 func (r *reframer) reset(spec CodecSpec) {
+	closeCodec(r.codec)
 	r.spec, r.codec = spec, spec.New()
 	r.frame = NewFrame(spec.SampleRate)
 	r.fill = 0
@@ -586,6 +596,9 @@ func (e *Endpoint) sendTick() {
 		return
 	}
 	if s.enc == nil || s.encName != cfg.Codec.Name {
+		// The encoder of a closed endpoint is left to the garbage
+		// collector (a Pacer tick may still be using it).
+		closeCodec(s.enc)
 		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
 		s.frame = NewFrame(cfg.Codec.SampleRate)
 		s.silence = s.enc.Encode(nil, make([]int16, len(s.frame.Samples)))
