@@ -223,20 +223,27 @@ func (b *g722Band) predict(dq int32) {
 	lim := sat16(15360 - a2)
 	a1 = clampInt32(a1, -lim, lim)
 
-	// UPZERO: zero coefficients, sign-sign adaptation with leakage:
-	// ±128 by whether DLT and DLTi agree in sign, none when DLT is 0. The
+	// UPZERO, DELAYA and FILTEZ in one pass over the zero section.
+	// UPZERO: sign-sign adaptation with leakage, ±128 by whether DLT and
+	// DLTi (before the shift) agree in sign, none when DLT is 0. The
 	// Recommendation limits the sum to 16 bits, but |b·32640>>15| ≤ 32640
-	// keeps it in range, so the limiter is left out. DELAYA shifts DLT.
+	// keeps it in range, so the limiter is left out. DELAYA shifts DLT;
+	// FILTEZ then sums BLi·DLTi with the new values, in the same order
+	// (i = 6 down to 1) and with the same saturation at every step.
 	step := int32(128)
 	if dq == 0 {
 		step = 0
 	}
 	sgd := sign16(dq)
+	var sz int32
 	for i := 6; i > 0; i-- {
 		x := sign16(b.d[i]) ^ sgd // 0 when the signs agree, -1 when not
-		b.b[i] = (step ^ x) - x + b.b[i]*32640>>15
-		b.d[i] = b.d[i-1]
+		bi := (step ^ x) - x + b.b[i]*32640>>15
+		di := b.d[i-1]
+		b.b[i], b.d[i] = bi, di
+		sz = sat16(sz + bi*sat16(di+di)>>15)
 	}
+	b.sz = sz
 
 	// DELAYA (the rest).
 	b.r[2], b.r[1] = b.r[1], b.r[0]
@@ -245,13 +252,6 @@ func (b *g722Band) predict(dq int32) {
 
 	// FILTEP: pole section.
 	sp := sat16(b.a[1]*sat16(b.r[1]+b.r[1])>>15 + b.a[2]*sat16(b.r[2]+b.r[2])>>15)
-
-	// FILTEZ: zero section.
-	var sz int32
-	for i := 6; i > 0; i-- {
-		sz = sat16(sz + b.b[i]*sat16(b.d[i]+b.d[i])>>15)
-	}
-	b.sz = sz
 
 	// PREDIC.
 	b.s = sat16(sp + sz)
