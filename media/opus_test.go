@@ -2,7 +2,10 @@ package media
 
 import (
 	"errors"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -59,3 +62,39 @@ var (
 	_ Codec = (*Opus)(nil)
 	_ Codec = (*G722)(nil)
 )
+
+// On a machine without libopus the codec is not offered and NewOpus says
+// why. The test re-runs itself with the library name replaced by one that
+// does not exist, before anything has loaded the real one.
+func TestOpusMissingLibraryNotOffered(t *testing.T) {
+	if os.Getenv("SB_OPUS_MISSING_CHILD") == "1" {
+		opusLoad = sync.OnceValue(func() error { return loadOpus("libopus-missing-for-test.so.0") })
+		for _, c := range Codecs() {
+			if c.Name == "opus" {
+				t.Fatal("opus offered without libopus")
+			}
+		}
+		if _, ok := LookupCodec("opus", 48000); ok {
+			t.Fatal("opus/48000 accepted without libopus")
+		}
+		if _, err := NewOpus(OpusOptions{}); err == nil || !errors.Is(err, errOpusUnavailable) {
+			t.Fatalf("NewOpus without libopus: %v", err)
+		} else {
+			t.Logf("NewOpus: %v", err)
+		}
+		if len(Codecs()) != 3 {
+			t.Fatalf("codecs without libopus: %v", Codecs())
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpusMissingLibraryNotOffered$", "-test.v")
+	cmd.Env = append(os.Environ(), "SB_OPUS_MISSING_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+	if !strings.Contains(string(out), "libopus0") && !strings.Contains(string(out), "cgo") {
+		t.Errorf("the error does not say what to install:\n%s", out)
+	}
+}
