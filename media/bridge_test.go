@@ -1,6 +1,7 @@
 package media
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"testing"
@@ -37,25 +38,53 @@ func fourEndpoints(t *testing.T, legCodecA, legCodecB CodecSpec) (x, a, b, y *En
 	return
 }
 
+// heardFrequency waits until c holds min 8 kHz samples' worth of audio
+// (twice as many at 16 kHz) and returns the dominant frequency of its last
+// 200 ms.
 func heardFrequency(t *testing.T, c *capture, min int) float64 {
-	t.Helper()
-	if !waitUntil(t, 3*time.Second, func() bool { s, _ := c.snapshot(); return len(s) >= min }) {
-		s, _ := c.snapshot()
-		t.Fatalf("heard %d samples, want %d", len(s), min)
-	}
-	s, _ := c.snapshot()
-	f, _ := DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10)
+	f, _, _ := heardTone(t, c, min)
 	return f
 }
 
+// heardTone is heardFrequency that also returns the share of the last
+// 200 ms's power found at that frequency (1 = a pure tone) and its RMS.
+func heardTone(t *testing.T, c *capture, min int) (freq, share, rms float64) {
+	t.Helper()
+	enough := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.rate > 0 && len(c.samples) >= min*c.rate/8000
+	}
+	if !waitUntil(t, 3*time.Second, enough) {
+		s, _ := c.snapshot()
+		t.Fatalf("heard %d samples, want %d at 8 kHz", len(s), min)
+	}
+	c.mu.Lock()
+	rate := c.rate
+	c.mu.Unlock()
+	s, _ := c.snapshot()
+	last := s[len(s)-rate/5:]
+	freq, p := DominantFrequency(last, rate, 100, 0.475*float64(rate), 10)
+	rms = RMS(last)
+	return freq, p / (rms * rms), rms
+}
+
 func TestBridgeBothWays(t *testing.T) {
-	for _, tc := range []struct {
+	type pair struct {
 		name string
 		a, b CodecSpec
-	}{
+	}
+	cases := []pair{
 		{"passthrough PCMU", Codecs()[0], Codecs()[0]},
 		{"transcode PCMU-PCMA", Codecs()[0], Codecs()[1]},
-	} {
+		{"passthrough G722", g722Spec(t), g722Spec(t)},
+		{"transcode G722-PCMU", g722Spec(t), Codecs()[0]},
+		{"transcode PCMA-G722", Codecs()[1], g722Spec(t)},
+	}
+	if opus, ok := LookupCodec("opus", 48000); ok {
+		cases = append(cases, pair{"transcode opus-PCMU", opus, Codecs()[0]}, pair{"transcode G722-opus", g722Spec(t), opus})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			x, a, b, y := fourEndpoints(t, tc.a, tc.b)
 			unbridge := Bridge(a, b)
@@ -72,6 +101,55 @@ func TestBridgeBothWays(t *testing.T) {
 				t.Errorf("X heard %.0f Hz, want 1000 from Y", f)
 			}
 		})
+	}
+}
+
+func g722Spec(t *testing.T) CodecSpec {
+	c, ok := LookupCodec("G722", 8000)
+	if !ok {
+		t.Fatal("G722 not registered")
+	}
+	return c
+}
+
+// A 16 kHz G.722 leg bridged to an 8 kHz G.711 leg: each side hears the
+// other's tone cleanly and at its level, and what the wideband phone sends
+// above 4 kHz is filtered out rather than folded into the narrowband leg.
+func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
+	x, a, b, y := fourEndpoints(t, g722Spec(t), Codecs()[0])
+	defer Bridge(a, b)()
+	var atX, atY capture
+	x.SetSink(&atX)
+	y.SetSink(&atY)
+	x.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+	y.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
+	want := 8000 / math.Sqrt2
+	if f, share, rms := heardTone(t, &atY, 4000); math.Abs(f-1000) > 5 || share < 0.95 || math.Abs(20*math.Log10(rms/want)) > 1 {
+		t.Errorf("PCMU phone heard %.0f Hz (%.0f%% of the power, %.1f dB re. sent); want a clean 1000 Hz from the G.722 phone", f, 100*share, 20*math.Log10(rms/want))
+	}
+	if f, share, rms := heardTone(t, &atX, 4000); math.Abs(f-440) > 5 || share < 0.95 || math.Abs(20*math.Log10(rms/want)) > 1 {
+		t.Errorf("G.722 phone heard %.0f Hz (%.0f%% of the power, %.1f dB re. sent); want a clean 440 Hz from the PCMU phone", f, 100*share, 20*math.Log10(rms/want))
+	}
+	atX.mu.Lock()
+	rate := atX.rate
+	atX.mu.Unlock()
+	if rate != 16000 {
+		t.Errorf("G.722 phone decoded %d Hz frames, want 16000", rate)
+	}
+
+	// 6 kHz from the wideband side must not reach the narrowband side as
+	// its 2 kHz alias.
+	var atY2 capture
+	y.SetSink(&atY2)
+	x.Play(NewTone(Tone{Freqs: []float64{6000}, Duration: 2 * time.Second}), nil)
+	time.Sleep(200 * time.Millisecond) // let the 1 kHz tone drain from the pipe
+	atY2.mu.Lock()
+	atY2.samples = atY2.samples[:0]
+	atY2.mu.Unlock()
+	heardTone(t, &atY2, 4000)
+	s, _ := atY2.snapshot()
+	if r := RMS(s[len(s)-1600:]); r > 100 {
+		t.Errorf("6 kHz tone from the G.722 phone reached the PCMU phone at RMS %.0f (an alias); want it filtered out", r)
 	}
 }
 
@@ -92,6 +170,43 @@ func TestBridgeForwardsDTMF(t *testing.T) {
 	defer mu.Unlock()
 	if !ok || string(atY) != "159#" || string(atA) != "159#" {
 		t.Fatalf("far end got %q, bridge leg saw %q; want 159#", string(atY), string(atA))
+	}
+}
+
+// A transcoding bridge (here G.722 to PCMU) re-sends RFC 4733 digits on
+// the other leg both ways, and stops when unbridged.
+func TestBridgeTranscodingRelaysDTMF(t *testing.T) {
+	x, a, b, y := fourEndpoints(t, g722Spec(t), Codecs()[0])
+	unbridge := Bridge(a, b)
+	var mu sync.Mutex
+	var atX, atY []rune
+	x.OnDTMF(func(ev DTMFEvent) { mu.Lock(); atX = append(atX, ev.Digit); mu.Unlock() })
+	y.OnDTMF(func(ev DTMFEvent) { mu.Lock(); atY = append(atY, ev.Digit); mu.Unlock() })
+	for _, d := range "159#" {
+		if err := x.SendDTMF(d, 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range "*0" {
+		if err := y.SendDTMF(d, 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := waitUntil(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(atY) >= 4 && len(atX) >= 2 })
+	mu.Lock()
+	if !ok || string(atY) != "159#" || string(atX) != "*0" {
+		t.Fatalf("PCMU side got %q (want 159#), G.722 side got %q (want *0)", string(atY), string(atX))
+	}
+	mu.Unlock()
+	unbridge()
+	if err := x.SendDTMF('7', 60*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if string(atY) != "159#" {
+		t.Fatalf("digits relayed after unbridge: %q", string(atY))
 	}
 }
 

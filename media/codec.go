@@ -1,6 +1,10 @@
 package media
 
-import "strings"
+import (
+	"slices"
+	"strings"
+	"sync"
+)
 
 // Codec turns 20 ms PCM frames into RTP payloads and back. Implementations
 // are stateless or hold per-stream state; create one per direction of a
@@ -19,8 +23,8 @@ type CodecSpec struct {
 	Name        string // SDP encoding name, e.g. "PCMU"
 	ClockRate   int    // RTP clock rate
 	SampleRate  int    // PCM sample rate of frames handed to Encode / returned by Decode
-	Channels    int
-	PayloadType uint8 // static payload type, or the default dynamic one
+	Channels    int    // SDP channel count (opus: 2, RFC 7587); frames are always mono
+	PayloadType uint8  // static payload type, or the default dynamic one
 	New         func() Codec
 }
 
@@ -30,22 +34,42 @@ func (c CodecSpec) SamplesPerFrame() int { return SamplesPerFrame(c.SampleRate) 
 // TimestampStep returns how far the RTP timestamp advances per 20 ms frame.
 func (c CodecSpec) TimestampStep() uint32 { return uint32(c.ClockRate * FrameDurationMs / 1000) }
 
-// Registry of the codecs the engine can encode and decode, in preference order.
+// Registry of the codecs built into the engine, in preference order. Opus
+// follows them when libopus can be loaded (see registry).
 var builtinCodecs = []CodecSpec{
 	{Name: "PCMU", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 0, New: func() Codec { return PCMU{} }},
 	{Name: "PCMA", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 8, New: func() Codec { return PCMA{} }},
+	// G.722 carries 16 kHz audio but its RTP clock is 8000 (RFC 3551).
+	{Name: "G722", ClockRate: 8000, SampleRate: 16000, Channels: 1, PayloadType: 9, New: func() Codec { return NewG722() }},
 }
 
-// Codecs returns the codecs the engine supports, in default preference order.
+// registry returns the codecs the engine supports: the built-in ones, then
+// Opus when the system's libopus loaded (the first call tries to load it).
+func registry() []CodecSpec { return registryWith(opusLoad()) }
+
+// registryWith is the registry given the outcome of loading libopus.
+func registryWith(opusErr error) []CodecSpec {
+	if opusErr == nil {
+		return opusCodecs()
+	}
+	return builtinCodecs
+}
+
+// opusCodecs is builtinCodecs followed by Opus, built once.
+var opusCodecs = sync.OnceValue(func() []CodecSpec {
+	return append(builtinCodecs[:len(builtinCodecs):len(builtinCodecs)], opusSpec())
+})
+
+// Codecs returns the codecs the engine supports, in default preference
+// order: PCMU, PCMA, G722, and opus if libopus is installed
+// (OpusAvailable says why not otherwise).
 func Codecs() []CodecSpec {
-	out := make([]CodecSpec, len(builtinCodecs))
-	copy(out, builtinCodecs)
-	return out
+	return slices.Clone(registry())
 }
 
 // LookupCodec finds a supported codec by SDP encoding name and clock rate.
 func LookupCodec(name string, clockRate int) (CodecSpec, bool) {
-	for _, c := range builtinCodecs {
+	for _, c := range registry() {
 		if strings.EqualFold(c.Name, name) && c.ClockRate == clockRate {
 			return c, true
 		}
@@ -59,7 +83,7 @@ func LookupStaticPayloadType(pt uint8) (CodecSpec, bool) {
 	if pt >= 96 {
 		return CodecSpec{}, false
 	}
-	for _, c := range builtinCodecs {
+	for _, c := range builtinCodecs { // static types only: Opus has none
 		if c.PayloadType == pt {
 			return c, true
 		}

@@ -108,6 +108,9 @@ type Endpoint struct {
 	onDTMF  atomic.Pointer[func(DTMFEvent)]
 	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
 	fedBy   atomic.Int32             // how many endpoints forward into this one
+	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
+	// new events: the DTMF path of a transcoding bridge.
+	relay atomic.Pointer[Endpoint]
 
 	out      outState
 	snd      sender
@@ -471,6 +474,9 @@ func (e *Endpoint) readLoop() {
 			if d == 0 {
 				continue
 			}
+			if r := e.relay.Load(); r != nil {
+				_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
+			}
 			if fn := e.onDTMF.Load(); fn != nil {
 				(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
 			}
@@ -481,6 +487,14 @@ func (e *Endpoint) readLoop() {
 		default:
 			e.dropped.Add(1)
 		}
+	}
+}
+
+// closeCodec frees what a codec holds outside the Go heap (libopus state)
+// as soon as its user is done with it, rather than when it is collected.
+func closeCodec(c Codec) {
+	if cl, ok := c.(interface{ Close() }); ok {
+		cl.Close()
 	}
 }
 
@@ -564,6 +578,9 @@ func (e *Endpoint) sendTick() {
 		return
 	}
 	if s.enc == nil || s.encName != cfg.Codec.Name {
+		// The encoder of a closed endpoint is left to the garbage
+		// collector (a Pacer tick may still be using it).
+		closeCodec(s.enc)
 		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
 		s.pending, s.pendingFrames = nil, 0
 		s.frame = NewFrame(cfg.Codec.SampleRate)

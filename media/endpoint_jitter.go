@@ -16,18 +16,20 @@ import (
 type rxPath struct {
 	jb atomic.Pointer[JitterBuffer]
 	// Used only by the tick goroutine.
-	frame *Frame
-	det   *DTMFDetector
+	frame  *Frame
+	det    *DTMFDetector
+	conv   rateConverter // wideband frames → 8 kHz for the detector
+	narrow *Frame
 }
 
 // rxConsumers returns who wants the decoded audio: the sink, and whether
-// in-band DTMF detection runs (no RFC 4733 from the peer, 8 kHz audio,
-// someone listening for digits).
+// in-band DTMF detection runs (no RFC 4733 from the peer, someone
+// listening for digits).
 func (e *Endpoint) rxConsumers(cfg *StreamConfig) (sink Sink, inband bool) {
 	if sb := e.sink.Load(); sb != nil {
 		sink = sb.s
 	}
-	inband = cfg.DTMFPayloadType == 0 && cfg.Codec.SampleRate == 8000 && e.onDTMF.Load() != nil
+	inband = cfg.DTMFPayloadType == 0 && e.onDTMF.Load() != nil
 	return sink, inband
 }
 
@@ -78,7 +80,18 @@ func (e *Endpoint) recvTick() {
 		if r.det == nil {
 			r.det = &DTMFDetector{OnDigit: e.InjectDTMF}
 		}
-		_ = r.det.WriteFrame(r.frame)
+		if r.frame.Rate == 8000 {
+			_ = r.det.WriteFrame(r.frame)
+		} else {
+			// The detector works at 8 kHz: give it a narrowband copy of
+			// G.722 and Opus frames.
+			if r.narrow == nil {
+				r.narrow = NewFrame(8000)
+			}
+			if out, ok := r.conv.convert(r.narrow.Samples[:0], r.frame.Samples, r.frame.Rate, 8000); ok && len(out) == len(r.narrow.Samples) {
+				_ = r.det.WriteFrame(r.narrow)
+			}
+		}
 	}
 	if sink != nil {
 		_ = sink.WriteFrame(r.frame)

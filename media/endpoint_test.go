@@ -61,7 +61,7 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) bool {
 }
 
 // A tone played on one endpoint is heard at the right frequency on the
-// other, for both G.711 laws, and playback reports its end.
+// other, for every registered codec, and playback reports its end.
 func TestEndpointToneAcrossLoopback(t *testing.T) {
 	for _, spec := range Codecs() {
 		t.Run(spec.Name, func(t *testing.T) {
@@ -80,12 +80,19 @@ func TestEndpointToneAcrossLoopback(t *testing.T) {
 			case <-time.After(3 * time.Second):
 				t.Fatal("playback did not end")
 			}
-			if !waitUntil(t, time.Second, func() bool { s, _ := got.snapshot(); return len(s) >= 3000 }) {
+			want := 3000 * spec.SampleRate / 8000 // 375 ms
+			if !waitUntil(t, time.Second, func() bool { s, _ := got.snapshot(); return len(s) >= want }) {
 				s, _ := got.snapshot()
-				t.Fatalf("heard %d samples, want ≥ 3000", len(s))
+				t.Fatalf("heard %d samples, want ≥ %d", len(s), want)
 			}
 			s, _ := got.snapshot()
-			f, _ := DominantFrequency(s[800:], 8000, 100, 3800, 10)
+			got.mu.Lock()
+			rate := got.rate
+			got.mu.Unlock()
+			if rate != spec.SampleRate {
+				t.Fatalf("heard %d Hz frames, want %d", rate, spec.SampleRate)
+			}
+			f, _ := DominantFrequency(s[rate/10:], rate, 100, 0.45*float64(rate), 10)
 			if f < 990 || f > 1010 {
 				t.Fatalf("heard %.1f Hz, want 1000", f)
 			}
@@ -118,6 +125,44 @@ func TestEndpointRFC4733DTMF(t *testing.T) {
 	defer mu.Unlock()
 	if !ok || string(digits) != want {
 		t.Fatalf("received %q, want %q", string(digits), want)
+	}
+}
+
+// Without RFC 4733 the peer's digits are found in the audio, also on
+// wideband legs (the detector gets a downsampled copy).
+func TestEndpointInbandDTMFWideband(t *testing.T) {
+	for _, spec := range Codecs() {
+		if spec.SampleRate == 8000 {
+			continue // covered by the DTMF detector tests
+		}
+		t.Run(spec.Name, func(t *testing.T) {
+			a, b := endpointPair(t, spec)
+			b.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: a.LocalAddr()})
+			var mu sync.Mutex
+			var digits []rune
+			var sources []string
+			b.OnDTMF(func(ev DTMFEvent) {
+				mu.Lock()
+				digits = append(digits, ev.Digit)
+				sources = append(sources, ev.Source)
+				mu.Unlock()
+			})
+			a.Start()
+			b.Start()
+			const want = "159#"
+			var tones []Source
+			for _, d := range want {
+				s, _ := DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
+				tones = append(tones, s)
+			}
+			a.Play(Sequence(tones...), nil)
+			ok := waitUntil(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(digits) >= len(want) })
+			mu.Lock()
+			defer mu.Unlock()
+			if !ok || string(digits) != want || sources[0] != "inband" {
+				t.Fatalf("detected %q from %v, want %q in-band", string(digits), sources, want)
+			}
+		})
 	}
 }
 

@@ -39,6 +39,9 @@ type Participant struct {
 	muted bool
 	// said is the frame taken from in for the current tick (nil: silent).
 	said []int16
+	// inConv and outConv adapt a leg whose codec runs at another rate
+	// than the mixer (a 16 kHz G.722 leg in an 8 kHz room).
+	inConv, outConv rateConverter
 }
 
 // mixerDepth is how many frames an input or output queue holds before
@@ -210,34 +213,40 @@ func (p *Participant) buffer(n int) []int16 {
 }
 
 // WriteFrame queues what the participant says (called by its endpoint's
-// reader). Frames of another rate than the mixer's are dropped.
+// reader). Frames at another rate are converted to the mixer's (rates that
+// are not integer multiples of it are dropped).
 func (p *Participant) WriteFrame(f *Frame) error {
-	if f.Rate != p.m.rate {
-		return nil
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b := p.buffer(len(f.Samples))
-	copy(b, f.Samples)
+	n := SamplesPerFrame(p.m.rate)
+	b := p.buffer(n)
+	if f.Rate == p.m.rate {
+		copy(b, f.Samples)
+	} else if out, ok := p.inConv.convert(b[:0], f.Samples, f.Rate, p.m.rate); !ok || len(out) != n {
+		p.spare = append(p.spare, b)
+		return nil
+	}
 	if old := p.in.push(b); old != nil {
 		p.spare = append(p.spare, old)
 	}
 	return nil
 }
 
-// ReadFrame yields the next frame the participant hears, or silence.
+// ReadFrame yields the next frame the participant hears, or silence,
+// converted to f.Rate when that differs from the mixer's rate.
 func (p *Participant) ReadFrame(f *Frame) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b := p.out.pop()
-	if b == nil || f.Rate != p.m.rate {
+	if b == nil {
 		clear(f.Samples)
-		if b != nil {
-			p.spare = append(p.spare, b)
-		}
 		return nil
 	}
-	copy(f.Samples, b)
+	if f.Rate == p.m.rate {
+		copy(f.Samples, b)
+	} else if out, ok := p.outConv.convert(f.Samples[:0], b, p.m.rate, f.Rate); !ok || len(out) != len(f.Samples) {
+		clear(f.Samples)
+	}
 	p.spare = append(p.spare, b)
 	return nil
 }

@@ -54,6 +54,41 @@ func TestMixerMixMinus(t *testing.T) {
 	}
 }
 
+// A 16 kHz (G.722) participant in an 8 kHz room is heard and hears, with
+// the conversion done inside the participant, allocation-free once warm.
+func TestMixerMixedRates(t *testing.T) {
+	m := NewMixer(8000)
+	m.Close()
+	wide, narrow := m.Add(), m.Add()
+	wideTone := NewTone(Tone{Freqs: []float64{1000}, Amplitude: 6000})
+	narrowTone := NewTone(Tone{Freqs: []float64{440}, Amplitude: 6000})
+	fw, fn := NewFrame(16000), NewFrame(8000)
+	var atWide, atNarrow []int16
+	step := func() {
+		_ = wideTone.ReadFrame(fw)
+		_ = wide.WriteFrame(fw)
+		_ = narrowTone.ReadFrame(fn)
+		_ = narrow.WriteFrame(fn)
+		m.Tick()
+		_ = wide.ReadFrame(fw)
+		_ = narrow.ReadFrame(fn)
+	}
+	for range 25 {
+		step()
+		atWide = append(atWide, fw.Samples...)
+		atNarrow = append(atNarrow, fn.Samples...)
+	}
+	if f, _ := DominantFrequency(atWide[3200:], 16000, 100, 7600, 10); f < 435 || f > 445 {
+		t.Errorf("16 kHz participant hears %.0f Hz, want 440", f)
+	}
+	if f, _ := DominantFrequency(atNarrow[1600:], 8000, 100, 3800, 10); f < 995 || f > 1005 {
+		t.Errorf("8 kHz participant hears %.0f Hz, want 1000", f)
+	}
+	if a := testing.AllocsPerRun(50, step); a != 0 {
+		t.Errorf("%v allocations per tick with a 16 kHz participant", a)
+	}
+}
+
 // A participant that sends nothing does not stall the mix, and sums
 // saturate instead of wrapping.
 func TestMixerSilentInputAndSaturation(t *testing.T) {

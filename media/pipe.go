@@ -6,10 +6,13 @@ import "sync"
 // in order after a short delay. The echo test wires one between a leg's
 // inbound and outbound audio; a transcoding bridge wires one each way
 // between two legs. When it runs dry it yields silence rather than ending,
-// so a late or lossy peer does not stop the audio. Frames of another rate
-// than the reader's are dropped (both ends run at the codec rate).
+// so a late or lossy peer does not stop the audio. Frames are kept at the
+// writer's rate and converted to the reader's when the two differ (a 16 kHz
+// G.722 leg bridged to an 8 kHz G.711 one); rates that are not integer
+// multiples of each other read as silence.
 type Pipe struct {
 	mu     sync.Mutex
+	conv   rateConverter
 	rate   int
 	ring   [][]int16
 	r, n   int
@@ -50,12 +53,16 @@ func (e *Pipe) ReadFrame(f *Frame) error {
 	if !e.primed && e.n >= e.delay {
 		e.primed = true
 	}
-	if !e.primed || e.n == 0 || e.rate != f.Rate {
+	if !e.primed || e.n == 0 {
 		e.primed = e.n > 0 && e.primed
 		clear(f.Samples)
 		return nil
 	}
-	copy(f.Samples, e.ring[e.r])
+	if e.rate == f.Rate {
+		copy(f.Samples, e.ring[e.r])
+	} else if out, ok := e.conv.convert(f.Samples[:0], e.ring[e.r], e.rate, f.Rate); !ok || len(out) != len(f.Samples) {
+		clear(f.Samples)
+	}
 	e.r = (e.r + 1) % len(e.ring)
 	e.n--
 	return nil

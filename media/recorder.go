@@ -27,6 +27,8 @@ type WAVRecorder struct {
 	data    uint32 // bytes of samples written
 	frames  int
 	buf     []byte
+	conv    rateConverter
+	conved  []int16
 	closed  bool
 	lastErr error
 }
@@ -51,22 +53,28 @@ func NewWAVRecorder(path string, rate int) (*WAVRecorder, error) {
 	return &WAVRecorder{HeaderEvery: 10, f: f, rate: rate, buf: make([]byte, 0, MaxFrameSamples*2)}, nil
 }
 
-// WriteFrame appends f. Frames of another rate than the recording's are
-// refused.
+// WriteFrame appends f. Frames at another rate than the recording's are
+// converted (a 16 kHz leg recorded to an 8 kHz file); rates that are not
+// integer multiples of it are refused.
 func (r *WAVRecorder) WriteFrame(f *Frame) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return ErrClosed
 	}
+	samples := f.Samples
 	if f.Rate != r.rate {
-		return fmt.Errorf("media: recorder at %d Hz got a %d Hz frame", r.rate, f.Rate)
+		out, ok := r.conv.convert(r.conved[:0], f.Samples, f.Rate, r.rate)
+		if !ok {
+			return fmt.Errorf("media: recorder at %d Hz got a %d Hz frame", r.rate, f.Rate)
+		}
+		r.conved, samples = out, out
 	}
-	if uint64(r.data)+uint64(len(f.Samples))*2 > math.MaxUint32-36 {
+	if uint64(r.data)+uint64(len(samples))*2 > math.MaxUint32-36 {
 		return ErrRecorderFull
 	}
 	b := r.buf[:0]
-	for _, s := range f.Samples {
+	for _, s := range samples {
 		b = binary.LittleEndian.AppendUint16(b, uint16(s))
 	}
 	if _, err := r.f.Write(b); err != nil {

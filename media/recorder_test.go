@@ -11,6 +11,40 @@ import (
 	"time"
 )
 
+// A 16 kHz leg (G.722) recorded into an 8 kHz file is converted, not refused.
+func TestWAVRecorderConvertsRate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rec.wav")
+	r, err := NewWAVRecorder(path, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tone := NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second})
+	f := NewFrame(16000)
+	for tone.ReadFrame(f) == nil {
+		if err := r.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := OpenWAV(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Rate() != 8000 || w.Duration() != time.Second {
+		t.Fatalf("recorded %d Hz, %s; want 8000 Hz, 1s", w.Rate(), w.Duration())
+	}
+	g := NewFrame(8000)
+	var all []int16
+	for w.ReadFrame(g) == nil {
+		all = append(all, g.Samples...)
+	}
+	if fr, _ := DominantFrequency(all[800:], 8000, 100, 3800, 10); fr < 995 || fr > 1005 {
+		t.Fatalf("recording is at %.0f Hz, want 1000", fr)
+	}
+}
+
 func TestWAVRecorderRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rec.wav")
 	r, err := NewWAVRecorder(path, 8000)
@@ -24,8 +58,8 @@ func TestWAVRecorderRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := r.WriteFrame(NewFrame(16000)); err == nil {
-		t.Fatal("a 16 kHz frame was accepted by an 8 kHz recording")
+	if err := r.WriteFrame(NewFrame(12000)); err == nil {
+		t.Fatal("a 12 kHz frame (no integer ratio) was accepted by an 8 kHz recording")
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

@@ -282,3 +282,30 @@ func Resample(dst []int16, src []int16, fromRate, toRate int) []int16 {
 	copy(dst[base:], dst[base+skip:])
 	return dst[:len(dst)-skip]
 }
+
+// rateConverter converts a stream whose rate may change, creating its
+// Resampler on first use and again whenever the pair of rates changes. The
+// zero value is ready. It backs the sinks and sources that sit between a
+// leg and something running at a fixed rate (Pipe, Mixer participants,
+// WAVRecorder), so a 16 kHz G.722 leg meets an 8 kHz one without either
+// side noticing. Not safe for concurrent use.
+type rateConverter struct {
+	r        *Resampler
+	from, to int
+}
+
+// convert appends src (at from Hz) converted to to Hz to dst. It returns
+// dst unchanged and false when the rates cannot be converted. Once the
+// Resampler exists it does not allocate when dst has room for the output.
+func (c *rateConverter) convert(dst, src []int16, from, to int) ([]int16, bool) {
+	if from == to {
+		return append(dst, src...), true
+	}
+	if c.r == nil || c.from != from || c.to != to {
+		if !CanResample(from, to) {
+			return dst, false
+		}
+		c.r, c.from, c.to = NewResampler(from, to), from, to
+	}
+	return c.r.Process(dst, src), true
+}

@@ -134,7 +134,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "0.0.0.0:5060"
 	}
-	if cfg.Codecs == nil {
+	defaultCodecs := cfg.Codecs == nil
+	if defaultCodecs {
 		cfg.Codecs = media.Codecs()
 	}
 	if cfg.MediaTimeout == 0 {
@@ -152,6 +153,9 @@ func NewAgent(cfg Config) (*Agent, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := media.OpusAvailable(); defaultCodecs && err != nil {
+		log.Info("sip: opus is not offered", "reason", err)
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10}}

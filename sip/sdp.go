@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,7 +30,10 @@ type MediaOffer struct {
 	// Formats lists the offered payload types in the offerer's order, with
 	// the codec each maps to when we support it.
 	Formats []OfferedFormat
-	// DTMFPayloadType is the offered telephone-event/8000 payload type, or 0.
+	// DTMFPayloadType is the offered telephone-event payload type whose
+	// clock rate is that of the codec Choose picks (8000 for G.711 and
+	// G.722, 48000 for Opus: RFC 4733 events share the audio's RTP clock),
+	// or 0 when there is none.
 	DTMFPayloadType uint8
 	// Direction is the offerer's direction attribute ("sendrecv" if absent).
 	Direction string
@@ -118,6 +122,7 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 			o.Direction = "sendrecv"
 		}
 		rtpmaps := map[uint8][2]string{} // pt -> name, rate
+		events := map[int]uint8{}        // telephone-event clock rate -> first pt
 		for _, a := range md.Attributes {
 			switch a.Key {
 			case "rtpmap":
@@ -145,16 +150,28 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 			if m, ok := rtpmaps[pt]; ok {
 				rate, _ := strconv.Atoi(strings.SplitN(m[1], "/", 2)[0])
 				if strings.EqualFold(m[0], "telephone-event") {
-					if rate == 8000 && o.DTMFPayloadType == 0 {
-						o.DTMFPayloadType = pt
+					if _, seen := events[rate]; !seen {
+						events[rate] = pt
 					}
 				} else if c, ok := media.LookupCodec(m[0], rate); ok {
 					of.Codec, of.Supported = c, true
+				} else if strings.EqualFold(m[0], "G722") && rate == 16000 {
+					// Some phones write G.722's sample rate instead of its
+					// RTP clock (RFC 3551 §4.5.2: 8000). It is still G.722;
+					// our answer states the correct G722/8000.
+					of.Codec, of.Supported = media.LookupCodec("G722", 8000)
 				}
 			} else if c, ok := media.LookupStaticPayloadType(pt); ok {
 				of.Codec, of.Supported = c, true
 			}
 			o.Formats = append(o.Formats, of)
+		}
+		o.DTMFPayloadType = events[8000]
+		for _, f := range o.Formats {
+			if f.Supported {
+				o.DTMFPayloadType = events[f.Codec.ClockRate]
+				break
+			}
 		}
 	}
 	if o.AudioIndex < 0 {
@@ -254,10 +271,15 @@ var sdpVersion atomic.Uint64
 // SessionSDP describes our side of a session, to be written as an SDP offer
 // or answer.
 type SessionSDP struct {
-	Addr      netip.AddrPort // our RTP address as the peer must see it
-	Codecs    []media.CodecSpec
-	PTs       []uint8 // payload type for each codec
-	DTMFPT    uint8   // 0 = no telephone-event
+	Addr   netip.AddrPort // our RTP address as the peer must see it
+	Codecs []media.CodecSpec
+	PTs    []uint8 // payload type for each codec
+	// DTMFPT is the telephone-event payload type (0 = none), written at
+	// the clock rate of the first codec. An offer whose codecs also run at
+	// the other of 8000 and 48000 Hz (G.711 and Opus) gets a second
+	// telephone-event at that rate, on payload type 110 or the next free
+	// dynamic one, so DTMF works whichever codec the peer picks.
+	DTMFPT    uint8
 	Direction string
 	// PTime is the packetisation time we ask for (a=ptime); zero means 20
 	// ms.
@@ -271,6 +293,41 @@ type SessionSDP struct {
 	Answer *MediaOffer
 	// SessionID and Version form the o= line; zero values are filled in.
 	SessionID, Version uint64
+}
+
+type telephoneEvent struct {
+	pt   uint8
+	rate int
+}
+
+// telephoneEvents lists the telephone-event formats to write: DTMFPT at
+// the first codec's clock rate, and for an offer whose codecs also run at
+// the other of 8000/48000 Hz, a second one at that rate.
+func (s SessionSDP) telephoneEvents() []telephoneEvent {
+	if s.DTMFPT == 0 {
+		return nil
+	}
+	rate := 8000
+	if len(s.Codecs) > 0 {
+		rate = s.Codecs[0].ClockRate
+	}
+	out := []telephoneEvent{{s.DTMFPT, rate}}
+	if s.Answer != nil {
+		return out
+	}
+	used := func(pt uint8) bool { return pt == s.DTMFPT || slices.Contains(s.PTs, pt) }
+	for _, c := range s.Codecs {
+		if c.ClockRate == rate || (c.ClockRate != 8000 && c.ClockRate != 48000) {
+			continue
+		}
+		for i := range 32 {
+			if pt := uint8(96 + (14+i)%32); !used(pt) { // 110..127, then 96..109
+				return append(out, telephoneEvent{pt, c.ClockRate})
+			}
+		}
+		break
+	}
+	return out
 }
 
 // Marshal writes the SDP body.
@@ -294,15 +351,20 @@ func (s SessionSDP) Marshal() []byte {
 		for _, pt := range s.PTs {
 			fmt.Fprintf(&b, " %d", pt)
 		}
-		if s.DTMFPT != 0 {
-			fmt.Fprintf(&b, " %d", s.DTMFPT)
+		events := s.telephoneEvents()
+		for _, ev := range events {
+			fmt.Fprintf(&b, " %d", ev.pt)
 		}
 		b.WriteString("\r\n")
 		for i, c := range s.Codecs {
-			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d\r\n", s.PTs[i], c.Name, c.ClockRate)
+			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d", s.PTs[i], c.Name, c.ClockRate)
+			if c.Channels > 1 { // opus/48000/2 (RFC 7587)
+				fmt.Fprintf(&b, "/%d", c.Channels)
+			}
+			b.WriteString("\r\n")
 		}
-		if s.DTMFPT != 0 {
-			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", s.DTMFPT, s.DTMFPT)
+		for _, ev := range events {
+			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ev.pt, ev.rate, ev.pt)
 		}
 		ptime := s.PTime
 		if ptime <= 0 {

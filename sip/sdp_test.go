@@ -2,7 +2,9 @@ package sip
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -154,5 +156,118 @@ func TestParseSDPRTCPAttributesAndMuxAnswer(t *testing.T) {
 				t.Fatalf("answer does not round-trip: %v %+v", err, back)
 			}
 		})
+	}
+}
+
+// G.722 is static payload type 9: an offer may omit its rtpmap. Our answer
+// names it with the RTP clock rate RFC 3551 gives it (8000, not 16000), and
+// our own offer lists it after G.711.
+func TestSDPG722(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		codec string
+		pt    uint8
+	}{
+		{"pt 9 without rtpmap", withHead("m=audio 4000 RTP/AVP 9 0 101", "a=rtpmap:101 telephone-event/8000"), "G722", 9},
+		{"pt 9 with rtpmap", withHead("m=audio 4000 RTP/AVP 9 8", "a=rtpmap:9 G722/8000"), "G722", 9},
+		{"G722/16000 from a phone that got the clock wrong", withHead("m=audio 4000 RTP/AVP 9 0", "a=rtpmap:9 G722/16000"), "G722", 9},
+		{"offerer prefers pcmu", withHead("m=audio 4000 RTP/AVP 0 9"), "PCMU", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseSDP(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, pt, err := o.Choose()
+			if err != nil || c.Name != tc.codec || pt != tc.pt {
+				t.Fatalf("chose %s/%d (%v), want %s/%d", c.Name, pt, err, tc.codec, tc.pt)
+			}
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal())
+			want := fmt.Sprintf("a=rtpmap:%d %s/8000\r\n", pt, tc.codec)
+			if !strings.Contains(ans, want) {
+				t.Fatalf("answer lacks %q:\n%s", want, ans)
+			}
+		})
+	}
+	var pts []uint8
+	for _, c := range media.Codecs() {
+		pts = append(pts, c.PayloadType)
+	}
+	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: media.Codecs(), PTs: pts, DTMFPT: 101}.Marshal())
+	for _, want := range []string{"m=audio 30000 RTP/AVP 0 8 9 ", "a=rtpmap:9 G722/8000\r\n"} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("offer lacks %q:\n%s", want, offer)
+		}
+	}
+}
+
+// RFC 4733 events run on the audio's RTP clock: with Opus (48 kHz) the
+// telephone-event/48000 type is used, with G.711 the /8000 one, whatever
+// order they are offered in; Opus without a matching event gets none.
+func TestSDPTelephoneEventFollowsCodecClock(t *testing.T) {
+	if err := media.OpusAvailable(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("libopus is required in CI (apt-get install libopus0): %v", err)
+		}
+		t.Skip(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		body      []byte
+		codec     string
+		pt, dtmf  uint8
+		answerHas []string
+	}{
+		{"opus with both events", withHead("m=audio 4000 RTP/AVP 111 0 101 110", "a=rtpmap:111 opus/48000/2", "a=rtpmap:101 telephone-event/8000", "a=rtpmap:110 telephone-event/48000"),
+			"opus", 111, 110, []string{"m=audio 30000 RTP/AVP 111 110\r\n", "a=rtpmap:111 opus/48000/2\r\n", "a=rtpmap:110 telephone-event/48000\r\n"}},
+		{"pcmu with both events", withHead("m=audio 4000 RTP/AVP 0 111 110 101", "a=rtpmap:111 opus/48000/2", "a=rtpmap:110 telephone-event/48000", "a=rtpmap:101 telephone-event/8000"),
+			"PCMU", 0, 101, []string{"m=audio 30000 RTP/AVP 0 101\r\n", "a=rtpmap:101 telephone-event/8000\r\n"}},
+		{"opus with only an 8 kHz event", withHead("m=audio 4000 RTP/AVP 111 101", "a=rtpmap:111 opus/48000/2", "a=rtpmap:101 telephone-event/8000"),
+			"opus", 111, 0, []string{"m=audio 30000 RTP/AVP 111\r\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseSDP(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, pt, err := o.Choose()
+			if err != nil || c.Name != tc.codec || pt != tc.pt || o.DTMFPayloadType != tc.dtmf {
+				t.Fatalf("chose %s/%d dtmf %d (%v), want %s/%d dtmf %d", c.Name, pt, o.DTMFPayloadType, err, tc.codec, tc.pt, tc.dtmf)
+			}
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, DTMFPT: o.DTMFPayloadType, Answer: o}.Marshal())
+			for _, want := range tc.answerHas {
+				if !strings.Contains(ans, want) {
+					t.Errorf("answer lacks %q:\n%s", want, ans)
+				}
+			}
+		})
+	}
+}
+
+// Our offer with G.711 and Opus carries a telephone-event for each clock.
+func TestSDPOfferTelephoneEventPerClock(t *testing.T) {
+	opus := media.CodecSpec{Name: "opus", ClockRate: 48000, SampleRate: 48000, Channels: 2, PayloadType: 111}
+	pcmu := media.Codecs()[0]
+	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{pcmu, opus}, PTs: []uint8{0, 110}, DTMFPT: 101}.Marshal())
+	for _, want := range []string{"m=audio 30000 RTP/AVP 0 110 101 111\r\n", "a=rtpmap:110 opus/48000/2\r\n", "a=rtpmap:101 telephone-event/8000\r\n", "a=rtpmap:111 telephone-event/48000\r\n"} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("offer lacks %q:\n%s", want, offer)
+		}
+	}
+	// Round trip: a peer that picks Opus from it finds the 48 kHz event.
+	back, err := ParseSDP([]byte(strings.Replace(offer, "RTP/AVP 0 110 101 111", "RTP/AVP 110 0 101 111", 1)))
+	if err != nil {
+		t.Fatalf("our offer does not parse: %v\n%s", err, offer)
+	}
+	if back.Formats[0].Supported { // opus, when libopus is here
+		if back.DTMFPayloadType != 111 {
+			t.Errorf("opus-first reading of our offer: dtmf %d, want 111", back.DTMFPayloadType)
+		}
+	}
+	// Same clock everywhere: one event, as before.
+	g711 := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: media.Codecs()[:3], PTs: []uint8{0, 8, 9}, DTMFPT: 101}.Marshal())
+	if strings.Count(g711, "telephone-event") != 1 || !strings.Contains(g711, "RTP/AVP 0 8 9 101\r\n") {
+		t.Errorf("G.711/G.722 offer:\n%s", g711)
 	}
 }

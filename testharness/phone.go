@@ -24,7 +24,7 @@ type PhoneOptions struct {
 	Addr string
 	// RTPPortMin, RTPPortMax bound the phone's RTP ports.
 	RTPPortMin, RTPPortMax int
-	// Codecs offered, in order; nil means PCMU and PCMA.
+	// Codecs offered, in order; nil means media.Codecs() (PCMU first).
 	Codecs []media.CodecSpec
 	Logger *slog.Logger
 	// OnInvite, if set, receives calls made to the phone. Otherwise the
