@@ -131,6 +131,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.hangupAll(ctx, "hangup by application")
 	case *playReq:
 		a.play(ctx, m)
+	case *endpointReq:
+		a.onEndpointReq(m)
 	case *listenReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
 			l.sig.Endpoint().SetSink(m.sink)
