@@ -90,7 +90,7 @@ func NewVAD(opts VADOptions, onChange func(VADEvent)) *VAD {
 		OnChange:  onChange,
 		thr:       math.Pow(10, opts.Threshold/10),
 		minPow:    opts.MinLevel * opts.MinLevel,
-		riseIdle:  math.Pow(10, 1.0/10),                    // 1 dB per frame
+		riseIdle:  math.Pow(10, 1.0/10),                        // 1 dB per frame
 		riseSpeak: math.Pow(10, 3.0/10/(1000/FrameDurationMs)), // 3 dB per second
 		onset:     opts.Onset,
 		hang:      int((opts.Hangover + frameDuration - 1) / frameDuration),
