@@ -66,6 +66,9 @@ type callActor struct {
 	waitReply []chan error // hangup requests waiting for the legs to go
 	dial      *dialState
 	conf      *membership
+	listen    media.Sink         // Listen's (Record's) sink on the caller
+	taps      map[any]media.Sink // further sinks on the caller (DetectSpeech)
+	tapOrder  []any
 
 	start, answer time.Time
 }
@@ -135,9 +138,14 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.onEndpointReq(m)
 	case *listenReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
-			l.sig.Endpoint().SetSink(m.sink)
+			a.listen = m.sink
+			a.applyCallerSink()
 			m.reply <- nil
 		})
+	case *tapReq:
+		a.onTapReq(m)
+	case *speechChange:
+		a.onSpeechChange(m)
 	case *stopPlayReq:
 		if a.current == m.play && a.stopPlay != nil {
 			a.stopPlay()
