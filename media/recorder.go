@@ -27,10 +27,10 @@ type WAVRecorder struct {
 	rate     int
 	channels int
 	data     uint32 // bytes of samples written
-	frames  int
-	buf     []byte
-	closed  bool
-	lastErr error
+	frames   int
+	buf      []byte
+	closed   bool
+	lastErr  error
 }
 
 // ErrRecorderFull is returned once a recording reaches the 4 GiB WAV limit.
