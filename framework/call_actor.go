@@ -66,9 +66,10 @@ type callActor struct {
 	waitReply []chan error // hangup requests waiting for the legs to go
 	dial      *dialState
 	conf      *membership
-	listen    media.Sink         // Listen's (Record's) sink on the caller
-	taps      map[any]media.Sink // further sinks on the caller (DetectSpeech)
-	tapOrder  []any
+	listen    media.Sink // Listen's (Record's) sink on the caller
+	taps      tapSet     // further sinks on what the caller says
+	heardTaps tapSet     // sinks on what the caller hears
+	heard     heardSwitch
 
 	start, answer time.Time
 }
@@ -242,7 +243,7 @@ func (a *callActor) play(ctx actor.Context, p *playReq) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.current = p
 	a.publish(l.sig.ID(), EventPlayStarted, nil)
-	a.stopPlay = l.sig.Endpoint().Play(p.src, func(err error) {
+	a.stopPlay = l.sig.Endpoint().Play(&heardSource{src: p.src, sw: &a.heard}, func(err error) {
 		root.Send(self, &playDone{play: p, err: err})
 	})
 }

@@ -20,6 +20,14 @@ type RecordOptions struct {
 	StopDigits string
 	// Beep plays a short 1 kHz tone first, the way voicemail does.
 	Beep bool
+	// Stereo records both directions of the call into a 2-channel file:
+	// the caller on the left, what the caller hears on the right — the
+	// other party while Dial bridges them (same-codec bridges), prompts,
+	// Say and in-band SendDTMF otherwise — aligned on a 20 ms clock, with
+	// silence where a side sends nothing. It does not take the caller's
+	// audio from Listen or DetectSpeech, so it can run (in a goroutine)
+	// for the whole of a Dial.
+	Stereo bool
 }
 
 // Record records what the caller says into a 16-bit PCM WAV file at path
@@ -46,13 +54,43 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 		}
 	}
 	rate := 8000 // every codec we negotiate today decodes to 8 kHz
-	rec, err := media.NewWAVRecorder(path, rate)
-	if err != nil {
-		return 0, fmt.Errorf("framework: record: %w", err)
+	var rec interface {
+		Close() error
+		Duration() time.Duration
 	}
-	if err := c.Listen(ctx, rec); err != nil {
-		_ = rec.Close()
-		return 0, err
+	var stop func()
+	if opts.Stereo {
+		srec, err := media.NewStereoRecorder(path, rate)
+		if err != nil {
+			return 0, fmt.Errorf("framework: record: %w", err)
+		}
+		rec = srec
+		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
+		right := &tapReq{key: srec, sink: srec.Right(), heard: true, reply: make(chan error, 1)}
+		if err := c.request(ctx, "record", left, left.reply); err != nil {
+			_ = srec.Close()
+			return 0, err
+		}
+		stop = func() {
+			c.root.Send(c.pid, &tapReq{key: srec, reply: make(chan error, 1)})
+			c.root.Send(c.pid, &tapReq{key: srec, heard: true, reply: make(chan error, 1)})
+		}
+		if err := c.request(ctx, "record", right, right.reply); err != nil {
+			stop()
+			_ = srec.Close()
+			return 0, err
+		}
+	} else {
+		mrec, err := media.NewWAVRecorder(path, rate)
+		if err != nil {
+			return 0, fmt.Errorf("framework: record: %w", err)
+		}
+		rec = mrec
+		if err := c.Listen(ctx, mrec); err != nil {
+			_ = mrec.Close()
+			return 0, err
+		}
+		stop = func() { _ = c.Listen(context.Background(), nil) }
 	}
 	timer := time.NewTimer(opts.MaxDuration)
 	defer timer.Stop()
@@ -78,10 +116,10 @@ loop:
 		}
 	}
 	if end == nil || !errors.Is(end, ErrHangup) {
-		_ = c.Listen(context.Background(), nil)
+		stop()
 	}
 	cerr := rec.Close()
-	d := time.Duration(rec.Bytes()/2) * time.Second / time.Duration(rate)
+	d := rec.Duration()
 	if end != nil {
 		return d, fmt.Errorf("framework: record: %w", end)
 	}

@@ -138,17 +138,10 @@ type (
 		watch *speechWatch
 		ev    media.VADEvent
 	}
-	// tapReq adds (sink set) or removes (sink nil) a sink under key on
-	// the caller's inbound audio, beside Listen's and a conference's.
-	tapReq struct {
-		key   any
-		sink  media.Sink
-		reply chan error
-	}
 )
 
 func (a *callActor) onSpeechChange(m *speechChange) {
-	if _, ok := a.taps[m.watch]; !ok || a.ended || len(a.order) == 0 {
+	if !a.taps.has(m.watch) || a.ended || len(a.order) == 0 {
 		return // the watch ended; a late change from the media path
 	}
 	legID := a.order[0]
@@ -161,54 +154,4 @@ func (a *callActor) onSpeechChange(m *speechChange) {
 	case m.watch.ch <- m.ev:
 	default:
 	}
-}
-
-func (a *callActor) onTapReq(m *tapReq) {
-	if m.sink == nil {
-		if _, ok := a.taps[m.key]; ok {
-			delete(a.taps, m.key)
-			a.tapOrder = deleteKey(a.tapOrder, m.key)
-		}
-	} else {
-		if a.taps == nil {
-			a.taps = map[any]media.Sink{}
-		}
-		if _, ok := a.taps[m.key]; !ok {
-			a.tapOrder = append(a.tapOrder, m.key)
-		}
-		a.taps[m.key] = m.sink
-	}
-	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
-		m.reply <- ErrHangup
-		return
-	}
-	a.applyCallerSink()
-	m.reply <- nil
-}
-
-func deleteKey(keys []any, k any) []any {
-	for i, x := range keys {
-		if x == k {
-			return append(keys[:i], keys[i+1:]...)
-		}
-	}
-	return keys
-}
-
-// applyCallerSink gives the caller's endpoint its inbound sink: the
-// conference's participant or Listen's sink, and every tap beside it.
-func (a *callActor) applyCallerSink() {
-	if a.ended || len(a.order) == 0 {
-		return
-	}
-	base := a.listen
-	if a.conf != nil {
-		base = a.conf.part
-	}
-	sinks := make([]media.Sink, 0, 1+len(a.tapOrder))
-	sinks = append(sinks, base)
-	for _, k := range a.tapOrder {
-		sinks = append(sinks, a.taps[k])
-	}
-	a.legs[a.order[0]].sig.Endpoint().SetSink(media.Tee(sinks...))
 }

@@ -18,7 +18,7 @@ import (
 // The file has the WAVRecorder's crash safety: every tick is written
 // straight to the file and the header is rewritten every 10 ticks.
 //
-// Cost: one goroutine per recording; per tick one write(2) of 4·rate/50
+// Cost: one goroutine per recording; per 20 ms one write(2) of 4·rate/50
 // bytes; no allocation.
 type StereoRecorder struct {
 	rec         *WAVRecorder
@@ -126,17 +126,27 @@ func (s *stereoSide) queued() int {
 	return s.n
 }
 
+// run is the recording's clock. A late wake-up (a loaded machine, a
+// ticker that dropped ticks) writes every frame that is due, so the file
+// keeps the length of the wall-clock time it covers.
 func (r *StereoRecorder) run() {
 	defer r.wg.Done()
 	t := time.NewTicker(frameDuration)
 	defer t.Stop()
+	start := time.Now()
+	var written int64
 	for {
 		select {
 		case <-r.done:
 			return
-		case <-t.C:
-			if r.tick() != nil {
-				return // disk full or the like: the file keeps what it has
+		case now := <-t.C:
+			due := int64(now.Sub(start) / frameDuration)
+			// Catch up at most one second at a time.
+			for n := 0; written < due && n < 50; n++ {
+				if r.tick() != nil {
+					return // disk full or the like: the file keeps what it has
+				}
+				written++
 			}
 		}
 	}
