@@ -137,7 +137,7 @@ func (a *callActor) join(ctx actor.Context, j *joinReq) {
 	part := conf.mixer.Add()
 	part.SetMuted(j.opts.Muted)
 	ep := caller.sig.Endpoint()
-	stop := ep.Play(part, nil)
+	stop := ep.Play(&heardSource{src: part, sw: &a.heard}, nil) // the mix, to the heard taps too
 	a.conf = &membership{req: j, conf: conf, part: part, stop: stop}
 	a.applyCallerSink() // the participant, plus taps such as DetectSpeech
 	a.publish(caller.sig.ID(), EventConferenceJoined, ConferenceData{Room: j.room, Participants: conf.mixer.Len()})

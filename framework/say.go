@@ -43,6 +43,9 @@ func (c *Call) Speech(ctx context.Context, text string, opts SayOptions) (media.
 	}
 	src, err := c.tts.Speech(ctx, text, opts.Voice, rate)
 	if err != nil {
+		if c.ended() != nil {
+			err = ErrHangup // the flow's ctx ended with the call
+		}
 		return nil, fmt.Errorf("framework: say: %w", err)
 	}
 	return src, nil

@@ -127,3 +127,61 @@ func TestRecordStereoPrompt(t *testing.T) {
 		t.Errorf("right channel (prompt) at %.0f Hz, want 1000", f)
 	}
 }
+
+// In a conference the right channel is the mix the caller hears.
+func TestRecordStereoConference(t *testing.T) {
+	needBinary(t, "sox")
+	path := filepath.Join(t.TempDir(), "conf.wav")
+	recorded := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		if c.User() == "recorder" {
+			go func() {
+				_, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 2 * time.Second})
+				recorded <- err
+			}()
+		}
+		return c.Join(ctx, "room", framework.JoinOptions{})
+	}))
+	a, b := newPhone(t), newPhoneAt(t, 41000)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := b.Call(ctx, uri(srv, "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	call, err := a.Call(ctx, uri(srv, "recorder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatalf("Record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record never returned")
+	}
+	_ = call.Hangup(ctx)
+	_ = other.Hangup(ctx)
+	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
+		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
+	}
+	if f := channelFrequency(t, path, "2"); f < 1290 || f > 1310 {
+		t.Errorf("right channel (the room) at %.0f Hz, want 1300", f)
+	}
+}
+
+func newPhoneAt(t *testing.T, port int) *testharness.Phone {
+	t.Helper()
+	p, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
