@@ -313,3 +313,19 @@ func TestResampleRational(t *testing.T) {
 		t.Error("a ratio of 7919/22050 was accepted")
 	}
 }
+
+// espeak-ng's output is trusted, but the parser must not panic on
+// anything a broken or replaced binary writes.
+func FuzzParseStreamedWAV(f *testing.F) {
+	good := appendWAVHeader(nil, 22050, 1, 0x7ffff000)
+	f.Add(append(good, 1, 2, 3, 4))
+	f.Add(good[:20])
+	f.Add([]byte("RIFF\x00\x00\x00\x00WAVEdata\xff\xff\xff\xff"))
+	f.Add(append(append([]byte{}, good[:12]...), []byte("LIST\x03\x00\x00\x00abc\x00")...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, rate, err := parseStreamedWAV(b)
+		if err == nil && (rate <= 0 || len(s) > len(b)/2) {
+			t.Fatalf("rate %d, %d samples from %d bytes", rate, len(s), len(b))
+		}
+	})
+}
