@@ -329,3 +329,45 @@ func FuzzParseStreamedWAV(f *testing.F) {
 		}
 	})
 }
+
+// A cached utterance: what every call after the first pays for Say.
+func BenchmarkTTSCacheHit(b *testing.B) {
+	needEspeak(b)
+	tts := &TTS{}
+	ctx := context.Background()
+	if _, err := tts.Speech(ctx, "Thank you for calling.", "", 8000); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tts.Speech(ctx, "Thank you for calling.", "", 8000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A first synthesis: espeak-ng's process plus the resampling.
+func BenchmarkTTSSynthesis(b *testing.B) {
+	needEspeak(b)
+	tts := &TTS{CacheBytes: -1}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tts.Speech(ctx, "Thank you for calling. Please hold.", "", 8000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// One second of espeak-ng audio converted to 8 kHz.
+func BenchmarkResampleRational22050To8000(b *testing.B) {
+	in := make([]int16, 22050)
+	for i := range in {
+		in[i] = int16(i * 7)
+	}
+	out := make([]int16, 0, 8001)
+	b.ReportAllocs()
+	for b.Loop() {
+		out, _ = ResampleRational(out[:0], in, 22050, 8000)
+	}
+}
