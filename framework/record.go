@@ -34,7 +34,8 @@ type RecordOptions struct {
 // until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
 // recorded. The file is valid whatever ends the recording — even a crash
 // of the server (see media.WAVRecorder). A hangup returns the duration
-// with ErrHangup. Record takes the caller's audio the way Listen does.
+// with ErrHangup. A mono Record takes the caller's audio the way Listen
+// does; a Stereo one listens beside it (see RecordOptions.Stereo).
 func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (time.Duration, error) {
 	if opts.MaxDuration <= 0 {
 		opts.MaxDuration = time.Minute
@@ -67,13 +68,14 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 		rec = srec
 		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
 		right := &tapReq{key: srec, sink: srec.Right(), heard: true, reply: make(chan error, 1)}
-		if err := c.request(ctx, "record", left, left.reply); err != nil {
-			_ = srec.Close()
-			return 0, err
-		}
 		stop = func() {
 			c.root.Send(c.pid, &tapReq{key: srec, reply: make(chan error, 1)})
 			c.root.Send(c.pid, &tapReq{key: srec, heard: true, reply: make(chan error, 1)})
+		}
+		if err := c.request(ctx, "record", left, left.reply); err != nil {
+			stop()
+			_ = srec.Close()
+			return 0, err
 		}
 		if err := c.request(ctx, "record", right, right.reply); err != nil {
 			stop()
@@ -94,13 +96,17 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	timer := time.NewTimer(opts.MaxDuration)
 	defer timer.Stop()
+	digits := c.digits
+	if opts.StopDigits == "" {
+		digits = nil // leave the digits to the flow (e.g. a Record beside Dial)
+	}
 	var end error
 loop:
 	for {
 		select {
 		case <-timer.C:
 			break loop
-		case ev := <-c.digits:
+		case ev := <-digits:
 			if strings.ContainsRune(opts.StopDigits, ev.Digit) {
 				break loop
 			}

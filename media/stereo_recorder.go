@@ -31,6 +31,8 @@ type StereoRecorder struct {
 	closeErr    error
 	mu          sync.Mutex // serialises tick and Close
 	closed      bool
+	start       time.Time // of the clock
+	written     int64     // ticks written by the clock
 }
 
 // stereoDepth is how many frames a side may queue.
@@ -52,6 +54,7 @@ func NewStereoRecorder(path string, rate int) (*StereoRecorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.start = time.Now()
 	r.wg.Add(1)
 	go r.run()
 	return r, nil
@@ -133,23 +136,28 @@ func (r *StereoRecorder) run() {
 	defer r.wg.Done()
 	t := time.NewTicker(frameDuration)
 	defer t.Stop()
-	start := time.Now()
-	var written int64
 	for {
 		select {
 		case <-r.done:
 			return
 		case now := <-t.C:
-			due := int64(now.Sub(start) / frameDuration)
-			// Catch up at most one second at a time.
-			for n := 0; written < due && n < 50; n++ {
-				if r.tick() != nil {
-					return // disk full or the like: the file keeps what it has
-				}
-				written++
+			if r.catchUp(now) != nil {
+				return // disk full or the like: the file keeps what it has
 			}
 		}
 	}
+}
+
+// catchUp writes the ticks due by now, at most a second's worth at once.
+func (r *StereoRecorder) catchUp(now time.Time) error {
+	due := int64(now.Sub(r.start) / frameDuration)
+	for n := 0; r.written < due && n < 50; n++ {
+		if err := r.tick(); err != nil {
+			return err
+		}
+		r.written++
+	}
+	return nil
 }
 
 // tick writes one stereo frame.
@@ -175,6 +183,9 @@ func (r *StereoRecorder) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.done)
 		r.wg.Wait()
+		if !r.start.IsZero() {
+			_ = r.catchUp(time.Now()) // a clock that ran late
+		}
 		for range stereoDepth {
 			if r.left.queued() == 0 && r.right.queued() == 0 {
 				break
