@@ -42,11 +42,12 @@ type VADEvent struct {
 //
 // The noise floor starts at the first frame's power, follows quieter
 // frames quickly (30 % of the way per frame) and louder ones slowly: 1 dB
-// per frame while silent, so a steady noise becomes the floor within a
-// second and never counts as speech, and 3 dB per second while speaking,
-// so a noise that starts abruptly and is taken for speech is released
-// after a few seconds while real speech, whose pauses pull the floor back
-// down, is not.
+// per non-voice frame while silent, so a noise that grows steadily becomes
+// the floor and never counts as speech, and 3 dB per second during voice.
+// Speech dips between syllables and words; a noise that starts abruptly
+// and is taken for speech does not, so when a 1.5 s window of "speech"
+// has no frame near the floor, its quietest frame becomes the floor and
+// the false speech ends after the hangover.
 //
 // Cost: one pass over the frame's samples (integer multiply-add), no
 // allocation. Frames of any rate are accepted.
@@ -57,6 +58,7 @@ type VAD struct {
 	thr, minPow         float64 // power ratio and absolute power
 	riseIdle, riseSpeak float64 // floor growth per frame
 	onset, hang         int     // frames
+	win                 int     // frames of the stationarity window
 
 	floor    float64
 	started  bool
@@ -64,8 +66,10 @@ type VAD struct {
 	run      int   // consecutive voice frames
 	quiet    int   // consecutive non-voice frames while speaking
 	speaking bool
-	startAt  int64 // frame index where the current speech began
-	lastEnd  int64 // frame index after the last voice frame
+	winMin   float64 // quietest frame power in the current window
+	winN     int     // frames in the current window
+	startAt  int64   // frame index where the current speech began
+	lastEnd  int64   // frame index after the last voice frame
 }
 
 // Floor bounds: the noise floor never goes below the power of an RMS of 5
@@ -94,6 +98,7 @@ func NewVAD(opts VADOptions, onChange func(VADEvent)) *VAD {
 		riseSpeak: math.Pow(10, 3.0/10/(1000/FrameDurationMs)), // 3 dB per second
 		onset:     opts.Onset,
 		hang:      int((opts.Hangover + frameDuration - 1) / frameDuration),
+		win:       1500 / FrameDurationMs,
 	}
 }
 
@@ -125,10 +130,19 @@ func (v *VAD) WriteFrame(f *Frame) error {
 	switch {
 	case p < v.floor:
 		v.floor = max(v.floor+(p-v.floor)*0.3, vadMinFloor)
-	case v.speaking:
+	case v.speaking || voice: // a voice frame says little about the noise
 		v.floor = min(v.floor*v.riseSpeak, p)
 	default:
 		v.floor = min(v.floor*v.riseIdle, p)
+	}
+	if v.winN == 0 || p < v.winMin {
+		v.winMin = p
+	}
+	if v.winN++; v.winN == v.win {
+		if v.speaking && v.winMin > v.floor*v.thr {
+			v.floor = v.winMin // no dip in 1.5 s: not speech but noise
+		}
+		v.winN = 0
 	}
 
 	if voice {

@@ -138,6 +138,26 @@ func TestVADIgnoresNoise(t *testing.T) {
 	}
 }
 
+// Noise that starts abruptly is taken for speech, but only until the VAD
+// sees it never dips: it is released within a few seconds and stays so.
+func TestVADReleasesAbruptNoise(t *testing.T) {
+	s := signal(t, piece{time.Second, 0, 0}, piece{10 * time.Second, 0, 0})
+	r := rand.New(rand.NewPCG(5, 1))
+	for i := 8000; i < len(s); i++ {
+		s[i] = clip16(r.NormFloat64() * 1500)
+	}
+	evs := vadRun(t, VADOptions{}, s)
+	if len(evs) != 2 || !evs[0].Speaking || evs[1].Speaking || evs[1].At > 4*time.Second {
+		t.Fatalf("events %+v: want one false talkspurt from 1 s, over before 4 s", evs)
+	}
+	// Then real speech over that noise is found again.
+	s = append(s, addGaussNoise(signal(t, piece{time.Second, 400, 12000}, piece{time.Second, 0, 0}), 1500, 6)...)
+	evs = vadRun(t, VADOptions{}, s)
+	if len(evs) != 4 || !near(evs[2].At, 11*time.Second, 40*time.Millisecond) || !near(evs[3].At, 12*time.Second, 40*time.Millisecond) {
+		t.Fatalf("events %+v: want the tone at 11-12 s found over the noise", evs)
+	}
+}
+
 // Speech from espeak-ng, two sentences with a pause, over low noise: one
 // talkspurt per sentence (the gaps between words bridged), aligned with
 // where the sentences really are.
@@ -147,7 +167,10 @@ func TestVADSpeech(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var speech [][]int16
-	for _, text := range []string{"Hello, and welcome to the test.", "Please say something after the tone."} {
+	for _, text := range []string{"Hello, and welcome to the test.", "Please say something after the tone.",
+		// Six seconds without a pause longer than the hangover: the
+		// stationarity check must not take it for noise.
+		"The quick brown fox jumps over the lazy dog and then runs all the way back home again without ever stopping to rest."} {
 		src, err := tts.Speech(ctx, text, "en-us", 8000)
 		if err != nil {
 			t.Fatal(err)
@@ -178,13 +201,19 @@ func TestVADSpeech(t *testing.T) {
 		truth = append(truth, time.Duration(base+lo)*time.Second/8000, time.Duration(base+hi)*time.Second/8000)
 		s = append(s, sil...)
 	}
-	for _, noise := range []float64{0, 50} {
+	// Speech peaks around rms 3000-5000: noise at rms 200 is about 25 dB
+	// below it, and hides the softest sounds at the sentences' ends.
+	for _, c := range []struct {
+		noise float64
+		tol   time.Duration
+	}{{0, 100 * time.Millisecond}, {50, 100 * time.Millisecond}, {200, 150 * time.Millisecond}} {
+		noise := c.noise
 		evs := vadRun(t, VADOptions{}, addGaussNoise(s, noise, 11))
-		if len(evs) != 4 {
-			t.Fatalf("noise %.0f: %d events %+v, want 4 (two sentences); truth %v", noise, len(evs), evs, truth)
+		if len(evs) != 6 {
+			t.Fatalf("noise %.0f: %d events %+v, want 6 (three sentences); truth %v", noise, len(evs), evs, truth)
 		}
 		for i, ev := range evs {
-			if ev.Speaking != (i%2 == 0) || !near(ev.At, truth[i], 100*time.Millisecond) {
+			if ev.Speaking != (i%2 == 0) || !near(ev.At, truth[i], c.tol) {
 				t.Errorf("noise %.0f: event %d %+v, truth %s", noise, i, ev, truth[i])
 			}
 		}
