@@ -121,8 +121,10 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 		t.Fatalf("no prompt: %v", err)
 	}
 	call.Play(speech)
-	// The prompt stops within the onset plus a round trip.
-	if _, err := call.WaitFor(ctx, 200*time.Millisecond, func(l testharness.Listen) bool { return l.RMS < 30 }); err != nil {
+	// The prompt (20 s long) stops within the onset plus a round trip.
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if _, err := call.WaitFor(wctx, 200*time.Millisecond, func(l testharness.Listen) bool { return l.RMS < 30 }); err != nil {
 		t.Fatalf("the prompt went on over the caller's speech: %v", err)
 	}
 	select {
