@@ -108,7 +108,7 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	speech, err := (&media.TTS{}).Speech(ctx, "Operator.", "en-us", 8000)
+	speech, err := (&media.TTS{}).Speech(ctx, "Operator, I would like to speak to somebody about my bill please.", "en-us", 8000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +121,15 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 		t.Fatalf("no prompt: %v", err)
 	}
 	call.Play(speech)
-	// The prompt (20 s long) stops within the onset plus a round trip.
-	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	// The prompt (20 s long) stops within the onset plus a round trip,
+	// while the caller is still talking (the sentence lasts 3-4 s).
+	wctx, wcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	defer wcancel()
 	if _, err := call.WaitFor(wctx, 200*time.Millisecond, func(l testharness.Listen) bool { return l.RMS < 30 }); err != nil {
 		t.Fatalf("the prompt went on over the caller's speech: %v", err)
+	}
+	if len(results) != 0 {
+		t.Fatal("DetectSpeech returned before the caller finished; the prompt stopped with it, not by barge-in")
 	}
 	select {
 	case err := <-results:
