@@ -3,6 +3,8 @@ package testharness_test
 import (
 	"context"
 	"errors"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +142,117 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 		t.Fatal("DetectSpeech never returned")
 	}
 	_ = call.Hangup(ctx)
+}
+
+// The flow of examples/speech: a stereo recording, a spoken question the
+// caller talks over, and a spoken answer — two taps on the caller at
+// once (the recording's left channel and DetectSpeech's VAD).
+func TestSpeechFlowWithStereoRecording(t *testing.T) {
+	needBinary(t, "espeak-ng")
+	needBinary(t, "sox")
+	path := filepath.Join(t.TempDir(), "call.wav")
+	type result struct {
+		u   framework.Utterance
+		err error
+	}
+	results := make(chan result, 1)
+	recorded := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		go func() {
+			_, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 5 * time.Second})
+			recorded <- err
+		}()
+		ask, err := c.Speech(ctx, "Hello. Please tell me why you are calling, after which I will answer you at length.", framework.SayOptions{})
+		if err != nil {
+			return err
+		}
+		u, err := c.DetectSpeech(ctx, framework.DetectSpeechOptions{Prompt: ask})
+		results <- result{u, err}
+		if err != nil {
+			return err
+		}
+		return c.Say(ctx, "Thank you.", framework.SayOptions{})
+	}))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "speech"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.WaitSound(ctx); err != nil {
+		t.Fatalf("no question heard: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}, Duration: time.Second}))
+	var r result
+	select {
+	case r = <-results:
+	case <-ctx.Done():
+		t.Fatal("DetectSpeech never returned")
+	}
+	if r.err != nil || !r.u.Complete || r.u.Duration < 900*time.Millisecond || r.u.Duration > 1100*time.Millisecond {
+		t.Fatalf("DetectSpeech: %+v, %v; want the 1 s the caller spoke", r.u, r.err)
+	}
+	select {
+	case err := <-recorded:
+		// The flow ends the call after its answer, which ends the recording.
+		if err != nil && !errors.Is(err, framework.ErrHangup) {
+			t.Fatalf("Record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record never returned")
+	}
+	_ = call.Hangup(ctx)
+	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
+		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
+	}
+	// The right channel holds the question until the caller talks over
+	// it, then nothing while the caller talks, then the answer.
+	left, right := loudFrames(t, path, "1"), loudFrames(t, path, "2")
+	first, last := -1, -1
+	for i, l := range left {
+		if l {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	before, during, after := 0, 0, 0
+	for i, l := range right {
+		switch {
+		case !l:
+		case i < first:
+			before++
+		case i <= last:
+			during++
+		default:
+			after++
+		}
+	}
+	t.Logf("caller spoke in frames %d-%d; the right channel is loud in %d frames before, %d during, %d after", first, last, before, during, after)
+	if first < 0 || before < 10 || after < 10 || during > 10 {
+		t.Error("the right channel does not hold the question, then the answer")
+	}
+}
+
+// loudFrames returns, for each 20 ms frame of one channel of a stereo
+// WAV, whether it is loud (rms > 1000).
+func loudFrames(t *testing.T, path, ch string) []bool {
+	t.Helper()
+	mono := filepath.Join(t.TempDir(), "ch"+ch+".wav")
+	if out, err := exec.Command("sox", path, mono, "remix", ch).CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v\n%s", err, out)
+	}
+	w, err := media.OpenWAV(mono)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loud []bool
+	f := media.NewFrame(8000)
+	for w.ReadFrame(f) == nil {
+		loud = append(loud, media.RMS(f.Samples) > 1000)
+	}
+	return loud
 }
