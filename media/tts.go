@@ -56,18 +56,16 @@ type TTS struct {
 	// (default 2).
 	MaxConcurrent int
 
-	once     sync.Once
-	sem      chan struct{}
-	mu       sync.Mutex
-	lru      *list.List // of *ttsEntry, most recently used first
-	entries  map[ttsKey]*list.Element
-	flights  map[ttsKey]*ttsFlight
-	used     int64
-	runs     atomic.Int64
-	hits     atomic.Int64
-	lookErr  error
-	lookDone bool
-	path     string
+	once    sync.Once
+	sem     chan struct{}
+	mu      sync.Mutex
+	lru     *list.List // of *ttsEntry, most recently used first
+	entries map[ttsKey]*list.Element
+	flights map[ttsKey]*ttsFlight
+	used    int64
+	runs    atomic.Int64
+	hits    atomic.Int64
+	path    string // the executable, once found
 }
 
 type ttsKey struct {
@@ -232,23 +230,28 @@ func (t *TTS) store(key ttsKey, samples []int16) {
 	}
 }
 
+// lookPath finds the executable. A found path is kept; a failure is not,
+// so installing espeak-ng on a running server takes effect.
 func (t *TTS) lookPath() (string, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.lookDone {
-		// Looked up once: installing espeak-ng needs a restart.
-		t.path, t.lookErr = exec.LookPath(t.Command)
-		t.lookDone = true
-		switch {
-		case errors.Is(t.lookErr, exec.ErrNotFound):
-			t.lookErr = fmt.Errorf("%w: %w", ErrTTSUnavailable, t.lookErr)
-		case errors.Is(t.lookErr, fs.ErrNotExist): // a path that is not there
-			t.lookErr = fmt.Errorf("%w: %s: %w (%w)", ErrTTSUnavailable, t.Command, exec.ErrNotFound, t.lookErr)
-		case t.lookErr != nil:
-			t.lookErr = fmt.Errorf("media: tts: %w", t.lookErr)
-		}
+	path := t.path
+	t.mu.Unlock()
+	if path != "" {
+		return path, nil
 	}
-	return t.path, t.lookErr
+	path, err := exec.LookPath(t.Command)
+	switch {
+	case err == nil:
+		t.mu.Lock()
+		t.path = path
+		t.mu.Unlock()
+		return path, nil
+	case errors.Is(err, exec.ErrNotFound):
+		return "", fmt.Errorf("%w: %w", ErrTTSUnavailable, err)
+	case errors.Is(err, fs.ErrNotExist): // a path that is not there
+		return "", fmt.Errorf("%w: %s: %w (%w)", ErrTTSUnavailable, t.Command, exec.ErrNotFound, err)
+	}
+	return "", fmt.Errorf("media: tts: %w", err)
 }
 
 func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {

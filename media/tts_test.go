@@ -371,3 +371,19 @@ func BenchmarkResampleRational22050To8000(b *testing.B) {
 		out, _ = ResampleRational(out[:0], in, 22050, 8000)
 	}
 }
+
+// Installing espeak-ng on a running server takes effect without a restart.
+func TestSayFindsEspeakInstalledLater(t *testing.T) {
+	real := needEspeak(t)
+	path := filepath.Join(t.TempDir(), "espeak-ng")
+	tts := &TTS{Command: path}
+	if _, err := tts.Speech(context.Background(), "hello", "", 8000); !errors.Is(err, ErrTTSUnavailable) {
+		t.Fatalf("before install: %v", err)
+	}
+	if err := os.Symlink(real, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tts.Speech(context.Background(), "hello", "", 8000); err != nil {
+		t.Fatalf("after install: %v", err)
+	}
+}
