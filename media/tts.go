@@ -191,7 +191,12 @@ func (t *TTS) Speech(ctx context.Context, text, voice string, rate int) (*WAVSou
 		t.mu.Lock()
 		fl.waiters--
 		if fl.waiters == 0 {
-			fl.cancel() // nobody wants it any more
+			// Nobody wants it any more: stop it, and let a later request
+			// start afresh rather than join a cancelled synthesis.
+			fl.cancel()
+			if t.flights[key] == fl {
+				delete(t.flights, key)
+			}
 		}
 		t.mu.Unlock()
 		return nil, fmt.Errorf("media: tts: %w", ctx.Err())
@@ -203,7 +208,9 @@ func (t *TTS) run(ctx context.Context, key ttsKey, fl *ttsFlight) {
 	defer fl.cancel()
 	samples, err := t.synthesise(ctx, key)
 	t.mu.Lock()
-	delete(t.flights, key)
+	if t.flights[key] == fl {
+		delete(t.flights, key)
+	}
 	fl.samples, fl.err = samples, err
 	if err == nil {
 		t.store(key, samples)
