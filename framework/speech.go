@@ -60,10 +60,10 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	})
 	started := time.Now()
 	tap := &tapReq{key: w, sink: vad, reply: make(chan error, 1)}
+	defer c.root.Send(c.pid, &tapReq{key: w, reply: make(chan error, 1)}) // also if the request fails late
 	if err := c.request(ctx, "detect speech", tap, tap.reply); err != nil {
 		return Utterance{}, err
 	}
-	defer c.root.Send(c.pid, &tapReq{key: w, reply: make(chan error, 1)})
 
 	var promptDone chan error
 	var prompt *playReq
@@ -132,13 +132,11 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 // speechWatch is one DetectSpeech's subscription to its VAD's changes.
 type speechWatch struct{ ch chan media.VADEvent }
 
-type (
-	// speechChange carries a VAD change from the media path to the actor.
-	speechChange struct {
-		watch *speechWatch
-		ev    media.VADEvent
-	}
-)
+// speechChange carries a VAD change from the media path to the actor.
+type speechChange struct {
+	watch *speechWatch
+	ev    media.VADEvent
+}
 
 func (a *callActor) onSpeechChange(m *speechChange) {
 	if !a.taps.has(m.watch) || a.ended || len(a.order) == 0 {
