@@ -54,7 +54,14 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 			return 0, err
 		}
 	}
-	rate := 8000 // every codec we negotiate today decodes to 8 kHz
+	ep, err := c.callerEndpoint(ctx, "record")
+	if err != nil {
+		return 0, err
+	}
+	rate := ep.Config().Codec.SampleRate // what the caller's frames carry
+	if rate == 0 {
+		rate = 8000
+	}
 	var rec interface {
 		Close() error
 		Duration() time.Duration
