@@ -28,6 +28,7 @@ type Call struct {
 	ctx    context.Context // ends with the call, cause ErrHangup
 	digits chan media.DTMFEvent
 	events chan Event
+	tts    *media.TTS
 }
 
 // ID returns the call's id (the Call-ID of its first SIP leg).

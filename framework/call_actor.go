@@ -66,6 +66,10 @@ type callActor struct {
 	waitReply []chan error // hangup requests waiting for the legs to go
 	dial      *dialState
 	conf      *membership
+	listen    media.Sink // Listen's (Record's) sink on the caller
+	taps      tapSet     // further sinks on what the caller says
+	heardTaps tapSet     // sinks on what the caller hears
+	heard     heardSwitch
 
 	start, answer time.Time
 }
@@ -139,11 +143,18 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.hangupAll(ctx, "hangup by application")
 	case *playReq:
 		a.play(ctx, m)
+	case *endpointReq:
+		a.onEndpointReq(m)
 	case *listenReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
-			l.sig.Endpoint().SetSink(m.sink)
+			a.listen = m.sink
+			a.applyCallerSink()
 			m.reply <- nil
 		})
+	case *tapReq:
+		a.onTapReq(m)
+	case *speechChange:
+		a.onSpeechChange(m)
 	case *stopPlayReq:
 		if a.current == m.play && a.stopPlay != nil {
 			a.stopPlay()
@@ -240,7 +251,7 @@ func (a *callActor) play(ctx actor.Context, p *playReq) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.current = p
 	a.publish(l.sig.ID(), EventPlayStarted, nil)
-	a.stopPlay = l.sig.Endpoint().Play(p.src, func(err error) {
+	a.stopPlay = l.sig.Endpoint().Play(&heardSource{src: p.src, sw: &a.heard}, func(err error) {
 		root.Send(self, &playDone{play: p, err: err})
 	})
 }

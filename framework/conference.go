@@ -137,9 +137,9 @@ func (a *callActor) join(ctx actor.Context, j *joinReq) {
 	part := conf.mixer.Add()
 	part.SetMuted(j.opts.Muted)
 	ep := caller.sig.Endpoint()
-	ep.SetSink(part)
-	stop := ep.Play(part, nil)
+	stop := ep.Play(&heardSource{src: part, sw: &a.heard}, nil) // the mix, to the heard taps too
 	a.conf = &membership{req: j, conf: conf, part: part, stop: stop}
+	a.applyCallerSink() // the participant, plus taps such as DetectSpeech
 	a.publish(caller.sig.ID(), EventConferenceJoined, ConferenceData{Room: j.room, Participants: conf.mixer.Len()})
 	a.log.Info("joined conference", "room", j.room, "participants", conf.mixer.Len())
 }
@@ -153,10 +153,7 @@ func (a *callActor) leave(err error) {
 	a.conf = nil
 	m.conf.mixer.Remove(m.part)
 	m.stop()
-	if len(a.order) > 0 {
-		caller := a.legs[a.order[0]]
-		caller.sig.Endpoint().SetSink(nil)
-	}
+	a.applyCallerSink() // back to Listen's sink and the taps
 	left := a.srv.confs.release(m.conf)
 	a.publish("", EventConferenceLeft, ConferenceData{Room: m.req.room, Participants: left})
 	m.req.reply <- err

@@ -73,11 +73,12 @@ type (
 
 // dialState is the one dial (or bridge) a call has under way.
 type dialState struct {
-	req      *dialReq
-	cancel   context.CancelFunc
-	ringback func()
-	legID    string // set once answered
-	unbridge func()
+	req         *dialReq
+	cancel      context.CancelFunc
+	ringback    func()
+	legID       string // set once answered
+	unbridge    func()
+	passthrough bool // the bridge forwards packets; the leg's sink is free
 	// transferring is set while the bridged party's REFER target rings.
 	transferring bool
 }
@@ -159,7 +160,9 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
 	st.legID = m.leg.ID()
+	st.passthrough = passthrough(caller.sig.Endpoint(), m.leg.Endpoint())
 	st.unbridge = media.Bridge(caller.sig.Endpoint(), m.leg.Endpoint())
+	a.applyHeard() // what the other party says, to the heard taps
 	a.publish(m.leg.ID(), EventLegBridged, nil)
 	a.log.Info("dial: answered and bridged", "leg_id", m.leg.ID(), "codec_a", caller.sig.Endpoint().Config().Codec.Name,
 		"codec_b", m.leg.Endpoint().Config().Codec.Name)
@@ -179,6 +182,7 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	}
 	if st.unbridge != nil {
 		st.unbridge()
+		a.applyCallerSink() // a transcoding bridge took the caller's sink
 	}
 	if hangupLeg && st.legID != "" {
 		if l := a.legs[st.legID]; l != nil && !l.ended {

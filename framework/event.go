@@ -16,6 +16,10 @@ const (
 	EventPlayStarted  = "playback.started"
 	EventPlayFinished = "playback.finished"
 	EventCallEnded    = "call.ended"
+	// EventSpeaking and EventSilent mark where a leg starts and stops
+	// speaking, while voice-activity detection runs (DetectSpeech).
+	EventSpeaking = "speaking"
+	EventSilent   = "silent"
 )
 
 // Event is one entry of a call's ordered event stream. Seq is gap-free per
@@ -33,6 +37,12 @@ type Event struct {
 type DTMFData struct {
 	Digit  string `json:"digit"`
 	Source string `json:"source"` // rfc4733, inband, info
+}
+
+// SpeechData is the Data of an EventSilent event.
+type SpeechData struct {
+	// Duration is how long the leg spoke.
+	Duration time.Duration `json:"duration"`
 }
 
 // ChatData is the Data of an EventChat event: a text message from a leg.

@@ -20,13 +20,22 @@ type RecordOptions struct {
 	StopDigits string
 	// Beep plays a short 1 kHz tone first, the way voicemail does.
 	Beep bool
+	// Stereo records both directions of the call into a 2-channel file:
+	// the caller on the left, what the caller hears on the right — the
+	// other party while Dial bridges them (same-codec bridges), prompts,
+	// Say and in-band SendDTMF otherwise — aligned on a 20 ms clock, with
+	// silence where a side sends nothing. It does not take the caller's
+	// audio from Listen or DetectSpeech, so it can run (in a goroutine)
+	// for the whole of a Dial.
+	Stereo bool
 }
 
 // Record records what the caller says into a 16-bit PCM WAV file at path
 // until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
 // recorded. The file is valid whatever ends the recording — even a crash
 // of the server (see media.WAVRecorder). A hangup returns the duration
-// with ErrHangup. Record takes the caller's audio the way Listen does.
+// with ErrHangup. A mono Record takes the caller's audio the way Listen
+// does; a Stereo one listens beside it (see RecordOptions.Stereo).
 func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (time.Duration, error) {
 	if opts.MaxDuration <= 0 {
 		opts.MaxDuration = time.Minute
@@ -45,24 +54,66 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 			return 0, err
 		}
 	}
-	rate := 8000 // every codec we negotiate today decodes to 8 kHz
-	rec, err := media.NewWAVRecorder(path, rate)
+	ep, err := c.callerEndpoint(ctx, "record")
 	if err != nil {
-		return 0, fmt.Errorf("framework: record: %w", err)
-	}
-	if err := c.Listen(ctx, rec); err != nil {
-		_ = rec.Close()
 		return 0, err
+	}
+	rate := ep.Config().Codec.SampleRate // what the caller's frames carry
+	if rate == 0 {
+		rate = 8000
+	}
+	var rec interface {
+		Close() error
+		Duration() time.Duration
+	}
+	var stop func()
+	if opts.Stereo {
+		srec, err := media.NewStereoRecorder(path, rate)
+		if err != nil {
+			return 0, fmt.Errorf("framework: record: %w", err)
+		}
+		rec = srec
+		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
+		right := &tapReq{key: srec, sink: srec.Right(), heard: true, reply: make(chan error, 1)}
+		stop = func() {
+			c.root.Send(c.pid, &tapReq{key: srec, reply: make(chan error, 1)})
+			c.root.Send(c.pid, &tapReq{key: srec, heard: true, reply: make(chan error, 1)})
+		}
+		if err := c.request(ctx, "record", left, left.reply); err != nil {
+			stop()
+			_ = srec.Close()
+			return 0, err
+		}
+		if err := c.request(ctx, "record", right, right.reply); err != nil {
+			stop()
+			_ = srec.Close()
+			return 0, err
+		}
+	} else {
+		mrec, err := media.NewWAVRecorder(path, rate)
+		if err != nil {
+			return 0, fmt.Errorf("framework: record: %w", err)
+		}
+		rec = mrec
+		if err := c.Listen(ctx, mrec); err != nil {
+			_ = mrec.Close()
+			return 0, err
+		}
+		stop = func() { _ = c.Listen(context.Background(), nil) }
 	}
 	timer := time.NewTimer(opts.MaxDuration)
 	defer timer.Stop()
+	digits := c.digits
+	if opts.StopDigits == "" {
+		digits = nil // leave the digits to the flow (e.g. a Record beside Dial)
+	}
 	var end error
 loop:
 	for {
 		select {
 		case <-timer.C:
 			break loop
-		case ev := <-c.digits:
+		case ev := <-digits:
 			if strings.ContainsRune(opts.StopDigits, ev.Digit) {
 				break loop
 			}
@@ -78,10 +129,10 @@ loop:
 		}
 	}
 	if end == nil || !errors.Is(end, ErrHangup) {
-		_ = c.Listen(context.Background(), nil)
+		stop()
 	}
 	cerr := rec.Close()
-	d := time.Duration(rec.Bytes()/2) * time.Second / time.Duration(rate)
+	d := rec.Duration()
 	if end != nil {
 		return d, fmt.Errorf("framework: record: %w", end)
 	}

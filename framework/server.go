@@ -73,6 +73,9 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
+	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
+	TTS *media.TTS
 }
 
 // Server accepts calls and runs a Handler for each, one actor per call.
@@ -88,6 +91,7 @@ type Server struct {
 	httpLn  net.Listener
 
 	confs conferences
+	tts   *media.TTS
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
@@ -121,7 +125,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, ready: make(chan struct{}), tts: cfg.TTS}
+	if s.tts == nil {
+		s.tts = &media.TTS{}
+	}
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
@@ -259,7 +266,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	log := s.log.With("call_id", sig.ID())
 	c := &Call{
 		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
-		root: s.root, log: log, ctx: ctx,
+		root: s.root, log: log, ctx: ctx, tts: s.tts,
 		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
 	}
 	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: time.Now()}

@@ -124,9 +124,12 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 	}
 	caller := a.legs[a.order[0]]
 	st.unbridge()
+	a.applyCallerSink() // a transcoding bridge had the caller's sink
 	a.addLeg(ctx, m.leg)
 	st.legID = m.leg.ID()
+	st.passthrough = passthrough(caller.sig.Endpoint(), m.leg.Endpoint())
 	st.unbridge = media.Bridge(caller.sig.Endpoint(), m.leg.Endpoint())
+	a.applyHeard() // the new party, to the heard taps
 	a.publish(m.leg.ID(), EventLegBridged, nil)
 	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
 	a.log.Info("transfer: caller bridged to the target", "leg_id", m.leg.ID(), "released", m.from)

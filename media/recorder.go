@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"time"
 )
 
 // WAVRecorder is a Sink that writes 16-bit mono PCM to a WAV file whose
@@ -21,16 +22,17 @@ type WAVRecorder struct {
 	// HeaderEvery is how many frames pass between header updates (10).
 	HeaderEvery int
 
-	mu      sync.Mutex
-	f       *os.File
-	rate    int
-	data    uint32 // bytes of samples written
-	frames  int
-	buf     []byte
-	conv    rateConverter
-	conved  []int16
-	closed  bool
-	lastErr error
+	mu       sync.Mutex
+	f        *os.File
+	rate     int
+	channels int
+	data     uint32 // bytes of samples written
+	frames   int
+	buf      []byte
+	conv     rateConverter
+	conved   []int16
+	closed   bool
+	lastErr  error
 }
 
 // ErrRecorderFull is returned once a recording reaches the 4 GiB WAV limit.
@@ -39,6 +41,10 @@ var ErrRecorderFull = errors.New("media: WAV recording reached its size limit")
 // NewWAVRecorder creates (truncating) path and writes a header for rate Hz
 // mono.
 func NewWAVRecorder(path string, rate int) (*WAVRecorder, error) {
+	return newWAVRecorder(path, rate, 1)
+}
+
+func newWAVRecorder(path string, rate, channels int) (*WAVRecorder, error) {
 	if rate <= 0 || rate > MaxFrameSamples*50 {
 		return nil, fmt.Errorf("media: recorder: invalid rate %d", rate)
 	}
@@ -46,11 +52,11 @@ func NewWAVRecorder(path string, rate int) (*WAVRecorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: recorder: %w", err)
 	}
-	if _, err := f.Write(appendWAVHeader(nil, rate, 1, 0)); err != nil {
+	if _, err := f.Write(appendWAVHeader(nil, rate, channels, 0)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("media: recorder: %w", err)
 	}
-	return &WAVRecorder{HeaderEvery: 10, f: f, rate: rate, buf: make([]byte, 0, MaxFrameSamples*2)}, nil
+	return &WAVRecorder{HeaderEvery: 10, f: f, rate: rate, channels: channels, buf: make([]byte, 0, MaxFrameSamples*2*channels)}, nil
 }
 
 // WriteFrame appends f. Frames at another rate than the recording's are
@@ -70,6 +76,14 @@ func (r *WAVRecorder) WriteFrame(f *Frame) error {
 		}
 		r.conved, samples = out, out
 	}
+	if r.channels != 1 {
+		return fmt.Errorf("media: recorder: WriteFrame on a %d-channel recording", r.channels)
+	}
+	return r.write(samples)
+}
+
+// write appends interleaved samples. Called with r.mu held.
+func (r *WAVRecorder) write(samples []int16) error {
 	if uint64(r.data)+uint64(len(samples))*2 > math.MaxUint32-36 {
 		return ErrRecorderFull
 	}
@@ -122,4 +136,11 @@ func (r *WAVRecorder) Close() error {
 		return fmt.Errorf("media: recorder: %w", r.lastErr)
 	}
 	return err
+}
+
+// Duration returns how much audio is recorded.
+func (r *WAVRecorder) Duration() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Duration(r.data/uint32(2*r.channels)) * time.Second / time.Duration(r.rate)
 }

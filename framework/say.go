@@ -1,0 +1,89 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// SayOptions configure Say and Speech. The zero value speaks American
+// English.
+type SayOptions struct {
+	// Voice is an espeak-ng voice: "en-us" (default), "en-gb", "de", "fr",
+	// a variant such as "en-us+f3", ...
+	Voice string
+}
+
+// Say speaks text to the caller with the server's text-to-speech
+// (espeak-ng, see media.TTS) and returns when it has been played, like
+// Play: an unanswered call is answered first and cancelling ctx stops it.
+// Speech is synthesised at the caller's codec rate and cached, so a
+// sentence said on every call costs one synthesis. Without espeak-ng it
+// returns an error wrapping media.ErrTTSUnavailable.
+func (c *Call) Say(ctx context.Context, text string, opts SayOptions) error {
+	src, err := c.Speech(ctx, text, opts)
+	if err != nil {
+		return err
+	}
+	return c.Play(ctx, src)
+}
+
+// Speech returns text spoken as a Source at the caller's codec rate, for
+// Play sequences or as a CollectOptions.Prompt (which the first digit
+// interrupts). See Say.
+func (c *Call) Speech(ctx context.Context, text string, opts SayOptions) (media.Source, error) {
+	ep, err := c.callerEndpoint(ctx, "say")
+	if err != nil {
+		return nil, err
+	}
+	rate := ep.Config().Codec.SampleRate
+	if rate == 0 {
+		rate = 8000 // not negotiated yet (late offer)
+	}
+	src, err := c.tts.Speech(ctx, text, opts.Voice, rate)
+	if err != nil {
+		if c.ended() != nil {
+			err = ErrHangup // the flow's ctx ended with the call
+		}
+		return nil, fmt.Errorf("framework: say: %w", err)
+	}
+	return src, nil
+}
+
+// endpointReq asks the call actor for the caller's media endpoint.
+type endpointReq struct {
+	reply chan *media.Endpoint // nil once the caller has gone
+}
+
+// callerEndpoint returns the first leg's media endpoint. Its methods are
+// safe to call from the flow's goroutine.
+func (c *Call) callerEndpoint(ctx context.Context, verb string) (*media.Endpoint, error) {
+	if err := c.ended(); err != nil {
+		return nil, fmt.Errorf("framework: %s: %w", verb, err)
+	}
+	r := &endpointReq{reply: make(chan *media.Endpoint, 1)}
+	c.root.Send(c.pid, r)
+	select {
+	case ep := <-r.reply:
+		if ep == nil {
+			return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		}
+		return ep, nil
+	case <-ctx.Done():
+		if c.ended() != nil {
+			return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		}
+		return nil, fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+	case <-c.ctx.Done():
+		return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+	}
+}
+
+func (a *callActor) onEndpointReq(m *endpointReq) {
+	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
+		m.reply <- nil
+		return
+	}
+	m.reply <- a.legs[a.order[0]].sig.Endpoint()
+}

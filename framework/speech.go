@@ -1,0 +1,155 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// DetectSpeechOptions configure DetectSpeech. The zero value waits 5 s
+// for speech and returns when it ends (at most 30 s later).
+type DetectSpeechOptions struct {
+	// Timeout is how long to wait for speech to start, counted from the
+	// end of Prompt (default 5 s). Then DetectSpeech returns ErrNoInput.
+	Timeout time.Duration
+	// MaxDuration ends a long utterance: DetectSpeech returns when the
+	// caller has spoken this long (default 30 s).
+	MaxDuration time.Duration
+	// Prompt, if set, is played first; the caller starting to speak
+	// interrupts it (barge-in).
+	Prompt media.Source
+	// VAD tunes the detector (threshold, onset, hangover).
+	VAD media.VADOptions
+}
+
+// Utterance is what DetectSpeech heard.
+type Utterance struct {
+	// Start is when the caller started speaking.
+	Start time.Time
+	// Duration is how long the speech lasted, up to the last voiced frame
+	// (the hangover not included).
+	Duration time.Duration
+	// Complete is false when MaxDuration cut the utterance short.
+	Complete bool
+}
+
+// DetectSpeech listens to the caller with a voice-activity detector
+// (media.VAD) until they have said something and stopped — one
+// utterance, its end found after the VAD's hangover (300 ms) — and returns
+// it. While it listens, EventSpeaking and EventSilent are published on
+// the call's event stream. It returns ErrNoInput when nobody spoke within
+// Timeout, and ErrHangup or ctx's error as other verbs do. It listens
+// alongside Listen and Record (it does not take the caller's sink) and in
+// a conference; not during a transcoding Dial, which owns the sink.
+func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utterance, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.MaxDuration <= 0 {
+		opts.MaxDuration = 30 * time.Second
+	}
+	if err := c.Answer(ctx); err != nil {
+		return Utterance{}, err
+	}
+	w := &speechWatch{ch: make(chan media.VADEvent, 8)}
+	vad := media.NewVAD(opts.VAD, func(ev media.VADEvent) {
+		c.root.Send(c.pid, &speechChange{watch: w, ev: ev})
+	})
+	started := time.Now()
+	tap := &tapReq{key: w, sink: vad, reply: make(chan error, 1)}
+	defer c.root.Send(c.pid, &tapReq{key: w, reply: make(chan error, 1)}) // also if the request fails late
+	if err := c.request(ctx, "detect speech", tap, tap.reply); err != nil {
+		return Utterance{}, err
+	}
+
+	var promptDone chan error
+	var prompt *playReq
+	if opts.Prompt != nil {
+		prompt = &playReq{src: opts.Prompt, reply: make(chan error, 1)}
+		promptDone = prompt.reply
+		c.root.Send(c.pid, prompt)
+		defer c.root.Send(c.pid, &stopPlayReq{play: prompt})
+	}
+	timer := time.NewTimer(opts.Timeout)
+	if prompt != nil {
+		timer.Stop()
+	}
+	defer timer.Stop()
+	var u Utterance
+	speaking := false
+	fail := func(err error) (Utterance, error) { return u, fmt.Errorf("framework: detect speech: %w", err) }
+	for {
+		select {
+		case err := <-promptDone:
+			promptDone = nil
+			if errors.Is(err, ErrHangup) {
+				return fail(ErrHangup)
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fail(err)
+			}
+			if !speaking {
+				timer.Reset(opts.Timeout)
+			}
+		case ev := <-w.ch:
+			if ev.Speaking {
+				if speaking {
+					continue
+				}
+				speaking = true
+				u.Start = started.Add(ev.At)
+				if promptDone != nil {
+					c.root.Send(c.pid, &stopPlayReq{play: prompt})
+					promptDone = nil
+				}
+				timer.Reset(max(opts.MaxDuration-time.Since(u.Start), 0))
+				continue
+			}
+			if speaking {
+				u.Duration, u.Complete = ev.Duration, true
+				return u, nil
+			}
+		case <-timer.C:
+			if !speaking {
+				return fail(ErrNoInput)
+			}
+			u.Duration = time.Since(u.Start)
+			return u, nil
+		case <-ctx.Done():
+			if c.ended() != nil {
+				return fail(ErrHangup)
+			}
+			return fail(ctx.Err())
+		case <-c.ctx.Done():
+			return fail(ErrHangup)
+		}
+	}
+}
+
+// speechWatch is one DetectSpeech's subscription to its VAD's changes.
+type speechWatch struct{ ch chan media.VADEvent }
+
+// speechChange carries a VAD change from the media path to the actor.
+type speechChange struct {
+	watch *speechWatch
+	ev    media.VADEvent
+}
+
+func (a *callActor) onSpeechChange(m *speechChange) {
+	if !a.taps.has(m.watch) || a.ended || len(a.order) == 0 {
+		return // the watch ended; a late change from the media path
+	}
+	legID := a.order[0]
+	if m.ev.Speaking {
+		a.publish(legID, EventSpeaking, nil)
+	} else {
+		a.publish(legID, EventSilent, SpeechData{Duration: m.ev.Duration})
+	}
+	select {
+	case m.watch.ch <- m.ev:
+	default:
+	}
+}

@@ -1,0 +1,144 @@
+package framework
+
+import (
+	"sync/atomic"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Taps are extra sinks on a call's audio, beside the sink that Listen,
+// a conference or a bridge own: on what the caller says (DetectSpeech's
+// VAD, a stereo recording's left channel) and on what the caller hears
+// (a stereo recording's right channel). The call actor composes them
+// with media.Tee whenever they or the topology change; the media path
+// pays one call per tap per frame and never allocates.
+
+// tapReq adds (sink set) or removes (sink nil) the tap under key, on what
+// the caller says or, with heard, on what the caller hears.
+type tapReq struct {
+	key   any
+	sink  media.Sink
+	heard bool
+	reply chan error
+}
+
+// tapSet is a set of sinks kept in the order they were added.
+type tapSet struct {
+	sinks map[any]media.Sink
+	order []any
+}
+
+func (t *tapSet) has(key any) bool { _, ok := t.sinks[key]; return ok }
+
+func (t *tapSet) set(key any, s media.Sink) {
+	if s == nil {
+		if t.has(key) {
+			delete(t.sinks, key)
+			for i, k := range t.order {
+				if k == key {
+					t.order = append(t.order[:i], t.order[i+1:]...)
+					break
+				}
+			}
+		}
+		return
+	}
+	if t.sinks == nil {
+		t.sinks = map[any]media.Sink{}
+	}
+	if !t.has(key) {
+		t.order = append(t.order, key)
+	}
+	t.sinks[key] = s
+}
+
+// tee returns base and the taps as one sink (nil if there is none).
+func (t *tapSet) tee(base media.Sink) media.Sink {
+	sinks := make([]media.Sink, 0, 1+len(t.order))
+	sinks = append(sinks, base)
+	for _, k := range t.order {
+		sinks = append(sinks, t.sinks[k])
+	}
+	return media.Tee(sinks...)
+}
+
+func (a *callActor) onTapReq(m *tapReq) {
+	if m.heard {
+		a.heardTaps.set(m.key, m.sink)
+	} else {
+		a.taps.set(m.key, m.sink)
+	}
+	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
+		m.reply <- ErrHangup
+		return
+	}
+	if m.heard {
+		a.applyHeard()
+	} else {
+		a.applyCallerSink()
+	}
+	m.reply <- nil
+}
+
+// applyCallerSink gives the caller's endpoint its inbound sink: the
+// conference's participant or Listen's sink, and every tap beside it.
+func (a *callActor) applyCallerSink() {
+	if a.ended || len(a.order) == 0 {
+		return
+	}
+	base := a.listen
+	if a.conf != nil {
+		base = a.conf.part
+	}
+	a.legs[a.order[0]].sig.Endpoint().SetSink(a.taps.tee(base))
+}
+
+// applyHeard points what the caller hears at the heard taps: prompts
+// through heardSwitch, and the decoded audio of a leg bridged to the
+// caller by passthrough (whose sink is otherwise unused).
+func (a *callActor) applyHeard() {
+	s := a.heardTaps.tee(nil)
+	a.heard.set(s)
+	if a.dial != nil && a.dial.unbridge != nil && a.dial.passthrough {
+		if l := a.legs[a.dial.legID]; l != nil && !l.ended {
+			l.sig.Endpoint().SetSink(s)
+		}
+	}
+}
+
+// heardSwitch is the sink every playback to the caller copies its frames
+// to (see heardSource); the actor swaps it, the media path loads it.
+type heardSwitch struct{ p atomic.Pointer[sinkHolder] }
+
+type sinkHolder struct{ s media.Sink }
+
+func (h *heardSwitch) set(s media.Sink) {
+	if s == nil {
+		h.p.Store(nil)
+		return
+	}
+	h.p.Store(&sinkHolder{s})
+}
+
+// heardSource plays src and gives each frame to the heard taps too.
+type heardSource struct {
+	src media.Source
+	sw  *heardSwitch
+}
+
+func (h *heardSource) ReadFrame(f *media.Frame) error {
+	err := h.src.ReadFrame(f)
+	if err == nil {
+		if s := h.sw.p.Load(); s != nil {
+			_ = s.s.WriteFrame(f)
+		}
+	}
+	return err
+}
+
+// passthrough reports whether media.Bridge forwards packets between a and
+// b (same codec and clock) rather than transcoding through their sinks.
+func passthrough(a, b *media.Endpoint) bool {
+	ca, cb := a.Config(), b.Config()
+	return ca.Codec.Name == cb.Codec.Name && ca.Codec.ClockRate == cb.Codec.ClockRate
+}

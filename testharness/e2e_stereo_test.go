@@ -1,0 +1,187 @@
+package testharness_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// channelFrequency splits one channel out of a stereo WAV with sox and
+// returns its dominant frequency over its loudest 500 ms.
+func channelFrequency(t *testing.T, path, ch string) float64 {
+	t.Helper()
+	sox, err := exec.LookPath("sox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sox, "--i", "-c", path).CombinedOutput(); err != nil || string(out) != "2\n" {
+		t.Fatalf("sox --i -c %s: %v %q, want 2 channels", path, err, out)
+	}
+	mono := filepath.Join(t.TempDir(), "ch"+ch+".wav")
+	if out, err := exec.Command(sox, path, mono, "remix", ch).CombinedOutput(); err != nil {
+		t.Fatalf("sox remix %s: %v\n%s", ch, err, out)
+	}
+	return dominantInFile(t, mono)
+}
+
+// Phone A calls, the flow records the call in stereo and dials phone B:
+// A's 700 Hz is on the left, B's 1300 Hz on the right.
+func TestRecordStereoBridgedCall(t *testing.T) {
+	needBinary(t, "sox")
+	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	path := filepath.Join(t.TempDir(), "call.wav")
+	recorded := make(chan error, 1)
+	var recLen time.Duration
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		go func() {
+			d, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 3 * time.Second})
+			recLen = d
+			recorded <- err
+		}()
+		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
+	}))
+	a := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	callA, err := a.Call(ctx, uri(srv, "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
+	var callB *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatalf("Record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record never returned")
+	}
+	_ = callA.Hangup(ctx)
+	if recLen < 2900*time.Millisecond || recLen > 3200*time.Millisecond {
+		t.Errorf("recorded %s, want 3 s", recLen)
+	}
+	if f := channelFrequency(t, path, "1"); f < 690 || f > 710 {
+		t.Errorf("left channel (caller) at %.0f Hz, want 700", f)
+	}
+	if f := channelFrequency(t, path, "2"); f < 1290 || f > 1310 {
+		t.Errorf("right channel (other party) at %.0f Hz, want 1300", f)
+	}
+}
+
+// Without a bridge the right channel is what the flow plays to the caller.
+func TestRecordStereoPrompt(t *testing.T) {
+	needBinary(t, "sox")
+	path := filepath.Join(t.TempDir(), "prompt.wav")
+	recorded := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		go func() {
+			_, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 2 * time.Second})
+			recorded <- err
+		}()
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
+	}))
+	a := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := a.Call(ctx, uri(srv, "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatalf("Record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record never returned")
+	}
+	_ = call.Hangup(ctx)
+	if f := channelFrequency(t, path, "1"); f < 430 || f > 450 {
+		t.Errorf("left channel (caller) at %.0f Hz, want 440", f)
+	}
+	if f := channelFrequency(t, path, "2"); f < 990 || f > 1010 {
+		t.Errorf("right channel (prompt) at %.0f Hz, want 1000", f)
+	}
+}
+
+// In a conference the right channel is the mix the caller hears.
+func TestRecordStereoConference(t *testing.T) {
+	needBinary(t, "sox")
+	path := filepath.Join(t.TempDir(), "conf.wav")
+	recorded := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		if c.User() == "recorder" {
+			go func() {
+				_, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 2 * time.Second})
+				recorded <- err
+			}()
+		}
+		return c.Join(ctx, "room", framework.JoinOptions{})
+	}))
+	a, b := newPhone(t), newPhoneAt(t, 41000)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := b.Call(ctx, uri(srv, "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	call, err := a.Call(ctx, uri(srv, "recorder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatalf("Record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record never returned")
+	}
+	_ = call.Hangup(ctx)
+	_ = other.Hangup(ctx)
+	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
+		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
+	}
+	if f := channelFrequency(t, path, "2"); f < 1290 || f > 1310 {
+		t.Errorf("right channel (the room) at %.0f Hz, want 1300", f)
+	}
+}
+
+func newPhoneAt(t *testing.T, port int) *testharness.Phone {
+	t.Helper()
+	p, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
