@@ -369,7 +369,7 @@ func (a *callActor) finish(cause string) {
 	if len(a.order) > 0 {
 		st := a.legs[a.order[0]].sig.Endpoint().Stats()
 		cdr.Media = MediaStats{PacketsIn: st.PacketsIn, PacketsOut: st.PacketsOut, Lost: st.Lost, Jitter: st.Jitter,
-			RTT: st.RTT, RemoteLost: st.RemoteLost, RemoteJitter: st.RemoteJitter, MOS: round2(st.MOS), RemoteMOS: round2(st.RemoteMOS)}
+			RTT: st.RTT, RTTSamples: st.RTTSamples, RemoteLost: st.RemoteLost, RemoteJitter: st.RemoteJitter, MOS: round2(st.MOS), RemoteMOS: round2(st.RemoteMOS)}
 	}
 	a.srv.callEnded(a.call, cdr)
 }

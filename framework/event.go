@@ -79,10 +79,12 @@ type MediaStats struct {
 	Jitter     time.Duration `json:"jitter"`
 
 	// From RTCP (media/rtcp.go); zero when the peer sent none.
-	// RTT is the round trip from the peer's reports, RemoteLost and
+	// RTT is the round trip from the peer's reports (RTTSamples of them
+	// matched one of our SRs; on loopback RTT may round to 0), RemoteLost and
 	// RemoteJitter what the peer reported receiving from us, MOS and
 	// RemoteMOS E-model estimates for what we and the peer heard.
 	RTT          time.Duration `json:"rtt,omitzero"`
+	RTTSamples   uint64        `json:"rtt_samples,omitzero"`
 	RemoteLost   uint64        `json:"remote_lost,omitzero"`
 	RemoteJitter time.Duration `json:"remote_jitter,omitzero"`
 	MOS          float64       `json:"mos,omitzero"`
