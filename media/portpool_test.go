@@ -9,7 +9,7 @@ import (
 )
 
 func TestPortPoolRoundRobinRestAndExhaustion(t *testing.T) {
-	p, err := NewPortPool(41001, 41006) // even ports 41002, 41004, 41006
+	p, err := NewPortPool(24001, 24006) // even ports 24002, 24004, 24006
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestPortPoolRoundRobinRestAndExhaustion(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if ports[0] != 41002 || ports[1] != 41004 || ports[2] != 41006 {
+	if ports[0] != 24002 || ports[1] != 24004 || ports[2] != 24006 {
 		t.Fatalf("ports %v", ports)
 	}
 	if _, _, err := p.Listen(ip); !errors.Is(err, ErrNoPorts) {
@@ -57,33 +57,36 @@ func TestPortPoolRoundRobinRestAndExhaustion(t *testing.T) {
 }
 
 func TestPortPoolSkipsPortsTakenByOthers(t *testing.T) {
-	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41102})
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 24102})
 	if err != nil {
-		t.Skip("port 41102 busy")
+		t.Skip("port 24102 busy")
 	}
 	defer other.Close()
-	p, _ := NewPortPool(41102, 41104)
+	p, _ := NewPortPool(24102, 24104)
 	c, port, err := p.Listen(netip.MustParseAddr("127.0.0.1"))
-	if err != nil || port != 41104 {
-		t.Fatalf("got %d %v, want 41104", port, err)
+	if err != nil || port != 24104 {
+		t.Fatalf("got %d %v, want 24104", port, err)
 	}
 	c.Close()
 }
+
+// The fixed ports here are below the kernel's ephemeral range (32768+) and
+// outside every range the other test packages use, which run in parallel.
 
 // ListenPair binds the even port and the odd one above it, skips a pair
 // whose RTCP half another process holds, keeps port+1 bound while the pair
 // is in use, and gives both back with Release.
 func TestPortPoolListenPairReservesRTCPPort(t *testing.T) {
 	ip := netip.MustParseAddr("127.0.0.1")
-	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41203})
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 24203})
 	if err != nil {
-		t.Skip("port 41203 busy")
+		t.Skip("port 24203 busy")
 	}
-	p, _ := NewPortPool(41202, 41206)
+	p, _ := NewPortPool(24202, 24206)
 	p.RestTime = time.Millisecond
 	rtpConn, rtcpConn, port, err := p.ListenPair(ip)
-	if err != nil || port != 41204 {
-		t.Fatalf("got %d %v, want 41204 (41203 is taken)", port, err)
+	if err != nil || port != 24204 {
+		t.Fatalf("got %d %v, want 24204 (24203 is taken)", port, err)
 	}
 	if got := rtcpConn.LocalAddr().(*net.UDPAddr).Port; got != port+1 {
 		t.Fatalf("RTCP socket on %d", got)
@@ -93,8 +96,8 @@ func TestPortPoolListenPairReservesRTCPPort(t *testing.T) {
 	}
 	// The skipped pair's RTP half was closed again, not leaked.
 	other.Close()
-	if c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41202}); err != nil {
-		t.Fatalf("41202 leaked: %v", err)
+	if c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 24202}); err != nil {
+		t.Fatalf("24202 leaked: %v", err)
 	} else {
 		c.Close()
 	}
@@ -112,7 +115,7 @@ func TestPortPoolListenPairReservesRTCPPort(t *testing.T) {
 		defer b.Close()
 		seen[port] = true
 	}
-	if !seen[41204] || len(seen) != 3 {
+	if !seen[24204] || len(seen) != 3 {
 		t.Fatalf("pairs after release: %v", seen)
 	}
 }

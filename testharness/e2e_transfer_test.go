@@ -1,12 +1,8 @@
 package testharness_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -167,28 +163,17 @@ func TestSIPpReceivesTransfer(t *testing.T) {
 // carol (another harness phone) with REFER: the caller ends up hearing
 // carol, and SIPp sees 202, NOTIFY 100 and a terminating NOTIFY 200.
 func TestSIPpTransfersTheCaller(t *testing.T) {
-	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
 	carol, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer carol.Close()
-	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario("uas_send_refer.xml"), "-key", "target", carol.URI("carol"),
-		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", "32400", "-rtp_echo",
-		"-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	uas := startSIPpUAS(t, ctx, "uas_send_refer.xml", "-key", "target", carol.URI("carol"), "-mp", "32400", "-rtp_echo")
 	time.Sleep(300 * time.Millisecond) // SIPp binds its port
 	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return fmt.Sprintf("sip:bob@127.0.0.1:%d", port) }, dialErr))
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return uas.uri("bob") }, dialErr))
 	a := newPhone(t)
 	callA, err := a.Call(ctx, uri(srv, "bridge"))
 	if err != nil {
@@ -199,7 +184,7 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	select {
 	case callC = <-carol.Incoming():
 	case <-ctx.Done():
-		t.Fatalf("carol was never called\n%s", tail(out.Bytes(), 3000))
+		t.Fatalf("carol was never called\n%s", tail(uas.out.Bytes(), 3000))
 	}
 	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
 	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
@@ -209,12 +194,5 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	if _, err := callC.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("carol does not hear A after the transfer: %v", err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp: %v\n%s", err, tail(out.Bytes(), 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
+	uas.wait(t, ctx)
 }
