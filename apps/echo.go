@@ -7,8 +7,9 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 )
 
-// Echo answers and plays back everything the caller says, 60 ms late,
-// until the caller hangs up. If prompts is not nil it first says so.
+// Echo answers and sends back everything the caller says (packets
+// reflected untouched, as Asterisk's Echo() does) until the caller hangs
+// up. If prompts is not nil it first says so.
 func Echo(prompts *Prompts) framework.HandlerFunc {
 	return func(ctx context.Context, c *framework.Call) error {
 		if err := c.Answer(ctx); err != nil {
@@ -21,16 +22,8 @@ func Echo(prompts *Prompts) framework.HandlerFunc {
 				}
 			}
 		}
-		return runEcho(ctx, c)
+		return c.Echo(ctx) // an echo never ends: this returns at hangup
 	}
-}
-
-func runEcho(ctx context.Context, c *framework.Call) error {
-	e := media.NewPipe(3)
-	if err := c.Listen(ctx, e); err != nil {
-		return err
-	}
-	return c.Play(ctx, e) // an echo never ends: this returns at hangup
 }
 
 // Tone answers and plays a continuous tone at freq Hz until hangup.

@@ -55,7 +55,7 @@ func (m *IVR) ServeCall(ctx context.Context, c *framework.Call) error {
 			err = c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: toneLen}))
 		case "2":
 			if err = m.say(ctx, c, "echo"); err == nil {
-				err = runEcho(ctx, c)
+				err = c.Echo(ctx)
 			}
 		case "3":
 			err = m.readBack(ctx, c)

@@ -65,6 +65,7 @@ type callActor struct {
 	stopPlay  func()
 	waitReply []chan error // hangup requests waiting for the legs to go
 	dial      *dialState
+	echoStop  func() // Call.Echo's reflection
 	conf      *membership
 	listen    media.Sink // Listen's (Record's) sink on the caller
 	taps      tapSet     // further sinks on what the caller says
@@ -119,6 +120,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.startTransfer(ctx, m)
 	case *holdReq:
 		a.hold(ctx, m)
+	case *echoReq:
+		a.echo(ctx, m)
 	case *legSendChat:
 		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
 	case *answerReq:
