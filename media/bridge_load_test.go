@@ -1,0 +1,448 @@
+package media
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Flags of BenchmarkBridgedCalls (only read when -bench selects it).
+var (
+	loadCalls  = flag.String("bridge.calls", "250,500,1000,2000", "comma-separated numbers of bridged calls for BenchmarkBridgedCalls")
+	loadWindow = flag.Duration("bridge.window", 4*time.Second, "measurement window of each BenchmarkBridgedCalls phase")
+)
+
+// BenchmarkBridgedCalls loads the passthrough bridge with N real calls over
+// loopback UDP. Each call is two endpoints (sharing one Pacer, as the SIP
+// agent runs them) bridged with Bridge, and two "phones" that send 50
+// G.711 packets/s each way with a send timestamp in the payload. The phones
+// are a few shared UDP sockets per side, each sending to many endpoints, so
+// the load generator stays cheap.
+//
+// Each N runs two phases with the same generator and the same schedule:
+//
+//   - direct: phone X sends straight to phone Y (no server), which measures
+//     the generator's own CPU and the loopback latency;
+//   - bridged: X -> endpoint A -> (forward) -> endpoint B -> Y and back.
+//
+// The server's CPU per forwarded packet is the process CPU (getrusage) of
+// the bridged phase minus that of the direct phase, divided by the packets
+// forwarded. The generator's sendto on loopback also pays for delivering
+// to the receiving socket, so the difference is what the server adds: its
+// recvfrom (plus the EAGAIN retry and the netpoller wake-up), the header
+// rewrite and its sendto including delivery to the phone.
+//
+// Reported per N: loss (%), one-way latency p50/p99 (µs, far phone's
+// receive time minus send time) of both phases, server CPU µs/packet,
+// server memory per bridged call (Go heap+stacks, and RSS), and after all
+// calls close, whether goroutines and heap are back to the baseline (the
+// benchmark fails if they are not).
+//
+//	go test -run XXX -bench BridgedCalls -benchtime 1x -bridge.calls 500,1000 ./media
+func BenchmarkBridgedCalls(b *testing.B) {
+	for _, f := range strings.Split(*loadCalls, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || n > 8000 {
+			b.Fatalf("bad -bridge.calls entry %q (1..8000)", f)
+		}
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			for b.Loop() { // one op = the whole two-phase run; use -benchtime 1x
+				runBridgedCalls(b, n, *loadWindow)
+			}
+		})
+	}
+}
+
+const (
+	loadPhoneSockets = 4  // shared phone sockets per side
+	loadSlots        = 20 // the 20 ms period is split in 1 ms send slots
+	loadPayload      = 160
+	// payload layout: magic (1), call index (4), direction (1), phase (1),
+	// pad (1), send time in ns since the generator's start (8).
+	loadMagic = 0x5b
+)
+
+// loadPhones is the traffic generator: loadPhoneSockets sockets for side X
+// and as many for side Y; call i uses socket i%loadPhoneSockets on each side.
+type loadPhones struct {
+	n      int
+	x, y   []*net.UDPConn
+	start  time.Time
+	sent   [2]atomic.Uint64
+	errs   atomic.Uint64
+	recv   []*loadReceiver
+	seq    []uint16 // per call and direction: [2*i+dir]
+	dstX   []netip.AddrPort
+	dstY   []netip.AddrPort
+	wg     sync.WaitGroup
+	stopRx atomic.Bool
+}
+
+type loadReceiver struct {
+	conn  *net.UDPConn
+	start time.Time
+	// written by the receiver goroutine only; read after it stopped.
+	got   [2]uint64
+	stray uint64
+	hist  latencyHist
+}
+
+// latencyHist counts one-way latencies: 1 µs buckets below 10 ms, then
+// 1 ms buckets up to 1 s.
+type latencyHist struct {
+	b [10000 + 990 + 1]uint32
+	n uint64
+}
+
+func (h *latencyHist) add(d time.Duration) {
+	us := int(d / time.Microsecond)
+	i := us
+	switch {
+	case us < 0:
+		i = 0
+	case us >= 10000:
+		i = min(10000+(us-10000)/1000, len(h.b)-1)
+	}
+	h.b[i]++
+	h.n++
+}
+
+func (h *latencyHist) merge(o *latencyHist) {
+	for i, v := range o.b {
+		h.b[i] += v
+	}
+	h.n += o.n
+}
+
+// quantile returns the upper edge of the bucket holding quantile q.
+func (h *latencyHist) quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	want := uint64(q * float64(h.n))
+	var acc uint64
+	for i, v := range h.b {
+		acc += uint64(v)
+		if acc > want {
+			if i < 10000 {
+				return time.Duration(i+1) * time.Microsecond
+			}
+			return time.Duration(10000+(i-10000+1)*1000) * time.Microsecond
+		}
+	}
+	return time.Second
+}
+
+func newLoadPhones(b *testing.B, n int) *loadPhones {
+	p := &loadPhones{n: n, start: time.Now(), seq: make([]uint16, 2*n),
+		dstX: make([]netip.AddrPort, n), dstY: make([]netip.AddrPort, n)}
+	lo := netip.MustParseAddr("127.0.0.1")
+	for range loadPhoneSockets {
+		for _, side := range []*[]*net.UDPConn{&p.x, &p.y} {
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = c.SetReadBuffer(4 << 20)
+			_ = c.SetWriteBuffer(4 << 20)
+			*side = append(*side, c)
+			r := &loadReceiver{conn: c, start: p.start}
+			p.recv = append(p.recv, r)
+		}
+	}
+	for _, r := range p.recv {
+		p.wg.Add(1)
+		go p.receive(r)
+	}
+	return p
+}
+
+func (p *loadPhones) addrX(i int) netip.AddrPort {
+	return p.x[i%loadPhoneSockets].LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func (p *loadPhones) addrY(i int) netip.AddrPort {
+	return p.y[i%loadPhoneSockets].LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func (p *loadPhones) receive(r *loadReceiver) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for !p.stopRx.Load() {
+		_ = r.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := r.conn.Read(buf)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return // closed
+		}
+		now := time.Since(r.start)
+		if n != 12+loadPayload || buf[12] != loadMagic {
+			r.stray++
+			continue
+		}
+		pl := buf[12:]
+		dir := pl[5] & 1
+		if pl[6] != 2 {
+			continue // sent during warm-up
+		}
+		r.got[dir]++
+		r.hist.add(now - time.Duration(binary.BigEndian.Uint64(pl[8:])))
+	}
+}
+
+// run sends 50 packets/s per call and direction for d, tagging packets with
+// phase, and returns when the last slot is sent. Sends are spread over
+// 1 ms slots so the load is smooth, like independent phones.
+func (p *loadPhones) run(d time.Duration, phase uint8) {
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	ticks := int(d / time.Millisecond)
+	for dir := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			socks, dsts := p.x, p.dstX
+			if dir == 1 {
+				socks, dsts = p.y, p.dstY
+			}
+			pkt := make([]byte, 12+loadPayload)
+			pkt[0], pkt[1] = 0x80, 0 // V=2, PT 0 (PCMU)
+			for k := range ticks {
+				if wait := time.Until(t0.Add(time.Duration(k) * time.Millisecond)); wait > 0 {
+					time.Sleep(wait)
+				}
+				for i := k % loadSlots; i < p.n; i += loadSlots {
+					s := &p.seq[2*i+dir]
+					*s++
+					binary.BigEndian.PutUint16(pkt[2:], *s)
+					binary.BigEndian.PutUint32(pkt[4:], uint32(*s)*160)
+					binary.BigEndian.PutUint32(pkt[8:], uint32(2*i+dir+1))
+					pl := pkt[12:]
+					pl[0] = loadMagic
+					binary.BigEndian.PutUint32(pl[1:], uint32(i))
+					pl[5], pl[6] = uint8(dir), phase
+					binary.BigEndian.PutUint64(pl[8:], uint64(time.Since(p.start)))
+					if _, err := socks[i%loadPhoneSockets].WriteToUDPAddrPort(pkt, dsts[i]); err != nil {
+						p.errs.Add(1)
+						continue
+					}
+					p.sent[dir].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *loadPhones) close() {
+	for _, c := range append(append([]*net.UDPConn(nil), p.x...), p.y...) {
+		c.Close()
+	}
+}
+
+// phaseResult is what one phase measured.
+type phaseResult struct {
+	sent, got        uint64
+	p50, p99         time.Duration
+	user, sys        time.Duration
+	sendErrs, strays uint64
+}
+
+func (r phaseResult) loss() float64 {
+	if r.sent == 0 {
+		return 0
+	}
+	return 100 * float64(int64(r.sent)-int64(r.got)) / float64(r.sent)
+}
+
+func (r phaseResult) cpu() time.Duration { return r.user + r.sys }
+
+func rusage() (user, sys time.Duration) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// measure runs warm-up then the measured window (phase 2) on fresh phones
+// and returns the window's numbers. Receivers count only packets sent in
+// the window; 300 ms after the last send they stop (the sockets stay open
+// until close).
+func (p *loadPhones) measure(window time.Duration) phaseResult {
+	p.run(time.Second, 1) // warm-up: latching, page faults, goroutine stacks
+	s0 := p.sent[0].Load() + p.sent[1].Load()
+	e0 := p.errs.Load()
+	u0, k0 := rusage()
+	p.run(window, 2)
+	u1, k1 := rusage()
+	time.Sleep(300 * time.Millisecond) // let the last packets arrive
+	p.stopRx.Store(true)
+	p.wg.Wait() // receivers stop within their 100 ms read deadline
+	var res phaseResult
+	var h latencyHist
+	for _, r := range p.recv {
+		res.got += r.got[0] + r.got[1]
+		res.strays += r.stray
+		h.merge(&r.hist)
+	}
+	res.sent = p.sent[0].Load() + p.sent[1].Load() - s0
+	res.sendErrs = p.errs.Load() - e0
+	res.p50, res.p99 = h.quantile(0.50), h.quantile(0.99)
+	res.user, res.sys = u1-u0, k1-k0
+	return res
+}
+
+type memPoint struct {
+	heapStack uint64 // HeapInuse + StackInuse
+	rss       uint64
+	gor       int
+}
+
+func memNow() memPoint {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memPoint{heapStack: ms.HeapInuse + ms.StackInuse, rss: rssBytes(), gor: runtime.NumGoroutine()}
+}
+
+// rssBytes reads the resident set size from /proc/self/statm (0 where
+// there is none).
+func rssBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
+func runBridgedCalls(b *testing.B, n int, window time.Duration) {
+	// Phase 1: direct, phone to phone, no server.
+	direct := newLoadPhones(b, n)
+	for i := range n {
+		direct.dstX[i] = direct.addrY(i)
+		direct.dstY[i] = direct.addrX(i)
+	}
+	dres := direct.measure(window)
+	direct.close()
+
+	// Phase 2: through N passthrough bridges.
+	phones := newLoadPhones(b, n)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := NewPortPool(20000, 59998)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := memNow()
+	pacer := NewPacer(0)
+	ip := netip.MustParseAddr("127.0.0.1")
+	c := Codecs()[0]
+	eps := make([]*Endpoint, 0, 2*n)
+	unbridge := make([]func(), 0, n)
+	closeAll := func() {
+		for _, u := range unbridge {
+			u()
+		}
+		for _, e := range eps {
+			e.Close()
+		}
+		pacer.Close()
+	}
+	for i := range n {
+		a, err := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true, Logger: log})
+		if err != nil {
+			closeAll()
+			b.Fatalf("call %d: %v (raise ulimit -n?)", i, err)
+		}
+		eps = append(eps, a)
+		bb, err := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true, Logger: log})
+		if err != nil {
+			closeAll()
+			b.Fatalf("call %d: %v", i, err)
+		}
+		eps = append(eps, bb)
+		a.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, DTMFPayloadType: 101, Remote: phones.addrX(i)})
+		bb.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, DTMFPayloadType: 101, Remote: phones.addrY(i)})
+		a.Start()
+		bb.Start()
+		unbridge = append(unbridge, Bridge(a, bb))
+		phones.dstX[i] = a.LocalAddr()
+		phones.dstY[i] = bb.LocalAddr()
+	}
+	time.Sleep(100 * time.Millisecond) // let every reader goroutine park
+	setup := memNow()
+	bres := phones.measure(window)
+	busy := memNow()
+	var fwd, dropped uint64
+	for _, e := range eps {
+		st := e.Stats()
+		fwd += st.PacketsOut
+		dropped += st.Dropped
+	}
+	closeAll()
+	eps, unbridge = nil, nil
+	// Back to baseline: goroutines at once (Close waits for them), the
+	// heap after a GC. Bounded wait for the runtime to settle.
+	// The phones' receiver goroutines have stopped since the baseline;
+	// their sockets and histograms are still alive.
+	wantGor := base.gor - len(phones.recv)
+	var after memPoint
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		after = memNow()
+		if after.gor <= wantGor && after.heapStack <= base.heapStack+512<<10 || time.Now().After(end) {
+			break
+		}
+	}
+	debug.FreeOSMemory()
+	rssAfter := rssBytes()
+	phones.close()
+
+	perCall := float64(int64(setup.heapStack)-int64(base.heapStack)) / float64(n) / 1024
+	rssPerCall := float64(int64(setup.rss)-int64(base.rss)) / float64(n) / 1024
+	srvCPU := bres.cpu() - dres.cpu()
+	perPkt := float64(srvCPU) / float64(max(bres.got, 1)) / 1e3 // µs
+	b.ReportMetric(bres.loss(), "loss-%")
+	b.ReportMetric(float64(bres.p50)/1e3, "p50-µs")
+	b.ReportMetric(float64(bres.p99)/1e3, "p99-µs")
+	b.ReportMetric(float64(dres.p99)/1e3, "direct-p99-µs")
+	b.ReportMetric(perPkt, "srv-cpu-µs/pkt")
+	b.ReportMetric(perCall, "KiB/call")
+	b.Logf("N=%d GOMAXPROCS=%d window=%s", n, runtime.GOMAXPROCS(0), window)
+	b.Logf("direct : sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s) = %.2f µs per packet sent+received",
+		dres.sent, dres.got, dres.loss(), dres.p50, dres.p99, dres.cpu(), dres.user, dres.sys, float64(dres.cpu())/float64(max(dres.got, 1))/1e3)
+	b.Logf("bridged: sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s); send errors %d, strays %d, endpoint drops %d",
+		bres.sent, bres.got, bres.loss(), bres.p50, bres.p99, bres.cpu(), bres.user, bres.sys, bres.sendErrs, bres.strays, dropped)
+	b.Logf("server : %s CPU for %d forwarded packets (%d by endpoint counters, incl. warm-up) = %.2f µs/packet; at that cost one core forwards %.0f calls (100 packets/s each)",
+		srvCPU, bres.got, fwd, perPkt, 1e6/(perPkt*100))
+	b.Logf("memory : heap+stacks %.1f MiB -> %.1f MiB after setup (%.1f KiB/call), %.1f MiB under load; RSS %.1f -> %.1f MiB (%.1f KiB/call)",
+		mib(base.heapStack), mib(setup.heapStack), perCall, mib(busy.heapStack), mib(base.rss), mib(setup.rss), rssPerCall)
+	b.Logf("after close: goroutines %d (baseline %d), heap+stacks %.1f MiB (baseline %.1f), RSS %.1f MiB after FreeOSMemory",
+		after.gor, wantGor, mib(after.heapStack), mib(base.heapStack), mib(rssAfter))
+	if after.gor > wantGor {
+		b.Errorf("goroutines not back to baseline: %d > %d", after.gor, wantGor)
+	}
+	if after.heapStack > base.heapStack+512<<10 {
+		b.Errorf("heap+stacks not back to baseline: %.1f MiB > %.1f MiB + 0.5", mib(after.heapStack), mib(base.heapStack))
+	}
+}
+
+func mib(v uint64) float64 { return float64(v) / (1 << 20) }
