@@ -336,6 +336,7 @@ func rssBytes() uint64 {
 }
 
 func runBridgedCalls(b *testing.B, n int, window time.Duration) {
+	load0 := loadAvg()
 	// Phase 1: direct, phone to phone, no server.
 	direct := newLoadPhones(b, n)
 	for i := range n {
@@ -406,7 +407,7 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration) {
 	b.ReportMetric(float64(dres.p99)/1e3, "direct-p99-µs")
 	b.ReportMetric(perPkt, "srv-cpu-µs/pkt")
 	b.ReportMetric(perCall, "KiB/call")
-	b.Logf("N=%d GOMAXPROCS=%d window=%s", n, runtime.GOMAXPROCS(0), window)
+	b.Logf("N=%d GOMAXPROCS=%d window=%s; load average before %s, after %s (other processes share the CPUs)", n, runtime.GOMAXPROCS(0), window, load0, loadAvg())
 	b.Logf("direct : sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s) = %.2f µs per packet sent+received",
 		dres.sent, dres.got, dres.loss(), dres.p50, dres.p99, dres.cpu(), dres.user, dres.sys, float64(dres.cpu())/float64(max(dres.got, 1))/1e3)
 	b.Logf("bridged: sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s); send errors %d, strays %d, endpoint drops %d",
@@ -423,6 +424,15 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration) {
 	if after.heapStack > base.heapStack+512<<10 {
 		b.Errorf("heap+stacks not back to baseline: %.1f MiB > %.1f MiB + 0.5", mib(after.heapStack), mib(base.heapStack))
 	}
+}
+
+// loadAvg returns the 1-minute load average ("?" where there is none).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func mib(v uint64) float64 { return float64(v) / (1 << 20) }
@@ -478,4 +488,80 @@ func (c *bridgedCalls) close() {
 		e.Close()
 	}
 	c.pacer.Close()
+}
+
+// BenchmarkLoopbackUDPFloor measures the kernel floor under the forwarding
+// cost on this machine, through the Go runtime as the endpoints use it:
+//
+//   - sendto+recvfrom: one packet sent with an address and read back, the
+//     two syscalls every forwarded packet needs (on loopback the sendto
+//     also runs the receive path into the destination socket);
+//   - connected: the same with the sending socket connected, which saves
+//     the route lookup per packet;
+//   - recvfrom-EAGAIN: the read of an empty socket that Go's netpoller
+//     makes after each packet before the reader parks.
+func BenchmarkLoopbackUDPFloor(b *testing.B) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	pair := func(b *testing.B) (s, r *net.UDPConn) {
+		var err error
+		if s, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0))); err != nil {
+			b.Fatal(err)
+		}
+		if r, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0))); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close(); r.Close() })
+		return s, r
+	}
+	pkt := make([]byte, 12+160)
+	buf := make([]byte, 1500)
+	b.Run("sendto+recvfrom", func(b *testing.B) {
+		s, r := pair(b)
+		to := r.LocalAddr().(*net.UDPAddr).AddrPort()
+		for b.Loop() {
+			if _, err := s.WriteToUDPAddrPort(pkt, to); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := r.ReadFromUDPAddrPort(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("connected-send+recvfrom", func(b *testing.B) {
+		s, r := pair(b)
+		to := r.LocalAddr().(*net.UDPAddr).AddrPort()
+		rc, err := s.SyscallConn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var cerr error
+		_ = rc.Control(func(fd uintptr) {
+			cerr = syscall.Connect(int(fd), &syscall.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()})
+		})
+		if cerr != nil {
+			b.Fatal(cerr)
+		}
+		for b.Loop() {
+			if _, err := s.Write(pkt); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := r.ReadFromUDPAddrPort(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("recvfrom-EAGAIN", func(b *testing.B) {
+		_, r := pair(b)
+		rc, err := r.SyscallConn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = rc.Control(func(fd uintptr) {
+			for b.Loop() {
+				if _, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT); err != syscall.EAGAIN {
+					b.Fatalf("recvfrom on an empty socket: %v", err)
+				}
+			}
+		})
+	})
 }
