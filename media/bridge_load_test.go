@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Flags of BenchmarkBridgedCalls (only read when -bench selects it).
@@ -61,7 +62,27 @@ func BenchmarkBridgedCalls(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
 			for b.Loop() { // one op = the whole two-phase run; use -benchtime 1x
-				runBridgedCalls(b, n, *loadWindow)
+				runBridgedCalls(b, n, *loadWindow, newBridgedCalls)
+			}
+		})
+	}
+}
+
+// BenchmarkEpollForwarderPrototype runs the same load through a bare
+// forwarder that is not the media engine: raw non-blocking sockets, one
+// loop per P over a level-triggered epoll set, one recvfrom and one sendto
+// per packet, no goroutine per socket. It shows what a shared receive loop
+// would save against Endpoint's goroutine-per-socket reader (same flags,
+// e.g. -bridge.calls=500,1000).
+func BenchmarkEpollForwarderPrototype(b *testing.B) {
+	for _, f := range strings.Split(*loadCalls, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || n > 8000 {
+			b.Fatalf("bad -bridge.calls entry %q (1..8000)", f)
+		}
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				runBridgedCalls(b, n, *loadWindow, newEpollForwarder)
 			}
 		})
 	}
@@ -335,7 +356,14 @@ func rssBytes() uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
-func runBridgedCalls(b *testing.B, n int, window time.Duration) {
+// loadServer is what forwards the phones' packets in the bridged phase.
+type loadServer interface {
+	close()
+	// counters returns packets sent and packets dropped since the start.
+	counters() (out, dropped uint64)
+}
+
+func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(int, *loadPhones) (loadServer, error)) {
 	load0 := loadAvg()
 	// Phase 1: direct, phone to phone, no server.
 	direct := newLoadPhones(b, n)
@@ -354,7 +382,7 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration) {
 	// that ever ran at once. The baseline is taken after it, so what the
 	// measured run leaves behind is a real leak.
 	pre := memNow()
-	warm, err := newBridgedCalls(n, phones)
+	warm, err := newServer(n, phones)
 	time.Sleep(100 * time.Millisecond) // let every reader goroutine park
 	warmSetup := memNow()              // RSS per call is taken from this cold run
 	warm.close()
@@ -363,24 +391,18 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration) {
 	}
 	warm = nil
 	base := memNow()
-	calls, err := newBridgedCalls(n, phones)
+	calls, err := newServer(n, phones)
 	if err != nil {
 		calls.close()
 		b.Fatal(err)
 	}
-	eps := calls.eps
 	time.Sleep(100 * time.Millisecond) // let every reader goroutine park
 	setup := memNow()
 	bres := phones.measure(window)
 	busy := memNow()
-	var fwd, dropped uint64
-	for _, e := range eps {
-		st := e.Stats()
-		fwd += st.PacketsOut
-		dropped += st.Dropped
-	}
+	fwd, dropped := calls.counters()
 	calls.close()
-	calls, eps = nil, nil
+	calls = nil
 	// Back to baseline: goroutines at once (Close waits for them), the
 	// heap after a GC. Bounded wait for the runtime to settle.
 	// The phones' receiver goroutines have stopped since the baseline;
@@ -445,7 +467,7 @@ type bridgedCalls struct {
 	unbridge []func()
 }
 
-func newBridgedCalls(n int, phones *loadPhones) (*bridgedCalls, error) {
+func newBridgedCalls(n int, phones *loadPhones) (loadServer, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool, err := NewPortPool(20000, 59998)
 	if err != nil {
@@ -475,6 +497,15 @@ func newBridgedCalls(n int, phones *loadPhones) (*bridgedCalls, error) {
 		phones.dstY[i] = bb.LocalAddr()
 	}
 	return calls, nil
+}
+
+func (c *bridgedCalls) counters() (out, dropped uint64) {
+	for _, e := range c.eps {
+		st := e.Stats()
+		out += st.PacketsOut
+		dropped += st.Dropped
+	}
+	return out, dropped
 }
 
 func (c *bridgedCalls) close() {
@@ -564,4 +595,128 @@ func BenchmarkLoopbackUDPFloor(b *testing.B) {
 			}
 		})
 	})
+}
+
+// epollForwarder is the prototype of BenchmarkEpollForwarderPrototype:
+// per call two raw UDP sockets; a packet read on one goes out of the
+// other to the far phone with its SSRC and payload type rewritten.
+type epollForwarder struct {
+	fds   []int
+	epfds []int
+	route map[int]*fwdRoute // fd -> where its packets go; read-only while running
+	out   atomic.Uint64
+	drop  atomic.Uint64
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+}
+
+type fwdRoute struct {
+	peer int                    // socket to send from
+	to   *syscall.SockaddrInet4 // far phone
+	ssrc uint32
+}
+
+func newEpollForwarder(n int, phones *loadPhones) (loadServer, error) {
+	f := &epollForwarder{route: make(map[int]*fwdRoute, 2*n)}
+	open := func() (int, netip.AddrPort, error) {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return -1, netip.AddrPort{}, err
+		}
+		f.fds = append(f.fds, fd)
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return -1, netip.AddrPort{}, err
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			return -1, netip.AddrPort{}, err
+		}
+		in4 := sa.(*syscall.SockaddrInet4)
+		return fd, netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)), nil
+	}
+	sockaddr := func(ap netip.AddrPort) *syscall.SockaddrInet4 {
+		return &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	loops := runtime.GOMAXPROCS(0)
+	for range loops {
+		ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return f, err
+		}
+		f.epfds = append(f.epfds, ep)
+	}
+	for i := range n {
+		a, aAddr, err := open()
+		if err != nil {
+			return f, fmt.Errorf("call %d: %w (ulimit -n?)", i, err)
+		}
+		bfd, bAddr, err := open()
+		if err != nil {
+			return f, fmt.Errorf("call %d: %w (ulimit -n?)", i, err)
+		}
+		f.route[a] = &fwdRoute{peer: bfd, to: sockaddr(phones.addrY(i)), ssrc: uint32(2*i + 1)}
+		f.route[bfd] = &fwdRoute{peer: a, to: sockaddr(phones.addrX(i)), ssrc: uint32(2*i + 2)}
+		ep := f.epfds[i%loops]
+		for _, fd := range []int{a, bfd} {
+			if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
+				return f, err
+			}
+		}
+		phones.dstX[i] = aAddr
+		phones.dstY[i] = bAddr
+	}
+	for _, ep := range f.epfds {
+		f.wg.Add(1)
+		go f.loop(ep)
+	}
+	return f, nil
+}
+
+func (f *epollForwarder) loop(ep int) {
+	defer f.wg.Done()
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 1500)
+	for !f.stop.Load() {
+		n, err := syscall.EpollWait(ep, events, 100) // bounded: re-checks stop every 100 ms
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			// read(2) rather than syscall.Recvfrom, which allocates the
+			// source address; the prototype does not latch.
+			m, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+			if errno != 0 {
+				continue
+			}
+			r := f.route[fd]
+			if r == nil || m < 12 || buf[0]>>6 != 2 {
+				f.drop.Add(1)
+				continue
+			}
+			pkt := buf[:m]
+			pkt[1] = pkt[1]&0x80 | 0 // PT 0
+			binary.BigEndian.PutUint32(pkt[8:], r.ssrc)
+			if err := syscall.Sendto(r.peer, pkt, 0, r.to); err != nil {
+				continue
+			}
+			f.out.Add(1)
+		}
+	}
+}
+
+func (f *epollForwarder) counters() (out, dropped uint64) { return f.out.Load(), f.drop.Load() }
+
+func (f *epollForwarder) close() {
+	if f == nil {
+		return
+	}
+	f.stop.Store(true)
+	f.wg.Wait()
+	for _, fd := range append(f.fds, f.epfds...) {
+		syscall.Close(fd)
+	}
 }
