@@ -1,6 +1,8 @@
 package media
 
 import (
+	"bufio"
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -25,6 +28,7 @@ import (
 var (
 	loadCalls  = flag.String("bridge.calls", "250,500,1000,2000", "comma-separated numbers of bridged calls for BenchmarkBridgedCalls")
 	loadWindow = flag.Duration("bridge.window", 4*time.Second, "measurement window of each BenchmarkBridgedCalls phase")
+	loadProc   = flag.Bool("bridge.genproc", false, "run the phones of the bridged phase in a child process: the server's CPU is then the benchmark process's own, and -cpu sets the server's GOMAXPROCS alone")
 )
 
 // BenchmarkBridgedCalls loads the passthrough bridge with N real calls over
@@ -168,7 +172,7 @@ func (h *latencyHist) quantile(q float64) time.Duration {
 	return time.Second
 }
 
-func newLoadPhones(b *testing.B, n int) *loadPhones {
+func newLoadPhones(b testing.TB, n int) *loadPhones {
 	p := &loadPhones{n: n, start: time.Now(), seq: make([]uint16, 2*n),
 		dstX: make([]netip.AddrPort, n), dstY: make([]netip.AddrPort, n)}
 	lo := netip.MustParseAddr("127.0.0.1")
@@ -192,11 +196,22 @@ func newLoadPhones(b *testing.B, n int) *loadPhones {
 	return p
 }
 
+// loadElsewhere is where endpoints first send when the phones are in a
+// child process: the discard port; symmetric RTP latches onto the real
+// phone during the warm-up.
+var loadElsewhere = netip.MustParseAddrPort("127.0.0.1:9")
+
 func (p *loadPhones) addrX(i int) netip.AddrPort {
+	if len(p.x) == 0 {
+		return loadElsewhere
+	}
 	return p.x[i%loadPhoneSockets].LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func (p *loadPhones) addrY(i int) netip.AddrPort {
+	if len(p.y) == 0 {
+		return loadElsewhere
+	}
 	return p.y[i%loadPhoneSockets].LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
@@ -304,13 +319,20 @@ func rusage() (user, sys time.Duration) {
 // and returns the window's numbers. Receivers count only packets sent in
 // the window; 300 ms after the last send they stop (the sockets stay open
 // until close).
-func (p *loadPhones) measure(window time.Duration) phaseResult {
+// mark, if set, is called as the window starts and ends.
+func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseResult {
 	p.run(time.Second, 1) // warm-up: latching, page faults, goroutine stacks
 	s0 := p.sent[0].Load() + p.sent[1].Load()
 	e0 := p.errs.Load()
+	if mark != nil {
+		mark(true)
+	}
 	u0, k0 := rusage()
 	p.run(window, 2)
 	u1, k1 := rusage()
+	if mark != nil {
+		mark(false)
+	}
 	time.Sleep(300 * time.Millisecond) // let the last packets arrive
 	p.stopRx.Store(true)
 	p.wg.Wait() // receivers stop within their 100 ms read deadline
@@ -371,11 +393,16 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(i
 		direct.dstX[i] = direct.addrY(i)
 		direct.dstY[i] = direct.addrX(i)
 	}
-	dres := direct.measure(window)
+	dres := direct.measure(window, nil)
 	direct.close()
 
 	// Phase 2: through N passthrough bridges.
-	phones := newLoadPhones(b, n)
+	var phones *loadPhones
+	if *loadProc {
+		phones = &loadPhones{n: n, dstX: make([]netip.AddrPort, n), dstY: make([]netip.AddrPort, n)}
+	} else {
+		phones = newLoadPhones(b, n)
+	}
 	// A first set of N calls, set up and closed without traffic, brings
 	// the runtime to its high-water mark: it keeps the descriptors (and
 	// some stacks) of dead goroutines for reuse, ~0.7 KiB per goroutine
@@ -398,7 +425,12 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(i
 	}
 	time.Sleep(100 * time.Millisecond) // let every reader goroutine park
 	setup := memNow()
-	bres := phones.measure(window)
+	var bres phaseResult
+	if *loadProc {
+		bres = measureInChild(b, phones, window)
+	} else {
+		bres = phones.measure(window, nil)
+	}
 	busy := memNow()
 	fwd, dropped := calls.counters()
 	calls.close()
@@ -422,6 +454,9 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(i
 	perCall := float64(int64(setup.heapStack)-int64(base.heapStack)) / float64(n) / 1024
 	rssPerCall := float64(int64(warmSetup.rss)-int64(pre.rss)) / float64(n) / 1024
 	srvCPU := bres.cpu() - dres.cpu()
+	if *loadProc {
+		srvCPU = bres.cpu() // the process is only the server
+	}
 	perPkt := float64(srvCPU) / float64(max(bres.got, 1)) / 1e3 // µs
 	b.ReportMetric(bres.loss(), "loss-%")
 	b.ReportMetric(float64(bres.p50)/1e3, "p50-µs")
@@ -719,4 +754,92 @@ func (f *epollForwarder) close() {
 	for _, fd := range append(f.fds, f.epfds...) {
 		syscall.Close(fd)
 	}
+}
+
+// measureInChild runs the phones of the bridged phase in a child process
+// (this test binary running TestLoadGeneratorProcess) and measures this
+// process's CPU over the child's measured window.
+func measureInChild(b *testing.B, phones *loadPhones, window time.Duration) phaseResult {
+	ctx, cancel := context.WithTimeout(context.Background(), window+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLoadGeneratorProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SB_LOADGEN=1", fmt.Sprintf("SB_LOADGEN_N=%d", phones.n), "SB_LOADGEN_WINDOW="+window.String())
+	var in strings.Builder
+	for i := range phones.n {
+		fmt.Fprintf(&in, "%s %s\n", phones.dstX[i], phones.dstY[i])
+	}
+	cmd.Stdin = strings.NewReader(in.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var res phaseResult
+	var u0, k0, u1, k1 time.Duration
+	var p50, p99 int64
+	gotResult := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		switch f := strings.Fields(sc.Text()); {
+		case len(f) == 2 && f[0] == "loadgen" && f[1] == "start":
+			u0, k0 = rusage()
+		case len(f) == 2 && f[0] == "loadgen" && f[1] == "end":
+			u1, k1 = rusage()
+		case len(f) == 8 && f[0] == "loadgen" && f[1] == "result":
+			_, err := fmt.Sscan(strings.Join(f[2:], " "), &res.sent, &res.got, &p50, &p99, &res.sendErrs, &res.strays)
+			gotResult = err == nil
+		}
+	}
+	if err := cmd.Wait(); err != nil || !gotResult {
+		b.Fatalf("load generator process: %v (result line seen: %v)", err, gotResult)
+	}
+	res.p50, res.p99 = time.Duration(p50), time.Duration(p99)
+	res.user, res.sys = u1-u0, k1-k0
+	return res
+}
+
+// TestLoadGeneratorProcess is the child process of BenchmarkBridgedCalls
+// -bridge.genproc: the phones, sending to the endpoint addresses read from
+// standard input, reporting on standard output.
+func TestLoadGeneratorProcess(t *testing.T) {
+	if os.Getenv("SB_LOADGEN") != "1" {
+		t.Skip("helper process of BenchmarkBridgedCalls -bridge.genproc")
+	}
+	n, err := strconv.Atoi(os.Getenv("SB_LOADGEN_N"))
+	if err != nil || n <= 0 {
+		t.Fatalf("SB_LOADGEN_N: %v", err)
+	}
+	window, err := time.ParseDuration(os.Getenv("SB_LOADGEN_WINDOW"))
+	if err != nil || window <= 0 || window > time.Minute {
+		t.Fatalf("SB_LOADGEN_WINDOW: %v", err)
+	}
+	p := newLoadPhones(t, n)
+	defer p.close()
+	sc := bufio.NewScanner(os.Stdin)
+	for i := range n {
+		if !sc.Scan() {
+			t.Fatalf("%d endpoint address lines on stdin, want %d", i, n)
+		}
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		var err1, err2 error
+		p.dstX[i], err1 = netip.ParseAddrPort(f[0])
+		p.dstY[i], err2 = netip.ParseAddrPort(f[1])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+	}
+	res := p.measure(window, func(start bool) {
+		if start {
+			fmt.Println("loadgen start")
+		} else {
+			fmt.Println("loadgen end")
+		}
+	})
+	fmt.Printf("loadgen result %d %d %d %d %d %d\n", res.sent, res.got, int64(res.p50), int64(res.p99), res.sendErrs, res.strays)
 }
