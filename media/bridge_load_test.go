@@ -72,6 +72,23 @@ func BenchmarkBridgedCalls(b *testing.B) {
 	}
 }
 
+// The load harness itself, small: 20 bridged calls forward every packet
+// both ways, and goroutines and memory return to the baseline when the
+// calls close (runBridgedCalls fails the test otherwise).
+func TestBridgedCallsHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sets up 20 bridged calls over loopback for ~3 s")
+	}
+	res := runBridgedCalls(t, 20, 300*time.Millisecond, newBridgedCalls)
+	// 20 calls x 2 directions x 50 packets/s x 0.3 s
+	if res.sent < 500 || res.got != res.sent {
+		t.Fatalf("sent %d, received %d: want every packet through the bridges", res.sent, res.got)
+	}
+	if res.strays != 0 || res.sendErrs != 0 {
+		t.Fatalf("%d stray packets, %d send errors", res.strays, res.sendErrs)
+	}
+}
+
 // BenchmarkEpollForwarderPrototype runs the same load through a bare
 // forwarder that is not the media engine: raw non-blocking sockets, one
 // loop per P over a level-triggered epoll set, one recvfrom and one sendto
@@ -321,7 +338,8 @@ func rusage() (user, sys time.Duration) {
 // until close).
 // mark, if set, is called as the window starts and ends.
 func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseResult {
-	p.run(time.Second, 1) // warm-up: latching, page faults, goroutine stacks
+	// warm-up: latching, page faults, goroutine stacks
+	p.run(min(time.Second, max(200*time.Millisecond, window/3)), 1)
 	s0 := p.sent[0].Load() + p.sent[1].Load()
 	e0 := p.errs.Load()
 	if mark != nil {
@@ -385,7 +403,10 @@ type loadServer interface {
 	counters() (out, dropped uint64)
 }
 
-func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(int, *loadPhones) (loadServer, error)) {
+// runBridgedCalls runs both phases for n calls and returns what the bridged
+// phase measured. Under a benchmark it reports the metrics; it fails tb
+// when goroutines or memory are not back to the baseline.
+func runBridgedCalls(b testing.TB, n int, window time.Duration, newServer func(int, *loadPhones) (loadServer, error)) phaseResult {
 	load0 := loadAvg()
 	// Phase 1: direct, phone to phone, no server.
 	direct := newLoadPhones(b, n)
@@ -458,12 +479,14 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(i
 		srvCPU = bres.cpu() // the process is only the server
 	}
 	perPkt := float64(srvCPU) / float64(max(bres.got, 1)) / 1e3 // µs
-	b.ReportMetric(bres.loss(), "loss-%")
-	b.ReportMetric(float64(bres.p50)/1e3, "p50-µs")
-	b.ReportMetric(float64(bres.p99)/1e3, "p99-µs")
-	b.ReportMetric(float64(dres.p99)/1e3, "direct-p99-µs")
-	b.ReportMetric(perPkt, "srv-cpu-µs/pkt")
-	b.ReportMetric(perCall, "KiB/call")
+	if bb, ok := b.(*testing.B); ok {
+		bb.ReportMetric(bres.loss(), "loss-%")
+		bb.ReportMetric(float64(bres.p50)/1e3, "p50-µs")
+		bb.ReportMetric(float64(bres.p99)/1e3, "p99-µs")
+		bb.ReportMetric(float64(dres.p99)/1e3, "direct-p99-µs")
+		bb.ReportMetric(perPkt, "srv-cpu-µs/pkt")
+		bb.ReportMetric(perCall, "KiB/call")
+	}
 	b.Logf("N=%d GOMAXPROCS=%d window=%s; load average before %s, after %s (other processes share the CPUs)", n, runtime.GOMAXPROCS(0), window, load0, loadAvg())
 	b.Logf("direct : sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s) = %.2f µs per packet sent+received",
 		dres.sent, dres.got, dres.loss(), dres.p50, dres.p99, dres.cpu(), dres.user, dres.sys, float64(dres.cpu())/float64(max(dres.got, 1))/1e3)
@@ -481,6 +504,7 @@ func runBridgedCalls(b *testing.B, n int, window time.Duration, newServer func(i
 	if after.heapStack > base.heapStack+512<<10 {
 		b.Errorf("heap+stacks not back to baseline: %.1f MiB > %.1f MiB + 0.5", mib(after.heapStack), mib(base.heapStack))
 	}
+	return bres
 }
 
 // loadAvg returns the 1-minute load average ("?" where there is none).
@@ -759,7 +783,7 @@ func (f *epollForwarder) close() {
 // measureInChild runs the phones of the bridged phase in a child process
 // (this test binary running TestLoadGeneratorProcess) and measures this
 // process's CPU over the child's measured window.
-func measureInChild(b *testing.B, phones *loadPhones, window time.Duration) phaseResult {
+func measureInChild(b testing.TB, phones *loadPhones, window time.Duration) phaseResult {
 	ctx, cancel := context.WithTimeout(context.Background(), window+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLoadGeneratorProcess$", "-test.count=1")
