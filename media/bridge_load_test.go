@@ -137,8 +137,8 @@ type loadPhones struct {
 type loadReceiver struct {
 	conn  *net.UDPConn
 	start time.Time
+	got   atomic.Uint64 // packets of the measured window; read while draining
 	// written by the receiver goroutine only; read after it stopped.
-	got   [2]uint64
 	stray uint64
 	hist  latencyHist
 }
@@ -250,11 +250,10 @@ func (p *loadPhones) receive(r *loadReceiver) {
 			continue
 		}
 		pl := buf[12:]
-		dir := pl[5] & 1
 		if pl[6] != 2 {
 			continue // sent during warm-up
 		}
-		r.got[dir]++
+		r.got.Add(1)
 		r.hist.add(now - time.Duration(binary.BigEndian.Uint64(pl[8:])))
 	}
 }
@@ -334,7 +333,8 @@ func rusage() (user, sys time.Duration) {
 
 // measure runs warm-up then the measured window (phase 2) on fresh phones
 // and returns the window's numbers. Receivers count only packets sent in
-// the window; 300 ms after the last send they stop (the sockets stay open
+// the window; they stop once every packet of the window arrived, or 2 s
+// after the last send (the sockets stay open
 // until close).
 // mark, if set, is called as the window starts and ends.
 func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseResult {
@@ -351,17 +351,26 @@ func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseR
 	if mark != nil {
 		mark(false)
 	}
-	time.Sleep(300 * time.Millisecond) // let the last packets arrive
+	sent := p.sent[0].Load() + p.sent[1].Load() - s0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		var got uint64
+		for _, r := range p.recv {
+			got += r.got.Load()
+		}
+		if got >= sent {
+			break
+		}
+	}
 	p.stopRx.Store(true)
 	p.wg.Wait() // receivers stop within their 100 ms read deadline
 	var res phaseResult
 	var h latencyHist
 	for _, r := range p.recv {
-		res.got += r.got[0] + r.got[1]
+		res.got += r.got.Load()
 		res.strays += r.stray
 		h.merge(&r.hist)
 	}
-	res.sent = p.sent[0].Load() + p.sent[1].Load() - s0
+	res.sent = sent
 	res.sendErrs = p.errs.Load() - e0
 	res.p50, res.p99 = h.quantile(0.50), h.quantile(0.99)
 	res.user, res.sys = u1-u0, k1-k0
