@@ -28,6 +28,7 @@ import (
 var (
 	loadCalls  = flag.String("bridge.calls", "250,500,1000,2000", "comma-separated numbers of bridged calls for BenchmarkBridgedCalls")
 	loadWindow = flag.Duration("bridge.window", 4*time.Second, "measurement window of each BenchmarkBridgedCalls phase")
+	loadPoll   = flag.Duration("bridge.poll", 0, "BenchmarkEpollForwarderPrototype: 0 blocks in epoll_wait; otherwise poll without blocking and sleep this long whenever the sockets are drained (coalesced wake-ups)")
 	loadProc   = flag.Bool("bridge.genproc", false, "run the phones of the bridged phase in a child process: the server's CPU is then the benchmark process's own, and -cpu sets the server's GOMAXPROCS alone")
 )
 
@@ -679,9 +680,9 @@ type epollForwarder struct {
 }
 
 type fwdRoute struct {
-	peer int                    // socket to send from
-	to   *syscall.SockaddrInet4 // far phone
-	ssrc uint32
+	peer   int                    // the call's other socket: packets leave from it
+	remote *syscall.SockaddrInet4 // the phone of this socket, latched from its first packet
+	ssrc   uint32
 }
 
 func newEpollForwarder(n int, phones *loadPhones) (loadServer, error) {
@@ -702,9 +703,6 @@ func newEpollForwarder(n int, phones *loadPhones) (loadServer, error) {
 		in4 := sa.(*syscall.SockaddrInet4)
 		return fd, netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)), nil
 	}
-	sockaddr := func(ap netip.AddrPort) *syscall.SockaddrInet4 {
-		return &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	}
 	loops := runtime.GOMAXPROCS(0)
 	for range loops {
 		ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -722,8 +720,8 @@ func newEpollForwarder(n int, phones *loadPhones) (loadServer, error) {
 		if err != nil {
 			return f, fmt.Errorf("call %d: %w (ulimit -n?)", i, err)
 		}
-		f.route[a] = &fwdRoute{peer: bfd, to: sockaddr(phones.addrY(i)), ssrc: uint32(2*i + 1)}
-		f.route[bfd] = &fwdRoute{peer: a, to: sockaddr(phones.addrX(i)), ssrc: uint32(2*i + 2)}
+		f.route[a] = &fwdRoute{peer: bfd, ssrc: uint32(2*i + 2)}
+		f.route[bfd] = &fwdRoute{peer: a, ssrc: uint32(2*i + 1)}
 		ep := f.epfds[i%loops]
 		for _, fd := range []int{a, bfd} {
 			if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
@@ -744,8 +742,12 @@ func (f *epollForwarder) loop(ep int) {
 	defer f.wg.Done()
 	events := make([]syscall.EpollEvent, 256)
 	buf := make([]byte, 1500)
+	timeout := 100 // ms; bounded: re-checks stop every 100 ms
+	if *loadPoll > 0 {
+		timeout = 0
+	}
 	for !f.stop.Load() {
-		n, err := syscall.EpollWait(ep, events, 100) // bounded: re-checks stop every 100 ms
+		n, err := syscall.EpollWait(ep, events, timeout)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -754,24 +756,42 @@ func (f *epollForwarder) loop(ep int) {
 		}
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
-			// read(2) rather than syscall.Recvfrom, which allocates the
-			// source address; the prototype does not latch.
-			m, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-			if errno != 0 {
-				continue
-			}
 			r := f.route[fd]
-			if r == nil || m < 12 || buf[0]>>6 != 2 {
-				f.drop.Add(1)
+			var m uintptr
+			if r.remote == nil {
+				// Latch onto the first sender (syscall.Recvfrom
+				// allocates the address, so only this once).
+				n, from, err := syscall.Recvfrom(fd, buf, syscall.MSG_DONTWAIT)
+				in4, ok := from.(*syscall.SockaddrInet4)
+				if err != nil || !ok {
+					continue
+				}
+				r.remote, m = in4, uintptr(n)
+			} else {
+				// read(2): the prototype does not check the source.
+				n, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+				if errno != 0 {
+					continue
+				}
+				m = n
+			}
+			out := f.route[r.peer]
+			if out.remote == nil || m < 12 || buf[0]>>6 != 2 {
+				f.drop.Add(1) // malformed, or the far phone not heard from yet
 				continue
 			}
 			pkt := buf[:m]
 			pkt[1] = pkt[1]&0x80 | 0 // PT 0
-			binary.BigEndian.PutUint32(pkt[8:], r.ssrc)
-			if err := syscall.Sendto(r.peer, pkt, 0, r.to); err != nil {
+			binary.BigEndian.PutUint32(pkt[8:], out.ssrc)
+			if err := syscall.Sendto(r.peer, pkt, 0, out.remote); err != nil {
 				continue
 			}
 			f.out.Add(1)
+		}
+		if *loadPoll > 0 && n < len(events) {
+			// Drained: sleep instead of waking per packet. Level
+			// triggered, so what arrives meanwhile is found next round.
+			time.Sleep(*loadPoll)
 		}
 	}
 }
