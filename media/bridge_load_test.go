@@ -50,7 +50,10 @@ var (
 // forwarded. The generator's sendto on loopback also pays for delivering
 // to the receiving socket, so the difference is what the server adds: its
 // recvfrom (plus the EAGAIN retry and the netpoller wake-up), the header
-// rewrite and its sendto including delivery to the phone.
+// rewrite and its sendto including delivery to the phone. With
+// -bridge.genproc the phones of the bridged phase run in a child process
+// instead, and the server's CPU is simply this process's CPU over the
+// window; -cpu then sets the server's GOMAXPROCS alone.
 //
 // Reported per N: loss (%), one-way latency p50/p99 (µs, far phone's
 // receive time minus send time) of both phases, server CPU µs/packet,
@@ -58,7 +61,8 @@ var (
 // calls close, whether goroutines and heap are back to the baseline (the
 // benchmark fails if they are not).
 //
-//	go test -run XXX -bench BridgedCalls -benchtime 1x -bridge.calls 500,1000 ./media
+//	go test -run XXX -bench BridgedCalls -benchtime 1x -cpu 1 ./media/ \
+//	    -args -bridge.calls=500,1000 -bridge.window=3s -bridge.genproc
 func BenchmarkBridgedCalls(b *testing.B) {
 	for _, f := range strings.Split(*loadCalls, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -78,7 +82,7 @@ func BenchmarkBridgedCalls(b *testing.B) {
 // calls close (runBridgedCalls fails the test otherwise).
 func TestBridgedCallsHarness(t *testing.T) {
 	if testing.Short() {
-		t.Skip("sets up 20 bridged calls over loopback for ~3 s")
+		t.Skip("sets up 20 bridged calls over loopback for ~2 s")
 	}
 	res := runBridgedCalls(t, 20, 300*time.Millisecond, newBridgedCalls)
 	// 20 calls x 2 directions x 50 packets/s x 0.3 s
@@ -92,8 +96,8 @@ func TestBridgedCallsHarness(t *testing.T) {
 
 // BenchmarkEpollForwarderPrototype runs the same load through a bare
 // forwarder that is not the media engine: raw non-blocking sockets, one
-// loop per P over a level-triggered epoll set, one recvfrom and one sendto
-// per packet, no goroutine per socket. It shows what a shared receive loop
+// loop per P over a level-triggered epoll set, one read and one sendto per
+// packet, no goroutine per socket. It shows what a shared receive loop
 // would save against Endpoint's goroutine-per-socket reader (same flags,
 // e.g. -bridge.calls=500,1000).
 func BenchmarkEpollForwarderPrototype(b *testing.B) {
@@ -335,9 +339,8 @@ func rusage() (user, sys time.Duration) {
 // measure runs warm-up then the measured window (phase 2) on fresh phones
 // and returns the window's numbers. Receivers count only packets sent in
 // the window; they stop once every packet of the window arrived, or 2 s
-// after the last send (the sockets stay open
-// until close).
-// mark, if set, is called as the window starts and ends.
+// after the last send (the sockets stay open until close). mark, if set,
+// is called as the window starts and ends.
 func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseResult {
 	// warm-up: latching, page faults, goroutine stacks
 	p.run(min(time.Second, max(200*time.Millisecond, window/3)), 1)
