@@ -1,17 +1,31 @@
 package media
 
 import (
-	"sync"
+	"math"
+	"sync/atomic"
 	"time"
 )
 
 // recvStats keeps the RFC 3550 receive statistics of one stream (appendix
 // A.1 and A.8): extended highest sequence number, packets expected and
-// received, and the interarrival jitter estimate. The reader goroutine
-// updates it per packet; Stats reads it.
+// received, and the interarrival jitter estimate.
+//
+// One goroutine (the endpoint's reader) calls update, so the state is kept
+// without a lock; after each packet update publishes what snapshot needs in
+// two atomic words, and snapshot may run on any goroutine. The two words
+// are stored separately, so a snapshot may pair the counts of one packet
+// with the jitter of the previous one; expected and received always come
+// from the same packet.
 type recvStats struct {
-	mu sync.Mutex
-	recvState
+	recvState // owned by the goroutine calling update
+	// counts is expected<<32 | received, both modulo 2^32 (2.7 years of
+	// 20 ms packets); zero before the first packet.
+	counts atomic.Uint64
+	// jitter is jitter16<<32 | clockRate, jitter16 saturated to 32 bits.
+	jitter atomic.Uint64
+	// source is ssrc<<32 | extended highest sequence number, for RTCP
+	// report blocks (read on the sender tick).
+	source atomic.Uint64
 }
 
 type recvState struct {
@@ -33,10 +47,19 @@ type recvState struct {
 }
 
 // update records a packet of ssrc with seq and RTP timestamp ts that
-// arrived at now. A new SSRC restarts the statistics.
+// arrived at now. A new SSRC restarts the statistics. It must not be
+// called from two goroutines at once.
 func (s *recvStats) update(ssrc uint32, seq uint16, ts uint32, now time.Time, clockRate int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.record(ssrc, seq, ts, now, clockRate)
+	ext := uint64(s.cycles) + uint64(s.maxSeq)
+	expected := ext - uint64(s.baseSeq) + 1
+	s.counts.Store(expected<<32 | s.received&math.MaxUint32)
+	j := uint64(min(max(s.jitter16, 0), math.MaxUint32))
+	s.jitter.Store(j<<32 | uint64(uint32(s.clockRate)))
+	s.source.Store(uint64(s.ssrc)<<32 | ext&math.MaxUint32)
+}
+
+func (s *recvStats) record(ssrc uint32, seq uint16, ts uint32, now time.Time, clockRate int) {
 	if !s.started || ssrc != s.ssrc || clockRate != s.clockRate {
 		s.recvState = recvState{started: true, ssrc: ssrc, baseSeq: uint32(seq), maxSeq: seq, clockRate: clockRate}
 	} else {
@@ -88,20 +111,17 @@ func (s *recvStats) update(ssrc uint32, seq uint16, ts uint32, now time.Time, cl
 	s.lastTransit, s.haveTransit = transit, true
 }
 
-// snapshot returns expected, lost and jitter.
+// snapshot returns expected, lost and jitter. It is safe to call from any
+// goroutine, concurrently with update.
 func (s *recvStats) snapshot() (expected, lost uint64, jitter time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.started {
-		return 0, 0, 0
+	c := s.counts.Load()
+	expected, received := c>>32, c&math.MaxUint32
+	if expected > received {
+		lost = expected - received
 	}
-	ext := uint64(s.cycles) + uint64(s.maxSeq)
-	expected = ext - uint64(s.baseSeq) + 1
-	if expected > s.received {
-		lost = expected - s.received
-	}
-	if s.clockRate > 0 {
-		jitter = time.Duration(s.jitter16>>4) * time.Second / time.Duration(s.clockRate)
+	j := s.jitter.Load()
+	if rate := j & math.MaxUint32; rate > 0 {
+		jitter = time.Duration(j>>32>>4) * time.Second / time.Duration(rate)
 	}
 	return expected, lost, jitter
 }
@@ -117,19 +137,19 @@ type receptionState struct {
 }
 
 // reception returns the state for a report block; ok is false before the
-// first packet.
+// first packet. Like snapshot it reads the published words, so it is safe
+// from any goroutine (the words may be one packet apart).
 func (s *recvStats) reception() (r receptionState, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.started {
+	c := s.counts.Load()
+	if c == 0 {
 		return r, false
 	}
-	ext := s.cycles + uint32(s.maxSeq)
+	src, j := s.source.Load(), s.jitter.Load()
 	return receptionState{
-		ssrc:       s.ssrc,
-		extHighest: ext,
-		expected:   uint64(s.cycles) + uint64(s.maxSeq) - uint64(s.baseSeq) + 1,
-		received:   s.received,
-		jitterTS:   uint32(s.jitter16 >> 4),
+		ssrc:       uint32(src >> 32),
+		extHighest: uint32(src),
+		expected:   c >> 32,
+		received:   c & math.MaxUint32,
+		jitterTS:   uint32(j>>32) >> 4,
 	}, true
 }

@@ -58,3 +58,56 @@ func TestRecvStatsJitterNow(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecvStatsUpdate is the per-packet cost of the receive
+// statistics on the reader goroutine: one in-order 20 ms packet.
+func BenchmarkRecvStatsUpdate(b *testing.B) {
+	var s recvStats
+	now := time.Unix(1000, 0)
+	var seq uint16
+	var ts uint32
+	for b.Loop() {
+		seq++
+		ts += 160
+		now = now.Add(20 * time.Millisecond)
+		s.update(7, seq, ts, now, 8000)
+	}
+	if e, _, _ := s.snapshot(); e == 0 {
+		b.Fatal("nothing recorded")
+	}
+}
+
+// Stats may be read while the reader goroutine updates: every snapshot is
+// a consistent pair of counts (run with -race).
+func TestRecvStatsSnapshotWhileUpdating(t *testing.T) {
+	const n = 20000
+	var s recvStats
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		now := time.Unix(1000, 0)
+		for i := range n {
+			if i%10 == 3 {
+				continue // 10 % loss, so lost grows with expected
+			}
+			s.update(9, uint16(i), uint32(i*160), now.Add(time.Duration(i)*20*time.Millisecond), 8000)
+		}
+	}()
+	var lastExpected uint64
+	for reads := 0; reads < 1_000_000; reads++ {
+		select {
+		case <-done:
+			reads = 1_000_000
+		default:
+		}
+		e, l, _ := s.snapshot()
+		if e < lastExpected || l > e || (e > 20 && (l < e/10-2 || l > e/10+2)) {
+			t.Fatalf("inconsistent snapshot: expected %d (before %d), lost %d", e, lastExpected, l)
+		}
+		lastExpected = e
+	}
+	<-done
+	if e, l, j := s.snapshot(); e != n || l != n/10 || j != 0 {
+		t.Fatalf("final: expected %d lost %d jitter %s; want %d, %d, 0", e, l, j, n, n/10)
+	}
+}
