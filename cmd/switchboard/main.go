@@ -107,6 +107,9 @@ func serve(args []string) error {
 	router := framework.NewRouter()
 	router.Handle("echo", apps.Echo(prompts))
 	router.Handle("tone", apps.Tone(1000))
+	router.HandleFunc("reflect", func(ctx context.Context, c *framework.Call) error {
+		return c.Echo(ctx) // instant echo without the announcement: load tests
+	})
 	router.HandleFunc("conf", func(ctx context.Context, c *framework.Call) error {
 		return c.Join(ctx, "demo", framework.JoinOptions{})
 	})
