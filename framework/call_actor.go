@@ -266,8 +266,11 @@ func (a *callActor) hangupAll(ctx actor.Context, cause string) {
 	a.ending = true
 	live := 0
 	for _, l := range a.legs {
-		if l.ended || isClosed(l.sig.Done()) {
-			continue // gone already; its legEnded message is on the way
+		if l.ended || isClosed(l.sig.Done()) || l.sig.Err() != nil {
+			// Gone already, or going (Err is set first, before the leg
+			// closes its media, which may be what ended the flow): its
+			// legEnded message is on the way and carries the real cause.
+			continue
 		}
 		live++
 		ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
