@@ -126,6 +126,7 @@ type Endpoint struct {
 	rtcp rtcpSession
 
 	rstats                recvStats
+	rxs                   rxLoopState // the RTP reader's own state
 	rx                    rxPath // jitter buffer and decode (endpoint_jitter.go)
 	packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut     atomic.Uint64
@@ -402,9 +403,6 @@ func (e *Endpoint) Close() error {
 func (e *Endpoint) readLoop() {
 	defer e.wg.Done()
 	buf := make([]byte, 1500)
-	var hdr rtp.Header
-	var lastEventTS uint32
-	var haveEvent bool
 	for {
 		n, from, err := e.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -419,74 +417,92 @@ func (e *Endpoint) readLoop() {
 				continue
 			}
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if isRTCP(buf[:n]) { // RFC 5761 demultiplexing
-			e.handleRTCP(buf[:n], from, false)
-			continue
-		}
-		hl, err := hdr.Unmarshal(buf[:n])
-		if err != nil || hdr.Version != 2 {
-			e.dropped.Add(1)
-			continue
-		}
-		if !e.latched.Load() {
-			e.remote.Store(&from)
-			e.latched.Store(true)
-		} else if r := e.remote.Load(); r == nil || *r != from {
-			e.dropped.Add(1)
-			continue
-		}
-		payload := buf[hl:n]
-		if hdr.Padding && len(payload) > 0 {
-			pad := int(payload[len(payload)-1])
-			if pad > len(payload) {
-				e.dropped.Add(1)
-				continue
-			}
-			payload = payload[:len(payload)-pad]
-		}
-		e.packetsIn.Add(1)
-		e.bytesIn.Add(uint64(n))
-		now := time.Now()
-		e.lastRecv.Store(now.UnixNano())
+		e.handleRTP(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
 
-		cfg := e.cfg.Load()
-		if cfg == nil {
-			continue
-		}
-		e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
-		isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
-		if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
-			dst.forwardPacket(&hdr, buf[:hl+len(payload)], hl, isDTMF)
-		}
-		switch {
-		case isDTMF:
-			ev, err := ParseTelephoneEvent(payload)
-			if err != nil {
-				e.dropped.Add(1)
-				continue
-			}
-			if haveEvent && hdr.Timestamp == lastEventTS {
-				continue // update or end packet of an event already reported
-			}
-			haveEvent, lastEventTS = true, hdr.Timestamp
-			d := DTMFDigit(ev.Event)
-			if d == 0 {
-				continue
-			}
-			if r := e.relay.Load(); r != nil {
-				_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
-			}
-			if fn := e.onDTMF.Load(); fn != nil {
-				(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
-			}
-		case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
-			// Into the jitter buffer; decoded on the 20 ms tick.
-			e.pushAudio(cfg, &hdr, payload, now)
-		case hdr.PayloadType == 13: // comfort noise: nothing to decode
-		default:
+// rxLoopState is the reader's own state between packets. Exactly one
+// goroutine reads an endpoint's RTP socket (its readLoop, or the Pacer's
+// poller), so it needs no lock.
+type rxLoopState struct {
+	hdr         rtp.Header
+	lastEventTS uint32
+	haveEvent   bool
+}
+
+// handleRTP processes one datagram from the RTP socket (pkt may be
+// rewritten in place and is not kept): RTCP demultiplexing, latching,
+// statistics, forwarding, RFC 4733 and the jitter buffer.
+func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
+	st := &e.rxs
+	n := len(pkt)
+	if isRTCP(pkt) { // RFC 5761 demultiplexing
+		e.handleRTCP(pkt, from, false)
+		return
+	}
+	hdr := &st.hdr
+	hl, err := hdr.Unmarshal(pkt)
+	if err != nil || hdr.Version != 2 {
+		e.dropped.Add(1)
+		return
+	}
+	if !e.latched.Load() {
+		e.remote.Store(&from)
+		e.latched.Store(true)
+	} else if r := e.remote.Load(); r == nil || *r != from {
+		e.dropped.Add(1)
+		return
+	}
+	payload := pkt[hl:n]
+	if hdr.Padding && len(payload) > 0 {
+		pad := int(payload[len(payload)-1])
+		if pad > len(payload) {
 			e.dropped.Add(1)
+			return
 		}
+		payload = payload[:len(payload)-pad]
+	}
+	e.packetsIn.Add(1)
+	e.bytesIn.Add(uint64(n))
+	now := time.Now()
+	e.lastRecv.Store(now.UnixNano())
+
+	cfg := e.cfg.Load()
+	if cfg == nil {
+		return
+	}
+	e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
+	isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
+	if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
+		dst.forwardPacket(hdr, pkt[:hl+len(payload)], hl, isDTMF)
+	}
+	switch {
+	case isDTMF:
+		ev, err := ParseTelephoneEvent(payload)
+		if err != nil {
+			e.dropped.Add(1)
+			return
+		}
+		if st.haveEvent && hdr.Timestamp == st.lastEventTS {
+			return // update or end packet of an event already reported
+		}
+		st.haveEvent, st.lastEventTS = true, hdr.Timestamp
+		d := DTMFDigit(ev.Event)
+		if d == 0 {
+			return
+		}
+		if r := e.relay.Load(); r != nil {
+			_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
+		}
+		if fn := e.onDTMF.Load(); fn != nil {
+			(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
+		}
+	case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
+		// Into the jitter buffer; decoded on the 20 ms tick.
+		e.pushAudio(cfg, hdr, payload, now)
+	case hdr.PayloadType == 13: // comfort noise: nothing to decode
+	default:
+		e.dropped.Add(1)
 	}
 }
 
