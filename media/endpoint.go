@@ -127,7 +127,7 @@ type Endpoint struct {
 
 	rstats                recvStats
 	rxs                   rxLoopState // the RTP reader's own state
-	rx                    rxPath // jitter buffer and decode (endpoint_jitter.go)
+	rx                    rxPath      // jitter buffer and decode (endpoint_jitter.go)
 	packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut     atomic.Uint64
 	dropped               atomic.Uint64
