@@ -127,7 +127,9 @@ type Endpoint struct {
 
 	rstats                recvStats
 	rxs                   rxLoopState // the RTP reader's own state
-	rx                    rxPath      // jitter buffer and decode (endpoint_jitter.go)
+	poller                *rxPoller   // reads both sockets when set (else two reader goroutines)
+	pollFDs               [2]int
+	rx                    rxPath // jitter buffer and decode (endpoint_jitter.go)
 	packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut     atomic.Uint64
 	dropped               atomic.Uint64
@@ -256,9 +258,11 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	e.wg.Add(2)
-	go e.readLoop()
-	go e.rtcpReadLoop()
+	if !e.startPolling() {
+		e.wg.Add(2)
+		go e.readLoop()
+		go e.rtcpReadLoop()
+	}
 	if e.pacer != nil {
 		e.unpace = e.pacer.add(e)
 	} else {
@@ -390,6 +394,12 @@ func (e *Endpoint) Close() error {
 		e.sendRTCP(time.Now(), e.cfg.Load(), true) // RTCP BYE
 	}
 	close(e.done)
+	if e.poller != nil {
+		// Out of the poller before the sockets close (their numbers
+		// may be reused at once).
+		e.poller.remove(e.pollFDs[0])
+		e.poller.remove(e.pollFDs[1])
+	}
 	err := e.conn.Close()
 	e.rtcp.conn.Close()
 	e.wg.Wait()
@@ -419,6 +429,31 @@ func (e *Endpoint) readLoop() {
 		}
 		e.handleRTP(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	}
+}
+
+// startPolling hands both sockets to the pacer's poller; false means the
+// endpoint reads them with its own goroutines.
+func (e *Endpoint) startPolling() bool {
+	if e.pacer == nil {
+		return false
+	}
+	pl := e.pacer.poller()
+	if pl == nil {
+		return false
+	}
+	rtpFD, err := pl.add(e.conn, e, false)
+	if err != nil {
+		return false
+	}
+	rtcpFD := -1
+	if e.rtcp.conn != nil {
+		if rtcpFD, err = pl.add(e.rtcp.conn, e, true); err != nil {
+			pl.remove(rtpFD)
+			return false
+		}
+	}
+	e.poller, e.pollFDs = pl, [2]int{rtpFD, rtcpFD}
+	return true
 }
 
 // rxLoopState is the reader's own state between packets. Exactly one

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -20,9 +21,15 @@ import (
 type Pacer struct {
 	shards []*pacerShard
 	next   atomic.Uint32
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	// pollers read the sockets of the pacer's endpoints (rxpoll_linux.go),
+	// one per shard; empty where epoll is missing or when
+	// SWITCHBOARD_MEDIA_READERS=goroutines asks for a reader goroutine
+	// per socket instead.
+	pollers  []*rxPoller
+	nextPoll atomic.Uint32
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 type pacerShard struct {
@@ -37,6 +44,19 @@ func NewPacer(n int) *Pacer {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p := &Pacer{stop: make(chan struct{})}
+	if os.Getenv("SWITCHBOARD_MEDIA_READERS") != "goroutines" {
+		for range n {
+			pl, err := newRxPoller()
+			if err != nil {
+				for _, q := range p.pollers {
+					q.close()
+				}
+				p.pollers = nil
+				break
+			}
+			p.pollers = append(p.pollers, pl)
+		}
+	}
 	for range n {
 		sh := &pacerShard{}
 		empty := []*Endpoint{}
@@ -51,8 +71,22 @@ func NewPacer(n int) *Pacer {
 // Close stops the pacer's goroutines. Endpoints still attached stop
 // sending.
 func (p *Pacer) Close() {
-	p.once.Do(func() { close(p.stop) })
+	p.once.Do(func() {
+		close(p.stop)
+		p.wg.Wait()
+		for _, pl := range p.pollers {
+			pl.close()
+		}
+	})
 	p.wg.Wait()
+}
+
+// poller returns the poller for a new endpoint's sockets, or nil.
+func (p *Pacer) poller() *rxPoller {
+	if len(p.pollers) == 0 {
+		return nil
+	}
+	return p.pollers[int(p.nextPoll.Add(1))%len(p.pollers)]
 }
 
 // Len returns how many endpoints the pacer drives.

@@ -1,0 +1,188 @@
+//go:build linux
+
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// rxPoller reads the RTP and RTCP sockets of many endpoints from one
+// goroutine blocked in epoll_wait, instead of a goroutine per socket
+// parked in Go's netpoller. With one packet per socket every 20 ms, the
+// per-socket goroutine costs a wake-up and a context switch per packet
+// (about a quarter of the CPU of forwarding one, see docs/BENCHMARKS.md);
+// here one wake-up serves every socket that became readable, and no
+// goroutine stack is kept per socket. A Pacer runs one poller per shard.
+type rxPoller struct {
+	epfd   int
+	wakeR  int // read end of the pipe Close writes to
+	wakeW  int
+	mu     sync.RWMutex // held (read) while a batch of events is handled
+	socks  map[int32]pollSock
+	closed bool
+	done   chan struct{}
+}
+
+type pollSock struct {
+	e    *Endpoint
+	rtcp bool
+}
+
+func newRxPoller() (*rxPoller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, err
+	}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return nil, err
+	}
+	rp := &rxPoller{epfd: epfd, wakeR: p[0], wakeW: p[1], socks: map[int32]pollSock{}, done: make(chan struct{})}
+	go rp.loop()
+	return rp, nil
+}
+
+// socketFD returns the descriptor of c. It stays valid until c is closed,
+// which the endpoint does only after remove.
+func socketFD(c *net.UDPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// add starts reading c for e (rtcp: it is e's RTCP socket).
+func (p *rxPoller) add(c *net.UDPConn, e *Endpoint, rtcp bool) (int, error) {
+	fd, err := socketFD(c)
+	if err != nil {
+		return -1, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return -1, errors.New("media: poller closed")
+	}
+	p.socks[int32(fd)] = pollSock{e: e, rtcp: rtcp}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
+		delete(p.socks, int32(fd))
+		return -1, err
+	}
+	return fd, nil
+}
+
+// remove stops reading fd. When it returns the poller is not inside a
+// handler of that socket and never will be again, so the socket may be
+// closed (and its number reused).
+func (p *rxPoller) remove(fd int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.socks[int32(fd)]; !ok {
+		return
+	}
+	delete(p.socks, int32(fd))
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+}
+
+// close stops the poller's goroutine; sockets still registered are no
+// longer read.
+func (p *rxPoller) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	_, _ = syscall.Write(p.wakeW, []byte{1})
+	<-p.done
+	syscall.Close(p.epfd)
+	syscall.Close(p.wakeR)
+	syscall.Close(p.wakeW)
+}
+
+// maxDrain bounds the datagrams read from one socket per wake-up, so a
+// flooded socket cannot starve the others.
+const maxDrain = 16
+
+func (p *rxPoller) loop() {
+	defer close(p.done)
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 1500)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		p.mu.RLock()
+		if p.closed {
+			p.mu.RUnlock()
+			return
+		}
+		for i := range n {
+			s, ok := p.socks[events[i].Fd]
+			if !ok {
+				continue // the wake-up pipe, or removed since epoll_wait
+			}
+			fd := int(events[i].Fd)
+			for range maxDrain {
+				m, from, errno := recvFrom(fd, buf)
+				if errno == syscall.EAGAIN || errno == syscall.EINTR {
+					break
+				}
+				if errno != 0 {
+					continue // ICMP errors (port unreachable) are transient on UDP
+				}
+				if s.rtcp {
+					s.e.handleRTCP(buf[:m], from, true)
+				} else {
+					s.e.handleRTP(buf[:m], from)
+				}
+			}
+		}
+		p.mu.RUnlock()
+	}
+}
+
+// recvFrom is recvfrom(2) without blocking and without allocating (the
+// syscall package returns the source as a fresh Sockaddr).
+func recvFrom(fd int, buf []byte) (int, netip.AddrPort, syscall.Errno) {
+	var rsa syscall.RawSockaddrAny
+	l := uint32(syscall.SizeofSockaddrAny)
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
+	if errno != 0 {
+		return 0, netip.AddrPort{}, errno
+	}
+	var from netip.AddrPort
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		pb := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		from = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(pb[0])<<8|uint16(pb[1]))
+	case syscall.AF_INET6:
+		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		pb := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		from = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(pb[0])<<8|uint16(pb[1]))
+	}
+	return int(n), from, 0
+}

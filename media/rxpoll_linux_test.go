@@ -1,0 +1,102 @@
+//go:build linux
+
+package media
+
+import (
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// recvFrom reads a datagram and its source without allocating.
+func TestPollerRecvFromAllocatesNothing(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	tx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	fd, err := socketFD(rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	want := tx.LocalAddr().(*net.UDPAddr).AddrPort()
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := tx.WriteToUDPAddrPort([]byte("0123456789ab"), rx.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+			t.Fatal(err)
+		}
+		for range 1000 {
+			n, from, errno := recvFrom(fd, buf)
+			if errno == 0 {
+				if n != 12 || from != want {
+					t.Fatalf("got %d bytes from %s, want 12 from %s", n, from, want)
+				}
+				return
+			}
+		}
+		t.Fatal("datagram never arrived")
+	})
+	// WriteToUDPAddrPort itself does not allocate either.
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per datagram", allocs)
+	}
+}
+
+// Endpoints on a Pacer are read by its pollers: a tone crosses, the
+// endpoints hold no reader goroutines, and closing them and the pacer
+// leaves no goroutine behind.
+func TestPacerPollerCarriesAudio(t *testing.T) {
+	base := runtime.NumGoroutine()
+	pacer := NewPacer(2)
+	if len(pacer.pollers) != 2 {
+		t.Fatalf("%d pollers, want 2", len(pacer.pollers))
+	}
+	pool, err := NewPortPool(24400, 24499)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.RestTime = time.Millisecond
+	ip := netip.MustParseAddr("127.0.0.1")
+	a, err := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Codecs()[0]
+	a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr()})
+	b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr()})
+	var got capture
+	b.SetSink(&got)
+	a.Start()
+	b.Start()
+	if a.poller == nil || b.poller == nil {
+		t.Fatal("endpoints on a pacer are not read by its poller")
+	}
+	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second}), nil)
+	if !waitUntil(t, 3*time.Second, func() bool { s, _ := got.snapshot(); return len(s) >= 4000 }) {
+		t.Fatal("no audio through the poller")
+	}
+	s, _ := got.snapshot()
+	if f, _ := DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
+		t.Fatalf("heard %.1f Hz", f)
+	}
+	if st := b.Stats(); st.PacketsIn == 0 || st.Lost != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	a.Close()
+	b.Close()
+	pacer.Close()
+	if !waitUntil(t, 2*time.Second, func() bool { return runtime.NumGoroutine() <= base }) {
+		t.Fatalf("goroutines %d after close, baseline %d", runtime.NumGoroutine(), base)
+	}
+}

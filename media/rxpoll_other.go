@@ -1,0 +1,19 @@
+//go:build !linux
+
+package media
+
+import (
+	"errors"
+	"net"
+)
+
+// Without epoll every endpoint keeps its own reader goroutines.
+type rxPoller struct{}
+
+func newRxPoller() (*rxPoller, error) { return nil, errors.New("media: no poller on this platform") }
+
+func (p *rxPoller) add(c *net.UDPConn, e *Endpoint, rtcp bool) (int, error) {
+	return -1, errors.New("media: no poller on this platform")
+}
+func (p *rxPoller) remove(fd int) {}
+func (p *rxPoller) close()        {}
