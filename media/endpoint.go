@@ -443,11 +443,13 @@ func (e *Endpoint) startPolling() bool {
 	}
 	rtpFD, err := pl.add(e.conn, e, false)
 	if err != nil {
+		e.log.Warn("media: socket poller refused the RTP socket; using a reader goroutine", "error", err)
 		return false
 	}
 	rtcpFD := -1
 	if e.rtcp.conn != nil {
 		if rtcpFD, err = pl.add(e.rtcp.conn, e, true); err != nil {
+			e.log.Warn("media: socket poller refused the RTCP socket; using reader goroutines", "error", err)
 			pl.remove(rtpFD)
 			return false
 		}
