@@ -3,8 +3,6 @@ package testharness_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -13,21 +11,11 @@ import (
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-func needBinary(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (apt-get install %s)", name, name)
-		}
-		t.Skipf("%s not installed; apt-get install %s", name, name)
-	}
-}
-
 // A flow keeps a second of silence, then Says a sentence: the phone hears
 // silence first, then speech of a plausible length and loudness. The
 // second call's sentence comes from the cache.
 func TestSayEndToEnd(t *testing.T) {
-	needBinary(t, "espeak-ng")
+	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
 	tts := &media.TTS{}
 	said := make(chan error, 2)
 	srv := startServer(t, framework.Config{TTS: tts}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {

@@ -18,7 +18,7 @@ import (
 // returns the utterance with about the sentence's length, and the event
 // stream has speaking then silent. A silent caller gets ErrNoInput.
 func TestDetectSpeechEndToEnd(t *testing.T) {
-	needBinary(t, "espeak-ng")
+	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
 	type result struct {
 		u   framework.Utterance
 		err error
@@ -100,7 +100,7 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 
 // Barge-in: the caller starts talking over a long prompt, which stops.
 func TestDetectSpeechBargeIn(t *testing.T) {
-	needBinary(t, "espeak-ng")
+	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
 	results := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		prompt := media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second})
@@ -148,8 +148,8 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 // caller talks over, and a spoken answer — two taps on the caller at
 // once (the recording's left channel and DetectSpeech's VAD).
 func TestSpeechFlowWithStereoRecording(t *testing.T) {
-	needBinary(t, "espeak-ng")
-	needBinary(t, "sox")
+	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
+	requireBinary(t, "sox", "apt-get install sox")
 	path := filepath.Join(t.TempDir(), "call.wav")
 	type result struct {
 		u   framework.Utterance

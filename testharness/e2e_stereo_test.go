@@ -33,7 +33,7 @@ func channelFrequency(t *testing.T, path, ch string) float64 {
 // Phone A calls, the flow records the call in stereo and dials phone B:
 // A's 700 Hz is on the left, B's 1300 Hz on the right.
 func TestRecordStereoBridgedCall(t *testing.T) {
-	needBinary(t, "sox")
+	requireBinary(t, "sox", "apt-get install sox")
 	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -80,17 +80,12 @@ func TestRecordStereoBridgedCall(t *testing.T) {
 	if recLen < 2900*time.Millisecond || recLen > 3200*time.Millisecond {
 		t.Errorf("recorded %s, want 3 s", recLen)
 	}
-	if f := channelFrequency(t, path, "1"); f < 690 || f > 710 {
-		t.Errorf("left channel (caller) at %.0f Hz, want 700", f)
-	}
-	if f := channelFrequency(t, path, "2"); f < 1290 || f > 1310 {
-		t.Errorf("right channel (other party) at %.0f Hz, want 1300", f)
-	}
+	wantChannels(t, path, 700, "caller", 1300, "other party")
 }
 
 // Without a bridge the right channel is what the flow plays to the caller.
 func TestRecordStereoPrompt(t *testing.T) {
-	needBinary(t, "sox")
+	requireBinary(t, "sox", "apt-get install sox")
 	path := filepath.Join(t.TempDir(), "prompt.wav")
 	recorded := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
@@ -120,17 +115,12 @@ func TestRecordStereoPrompt(t *testing.T) {
 		t.Fatal("Record never returned")
 	}
 	_ = call.Hangup(ctx)
-	if f := channelFrequency(t, path, "1"); f < 430 || f > 450 {
-		t.Errorf("left channel (caller) at %.0f Hz, want 440", f)
-	}
-	if f := channelFrequency(t, path, "2"); f < 990 || f > 1010 {
-		t.Errorf("right channel (prompt) at %.0f Hz, want 1000", f)
-	}
+	wantChannels(t, path, 440, "caller", 1000, "prompt")
 }
 
 // In a conference the right channel is the mix the caller hears.
 func TestRecordStereoConference(t *testing.T) {
-	needBinary(t, "sox")
+	requireBinary(t, "sox", "apt-get install sox")
 	path := filepath.Join(t.TempDir(), "conf.wav")
 	recorded := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
@@ -168,12 +158,7 @@ func TestRecordStereoConference(t *testing.T) {
 	}
 	_ = call.Hangup(ctx)
 	_ = other.Hangup(ctx)
-	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
-		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
-	}
-	if f := channelFrequency(t, path, "2"); f < 1290 || f > 1310 {
-		t.Errorf("right channel (the room) at %.0f Hz, want 1300", f)
-	}
+	wantChannels(t, path, 600, "caller", 1300, "the room")
 }
 
 func newPhoneAt(t *testing.T, port int) *testharness.Phone {
@@ -184,4 +169,16 @@ func newPhoneAt(t *testing.T, port int) *testharness.Phone {
 	}
 	t.Cleanup(p.Close)
 	return p
+}
+
+// wantChannels checks the dominant frequency of each channel of a stereo
+// recording (±10 Hz).
+func wantChannels(t *testing.T, path string, left float64, leftIs string, right float64, rightIs string) {
+	t.Helper()
+	if f := channelFrequency(t, path, "1"); f < left-10 || f > left+10 {
+		t.Errorf("left channel (%s) at %.0f Hz, want %.0f", leftIs, f, left)
+	}
+	if f := channelFrequency(t, path, "2"); f < right-10 || f > right+10 {
+		t.Errorf("right channel (%s) at %.0f Hz, want %.0f", rightIs, f, right)
+	}
 }
