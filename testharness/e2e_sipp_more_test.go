@@ -37,7 +37,8 @@ func toneEchoHandler(heard chan<- bool) framework.Handler {
 }
 
 // Late offer (SDP answer in the ACK), an empty re-INVITE (the server offers
-// again) and a hold answered recvonly, against SIPp with RTP echo.
+// again), a hold answered recvonly and an unhold answered sendrecv,
+// against SIPp with RTP echo.
 func TestSIPpLateOfferEmptyReinviteHold(t *testing.T) {
 	heard := make(chan bool, 1)
 	srv := startServer(t, framework.Config{}, toneEchoHandler(heard))
