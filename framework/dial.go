@@ -156,16 +156,23 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		return
 	}
 	a.addLeg(ctx, m.leg) // answered: addLeg publishes leg.answered
-	caller := a.legs[a.order[0]]
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
-	st.legID = m.leg.ID()
-	st.passthrough = passthrough(caller.sig.Endpoint(), m.leg.Endpoint())
-	st.unbridge = media.Bridge(caller.sig.Endpoint(), m.leg.Endpoint())
-	a.applyHeard() // what the other party says, to the heard taps
-	a.publish(m.leg.ID(), EventLegBridged, nil)
-	a.log.Info("dial: answered and bridged", "leg_id", m.leg.ID(), "codec_a", caller.sig.Endpoint().Config().Codec.Name,
+	caller := a.bridgeDialled(st, m.leg)
+	a.log.Info("dial: answered and bridged", "leg_id", m.leg.ID(), "codec_a", caller.Endpoint().Config().Codec.Name,
 		"codec_b", m.leg.Endpoint().Config().Codec.Name)
+}
+
+// bridgeDialled makes leg (already added) the dial's party and bridges it
+// with the caller, whose signaling it returns.
+func (a *callActor) bridgeDialled(st *dialState, leg *sip.Leg) Signaling {
+	caller := a.legs[a.order[0]].sig
+	st.legID = leg.ID()
+	st.passthrough = passthrough(caller.Endpoint(), leg.Endpoint())
+	st.unbridge = media.Bridge(caller.Endpoint(), leg.Endpoint())
+	a.applyHeard() // what the other party says, to the heard taps
+	a.publish(leg.ID(), EventLegBridged, nil)
+	return caller
 }
 
 // endDial finishes the dial when its leg ends or is cancelled; err goes to

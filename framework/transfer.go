@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -96,15 +95,6 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 	if st != nil && st.legID == m.from {
 		st.transferring = false
 	}
-	finish := func(code int, reason string) {
-		go func() {
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := m.t.Finish(fctx, code, reason); err != nil {
-				a.log.Debug("transfer: final NOTIFY failed", "error", err)
-			}
-		}()
-	}
 	if m.err != nil {
 		code := 503
 		var se *sip.StatusError
@@ -113,40 +103,45 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 		}
 		a.log.Info("transfer: target did not answer", "target", m.t.Target, "error", m.err)
 		a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: code})
-		finish(code, "")
+		a.finishTransfer(m.t, code, "", nil)
 		return
 	}
 	if a.ended || a.ending || st == nil || st.legID != m.from {
 		// The caller or the transferor went while the target rang.
 		go func() { _ = m.leg.Hangup(context.Background()) }()
-		finish(487, "Request Terminated")
+		a.finishTransfer(m.t, 487, "Request Terminated", nil)
 		return
 	}
-	caller := a.legs[a.order[0]]
 	st.unbridge()
 	a.applyCallerSink() // a transcoding bridge had the caller's sink
 	a.addLeg(ctx, m.leg)
-	st.legID = m.leg.ID()
-	st.passthrough = passthrough(caller.sig.Endpoint(), m.leg.Endpoint())
-	st.unbridge = media.Bridge(caller.sig.Endpoint(), m.leg.Endpoint())
-	a.applyHeard() // the new party, to the heard taps
-	a.publish(m.leg.ID(), EventLegBridged, nil)
+	a.bridgeDialled(st, m.leg)
 	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
 	a.log.Info("transfer: caller bridged to the target", "leg_id", m.leg.ID(), "released", m.from)
 	// The transferor hangs up when it reads the 200 NOTIFY; if it does not,
 	// we release it.
 	old := a.legs[m.from]
 	root := ctx.ActorSystem().Root
-	go func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := m.t.Finish(fctx, 200, "OK"); err != nil {
-			a.log.Debug("transfer: final NOTIFY failed", "error", err)
-		}
+	a.finishTransfer(m.t, 200, "OK", func() {
 		select {
 		case <-old.sig.Done():
 		case <-time.After(2 * time.Second):
 			root.Send(old.pid, &legHangup{reply: make(chan error, 1)})
+		}
+	})
+}
+
+// finishTransfer sends the transfer's final NOTIFY from a goroutine (the
+// actor never waits on the network), then runs then, if set.
+func (a *callActor) finishTransfer(t *sip.Transfer, code int, reason string, then func()) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := t.Finish(ctx, code, reason); err != nil {
+			a.log.Debug("transfer: final NOTIFY failed", "error", err)
+		}
+		if then != nil {
+			then()
 		}
 	}()
 }

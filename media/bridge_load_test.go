@@ -784,7 +784,7 @@ func (f *epollForwarder) loop(ep int) {
 				continue
 			}
 			pkt := buf[:m]
-			pkt[1] = pkt[1]&0x80 | 0 // PT 0
+			pkt[1] &= 0x80 // keep the marker, payload type 0
 			binary.BigEndian.PutUint32(pkt[8:], out.ssrc)
 			if err := syscall.Sendto(r.peer, pkt, 0, out.remote); err != nil {
 				continue

@@ -446,13 +446,11 @@ func (e *Endpoint) startPolling() bool {
 		e.log.Warn("media: socket poller refused the RTP socket; using a reader goroutine", "error", err)
 		return false
 	}
-	rtcpFD := -1
-	if e.rtcp.conn != nil {
-		if rtcpFD, err = pl.add(e.rtcp.conn, e, true); err != nil {
-			e.log.Warn("media: socket poller refused the RTCP socket; using reader goroutines", "error", err)
-			pl.remove(rtpFD)
-			return false
-		}
+	rtcpFD, err := pl.add(e.rtcp.conn, e, true)
+	if err != nil {
+		e.log.Warn("media: socket poller refused the RTCP socket; using reader goroutines", "error", err)
+		pl.remove(rtpFD)
+		return false
 	}
 	e.poller, e.pollFDs = pl, [2]int{rtpFD, rtcpFD}
 	return true
@@ -598,7 +596,7 @@ func (e *Endpoint) sendLoop() {
 // sendTick produces this 20 ms frame's packet: a DTMF event packet, the
 // next frame of the current Source, silence, or nothing (on hold, or while
 // a bridge feeds the endpoint).
-func (e *Endpoint) sendTick() {
+func (e *Endpoint) sendTick(now time.Time) {
 	if e.isClosed.Load() {
 		return
 	}
@@ -608,7 +606,7 @@ func (e *Endpoint) sendTick() {
 		return
 	}
 	cfg := *cfgp
-	e.rtcpTick(cfgp)
+	e.rtcpTick(cfgp, now)
 	e.mu.Lock()
 	p := e.play
 	if s.dtmf == nil && len(e.dtmfQ) > 0 {
@@ -622,7 +620,7 @@ func (e *Endpoint) sendTick() {
 	e.mu.Unlock()
 
 	if !s.timeout && e.mediaTimeout > 0 && e.onTimeout != nil && cfg.Direction != "sendonly" && cfg.Direction != "inactive" {
-		if time.Since(time.Unix(0, e.lastRecv.Load())) > e.mediaTimeout {
+		if now.Sub(time.Unix(0, e.lastRecv.Load())) > e.mediaTimeout {
 			s.timeout = true
 			go e.onTimeout()
 		}
@@ -656,7 +654,10 @@ func (e *Endpoint) sendTick() {
 	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
 	remote := e.remote.Load()
 	hdr := &s.hdr
-	if s.pendingFrames > 0 && (s.dtmf != nil || !send || (!haveAudio && (e.fedBy.Load() > 0 || e.noIdleSilence))) {
+	// Bridged (forwarded packets go out from the peer's reader), on hold,
+	// or told to stay quiet: nothing to generate this tick.
+	idle := !haveAudio && (e.fedBy.Load() > 0 || !send || e.noIdleSilence)
+	if s.pendingFrames > 0 && (s.dtmf != nil || !send || idle) {
 		// A digit, hold or a bridge interrupts a multi-frame packet:
 		// send what it has.
 		e.flushPending(send, remote)
@@ -678,10 +679,8 @@ func (e *Endpoint) sendTick() {
 		}
 		return
 	}
-	if !haveAudio && (e.fedBy.Load() > 0 || !send || e.noIdleSilence) {
-		// Bridged (forwarded packets go out from the peer's reader),
-		// on hold, or told to stay quiet: keep the clock running and
-		// mark the next talkspurt.
+	if idle {
+		// Keep the clock running and mark the next talkspurt.
 		e.out.tick(step, false)
 		s.marker = true
 		return

@@ -51,14 +51,15 @@ func (e *Endpoint) pushAudio(cfg *StreamConfig, hdr *rtp.Header, payload []byte,
 // mediaTick is the endpoint's 20 ms tick: play out one received frame,
 // then send one.
 func (e *Endpoint) mediaTick() {
-	e.recvTick()
-	e.sendTick()
+	now := time.Now() // one clock read serves the whole tick
+	e.recvTick(now)
+	e.sendTick(now)
 }
 
 // recvTick pops this tick's frame from the jitter buffer and delivers it.
 // Without a consumer the buffer is emptied, so a sink set later starts
 // from fresh packets.
-func (e *Endpoint) recvTick() {
+func (e *Endpoint) recvTick(now time.Time) {
 	jb := e.rx.jb.Load()
 	cfg := e.cfg.Load()
 	if jb == nil || cfg == nil || e.isClosed.Load() {
@@ -73,7 +74,7 @@ func (e *Endpoint) recvTick() {
 	if r.frame == nil || r.frame.Rate != jb.spec.SampleRate {
 		r.frame = NewFrame(jb.spec.SampleRate)
 	}
-	if jb.Pop(time.Now(), r.frame) == FrameNone {
+	if jb.Pop(now, r.frame) == FrameNone {
 		return
 	}
 	if inband {

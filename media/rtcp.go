@@ -30,7 +30,7 @@ const minRTCPInterval = 10 * time.Millisecond
 // It runs once per report, not per RTP packet: building a report costs a
 // few allocations inside pion/rtcp (see BenchmarkRTCPBuildReport).
 type rtcpSession struct {
-	conn     *net.UDPConn // the odd port above RTP; nil without one
+	conn     *net.UDPConn // the odd port above RTP (PortPool.ListenPair)
 	interval time.Duration
 	// nextAt is when the next report is due (UnixNano; 0 = not scheduled).
 	// Only the sender tick reads and writes it.
@@ -301,13 +301,12 @@ func (s *rtcpSession) reportBlocks(blocks []rtcp.ReceptionReport, now time.Time,
 }
 
 // rtcpTick sends a report when one is due. The sender tick calls it every
-// 20 ms; when nothing is due it costs a clock read and an atomic load.
-func (e *Endpoint) rtcpTick(cfg *StreamConfig) {
+// 20 ms with the tick's clock reading; when nothing is due it costs an atomic load.
+func (e *Endpoint) rtcpTick(cfg *StreamConfig, now time.Time) {
 	r := &e.rtcp
 	if r.interval < 0 {
 		return
 	}
-	now := time.Now()
 	next := r.nextAt.Load()
 	if next == 0 {
 		// RFC 3550 section 6.2: the first report comes after half the

@@ -525,8 +525,8 @@ func TestRTCPTickIdleAllocatesNothing(t *testing.T) {
 	}
 	defer e.Close()
 	cfg := &StreamConfig{Codec: Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
-	e.rtcpTick(cfg) // schedules the first report
-	if n := testing.AllocsPerRun(1000, func() { e.rtcpTick(cfg) }); n != 0 {
+	e.rtcpTick(cfg, time.Now()) // schedules the first report
+	if n := testing.AllocsPerRun(1000, func() { e.rtcpTick(cfg, time.Now()) }); n != 0 {
 		t.Fatalf("%v allocations per idle tick", n)
 	}
 }
@@ -546,6 +546,6 @@ func BenchmarkRTCPTickIdle(b *testing.B) {
 	e.rtcp.nextAt.Store(time.Now().Add(time.Hour).UnixNano())
 	b.ReportAllocs()
 	for b.Loop() {
-		e.rtcpTick(cfg)
+		e.rtcpTick(cfg, time.Now())
 	}
 }

@@ -204,8 +204,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if fromUser == "" {
 		fromUser = "switchboard"
 	}
-	from := &sip.FromHeader{DisplayName: opts.FromName, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()}, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(16))
+	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()})
 	req.AppendHeader(from)
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -302,6 +301,13 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.armSessionTimer()
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil
+}
+
+// newFrom is a From header for a new request we originate, with a fresh tag.
+func newFrom(display string, addr sip.Uri) *sip.FromHeader {
+	from := &sip.FromHeader{DisplayName: display, Address: addr, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	return from
 }
 
 // parseTarget parses a SIP/tel URI, or user@host as a sip: URI.

@@ -54,20 +54,8 @@ func (a *Agent) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog.
 	if !need && header == "" {
 		return "", true
 	}
-	user, res, why := r.Auth.Verify(header, req.Method.String(), r.Directory.Password)
-	switch res {
-	case AuthMissing, AuthStale:
-		out := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-		for _, c := range r.Auth.Challenges(res == AuthStale) {
-			out.AppendHeader(sip.NewHeader("Proxy-Authenticate", c))
-		}
-		if err := tx.Respond(out); err != nil {
-			log.Debug("sip: respond 407 failed", "error", err)
-		}
-		return "", false
-	case AuthFailed:
-		a.authFailed(src, log, "sip: authentication failed", "method", req.Method.String(), "user", user, "from", fromUser, "reason", why)
-		a.respond(req, tx, 403, "Forbidden")
+	user, ok := r.digest(req, tx, log, true, src, "from", fromUser)
+	if !ok {
 		return "", false
 	}
 	if known && user != fromUser {
@@ -80,15 +68,11 @@ func (a *Agent) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog.
 }
 
 // authFailed logs a failed authentication or scanner-like request and
-// counts it against the source; the source is blocked after
-// Limiter.Max failures in a window, and that is logged once.
+// counts it against the source (see Registrar.fail).
 func (a *Agent) authFailed(src netip.Addr, log *slog.Logger, msg string, args ...any) {
-	log.Warn(msg, args...)
-	r := a.cfg.Registrar
-	if r == nil {
+	if r := a.cfg.Registrar; r != nil {
+		r.fail(src, log, msg, args...)
 		return
 	}
-	if r.Limiter.Fail(src) {
-		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.Block)
-	}
+	log.Warn(msg, args...)
 }

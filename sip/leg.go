@@ -346,10 +346,25 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		l.log.Warn("sip: bad SDP in mid-dialog offer", "error", err)
 		return nil, 488
 	}
-	codec, pt, err := o.Choose()
+	body, err := l.answerOffer(o)
 	if err != nil {
 		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
 		return nil, 488
+	}
+	cfg := l.ep.Config()
+	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
+	return body, 0
+}
+
+// answerOffer configures the endpoint for an offer (initial or
+// mid-dialog) and returns our SDP answer: the offerer's payload type for
+// the first codec we share, its telephone-event type, its address (media
+// follows a move), its packet size (ptime 40/60) and rtcp-mux, and the
+// reverse of its direction (c=0.0.0.0, the old-style hold: inactive).
+func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
+	codec, pt, err := o.Choose()
+	if err != nil {
+		return nil, err
 	}
 	cfg := l.ep.Config()
 	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
@@ -364,10 +379,9 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		cfg.Direction = ReverseDirection(o.Direction)
 	}
 	l.ep.Configure(cfg)
-	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", codec.Name)
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
-		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Answer: o}.Marshal(), 0
+		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Answer: o}.Marshal(), nil
 }
 
 // respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
@@ -447,15 +461,10 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.awaitingAnswer, l.pendingCSeq = true, l.uas.InviteRequest.CSeq().SeqNo
 		l.mu.Unlock()
 	} else {
-		codec, pt, _ := l.offer.Choose()
-		codecName = codec.Name
-		dir := ReverseDirection(l.offer.Direction)
-		fpp := l.offer.FramesPerPacket()
-		l.ep.Configure(media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: l.offer.DTMFPayloadType, Remote: l.offer.Remote, Direction: dir,
-			RTCPMux: l.offer.RTCPMux, RemoteRTCP: l.offer.RTCP, FramesPerPacket: fpp})
+		// onInvite checked that a codec matches.
+		body, _ = l.answerOffer(l.offer)
+		codecName = l.ep.Config().Codec.Name
 		l.ep.Start()
-		body = SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
-			DTMFPT: l.offer.DTMFPayloadType, Direction: dir, RTCPMux: l.offer.RTCPMux, PTime: time.Duration(fpp) * 20 * time.Millisecond, Answer: l.offer}.Marshal()
 	}
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, body)
 	res.AppendHeader(l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))

@@ -136,9 +136,7 @@ func (a *Agent) sendMessageTo(ctx context.Context, target, destination, transpor
 	if destination != "" {
 		req.SetDestination(destination)
 	}
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()}, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	req.AppendHeader(from)
+	req.AppendHeader(newFrom("", sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()}))
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
 	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
 	req.SetBody([]byte(text))

@@ -29,9 +29,7 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 	ip := a.advertiseIP(remote)
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: host, Port: port})
 	aor := sip.Uri{Scheme: "sip", User: user, Host: host}
-	from := &sip.FromHeader{Address: aor, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	req.AppendHeader(from)
+	req.AppendHeader(newFrom("", aor))
 	req.AppendHeader(&sip.ToHeader{Address: aor, Params: sip.NewParams()})
 	contact := a.contactFor(ip, "UDP")
 	contact.Address.User = user

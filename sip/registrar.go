@@ -103,26 +103,8 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	to := req.To()
 	aor := to.Address.User
-	authz := ""
-	if h := req.GetHeader("Authorization"); h != nil {
-		authz = h.Value()
-	}
-	user, res, why := r.Auth.Verify(authz, "REGISTER", r.Directory.Password)
-	switch res {
-	case AuthMissing, AuthStale:
-		chals := r.Auth.Challenges(res == AuthStale)
-		hdrs := make([]sip.Header, len(chals))
-		for i, c := range chals {
-			hdrs[i] = sip.NewHeader("WWW-Authenticate", c)
-		}
-		respond(401, "Unauthorized", hdrs...)
-		return
-	case AuthFailed:
-		log.Warn("sip: REGISTER authentication failed", "user", user, "aor", aor, "reason", why)
-		if r.Limiter.Fail(srcIP) {
-			log.Warn("sip: source blocked after repeated authentication failures", "ip", srcIP.String(), "for", r.Limiter.Block)
-		}
-		respond(403, "Forbidden")
+	user, authed := r.digest(req, tx, log, false, srcIP, "aor", aor)
+	if !authed {
 		return
 	}
 	if user != aor {
@@ -207,4 +189,50 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		log.Debug("sip: REGISTER response failed", "error", err)
 	}
 	log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+}
+
+// digest runs one step of the digest exchange (RFC 3261 22) for req:
+// REGISTER carries Authorization and is challenged with 401 and
+// WWW-Authenticate, requests to a proxy-like role (INVITE, MESSAGE) carry
+// Proxy-Authorization and get 407 and Proxy-Authenticate. Missing or
+// stale credentials are challenged, wrong ones answered 403 and counted
+// against src; either way ok is false and the request has been answered.
+// args are added to the failure's log line.
+func (r *Registrar) digest(req *sip.Request, tx sip.ServerTransaction, log *slog.Logger, proxy bool, src netip.Addr, args ...any) (user string, ok bool) {
+	authz, code, reason, challenge := "Authorization", 401, "Unauthorized", "WWW-Authenticate"
+	if proxy {
+		authz, code, reason, challenge = "Proxy-Authorization", 407, "Proxy Authentication Required", "Proxy-Authenticate"
+	}
+	header := ""
+	if h := req.GetHeader(authz); h != nil {
+		header = h.Value()
+	}
+	user, res, why := r.Auth.Verify(header, req.Method.String(), r.Directory.Password)
+	var out *sip.Response
+	switch res {
+	case AuthOK:
+		return user, true
+	case AuthMissing, AuthStale:
+		out = sip.NewResponseFromRequest(req, code, reason, nil)
+		for _, c := range r.Auth.Challenges(res == AuthStale) {
+			out.AppendHeader(sip.NewHeader(challenge, c))
+		}
+	default:
+		r.fail(src, log, "sip: authentication failed", append([]any{"method", req.Method.String(), "user", user, "reason", why}, args...)...)
+		out = sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
+	}
+	if err := tx.Respond(out); err != nil {
+		log.Debug("sip: response to unauthenticated request failed", "status", out.StatusCode, "error", err)
+	}
+	return "", false
+}
+
+// fail logs a failed authentication or a scanner-like request and counts
+// it against src; the source is blocked after Limiter.Max failures in a
+// window, which is logged once.
+func (r *Registrar) fail(src netip.Addr, log *slog.Logger, msg string, args ...any) {
+	log.Warn(msg, args...)
+	if r.Limiter.Fail(src) {
+		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.Block)
+	}
 }

@@ -15,11 +15,7 @@ import (
 // audio flows both ways, DTMF passes through, and when B hangs up the
 // caller stays on the call with the flow.
 func TestDialBridgesTwoPhones(t *testing.T) {
-	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, AnswerDelay: 300 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, AnswerDelay: 300 * time.Millisecond})
 	dialErr := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		err := c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
@@ -75,16 +71,8 @@ func TestDialBridgesTwoPhones(t *testing.T) {
 }
 
 func TestDialBusyAndCallerHangupDuringRinging(t *testing.T) {
-	busy, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, RejectCode: 486, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	slow, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999, AnswerDelay: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	busy := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, RejectCode: 486})
+	slow := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999, AnswerDelay: time.Hour})
 	results := make(chan error, 2)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		if err := c.Answer(ctx); err != nil {

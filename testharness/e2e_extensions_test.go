@@ -19,11 +19,7 @@ import (
 func TestExtensionsRegisteredPhones(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "pw-a"}, sip.Account{Name: "bob", Password: "pw-b"})
 	srv := startServer(t, framework.Config{Users: users}, apps.Extensions(users, apps.Tone(1000)))
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	registrar := srv.SIPAddr().String()

@@ -34,11 +34,7 @@ func channelFrequency(t *testing.T, path, ch string) float64 {
 // A's 700 Hz is on the left, B's 1300 Hz on the right.
 func TestRecordStereoBridgedCall(t *testing.T) {
 	requireBinary(t, "sox", "apt-get install sox")
-	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
 	path := filepath.Join(t.TempDir(), "call.wav")
 	recorded := make(chan error, 1)
 	var recLen time.Duration

@@ -71,7 +71,17 @@ func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *frame
 
 func newPhone(t *testing.T) *testharness.Phone {
 	t.Helper()
-	p, err := testharness.NewPhone(testharness.PhoneOptions{Logger: testLogger(t)})
+	return newPhoneWith(t, testharness.PhoneOptions{})
+}
+
+// newPhoneWith starts a harness phone with opts (logging to the test) and
+// closes it when the test ends.
+func newPhoneWith(t *testing.T, opts testharness.PhoneOptions) *testharness.Phone {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	p, err := testharness.NewPhone(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

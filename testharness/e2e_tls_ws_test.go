@@ -34,11 +34,7 @@ func TestCallOverTLS(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Agent().TLSCertificate())
-	ph, err := testharness.NewPhone(testharness.PhoneOptions{TLS: true, TLSRootCAs: roots, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ph.Close()
+	ph := newPhoneWith(t, testharness.PhoneOptions{TLS: true, TLSRootCAs: roots})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	call, err := ph.Call(ctx, fmt.Sprintf("sip:tone@%s;transport=tls", srv.TLSAddr()))
@@ -55,11 +51,7 @@ func TestCallOverTLS(t *testing.T) {
 	}
 
 	// A phone that does not trust the certificate cannot call.
-	untrusting, err := testharness.NewPhone(testharness.PhoneOptions{TLS: true, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer untrusting.Close()
+	untrusting := newPhoneWith(t, testharness.PhoneOptions{TLS: true})
 	if _, err := untrusting.Call(ctx, fmt.Sprintf("sip:tone@%s;transport=tls", srv.TLSAddr())); err == nil {
 		t.Fatal("a call over TLS succeeded without trusting the server's certificate")
 	}

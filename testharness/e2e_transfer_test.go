@@ -25,16 +25,8 @@ func transferFlow(target func() string, dialErr chan<- error) framework.Handler 
 // (sent by our own sip.Leg.Refer): the server dials C, bridges A to C,
 // reports 100 then 200 by NOTIFY (Refer returns nil), and B is released.
 func TestBlindTransferByDialledParty(t *testing.T) {
-	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	c, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond})
 	dialErr := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
 	a := newPhone(t)
@@ -94,16 +86,8 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 // returns ErrBusy) and A stays bridged to B. A REFER from the caller of a
 // call the flow holds (no bridge) is declined with 603.
 func TestTransferFailuresKeepTheCall(t *testing.T) {
-	b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	busy, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, RejectCode: 486, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	busy := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, RejectCode: 486})
 	dialErr := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
 	a := newPhone(t)
@@ -163,11 +147,7 @@ func TestSIPpReceivesTransfer(t *testing.T) {
 // carol (another harness phone) with REFER: the caller ends up hearing
 // carol, and SIPp sees 202, NOTIFY 100 and a terminating NOTIFY 200.
 func TestSIPpTransfersTheCaller(t *testing.T) {
-	carol, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer carol.Close()
+	carol := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	uas := startSIPpUAS(t, ctx, "uas_send_refer.xml", "-key", "target", carol.URI("carol"), "-mp", "32400", "-rtp_echo")

@@ -79,11 +79,7 @@ func TestInbandDTMFFromGatewayWithoutRFC4733(t *testing.T) {
 		got <- d
 		return err
 	}))
-	gw, err := testharness.NewPhone(testharness.PhoneOptions{InbandDTMF: true, RTPPortMin: 41000, RTPPortMax: 41999, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
+	gw := newPhoneWith(t, testharness.PhoneOptions{InbandDTMF: true, RTPPortMin: 41000, RTPPortMax: 41999})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	call, err := gw.Call(ctx, uri(srv, "collect"))
