@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,13 @@ func startBaresip(t *testing.T, srv *framework.Server, toneHz int, seconds int, 
 // startBaresipWith is startBaresip with extra lines for baresip's config.
 func startBaresipWith(t *testing.T, srv *framework.Server, extraConfig string, toneHz int, seconds int, commands ...string) *baresip {
 	t.Helper()
+	return startBaresipCodec(t, srv, "g711.so", extraConfig, toneHz, seconds, commands...)
+}
+
+// startBaresipCodec runs baresip with one audio codec module (g711.so,
+// g722.so, opus.so), so that codec is all it offers and accepts.
+func startBaresipCodec(t *testing.T, srv *framework.Server, codecModule, extraConfig string, toneHz int, seconds int, commands ...string) *baresip {
+	t.Helper()
 	bin := requireBinary(t, "baresip", "apt-get install baresip-core")
 	requireBinary(t, "sox", "apt-get install sox")
 	dir := t.TempDir()
@@ -43,7 +51,15 @@ func startBaresipWith(t *testing.T, srv *framework.Server, extraConfig string, t
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "mic.wav")
-	if out, err := exec.Command("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", src, "synth", fmt.Sprint(seconds+5), "sine", fmt.Sprint(toneHz), "vol", "0.5").CombinedOutput(); err != nil {
+	// baresip's file source must match the codec's rate and channels.
+	rate, channels := map[string]string{"g722.so": "16000", "opus.so": "48000"}[codecModule], "1"
+	if rate == "" {
+		rate = "8000"
+	}
+	if codecModule == "opus.so" {
+		channels = "2" // opus/48000/2: baresip runs its audio in stereo
+	}
+	if out, err := exec.Command("sox", "-n", "-r", rate, "-c", channels, "-b", "16", src, "synth", fmt.Sprint(seconds+5), "sine", fmt.Sprint(toneHz), "vol", "0.5").CombinedOutput(); err != nil {
 		t.Fatalf("sox: %v %s", err, out)
 	}
 	config := fmt.Sprintf(`poll_method epoll
@@ -52,14 +68,14 @@ audio_player aufile,/dev/null
 audio_source aufile,%s
 audio_alert aufile,/dev/null
 module_path /usr/lib/baresip/modules
-module g711.so
+module %s
 module aufile.so
 module sndfile.so
 module_app account.so
 module_app menu.so
 snd_path %s
 %s
-`, b.port, src, b.rec, extraConfig)
+`, b.port, src, codecModule, b.rec, extraConfig)
 	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto\n", srv.SIPAddr())
 	for name, body := range map[string]string{"config": config, "accounts": accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -134,6 +150,60 @@ func TestBaresipRegistersCallsAndHearsTone(t *testing.T) {
 	freq, rms := b.heard(t)
 	if rms < 300 || freq < 980 || freq > 1020 {
 		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
+	}
+}
+
+// Wideband against an independent implementation: baresip with only its
+// G.722 (or only its Opus) module calls the tone route; it must hear our
+// 1 kHz through its decoder, and the flow must hear baresip's 440 Hz
+// through ours.
+func TestBaresipWidebandCodecs(t *testing.T) {
+	for _, tc := range []struct{ module, codec string }{{"g722.so", "G722"}, {"opus.so", "opus"}} {
+		t.Run(tc.codec, func(t *testing.T) {
+			if tc.codec == "opus" {
+				if err := media.OpusAvailable(); err != nil {
+					if os.Getenv("CI") != "" {
+						t.Fatalf("libopus is required in CI (apt-get install libopus0): %v", err)
+					}
+					t.Skip(err)
+				}
+			}
+			users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+			var heard440 atomic.Bool
+			codecs := make(chan string, 1)
+			srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+				if err := c.Answer(ctx); err != nil {
+					return err
+				}
+				if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
+					if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 500 && fr > 430 && fr < 450 {
+						heard440.Store(true)
+						select {
+						case codecs <- fmt.Sprint(f.Rate):
+						default:
+						}
+					}
+					return nil
+				})); err != nil {
+					return err
+				}
+				return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+			}))
+			b := startBaresipCodec(t, srv, tc.module, "", 440, 6, "/dial sip:tone@"+srv.SIPAddr().String())
+			waitRegistered(t, srv, "alice")
+			freq, rms := b.heard(t)
+			if rms < 300 || freq < 980 || freq > 1020 {
+				t.Fatalf("baresip (%s only) heard %.0f Hz at rms %.0f, want 1000 Hz", tc.codec, freq, rms)
+			}
+			if !heard440.Load() {
+				t.Fatalf("the flow never heard baresip's 440 Hz over %s", tc.codec)
+			}
+			// The frames the flow got are at the codec's rate: wideband
+			// was negotiated, not G.711.
+			if rate := <-codecs; rate == "8000" {
+				t.Fatalf("the call ran at 8 kHz, not %s", tc.codec)
+			}
+		})
 	}
 }
 
