@@ -44,7 +44,7 @@ func (a *callActor) hold(ctx actor.Context, r *holdReq) {
 			r.reply <- ErrNotAnswered
 			return
 		}
-		done := l.sig.Done()
+		sig := l.sig
 		go func() {
 			// The leg's re-INVITE ends early if the dialog ends.
 			var err error
@@ -53,14 +53,22 @@ func (a *callActor) hold(ctx actor.Context, r *holdReq) {
 			} else {
 				err = h.Unhold(context.Background())
 			}
-			if err != nil {
-				select {
-				case <-done:
-					err = ErrHangup
-				default:
-				}
-			}
-			r.reply <- err
+			r.reply <- hangupIfEnded(sig, err)
 		}()
 	})
+}
+
+// hangupIfEnded reports a failed in-dialog request on a leg that has
+// ended meanwhile as ErrHangup, like every other verb: the request failed
+// because the call is gone, and the leg's own error only says how.
+func hangupIfEnded(sig Signaling, err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-sig.Done():
+		return ErrHangup
+	default:
+		return err
+	}
 }

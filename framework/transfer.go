@@ -174,10 +174,11 @@ func (a *callActor) startTransfer(ctx actor.Context, r *transferReq) {
 			return
 		}
 		a.log.Info("transfer: asking the caller to call the target (REFER)", "target", r.target)
+		sig := l.sig
 		go func() {
 			tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			r.reply <- tr.Refer(tctx, r.target)
+			r.reply <- hangupIfEnded(sig, tr.Refer(tctx, r.target))
 		}()
 	})
 }
