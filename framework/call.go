@@ -16,6 +16,7 @@ import (
 // the call actor and wait for the reply; they are meant for the flow's own
 // goroutine but are safe to call from others.
 type Call struct {
+	srv    *Server
 	id     string
 	user   string
 	trunk  string

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -76,9 +77,7 @@ type dialState struct {
 	req         *dialReq
 	cancel      context.CancelFunc
 	ringback    func()
-	legID       string // set once answered
-	unbridge    func()
-	passthrough bool // the bridge forwards packets; the leg's sink is free
+	legID       string // set once answered; the leg is then in the conversation
 	// transferring is set while the bridged party's REFER target rings.
 	transferring bool
 }
@@ -155,7 +154,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		m.dial.reply <- ErrHangup
 		return
 	}
-	a.addLeg(ctx, m.leg) // answered: addLeg publishes leg.answered
+	a.addLeg(ctx, m.leg, true) // answered: addLeg publishes leg.answered
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
 	caller := a.bridgeDialled(st, m.leg)
@@ -163,16 +162,16 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		"codec_b", m.leg.Endpoint().Config().Codec.Name)
 }
 
-// bridgeDialled makes leg (already added) the dial's party and bridges it
-// with the caller, whose signaling it returns.
+// bridgeDialled makes leg (already added) the dial's party and puts it in
+// the conversation with the caller, whose signaling it returns.
 func (a *callActor) bridgeDialled(st *dialState, leg *sip.Leg) Signaling {
-	caller := a.legs[a.order[0]].sig
+	caller := a.legs[a.order[0]]
 	st.legID = leg.ID()
-	st.passthrough = passthrough(caller.Endpoint(), leg.Endpoint())
-	st.unbridge = media.Bridge(caller.Endpoint(), leg.Endpoint())
-	a.applyHeard() // what the other party says, to the heard taps
+	a.convAdd(caller.sig.ID(), a.convOpts[caller.sig.ID()])
+	a.convAdd(leg.ID(), JoinOptions{})
+	a.rewire()
 	a.publish(leg.ID(), EventLegBridged, nil)
-	return caller
+	return caller.sig
 }
 
 // endDial finishes the dial when its leg ends or is cancelled; err goes to
@@ -187,9 +186,9 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	if st.ringback != nil {
 		st.ringback()
 	}
-	if st.unbridge != nil {
-		st.unbridge()
-		a.applyCallerSink() // a transcoding bridge took the caller's sink
+	if st.legID != "" && slices.Contains(a.conv, st.legID) {
+		a.convRemove(st.legID)
+		a.rewire()
 	}
 	if hangupLeg && st.legID != "" {
 		if l := a.legs[st.legID]; l != nil && !l.ended {

@@ -90,11 +90,13 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 
-	confs conferences
-	tts   *media.TTS
+	rooms  roomRegistry
+	legReg legRegistry
+	tts    *media.TTS
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
+	byID  map[string]*Call
 	wg    sync.WaitGroup
 	ready chan struct{}
 	base  context.Context
@@ -125,7 +127,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, ready: make(chan struct{}), tts: cfg.TTS}
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
@@ -228,7 +230,7 @@ func (s *Server) shutdown() {
 		s.log.Warn("calls still up after shutdown timeout", "active_calls", s.ActiveCalls())
 	}
 	s.agent.Close()
-	s.confs.closeAll()
+	s.rooms.closeAll(s)
 	if s.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(sctx)
@@ -266,7 +268,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	log := s.log.With("call_id", sig.ID())
 	c := &Call{
 		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
-		root: s.root, log: log, ctx: ctx, tts: s.tts,
+		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
 		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
 	}
 	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: time.Now()}
@@ -275,6 +277,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	s.mu.Lock()
 	s.wg.Add(1)
 	s.calls[c] = nil
+	s.byID[c.id] = c
 	s.mu.Unlock()
 	ca.initial = sig
 	c.pid = s.root.Spawn(props)
@@ -311,6 +314,9 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 	s.mu.Lock()
 	if _, ok := s.calls[c]; ok {
 		delete(s.calls, c)
+		if s.byID[c.id] == c {
+			delete(s.byID, c.id)
+		}
 		s.wg.Done()
 	}
 	s.mu.Unlock()
@@ -390,6 +396,23 @@ func authUserOf(sig Signaling) string {
 		return a.AuthUser()
 	}
 	return ""
+}
+
+// emit hands an event of a call or room to the server-wide consumers.
+func (s *Server) emit(ev Event) {
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(ev)
+	}
+}
+
+// callPID returns the actor of the live call with that ID, or nil.
+func (s *Server) callPID(id string) *actor.PID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.byID[id]; c != nil {
+		return s.calls[c]
+	}
+	return nil
 }
 
 // SendMessage sends a chat message outside any call: to a registered

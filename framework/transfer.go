@@ -57,7 +57,7 @@ type transferable interface {
 func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
 	st := a.dial
-	if a.ended || a.ending || st == nil || st.legID != m.legID || st.unbridge == nil || st.transferring {
+	if a.ended || a.ending || st == nil || st.legID != m.legID || !a.bridged() || st.transferring {
 		a.publish(m.legID, EventTransfer, data)
 		m.reply <- errors.New("only the dialled party of a bridged call can transfer it")
 		return
@@ -112,9 +112,8 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 		a.finishTransfer(m.t, 487, "Request Terminated", nil)
 		return
 	}
-	st.unbridge()
-	a.applyCallerSink() // a transcoding bridge had the caller's sink
-	a.addLeg(ctx, m.leg)
+	a.convRemove(m.from)
+	a.addLeg(ctx, m.leg, true)
 	a.bridgeDialled(st, m.leg)
 	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
 	a.log.Info("transfer: caller bridged to the target", "leg_id", m.leg.ID(), "released", m.from)

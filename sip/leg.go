@@ -73,6 +73,7 @@ type Leg struct {
 	// An offer we sent in a 2xx (late offer, or a re-INVITE without SDP)
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
+	onMedia     func(media.StreamConfig)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
@@ -352,8 +353,29 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		return nil, 488
 	}
 	cfg := l.ep.Config()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
 	return body, 0
+}
+
+// OnMediaUpdate sets the callback told of every renegotiation of the
+// leg's media in the dialog (a re-INVITE or UPDATE, from either side):
+// the new codec, address and direction. The owner re-decides how the leg
+// is bridged — packets of a new codec must not be forwarded as the old
+// one. It runs on the request's goroutine and must not block.
+func (l *Leg) OnMediaUpdate(fn func(media.StreamConfig)) {
+	l.mu.Lock()
+	l.onMedia = fn
+	l.mu.Unlock()
+}
+
+func (l *Leg) mediaChanged(cfg media.StreamConfig) {
+	l.mu.Lock()
+	fn := l.onMedia
+	l.mu.Unlock()
+	if fn != nil {
+		fn(cfg)
+	}
 }
 
 // answerOffer configures the endpoint for an offer (initial or
@@ -581,6 +603,7 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	l.mu.Unlock()
 	l.ep.Configure(cfg)
 	l.ep.Start()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
 }
 

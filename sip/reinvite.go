@@ -49,6 +49,7 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	cfg.Direction, cfg.Remote = next.Direction, next.Remote
 	cfg.RTCPMux, cfg.RemoteRTCP = next.RTCPMux, next.RemoteRTCP
 	l.ep.Configure(cfg)
+	l.mediaChanged(cfg)
 	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())
 	return nil
 }
