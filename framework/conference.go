@@ -377,6 +377,13 @@ func (r *roomActor) Receive(ctx actor.Context) {
 			m.reply <- errNotHere // joined legs move through their call
 			return
 		}
+		if m.dst.Equal(ctx.Self()) { // already here: a change of mode
+			mm.opts = m.opts
+			r.applyModes()
+			r.publish(m.legID, EventLegMoved, MoveData{From: m.to.String(), To: m.to.String(), Mode: m.opts.Mode})
+			m.reply <- nil
+			return
+		}
 		r.remove(ctx, m.legID)
 		ctx.Stop(mm.legPID)
 		mm.sig.Endpoint().SetTaps(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
@@ -131,9 +132,6 @@ func (s *Server) Move(ctx context.Context, legID string, to Destination, opts Jo
 		if holder == nil || LegState(e.state.Load()) == LegEnded {
 			return fmt.Errorf("framework: move %s: %w", legID, ErrHangup)
 		}
-		if holder.Equal(dst) {
-			return nil
-		}
 		m := &moveOut{legID: legID, dst: dst, to: to, opts: opts, reply: make(chan error, 1)}
 		s.root.Send(holder, m)
 		select {
@@ -161,6 +159,15 @@ func (a *callActor) onMoveOut(ctx actor.Context, m *moveOut) {
 	}
 	if !l.answered {
 		m.reply <- ErrNotAnswered
+		return
+	}
+	if m.dst.Equal(ctx.Self()) { // already here: a change of mode
+		if slices.Contains(a.conv, m.legID) {
+			a.convAdd(m.legID, m.opts)
+			a.rewire()
+		}
+		a.publish(m.legID, EventLegMoved, MoveData{From: m.to.String(), To: m.to.String(), Mode: m.opts.Mode})
+		m.reply <- nil
 		return
 	}
 	a.detachLeg(ctx, l)
