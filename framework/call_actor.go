@@ -60,17 +60,17 @@ type callActor struct {
 	cancel  context.CancelCauseFunc
 	log     *slog.Logger
 
-	legs   map[string]*legRef
-	order  []string // leg ids in join order; the first is the caller
+	legs  map[string]*legRef
+	order []string // leg ids in join order; the first is the caller
 	// conv is the conversation (topology.go): the legs that talk to each
 	// other, wired as topo.
 	conv     []string
 	convOpts map[string]JoinOptions
 	topo     topology
-	seq    uint64
-	ending bool
-	ended  bool
-	cause  string
+	seq      uint64
+	ending   bool
+	ended    bool
+	cause    string
 
 	current   *playReq // playback on the caller's endpoint
 	stopPlay  func()

@@ -74,10 +74,10 @@ type (
 
 // dialState is the one dial (or bridge) a call has under way.
 type dialState struct {
-	req         *dialReq
-	cancel      context.CancelFunc
-	ringback    func()
-	legID       string // set once answered; the leg is then in the conversation
+	req      *dialReq
+	cancel   context.CancelFunc
+	ringback func()
+	legID    string // set once answered; the leg is then in the conversation
 	// transferring is set while the bridged party's REFER target rings.
 	transferring bool
 }

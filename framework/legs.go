@@ -258,7 +258,9 @@ var errNotHere = errors.New("leg moved")
 
 // Hangup ends the leg (BYE for SIP). The call or room it was in goes on
 // without it.
-func (l *Leg) Hangup(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opHangup}) }
+func (l *Leg) Hangup(ctx context.Context) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opHangup})
+}
 
 // Mute stops what the leg says from reaching anyone (in a bridge or a
 // room); it still hears. Unmute undoes it.
@@ -273,7 +275,9 @@ func (l *Leg) Unmute(ctx context.Context) error {
 func (l *Leg) Hold(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opHold}) }
 
 // Unhold resumes two-way audio with the leg.
-func (l *Leg) Unhold(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opUnhold}) }
+func (l *Leg) Unhold(ctx context.Context) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opUnhold})
+}
 
 // Tap sends what the leg says, decoded, to sink (nil removes it) beside
 // whatever else consumes it — a bridge, a room, a recording — wherever the

@@ -76,7 +76,6 @@ func (a *callActor) onTapReq(m *tapReq) {
 	m.reply <- nil
 }
 
-
 // heardSwitch is the sink every playback to the caller copies its frames
 // to (see heardSource); the actor swaps it, the media path loads it.
 type heardSwitch struct{ p atomic.Pointer[sinkHolder] }

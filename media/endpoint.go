@@ -109,9 +109,9 @@ type Endpoint struct {
 	// mainSink is the topology's consumer (a bridge pipe, a mixer
 	// participant); tapSink the observers (recording, VAD). Guarded by mu.
 	mainSink, tapSink Sink
-	onDTMF  atomic.Pointer[func(DTMFEvent)]
-	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
-	fedBy   atomic.Int32             // how many endpoints forward into this one
+	onDTMF            atomic.Pointer[func(DTMFEvent)]
+	forward           atomic.Pointer[Endpoint] // passthrough target of inbound RTP
+	fedBy             atomic.Int32             // how many endpoints forward into this one
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]
