@@ -247,6 +247,17 @@ func (r *roomRegistry) remove(name string, pid *actor.PID) bool {
 	return true
 }
 
+func (r *roomRegistry) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for n := range r.rooms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (r *roomRegistry) lookup(name string) *actor.PID {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -398,6 +398,15 @@ func authUserOf(sig Signaling) string {
 	return ""
 }
 
+// Ports returns the server's RTP port pool.
+func (s *Server) Ports() *media.PortPool { return s.ports }
+
+// LiveLegs returns how many legs are up, in calls and rooms.
+func (s *Server) LiveLegs() int { return s.legReg.count() }
+
+// Rooms returns the names of the open rooms.
+func (s *Server) Rooms() []string { return s.rooms.names() }
+
 // emit hands an event of a call or room to the server-wide consumers.
 func (s *Server) emit(ev Event) {
 	if s.cfg.OnEvent != nil {

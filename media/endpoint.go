@@ -89,6 +89,7 @@ type EndpointStats struct {
 // Cost on the media path: one goroutine per direction, no allocation per
 // packet once running.
 type Endpoint struct {
+	pt    PacketTransport // set: packets go through it, not a socket (NewPacketEndpoint)
 	conn  *net.UDPConn
 	port  int
 	pool  *PortPool
@@ -233,6 +234,9 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"
 	}
+	if e.pt != nil {
+		cfg.Remote = packetPeer // the transport knows where packets go
+	}
 	var old netip.AddrPort
 	if prev := e.cfg.Swap(&cfg); prev != nil {
 		old = prev.Remote
@@ -262,7 +266,7 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	if !e.startPolling() {
+	if e.pt == nil && !e.startPolling() {
 		e.wg.Add(2)
 		go e.readLoop()
 		go e.rtcpReadLoop()
@@ -447,10 +451,15 @@ func (e *Endpoint) Close() error {
 		e.poller.remove(e.pollFDs[0])
 		e.poller.remove(e.pollFDs[1])
 	}
-	err := e.conn.Close()
-	e.rtcp.conn.Close()
+	var err error
+	if e.pt == nil {
+		err = e.conn.Close()
+		e.rtcp.conn.Close()
+	}
 	e.wg.Wait()
-	e.pool.Release(e.port)
+	if e.pt == nil {
+		e.pool.Release(e.port)
+	}
 	if p != nil && p.done != nil {
 		p.done(ErrClosed)
 	}
@@ -774,7 +783,11 @@ func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
 }
 
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
-	if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+	if e.pt != nil {
+		if e.pt.WriteRTP(pkt) != nil {
+			return
+		}
+	} else if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		return
 	}
 	e.packetsOut.Add(1)
