@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +144,54 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 			waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 		})
 	}
+}
+
+// memDialer reaches "mem:NAME" targets with in-memory legs: a transport
+// family other than SIP, registered with AddDialer.
+type memDialer struct{ phones chan *testharness.PhoneCall }
+
+func (d memDialer) Dial(ctx context.Context, target string, opts framework.DialOptions) (framework.Signaling, error) {
+	name, ok := strings.CutPrefix(target, "mem:")
+	if !ok {
+		return nil, fmt.Errorf("memory dialer: %s: %w", target, framework.ErrNotFound)
+	}
+	leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: name, Outbound: true})
+	d.phones <- phone
+	return leg, nil
+}
+
+// Dial is transport-neutral: a flow on a SIP call dials a target that
+// another transport family (here: memory) reaches, and the two are bridged.
+func TestDialThroughAnotherTransport(t *testing.T) {
+	d := memDialer{phones: make(chan *testharness.PhoneCall, 1)}
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, "mem:bob", framework.DialOptions{})
+	}))
+	srv.AddDialer(d)
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 37000, RTPPortMax: 37999,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := caller.Call(ctx, fmt.Sprintf("sip:bob@%s", srv.SIPAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := <-d.phones
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	bob.Play(media.NewTone(media.Tone{Freqs: []float64{1200}}))
+	if _, err := bob.WaitTone(ctx, 600, 20); err != nil {
+		t.Fatalf("the memory leg does not hear the SIP caller: %v", err)
+	}
+	if _, err := call.WaitTone(ctx, 1200, 20); err != nil {
+		t.Fatalf("the SIP caller does not hear the memory leg: %v", err)
+	}
+	_ = bob.Hangup(ctx)
+	_ = call.Hangup(ctx)
+	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // Under -race: many in-memory calls wait in rooms while Go code moves

@@ -97,6 +97,8 @@ type Server struct {
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
 	byID  map[string]*Call
+	// dialers are the transport families Dial asks before SIP.
+	dialers []Dialer
 	wg    sync.WaitGroup
 	ready chan struct{}
 	base  context.Context
@@ -251,7 +253,7 @@ func (s *Server) StartCall(sig Signaling) { s.startCall(sig, s.handler) }
 // the flow started, or with the dial's error (ErrBusy, ErrNoAnswer, ...).
 // Use it for click-to-call, reminders and call-backs.
 func (s *Server) Originate(ctx context.Context, target string, opts DialOptions, h Handler) error {
-	leg, err := dialLeg(ctx, s.agent, target, opts)
+	leg, err := s.dialLeg(ctx, target, opts)
 	if err != nil {
 		return fmt.Errorf("framework: originate %s: %w", target, err)
 	}

@@ -34,7 +34,7 @@ type (
 	transferResult struct {
 		from string // the transferring leg
 		t    *sip.Transfer
-		leg  *sip.Leg
+		leg  Signaling
 		err  error
 	}
 	transferReq struct {
@@ -67,7 +67,7 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 	m.reply <- nil
 	st.transferring = true
 	opts := st.req.opts
-	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
+	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
 	a.log.Info("transfer: dialling the target", "from_leg", m.legID, "target", m.t.Target)
 	go func() {
 		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -78,7 +78,7 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 		dctx, cancel := context.WithTimeout(context.Background(), timeoutOr(opts.Timeout, 30*time.Second)+5*time.Second)
 		defer cancel()
 		opts.Trunk = "" // Refer-To is a SIP URI
-		leg, err := dialLeg(dctx, agent, m.t.Target, opts)
+		leg, err := srv.dialLeg(dctx, m.t.Target, opts)
 		root.Send(self, &transferResult{from: m.legID, t: m.t, leg: leg, err: err})
 	}()
 }

@@ -19,6 +19,7 @@ import (
 // net/http/httptest tests handlers.
 type MemoryLeg struct {
 	id, user, from string
+	inbound        bool
 	ep, phoneEP    *media.Endpoint
 	links          [2]*media.MemoryLink
 
@@ -44,6 +45,9 @@ type MemoryCallOptions struct {
 	Codec media.CodecSpec
 	// Pacer, if set, ticks both sides' streams (else one goroutine each).
 	Pacer *media.Pacer
+	// Outbound makes a leg the server dialled (answered already) rather
+	// than a call coming in.
+	Outbound bool
 }
 
 // NewMemoryCall makes an inbound in-memory call and returns the server's
@@ -63,14 +67,14 @@ func NewMemoryCall(opts MemoryCallOptions) (*MemoryLeg, *PhoneCall) {
 	srvEP.Start()
 	phoneEP.Start()
 	l := &MemoryLeg{id: "mem-" + hex.EncodeToString(b[:]), user: user, from: from, ep: srvEP, phoneEP: phoneEP,
-		links: links, done: make(chan struct{})}
+		links: links, done: make(chan struct{}), inbound: !opts.Outbound, answered: opts.Outbound}
 	return l, attach(memoryPhone{l})
 }
 
 // ID, Kind, Inbound, User, From and To describe the leg (Signaling).
 func (l *MemoryLeg) ID() string    { return l.id }
 func (l *MemoryLeg) Kind() string  { return "memory" }
-func (l *MemoryLeg) Inbound() bool { return true }
+func (l *MemoryLeg) Inbound() bool { return l.inbound }
 func (l *MemoryLeg) User() string  { return l.user }
 func (l *MemoryLeg) From() string  { return l.from }
 func (l *MemoryLeg) To() string    { return l.user }
