@@ -99,9 +99,9 @@ type Server struct {
 	byID  map[string]*Call
 	// dialers are the transport families Dial asks before SIP.
 	dialers []Dialer
-	wg    sync.WaitGroup
-	ready chan struct{}
-	base  context.Context
+	wg      sync.WaitGroup
+	ready   chan struct{}
+	base    context.Context
 }
 
 // NewServer creates a server that runs h for every incoming call.
