@@ -131,6 +131,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.onMoveIn(ctx, m)
 	case *legMediaUpdate:
 		a.onMediaUpdate(m)
+	case *legReplace:
+		a.onReplace(ctx, m)
 	case *roomAttached:
 		a.onRoomAttached(m)
 	case *roomLeft:

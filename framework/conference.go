@@ -402,9 +402,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.publish(m.legID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.to.String()})
 		ctx.Send(m.dst, &moveIn{sig: mm.sig, from: "room:" + r.name, opts: m.opts, tap: mm.tap, muted: mm.muted, reply: m.reply})
 	case *legEnded:
+		r.srv.legReg.ended(m.legID) // only the room's own leg actors report here
 		if mm := r.members[m.legID]; mm != nil && mm.holder == nil {
 			r.remove(ctx, m.legID)
-			r.srv.legReg.ended(m.legID)
 			cause := "hangup"
 			if m.cause != nil {
 				cause = causeString(m.cause)
@@ -424,6 +424,8 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 	case *legCtl:
 		r.onLegCtl(ctx, m)
+	case *legReplace:
+		r.onReplace(ctx, m)
 	case *roomOptsMsg:
 		r.opts = m.opts
 		r.applyModes()
@@ -659,6 +661,25 @@ func (r *roomActor) onLegCtl(ctx actor.Context, m *legCtl) {
 	default:
 		m.reply <- errors.New("not supported for a leg in a room")
 	}
+}
+
+// onReplace puts a new leg in the place of a member the room holds.
+func (r *roomActor) onReplace(ctx actor.Context, m *legReplace) {
+	old := r.members[m.old]
+	if old == nil || old.holder != nil {
+		sig := m.sig
+		go func() { _ = sig.Hangup(context.Background()) }()
+		m.reply <- errNotHere
+		return
+	}
+	mm := r.add(m.sig, old.opts, nil, nil)
+	mm.legPID = spawnLegActor(ctx, m.sig, true, r.log)
+	mm.entry = r.srv.legReg.register(m.sig, ctx.Self(), "room:"+r.name)
+	r.remove(ctx, m.old)
+	sig := old.sig
+	go func() { _ = sig.Hangup(context.Background()) }()
+	r.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "room:" + r.name})
+	m.reply <- nil
 }
 
 // publish puts an event on the room's stream.

@@ -55,6 +55,10 @@ type transferable interface {
 // bridged to it and the transferring leg is released. Other transfers
 // (the caller asking to transfer the flow itself) are declined.
 func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
+	if m.t.Replaces != nil {
+		a.attendedTransfer(ctx, m)
+		return
+	}
 	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
 	st := a.dial
 	if a.ended || a.ending || st == nil || st.legID != m.legID || !a.bridged() || st.transferring {

@@ -231,6 +231,28 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request (Session-Expires)")
 		return
 	}
+	var replaced *Leg // an INVITE with Replaces (RFC 3891): the leg it takes over
+	if h := req.GetHeader("Replaces"); h != nil {
+		rep, err := ParseReplaces(h.Value())
+		if err != nil {
+			log.Warn("sip: bad Replaces header", "replaces", h.Value(), "error", err)
+			a.respond(req, tx, 400, "Bad Request (Replaces)")
+			return
+		}
+		replaced = a.LegFor(rep)
+		switch {
+		case a.cfg.OnReplace == nil:
+			a.respond(req, tx, 501, "Not Implemented (Replaces)")
+			return
+		case replaced == nil || replaced.State() == LegEnded:
+			log.Info("sip: Replaces names no dialog of ours", "replaces", rep.String())
+			a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+			return
+		case rep.EarlyOnly && replaced.State() == LegAnswered:
+			a.respond(req, tx, 486, "Busy Here")
+			return
+		}
+	}
 	a.respond(req, tx, 100, "Trying")
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
@@ -268,8 +290,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
-	log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
-	a.cfg.OnInvite(l)
+	if replaced != nil {
+		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
+		a.cfg.OnReplace(l, replaced)
+	} else {
+		log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		a.cfg.OnInvite(l)
+	}
 	// The INVITE transaction lives until the final response is sent (and a
 	// 2xx ACKed), or the caller cancels.
 	select {
@@ -782,7 +809,7 @@ func unsupportedRequire(req *sip.Request) string {
 	var out []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
-			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") {
+			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") && !strings.EqualFold(tag, "replaces") {
 				out = append(out, tag)
 			}
 		}

@@ -134,7 +134,12 @@ func (p *Phone) Close() { p.agent.Close() }
 
 // Call dials uri and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.CallWith(ctx, uri, sip.DialOptions{FromUser: "harness"})
+}
+
+// CallWith is Call with dial options (extra headers, such as Replaces).
+func (p *Phone) CallWith(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
 	}
