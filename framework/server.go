@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -73,6 +74,8 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// Browsers, if set, serves browser legs and the softphone page.
+	Browsers *BrowserConfig
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -90,8 +93,10 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 
-	rooms  roomRegistry
-	legReg legRegistry
+	rooms    roomRegistry
+	legReg   legRegistry
+	browsers *bridge.Bridge
+	tokens   *bridge.Tokens
 	tts    *media.TTS
 
 	mu    sync.Mutex
@@ -153,6 +158,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	s.agent = agent
+	if cfg.Browsers != nil {
+		if err := s.newBridge(cfg.Browsers); err != nil {
+			agent.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -232,6 +243,9 @@ func (s *Server) shutdown() {
 		s.log.Warn("calls still up after shutdown timeout", "active_calls", s.ActiveCalls())
 	}
 	s.agent.Close()
+	if s.browsers != nil {
+		_ = s.browsers.Close()
+	}
 	s.rooms.closeAll(s)
 	if s.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -330,7 +344,13 @@ func (s *Server) statusHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /sip", s.agent.WebSocketHandler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	status := "GET /{$}"
+	if s.browsers != nil {
+		mux.Handle("GET /ws", s.browsers.Handler())
+		mux.Handle("GET /", bridge.Page())
+		status = "GET /status"
+	}
+	mux.HandleFunc(status, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sipAddr := s.SIPAddr()
 		host := sipAddr.Addr().String()
