@@ -38,9 +38,9 @@ type Leg struct {
 	answerSent bool
 	pendingICE []webrtc.ICECandidateInit
 	answered   bool
-	err      error
-	done     chan struct{}
-	onChat   func(contentType, text string)
+	err        error
+	done       chan struct{}
+	onChat     func(contentType, text string)
 }
 
 // trackTransport writes the endpoint's RTP to the browser through pion

@@ -97,7 +97,7 @@ type Server struct {
 	legReg   legRegistry
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
-	tts    *media.TTS
+	tts      *media.TTS
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
