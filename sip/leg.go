@@ -73,6 +73,7 @@ type Leg struct {
 	// An offer we sent in a 2xx (late offer, or a re-INVITE without SDP)
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
+	onMedia     func(media.StreamConfig)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
@@ -230,6 +231,28 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request (Session-Expires)")
 		return
 	}
+	var replaced *Leg // an INVITE with Replaces (RFC 3891): the leg it takes over
+	if h := req.GetHeader("Replaces"); h != nil {
+		rep, err := ParseReplaces(h.Value())
+		if err != nil {
+			log.Warn("sip: bad Replaces header", "replaces", h.Value(), "error", err)
+			a.respond(req, tx, 400, "Bad Request (Replaces)")
+			return
+		}
+		replaced = a.LegFor(rep)
+		switch {
+		case a.cfg.OnReplace == nil:
+			a.respond(req, tx, 501, "Not Implemented (Replaces)")
+			return
+		case replaced == nil || replaced.State() == LegEnded:
+			log.Info("sip: Replaces names no dialog of ours", "replaces", rep.String())
+			a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+			return
+		case rep.EarlyOnly && replaced.State() == LegAnswered:
+			a.respond(req, tx, 486, "Busy Here")
+			return
+		}
+	}
 	a.respond(req, tx, 100, "Trying")
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
@@ -267,8 +290,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
-	log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
-	a.cfg.OnInvite(l)
+	if replaced != nil {
+		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
+		a.cfg.OnReplace(l, replaced)
+	} else {
+		log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		a.cfg.OnInvite(l)
+	}
 	// The INVITE transaction lives until the final response is sent (and a
 	// 2xx ACKed), or the caller cancels.
 	select {
@@ -352,8 +380,29 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		return nil, 488
 	}
 	cfg := l.ep.Config()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
 	return body, 0
+}
+
+// OnMediaUpdate sets the callback told of every renegotiation of the
+// leg's media in the dialog (a re-INVITE or UPDATE, from either side):
+// the new codec, address and direction. The owner re-decides how the leg
+// is bridged — packets of a new codec must not be forwarded as the old
+// one. It runs on the request's goroutine and must not block.
+func (l *Leg) OnMediaUpdate(fn func(media.StreamConfig)) {
+	l.mu.Lock()
+	l.onMedia = fn
+	l.mu.Unlock()
+}
+
+func (l *Leg) mediaChanged(cfg media.StreamConfig) {
+	l.mu.Lock()
+	fn := l.onMedia
+	l.mu.Unlock()
+	if fn != nil {
+		fn(cfg)
+	}
 }
 
 // answerOffer configures the endpoint for an offer (initial or
@@ -581,6 +630,7 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	l.mu.Unlock()
 	l.ep.Configure(cfg)
 	l.ep.Start()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
 }
 
@@ -759,7 +809,7 @@ func unsupportedRequire(req *sip.Request) string {
 	var out []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
-			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") {
+			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") && !strings.EqualFold(tag, "replaces") {
 				out = append(out, tag)
 			}
 		}
