@@ -27,7 +27,8 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	}
 	cfg := l.ep.Config()
 	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux}.Marshal()
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux,
+		Crypto: l.offerCryptoFor(&cfg)}.Marshal()
 	req := sip.NewRequest(sip.INVITE, l.remoteTarget())
 	req.AppendHeader(l.agent.contactFor(l.ip, l.transport()))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -41,13 +42,14 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	}
 	l.ackReinvite(req, res)
 	l.armSessionTimer() // any successful re-INVITE refreshes the session
-	next, err := answerConfig(res.Body())
+	next, err := l.answerConfig(res.Body())
 	if err != nil {
 		return fmt.Errorf("sip: re-INVITE answer: %w", err)
 	}
 	// Keep our codec numbering; take direction and address from the answer.
 	cfg.Direction, cfg.Remote = next.Direction, next.Remote
 	cfg.RTCPMux, cfg.RemoteRTCP = next.RTCPMux, next.RemoteRTCP
+	cfg.SRTP = next.SRTP // the peer may re-key in its answer
 	l.ep.Configure(cfg)
 	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())
 	return nil
