@@ -89,6 +89,9 @@ type Config struct {
 	// trunk nor from a directory user with a policy of their own (see
 	// SRTPPolicy); the zero value answers plain and SRTP offers in kind.
 	SRTP SRTPPolicy
+	// SRTPSuites are the SRTP crypto suites we offer (in this order) and
+	// accept; empty means AES_CM_128_HMAC_SHA1_80 then AEAD_AES_128_GCM.
+	SRTPSuites []media.SRTPSuite
 	// OnMessage receives MESSAGE requests sent outside a call that are not
 	// for a registered user (those are relayed to the user's phones); its
 	// return value is the response status. Nil answers 404.

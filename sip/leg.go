@@ -223,6 +223,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	policy := a.srtpPolicy(authUser, sourceIP(req))
+	if offer != nil && len(offer.Crypto) > 0 {
+		if _, ok := a.pickCrypto(offer); !ok {
+			log.Info("sip: no acceptable SRTP crypto suite offered")
+			a.respond(req, tx, 488, "Not Acceptable Here (crypto suite)")
+			return
+		}
+	}
 	if offer != nil && policy == SRTPRequired && len(offer.Crypto) == 0 {
 		log.Info("sip: plain RTP offered where SRTP is required", "auth_user", authUser, "proto", offer.Proto)
 		a.respond(req, tx, 488, "Not Acceptable Here (SRTP required)")
@@ -387,10 +394,16 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	var crypto []CryptoAttr
 	l.mu.Lock()
 	required := l.srtp == SRTPRequired
+	var remote []byte
 	if len(o.Crypto) > 0 {
-		// SDES: the offer's first usable line, answered with its tag and
-		// suite and our own key (kept across re-offers of the same suite).
-		c := o.Crypto[0]
+		// SDES: the offer's first line we accept, answered with its tag
+		// and suite and our own key (kept across re-offers of the suite).
+		c, ok := l.agent.pickCrypto(o)
+		if !ok {
+			l.mu.Unlock()
+			return nil, fmt.Errorf("%w: no acceptable SRTP crypto suite", ErrNoCommonCodec)
+		}
+		remote = c.Key
 		local := newCryptoKey(c.Suite)
 		if cfg.SRTP != nil && cfg.SRTP.Suite == c.Suite {
 			local = cfg.SRTP.Local
@@ -404,7 +417,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	}
 	cfg.SRTP = nil
 	if len(crypto) > 0 {
-		cfg.SRTP = &media.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: o.Crypto[0].Key}
+		cfg.SRTP = &media.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
 	}
 	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
 	if l.agent.cfg.NoTelephoneEvent {
@@ -500,8 +513,17 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.awaitingAnswer, l.pendingCSeq = true, l.uas.InviteRequest.CSeq().SeqNo
 		l.mu.Unlock()
 	} else {
-		// onInvite checked that a codec matches.
-		body, _ = l.answerOffer(l.offer)
+		// onInvite checked the codec and the SRTP policy; refuse the
+		// offer anyway should answering it still fail.
+		var err error
+		if body, err = l.answerOffer(l.offer); err != nil {
+			l.log.Warn("sip: offer cannot be answered", "error", err)
+			l.mu.Lock()
+			l.answering = false
+			l.mu.Unlock()
+			_ = l.Reject(488, "Not Acceptable Here")
+			return fmt.Errorf("sip: answer %s: %w", l.callID, err)
+		}
 		codecName = l.ep.Config().Codec.Name
 		l.ep.Start()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -185,11 +186,32 @@ func newCryptoKey(suite media.SRTPSuite) []byte {
 	return k
 }
 
-// offerCrypto is what we offer on an SRTP call: one line per supported
-// suite, each with its own fresh key, AES-CM first (every SDES peer has
-// it).
-func offerCrypto() []CryptoAttr {
-	suites := []media.SRTPSuite{media.SRTPAESCM128SHA1_80, media.SRTPAEADAES128GCM}
+// defaultSRTPSuites are the suites offered and accepted when
+// Config.SRTPSuites is empty: AES-CM first (every SDES peer has it).
+var defaultSRTPSuites = []media.SRTPSuite{media.SRTPAESCM128SHA1_80, media.SRTPAEADAES128GCM}
+
+// srtpSuites returns the suites this agent offers and accepts.
+func (a *Agent) srtpSuites() []media.SRTPSuite {
+	if len(a.cfg.SRTPSuites) > 0 {
+		return a.cfg.SRTPSuites
+	}
+	return defaultSRTPSuites
+}
+
+// pickCrypto returns the offer's first a=crypto line (in the offerer's
+// order) whose suite we accept.
+func (a *Agent) pickCrypto(o *MediaOffer) (CryptoAttr, bool) {
+	for _, c := range o.Crypto {
+		if slices.Contains(a.srtpSuites(), c.Suite) {
+			return c, true
+		}
+	}
+	return CryptoAttr{}, false
+}
+
+// offerCrypto is what we offer on an SRTP call: one line per suite, each
+// with its own fresh key.
+func offerCrypto(suites []media.SRTPSuite) []CryptoAttr {
 	out := make([]CryptoAttr, len(suites))
 	for i, s := range suites {
 		out[i] = CryptoAttr{Tag: i + 1, Suite: s, Key: newCryptoKey(s)}
@@ -241,7 +263,7 @@ func (l *Leg) offerCryptoFor(current *media.StreamConfig) []CryptoAttr {
 	case current != nil && current.SRTP != nil:
 		l.offered = []CryptoAttr{{Tag: l.cryptoTag, Suite: current.SRTP.Suite, Key: current.SRTP.Local}}
 	case l.srtp == SRTPRequired || (l.srtp == SRTPOptional && current == nil && !l.inbound):
-		l.offered = offerCrypto()
+		l.offered = offerCrypto(l.agent.srtpSuites())
 	default:
 		l.offered = nil
 	}

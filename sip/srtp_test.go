@@ -120,7 +120,7 @@ func TestParseSDPSAVP(t *testing.T) {
 // the same keys on both sides, and the answer's key is not the offer's.
 func TestSRTPOfferAnswerRoundTrip(t *testing.T) {
 	pcmu := media.Codecs()[0]
-	offered := offerCrypto()
+	offered := offerCrypto(defaultSRTPSuites)
 	offer := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: offered}.Marshal()
 	if !bytes.Contains(offer, []byte("m=audio 30000 RTP/SAVP 0")) {
 		t.Fatalf("offer m-line:\n%s", offer)

@@ -50,6 +50,9 @@ type PhoneOptions struct {
 	// RTP/SAVP with SDES keys) and receives (SRTPRequired refuses plain
 	// offers with 488).
 	SRTP sip.SRTPPolicy
+	// SRTPSuites restricts the SRTP suites the phone offers and accepts
+	// (nil: all the sip package supports).
+	SRTPSuites []media.SRTPSuite
 	// User and Password, if set, are the From user of calls the phone
 	// places and the credentials it answers 401/407 challenges with;
 	// otherwise it calls as "harness" without credentials.
@@ -88,7 +91,8 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, TLSAddr: tlsAddr, Ports: ports, Codecs: opts.Codecs,
 		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
-		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs, SRTP: opts.SRTP})
+		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs, SRTP: opts.SRTP,
+		SRTPSuites: opts.SRTPSuites})
 	if err != nil {
 		return nil, err
 	}
