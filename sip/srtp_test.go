@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -250,3 +252,56 @@ func FuzzParseCrypto(f *testing.F) {
 		}
 	})
 }
+
+// answerOffer on a leg whose far end requires SRTP: a plain offer (as in
+// a re-INVITE or UPDATE) is refused with 488, an SRTP one is answered
+// with the offer's tag and suite and our own fresh key, kept when the
+// same suite is offered again with a new key from the peer.
+func TestApplyRemoteOfferSRTPPolicy(t *testing.T) {
+	pool, err := media.NewPortPool(43000, 43019)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := media.NewEndpoint(pool, netip.MustParseAddr("127.0.0.1"), media.EndpointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	a := &Agent{cfg: Config{}}
+	l := &Leg{agent: a, ep: ep, log: slogDiscard(), ip: netip.MustParseAddr("127.0.0.1"), srtp: SRTPRequired}
+	if _, code := l.applyRemoteOffer(withHead("m=audio 4000 RTP/AVP 0")); code != 488 {
+		t.Fatalf("plain offer: status %d, want 488", code)
+	}
+	offer := func(key string) []byte {
+		return withHead("m=audio 4000 RTP/SAVP 0", "a=crypto:5 AEAD_AES_128_GCM inline:"+key, "a=crypto:6 AES_CM_128_HMAC_SHA1_80 inline:"+key30)
+	}
+	body, code := l.applyRemoteOffer(offer(key28))
+	if code != 0 {
+		t.Fatalf("SRTP offer: status %d", code)
+	}
+	ans, err := ParseSDP(body)
+	if err != nil || ans.Proto != "RTP/SAVP" || len(ans.Crypto) != 1 || ans.Crypto[0].Tag != 5 || ans.Crypto[0].Suite != media.SRTPAEADAES128GCM {
+		t.Fatalf("answer %v %+v:\n%s", err, ans, RedactSDP(body))
+	}
+	keys := ep.Config().SRTP
+	if keys == nil || !bytes.Equal(keys.Local, ans.Crypto[0].Key) || base64.StdEncoding.EncodeToString(keys.Remote) != key28 {
+		t.Fatal("endpoint keys do not match the exchange")
+	}
+	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x11}, 28))
+	body, _ = l.applyRemoteOffer(offer(other))
+	again, _ := ParseSDP(body)
+	if !bytes.Equal(again.Crypto[0].Key, keys.Local) {
+		t.Error("our key changed on a re-offer of the same suite")
+	}
+	if base64.StdEncoding.EncodeToString(ep.Config().SRTP.Remote) != other {
+		t.Error("the peer's new key was not taken")
+	}
+	// Suites restricted to AES-CM: the GCM line is passed over for tag 6.
+	a.cfg.SRTPSuites = []media.SRTPSuite{media.SRTPAESCM128SHA1_80}
+	body, _ = l.applyRemoteOffer(offer(key28))
+	if ans, _ := ParseSDP(body); ans.Crypto[0].Tag != 6 {
+		t.Errorf("answered tag %d, want 6 (AES-CM)", ans.Crypto[0].Tag)
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

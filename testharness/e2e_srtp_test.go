@@ -318,3 +318,90 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 		t.Fatalf("baresip's log does not name AEAD_AES_128_GCM:\n%s", tail(blog, 3000))
 	}
 }
+
+// "optional": a phone that prefers SRTP calls a phone that accepts only
+// a suite it does not offer; the SAVP offer gets 488, the call is placed
+// again with plain RTP and connects with audio. Against a peer that
+// takes SRTP, "optional" ends up on SRTP.
+func TestSRTPOptionalFallsBackToPlain(t *testing.T) {
+	gcmOnly := newPhoneWith(t, testharness.PhoneOptions{SRTPSuites: []media.SRTPSuite{media.SRTPAEADAES128GCM}})
+	anySuite := newPhoneWith(t, testharness.PhoneOptions{})
+	caller := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPOptional, SRTPSuites: []media.SRTPSuite{media.SRTPAESCM128SHA1_80}})
+	for _, tc := range []struct {
+		name     string
+		callee   *testharness.Phone
+		wantSRTP bool
+	}{
+		{"callee refuses the suite", gcmOnly, false},
+		{"callee takes SRTP", anySuite, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			pc, err := caller.Call(ctx, tc.callee.URI("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = pc.Hangup(context.Background()) }()
+			var callee *testharness.PhoneCall
+			select {
+			case callee = <-tc.callee.Incoming():
+			case <-ctx.Done():
+				t.Fatal("callee got no call")
+			}
+			if got := pc.Leg.Endpoint().Config().SRTP != nil; got != tc.wantSRTP {
+				t.Fatalf("SRTP = %v, want %v", got, tc.wantSRTP)
+			}
+			callee.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+			pc.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+			if _, err := pc.WaitTone(ctx, 1000, 20); err != nil {
+				t.Fatalf("caller does not hear 1 kHz: %v", err)
+			}
+			if _, err := callee.WaitTone(ctx, 440, 20); err != nil {
+				t.Fatalf("callee does not hear 440 Hz: %v", err)
+			}
+		})
+	}
+}
+
+// Hold and unhold on an SRTP call: our re-INVITEs carry the current key
+// and tag, the answers keep the stream on SRTP, and audio resumes after
+// unhold without authentication failures.
+func TestSRTPHoldUnhold(t *testing.T) {
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret", SRTP: sip.SRTPRequired})
+	srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+	}))
+	phone := newPhoneWith(t, testharness.PhoneOptions{User: "alice", Password: "s3cret", SRTP: sip.SRTPRequired})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pc, err := phone.Call(ctx, uri(srv, "tone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pc.Hangup(context.Background()) }()
+	if _, err := pc.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("no tone before hold: %v", err)
+	}
+	before := *pc.Leg.Endpoint().Config().SRTP
+	if err := pc.Leg.Hold(ctx); err != nil {
+		t.Fatalf("hold: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if l, ok := pc.Analyse(200 * time.Millisecond); !ok || l.RMS > 100 {
+		t.Fatalf("on hold the phone still hears rms %.0f (ok=%v)", l.RMS, ok)
+	}
+	if err := pc.Leg.Unhold(ctx); err != nil {
+		t.Fatalf("unhold: %v", err)
+	}
+	after := pc.Leg.Endpoint().Config().SRTP
+	if after == nil || !after.Equal(&before) {
+		t.Fatalf("keys changed or SRTP dropped across hold/unhold: %v", after)
+	}
+	if _, err := pc.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("no tone after unhold: %v", err)
+	}
+	if f := pc.Leg.Endpoint().Stats().SRTPAuthFailures; f != 0 {
+		t.Fatalf("%d SRTP failures after hold/unhold", f)
+	}
+}
