@@ -237,7 +237,8 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
 
 // Configure sets the negotiated stream parameters. It may be called again
-// (re-INVITE); a changed remote address un-latches symmetric RTP.
+// (re-INVITE); a changed remote address un-latches symmetric RTP, and
+// changed SRTP keys (StreamConfig.SRTP) replace the SRTP context.
 func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"

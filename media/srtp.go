@@ -261,5 +261,8 @@ func (e *Endpoint) srtpFailed(err error, peer netip.AddrPort) {
 	if now-last < int64(srtpLogEvery) || !e.srtpLogged.CompareAndSwap(last, now) {
 		return
 	}
-	e.log.Warn("media: SRTP packet dropped", "peer", peer.String(), "failures", n, "error", err)
+	// Info, not Warn: some peers send a plain packet or two before their
+	// keys are in place (baresip's libre sends an RTCP APP "PINGPONG"
+	// NAT pinhole in the clear at call start).
+	e.log.Info("media: SRTP packet dropped", "peer", peer.String(), "failures", n, "error", err)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,6 +181,8 @@ func TestEndpointSRTPTone(t *testing.T) {
 func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
 	spec := Codecs()[0]
 	a, b := endpointPair(t, spec)
+	var logs lockedBuffer
+	b.log = slog.New(slog.NewTextHandler(&logs, nil))
 	ka, kb := mirroredKeys(t, SRTPAESCM128SHA1_80)
 	kb.Remote = randomKey(t, SRTPAESCM128SHA1_80)
 	ca, cb := a.Config(), b.Config()
@@ -201,6 +204,31 @@ func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
 	if rms := RMS(s); rms > 50 {
 		t.Fatalf("B heard audio (rms %.0f) with the wrong key", rms)
 	}
+	// Rate-limited: one log line for the whole burst, without key material.
+	out := logs.String()
+	if n := strings.Count(out, "SRTP packet dropped"); n != 1 {
+		t.Fatalf("%d log lines for %d failures, want 1:\n%s", n, b.Stats().SRTPAuthFailures, out)
+	}
+	if strings.Contains(out, base64.StdEncoding.EncodeToString(kb.Remote)) || strings.Contains(out, base64.StdEncoding.EncodeToString(kb.Local)) {
+		t.Fatal("key in the log")
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // What an SRTP endpoint puts on the wire is SRTP: a plain socket sees the
