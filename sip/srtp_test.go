@@ -178,6 +178,13 @@ func TestRedactSDP(t *testing.T) {
 	if !bytes.Contains(out, []byte("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:(redacted)|2^31")) || !bytes.Contains(out, []byte("m=audio 4000 RTP/SAVP 0")) {
 		t.Fatalf("redaction took too much:\n%s", out)
 	}
+	o, err := ParseSDP(withHead("m=audio 4000 RTP/SAVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+key30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%v %+v", *o, *o); strings.Contains(s, key30[:16]) || strings.Contains(s, fmt.Sprint(o.Crypto[0].Key)) {
+		t.Fatalf("MediaOffer printed a key: %s", s)
+	}
 	c, _ := parseCrypto("1 AES_CM_128_HMAC_SHA1_80 inline:" + key30)
 	if s := fmt.Sprintf("%v %+v %#v %s", c, c, c, c); strings.Contains(s, key30[:16]) || strings.Contains(s, fmt.Sprint(c.Key)) {
 		t.Fatalf("CryptoAttr printed its key: %s", s)
