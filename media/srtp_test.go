@@ -437,3 +437,43 @@ func BenchmarkForwardPacketSRTP(b *testing.B) {
 		dst.forwardPacket(&parsed, pkt[:hl+160], hl, false)
 	}
 }
+
+// RTCP on an SRTP stream is SRTCP, on the RTCP port and with rtcp-mux:
+// each end accepts the other's reports (RTT measured) and drops none.
+func TestEndpointSRTCPReports(t *testing.T) {
+	for _, mux := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mux=%v", mux), func(t *testing.T) {
+			pool, err := NewPortPool(43400, 43449)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ip := netip.MustParseAddr("127.0.0.1")
+			mk := func() *Endpoint {
+				e, err := NewEndpoint(pool, ip, EndpointOptions{RTCPInterval: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { e.Close() })
+				return e
+			}
+			a, b := mk(), mk()
+			ka, kb := mirroredKeys(t, SRTPAEADAES128GCM)
+			spec := Codecs()[0]
+			a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr(), RTCPMux: mux, SRTP: ka})
+			b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr(), RTCPMux: mux, SRTP: kb})
+			a.Start()
+			b.Start()
+			ok := waitUntil(t, 3*time.Second, func() bool {
+				sa, sb := a.Stats(), b.Stats()
+				return sa.RTCPIn >= 3 && sb.RTCPIn >= 3 && sa.RTTSamples > 0 && sb.RTTSamples > 0
+			})
+			sa, sb := a.Stats(), b.Stats()
+			if !ok {
+				t.Fatalf("SRTCP: a in %d (rtt samples %d), b in %d (rtt samples %d)", sa.RTCPIn, sa.RTTSamples, sb.RTCPIn, sb.RTTSamples)
+			}
+			if sa.RTCPDropped+sb.RTCPDropped+sa.SRTPAuthFailures+sb.SRTPAuthFailures != 0 {
+				t.Fatalf("dropped RTCP %d/%d, SRTP failures %d/%d", sa.RTCPDropped, sb.RTCPDropped, sa.SRTPAuthFailures, sb.SRTPAuthFailures)
+			}
+		})
+	}
+}
