@@ -40,6 +40,10 @@ type StreamConfig struct {
 	// carries (the peer's a=ptime: 2 for 40 ms, 3 for 60 ms); 0 or 1
 	// means 20 ms. Forwarded packets keep the size they came with.
 	FramesPerPacket int
+	// SRTP, when set, protects the stream (SDES keys from the SDP
+	// exchange): RTP and RTCP become SRTP and SRTCP, and packets that fail
+	// authentication are dropped and counted. Nil means plain RTP.
+	SRTP *SRTPKeys
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -71,6 +75,10 @@ type EndpointStats struct {
 	// meaningful once it is above 0).
 	RTT        time.Duration
 	RTTSamples uint64
+	// SRTPAuthFailures counts SRTP and SRTCP packets dropped because
+	// they failed authentication (wrong key, tampered, replayed); they
+	// are in Dropped or RTCPDropped too.
+	SRTPAuthFailures uint64
 	// RemoteBye is set once the peer sent an RTCP BYE.
 	RemoteBye bool
 	// MOS estimates what this endpoint receives (our loss and jitter),
@@ -116,6 +124,11 @@ type Endpoint struct {
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]
+	// srtp protects the stream when the SDP exchange negotiated SDES keys
+	// (srtp.go); nil means plain RTP.
+	srtp       atomic.Pointer[SRTPContext]
+	srtpFails  atomic.Uint64
+	srtpLogged atomic.Int64 // when an SRTP failure was last logged (rate limit)
 
 	out      outState
 	snd      sender
@@ -229,7 +242,8 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
 
 // Configure sets the negotiated stream parameters. It may be called again
-// (re-INVITE); a changed remote address un-latches symmetric RTP.
+// (re-INVITE); a changed remote address un-latches symmetric RTP, and
+// changed SRTP keys (StreamConfig.SRTP) replace the SRTP context.
 func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"
@@ -238,6 +252,14 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 		cfg.Remote = packetPeer // the transport knows where packets go
 	}
 	var old netip.AddrPort
+	var oldKeys *SRTPKeys
+	prev := e.cfg.Load()
+	if prev != nil {
+		oldKeys = prev.SRTP
+	}
+	if prev == nil || !cfg.SRTP.Equal(oldKeys) {
+		e.setSRTP(cfg.SRTP)
+	}
 	if prev := e.cfg.Swap(&cfg); prev != nil {
 		old = prev.Remote
 	}
@@ -416,8 +438,9 @@ func (e *Endpoint) Stats() EndpointStats {
 	st := EndpointStats{
 		PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
 		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(),
-		Dropped:  e.dropped.Load(),
-		LastRecv: time.Unix(0, e.lastRecv.Load()),
+		Dropped:          e.dropped.Load(),
+		LastRecv:         time.Unix(0, e.lastRecv.Load()),
+		SRTPAuthFailures: e.srtpFails.Load(),
 	}
 	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
 	e.rtcpStats(&st)
@@ -530,6 +553,15 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 	if isRTCP(pkt) { // RFC 5761 demultiplexing
 		e.handleRTCP(pkt, from, false)
 		return
+	}
+	if sc := e.srtp.Load(); sc != nil {
+		var err error
+		if pkt, err = sc.unprotectRTP(pkt); err != nil {
+			e.dropped.Add(1)
+			e.srtpFailed(err, from)
+			return
+		}
+		n = len(pkt)
 	}
 	hdr := &st.hdr
 	hl, err := hdr.Unmarshal(pkt)
@@ -782,7 +814,19 @@ func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
 	s.pending, s.pendingFrames = nil, 0
 }
 
+// write sends an RTP packet, as SRTP when the stream is protected.
+// BytesOut counts the RTP size (what RTCP sender reports describe).
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
+	if sc := e.srtp.Load(); sc != nil {
+		if err := sc.protectRTP(pkt, func(out []byte) { e.send(out, to, len(pkt)) }); err != nil {
+			e.srtpFailed(err, to)
+		}
+		return
+	}
+	e.send(pkt, to, len(pkt))
+}
+
+func (e *Endpoint) send(pkt []byte, to netip.AddrPort, size int) {
 	if e.pt != nil {
 		if e.pt.WriteRTP(pkt) != nil {
 			return
@@ -791,7 +835,7 @@ func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
 		return
 	}
 	e.packetsOut.Add(1)
-	e.bytesOut.Add(uint64(len(pkt)))
+	e.bytesOut.Add(uint64(size))
 }
 
 // tick advances the RTP clock by one frame. When send is true it also takes

@@ -85,6 +85,13 @@ type Config struct {
 	// InviteAuth says which INVITEs must authenticate against the
 	// Registrar's directory (default InviteAuthKnownUsers).
 	InviteAuth InviteAuth
+	// SRTP is the SRTP policy of inbound calls that come neither from a
+	// trunk nor from a directory user with a policy of their own (see
+	// SRTPPolicy); the zero value answers plain and SRTP offers in kind.
+	SRTP SRTPPolicy
+	// SRTPSuites are the SRTP crypto suites we offer (in this order) and
+	// accept; empty means AES_CM_128_HMAC_SHA1_80 then AEAD_AES_128_GCM.
+	SRTPSuites []media.SRTPSuite
 	// OnMessage receives MESSAGE requests sent outside a call that are not
 	// for a registered user (those are relayed to the user's phones); its
 	// return value is the response status. Nil answers 404.
@@ -411,13 +418,15 @@ func (a *Agent) mediaBindIP() netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-func (a *Agent) newEndpoint(onTimeout func()) (*media.Endpoint, error) {
+// newEndpoint allocates a leg's RTP endpoint; log is the leg's logger
+// (with its call_id when known), used for the endpoint's own lines.
+func (a *Agent) newEndpoint(log *slog.Logger, onTimeout func()) (*media.Endpoint, error) {
 	var mt time.Duration
 	if a.cfg.MediaTimeout > 0 {
 		mt = a.cfg.MediaTimeout
 	}
 	return media.NewEndpoint(a.cfg.Ports, a.mediaBindIP(), media.EndpointOptions{
-		Logger: a.log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
+		Logger: log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
 	})
 }
 

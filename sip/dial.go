@@ -77,6 +77,11 @@ type DialOptions struct {
 	Destination string
 	// Transport forces "UDP" or "TCP".
 	Transport string
+	// SRTP makes the call offer RTP/SAVP with SDES keys (SRTPRequired,
+	// or SRTPOptional, which places the call again with plain RTP if the
+	// peer answers 488 or 606). Dialling a trunk or a directory user
+	// with SRTPOff takes the trunk's or account's policy.
+	SRTP SRTPPolicy
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
@@ -92,6 +97,11 @@ func (a *Agent) Dial(ctx context.Context, target string, opts DialOptions) (*Leg
 	}
 	if a.cfg.Registrar == nil {
 		return nil, fmt.Errorf("sip: dial %q: %w (no registrar)", target, ErrNotRegistered)
+	}
+	if opts.SRTP == SRTPOff && a.cfg.Registrar.Directory != nil {
+		if acct, ok := a.cfg.Registrar.Directory.Lookup(target); ok {
+			opts.SRTP = acct.SRTP
+		}
 	}
 	bindings := a.cfg.Registrar.Lookup(target)
 	if len(bindings) == 0 {
@@ -147,6 +157,17 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 // waits for the answer. Canceling ctx or the ring timeout sends CANCEL. On
 // success the leg is answered, ACKed and its media running.
 func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+	leg, err := a.dialURI(ctx, target, opts)
+	var se *StatusError
+	if err != nil && opts.SRTP == SRTPOptional && ctx.Err() == nil && errors.As(err, &se) && (se.Code == 488 || se.Code == 606) {
+		a.log.Info("sip: SRTP offer refused; dialling again with plain RTP", "target", target, "status", se.Code)
+		opts.SRTP = SRTPOff
+		return a.dialURI(ctx, target, opts)
+	}
+	return leg, err
+}
+
+func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
 	uri, err := parseTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
@@ -162,8 +183,8 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	}
 	ip := a.advertiseIP(remoteIP)
 
-	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, done: make(chan struct{}), final: make(chan struct{})}
-	ep, err := a.newEndpoint(func() { l.mediaTimeout() })
+	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, srtp: opts.SRTP, done: make(chan struct{}), final: make(chan struct{})}
+	ep, err := a.newEndpoint(a.log.With("target", target), func() { l.mediaTimeout() })
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial: %w", err)
 	}
@@ -177,7 +198,8 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if a.cfg.NoTelephoneEvent {
 		dtmfPT = 0
 	}
-	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
+	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT,
+		Crypto: l.offerCryptoFor(nil)}.Marshal()
 
 	transport := "UDP"
 	if t, ok := uri.UriParams.Get("transport"); ok {
@@ -240,7 +262,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 					opts.OnProgress(res.StatusCode)
 				}
 				if len(res.Body()) > 0 && !early {
-					if cfg, err := answerConfig(res.Body()); err == nil {
+					if cfg, err := l.answerConfig(res.Body()); err == nil {
 						ep.Configure(cfg)
 						ep.Start()
 						early = true
@@ -265,7 +287,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
 	}
-	cfg, err := answerConfig(dtx.InviteResponse.Body())
+	cfg, err := l.answerConfig(dtx.InviteResponse.Body())
 	if err != nil {
 		// RFC 3261 13.2.2.4: ACK the 2xx, then end the session.
 		_ = dtx.Ack(ctx)
@@ -299,7 +321,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 	}()
 	l.armSessionTimer()
-	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
+	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "srtp", srtpSuiteName(cfg))
 	return l, nil
 }
 
@@ -320,19 +342,36 @@ func parseTarget(target string) (sip.Uri, error) {
 	return uri, err
 }
 
-func answerConfig(body []byte) (media.StreamConfig, error) {
+// answerConfig reads an SDP answer to an offer whose a=crypto lines were
+// offered (none for a plain RTP offer). An SRTP answer must pick one of
+// them; a plain answer to an SRTP offer is refused when policy requires
+// SRTP. It returns the crypto tag the answer chose.
+func answerConfig(body []byte, offered []CryptoAttr, policy SRTPPolicy) (media.StreamConfig, int, error) {
 	if len(body) == 0 {
-		return media.StreamConfig{}, fmt.Errorf("%w: empty answer", ErrBadSDP)
+		return media.StreamConfig{}, 0, fmt.Errorf("%w: empty answer", ErrBadSDP)
 	}
 	ans, err := ParseSDP(body)
 	if err != nil {
-		return media.StreamConfig{}, err
+		return media.StreamConfig{}, 0, err
 	}
 	codec, pt, err := ans.Choose()
 	if err != nil {
-		return media.StreamConfig{}, ErrNoCodec
+		return media.StreamConfig{}, 0, ErrNoCodec
 	}
-	return media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
+	cfg := media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
 		Remote: ans.Remote, Direction: ReverseDirection(ans.Direction), RTCPMux: ans.RTCPMux, RemoteRTCP: ans.RTCP,
-		FramesPerPacket: ans.FramesPerPacket()}, nil
+		FramesPerPacket: ans.FramesPerPacket()}
+	tag := 0
+	switch {
+	case len(ans.Crypto) > 0:
+		if len(offered) == 0 {
+			return media.StreamConfig{}, 0, fmt.Errorf("%w: SRTP answer to a plain RTP offer", ErrBadSDP)
+		}
+		if cfg.SRTP, tag, err = answerKeys(offered, ans.Crypto); err != nil {
+			return media.StreamConfig{}, 0, err
+		}
+	case len(offered) > 0 && policy == SRTPRequired:
+		return media.StreamConfig{}, 0, fmt.Errorf("%w: plain RTP answer to an SRTP offer", ErrSRTPRequired)
+	}
+	return cfg, tag, nil
 }

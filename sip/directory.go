@@ -14,6 +14,10 @@ type Account struct {
 	Password string `toml:"password"`
 	// DisplayName is presented as caller id.
 	DisplayName string `toml:"display_name"`
+	// SRTP is the user's SRTP policy ("", "optional", "required"):
+	// whether calls to the user offer RTP/SAVP, and whether the user's
+	// plain RTP offers are refused (488).
+	SRTP SRTPPolicy `toml:"srtp"`
 }
 
 // Directory is the set of accounts, usually read from the [[users]] tables

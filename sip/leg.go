@@ -82,6 +82,13 @@ type Leg struct {
 	awaitingAnswer bool
 	pendingCSeq    uint32
 	ackSeen        chan struct{}
+
+	// SRTP (guarded by mu): the policy of the user or trunk at the far
+	// end, the a=crypto lines of our last offer (to match its answer) and
+	// the tag of the line in use.
+	srtp      SRTPPolicy
+	offered   []CryptoAttr
+	cryptoTag int
 }
 
 // ID returns the SIP Call-ID of the leg's dialog.
@@ -216,6 +223,19 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
+	policy := a.srtpPolicy(authUser, sourceIP(req))
+	if offer != nil && len(offer.Crypto) > 0 {
+		if _, ok := a.pickCrypto(offer); !ok {
+			log.Info("sip: no acceptable SRTP crypto suite offered")
+			a.respond(req, tx, 488, "Not Acceptable Here (crypto suite)")
+			return
+		}
+	}
+	if offer != nil && policy == SRTPRequired && len(offer.Crypto) == 0 {
+		log.Info("sip: plain RTP offered where SRTP is required", "auth_user", authUser, "proto", offer.Proto)
+		a.respond(req, tx, 488, "Not Acceptable Here (SRTP required)")
+		return
+	}
 	session, code, minSE := a.negotiateInbound(req)
 	switch code {
 	case 422:
@@ -268,7 +288,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		agent: a, log: log, inbound: true, callID: callIDOf(req),
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
-		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session,
+		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
 		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
 	}
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
@@ -279,7 +299,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		l.trunk = t.Name
 	}
-	l.ep, err = a.newEndpoint(func() { l.mediaTimeout() })
+	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
 	if err != nil {
 		log.Error("sip: no RTP port for call", "error", err)
 		a.respond(req, tx, 503, "Service Unavailable (no media ports)")
@@ -375,6 +395,10 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		return nil, 488
 	}
 	body, err := l.answerOffer(o)
+	if errors.Is(err, ErrSRTPRequired) {
+		l.log.Info("sip: plain RTP offered mid-dialog where SRTP is required")
+		return nil, 488
+	}
 	if err != nil {
 		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
 		return nil, 488
@@ -416,6 +440,34 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 		return nil, err
 	}
 	cfg := l.ep.Config()
+	var crypto []CryptoAttr
+	l.mu.Lock()
+	required := l.srtp == SRTPRequired
+	var remote []byte
+	if len(o.Crypto) > 0 {
+		// SDES: the offer's first line we accept, answered with its tag
+		// and suite and our own key (kept across re-offers of the suite).
+		c, ok := l.agent.pickCrypto(o)
+		if !ok {
+			l.mu.Unlock()
+			return nil, fmt.Errorf("%w: no acceptable SRTP crypto suite", ErrNoCommonCodec)
+		}
+		remote = c.Key
+		local := newCryptoKey(c.Suite)
+		if cfg.SRTP != nil && cfg.SRTP.Suite == c.Suite {
+			local = cfg.SRTP.Local
+		}
+		crypto = []CryptoAttr{{Tag: c.Tag, Suite: c.Suite, Key: local}}
+		l.cryptoTag = c.Tag
+	}
+	l.mu.Unlock()
+	if len(crypto) == 0 && required {
+		return nil, ErrSRTPRequired
+	}
+	cfg.SRTP = nil
+	if len(crypto) > 0 {
+		cfg.SRTP = &media.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
+	}
 	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
 	if l.agent.cfg.NoTelephoneEvent {
 		cfg.DTMFPayloadType = 0
@@ -430,7 +482,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	l.ep.Configure(cfg)
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
-		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Answer: o}.Marshal(), nil
+		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Crypto: crypto, Answer: o}.Marshal(), nil
 }
 
 // respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
@@ -510,8 +562,17 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.awaitingAnswer, l.pendingCSeq = true, l.uas.InviteRequest.CSeq().SeqNo
 		l.mu.Unlock()
 	} else {
-		// onInvite checked that a codec matches.
-		body, _ = l.answerOffer(l.offer)
+		// onInvite checked the codec and the SRTP policy; refuse the
+		// offer anyway should answering it still fail.
+		var err error
+		if body, err = l.answerOffer(l.offer); err != nil {
+			l.log.Warn("sip: offer cannot be answered", "error", err)
+			l.mu.Lock()
+			l.answering = false
+			l.mu.Unlock()
+			_ = l.Reject(488, "Not Acceptable Here")
+			return fmt.Errorf("sip: answer %s: %w", l.callID, err)
+		}
 		codecName = l.ep.Config().Codec.Name
 		l.ep.Start()
 	}
@@ -560,7 +621,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
 	}
 	l.armSessionTimer()
-	l.log.Info("sip: answered", "codec", codecName)
+	l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
 	return nil
 }
 
@@ -599,7 +660,8 @@ func (l *Leg) ourOffer(current *media.StreamConfig) []byte {
 		}
 		codecs, pts = append(codecs, c), append(pts, c.PayloadType)
 	}
-	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf}.Marshal()
+	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf,
+		Crypto: l.offerCryptoFor(current)}.Marshal()
 }
 
 // readAckAnswer applies the SDP answer an ACK carries to the offer we made
@@ -620,7 +682,7 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	if !pending {
 		return
 	}
-	cfg, err := answerConfig(req.Body())
+	cfg, err := l.answerConfig(req.Body())
 	if err != nil {
 		l.log.Warn("sip: bad SDP answer in ACK", "error", err)
 		return

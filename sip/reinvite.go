@@ -34,7 +34,8 @@ func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []media.Code
 	}
 	cfg := l.ep.Config()
 	sdp := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux}
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux,
+		Crypto: l.offerCryptoFor(&cfg)}
 	if len(codecs) > 0 {
 		sdp.Codecs, sdp.PTs = codecs, nil
 		for _, c := range codecs {
@@ -55,7 +56,7 @@ func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []media.Code
 	}
 	l.ackReinvite(req, res)
 	l.armSessionTimer() // any successful re-INVITE refreshes the session
-	next, err := answerConfig(res.Body())
+	next, err := l.answerConfig(res.Body())
 	if err != nil {
 		return fmt.Errorf("sip: re-INVITE answer: %w", err)
 	}
@@ -66,6 +67,7 @@ func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []media.Code
 	}
 	cfg.Direction, cfg.Remote = next.Direction, next.Remote
 	cfg.RTCPMux, cfg.RemoteRTCP = next.RTCPMux, next.RemoteRTCP
+	cfg.SRTP = next.SRTP // the peer may re-key in its answer
 	l.ep.Configure(cfg)
 	l.mediaChanged(cfg)
 	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())

@@ -29,6 +29,10 @@ type Trunk struct {
 	// DIDs are the numbers the carrier delivers to us; an inbound call to
 	// one of them from the trunk's address is recognised as the trunk's.
 	DIDs []string `toml:"dids"`
+	// SRTP is the trunk's SRTP policy ("", "optional", "required"):
+	// whether calls out offer RTP/SAVP, and whether plain RTP offers
+	// from the trunk are refused (488).
+	SRTP SRTPPolicy `toml:"srtp"`
 }
 
 // Addr returns host:port.
@@ -99,6 +103,9 @@ func (a *Agent) DialTrunk(ctx context.Context, trunk, number string, opts DialOp
 	}
 	if opts.Username == "" {
 		opts.Username, opts.Password = t.Username, t.Password
+	}
+	if opts.SRTP == SRTPOff {
+		opts.SRTP = t.SRTP
 	}
 	leg, err := a.DialURI(ctx, t.URI(number), opts)
 	if err != nil {

@@ -46,6 +46,8 @@ func startBaresipWith(t *testing.T, srv *framework.Server, extraConfig string, t
 // the account's registrar URI part (default the server's UDP address).
 type baresipOptions struct {
 	codec, extraConfig, registrar string
+	// accountParams are appended to alice's account line (";mediaenc=srtp-mand").
+	accountParams string
 }
 
 func startBaresipOpts(t *testing.T, srv *framework.Server, o baresipOptions, toneHz int, seconds int, commands ...string) *baresip {
@@ -91,7 +93,7 @@ module_app menu.so
 snd_path %s
 %s
 `, b.port, src, codecModule, b.rec, o.extraConfig)
-	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto\n", registrar)
+	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto%s\n", registrar, o.accountParams)
 	for name, body := range map[string]string{"config": config, "accounts": accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)

@@ -46,10 +46,22 @@ type PhoneOptions struct {
 	// InbandDTMF makes the phone a gateway without RFC 4733: it does not
 	// offer telephone-event and SendDTMF plays the digits as tones.
 	InbandDTMF bool
+	// SRTP is the phone's SRTP policy for calls it places (offer
+	// RTP/SAVP with SDES keys) and receives (SRTPRequired refuses plain
+	// offers with 488).
+	SRTP sip.SRTPPolicy
+	// SRTPSuites restricts the SRTP suites the phone offers and accepts
+	// (nil: all the sip package supports).
+	SRTPSuites []media.SRTPSuite
+	// User and Password, if set, are the From user of calls the phone
+	// places and the credentials it answers 401/407 challenges with;
+	// otherwise it calls as "harness" without credentials.
+	User, Password string
 }
 
 // Phone is a virtual SIP phone: a user agent plus an RTP port pool.
 type Phone struct {
+	opts     PhoneOptions
 	agent    *sip.Agent
 	ports    *media.PortPool
 	incoming chan *PhoneCall
@@ -68,7 +80,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 		return nil, err
 	}
 	ports.RestTime = time.Millisecond
-	p := &Phone{ports: ports, incoming: make(chan *PhoneCall, 16)}
+	p := &Phone{opts: opts, ports: ports, incoming: make(chan *PhoneCall, 16)}
 	onInvite := opts.OnInvite
 	if onInvite == nil {
 		onInvite = func(l *sip.Leg) { go p.autoAnswer(l, opts.AnswerDelay, opts.RejectCode) }
@@ -79,7 +91,8 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, TLSAddr: tlsAddr, Ports: ports, Codecs: opts.Codecs,
 		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
-		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs})
+		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs, SRTP: opts.SRTP,
+		SRTPSuites: opts.SRTPSuites})
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +147,11 @@ func (p *Phone) Close() { p.agent.Close() }
 
 // Call dials uri and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	return p.CallWith(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	o := sip.DialOptions{FromUser: "harness", SRTP: p.opts.SRTP}
+	if p.opts.User != "" {
+		o.FromUser, o.Username, o.Password = p.opts.User, p.opts.User, p.opts.Password
+	}
+	return p.CallWith(ctx, uri, o)
 }
 
 // CallWith is Call with dial options (extra headers, such as Replaces).
