@@ -15,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -73,6 +74,12 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// OnPresence, if set, receives every presence change (a user's status
+	// or note, or one of their dialogs) in order, synchronously on the
+	// goroutine that caused it; it must not block and must not call the
+	// presence store's setters. Server.Presence().Subscribe is the
+	// buffered alternative.
+	OnPresence func(PresenceChange)
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -90,8 +97,9 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 
-	confs conferences
-	tts   *media.TTS
+	confs    conferences
+	tts      *media.TTS
+	presence *presence.Store
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
@@ -133,8 +141,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
+	s.presence = presence.New(presence.Options{OnChange: cfg.OnPresence})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
+		s.presence.Add(cfg.Users.Names()...)
 		realm := cfg.Realm
 		if realm == "" {
 			realm = "switchboard"
@@ -143,7 +153,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
 		return nil, err

@@ -46,6 +46,9 @@ type Change struct {
 	Presence Presence  `json:"presence"`
 	Previous Status    `json:"previous"`
 	Dialog   *Dialog   `json:"dialog,omitempty"`
+	// Dialogs lists the user's dialogs that are still up after a dialog
+	// change (nil when Dialog is nil).
+	Dialogs []Dialog `json:"dialogs,omitempty"`
 }
 
 // ErrOverflow is the error of a Subscription whose reader fell so far
@@ -180,6 +183,7 @@ func (s *Store) update(user string, d *Dialog, fn func(*entry)) {
 	if d != nil {
 		dc := *d
 		ch.Dialog = &dc
+		ch.Dialogs = e.dialogList()
 	}
 	for sub := range s.subs {
 		select {
@@ -250,10 +254,25 @@ func (s *Store) Get(user string) (p Presence, ok bool) {
 
 // Dialogs returns user's dialogs that have not terminated, in ID order.
 func (s *Store) Dialogs(user string) []Dialog {
+	_, ds, _ := s.Snapshot(user)
+	return ds
+}
+
+// Snapshot returns user's presence and dialogs together with the Seq of
+// the last change published before them: a reader that starts from a
+// snapshot skips changes up to that Seq.
+func (s *Store) Snapshot(user string) (Presence, []Dialog, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.users[user]
 	if e == nil {
+		return Presence{User: user}, nil, s.seq
+	}
+	return e.presence(user), e.dialogList(), s.seq
+}
+
+func (e *entry) dialogList() []Dialog {
+	if len(e.dialogs) == 0 {
 		return nil
 	}
 	out := make([]Dialog, 0, len(e.dialogs))

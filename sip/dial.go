@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Typed outcomes of a dial that did not connect. Match with errors.Is; the
@@ -77,6 +78,10 @@ type DialOptions struct {
 	Destination string
 	// Transport forces "UDP" or "TCP".
 	Transport string
+
+	// presenceUser is the directory user whose phone this INVITE rings
+	// (set by fork): its dialog is reported to the presence store.
+	presenceUser string
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
@@ -112,6 +117,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 		o := opts
 		o.Destination = b.Source.String()
 		o.Transport = b.Transport
+		o.presenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -146,7 +152,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 // DialURI sends an INVITE to target (a sip: or tel: URI, or user@host) and
 // waits for the answer. Canceling ctx or the ring timeout sends CANCEL. On
 // success the leg is answered, ACKed and its media running.
-func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (_ *Leg, err error) {
 	uri, err := parseTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
@@ -163,6 +169,11 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	ip := a.advertiseIP(remoteIP)
 
 	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, done: make(chan struct{}), final: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			l.reportDialog(presence.DialogTerminated) // the user's phone stopped ringing
+		}
+	}()
 	ep, err := a.newEndpoint(func() { l.mediaTimeout() })
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial: %w", err)
@@ -230,6 +241,13 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.from = headerValue(dtx.InviteRequest.From())
 	l.log = a.log.With("call_id", l.callID, "target", target)
 	l.log.Info("sip: dialing")
+	if opts.presenceUser != "" {
+		// The called phone's view: it is the recipient; its tag is the
+		// To tag of its responses, ours is its remote tag.
+		inv := dtx.InviteRequest
+		l.trackPresence(opts.presenceUser, presence.Recipient, inv.To().Address.String(), inv.From().Address.String(), "", tagOf(inv.From().Params))
+		l.reportDialog(presence.DialogTrying)
+	}
 
 	early := false
 	err = dtx.WaitAnswer(ringCtx, sipgo.AnswerOptions{
@@ -238,6 +256,14 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 			if res.IsProvisional() {
 				if opts.OnProgress != nil && res.StatusCode > 100 {
 					opts.OnProgress(res.StatusCode)
+				}
+				if res.StatusCode > 100 {
+					if tag := tagOf(res.To().Params); tag != "" {
+						l.setPresenceTags(tag)
+						l.reportDialog(presence.DialogEarly)
+					} else {
+						l.reportDialog(presence.DialogProceeding)
+					}
 				}
 				if len(res.Body()) > 0 && !early {
 					if cfg, err := answerConfig(res.Body()); err == nil {
@@ -299,6 +325,8 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 	}()
 	l.armSessionTimer()
+	l.setPresenceTags(tagOf(dtx.InviteResponse.To().Params))
+	l.reportDialog(presence.DialogConfirmed)
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil
 }

@@ -1,0 +1,176 @@
+package testharness_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// presenceServer serves alice, bob and carol; calling "ring-<user>"
+// dials that user's phones.
+func presenceServer(t *testing.T, cfg framework.Config) *framework.Server {
+	t.Helper()
+	cfg.Users = sip.NewDirectory(sip.Account{Name: "alice", Password: "a-pass"}, sip.Account{Name: "bob", Password: "b-pass"},
+		sip.Account{Name: "carol", Password: "c-pass"})
+	return startServer(t, cfg, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if user, ok := strings.CutPrefix(c.User(), "ring-"); ok {
+			return c.Dial(ctx, user, framework.DialOptions{Timeout: 10 * time.Second})
+		}
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+	}))
+}
+
+func newWatcher(t *testing.T) *testharness.Watcher {
+	t.Helper()
+	w, err := testharness.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+// A busy-lamp field (bob's watcher) subscribes to alice's dialog and
+// presence events; a call to alice's registered phone shows as early,
+// confirmed while she is on it (PIDF on-the-phone), and terminated when it
+// ends; unsubscribing gets a terminated NOTIFY.
+func TestDialogAndPresenceNotify(t *testing.T) {
+	srv := presenceServer(t, framework.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+
+	dlgW, presW := newWatcher(t), newWatcher(t)
+	bob := testharness.WatchOptions{Event: "dialog", Expires: 600, Username: "bob", Password: "b-pass"}
+	dlg, code, err := dlgW.Subscribe(ctx, srv.SIPAddr(), "alice", bob)
+	if err != nil || code != 200 {
+		t.Fatalf("SUBSCRIBE dialog: %d %v", code, err)
+	}
+	n, err := dlgW.Next(ctx)
+	if err != nil || !strings.HasPrefix(n.SubscriptionState, "active") || n.ContentType != "application/dialog-info+xml" || testharness.StateOf(n.Body) != "" {
+		t.Fatalf("first dialog NOTIFY: %+v %v", n, err)
+	}
+	bob.Event = "presence"
+	pres, code, err := presW.Subscribe(ctx, srv.SIPAddr(), "alice", bob)
+	if err != nil || code != 200 {
+		t.Fatalf("SUBSCRIBE presence: %d %v", code, err)
+	}
+	if n, err := presW.Next(ctx); err != nil || !strings.Contains(n.Body, "<basic>closed</basic>") || n.ContentType != "application/pidf+xml" {
+		t.Fatalf("first presence NOTIFY while alice is offline: %+v %v", n, err)
+	}
+
+	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "a-pass"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool { return strings.Contains(n.Body, "<basic>open</basic>") }); err != nil {
+		t.Fatalf("no open PIDF after alice registered: %v", err)
+	}
+
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	call, err := caller.Call(ctx, "sip:ring-alice@"+srv.SIPAddr().String())
+	if err != nil {
+		t.Fatalf("call to alice: %v", err)
+	}
+	var states []string
+	if _, err := dlgW.WaitFor(ctx, func(n testharness.Notify) bool {
+		states = append(states, testharness.StateOf(n.Body))
+		return testharness.StateOf(n.Body) == "confirmed"
+	}); err != nil {
+		t.Fatalf("no confirmed dialog NOTIFY (saw %v): %v", states, err)
+	}
+	if !strings.Contains(strings.Join(states, ","), "early") {
+		t.Errorf("dialog states before confirmed: %v, want early among them", states)
+	}
+	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool { return strings.Contains(n.Body, "<rpid:on-the-phone/>") }); err != nil {
+		t.Fatalf("no on-the-phone PIDF during the call: %v", err)
+	}
+	if p, _ := srv.Presence().Get("alice"); p.Status != framework.PresenceOnCall {
+		t.Fatalf("roster says alice is %s during the call", p.Status)
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := dlgW.WaitFor(ctx, func(n testharness.Notify) bool { return testharness.StateOf(n.Body) == "terminated" }); err != nil {
+		t.Fatalf("no terminated dialog NOTIFY after hangup: %v", err)
+	} else if !strings.Contains(n.Body, `direction="recipient"`) {
+		t.Errorf("dialog NOTIFY does not say alice's phone was the recipient:\n%s", n.Body)
+	}
+	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<basic>open</basic>") && !strings.Contains(n.Body, "on-the-phone")
+	}); err != nil {
+		t.Fatalf("no available PIDF after the call: %v", err)
+	}
+
+	// A user-chosen status and note reach the watcher.
+	if err := srv.Presence().Set("alice", framework.PresenceAway, "back at 3 & later"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<rpid:away/>") && strings.Contains(n.Body, "<dm:note>back at 3 &amp; later</dm:note>")
+	}); err != nil {
+		t.Fatalf("no away PIDF with the note: %v", err)
+	}
+
+	if code, err := pres.Refresh(ctx, 0); err != nil || code != 200 {
+		t.Fatalf("unsubscribe: %d %v", code, err)
+	}
+	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool { return strings.HasPrefix(n.SubscriptionState, "terminated") }); err != nil {
+		t.Fatalf("no terminated NOTIFY after unsubscribe: %v", err)
+	}
+	if code, _ := pres.Refresh(ctx, 600); code != 481 {
+		t.Fatalf("refresh of an ended subscription: %d, want 481", code)
+	}
+	if code, err := dlg.Refresh(ctx, 600); err != nil || code != 200 {
+		t.Fatalf("refresh dialog subscription: %d %v", code, err)
+	}
+}
+
+// Bad SUBSCRIBEs get the status RFC 6665 asks for, and a subscription
+// that is not refreshed ends with a terminated NOTIFY (reason timeout).
+func TestSubscribeErrorsAndExpiry(t *testing.T) {
+	srv := presenceServer(t, framework.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWatcher(t)
+	bob := testharness.WatchOptions{Event: "presence", Expires: 600, Username: "bob", Password: "b-pass"}
+	for _, tc := range []struct {
+		name   string
+		target string
+		mod    func(o *testharness.WatchOptions)
+		want   int
+	}{
+		{"unknown user", "mallory", nil, 404},
+		{"unknown package", "alice", func(o *testharness.WatchOptions) { o.Event = "message-summary" }, 489},
+		{"bad Event header", "alice", func(o *testharness.WatchOptions) { o.Event = "pres ence;;" }, 400},
+		{"too brief", "alice", func(o *testharness.WatchOptions) { o.Expires = 5 }, 423},
+		{"wrong password", "alice", func(o *testharness.WatchOptions) { o.Password = "nope" }, 403},
+		{"no credentials", "alice", func(o *testharness.WatchOptions) { o.Password = "" }, 407},
+		{"unacceptable body type", "alice", func(o *testharness.WatchOptions) { o.Accept = "text/plain" }, 406},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := bob
+			if tc.mod != nil {
+				tc.mod(&o)
+			}
+			_, code, err := w.Subscribe(ctx, srv.SIPAddr(), tc.target, o)
+			if err != nil || code != tc.want {
+				t.Fatalf("status %d (%v), want %d", code, err, tc.want)
+			}
+		})
+	}
+}
