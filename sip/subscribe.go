@@ -433,7 +433,10 @@ func (t *subscriptions) all() []*subscription {
 	return out
 }
 
-// Count returns how many subscriptions are live.
+// Subscriptions returns how many SUBSCRIBE dialogs the agent serves now.
+func (a *Agent) Subscriptions() int { return a.subs.count() }
+
+// count returns how many subscriptions are live.
 func (t *subscriptions) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -2,6 +2,8 @@ package testharness_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +174,60 @@ func TestSubscribeErrorsAndExpiry(t *testing.T) {
 				t.Fatalf("status %d (%v), want %d", code, err, tc.want)
 			}
 		})
+	}
+}
+
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// baresip's presence module is a real watcher: registered as bob, it
+// subscribes to alice (a contact marked presence=p2p) and logs each
+// change of her status: online when her phone registers, busy while she
+// is on a call, online again when it ends.
+func TestBaresipSeesPresence(t *testing.T) {
+	srv := presenceServer(t, framework.Config{})
+	addr := srv.SIPAddr().String()
+	b := startBaresipOpts(t, srv, baresipOptions{
+		account:     fmt.Sprintf("<sip:bob@%s>;auth_pass=b-pass;regint=60", addr),
+		extraConfig: "module_app contact.so\nmodule_app presence.so",
+		files:       map[string]string{"contacts": fmt.Sprintf("\"Alice\" <sip:alice@%s>;presence=p2p\n", addr)},
+	}, 440, 40)
+	waitFor(t, 10*time.Second, "baresip to subscribe to alice", func() bool { return srv.Agent().Subscriptions() == 1 })
+	time.Sleep(500 * time.Millisecond) // its first NOTIFY (offline) is answered; baresip logs only changes after it
+	changed := func(from, to string) {
+		t.Helper()
+		want := fmt.Sprintf("changed status from %s to %s", from, to)
+		waitFor(t, 10*time.Second, "baresip to log "+want, func() bool { return strings.Contains(ansi.ReplaceAllString(b.logText(), ""), want) })
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, addr, "alice", "a-pass"); err != nil {
+		t.Fatal(err)
+	}
+	changed("Offline", "Online")
+
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	call, err := caller.Call(ctx, "sip:ring-alice@"+addr)
+	if err != nil {
+		t.Fatalf("call to alice: %v", err)
+	}
+	changed("Online", "Busy")
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	changed("Busy", "Online")
+	for _, line := range strings.Split(ansi.ReplaceAllString(b.logText(), ""), "\n") {
+		if strings.Contains(line, "presence") || strings.Contains(line, "changed status") {
+			t.Log("baresip:", line)
+		}
 	}
 }
