@@ -74,6 +74,9 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// Subscriptions bounds SIP SUBSCRIBE (presence and dialog event
+	// packages): lifetimes and how many; the zero value has defaults.
+	Subscriptions sip.SubscriptionLimits
 	// OnPresence, if set, receives every presence change (a user's status
 	// or note, or one of their dialogs) in order, synchronously on the
 	// goroutine that caused it; it must not block and must not call the
@@ -153,7 +156,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
 	})
 	if err != nil {
 		return nil, err

@@ -231,3 +231,45 @@ func TestBaresipSeesPresence(t *testing.T) {
 		}
 	}
 }
+
+// Subscriptions end with a terminated NOTIFY when they expire (reason
+// timeout) and when the server shuts down (reason deactivated); one source
+// cannot hold more than its share.
+func TestSubscriptionExpiryShutdownAndLimits(t *testing.T) {
+	limits := sip.SubscriptionLimits{MinExpires: time.Second, MaxPerSource: 2}
+	srv := presenceServer(t, framework.Config{Subscriptions: limits})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWatcher(t)
+	bob := testharness.WatchOptions{Event: "presence", Expires: 2, Username: "bob", Password: "b-pass"}
+	if _, code, err := w.Subscribe(ctx, srv.SIPAddr(), "alice", bob); err != nil || code != 200 {
+		t.Fatalf("SUBSCRIBE: %d %v", code, err)
+	}
+	n, err := w.WaitFor(ctx, func(n testharness.Notify) bool { return strings.HasPrefix(n.SubscriptionState, "terminated") })
+	if err != nil || n.SubscriptionState != "terminated;reason=timeout" {
+		t.Fatalf("expiry: %+v %v", n, err)
+	}
+	waitFor(t, 5*time.Second, "the expired subscription to be gone", func() bool { return srv.Agent().Subscriptions() == 0 })
+
+	bob.Expires = 600
+	for i := range 2 {
+		if _, code, err := w.Subscribe(ctx, srv.SIPAddr(), "carol", bob); err != nil || code != 200 {
+			t.Fatalf("SUBSCRIBE %d: %d %v", i, code, err)
+		}
+	}
+	if _, code, err := w.Subscribe(ctx, srv.SIPAddr(), "carol", bob); err != nil || code != 503 {
+		t.Fatalf("third SUBSCRIBE from one source: %d %v, want 503", code, err)
+	}
+	for range 2 { // the two initial NOTIFYs
+		if _, err := w.WaitFor(ctx, func(n testharness.Notify) bool { return strings.HasPrefix(n.SubscriptionState, "active") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Agent().Close() // what the server's shutdown does to SIP
+	for range 2 {
+		n, err := w.WaitFor(ctx, func(n testharness.Notify) bool { return strings.HasPrefix(n.SubscriptionState, "terminated") })
+		if err != nil || n.SubscriptionState != "terminated;reason=deactivated" {
+			t.Fatalf("shutdown: %+v %v", n, err)
+		}
+	}
+}
