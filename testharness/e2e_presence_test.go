@@ -273,3 +273,63 @@ func TestSubscriptionExpiryShutdownAndLimits(t *testing.T) {
 		}
 	}
 }
+
+// A registered user who places a call is on a call (the dialog's
+// initiator) until it ends; Config.OnPresence sees every change in order
+// and the roster lists everyone.
+func TestCallerPresenceAndFeed(t *testing.T) {
+	changes := make(chan framework.PresenceChange, 64)
+	srv := presenceServer(t, framework.Config{OnPresence: func(c framework.PresenceChange) {
+		select {
+		case changes <- c:
+		default:
+			t.Error("presence feed test buffer full")
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "a-pass"); err != nil {
+		t.Fatal(err)
+	}
+	call, err := alice.CallAs(ctx, "sip:tone@"+srv.SIPAddr().String(), "alice", "a-pass")
+	if err != nil {
+		t.Fatalf("alice calls: %v", err)
+	}
+	if _, err := call.WaitTone(ctx, 1000, 30); err != nil {
+		t.Fatalf("alice's call carries no tone: %v", err)
+	}
+	roster := srv.Presence().Roster()
+	if len(roster) != 3 || roster[0].User != "alice" || roster[0].Status != framework.PresenceOnCall || roster[1].Status != framework.PresenceOffline {
+		t.Fatalf("roster during the call: %+v", roster)
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "alice to be available again", func() bool {
+		p, _ := srv.Presence().Get("alice")
+		return p.Status == framework.PresenceAvailable
+	})
+	var got []string
+	var seq uint64
+	for len(changes) > 0 {
+		c := <-changes
+		if c.Seq != seq+1 {
+			t.Fatalf("feed skipped from %d to %d", seq, c.Seq)
+		}
+		seq = c.Seq
+		s := c.Presence.Status.String()
+		if c.Dialog != nil {
+			s += "/" + c.Dialog.Direction.String() + ":" + c.Dialog.State.String()
+		}
+		got = append(got, s)
+	}
+	want := "available,on-call/initiator:trying,on-call/initiator:confirmed,available/initiator:terminated"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("presence feed:\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+}
