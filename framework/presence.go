@@ -22,6 +22,9 @@ type Presence = presence.Presence
 // (Config.OnPresence, Server.Presence().Subscribe).
 type PresenceChange = presence.Change
 
+// PresenceSubscribeOptions tune Server.Presence().Subscribe.
+type PresenceSubscribeOptions = presence.SubscribeOptions
+
 // Presence returns the server's presence store: every directory user's
 // status, kept up to date by registrations and calls. Applications read
 // it (Roster, Get), follow it (Subscribe), and let users choose a status
