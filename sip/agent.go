@@ -134,6 +134,7 @@ type Agent struct {
 	malformedLog logThrottle
 
 	subs         subscriptions
+	pubs         publications
 	stopPresence context.CancelFunc
 	presenceDone chan struct{}
 }
@@ -248,6 +249,7 @@ func (a *Agent) housekeeping(ctx context.Context) {
 				r.syncPresence()
 			}
 			a.subs.expire(now, a.cfg.Presence)
+			a.pubs.expire(now, a.cfg.Presence)
 		}
 	}
 }
@@ -331,6 +333,7 @@ func (a *Agent) listen() error {
 	srv.OnUpdate(a.onUpdate)
 	srv.OnNotify(a.onNotify)
 	srv.OnSubscribe(a.onSubscribe)
+	srv.OnPublish(a.onPublish)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
 	go func() { _ = srv.ServeTCP(tcp) }()
@@ -548,7 +551,7 @@ func (a *Agent) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // supported lists the option tags we implement (Supported header).
 const supported = "timer"
 
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE, SUBSCRIBE"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE, SUBSCRIBE, PUBLISH"
 
 func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sip: method not supported", "method", string(req.Method), "source", req.Source())

@@ -333,3 +333,20 @@ func TestCallerPresenceAndFeed(t *testing.T) {
 		t.Fatalf("presence feed:\n got %s\nwant %s", strings.Join(got, ","), want)
 	}
 }
+
+// baresip publishes its user's presence (PUBLISH with PIDF, account
+// parameter pubint): told to go offline (its "]" command) while
+// registered, alice shows offline in the roster although her phone is
+// online.
+func TestBaresipPublishesPresence(t *testing.T) {
+	srv := presenceServer(t, framework.Config{})
+	addr := srv.SIPAddr().String()
+	startBaresipOpts(t, srv, baresipOptions{
+		account:     fmt.Sprintf("<sip:alice@%s>;auth_pass=a-pass;regint=60;pubint=60", addr),
+		extraConfig: "module_app presence.so",
+	}, 440, 20, "]")
+	waitFor(t, 10*time.Second, "alice registered but published offline", func() bool {
+		p, _ := srv.Presence().Get("alice")
+		return p.Online == 1 && p.Status == framework.PresenceOffline
+	})
+}
