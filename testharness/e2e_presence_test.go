@@ -350,3 +350,62 @@ func TestBaresipPublishesPresence(t *testing.T) {
 		return p.Online == 1 && p.Status == framework.PresenceOffline
 	})
 }
+
+// SIPp as a busy-lamp field (an independent SIP stack parsing our
+// NOTIFYs): it subscribes to alice's dialog package with digest auth,
+// sees a NOTIFY with a confirmed dialog once a call to alice is answered,
+// then unsubscribes and gets a terminated NOTIFY.
+func TestSIPpDialogSubscription(t *testing.T) {
+	srv := presenceServer(t, framework.Config{})
+	addr := srv.SIPAddr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, addr, "alice", "a-pass"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := runSIPp(t, "-sf", scenario("subscribe_dialog.xml"), "-s", "alice", "-key", "caller", "bob", "-au", "bob", "-ap", "b-pass", addr)
+		done <- result{out, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); srv.Agent().Subscriptions() != 1; time.Sleep(20 * time.Millisecond) {
+		select {
+		case r := <-done:
+			t.Fatalf("SIPp ended before subscribing: %v\n%s", r.err, tail(r.out, 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIPp did not subscribe within 10 s")
+		}
+	}
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	call, err := caller.Call(ctx, "sip:ring-alice@"+addr)
+	if err != nil {
+		t.Fatalf("call to alice: %v", err)
+	}
+	defer call.Hangup(ctx)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("SIPp busy-lamp field failed: %v\n%s", r.err, tail(r.out, 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("SIPp did not finish")
+	}
+	if n := srv.Agent().Subscriptions(); n != 0 {
+		t.Fatalf("%d subscriptions left after SIPp unsubscribed", n)
+	}
+}
