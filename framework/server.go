@@ -353,6 +353,12 @@ func (s *Server) statusHandler() http.Handler {
 		}
 		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
+		if roster := s.presence.Roster(); len(roster) > 0 {
+			fmt.Fprintln(w, "Presence:")
+			for _, p := range roster {
+				fmt.Fprintf(w, "  %-16s %-10s %s\n", p.User, p.Status, p.Note)
+			}
+		}
 	})
 	return mux
 }

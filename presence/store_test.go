@@ -147,3 +147,24 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatal("ParseStatus accepted an unknown status")
 	}
 }
+
+// BenchmarkUpdateDialog is the cost a call's signaling pays per dialog
+// state: derive the status, publish to two subscribers and the hook.
+func BenchmarkUpdateDialog(b *testing.B) {
+	s := New(Options{OnChange: func(Change) {}})
+	s.SetOnline("alice", "sip", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 {
+		sub := s.Subscribe(ctx, SubscribeOptions{Buffer: 1024})
+		go func() {
+			for range sub.C {
+			}
+		}()
+	}
+	states := []DialogState{DialogTrying, DialogEarly, DialogConfirmed, DialogTerminated}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.UpdateDialog("alice", Dialog{ID: "c", CallID: "c", Direction: Recipient, State: states[i%4]})
+	}
+}
