@@ -258,7 +258,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (_
 					opts.OnProgress(res.StatusCode)
 				}
 				if res.StatusCode > 100 {
-					if tag := tagOf(res.To().Params); tag != "" {
+					if tag := responseToTag(res); tag != "" {
 						l.setPresenceTags(tag)
 						l.reportDialog(presence.DialogEarly)
 					} else {
@@ -325,7 +325,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (_
 		}
 	}()
 	l.armSessionTimer()
-	l.setPresenceTags(tagOf(dtx.InviteResponse.To().Params))
+	l.setPresenceTags(responseToTag(dtx.InviteResponse))
 	l.reportDialog(presence.DialogConfirmed)
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil

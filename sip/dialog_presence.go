@@ -65,3 +65,12 @@ func tagOf(params sip.HeaderParams) string {
 	t, _ := params.Get("tag")
 	return t
 }
+
+// responseToTag returns the To tag of a response ("" without one, or
+// without a To header at all).
+func responseToTag(res *sip.Response) string {
+	if res == nil || res.To() == nil {
+		return ""
+	}
+	return tagOf(res.To().Params)
+}
