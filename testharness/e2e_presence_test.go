@@ -352,10 +352,17 @@ func TestBaresipPublishesPresence(t *testing.T) {
 }
 
 // SIPp as a busy-lamp field (an independent SIP stack parsing our
-// NOTIFYs): it subscribes to alice's dialog package with digest auth,
+// NOTIFYs), over UDP and over TCP (NOTIFYs reuse its connection): it
+// subscribes to alice's dialog package with digest auth,
 // sees a NOTIFY with a confirmed dialog once a call to alice is answered,
 // then unsubscribes and gets a terminated NOTIFY.
 func TestSIPpDialogSubscription(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) { sippDialogSubscription(t, transport) })
+	}
+}
+
+func sippDialogSubscription(t *testing.T, transport string) {
 	srv := presenceServer(t, framework.Config{})
 	addr := srv.SIPAddr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -374,7 +381,11 @@ func TestSIPpDialogSubscription(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := runSIPp(t, "-sf", scenario("subscribe_dialog.xml"), "-s", "alice", "-key", "caller", "bob", "-au", "bob", "-ap", "b-pass", addr)
+		args := []string{"-sf", scenario("subscribe_dialog.xml"), "-s", "alice", "-key", "caller", "bob", "-au", "bob", "-ap", "b-pass", addr}
+		if transport == "tcp" {
+			args = append([]string{"-t", "t1"}, args...)
+		}
+		out, err := runSIPp(t, args...)
 		done <- result{out, err}
 	}()
 	for deadline := time.Now().Add(10 * time.Second); srv.Agent().Subscriptions() != 1; time.Sleep(20 * time.Millisecond) {
