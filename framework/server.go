@@ -144,7 +144,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
-	s.presence = presence.New(presence.Options{OnChange: cfg.OnPresence})
+	s.presence = presence.New(presence.Options{OnChange: cfg.OnPresence, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
 		s.presence.Add(cfg.Users.Names()...)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -65,6 +67,9 @@ type Options struct {
 	OnChange func(Change)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Logger reports a panicking OnChange (recovered); nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Store holds the presence of every user it has heard of. Its methods are
@@ -72,6 +77,7 @@ type Options struct {
 type Store struct {
 	onChange func(Change)
 	now      func() time.Time
+	log      *slog.Logger
 
 	mu    sync.Mutex
 	users map[string]*entry
@@ -96,7 +102,11 @@ func New(opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{onChange: opts.OnChange, now: now, users: map[string]*entry{}, subs: map[*Subscription]struct{}{}}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{onChange: opts.OnChange, now: now, log: log, users: map[string]*entry{}, subs: map[*Subscription]struct{}{}}
 }
 
 // Add makes users known (offline until something says otherwise), so the
@@ -199,6 +209,11 @@ func (s *Store) update(user string, d *Dialog, fn func(*entry)) {
 	s.emitMu.Lock() // taken before mu is released: the hook sees changes in Seq order
 	s.mu.Unlock()
 	defer s.emitMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("presence: OnChange panicked", "panic", fmt.Sprint(r), "user", user, "seq", ch.Seq, "stack", string(debug.Stack()))
+		}
+	}()
 	s.onChange(ch)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 )
 
@@ -96,6 +98,18 @@ func TestChangesInOrderAndHook(t *testing.T) {
 	sub.Close()
 	if _, ok := <-sub.C; ok || !errors.Is(sub.Err(), context.Canceled) {
 		t.Fatalf("closed subscription: err %v", sub.Err())
+	}
+}
+
+func TestPanickingHookIsRecovered(t *testing.T) {
+	s := New(Options{OnChange: func(Change) { panic("boom") }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.SetOnline("alice", "sip", 1) // must not panic
+	if p, _ := s.Get("alice"); p.Status != Available {
+		t.Fatalf("status %s after a panicking hook", p.Status)
+	}
+	s.SetOnline("alice", "sip", 0) // and the store still works
+	if p, _ := s.Get("alice"); p.Status != Offline {
+		t.Fatalf("status %s", p.Status)
 	}
 }
 
