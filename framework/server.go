@@ -80,8 +80,8 @@ type Config struct {
 	// OnPresence, if set, receives every presence change (a user's status
 	// or note, or one of their dialogs) in order, synchronously on the
 	// goroutine that caused it; it must not block and must not call the
-	// presence store's setters. Server.Presence().Subscribe is the
-	// buffered alternative.
+	// presence store's setters (a panic is recovered and logged).
+	// Server.Presence().Subscribe is the buffered alternative.
 	OnPresence func(PresenceChange)
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
