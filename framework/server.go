@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -76,6 +77,15 @@ type Config struct {
 	HTTPHandler http.Handler
 	// Browsers, if set, serves browser legs and the softphone page.
 	Browsers *BrowserConfig
+	// Subscriptions bounds SIP SUBSCRIBE (presence and dialog event
+	// packages): lifetimes and how many; the zero value has defaults.
+	Subscriptions sip.SubscriptionLimits
+	// OnPresence, if set, receives every presence change (a user's status
+	// or note, or one of their dialogs) in order, synchronously on the
+	// goroutine that caused it; it must not block and must not call the
+	// presence store's setters (a panic is recovered and logged).
+	// Server.Presence().Subscribe is the buffered alternative.
+	OnPresence func(PresenceChange)
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -98,6 +108,7 @@ type Server struct {
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
 	tts      *media.TTS
+	presence *presence.Store
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
@@ -142,8 +153,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
+	s.presence = presence.New(presence.Options{OnChange: cfg.OnPresence, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
+		s.presence.Add(cfg.Users.Names()...)
 		realm := cfg.Realm
 		if realm == "" {
 			realm = "switchboard"
@@ -152,7 +165,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 	})
 	if err != nil {
 		return nil, err
@@ -368,6 +381,12 @@ func (s *Server) statusHandler() http.Handler {
 		}
 		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
+		if roster := s.presence.Roster(); len(roster) > 0 {
+			fmt.Fprintln(w, "Presence:")
+			for _, p := range roster {
+				fmt.Fprintf(w, "  %-16s %-10s %s\n", p.User, p.Status, p.Note)
+			}
+		}
 	})
 	return mux
 }

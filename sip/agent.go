@@ -22,6 +22,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Config configures an Agent. The zero value of every field but Ports is
@@ -96,6 +97,13 @@ type Config struct {
 	// for a registered user (those are relayed to the user's phones); its
 	// return value is the response status. Nil answers 404.
 	OnMessage func(PagerMessage) int
+	// Presence, if set, is kept up to date with registrations (through the
+	// Registrar) and with the dialogs of directory users' phones, and
+	// SUBSCRIBE for the presence (RFC 3856) and dialog (RFC 4235) event
+	// packages is served from it. Without it SUBSCRIBE gets 489.
+	Presence *presence.Store
+	// Subscriptions bounds SUBSCRIBE: lifetimes and how many.
+	Subscriptions SubscriptionLimits
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
@@ -136,6 +144,11 @@ type Agent struct {
 	regState     map[string]*regState // guarded by mu
 	trunkDNS     *dnsCache
 	malformedLog logThrottle
+
+	subs         subscriptions
+	pubs         publications
+	stopPresence context.CancelFunc
+	presenceDone chan struct{}
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -161,6 +174,10 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "Switchboard"
+	}
+	cfg.Subscriptions = cfg.Subscriptions.withDefaults()
+	if cfg.Registrar != nil && cfg.Registrar.Presence == nil {
+		cfg.Registrar.Presence = cfg.Presence
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -215,7 +232,38 @@ func (a *Agent) Start() error {
 		defer close(a.trunksDone)
 		a.registerTrunks(rctx)
 	}()
+	if a.cfg.Presence != nil {
+		pctx, stop := context.WithCancel(context.Background())
+		a.stopPresence, a.presenceDone = stop, make(chan struct{})
+		go func() {
+			defer close(a.presenceDone)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); a.watchPresence(pctx) }()
+			a.housekeeping(pctx)
+			wg.Wait()
+		}()
+	}
 	return nil
+}
+
+// housekeeping runs once a second while presence is served: expired
+// registrations take their users offline, expired subscriptions end.
+func (a *Agent) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if r := a.cfg.Registrar; r != nil {
+				r.syncPresence()
+			}
+			a.subs.expire(now, a.cfg.Presence)
+			a.pubs.expire(now, a.cfg.Presence)
+		}
+	}
 }
 
 func (a *Agent) listen() error {
@@ -296,6 +344,8 @@ func (a *Agent) listen() error {
 	srv.OnRefer(a.onRefer)
 	srv.OnUpdate(a.onUpdate)
 	srv.OnNotify(a.onNotify)
+	srv.OnSubscribe(a.onSubscribe)
+	srv.OnPublish(a.onPublish)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
 	go func() { _ = srv.ServeTCP(tcp) }()
@@ -349,6 +399,13 @@ func (a *Agent) Close() {
 	case <-waitCh:
 	case <-ctx.Done():
 		a.log.Warn("sip: legs still open at shutdown")
+	}
+	if a.stopPresence != nil {
+		// Watchers hear that we are going (NOTIFY terminated) while the
+		// transport still works.
+		a.stopPresence()
+		<-a.presenceDone
+		a.subs.closeAll(2*time.Second, a.cfg.Presence)
 	}
 	if a.trunksDone != nil {
 		// Unregistering needs the transport: let it finish (it is bounded).
@@ -487,6 +544,9 @@ func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	if a.cfg.Presence != nil {
+		res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+	}
 	if err := tx.Respond(res); err != nil {
 		a.log.Debug("sip: respond OPTIONS failed", "error", err)
 	}
@@ -505,7 +565,7 @@ func (a *Agent) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // supported lists the option tags we implement (Supported header).
 const supported = "timer"
 
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE, SUBSCRIBE, PUBLISH"
 
 func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sip: method not supported", "method", string(req.Method), "source", req.Source())

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Typed outcomes of a dial that did not connect. Match with errors.Is; the
@@ -82,6 +83,10 @@ type DialOptions struct {
 	// peer answers 488 or 606). Dialling a trunk or a directory user
 	// with SRTPOff takes the trunk's or account's policy.
 	SRTP SRTPPolicy
+
+	// presenceUser is the directory user whose phone this INVITE rings
+	// (set by fork): its dialog is reported to the presence store.
+	presenceUser string
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
@@ -122,6 +127,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 		o := opts
 		o.Destination = b.Source.String()
 		o.Transport = b.Transport
+		o.presenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -167,7 +173,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	return leg, err
 }
 
-func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_ *Leg, err error) {
 	uri, err := parseTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
@@ -184,6 +190,11 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*
 	ip := a.advertiseIP(remoteIP)
 
 	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, srtp: opts.SRTP, done: make(chan struct{}), final: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			l.reportDialog(presence.DialogTerminated) // the user's phone stopped ringing
+		}
+	}()
 	ep, err := a.newEndpoint(a.log.With("target", target), func() { l.mediaTimeout() })
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial: %w", err)
@@ -252,6 +263,13 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.from = headerValue(dtx.InviteRequest.From())
 	l.log = a.log.With("call_id", l.callID, "target", target)
 	l.log.Info("sip: dialing")
+	if opts.presenceUser != "" {
+		// The called phone's view: it is the recipient; its tag is the
+		// To tag of its responses, ours is its remote tag.
+		inv := dtx.InviteRequest
+		l.trackPresence(opts.presenceUser, presence.Recipient, inv.To().Address.String(), inv.From().Address.String(), "", tagOf(inv.From().Params))
+		l.reportDialog(presence.DialogTrying)
+	}
 
 	early := false
 	err = dtx.WaitAnswer(ringCtx, sipgo.AnswerOptions{
@@ -260,6 +278,14 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*
 			if res.IsProvisional() {
 				if opts.OnProgress != nil && res.StatusCode > 100 {
 					opts.OnProgress(res.StatusCode)
+				}
+				if res.StatusCode > 100 {
+					if tag := responseToTag(res); tag != "" {
+						l.setPresenceTags(tag)
+						l.reportDialog(presence.DialogEarly)
+					} else {
+						l.reportDialog(presence.DialogProceeding)
+					}
 				}
 				if len(res.Body()) > 0 && !early {
 					if cfg, err := l.answerConfig(res.Body()); err == nil {
@@ -321,6 +347,8 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 	}()
 	l.armSessionTimer()
+	l.setPresenceTags(responseToTag(dtx.InviteResponse))
+	l.reportDialog(presence.DialogConfirmed)
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "srtp", srtpSuiteName(cfg))
 	return l, nil
 }

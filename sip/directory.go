@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 
 	"github.com/BurntSushi/toml"
@@ -68,6 +69,18 @@ func (d *Directory) Lookup(user string) (Account, bool) {
 	defer d.mu.RUnlock()
 	a, ok := d.accounts[user]
 	return a, ok
+}
+
+// Names returns the account names, sorted.
+func (d *Directory) Names() []string {
+	d.mu.RLock()
+	out := make([]string, 0, len(d.accounts))
+	for n := range d.accounts {
+		out = append(out, n)
+	}
+	d.mu.RUnlock()
+	sort.Strings(out)
+	return out
 }
 
 // configFile is the TOML file the binary reads accounts and trunks from;

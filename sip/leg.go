@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Errors that end a leg. Check them with errors.Is.
@@ -78,6 +79,8 @@ type Leg struct {
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
 	session sessionTimer // RFC 4028 state
+
+	pres *presenceDialog // a directory user's phone is on this dialog (presence)
 
 	awaitingAnswer bool
 	pendingCSeq    uint32
@@ -149,6 +152,7 @@ func (l *Leg) end(cause error) {
 	l.err = cause
 	l.mu.Unlock()
 	l.stopSessionTimer()
+	l.reportDialog(presence.DialogTerminated)
 	_ = l.ep.Close()
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
@@ -309,6 +313,12 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = l.ep.Close()
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
+	}
+	if authUser != "" {
+		// The caller's phone is a directory user's: it is placing a call.
+		l.trackPresence(authUser, presence.Initiator, req.From().Address.String(), req.Recipient.String(),
+			tagOf(req.From().Params), tagOf(dtx.InviteRequest.To().Params))
+		l.reportDialog(presence.DialogTrying)
 	}
 	if replaced != nil {
 		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
@@ -532,7 +542,11 @@ func (l *Leg) Ringing() error {
 	if !early {
 		return nil
 	}
-	return l.uas.Respond(180, "Ringing", nil, l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+	err := l.uas.Respond(180, "Ringing", nil, l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+	if err == nil {
+		l.reportDialog(presence.DialogEarly)
+	}
+	return err
 }
 
 // Answer sends 200 OK with the SDP answer and waits for the ACK. Media
@@ -621,6 +635,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
 	}
 	l.armSessionTimer()
+	l.reportDialog(presence.DialogConfirmed)
 	l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Binding is one registered contact of a user.
@@ -35,12 +36,17 @@ type Registrar struct {
 	MinExpires, MaxExpires time.Duration
 	// MaxContacts per user (10).
 	MaxContacts int
+	// Presence, if set, hears how many contacts each user has registered
+	// (source "sip"): the first makes the user online, losing the last
+	// (unregistered or expired) offline.
+	Presence *presence.Store
 
 	log *slog.Logger
 	now func() time.Time
 
 	mu       sync.Mutex
 	bindings map[string][]Binding
+	reported map[string]int // contacts last told to Presence
 }
 
 // NewRegistrar creates a registrar for the accounts of dir in realm.
@@ -189,6 +195,54 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		log.Debug("sip: REGISTER response failed", "error", err)
 	}
 	log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+	r.syncPresence()
+}
+
+// syncPresence tells Presence every user whose number of live contacts
+// changed since it last heard (registrations, unregistrations, expiries).
+// The agent calls it once a second; serveRegister after each REGISTER.
+func (r *Registrar) syncPresence() {
+	if r.Presence == nil {
+		return
+	}
+	type update struct {
+		user string
+		n    int
+	}
+	var ups []update
+	r.mu.Lock()
+	if r.reported == nil {
+		r.reported = map[string]int{}
+	}
+	now := r.now()
+	for user, bs := range r.bindings {
+		n := 0
+		for _, b := range bs {
+			if now.Before(b.Expires) {
+				n++
+			}
+		}
+		if r.reported[user] != n {
+			ups = append(ups, update{user, n})
+		}
+	}
+	for user := range r.reported {
+		if _, ok := r.bindings[user]; !ok {
+			ups = append(ups, update{user, 0})
+		}
+	}
+	for _, u := range ups {
+		if u.n == 0 {
+			delete(r.reported, u.user)
+		} else {
+			r.reported[u.user] = u.n
+		}
+	}
+	r.mu.Unlock()
+	// Outside r.mu: the store's hook may run application code.
+	for _, u := range ups {
+		r.Presence.SetOnline(u.user, "sip", u.n)
+	}
 }
 
 // digest runs one step of the digest exchange (RFC 3261 22) for req:

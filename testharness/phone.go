@@ -163,6 +163,16 @@ func (p *Phone) CallWith(ctx context.Context, uri string, opts sip.DialOptions) 
 	return Attach(leg), nil
 }
 
+// CallAs dials uri as a directory user (From and digest credentials) and
+// returns once the call is answered.
+func (p *Phone) CallAs(ctx context.Context, uri, user, password string) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: user, Username: user, Password: password})
+	if err != nil {
+		return nil, err
+	}
+	return Attach(leg), nil
+}
+
 // PhoneCall is one call of a virtual phone: it records everything it hears
 // and can send tones and DTMF.
 type PhoneCall struct {
