@@ -33,10 +33,18 @@ type Config struct {
 	// TLSAddr is host:port for SIP over TLS; empty disables TLS.
 	TLSAddr string
 	// TLSCertFile and TLSKeyFile are the PEM certificate and key for the
-	// TLS listener; without them a self-signed one is generated (for
-	// development; its fingerprint is logged). TLSConfig overrides both.
+	// TLS listener; without them a self-signed development certificate is
+	// used (its fingerprint is logged): kept in DataDir when that is set,
+	// so phones that trust it keep trusting it across restarts, else made
+	// afresh at each start. TLSConfig overrides all of them.
 	TLSCertFile, TLSKeyFile string
 	TLSConfig               *tls.Config
+	// DataDir is where the agent keeps state across restarts (the
+	// development TLS certificate, in DataDir/tls); empty keeps nothing.
+	DataDir string
+	// TLSHostnames are extra DNS names the development certificate must
+	// name besides localhost and the host name (e.g. the name phones use).
+	TLSHostnames []string
 	// TLSRootCAs verifies the servers we connect to over TLS (trunks);
 	// nil means the system roots.
 	TLSRootCAs *x509.CertPool
@@ -98,12 +106,15 @@ type Config struct {
 // Agent is a SIP user agent: it listens for requests, creates inbound legs
 // and dials outbound ones.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	client *sipgo.Client
-	dua    *sipgo.DialogUA
+	cfg Config
+	log *slog.Logger
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	// clients and duas hold one sipgo client (and dialog UA) per
+	// transport, so each request's Via sent-by and Contact name the port
+	// of the transport it travels over (see transports.go).
+	clients map[string]*sipgo.Client
+	duas    map[string]*sipgo.DialogUA
 
 	mu         sync.Mutex
 	uas        map[string]*Leg // by dialog id, UAS side
@@ -263,15 +274,9 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return err
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(advertise.String()), sipgo.WithClientPort(port), sipgo.WithClientLogger(a.log))
-	if err != nil {
+	a.ua, a.srv = ua, srv
+	if err := a.newClients(ua, advertise); err != nil {
 		return err
-	}
-	a.ua, a.srv, a.client = ua, srv, client
-	a.dua = &sipgo.DialogUA{
-		Client:         client,
-		ContactHDR:     sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: advertise.String(), Port: port}},
-		RewriteContact: true,
 	}
 	srv.OnInvite(a.onInvite)
 	srv.OnAck(a.onAck)
@@ -416,17 +421,13 @@ func (a *Agent) newEndpoint(onTimeout func()) (*media.Endpoint, error) {
 	})
 }
 
+// contactFor is our Contact for a dialog or registration over transport,
+// at ip: the listening port of that transport, so requests the peer sends
+// later (or over a new connection, once ours is gone) reach the right
+// listener. WebSocket peers cannot connect to us; their requests come
+// back over the connection they opened, so no port.
 func (a *Agent) contactFor(ip netip.Addr, transport string) *sip.ContactHeader {
-	port := int(a.udpAddr.Port())
-	switch strings.ToUpper(transport) {
-	case "TCP":
-		port = int(a.tcpAddr.Port())
-	case "TLS":
-		port = int(a.tlsAddr.Port())
-	case "WS", "WSS":
-		port = 0 // requests come back over the client's connection
-	}
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: port}}
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: a.listenPort(transport)}}
 	if t := strings.ToLower(transport); t != "" && t != "udp" {
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", t)

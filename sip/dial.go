@@ -75,7 +75,7 @@ type DialOptions struct {
 	// of the request URI's host: the source address of a registration
 	// behind NAT.
 	Destination string
-	// Transport forces "UDP" or "TCP".
+	// Transport forces "UDP", "TCP", "TLS", "WS" or "WSS".
 	Transport string
 }
 
@@ -110,8 +110,18 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 	results := make(chan result, len(bindings))
 	for _, b := range bindings {
 		o := opts
+		// Over the connection the phone registered on, or to its NAT
+		// binding: a phone behind NAT cannot be reached any other way,
+		// and over TLS it may not listen at all.
 		o.Destination = b.Source.String()
 		o.Transport = b.Transport
+		if reliable(b.Transport) && !a.liveConnection(b.Transport, o.Destination) {
+			// That connection is gone: try the Contact itself (with the
+			// transport it names), as a phone with a public address wants.
+			a.log.Info("sip: registration's connection is closed; dialing its contact", "user", user,
+				"contact", b.Contact, "transport", b.Transport, "source", o.Destination)
+			o.Destination, o.Transport = "", ""
+		}
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -220,7 +230,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.callID = callIDOf(req) // filled once the client builds the request
 	ringCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	dtx, err := a.dua.WriteInvite(ringCtx, req)
+	dtx, err := a.duaFor(transport).WriteInvite(ringCtx, req)
 	if err != nil {
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
@@ -301,6 +311,15 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.armSessionTimer()
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil
+}
+
+// reliable reports whether transport is connection-oriented.
+func reliable(transport string) bool {
+	switch strings.ToUpper(transport) {
+	case "TCP", "TLS", "WS", "WSS":
+		return true
+	}
+	return false
 }
 
 // newFrom is a From header for a new request we originate, with a fresh tag.

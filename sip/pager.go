@@ -140,7 +140,7 @@ func (a *Agent) sendMessageTo(ctx context.Context, target, destination, transpor
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
 	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
 	req.SetBody([]byte(text))
-	res, err := a.client.Do(ctx, req)
+	res, err := a.clientFor(req.Transport()).Do(ctx, req)
 	if err != nil {
 		return fmt.Errorf("sip: message to %s: %w", target, err)
 	}
