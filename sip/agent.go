@@ -121,6 +121,7 @@ type Agent struct {
 	uac        map[string]*Leg // by dialog id, UAC side
 	listeners  []func() error
 	udpAddr    netip.AddrPort
+	udpKey     string // the UDP listener's local address as sipgo's pool names it
 	tcpAddr    netip.AddrPort
 	tlsAddr    netip.AddrPort
 	tlsConf    *tls.Config
@@ -228,6 +229,7 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("sip: listen udp: %w", err)
 	}
 	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	a.udpKey = udp.LocalAddr().String()
 	if port == 0 {
 		port = int(a.udpAddr.Port())
 	}
@@ -301,6 +303,12 @@ func (a *Agent) listen() error {
 	a.mu.Lock()
 	a.wsListener = wsl
 	a.mu.Unlock()
+	// Requests over UDP leave from the listening socket, which sipgo
+	// knows only once ServeUDP has run: wait for it (bounded), so a
+	// request sent right after Start does not find it missing.
+	for i := 0; i < 500 && !a.liveConnection("UDP", a.udpKey); i++ {
+		time.Sleep(time.Millisecond)
+	}
 	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
 	return nil
 }

@@ -39,8 +39,14 @@ func (a *Agent) newClients(ua *sipgo.UserAgent, advertise netip.Addr) error {
 	for _, tr := range transportNames {
 		// Port 0 (WebSocket, or TLS when it is off) lets the transport
 		// layer write the connection's own local port.
-		c, err := sipgo.NewClient(ua, sipgo.WithClientHostname(advertise.String()),
-			sipgo.WithClientPort(a.listenPort(tr)), sipgo.WithClientLogger(a.log))
+		opts := []sipgo.ClientOption{sipgo.WithClientHostname(advertise.String()),
+			sipgo.WithClientPort(a.listenPort(tr)), sipgo.WithClientLogger(a.log)}
+		if tr == "UDP" {
+			// Send from the listening socket: the source port is the Via
+			// port, and a NAT in front of the phone sees one flow.
+			opts = append(opts, sipgo.WithClientConnectionAddr(a.udpKey))
+		}
+		c, err := sipgo.NewClient(ua, opts...)
 		if err != nil {
 			return fmt.Errorf("sip: %s client: %w", tr, err)
 		}

@@ -1,0 +1,307 @@
+package sip
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// startTestAgent runs an agent on loopback with UDP, TCP and TLS.
+func startTestAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	cfg.TLSAddr = "127.0.0.1:0"
+	if cfg.Ports == nil {
+		ports, err := media.NewPortPool(33000, 33099)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Ports = ports
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		sip.SetDefaultLogger(cfg.Logger)
+	}
+	a, err := NewAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// readStreamMessage reads one SIP message from a stream connection.
+func readStreamMessage(t *testing.T, conn net.Conn, r *bufio.Reader) sip.Message {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var head strings.Builder
+	length := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading SIP message: %v (so far %q)", err, head.String())
+		}
+		head.WriteString(line)
+		if name, value, ok := strings.Cut(line, ":"); ok && (strings.EqualFold(strings.TrimSpace(name), "Content-Length") || strings.TrimSpace(name) == "l") {
+			length, _ = strconv.Atoi(strings.TrimSpace(value))
+		}
+		if line == "\r\n" && head.Len() > 2 {
+			break
+		}
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatalf("reading SIP body: %v", err)
+	}
+	msg, err := sip.ParseMessage(append([]byte(head.String()), body...))
+	if err != nil {
+		t.Fatalf("parse %q: %v", head.String(), err)
+	}
+	return msg
+}
+
+// checkSentBy fails unless the top Via of req names transport and the
+// agent's listening port for it, and the Contact the same port and
+// transport.
+func checkSentBy(t *testing.T, what string, via *sip.ViaHeader, contact *sip.ContactHeader, transport string, port int) {
+	t.Helper()
+	if via != nil && (!strings.EqualFold(via.Transport, transport) || via.Port != port || via.Host != "127.0.0.1") {
+		t.Errorf("%s: Via SIP/2.0/%s %s:%d, want SIP/2.0/%s 127.0.0.1:%d", what, via.Transport, via.Host, via.Port, transport, port)
+	}
+	if contact == nil {
+		return
+	}
+	tp, _ := contact.Address.UriParams.Get("transport")
+	wantTP := strings.ToLower(transport)
+	if wantTP == "udp" {
+		wantTP = ""
+	}
+	if contact.Address.Port != port || tp != wantTP {
+		t.Errorf("%s: Contact %s, want port %d transport %q", what, contact.Address.String(), port, wantTP)
+	}
+}
+
+// An INVITE we send names, in Via and Contact, the port of the transport
+// it goes over. With one port for everything (the bug), a TLS phone that
+// answers on a new connection reached the plain TCP listener.
+func TestOutgoingViaAndContactPerTransport(t *testing.T) {
+	peerCert, _, err := DevCertificate("", nil, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(peerCert.Leaf)
+	a := startTestAgent(t, Config{TLSRootCAs: roots})
+	if a.tlsAddr.Port() == a.udpAddr.Port() {
+		t.Fatal("TLS and UDP share a port; the test cannot tell them apart")
+	}
+	for _, tr := range []string{"UDP", "TCP", "TLS"} {
+		t.Run(tr, func(t *testing.T) {
+			type received struct {
+				req   *sip.Request
+				reply func(*sip.Response)
+			}
+			got := make(chan received, 1)
+			var addr string
+			switch tr {
+			case "UDP":
+				pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+				addr = pc.LocalAddr().String()
+				go func() {
+					buf := make([]byte, 65535)
+					_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+					n, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					msg, err := sip.ParseMessage(buf[:n])
+					if from.String() != a.udpAddr.String() {
+						t.Errorf("UDP INVITE came from %s, not from the listening socket %s", from, a.udpAddr)
+					}
+					if req, ok := msg.(*sip.Request); err == nil && ok {
+						got <- received{req, func(res *sip.Response) { _, _ = pc.WriteTo([]byte(res.String()), from) }}
+					}
+				}()
+			default:
+				var ln net.Listener
+				if tr == "TLS" {
+					ln, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{peerCert}})
+				} else {
+					ln, err = net.Listen("tcp", "127.0.0.1:0")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				addr = ln.Addr().String()
+				go func() {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { conn.Close() })
+					msg := readStreamMessage(t, conn, bufio.NewReader(conn))
+					if req, ok := msg.(*sip.Request); ok {
+						got <- received{req, func(res *sip.Response) { _, _ = conn.Write([]byte(res.String())) }}
+					}
+				}()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dialErr := make(chan error, 1)
+			go func() {
+				_, err := a.DialURI(ctx, fmt.Sprintf("sip:peer@%s;transport=%s", addr, strings.ToLower(tr)), DialOptions{Timeout: 5 * time.Second})
+				dialErr <- err
+			}()
+			var in received
+			select {
+			case in = <-got:
+			case err := <-dialErr:
+				t.Fatalf("dial ended before the INVITE arrived: %v", err)
+			case <-ctx.Done():
+				t.Fatal("no INVITE")
+			}
+			if in.req.Via() == nil {
+				t.Fatal("INVITE without Via")
+			}
+			checkSentBy(t, "INVITE", in.req.Via(), in.req.Contact(), tr, a.listenPort(tr))
+			in.reply(sip.NewResponseFromRequest(in.req, 486, "Busy Here", nil))
+			if err := <-dialErr; !errors.Is(err, ErrBusy) {
+				t.Fatalf("dial: %v, want busy", err)
+			}
+		})
+	}
+}
+
+// A call that came in over TLS: our 200 and our BYE name the TLS port,
+// and the BYE travels over the caller's own connection (a phone behind
+// NAT, or one that does not listen for TLS, is reachable no other way).
+func TestInDialogRequestsOverInboundTLSConnection(t *testing.T) {
+	answered := make(chan *Leg, 1)
+	a := startTestAgent(t, Config{OnInvite: func(l *Leg) { answered <- l }})
+	roots := x509.NewCertPool()
+	roots.AddCert(a.TLSCertificate())
+	conn, err := tls.Dial("tcp", a.TLSAddr().String(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	local := conn.LocalAddr().String()
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	invite := fmt.Sprintf("INVITE sip:echo@%s;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-tls-1;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: <sip:echo@127.0.0.1>\r\nCall-ID: tls-in-dialog-1\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:raw@%s;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		a.TLSAddr(), local, local, len(sdp), sdp)
+	if _, err := conn.Write([]byte(invite)); err != nil {
+		t.Fatal(err)
+	}
+	var leg *Leg
+	select {
+	case leg = <-answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no leg")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answerErr := make(chan error, 1)
+	go func() { answerErr <- leg.Answer(ctx) }()
+	var ok *sip.Response
+	for ok == nil {
+		msg := readStreamMessage(t, conn, r)
+		if res, isRes := msg.(*sip.Response); isRes && res.StatusCode == 200 {
+			ok = res
+		}
+	}
+	checkSentBy(t, "200 to INVITE", nil, ok.Contact(), "TLS", int(a.TLSAddr().Port()))
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-tls-2;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: %s\r\nCall-ID: tls-in-dialog-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+		ok.Contact().Address.String(), local, ok.To().Value())
+	if _, err := conn.Write([]byte(ack)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answerErr; err != nil {
+		t.Fatalf("answer: %v", err)
+	}
+	hangupErr := make(chan error, 1)
+	go func() { hangupErr <- leg.Hangup(ctx) }()
+	msg := readStreamMessage(t, conn, r)
+	bye, isReq := msg.(*sip.Request)
+	if !isReq || bye.Method != sip.BYE {
+		t.Fatalf("got %q, want BYE on the caller's connection", msg.String())
+	}
+	if bye.Via() == nil {
+		t.Fatal("BYE without Via")
+	}
+	checkSentBy(t, "BYE", bye.Via(), bye.Contact(), "TLS", int(a.TLSAddr().Port()))
+	if _, err := conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hangupErr; err != nil {
+		t.Fatalf("hangup: %v (the BYE's 200 was not matched)", err)
+	}
+}
+
+// Listening on every interface, requests over UDP still leave from the
+// listening socket (the port in Via), not from a new socket per peer.
+func TestUDPRequestsLeaveFromListeningSocketOnAllInterfaces(t *testing.T) {
+	a := startTestAgent(t, Config{ListenAddr: "0.0.0.0:0"})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dialErr := make(chan error, 1)
+	go func() {
+		_, err := a.DialURI(ctx, "sip:peer@"+pc.LocalAddr().String(), DialOptions{Timeout: 5 * time.Second})
+		dialErr <- err
+	}()
+	buf := make([]byte, 65535)
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no INVITE: %v", err)
+	}
+	if got := from.(*net.UDPAddr).Port; got != int(a.Addr().Port()) {
+		t.Errorf("INVITE came from port %d, want the listening port %d", got, a.Addr().Port())
+	}
+	msg, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	if req.Via().Port != int(a.Addr().Port()) {
+		t.Errorf("Via port %d, want %d", req.Via().Port, a.Addr().Port())
+	}
+	_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, 486, "Busy Here", nil).String()), from)
+	if err := <-dialErr; !errors.Is(err, ErrBusy) {
+		t.Fatalf("dial: %v, want busy", err)
+	}
+}
