@@ -2,6 +2,7 @@ package testharness_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +77,95 @@ func TestLinphoneRegistersAndCallsIVR(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Linphone registered over TLS is called through the server: baresip
+// (alice, over UDP) dials "bob", the demo's Extensions route Dials bob's
+// registration over the connection Linphone registered on, Linphone
+// answers, each hears the other's tone, and either side hangs up with the
+// CDR's duration within 1 s of the call's real length. (With a Via naming
+// the UDP/TCP port, Linphone sent its 200 to a new TLS connection to that
+// port, the handshake failed, and the caller got 480 after 30 s; its BYE's
+// 200 was lost the same way and the leg lingered until the media timeout.)
+func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
+	for _, hangup := range []string{"linphone", "baresip"} {
+		t.Run(hangup+" hangs up", func(t *testing.T) {
+			users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"}, sip.Account{Name: "bob", Password: "b0b-pw"})
+			cdrs := make(chan framework.CDR, 2)
+			srv := startServer(t, framework.Config{Users: users, TLSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+				OnCallEnd: func(c framework.CDR) { cdrs <- c }}, apps.Extensions(users, apps.Tone(1000)))
+			lp := startLinphone(t, srv, linphoneOptions{User: "bob", Password: "b0b-pw", Transport: "tls"})
+			waitRegistered(t, srv, "bob")
+			if bs := srv.Agent().Registrar().Lookup("bob"); len(bs) != 1 || !strings.EqualFold(bs[0].Transport, "TLS") {
+				t.Fatalf("bob's bindings %+v, want one over TLS", bs)
+			}
+			seconds := 30 // baresip's own hangup, unless Linphone's comes first
+			if hangup == "baresip" {
+				seconds = 9
+			}
+			b := startBaresipOpts(t, srv, baresipOptions{}, 600, seconds, "/dial sip:bob@"+srv.SIPAddr().String())
+			lp.waitState(t, 15*time.Second, "StreamsRunning")
+			answered := time.Now()
+			lp.cmd(t, "play "+lp.file("mic.wav"))
+			lp.cmd(t, "record "+lp.file("heard.wav"))
+			var hungUp time.Time
+			var fromBaresip testharness.Listen
+			if hangup == "linphone" {
+				time.Sleep(4 * time.Second)
+				hungUp = time.Now()
+				lp.cmd(t, "terminate")
+			} else {
+				freq, rms := b.heard(t) // returns once baresip has hung up and exited
+				hungUp = time.Now()
+				fromBaresip = testharness.Listen{Frequency: freq, RMS: rms}
+			}
+			var cdr framework.CDR
+			select {
+			case cdr = <-cdrs:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no CDR within 10 s of the hangup")
+			}
+			real := hungUp.Sub(answered)
+			t.Logf("CDR duration %s (cause %q), call lasted %s", cdr.Duration, cdr.Cause, real)
+			if d := cdr.Duration - real; d > time.Second || d < -time.Second {
+				t.Errorf("CDR duration %s, call lasted %s", cdr.Duration, real)
+			}
+			if late := cdr.End.Sub(hungUp); late > time.Second {
+				t.Errorf("the call ended %s after the hangup", late)
+			}
+			lp.waitState(t, 5*time.Second, "") // Linphone saw the call end too
+			heard, err := testharness.LoudestWindow(lp.file("heard.wav"), time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("Linphone heard %.0f Hz at rms %.0f", heard.Frequency, heard.RMS)
+			if heard.RMS < 300 || heard.Frequency < 585 || heard.Frequency > 615 {
+				t.Errorf("Linphone heard %.0f Hz at rms %.0f, want baresip's 600 Hz", heard.Frequency, heard.RMS)
+			}
+			if hangup == "linphone" {
+				fromBaresip = baresipRecording(t, b)
+			}
+			t.Logf("baresip heard %.0f Hz at rms %.0f", fromBaresip.Frequency, fromBaresip.RMS)
+			if fromBaresip.RMS < 300 || fromBaresip.Frequency < 430 || fromBaresip.Frequency > 450 {
+				t.Errorf("baresip heard %.0f Hz at rms %.0f, want Linphone's 440 Hz", fromBaresip.Frequency, fromBaresip.RMS)
+			}
+		})
+	}
+}
+
+// baresipRecording measures what baresip recorded of a call that has
+// ended while baresip keeps running (it closes the file at the call's end).
+func baresipRecording(t *testing.T, b *baresip) testharness.Listen {
+	t.Helper()
+	var l testharness.Listen
+	waitFor(t, 5*time.Second, "baresip's recording", func() bool {
+		files, _ := filepath.Glob(filepath.Join(b.rec, "*-dec.wav"))
+		if len(files) == 0 {
+			return false
+		}
+		got, err := testharness.LoudestWindow(files[0], time.Second)
+		l = got
+		return err == nil && got.RMS > 0
+	})
+	return l
 }
