@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -224,20 +225,12 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
+	udp, tcp, err := listenUDPAndTCP(host, port)
 	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
+		return err
 	}
 	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
 	a.udpKey = udp.LocalAddr().String()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
-	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 
 	var tlsL net.Listener
@@ -311,6 +304,27 @@ func (a *Agent) listen() error {
 	}
 	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
 	return nil
+}
+
+// listenUDPAndTCP binds UDP and TCP on one port. With port 0 the kernel
+// picks the UDP port, which TCP may already use (an outgoing connection's
+// local port): then it tries another, a few times.
+func listenUDPAndTCP(host string, port int) (net.PacketConn, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sip: listen udp: %w", err)
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != 0 || attempt == 9 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("sip: listen tcp: %w", err)
+		}
+	}
 }
 
 // Close hangs up every live leg (BYE, or 480/CANCEL before answer), waits

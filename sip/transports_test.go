@@ -305,3 +305,87 @@ func TestUDPRequestsLeaveFromListeningSocketOnAllInterfaces(t *testing.T) {
 		t.Fatalf("dial: %v, want busy", err)
 	}
 }
+
+// A phone registered over TCP is called over the connection it registered
+// on while that is open (behind NAT nothing else reaches it); once it is
+// closed, at the Contact it registered.
+func TestDialRegisteredUserReusesItsConnection(t *testing.T) {
+	reg := NewRegistrar(NewDirectory(Account{Name: "bob", Password: "pw"}), "switchboard", nil)
+	a := startTestAgent(t, Config{Registrar: reg})
+	contactLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer contactLn.Close()
+	phoneConn, err := net.Dial("tcp", a.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phoneConn.Close()
+	src := netip.MustParseAddrPort(phoneConn.LocalAddr().String())
+	bind := func() {
+		reg.mu.Lock()
+		reg.bindings["bob"] = []Binding{{User: "bob", Contact: "sip:bob@" + contactLn.Addr().String() + ";transport=tcp",
+			Source: src, Transport: "TCP", Expires: time.Now().Add(time.Minute)}}
+		reg.mu.Unlock()
+	}
+	// The agent's side of the phone's connection must exist before we dial.
+	waitCond(t, "the phone's connection to be accepted", func() bool { return a.liveConnection("TCP", src.String()) })
+	bind()
+
+	// dialBusy dials bob, takes the INVITE from the connection peer
+	// returns and answers it 486.
+	dialBusy := func(t *testing.T, peer func() net.Conn) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dialErr := make(chan error, 1)
+		go func() {
+			_, err := a.Dial(ctx, "bob", DialOptions{Timeout: 5 * time.Second})
+			dialErr <- err
+		}()
+		conn := peer()
+		if conn == nil {
+			t.Fatal("no connection reached the phone")
+		}
+		msg := readStreamMessage(t, conn, bufio.NewReader(conn))
+		req, ok := msg.(*sip.Request)
+		if !ok || req.Method != sip.INVITE {
+			t.Fatalf("got %q, want INVITE", msg.String())
+		}
+		checkSentBy(t, "INVITE", req.Via(), req.Contact(), "TCP", a.listenPort("TCP"))
+		if _, err := conn.Write([]byte(sip.NewResponseFromRequest(req, 486, "Busy Here", nil).String())); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-dialErr; !errors.Is(err, ErrBusy) {
+			t.Fatalf("dial: %v, want busy", err)
+		}
+	}
+	t.Run("over the registration's connection", func(t *testing.T) {
+		dialBusy(t, func() net.Conn { return phoneConn })
+	})
+
+	phoneConn.Close()
+	waitCond(t, "the agent to see the connection closed", func() bool { return !a.liveConnection("TCP", src.String()) })
+	t.Run("at the contact once that connection is gone", func(t *testing.T) {
+		dialBusy(t, func() net.Conn {
+			_ = contactLn.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+			c, err := contactLn.Accept()
+			if err != nil {
+				return nil
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		})
+	})
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
