@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboard-voice/switchboard/media"
 )
 
@@ -198,72 +201,147 @@ func TestOutgoingViaAndContactPerTransport(t *testing.T) {
 	}
 }
 
-// A call that came in over TLS: our 200 and our BYE name the TLS port,
-// and the BYE travels over the caller's own connection (a phone behind
-// NAT, or one that does not listen for TLS, is reachable no other way).
-func TestInDialogRequestsOverInboundTLSConnection(t *testing.T) {
-	answered := make(chan *Leg, 1)
-	a := startTestAgent(t, Config{OnInvite: func(l *Leg) { answered <- l }})
-	roots := x509.NewCertPool()
-	roots.AddCert(a.TLSCertificate())
-	conn, err := tls.Dial("tcp", a.TLSAddr().String(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+// rawSIP is a test peer's connection to the agent over one transport.
+type rawSIP struct {
+	local string // its own address, for Via and Contact
+	send  func(msg string)
+	read  func() sip.Message
+}
+
+func dialRawSIP(t *testing.T, a *Agent, transport, wsURL string) rawSIP {
+	t.Helper()
+	switch transport {
+	case "UDP":
+		conn, err := net.Dial("udp", a.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return rawSIP{local: conn.LocalAddr().String(),
+			send: func(msg string) { _, _ = conn.Write([]byte(msg)) },
+			read: func() sip.Message {
+				buf := make([]byte, 65535)
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("reading SIP over UDP: %v", err)
+				}
+				msg, err := sip.ParseMessage(buf[:n])
+				if err != nil {
+					t.Fatalf("parse: %v", err)
+				}
+				return msg
+			}}
+	case "WS":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, _, _, err := ws.Dialer{Protocols: []string{"sip"}}.Dial(ctx, wsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return rawSIP{local: conn.LocalAddr().String(),
+			send: func(msg string) { _ = wsutil.WriteClientText(conn, []byte(msg)) },
+			read: func() sip.Message {
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				b, err := wsutil.ReadServerText(conn)
+				if err != nil {
+					t.Fatalf("reading SIP over WebSocket: %v", err)
+				}
+				msg, err := sip.ParseMessage(b)
+				if err != nil {
+					t.Fatalf("parse: %v", err)
+				}
+				return msg
+			}}
+	}
+	var conn net.Conn
+	var err error
+	if transport == "TLS" {
+		roots := x509.NewCertPool()
+		roots.AddCert(a.TLSCertificate())
+		conn, err = tls.Dial("tcp", a.TLSAddr().String(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	} else {
+		conn, err = net.Dial("tcp", a.TCPAddr().String())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	r := bufio.NewReader(conn)
-	local := conn.LocalAddr().String()
-	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-	invite := fmt.Sprintf("INVITE sip:echo@%s;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-tls-1;rport\r\n"+
-		"Max-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: <sip:echo@127.0.0.1>\r\nCall-ID: tls-in-dialog-1\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:raw@%s;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		a.TLSAddr(), local, local, len(sdp), sdp)
-	if _, err := conn.Write([]byte(invite)); err != nil {
-		t.Fatal(err)
-	}
-	var leg *Leg
-	select {
-	case leg = <-answered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no leg")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	answerErr := make(chan error, 1)
-	go func() { answerErr <- leg.Answer(ctx) }()
-	var ok *sip.Response
-	for ok == nil {
-		msg := readStreamMessage(t, conn, r)
-		if res, isRes := msg.(*sip.Response); isRes && res.StatusCode == 200 {
-			ok = res
-		}
-	}
-	checkSentBy(t, "200 to INVITE", nil, ok.Contact(), "TLS", int(a.TLSAddr().Port()))
-	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-tls-2;rport\r\nMax-Forwards: 70\r\n"+
-		"From: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: %s\r\nCall-ID: tls-in-dialog-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-		ok.Contact().Address.String(), local, ok.To().Value())
-	if _, err := conn.Write([]byte(ack)); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-answerErr; err != nil {
-		t.Fatalf("answer: %v", err)
-	}
-	hangupErr := make(chan error, 1)
-	go func() { hangupErr <- leg.Hangup(ctx) }()
-	msg := readStreamMessage(t, conn, r)
-	bye, isReq := msg.(*sip.Request)
-	if !isReq || bye.Method != sip.BYE {
-		t.Fatalf("got %q, want BYE on the caller's connection", msg.String())
-	}
-	if bye.Via() == nil {
-		t.Fatal("BYE without Via")
-	}
-	checkSentBy(t, "BYE", bye.Via(), bye.Contact(), "TLS", int(a.TLSAddr().Port()))
-	if _, err := conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-hangupErr; err != nil {
-		t.Fatalf("hangup: %v (the BYE's 200 was not matched)", err)
+	return rawSIP{local: conn.LocalAddr().String(),
+		send: func(msg string) { _, _ = conn.Write([]byte(msg)) },
+		read: func() sip.Message { return readStreamMessage(t, conn, r) }}
+}
+
+// A call that comes in over each transport: our 200's Contact names that
+// transport's port, and our BYE comes back over the caller's own
+// connection (or to its UDP source) with that port in Via — for
+// WebSocket, the HTTP port the caller connected to. A phone behind NAT,
+// or one that does not listen for TLS, is reachable no other way.
+func TestInDialogRequestsOverTheCallersTransport(t *testing.T) {
+	legs := make(chan *Leg, 1)
+	a := startTestAgent(t, Config{OnInvite: func(l *Leg) { legs <- l }})
+	web := httptest.NewServer(a.WebSocketHandler())
+	defer web.Close()
+	webPort := netip.MustParseAddrPort(web.Listener.Addr().String()).Port()
+	for i, tr := range []string{"UDP", "TCP", "TLS", "WS"} {
+		t.Run(tr, func(t *testing.T) {
+			peer := dialRawSIP(t, a, tr, "ws"+strings.TrimPrefix(web.URL, "http")+"/sip")
+			callID := fmt.Sprintf("in-dialog-%d", i)
+			target := fmt.Sprintf("sip:echo@%s;transport=%s", a.Addr(), strings.ToLower(tr))
+			sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+			peer.send(fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bK-%s-1;rport\r\n"+
+				"Max-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: <sip:echo@127.0.0.1>\r\nCall-ID: %s\r\n"+
+				"CSeq: 1 INVITE\r\nContact: <sip:raw@%s;transport=%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+				target, tr, peer.local, callID, callID, peer.local, strings.ToLower(tr), len(sdp), sdp))
+			var leg *Leg
+			select {
+			case leg = <-legs:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no leg")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			answerErr := make(chan error, 1)
+			go func() { answerErr <- leg.Answer(ctx) }()
+			var ok *sip.Response
+			for ok == nil {
+				if res, isRes := peer.read().(*sip.Response); isRes && res.StatusCode == 200 {
+					ok = res
+				}
+			}
+			checkSentBy(t, "200 to INVITE", nil, ok.Contact(), tr, a.listenPort(tr))
+			peer.send(fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bK-%s-2;rport\r\nMax-Forwards: 70\r\n"+
+				"From: <sip:raw@127.0.0.1>;tag=raw1\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+				ok.Contact().Address.String(), tr, peer.local, callID, ok.To().Value(), callID))
+			if err := <-answerErr; err != nil {
+				t.Fatalf("answer: %v", err)
+			}
+			hangupErr := make(chan error, 1)
+			go func() { hangupErr <- leg.Hangup(ctx) }()
+			var bye *sip.Request
+			for bye == nil {
+				msg := peer.read()
+				if req, isReq := msg.(*sip.Request); isReq && req.Method == sip.BYE {
+					bye = req
+				} else if res, isRes := msg.(*sip.Response); !isRes || res.StatusCode != 200 {
+					t.Fatalf("got %q, want BYE", msg.String()) // 200 retransmissions aside
+				}
+			}
+			if bye.Via() == nil {
+				t.Fatal("BYE without Via")
+			}
+			wantPort := a.listenPort(tr)
+			if tr == "WS" {
+				wantPort = int(webPort)
+			}
+			checkSentBy(t, "BYE", bye.Via(), nil, tr, wantPort)
+			peer.send(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())
+			if err := <-hangupErr; err != nil {
+				t.Fatalf("hangup: %v (the BYE's 200 was not matched)", err)
+			}
+		})
 	}
 }
 
