@@ -2,6 +2,7 @@ package testharness_test
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestLinphoneRegistersAndCallsIVR(t *testing.T) {
 				if d.Digit != "1" || d.Source != "rfc4733" {
 					t.Fatalf("digit %+v, want 1 over RFC 4733", d)
 				}
-			default:
+			case <-time.After(time.Second):
 				t.Fatal("no dtmf event")
 			}
 			lp.cmd(t, "record "+lp.file("heard.wav"))
@@ -99,25 +100,20 @@ func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
 			if bs := srv.Agent().Registrar().Lookup("bob"); len(bs) != 1 || !strings.EqualFold(bs[0].Transport, "TLS") {
 				t.Fatalf("bob's bindings %+v, want one over TLS", bs)
 			}
-			seconds := 30 // baresip's own hangup, unless Linphone's comes first
-			if hangup == "baresip" {
-				seconds = 9
-			}
-			b := startBaresipOpts(t, srv, baresipOptions{}, 600, seconds, "/dial sip:bob@"+srv.SIPAddr().String())
+			// baresip hangs up when told to over its ctrl_tcp socket.
+			ctrlPort := freeTCPPort(t)
+			b := startBaresipOpts(t, srv, baresipOptions{extraConfig: fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrlPort)},
+				600, 30, "/dial sip:bob@"+srv.SIPAddr().String())
 			lp.waitState(t, 15*time.Second, "StreamsRunning")
 			answered := time.Now()
 			lp.cmd(t, "play "+lp.file("mic.wav"))
 			lp.cmd(t, "record "+lp.file("heard.wav"))
-			var hungUp time.Time
-			var fromBaresip testharness.Listen
+			time.Sleep(4 * time.Second)
+			hungUp := time.Now()
 			if hangup == "linphone" {
-				time.Sleep(4 * time.Second)
-				hungUp = time.Now()
 				lp.cmd(t, "terminate")
 			} else {
-				freq, rms := b.heard(t) // returns once baresip has hung up and exited
-				hungUp = time.Now()
-				fromBaresip = testharness.Listen{Frequency: freq, RMS: rms}
+				baresipCommand(t, ctrlPort, "hangup")
 			}
 			var cdr framework.CDR
 			select {
@@ -142,9 +138,7 @@ func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
 			if heard.RMS < 300 || heard.Frequency < 585 || heard.Frequency > 615 {
 				t.Errorf("Linphone heard %.0f Hz at rms %.0f, want baresip's 600 Hz", heard.Frequency, heard.RMS)
 			}
-			if hangup == "linphone" {
-				fromBaresip = baresipRecording(t, b)
-			}
+			fromBaresip := baresipRecording(t, b)
 			t.Logf("baresip heard %.0f Hz at rms %.0f", fromBaresip.Frequency, fromBaresip.RMS)
 			if fromBaresip.RMS < 300 || fromBaresip.Frequency < 430 || fromBaresip.Frequency > 450 {
 				t.Errorf("baresip heard %.0f Hz at rms %.0f, want Linphone's 440 Hz", fromBaresip.Frequency, fromBaresip.RMS)
@@ -168,4 +162,43 @@ func baresipRecording(t *testing.T, b *baresip) testharness.Listen {
 		return err == nil && got.RMS > 0
 	})
 	return l
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// baresipCommand sends one command to baresip's ctrl_tcp module (a JSON
+// netstring) and waits for its response.
+func baresipCommand(t *testing.T, port int, command string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("baresip ctrl_tcp: %v", err)
+	}
+	defer conn.Close()
+	msg := fmt.Sprintf(`{"command":%q,"params":"","token":"t1"}`, command)
+	if _, err := fmt.Fprintf(conn, "%d:%s,", len(msg), msg); err != nil {
+		t.Fatalf("baresip ctrl_tcp: %v", err)
+	}
+	// Events (CALL_CLOSED, ...) may come before the response.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !strings.Contains(string(got), `"response":true`) {
+		n, err := conn.Read(buf)
+		if err != nil || len(got) > 1<<16 {
+			t.Fatalf("baresip ctrl_tcp %s: no response in %q: %v", command, got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !strings.Contains(string(got), `"ok":true`) {
+		t.Fatalf("baresip ctrl_tcp %s failed: %q", command, got)
+	}
 }
