@@ -110,18 +110,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 	results := make(chan result, len(bindings))
 	for _, b := range bindings {
 		o := opts
-		// Over the connection the phone registered on, or to its NAT
-		// binding: a phone behind NAT cannot be reached any other way,
-		// and over TLS it may not listen at all.
-		o.Destination = b.Source.String()
-		o.Transport = b.Transport
-		if reliable(b.Transport) && !a.liveConnection(b.Transport, o.Destination) {
-			// That connection is gone: try the Contact itself (with the
-			// transport it names), as a phone with a public address wants.
-			a.log.Info("sip: registration's connection is closed; dialing its contact", "user", user,
-				"contact", b.Contact, "transport", b.Transport, "source", o.Destination)
-			o.Destination, o.Transport = "", ""
-		}
+		o.Destination, o.Transport = a.routeTo(b)
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -311,6 +300,22 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.armSessionTimer()
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
 	return l, nil
+}
+
+// routeTo is where requests to a registered contact go: over the
+// connection the phone registered on, or to its NAT binding (a phone
+// behind NAT cannot be reached any other way, and over TLS it may not
+// listen at all). Once that connection is gone, "" and "" send them to
+// the Contact itself with the transport it names, as a phone with a
+// public address wants.
+func (a *Agent) routeTo(b Binding) (destination, transport string) {
+	destination, transport = b.Source.String(), b.Transport
+	if reliable(transport) && !a.liveConnection(transport, destination) {
+		a.log.Info("sip: registration's connection is closed; using its contact", "user", b.User,
+			"contact", b.Contact, "transport", transport, "source", destination)
+		return "", ""
+	}
+	return destination, transport
 }
 
 // reliable reports whether transport is connection-oriented.

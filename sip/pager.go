@@ -110,7 +110,8 @@ func (a *Agent) SendMessage(ctx context.Context, target, fromUser, contentType, 
 	}
 	var errs []error
 	for _, b := range bindings {
-		err := a.sendMessageTo(ctx, b.Contact, b.Source.String(), b.Transport, fromUser, contentType, text)
+		dest, transport := a.routeTo(b)
+		err := a.sendMessageTo(ctx, b.Contact, dest, transport, fromUser, contentType, text)
 		if err == nil {
 			return nil
 		}
