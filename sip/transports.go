@@ -38,8 +38,17 @@ func (a *Agent) newClients(ua *sipgo.UserAgent, advertise netip.Addr) error {
 	a.duas = make(map[string]*sipgo.DialogUA, len(transportNames))
 	for _, tr := range transportNames {
 		// Port 0 (WebSocket, or TLS when it is off) lets the transport
-		// layer write the connection's own local port.
-		opts := []sipgo.ClientOption{sipgo.WithClientHostname(advertise.String()),
+		// layer write the connection's own local port, and host "" its
+		// local IP: over a connection that is the address the peer
+		// reaches us at (loopback for a local phone, the LAN address for
+		// a LAN one), which one advertised address cannot be on a host
+		// with several. UDP has one socket, maybe on 0.0.0.0: it names the
+		// advertised address, and so does everything with a public IP.
+		host := advertise.String()
+		if tr != "UDP" && !a.cfg.PublicIP.IsValid() {
+			host = ""
+		}
+		opts := []sipgo.ClientOption{sipgo.WithClientHostname(host),
 			sipgo.WithClientPort(a.listenPort(tr)), sipgo.WithClientLogger(a.log)}
 		if tr == "UDP" {
 			// Send from the listening socket: the source port is the Via

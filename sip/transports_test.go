@@ -346,8 +346,9 @@ func TestInDialogRequestsOverTheCallersTransport(t *testing.T) {
 }
 
 // Listening on every interface, requests over UDP still leave from the
-// listening socket (the port in Via), not from a new socket per peer.
-func TestUDPRequestsLeaveFromListeningSocketOnAllInterfaces(t *testing.T) {
+// listening socket (the port in Via), not from a new socket per peer, and
+// requests over TCP name the local address of their connection.
+func TestRequestsFromAnAgentOnAllInterfaces(t *testing.T) {
 	a := startTestAgent(t, Config{ListenAddr: "0.0.0.0:0"})
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -381,6 +382,33 @@ func TestUDPRequestsLeaveFromListeningSocketOnAllInterfaces(t *testing.T) {
 	_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, 486, "Busy Here", nil).String()), from)
 	if err := <-dialErr; !errors.Is(err, ErrBusy) {
 		t.Fatalf("dial: %v, want busy", err)
+	}
+
+	// Over TCP the Via names the connection's own local address, the
+	// loopback a local peer reached, not the host's first interface.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		_, err := a.DialURI(ctx, "sip:peer@"+ln.Addr().String()+";transport=tcp", DialOptions{Timeout: 5 * time.Second})
+		dialErr <- err
+	}()
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("no TCP connection: %v", err)
+	}
+	defer conn.Close()
+	tcpReq, ok := readStreamMessage(t, conn, bufio.NewReader(conn)).(*sip.Request)
+	if !ok || tcpReq.Via() == nil {
+		t.Fatal("no INVITE with a Via over TCP")
+	}
+	checkSentBy(t, "INVITE over TCP", tcpReq.Via(), nil, "TCP", a.listenPort("TCP"))
+	_, _ = conn.Write([]byte(sip.NewResponseFromRequest(tcpReq, 486, "Busy Here", nil).String()))
+	if err := <-dialErr; !errors.Is(err, ErrBusy) {
+		t.Fatalf("dial over TCP: %v, want busy", err)
 	}
 }
 
