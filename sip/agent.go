@@ -299,7 +299,11 @@ func (a *Agent) listen() error {
 	// Requests over UDP leave from the listening socket, which sipgo
 	// knows only once ServeUDP has run: wait for it (bounded), so a
 	// request sent right after Start does not find it missing.
-	for i := 0; i < 500 && !a.liveConnection("UDP", a.udpKey); i++ {
+	for i := 0; !a.liveConnection("UDP", a.udpKey); i++ {
+		if i == 500 {
+			a.log.Warn("sip: UDP listener not registered with the transport layer after 500 ms; requests over UDP may fail", "addr", a.udpKey)
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
 	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
