@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"net"
 	"net/netip"
@@ -39,7 +38,9 @@ const (
 // (a new key each time). Otherwise it is kept in dir (dev-cert.pem,
 // dev-key.pem, created with mode 0600 for the key): the stored one is
 // returned as long as it covers names and ips and is not about to expire,
-// so a phone that trusts it keeps trusting it across restarts. When it
+// so a phone that trusts it keeps trusting it across restarts (if it
+// cannot be written, the new certificate comes with an error wrapping
+// errDevCertNotStored). When it
 // falls short it is reissued with the same key and the union of the old
 // and new names; created reports that something new was written. The
 // certificate is its own CA (a phone trusts it as a root) and names
@@ -60,9 +61,11 @@ func DevCertificate(dir string, names []string, ips []netip.Addr) (cert tls.Cert
 				key = k
 			}
 			names, ips = normaliseNames(append(names, leaf.DNSNames...), append(ips, addrsOf(leaf.IPAddresses)...))
-		case errors.Is(err, fs.ErrNotExist):
-		default:
+		case errors.Is(err, errDevCertCorrupt):
 			return tls.Certificate{}, false, fmt.Errorf("sip: development certificate in %s (delete both files to make a new one): %w", dir, err)
+		default:
+			// Missing or unreadable: make a new one (and say if it
+			// cannot be stored either).
 		}
 	}
 	if key == nil {
@@ -76,11 +79,15 @@ func DevCertificate(dir string, names []string, ips []netip.Addr) (cert tls.Cert
 	}
 	if dir != "" {
 		if err := writeDevCertificate(dir, cert, key); err != nil {
-			return tls.Certificate{}, false, err
+			return cert, true, fmt.Errorf("%w: %w", errDevCertNotStored, err)
 		}
 	}
 	return cert, true, nil
 }
+
+// errDevCertNotStored comes with a usable certificate that could not be
+// written to its directory (it will not survive a restart).
+var errDevCertNotStored = errors.New("sip: development certificate not stored")
 
 func issueDevCertificate(key *ecdsa.PrivateKey, names []string, ips []netip.Addr) (tls.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
@@ -133,15 +140,19 @@ func readDevCertificate(dir string) (tls.Certificate, error) {
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, err
+		return tls.Certificate{}, fmt.Errorf("%w: %w", errDevCertCorrupt, err)
 	}
 	if cert.Leaf == nil {
 		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return tls.Certificate{}, err
+			return tls.Certificate{}, fmt.Errorf("%w: %w", errDevCertCorrupt, err)
 		}
 	}
 	return cert, nil
 }
+
+// errDevCertCorrupt: the stored files exist but do not hold a certificate
+// and its key.
+var errDevCertCorrupt = errors.New("not a PEM certificate and key")
 
 // writeDevCertificate stores cert and key, each through a temporary file
 // and a rename, so a crash never leaves half a file.

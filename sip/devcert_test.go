@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/netip"
@@ -169,5 +170,22 @@ func TestAgentDevCertificateAcrossRestartAndStrictClient(t *testing.T) {
 			continue
 		}
 		conn.Close()
+	}
+}
+
+// A data directory that cannot be written still gives the agent a
+// certificate (with a warning), rather than no TLS at all.
+func TestDevCertificateUnwritableDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-directory")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, created, err := DevCertificate(filepath.Join(file, "tls"), nil, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if !errors.Is(err, errDevCertNotStored) || !created || cert.Leaf == nil {
+		t.Fatalf("DevCertificate in an unwritable directory: created %v, leaf %v, error %v", created, cert.Leaf != nil, err)
+	}
+	a := startTestAgent(t, Config{DataDir: file})
+	if a.TLSCertificate() == nil {
+		t.Fatal("no TLS certificate when the data directory cannot be written")
 	}
 }

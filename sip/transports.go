@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -127,6 +128,10 @@ func (a *Agent) serverTLSConfig() (*tls.Config, error) {
 		dir = filepath.Join(a.cfg.DataDir, "tls")
 	}
 	cert, created, err := DevCertificate(dir, names, ips)
+	if errors.Is(err, errDevCertNotStored) {
+		a.log.Warn("sip: the development certificate cannot be kept; phones that trust it will stop at the next restart", "error", err)
+		dir, err = "", nil
+	}
 	if err != nil {
 		return nil, err
 	}
