@@ -7,7 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,12 +97,17 @@ realm=switchboard
 		t.Fatalf("linphonecsh init: %v %s", err, out)
 	}
 	t.Cleanup(func() {
+		pid := daemonPID(rcPath)
 		_, _ = l.run("exit")
-		for i := 0; i < 50; i++ {
-			if _, err := os.Stat(l.socket); err != nil {
-				break
-			}
+		// linphonec sometimes hangs in its own shutdown (seen stuck on a
+		// futex after "exit", ignoring SIGTERM): give it 5 s, then kill
+		// that process (found by its unique config path).
+		for i := 0; pid > 0 && i < 50 && processAlive(pid); i++ {
 			time.Sleep(100 * time.Millisecond)
+		}
+		if pid > 0 && processAlive(pid) {
+			t.Logf("linphonec (pid %d) did not exit; killing it", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if t.Failed() {
 			out, _ := os.ReadFile(l.log)
@@ -111,6 +119,9 @@ realm=switchboard
 		out, err := l.run("generic", "soundcard use files")
 		return err == nil && strings.Contains(out, "wav files")
 	})
+	if daemonPID(rcPath) == 0 {
+		t.Fatal("linphonec runs but its process was not found (cleanup could not stop it)")
+	}
 	return l
 }
 
@@ -163,4 +174,38 @@ func filterLinphoneLog(b []byte, n int) string {
 		keep = keep[len(keep)-n:]
 	}
 	return strings.Join(keep, "\n")
+}
+
+// daemonPID finds the linphonec daemon started with config file rc (a
+// path unique to the test), or 0.
+func daemonPID(rc string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 0 && filepath.Base(args[0]) == "linphonec" && slices.Contains(args, rc) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// processAlive reports whether pid runs (a zombie counts as gone).
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
