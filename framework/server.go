@@ -2,6 +2,8 @@ package framework
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,9 +27,17 @@ type Config struct {
 	// SIPAddr is where SIP listens, UDP and TCP. Default "0.0.0.0:5060".
 	SIPAddr string
 	// TLSAddr is where SIP over TLS listens; empty disables TLS. Without
-	// TLSCertFile/TLSKeyFile a self-signed certificate is generated.
+	// TLSCertFile/TLSKeyFile a self-signed development certificate is used,
+	// kept in DataDir (see sip.DevCertificate) and served at
+	// GET /tls/cert.pem for phones to trust.
 	TLSAddr                 string
 	TLSCertFile, TLSKeyFile string
+	// DataDir keeps state across restarts (the development certificate);
+	// empty keeps none (a new certificate at every start).
+	DataDir string
+	// TLSHostnames are DNS names phones use to reach the server, added to
+	// the development certificate (localhost and the host name always are).
+	TLSHostnames []string
 	// HTTPAddr is where the web endpoints listen (and SIP over WebSocket,
 	// RFC 7118, on path /sip). Default ":8080"; "-"
 	// disables HTTP.
@@ -164,7 +174,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
 	}
 	agent, err := sip.NewAgent(sip.Config{
-		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
+		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 	})
 	if err != nil {
@@ -357,6 +367,16 @@ func (s *Server) statusHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /sip", s.agent.WebSocketHandler())
+	mux.HandleFunc("GET /tls/cert.pem", func(w http.ResponseWriter, r *http.Request) {
+		pemBytes := s.agent.TLSCertificatePEM()
+		if pemBytes == nil {
+			http.Error(w, "SIP over TLS is not enabled", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Content-Disposition", `attachment; filename="switchboard-cert.pem"`)
+		_, _ = w.Write(pemBytes)
+	})
 	status := "GET /{$}"
 	if s.browsers != nil {
 		mux.Handle("GET /ws", s.browsers.Handler())
@@ -378,6 +398,10 @@ func (s *Server) statusHandler() http.Handler {
 		fmt.Fprintf(w, "Switchboard is running.\nSIP: %s (UDP and TCP)\n", sipAddr)
 		if t := s.agent.TLSAddr(); t.IsValid() {
 			fmt.Fprintf(w, "SIP over TLS: %s\n", t)
+			if c := s.agent.TLSCertificate(); c != nil {
+				sum := sha256.Sum256(c.Raw)
+				fmt.Fprintf(w, "TLS certificate (trust it in your phone): http://%s/tls/cert.pem (SHA-256 %s)\n", r.Host, hex.EncodeToString(sum[:]))
+			}
 		}
 		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))

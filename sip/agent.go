@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -34,10 +35,18 @@ type Config struct {
 	// TLSAddr is host:port for SIP over TLS; empty disables TLS.
 	TLSAddr string
 	// TLSCertFile and TLSKeyFile are the PEM certificate and key for the
-	// TLS listener; without them a self-signed one is generated (for
-	// development; its fingerprint is logged). TLSConfig overrides both.
+	// TLS listener; without them a self-signed development certificate is
+	// used (its fingerprint is logged): kept in DataDir when that is set,
+	// so phones that trust it keep trusting it across restarts, else made
+	// afresh at each start. TLSConfig overrides all of them.
 	TLSCertFile, TLSKeyFile string
 	TLSConfig               *tls.Config
+	// DataDir is where the agent keeps state across restarts (the
+	// development TLS certificate, in DataDir/tls); empty keeps nothing.
+	DataDir string
+	// TLSHostnames are extra DNS names the development certificate must
+	// name besides localhost and the host name (e.g. the name phones use).
+	TLSHostnames []string
 	// TLSRootCAs verifies the servers we connect to over TLS (trunks);
 	// nil means the system roots.
 	TLSRootCAs *x509.CertPool
@@ -118,18 +127,22 @@ type Config struct {
 // Agent is a SIP user agent: it listens for requests, creates inbound legs
 // and dials outbound ones.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	client *sipgo.Client
-	dua    *sipgo.DialogUA
+	cfg Config
+	log *slog.Logger
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	// clients and duas hold one sipgo client (and dialog UA) per
+	// transport, so each request's Via sent-by and Contact name the port
+	// of the transport it travels over (see transports.go).
+	clients map[string]*sipgo.Client
+	duas    map[string]*sipgo.DialogUA
 
 	mu         sync.Mutex
 	uas        map[string]*Leg // by dialog id, UAS side
 	uac        map[string]*Leg // by dialog id, UAC side
 	listeners  []func() error
 	udpAddr    netip.AddrPort
+	udpKey     string // the UDP listener's local address as sipgo's pool names it
 	tcpAddr    netip.AddrPort
 	tlsAddr    netip.AddrPort
 	tlsConf    *tls.Config
@@ -272,19 +285,12 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
+	udp, tcp, err := listenUDPAndTCP(host, port)
 	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
+		return err
 	}
 	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
-	}
+	a.udpKey = udp.LocalAddr().String()
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 
 	var tlsL net.Listener
@@ -323,15 +329,9 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return err
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(advertise.String()), sipgo.WithClientPort(port), sipgo.WithClientLogger(a.log))
-	if err != nil {
+	a.ua, a.srv = ua, srv
+	if err := a.newClients(ua, advertise); err != nil {
 		return err
-	}
-	a.ua, a.srv, a.client = ua, srv, client
-	a.dua = &sipgo.DialogUA{
-		Client:         client,
-		ContactHDR:     sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: advertise.String(), Port: port}},
-		RewriteContact: true,
 	}
 	srv.OnInvite(a.onInvite)
 	srv.OnAck(a.onAck)
@@ -358,8 +358,39 @@ func (a *Agent) listen() error {
 	a.mu.Lock()
 	a.wsListener = wsl
 	a.mu.Unlock()
+	// Requests over UDP leave from the listening socket, which sipgo
+	// knows only once ServeUDP has run: wait for it (bounded), so a
+	// request sent right after Start does not find it missing.
+	for i := 0; !a.liveConnection("UDP", a.udpKey); i++ {
+		if i == 500 {
+			a.log.Warn("sip: UDP listener not registered with the transport layer after 500 ms; requests over UDP may fail", "addr", a.udpKey)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
 	return nil
+}
+
+// listenUDPAndTCP binds UDP and TCP on one port. With port 0 the kernel
+// picks the UDP port, which TCP may already use (an outgoing connection's
+// local port): then it tries another, a few times.
+func listenUDPAndTCP(host string, port int) (net.PacketConn, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sip: listen udp: %w", err)
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != 0 || attempt == 9 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("sip: listen tcp: %w", err)
+		}
+	}
 }
 
 // Close hangs up every live leg (BYE, or 480/CANCEL before answer), waits
@@ -487,17 +518,13 @@ func (a *Agent) newEndpoint(log *slog.Logger, onTimeout func()) (*media.Endpoint
 	})
 }
 
+// contactFor is our Contact for a dialog or registration over transport,
+// at ip: the listening port of that transport, so requests the peer sends
+// later (or over a new connection, once ours is gone) reach the right
+// listener. WebSocket peers cannot connect to us; their requests come
+// back over the connection they opened, so no port.
 func (a *Agent) contactFor(ip netip.Addr, transport string) *sip.ContactHeader {
-	port := int(a.udpAddr.Port())
-	switch strings.ToUpper(transport) {
-	case "TCP":
-		port = int(a.tcpAddr.Port())
-	case "TLS":
-		port = int(a.tlsAddr.Port())
-	case "WS", "WSS":
-		port = 0 // requests come back over the client's connection
-	}
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: port}}
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: a.listenPort(transport)}}
 	if t := strings.ToLower(transport); t != "" && t != "udp" {
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", t)

@@ -76,7 +76,7 @@ type DialOptions struct {
 	// of the request URI's host: the source address of a registration
 	// behind NAT.
 	Destination string
-	// Transport forces "UDP" or "TCP".
+	// Transport forces "UDP", "TCP", "TLS", "WS" or "WSS".
 	Transport string
 	// SRTP makes the call offer RTP/SAVP with SDES keys (SRTPRequired,
 	// or SRTPOptional, which places the call again with plain RTP if the
@@ -125,8 +125,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 	results := make(chan result, len(bindings))
 	for _, b := range bindings {
 		o := opts
-		o.Destination = b.Source.String()
-		o.Transport = b.Transport
+		o.Destination, o.Transport = a.routeTo(b)
 		o.presenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
@@ -253,7 +252,7 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	l.callID = callIDOf(req) // filled once the client builds the request
 	ringCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	dtx, err := a.dua.WriteInvite(ringCtx, req)
+	dtx, err := a.duaFor(transport).WriteInvite(ringCtx, req)
 	if err != nil {
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
@@ -351,6 +350,31 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	l.reportDialog(presence.DialogConfirmed)
 	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "srtp", srtpSuiteName(cfg))
 	return l, nil
+}
+
+// routeTo is where requests to a registered contact go: over the
+// connection the phone registered on, or to its NAT binding (a phone
+// behind NAT cannot be reached any other way, and over TLS it may not
+// listen at all). Once that connection is gone, "" and "" send them to
+// the Contact itself with the transport it names, as a phone with a
+// public address wants.
+func (a *Agent) routeTo(b Binding) (destination, transport string) {
+	destination, transport = b.Source.String(), b.Transport
+	if reliable(transport) && !a.liveConnection(transport, destination) {
+		a.log.Info("sip: registration's connection is closed; using its contact", "user", b.User,
+			"contact", b.Contact, "transport", transport, "source", destination)
+		return "", ""
+	}
+	return destination, transport
+}
+
+// reliable reports whether transport is connection-oriented.
+func reliable(transport string) bool {
+	switch strings.ToUpper(transport) {
+	case "TCP", "TLS", "WS", "WSS":
+		return true
+	}
+	return false
 }
 
 // newFrom is a From header for a new request we originate, with a fresh tag.

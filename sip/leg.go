@@ -282,7 +282,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
 		return
 	}
-	dtx, err := a.dua.ReadInvite(req, tx)
+	dtx, err := a.duaFor(req.Transport()).ReadInvite(req, tx)
 	if err != nil {
 		log.Warn("sip: cannot create dialog", "error", err)
 		a.respond(req, tx, 400, "Bad Request")

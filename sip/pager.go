@@ -110,7 +110,8 @@ func (a *Agent) SendMessage(ctx context.Context, target, fromUser, contentType, 
 	}
 	var errs []error
 	for _, b := range bindings {
-		err := a.sendMessageTo(ctx, b.Contact, b.Source.String(), b.Transport, fromUser, contentType, text)
+		dest, transport := a.routeTo(b)
+		err := a.sendMessageTo(ctx, b.Contact, dest, transport, fromUser, contentType, text)
 		if err == nil {
 			return nil
 		}
@@ -140,7 +141,7 @@ func (a *Agent) sendMessageTo(ctx context.Context, target, destination, transpor
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
 	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
 	req.SetBody([]byte(text))
-	res, err := a.client.Do(ctx, req)
+	res, err := a.clientFor(req.Transport()).Do(ctx, req)
 	if err != nil {
 		return fmt.Errorf("sip: message to %s: %w", target, err)
 	}

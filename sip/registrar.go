@@ -19,7 +19,8 @@ type Binding struct {
 	User    string
 	Contact string         // the Contact URI as registered
 	Source  netip.AddrPort // where the REGISTER came from: where requests go (NAT)
-	// Transport the phone registered over ("UDP", "TCP").
+	// Transport the phone registered over ("UDP", "TCP", "TLS", "WS"):
+	// requests to it go over the same connection while it is open.
 	Transport string
 	Expires   time.Time
 	CallID    string

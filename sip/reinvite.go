@@ -89,7 +89,7 @@ func (l *Leg) ackReinvite(req *sip.Request, res *sip.Response) {
 	}
 	ack.SetTransport(req.Transport())
 	ack.SetDestination(req.Destination())
-	if err := l.agent.client.WriteRequest(ack); err != nil {
+	if err := l.agent.clientFor(req.Transport()).WriteRequest(ack); err != nil {
 		l.log.Warn("sip: ACK for re-INVITE not sent", "error", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,6 +53,8 @@ func serve(args []string) error {
 	tlsAddr := fs.String("tls-addr", "0.0.0.0:5061", `SIP over TLS listen address ("-" disables)`)
 	tlsCert := fs.String("tls-cert", "", "PEM certificate for SIP over TLS (default: a generated self-signed one, for development)")
 	tlsKey := fs.String("tls-key", "", "PEM private key for --tls-cert")
+	dataDir := fs.String("data-dir", defaultDataDir(), `directory for state kept across restarts (the development TLS certificate); "-" keeps none`)
+	tlsNames := fs.String("tls-hostnames", "", "comma-separated DNS names phones use for this server, added to the development certificate")
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
@@ -72,6 +75,14 @@ func serve(args []string) error {
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log}
 	if *tlsAddr != "-" {
 		cfg.TLSAddr = *tlsAddr
+	}
+	if *dataDir != "-" {
+		cfg.DataDir = *dataDir
+	}
+	for _, n := range strings.Split(*tlsNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.TLSHostnames = append(cfg.TLSHostnames, n)
+		}
 	}
 	lo, hi, ok := strings.Cut(*rtpPorts, "-")
 	min, err1 := strconv.Atoi(lo)
@@ -142,6 +153,9 @@ func serve(args []string) error {
 		extra := ""
 		if t := srv.TLSAddr(); t.IsValid() {
 			extra += fmt.Sprintf("  TLS:  %s (SIP over TLS)\n", t)
+			if h := srv.HTTPAddr(); h != "" && *tlsCert == "" {
+				extra += fmt.Sprintf("        its development certificate, for phones to trust: http://%s/tls/cert.pem\n", displayHTTP(h))
+			}
 		}
 		if h := srv.HTTPAddr(); h != "" {
 			extra += fmt.Sprintf("  WS:   ws://%s/sip (SIP over WebSocket)\n", displayHTTP(h))
@@ -156,6 +170,18 @@ func serve(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// defaultDataDir is $XDG_DATA_HOME/switchboard, else
+// ~/.local/share/switchboard, else "" (keep nothing).
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "switchboard")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "switchboard")
+	}
+	return ""
 }
 
 func displayHTTP(addr string) string {
