@@ -616,7 +616,7 @@ func (s *subscription) notifyRequest(it notifyItem) *sip.Request {
 func (a *Agent) sendNotify(req *sip.Request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := a.client.Do(ctx, req)
+	res, err := a.clientFor(req.Transport()).Do(ctx, req)
 	if err != nil {
 		return err
 	}
