@@ -121,10 +121,10 @@ type Endpoint struct {
 	unsent       atomic.Uint64
 	natWindow    time.Duration
 	configuredAt atomic.Int64 // unix ns of the last Configure that moved Remote
-	sink    atomic.Pointer[sinkBox]
-	onDTMF  atomic.Pointer[func(DTMFEvent)]
-	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
-	fedBy   atomic.Int32             // how many endpoints forward into this one
+	sink         atomic.Pointer[sinkBox]
+	onDTMF       atomic.Pointer[func(DTMFEvent)]
+	forward      atomic.Pointer[Endpoint] // passthrough target of inbound RTP
+	fedBy        atomic.Int32             // how many endpoints forward into this one
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]

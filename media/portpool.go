@@ -3,8 +3,8 @@ package media
 import (
 	"errors"
 	"fmt"
-	"net"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
