@@ -132,9 +132,21 @@ func (p *Phone) Addr() netip.AddrPort { return p.agent.Addr() }
 // Close hangs up the phone's calls and stops it.
 func (p *Phone) Close() { p.agent.Close() }
 
-// Call dials uri and returns once the call is answered.
+// GuestDomain is the From host of the calls a Phone places with Call: a
+// domain that is not the server's, so servers treat the phone as a guest
+// (no digest challenge) even on the same loopback address.
+const GuestDomain = "harness.invalid"
+
+// Call dials uri as the guest sip:harness@GuestDomain and returns once the
+// call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.Dial(ctx, uri, sip.DialOptions{FromUser: "harness", FromHost: GuestDomain})
+}
+
+// Dial dials uri with opts (caller id, credentials for a 407, ...) and
+// returns once the call is answered.
+func (p *Phone) Dial(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
 	}
