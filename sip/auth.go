@@ -285,7 +285,7 @@ func (l *FailureLimiter) AccountLocked(user string, src netip.Addr) bool {
 	if t, ok := a.good[src]; ok && now.Sub(t) < 24*time.Hour {
 		return false
 	}
-	return a.value(now, l.halfLife()) >= float64(l.AccountMax)
+	return a.value(now, l.halfLife())+0.5 >= float64(l.AccountMax)
 }
 
 // Fail records a failure from src, for user ("" when no account was
@@ -329,7 +329,8 @@ func (l *FailureLimiter) Fail(src netip.Addr, user string) (newlyBlocked bool) {
 	if max <= 0 {
 		max = 10
 	}
-	if f.v < float64(max) || now.Before(f.blockedUntil) {
+	// Rounded: failures a few seconds apart have decayed a little.
+	if f.v+0.5 < float64(max) || now.Before(f.blockedUntil) {
 		return false
 	}
 	d := l.Block
