@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 )
 
 // Which first packets may latch a stream (finding 3 of issue 13: RTP from
@@ -101,5 +103,66 @@ func TestEndpointWithholdsRTPUntilVerified(t *testing.T) {
 	e.Verify()
 	if !waitUntil(t, 3*time.Second, func() bool { return len(got) >= 10 }) {
 		t.Fatalf("verified endpoint does not stream: %+v", e.Stats())
+	}
+}
+
+// Send gating keeps forwarding allocation-free, whether the packet is
+// withheld (peer not proven) or sent.
+func TestGatedForwardAllocatesNothing(t *testing.T) {
+	pool, err := NewPortPool(42800, 42899)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+	dst, err := NewEndpoint(pool, ip, EndpointOptions{UnverifiedBudget: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	c := Codecs()[0]
+	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: netip.AddrPortFrom(ip, 9)}) // discard port
+	pkt := make([]byte, 12+160)
+	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
+	var parsed rtp.Header
+	forward := func() {
+		h.SequenceNumber++
+		h.MarshalTo(pkt)
+		hl, _ := parsed.Unmarshal(pkt)
+		dst.forwardPacket(&parsed, pkt[:hl+160], hl, false)
+	}
+	for _, verified := range []bool{false, true} {
+		if verified {
+			dst.Verify()
+		}
+		if allocs := testing.AllocsPerRun(500, forward); allocs != 0 {
+			t.Fatalf("verified=%v: %v allocations per forwarded packet", verified, allocs)
+		}
+	}
+	if st := dst.Stats(); st.Unsent < 490 || st.PacketsOut < 500 { // the budget lets 4 through
+		t.Fatalf("withheld %d, sent %d; want ≥490 and ≥500", st.Unsent, st.PacketsOut)
+	}
+}
+
+// BenchmarkForwardPacketGated is BenchmarkForwardPacket through an endpoint
+// with send gating, once the peer is verified (the SIP agent's case).
+func BenchmarkForwardPacketGated(b *testing.B) {
+	pool, _ := NewPortPool(42900, 42999)
+	ip := netip.MustParseAddr("127.0.0.1")
+	dst, _ := NewEndpoint(pool, ip, EndpointOptions{UnverifiedBudget: 4})
+	defer dst.Close()
+	c := Codecs()[0]
+	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: netip.AddrPortFrom(ip, 9)})
+	dst.Verify()
+	pkt := make([]byte, 12+160)
+	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
+	var parsed rtp.Header
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		h.SequenceNumber++
+		h.Timestamp += 160
+		h.MarshalTo(pkt)
+		hl, _ := parsed.Unmarshal(pkt)
+		dst.forwardPacket(&parsed, pkt[:hl+160], hl, false)
 	}
 }
