@@ -148,10 +148,12 @@ func TestGatedForwardAllocatesNothing(t *testing.T) {
 func BenchmarkForwardPacketGated(b *testing.B) {
 	pool, _ := NewPortPool(42900, 42999)
 	ip := netip.MustParseAddr("127.0.0.1")
+	src, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{UnverifiedBudget: 4})
+	defer src.Close()
 	defer dst.Close()
 	c := Codecs()[0]
-	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: netip.AddrPortFrom(ip, 9)})
+	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr()}) // as BenchmarkForwardPacket
 	dst.Verify()
 	pkt := make([]byte, 12+160)
 	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
