@@ -32,6 +32,11 @@ type CallLimits struct {
 	GuestBurst int
 	// RetryAfter is the Retry-After of the 503; 0 means 5 s.
 	RetryAfter time.Duration
+	// GuestShare is the fraction of the RTP port pool that guest calls
+	// from all sources together may hold, so that a flood from many
+	// addresses still leaves ports for directory users and trunks; 0
+	// means 0.8, negative (or 1 and above) means no such limit.
+	GuestShare float64
 }
 
 func (c CallLimits) withDefaults() CallLimits {
@@ -50,6 +55,9 @@ func (c CallLimits) withDefaults() CallLimits {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 5 * time.Second
 	}
+	if c.GuestShare == 0 {
+		c.GuestShare = 0.8
+	}
 	return c
 }
 
@@ -61,6 +69,7 @@ const (
 	Admitted        Refusal = iota
 	TooManyCalls            // the source holds its limit of concurrent calls
 	CallRateTooHigh         // the source starts guest calls faster than GuestRate
+	TooManyGuests           // guests from all sources hold GuestShare of the ports
 )
 
 // String names the refusal for logs.
@@ -72,17 +81,21 @@ func (r Refusal) String() string {
 		return "too many calls from source"
 	case CallRateTooHigh:
 		return "call rate from source too high"
+	case TooManyGuests:
+		return "guest share of the RTP ports in use"
 	}
 	return "unknown"
 }
 
 // admission keeps the per-source counts of CallLimits.
 type admission struct {
-	lim CallLimits
-	now func() time.Time
+	lim      CallLimits
+	now      func() time.Time
+	guestCap int // guest calls allowed from all sources; 0: no cap
 
-	mu  sync.Mutex
-	src map[netip.Addr]*sourceCalls
+	mu     sync.Mutex
+	src    map[netip.Addr]*sourceCalls
+	guests int
 }
 
 type sourceCalls struct {
@@ -91,8 +104,13 @@ type sourceCalls struct {
 	last          time.Time
 }
 
-func newAdmission(lim CallLimits) *admission {
-	return &admission{lim: lim.withDefaults(), now: time.Now, src: map[netip.Addr]*sourceCalls{}}
+// newAdmission applies lim to a pool of ports port pairs.
+func newAdmission(lim CallLimits, ports int) *admission {
+	ad := &admission{lim: lim.withDefaults(), now: time.Now, src: map[netip.Addr]*sourceCalls{}}
+	if s := ad.lim.GuestShare; s > 0 && s < 1 {
+		ad.guestCap = max(int(s*float64(ports)), 1)
+	}
+	return ad
 }
 
 // admit counts a new call from src (authenticated or guest). When it is
@@ -118,6 +136,9 @@ func (ad *admission) admit(src netip.Addr, authenticated bool) (release func(), 
 		if ad.lim.GuestCalls > 0 && s.guests >= ad.lim.GuestCalls {
 			return nil, TooManyCalls
 		}
+		if ad.guestCap > 0 && ad.guests >= ad.guestCap {
+			return nil, TooManyGuests
+		}
 		if ad.lim.GuestRate > 0 {
 			s.tokens = min(float64(ad.lim.GuestBurst), s.tokens+now.Sub(s.last).Seconds()*ad.lim.GuestRate)
 			s.last = now
@@ -127,6 +148,7 @@ func (ad *admission) admit(src netip.Addr, authenticated bool) (release func(), 
 			s.tokens--
 		}
 		s.guests++
+		ad.guests++
 	}
 	var once sync.Once
 	return func() { once.Do(func() { ad.release(src, authenticated) }) }, Admitted
@@ -143,6 +165,7 @@ func (ad *admission) release(src netip.Addr, authenticated bool) {
 		s.users--
 	} else {
 		s.guests--
+		ad.guests--
 	}
 }
 

@@ -33,11 +33,14 @@ func TestAdmission(t *testing.T) {
 			append(rep(4, try{a, false, 0, Admitted}), try{a, false, 0, CallRateTooHigh}, try{a, false, 500 * time.Millisecond, Admitted}, try{a, false, 0, CallRateTooHigh}, try{b, false, 0, Admitted})},
 		{"users have their own limit", CallLimits{GuestCalls: 1, UserCalls: 2},
 			[]try{{a, false, 0, Admitted}, {a, false, 0, TooManyCalls}, {a, true, 0, Admitted}, {a, true, 0, Admitted}, {a, true, 0, TooManyCalls}}},
-		{"no limits", CallLimits{GuestCalls: -1, UserCalls: -1, GuestRate: -1}, rep(200, try{a, false, 0, Admitted})},
+		{"no limits", CallLimits{GuestCalls: -1, UserCalls: -1, GuestRate: -1, GuestShare: -1}, rep(200, try{a, false, 0, Admitted})},
+		{"guest share of the pool", CallLimits{GuestCalls: 1, GuestRate: -1, GuestShare: 0.003}, // 3 of 1000 ports
+			[]try{{a, false, 0, Admitted}, {b, false, 0, Admitted}, {netip.MustParseAddr("192.0.2.3"), false, 0, Admitted},
+				{netip.MustParseAddr("192.0.2.4"), false, 0, TooManyGuests}, {netip.MustParseAddr("192.0.2.4"), true, 0, Admitted}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ad := newAdmission(c.lim)
+			ad := newAdmission(c.lim, 1000)
 			now := time.Unix(1e6, 0)
 			ad.now = func() time.Time { return now }
 			for i, x := range c.tries {
@@ -50,7 +53,7 @@ func TestAdmission(t *testing.T) {
 		})
 	}
 	// Released calls free their slot, once.
-	ad := newAdmission(CallLimits{GuestCalls: 1, GuestRate: -1})
+	ad := newAdmission(CallLimits{GuestCalls: 1, GuestRate: -1}, 1000)
 	rel, why := ad.admit(a, false)
 	if why != Admitted {
 		t.Fatal(why)
