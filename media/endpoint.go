@@ -210,10 +210,11 @@ type EndpointOptions struct {
 	// signaling saw the ACK of our 2xx) — and a peer that never does gets
 	// at most this many packets (generated, DTMF or forwarded) and no
 	// RTCP: an INVITE naming a third party's address cannot turn the
-	// server into an amplifier. It also stops latching onto a source
-	// other than the configured remote (see StreamConfig.NATSource).
-	// Zero sends without proof and latches the first source when no
-	// remote is configured (trusted, in-process peers).
+	// server into an amplifier. A gated endpoint with no remote
+	// configured latches nothing. Zero sends without proof, and latches
+	// the first source when no remote is configured (trusted, in-process
+	// peers). With a remote configured, latching is strict either way:
+	// its IP only, or the NAT rule (StreamConfig.NATSource).
 	UnverifiedBudget int
 	// NATLatchWindow bounds the NAT latching rule (StreamConfig.NATSource)
 	// to this long after Configure; zero means 10 s.

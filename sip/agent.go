@@ -102,7 +102,8 @@ type Config struct {
 	// address in the peer's SDP before the peer has proven it wants them
 	// (its first RTP packet from that address, or the ACK of our 2xx; see
 	// media.EndpointOptions.UnverifiedBudget). Zero means 4; negative
-	// turns the check off (and with it strict latching).
+	// turns the check off. (Latching is strict either way: only the SDP
+	// address's IP, or the NAT rule of media.StreamConfig.NATSource.)
 	UnverifiedRTP int
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
