@@ -77,6 +77,10 @@ type Config struct {
 	// UnverifiedRTP is how many RTP packets a call sends to an address the
 	// peer has not proven (default 4; negative disables the check).
 	UnverifiedRTP int
+	// Domains are the host names phones use for this server in their From
+	// (besides its IP addresses, "localhost" and Realm): callers claiming
+	// one of them must authenticate (sip.Registrar.Domains).
+	Domains []string
 	// Realm is the digest realm of the registrar (default "switchboard").
 	Realm string
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
@@ -149,6 +153,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			realm = "switchboard"
 		}
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
+		registrar.Domains = cfg.Domains
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
