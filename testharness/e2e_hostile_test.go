@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -28,6 +29,8 @@ type rawCaller struct {
 	conn   *net.UDPConn
 	server netip.AddrPort
 	finals sync.Map // Call-ID -> final status
+	bodies sync.Map // Call-ID -> body of the final response
+	tos    sync.Map // Call-ID -> To header of the final response
 }
 
 func newRawCaller(t *testing.T, ip string, server netip.AddrPort) *rawCaller {
@@ -45,16 +48,34 @@ func newRawCaller(t *testing.T, ip string, server netip.AddrPort) *rawCaller {
 			if err != nil {
 				return
 			}
+			if msg := string(buf[:n]); len(msg) > 4 && msg[:4] == "BYE " {
+				rc.answerBye(msg)
+				continue
+			}
 			var code int
-			var callID string
+			var callID, to string
 			fmt.Sscanf(string(buf[:n]), "SIP/2.0 %d", &code)
 			for _, line := range splitLines(string(buf[:n])) {
 				if len(line) > 9 && line[:9] == "Call-ID: " {
 					callID = line[9:]
 				}
+				if len(line) > 4 && line[:4] == "To: " {
+					to = line
+				}
 			}
 			if code >= 200 {
-				rc.finals.LoadOrStore(callID, code)
+				rc.tos.LoadOrStore(callID, to)
+			}
+			if code >= 200 {
+				if _, loaded := rc.finals.LoadOrStore(callID, code); !loaded {
+					msg := string(buf[:n])
+					for i := 0; i+4 <= len(msg); i++ {
+						if msg[i:i+4] == "\r\n\r\n" {
+							rc.bodies.Store(callID, msg[i+4:])
+							break
+						}
+					}
+				}
 			}
 		}
 	}()
@@ -98,6 +119,58 @@ func (rc *rawCaller) invite(t *testing.T, callID, user string, media netip.AddrP
 	if _, err := rc.conn.WriteToUDPAddrPort([]byte(msg), rc.server); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// answerBye says 200 to a BYE (the server hanging up at shutdown).
+func (rc *rawCaller) answerBye(msg string) {
+	res := "SIP/2.0 200 OK\r\n"
+	for _, line := range splitLines(msg) {
+		for _, h := range []string{"Via: ", "From: ", "To: ", "Call-ID: ", "CSeq: "} {
+			if len(line) > len(h) && line[:len(h)] == h {
+				res += line + "\r\n"
+			}
+		}
+	}
+	res += "Content-Length: 0\r\n\r\n"
+	// Via carries rport/received; answering the source is enough here.
+	_, _ = rc.conn.WriteToUDPAddrPort([]byte(res), rc.server)
+}
+
+// ack acknowledges the 2xx of an INVITE sent with invite.
+func (rc *rawCaller) ack(t *testing.T, callID, user string) { rc.inDialog(t, "ACK", 1, callID, user) }
+
+// bye hangs up a call that was ACKed.
+func (rc *rawCaller) bye(t *testing.T, callID, user string) { rc.inDialog(t, "BYE", 2, callID, user) }
+
+func (rc *rawCaller) inDialog(t *testing.T, method string, cseq int, callID, user string) {
+	t.Helper()
+	to, _ := rc.tos.Load(callID)
+	local := rc.conn.LocalAddr().String()
+	msg := method + " sip:" + user + "@" + rc.server.String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + method + callID + "\r\n" +
+		"From: <sip:attacker@" + testharness.GuestDomain + ">;tag=a" + callID + "\r\n" +
+		to.(string) + "\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		fmt.Sprintf("CSeq: %d %s\r\n", cseq, method) +
+		"Max-Forwards: 70\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	if _, err := rc.conn.WriteToUDPAddrPort([]byte(msg), rc.server); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answerAddr returns the RTP address in the SDP of the call's 200.
+func (rc *rawCaller) answerAddr(t *testing.T, callID string) netip.AddrPort {
+	t.Helper()
+	v, ok := rc.bodies.Load(callID)
+	if !ok {
+		t.Fatalf("no answer for %s", callID)
+	}
+	o, err := sip.ParseSDP([]byte(v.(string)))
+	if err != nil {
+		t.Fatalf("answer SDP of %s: %v", callID, err)
+	}
+	return o.Remote
 }
 
 func (rc *rawCaller) final(callID string) int {
@@ -353,4 +426,69 @@ func TestInviteScanCannotEnumerateUsers(t *testing.T) {
 	if c := got["guest from another domain"]; c != 200 {
 		t.Errorf("guest: %d, want 200", c)
 	}
+}
+
+// The NAT rule of strict latching: a phone behind NAT advertises its
+// private address (192.168.77.10 here, unreachable) and sends RTP from its
+// public one — the address its INVITE came from (127.0.0.1). The server
+// latches to it and the phone hears the tone; RTP from any other address
+// (127.0.0.2), even sent first, latches nothing and receives nothing.
+func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
+	srv := startServer(t, framework.Config{RTPPortMin: 31300, RTPPortMax: 31319}, apps.Tone(1000))
+	caller := newRawCaller(t, "127.0.0.1", srv.SIPAddr())
+	caller.invite(t, "nat1", "tone", netip.MustParseAddrPort("192.168.77.10:40000"))
+	waitFor(t, 5*time.Second, "the server to answer", func() bool { return caller.final("nat1") == 200 })
+	serverRTP := caller.answerAddr(t, "nat1")
+	caller.ack(t, "nat1", "tone")
+
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	phone, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	pkt := append([]byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 42}, make([]byte, 160)...)
+	for i := range pkt[12:] {
+		pkt[12+i] = 0xff // PCMU silence
+	}
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), serverRTP.Port())
+	for range 3 {
+		_, _ = stranger.WriteToUDPAddrPort(pkt, dst)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_, _ = phone.WriteToUDPAddrPort(pkt, dst)
+
+	// Collect what the server sends to the phone until a second of tone.
+	var heard []int16
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(heard) < 8000 && time.Now().Before(deadline) {
+		_ = phone.SetReadDeadline(deadline)
+		n, err := phone.Read(buf)
+		if err != nil {
+			break
+		}
+		if n > 12 && buf[1]&0x7f == 0 {
+			frame := media.PCMU{}.Decode(nil, buf[12:n])
+			if media.RMS(frame) > 1000 || len(heard) > 0 { // skip the idle silence before the prompt
+				heard = append(heard, frame...)
+			}
+		}
+	}
+	freq, _ := media.DominantFrequency(heard, 8000, 100, 3800, 10)
+	_ = stranger.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	n, _ := stranger.Read(buf)
+	t.Logf("phone behind NAT heard %d samples, dominant %.0f Hz; the stranger received %d bytes", len(heard), freq, n)
+	if len(heard) < 4000 || freq < 980 || freq > 1020 {
+		t.Fatalf("the NAT phone did not hear the 1 kHz tone: %d samples, %.0f Hz", len(heard), freq)
+	}
+	if n > 0 {
+		t.Fatal("the stranger that sent first received the call's audio")
+	}
+	caller.bye(t, "nat1", "tone")
+	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
