@@ -80,6 +80,19 @@ type Config struct {
 	// Trunks are the carriers calls can go out through (DialOptions.Trunk)
 	// and come in from (Call.Trunk).
 	Trunks []sip.Trunk
+	// CallLimits bound the calls one source address may hold and start
+	// (sip.CallLimits: guests 10 at once and 5/s, users 100; trunks exempt).
+	CallLimits sip.CallLimits
+	// AckTimeout ends an answered call whose 200 is not ACKed within it,
+	// releasing its RTP port (default 4 s; negative: RFC 3261's 32 s).
+	AckTimeout time.Duration
+	// UnverifiedRTP is how many RTP packets a call sends to an address the
+	// peer has not proven (default 4; negative disables the check).
+	UnverifiedRTP int
+	// Domains are the host names phones use for this server in their From
+	// (besides its IP addresses, "localhost" and Realm): callers claiming
+	// one of them must authenticate (sip.Registrar.Domains).
+	Domains []string
 	// Realm is the digest realm of the registrar (default "switchboard").
 	Realm string
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
@@ -172,10 +185,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			realm = "switchboard"
 		}
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
+		registrar.Domains = cfg.Domains
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
+		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 	})
 	if err != nil {
 		return nil, err

@@ -44,6 +44,12 @@ type StreamConfig struct {
 	// exchange): RTP and RTCP become SRTP and SRTCP, and packets that fail
 	// authentication are dropped and counted. Nil means plain RTP.
 	SRTP *SRTPKeys
+	// NATSource is the IP address the peer's signaling came from. When
+	// Remote is a private address (RFC 1918, RFC 6598 shared space,
+	// IPv6 ULA or link-local: a phone behind NAT that did not learn its
+	// public address), RTP from NATSource may latch too, but only within
+	// EndpointOptions.NATLatchWindow of Configure. Zero: no NAT rule.
+	NATSource netip.Addr
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -81,6 +87,9 @@ type EndpointStats struct {
 	SRTPAuthFailures uint64
 	// RemoteBye is set once the peer sent an RTCP BYE.
 	RemoteBye bool
+	// Unsent counts RTP packets withheld because the peer had not yet
+	// proven that it wants them (EndpointOptions.UnverifiedBudget).
+	Unsent uint64
 	// MOS estimates what this endpoint receives (our loss and jitter),
 	// RemoteMOS what the peer receives (its reports), both with the
 	// E-model (EModel) and RTT/2 as network delay; 0 means no data yet.
@@ -113,8 +122,16 @@ type Endpoint struct {
 
 	remote  atomic.Pointer[netip.AddrPort]
 	latched atomic.Bool
-	sink    atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
-	muted   atomic.Bool             // inbound audio ignored (SetMuted)
+	// Send gating (see EndpointOptions.UnverifiedBudget): until proven,
+	// each packet out takes one from budget; none left means withheld.
+	gated        bool
+	proven       atomic.Bool
+	budget       atomic.Int64
+	unsent       atomic.Uint64
+	natWindow    time.Duration
+	configuredAt atomic.Int64            // unix ns of the last Configure that moved Remote
+	sink         atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
+	muted        atomic.Bool             // inbound audio ignored (SetMuted)
 	// mainSink is the topology's consumer (a bridge pipe, a mixer
 	// participant); tapSink the observers (recording, VAD). Guarded by mu.
 	mainSink, tapSink Sink
@@ -205,6 +222,21 @@ type EndpointOptions struct {
 	// raised to 10 ms, negative sends no reports (received RTCP is still
 	// read).
 	RTCPInterval time.Duration
+	// UnverifiedBudget, when above zero, makes the endpoint hold its RTP
+	// until the peer has proven that it wants it — a packet from the
+	// configured remote address (which also latches), or Verify (the
+	// signaling saw the ACK of our 2xx) — and a peer that never does gets
+	// at most this many packets (generated, DTMF or forwarded) and no
+	// RTCP: an INVITE naming a third party's address cannot turn the
+	// server into an amplifier. A gated endpoint with no remote
+	// configured latches nothing. Zero sends without proof, and latches
+	// the first source when no remote is configured (trusted, in-process
+	// peers). With a remote configured, latching is strict either way:
+	// its IP only, or the NAT rule (StreamConfig.NATSource).
+	UnverifiedBudget int
+	// NATLatchWindow bounds the NAT latching rule (StreamConfig.NATSource)
+	// to this long after Configure; zero means 10 s.
+	NATLatchWindow time.Duration
 }
 
 // NewEndpoint binds a UDP socket from pool on ip. The endpoint does nothing
@@ -233,7 +265,13 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 		noIdleSilence: opts.NoIdleSilence,
 		pacer:         opts.Pacer,
 		mediaTimeout:  opts.MediaTimeout,
+		gated:         opts.UnverifiedBudget > 0,
+		natWindow:     opts.NATLatchWindow,
 	}
+	if e.natWindow <= 0 {
+		e.natWindow = 10 * time.Second
+	}
+	e.budget.Store(int64(opts.UnverifiedBudget))
 	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
 	return e, nil
 }
@@ -265,9 +303,47 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 	}
 	if old != cfg.Remote || e.remote.Load() == nil {
 		r := cfg.Remote
+		e.configuredAt.Store(time.Now().UnixNano())
 		e.remote.Store(&r)
 		e.latched.Store(false)
 	}
+}
+
+// Verify records that the peer has proven it wants this endpoint's RTP
+// (the ACK of a 2xx we sent arrived, or the peer answered our INVITE), so
+// an endpoint with an UnverifiedBudget sends without limit from now on. A
+// packet from the configured remote address verifies too.
+func (e *Endpoint) Verify() { e.proven.Store(true) }
+
+// Verified reports whether the peer has proven it wants our RTP (always
+// true without an UnverifiedBudget).
+func (e *Endpoint) Verified() bool { return !e.gated || e.proven.Load() }
+
+// mayLatch reports whether the first packet from from may latch the
+// stream: it must come from the configured remote's IP (its port may
+// differ: symmetric RTP through NAT), or from the signaling source of a
+// peer that advertised a private address, soon after Configure. Without
+// send gating and with no remote configured, any first source latches.
+func (e *Endpoint) mayLatch(from netip.AddrPort) bool {
+	cfg := e.cfg.Load()
+	if cfg == nil || !cfg.Remote.IsValid() {
+		return !e.gated
+	}
+	if from.Addr() == cfg.Remote.Addr() {
+		return true
+	}
+	if !cfg.NATSource.IsValid() || from.Addr() != cfg.NATSource || !isPrivateAddr(cfg.Remote.Addr()) {
+		return false
+	}
+	return time.Since(time.Unix(0, e.configuredAt.Load())) < e.natWindow
+}
+
+var sharedAddrSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598, carrier-grade NAT
+
+// isPrivateAddr reports addresses that only mean something behind a NAT.
+func isPrivateAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedAddrSpace.Contains(a)
 }
 
 // Config returns the current stream configuration.
@@ -441,6 +517,7 @@ func (e *Endpoint) Stats() EndpointStats {
 		Dropped:          e.dropped.Load(),
 		LastRecv:         time.Unix(0, e.lastRecv.Load()),
 		SRTPAuthFailures: e.srtpFails.Load(),
+		Unsent:           e.unsent.Load(),
 	}
 	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
 	e.rtcpStats(&st)
@@ -570,8 +647,15 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	if !e.latched.Load() {
+		if !e.mayLatch(from) {
+			// A stranger guessing the port before the peer's first
+			// packet: never latch onto it.
+			e.dropped.Add(1)
+			return
+		}
 		e.remote.Store(&from)
 		e.latched.Store(true)
+		e.proven.Store(true)
 	} else if r := e.remote.Load(); r == nil || *r != from {
 		e.dropped.Add(1)
 		return
@@ -817,6 +901,10 @@ func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
 // write sends an RTP packet, as SRTP when the stream is protected.
 // BytesOut counts the RTP size (what RTCP sender reports describe).
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
+	if e.gated && !e.proven.Load() && e.budget.Add(-1) < 0 {
+		e.unsent.Add(1)
+		return
+	}
 	if sc := e.srtp.Load(); sc != nil {
 		if err := sc.protectRTP(pkt, func(out []byte) { e.send(out, to, len(pkt)) }); err != nil {
 			e.srtpFailed(err, to)

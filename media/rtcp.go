@@ -325,7 +325,7 @@ func (e *Endpoint) rtcpTick(cfg *StreamConfig, now time.Time) {
 func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	r := &e.rtcp
 	remote := e.remote.Load()
-	if cfg == nil || remote == nil || !remote.IsValid() || remote.Addr().IsUnspecified() {
+	if cfg == nil || remote == nil || !remote.IsValid() || remote.Addr().IsUnspecified() || !e.Verified() {
 		return
 	}
 	in := reportInput{rtpTS: e.out.peekTS(), packets: e.packetsOut.Load()}

@@ -113,6 +113,22 @@ type Config struct {
 	Presence *presence.Store
 	// Subscriptions bounds SUBSCRIBE: lifetimes and how many.
 	Subscriptions SubscriptionLimits
+	// CallLimits bound the calls one source address may hold and start
+	// (see CallLimits; trunks are exempt).
+	CallLimits CallLimits
+	// AckTimeout is how long an answered inbound call waits for the ACK
+	// of its 200 before it is ended and its RTP port released (the peer
+	// never confirmed the call: a spoofed or abandoned INVITE). Zero
+	// means 4 s — the 200 and its first three retransmissions over UDP;
+	// negative waits the RFC 3261 64*T1 (32 s).
+	AckTimeout time.Duration
+	// UnverifiedRTP is how many RTP packets a call may send to the
+	// address in the peer's SDP before the peer has proven it wants them
+	// (its first RTP packet from that address, or the ACK of our 2xx; see
+	// media.EndpointOptions.UnverifiedBudget). Zero means 4; negative
+	// turns the check off. (Latching is strict either way: only the SDP
+	// address's IP, or the NAT rule of media.StreamConfig.NATSource.)
+	UnverifiedRTP int
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
@@ -162,6 +178,9 @@ type Agent struct {
 	pubs         publications
 	stopPresence context.CancelFunc
 	presenceDone chan struct{}
+	admission    *admission
+	admitLog     logThrottle
+	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -185,6 +204,12 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if cfg.MinSessionExpires == 0 {
 		cfg.MinSessionExpires = 90 * time.Second
 	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = 4 * time.Second
+	}
+	if cfg.UnverifiedRTP == 0 {
+		cfg.UnverifiedRTP = 4
+	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "Switchboard"
 	}
@@ -200,7 +225,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
-		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10}}
+		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
+		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs()}
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true
@@ -515,6 +541,7 @@ func (a *Agent) newEndpoint(log *slog.Logger, onTimeout func()) (*media.Endpoint
 	}
 	return media.NewEndpoint(a.cfg.Ports, a.mediaBindIP(), media.EndpointOptions{
 		Logger: log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
+		UnverifiedBudget: max(a.cfg.UnverifiedRTP, 0),
 	})
 }
 
@@ -559,12 +586,31 @@ func (a *Agent) respond(req *sip.Request, tx sip.ServerTransaction, code int, re
 	}
 }
 
-func sourceIP(req *sip.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(req.Source())
+func sourceIP(req *sip.Request) netip.Addr { return sourceIPOf(req.Source()) }
+
+// sourceIPOf returns the IP of a "host:port" message source, or the zero
+// Addr.
+func sourceIPOf(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// hostIPs returns the addresses of this host's interfaces.
+func hostIPs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, ad := range addrs {
+		if p, err := netip.ParsePrefix(ad.String()); err == nil {
+			out[p.Addr().Unmap()] = true
+		}
+	}
+	return out
 }
 
 func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
@@ -638,7 +684,10 @@ func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if err := l.uas.ReadAck(req, tx); err != nil {
 		l.log.Debug("sip: ACK not matched", "error", err)
+		return
 	}
+	// The peer got our 2xx: it wants the call's RTP.
+	l.ep.Verify()
 }
 
 func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {

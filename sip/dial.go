@@ -63,6 +63,9 @@ type DialOptions struct {
 	FromUser string
 	// FromName is the display name of From.
 	FromName string
+	// FromHost is the host part of the From URI; empty means this
+	// agent's address.
+	FromHost string
 	// Timeout is how long to ring before canceling; 0 means 30 s.
 	Timeout time.Duration
 	// Username and Password answer 401/407 digest challenges.
@@ -236,7 +239,11 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	if fromUser == "" {
 		fromUser = "switchboard"
 	}
-	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()})
+	fromHost := opts.FromHost
+	if fromHost == "" {
+		fromHost = ip.String()
+	}
+	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost})
 	req.AppendHeader(from)
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -320,7 +327,9 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: answer SDP: %w", target, err)
 	}
+	cfg.NATSource = sourceIPOf(dtx.InviteResponse.Source())
 	ep.Configure(cfg)
+	ep.Verify() // the peer answered the INVITE we chose to send
 	ep.Start()
 	if err := dtx.Ack(ctx); err != nil {
 		_ = dtx.Bye(ctx)

@@ -30,6 +30,8 @@ var (
 	ErrLocalHangup = errors.New("sip: local hangup")
 	// ErrShutdown: the agent is shutting down.
 	ErrShutdown = errors.New("sip: agent shutting down")
+	// ErrNoAck: the caller never acknowledged our 200 (Config.AckTimeout).
+	ErrNoAck = errors.New("sip: no ACK for our 2xx")
 )
 
 // LegState is where a leg is in its life.
@@ -60,6 +62,7 @@ type Leg struct {
 	uac      *sipgo.DialogClientSession
 	offer    *MediaOffer
 	ep       *media.Endpoint
+	release  func() // inbound: gives the call's slot back to CallLimits
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
@@ -154,6 +157,9 @@ func (l *Leg) end(cause error) {
 	l.stopSessionTimer()
 	l.reportDialog(presence.DialogTerminated)
 	_ = l.ep.Close()
+	if l.release != nil {
+		l.release()
+	}
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
 		_ = l.uas.Close()
@@ -302,15 +308,23 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		l.trunk = t.Name
+	} else if !a.admit(req, tx, l, log) {
+		return
 	}
 	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
 	if err != nil {
 		log.Error("sip: no RTP port for call", "error", err)
 		a.respond(req, tx, 503, "Service Unavailable (no media ports)")
+		if l.release != nil {
+			l.release()
+		}
 		return
 	}
 	if !a.register(a.uas, dtx.ID, l) {
 		_ = l.ep.Close()
+		if l.release != nil {
+			l.release()
+		}
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
@@ -484,6 +498,9 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	}
 	cfg.Remote, cfg.RTCPMux, cfg.RemoteRTCP = o.Remote, o.RTCPMux, o.RTCP
 	cfg.FramesPerPacket = o.FramesPerPacket()
+	if l.inbound && l.uas != nil && !cfg.NATSource.IsValid() {
+		cfg.NATSource = sourceIP(l.uas.InviteRequest)
+	}
 	if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
 		cfg.Direction = "inactive"
 	} else {
@@ -603,9 +620,20 @@ func (l *Leg) Answer(ctx context.Context) error {
 		defer l.respMu.Unlock()
 		errc <- l.uas.WriteResponse(res)
 	}()
+	var noAck <-chan time.Time
+	if d := l.agent.cfg.AckTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		noAck = t.C
+	}
 	var err error
 	select {
 	case err = <-errc:
+	case <-noAck:
+		// Nobody confirms the call: a spoofed or abandoned INVITE. Stop
+		// retransmitting the 200 and give the port back now rather than
+		// after 64*T1.
+		err = fmt.Errorf("%w within %s", ErrNoAck, l.agent.cfg.AckTimeout)
 	case <-l.done:
 		err = l.Err()
 		go l.byeIfAnsweredLate(errc)
@@ -614,8 +642,16 @@ func (l *Leg) Answer(ctx context.Context) error {
 		go l.byeIfAnsweredLate(errc)
 	}
 	if err != nil {
-		l.log.Warn("sip: answer failed", "error", err)
+		if !errors.Is(err, ErrNoAck) {
+			l.log.Warn("sip: answer failed", "error", err)
+		} else if ok, suppressed := l.agent.admitLog.allow(time.Now()); ok {
+			// A flood of spoofed INVITEs must not flood the log too.
+			l.log.Warn("sip: answered call never ACKed; ended and its port released", "error", err, "suppressed", suppressed)
+		}
 		l.end(fmt.Errorf("sip: answer: %w", err))
+		if errors.Is(err, ErrNoAck) {
+			l.inviteTx.Terminate() // stops the 200's retransmissions
+		}
 		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
 	}
 	l.mu.Lock()
@@ -705,7 +741,9 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	l.mu.Lock()
 	l.awaitingAnswer = false
 	l.mu.Unlock()
+	cfg.NATSource = sourceIP(req)
 	l.ep.Configure(cfg)
+	l.ep.Verify() // the ACK itself proves the peer
 	l.ep.Start()
 	l.mediaChanged(cfg)
 	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
@@ -740,7 +778,7 @@ func (l *Leg) Reject(code int, reason string) error {
 	if code == 404 && l.trunk == "" && l.authUser == "" {
 		// Scanners walk extension numbers: unknown-user calls from one
 		// source count like failed logins.
-		l.agent.authFailed(sourceIP(l.uas.InviteRequest), l.log, "sip: call to unknown user", "user", l.user, "from", l.from)
+		l.agent.authFailed(sourceIP(l.uas.InviteRequest), "", l.log, "sip: call to unknown user", "user", l.user, "from", l.from)
 	}
 	// Straight to the transaction, which retransmits the final response
 	// and absorbs its ACK: sipgo's dialog would block here until the ACK,

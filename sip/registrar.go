@@ -41,6 +41,11 @@ type Registrar struct {
 	// (source "sip"): the first makes the user online, losing the last
 	// (unregistered or expired) offline.
 	Presence *presence.Store
+	// Domains are host names that mean this server in a From URI (beside
+	// the realm, "localhost" and this host's IP addresses): a caller
+	// whose From names one of them claims a local account and must
+	// authenticate (see InviteAuthKnownUsers).
+	Domains []string
 
 	log *slog.Logger
 	now func() time.Time
@@ -119,7 +124,7 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		respond(403, "Forbidden (credentials do not match To)")
 		return
 	}
-	r.Limiter.Succeed(srcIP)
+	r.Limiter.Succeed(srcIP, user)
 
 	defExpires := time.Hour
 	if e := req.GetHeader("Expires"); e != nil {
@@ -263,17 +268,27 @@ func (r *Registrar) digest(req *sip.Request, tx sip.ServerTransaction, log *slog
 		header = h.Value()
 	}
 	user, res, why := r.Auth.Verify(header, req.Method.String(), r.Directory.Password)
+	lockedOut := false
+	if user != "" && res == AuthOK && r.Limiter.AccountLocked(user, src) {
+		// Guessed at from many addresses: only sources that have logged
+		// in as this account before may use it now, even with the right
+		// password (which is not counted as a failure).
+		log.Info("sip: account locked after repeated failures; refused a new source", "user", user)
+		res, lockedOut = AuthFailed, true
+	}
 	var out *sip.Response
-	switch res {
-	case AuthOK:
+	switch {
+	case res == AuthOK:
 		return user, true
-	case AuthMissing, AuthStale:
+	case res == AuthMissing || res == AuthStale:
 		out = sip.NewResponseFromRequest(req, code, reason, nil)
 		for _, c := range r.Auth.Challenges(res == AuthStale) {
 			out.AppendHeader(sip.NewHeader(challenge, c))
 		}
+	case lockedOut:
+		out = sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
 	default:
-		r.fail(src, log, "sip: authentication failed", append([]any{"method", req.Method.String(), "user", user, "reason", why}, args...)...)
+		r.fail(src, user, log, "sip: authentication failed", append([]any{"method", req.Method.String(), "user", user, "reason", why}, args...)...)
 		out = sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
 	}
 	if err := tx.Respond(out); err != nil {
@@ -283,11 +298,13 @@ func (r *Registrar) digest(req *sip.Request, tx sip.ServerTransaction, log *slog
 }
 
 // fail logs a failed authentication or a scanner-like request and counts
-// it against src; the source is blocked after Limiter.Max failures in a
-// window, which is logged once.
-func (r *Registrar) fail(src netip.Addr, log *slog.Logger, msg string, args ...any) {
-	log.Warn(msg, args...)
-	if r.Limiter.Fail(src) {
-		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.Block)
+// it against src and user (see FailureLimiter); a block is logged once.
+// Failures of a source that is already blocked are not logged.
+func (r *Registrar) fail(src netip.Addr, user string, log *slog.Logger, msg string, args ...any) {
+	if !r.Limiter.Blocked(src) {
+		log.Warn(msg, args...)
+	}
+	if r.Limiter.Fail(src, user) {
+		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.BlockedFor(src))
 	}
 }

@@ -350,11 +350,11 @@ func (a *Agent) authorizeSubscribe(req *sip.Request, tx sip.ServerTransaction, l
 		return "", false
 	}
 	if _, known := r.Directory.Lookup(fromUser); known && user != fromUser {
-		a.authFailed(src, log, "sip: credentials do not match From", "method", req.Method.String(), "user", user, "from", fromUser)
+		a.authFailed(src, user, log, "sip: credentials do not match From", "method", req.Method.String(), "user", user, "from", fromUser)
 		a.respond(req, tx, 403, "Forbidden (credentials do not match From)")
 		return "", false
 	}
-	r.Limiter.Succeed(src)
+	r.Limiter.Succeed(src, user)
 	return user, true
 }
 

@@ -110,7 +110,7 @@ func TestInviteWithReplacesTakesTheLegsPlace(t *testing.T) {
 		t.Fatal("T's call has no dialog tags")
 	}
 	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
-	callC, err := c.CallWith(ctx, uri(srv, "pickup"), sip.DialOptions{FromUser: "c", Headers: map[string]string{"Replaces": rep.String()}})
+	callC, err := c.Dial(ctx, uri(srv, "pickup"), sip.DialOptions{FromUser: "c", FromHost: testharness.GuestDomain, Headers: map[string]string{"Replaces": rep.String()}})
 	if err != nil {
 		t.Fatalf("C's INVITE with Replaces: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestInviteWithReplacesTakesTheLegsPlace(t *testing.T) {
 
 	// A Replaces naming no dialog of ours is refused.
 	bogus := sip.Replaces{CallID: "nope", ToTag: "a", FromTag: "b"}
-	if _, err := c.CallWith(ctx, uri(srv, "pickup"), sip.DialOptions{FromUser: "c", Headers: map[string]string{"Replaces": bogus.String()}}); err == nil {
+	if _, err := c.Dial(ctx, uri(srv, "pickup"), sip.DialOptions{FromUser: "c", FromHost: testharness.GuestDomain, Headers: map[string]string{"Replaces": bogus.String()}}); err == nil {
 		t.Fatal("an INVITE replacing an unknown dialog was answered")
 	}
 	_ = callP1.Hangup(ctx)

@@ -145,17 +145,24 @@ func (p *Phone) Addr() netip.AddrPort { return p.agent.Addr() }
 // Close hangs up the phone's calls and stops it.
 func (p *Phone) Close() { p.agent.Close() }
 
-// Call dials uri and returns once the call is answered.
+// GuestDomain is the From host of the calls a Phone places with Call: a
+// domain that is not the server's, so servers treat the phone as a guest
+// (no digest challenge) even on the same loopback address.
+const GuestDomain = "harness.invalid"
+
+// Call dials uri as the guest sip:harness@GuestDomain and returns once the
+// call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	o := sip.DialOptions{FromUser: "harness", SRTP: p.opts.SRTP}
+	o := sip.DialOptions{FromUser: "harness", FromHost: GuestDomain, SRTP: p.opts.SRTP}
 	if p.opts.User != "" {
-		o.FromUser, o.Username, o.Password = p.opts.User, p.opts.User, p.opts.Password
+		o.FromUser, o.FromHost, o.Username, o.Password = p.opts.User, "", p.opts.User, p.opts.Password
 	}
-	return p.CallWith(ctx, uri, o)
+	return p.Dial(ctx, uri, o)
 }
 
-// CallWith is Call with dial options (extra headers, such as Replaces).
-func (p *Phone) CallWith(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+// Dial dials uri with opts (caller id, credentials for a 407, extra
+// headers such as Replaces) and returns once the call is answered.
+func (p *Phone) Dial(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
 	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
