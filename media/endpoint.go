@@ -106,6 +106,7 @@ type Endpoint struct {
 	latched atomic.Bool
 	sink    atomic.Pointer[sinkBox]
 	onDTMF  atomic.Pointer[func(DTMFEvent)]
+	panicState
 	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
 	fedBy   atomic.Int32             // how many endpoints forward into this one
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
@@ -298,7 +299,7 @@ func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
 // the same callback as RFC 4733 digits, so consumers see one stream.
 func (e *Endpoint) InjectDTMF(ev DTMFEvent) {
 	if fn := e.onDTMF.Load(); fn != nil {
-		(*fn)(ev)
+		e.callDTMF(fn, ev)
 	}
 }
 
@@ -530,7 +531,7 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 			_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
 		}
 		if fn := e.onDTMF.Load(); fn != nil {
-			(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
+			e.callDTMF(fn, DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
 		}
 	case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
 		// Into the jitter buffer; decoded on the 20 ms tick.
@@ -641,7 +642,7 @@ func (e *Endpoint) sendTick(now time.Time) {
 	// Pull audio even while a digit is sent so prompts keep their timing.
 	haveAudio := false
 	if p != nil {
-		err := p.src.ReadFrame(s.frame)
+		err := e.readSource(p.src, s.frame)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil
