@@ -161,6 +161,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 			a.current, a.stopPlay = nil, nil
 		}
 		a.publish("", EventPlayFinished, nil)
+		a.panickedPlaying(ctx, m.err)
 		switch {
 		case a.ended:
 			m.play.reply <- ErrHangup

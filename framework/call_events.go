@@ -237,6 +237,15 @@ func (a *callActor) onLegPanic(ctx actor.Context, m *legPanic) {
 	a.hangupAll(ctx, cause)
 }
 
+// panickedPlaying ends the call when a playback ended because its Source
+// panicked — before the flow hears of it, so the cause is the panic.
+func (a *callActor) panickedPlaying(ctx actor.Context, err error) {
+	var pe *media.PanicError
+	if errors.As(err, &pe) && len(a.order) > 0 {
+		a.onLegPanic(ctx, &legPanic{legID: a.order[0], err: pe})
+	}
+}
+
 // flowPanicked is what runFlow reports when the call flow panicked.
 func flowPanicked(c *Call, r any) error {
 	c.log.Error("call flow panicked; ending the call", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

@@ -46,9 +46,10 @@ func TestEventLogSubscribeFrom(t *testing.T) {
 		{"resume at the end", 16, 10, 10, 11, nil},
 		{"from beyond the end", 16, 10, 99, 11, nil},
 		{"from now", 16, 10, FromNow, 11, nil},
-		{"start evicted", 4, 10, 0, 7, &OverflowData{From: 1, To: 6}},
-		{"resume evicted", 4, 10, 3, 7, &OverflowData{From: 4, To: 6}},
-		{"resume at oldest kept", 4, 10, 6, 7, nil},
+		// 11 events in a ring of 4 keep 8..11.
+		{"start evicted", 4, 10, 0, 8, &OverflowData{From: 1, To: 7}},
+		{"resume evicted", 4, 10, 3, 8, &OverflowData{From: 4, To: 7}},
+		{"resume at oldest kept", 4, 10, 7, 8, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
