@@ -251,7 +251,13 @@ func (s *Server) shutdown() {
 	s.agent.Close()
 	s.confs.closeAll()
 	s.events.Close()
-	s.onEventWG.Wait()
+	drained := make(chan struct{})
+	go func() { s.onEventWG.Wait(); close(drained) }()
+	select {
+	case <-drained: // OnEvent has seen every event
+	case <-time.After(2 * time.Second):
+		s.log.Warn("Config.OnEvent still busy after shutdown; not waiting for it")
+	}
 	if s.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(sctx)
