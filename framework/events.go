@@ -32,8 +32,9 @@ var ErrSubscriptionClosed = errors.New("framework: subscription closed")
 // events behind is told so with an EventOverflow marker (never a silent
 // loss) and goes on from the oldest event still kept.
 //
-// The producer is one goroutine (the session's actor); subscribers may be
-// any goroutines. Cost: Append takes a mutex, stores one Event, and wakes
+// Append is safe from any goroutine and the stream's order is the order
+// of the Append calls; a session's log has one producer (its actor), the
+// server-wide log one per session. Subscribers may be any goroutines. Cost: Append takes a mutex, stores one Event, and wakes
 // waiting subscribers by closing one channel (allocated only when someone
 // waits); the ring grows as events come, up to Replay entries.
 type EventLog struct {

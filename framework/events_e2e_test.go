@@ -74,6 +74,9 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 		callRef.Store("call", c)
 		events := c.Events()
+		if err := c.Ring(ctx); err != nil {
+			return err
+		}
 		if err := c.Answer(ctx); err != nil {
 			return err
 		}
@@ -178,7 +181,7 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 			kinds = append(kinds, fmt.Sprintf("%s/%t", ev.Type, ev.LegID != ""))
 		}
 	}
-	want := []string{"call.started/false", "leg.answered/true", "chat/true", "presence/false", "signal/false",
+	want := []string{"call.started/false", "leg.ringing/true", "leg.answered/true", "chat/true", "presence/false", "signal/false",
 		"signal/true", "chat/false", "leg.ended/true", "call.ended/false"}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("flow saw %v\nwant %v", kinds, want)

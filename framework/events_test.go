@@ -2,9 +2,11 @@ package framework
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,6 +244,24 @@ func TestEventLogConcurrentSubscribers(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// Events marshal with their type as the dotted name and signal payloads
+// inline.
+func TestEventJSON(t *testing.T) {
+	ev := Event{Seq: 3, CallID: "c1", LegID: "l1", Type: EventSignal,
+		Data: SignalData{Name: "score", Payload: json.RawMessage(`{"home":2}`)}}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"type":"signal","data":{"name":"score","payload":{"home":2}}`
+	if !strings.Contains(string(b), want) || !strings.Contains(string(b), `"seq":3`) {
+		t.Fatalf("%s\nwant it to contain %s", b, want)
+	}
+	if EventLegAnswered.String() != "leg.answered" {
+		t.Fatal(EventLegAnswered.String())
 	}
 }
 
