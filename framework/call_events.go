@@ -129,14 +129,34 @@ func (a *callActor) publish(legID string, typ EventType, data any) {
 	if a.ended && typ != EventCallEnded {
 		return
 	}
-	ev := a.call.stream.Append(Event{CallID: a.call.id, LegID: legID, Type: typ, Data: data})
-	if ev.Seq == 0 {
-		return
-	}
-	if typ == EventDTMF {
+	ev := a.srv.publishTo(a.call.stream, Event{CallID: a.call.id, LegID: legID, Type: typ, Data: data})
+	if typ == EventDTMF && ev.Seq != 0 {
 		a.call.lastDigit.Store(ev.Seq)
 	}
-	a.srv.events.Append(ev)
+}
+
+// publishTo appends ev to a session's log (a call's or a room's) and then
+// to the server-wide stream, and returns it as stored (Seq 0 if the log
+// is closed). Session actors publish through it, from their own
+// goroutine, so each session's order is the same in both streams.
+func (s *Server) publishTo(log *EventLog, ev Event) Event {
+	ev = log.Append(ev)
+	if ev.Seq != 0 {
+		s.events.Append(ev)
+	}
+	return ev
+}
+
+// ringInBackground sends a leg's 180 outside the actor's mailbox (a 180
+// may wait on a TCP connection) and publishes leg.ringing once it is out.
+// reply, if set, gets the result. For Ring, and for Dial's 180 to the
+// caller.
+func (a *callActor) ringInBackground(ctx actor.Context, sig Signaling, reply chan error) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	if reply == nil {
+		reply = make(chan error, 1)
+	}
+	go func() { root.Send(self, &ringDone{legID: sig.ID(), err: sig.Ringing(), reply: reply}) }()
 }
 
 // onSessionMessage handles the event-stream messages; false if m is not
@@ -158,13 +178,11 @@ func (a *callActor) onSessionMessage(ctx actor.Context, m any) bool {
 	case *legSignal:
 		a.publish(m.legID, EventSignal, SignalData{Name: m.name, Payload: m.payload})
 	case *ringReq:
-		a.withFirstLeg(m.reply, func(l *legRef) {
-			// The 180 may wait on a TCP connection: never in the mailbox.
-			self, root, sig := ctx.Self(), ctx.ActorSystem().Root, l.sig
-			go func() { root.Send(self, &ringDone{legID: sig.ID(), err: sig.Ringing(), reply: m.reply}) }()
-		})
+		a.withFirstLeg(m.reply, func(l *legRef) { a.ringInBackground(ctx, l.sig, m.reply) })
 	case *ringDone:
-		if m.err == nil {
+		if m.err != nil {
+			a.log.Debug("180 failed", "leg_id", m.legID, "error", m.err)
+		} else {
 			if l := a.legs[m.legID]; l != nil && !l.answered && !l.ended {
 				a.publish(m.legID, EventLegRinging, nil)
 			}
