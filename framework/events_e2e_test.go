@@ -59,9 +59,10 @@ func short(ev Event) string {
 
 // Done means (a): the flow (Events), a second subscriber (the server-wide
 // stream) and a third one that drops and resumes all see one ordered
-// stream with the phone's chat (SIP MESSAGE) and signal (SIP INFO), a
-// presence change (internal hook) and the application's signal and chat;
-// the phone receives the application's chat as a MESSAGE.
+// stream with ringing, answer, hold and unhold, the phone's chat (SIP
+// MESSAGE) and signal (SIP INFO), a presence change (internal hook) and
+// the application's signal and chat; the phone receives the
+// application's chat as a MESSAGE.
 func TestSessionEventsOneOrderedStream(t *testing.T) {
 	type flowResult struct {
 		events []Event
@@ -70,6 +71,7 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	}
 	flowDone := make(chan flowResult, 1)
 	answered := make(chan struct{})
+	sent := make(chan struct{}) // the flow's SendMessage returned
 	var callRef sync.Map // the Call, for the resume check after the call
 	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 		callRef.Store("call", c)
@@ -78,6 +80,12 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 			return err
 		}
 		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		if err := c.Hold(ctx); err != nil {
+			return err
+		}
+		if err := c.Unhold(ctx); err != nil {
 			return err
 		}
 		close(answered)
@@ -112,7 +120,9 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 		if res.err = next(EventSignal); res.err != nil { // the phone's INFO
 			return res.err
 		}
-		if res.err = c.SendMessage(ctx, "thanks, bye"); res.err != nil {
+		res.err = c.SendMessage(ctx, "thanks, bye")
+		close(sent)
+		if res.err != nil {
 			return res.err
 		}
 		// Read on to the end of the stream: the phone hangs up.
@@ -158,6 +168,11 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the phone never received the application's chat")
 	}
+	select { // the phone's 200 has reached the flow
+	case <-sent:
+	case <-ctx.Done():
+		t.Fatal("SendMessage did not return")
+	}
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +196,7 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 			kinds = append(kinds, fmt.Sprintf("%s/%t", ev.Type, ev.LegID != ""))
 		}
 	}
-	want := []string{"call.started/false", "leg.ringing/true", "leg.answered/true", "chat/true", "presence/false", "signal/false",
+	want := []string{"call.started/false", "leg.ringing/true", "leg.answered/true", "leg.held/true", "leg.unheld/true", "chat/true", "presence/false", "signal/false",
 		"signal/true", "chat/false", "leg.ended/true", "call.ended/false"}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("flow saw %v\nwant %v", kinds, want)
