@@ -72,7 +72,7 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	flowDone := make(chan flowResult, 1)
 	answered := make(chan struct{})
 	sent := make(chan struct{}) // the flow's SendMessage returned
-	var callRef sync.Map // the Call, for the resume check after the call
+	var callRef sync.Map        // the Call, for the resume check after the call
 	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 		callRef.Store("call", c)
 		events := c.Events()
