@@ -203,9 +203,6 @@ func (s *Server) ActiveCalls() int {
 // (up to ShutdownTimeout), and closes every socket.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.base = context.WithoutCancel(ctx)
-	if s.cfg.OnEvent != nil {
-		s.runOnEvent()
-	}
 	if err := s.agent.Start(); err != nil {
 		return err
 	}
@@ -227,6 +224,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			}
 		}()
 		s.log.Info("http: listening", "addr", ln.Addr().String())
+	}
+	if s.cfg.OnEvent != nil {
+		s.runOnEvent() // from Seq 0: calls that came in already are replayed
 	}
 	close(s.ready)
 	<-ctx.Done()
