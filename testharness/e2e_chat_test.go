@@ -2,6 +2,9 @@ package testharness_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +84,42 @@ func TestChatReachesEveryLeg(t *testing.T) {
 	}
 	_ = callA.Hangup(ctx)
 	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// SIPp sends an application signal by INFO (application/json): a
+// malformed body gets 400 and changes nothing, a valid one is a signal
+// event on the call's stream, which the flow answers with a MESSAGE.
+func TestSIPpInfoSignal(t *testing.T) {
+	var mu sync.Mutex
+	var signals []framework.SignalData
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		for ev := range c.Events() {
+			if ev.Type != framework.EventSignal {
+				continue
+			}
+			d := ev.Data.(framework.SignalData)
+			mu.Lock()
+			signals = append(signals, d)
+			mu.Unlock()
+			var p struct{ Count int }
+			if err := json.Unmarshal(d.Payload, &p); err != nil {
+				return err
+			}
+			if err := c.SendMessage(ctx, fmt.Sprintf("signal %s count=%d", d.Name, p.Count)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if out, err := runSIPp(t, "-sf", scenario("info_signal.xml"), "-s", "signal", "-mp", "32400", srv.SIPAddr().String()); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(signals) != 1 || signals[0].Name != "buzz" || string(signals[0].Payload) != `{"count":3}` {
+		t.Fatalf("signals %+v", signals)
+	}
 }
