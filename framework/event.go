@@ -48,7 +48,8 @@ const (
 
 // Event is one entry of a session's ordered event stream. Seq is gap-free
 // per session (call or room), from 1, so a subscriber that reconnects can
-// resume with Subscribe(ctx, lastSeq) and tell what it missed.
+// resume with Subscribe(ctx, lastSeq) and tell what it missed. Every
+// subscriber gets the same Data value: treat it as read-only.
 type Event struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
