@@ -24,8 +24,8 @@ const (
 	EventLegJoined    EventType = "leg.joined"
 	EventLegLeft      EventType = "leg.left"
 	EventLegMoved     EventType = "leg.moved"
-	EventLegHeld      EventType = "leg.held"
-	EventLegUnheld    EventType = "leg.unheld"
+	EventLegHeld      EventType = "leg.held"   // Data: HoldData
+	EventLegUnheld    EventType = "leg.unheld" // Data: HoldData
 	EventLegMuted     EventType = "leg.muted"
 	EventLegUnmuted   EventType = "leg.unmuted"
 	EventDTMF         EventType = "dtmf"     // Data: DTMFData
@@ -69,6 +69,13 @@ type Event struct {
 type OverflowData struct {
 	From uint64 `json:"from"`
 	To   uint64 `json:"to"`
+}
+
+// HoldData is the Data of EventLegHeld and EventLegUnheld: Remote is
+// true when the leg's far end started it (e.g. a phone's hold button),
+// false for Call.Hold / Call.Unhold.
+type HoldData struct {
+	Remote bool `json:"remote"`
 }
 
 // PresenceData is the Data of an EventPresence event: a user's

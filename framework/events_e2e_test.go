@@ -296,3 +296,55 @@ func TestCheckSignal(t *testing.T) {
 		}
 	}
 }
+
+// A phone that puts the call on hold and takes it off (re-INVITE
+// sendonly, then sendrecv) shows as leg.held and leg.unheld with
+// Remote set.
+func TestPeerHoldEvents(t *testing.T) {
+	got := make(chan []Event, 1)
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		var holds []Event
+		for ev := range c.Events() {
+			if ev.Type == EventLegHeld || ev.Type == EventLegUnheld {
+				holds = append(holds, ev)
+				if len(holds) == 2 {
+					break
+				}
+			}
+		}
+		got <- holds
+		<-ctx.Done() // the phone hangs up
+		return nil
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	call, err := phone.Call(ctx, fmt.Sprintf("sip:hold@%s", srv.SIPAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Leg.Hold(ctx); err != nil {
+		t.Fatalf("hold: %v", err)
+	}
+	if err := call.Leg.Unhold(ctx); err != nil {
+		t.Fatalf("unhold: %v", err)
+	}
+	var holds []Event
+	select {
+	case holds = <-got:
+	case <-ctx.Done():
+		t.Fatal("the flow did not see the hold and the unhold")
+	}
+	_ = call.Hangup(ctx)
+	if holds[0].Type != EventLegHeld || holds[1].Type != EventLegUnheld || holds[0].LegID != call.Leg.ID() ||
+		!holds[0].Data.(HoldData).Remote || !holds[1].Data.(HoldData).Remote {
+		t.Fatalf("events %s, %s", short(holds[0]), short(holds[1]))
+	}
+}

@@ -33,7 +33,7 @@ func (a *callActor) onHoldDone(m *holdDone) {
 		if m.on {
 			typ = EventLegHeld
 		}
-		a.publish(m.legID, typ, nil)
+		a.publish(m.legID, typ, HoldData{})
 	}
 	m.reply <- m.err
 }

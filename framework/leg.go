@@ -90,6 +90,11 @@ func (a *legActor) Receive(ctx actor.Context) {
 				root.Send(self, &legSignal{legID: a.sig.ID(), name: name, payload: payload})
 			})
 		}
+		if ph, ok := a.sig.(peerHoldable); ok {
+			ph.OnHold(func(held bool) {
+				root.Send(self, &legHoldChange{legID: a.sig.ID(), held: held})
+			})
+		}
 		a.sig.Endpoint().OnPanic(func(pe *media.PanicError) {
 			root.Send(self, &legPanic{legID: a.sig.ID(), err: pe})
 		})
@@ -118,7 +123,7 @@ func (a *legActor) Receive(ctx actor.Context) {
 		}
 	case *legDTMF:
 		ctx.Send(ctx.Parent(), m)
-	case *legChat, *legSignal, *legPanic:
+	case *legChat, *legSignal, *legPanic, *legHoldChange:
 		ctx.Send(ctx.Parent(), m)
 	case *legSendChat:
 		a.run(ctx, "chat", m.reply, func() error { return a.sig.SendChat(context.Background(), m.text) })

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -212,18 +213,28 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
-	}
-	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
+	var udp net.PacketConn
+	var tcp net.Listener
+	// With port 0 the kernel picks a free UDP port, which TCP may hold
+	// (another process's connection): then try another one.
+	for attempt := 0; ; attempt++ {
+		udp, err = net.ListenPacket("udp", a.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("sip: listen udp: %w", err)
+		}
+		a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+		tport := port
+		if tport == 0 {
+			tport = int(a.udpAddr.Port())
+		}
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(tport)))
+		if err == nil {
+			break
+		}
 		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
+		if port != 0 || attempt == 9 || !errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("sip: listen tcp: %w", err)
+		}
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 

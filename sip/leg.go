@@ -74,6 +74,7 @@ type Leg struct {
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
 	onSignal    func(name string, payload []byte)
+	onHold      func(held bool)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
@@ -347,6 +348,7 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		l.log.Warn("sip: bad SDP in mid-dialog offer", "error", err)
 		return nil, 488
 	}
+	wasHeld := heldByPeer(l.ep.Config().Direction)
 	body, err := l.answerOffer(o)
 	if err != nil {
 		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
@@ -354,7 +356,31 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 	}
 	cfg := l.ep.Config()
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
+	if held := heldByPeer(cfg.Direction); held != wasHeld {
+		l.mu.Lock()
+		fn := l.onHold
+		l.mu.Unlock()
+		if fn != nil {
+			fn(held)
+		}
+	}
 	return body, 0
+}
+
+// heldByPeer reports whether our answered direction means the peer put
+// the call on hold (it offered sendonly or inactive, or c=0.0.0.0).
+func heldByPeer(ourDirection string) bool {
+	return ourDirection == "recvonly" || ourDirection == "inactive"
+}
+
+// OnHold sets the callback told when the peer puts the call on hold
+// (held true: a re-INVITE or UPDATE offering sendonly, inactive or
+// c=0.0.0.0) or takes it off hold. It runs before the answer is sent
+// and must not block.
+func (l *Leg) OnHold(fn func(held bool)) {
+	l.mu.Lock()
+	l.onHold = fn
+	l.mu.Unlock()
 }
 
 // answerOffer configures the endpoint for an offer (initial or
