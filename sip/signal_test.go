@@ -3,6 +3,8 @@ package sip
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -65,4 +67,13 @@ func FuzzParseSignal(f *testing.F) {
 			t.Fatalf("accepted payload %q", payload)
 		}
 	})
+}
+
+// A panicking Config.OnMessage is answered 500 instead of taking the
+// process down.
+func TestOnMessagePanicIs500(t *testing.T) {
+	a := &Agent{cfg: Config{OnMessage: func(PagerMessage) int { panic("app bug") }}}
+	if code := a.callOnMessage(PagerMessage{User: "x"}, slog.New(slog.NewTextHandler(io.Discard, nil))); code != 500 {
+		t.Fatalf("code %d, want 500", code)
+	}
 }
