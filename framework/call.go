@@ -18,6 +18,7 @@ import (
 // the call actor and wait for the reply; they are meant for the flow's own
 // goroutine but are safe to call from others.
 type Call struct {
+	srv   *Server
 	id    string
 	user  string
 	trunk string
@@ -47,6 +48,10 @@ type Call struct {
 
 // ID returns the call's id (the Call-ID of its first SIP leg).
 func (c *Call) ID() string { return c.id }
+
+// Server returns the server the call runs on (to move legs, reach rooms
+// and other calls).
+func (c *Call) Server() *Server { return c.srv }
 
 // User returns the called user: the request-URI user of the INVITE.
 func (c *Call) User() string { return c.user }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -45,8 +46,13 @@ type (
 type legRef struct {
 	pid      *actor.PID
 	sig      Signaling
+	entry    *legEntry
 	answered bool
-	ended    bool
+	ended    bool       // gone from this call: hung up, or moved away
+	moved    bool       // moved to another call or room (still up)
+	muted    bool       // Leg.Mute
+	held     bool       // the far end put us on hold (its direction)
+	tap      media.Sink // Leg.Tap
 }
 
 // callActor owns all state of one call. Nothing else mutates it.
@@ -57,11 +63,16 @@ type callActor struct {
 	cancel  context.CancelCauseFunc
 	log     *slog.Logger
 
-	legs   map[string]*legRef
-	order  []string // leg ids in join order; the first is the caller
-	ending bool
-	ended  bool
-	cause  string
+	legs  map[string]*legRef
+	order []string // leg ids in join order; the first is the caller
+	// conv is the conversation (topology.go): the legs that talk to each
+	// other, wired as topo.
+	conv     []string
+	convOpts map[string]JoinOptions
+	topo     topology
+	ending   bool
+	ended    bool
+	cause    string
 
 	current   *playReq // playback on the caller's endpoint
 	stopPlay  func()
@@ -84,7 +95,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.publish("", EventCallStarted, nil)
-		a.addLeg(ctx, a.initial)
+		a.addLeg(ctx, a.initial, !a.initial.Inbound())
 	case *legAnswered:
 		a.onLegAnswered(m.legID)
 	case *dialReq:
@@ -110,6 +121,22 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
 	case *legEnded:
 		a.onLegEnded(ctx, m)
+	case *legCtl:
+		a.onLegCtl(ctx, m)
+	case *legsReq:
+		a.onLegsReq(m)
+	case *moveOut:
+		a.onMoveOut(ctx, m)
+	case *moveIn:
+		a.onMoveIn(ctx, m)
+	case *legMediaUpdate:
+		a.onMediaUpdate(m)
+	case *legReplace:
+		a.onReplace(ctx, m)
+	case *roomAttached:
+		a.onRoomAttached(m)
+	case *roomLeft:
+		a.onRoomLeft(m)
 	case *legTransfer:
 		a.onLegTransfer(ctx, m)
 	case *transferResult:
@@ -145,7 +172,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *listenReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
 			a.listen = m.sink
-			a.applyCallerSink()
+			a.applyTaps()
 			m.reply <- nil
 		})
 	case *tapReq:
@@ -201,22 +228,33 @@ func (a *callActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *callActor) addLeg(ctx actor.Context, sig Signaling) {
-	log := a.log.With("leg_id", sig.ID())
-	// Outbound legs reach the framework only once they are answered.
-	answered := !sig.Inbound()
-	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: &legActor{sig: sig, answered: answered}, log: log} })
-	pid := ctx.Spawn(props)
-	a.legs[sig.ID()] = &legRef{pid: pid, sig: sig}
+// addLeg makes sig one of the call's legs, under a leg actor of its own.
+// Outbound and moved-in legs arrive answered.
+func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *legRef {
+	l := &legRef{pid: spawnLegActor(ctx, sig, answered, a.log), sig: sig}
+	l.entry = a.srv.legReg.register(sig, ctx.Self(), "call:"+a.call.id)
+	a.legs[sig.ID()] = l
 	a.order = append(a.order, sig.ID())
 	if answered {
 		a.onLegAnswered(sig.ID())
 	}
+	return l
+}
+
+// spawnLegActor starts the leg actor of sig as a child of the current
+// actor (a call or a room), which then receives the leg's events.
+func spawnLegActor(ctx actor.Context, sig Signaling, answered bool, log *slog.Logger) *actor.PID {
+	log = log.With("leg_id", sig.ID())
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &safeActor{inner: &legActor{sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
+	})
+	return ctx.Spawn(props)
 }
 
 func (a *callActor) onLegAnswered(legID string) {
 	if l := a.legs[legID]; l != nil && !l.answered {
 		l.answered = true
+		l.entry.state.Store(uint32(LegAnswered))
 		if a.answer.IsZero() {
 			a.answer = time.Now()
 		}
@@ -247,7 +285,7 @@ func (a *callActor) play(ctx actor.Context, p *playReq) {
 		p.reply <- ErrHangup
 		return
 	}
-	if (a.dial != nil && a.dial.unbridge != nil) || a.conf != nil {
+	if a.bridged() || a.conf != nil {
 		// The caller's outbound audio belongs to the bridge or the
 		// conference until Dial or Join returns.
 		p.reply <- ErrBridged
@@ -300,6 +338,7 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 		return
 	}
 	l.ended = true
+	a.srv.legReg.ended(m.legID)
 	cause := "hangup"
 	if m.cause != nil {
 		cause = causeString(m.cause)
@@ -308,13 +347,30 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 		a.cause = cause
 	}
 	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})
-	if a.dial != nil && a.dial.legID == m.legID {
-		a.endDial(ctx, nil, false) // the dialled party hung up; the caller stays
+	a.afterLegGone(ctx, m.legID, nil, cause)
+}
+
+// afterLegGone updates the call after a leg hung up or moved away:
+// Dial learns its party left (dialErr), the conversation is rewired, and
+// when the caller left everyone goes; with no leg left the call ends.
+func (a *callActor) afterLegGone(ctx actor.Context, legID string, dialErr error, cause string) {
+	if a.cause == "" && len(a.order) > 0 && legID == a.order[0] {
+		a.cause = cause
 	}
-	if len(a.order) > 0 && m.legID == a.order[0] {
+	if a.dial != nil && a.dial.legID == legID {
+		a.endDial(ctx, dialErr, false) // the dialled party left; the caller stays
+	}
+	if slices.Contains(a.conv, legID) {
+		a.convRemove(legID)
+		a.rewire()
+	}
+	if len(a.order) > 0 && legID == a.order[0] {
 		// The caller owns the call: when it goes, everyone goes.
 		if a.dial != nil {
 			a.endDial(ctx, ErrHangup, false)
+		}
+		if a.cause == "" {
+			a.cause = cause
 		}
 		a.hangupAll(ctx, cause)
 	}
@@ -322,6 +378,9 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 		if !l.ended {
 			return
 		}
+	}
+	if a.cause == "" {
+		a.cause = cause
 	}
 	a.end(ctx)
 }
@@ -373,6 +432,12 @@ func (a *callActor) finish(cause string) {
 		Start: a.start, Answer: a.answer, End: end, Cause: cause}
 	if !a.answer.IsZero() {
 		cdr.Duration = end.Sub(a.answer)
+	}
+	a.teardown()
+	for _, l := range a.legs {
+		if !l.ended {
+			a.srv.legReg.ended(l.sig.ID())
+		}
 	}
 	if len(a.order) > 0 {
 		st := a.legs[a.order[0]].sig.Endpoint().Stats()

@@ -53,11 +53,6 @@ type (
 		name    string
 		payload json.RawMessage
 	}
-	// legHoldChange: the far end put the leg on hold or took it off.
-	legHoldChange struct {
-		legID string
-		held  bool
-	}
 	// legPanic: user code on a leg's media path (its Source, Sink or
 	// DTMF callback) panicked.
 	legPanic struct {
@@ -65,12 +60,6 @@ type (
 		err   *media.PanicError
 	}
 )
-
-// peerHoldable is a leg that reports holds its far end starts; sip.Leg
-// has it (re-INVITE or UPDATE with sendonly/inactive).
-type peerHoldable interface {
-	OnHold(fn func(held bool))
-}
 
 // signalable is a leg that can receive signals from its far end; sip.Leg
 // has it (INFO with application/json).
@@ -203,12 +192,6 @@ func (a *callActor) onSessionMessage(ctx actor.Context, m any) bool {
 		a.onLegPanic(ctx, m)
 	case *holdDone:
 		a.onHoldDone(m)
-	case *legHoldChange:
-		typ := EventLegUnheld
-		if m.held {
-			typ = EventLegHeld
-		}
-		a.publish(m.legID, typ, HoldData{Remote: true})
 	default:
 		return false
 	}

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -64,7 +65,7 @@ type (
 	dialCancel struct{ dial *dialReq }
 	dialResult struct {
 		dial           *dialReq
-		leg            *sip.Leg
+		leg            Signaling
 		callerAnswered bool
 		err            error
 	}
@@ -73,12 +74,10 @@ type (
 
 // dialState is the one dial (or bridge) a call has under way.
 type dialState struct {
-	req         *dialReq
-	cancel      context.CancelFunc
-	ringback    func()
-	legID       string // set once answered
-	unbridge    func()
-	passthrough bool // the bridge forwards packets; the leg's sink is free
+	req      *dialReq
+	cancel   context.CancelFunc
+	ringback func()
+	legID    string // set once answered; the leg is then in the conversation
 	// transferring is set while the bridged party's REFER target rings.
 	transferring bool
 }
@@ -102,11 +101,11 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 	} else if err := caller.sig.Ringing(); err != nil {
 		a.log.Debug("dial: 180 to caller failed", "error", err)
 	}
-	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
+	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
 	callerSig, callerAnswered := caller.sig, caller.answered
 	a.log.Info("dialing", "target", d.target)
 	go func() {
-		leg, err := dialLeg(dctx, agent, d.target, d.opts)
+		leg, err := srv.dialLeg(dctx, d.target, d.opts)
 		answered := false
 		if err == nil && !callerAnswered {
 			// The caller is answered only once the far end has answered.
@@ -155,7 +154,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		m.dial.reply <- ErrHangup
 		return
 	}
-	a.addLeg(ctx, m.leg) // answered: addLeg publishes leg.answered
+	a.addLeg(ctx, m.leg, true) // answered: addLeg publishes leg.answered
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
 	caller := a.bridgeDialled(st, m.leg)
@@ -163,16 +162,16 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		"codec_b", m.leg.Endpoint().Config().Codec.Name)
 }
 
-// bridgeDialled makes leg (already added) the dial's party and bridges it
-// with the caller, whose signaling it returns.
-func (a *callActor) bridgeDialled(st *dialState, leg *sip.Leg) Signaling {
-	caller := a.legs[a.order[0]].sig
+// bridgeDialled makes leg (already added) the dial's party and puts it in
+// the conversation with the caller, whose signaling it returns.
+func (a *callActor) bridgeDialled(st *dialState, leg Signaling) Signaling {
+	caller := a.legs[a.order[0]]
 	st.legID = leg.ID()
-	st.passthrough = passthrough(caller.Endpoint(), leg.Endpoint())
-	st.unbridge = media.Bridge(caller.Endpoint(), leg.Endpoint())
-	a.applyHeard() // what the other party says, to the heard taps
+	a.convAdd(caller.sig.ID(), a.convOpts[caller.sig.ID()])
+	a.convAdd(leg.ID(), JoinOptions{})
+	a.rewire()
 	a.publish(leg.ID(), EventLegBridged, nil)
-	return caller
+	return caller.sig
 }
 
 // endDial finishes the dial when its leg ends or is cancelled; err goes to
@@ -187,9 +186,9 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	if st.ringback != nil {
 		st.ringback()
 	}
-	if st.unbridge != nil {
-		st.unbridge()
-		a.applyCallerSink() // a transcoding bridge took the caller's sink
+	if st.legID != "" && slices.Contains(a.conv, st.legID) {
+		a.convRemove(st.legID)
+		a.rewire()
 	}
 	if hangupLeg && st.legID != "" {
 		if l := a.legs[st.legID]; l != nil && !l.ended {
@@ -199,7 +198,46 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	st.req.reply <- err
 }
 
-func dialLeg(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
+// Dialer originates legs of one transport family — the way SIP dials
+// phones and trunks, a browser bridge rings logged-in browsers. Dial,
+// Originate and transfers ask the server's dialers in the order they were
+// added (Server.AddDialer), then SIP.
+type Dialer interface {
+	// Dial reaches target and returns its leg once answered. An error
+	// that wraps ErrNotFound means target is not this dialer's to reach:
+	// the next one is asked.
+	Dial(ctx context.Context, target string, opts DialOptions) (Signaling, error)
+}
+
+// AddDialer adds a transport family that Dial can reach (before SIP).
+func (s *Server) AddDialer(d Dialer) {
+	s.mu.Lock()
+	s.dialers = append(s.dialers, d)
+	s.mu.Unlock()
+}
+
+// dialLeg reaches target through the first dialer that knows it, else SIP.
+func (s *Server) dialLeg(ctx context.Context, target string, opts DialOptions) (Signaling, error) {
+	s.mu.Lock()
+	dialers := slices.Clone(s.dialers)
+	s.mu.Unlock()
+	for _, d := range dialers {
+		leg, err := d.Dial(ctx, target, opts)
+		if err == nil {
+			return leg, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	leg, err := sipDial(ctx, s.agent, target, opts)
+	if err != nil {
+		return nil, err // no typed nil in the interface
+	}
+	return leg, nil
+}
+
+func sipDial(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
 	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID,
 		Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
 	if opts.Trunk != "" {

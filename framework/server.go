@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -84,6 +85,8 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// Browsers, if set, serves browser legs and the softphone page.
+	Browsers *BrowserConfig
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -101,8 +104,11 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 
-	confs conferences
-	tts   *media.TTS
+	rooms    roomRegistry
+	legReg   legRegistry
+	browsers *bridge.Bridge
+	tokens   *bridge.Tokens
+	tts      *media.TTS
 
 	// events is the server-wide stream: every session's events, each
 	// with its own Seq and a ServerSeq here.
@@ -111,9 +117,12 @@ type Server struct {
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
-	wg    sync.WaitGroup
-	ready chan struct{}
-	base  context.Context
+	byID  map[string]*Call
+	// dialers are the transport families Dial asks before SIP.
+	dialers []Dialer
+	wg      sync.WaitGroup
+	ready   chan struct{}
+	base    context.Context
 }
 
 // NewServer creates a server that runs h for every incoming call.
@@ -141,7 +150,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, ready: make(chan struct{}), tts: cfg.TTS}
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
@@ -161,12 +170,18 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.agent = agent
+	if cfg.Browsers != nil {
+		if err := s.newBridge(cfg.Browsers); err != nil {
+			agent.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -249,7 +264,10 @@ func (s *Server) shutdown() {
 		s.log.Warn("calls still up after shutdown timeout", "active_calls", s.ActiveCalls())
 	}
 	s.agent.Close()
-	s.confs.closeAll()
+	if s.browsers != nil {
+		_ = s.browsers.Close()
+	}
+	s.rooms.closeAll(s)
 	s.events.Close()
 	drained := make(chan struct{})
 	go func() { s.onEventWG.Wait(); close(drained) }()
@@ -314,7 +332,7 @@ func (s *Server) StartCall(sig Signaling) { s.startCall(sig, s.handler) }
 // the flow started, or with the dial's error (ErrBusy, ErrNoAnswer, ...).
 // Use it for click-to-call, reminders and call-backs.
 func (s *Server) Originate(ctx context.Context, target string, opts DialOptions, h Handler) error {
-	leg, err := dialLeg(ctx, s.agent, target, opts)
+	leg, err := s.dialLeg(ctx, target, opts)
 	if err != nil {
 		return fmt.Errorf("framework: originate %s: %w", target, err)
 	}
@@ -331,7 +349,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	log := s.log.With("call_id", sig.ID())
 	c := &Call{
 		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
-		root: s.root, log: log, ctx: ctx, tts: s.tts,
+		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
 		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}
 	flowCtx, flowDone := context.WithCancel(context.Background())
@@ -342,6 +360,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	s.mu.Lock()
 	s.wg.Add(1)
 	s.calls[c] = nil
+	s.byID[c.id] = c
 	s.mu.Unlock()
 	ca.initial = sig
 	c.pid = s.root.Spawn(props)
@@ -389,6 +408,9 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 	s.mu.Lock()
 	if _, ok := s.calls[c]; ok {
 		delete(s.calls, c)
+		if s.byID[c.id] == c {
+			delete(s.byID, c.id)
+		}
 		s.wg.Done()
 	}
 	s.mu.Unlock()
@@ -400,7 +422,13 @@ func (s *Server) statusHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /sip", s.agent.WebSocketHandler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	status := "GET /{$}"
+	if s.browsers != nil {
+		mux.Handle("GET /ws", s.browsers.Handler())
+		mux.Handle("GET /", bridge.Page())
+		status = "GET /status"
+	}
+	mux.HandleFunc(status, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sipAddr := s.SIPAddr()
 		host := sipAddr.Addr().String()
@@ -468,6 +496,25 @@ func authUserOf(sig Signaling) string {
 		return a.AuthUser()
 	}
 	return ""
+}
+
+// Ports returns the server's RTP port pool.
+func (s *Server) Ports() *media.PortPool { return s.ports }
+
+// LiveLegs returns how many legs are up, in calls and rooms.
+func (s *Server) LiveLegs() int { return s.legReg.count() }
+
+// Rooms returns the names of the open rooms.
+func (s *Server) Rooms() []string { return s.rooms.names() }
+
+// callPID returns the actor of the live call with that ID, or nil.
+func (s *Server) callPID(id string) *actor.PID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.byID[id]; c != nil {
+		return s.calls[c]
+	}
+	return nil
 }
 
 // SendMessage sends a chat message outside any call: to a registered

@@ -34,7 +34,7 @@ type (
 	transferResult struct {
 		from string // the transferring leg
 		t    *sip.Transfer
-		leg  *sip.Leg
+		leg  Signaling
 		err  error
 	}
 	transferReq struct {
@@ -55,9 +55,13 @@ type transferable interface {
 // bridged to it and the transferring leg is released. Other transfers
 // (the caller asking to transfer the flow itself) are declined.
 func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
+	if m.t.Replaces != nil {
+		a.attendedTransfer(ctx, m)
+		return
+	}
 	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
 	st := a.dial
-	if a.ended || a.ending || st == nil || st.legID != m.legID || st.unbridge == nil || st.transferring {
+	if a.ended || a.ending || st == nil || st.legID != m.legID || !a.bridged() || st.transferring {
 		a.publish(m.legID, EventTransfer, data)
 		m.reply <- errors.New("only the dialled party of a bridged call can transfer it")
 		return
@@ -67,7 +71,7 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 	m.reply <- nil
 	st.transferring = true
 	opts := st.req.opts
-	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
+	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
 	a.log.Info("transfer: dialling the target", "from_leg", m.legID, "target", m.t.Target)
 	go func() {
 		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -78,7 +82,7 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 		dctx, cancel := context.WithTimeout(context.Background(), timeoutOr(opts.Timeout, 30*time.Second)+5*time.Second)
 		defer cancel()
 		opts.Trunk = "" // Refer-To is a SIP URI
-		leg, err := dialLeg(dctx, agent, m.t.Target, opts)
+		leg, err := srv.dialLeg(dctx, m.t.Target, opts)
 		root.Send(self, &transferResult{from: m.legID, t: m.t, leg: leg, err: err})
 	}()
 }
@@ -112,9 +116,8 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 		a.finishTransfer(m.t, 487, "Request Terminated", nil)
 		return
 	}
-	st.unbridge()
-	a.applyCallerSink() // a transcoding bridge had the caller's sink
-	a.addLeg(ctx, m.leg)
+	a.convRemove(m.from)
+	a.addLeg(ctx, m.leg, true)
 	a.bridgeDialled(st, m.leg)
 	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
 	a.log.Info("transfer: caller bridged to the target", "leg_id", m.leg.ID(), "released", m.from)

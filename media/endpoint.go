@@ -89,6 +89,7 @@ type EndpointStats struct {
 // Cost on the media path: one goroutine per direction, no allocation per
 // packet once running.
 type Endpoint struct {
+	pt    PacketTransport // set: packets go through it, not a socket (NewPacketEndpoint)
 	conn  *net.UDPConn
 	port  int
 	pool  *PortPool
@@ -104,8 +105,12 @@ type Endpoint struct {
 
 	remote  atomic.Pointer[netip.AddrPort]
 	latched atomic.Bool
-	sink    atomic.Pointer[sinkBox]
-	onDTMF  atomic.Pointer[func(DTMFEvent)]
+	sink    atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
+	muted   atomic.Bool             // inbound audio ignored (SetMuted)
+	// mainSink is the topology's consumer (a bridge pipe, a mixer
+	// participant); tapSink the observers (recording, VAD). Guarded by mu.
+	mainSink, tapSink Sink
+	onDTMF            atomic.Pointer[func(DTMFEvent)]
 	panicState
 	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
 	fedBy   atomic.Int32             // how many endpoints forward into this one
@@ -230,6 +235,9 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"
 	}
+	if e.pt != nil {
+		cfg.Remote = packetPeer // the transport knows where packets go
+	}
 	var old netip.AddrPort
 	if prev := e.cfg.Swap(&cfg); prev != nil {
 		old = prev.Remote
@@ -259,7 +267,7 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	if !e.startPolling() {
+	if e.pt == nil && !e.startPolling() {
 		e.wg.Add(2)
 		go e.readLoop()
 		go e.rtcpReadLoop()
@@ -276,13 +284,56 @@ func (e *Endpoint) Start() {
 // frame every 20 ms out of the jitter buffer (concealed where packets are
 // missing), from the endpoint's send tick — a Pacer shard goroutine shared
 // with other endpoints — so the sink must not block.
+//
+// SetSink is for whoever owns the leg's media topology (a transcoding
+// bridge, a mixer); observers use SetTaps, which a topology change leaves
+// alone.
 func (e *Endpoint) SetSink(s Sink) {
-	if s == nil {
-		e.sink.Store(nil)
-		return
-	}
-	e.sink.Store(&sinkBox{s})
+	e.mu.Lock()
+	e.mainSink = s
+	e.storeSinks()
+	e.mu.Unlock()
 }
+
+// ClearSink removes s as the SetSink sink, if it still is: an owner that
+// lets go of the endpoint never clears a sink set by the next owner.
+func (e *Endpoint) ClearSink(s Sink) {
+	e.mu.Lock()
+	if e.mainSink == s {
+		e.mainSink = nil
+		e.storeSinks()
+	}
+	e.mu.Unlock()
+}
+
+// SetTaps sets the observers of decoded inbound audio (a recorder, voice
+// activity detection): they get every frame the SetSink sink gets, after
+// it, whatever the topology. nil removes them. Same rules as SetSink.
+func (e *Endpoint) SetTaps(s Sink) {
+	e.mu.Lock()
+	e.tapSink = s
+	e.storeSinks()
+	e.mu.Unlock()
+}
+
+// storeSinks publishes mainSink and tapSink as one sink to the tick.
+// Caller holds e.mu.
+func (e *Endpoint) storeSinks() {
+	if s := Tee(e.mainSink, e.tapSink); s != nil {
+		e.sink.Store(&sinkBox{s})
+	} else {
+		e.sink.Store(nil)
+	}
+}
+
+// SetMuted mutes or unmutes what the far end says: while muted its audio
+// packets are neither forwarded by a passthrough bridge nor decoded (sinks
+// get the jitter buffer's silence); its digits still arrive. Cost on the
+// media path: one atomic load per packet.
+func (e *Endpoint) SetMuted(muted bool) { e.muted.Store(muted) }
+
+// Muted reports whether SetMuted muted the endpoint.
+func (e *Endpoint) Muted() bool { return e.muted.Load() }
 
 // OnDTMF sets the callback for received digits; it runs on the reader
 // goroutine (RFC 4733) or the 20 ms tick (in-band digits) and must not
@@ -401,10 +452,15 @@ func (e *Endpoint) Close() error {
 		e.poller.remove(e.pollFDs[0])
 		e.poller.remove(e.pollFDs[1])
 	}
-	err := e.conn.Close()
-	e.rtcp.conn.Close()
+	var err error
+	if e.pt == nil {
+		err = e.conn.Close()
+		e.rtcp.conn.Close()
+	}
 	e.wg.Wait()
-	e.pool.Release(e.port)
+	if e.pt == nil {
+		e.pool.Release(e.port)
+	}
 	if p != nil && p.done != nil {
 		p.done(ErrClosed)
 	}
@@ -509,6 +565,9 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 	}
 	e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
 	isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
+	if !isDTMF && e.muted.Load() {
+		return
+	}
 	if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
 		dst.forwardPacket(hdr, pkt[:hl+len(payload)], hl, isDTMF)
 	}
@@ -725,7 +784,11 @@ func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
 }
 
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
-	if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+	if e.pt != nil {
+		if e.pt.WriteRTP(pkt) != nil {
+			return
+		}
+	} else if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		return
 	}
 	e.packetsOut.Add(1)

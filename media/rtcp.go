@@ -336,6 +336,12 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	in.withReport = in.recvOK && e.packetsIn.Load() > 0
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if e.pt != nil {
+		if pkt, err := r.build(now, in, bye); err == nil && e.pt.WriteRTCP(pkt) == nil {
+			r.out.Add(1)
+		}
+		return
+	}
 	conn, to := e.conn, *remote
 	if !cfg.RTCPMux {
 		conn = r.conn

@@ -94,6 +94,11 @@ type Config struct {
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
 	OnInvite func(*Leg)
+	// OnReplace is called instead of OnInvite for an INVITE with a
+	// Replaces header (RFC 3891) naming one of our dialogs: the new leg
+	// is to take the place of old (attended transfer, call pickup).
+	// Without it such INVITEs get 501.
+	OnReplace func(newLeg, old *Leg)
 }
 
 // Agent is a SIP user agent: it listens for requests, creates inbound legs

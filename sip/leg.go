@@ -74,7 +74,7 @@ type Leg struct {
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
 	onSignal    func(name string, payload []byte)
-	onHold      func(held bool)
+	onMedia     func(media.StreamConfig)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
@@ -232,6 +232,28 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request (Session-Expires)")
 		return
 	}
+	var replaced *Leg // an INVITE with Replaces (RFC 3891): the leg it takes over
+	if h := req.GetHeader("Replaces"); h != nil {
+		rep, err := ParseReplaces(h.Value())
+		if err != nil {
+			log.Warn("sip: bad Replaces header", "replaces", h.Value(), "error", err)
+			a.respond(req, tx, 400, "Bad Request (Replaces)")
+			return
+		}
+		replaced = a.LegFor(rep)
+		switch {
+		case a.cfg.OnReplace == nil:
+			a.respond(req, tx, 501, "Not Implemented (Replaces)")
+			return
+		case replaced == nil || replaced.State() == LegEnded:
+			log.Info("sip: Replaces names no dialog of ours", "replaces", rep.String())
+			a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+			return
+		case rep.EarlyOnly && replaced.State() == LegAnswered:
+			a.respond(req, tx, 486, "Busy Here")
+			return
+		}
+	}
 	a.respond(req, tx, 100, "Trying")
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
@@ -269,8 +291,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
-	log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
-	a.cfg.OnInvite(l)
+	if replaced != nil {
+		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
+		a.cfg.OnReplace(l, replaced)
+	} else {
+		log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		a.cfg.OnInvite(l)
+	}
 	// The INVITE transaction lives until the final response is sent (and a
 	// 2xx ACKed), or the caller cancels.
 	select {
@@ -348,39 +375,35 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		l.log.Warn("sip: bad SDP in mid-dialog offer", "error", err)
 		return nil, 488
 	}
-	wasHeld := heldByPeer(l.ep.Config().Direction)
 	body, err := l.answerOffer(o)
 	if err != nil {
 		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
 		return nil, 488
 	}
 	cfg := l.ep.Config()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
-	if held := heldByPeer(cfg.Direction); held != wasHeld {
-		l.mu.Lock()
-		fn := l.onHold
-		l.mu.Unlock()
-		if fn != nil {
-			fn(held)
-		}
-	}
 	return body, 0
 }
 
-// heldByPeer reports whether our answered direction means the peer put
-// the call on hold (it offered sendonly or inactive, or c=0.0.0.0).
-func heldByPeer(ourDirection string) bool {
-	return ourDirection == "recvonly" || ourDirection == "inactive"
+// OnMediaUpdate sets the callback told of every renegotiation of the
+// leg's media in the dialog (a re-INVITE or UPDATE, from either side):
+// the new codec, address and direction. The owner re-decides how the leg
+// is bridged — packets of a new codec must not be forwarded as the old
+// one. It runs on the request's goroutine and must not block.
+func (l *Leg) OnMediaUpdate(fn func(media.StreamConfig)) {
+	l.mu.Lock()
+	l.onMedia = fn
+	l.mu.Unlock()
 }
 
-// OnHold sets the callback told when the peer puts the call on hold
-// (held true: a re-INVITE or UPDATE offering sendonly, inactive or
-// c=0.0.0.0) or takes it off hold. It runs before the answer is sent
-// and must not block.
-func (l *Leg) OnHold(fn func(held bool)) {
+func (l *Leg) mediaChanged(cfg media.StreamConfig) {
 	l.mu.Lock()
-	l.onHold = fn
+	fn := l.onMedia
 	l.mu.Unlock()
+	if fn != nil {
+		fn(cfg)
+	}
 }
 
 // answerOffer configures the endpoint for an offer (initial or
@@ -608,6 +631,7 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	l.mu.Unlock()
 	l.ep.Configure(cfg)
 	l.ep.Start()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
 }
 
@@ -786,7 +810,7 @@ func unsupportedRequire(req *sip.Request) string {
 	var out []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
-			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") {
+			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") && !strings.EqualFold(tag, "replaces") {
 				out = append(out, tag)
 			}
 		}

@@ -134,7 +134,12 @@ func (p *Phone) Close() { p.agent.Close() }
 
 // Call dials uri and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.CallWith(ctx, uri, sip.DialOptions{FromUser: "harness"})
+}
+
+// CallWith is Call with dial options (extra headers, such as Replaces).
+func (p *Phone) CallWith(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +149,10 @@ func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
 // PhoneCall is one call of a virtual phone: it records everything it hears
 // and can send tones and DTMF.
 type PhoneCall struct {
+	// Leg is the SIP leg (nil for a call carried in memory).
 	Leg *sip.Leg
+	// far is what the methods use: the SIP leg or a MemoryLeg's far side.
+	far farEnd
 
 	mu     sync.Mutex
 	heard  []int16
@@ -155,9 +163,24 @@ type PhoneCall struct {
 // Attach wraps a connected leg (dialled or answered) so that what it hears
 // is recorded.
 func Attach(leg *sip.Leg) *PhoneCall {
-	pc := &PhoneCall{Leg: leg}
-	leg.Endpoint().SetSink(media.SinkFunc(pc.record))
-	leg.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
+	pc := attach(leg)
+	pc.Leg = leg
+	return pc
+}
+
+// farEnd is what a PhoneCall drives: a SIP leg, or the phone side of a
+// MemoryLeg.
+type farEnd interface {
+	Endpoint() *media.Endpoint
+	Hangup(ctx context.Context) error
+	Done() <-chan struct{}
+	Err() error
+}
+
+func attach(far farEnd) *PhoneCall {
+	pc := &PhoneCall{far: far}
+	far.Endpoint().SetSink(media.SinkFunc(pc.record))
+	far.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
 		pc.mu.Lock()
 		pc.digits = append(pc.digits, ev.Digit)
 		pc.mu.Unlock()
@@ -205,13 +228,13 @@ func (pc *PhoneCall) Mark() int {
 }
 
 // Play sends src to the far end (replacing what played before).
-func (pc *PhoneCall) Play(src media.Source) { pc.Leg.Endpoint().Play(src, nil) }
+func (pc *PhoneCall) Play(src media.Source) { pc.far.Endpoint().Play(src, nil) }
 
 // SendDTMF sends digits as RFC 4733 events, 100 ms each with 100 ms gaps;
 // when the call has no telephone-event it plays them as in-band tones
 // (100 ms on, 100 ms off) instead, replacing what the phone played.
 func (pc *PhoneCall) SendDTMF(digits string) error {
-	if pc.Leg.Endpoint().Config().DTMFPayloadType == 0 {
+	if pc.far.Endpoint().Config().DTMFPayloadType == 0 {
 		var srcs []media.Source
 		for _, d := range digits {
 			s, ok := media.DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
@@ -224,7 +247,7 @@ func (pc *PhoneCall) SendDTMF(digits string) error {
 		return nil
 	}
 	for _, d := range digits {
-		if err := pc.Leg.Endpoint().SendDTMF(d, 100*time.Millisecond); err != nil {
+		if err := pc.far.Endpoint().SendDTMF(d, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -232,7 +255,7 @@ func (pc *PhoneCall) SendDTMF(digits string) error {
 }
 
 // Hangup sends BYE.
-func (pc *PhoneCall) Hangup(ctx context.Context) error { return pc.Leg.Hangup(ctx) }
+func (pc *PhoneCall) Hangup(ctx context.Context) error { return pc.far.Hangup(ctx) }
 
 // Listen describes a stretch of heard audio.
 type Listen struct {
@@ -272,8 +295,8 @@ func (pc *PhoneCall) WaitFor(ctx context.Context, window time.Duration, cond fun
 		select {
 		case <-ctx.Done():
 			return last, fmt.Errorf("testharness: waiting for audio: %w (last heard: rms %.0f, %.0f Hz)", ctx.Err(), last.RMS, last.Frequency)
-		case <-pc.Leg.Done():
-			return last, fmt.Errorf("testharness: call ended while waiting for audio: %v", pc.Leg.Err())
+		case <-pc.far.Done():
+			return last, fmt.Errorf("testharness: call ended while waiting for audio: %v", pc.far.Err())
 		case <-t.C:
 		}
 	}
