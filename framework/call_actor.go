@@ -36,8 +36,11 @@ type (
 		play *playReq
 		err  error
 	}
-	controllerDone struct{ err error }
-	shutdownReq    struct{}
+	controllerDone struct {
+		err      error
+		panicked bool
+	}
+	shutdownReq struct{}
 )
 
 type legRef struct {
@@ -67,7 +70,6 @@ type callActor struct {
 	conv     []string
 	convOpts map[string]JoinOptions
 	topo     topology
-	seq      uint64
 	ending   bool
 	ended    bool
 	cause    string
@@ -87,6 +89,9 @@ type callActor struct {
 }
 
 func (a *callActor) Receive(ctx actor.Context) {
+	if a.onSessionMessage(ctx, ctx.Message()) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.publish("", EventCallStarted, nil)
@@ -114,11 +119,6 @@ func (a *callActor) Receive(ctx actor.Context) {
 		}
 	case *legDTMF:
 		a.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
-		select {
-		case a.call.digits <- m.ev:
-		default:
-			a.log.Warn("digit buffer full, digit dropped", "digit", string(m.ev.Digit))
-		}
 	case *legEnded:
 		a.onLegEnded(ctx, m)
 	case *legCtl:
@@ -137,8 +137,6 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.onRoomAttached(m)
 	case *roomLeft:
 		a.onRoomLeft(m)
-	case *legChat:
-		a.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
 	case *legTransfer:
 		a.onLegTransfer(ctx, m)
 	case *transferResult:
@@ -149,12 +147,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.hold(ctx, m)
 	case *echoReq:
 		a.echo(ctx, m)
-	case *legSendChat:
-		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
 	case *answerReq:
 		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, &legAnswer{reply: m.reply}) })
-	case *ringReq:
-		a.withFirstLeg(m.reply, func(l *legRef) { m.reply <- l.sig.Ringing() })
 	case *rejectReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
 			if l.answered {
@@ -194,6 +188,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 			a.current, a.stopPlay = nil, nil
 		}
 		a.publish("", EventPlayFinished, nil)
+		a.panickedPlaying(ctx, m.err)
 		switch {
 		case a.ended:
 			m.play.reply <- ErrHangup
@@ -209,7 +204,14 @@ func (a *callActor) Receive(ctx actor.Context) {
 			a.log.Warn("call flow returned an error", "error", m.err)
 		}
 		if !a.ended {
-			a.hangupAll(ctx, "call flow finished")
+			cause := "call flow finished"
+			if m.panicked {
+				cause = "panic in call flow"
+				if !a.ending {
+					a.cause = cause
+				}
+			}
+			a.hangupAll(ctx, cause)
 		}
 	case *shutdownReq:
 		a.hangupAll(ctx, "server shutdown")
@@ -424,7 +426,7 @@ func (a *callActor) finish(cause string) {
 	}
 	a.cancel(ErrHangup)
 	a.publish("", EventCallEnded, EndData{Cause: cause})
-	close(a.call.events)
+	a.call.stream.Close()
 	end := time.Now()
 	cdr := CDR{CallID: a.call.id, From: a.call.from, To: a.call.to, User: a.call.user,
 		Start: a.start, Answer: a.answer, End: end, Cause: cause}
@@ -443,20 +445,4 @@ func (a *callActor) finish(cause string) {
 			RTT: st.RTT, RTTSamples: st.RTTSamples, RemoteLost: st.RemoteLost, RemoteJitter: st.RemoteJitter, MOS: round2(st.MOS), RemoteMOS: round2(st.RemoteMOS)}
 	}
 	a.srv.callEnded(a.call, cdr)
-}
-
-func (a *callActor) publish(legID, typ string, data any) {
-	if a.ended && typ != EventCallEnded {
-		return
-	}
-	a.seq++
-	ev := Event{Seq: a.seq, Time: time.Now(), CallID: a.call.id, LegID: legID, Type: typ, Data: data}
-	if a.srv.cfg.OnEvent != nil {
-		a.srv.cfg.OnEvent(ev)
-	}
-	select {
-	case a.call.events <- ev:
-	default:
-		a.log.Debug("event stream full (nobody reads Events), event dropped", "type", typ, "seq", ev.Seq)
-	}
 }

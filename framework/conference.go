@@ -211,7 +211,7 @@ func (r *roomRegistry) acquire(s *Server, name string) (*actor.PID, func()) {
 	e := r.rooms[name]
 	if e == nil {
 		ra := &roomActor{srv: s, name: name, opts: r.opts[name], members: map[string]*roomMember{},
-			log: s.log.With("room", name)}
+			log: s.log.With("room", name), stream: NewEventLog("room:"+name, s.cfg.EventReplay)}
 		props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ra, log: ra.log} },
 			actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
 		e = &roomEntry{pid: s.root.Spawn(props)}
@@ -347,7 +347,7 @@ type roomActor struct {
 	mixer   *media.Mixer
 	members map[string]*roomMember
 	order   []string
-	seq     uint64
+	stream  *EventLog // the room's session events (events.go)
 	stopped bool
 }
 
@@ -682,9 +682,7 @@ func (r *roomActor) onReplace(ctx actor.Context, m *legReplace) {
 	m.reply <- nil
 }
 
-// publish puts an event on the room's stream.
-func (r *roomActor) publish(legID string, typ string, data any) {
-	r.seq++
-	ev := Event{Seq: r.seq, Time: time.Now(), CallID: "room:" + r.name, LegID: legID, Type: typ, Data: data}
-	r.srv.emit(ev)
+// publish puts an event on the room's stream and the server-wide one.
+func (r *roomActor) publish(legID string, typ EventType, data any) {
+	r.srv.publishTo(r.stream, Event{CallID: "room:" + r.name, LegID: legID, Type: typ, Data: data})
 }

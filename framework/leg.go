@@ -99,6 +99,14 @@ func (a *legActor) Receive(ctx actor.Context) {
 		a.sig.OnChat(func(ct, text string) {
 			root.Send(self, &legChat{legID: a.sig.ID(), contentType: ct, text: text})
 		})
+		if sg, ok := a.sig.(signalable); ok {
+			sg.OnSignal(func(name string, payload []byte) {
+				root.Send(self, &legSignal{legID: a.sig.ID(), name: name, payload: payload})
+			})
+		}
+		a.sig.Endpoint().OnPanic(func(pe *media.PanicError) {
+			root.Send(self, &legPanic{legID: a.sig.ID(), err: pe})
+		})
 		if tr, ok := a.sig.(transferable); ok {
 			parent, legID := ctx.Parent(), a.sig.ID()
 			tr.OnTransfer(func(t *sip.Transfer) error {
@@ -137,7 +145,7 @@ func (a *legActor) Receive(ctx actor.Context) {
 		}
 	case *legDTMF:
 		ctx.Send(ctx.Parent(), m)
-	case *legChat:
+	case *legChat, *legSignal, *legPanic:
 		ctx.Send(ctx.Parent(), m)
 	case *legSendChat:
 		a.run(ctx, "chat", m.reply, func() error { return a.sig.SendChat(context.Background(), m.text) })

@@ -73,7 +73,7 @@ func (a *callActor) onMediaUpdate(m *legMediaUpdate) {
 		if held {
 			typ = EventLegHeld
 		}
-		a.publish(m.legID, typ, nil)
+		a.publish(m.legID, typ, HoldData{Remote: true})
 	}
 	switch a.topo.kind {
 	case topoBridge:

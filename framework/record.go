@@ -36,6 +36,14 @@ type RecordOptions struct {
 // of the server (see media.WAVRecorder). A hangup returns the duration
 // with ErrHangup. A mono Record takes the caller's audio the way Listen
 // does; a Stereo one listens beside it (see RecordOptions.Stereo).
+//
+// Digits: only digits pressed after Record started stop it. The stop
+// digit, and every digit before it, is consumed (a later CollectDigits
+// does not see them); when Record ends otherwise (MaxDuration, ctx),
+// digits pressed while it recorded stay type-ahead for CollectDigits.
+// Record reads digits from its own view of the call's event stream, so a
+// CollectDigits running beside it (e.g. in another goroutine) sees the
+// same digits and neither steals them from the other.
 func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (time.Duration, error) {
 	if opts.MaxDuration <= 0 {
 		opts.MaxDuration = time.Minute
@@ -48,6 +56,15 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	if err := c.Answer(ctx); err != nil {
 		return 0, err
+	}
+	// Stop digits are watched from here on, on the call's event stream:
+	// Record has its own view of the digits, so a CollectDigits beside it
+	// sees them too. Digits typed before Record started do not stop it.
+	var digits <-chan Event
+	if opts.StopDigits != "" {
+		sub := c.stream.Subscribe(ctx, FromNow)
+		defer sub.Close()
+		digits = sub.C()
 	}
 	if opts.Beep {
 		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 250 * time.Millisecond})); err != nil {
@@ -103,18 +120,21 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	timer := time.NewTimer(opts.MaxDuration)
 	defer timer.Stop()
-	digits := c.digits
-	if opts.StopDigits == "" {
-		digits = nil // leave the digits to the flow (e.g. a Record beside Dial)
-	}
 	var end error
 loop:
 	for {
 		select {
 		case <-timer.C:
 			break loop
-		case ev := <-digits:
-			if strings.ContainsRune(opts.StopDigits, ev.Digit) {
+		case ev, ok := <-digits:
+			if !ok {
+				digits = nil // the stream ended: the call is ending too
+				continue
+			}
+			if d, isDigit := digitOf(ev); isDigit && strings.ContainsRune(opts.StopDigits, d) {
+				// The stop digit is consumed: it does not reach the next
+				// CollectDigits as type-ahead (nor do digits before it).
+				c.consumeDigits(ev.Seq)
 				break loop
 			}
 		case <-c.ctx.Done():

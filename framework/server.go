@@ -64,9 +64,20 @@ type Config struct {
 	// OnCallEnd, if set, receives every call's CDR (from the call actor; it
 	// must not block for long).
 	OnCallEnd func(CDR)
-	// OnEvent, if set, receives every event of every call, in order per
-	// call (from the call actor; it must not block).
+	// OnEvent, if set, receives every event of every call, in order, from
+	// one goroutine of its own reading the server-wide stream (so it may
+	// lag the calls, and it cannot slow them down; a panic in it is
+	// logged and the stream goes on).
+	//
+	// Deprecated: use Server.Subscribe, which can resume and tells a
+	// slow reader what it missed.
 	OnEvent func(Event)
+	// EventReplay is how many of each call's latest events are kept for
+	// subscribers that resume or fall behind (default DefaultEventReplay).
+	EventReplay int
+	// ServerEventReplay is the same for the server-wide stream (default
+	// DefaultServerEventReplay).
+	ServerEventReplay int
 	// Users, if set, enables the registrar: these accounts may REGISTER
 	// (digest auth) and Dial reaches them by name.
 	Users *sip.Directory
@@ -133,6 +144,11 @@ type Server struct {
 	tts      *media.TTS
 	presence *presence.Store
 
+	// events is the server-wide stream: every session's events, each
+	// with its own Seq and a ServerSeq here.
+	events    *EventLog
+	onEventWG sync.WaitGroup
+
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
 	byID  map[string]*Call
@@ -172,6 +188,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
+	s.events = NewEventLog("", cfg.ServerEventReplay)
+	s.events.server = true
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
@@ -260,6 +278,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		}()
 		s.log.Info("http: listening", "addr", ln.Addr().String())
 	}
+	if s.cfg.OnEvent != nil {
+		s.runOnEvent() // from Seq 0: calls that came in already are replayed
+	}
 	close(s.ready)
 	<-ctx.Done()
 	s.shutdown()
@@ -285,6 +306,14 @@ func (s *Server) shutdown() {
 		_ = s.browsers.Close()
 	}
 	s.rooms.closeAll(s)
+	s.events.Close()
+	drained := make(chan struct{})
+	go func() { s.onEventWG.Wait(); close(drained) }()
+	select {
+	case <-drained: // OnEvent has seen every event
+	case <-time.After(2 * time.Second):
+		s.log.Warn("Config.OnEvent still busy after shutdown; not waiting for it")
+	}
 	if s.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(sctx)
@@ -292,6 +321,42 @@ func (s *Server) shutdown() {
 	}
 	s.system.Shutdown()
 	s.log.Info("shut down")
+}
+
+// Subscribe returns a subscription to the server-wide event stream: every
+// event of every session (calls now, rooms too), in the order they
+// happened, each keeping its session's Seq and numbered in this stream by
+// ServerSeq. from is a ServerSeq (0: as far back as the replay ring
+// reaches; FromNow: new events only); resuming from the last ServerSeq
+// seen replays every later event exactly once. It ends with ctx, Close, or
+// the server's shutdown.
+func (s *Server) Subscribe(ctx context.Context, from uint64) *Subscription {
+	return s.events.Subscribe(ctx, from)
+}
+
+// runOnEvent feeds the deprecated Config.OnEvent from the server-wide
+// stream in a goroutine of its own, until shutdown has drained it.
+func (s *Server) runOnEvent() {
+	sub := s.events.Subscribe(context.Background(), 0)
+	s.onEventWG.Add(1)
+	go func() {
+		defer s.onEventWG.Done()
+		defer sub.Close()
+		for {
+			ev, err := sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						s.log.Error("Config.OnEvent panicked", "call_id", ev.CallID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					}
+				}()
+				s.cfg.OnEvent(ev)
+			}()
+		}
+	}()
 }
 
 // StartCall creates a call for an incoming leg: a call actor, a leg actor
@@ -323,8 +388,10 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	c := &Call{
 		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
 		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
-		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
+		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}
+	flowCtx, flowDone := context.WithCancel(context.Background())
+	c.flowCtx = flowCtx
 	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: time.Now()}
 	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ca, log: log} },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
@@ -340,21 +407,25 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 		s.calls[c] = c.pid
 	}
 	s.mu.Unlock()
-	go s.runFlow(c, h)
+	go s.runFlow(c, h, flowDone)
 }
 
-func (s *Server) runFlow(c *Call, h Handler) {
+// runFlow runs the call flow in its own goroutine. A panic in it is
+// recovered and ends this call only (CDR cause "panic in call flow").
+func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
+	defer flowDone()
 	var err error
+	panicked := false
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("framework: call flow panicked: %v", r)
-				c.log.Error("call flow panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				panicked = true
+				err = flowPanicked(c, r)
 			}
 		}()
 		err = h.ServeCall(c.ctx, c)
 	}()
-	s.root.Send(c.pid, &controllerDone{err: err})
+	s.root.Send(c.pid, &controllerDone{err: err, panicked: panicked})
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
@@ -363,7 +434,14 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 		"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
 		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
 	if s.cfg.OnCallEnd != nil {
-		s.cfg.OnCallEnd(cdr)
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					c.log.Error("Config.OnCallEnd panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				}
+			}()
+			s.cfg.OnCallEnd(cdr)
+		}()
 	}
 	s.mu.Lock()
 	if _, ok := s.calls[c]; ok {
@@ -486,13 +564,6 @@ func (s *Server) LiveLegs() int { return s.legReg.count() }
 
 // Rooms returns the names of the open rooms.
 func (s *Server) Rooms() []string { return s.rooms.names() }
-
-// emit hands an event of a call or room to the server-wide consumers.
-func (s *Server) emit(ev Event) {
-	if s.cfg.OnEvent != nil {
-		s.cfg.OnEvent(ev)
-	}
-}
 
 // callPID returns the actor of the live call with that ID, or nil.
 func (s *Server) callPID(id string) *actor.PID {

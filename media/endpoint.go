@@ -136,8 +136,9 @@ type Endpoint struct {
 	// participant); tapSink the observers (recording, VAD). Guarded by mu.
 	mainSink, tapSink Sink
 	onDTMF            atomic.Pointer[func(DTMFEvent)]
-	forward           atomic.Pointer[Endpoint] // passthrough target of inbound RTP
-	fedBy             atomic.Int32             // how many endpoints forward into this one
+	panicState
+	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
+	fedBy   atomic.Int32             // how many endpoints forward into this one
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]
@@ -447,7 +448,7 @@ func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
 // the same callback as RFC 4733 digits, so consumers see one stream.
 func (e *Endpoint) InjectDTMF(ev DTMFEvent) {
 	if fn := e.onDTMF.Load(); fn != nil {
-		(*fn)(ev)
+		e.callDTMF(fn, ev)
 	}
 }
 
@@ -705,7 +706,7 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 			_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
 		}
 		if fn := e.onDTMF.Load(); fn != nil {
-			(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
+			e.callDTMF(fn, DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
 		}
 	case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
 		// Into the jitter buffer; decoded on the 20 ms tick.
@@ -816,7 +817,7 @@ func (e *Endpoint) sendTick(now time.Time) {
 	// Pull audio even while a digit is sent so prompts keep their timing.
 	haveAudio := false
 	if p != nil {
-		err := p.src.ReadFrame(s.frame)
+		err := e.readSource(p.src, s.frame)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil

@@ -77,6 +77,7 @@ type Leg struct {
 	// An offer we sent in a 2xx (late offer, or a re-INVITE without SDP)
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
+	onSignal    func(name string, payload []byte)
 	onMedia     func(media.StreamConfig)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -77,7 +79,7 @@ func (a *Agent) onPagerMessage(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 404, "Not Found")
 		return
 	}
-	code := a.cfg.OnMessage(m)
+	code := a.callOnMessage(m, log)
 	if code < 200 || code > 699 {
 		code = 500
 	}
@@ -86,6 +88,18 @@ func (a *Agent) onPagerMessage(req *sip.Request, tx sip.ServerTransaction) {
 		reason = defaultReason(code)
 	}
 	a.respond(req, tx, code, reason)
+}
+
+// callOnMessage runs the application's OnMessage; a panic in it is
+// recovered (one log line with the stack) and answered 500.
+func (a *Agent) callOnMessage(m PagerMessage, log *slog.Logger) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("sip: Config.OnMessage panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			code = 500
+		}
+	}()
+	return a.cfg.OnMessage(m)
 }
 
 // SendMessage sends a pager-mode MESSAGE. target is a registered user's

@@ -155,6 +155,13 @@ func TestIVRPromptDigitTone(t *testing.T) {
 		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
 		t.Errorf("CDR %+v", cdr)
 	}
+	// OnEvent runs off the server-wide stream in its own goroutine: it may
+	// lag the CDR a little.
+	waitFor(t, 5*time.Second, "the call.ended event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0 && events[len(events)-1].Type == framework.EventCallEnded
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	var sawDTMF, sawEnd bool
