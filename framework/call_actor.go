@@ -48,11 +48,14 @@ type legRef struct {
 	sig      Signaling
 	entry    *legEntry
 	answered bool
-	ended    bool       // gone from this call: hung up, or moved away
-	moved    bool       // moved to another call or room (still up)
-	muted    bool       // Leg.Mute
-	held     bool       // the far end put us on hold (its direction)
-	tap      media.Sink // Leg.Tap
+	ended    bool // gone from this call: hung up, or moved away
+	moved    bool // moved to another call or room (still up)
+	muted    bool // Leg.Mute
+	held     bool // the far end put us on hold (its direction)
+	// releasing marks a transferor whose REFER is being reported: the
+	// call does not hang it up before its final NOTIFY.
+	releasing bool
+	tap       media.Sink // Leg.Tap
 }
 
 // callActor owns all state of one call. Nothing else mutates it.
@@ -313,6 +316,9 @@ func (a *callActor) hangupAll(ctx actor.Context, cause string) {
 			continue
 		}
 		live++
+		if l.releasing {
+			continue // an attended transferor: hung up after its final NOTIFY
+		}
 		ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
 	}
 	if live > 0 && a.cause == "" {

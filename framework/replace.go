@@ -110,6 +110,7 @@ func (a *callActor) attendedTransfer(ctx actor.Context, m *legTransfer) {
 	a.publish(m.legID, EventTransfer, data)
 	m.reply <- nil
 	l := a.legs[other]
+	a.legs[m.legID].releasing = true // its NOTIFY must go out before any BYE
 	a.detachLeg(ctx, l)
 	a.publish(other, EventLegMoved, MoveData{From: "call:" + a.call.id, To: "replaces:" + m.t.ReplacesLeg})
 	reply := make(chan error, 1)
