@@ -194,7 +194,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
-	s.presence = presence.New(presence.Options{OnChange: cfg.OnPresence, Logger: log})
+	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
 		s.presence.Add(cfg.Users.Names()...)
@@ -321,6 +321,18 @@ func (s *Server) shutdown() {
 	}
 	s.system.Shutdown()
 	s.log.Info("shut down")
+}
+
+// presenceChanged puts a presence change on the server-wide event stream
+// (Seq: the presence store's own gap-free number) and hands it to
+// Config.OnPresence.
+func (s *Server) presenceChanged(c PresenceChange) {
+	p := c.Presence
+	s.events.Append(Event{Seq: c.Seq, Time: c.Time, Type: EventPresence,
+		Data: PresenceData{User: p.User, Status: p.Status.String(), Note: p.Note}})
+	if s.cfg.OnPresence != nil {
+		s.cfg.OnPresence(c)
+	}
 }
 
 // Subscribe returns a subscription to the server-wide event stream: every
