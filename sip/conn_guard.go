@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,7 +126,7 @@ type connGuard struct {
 	// the other way round.
 	tcpAddr, tlsAddr func() netip.AddrPort
 
-	logLimit logThrottle
+	logLimits [numLogTopics]logThrottle
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
@@ -134,18 +135,47 @@ type connGuard struct {
 }
 
 func newConnGuard(limits ConnLimits, log *slog.Logger) *connGuard {
-	return &connGuard{limits: limits.withDefaults(), log: log, perIP: map[netip.Addr]int{}, ws: map[string]*guardConn{},
-		logLimit: logThrottle{interval: time.Second, burst: 10},
-		inUse:    func(streamKind, netip.AddrPort) bool { return false },
-		tcpAddr:  func() netip.AddrPort { return netip.AddrPort{} },
-		tlsAddr:  func() netip.AddrPort { return netip.AddrPort{} }}
+	g := &connGuard{limits: limits.withDefaults(), log: log, perIP: map[netip.Addr]int{}, ws: map[string]*guardConn{},
+		inUse:   func(streamKind, netip.AddrPort) bool { return false },
+		tcpAddr: func() netip.AddrPort { return netip.AddrPort{} },
+		tlsAddr: func() netip.AddrPort { return netip.AddrPort{} }}
+	for i := range g.logLimits {
+		g.logLimits[i] = logThrottle{interval: time.Second, burst: 10}
+	}
+	return g
 }
 
-// logf writes one policy line unless the rate limit (10 a second over all
-// connections) holds it back; the next line that passes says how many
-// were held.
-func (g *connGuard) logf(level slog.Level, msg string, args ...any) {
-	ok, held := g.logLimit.allow(time.Now())
+// logTopic groups the guard's log lines; each topic has its own rate
+// limit, so a flood of one kind does not hide the others.
+type logTopic uint8
+
+const (
+	topicRefused   logTopic = iota // over a cap, foreign origin, not an upgrade
+	topicTimeout                   // first-request and message deadlines
+	topicTLS                       // handshake failures, TLS on the TCP port
+	topicMalformed                 // bad framing on a stream
+	numLogTopics
+)
+
+func (t logTopic) String() string {
+	switch t {
+	case topicRefused:
+		return "refused"
+	case topicTimeout:
+		return "timeout"
+	case topicTLS:
+		return "tls"
+	case topicMalformed:
+		return "malformed"
+	}
+	return fmt.Sprintf("logTopic(%d)", uint8(t))
+}
+
+// logf writes one policy line unless its topic's rate limit (10 a second
+// over all connections) holds it back; the next line of the topic that
+// passes says how many were held.
+func (g *connGuard) logf(topic logTopic, level slog.Level, msg string, args ...any) {
+	ok, held := g.logLimits[topic].allow(time.Now())
 	if !ok {
 		return
 	}
@@ -207,6 +237,10 @@ type guardListener struct {
 
 	once   sync.Once
 	closed chan struct{}
+
+	// Accept runs in sipgo's one accept goroutine per listener.
+	failures int
+	lastLog  time.Time
 }
 
 func newGuardListener(l net.Listener, g *connGuard, kind streamKind, tlsCfg *tls.Config) *guardListener {
@@ -233,13 +267,18 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			}
 			// Out of descriptors (EMFILE/ENFILE) or a connection aborted
 			// before we took it: wait and retry, as net/http does; never
-			// give up listening.
+			// give up listening. One line when it starts (and every 30 s
+			// while it lasts), one when it ends.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			args := []any{"transport", l.kind.String(), "error", err, "retry_in", backoff, "open_connections", l.g.open()}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				args = append(args, "hint", fmt.Sprintf("out of file descriptors (limit %d); lower ConnLimits.MaxTotal or raise the limit", descriptorLimit()))
+			l.failures++
+			if l.failures == 1 || time.Since(l.lastLog) >= 30*time.Second {
+				l.lastLog = time.Now()
+				args := []any{"transport", l.kind.String(), "error", err, "failures", l.failures, "open_connections", l.g.open()}
+				if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+					args = append(args, "hint", fmt.Sprintf("out of file descriptors (limit %d); lower ConnLimits.MaxTotal or raise the limit", descriptorLimit()))
+				}
+				l.g.log.Error("sip: accept failing; backing off and retrying", args...)
 			}
-			l.g.logf(slog.LevelError, "sip: accept failed", args...)
 			select {
 			case <-l.closed:
 				return nil, net.ErrClosed
@@ -247,10 +286,14 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
+		if l.failures > 0 {
+			l.g.log.Info("sip: accepting connections again", "transport", l.kind.String(), "failed_accepts", l.failures)
+			l.failures = 0
+		}
 		backoff = 0
 		remote := addrPortOf(raw.RemoteAddr())
 		if ok, why := l.g.admit(remote.Addr()); !ok {
-			l.g.logf(slog.LevelWarn, "sip: connection refused", "transport", l.kind.String(), "remote", remote.String(), "reason", why,
+			l.g.logf(topicRefused, slog.LevelWarn, "sip: connection refused", "transport", l.kind.String(), "remote", remote.String(), "reason", why,
 				"max_per_ip", l.g.limits.MaxPerIP, "max_total", l.g.limits.MaxTotal)
 			_ = raw.Close()
 			continue
@@ -343,7 +386,7 @@ func newGuardConn(raw net.Conn, g *connGuard, kind streamKind, remote netip.Addr
 
 // Close closes the connection once and returns its place under the caps.
 func (c *guardConn) Close() error {
-	err := net.ErrClosed
+	var err error
 	c.closeOnce.Do(func() {
 		err = c.Conn.Close()
 		if c.kind == streamWS {
@@ -479,9 +522,9 @@ func (c *guardConn) expire(what string) {
 		if c.state == stateBody || c.state == stateDiscard {
 			args = append(args, "body_bytes_missing", c.left)
 		}
-		c.g.logf(slog.LevelWarn, "sip: closing connection: message incomplete within the deadline (Content-Length larger than what was sent?)", args...)
+		c.g.logf(topicTimeout, slog.LevelWarn, "sip: closing connection: message incomplete within the deadline (Content-Length larger than what was sent?)", args...)
 	case "first request":
-		c.g.logf(slog.LevelInfo, "sip: closing connection: no SIP request within the deadline", append(args, "after", c.g.limits.FirstRequestTimeout)...)
+		c.g.logf(topicTimeout, slog.LevelInfo, "sip: closing connection: no SIP request within the deadline", append(args, "after", c.g.limits.FirstRequestTimeout)...)
 	default:
 		c.g.log.Debug("sip: closing idle connection", append(args, "idle", c.g.limits.IdleTimeout)...)
 	}
@@ -533,7 +576,7 @@ func (c *guardConn) handshake() error {
 	default:
 		args = append(args, "side", "we refused the client", "hint", "check the client's TLS versions and cipher suites (TLS 1.2+ required)")
 	}
-	c.g.logf(slog.LevelWarn, "sip: TLS handshake failed", args...)
+	c.g.logf(topicTLS, slog.LevelWarn, "sip: TLS handshake failed", args...)
 	_ = c.Close()
 	return io.EOF
 }
@@ -580,7 +623,7 @@ func (c *guardConn) advance() error {
 				if t := c.g.tlsAddr(); t.IsValid() {
 					hint = fmt.Sprintf("use port %d for SIP over TLS", t.Port())
 				}
-				c.g.logf(slog.LevelWarn, "sip: TLS sent to the TCP port; closing", "remote", c.remote.String(), "hint", hint)
+				c.g.logf(topicTLS, slog.LevelWarn, "sip: TLS sent to the TCP port; closing", "remote", c.remote.String(), "hint", hint)
 				_ = c.Close()
 				return io.EOF
 			}
@@ -650,6 +693,9 @@ func (c *guardConn) checkHead() error {
 		// The boundary is known when Content-Length is: answer, skip the
 		// message and go on with a connection that has behaved before.
 		c.bad++
+		if cl < 0 {
+			cl = scanContentLength(head) // lintHead stops at the first problem
+		}
 		known := cl >= 0 && end+sep+cl <= maxStreamMessage
 		closeIt := !known || c.good == 0 || c.bad > maxBadMessages
 		if err := c.refuse(head, problem, isReq, closeIt); err != nil {
@@ -670,6 +716,31 @@ func (c *guardConn) checkHead() error {
 	return nil
 }
 
+// scanContentLength finds a well-formed Content-Length in a head that
+// failed the lint, or returns -1.
+func scanContentLength(head []byte) int {
+	_, rest := nextLine(head)
+	n := -1
+	for len(rest) > 0 {
+		var line []byte
+		line, rest = nextLine(rest)
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !hdrIs(bytes.TrimSpace(name), "content-length", "l") {
+			continue
+		}
+		value = bytes.TrimSpace(value)
+		if !allDigits(value) || len(value) > 9 {
+			return -1
+		}
+		v, _ := strconv.Atoi(string(value))
+		if n >= 0 && v != n {
+			return -1
+		}
+		n = v
+	}
+	return n
+}
+
 // refuse answers a malformed request with 400 (513, 505) when it has a
 // Via to answer to, logs one line, and closes the connection when asked.
 func (c *guardConn) refuse(head []byte, problem string, isRequest, closeIt bool) error {
@@ -684,7 +755,7 @@ func (c *guardConn) refuse(head []byte, problem string, isRequest, closeIt bool)
 			}
 		}
 	}
-	c.g.logf(slog.LevelWarn, "sip: malformed message on a stream connection", "transport", c.kind.String(), "remote", c.remote.String(),
+	c.g.logf(topicMalformed, slog.LevelWarn, "sip: malformed message on a stream connection", "transport", c.kind.String(), "remote", c.remote.String(),
 		"problem", problem, "start", printable(line, 80), "answered", answered, "closing", closeIt)
 	if closeIt {
 		_ = c.Close()

@@ -112,19 +112,19 @@ func (a *Agent) TLSAddr() netip.AddrPort { return a.tlsAddr }
 func (a *Agent) WebSocketHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !offersSIP(r.Header.Values("Sec-WebSocket-Protocol")) {
-			a.guard.logf(slog.LevelInfo, "sip: HTTP request on the WebSocket path is not a SIP WebSocket upgrade", "remote", r.RemoteAddr)
+			a.guard.logf(topicRefused, slog.LevelInfo, "sip: HTTP request on the WebSocket path is not a SIP WebSocket upgrade", "remote", r.RemoteAddr)
 			http.Error(w, "expected a WebSocket upgrade with subprotocol sip", http.StatusBadRequest)
 			return
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, r.Host, a.cfg.WebSocketOrigins) {
-			a.guard.logf(slog.LevelWarn, "sip: WebSocket upgrade from a foreign origin refused", "remote", r.RemoteAddr, "origin", printable([]byte(origin), 100),
+			a.guard.logf(topicRefused, slog.LevelWarn, "sip: WebSocket upgrade from a foreign origin refused", "remote", r.RemoteAddr, "origin", printable([]byte(origin), 100),
 				"host", printable([]byte(r.Host), 100), "hint", "add the origin to WebSocketOrigins if this page may use the server")
 			http.Error(w, "origin not allowed", http.StatusForbidden)
 			return
 		}
 		remote := addrPortOf(netAddrString(r.RemoteAddr))
 		if ok, why := a.guard.admit(remote.Addr()); !ok {
-			a.guard.logf(slog.LevelWarn, "sip: connection refused", "transport", "WS", "remote", r.RemoteAddr, "reason", why)
+			a.guard.logf(topicRefused, slog.LevelWarn, "sip: connection refused", "transport", "WS", "remote", r.RemoteAddr, "reason", why)
 			http.Error(w, "too many connections", http.StatusServiceUnavailable)
 			return
 		}
