@@ -731,7 +731,9 @@ func (l *failingListener) Close() error {
 	return nil
 }
 
-func (l *failingListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060} }
+func (l *failingListener) Addr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
+}
 
 // addrConn gives a pipe a TCP remote address.
 type addrConn struct{ net.Conn }

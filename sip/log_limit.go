@@ -55,7 +55,9 @@ func newLimitedHandler(next slog.Handler, burst int) *limitedHandler {
 	return &limitedHandler{next: next, throttle: &logThrottle{interval: time.Second, burst: burst}}
 }
 
-func (h *limitedHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *limitedHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 func (h *limitedHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelWarn {
