@@ -264,7 +264,7 @@ func (a *Agent) listen() error {
 	tcpL := newGuardListener(tcp, a.guard, streamTCP, nil)
 	// sipgo's transport and transaction layers log through a handler that
 	// rate-limits warnings and errors and cuts what they quote.
-	sipgoLog := slog.New(newLimitedHandler(a.log.Handler(), 10))
+	sipgoLog := slog.New(NewLimitedHandler(a.log.Handler(), 10))
 
 	advertise := a.advertiseIP(netip.Addr{})
 	ua, err := sipgo.NewUA(

@@ -761,7 +761,7 @@ func TestPrintable(t *testing.T) {
 
 func TestLimitedHandler(t *testing.T) {
 	logs := &logLines{}
-	h := newLimitedHandler(slog.NewTextHandler(logs, nil), 5)
+	h := NewLimitedHandler(slog.NewTextHandler(logs, nil), 5)
 	log := slog.New(h).With("caller", "Transport<TCP>")
 	for i := range 100 {
 		log.Error("failed to parse", "data", strings.Repeat("\x00\x01binary", 5000), "i", i)

@@ -50,8 +50,12 @@ type limitedHandler struct {
 	throttle *logThrottle
 }
 
-// newLimitedHandler wraps next; burst lines per second at Warn and above.
-func newLimitedHandler(next slog.Handler, burst int) *limitedHandler {
+// NewLimitedHandler wraps next so that lines at Warn and above pass at
+// most burst a second (then one line says how many were held back), with
+// every string attribute cut to 200 bytes and escaped. The agent logs
+// sipgo's transport and transaction layers through one; give sipgo's
+// package-wide logger (sipgo/sip.SetDefaultLogger) one too.
+func NewLimitedHandler(next slog.Handler, burst int) slog.Handler {
 	return &limitedHandler{next: next, throttle: &logThrottle{interval: time.Second, burst: burst}}
 }
 

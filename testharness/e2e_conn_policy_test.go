@@ -1,0 +1,67 @@
+package testharness_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A phone registered over TCP stays reachable after the idle lifetime has
+// passed (its connection is the only way back to it and is kept while the
+// registration lives), while a connection nobody uses is closed at that
+// lifetime.
+func TestRegisteredTCPPhoneKeptPastIdleLifetime(t *testing.T) {
+	const idle = 700 * time.Millisecond
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "pw-a"})
+	srv := startServer(t, framework.Config{Users: users, SIPConns: sip.ConnLimits{IdleTimeout: idle, FirstRequestTimeout: idle}},
+		apps.Extensions(users, apps.Tone(1000)))
+	alice := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := alice.Register(ctx, srv.SIPAddr().String()+";transport=tcp", "alice", "pw-a"); err != nil {
+		t.Fatalf("register over TCP: %v", err)
+	}
+	// A bystander connection that sends nothing is closed meanwhile.
+	idler, err := net.Dial("tcp", srv.SIPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idler.Close()
+	_ = idler.SetReadDeadline(time.Now().Add(idle + 3*time.Second))
+	if _, err := bufio.NewReader(idler).ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("an unused connection was not closed: %v", err)
+	}
+	time.Sleep(2 * idle) // well past the idle lifetime of alice's connection too
+
+	caller := newPhone(t)
+	call, err := caller.Call(ctx, uri(srv, "alice"))
+	if err != nil {
+		t.Fatalf("call alice after the idle lifetime: %v", err)
+	}
+	// The binding is alice's TCP source port, which nothing listens on:
+	// the INVITE can reach her only over the connection she opened.
+	var atAlice *testharness.PhoneCall
+	select {
+	case atAlice = <-alice.Incoming():
+	case <-ctx.Done():
+		t.Fatal("alice's phone, registered over TCP, never rang")
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	if _, err := atAlice.WaitTone(ctx, 600, 20); err != nil {
+		t.Fatalf("alice does not hear the caller: %v", err)
+	}
+	_ = call.Hangup(ctx)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
