@@ -401,6 +401,15 @@ func (c *guardConn) Close() error {
 	return err
 }
 
+// Write sends with a deadline (MessageTimeout), so a peer that stops
+// reading cannot hold a transaction's goroutine for ever.
+func (c *guardConn) Write(p []byte) (int, error) {
+	if t := c.g.limits.MessageTimeout; t > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(t))
+	}
+	return c.Conn.Write(p)
+}
+
 // SetReadDeadline is ignored: the guard sets the deadline of every read
 // itself.
 func (c *guardConn) SetReadDeadline(time.Time) error { return nil }
