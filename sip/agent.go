@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -226,19 +227,32 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
-	}
-	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
+	wantPort, _ := strconv.Atoi(portStr)
+	var (
+		udp  net.PacketConn
+		tcp  net.Listener
+		port int
+	)
+	// With port 0 the kernel picks a free UDP port, which a TCP socket
+	// (an outgoing connection's local port) may hold: pick again.
+	for try := 0; ; try++ {
+		udp, err = net.ListenPacket("udp", a.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("sip: listen udp: %w", err)
+		}
+		a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+		port = wantPort
+		if port == 0 {
+			port = int(a.udpAddr.Port())
+		}
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			break
+		}
 		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
+		if wantPort != 0 || try == 9 || !errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("sip: listen tcp: %w", err)
+		}
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 
