@@ -467,6 +467,9 @@ func (c *guardConn) fill() error {
 		c.buf = make([]byte, 0, 4096)
 	}
 	if len(c.buf) == cap(c.buf) {
+		if cap(c.buf) >= maxStreamMessage+4 {
+			return errors.New("sip: stream buffer full") // checkHead refuses before this
+		}
 		nb := make([]byte, len(c.buf), min(2*cap(c.buf), maxStreamMessage+4))
 		copy(nb, c.buf)
 		c.buf = nb

@@ -790,14 +790,12 @@ func FuzzGuardFraming(f *testing.F) {
 	f.Add([]byte(optionsRequest("f5", "TCP", 40, "short")))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g := newConnGuard(ConnLimits{MessageTimeout: 50 * time.Millisecond, FirstRequestTimeout: 50 * time.Millisecond, IdleTimeout: 50 * time.Millisecond},
+		g := newConnGuard(ConnLimits{MessageTimeout: 5 * time.Millisecond, FirstRequestTimeout: 5 * time.Millisecond, IdleTimeout: 5 * time.Millisecond},
 			slog.New(slog.NewTextHandler(io.Discard, nil)))
 		client, server := net.Pipe()
 		defer client.Close()
-		go func() {
-			_, _ = client.Write(data)
-			_, _ = io.Copy(io.Discard, client) // 400s
-		}()
+		go func() { _, _ = client.Write(data) }()
+		go func() { _, _ = io.Copy(io.Discard, client) }() // 400s
 		ap := netip.MustParseAddrPort("127.0.0.1:4000")
 		if ok, _ := g.admit(ap.Addr()); !ok {
 			t.Fatal("admit")
