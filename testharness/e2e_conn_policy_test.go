@@ -65,3 +65,38 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// The same with a real softphone: baresip registers over TCP (it sends no
+// keep-alives on its own), the server's idle lifetime passes, and a call
+// to alice still reaches it over that connection; audio both ways.
+func TestDialBaresipRegisteredOverTCPPastIdleLifetime(t *testing.T) {
+	const idle = time.Second
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	srv := startServer(t, framework.Config{Users: users, SIPConns: sip.ConnLimits{IdleTimeout: idle}},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+			return c.Dial(ctx, "alice", framework.DialOptions{Timeout: 10 * time.Second})
+		}))
+	b := startBaresipOpts(t, srv, baresipOptions{registrar: srv.SIPAddr().String() + ";transport=tcp"}, 440, 12)
+	waitRegistered(t, srv, "alice")
+	if bs := srv.Agent().Registrar().Lookup("alice"); len(bs) != 1 || bs[0].Transport != "TCP" {
+		t.Fatalf("alice's binding %+v, want one over TCP", bs)
+	}
+	time.Sleep(3 * idle)
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "alice"))
+	if err != nil {
+		t.Fatalf("call to alice after the idle lifetime: %v", err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("phone does not hear baresip's 440 Hz: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
+	_ = call.Hangup(ctx)
+	freq, rms := b.heard(t)
+	if rms < 300 || freq < 980 || freq > 1020 {
+		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
+	}
+}
