@@ -204,6 +204,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			s.agent.Close()
 			return fmt.Errorf("framework: http listen: %w", err)
 		}
+		// The SIP agent's per-IP and total connection caps and accept
+		// back-off cover HTTP connections too.
+		ln = s.agent.GuardListener(ln)
 		s.httpLn = ln
 		h := s.cfg.HTTPHandler
 		if h == nil {

@@ -100,6 +100,7 @@ const (
 	streamTCP streamKind = iota
 	streamTLS
 	streamWS
+	streamHTTP // the HTTP listener SIP over WebSocket is served on
 )
 
 func (k streamKind) String() string {
@@ -110,6 +111,8 @@ func (k streamKind) String() string {
 		return "TLS"
 	case streamWS:
 		return "WS"
+	case streamHTTP:
+		return "HTTP"
 	}
 	return fmt.Sprintf("streamKind(%d)", uint8(k))
 }
@@ -298,8 +301,37 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			_ = raw.Close()
 			continue
 		}
+		if l.kind == streamHTTP {
+			return &countedConn{Conn: raw, g: l.g, ip: remote.Addr()}, nil
+		}
 		return newGuardConn(raw, l.g, l.kind, remote, l.tlsCfg), nil
 	}
+}
+
+// GuardListener applies the agent's connection caps (Config.Conns
+// MaxPerIP and MaxTotal, shared with the SIP transports) and its accept
+// back-off to another listener, such as the HTTP server's that serves
+// WebSocketHandler: connections over a cap are closed at once, and accept
+// errors (out of descriptors) are retried, not returned. Deadlines stay the
+// HTTP server's own (ReadHeaderTimeout, IdleTimeout).
+func (a *Agent) GuardListener(l net.Listener) net.Listener {
+	return newGuardListener(l, a.guard, streamHTTP, nil)
+}
+
+// countedConn holds a place under the caps until it is closed, or until
+// a WebSocket upgrade hands the place to the guarded SIP connection.
+type countedConn struct {
+	net.Conn
+	g    *connGuard
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *countedConn) release() { c.once.Do(func() { c.g.release(c.ip) }) }
+
+func (c *countedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -884,3 +884,59 @@ func BenchmarkGuardFraming(b *testing.B) {
 		}
 	}
 }
+
+// The HTTP listener that serves SIP over WebSocket shares the caps: idle
+// HTTP connections over the per-IP cap are closed at once, and an upgraded
+// connection counts once, not twice.
+func TestHTTPListenerSharesCaps(t *testing.T) {
+	a, _ := startGuardedAgent(t, ConnLimits{MaxPerIP: 3})
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: a.WebSocketHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(a.GuardListener(raw)) }()
+	defer hs.Close()
+	host := raw.Addr().String()
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitUntil(t, 2*time.Second, func() bool { return a.guard.open() == 3 }, "three HTTP connections counted")
+	over, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	if closed, _ := closedWithin(over, 2*time.Second); !closed {
+		t.Fatal("an HTTP connection over the per-IP cap was kept")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitUntil(t, 2*time.Second, func() bool { return a.guard.open() == 0 }, "closed HTTP connections released")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, err := dialWS(ctx, host, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := wsutil.WriteClientText(ws, []byte(optionsRequest("http-cap", "WS", 0, ""))); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if msg, err := wsutil.ReadServerText(ws); err != nil || !bytes.HasPrefix(msg, []byte("SIP/2.0 200")) {
+		t.Fatalf("OPTIONS over WS: %q %v", msg, err)
+	}
+	if n := a.guard.open(); n != 1 {
+		t.Fatalf("an upgraded connection counts %d, want 1", n)
+	}
+	ws.Close()
+	waitUntil(t, 2*time.Second, func() bool { return a.guard.open() == 0 }, "the WebSocket connection released")
+}

@@ -161,6 +161,9 @@ func (a *Agent) WebSocketHandler() http.Handler {
 			}
 		}
 		head.WriteString("\r\n")
+		if hc, ok := conn.(*countedConn); ok {
+			hc.release() // counted as a WebSocket connection from now on
+		}
 		pc := &replayConn{Conn: conn, pending: []byte(head.String()), rest: rw.Reader}
 		admitted = false // the guarded connection releases its place when it closes
 		gc := newGuardConn(pc, a.guard, streamWS, remote, nil)
