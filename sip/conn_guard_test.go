@@ -75,15 +75,22 @@ next:
 // the returned counter.
 func startGuardedAgent(t *testing.T, limits ConnLimits) (*Agent, *logLines) {
 	t.Helper()
+	return startGuardedAgentWith(t, Config{Conns: limits})
+}
+
+// startGuardedAgentWith is startGuardedAgent with more of the Config.
+func startGuardedAgentWith(t *testing.T, cfg Config) (*Agent, *logLines) {
+	t.Helper()
 	ports, err := media.NewPortPool(35000, 35099)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logLines{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	reg := NewRegistrar(NewDirectory(Account{Name: "alice", Password: "pw"}), "test", log)
-	a, err := NewAgent(Config{ListenAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Ports: ports, Logger: log, Conns: limits,
-		Registrar: reg, MediaTimeout: -1, WebSocketOrigins: []string{"https://allowed.example"}})
+	cfg.ListenAddr, cfg.TLSAddr, cfg.Ports, cfg.Logger, cfg.MediaTimeout = "127.0.0.1:0", "127.0.0.1:0", ports, log, -1
+	cfg.Registrar = NewRegistrar(NewDirectory(Account{Name: "alice", Password: "pw"}), "test", log)
+	cfg.WebSocketOrigins = []string{"https://allowed.example"}
+	a, err := NewAgent(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
