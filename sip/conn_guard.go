@@ -350,9 +350,10 @@ const (
 // (lint) before sipgo's parser sees a byte of it, bodies are passed
 // through as counted by Content-Length, and every read of the socket has
 // a deadline set by where the connection is (handshake, first request,
-// inside a message, idle). A WebSocket connection is read through without
-// framing (WebSocket frames the messages; the agent's read filter checks
-// each one) but with the same deadlines.
+// inside a message, idle). A WebSocket connection is read through (sipgo
+// decodes the frames and the agent's read filter checks each message)
+// with the same deadlines; wsFrames follows the frame boundaries to know
+// when a message is in progress.
 //
 // Read is called only from sipgo's one read goroutine per connection, so
 // the read state needs no lock.
@@ -374,6 +375,7 @@ type guardConn struct {
 	lastMsg time.Time
 	good    int // complete messages passed to sipgo (or seen by the WS filter)
 	bad     int
+	frames  wsFrames // WebSocket only
 
 	closeOnce sync.Once
 }
@@ -521,7 +523,7 @@ func (c *guardConn) deadline() (time.Time, string) {
 	l := c.g.limits
 	switch {
 	case c.state == stateHead || c.state == stateBody || c.state == stateDiscard:
-		if c.kind != streamWS && l.MessageTimeout > 0 {
+		if l.MessageTimeout > 0 {
 			return c.msgAt.Add(l.MessageTimeout), "message"
 		}
 	case c.good == 0:
@@ -544,6 +546,9 @@ func (c *guardConn) expire(what string) {
 		if c.state == stateBody || c.state == stateDiscard {
 			args = append(args, "body_bytes_missing", c.left)
 		}
+		if c.kind == streamWS {
+			args = append(args, "frame_bytes_missing", c.frames.left)
+		}
 		c.g.logf(topicTimeout, slog.LevelWarn, "sip: closing connection: message incomplete within the deadline (Content-Length larger than what was sent?)", args...)
 	case "first request":
 		c.g.logf(topicTimeout, slog.LevelInfo, "sip: closing connection: no SIP request within the deadline", append(args, "after", c.g.limits.FirstRequestTimeout)...)
@@ -553,8 +558,23 @@ func (c *guardConn) expire(what string) {
 	_ = c.Close()
 }
 
-// readThrough reads a WebSocket connection with deadlines only.
-func (c *guardConn) readThrough(p []byte) (int, error) { return c.readRaw(p) }
+// readThrough reads a WebSocket connection, following its frames for
+// the deadlines: inside a frame or fragmented message the message
+// deadline applies.
+func (c *guardConn) readThrough(p []byte) (int, error) {
+	n, err := c.readRaw(p)
+	if n > 0 {
+		was := c.frames.inMessage()
+		c.frames.feed(p[:n])
+		switch in := c.frames.inMessage(); {
+		case in && !was:
+			c.state, c.msgAt = stateHead, time.Now()
+		case !in:
+			c.state = stateIdle
+		}
+	}
+	return n, err
+}
 
 // noteMessage records that the WebSocket read filter saw a message.
 func (c *guardConn) noteMessage() { c.messageDone() }

@@ -167,6 +167,7 @@ func (a *Agent) WebSocketHandler() http.Handler {
 		pc := &replayConn{Conn: conn, pending: []byte(head.String()), rest: rw.Reader}
 		admitted = false // the guarded connection releases its place when it closes
 		gc := newGuardConn(pc, a.guard, streamWS, remote, nil)
+		gc.frames.skip = len(pc.pending) // the replayed upgrade request precedes the frames
 		if !wsl.push(gc) {
 			_ = gc.Close()
 		}
