@@ -100,3 +100,24 @@ func TestDialBaresipRegisteredOverTCPPastIdleLifetime(t *testing.T) {
 		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
 	}
 }
+
+// SIPp over TCP through the connection guard's framing: it registers with
+// digest auth (challenge, retry on the same connection) and places a call
+// (INVITE, 200, ACK, BYE) to the echo route, with short deadlines that a
+// live exchange must not trip.
+func TestSIPpOverTCPThroughConnectionGuard(t *testing.T) {
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	srv := startServer(t, framework.Config{Users: users, SIPConns: sip.ConnLimits{FirstRequestTimeout: 2 * time.Second, MessageTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}},
+		apps.Echo(nil))
+	target := srv.SIPAddr().String()
+	if out, err := runSIPp(t, "-t", "t1", "-sf", scenario("register_auth.xml"), "-s", "alice", "-au", "alice", "-ap", "s3cret", target); err != nil {
+		t.Fatalf("SIPp REGISTER over TCP: %v\n%s", err, tail(out, 3000))
+	}
+	if b := srv.Agent().Registrar().Lookup("alice"); len(b) != 1 || b[0].Transport != "TCP" {
+		t.Fatalf("bindings after REGISTER over TCP: %+v", b)
+	}
+	if out, err := runSIPp(t, "-t", "t1", "-sn", "uac", "-s", "echo", "-d", "1000", target); err != nil {
+		t.Fatalf("SIPp call over TCP: %v\n%s", err, tail(out, 3000))
+	}
+	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
