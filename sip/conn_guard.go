@@ -42,8 +42,8 @@ type ConnLimits struct {
 	// long, unless a live registration or dialog uses it (default 120 s,
 	// Kamailio's tcp_connection_lifetime).
 	IdleTimeout time.Duration
-	// MaxPerIP caps the open connections from one IP address over all
-	// stream transports (default 256).
+	// MaxPerIP caps the open connections from one IP address (an IPv6
+	// /64) over all stream transports and HTTP (default 256).
 	MaxPerIP int
 	// MaxTotal caps all open inbound stream connections (default a quarter
 	// of the process's descriptor limit, at least 64), so connections
@@ -169,6 +169,7 @@ func (g *connGuard) logf(topic logTopic, level slog.Level, msg string, args ...a
 // admit counts a new connection from ip, or refuses it when a cap is
 // reached (and says which).
 func (g *connGuard) admit(ip netip.Addr) (ok bool, why string) {
+	ip = capKey(ip)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.limits.MaxTotal > 0 && g.total >= g.limits.MaxTotal {
@@ -183,6 +184,7 @@ func (g *connGuard) admit(ip netip.Addr) (ok bool, why string) {
 }
 
 func (g *connGuard) release(ip netip.Addr) {
+	ip = capKey(ip)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if n := g.perIP[ip]; n <= 1 {
@@ -191,6 +193,18 @@ func (g *connGuard) release(ip netip.Addr) {
 		g.perIP[ip] = n - 1
 	}
 	g.total--
+}
+
+// capKey is what the per-IP cap counts: the IPv4 address, or the /64 of
+// an IPv6 one (a single host commonly holds a whole /64).
+func capKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
 }
 
 // open returns the number of inbound stream connections now open.

@@ -393,9 +393,9 @@ func TestConnectionCaps(t *testing.T) {
 	}
 }
 
-// Finding 6: a flood of garbage over TCP (many connections, megabytes)
-// writes a bounded number of short log lines, and the server still
-// answers.
+// Finding 6: a flood of garbage over TCP and at the TLS port (many
+// connections, megabytes) writes a bounded number of short log lines,
+// and the server still answers.
 func TestGarbageFloodOverTCPLogsBounded(t *testing.T) {
 	a, logs := startGuardedAgent(t, ConnLimits{})
 	garbage := make([]byte, 64<<10)
@@ -410,7 +410,11 @@ func TestGarbageFloodOverTCPLogsBounded(t *testing.T) {
 	start := time.Now()
 	sent := 0
 	for i := 0; i < 3000 && time.Since(start) < 1500*time.Millisecond; i++ {
-		c, err := net.Dial("tcp", a.TCPAddr().String())
+		port := a.TCPAddr().String()
+		if i%4 == 3 {
+			port = a.TLSAddr().String() // garbage where a TLS handshake should be
+		}
+		c, err := net.Dial("tcp", port)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,9 +431,9 @@ func TestGarbageFloodOverTCPLogsBounded(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the flood was not logged at all")
 	}
-	// Each source of lines here (the guard's malformed and refused
+	// Each source of lines here (the guard's malformed, TLS and refused
 	// topics, sipgo's transport log) is limited to 10 lines a second.
-	if limit := 3 * 10 * (elapsed.Seconds() + 1.3); float64(n) > limit {
+	if limit := 4 * 10 * (elapsed.Seconds() + 1.3); float64(n) > limit {
 		t.Fatalf("%d log lines, more than %.0f", n, limit)
 	}
 	if longest > 1024 {
@@ -946,4 +950,18 @@ func TestHTTPListenerSharesCaps(t *testing.T) {
 	}
 	ws.Close()
 	waitUntil(t, 2*time.Second, func() bool { return a.guard.open() == 0 }, "the WebSocket connection released")
+}
+
+func TestCapKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::"},
+		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::"},
+		{"::1", "::"},
+	} {
+		if got := capKey(netip.MustParseAddr(tc.in)); got.String() != tc.want {
+			t.Errorf("capKey(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
 }
