@@ -120,6 +120,15 @@ type Config struct {
 	// presence store's setters (a panic is recovered and logged).
 	// Server.Presence().Subscribe is the buffered alternative.
 	OnPresence func(PresenceChange)
+	// SIPConns bounds the TCP, TLS and WebSocket connections peers open
+	// (deadlines, per-IP and total caps; see sip.ConnLimits, whose zero
+	// value has sane defaults). IdleTimeout also closes idle HTTP
+	// keep-alive connections.
+	SIPConns sip.ConnLimits
+	// WebSocketOrigins lists the browser origins allowed to open SIP over
+	// WebSocket on /sip besides the server's own ("*" allows any);
+	// requests without an Origin header (SIP phones) are always allowed.
+	WebSocketOrigins []string
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -209,6 +218,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
 		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
+		Conns: cfg.SIPConns, WebSocketOrigins: cfg.WebSocketOrigins,
 	})
 	if err != nil {
 		return nil, err
@@ -265,12 +275,23 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			s.agent.Close()
 			return fmt.Errorf("framework: http listen: %w", err)
 		}
+		// The SIP agent's per-IP and total connection caps and accept
+		// back-off cover HTTP connections too.
+		ln = s.agent.GuardListener(ln)
 		s.httpLn = ln
 		h := s.cfg.HTTPHandler
 		if h == nil {
 			h = s.statusHandler()
 		}
-		s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		idle := s.cfg.SIPConns.IdleTimeout
+		if idle <= 0 {
+			idle = 120 * time.Second
+		}
+		// Idle keep-alive connections go like idle SIP ones; net/http's
+		// own lines (accept errors when out of descriptors, TLS probes)
+		// are rate-limited like the SIP transports'.
+		s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
+			ErrorLog: slog.NewLogLogger(sip.NewLimitedHandler(s.log.Handler(), 10), slog.LevelWarn)}
 		go func() {
 			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("http server stopped", "error", err)

@@ -129,6 +129,16 @@ type Config struct {
 	// turns the check off. (Latching is strict either way: only the SDP
 	// address's IP, or the NAT rule of media.StreamConfig.NATSource.)
 	UnverifiedRTP int
+	// Conns bounds the TCP, TLS and WebSocket connections peers open:
+	// handshake, first-request, message and idle deadlines and per-IP and
+	// total caps (see ConnLimits; the zero value has sane defaults).
+	Conns ConnLimits
+	// WebSocketOrigins lists the browser origins (e.g.
+	// "https://phone.example.com") allowed to open SIP over WebSocket
+	// besides the server's own (an Origin whose host equals the request's
+	// Host). "*" allows any. Requests without Origin (non-browser clients)
+	// are always allowed.
+	WebSocketOrigins []string
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
@@ -181,6 +191,7 @@ type Agent struct {
 	admission    *admission
 	admitLog     logThrottle
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
+	guard        *connGuard
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -227,6 +238,10 @@ func NewAgent(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs()}
+	a.guard = newConnGuard(cfg.Conns, log)
+	a.guard.inUse = a.connInUse
+	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
+	a.guard.tlsAddr = func() netip.AddrPort { return a.tlsAddr }
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true
@@ -335,23 +350,28 @@ func (a *Agent) listen() error {
 		}
 		a.tlsConf = conf
 		a.tlsAddr = raw.Addr().(*net.TCPAddr).AddrPort()
-		tlsL = tls.NewListener(raw, conf)
+		tlsL = newGuardListener(raw, a.guard, streamTLS, conf)
 	}
 	wsl := newChanListener(tcp.Addr())
+	tcpL := newGuardListener(tcp, a.guard, streamTCP, nil)
+	// sipgo's transport and transaction layers log through a handler that
+	// rate-limits warnings and errors and cuts what they quote.
+	sipgoLog := slog.New(NewLimitedHandler(a.log.Handler(), 10))
 
 	advertise := a.advertiseIP(netip.Addr{})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(advertise.String()),
 		sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: a.cfg.TLSRootCAs, MinVersion: tls.VersionTLS12}),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.lintFilter(udp))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.lintFilter(udp)), sip.WithTransportLayerLogger(sipgoLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)
 	if err != nil {
 		udp.Close()
 		tcp.Close()
 		return fmt.Errorf("sip: user agent: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(a.log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
 	if err != nil {
 		return err
 	}
@@ -374,9 +394,9 @@ func (a *Agent) listen() error {
 	srv.OnPublish(a.onPublish)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
-	go func() { _ = srv.ServeTCP(tcp) }()
+	go func() { _ = srv.ServeTCP(tcpL) }()
 	go func() { _ = srv.ServeWS(wsl) }()
-	a.listeners = append(a.listeners, udp.Close, tcp.Close, wsl.Close)
+	a.listeners = append(a.listeners, udp.Close, tcpL.Close, wsl.Close)
 	if tlsL != nil {
 		go func() { _ = srv.ServeTLS(tlsL) }()
 		a.listeners = append(a.listeners, tlsL.Close)
@@ -394,7 +414,9 @@ func (a *Agent) listen() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
+	lim := a.guard.limits
+	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String(),
+		"max_conns_per_ip", lim.MaxPerIP, "max_conns", lim.MaxTotal, "fd_limit", descriptorLimit())
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -314,8 +315,15 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
 	if err != nil {
-		log.Error("sip: no RTP port for call", "error", err)
-		a.respond(req, tx, 503, "Service Unavailable (no media ports)")
+		reason := "Service Unavailable (no media ports)"
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || descriptorsExhausted() {
+			// Say what ran out: descriptors, not ports.
+			reason = "Service Unavailable (out of file descriptors)"
+			log.Error("sip: out of file descriptors for the call's RTP sockets", "error", err, "open_connections", a.guard.open(), "fd_limit", descriptorLimit())
+		} else {
+			log.Error("sip: no RTP port for call", "error", err)
+		}
+		a.respond(req, tx, 503, reason)
 		if l.release != nil {
 			l.release()
 		}

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,14 +197,35 @@ func (a *Agent) TLSAddr() netip.AddrPort { return a.tlsAddr }
 
 // WebSocketHandler serves SIP over WebSocket (RFC 7118) on an HTTP server
 // the application runs: mount it on a path (e.g. /sip). Requests that are
-// not WebSocket upgrades offering the "sip" subprotocol get 400.
+// not WebSocket upgrades offering the "sip" subprotocol get 400; a
+// browser's upgrade from another origin than the server's own or
+// Config.WebSocketOrigins gets 403; a client over the connection caps
+// gets 503. Upgraded connections follow Config.Conns.
 func (a *Agent) WebSocketHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !offersSIP(r.Header.Values("Sec-WebSocket-Protocol")) {
-			a.log.Info("sip: HTTP request on the WebSocket path is not a SIP WebSocket upgrade", "remote", r.RemoteAddr)
+			a.guard.logf(topicRefused, slog.LevelInfo, "sip: HTTP request on the WebSocket path is not a SIP WebSocket upgrade", "remote", r.RemoteAddr)
 			http.Error(w, "expected a WebSocket upgrade with subprotocol sip", http.StatusBadRequest)
 			return
 		}
+		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, r.Host, a.cfg.WebSocketOrigins) {
+			a.guard.logf(topicRefused, slog.LevelWarn, "sip: WebSocket upgrade from a foreign origin refused", "remote", r.RemoteAddr, "origin", printable([]byte(origin), 100),
+				"host", printable([]byte(r.Host), 100), "hint", "add the origin to WebSocketOrigins if this page may use the server")
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		remote := addrPortOf(netAddrString(r.RemoteAddr))
+		if ok, why := a.guard.admit(remote.Addr()); !ok {
+			a.guard.logf(topicRefused, slog.LevelWarn, "sip: connection refused", "transport", "WS", "remote", r.RemoteAddr, "reason", why)
+			http.Error(w, "too many connections", http.StatusServiceUnavailable)
+			return
+		}
+		admitted := true
+		defer func() {
+			if admitted {
+				a.guard.release(remote.Addr())
+			}
+		}()
 		a.mu.Lock()
 		wsl := a.wsListener
 		a.mu.Unlock()
@@ -230,11 +253,61 @@ func (a *Agent) WebSocketHandler() http.Handler {
 			}
 		}
 		head.WriteString("\r\n")
+		if hc, ok := conn.(*countedConn); ok {
+			hc.release() // counted as a WebSocket connection from now on
+		}
 		pc := &replayConn{Conn: conn, pending: []byte(head.String()), rest: rw.Reader}
-		if !wsl.push(pc) {
-			_ = conn.Close()
+		admitted = false // the guarded connection releases its place when it closes
+		gc := newGuardConn(pc, a.guard, streamWS, remote, nil)
+		gc.frames.skip = len(pc.pending) // the replayed upgrade request precedes the frames
+		if !wsl.push(gc) {
+			_ = gc.Close()
 		}
 	})
+}
+
+// originAllowed implements the WebSocket Origin policy (RFC 6455 10.2):
+// same origin (the Origin's host:port equals the request's Host) or one
+// listed in allowed ("*" allows all; entries are full origins such as
+// "https://app.example.com" or bare hosts).
+func originAllowed(origin, host string, allowed []string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) || strings.EqualFold(hostWithDefaultPort(u), host) {
+		return true
+	}
+	for _, a := range allowed {
+		a = strings.TrimRight(strings.TrimSpace(a), "/")
+		if a == "*" || strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostWithDefaultPort returns the origin's host with its scheme's default
+// port made explicit (an Origin omits it; a Host header may not).
+func hostWithDefaultPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "wss":
+		return net.JoinHostPort(u.Hostname(), "443")
+	case "http", "ws":
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
+}
+
+func netAddrString(s string) net.Addr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil
+	}
+	return net.TCPAddrFromAddrPort(ap)
 }
 
 func offersSIP(values []string) bool {

@@ -126,8 +126,9 @@ func (p *Phone) autoAnswer(l *sip.Leg, delay time.Duration, reject int) {
 	}
 }
 
-// Register registers the phone as user at registrar (host:port) for an
-// hour, answering the digest challenge with password.
+// Register registers the phone as user at registrar (host:port, with
+// ";transport=tcp" or ";transport=tls" to register over a connection) for
+// an hour, answering the digest challenge with password.
 func (p *Phone) Register(ctx context.Context, registrar, user, password string) error {
 	_, err := p.agent.Register(ctx, registrar, user, password, time.Hour)
 	return err

@@ -60,6 +60,8 @@ func serve(args []string) error {
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	usersFile := fs.String("users", "", "TOML file of SIP accounts ([[users]] name, password) that may register")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
+	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -70,9 +72,14 @@ func serve(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	sipgosip.SetDefaultLogger(log.With("component", "sipgo"))
+	// sipgo's package-wide logger: warnings rate-limited, quotes cut.
+	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
-	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log}
+	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log,
+		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}}
+	if *wsOrigins != "" {
+		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
+	}
 	if *tlsAddr != "-" {
 		cfg.TLSAddr = *tlsAddr
 	}
