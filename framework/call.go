@@ -21,6 +21,7 @@ type Call struct {
 	trunk  string
 	auth   string
 	from   string
+	caller CallerID
 	to     string
 	pid    *actor.PID
 	root   *actor.RootContext
@@ -46,8 +47,16 @@ func (c *Call) Trunk() string { return c.trunk }
 // before letting a call reach anything that costs money, like a trunk.
 func (c *Call) AuthUser() string { return c.auth }
 
-// From returns the caller as the From header gave it.
+// From returns the caller as the From header gave it, raw (display name,
+// URI and tag). Caller has it parsed.
 func (c *Call) From() string { return c.from }
+
+// Caller returns who is calling: display name, number (the URI's user
+// part) and URI — from a trusted trunk's P-Asserted-Identity when it sent
+// one, else from From — and whether they asked for privacy. Dial passes
+// it on by default. For a call made by Server.Originate it is the party
+// that answered.
+func (c *Call) Caller() CallerID { return c.caller }
 
 // To returns the To header of the first leg.
 func (c *Call) To() string { return c.to }

@@ -40,10 +40,11 @@ type (
 )
 
 type legRef struct {
-	pid      *actor.PID
-	sig      Signaling
-	answered bool
-	ended    bool
+	pid         *actor.PID
+	sig         Signaling
+	answered    bool
+	ended       bool
+	transferred bool // released after a transfer: its end is not the call's cause
 }
 
 // callActor owns all state of one call. Nothing else mutates it.
@@ -302,7 +303,7 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 	if m.cause != nil {
 		cause = causeString(m.cause)
 	}
-	if a.cause == "" {
+	if a.cause == "" && !l.transferred {
 		a.cause = cause
 	}
 	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})

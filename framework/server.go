@@ -73,6 +73,10 @@ type Config struct {
 	// HTTPHandler, if set, is served on HTTPAddr in place of the default
 	// status page (the browser softphone mounts here).
 	HTTPHandler http.Handler
+	// Ringback is the country whose ringing tone callers hear while Dial
+	// puts them through ("us" when empty; "gb", "de", "fr", "jp", ...: see
+	// Ringback). NewServer rejects an unknown one.
+	Ringback string
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -120,6 +124,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if _, err := Ringback(cfg.Ringback); err != nil {
+		return nil, fmt.Errorf("framework: config: %w", err)
 	}
 	ports, err := media.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
 	if err != nil {
@@ -265,7 +272,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	ctx, cancel := context.WithCancelCause(base)
 	log := s.log.With("call_id", sig.ID())
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig), caller: callerOf(sig),
 		root: s.root, log: log, ctx: ctx, tts: s.tts,
 		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
 	}

@@ -62,6 +62,14 @@ type DialOptions struct {
 	FromUser string
 	// FromName is the display name of From.
 	FromName string
+	// Private hides the caller's identity (RFC 3323): an untrusted peer
+	// sees From "Anonymous" <sip:anonymous@anonymous.invalid>; a trusted
+	// one sees the identity with "Privacy: id".
+	Private bool
+	// Trusted marks the peer as trusted with identities (RFC 3325): it is
+	// sent a P-Asserted-Identity. DialTrunk sets it for trunks marked
+	// Trusted.
+	Trusted bool
 	// Timeout is how long to ring before canceling; 0 means 30 s.
 	Timeout time.Duration
 	// Username and Password answer 401/407 digest challenges.
@@ -204,8 +212,19 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if fromUser == "" {
 		fromUser = "switchboard"
 	}
-	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()})
-	req.AppendHeader(from)
+	fromURI := sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()}
+	if opts.Private && !opts.Trusted {
+		req.AppendHeader(newFrom("Anonymous", anonymousFrom))
+	} else {
+		req.AppendHeader(newFrom(escapeDisplayName(opts.FromName), fromURI))
+	}
+	if opts.Trusted {
+		id := Identity{Name: opts.FromName, URI: fromURI.String()}
+		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", id.String()))
+		if opts.Private {
+			req.AppendHeader(sip.NewHeader("Privacy", "id"))
+		}
+	}
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
@@ -281,6 +300,9 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
 	}
 	l.to = headerValue(dtx.InviteResponse.To())
+	if to := dtx.InviteResponse.To(); to != nil {
+		l.remote = identityOf(to.DisplayName, to.Address)
+	}
 	l.regID = dtx.ID
 	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered
