@@ -163,10 +163,12 @@ func (c *Call) Play(ctx context.Context, srcs ...media.Source) error {
 // CollectOptions configure CollectDigits. The zero value collects one digit
 // with a 5 s first-digit and a 3 s inter-digit timeout.
 type CollectOptions struct {
-	// Max is how many digits to collect at most (default 1).
+	// Max is how many digits to collect at most (default 1), not counting
+	// a terminator: with Max 4 and Terminators "#", "1234" returns as soon
+	// as the 4 is pressed and "12#" returns "12".
 	Max int
-	// Terminators end collection early; the terminator is not returned.
-	// E.g. "#".
+	// Terminators end collection early; the terminator is not returned
+	// and not counted. E.g. "#". A terminator pressed first returns "".
 	Terminators string
 	// FirstDigitTimeout is how long to wait for the first digit, counted
 	// from the end of Prompt (default 5 s).
@@ -179,7 +181,10 @@ type CollectOptions struct {
 }
 
 // CollectDigits waits for DTMF digits and returns them. Digits pressed
-// before the call (type-ahead, e.g. during a previous prompt) count. It
+// before the call (type-ahead, e.g. during a previous prompt) count: every
+// digit the caller presses is kept, up to 32, until CollectDigits reads it
+// or FlushDigits (or a Record, see RecordOptions.KeepTypeAhead) discards
+// it. It
 // returns ErrNoInput when no digit arrived, and the digits so far when the
 // inter-digit timeout expires.
 func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, error) {
@@ -254,7 +259,8 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 	}
 }
 
-// FlushDigits discards digits typed ahead and not collected yet.
+// FlushDigits discards digits typed ahead and not collected yet (the
+// call's type-ahead buffer).
 func (c *Call) FlushDigits() {
 	for {
 		select {

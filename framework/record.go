@@ -11,13 +11,19 @@ import (
 )
 
 // RecordOptions configure Record. The zero value records up to 60 s and
-// stops on "#".
+// stops on a "#" pressed while it records.
 type RecordOptions struct {
 	// MaxDuration ends the recording (default 60 s).
 	MaxDuration time.Duration
 	// StopDigits end the recording when pressed (default "#"; "-" for
 	// none). The digit is not part of the file.
 	StopDigits string
+	// KeepTypeAhead makes digits typed before Record started — still in
+	// the call's type-ahead buffer, e.g. a "#" pressed during the
+	// preceding prompt — count as stop digits, which then end the
+	// recording at once. By default Record discards that buffer when it
+	// starts (with StopDigits "-" it leaves the buffer alone).
+	KeepTypeAhead bool
 	// Beep plays a short 1 kHz tone first, the way voicemail does.
 	Beep bool
 	// Stereo records both directions of the call into a 2-channel file:
@@ -32,7 +38,8 @@ type RecordOptions struct {
 
 // Record records what the caller says into a 16-bit PCM WAV file at path
 // until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
-// recorded. The file is valid whatever ends the recording — even a crash
+// recorded. Only digits pressed after recording started stop it (see
+// RecordOptions.KeepTypeAhead). The file is valid whatever ends the recording — even a crash
 // of the server (see media.WAVRecorder). A hangup returns the duration
 // with ErrHangup. A mono Record takes the caller's audio the way Listen
 // does; a Stereo one listens beside it (see RecordOptions.Stereo).
@@ -106,6 +113,8 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	digits := c.digits
 	if opts.StopDigits == "" {
 		digits = nil // leave the digits to the flow (e.g. a Record beside Dial)
+	} else if !opts.KeepTypeAhead {
+		c.FlushDigits() // a "#" that ended the previous prompt is not ours
 	}
 	var end error
 loop:

@@ -36,8 +36,8 @@ type (
 		stays    string // the transferee, bridged to the target
 		byCaller bool   // the caller transferred the dialled party
 		t        *sip.Transfer
-		leg  *sip.Leg
-		err  error
+		leg      *sip.Leg
+		err      error
 	}
 	transferReq struct {
 		target string

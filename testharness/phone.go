@@ -132,9 +132,15 @@ func (p *Phone) Addr() netip.AddrPort { return p.agent.Addr() }
 // Close hangs up the phone's calls and stops it.
 func (p *Phone) Close() { p.agent.Close() }
 
-// Call dials uri and returns once the call is answered.
+// Call dials uri as user "harness" and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.CallAs(ctx, uri, sip.DialOptions{FromUser: "harness"})
+}
+
+// CallAs dials uri with opts (caller id, extra headers such as Privacy)
+// and returns once the call is answered.
+func (p *Phone) CallAs(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
 	}

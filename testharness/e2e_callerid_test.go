@@ -1,0 +1,98 @@
+package testharness_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// Alice (extension 1000) calls the server; the flow dials Bob, a phone on
+// 127.0.0.2, directly ("plain", an untrusted peer) or through a trunk at
+// that address marked trusted ("trunk"). Bob's phone must show Alice's
+// name and number in From; through the trusted trunk it also gets a
+// P-Asserted-Identity (with the trunk's caller_id as number). When Alice
+// sends "Privacy: id", the untrusted peer sees only an anonymous From and
+// no PAI, the trusted trunk the identity with "Privacy: id".
+func TestDialPresentsCallerIdentity(t *testing.T) {
+	bob := newPhoneWith(t, testharness.PhoneOptions{Addr: "127.0.0.2:0", RTPPortMin: 41000, RTPPortMax: 41499})
+	callers := make(chan framework.CallerID, 1)
+	trunk := sip.Trunk{Name: "carrier", Host: "127.0.0.2", Port: int(bob.Addr().Port()), CallerID: "15550001111", Trusted: true}
+	srv := startServer(t, framework.Config{Trunks: []sip.Trunk{trunk}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		callers <- c.Caller()
+		opts := framework.DialOptions{Timeout: 10 * time.Second}
+		target := bob.URI("bob")
+		if c.User() == "trunk" {
+			opts.Trunk, target = "carrier", "bob"
+		}
+		return c.Dial(ctx, target, opts)
+	}))
+	alice := newPhone(t)
+
+	tests := []struct {
+		route       string
+		private     bool
+		wantFrom    sip.Identity // Name and User checked
+		wantPAI     string       // PAI's user, "" for none
+		wantPrivacy string
+	}{
+		{route: "plain", wantFrom: sip.Identity{Name: "Alice Smith", User: "1000"}},
+		{route: "trunk", wantFrom: sip.Identity{Name: "Alice Smith", User: "15550001111"}, wantPAI: "15550001111"},
+		{route: "plain", private: true, wantFrom: sip.Identity{Name: "Anonymous", User: "anonymous"}},
+		{route: "trunk", private: true, wantFrom: sip.Identity{Name: "Alice Smith", User: "15550001111"}, wantPAI: "15550001111", wantPrivacy: "id"},
+	}
+	for _, tt := range tests {
+		name := tt.route
+		if tt.private {
+			name += "/private"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			opts := sip.DialOptions{FromUser: "1000", FromName: "Alice Smith"}
+			if tt.private {
+				opts.Headers = map[string]string{"Privacy": "id"}
+			}
+			callA, err := alice.CallAs(ctx, uri(srv, tt.route), opts)
+			if err != nil {
+				t.Fatalf("Alice's call: %v", err)
+			}
+			defer callA.Hangup(ctx)
+			got := <-callers
+			if want := (framework.CallerID{Name: "Alice Smith", Number: "1000", URI: got.URI, Private: tt.private}); got != want || !strings.HasPrefix(got.URI, "sip:1000@") {
+				t.Errorf("Call.Caller() = %+v, want %+v", got, want)
+			}
+			var callB *testharness.PhoneCall
+			select {
+			case callB = <-bob.Incoming():
+			case <-ctx.Done():
+				t.Fatal("Bob was never called")
+			}
+			defer callB.Hangup(ctx)
+			from := callB.Leg.RemoteIdentity()
+			if from.Name != tt.wantFrom.Name || from.User != tt.wantFrom.User {
+				t.Errorf("Bob's phone shows From %q, want name %q user %q", callB.Leg.From(), tt.wantFrom.Name, tt.wantFrom.User)
+			}
+			if tt.private && tt.wantPAI == "" && strings.Contains(callB.Leg.From(), "1000") {
+				t.Errorf("a private caller's number reached an untrusted peer: From %q", callB.Leg.From())
+			}
+			pai := callB.Leg.Header("P-Asserted-Identity")
+			switch {
+			case tt.wantPAI == "" && pai != "":
+				t.Errorf("untrusted peer got P-Asserted-Identity %q", pai)
+			case tt.wantPAI != "":
+				id, err := sip.ParseIdentity(pai)
+				if err != nil || id.User != tt.wantPAI || id.Name != "Alice Smith" {
+					t.Errorf("P-Asserted-Identity %q (%v), want Alice Smith with user %s", pai, err, tt.wantPAI)
+				}
+			}
+			if got := callB.Leg.Header("Privacy"); got != tt.wantPrivacy {
+				t.Errorf("Privacy header %q, want %q", got, tt.wantPrivacy)
+			}
+		})
+	}
+}
