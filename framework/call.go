@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -77,22 +76,22 @@ func (c *Call) Events() <-chan Event { return c.events }
 // for the end of the call.
 func (c *Call) request(ctx context.Context, verb string, msg any, reply chan error) error {
 	if err := c.ended(); err != nil {
-		return fmt.Errorf("framework: %s: %w", verb, err)
+		return wrapVerb(verb, err)
 	}
 	c.root.Send(c.pid, msg)
 	select {
 	case err := <-reply:
 		if err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
 		return nil
 	case <-ctx.Done():
 		if err := c.ended(); err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
-		return fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+		return wrapVerb(verb, ctx.Err())
 	case <-c.ctx.Done():
-		return fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		return wrapVerb(verb, ErrHangup)
 	}
 }
 
@@ -222,7 +221,7 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 		case err := <-promptDone:
 			promptDone = nil
 			if errors.Is(err, ErrHangup) {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
 			if got.Len() == 0 {
 				timer.Reset(opts.FirstDigitTimeout)
@@ -245,16 +244,16 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 			timer.Reset(opts.InterDigitTimeout)
 		case <-timer.C:
 			if got.Len() == 0 {
-				return "", fmt.Errorf("framework: collect digits: %w", ErrNoInput)
+				return "", wrapVerb("collect digits", ErrNoInput)
 			}
 			return got.String(), nil
 		case <-ctx.Done():
 			if c.ctx.Err() != nil {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ctx.Err())
+			return got.String(), wrapVerb("collect digits", ctx.Err())
 		case <-c.ctx.Done():
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+			return got.String(), wrapVerb("collect digits", ErrHangup)
 		}
 	}
 }

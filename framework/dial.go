@@ -158,7 +158,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		if a.ended {
 			m.dial.reply <- ErrHangup
 		} else {
-			m.dial.reply <- m.err
+			m.dial.reply <- sipCause(m.err)
 		}
 		return
 	}
@@ -216,6 +216,20 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 		}
 	}
 	st.req.reply <- err
+}
+
+// sipCause shortens an error of the sip package for a verb's error: its
+// SIP status ("486 Busy Here", which still matches ErrBusy) or "user not
+// registered" says it all once the verb names the target.
+func sipCause(err error) error {
+	var se *sip.StatusError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, sip.ErrNotRegistered):
+		return sip.ErrNotRegistered
+	}
+	return err
 }
 
 // presentedCallerID is the identity a Dial shows: the flow's, else the

@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -77,7 +76,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	if opts.Stereo {
 		srec, err := media.NewStereoRecorder(path, rate)
 		if err != nil {
-			return 0, fmt.Errorf("framework: record: %w", err)
+			return 0, wrapVerb("record", err)
 		}
 		rec = srec
 		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
@@ -99,7 +98,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	} else {
 		mrec, err := media.NewWAVRecorder(path, rate)
 		if err != nil {
-			return 0, fmt.Errorf("framework: record: %w", err)
+			return 0, wrapVerb("record", err)
 		}
 		rec = mrec
 		if err := c.Listen(ctx, mrec); err != nil {
@@ -143,7 +142,7 @@ loop:
 	cerr := rec.Close()
 	d := rec.Duration()
 	if end != nil {
-		return d, fmt.Errorf("framework: record: %w", end)
+		return d, wrapVerb("record", end)
 	}
 	if cerr != nil {
 		return d, cerr

@@ -126,7 +126,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		log = slog.Default()
 	}
 	if _, err := Ringback(cfg.Ringback); err != nil {
-		return nil, fmt.Errorf("framework: config: %w", err)
+		return nil, wrapVerb("config", err)
 	}
 	ports, err := media.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
 	if err != nil {
@@ -199,7 +199,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
 			s.agent.Close()
-			return fmt.Errorf("framework: http listen: %w", err)
+			return wrapVerb("http listen", err)
 		}
 		s.httpLn = ln
 		h := s.cfg.HTTPHandler

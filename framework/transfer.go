@@ -212,7 +212,7 @@ func (a *callActor) startTransfer(ctx actor.Context, r *transferReq) {
 		go func() {
 			tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			r.reply <- hangupIfEnded(sig, tr.Refer(tctx, r.target))
+			r.reply <- sipCause(hangupIfEnded(sig, tr.Refer(tctx, r.target)))
 		}()
 	})
 }

@@ -33,7 +33,9 @@ type StatusError struct {
 	kind   error
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+// Error returns the status line's code and reason ("486 Busy Here"); the
+// error that wraps it says which request it answered.
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
 
 // Unwrap returns the typed error (ErrBusy, ...) the status maps to.
 func (e *StatusError) Unwrap() error { return e.kind }
@@ -88,8 +90,13 @@ type DialOptions struct {
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
-// registration.
-var ErrNotRegistered = fmt.Errorf("%w: user not registered", ErrNotFound)
+// registration. It matches ErrNotFound too.
+var ErrNotRegistered error = notRegistered{}
+
+type notRegistered struct{}
+
+func (notRegistered) Error() string        { return "user not registered" }
+func (notRegistered) Is(target error) bool { return target == ErrNotFound }
 
 // Dial calls target: a registered user's name (every registered contact
 // rings; the first to answer wins and the others are canceled), or a SIP

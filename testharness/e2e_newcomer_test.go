@@ -126,3 +126,49 @@ func TestRingbackByCountry(t *testing.T) {
 		t.Fatal("NewServer accepted ringback country xx")
 	}
 }
+
+// The errors a newcomer prints read once: one "framework:" with the verb,
+// the cause without a repeated prefix, and SIP failures as their status.
+func TestErrorTextsReadOnce(t *testing.T) {
+	busy := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, RejectCode: 486})
+	errs := make(chan error, 4)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		_, err := c.CollectDigits(ctx, framework.CollectOptions{FirstDigitTimeout: 100 * time.Millisecond})
+		errs <- err
+		errs <- c.Dial(ctx, busy.URI("busy"), framework.DialOptions{Timeout: 5 * time.Second})
+		errs <- c.Dial(ctx, "nobody", framework.DialOptions{})
+		_, err = c.Record(ctx, filepath.Join(t.TempDir(), "r.wav"), framework.RecordOptions{})
+		errs <- err
+		return err
+	}))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := phone.Call(ctx, uri(srv, "errors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"framework: collect digits: no digits entered",
+		"framework: dial " + busy.URI("busy") + ": 486 Busy Here",
+		`framework: dial nobody: user not registered`,
+		"framework: record: call hung up",
+	}
+	for i, w := range want {
+		if i == len(want)-1 {
+			time.Sleep(300 * time.Millisecond) // Record has started
+			_ = call.Hangup(ctx)
+		}
+		select {
+		case err := <-errs:
+			if err == nil || err.Error() != w {
+				t.Errorf("error %d reads %q, want %q", i, err, w)
+			}
+		case <-ctx.Done():
+			t.Fatalf("flow stuck before error %d", i)
+		}
+	}
+}
