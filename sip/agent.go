@@ -296,7 +296,11 @@ func (a *Agent) listen() error {
 	a.mu.Lock()
 	a.wsListener = wsl
 	a.mu.Unlock()
-	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
+	tlsAt := "off"
+	if a.tlsAddr.IsValid() {
+		tlsAt = a.tlsAddr.String()
+	}
+	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", tlsAt, "advertise", advertise.String())
 	return nil
 }
 

@@ -1,14 +1,20 @@
 package testharness_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"math"
 	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -169,6 +175,54 @@ func TestErrorTextsReadOnce(t *testing.T) {
 			}
 		case <-ctx.Done():
 			t.Fatalf("flow stuck before error %d", i)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The log says what happened: a registration as "registered", its removal
+// as "unregistered" (not "registered contacts=0"), and a server without
+// TLS "tls=off".
+func TestLogLinesSayWhatHappened(t *testing.T) {
+	var logs syncBuffer
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	srv := startServer(t, framework.Config{Users: users, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := phone.Register(ctx, srv.SIPAddr().String(), "alice", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Unregister(ctx, srv.SIPAddr().String(), "alice", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{`msg="sip: registered" .*user=alice contacts=1`, `msg="sip: unregistered" .*user=alice`, `msg="sip: listening" .*tls=off`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"contacts=0", "invalid AddrPort"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("log has %q:\n%s", bad, out)
 		}
 	}
 }
