@@ -271,8 +271,14 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	}
 	ctx, cancel := context.WithCancelCause(base)
 	log := s.log.With("call_id", sig.ID())
+	caller, auth := callerOf(sig), authUserOf(sig)
+	if caller.Name == "" && auth != "" && s.cfg.Users != nil {
+		if acc, ok := s.cfg.Users.Lookup(auth); ok {
+			caller.Name = acc.DisplayName
+		}
+	}
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig), caller: callerOf(sig),
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: auth, caller: caller,
 		root: s.root, log: log, ctx: ctx, tts: s.tts,
 		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
 	}

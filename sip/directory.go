@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 
 	"github.com/BurntSushi/toml"
@@ -12,7 +13,8 @@ import (
 type Account struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
-	// DisplayName is presented as caller id.
+	// DisplayName is the caller id name of the user's calls when their
+	// phone's From carries none (Call.Caller, and what Dial passes on).
 	DisplayName string `toml:"display_name"`
 }
 
@@ -64,6 +66,18 @@ func (d *Directory) Lookup(user string) (Account, bool) {
 	defer d.mu.RUnlock()
 	a, ok := d.accounts[user]
 	return a, ok
+}
+
+// Names returns the account names, sorted.
+func (d *Directory) Names() []string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	names := make([]string, 0, len(d.accounts))
+	for n := range d.accounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // configFile is the TOML file the binary reads accounts and trunks from;
