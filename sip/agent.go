@@ -211,21 +211,32 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
-	}
-	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
+	wantPort, _ := strconv.Atoi(portStr)
+	// UDP and TCP share a port. With port 0 the kernel picks a free UDP
+	// port whose TCP twin may be taken; try a few others then.
+	var udp net.PacketConn
+	var tcp net.Listener
+	for attempt := 0; ; attempt++ {
+		udp, err = net.ListenPacket("udp", a.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("sip: listen udp: %w", err)
+		}
+		a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+		port := wantPort
+		if port == 0 {
+			port = int(a.udpAddr.Port())
+		}
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			break
+		}
 		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
+		if wantPort != 0 || attempt == 9 {
+			return fmt.Errorf("sip: listen tcp: %w", err)
+		}
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
+	port := int(a.tcpAddr.Port())
 
 	var tlsL net.Listener
 	if a.cfg.TLSAddr != "" {
