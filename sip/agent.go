@@ -124,6 +124,7 @@ type Agent struct {
 	regState     map[string]*regState // guarded by mu
 	trunkDNS     *dnsCache
 	malformedLog logThrottle
+	identityLog  logThrottle // unreadable P-Asserted-Identity
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -158,7 +159,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
-		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10}}
+		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
+		identityLog: logThrottle{interval: time.Minute, burst: 5}}
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -135,7 +136,7 @@ var anonymousFrom = sip.Uri{Scheme: "sip", User: "anonymous", Host: "anonymous.i
 // callerIdentity is who an INVITE says it is from. A P-Asserted-Identity
 // counts only from a trusted peer (RFC 3325: anyone else could forge it);
 // the display name falls back to the From's.
-func callerIdentity(req *sip.Request, trusted bool, log *slog.Logger) Identity {
+func callerIdentity(req *sip.Request, trusted bool, log *slog.Logger, th *logThrottle) Identity {
 	var id Identity
 	if f := req.From(); f != nil {
 		id = identityOf(f.DisplayName, f.Address)
@@ -144,7 +145,9 @@ func callerIdentity(req *sip.Request, trusted bool, log *slog.Logger) Identity {
 		if !trusted {
 			log.Debug("sip: P-Asserted-Identity from an untrusted peer ignored", "pai", h.Value())
 		} else if pai, err := ParseIdentity(firstListItem(h.Value())); err != nil {
-			log.Info("sip: unreadable P-Asserted-Identity ignored", "pai", h.Value(), "error", err)
+			if ok, held := th.allow(time.Now()); ok {
+				log.Warn("sip: unreadable P-Asserted-Identity ignored", "pai", h.Value(), "error", err, "suppressed_before", held)
+			}
 		} else {
 			if pai.Name == "" {
 				pai.Name = id.Name

@@ -278,7 +278,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		l.trunk = t.Name
 		trusted = t.Trusted
 	}
-	l.remote = callerIdentity(req, trusted, log)
+	l.remote = callerIdentity(req, trusted, log, &a.identityLog)
 	l.ep, err = a.newEndpoint(func() { l.mediaTimeout() })
 	if err != nil {
 		log.Error("sip: no RTP port for call", "error", err)

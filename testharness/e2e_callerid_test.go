@@ -96,3 +96,44 @@ func TestDialPresentsCallerIdentity(t *testing.T) {
 		})
 	}
 }
+
+// A P-Asserted-Identity names the caller only when a trusted trunk sends
+// it; from an untrusted source, or unreadable, the From stands.
+func TestCallerFromAssertedIdentity(t *testing.T) {
+	caller := newPhone(t)
+	for _, tt := range []struct {
+		name    string
+		trusted bool
+		pai     string
+		want    framework.CallerID
+	}{
+		{"trusted", true, `"Verified Name" <sip:+15551230000@carrier.example>, <tel:+15551230000>`, framework.CallerID{Name: "Verified Name", Number: "+15551230000", URI: "sip:+15551230000@carrier.example"}},
+		{"trusted without a name", true, `<sip:+15551230000@carrier.example>`, framework.CallerID{Name: "Claimed", Number: "+15551230000", URI: "sip:+15551230000@carrier.example"}},
+		{"untrusted", false, `"Verified Name" <sip:+15551230000@carrier.example>`, framework.CallerID{Name: "Claimed", Number: "1000"}},
+		{"unreadable", true, `"Verified Name <sip:`, framework.CallerID{Name: "Claimed", Number: "1000"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			callers := make(chan framework.CallerID, 1)
+			trunk := sip.Trunk{Name: "carrier", Host: "127.0.0.1", Trusted: tt.trusted}
+			srv := startServer(t, framework.Config{Trunks: []sip.Trunk{trunk}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+				callers <- c.Caller()
+				return c.Answer(ctx)
+			}))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			call, err := caller.CallAs(ctx, uri(srv, "5551234"), sip.DialOptions{FromUser: "1000", FromName: "Claimed",
+				Headers: map[string]string{"P-Asserted-Identity": tt.pai}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer call.Hangup(ctx)
+			got := <-callers
+			if tt.want.URI == "" {
+				tt.want.URI = got.URI // the From's, with our address
+			}
+			if got != tt.want {
+				t.Fatalf("Call.Caller() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
