@@ -2,6 +2,7 @@ package testharness_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +137,33 @@ func TestCallerFromAssertedIdentity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// SIPp as a trusted carrier checks the identity we send it: Alice's name
+// with the trunk's caller_id in From and in P-Asserted-Identity.
+func TestSIPpTrustedTrunkSeesCallerIdentity(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	uas := startSIPpUAS(t, ctx, "uas_callerid.xml", "-mp", strconv.Itoa(freeUDPPort(t)))
+	trunk := sip.Trunk{Name: "carrier", Host: "127.0.0.1", Port: uas.port, CallerID: "15550001111", Trusted: true}
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{Trunks: []sip.Trunk{trunk}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		err := c.Dial(ctx, "15557654321", framework.DialOptions{Trunk: "carrier", Timeout: 10 * time.Second})
+		dialErr <- err
+		return err
+	}))
+	alice := newPhone(t)
+	var call *testharness.PhoneCall
+	var err error
+	for range 50 { // SIPp binds its port
+		if call, err = alice.CallAs(ctx, uri(srv, "out"), sip.DialOptions{FromUser: "1000", FromName: "Alice Smith"}); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Alice's call: %v", err)
+	}
+	_ = call.Hangup(ctx)
+	uas.wait(t, ctx)
 }

@@ -260,3 +260,62 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	}
 	uas.wait(t, ctx)
 }
+
+// SIPp calls; the flow dials B (a harness phone) and bridges them; SIPp,
+// the caller, transfers B to C with REFER. SIPp sees 202 and the 100/200
+// sipfrags and hangs up; B and C hear each other.
+func TestSIPpCallerTransfersTheBridgedParty(t *testing.T) {
+	requireBinary(t, "sipp", "apt-get install sip-tester")
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type sippResult struct {
+		out []byte
+		err error
+	}
+	sippDone := make(chan sippResult, 1)
+	go func() {
+		out, err := runSIPp(t, "-sf", scenario("uac_transfer_bridged.xml"), "-s", "bridge", "-key", "carol", c.URI("carol"), srv.SIPAddr().String())
+		sippDone <- sippResult{out, err}
+	}()
+	var callB, callC *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case r := <-sippDone:
+		t.Fatalf("sipp ended before B was called: %v\n%s", r.err, tail(r.out, 3000))
+	}
+	defer callB.Hangup(ctx)
+	select {
+	case callC = <-c.Incoming():
+	case r := <-sippDone:
+		t.Fatalf("sipp ended before C was called: %v\n%s", r.err, tail(r.out, 3000))
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("B does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("C does not hear B after the transfer: %v", err)
+	}
+	select {
+	case r := <-sippDone:
+		if r.err != nil {
+			t.Fatalf("sipp: %v\n%s", r.err, tail(r.out, 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
+	}
+	_ = callC.Hangup(ctx)
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v after C hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
+}
