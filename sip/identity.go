@@ -70,11 +70,12 @@ func ParseIdentity(v string) (Identity, error) {
 func identityOf(display string, uri sip.Uri) Identity {
 	u := uri.Clone()
 	u.Headers = nil
-	user := uri.User
+	user, s := uri.User, u.String()
 	if strings.EqualFold(uri.Scheme, "tel") && user == "" {
-		user = uri.Host // sipgo puts a tel: number in Host
+		// tel:+15551234567;phone-context=...: the number is the URI's body.
+		user, _, _ = strings.Cut(s[len("tel:"):], ";")
 	}
-	return Identity{Name: cleanDisplayName(display), User: user, URI: u.String()}
+	return Identity{Name: cleanDisplayName(display), User: user, URI: s}
 }
 
 // cleanDisplayName unescapes a quoted-string's content and drops control

@@ -18,6 +18,7 @@ func TestParseIdentity(t *testing.T) {
 		{in: `sip:carol@example.com;tag=1`, want: Identity{User: "carol", URI: "sip:carol@example.com"}},
 		{in: `"Say \"hi\" \\ o" <sip:q@h>`, want: Identity{Name: `Say "hi" \ o`, User: "q", URI: "sip:q@h"}},
 		{in: `"Anonymous" <sip:anonymous@anonymous.invalid>`, want: Identity{Name: "Anonymous", User: "anonymous", URI: "sip:anonymous@anonymous.invalid"}},
+		{in: `"Carrier" <tel:+15551230000;phone-context=example.com>`, want: Identity{Name: "Carrier", User: "+15551230000", URI: "tel:+15551230000;phone-context=example.com"}},
 		{in: ``, wantErr: true},
 		{in: `"unterminated <sip:a@b>`, wantErr: true},
 		{in: `<>`, wantErr: true},
