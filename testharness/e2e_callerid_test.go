@@ -2,6 +2,10 @@ package testharness_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,4 +170,52 @@ func TestSIPpTrustedTrunkSeesCallerIdentity(t *testing.T) {
 	}
 	_ = call.Hangup(ctx)
 	uas.wait(t, ctx)
+}
+
+// baresip, a real softphone registered as alice, shows the caller the
+// flow's Dial passed on: the event its ctrl_tcp interface reports when
+// the call is established (what its UI shows) names Bob Jones, 2000.
+func TestBaresipShowsCallerName(t *testing.T) {
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, "alice", framework.DialOptions{Timeout: 10 * time.Second})
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := ln.Addr().(*net.TCPAddr).Port // free for baresip's control socket
+	ln.Close()
+	startBaresipWith(t, srv, fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrl), 440, 8)
+	waitRegistered(t, srv, "alice")
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ctrl), 2*time.Second)
+	if err != nil {
+		t.Fatalf("baresip's ctrl_tcp: %v", err)
+	}
+	defer conn.Close()
+	var events syncBuffer
+	go func() { _, _ = io.Copy(&events, conn) }()
+	phone := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := phone.CallAs(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones"})
+	if err != nil {
+		t.Fatalf("call to alice: %v", err)
+	}
+	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("no audio from baresip: %v", err)
+	}
+	_ = call.Hangup(ctx)
+	incoming := regexp.MustCompile(`\{[^{}]*"type":"CALL_ESTABLISHED"[^{}]*\}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for !incoming.MatchString(events.String()) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !incoming.MatchString(events.String()) {
+		t.Fatalf("baresip reported no established call; its events:\n%s", tail([]byte(events.String()), 3000))
+	}
+	ev := incoming.FindString(events.String())
+	if !strings.Contains(ev, `"peerdisplayname":"Bob Jones"`) || !strings.Contains(ev, `"peeruri":"sip:2000@`) {
+		t.Fatalf("baresip's call event does not name Bob Jones, 2000: %s", ev)
+	}
 }
