@@ -195,6 +195,7 @@ func TestTransferFailuresKeepTheCall(t *testing.T) {
 		t.Fatalf("call to the holding flow: %v", err)
 	}
 	defer held.Hangup(ctx)
+	settle() // the server counts the call answered once our ACK is in
 	err = held.Leg.Refer(ctx, busy.URI("busy"))
 	var se *sip.StatusError
 	if !errors.As(err, &se) || se.Code != 603 {
