@@ -215,6 +215,11 @@ func TestBaresipShowsCallerName(t *testing.T) {
 		t.Fatalf("baresip reported no established call; its events:\n%s", tail([]byte(events.String()), 3000))
 	}
 	ev := incoming.FindString(events.String())
+	// Let baresip answer our BYE before the test kills it.
+	closed := regexp.MustCompile(`"type":"CALL_CLOSED"`)
+	for !closed.MatchString(events.String()) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !strings.Contains(ev, `"peerdisplayname":"Bob Jones"`) || !strings.Contains(ev, `"peeruri":"sip:2000@`) {
 		t.Fatalf("baresip's call event does not name Bob Jones, 2000: %s", ev)
 	}
