@@ -62,7 +62,7 @@ func TestDialPresentsCallerIdentity(t *testing.T) {
 			if tt.private {
 				opts.Headers = map[string]string{"Privacy": "id"}
 			}
-			callA, err := alice.CallAs(ctx, uri(srv, tt.route), opts)
+			callA, err := alice.CallWith(ctx, uri(srv, tt.route), opts)
 			if err != nil {
 				t.Fatalf("Alice's call: %v", err)
 			}
@@ -126,7 +126,7 @@ func TestCallerFromAssertedIdentity(t *testing.T) {
 			}))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			call, err := caller.CallAs(ctx, uri(srv, "5551234"), sip.DialOptions{FromUser: "1000", FromName: "Claimed",
+			call, err := caller.CallWith(ctx, uri(srv, "5551234"), sip.DialOptions{FromUser: "1000", FromName: "Claimed",
 				Headers: map[string]string{"P-Asserted-Identity": tt.pai}})
 			if err != nil {
 				t.Fatal(err)
@@ -160,7 +160,7 @@ func TestSIPpTrustedTrunkSeesCallerIdentity(t *testing.T) {
 	var call *testharness.PhoneCall
 	var err error
 	for range 50 { // SIPp binds its port
-		if call, err = alice.CallAs(ctx, uri(srv, "out"), sip.DialOptions{FromUser: "1000", FromName: "Alice Smith"}); err == nil {
+		if call, err = alice.CallWith(ctx, uri(srv, "out"), sip.DialOptions{FromUser: "1000", FromName: "Alice Smith"}); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -198,7 +198,7 @@ func TestBaresipShowsCallerName(t *testing.T) {
 	phone := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	call, err := phone.CallAs(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones"})
+	call, err := phone.CallWith(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones"})
 	if err != nil {
 		t.Fatalf("call to alice: %v", err)
 	}

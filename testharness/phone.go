@@ -141,12 +141,12 @@ func (p *Phone) Close() { p.agent.Close() }
 
 // Call dials uri as user "harness" and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	return p.CallAs(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.CallWith(ctx, uri, sip.DialOptions{FromUser: "harness"})
 }
 
-// CallAs dials uri with opts (caller id, extra headers such as Privacy)
+// CallWith dials uri with opts (caller id, extra headers such as Privacy)
 // and returns once the call is answered.
-func (p *Phone) CallAs(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+func (p *Phone) CallWith(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
 	leg, err := p.agent.Dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
