@@ -3,6 +3,8 @@ package testharness_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -309,6 +311,68 @@ func TestSIPpCallerTransfersTheBridgedParty(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("sipp did not finish")
+	}
+	_ = callC.Hangup(ctx)
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v after C hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
+}
+
+// baresip, a real softphone, calls the server; the flow dials B and
+// bridges them; then baresip (the caller) transfers the call to C with
+// its "transfer" command (a blind REFER). B and C hear each other.
+func TestBaresipCallerTransfersTheBridgedParty(t *testing.T) {
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{Users: users}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := ln.Addr().(*net.TCPAddr).Port // free for baresip's control socket
+	ln.Close()
+	startBaresipWith(t, srv, fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrl), 440, 15,
+		"/dial sip:bridge@"+srv.SIPAddr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var callB, callC *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	defer callB.Hangup(ctx)
+	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("B does not hear baresip before the transfer: %v", err)
+	}
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ctrl), 2*time.Second)
+	if err != nil {
+		t.Fatalf("baresip's ctrl_tcp: %v", err)
+	}
+	defer conn.Close()
+	cmd := fmt.Sprintf(`{"command":"transfer","params":"%s","token":"xfer"}`, c.URI("carol"))
+	if _, err := fmt.Fprintf(conn, "%d:%s,", len(cmd), cmd); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case callC = <-c.Incoming():
+	case <-ctx.Done():
+		t.Fatal("C was never called: baresip's transfer did not reach the server")
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("B does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("C does not hear B after the transfer: %v", err)
 	}
 	_ = callC.Hangup(ctx)
 	select {
