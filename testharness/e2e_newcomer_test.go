@@ -80,7 +80,7 @@ func TestRecordIgnoresTypeAhead(t *testing.T) {
 // caller is answered first, so it hears our ringback tone while the
 // dialled phone rings.
 func TestRingbackByCountry(t *testing.T) {
-	callee := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, AnswerDelay: 4 * time.Second})
+	callee := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499, AnswerDelay: 8 * time.Second})
 	srv := startServer(t, framework.Config{Ringback: "uk"}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		if err := c.Answer(ctx); err != nil {
 			return err
@@ -101,7 +101,7 @@ func TestRingbackByCountry(t *testing.T) {
 		{route: "us", want: []float64{440, 480}, other: []float64{400, 450}},
 	} {
 		t.Run(tt.route, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 			defer cancel()
 			call, err := phone.Call(ctx, uri(srv, tt.route))
 			if err != nil {
