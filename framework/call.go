@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ type Call struct {
 	trunk string
 	auth  string
 	from  string
+	caller CallerID
 	to    string
 	pid   *actor.PID
 	root  *actor.RootContext
@@ -65,8 +65,16 @@ func (c *Call) Trunk() string { return c.trunk }
 // before letting a call reach anything that costs money, like a trunk.
 func (c *Call) AuthUser() string { return c.auth }
 
-// From returns the caller as the From header gave it.
+// From returns the caller as the From header gave it, raw (display name,
+// URI and tag). Caller has it parsed.
 func (c *Call) From() string { return c.from }
+
+// Caller returns who is calling: display name, number (the URI's user
+// part) and URI — from a trusted trunk's P-Asserted-Identity when it sent
+// one, else from From — and whether they asked for privacy. Dial passes
+// it on by default. For a call made by Server.Originate it is the party
+// that answered.
+func (c *Call) Caller() CallerID { return c.caller }
 
 // To returns the To header of the first leg.
 func (c *Call) To() string { return c.to }
@@ -103,22 +111,22 @@ func (c *Call) Subscribe(ctx context.Context, from uint64) *Subscription {
 // for the end of the call.
 func (c *Call) request(ctx context.Context, verb string, msg any, reply chan error) error {
 	if err := c.ended(); err != nil {
-		return fmt.Errorf("framework: %s: %w", verb, err)
+		return wrapVerb(verb, err)
 	}
 	c.root.Send(c.pid, msg)
 	select {
 	case err := <-reply:
 		if err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
 		return nil
 	case <-ctx.Done():
 		if err := c.ended(); err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
-		return fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+		return wrapVerb(verb, ctx.Err())
 	case <-c.ctx.Done():
-		return fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		return wrapVerb(verb, ErrHangup)
 	}
 }
 
@@ -189,10 +197,12 @@ func (c *Call) Play(ctx context.Context, srcs ...media.Source) error {
 // CollectOptions configure CollectDigits. The zero value collects one digit
 // with a 5 s first-digit and a 3 s inter-digit timeout.
 type CollectOptions struct {
-	// Max is how many digits to collect at most (default 1).
+	// Max is how many digits to collect at most (default 1), not counting
+	// a terminator: with Max 4 and Terminators "#", "1234" returns as soon
+	// as the 4 is pressed and "12#" returns "12".
 	Max int
-	// Terminators end collection early; the terminator is not returned.
-	// E.g. "#".
+	// Terminators end collection early; the terminator is not returned
+	// and not counted. E.g. "#". A terminator pressed first returns "".
 	Terminators string
 	// FirstDigitTimeout is how long to wait for the first digit, counted
 	// from the end of Prompt (default 5 s).
@@ -251,7 +261,7 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 		case err := <-promptDone:
 			promptDone = nil
 			if errors.Is(err, ErrHangup) {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
 			if got.Len() == 0 {
 				timer.Reset(opts.FirstDigitTimeout)
@@ -259,7 +269,7 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 		case ev, ok := <-digits:
 			if !ok {
 				// The stream ended: the call is over.
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
 			d, isDigit := digitOf(ev)
 			if !isDigit {
@@ -283,16 +293,16 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 			timer.Reset(opts.InterDigitTimeout)
 		case <-timer.C:
 			if got.Len() == 0 {
-				return "", fmt.Errorf("framework: collect digits: %w", ErrNoInput)
+				return "", wrapVerb("collect digits", ErrNoInput)
 			}
 			return got.String(), nil
 		case <-ctx.Done():
 			if c.ctx.Err() != nil {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ctx.Err())
+			return got.String(), wrapVerb("collect digits", ctx.Err())
 		case <-c.ctx.Done():
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+			return got.String(), wrapVerb("collect digits", ErrHangup)
 		}
 	}
 }

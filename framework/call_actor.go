@@ -56,6 +56,9 @@ type legRef struct {
 	// call does not hang it up before its final NOTIFY.
 	releasing bool
 	tap       media.Sink // Leg.Tap
+	// transferred marks a leg released after a transfer: its end is not
+	// the call's cause.
+	transferred bool
 }
 
 // callActor owns all state of one call. Nothing else mutates it.
@@ -349,7 +352,7 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 	if m.cause != nil {
 		cause = causeString(m.cause)
 	}
-	if a.cause == "" {
+	if a.cause == "" && !l.transferred {
 		a.cause = cause
 	}
 	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -21,13 +20,23 @@ var (
 	ErrRejected = sip.ErrRejected
 )
 
-// DialOptions configure Dial. The zero value rings for 30 s with the
-// server's default caller id.
+// DialOptions configure Dial. The zero value rings for 30 s and presents
+// the caller's own identity.
 type DialOptions struct {
 	// Timeout is how long the far end may ring (default 30 s).
 	Timeout time.Duration
-	// CallerID is the user part of the From URI presented to the far end.
-	CallerID string
+	// CallerID is the identity the dialled phone shows (From display name
+	// and user; a P-Asserted-Identity toward trusted trunks). Zero passes
+	// the caller's on (Call.Caller, like Asterisk's caller id
+	// passthrough), except that a trunk's caller_id replaces the caller's
+	// number; Server.Originate, which has no caller, presents
+	// "switchboard". A CallerID with only Private set keeps the caller's
+	// identity but hides it from untrusted peers.
+	CallerID CallerID
+	// Ringback is the country whose ringing tone an answered caller hears
+	// while the far end rings ("us", "gb", "de", "fr", "jp", ...; see
+	// Ringback). Empty means Config.Ringback.
+	Ringback string
 	// Username and Password answer the far end's digest challenge (trunks).
 	Username, Password string
 	// Headers are added to the outgoing INVITE.
@@ -59,7 +68,7 @@ func (c *Call) Dial(ctx context.Context, target string, opts DialOptions) error 
 type (
 	dialReq struct {
 		target string
-		opts   DialOptions
+		opts   DialOptions // as resolved by startDial: caller id filled in
 		reply  chan error
 	}
 	dialCancel struct{ dial *dialReq }
@@ -92,11 +101,20 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 		return
 	}
 	caller := a.legs[a.order[0]]
+	country := d.opts.Ringback
+	if country == "" {
+		country = a.srv.cfg.Ringback
+	}
+	ringback, err := Ringback(country)
+	if err != nil {
+		d.reply <- err
+		return
+	}
+	d.opts.CallerID = presentedCallerID(d.opts, a.call.caller)
 	dctx, cancel := context.WithCancel(context.Background())
 	st := &dialState{req: d, cancel: cancel}
 	a.dial = st
 	if caller.answered {
-		ringback := media.NewTone(media.Tone{Freqs: []float64{440, 480}, On: 2 * time.Second, Off: 4 * time.Second})
 		st.ringback = caller.sig.Endpoint().Play(ringback, nil)
 	} else if err := caller.sig.Ringing(); err != nil {
 		a.log.Debug("dial: 180 to caller failed", "error", err)
@@ -138,7 +156,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		if a.ended {
 			m.dial.reply <- ErrHangup
 		} else {
-			m.dial.reply <- m.err
+			m.dial.reply <- sipCause(m.err)
 		}
 		return
 	}
@@ -237,9 +255,39 @@ func (s *Server) dialLeg(ctx context.Context, target string, opts DialOptions) (
 	return leg, nil
 }
 
+// sipCause shortens an error of the sip package for a verb's error: its
+// SIP status ("486 Busy Here", which still matches ErrBusy) or "user not
+// registered" says it all once the verb names the target.
+func sipCause(err error) error {
+	var se *sip.StatusError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, sip.ErrNotRegistered):
+		return sip.ErrNotRegistered
+	}
+	return err
+}
+
+// presentedCallerID is the identity a Dial shows: the flow's, else the
+// caller's passed on (a trunk's caller_id standing in for the number).
+func presentedCallerID(opts DialOptions, caller CallerID) CallerID {
+	id := opts.CallerID
+	if id.Name == "" && id.Number == "" {
+		private := id.Private
+		id = caller
+		id.Private = id.Private || private
+		if opts.Trunk != "" {
+			id.Number = "" // the carrier wants its own caller_id
+		}
+	}
+	id.URI = ""
+	return id
+}
+
 func sipDial(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
-	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID,
-		Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
+	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID.Number, FromName: opts.CallerID.Name,
+		Private: opts.CallerID.Private, Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
 	if opts.Trunk != "" {
 		return agent.DialTrunk(ctx, opts.Trunk, target, so)
 	}

@@ -129,6 +129,10 @@ type Config struct {
 	// WebSocket on /sip besides the server's own ("*" allows any);
 	// requests without an Origin header (SIP phones) are always allowed.
 	WebSocketOrigins []string
+	// Ringback is the country whose ringing tone callers hear while Dial
+	// puts them through ("us" when empty; "gb", "de", "fr", "jp", ...: see
+	// Ringback). NewServer rejects an unknown one.
+	Ringback string
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -188,6 +192,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if _, err := Ringback(cfg.Ringback); err != nil {
+		return nil, wrapVerb("config", err)
 	}
 	ports, err := media.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
 	if err != nil {
@@ -273,7 +280,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
 			s.agent.Close()
-			return fmt.Errorf("framework: http listen: %w", err)
+			return wrapVerb("http listen", err)
 		}
 		// The SIP agent's per-IP and total connection caps and accept
 		// back-off cover HTTP connections too.
@@ -418,8 +425,14 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	}
 	ctx, cancel := context.WithCancelCause(base)
 	log := s.log.With("call_id", sig.ID())
+	caller, auth := callerOf(sig), authUserOf(sig)
+	if caller.Name == "" && auth != "" && s.cfg.Users != nil {
+		if acc, ok := s.cfg.Users.Lookup(auth); ok {
+			caller.Name = acc.DisplayName
+		}
+	}
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: auth, caller: caller,
 		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
 		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}

@@ -192,6 +192,7 @@ type Agent struct {
 	admitLog     logThrottle
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
 	guard        *connGuard
+	identityLog  logThrottle // unreadable P-Asserted-Identity
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -237,7 +238,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
-		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs()}
+		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
+		identityLog: logThrottle{interval: time.Minute, burst: 5}}
 	a.guard = newConnGuard(cfg.Conns, log)
 	a.guard.inUse = a.connInUse
 	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
@@ -325,8 +327,8 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	udp, tcp, err := listenUDPAndTCP(host, port)
+	wantPort, _ := strconv.Atoi(portStr)
+	udp, tcp, err := listenUDPAndTCP(host, wantPort)
 	if err != nil {
 		return err
 	}
@@ -414,8 +416,12 @@ func (a *Agent) listen() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	tlsAt := "off"
+	if a.tlsAddr.IsValid() {
+		tlsAt = a.tlsAddr.String()
+	}
 	lim := a.guard.limits
-	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String(),
+	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", tlsAt, "advertise", advertise.String(),
 		"max_conns_per_ip", lim.MaxPerIP, "max_conns", lim.MaxTotal, "fd_limit", descriptorLimit())
 	return nil
 }

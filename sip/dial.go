@@ -34,7 +34,9 @@ type StatusError struct {
 	kind   error
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+// Error returns the status line's code and reason ("486 Busy Here"); the
+// error that wraps it says which request it answered.
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
 
 // Unwrap returns the typed error (ErrBusy, ...) the status maps to.
 func (e *StatusError) Unwrap() error { return e.kind }
@@ -66,6 +68,14 @@ type DialOptions struct {
 	// FromHost is the host part of the From URI; empty means this
 	// agent's address.
 	FromHost string
+	// Private hides the caller's identity (RFC 3323): an untrusted peer
+	// sees From "Anonymous" <sip:anonymous@anonymous.invalid>; a trusted
+	// one sees the identity with "Privacy: id".
+	Private bool
+	// Trusted marks the peer as trusted with identities (RFC 3325): it is
+	// sent a P-Asserted-Identity. DialTrunk sets it for trunks marked
+	// Trusted.
+	Trusted bool
 	// Timeout is how long to ring before canceling; 0 means 30 s.
 	Timeout time.Duration
 	// Username and Password answer 401/407 digest challenges.
@@ -93,8 +103,13 @@ type DialOptions struct {
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
-// registration.
-var ErrNotRegistered = fmt.Errorf("%w: user not registered", ErrNotFound)
+// registration. It matches ErrNotFound too.
+var ErrNotRegistered error = notRegistered{}
+
+type notRegistered struct{}
+
+func (notRegistered) Error() string        { return "user not registered" }
+func (notRegistered) Is(target error) bool { return target == ErrNotFound }
 
 // Dial calls target: a registered user's name (every registered contact
 // rings; the first to answer wins and the others are canceled), or a SIP
@@ -243,8 +258,19 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	if fromHost == "" {
 		fromHost = ip.String()
 	}
-	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost})
-	req.AppendHeader(from)
+	fromURI := sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}
+	if opts.Private && !opts.Trusted {
+		req.AppendHeader(newFrom("Anonymous", anonymousFrom))
+	} else {
+		req.AppendHeader(newFrom(escapeDisplayName(opts.FromName), fromURI))
+	}
+	if opts.Trusted {
+		id := Identity{Name: opts.FromName, URI: fromURI.String()}
+		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", id.String()))
+		if opts.Private {
+			req.AppendHeader(sip.NewHeader("Privacy", "id"))
+		}
+	}
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
@@ -337,6 +363,9 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
 	}
 	l.to = headerValue(dtx.InviteResponse.To())
+	if to := dtx.InviteResponse.To(); to != nil {
+		l.remote = identityOf(to.DisplayName, to.Address)
+	}
 	l.regID = dtx.ID
 	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered

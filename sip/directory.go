@@ -13,7 +13,8 @@ import (
 type Account struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
-	// DisplayName is presented as caller id.
+	// DisplayName is the caller id name of the user's calls when their
+	// phone's From carries none (Call.Caller, and what Dial passes on).
 	DisplayName string `toml:"display_name"`
 	// SRTP is the user's SRTP policy ("", "optional", "required"):
 	// whether calls to the user offer RTP/SAVP, and whether the user's

@@ -56,6 +56,7 @@ type Leg struct {
 	user     string // request-URI user (inbound) or target (outbound)
 	trunk    string // the trunk the call came in on or goes out through
 	authUser string // directory user the INVITE authenticated as
+	remote   Identity
 	ip       netip.Addr
 
 	uas      *sipgo.DialogServerSession
@@ -115,6 +116,25 @@ func (l *Leg) From() string { return l.from }
 
 // To returns the To header value.
 func (l *Leg) To() string { return l.to }
+
+// RemoteIdentity returns who is at the far end. Inbound, the caller: the
+// P-Asserted-Identity of a trusted trunk's INVITE if it carries one, else
+// the From header, with Private set when the INVITE asked for privacy
+// (RFC 3323). Outbound, the party we called, from the To header of its
+// answer.
+func (l *Leg) RemoteIdentity() Identity { return l.remote }
+
+// Header returns the first value of the named header of the INVITE that
+// started an inbound leg ("" if absent, and always for outbound legs).
+func (l *Leg) Header(name string) string {
+	if l.uas == nil || l.uas.InviteRequest == nil {
+		return ""
+	}
+	if h := l.uas.InviteRequest.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
 
 // Endpoint returns the leg's RTP endpoint.
 func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
@@ -303,6 +323,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
 		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
 	}
+	trusted := false
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
 		if !t.isDID(l.user) {
 			log.Info("sip: trunk call to a number that is not our DID", "trunk", t.Name, "number", l.user)
@@ -310,9 +331,11 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		l.trunk = t.Name
+		trusted = t.Trusted
 	} else if !a.admit(req, tx, l, log) {
 		return
 	}
+	l.remote = callerIdentity(req, trusted, log, &a.identityLog)
 	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
 	if err != nil {
 		reason := "Service Unavailable (no media ports)"

@@ -200,7 +200,11 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(ok); err != nil {
 		log.Debug("sip: REGISTER response failed", "error", err)
 	}
-	log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+	if len(current) == 0 {
+		log.Info("sip: unregistered", "user", user, "transport", req.Transport())
+	} else {
+		log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+	}
 	r.syncPresence()
 }
 

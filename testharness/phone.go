@@ -134,6 +134,13 @@ func (p *Phone) Register(ctx context.Context, registrar, user, password string) 
 	return err
 }
 
+// Unregister removes the phone's registration as user at registrar
+// (REGISTER with expires 0).
+func (p *Phone) Unregister(ctx context.Context, registrar, user, password string) error {
+	_, err := p.agent.Register(ctx, registrar, user, password, 0)
+	return err
+}
+
 // Incoming delivers the calls the phone answered by itself.
 func (p *Phone) Incoming() <-chan *PhoneCall { return p.incoming }
 

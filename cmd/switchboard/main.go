@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -63,6 +64,7 @@ func serve(args []string) error {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
 	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
+	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func serve(args []string) error {
 	// sipgo's package-wide logger: warnings rate-limited, quotes cut.
 	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
-	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log,
+	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
 		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
@@ -152,26 +154,11 @@ func serve(args []string) error {
 		case <-ctx.Done():
 			return
 		}
-		sipAddr := srv.SIPAddr()
-		host := sipAddr.Addr().String()
-		if sipAddr.Addr().IsUnspecified() {
-			host = "127.0.0.1"
+		certURL := ""
+		if h := srv.HTTPAddr(); h != "" && *tlsCert == "" && srv.TLSAddr().IsValid() {
+			certURL = "http://" + displayHTTP(h) + "/tls/cert.pem"
 		}
-		extra := ""
-		if t := srv.TLSAddr(); t.IsValid() {
-			extra += fmt.Sprintf("  TLS:  %s (SIP over TLS)\n", t)
-			if h := srv.HTTPAddr(); h != "" && *tlsCert == "" {
-				extra += fmt.Sprintf("        its development certificate, for phones to trust: http://%s/tls/cert.pem\n", displayHTTP(h))
-			}
-		}
-		if h := srv.HTTPAddr(); h != "" {
-			extra += fmt.Sprintf("  WS:   ws://%s/sip (SIP over WebSocket)\n", displayHTTP(h))
-		}
-		fmt.Printf("\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n%s  HTTP: http://%s/\n\n"+
-			"Call it from a SIP softphone (no registration needed):\n"+
-			"  sip:ivr@%s:%d   demo menu (1 tone, 2 echo, 3 read back digits)\n"+
-			"  sip:echo@%s:%d  echo test\n  sip:tone@%s:%d  1 kHz tone\n  sip:conf@%s:%d  conference room\n\nCtrl-C stops it (active calls get BYE).\n",
-			sipAddr, extra, displayHTTP(srv.HTTPAddr()), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port())
+		fmt.Print(banner(bannerInfo{SIP: srv.SIPAddr(), TLS: srv.TLSAddr(), HTTP: srv.HTTPAddr(), Users: cfg.Users, Trunks: cfg.Trunks, CertURL: certURL}))
 	}()
 	if err := srv.ListenAndServe(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -189,6 +176,66 @@ func defaultDataDir() string {
 		return filepath.Join(home, ".local", "share", "switchboard")
 	}
 	return ""
+}
+
+// bannerInfo is what the start-up banner describes.
+type bannerInfo struct {
+	SIP    netip.AddrPort
+	TLS    netip.AddrPort // invalid when TLS is off
+	HTTP   string         // "" when HTTP is off
+	Users  *sip.Directory // nil without --users
+	Trunks []sip.Trunk
+	// CertURL is where phones download the development certificate.
+	CertURL string
+}
+
+// banner is the text printed once the server listens: where it listens,
+// whether phones must register, the trunks, and what to call.
+func banner(b bannerInfo) string {
+	var w strings.Builder
+	host := b.SIP.Addr().String()
+	if b.SIP.Addr().IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	hp := net.JoinHostPort(host, strconv.Itoa(int(b.SIP.Port())))
+	fmt.Fprintf(&w, "\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n", b.SIP)
+	if b.TLS.IsValid() {
+		fmt.Fprintf(&w, "  TLS:  %s (SIP over TLS)\n", b.TLS)
+		if b.CertURL != "" {
+			fmt.Fprintf(&w, "        its development certificate, for phones to trust: %s\n", b.CertURL)
+		}
+	} else {
+		fmt.Fprintf(&w, "  TLS:  off\n")
+	}
+	if b.HTTP != "" {
+		fmt.Fprintf(&w, "  WS:   ws://%s/sip (SIP over WebSocket)\n  HTTP: http://%s/\n", displayHTTP(b.HTTP), displayHTTP(b.HTTP))
+	} else {
+		fmt.Fprintf(&w, "  HTTP: off\n")
+	}
+	if len(b.Trunks) > 0 {
+		names := make([]string, len(b.Trunks))
+		for i, t := range b.Trunks {
+			names[i] = t.Name + " (" + t.Addr()
+			if t.Trusted {
+				names[i] += ", trusted"
+			}
+			names[i] += ")"
+		}
+		fmt.Fprintf(&w, "  Trunks: %s\n", strings.Join(names, ", "))
+	}
+	w.WriteString("\n")
+	if b.Users != nil {
+		names := b.Users.Names()
+		fmt.Fprintf(&w, "Users (%d): %s. Register a softphone as one of them at %s (digest auth);\n"+
+			"a user's name calls that user. Calls from phones that claim a user's name must authenticate.\n"+
+			"Anyone can call the demo routes:\n", len(names), strings.Join(names, ", "), hp)
+	} else {
+		w.WriteString("Call it from a SIP softphone (no registration needed):\n")
+	}
+	fmt.Fprintf(&w, "  sip:ivr@%s   demo menu (1 tone, 2 echo, 3 read back digits)\n"+
+		"  sip:echo@%s  echo test\n  sip:tone@%s  1 kHz tone\n  sip:conf@%s  conference room\n\nCtrl-C stops it (active calls get BYE).\n",
+		hp, hp, hp, hp)
+	return w.String()
 }
 
 func displayHTTP(addr string) string {

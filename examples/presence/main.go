@@ -33,7 +33,7 @@ func main() {
 	}
 	r := framework.NewRouter()
 	r.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Dial(ctx, c.User(), framework.DialOptions{CallerID: c.AuthUser()}) // call a user by name
+		return c.Dial(ctx, c.User(), framework.DialOptions{CallerID: framework.CallerID{Number: c.AuthUser()}}) // call a user by name
 	}))
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := framework.NewServer(framework.Config{SIPAddr: *addr, HTTPAddr: "-", Users: users, Logger: quiet}, r)
