@@ -17,19 +17,19 @@ import (
 // the call actor and wait for the reply; they are meant for the flow's own
 // goroutine but are safe to call from others.
 type Call struct {
-	srv   *Server
-	id    string
-	user  string
-	trunk string
-	auth  string
-	from  string
+	srv    *Server
+	id     string
+	user   string
+	trunk  string
+	auth   string
+	from   string
 	caller CallerID
-	to    string
-	pid   *actor.PID
-	root  *actor.RootContext
-	log   *slog.Logger
-	ctx   context.Context // ends with the call, cause ErrHangup
-	tts   *media.TTS
+	to     string
+	pid    *actor.PID
+	root   *actor.RootContext
+	log    *slog.Logger
+	ctx    context.Context // ends with the call, cause ErrHangup
+	tts    *media.TTS
 
 	// stream is the call's event log; the call actor appends, any
 	// goroutine subscribes.
