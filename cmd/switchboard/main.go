@@ -14,12 +14,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	sipgosip "github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/apps"
@@ -37,10 +39,12 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = serve(args)
+	case "token":
+		err = tokenCmd(args)
 	case "help":
-		fmt.Println("usage: switchboard [serve] [flags]; switchboard serve -h lists the flags")
+		fmt.Println("usage: switchboard [serve] [flags] | switchboard token --user NAME; add -h for the flags")
 	default:
-		err = fmt.Errorf("unknown command %q (known: serve)", cmd)
+		err = fmt.Errorf("unknown command %q (known: serve, token)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "switchboard:", err)
@@ -64,6 +68,7 @@ func serve(args []string) error {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
 	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
+	iceAddr := fs.String("webrtc-addr", "0.0.0.0:20001", `UDP address of every browser call's media (one port for all; "-" disables browsers)`)
 	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +89,20 @@ func serve(args []string) error {
 	}
 	if *tlsAddr != "-" {
 		cfg.TLSAddr = *tlsAddr
+	}
+	if *iceAddr != "-" && *httpAddr != "-" {
+		dir := *dataDir
+		if dir == "-" {
+			dir = ""
+		}
+		key, err := tokenKey(dir)
+		if err != nil {
+			return fmt.Errorf("browser token key: %w", err)
+		}
+		cfg.Browsers = &framework.BrowserConfig{TokenKey: key, ICEAddr: *iceAddr}
+		if *publicIP != "" {
+			cfg.Browsers.PublicIPs = []string{*publicIP}
+		}
 	}
 	if *dataDir != "-" {
 		cfg.DataDir = *dataDir
@@ -159,6 +178,11 @@ func serve(args []string) error {
 			certURL = "http://" + displayHTTP(h) + "/tls/cert.pem"
 		}
 		fmt.Print(banner(bannerInfo{SIP: srv.SIPAddr(), TLS: srv.TLSAddr(), HTTP: srv.HTTPAddr(), Users: cfg.Users, Trunks: cfg.Trunks, CertURL: certURL}))
+		if t := srv.Tokens(); t != nil {
+			// A ready link for the browser softphone (a demo user, a day).
+			fmt.Printf("Browser softphone: http://%s/?token=%s\n(more tokens: switchboard token --user NAME)\n",
+				displayHTTP(srv.HTTPAddr()), url.QueryEscape(t.MintFor("demo", 24*time.Hour)))
+		}
 	}()
 	if err := srv.ListenAndServe(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
