@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -125,6 +126,20 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 		t.Fatalf("the SIP phone does not hear the browser's microphone: %v", err)
 	}
 	waitPageFreq(t, tctx, 1300, "the page hears the SIP phone")
+	if path := os.Getenv("SWITCHBOARD_SCREENSHOT"); path != "" {
+		// docs/softphone.png is this: the page in a live call with a SIP phone.
+		if err := chromedp.Do(tctx, chromedp.EmulateViewport(900, 900)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond) // a quality reading and a level on the meter
+		png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_ = call.Hangup(tctx)
 	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

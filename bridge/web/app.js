@@ -157,5 +157,6 @@ const params = new URLSearchParams(location.search);
 if (params.get("token")) { $("token").value = params.get("token"); connect(params.get("token")); }
 if (params.get("call")) {
   const target = params.get("call");
+  $("target").value = target;
   const wait = setInterval(() => { if (state.user) { clearInterval(wait); call(target); } }, 100);
 }
