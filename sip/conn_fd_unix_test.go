@@ -77,7 +77,7 @@ func TestDescriptorsLeftForCallsUnderConnectionFlood(t *testing.T) {
 	local := sig.LocalAddr().String()
 	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", rtp.LocalAddr().(*net.UDPAddr).Port)
 	invite := "INVITE sip:tone@" + a.Addr().String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=z9hG4bKfd1\r\n" +
-		"From: <sip:t@" + local + ">;tag=fd1\r\nTo: <sip:tone@" + a.Addr().String() + ">\r\nCall-ID: fd1\r\nCSeq: 1 INVITE\r\n" +
+		"From: <sip:t@guest.invalid>;tag=fd1\r\nTo: <sip:tone@" + a.Addr().String() + ">\r\nCall-ID: fd1\r\nCSeq: 1 INVITE\r\n" +
 		"Contact: <sip:t@" + local + ">\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
 	if _, err := sig.WriteToUDP([]byte(invite), net.UDPAddrFromAddrPort(a.Addr())); err != nil {
 		t.Fatal(err)
