@@ -70,13 +70,13 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 		rs.cseq = max(rs.cseq, req.CSeq().SeqNo+1)
 		a.mu.Unlock()
 	}()
-	res, err := a.clientFor("UDP").Do(ctx, req)
+	res, err := a.clientFor(transport).Do(ctx, req)
 	if err != nil {
 		return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
 	}
 	if res.StatusCode == 401 || res.StatusCode == 407 {
 		req.RemoveHeader("Via")
-		res, err = a.clientFor("UDP").DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: password})
+		res, err = a.clientFor(transport).DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: password})
 		if err != nil {
 			return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
 		}

@@ -198,7 +198,7 @@ func TestBaresipShowsCallerName(t *testing.T) {
 	phone := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	call, err := phone.Dial(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones"})
+	call, err := phone.Dial(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones", FromHost: testharness.GuestDomain})
 	if err != nil {
 		t.Fatalf("call to alice: %v", err)
 	}

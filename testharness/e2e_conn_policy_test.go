@@ -107,7 +107,8 @@ func TestDialBaresipRegisteredOverTCPPastIdleLifetime(t *testing.T) {
 // live exchange must not trip.
 func TestSIPpOverTCPThroughConnectionGuard(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
-	srv := startServer(t, framework.Config{Users: users, SIPConns: sip.ConnLimits{FirstRequestTimeout: 2 * time.Second, MessageTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}},
+	srv := startServer(t, framework.Config{Users: users, InviteAuth: sip.InviteAuthNone, // SIPp's uac calls from our own address
+		SIPConns: sip.ConnLimits{FirstRequestTimeout: 2 * time.Second, MessageTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}},
 		apps.Echo(nil))
 	target := srv.SIPAddr().String()
 	if out, err := runSIPp(t, "-t", "t1", "-sf", scenario("register_auth.xml"), "-s", "alice", "-au", "alice", "-ap", "s3cret", target); err != nil {

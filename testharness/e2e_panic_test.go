@@ -67,7 +67,7 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 	})
 	var mu sync.Mutex
 	causes := map[string]string{}
-	srv := startServer(t, framework.Config{OnCallEnd: func(cdr framework.CDR) {
+	srv := startServer(t, framework.Config{CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}, OnCallEnd: func(cdr framework.CDR) {
 		mu.Lock()
 		causes[cdr.User] = cdr.Cause
 		mu.Unlock()
