@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,6 +52,16 @@ type Config struct {
 	// HelloTimeout bounds how long a socket may stay without a valid
 	// hello. Default 10 s.
 	HelloTimeout time.Duration
+	// Grace is how long a browser's calls outlive its socket: a new socket
+	// logged in as the same user may resume them (media never stopped)
+	// within it. Default 20 s; negative ends them with the socket.
+	Grace time.Duration
+	// Events, if set, pushes a call's session events to the browser: it
+	// is run (in its own goroutine) for each browser call with from 0
+	// (every event), and again with the last Seq the browser saw when it
+	// resumes; it calls push for every event after from, in order, until
+	// ctx ends.
+	Events func(ctx context.Context, legID string, from uint64, push func(seq uint64, ev json.RawMessage))
 	Logger       *slog.Logger
 }
 
@@ -63,6 +75,7 @@ type Bridge struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	legs     map[string]*Leg // every live browser leg, for resume
 	closed   bool
 }
 
@@ -91,7 +104,10 @@ func New(cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: ICE port: %w", err)
 	}
-	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}}
+	if cfg.Grace == 0 {
+		cfg.Grace = 20 * time.Second
+	}
+	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}, legs: map[string]*Leg{}}
 	b.mux = webrtc.NewICEUDPMux(nil, conn)
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
@@ -143,6 +159,24 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
+func (b *Bridge) remember(l *Leg) {
+	b.mu.Lock()
+	b.legs[l.id] = l
+	b.mu.Unlock()
+}
+
+func (b *Bridge) forget(id string) {
+	b.mu.Lock()
+	delete(b.legs, id)
+	b.mu.Unlock()
+}
+
+func (b *Bridge) leg(id string) *Leg {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.legs[id]
+}
+
 // ICEAddr is the UDP address the browsers' media arrives at.
 func (b *Bridge) ICEAddr() net.Addr { return b.conn.LocalAddr() }
 
@@ -157,6 +191,15 @@ func (b *Bridge) Close() error {
 	b.mu.Unlock()
 	for _, s := range ss {
 		s.close("server shutdown")
+	}
+	b.mu.Lock()
+	var legs []*Leg
+	for _, l := range b.legs {
+		legs = append(legs, l)
+	}
+	b.mu.Unlock()
+	for _, l := range legs {
+		l.end(ErrGone)
 	}
 	_ = b.mux.Close()
 	return b.conn.Close()

@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -27,17 +29,20 @@ var (
 // framework bridges, mixes, moves, prompts and records it like a phone.
 // It has the shape of framework.Signaling.
 type Leg struct {
+	b              *Bridge
 	id, user, from string
 	pc             *webrtc.PeerConnection
 	track          *webrtc.TrackLocalStaticRTP
 	ep             *media.Endpoint
-	sess           *session
+	sessPtr        atomic.Pointer[session] // the socket the leg reports to (it changes on resume)
+	owner          string                  // the user whose socket may resume it
 	log            *slog.Logger
 
 	mu         sync.Mutex
 	answerSent bool
 	pendingICE []webrtc.ICECandidateInit
 	answered   bool
+	events     context.CancelFunc // ends the event feed to the socket
 	err        error
 	done       chan struct{}
 	onChat     func(contentType, text string)
@@ -63,8 +68,9 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 	if err != nil {
 		return nil, "", fmt.Errorf("bridge: peer connection: %w", err)
 	}
-	l := &Leg{id: id, user: to, from: "sip:" + s.claims.User + "@browser", pc: pc, sess: s,
+	l := &Leg{b: b, id: id, user: to, from: "sip:" + s.claims.User + "@browser", pc: pc, owner: s.claims.User,
 		log: b.log.With("leg_id", id, "user", s.claims.User), done: make(chan struct{})}
+	l.sessPtr.Store(s)
 	fail := func(err error) (*Leg, string, error) {
 		_ = pc.Close()
 		return nil, "", err
@@ -94,7 +100,7 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 			return
 		}
 		l.mu.Unlock()
-		s.send(Message{Type: "ice", Call: id, Candidate: &init})
+		l.sess().send(Message{Type: "ice", Call: id, Candidate: &init})
 	})
 	codecs := tr.Receiver().GetParameters().Codecs
 	if len(codecs) == 0 {
@@ -165,6 +171,42 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 	return l, pc.LocalDescription().SDP, nil
 }
 
+// orphaned ends the leg if no socket resumes it within grace.
+func (l *Leg) orphaned(from *session, grace time.Duration) {
+	l.log.Info("bridge: browser socket dropped; the call waits for it to resume", "grace", grace)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+		if l.sess() == from {
+			l.end(ErrGone)
+		}
+	}
+}
+
+// feed (re)starts pushing the call's session events to the leg's socket,
+// those after Seq from (Config.Events); a running feed is stopped first.
+func (l *Leg) feed(from uint64) {
+	events := l.b.cfg.Events
+	if events == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.mu.Lock()
+	if l.events != nil {
+		l.events()
+	}
+	l.events = cancel
+	l.mu.Unlock()
+	go events(ctx, l.id, from, func(seq uint64, ev json.RawMessage) {
+		l.sess().send(Message{Type: "event", Call: l.id, Seq: seq, Event: ev})
+	})
+}
+
+// sess is the socket the leg reports to now.
+func (l *Leg) sess() *session { return l.sessPtr.Load() }
+
 // answerSent sends the candidates gathered before the browser had our
 // answer.
 func (l *Leg) sentAnswer() {
@@ -174,7 +216,7 @@ func (l *Leg) sentAnswer() {
 	l.pendingICE = nil
 	l.mu.Unlock()
 	for i := range pending {
-		l.sess.send(Message{Type: "ice", Call: l.id, Candidate: &pending[i]})
+		l.sess().send(Message{Type: "ice", Call: l.id, Candidate: &pending[i]})
 	}
 }
 
@@ -218,7 +260,7 @@ func (l *Leg) Err() error {
 
 // Ringing tells the browser its call rings.
 func (l *Leg) Ringing() error {
-	l.sess.send(Message{Type: "ringing", Call: l.id})
+	l.sess().send(Message{Type: "ringing", Call: l.id})
 	return l.Err()
 }
 
@@ -234,21 +276,21 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.answered = true
 	l.mu.Unlock()
 	if first {
-		l.sess.send(Message{Type: "answered", Call: l.id})
+		l.sess().send(Message{Type: "answered", Call: l.id})
 	}
 	return nil
 }
 
 // Reject ends the call with a status for the browser.
 func (l *Leg) Reject(code int, reason string) error {
-	l.sess.send(Message{Type: "hangup", Call: l.id, Code: code, Cause: reason})
+	l.sess().send(Message{Type: "hangup", Call: l.id, Code: code, Cause: reason})
 	l.end(ErrLocalHangup)
 	return nil
 }
 
 // Hangup ends the call from the server's side.
 func (l *Leg) Hangup(ctx context.Context) error {
-	l.sess.send(Message{Type: "hangup", Call: l.id, Cause: "hangup"})
+	l.sess().send(Message{Type: "hangup", Call: l.id, Cause: "hangup"})
 	l.end(ErrLocalHangup)
 	return nil
 }
@@ -265,7 +307,7 @@ func (l *Leg) SendChat(ctx context.Context, text string) error {
 	if err := l.Err(); err != nil {
 		return err
 	}
-	l.sess.send(Message{Type: "chat", Call: l.id, Text: text})
+	l.sess().send(Message{Type: "chat", Call: l.id, Text: text})
 	return nil
 }
 
@@ -289,7 +331,14 @@ func (l *Leg) end(cause error) {
 	l.mu.Unlock()
 	_ = l.ep.Close()
 	_ = l.pc.Close()
-	l.sess.forget(l.id)
+	l.sess().forget(l.id)
+	l.b.forget(l.id)
+	l.mu.Lock()
+	stop := l.events
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	close(l.done)
 	l.log.Info("bridge: browser call ended", "cause", cause.Error())
 }

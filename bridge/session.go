@@ -41,6 +41,7 @@ type Message struct {
 	Cause     string                   `json:"cause,omitempty"`
 	Error     string                   `json:"error,omitempty"`
 	Version   int                      `json:"version,omitempty"`
+	Seq       uint64                   `json:"seq,omitempty"` // an event's sequence number in its call; for resume, the last one seen
 	Event     json.RawMessage          `json:"event,omitempty"`
 }
 
@@ -201,11 +202,30 @@ func (s *session) handle(m Message) bool {
 		s.mu.Lock()
 		s.legs[id] = leg
 		s.mu.Unlock()
+		s.b.remember(leg)
 		s.send(Message{Type: "answer", ID: m.ID, Call: id, SDP: answer})
 		leg.sentAnswer()
 		if s.b.cfg.OnCall != nil {
 			s.b.cfg.OnCall(leg)
 		}
+		leg.feed(0)
+	case "resume":
+		// A new socket takes over a call of this user's whose socket
+		// dropped: media went on; events resume after the last one seen.
+		l := s.b.leg(m.Call)
+		if l == nil || l.owner != s.claims.User || l.Err() != nil {
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 404, Error: "no such call to resume"})
+			return true
+		}
+		old := l.sessPtr.Swap(s)
+		if old != nil && old != s {
+			old.forget(l.id)
+		}
+		s.mu.Lock()
+		s.legs[l.id] = l
+		s.mu.Unlock()
+		s.send(Message{Type: "resumed", ID: m.ID, Call: l.id})
+		l.feed(m.Seq)
 	case "ice":
 		if l := s.leg(m.Call); l != nil && m.Candidate != nil {
 			if err := l.pc.AddICECandidate(*m.Candidate); err != nil {
@@ -296,10 +316,14 @@ func (s *session) close(cause string) {
 	}
 	s.mu.Unlock()
 	close(s.done)
-	for _, l := range legs {
-		l.end(ErrGone)
-	}
 	_ = s.conn.Close()
+	for _, l := range legs {
+		if s.b.cfg.Grace < 0 || cause == "server shutdown" {
+			l.end(ErrGone)
+			continue
+		}
+		go l.orphaned(s, s.b.cfg.Grace)
+	}
 }
 
 // dtmfEvent makes a digit the page sent by message (its keypad) into the

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/switchboard-voice/switchboard/bridge"
@@ -32,12 +34,38 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	}
 	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs,
 		AllowedOrigins: bc.AllowedOrigins, MediaTimeout: s.cfg.MediaTimeout, Logger: s.log,
-		OnCall: func(l *bridge.Leg) { s.StartCall(l) }})
+		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents})
 	if err != nil {
 		return err
 	}
 	s.browsers, s.tokens = b, tokens
 	return nil
+}
+
+// browserEvents feeds a browser the session events of the call its leg
+// started, those after Seq from (the bridge restarts it when the browser
+// resumes after a dropped socket), until ctx ends or the call does.
+func (s *Server) browserEvents(ctx context.Context, legID string, from uint64, push func(uint64, json.RawMessage)) {
+	s.mu.Lock()
+	c := s.byID[legID]
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	sub := c.Subscribe(ctx, from)
+	defer sub.Close()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			s.log.Warn("browser events: an event does not marshal", "type", ev.Type.String(), "error", err)
+			continue
+		}
+		push(ev.Seq, raw)
+	}
 }
 
 // Tokens mints the tokens browsers log in with (nil without

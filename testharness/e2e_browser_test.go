@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +143,66 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 	}
 	_ = call.Hangup(tctx)
 	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// The page's WebSocket is closed mid-call and the page reconnects within
+// the grace period: the tone goes on, and the event log (the flow signals
+// ten times a second) has every event exactly once, with no gap.
+func TestBrowserResumesAfterSocketDrop(t *testing.T) {
+	r := framework.NewRouter()
+	r.HandleFunc("ticker", func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		go func() {
+			for i := 0; i < 600 && ctx.Err() == nil; i++ {
+				_ = c.Signal(ctx, "tick", i)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 60 * time.Second}))
+	})
+	srv := startBrowserServer(t, r)
+	ctx := headlessChromium(t, "")
+	tok := srv.Tokens().MintFor("alice", time.Hour)
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	page := fmt.Sprintf("http://%s/?token=%s&call=ticker", srv.HTTPAddr(), url.QueryEscape(tok))
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	waitPageFreq(t, tctx, 1000, "before the drop")
+	before, err := pageNumber(tctx, "window.switchboard.lastSeq")
+	if err != nil || before < 5 {
+		t.Fatalf("events before the drop: %v %v", before, err)
+	}
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`window.switchboard.ws.close(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n, _ := pageNumber(tctx, "window.switchboard.reconnects")
+		last, _ := pageNumber(tctx, "window.switchboard.lastSeq")
+		if n >= 1 && last > before+10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page did not resume: reconnects %v, last event %v (was %v)", n, last, before)
+		}
+	}
+	waitPageFreq(t, tctx, 1000, "after the resume")
+	gaps, err := chromedp.Run(tctx, chromedp.Evaluate[string](`(() => {
+		const s = window.switchboard.seqs; const bad = [];
+		for (let i = 0; i < s.length; i++) if (s[i] !== i + 1) bad.push(i + ":" + s[i]);
+		return bad.slice(0, 5).join(",") + "|dups=" + window.switchboard.dups + "|n=" + s.length;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(gaps, "|dups=0|") {
+		t.Fatalf("the event log is not every event exactly once: %s", gaps)
+	}
+	t.Logf("events after the resume: %s", gaps)
+	if srv.ActiveCalls() != 1 {
+		t.Fatalf("active calls after the resume: %d", srv.ActiveCalls())
+	}
 }

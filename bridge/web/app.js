@@ -1,7 +1,8 @@
 // Switchboard softphone: one WebSocket (/ws, docs/protocol.md) for
 // signaling, control and events; one RTCPeerConnection per call.
 const $ = (id) => document.getElementById(id);
-const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [] };
+const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [],
+  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0 };
 window.switchboard = state; // tests read freq, level and events
 
 function log(text) {
@@ -17,10 +18,23 @@ function send(msg) {
 }
 
 function connect(token) {
+  state.token = token;
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
   state.ws = ws;
   ws.onopen = () => send({ type: "hello", token });
-  ws.onclose = (ev) => { setStatus("disconnected"); log("socket closed " + ev.code + " " + ev.reason); endCall(); };
+  ws.onclose = (ev) => {
+    if (state.ws !== ws) return;
+    log("socket closed " + ev.code + " " + ev.reason);
+    if (state.call && ev.code < 4000) {
+      // The call outlives the socket for a grace period: reconnect and
+      // resume it; media never stopped.
+      setStatus("reconnecting");
+      setTimeout(() => { state.reconnects++; connect(state.token); }, 500);
+      return;
+    }
+    setStatus("disconnected");
+    endCall();
+  };
   ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
 }
 
@@ -32,7 +46,9 @@ async function onMessage(m) {
       setStatus("signed in as " + m.user);
       $("login").hidden = true; $("phone").hidden = false; $("chat").hidden = false;
       log("welcome " + m.user + " (protocol " + m.version + ")");
+      if (state.call) send({ type: "resume", call: state.call, seq: state.lastSeq });
       break;
+    case "resumed": setStatus("in call"); log("call resumed after event " + state.lastSeq); break;
     case "answer":
       state.call = m.call;
       await state.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
@@ -47,7 +63,12 @@ async function onMessage(m) {
     case "answered": log("answered"); setStatus("in call"); break;
     case "hangup": log("hangup " + (m.cause || "") + (m.code ? " " + m.code : "")); endCall(); break;
     case "chat": addChat("them", m.text); break;
-    case "event": log("event " + JSON.stringify(m.event)); break;
+    case "event":
+      if (m.seq <= state.lastSeq) { state.dups++; break; } // never shown twice
+      state.lastSeq = m.seq;
+      state.seqs.push(m.seq);
+      log("#" + m.seq + " " + m.event.type + (m.event.data ? " " + JSON.stringify(m.event.data) : ""));
+      break;
     case "error": log("error " + m.code + ": " + m.error); break;
     default: log(m.type);
   }
@@ -76,7 +97,7 @@ async function call(target) {
 
 function endCall() {
   if (state.pc) state.pc.close();
-  state.pc = null; state.call = null;
+  state.pc = null; state.call = null; state.lastSeq = 0;
   $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true;
   if (state.user) setStatus("signed in as " + state.user);
 }
