@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -93,6 +94,12 @@ type Config struct {
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
 	OnInvite func(*Leg)
+	// Observer, if set, is told about every SIP message, refused INVITE
+	// and answered call (for metrics; see Observer).
+	Observer Observer
+	// Overload is the admission control for new calls (503 + Retry-After
+	// above its limits).
+	Overload OverloadOptions
 }
 
 // Agent is a SIP user agent: it listens for requests, creates inbound legs
@@ -124,6 +131,9 @@ type Agent struct {
 	regState     map[string]*regState // guarded by mu
 	trunkDNS     *dnsCache
 	malformedLog logThrottle
+
+	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
+	overloadLog    logThrottle
 }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
@@ -158,7 +168,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
-		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10}}
+		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
+		overloadLog: logThrottle{interval: time.Second, burst: 5}}
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true
@@ -226,6 +237,10 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("sip: listen tcp: %w", err)
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
+	if obs := a.cfg.Observer; obs != nil {
+		udp = &countingPacketConn{PacketConn: udp, obs: obs}
+		tcp = &countingListener{Listener: tcp, obs: obs}
+	}
 
 	var tlsL net.Listener
 	if a.cfg.TLSAddr != "" {
@@ -244,6 +259,9 @@ func (a *Agent) listen() error {
 		a.tlsConf = conf
 		a.tlsAddr = raw.Addr().(*net.TCPAddr).AddrPort()
 		tlsL = tls.NewListener(raw, conf)
+		if obs := a.cfg.Observer; obs != nil {
+			tlsL = &countingListener{Listener: tlsL, obs: obs}
+		}
 	}
 	wsl := newChanListener(tcp.Addr())
 
@@ -252,7 +270,7 @@ func (a *Agent) listen() error {
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(advertise.String()),
 		sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: a.cfg.TLSRootCAs, MinVersion: tls.VersionTLS12}),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.lintFilter(udp))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.countingReadFilter(a.lintFilter(udp)))),
 	)
 	if err != nil {
 		udp.Close()

@@ -56,6 +56,7 @@ type Leg struct {
 
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
+	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
 	uac      *sipgo.DialogClientSession
 	offer    *MediaOffer
 	ep       *media.Endpoint
@@ -162,6 +163,12 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	invited := time.Now()
+	release, admitted := a.admitInvite(req, tx)
+	if !admitted {
+		return
+	}
+	defer release()
 	if code, problem := validateRequest(req); code != 0 {
 		log.Warn("sip: bad INVITE", "problem", problem)
 		a.respond(req, tx, code, problem)
@@ -246,7 +253,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
 		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session,
-		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
+		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited,
 	}
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
 		if !t.isDID(l.user) {
@@ -259,11 +266,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.ep, err = a.newEndpoint(func() { l.mediaTimeout() })
 	if err != nil {
 		log.Error("sip: no RTP port for call", "error", err)
-		a.respond(req, tx, 503, "Service Unavailable (no media ports)")
+		a.observer().InviteRejected(RejectNoPorts)
+		a.respondRetryAfter(req, tx, "Service Unavailable (no media ports)")
 		return
 	}
 	if !a.register(a.uas, dtx.ID, l) {
 		_ = l.ep.Close()
+		a.observer().InviteRejected(RejectShuttingDown)
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
@@ -511,6 +520,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
 	}
 	l.armSessionTimer()
+	l.agent.observer().CallAnswered(time.Since(l.invited))
 	l.log.Info("sip: answered", "codec", codecName)
 	return nil
 }

@@ -1,0 +1,95 @@
+package sip
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// OverloadOptions is the agent's admission control for new calls: above
+// these limits an initial INVITE is answered 503 Service Unavailable with
+// Retry-After before anything is allocated for it (no dialog, no RTP
+// port, no actor), so calls already up keep their CPU and clean audio. A
+// retransmission of a refused INVITE is answered from its transaction
+// (the same 503) without reaching us again.
+type OverloadOptions struct {
+	// MaxPendingInvites bounds the inbound INVITE transactions in
+	// progress: received and not yet finished (final response sent and,
+	// for a 2xx, ACKed). It is the measured signal of setup work queueing
+	// up — under overload the flows answer late and it grows. Calls still
+	// ringing (e.g. a flow dialling someone) count. Zero means
+	// DefaultMaxPendingInvites; negative disables the limit.
+	MaxPendingInvites int
+	// MaxCalls bounds the inbound calls (legs) up or being set up; zero
+	// means no limit other than the RTP port pool.
+	MaxCalls int
+	// RetryAfter is the Retry-After of the 503s; zero means
+	// DefaultRetryAfter. Whole seconds.
+	RetryAfter time.Duration
+}
+
+// DefaultMaxPendingInvites is OverloadOptions.MaxPendingInvites when unset.
+const DefaultMaxPendingInvites = 200
+
+// DefaultRetryAfter is OverloadOptions.RetryAfter when unset.
+const DefaultRetryAfter = 5 * time.Second
+
+// PendingInvites returns how many inbound INVITE transactions are in
+// progress (see OverloadOptions.MaxPendingInvites).
+func (a *Agent) PendingInvites() int { return int(a.pendingInvites.Load()) }
+
+// InboundCalls returns how many inbound legs are up or being set up.
+func (a *Agent) InboundCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.uas)
+}
+
+// admitInvite counts a new INVITE transaction as pending and decides
+// whether it may proceed. When it may, the caller must call the returned
+// release once the transaction is over; when it may not, the 503 has been
+// sent.
+func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release func(), ok bool) {
+	n := a.pendingInvites.Add(1)
+	release = func() { a.pendingInvites.Add(-1) }
+	o := a.cfg.Overload
+	limit := o.MaxPendingInvites
+	if limit == 0 {
+		limit = DefaultMaxPendingInvites
+	}
+	reason, reject := RejectReason(0), false
+	switch {
+	case limit > 0 && n > int64(limit):
+		reason, reject = RejectPending, true
+	case o.MaxCalls > 0 && a.InboundCalls() >= o.MaxCalls:
+		reason, reject = RejectCalls, true
+	}
+	if !reject {
+		return release, true
+	}
+	release()
+	a.observer().InviteRejected(reason)
+	if ok, held := a.overloadLog.allow(time.Now()); ok {
+		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", n-1, "source", req.Source(), "suppressed_before", held)
+	}
+	a.respondRetryAfter(req, tx, "Service Unavailable (overload)")
+	return nil, false
+}
+
+// respondRetryAfter answers 503 with Retry-After.
+func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {
+	ra := a.cfg.Overload.RetryAfter
+	if ra <= 0 {
+		ra = DefaultRetryAfter
+	}
+	secs := int(ra / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	res := sip.NewResponseFromRequest(req, 503, reason, nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+	if err := tx.Respond(res); err != nil {
+		a.log.Debug("sip: respond 503 failed", "error", err)
+	}
+}
