@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -70,9 +71,30 @@ type Config struct {
 	Trunks []sip.Trunk
 	// Realm is the digest realm of the registrar (default "switchboard").
 	Realm string
-	// HTTPHandler, if set, is served on HTTPAddr in place of the default
-	// status page (the browser softphone mounts here).
+	// HTTPHandler, if set, serves every path on HTTPAddr that the built-in
+	// routes (/healthz, /readyz, /metrics, /sip, /debug/pprof/ when
+	// enabled) and Server.Handle do not — in place of the status page at
+	// /. Server.Handle is the finer-grained way to add routes.
 	HTTPHandler http.Handler
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/ on
+	// HTTPAddr. Off by default: profiles reveal internals and cost CPU
+	// while taken, so expose them only on a trusted network.
+	Pprof bool
+	// Overload is the admission control for new calls: above its limits
+	// an INVITE gets 503 with Retry-After (see sip.OverloadOptions; by
+	// default at most sip.DefaultMaxPendingInvites calls being set up).
+	Overload sip.OverloadOptions
+	// MemoryLimit, when positive, is applied with debug.SetMemoryLimit
+	// when the server starts: a soft limit on the Go heap, past which the
+	// garbage collector works harder instead of letting memory grow. Zero
+	// leaves the runtime's setting (the GOMEMLIMIT environment variable,
+	// else no limit). It is process-wide.
+	MemoryLimit int64
+	// GCPercent, when non-zero, is applied with debug.SetGCPercent when
+	// the server starts (GOGC; negative turns the proportional collector
+	// off, so that only MemoryLimit triggers collections). Zero leaves
+	// the runtime's setting (GOGC, else 100). It is process-wide.
+	GCPercent int
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -89,12 +111,18 @@ type Server struct {
 	ports   *media.PortPool
 	httpSrv *http.Server
 	httpLn  net.Listener
+	mux     *http.ServeMux
+	metrics *serverMetrics
+	// shuttingDown is set as shutdown begins, before any listener closes:
+	// /readyz answers 503 from then on.
+	shuttingDown atomic.Bool
 
 	confs conferences
 	tts   *media.TTS
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
+	boxes map[*Call]actor.Mailbox // call actors' mailboxes, for the depth gauge
 	wg    sync.WaitGroup
 	ready chan struct{}
 	base  context.Context
@@ -125,7 +153,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s.metrics = newServerMetrics(s)
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
@@ -144,11 +173,13 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	agent, err := sip.NewAgent(sip.Config{
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		Observer: s.metrics, Overload: cfg.Overload,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.agent = agent
+	s.mux = s.newMux()
 	return s, nil
 }
 
@@ -185,6 +216,7 @@ func (s *Server) ActiveCalls() int {
 // (up to ShutdownTimeout), and closes every socket.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.base = context.WithoutCancel(ctx)
+	s.applyMemorySettings()
 	if err := s.agent.Start(); err != nil {
 		return err
 	}
@@ -195,11 +227,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			return fmt.Errorf("framework: http listen: %w", err)
 		}
 		s.httpLn = ln
-		h := s.cfg.HTTPHandler
-		if h == nil {
-			h = s.statusHandler()
-		}
-		s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		s.httpSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("http server stopped", "error", err)
@@ -214,6 +242,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	// Unready first, while every listener is still open: load balancers
+	// and orchestrators see /readyz fail, and new INVITEs get 503, while
+	// calls up are hung up cleanly.
+	s.shuttingDown.Store(true)
+	s.agent.Drain()
 	s.log.Info("shutting down", "active_calls", s.ActiveCalls())
 	s.mu.Lock()
 	for _, pid := range s.calls {
@@ -277,7 +310,15 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	s.calls[c] = nil
 	s.mu.Unlock()
 	ca.initial = sig
+	props.Configure(actor.WithMailbox(func() actor.Mailbox {
+		mb := actor.Unbounded()()
+		s.mu.Lock()
+		s.boxes[c] = mb
+		s.mu.Unlock()
+		return mb
+	}))
 	c.pid = s.root.Spawn(props)
+	s.metrics.callStarted(isInbound(sig))
 	s.mu.Lock()
 	if _, ok := s.calls[c]; ok {
 		s.calls[c] = c.pid
@@ -305,10 +346,12 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 		"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
 		"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
 		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	s.metrics.observeCDR(cdr)
 	if s.cfg.OnCallEnd != nil {
 		s.cfg.OnCallEnd(cdr)
 	}
 	s.mu.Lock()
+	delete(s.boxes, c)
 	if _, ok := s.calls[c]; ok {
 		delete(s.calls, c)
 		s.wg.Done()
@@ -316,13 +359,9 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 	s.mu.Unlock()
 }
 
-func (s *Server) statusHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /sip", s.agent.WebSocketHandler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+// statusPage is the plain-text page at / (without Config.HTTPHandler).
+func (s *Server) statusPage() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sipAddr := s.SIPAddr()
 		host := sipAddr.Addr().String()
@@ -341,7 +380,6 @@ func (s *Server) statusHandler() http.Handler {
 		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
 	})
-	return mux
 }
 
 // safeActor recovers a panic in an actor's Receive: the call is torn down
@@ -397,4 +435,11 @@ func authUserOf(sig Signaling) string {
 // sender's user name shown to the recipient.
 func (s *Server) SendMessage(ctx context.Context, target, from, text string) error {
 	return s.agent.SendMessage(ctx, target, from, "", text)
+}
+
+func isInbound(sig Signaling) bool {
+	if l, ok := sig.(interface{ Inbound() bool }); ok {
+		return l.Inbound()
+	}
+	return true
 }

@@ -133,6 +133,7 @@ type Agent struct {
 	malformedLog logThrottle
 
 	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
+	draining       atomic.Bool  // Drain called: new INVITEs get 503
 	overloadLog    logThrottle
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/media"
 )
 
 // OverloadOptions is the agent's admission control for new calls: above
@@ -60,6 +61,8 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 	}
 	reason, reject := RejectReason(0), false
 	switch {
+	case a.draining.Load():
+		reason, reject = RejectShuttingDown, true
 	case limit > 0 && n > int64(limit):
 		reason, reject = RejectPending, true
 	case o.MaxCalls > 0 && a.InboundCalls() >= o.MaxCalls:
@@ -73,9 +76,24 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 	if ok, held := a.overloadLog.allow(time.Now()); ok {
 		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", n-1, "source", req.Source(), "suppressed_before", held)
 	}
-	a.respondRetryAfter(req, tx, "Service Unavailable (overload)")
+	if reason == RejectShuttingDown {
+		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
+	} else {
+		a.respondRetryAfter(req, tx, "Service Unavailable (overload)")
+	}
 	return nil, false
 }
+
+// Drain makes the agent refuse new calls (503) while everything else —
+// calls up, in-dialog requests, OPTIONS, REGISTER — is still served: the
+// first step of a graceful shutdown, before Close.
+func (a *Agent) Drain() { a.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (a *Agent) Draining() bool { return a.draining.Load() }
+
+// Pacer returns the pacer that drives the agent's RTP endpoints.
+func (a *Agent) Pacer() *media.Pacer { return a.cfg.Pacer }
 
 // respondRetryAfter answers 503 with Retry-After.
 func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {
