@@ -1,0 +1,391 @@
+package testharness_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// metricsSnapshot is one scrape of /metrics: sample → value, keyed by
+// name and labels as the text format writes them.
+type metricsSnapshot map[string]float64
+
+func scrape(t *testing.T, srv *framework.Server) metricsSnapshot {
+	t.Helper()
+	res, err := http.Get("http://" + srv.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("scrape: status %d", res.StatusCode)
+	}
+	snap := metricsSnapshot{}
+	sc := bufio.NewScanner(io.LimitReader(res.Body, 4<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("scrape: bad line %q", line)
+		}
+		snap[line[:i]] = v
+	}
+	return snap
+}
+
+// sum adds every sample of metric name whose labels include all of want
+// (each `key="value"`).
+func (m metricsSnapshot) sum(name string, want ...string) float64 {
+	total := 0.0
+	for k, v := range m {
+		base, labels, _ := strings.Cut(k, "{")
+		if base != name {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			if !strings.Contains(labels, w) {
+				ok = false
+			}
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+// sippCounts reads the last line of the -trace_counts file SIPp wrote in
+// dir: column name → count.
+func sippCounts(t *testing.T, dir string) (names []string, counts map[string]int) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*_counts.csv"))
+	if len(files) != 1 {
+		t.Fatalf("want one SIPp counts file in %s, found %v", dir, files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("SIPp counts file has no data:\n%s", b)
+	}
+	names = strings.Split(lines[0], ";")
+	vals := strings.Split(lines[len(lines)-1], ";")
+	counts = map[string]int{}
+	for i, n := range names {
+		if i < len(vals) && n != "" {
+			counts[n], _ = strconv.Atoi(vals[i])
+		}
+	}
+	return names, counts
+}
+
+// sippMessage sums the counters of the k-th (0-based) scenario step whose
+// name matches pattern, e.g. `^\d+_200_` for the 200s; kinds are column
+// suffixes such as "Recv", "Retrans", "Sent".
+func sippMessage(names []string, counts map[string]int, pattern string, k int, kinds ...string) int {
+	re := regexp.MustCompile(pattern)
+	var steps []string
+	for _, n := range names {
+		if re.MatchString(n) {
+			step, _, _ := strings.Cut(n, "_")
+			if len(steps) == 0 || steps[len(steps)-1] != step {
+				steps = append(steps, step)
+			}
+		}
+	}
+	if k >= len(steps) {
+		return -1
+	}
+	total := 0
+	for _, n := range names {
+		if !re.MatchString(n) || !strings.HasPrefix(n, steps[k]+"_") {
+			continue
+		}
+		for _, kind := range kinds {
+			if strings.HasSuffix(n, "_"+kind) {
+				total += counts[n]
+			}
+		}
+	}
+	return total
+}
+
+// runSIPpLoad runs SIPp to completion in dir (where -trace_counts writes)
+// while scrape is called every 50 ms; it returns SIPp's output and error.
+func runSIPpLoad(t *testing.T, dir string, during func(), args ...string) ([]byte, error) {
+	t.Helper()
+	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := []string{"-i", "127.0.0.1", "-p", "0", "-timeout", "60s", "-nostdin", "-trace_counts",
+		"-trace_err", "-error_file", filepath.Join(dir, "err.log")}
+	cmd := exec.CommandContext(ctx, sipp, append(base, args...)...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return out.Bytes(), err
+		case <-tick.C:
+			if during != nil {
+				during()
+			}
+		}
+	}
+}
+
+// 50 SIPp calls: /metrics, scraped during and after the run, counts
+// exactly the calls SIPp made (by cause), their setup times, and the SIP
+// messages SIPp's own counters say it sent and received.
+func TestSIPpCallCountersInMetrics(t *testing.T) {
+	const calls = 50
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", RTPPortMin: 30000, RTPPortMax: 30399},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done() // SIPp hangs up
+			return nil
+		}))
+	dir := t.TempDir()
+	maxActive := 0.0
+	out, err := runSIPpLoad(t, dir, func() {
+		if a := scrape(t, srv).sum("switchboard_calls_active"); a > maxActive {
+			maxActive = a
+		}
+	}, "-sn", "uac", "-s", "metrics", "-m", strconv.Itoa(calls), "-r", "25", "-l", "25", "-d", "400", "-mp", "32400",
+		srv.SIPAddr().String())
+	if err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
+	}
+	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	m := scrape(t, srv)
+	if maxActive < 1 {
+		t.Errorf("switchboard_calls_active never above 0 while SIPp ran")
+	}
+	if got := m.sum("switchboard_calls_active"); got != 0 {
+		t.Errorf("switchboard_calls_active = %v after the run", got)
+	}
+	checks := []struct {
+		what string
+		got  float64
+		want int
+	}{
+		{"calls_total (all causes)", m.sum("switchboard_calls_total"), calls},
+		{"calls_total remote_hangup answered", m.sum("switchboard_calls_total", `cause="remote_hangup"`, `answered="true"`), calls},
+		{"calls_started inbound", m.sum("switchboard_calls_started_total", `direction="inbound"`), calls},
+		{"call_setup_seconds_count", m.sum("switchboard_call_setup_seconds_count"), calls},
+		{"invites rejected", m.sum("switchboard_invites_rejected_total"), 0},
+	}
+	names, counts := sippCounts(t, dir)
+	msgs := []struct {
+		what  string
+		got   float64
+		step  string
+		k     int
+		kinds []string
+	}{
+		{"INVITEs in", m.sum("switchboard_sip_requests_total", `direction="in"`, `method="INVITE"`), `^\d+_INVITE_`, 0, []string{"Sent", "Retrans"}},
+		{"ACKs in", m.sum("switchboard_sip_requests_total", `direction="in"`, `method="ACK"`), `^\d+_ACK_`, 0, []string{"Sent", "Retrans"}},
+		{"BYEs in", m.sum("switchboard_sip_requests_total", `direction="in"`, `method="BYE"`), `^\d+_BYE_`, 0, []string{"Sent", "Retrans"}},
+		{"2xx to INVITE out", m.sum("switchboard_sip_responses_total", `direction="out"`, `method="INVITE"`, `class="2xx"`), `^\d+_200_`, 0, []string{"Recv", "Retrans"}},
+		{"2xx to BYE out", m.sum("switchboard_sip_responses_total", `direction="out"`, `method="BYE"`, `class="2xx"`), `^\d+_200_`, 1, []string{"Recv", "Retrans"}},
+	}
+	for _, c := range msgs {
+		checks = append(checks, struct {
+			what string
+			got  float64
+			want int
+		}{c.what, c.got, sippMessage(names, counts, c.step, c.k, c.kinds...)})
+	}
+	for _, c := range checks {
+		t.Logf("%s: /metrics %v, SIPp %d", c.what, c.got, c.want)
+		if c.want < 0 || c.got != float64(c.want) {
+			t.Errorf("%s: /metrics says %v, SIPp says %d", c.what, c.got, c.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("SIPp counts: %v", counts)
+	}
+}
+
+// With at most 2 calls being set up, a burst of 12 calls whose flow
+// answers after 1 s: the excess INVITEs get 503 with Retry-After (SIPp's
+// scenario checks the header), the accepted ones are answered and hung
+// up normally, and /metrics counts exactly SIPp's 503s and answered calls.
+func TestSIPpOverload503RetryAfter(t *testing.T) {
+	const calls = 12
+	var flows atomic.Int32
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second}},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil
+			}
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			flows.Add(1)
+			<-ctx.Done()
+			return nil
+		}))
+	dir := t.TempDir()
+	maxPending := 0.0
+	out, err := runSIPpLoad(t, dir, func() {
+		if p := scrape(t, srv).sum("switchboard_sip_invites_pending"); p > maxPending {
+			maxPending = p
+		}
+	}, "-sf", scenario("uac_overload.xml"), "-s", "overload", "-m", strconv.Itoa(calls), "-r", "10", "-l", strconv.Itoa(calls), "-mp", "32500",
+		srv.SIPAddr().String())
+	if err != nil {
+		errLog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
+		t.Fatalf("sipp (a 503 without Retry-After fails its call): %v\n%s\nerrors:\n%s", err, tail(out, 3000), tail(errLog, 2000))
+	}
+	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	names, counts := sippCounts(t, dir)
+	refused := sippMessage(names, counts, `^\d+_503_`, 0, "Recv")
+	answered := sippMessage(names, counts, `^\d+_200_`, 0, "Recv")
+	if refused < 1 || answered < 1 || refused+answered != calls {
+		t.Fatalf("SIPp saw %d refused and %d answered of %d calls; want both, adding up\ncounts: %v", refused, answered, calls, counts)
+	}
+	t.Logf("SIPp: %d calls refused with 503, %d answered; pending INVITEs peaked at %v", refused, answered, maxPending)
+	m := scrape(t, srv)
+	if got := m.sum("switchboard_invites_rejected_total", `reason="pending_invites"`); got != float64(refused) {
+		t.Errorf("invites_rejected_total{reason=pending_invites} = %v, SIPp got %d 503s", got, refused)
+	}
+	if got := m.sum("switchboard_sip_responses_total", `direction="out"`, `method="INVITE"`, `class="5xx"`); got < float64(refused) {
+		t.Errorf("5xx to INVITE sent = %v, want at least %d", got, refused)
+	}
+	if got := m.sum("switchboard_calls_total", `cause="remote_hangup"`, `answered="true"`); got != float64(answered) {
+		t.Errorf("calls_total answered and hung up by SIPp = %v, want %d", got, answered)
+	}
+	if got := int(flows.Load()); got != answered {
+		t.Errorf("%d flows answered, SIPp saw %d 200s", got, answered)
+	}
+	if maxPending > 2 {
+		t.Errorf("switchboard_sip_invites_pending reached %v with a limit of 2", maxPending)
+	}
+}
+
+// At shutdown the server goes unready (/readyz 503) and refuses new
+// INVITEs while its listeners still answer: a call whose caller takes 3 s
+// to answer our BYE keeps shutdown going, and meanwhile OPTIONS gets 200.
+func TestReadyzUnreadyBeforeListenersClose(t *testing.T) {
+	srv, err := framework.NewServer(framework.Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RTPPortMin: 33100, RTPPortMax: 33199, Logger: testLogger(t)},
+		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(ctx) }()
+	<-srv.Ready()
+	readyz := func() int {
+		res, err := http.Get("http://" + srv.HTTPAddr() + "/readyz")
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := readyz(); code != 200 {
+		t.Fatalf("/readyz = %d while serving", code)
+	}
+	requireBinary(t, "sipp", "apt-get install sip-tester")
+	dir := t.TempDir()
+	sippDone := make(chan error, 1)
+	var sippOut []byte
+	go func() {
+		out, err := runSIPpLoad(t, dir, nil, "-sf", scenario("uac_slow_bye_answer.xml"), "-s", "drain", "-m", "1", "-mp", "32600", srv.SIPAddr().String())
+		sippOut = out
+		sippDone <- err
+	}()
+	waitFor(t, 10*time.Second, "the SIPp call to be answered", func() bool {
+		return srv.ActiveCalls() == 1 && scrape(t, srv).sum("switchboard_call_setup_seconds_count") == 1
+	})
+	stop()
+	waitFor(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
+	// Still serving SIP: OPTIONS answered, a new call refused with 503.
+	code, res := rawRequest(t, srv, func(l string) string {
+		return "OPTIONS sip:" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bKdrain1\r\n" +
+			"From: <sip:probe@" + l + ">;tag=9\r\nTo: <sip:" + srv.SIPAddr().String() + ">\r\n" +
+			"Call-ID: drain-opt\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	})
+	if code != 200 {
+		t.Fatalf("OPTIONS during shutdown: %d\n%s", code, res)
+	}
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	code, res = rawRequest(t, srv, func(l string) string {
+		return "INVITE sip:late@" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bKdrain2\r\n" +
+			"From: <sip:late@" + l + ">;tag=10\r\nTo: <sip:late@" + srv.SIPAddr().String() + ">\r\n" +
+			"Call-ID: drain-inv\r\nCSeq: 1 INVITE\r\nContact: <sip:late@" + l + ">\r\nMax-Forwards: 70\r\n" +
+			"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	})
+	if code != 503 {
+		t.Fatalf("INVITE during shutdown: %d, want 503\n%s", code, res)
+	}
+	select {
+	case <-done:
+		t.Fatal("the server finished shutting down before the call ended: the test proved nothing")
+	default:
+	}
+	if code := readyz(); code != 503 {
+		t.Fatalf("/readyz = %d during shutdown", code)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("ListenAndServe did not return")
+	}
+	select {
+	case err := <-sippDone:
+		if err != nil {
+			t.Fatalf("sipp: %v\n%s", err, tail(sippOut, 3000))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("sipp did not finish")
+	}
+}
