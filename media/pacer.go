@@ -33,6 +33,7 @@ type Pacer struct {
 
 	ticks    atomic.Uint64 // shard ticks run
 	overruns atomic.Uint64 // shard ticks that took longer than FrameDurationMs
+	lastOver atomic.Int64  // UnixNano of the last overrun, 0 if none
 }
 
 type pacerShard struct {
@@ -134,8 +135,9 @@ func (p *Pacer) run(sh *pacerShard) {
 			e.mediaTick()
 		}
 		p.ticks.Add(1)
-		if time.Since(start) > FrameDurationMs*time.Millisecond {
+		if now := time.Now(); now.Sub(start) > FrameDurationMs*time.Millisecond {
 			p.overruns.Add(1)
+			p.lastOver.Store(now.UnixNano())
 		}
 	}
 }
@@ -148,3 +150,11 @@ func (p *Pacer) Ticks() uint64 { return p.ticks.Load() }
 // sent late (Go's ticker then drops the missed ticks). Counting costs two
 // clock reads and an atomic add per shard tick, nothing per endpoint.
 func (p *Pacer) Overruns() uint64 { return p.overruns.Load() }
+
+// LastOverrun returns when a shard tick last overran (zero if never).
+func (p *Pacer) LastOverrun() time.Time {
+	if n := p.lastOver.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}

@@ -64,6 +64,9 @@ func (s slowSource) ReadFrame(f *Frame) error {
 func TestPacerCountsOverruns(t *testing.T) {
 	pacer := NewPacer(1)
 	defer pacer.Close()
+	if !pacer.LastOverrun().IsZero() {
+		t.Fatal("a new pacer reports an overrun")
+	}
 	pool, _ := NewPortPool(42600, 42699)
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
@@ -78,5 +81,8 @@ func TestPacerCountsOverruns(t *testing.T) {
 	a.Play(slowSource{d: 30 * time.Millisecond}, nil)
 	if !waitUntil(t, 3*time.Second, func() bool { return pacer.Overruns()-before >= 5 }) {
 		t.Fatalf("a 30 ms source on a 20 ms tick gave %d overruns, want >= 5", pacer.Overruns()-before)
+	}
+	if last := pacer.LastOverrun(); time.Since(last) > time.Second {
+		t.Fatalf("last overrun at %v, want within the last second", last)
 	}
 }

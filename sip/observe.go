@@ -130,6 +130,9 @@ const (
 	RejectNoPorts
 	// RejectShuttingDown: the agent is closing.
 	RejectShuttingDown
+	// RejectPacerOverrun: the media pacer overran its 20 ms tick recently
+	// (OverloadOptions.PacerOverrunHold).
+	RejectPacerOverrun
 	// NumRejectReasons is the number of RejectReason values.
 	NumRejectReasons
 )
@@ -145,6 +148,8 @@ func (r RejectReason) String() string {
 		return "no_ports"
 	case RejectShuttingDown:
 		return "shutting_down"
+	case RejectPacerOverrun:
+		return "pacer_overrun"
 	}
 	return "other"
 }

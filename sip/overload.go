@@ -28,6 +28,13 @@ type OverloadOptions struct {
 	// RetryAfter is the Retry-After of the 503s; zero means
 	// DefaultRetryAfter. Whole seconds.
 	RetryAfter time.Duration
+	// PacerOverrunHold, when positive, refuses new calls for this long
+	// after the media pacer last took longer than its 20 ms tick (see
+	// media.Pacer.Overruns): the media plane is saturated and one more
+	// call would make every call's audio late. Off by default, because a
+	// single late tick (a GC pause, a noisy neighbour) then refuses calls
+	// for the whole hold; 2–5 s suits a dedicated machine.
+	PacerOverrunHold time.Duration
 }
 
 // DefaultMaxPendingInvites is OverloadOptions.MaxPendingInvites when unset.
@@ -67,6 +74,8 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		reason, reject = RejectPending, true
 	case o.MaxCalls > 0 && a.InboundCalls() >= o.MaxCalls:
 		reason, reject = RejectCalls, true
+	case o.PacerOverrunHold > 0 && a.pacerOverranWithin(o.PacerOverrunHold):
+		reason, reject = RejectPacerOverrun, true
 	}
 	if !reject {
 		return release, true
@@ -91,6 +100,11 @@ func (a *Agent) Drain() { a.draining.Store(true) }
 
 // Draining reports whether Drain was called.
 func (a *Agent) Draining() bool { return a.draining.Load() }
+
+func (a *Agent) pacerOverranWithin(d time.Duration) bool {
+	last := a.cfg.Pacer.LastOverrun()
+	return !last.IsZero() && time.Since(last) < d
+}
 
 // Pacer returns the pacer that drives the agent's RTP endpoints.
 func (a *Agent) Pacer() *media.Pacer { return a.cfg.Pacer }

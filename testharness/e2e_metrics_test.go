@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -245,24 +247,39 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 // With at most 2 calls being set up, a burst of 12 calls whose flow
 // answers after 1 s: the excess INVITEs get 503 with Retry-After (SIPp's
 // scenario checks the header), the accepted ones are answered and hung
-// up normally, and /metrics counts exactly SIPp's 503s and answered calls.
+// up normally, and /metrics counts exactly SIPp's 503s and answered
+// calls. A call that was up before the burst hears its tone throughout.
 func TestSIPpOverload503RetryAfter(t *testing.T) {
 	const calls = 12
 	var flows atomic.Int32
-	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second}},
-		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return nil
-			}
-			if err := c.Answer(ctx); err != nil {
-				return err
-			}
-			flows.Add(1)
-			<-ctx.Done()
+	router := framework.NewRouter()
+	router.Handle("tone", apps.Tone(1000))
+	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
 			return nil
-		}))
+		}
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		flows.Add(1)
+		<-ctx.Done()
+		return nil
+	}))
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second}}, router)
+	phone := newPhone(t)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	up, err := phone.Call(cctx, uri(srv, "tone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	mark := up.Mark()
+
 	dir := t.TempDir()
 	maxPending := 0.0
 	out, err := runSIPpLoad(t, dir, func() {
@@ -273,9 +290,10 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 		srv.SIPAddr().String())
 	if err != nil {
 		errLog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
-		t.Fatalf("sipp (a 503 without Retry-After fails its call): %v\n%s\nerrors:\n%s", err, tail(out, 3000), tail(errLog, 2000))
+		t.Fatalf("sipp (a 503 without Retry-After: 7 fails its call): %v\n%s\nerrors:\n%s", err, tail(out, 3000), tail(errLog, 2000))
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	heard, rate := up.Heard(mark)
+	waitFor(t, 5*time.Second, "SIPp's calls to end", func() bool { return srv.ActiveCalls() == 1 })
 	names, counts := sippCounts(t, dir)
 	refused := sippMessage(names, counts, `^\d+_503_`, 0, "Recv")
 	answered := sippMessage(names, counts, `^\d+_200_`, 0, "Recv")
@@ -298,6 +316,82 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 	}
 	if maxPending > 2 {
 		t.Errorf("switchboard_sip_invites_pending reached %v with a limit of 2", maxPending)
+	}
+	// The call that was up kept its audio: every 20 ms frame heard during
+	// the burst is the 1 kHz tone at full level (a few allowed for a
+	// loaded machine).
+	frame := rate / 50
+	if rate == 0 || len(heard) < 50*frame {
+		t.Fatalf("the call up during the burst heard only %d samples", len(heard))
+	}
+	good, total := 0, 0
+	for i := 0; i+frame <= len(heard); i += frame {
+		f := heard[i : i+frame]
+		total++
+		if fr, _ := media.DominantFrequency(f, rate, 100, 3800, 10); media.RMS(f) > 1000 && fr > 950 && fr < 1050 {
+			good++
+		}
+	}
+	if good < total*97/100 {
+		t.Errorf("the call up during the burst heard the tone in %d of %d frames", good, total)
+	}
+	t.Logf("call up during the burst: tone in %d of %d frames", good, total)
+}
+
+// With PacerOverrunHold set, a pacer tick that overruns (a flow whose
+// source takes 30 ms per 20 ms frame) refuses new calls with 503 +
+// Retry-After for the hold, counted as pacer_overrun; afterwards calls
+// are let in again.
+func TestPacerOverrunRefusesNewCalls(t *testing.T) {
+	router := framework.NewRouter()
+	router.HandleFunc("slow", func(ctx context.Context, c *framework.Call) error {
+		n := 0
+		return c.Play(ctx, media.SourceFunc(func(f *media.Frame) error {
+			if n++; n > 25 {
+				return io.EOF
+			}
+			time.Sleep(30 * time.Millisecond)
+			clear(f.Samples)
+			return nil
+		}))
+	})
+	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{PacerOverrunHold: time.Second}}, router)
+	phone := newPhone(t)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := phone.Call(cctx, uri(srv, "slow")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a pacer overrun", func() bool { return scrape(t, srv).sum("switchboard_pacer_overruns_total") >= 3 })
+	invite := func(branch string) (int, string) {
+		sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+		return rawRequest(t, srv, func(l string) string {
+			return "INVITE sip:other@" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
+				"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bK" + branch + "\r\n" +
+				"From: <sip:x@" + l + ">;tag=" + branch + "\r\nTo: <sip:other@" + srv.SIPAddr().String() + ">\r\n" +
+				"Call-ID: " + branch + "\r\nCSeq: 1 INVITE\r\nContact: <sip:x@" + l + ">\r\nMax-Forwards: 70\r\n" +
+				"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+		})
+	}
+	code, res := invite("overrun1")
+	if code != 503 || !strings.Contains(res, "Retry-After:") {
+		t.Fatalf("INVITE while the pacer overruns: %d, want 503 with Retry-After\n%s", code, res)
+	}
+	if got := scrape(t, srv).sum("switchboard_invites_rejected_total", `reason="pacer_overrun"`); got != 1 {
+		t.Fatalf("invites_rejected_total{reason=pacer_overrun} = %v, want 1", got)
+	}
+	// The slow source ends after 25 frames; a second after the last
+	// overrun, calls are let in (the flow rejects them 486). A loaded
+	// machine may overrun on its own, so try a few times.
+	for i := range 5 {
+		time.Sleep(1200 * time.Millisecond)
+		if code, _ = invite("overrun" + strconv.Itoa(i+2)); code != 503 {
+			break
+		}
+	}
+	if code != 486 {
+		t.Fatalf("INVITE after the hold: %d, want the flow's 486", code)
 	}
 }
 
