@@ -83,3 +83,14 @@ func FuzzClassifyMessage(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkClassifyMessage is the per-message cost of SIP metrics on the
+// socket path: start line and CSeq of a 180.
+func BenchmarkClassifyMessage(b *testing.B) {
+	data := []byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds\r\nFrom: <sip:alice@example.com>;tag=1928301774\r\n" +
+		"To: <sip:bob@example.com>;tag=a6c85cf\r\nCall-ID: a84b4c76e66710@pc33.example.com\r\nCSeq: 314159 INVITE\r\nContent-Length: 0\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		classifyMessage(data)
+	}
+}
