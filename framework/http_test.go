@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,22 @@ func BenchmarkObserveMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Message(sip.MessageOut, sip.MethodInvite, 180)
+	}
+}
+
+// MemoryLimit and GCPercent reach the runtime when the server starts.
+func TestMemorySettingsApplied(t *testing.T) {
+	prevLimit, prevGC := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+	debug.SetGCPercent(prevGC)
+	t.Cleanup(func() {
+		debug.SetMemoryLimit(prevLimit)
+		debug.SetGCPercent(prevGC)
+	})
+	startHTTPServer(t, Config{MemoryLimit: 3 << 30, GCPercent: 250})
+	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
+		t.Errorf("memory limit = %d, want %d", got, int64(3<<30))
+	}
+	if got := debug.SetGCPercent(prevGC); got != 250 {
+		t.Errorf("GC percent = %d, want 250", got)
 	}
 }

@@ -218,6 +218,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.base = context.WithoutCancel(ctx)
 	s.applyMemorySettings()
 	if err := s.agent.Start(); err != nil {
+		s.agent.Close() // stops the agent's pacer
+		s.system.Shutdown()
 		return err
 	}
 	if s.cfg.HTTPAddr != "-" {
