@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,11 +171,27 @@ func runSIPpLoad(t *testing.T, dir string, during func(), args ...string) ([]byt
 }
 
 // 50 SIPp calls: /metrics, scraped during and after the run, counts
-// exactly the calls SIPp made (by cause), their setup times, and the SIP
-// messages SIPp's own counters say it sent and received.
+// exactly the calls SIPp made (by cause), their setup times, the SIP
+// messages SIPp's own counters say it sent and received, and the media
+// statistics of the calls' CDRs (SIPp echoes our RTP).
 func TestSIPpCallCountersInMetrics(t *testing.T) {
 	const calls = 50
-	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", RTPPortMin: 30000, RTPPortMax: 30399},
+	var mu sync.Mutex
+	var cdrIn, cdrOut, cdrLost, withRTP, withMOS int
+	onEnd := func(cdr framework.CDR) {
+		mu.Lock()
+		defer mu.Unlock()
+		cdrIn += int(cdr.Media.PacketsIn)
+		cdrOut += int(cdr.Media.PacketsOut)
+		cdrLost += int(cdr.Media.Lost)
+		if cdr.Media.PacketsIn > 0 {
+			withRTP++
+		}
+		if cdr.Media.MOS > 0 {
+			withMOS++
+		}
+	}
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", RTPPortMin: 30000, RTPPortMax: 30399, OnCallEnd: onEnd},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 			if err := c.Answer(ctx); err != nil {
 				return err
@@ -188,7 +205,7 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 		if a := scrape(t, srv).sum("switchboard_calls_active"); a > maxActive {
 			maxActive = a
 		}
-	}, "-sn", "uac", "-s", "metrics", "-m", strconv.Itoa(calls), "-r", "25", "-l", "25", "-d", "400", "-mp", "32400",
+	}, "-sn", "uac", "-s", "metrics", "-m", strconv.Itoa(calls), "-r", "25", "-l", "25", "-d", "600", "-mp", "32400", "-rtp_echo",
 		srv.SIPAddr().String())
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
@@ -212,6 +229,23 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 		{"call_setup_seconds_count", m.sum("switchboard_call_setup_seconds_count"), calls},
 		{"invites rejected", m.sum("switchboard_invites_rejected_total"), 0},
 	}
+	mu.Lock()
+	if withRTP == 0 {
+		t.Error("no call received RTP: SIPp's echo did not work, the media metrics prove nothing")
+	}
+	checks = append(checks, []struct {
+		what string
+		got  float64
+		want int
+	}{
+		{"RTP packets in (CDRs)", m.sum("switchboard_rtp_packets_total", `direction="in"`), cdrIn},
+		{"RTP packets out (CDRs)", m.sum("switchboard_rtp_packets_total", `direction="out"`), cdrOut},
+		{"RTP packets lost (CDRs)", m.sum("switchboard_rtp_packets_lost_total"), cdrLost},
+		{"jitter observations (calls with RTP)", m.sum("switchboard_call_jitter_seconds_count"), withRTP},
+		{"loss observations (calls with RTP)", m.sum("switchboard_call_loss_ratio_count"), withRTP},
+		{"MOS observations (calls with a MOS)", m.sum("switchboard_call_mos_count"), withMOS},
+	}...)
+	mu.Unlock()
 	names, counts := sippCounts(t, dir)
 	msgs := []struct {
 		what  string
@@ -234,9 +268,9 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 		}{c.what, c.got, sippMessage(names, counts, c.step, c.k, c.kinds...)})
 	}
 	for _, c := range checks {
-		t.Logf("%s: /metrics %v, SIPp %d", c.what, c.got, c.want)
+		t.Logf("%s: /metrics %v, SIPp or CDRs %d", c.what, c.got, c.want)
 		if c.want < 0 || c.got != float64(c.want) {
-			t.Errorf("%s: /metrics says %v, SIPp says %d", c.what, c.got, c.want)
+			t.Errorf("%s: /metrics says %v, SIPp or the CDRs say %d", c.what, c.got, c.want)
 		}
 	}
 	if t.Failed() {
