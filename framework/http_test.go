@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -199,5 +200,33 @@ func TestMemorySettingsApplied(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(prevGC); got != 250 {
 		t.Errorf("GC percent = %d, want 250", got)
+	}
+}
+
+// Every metric passes Prometheus's naming lint (prefix, _total on
+// counters, base units, help text).
+func TestMetricsLint(t *testing.T) {
+	srv, _ := startHTTPServer(t, Config{})
+	problems, err := testutil.GatherAndLint(srv.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "switchboard_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+	mfs, err := srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := 0
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "switchboard_") {
+			ours++
+		}
+	}
+	if ours < 15 {
+		t.Errorf("only %d switchboard_ metrics gathered", ours)
 	}
 }
