@@ -399,16 +399,7 @@ func TestPacerOverrunRefusesNewCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "a pacer overrun", func() bool { return scrape(t, srv).sum("switchboard_pacer_overruns_total") >= 3 })
-	invite := func(branch string) (int, string) {
-		sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-		return rawRequest(t, srv, func(l string) string {
-			return "INVITE sip:other@" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
-				"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bK" + branch + "\r\n" +
-				"From: <sip:x@" + l + ">;tag=" + branch + "\r\nTo: <sip:other@" + srv.SIPAddr().String() + ">\r\n" +
-				"Call-ID: " + branch + "\r\nCSeq: 1 INVITE\r\nContact: <sip:x@" + l + ">\r\nMax-Forwards: 70\r\n" +
-				"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
-		})
-	}
+	invite := func(branch string) (int, string) { return rawInvite(t, srv, branch) }
 	code, res := invite("overrun1")
 	if code != 503 || !strings.Contains(res, "Retry-After:") {
 		t.Fatalf("INVITE while the pacer overruns: %d, want 503 with Retry-After\n%s", code, res)
@@ -645,5 +636,55 @@ func TestServerByeCountedOut(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("SIPp counts: %v", counts)
+	}
+}
+
+// rawInvite sends one INVITE for user "other" over UDP and returns the
+// final status and response.
+func rawInvite(t *testing.T, srv *framework.Server, branch string) (int, string) {
+	t.Helper()
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	return rawRequest(t, srv, func(l string) string {
+		return "INVITE sip:other@" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bK" + branch + "\r\n" +
+			"From: <sip:x@" + l + ">;tag=" + branch + "\r\nTo: <sip:other@" + srv.SIPAddr().String() + ">\r\n" +
+			"Call-ID: " + branch + "\r\nCSeq: 1 INVITE\r\nContact: <sip:x@" + l + ">\r\nMax-Forwards: 70\r\n" +
+			"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	})
+}
+
+// With MaxCalls 1, a second call while one is up gets 503 + Retry-After
+// (counted as max_calls); once the first ends, calls are let in again.
+func TestMaxCallsRefusesExcess(t *testing.T) {
+	router := framework.NewRouter()
+	router.Handle("tone", apps.Tone(1000))
+	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxCalls: 1}}, router)
+	phone := newPhone(t)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	up, err := phone.Call(cctx, uri(srv, "tone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	code, res := rawInvite(t, srv, "maxcalls1")
+	if code != 503 || !strings.Contains(res, "Retry-After: 5") {
+		t.Fatalf("second call: %d, want 503 with the default Retry-After 5\n%s", code, res)
+	}
+	if got := scrape(t, srv).sum("switchboard_invites_rejected_total", `reason="max_calls"`); got != 1 {
+		t.Fatalf("invites_rejected_total{reason=max_calls} = %v, want 1", got)
+	}
+	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
+		t.Fatalf("the call up lost its tone: %v", err)
+	}
+	if err := up.Hangup(cctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 && srv.Agent().InboundCalls() == 0 })
+	if code, res := rawInvite(t, srv, "maxcalls2"); code != 486 {
+		t.Fatalf("call after the first ended: %d, want the flow's 486\n%s", code, res)
 	}
 }
