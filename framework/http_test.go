@@ -75,7 +75,7 @@ func TestServerHandleBesideBuiltins(t *testing.T) {
 		{"/hello/world", 200, "hello world"},
 		{"/healthz", 200, "ok"},
 		{"/readyz", 200, "ready"},
-		{"/", 200, "Switchboard is running."},
+		{"/", 200, "metrics: /metrics"},
 		{"/metrics", 200, "switchboard_calls_active 0"},
 		{"/debug/pprof/", 404, ""},
 		{"/nothing-here", 404, ""},

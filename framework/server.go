@@ -379,7 +379,7 @@ func (s *Server) statusPage() http.Handler {
 		if t := s.agent.TLSAddr(); t.IsValid() {
 			fmt.Fprintf(w, "SIP over TLS: %s\n", t)
 		}
-		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
+		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\nHealth: /healthz, /readyz; metrics: /metrics\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
 	})
 }
