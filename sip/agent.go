@@ -306,7 +306,11 @@ func (a *Agent) listen() error {
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
 	go func() { _ = srv.ServeTCP(tcp) }()
-	go func() { _ = srv.ServeWS(wsl) }()
+	var wsServe net.Listener = wsl
+	if obs := a.cfg.Observer; obs != nil {
+		wsServe = &countingListener{Listener: wsl, obs: obs} // frame payloads are written apart from their headers
+	}
+	go func() { _ = srv.ServeWS(wsServe) }()
 	a.listeners = append(a.listeners, udp.Close, tcp.Close, wsl.Close)
 	if tlsL != nil {
 		go func() { _ = srv.ServeTLS(tlsL) }()

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
@@ -686,5 +688,36 @@ func TestMaxCallsRefusesExcess(t *testing.T) {
 	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 && srv.Agent().InboundCalls() == 0 })
 	if code, res := rawInvite(t, srv, "maxcalls2"); code != 486 {
 		t.Fatalf("call after the first ended: %d, want the flow's 486\n%s", code, res)
+	}
+}
+
+// SIP over WebSocket is counted both ways: an OPTIONS in, its 200 out.
+func TestWebSocketMessagesCounted(t *testing.T) {
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0"}, apps.Tone(1000))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, _, _, err := ws.Dialer{Protocols: []string{"sip"}}.Dial(ctx, "ws://"+srv.HTTPAddr()+"/sip")
+	if err != nil {
+		t.Fatalf("WebSocket dial: %v", err)
+	}
+	defer conn.Close()
+	target := "sip:" + srv.SIPAddr().String()
+	msg := "OPTIONS " + target + " SIP/2.0\r\nVia: SIP/2.0/WS x.invalid;branch=z9hG4bKwsopt1\r\n" +
+		"From: <sip:web@example.invalid>;tag=ws1\r\nTo: <" + target + ">\r\nCall-ID: ws-opt-1\r\nCSeq: 1 OPTIONS\r\n" +
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	if err := wsutil.WriteClientText(conn, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	res, err := wsutil.ReadServerText(conn)
+	if err != nil || !strings.HasPrefix(string(res), "SIP/2.0 200") {
+		t.Fatalf("OPTIONS over WebSocket: %v %q", err, res)
+	}
+	m := scrape(t, srv)
+	if got := m.sum("switchboard_sip_requests_total", `direction="in"`, `method="OPTIONS"`); got != 1 {
+		t.Errorf("OPTIONS in = %v, want 1", got)
+	}
+	if got := m.sum("switchboard_sip_responses_total", `direction="out"`, `method="OPTIONS"`, `class="2xx"`); got != 1 {
+		t.Errorf("2xx to OPTIONS out = %v, want 1", got)
 	}
 }
