@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -92,5 +94,46 @@ func BenchmarkClassifyMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		classifyMessage(data)
+	}
+}
+
+// The pending-INVITE count never exceeds its limit, however many INVITEs
+// race for the last places.
+func TestTakePendingBounded(t *testing.T) {
+	a := &Agent{}
+	const limit, workers = 3, 8
+	var wg sync.WaitGroup
+	var over atomic.Bool
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				if a.takePending(limit) {
+					if a.pendingInvites.Load() > limit {
+						over.Store(true)
+					}
+					a.pendingInvites.Add(-1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if over.Load() {
+		t.Fatal("pending count went over the limit")
+	}
+	if n := a.pendingInvites.Load(); n != 0 {
+		t.Fatalf("pending = %d after every release", n)
+	}
+	for range limit {
+		if !a.takePending(limit) {
+			t.Fatal("refused below the limit")
+		}
+	}
+	if a.takePending(limit) {
+		t.Fatal("admitted over the limit")
+	}
+	if !a.takePending(-1) {
+		t.Fatal("a negative limit must not refuse")
 	}
 }

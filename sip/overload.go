@@ -59,10 +59,8 @@ func (a *Agent) InboundCalls() int {
 // release once the transaction is over; when it may not, the 503 has been
 // sent.
 func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release func(), ok bool) {
-	n := a.pendingInvites.Add(1)
-	release = func() { a.pendingInvites.Add(-1) }
 	o := a.cfg.Overload
-	limit := o.MaxPendingInvites
+	limit := int64(o.MaxPendingInvites)
 	if limit == 0 {
 		limit = DefaultMaxPendingInvites
 	}
@@ -70,20 +68,21 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 	switch {
 	case a.draining.Load():
 		reason, reject = RejectShuttingDown, true
-	case limit > 0 && n > int64(limit):
+	case !a.takePending(limit):
 		reason, reject = RejectPending, true
 	case o.MaxCalls > 0 && a.InboundCalls() >= o.MaxCalls:
+		a.pendingInvites.Add(-1)
 		reason, reject = RejectCalls, true
 	case o.PacerOverrunHold > 0 && a.pacerOverranWithin(o.PacerOverrunHold):
+		a.pendingInvites.Add(-1)
 		reason, reject = RejectPacerOverrun, true
 	}
 	if !reject {
-		return release, true
+		return func() { a.pendingInvites.Add(-1) }, true
 	}
-	release()
 	a.observer().InviteRejected(reason)
 	if ok, held := a.overloadLog.allow(time.Now()); ok {
-		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", n-1, "source", req.Source(), "suppressed_before", held)
+		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", a.pendingInvites.Load(), "source", req.Source(), "suppressed_before", held)
 	}
 	if reason == RejectShuttingDown {
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
@@ -91,6 +90,20 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		a.respondRetryAfter(req, tx, "Service Unavailable (overload)")
 	}
 	return nil, false
+}
+
+// takePending counts one more pending INVITE unless limit (when positive)
+// is reached; the count never exceeds the limit, even for a moment.
+func (a *Agent) takePending(limit int64) bool {
+	for {
+		n := a.pendingInvites.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if a.pendingInvites.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // Drain makes the agent refuse new calls (503) while everything else —
