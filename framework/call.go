@@ -3,9 +3,10 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,23 +17,41 @@ import (
 // the call actor and wait for the reply; they are meant for the flow's own
 // goroutine but are safe to call from others.
 type Call struct {
+	srv    *Server
 	id     string
 	user   string
 	trunk  string
 	auth   string
 	from   string
+	caller CallerID
 	to     string
 	pid    *actor.PID
 	root   *actor.RootContext
 	log    *slog.Logger
 	ctx    context.Context // ends with the call, cause ErrHangup
-	digits chan media.DTMFEvent
-	events chan Event
 	tts    *media.TTS
+
+	// stream is the call's event log; the call actor appends, any
+	// goroutine subscribes.
+	stream *EventLog
+	// flowCtx ends when the call flow returns (Events' subscription).
+	flowCtx    context.Context
+	eventsOnce sync.Once
+	events     <-chan Event
+	// Digits are DTMF events on the log. digitCursor is the Seq up to
+	// which CollectDigits (and Record's stop digit) consumed them: the
+	// type-ahead is every dtmf event after it. lastDigit is the Seq of
+	// the newest dtmf event (set by the call actor).
+	digitCursor atomic.Uint64
+	lastDigit   atomic.Uint64
 }
 
 // ID returns the call's id (the Call-ID of its first SIP leg).
 func (c *Call) ID() string { return c.id }
+
+// Server returns the server the call runs on (to move legs, reach rooms
+// and other calls).
+func (c *Call) Server() *Server { return c.srv }
 
 // User returns the called user: the request-URI user of the INVITE.
 func (c *Call) User() string { return c.user }
@@ -46,8 +65,16 @@ func (c *Call) Trunk() string { return c.trunk }
 // before letting a call reach anything that costs money, like a trunk.
 func (c *Call) AuthUser() string { return c.auth }
 
-// From returns the caller as the From header gave it.
+// From returns the caller as the From header gave it, raw (display name,
+// URI and tag). Caller has it parsed.
 func (c *Call) From() string { return c.from }
+
+// Caller returns who is calling: display name, number (the URI's user
+// part) and URI — from a trusted trunk's P-Asserted-Identity when it sent
+// one, else from From — and whether they asked for privacy. Dial passes
+// it on by default. For a call made by Server.Originate it is the party
+// that answered.
+func (c *Call) Caller() CallerID { return c.caller }
 
 // To returns the To header of the first leg.
 func (c *Call) To() string { return c.to }
@@ -59,31 +86,47 @@ func (c *Call) Logger() *slog.Logger { return c.log }
 // the call ends.
 func (c *Call) Context() context.Context { return c.ctx }
 
-// Events returns the call's event stream: call and leg state changes,
-// digits, playback. The channel is closed after the call.ended event.
-// Events are dropped (and logged) if the reader falls 64 behind.
-func (c *Call) Events() <-chan Event { return c.events }
+// Events returns the call's event stream from its first event: call and
+// leg state changes, digits, chat, signals, playback. Every call returns
+// the same channel; it is closed after the call.ended event, or when the
+// call flow returns. It is backed by a Subscription (see Subscribe), so a
+// reader that falls more than the replay ring (Config.EventReplay) behind
+// receives an EventOverflow marker instead of losing events silently.
+func (c *Call) Events() <-chan Event {
+	c.eventsOnce.Do(func() {
+		c.events = c.stream.Subscribe(c.flowCtx, 0).C()
+	})
+	return c.events
+}
+
+// Subscribe returns a new subscription to the call's event stream, from
+// the event after Seq from (0: from the start, as far as the replay ring
+// reaches; FromNow: only new events). Any number may exist; none can
+// slow the call down. It ends with ctx, Close, or after call.ended.
+func (c *Call) Subscribe(ctx context.Context, from uint64) *Subscription {
+	return c.stream.Subscribe(ctx, from)
+}
 
 // request sends msg to the call actor and waits for its reply, for ctx, or
 // for the end of the call.
 func (c *Call) request(ctx context.Context, verb string, msg any, reply chan error) error {
 	if err := c.ended(); err != nil {
-		return fmt.Errorf("framework: %s: %w", verb, err)
+		return wrapVerb(verb, err)
 	}
 	c.root.Send(c.pid, msg)
 	select {
 	case err := <-reply:
 		if err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
 		return nil
 	case <-ctx.Done():
 		if err := c.ended(); err != nil {
-			return fmt.Errorf("framework: %s: %w", verb, err)
+			return wrapVerb(verb, err)
 		}
-		return fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+		return wrapVerb(verb, ctx.Err())
 	case <-c.ctx.Done():
-		return fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		return wrapVerb(verb, ErrHangup)
 	}
 }
 
@@ -154,10 +197,12 @@ func (c *Call) Play(ctx context.Context, srcs ...media.Source) error {
 // CollectOptions configure CollectDigits. The zero value collects one digit
 // with a 5 s first-digit and a 3 s inter-digit timeout.
 type CollectOptions struct {
-	// Max is how many digits to collect at most (default 1).
+	// Max is how many digits to collect at most (default 1), not counting
+	// a terminator: with Max 4 and Terminators "#", "1234" returns as soon
+	// as the 4 is pressed and "12#" returns "12".
 	Max int
-	// Terminators end collection early; the terminator is not returned.
-	// E.g. "#".
+	// Terminators end collection early; the terminator is not returned
+	// and not counted. E.g. "#". A terminator pressed first returns "".
 	Terminators string
 	// FirstDigitTimeout is how long to wait for the first digit, counted
 	// from the end of Prompt (default 5 s).
@@ -170,9 +215,14 @@ type CollectOptions struct {
 }
 
 // CollectDigits waits for DTMF digits and returns them. Digits pressed
-// before the call (type-ahead, e.g. during a previous prompt) count. It
-// returns ErrNoInput when no digit arrived, and the digits so far when the
-// inter-digit timeout expires.
+// before the call (type-ahead, e.g. during a previous prompt) count: the
+// type-ahead is every digit since the last one a CollectDigits (or a
+// Record's stop digit) used, as far back as the event replay ring
+// reaches; the digits it uses, terminator included, are consumed. Digits
+// are events on the call's stream, so every reader has its own view: a
+// Record or a subscriber running beside CollectDigits sees the same
+// digits. It returns ErrNoInput when no digit arrived, and the digits so
+// far when the inter-digit timeout expires.
 func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, error) {
 	if opts.Max <= 0 {
 		opts.Max = 1
@@ -186,9 +236,12 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 	if err := c.Answer(ctx); err != nil {
 		return "", err
 	}
+	sub := c.stream.Subscribe(ctx, c.digitCursor.Load())
+	defer sub.Close()
+	digits := sub.C()
 	var promptDone chan error
 	var prompt *playReq
-	if opts.Prompt != nil && len(c.digits) == 0 {
+	if opts.Prompt != nil && c.lastDigit.Load() <= c.digitCursor.Load() {
 		prompt = &playReq{src: opts.Prompt, reply: make(chan error, 1)}
 		promptDone = prompt.reply
 		c.root.Send(c.pid, prompt)
@@ -208,53 +261,76 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 		case err := <-promptDone:
 			promptDone = nil
 			if errors.Is(err, ErrHangup) {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
 			if got.Len() == 0 {
 				timer.Reset(opts.FirstDigitTimeout)
 			}
-		case ev := <-c.digits:
+		case ev, ok := <-digits:
+			if !ok {
+				// The stream ended: the call is over.
+				return got.String(), wrapVerb("collect digits", ErrHangup)
+			}
+			d, isDigit := digitOf(ev)
+			if !isDigit {
+				continue
+			}
+			c.consumeDigits(ev.Seq)
 			if prompt != nil && got.Len() == 0 {
 				c.root.Send(c.pid, &stopPlayReq{play: prompt})
 				promptDone = nil
 			}
-			if strings.ContainsRune(opts.Terminators, ev.Digit) {
+			if strings.ContainsRune(opts.Terminators, d) {
 				if got.Len() == 0 {
 					return "", nil
 				}
 				return got.String(), nil
 			}
-			got.WriteRune(ev.Digit)
+			got.WriteRune(d)
 			if got.Len() >= opts.Max {
 				return got.String(), nil
 			}
 			timer.Reset(opts.InterDigitTimeout)
 		case <-timer.C:
 			if got.Len() == 0 {
-				return "", fmt.Errorf("framework: collect digits: %w", ErrNoInput)
+				return "", wrapVerb("collect digits", ErrNoInput)
 			}
 			return got.String(), nil
 		case <-ctx.Done():
 			if c.ctx.Err() != nil {
-				return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ctx.Err())
+			return got.String(), wrapVerb("collect digits", ctx.Err())
 		case <-c.ctx.Done():
-			return got.String(), fmt.Errorf("framework: collect digits: %w", ErrHangup)
+			return got.String(), wrapVerb("collect digits", ErrHangup)
+		}
+	}
+}
+
+// digitOf returns the digit of a dtmf event.
+func digitOf(ev Event) (rune, bool) {
+	if ev.Type != EventDTMF {
+		return 0, false
+	}
+	d, ok := ev.Data.(DTMFData)
+	if !ok || d.Digit == "" {
+		return 0, false
+	}
+	return []rune(d.Digit)[0], true
+}
+
+// consumeDigits moves the type-ahead cursor to seq (never back).
+func (c *Call) consumeDigits(seq uint64) {
+	for {
+		cur := c.digitCursor.Load()
+		if seq <= cur || c.digitCursor.CompareAndSwap(cur, seq) {
+			return
 		}
 	}
 }
 
 // FlushDigits discards digits typed ahead and not collected yet.
-func (c *Call) FlushDigits() {
-	for {
-		select {
-		case <-c.digits:
-		default:
-			return
-		}
-	}
-}
+func (c *Call) FlushDigits() { c.consumeDigits(c.stream.Last()) }
 
 // Listen sends the caller's audio, decoded to 20 ms PCM frames, to sink
 // until the call ends or Listen is called again (nil stops it). The sink is
@@ -264,10 +340,13 @@ func (c *Call) Listen(ctx context.Context, sink media.Sink) error {
 	return c.request(ctx, "listen", &listenReq{sink: sink, reply: reply}, reply)
 }
 
-// SendMessage sends a text message to the caller (SIP MESSAGE inside the
-// call's dialog) and waits for it to be accepted. Messages from the caller
-// arrive as EventChat events.
+// SendMessage sends a text message to every answered leg of the call
+// that can carry chat (a SIP MESSAGE inside each leg's dialog) and waits
+// until each has accepted it; the error names the legs that did not. The
+// message is also an EventChat event (with an empty LegID) on the call's
+// stream. Messages from a leg arrive as EventChat events too, and are
+// passed on to the call's other legs.
 func (c *Call) SendMessage(ctx context.Context, text string) error {
-	m := &legSendChat{text: text, reply: make(chan error, 1)}
+	m := &chatReq{text: text, reply: make(chan error, 1)}
 	return c.request(ctx, "send message", m, m.reply)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -35,15 +36,29 @@ type (
 		play *playReq
 		err  error
 	}
-	controllerDone struct{ err error }
-	shutdownReq    struct{}
+	controllerDone struct {
+		err      error
+		panicked bool
+	}
+	shutdownReq struct{}
 )
 
 type legRef struct {
 	pid      *actor.PID
 	sig      Signaling
+	entry    *legEntry
 	answered bool
-	ended    bool
+	ended    bool // gone from this call: hung up, or moved away
+	moved    bool // moved to another call or room (still up)
+	muted    bool // Leg.Mute
+	held     bool // the far end put us on hold (its direction)
+	// releasing marks a transferor whose REFER is being reported: the
+	// call does not hang it up before its final NOTIFY.
+	releasing bool
+	tap       media.Sink // Leg.Tap
+	// transferred marks a leg released after a transfer: its end is not
+	// the call's cause.
+	transferred bool
 }
 
 // callActor owns all state of one call. Nothing else mutates it.
@@ -54,12 +69,16 @@ type callActor struct {
 	cancel  context.CancelCauseFunc
 	log     *slog.Logger
 
-	legs   map[string]*legRef
-	order  []string // leg ids in join order; the first is the caller
-	seq    uint64
-	ending bool
-	ended  bool
-	cause  string
+	legs  map[string]*legRef
+	order []string // leg ids in join order; the first is the caller
+	// conv is the conversation (topology.go): the legs that talk to each
+	// other, wired as topo.
+	conv     []string
+	convOpts map[string]JoinOptions
+	topo     topology
+	ending   bool
+	ended    bool
+	cause    string
 
 	current   *playReq // playback on the caller's endpoint
 	stopPlay  func()
@@ -76,10 +95,13 @@ type callActor struct {
 }
 
 func (a *callActor) Receive(ctx actor.Context) {
+	if a.onSessionMessage(ctx, ctx.Message()) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.publish("", EventCallStarted, nil)
-		a.addLeg(ctx, a.initial)
+		a.addLeg(ctx, a.initial, !a.initial.Inbound())
 	case *legAnswered:
 		a.onLegAnswered(m.legID)
 	case *dialReq:
@@ -103,15 +125,24 @@ func (a *callActor) Receive(ctx actor.Context) {
 		}
 	case *legDTMF:
 		a.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
-		select {
-		case a.call.digits <- m.ev:
-		default:
-			a.log.Warn("digit buffer full, digit dropped", "digit", string(m.ev.Digit))
-		}
 	case *legEnded:
 		a.onLegEnded(ctx, m)
-	case *legChat:
-		a.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
+	case *legCtl:
+		a.onLegCtl(ctx, m)
+	case *legsReq:
+		a.onLegsReq(m)
+	case *moveOut:
+		a.onMoveOut(ctx, m)
+	case *moveIn:
+		a.onMoveIn(ctx, m)
+	case *legMediaUpdate:
+		a.onMediaUpdate(m)
+	case *legReplace:
+		a.onReplace(ctx, m)
+	case *roomAttached:
+		a.onRoomAttached(m)
+	case *roomLeft:
+		a.onRoomLeft(m)
 	case *legTransfer:
 		a.onLegTransfer(ctx, m)
 	case *transferResult:
@@ -122,12 +153,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.hold(ctx, m)
 	case *echoReq:
 		a.echo(ctx, m)
-	case *legSendChat:
-		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, m) })
 	case *answerReq:
 		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, &legAnswer{reply: m.reply}) })
-	case *ringReq:
-		a.withFirstLeg(m.reply, func(l *legRef) { m.reply <- l.sig.Ringing() })
 	case *rejectReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
 			if l.answered {
@@ -151,7 +178,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *listenReq:
 		a.withFirstLeg(m.reply, func(l *legRef) {
 			a.listen = m.sink
-			a.applyCallerSink()
+			a.applyTaps()
 			m.reply <- nil
 		})
 	case *tapReq:
@@ -167,6 +194,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 			a.current, a.stopPlay = nil, nil
 		}
 		a.publish("", EventPlayFinished, nil)
+		a.panickedPlaying(ctx, m.err)
 		switch {
 		case a.ended:
 			m.play.reply <- ErrHangup
@@ -182,7 +210,14 @@ func (a *callActor) Receive(ctx actor.Context) {
 			a.log.Warn("call flow returned an error", "error", m.err)
 		}
 		if !a.ended {
-			a.hangupAll(ctx, "call flow finished")
+			cause := "call flow finished"
+			if m.panicked {
+				cause = "panic in call flow"
+				if !a.ending {
+					a.cause = cause
+				}
+			}
+			a.hangupAll(ctx, cause)
 		}
 	case *shutdownReq:
 		a.hangupAll(ctx, "server shutdown")
@@ -199,22 +234,33 @@ func (a *callActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *callActor) addLeg(ctx actor.Context, sig Signaling) {
-	log := a.log.With("leg_id", sig.ID())
-	// Outbound legs reach the framework only once they are answered.
-	answered := !sig.Inbound()
-	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: &legActor{sig: sig, answered: answered}, log: log} })
-	pid := ctx.Spawn(props)
-	a.legs[sig.ID()] = &legRef{pid: pid, sig: sig}
+// addLeg makes sig one of the call's legs, under a leg actor of its own.
+// Outbound and moved-in legs arrive answered.
+func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *legRef {
+	l := &legRef{pid: spawnLegActor(ctx, sig, answered, a.log), sig: sig}
+	l.entry = a.srv.legReg.register(sig, ctx.Self(), "call:"+a.call.id)
+	a.legs[sig.ID()] = l
 	a.order = append(a.order, sig.ID())
 	if answered {
 		a.onLegAnswered(sig.ID())
 	}
+	return l
+}
+
+// spawnLegActor starts the leg actor of sig as a child of the current
+// actor (a call or a room), which then receives the leg's events.
+func spawnLegActor(ctx actor.Context, sig Signaling, answered bool, log *slog.Logger) *actor.PID {
+	log = log.With("leg_id", sig.ID())
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &safeActor{inner: &legActor{sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
+	})
+	return ctx.Spawn(props)
 }
 
 func (a *callActor) onLegAnswered(legID string) {
 	if l := a.legs[legID]; l != nil && !l.answered {
 		l.answered = true
+		l.entry.state.Store(uint32(LegAnswered))
 		if a.answer.IsZero() {
 			a.answer = time.Now()
 		}
@@ -245,7 +291,7 @@ func (a *callActor) play(ctx actor.Context, p *playReq) {
 		p.reply <- ErrHangup
 		return
 	}
-	if (a.dial != nil && a.dial.unbridge != nil) || a.conf != nil {
+	if a.bridged() || a.conf != nil {
 		// The caller's outbound audio belongs to the bridge or the
 		// conference until Dial or Join returns.
 		p.reply <- ErrBridged
@@ -273,6 +319,9 @@ func (a *callActor) hangupAll(ctx actor.Context, cause string) {
 			continue
 		}
 		live++
+		if l.releasing {
+			continue // an attended transferor: hung up after its final NOTIFY
+		}
 		ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
 	}
 	if live > 0 && a.cause == "" {
@@ -298,21 +347,39 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 		return
 	}
 	l.ended = true
+	a.srv.legReg.ended(m.legID)
 	cause := "hangup"
 	if m.cause != nil {
 		cause = causeString(m.cause)
 	}
-	if a.cause == "" {
+	if a.cause == "" && !l.transferred {
 		a.cause = cause
 	}
 	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})
-	if a.dial != nil && a.dial.legID == m.legID {
-		a.endDial(ctx, nil, false) // the dialled party hung up; the caller stays
+	a.afterLegGone(ctx, m.legID, nil, cause)
+}
+
+// afterLegGone updates the call after a leg hung up or moved away:
+// Dial learns its party left (dialErr), the conversation is rewired, and
+// when the caller left everyone goes; with no leg left the call ends.
+func (a *callActor) afterLegGone(ctx actor.Context, legID string, dialErr error, cause string) {
+	if a.cause == "" && len(a.order) > 0 && legID == a.order[0] {
+		a.cause = cause
 	}
-	if len(a.order) > 0 && m.legID == a.order[0] {
+	if a.dial != nil && a.dial.legID == legID {
+		a.endDial(ctx, dialErr, false) // the dialled party left; the caller stays
+	}
+	if slices.Contains(a.conv, legID) {
+		a.convRemove(legID)
+		a.rewire()
+	}
+	if len(a.order) > 0 && legID == a.order[0] {
 		// The caller owns the call: when it goes, everyone goes.
 		if a.dial != nil {
 			a.endDial(ctx, ErrHangup, false)
+		}
+		if a.cause == "" {
+			a.cause = cause
 		}
 		a.hangupAll(ctx, cause)
 	}
@@ -320,6 +387,9 @@ func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
 		if !l.ended {
 			return
 		}
+	}
+	if a.cause == "" {
+		a.cause = cause
 	}
 	a.end(ctx)
 }
@@ -365,12 +435,18 @@ func (a *callActor) finish(cause string) {
 	}
 	a.cancel(ErrHangup)
 	a.publish("", EventCallEnded, EndData{Cause: cause})
-	close(a.call.events)
+	a.call.stream.Close()
 	end := time.Now()
 	cdr := CDR{CallID: a.call.id, From: a.call.from, To: a.call.to, User: a.call.user,
 		Start: a.start, Answer: a.answer, End: end, Cause: cause}
 	if !a.answer.IsZero() {
 		cdr.Duration = end.Sub(a.answer)
+	}
+	a.teardown()
+	for _, l := range a.legs {
+		if !l.ended {
+			a.srv.legReg.ended(l.sig.ID())
+		}
 	}
 	if len(a.order) > 0 {
 		st := a.legs[a.order[0]].sig.Endpoint().Stats()
@@ -378,20 +454,4 @@ func (a *callActor) finish(cause string) {
 			RTT: st.RTT, RTTSamples: st.RTTSamples, RemoteLost: st.RemoteLost, RemoteJitter: st.RemoteJitter, MOS: round2(st.MOS), RemoteMOS: round2(st.RemoteMOS)}
 	}
 	a.srv.callEnded(a.call, cdr)
-}
-
-func (a *callActor) publish(legID, typ string, data any) {
-	if a.ended && typ != EventCallEnded {
-		return
-	}
-	a.seq++
-	ev := Event{Seq: a.seq, Time: time.Now(), CallID: a.call.id, LegID: legID, Type: typ, Data: data}
-	if a.srv.cfg.OnEvent != nil {
-		a.srv.cfg.OnEvent(ev)
-	}
-	select {
-	case a.call.events <- ev:
-	default:
-		a.log.Debug("event stream full (nobody reads Events), event dropped", "type", typ, "seq", ev.Seq)
-	}
 }

@@ -3,11 +3,28 @@ package framework
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
 )
+
+// Rooms are conference rooms addressed by name: each is an actor that owns
+// a mixer and its members, created when the first leg arrives and stopped
+// when the last one leaves. A leg is in a room in one of two ways:
+//
+//   - joined (Call.Join): the call keeps the leg and its flow waits in
+//     Join; the room only mixes the leg's audio;
+//   - moved (Server.Move to ToRoom): the room holds the leg itself — its
+//     hangup, digits and chat come to the room — until it is moved on or
+//     hangs up.
+//
+// The mix runs at 16 kHz, or 48 kHz while an Opus leg is in the room, on
+// its own 20 ms clock; each member hears everyone else according to its
+// Mode (Monitor: heard by nobody; Whisper: heard by its Coach only).
 
 // EventConferenceJoined and EventConferenceLeft mark a call entering and
 // leaving a conference room (Data: ConferenceData).
@@ -22,17 +39,34 @@ type ConferenceData struct {
 	Participants int    `json:"participants"`
 }
 
-// JoinOptions configure Join.
-type JoinOptions struct {
-	// Muted joins as a listener: heard by nobody until unmuted.
-	Muted bool
+// RoomOptions are a room's rules, set with Server.SetRoomOptions before or
+// while the room is in use.
+type RoomOptions struct {
+	// Tones plays a short rising beep to the room when a leg enters and a
+	// falling one when it leaves.
+	Tones bool
+	// WaitForModerator keeps the room silent — nobody is heard — until a
+	// leg with JoinOptions.Moderator is in it.
+	WaitForModerator bool
+	// EndWithModerator takes everyone out (moved-in legs are hung up,
+	// joined calls' Join returns ErrRoomClosed) when the last moderator
+	// leaves.
+	EndWithModerator bool
 }
+
+// ErrKicked is returned by Join when the leg was removed from the room
+// (Room.Kick); ErrRoomClosed when the room ended with its moderator.
+var (
+	ErrKicked     = errors.New("framework: removed from the room")
+	ErrRoomClosed = errors.New("framework: the room ended")
+)
 
 // Join puts the caller into the conference room (created on first use,
 // closed when the last participant leaves), where everyone hears everyone
 // else through one mixer on its own 20 ms clock. It returns when the
-// caller hangs up (ErrHangup) or ctx ends (the caller is then taken out
-// of the room and the flow goes on: drop-out).
+// caller hangs up (ErrHangup), is kicked (ErrKicked), the room ends
+// (ErrRoomClosed), or ctx ends (the caller is then taken out of the room
+// and the flow goes on: drop-out).
 func (c *Call) Join(ctx context.Context, room string, opts JoinOptions) error {
 	if err := c.Answer(ctx); err != nil {
 		return err
@@ -60,67 +94,36 @@ type (
 		join  *joinReq
 		reply chan error
 	}
+	// roomAttach asks a room to mix a leg its call keeps (Join).
+	roomAttach struct {
+		sig    Signaling
+		opts   JoinOptions
+		holder *actor.PID
+		heard  *heardSwitch
+	}
+	// roomAttached is the room's answer to roomAttach.
+	roomAttached struct {
+		room  string
+		count int
+		err   error
+	}
+	// roomDetach takes a joined leg out of the room's mix.
+	roomDetach struct{ legID string }
+	// roomLeft tells a call the room let its leg go (kick, room end).
+	roomLeft struct {
+		room string
+		err  error
+	}
+	roomIdle    struct{}
+	roomOptsMsg struct{ opts RoomOptions }
+	roomInfoReq struct{ reply chan []LegInfo }
 )
 
-// membership is the call's place in a conference.
+// membership is the call's place in a room.
 type membership struct {
-	req  *joinReq
-	conf *conference
-	part *media.Participant
-	stop func()
-}
-
-// conference is one room: a mixer and its member count. The server keeps
-// the rooms; joins and leaves are rare, so a mutex guards them.
-type conference struct {
-	room    string
-	mixer   *media.Mixer
-	members int
-}
-
-type conferences struct {
-	mu    sync.Mutex
-	rooms map[string]*conference
-}
-
-func (cs *conferences) acquire(room string) *conference {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.rooms == nil {
-		cs.rooms = map[string]*conference{}
-	}
-	c := cs.rooms[room]
-	if c == nil {
-		c = &conference{room: room, mixer: media.NewMixer(8000)}
-		cs.rooms[room] = c
-	}
-	c.members++
-	return c
-}
-
-func (cs *conferences) release(c *conference) (left int) {
-	cs.mu.Lock()
-	c.members--
-	left = c.members
-	if left == 0 {
-		delete(cs.rooms, c.room)
-	}
-	cs.mu.Unlock()
-	if left == 0 {
-		c.mixer.Close()
-	}
-	return left
-}
-
-// closeAll stops every room's mixer (server shutdown).
-func (cs *conferences) closeAll() {
-	cs.mu.Lock()
-	rooms := cs.rooms
-	cs.rooms = nil
-	cs.mu.Unlock()
-	for _, c := range rooms {
-		c.mixer.Close()
-	}
+	req     *joinReq
+	pid     *actor.PID
+	release func()
 }
 
 func (a *callActor) join(ctx actor.Context, j *joinReq) {
@@ -128,33 +131,558 @@ func (a *callActor) join(ctx actor.Context, j *joinReq) {
 		j.reply <- ErrHangup
 		return
 	}
-	if a.dial != nil || a.conf != nil {
+	if a.dial != nil || a.conf != nil || a.bridged() {
 		j.reply <- errors.New("the caller is already bridged or in a conference")
 		return
 	}
 	caller := a.legs[a.order[0]]
-	conf := a.srv.confs.acquire(j.room)
-	part := conf.mixer.Add()
-	part.SetMuted(j.opts.Muted)
-	ep := caller.sig.Endpoint()
-	stop := ep.Play(&heardSource{src: part, sw: &a.heard}, nil) // the mix, to the heard taps too
-	a.conf = &membership{req: j, conf: conf, part: part, stop: stop}
-	a.applyCallerSink() // the participant, plus taps such as DetectSpeech
-	a.publish(caller.sig.ID(), EventConferenceJoined, ConferenceData{Room: j.room, Participants: conf.mixer.Len()})
-	a.log.Info("joined conference", "room", j.room, "participants", conf.mixer.Len())
+	pid, release := a.srv.rooms.acquire(a.srv, j.room)
+	a.conf = &membership{req: j, pid: pid, release: release}
+	ctx.Send(pid, &roomAttach{sig: caller.sig, opts: j.opts, holder: ctx.Self(), heard: &a.heard})
 }
 
-// leave takes the call out of its conference; err goes to the waiting Join.
+func (a *callActor) onRoomAttached(m *roomAttached) {
+	if a.conf == nil || a.conf.req.room != m.room {
+		return
+	}
+	if r := a.conf.release; r != nil {
+		a.conf.release = nil
+		r()
+	}
+	if m.err != nil {
+		j := a.conf.req
+		a.conf = nil
+		j.reply <- m.err
+		return
+	}
+	a.publish(a.order[0], EventConferenceJoined, ConferenceData{Room: m.room, Participants: m.count})
+	a.log.Info("joined conference", "room", m.room, "participants", m.count)
+}
+
+// leave takes the call out of its room; err goes to the waiting Join.
 func (a *callActor) leave(err error) {
 	m := a.conf
 	if m == nil {
 		return
 	}
 	a.conf = nil
-	m.conf.mixer.Remove(m.part)
-	m.stop()
-	a.applyCallerSink() // back to Listen's sink and the taps
-	left := a.srv.confs.release(m.conf)
-	a.publish("", EventConferenceLeft, ConferenceData{Room: m.req.room, Participants: left})
+	if len(a.order) > 0 {
+		a.srv.root.Send(m.pid, &roomDetach{legID: a.order[0]})
+	}
+	if m.release != nil {
+		m.release()
+	}
+	a.publish("", EventConferenceLeft, ConferenceData{Room: m.req.room})
 	m.req.reply <- err
+}
+
+// onRoomLeft: the room let the caller go (kicked, or the room ended).
+func (a *callActor) onRoomLeft(m *roomLeft) {
+	if a.conf == nil || a.conf.req.room != m.room {
+		return
+	}
+	j := a.conf.req
+	a.conf = nil
+	a.publish("", EventConferenceLeft, ConferenceData{Room: m.room})
+	j.reply <- m.err
+}
+
+// roomRegistry finds rooms by name and creates them on demand. A room
+// stops when its last member leaves and nobody is on the way in.
+type roomRegistry struct {
+	mu    sync.Mutex
+	rooms map[string]*roomEntry
+	opts  map[string]RoomOptions
+}
+
+type roomEntry struct {
+	pid  *actor.PID
+	refs int // acquirers whose message may still be on the way
+}
+
+// acquire returns the room's actor, starting it if needed, and a release
+// to call once the message sent to it has been answered.
+func (r *roomRegistry) acquire(s *Server, name string) (*actor.PID, func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rooms == nil {
+		r.rooms = map[string]*roomEntry{}
+	}
+	e := r.rooms[name]
+	if e == nil {
+		ra := &roomActor{srv: s, name: name, opts: r.opts[name], members: map[string]*roomMember{},
+			log: s.log.With("room", name), stream: NewEventLog("room:"+name, s.cfg.EventReplay)}
+		props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ra, log: ra.log} },
+			actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
+		e = &roomEntry{pid: s.root.Spawn(props)}
+		r.rooms[name] = e
+	}
+	e.refs++
+	var once sync.Once
+	return e.pid, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			e.refs--
+			idle := e.refs == 0
+			r.mu.Unlock()
+			if idle {
+				s.root.Send(e.pid, &roomIdle{})
+			}
+		})
+	}
+}
+
+// remove forgets the room if nobody is on the way in; the room then stops.
+func (r *roomRegistry) remove(name string, pid *actor.PID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.rooms[name]
+	if e == nil || !e.pid.Equal(pid) {
+		return true
+	}
+	if e.refs > 0 {
+		return false
+	}
+	delete(r.rooms, name)
+	return true
+}
+
+func (r *roomRegistry) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for n := range r.rooms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *roomRegistry) lookup(name string) *actor.PID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.rooms[name]; e != nil {
+		return e.pid
+	}
+	return nil
+}
+
+func (r *roomRegistry) setOptions(name string, o RoomOptions) *actor.PID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.opts == nil {
+		r.opts = map[string]RoomOptions{}
+	}
+	r.opts[name] = o
+	if e := r.rooms[name]; e != nil {
+		return e.pid
+	}
+	return nil
+}
+
+// closeAll stops every room (server shutdown).
+func (r *roomRegistry) closeAll(s *Server) {
+	r.mu.Lock()
+	var pids []*actor.PID
+	for _, e := range r.rooms {
+		pids = append(pids, e.pid)
+	}
+	r.rooms = nil
+	r.mu.Unlock()
+	for _, p := range pids {
+		_ = s.root.StopFuture(p).Wait()
+	}
+}
+
+// SetRoomOptions sets the rules of the named room, now and when it is
+// next created.
+func (s *Server) SetRoomOptions(name string, o RoomOptions) {
+	if pid := s.rooms.setOptions(name, o); pid != nil {
+		s.root.Send(pid, &roomOptsMsg{opts: o})
+	}
+}
+
+// RoomMembers lists who is in the named room (nil if it is not open).
+func (s *Server) RoomMembers(ctx context.Context, name string) ([]LegInfo, error) {
+	pid := s.rooms.lookup(name)
+	if pid == nil {
+		return nil, nil
+	}
+	r := &roomInfoReq{reply: make(chan []LegInfo, 1)}
+	s.root.Send(pid, r)
+	select {
+	case in := <-r.reply:
+		return in, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(5 * time.Second):
+		return nil, nil // the room closed meanwhile
+	}
+}
+
+// Kick removes a leg from the named room: a moved-in leg is hung up, a
+// joined call's Join returns ErrKicked.
+func (s *Server) Kick(ctx context.Context, room, legID string) error {
+	pid := s.rooms.lookup(room)
+	if pid == nil {
+		return ErrNoLeg
+	}
+	m := &legCtl{legID: legID, op: opKick, reply: make(chan error, 1)}
+	s.root.Send(pid, m)
+	select {
+	case err := <-m.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// roomActor owns one room: its mixer and members. Nothing else touches
+// them.
+type roomActor struct {
+	srv     *Server
+	name    string
+	log     *slog.Logger
+	opts    RoomOptions
+	mixer   *media.Mixer
+	members map[string]*roomMember
+	order   []string
+	stream  *EventLog // the room's session events (events.go)
+	stopped bool
+}
+
+type roomMember struct {
+	sig    Signaling
+	opts   JoinOptions
+	part   *media.Participant
+	stop   func()
+	holder *actor.PID // the call that keeps the leg (Join); nil: the room holds it
+	legPID *actor.PID // the leg's actor, when the room holds it
+	heard  *heardSwitch
+	tap    media.Sink
+	muted  bool // Leg.Mute
+	entry  *legEntry
+}
+
+func (r *roomActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *roomAttach:
+		r.add(m.sig, m.opts, m.holder, m.heard)
+		ctx.Send(m.holder, &roomAttached{room: r.name, count: len(r.members)})
+	case *moveIn:
+		mm := r.add(m.sig, m.opts, nil, nil)
+		mm.legPID = spawnLegActor(ctx, m.sig, true, r.log)
+		mm.entry = r.srv.legReg.register(m.sig, ctx.Self(), "room:"+r.name)
+		mm.tap, mm.muted = m.tap, m.muted
+		m.sig.Endpoint().SetTaps(m.tap)
+		m.sig.Endpoint().SetMuted(m.muted)
+		r.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "room:" + r.name, Mode: m.opts.Mode})
+		m.reply <- nil
+	case *roomDetach:
+		if mm := r.members[m.legID]; mm != nil && mm.holder != nil {
+			r.remove(ctx, m.legID)
+		}
+	case *moveOut:
+		mm := r.members[m.legID]
+		if mm == nil || mm.holder != nil {
+			m.reply <- errNotHere // joined legs move through their call
+			return
+		}
+		if m.dst.Equal(ctx.Self()) { // already here: a change of mode
+			mm.opts = m.opts
+			r.applyModes()
+			r.publish(m.legID, EventLegMoved, MoveData{From: m.to.String(), To: m.to.String(), Mode: m.opts.Mode})
+			m.reply <- nil
+			return
+		}
+		r.remove(ctx, m.legID)
+		ctx.Stop(mm.legPID)
+		mm.sig.Endpoint().SetTaps(nil)
+		mm.sig.Endpoint().OnDTMF(nil)
+		r.publish(m.legID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.to.String()})
+		ctx.Send(m.dst, &moveIn{sig: mm.sig, from: "room:" + r.name, opts: m.opts, tap: mm.tap, muted: mm.muted, reply: m.reply})
+	case *legEnded:
+		r.srv.legReg.ended(m.legID) // only the room's own leg actors report here
+		if mm := r.members[m.legID]; mm != nil && mm.holder == nil {
+			r.remove(ctx, m.legID)
+			cause := "hangup"
+			if m.cause != nil {
+				cause = causeString(m.cause)
+			}
+			r.log.Info("leg ended in room", "leg_id", m.legID, "cause", cause)
+			r.publish(m.legID, EventLegEnded, EndData{Cause: cause})
+		}
+	case *legDTMF:
+		r.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
+	case *legChat:
+		r.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
+	case *legTransfer:
+		m.reply <- errors.New("a leg in a room cannot transfer")
+	case *legMediaUpdate:
+		if mm := r.members[m.legID]; mm != nil {
+			r.rewireAll() // a codec change may change the mix rate
+		}
+	case *legCtl:
+		r.onLegCtl(ctx, m)
+	case *legReplace:
+		r.onReplace(ctx, m)
+	case *roomOptsMsg:
+		r.opts = m.opts
+		r.applyModes()
+	case *roomInfoReq:
+		var out []LegInfo
+		for _, id := range r.order {
+			mm := r.members[id]
+			out = append(out, LegInfo{ID: id, Kind: legKindOf(mm.sig.Kind()), User: mm.sig.User(), From: mm.sig.From(),
+				State: LegAnswered, Muted: mm.muted || mm.opts.Muted, Mode: mm.opts.Mode})
+		}
+		m.reply <- out
+	case *roomIdle:
+		r.stopIfEmpty(ctx)
+	case *actor.Stopped:
+		for id := range r.members {
+			r.remove(ctx, id)
+		}
+		if r.mixer != nil {
+			r.mixer.Close()
+		}
+	}
+}
+
+// add mixes a leg into the room.
+func (r *roomActor) add(sig Signaling, opts JoinOptions, holder *actor.PID, heard *heardSwitch) *roomMember {
+	id := sig.ID()
+	mm := &roomMember{sig: sig, opts: opts, holder: holder, heard: heard}
+	r.members[id] = mm
+	r.order = append(r.order, id)
+	if r.mixer == nil || r.mixer.Rate() != r.rate() {
+		r.rewireAll()
+	} else {
+		r.wire(mm)
+	}
+	r.applyModes()
+	if r.opts.Tones {
+		r.mixer.Announce(media.Sequence(
+			media.NewTone(media.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
+			media.NewTone(media.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
+	}
+	r.log.Info("leg entered room", "leg_id", id, "mode", opts.Mode.String(), "members", len(r.members))
+	return mm
+}
+
+// wire connects a member's endpoint to the mixer.
+func (r *roomActor) wire(mm *roomMember) {
+	mm.part = r.mixer.Add()
+	ep := mm.sig.Endpoint()
+	var src media.Source = mm.part
+	if mm.heard != nil {
+		src = &heardSource{src: mm.part, sw: mm.heard}
+	}
+	ep.SetSink(mm.part)
+	mm.stop = ep.Play(src, nil)
+}
+
+func (r *roomActor) unwire(mm *roomMember) {
+	if mm.part == nil {
+		return
+	}
+	r.mixer.Remove(mm.part)
+	mm.stop()
+	mm.sig.Endpoint().ClearSink(mm.part)
+	mm.part = nil
+}
+
+// rate is 16 kHz, or 48 kHz while an Opus leg is in the room.
+func (r *roomActor) rate() int {
+	rate := 16000
+	for _, mm := range r.members {
+		if sr := mm.sig.Endpoint().Config().Codec.SampleRate; sr > rate {
+			rate = sr
+		}
+	}
+	return rate
+}
+
+// rewireAll rebuilds the mix (at a new rate) with every member.
+func (r *roomActor) rewireAll() {
+	old := r.mixer
+	if old != nil {
+		for _, mm := range r.members {
+			if mm.part != nil {
+				r.unwire(mm)
+			}
+		}
+	}
+	r.mixer = media.NewMixer(r.rate())
+	if old != nil {
+		old.Close()
+	}
+	for _, id := range r.order {
+		r.wire(r.members[id])
+	}
+	r.applyModes()
+}
+
+// applyModes sets who is heard by whom: mute, Monitor, Whisper, and the
+// waiting-for-moderator rule.
+func (r *roomActor) applyModes() {
+	moderated := !r.opts.WaitForModerator
+	for _, mm := range r.members {
+		if mm.opts.Moderator {
+			moderated = true
+		}
+	}
+	for _, mm := range r.members {
+		if mm.part == nil {
+			continue
+		}
+		mm.part.SetMuted(mm.opts.Muted || mm.opts.Mode == ModeMonitor || (!moderated && !mm.opts.Moderator))
+		var audience *media.Participant
+		if mm.opts.Mode == ModeWhisper {
+			if c := r.members[mm.opts.Coach]; c != nil {
+				audience = c.part
+			} else {
+				mm.part.SetMuted(true)
+			}
+		}
+		mm.part.SetAudience(audience)
+	}
+}
+
+// remove takes a member out of the room.
+func (r *roomActor) remove(ctx actor.Context, id string) {
+	mm := r.members[id]
+	if mm == nil {
+		return
+	}
+	r.unwire(mm)
+	delete(r.members, id)
+	r.order = slices.DeleteFunc(r.order, func(s string) bool { return s == id })
+	wasModerator := mm.opts.Moderator
+	r.applyModes()
+	if r.opts.Tones && len(r.members) > 0 {
+		r.mixer.Announce(media.Sequence(
+			media.NewTone(media.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
+			media.NewTone(media.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
+	}
+	r.log.Info("leg left room", "leg_id", id, "members", len(r.members))
+	if wasModerator && r.opts.EndWithModerator {
+		for _, m := range r.members {
+			if m.opts.Moderator {
+				wasModerator = false
+			}
+		}
+		if wasModerator {
+			r.endRoom(ctx)
+		}
+	}
+	r.stopIfEmpty(ctx)
+}
+
+// endRoom takes everyone out: the last moderator left.
+func (r *roomActor) endRoom(ctx actor.Context) {
+	for _, id := range slices.Clone(r.order) {
+		mm := r.members[id]
+		r.unwire(mm)
+		delete(r.members, id)
+		if mm.holder != nil {
+			ctx.Send(mm.holder, &roomLeft{room: r.name, err: ErrRoomClosed})
+		} else {
+			sig := mm.sig
+			go func() { _ = sig.Hangup(context.Background()) }()
+		}
+	}
+	r.order = nil
+}
+
+func (r *roomActor) stopIfEmpty(ctx actor.Context) {
+	if len(r.members) > 0 || r.stopped {
+		return
+	}
+	// Legs the room held and that are still hanging up keep it until
+	// their leg actors report; the registry decides whether anyone is on
+	// the way in.
+	if r.srv.rooms.remove(r.name, ctx.Self()) {
+		r.stopped = true
+		ctx.Stop(ctx.Self())
+	}
+}
+
+func (r *roomActor) onLegCtl(ctx actor.Context, m *legCtl) {
+	mm := r.members[m.legID]
+	if mm == nil {
+		m.reply <- errNotHere
+		return
+	}
+	switch m.op {
+	case opMute, opUnmute:
+		mm.muted = m.op == opMute
+		mm.sig.Endpoint().SetMuted(mm.muted)
+		typ := EventLegMuted
+		if !mm.muted {
+			typ = EventLegUnmuted
+		}
+		r.publish(m.legID, typ, nil)
+		m.reply <- nil
+	case opKick:
+		r.remove(ctx, m.legID)
+		if mm.holder != nil {
+			ctx.Send(mm.holder, &roomLeft{room: r.name, err: ErrKicked})
+		} else {
+			sig := mm.sig
+			go func() { _ = sig.Hangup(context.Background()) }()
+		}
+		m.reply <- nil
+	case opHangup:
+		if mm.holder != nil {
+			m.reply <- errNotHere
+			return
+		}
+		sig := mm.sig
+		go func() { m.reply <- sig.Hangup(context.Background()) }()
+	case opTaps:
+		mm.tap = m.sink
+		mm.sig.Endpoint().SetTaps(m.sink)
+		m.reply <- nil
+	case opHold, opUnhold:
+		h, ok := mm.sig.(holdable)
+		if !ok {
+			m.reply <- errors.New("this leg cannot be held")
+			return
+		}
+		on := m.op == opHold
+		go func() {
+			if on {
+				m.reply <- h.Hold(context.Background())
+			} else {
+				m.reply <- h.Unhold(context.Background())
+			}
+		}()
+	default:
+		m.reply <- errors.New("not supported for a leg in a room")
+	}
+}
+
+// onReplace puts a new leg in the place of a member the room holds.
+func (r *roomActor) onReplace(ctx actor.Context, m *legReplace) {
+	old := r.members[m.old]
+	if old == nil || old.holder != nil {
+		sig := m.sig
+		go func() { _ = sig.Hangup(context.Background()) }()
+		m.reply <- errNotHere
+		return
+	}
+	mm := r.add(m.sig, old.opts, nil, nil)
+	mm.legPID = spawnLegActor(ctx, m.sig, true, r.log)
+	mm.entry = r.srv.legReg.register(m.sig, ctx.Self(), "room:"+r.name)
+	r.remove(ctx, m.old)
+	sig := old.sig
+	go func() { _ = sig.Hangup(context.Background()) }()
+	r.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "room:" + r.name})
+	m.reply <- nil
+}
+
+// publish puts an event on the room's stream and the server-wide one.
+func (r *roomActor) publish(legID string, typ EventType, data any) {
+	r.srv.publishTo(r.stream, Event{CallID: "room:" + r.name, LegID: legID, Type: typ, Data: data})
 }

@@ -3,10 +3,10 @@ package framework
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -20,13 +20,23 @@ var (
 	ErrRejected = sip.ErrRejected
 )
 
-// DialOptions configure Dial. The zero value rings for 30 s with the
-// server's default caller id.
+// DialOptions configure Dial. The zero value rings for 30 s and presents
+// the caller's own identity.
 type DialOptions struct {
 	// Timeout is how long the far end may ring (default 30 s).
 	Timeout time.Duration
-	// CallerID is the user part of the From URI presented to the far end.
-	CallerID string
+	// CallerID is the identity the dialled phone shows (From display name
+	// and user; a P-Asserted-Identity toward trusted trunks). Zero passes
+	// the caller's on (Call.Caller, like Asterisk's caller id
+	// passthrough), except that a trunk's caller_id replaces the caller's
+	// number; Server.Originate, which has no caller, presents
+	// "switchboard". A CallerID with only Private set keeps the caller's
+	// identity but hides it from untrusted peers.
+	CallerID CallerID
+	// Ringback is the country whose ringing tone an answered caller hears
+	// while the far end rings ("us", "gb", "de", "fr", "jp", ...; see
+	// Ringback). Empty means Config.Ringback.
+	Ringback string
 	// Username and Password answer the far end's digest challenge (trunks).
 	Username, Password string
 	// Headers are added to the outgoing INVITE.
@@ -58,13 +68,13 @@ func (c *Call) Dial(ctx context.Context, target string, opts DialOptions) error 
 type (
 	dialReq struct {
 		target string
-		opts   DialOptions
+		opts   DialOptions // as resolved by startDial: caller id filled in
 		reply  chan error
 	}
 	dialCancel struct{ dial *dialReq }
 	dialResult struct {
 		dial           *dialReq
-		leg            *sip.Leg
+		leg            Signaling
 		callerAnswered bool
 		err            error
 	}
@@ -73,12 +83,10 @@ type (
 
 // dialState is the one dial (or bridge) a call has under way.
 type dialState struct {
-	req         *dialReq
-	cancel      context.CancelFunc
-	ringback    func()
-	legID       string // set once answered
-	unbridge    func()
-	passthrough bool // the bridge forwards packets; the leg's sink is free
+	req      *dialReq
+	cancel   context.CancelFunc
+	ringback func()
+	legID    string // set once answered; the leg is then in the conversation
 	// transferring is set while the bridged party's REFER target rings.
 	transferring bool
 }
@@ -93,20 +101,29 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 		return
 	}
 	caller := a.legs[a.order[0]]
+	country := d.opts.Ringback
+	if country == "" {
+		country = a.srv.cfg.Ringback
+	}
+	ringback, err := Ringback(country)
+	if err != nil {
+		d.reply <- err
+		return
+	}
+	d.opts.CallerID = presentedCallerID(d.opts, a.call.caller)
 	dctx, cancel := context.WithCancel(context.Background())
 	st := &dialState{req: d, cancel: cancel}
 	a.dial = st
 	if caller.answered {
-		ringback := media.NewTone(media.Tone{Freqs: []float64{440, 480}, On: 2 * time.Second, Off: 4 * time.Second})
 		st.ringback = caller.sig.Endpoint().Play(ringback, nil)
 	} else if err := caller.sig.Ringing(); err != nil {
 		a.log.Debug("dial: 180 to caller failed", "error", err)
 	}
-	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
+	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
 	callerSig, callerAnswered := caller.sig, caller.answered
 	a.log.Info("dialing", "target", d.target)
 	go func() {
-		leg, err := dialLeg(dctx, agent, d.target, d.opts)
+		leg, err := srv.dialLeg(dctx, d.target, d.opts)
 		answered := false
 		if err == nil && !callerAnswered {
 			// The caller is answered only once the far end has answered.
@@ -139,7 +156,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		if a.ended {
 			m.dial.reply <- ErrHangup
 		} else {
-			m.dial.reply <- m.err
+			m.dial.reply <- sipCause(m.err)
 		}
 		return
 	}
@@ -155,7 +172,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		m.dial.reply <- ErrHangup
 		return
 	}
-	a.addLeg(ctx, m.leg) // answered: addLeg publishes leg.answered
+	a.addLeg(ctx, m.leg, true) // answered: addLeg publishes leg.answered
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
 	caller := a.bridgeDialled(st, m.leg)
@@ -163,16 +180,16 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		"codec_b", m.leg.Endpoint().Config().Codec.Name)
 }
 
-// bridgeDialled makes leg (already added) the dial's party and bridges it
-// with the caller, whose signaling it returns.
-func (a *callActor) bridgeDialled(st *dialState, leg *sip.Leg) Signaling {
-	caller := a.legs[a.order[0]].sig
+// bridgeDialled makes leg (already added) the dial's party and puts it in
+// the conversation with the caller, whose signaling it returns.
+func (a *callActor) bridgeDialled(st *dialState, leg Signaling) Signaling {
+	caller := a.legs[a.order[0]]
 	st.legID = leg.ID()
-	st.passthrough = passthrough(caller.Endpoint(), leg.Endpoint())
-	st.unbridge = media.Bridge(caller.Endpoint(), leg.Endpoint())
-	a.applyHeard() // what the other party says, to the heard taps
+	a.convAdd(caller.sig.ID(), a.convOpts[caller.sig.ID()])
+	a.convAdd(leg.ID(), JoinOptions{})
+	a.rewire()
 	a.publish(leg.ID(), EventLegBridged, nil)
-	return caller
+	return caller.sig
 }
 
 // endDial finishes the dial when its leg ends or is cancelled; err goes to
@@ -187,9 +204,9 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	if st.ringback != nil {
 		st.ringback()
 	}
-	if st.unbridge != nil {
-		st.unbridge()
-		a.applyCallerSink() // a transcoding bridge took the caller's sink
+	if st.legID != "" && slices.Contains(a.conv, st.legID) {
+		a.convRemove(st.legID)
+		a.rewire()
 	}
 	if hangupLeg && st.legID != "" {
 		if l := a.legs[st.legID]; l != nil && !l.ended {
@@ -199,9 +216,78 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	st.req.reply <- err
 }
 
-func dialLeg(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
-	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID,
-		Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
+// Dialer originates legs of one transport family — the way SIP dials
+// phones and trunks, a browser bridge rings logged-in browsers. Dial,
+// Originate and transfers ask the server's dialers in the order they were
+// added (Server.AddDialer), then SIP.
+type Dialer interface {
+	// Dial reaches target and returns its leg once answered. An error
+	// that wraps ErrNotFound means target is not this dialer's to reach:
+	// the next one is asked.
+	Dial(ctx context.Context, target string, opts DialOptions) (Signaling, error)
+}
+
+// AddDialer adds a transport family that Dial can reach (before SIP).
+func (s *Server) AddDialer(d Dialer) {
+	s.mu.Lock()
+	s.dialers = append(s.dialers, d)
+	s.mu.Unlock()
+}
+
+// dialLeg reaches target through the first dialer that knows it, else SIP.
+func (s *Server) dialLeg(ctx context.Context, target string, opts DialOptions) (Signaling, error) {
+	s.mu.Lock()
+	dialers := slices.Clone(s.dialers)
+	s.mu.Unlock()
+	for _, d := range dialers {
+		leg, err := d.Dial(ctx, target, opts)
+		if err == nil {
+			return leg, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	leg, err := sipDial(ctx, s.agent, target, opts)
+	if err != nil {
+		return nil, err // no typed nil in the interface
+	}
+	return leg, nil
+}
+
+// sipCause shortens an error of the sip package for a verb's error: its
+// SIP status ("486 Busy Here", which still matches ErrBusy) or "user not
+// registered" says it all once the verb names the target.
+func sipCause(err error) error {
+	var se *sip.StatusError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, sip.ErrNotRegistered):
+		return sip.ErrNotRegistered
+	}
+	return err
+}
+
+// presentedCallerID is the identity a Dial shows: the flow's, else the
+// caller's passed on (a trunk's caller_id standing in for the number).
+func presentedCallerID(opts DialOptions, caller CallerID) CallerID {
+	id := opts.CallerID
+	if id.Name == "" && id.Number == "" {
+		private := id.Private
+		id = caller
+		id.Private = id.Private || private
+		if opts.Trunk != "" {
+			id.Number = "" // the carrier wants its own caller_id
+		}
+	}
+	id.URI = ""
+	return id
+}
+
+func sipDial(ctx context.Context, agent *sip.Agent, target string, opts DialOptions) (*sip.Leg, error) {
+	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID.Number, FromName: opts.CallerID.Name,
+		Private: opts.CallerID.Private, Username: opts.Username, Password: opts.Password, Headers: opts.Headers}
 	if opts.Trunk != "" {
 		return agent.DialTrunk(ctx, opts.Trunk, target, so)
 	}

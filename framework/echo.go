@@ -46,7 +46,7 @@ func (a *callActor) echo(_ actor.Context, r *echoReq) {
 	}
 	a.withFirstLeg(r.reply, func(l *legRef) {
 		switch {
-		case (a.dial != nil && a.dial.unbridge != nil) || a.conf != nil:
+		case a.bridged() || a.conf != nil:
 			r.reply <- ErrBridged
 		case a.echoStop != nil:
 			r.reply <- errors.New("echo already running")

@@ -18,6 +18,26 @@ type holdReq struct {
 	reply chan error
 }
 
+// holdDone is the outcome of a Hold or Unhold re-INVITE.
+type holdDone struct {
+	legID string
+	on    bool
+	err   error
+	reply chan error
+}
+
+// onHoldDone publishes leg.held or leg.unheld and replies.
+func (a *callActor) onHoldDone(m *holdDone) {
+	if m.err == nil {
+		typ := EventLegUnheld
+		if m.on {
+			typ = EventLegHeld
+		}
+		a.publish(m.legID, typ, HoldData{})
+	}
+	m.reply <- m.err
+}
+
 // Hold puts the caller on hold: a re-INVITE offering sendonly, so the
 // caller's phone stops sending while the flow may still play to it (music
 // on hold). It returns when the phone has answered; a refusal leaves the
@@ -44,7 +64,7 @@ func (a *callActor) hold(ctx actor.Context, r *holdReq) {
 			r.reply <- ErrNotAnswered
 			return
 		}
-		sig := l.sig
+		sig, self, root := l.sig, ctx.Self(), ctx.ActorSystem().Root
 		go func() {
 			// The leg's re-INVITE ends early if the dialog ends.
 			var err error
@@ -53,7 +73,7 @@ func (a *callActor) hold(ctx actor.Context, r *holdReq) {
 			} else {
 				err = h.Unhold(context.Background())
 			}
-			r.reply <- hangupIfEnded(sig, err)
+			root.Send(self, &holdDone{legID: sig.ID(), on: r.on, err: hangupIfEnded(sig, err), reply: r.reply})
 		}()
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/switchboard-voice/switchboard/bridge"
 )
 
 // newMux builds the server's HTTP routes. Server.Handle adds to it, before
@@ -20,6 +21,19 @@ func (s *Server) newMux() *http.ServeMux {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))
 	mux.Handle("GET /sip", s.agent.WebSocketHandler())
+	mux.HandleFunc("GET /tls/cert.pem", func(w http.ResponseWriter, r *http.Request) {
+		pemBytes := s.agent.TLSCertificatePEM()
+		if pemBytes == nil {
+			http.Error(w, "SIP over TLS is not enabled", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Content-Disposition", `attachment; filename="switchboard-cert.pem"`)
+		_, _ = w.Write(pemBytes)
+	})
+	if s.browsers != nil {
+		mux.Handle("GET /ws", s.browsers.Handler())
+	}
 	if s.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -27,9 +41,14 @@ func (s *Server) newMux() *http.ServeMux {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	if s.cfg.HTTPHandler != nil {
+	switch {
+	case s.cfg.HTTPHandler != nil:
 		mux.Handle("/", s.cfg.HTTPHandler)
-	} else {
+		mux.Handle("GET /status", s.statusPage())
+	case s.browsers != nil:
+		mux.Handle("GET /", bridge.Page()) // the softphone
+		mux.Handle("GET /status", s.statusPage())
+	default:
 		mux.Handle("GET /{$}", s.statusPage())
 	}
 	return mux
@@ -37,8 +56,9 @@ func (s *Server) newMux() *http.ServeMux {
 
 // Handle registers h for pattern (http.ServeMux syntax, e.g.
 // "GET /calls/{id}") on the server's HTTP port, beside the built-in
-// routes: / (status page), /sip, /metrics, /healthz, /readyz and, when
-// enabled, /debug/pprof/. Like http.ServeMux.Handle it panics if the
+// routes: / (status page, or the softphone with Config.Browsers and
+// /status), /sip, /ws, /tls/cert.pem, /metrics, /healthz, /readyz and,
+// when enabled, /debug/pprof/. Like http.ServeMux.Handle it panics if the
 // pattern is invalid or conflicts with one already registered. It may be
 // called before or after ListenAndServe.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }

@@ -73,6 +73,20 @@ type legActor struct {
 	sig      Signaling
 	answered bool
 	ended    bool
+	stop     chan struct{} // closed when the actor stops (the leg may live on, moved)
+}
+
+// mediaUpdater is what a leg needs to report renegotiated media
+// (re-INVITE, UPDATE): sip.Leg has it.
+type mediaUpdater interface {
+	OnMediaUpdate(fn func(media.StreamConfig))
+}
+
+// legMediaUpdate tells the holder a leg's codec, address or direction
+// changed.
+type legMediaUpdate struct {
+	legID string
+	cfg   media.StreamConfig
 }
 
 func (a *legActor) Receive(ctx actor.Context) {
@@ -84,6 +98,14 @@ func (a *legActor) Receive(ctx actor.Context) {
 		})
 		a.sig.OnChat(func(ct, text string) {
 			root.Send(self, &legChat{legID: a.sig.ID(), contentType: ct, text: text})
+		})
+		if sg, ok := a.sig.(signalable); ok {
+			sg.OnSignal(func(name string, payload []byte) {
+				root.Send(self, &legSignal{legID: a.sig.ID(), name: name, payload: payload})
+			})
+		}
+		a.sig.Endpoint().OnPanic(func(pe *media.PanicError) {
+			root.Send(self, &legPanic{legID: a.sig.ID(), err: pe})
 		})
 		if tr, ok := a.sig.(transferable); ok {
 			parent, legID := ctx.Parent(), a.sig.ID()
@@ -98,11 +120,24 @@ func (a *legActor) Receive(ctx actor.Context) {
 				}
 			})
 		}
-		done := a.sig.Done()
+		if mu, ok := a.sig.(mediaUpdater); ok {
+			legID := a.sig.ID()
+			mu.OnMediaUpdate(func(cfg media.StreamConfig) {
+				root.Send(self, &legMediaUpdate{legID: legID, cfg: cfg})
+			})
+		}
+		done, stop := a.sig.Done(), a.stop
 		go func() {
-			<-done
-			root.Send(self, &legWatch{})
+			select {
+			case <-done:
+				root.Send(self, &legWatch{})
+			case <-stop:
+			}
 		}()
+	case *actor.Stopped:
+		close(a.stop)
+	case *legMediaUpdate:
+		ctx.Send(ctx.Parent(), m)
 	case *legWatch:
 		if !a.ended {
 			a.ended = true
@@ -110,7 +145,7 @@ func (a *legActor) Receive(ctx actor.Context) {
 		}
 	case *legDTMF:
 		ctx.Send(ctx.Parent(), m)
-	case *legChat:
+	case *legChat, *legSignal, *legPanic:
 		ctx.Send(ctx.Parent(), m)
 	case *legSendChat:
 		a.run(ctx, "chat", m.reply, func() error { return a.sig.SendChat(context.Background(), m.text) })

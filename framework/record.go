@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -11,13 +10,19 @@ import (
 )
 
 // RecordOptions configure Record. The zero value records up to 60 s and
-// stops on "#".
+// stops on a "#" pressed while it records.
 type RecordOptions struct {
 	// MaxDuration ends the recording (default 60 s).
 	MaxDuration time.Duration
 	// StopDigits end the recording when pressed (default "#"; "-" for
 	// none). The digit is not part of the file.
 	StopDigits string
+	// KeepTypeAhead makes digits typed before Record started and not
+	// consumed yet (the type-ahead, e.g. a "#" pressed during the
+	// preceding prompt) count as stop digits, which then end the
+	// recording at once. By default only digits pressed after Record
+	// started stop it.
+	KeepTypeAhead bool
 	// Beep plays a short 1 kHz tone first, the way voicemail does.
 	Beep bool
 	// Stereo records both directions of the call into a 2-channel file:
@@ -32,10 +37,19 @@ type RecordOptions struct {
 
 // Record records what the caller says into a 16-bit PCM WAV file at path
 // until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
-// recorded. The file is valid whatever ends the recording — even a crash
+// recorded. Only digits pressed after recording started stop it (see
+// RecordOptions.KeepTypeAhead). The file is valid whatever ends the recording — even a crash
 // of the server (see media.WAVRecorder). A hangup returns the duration
 // with ErrHangup. A mono Record takes the caller's audio the way Listen
 // does; a Stereo one listens beside it (see RecordOptions.Stereo).
+//
+// Digits: only digits pressed after Record started stop it. The stop
+// digit, and every digit before it, is consumed (a later CollectDigits
+// does not see them); when Record ends otherwise (MaxDuration, ctx),
+// digits pressed while it recorded stay type-ahead for CollectDigits.
+// Record reads digits from its own view of the call's event stream, so a
+// CollectDigits running beside it (e.g. in another goroutine) sees the
+// same digits and neither steals them from the other.
 func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (time.Duration, error) {
 	if opts.MaxDuration <= 0 {
 		opts.MaxDuration = time.Minute
@@ -48,6 +62,19 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	if err := c.Answer(ctx); err != nil {
 		return 0, err
+	}
+	// Stop digits are watched from here on, on the call's event stream:
+	// Record has its own view of the digits, so a CollectDigits beside it
+	// sees them too. Digits typed before Record started do not stop it.
+	var digits <-chan Event
+	if opts.StopDigits != "" {
+		from := FromNow
+		if opts.KeepTypeAhead {
+			from = c.digitCursor.Load() + 1 // the digits not consumed yet
+		}
+		sub := c.stream.Subscribe(ctx, from)
+		defer sub.Close()
+		digits = sub.C()
 	}
 	if opts.Beep {
 		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 250 * time.Millisecond})); err != nil {
@@ -70,7 +97,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	if opts.Stereo {
 		srec, err := media.NewStereoRecorder(path, rate)
 		if err != nil {
-			return 0, fmt.Errorf("framework: record: %w", err)
+			return 0, wrapVerb("record", err)
 		}
 		rec = srec
 		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
@@ -92,7 +119,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	} else {
 		mrec, err := media.NewWAVRecorder(path, rate)
 		if err != nil {
-			return 0, fmt.Errorf("framework: record: %w", err)
+			return 0, wrapVerb("record", err)
 		}
 		rec = mrec
 		if err := c.Listen(ctx, mrec); err != nil {
@@ -103,18 +130,21 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	timer := time.NewTimer(opts.MaxDuration)
 	defer timer.Stop()
-	digits := c.digits
-	if opts.StopDigits == "" {
-		digits = nil // leave the digits to the flow (e.g. a Record beside Dial)
-	}
 	var end error
 loop:
 	for {
 		select {
 		case <-timer.C:
 			break loop
-		case ev := <-digits:
-			if strings.ContainsRune(opts.StopDigits, ev.Digit) {
+		case ev, ok := <-digits:
+			if !ok {
+				digits = nil // the stream ended: the call is ending too
+				continue
+			}
+			if d, isDigit := digitOf(ev); isDigit && strings.ContainsRune(opts.StopDigits, d) {
+				// The stop digit is consumed: it does not reach the next
+				// CollectDigits as type-ahead (nor do digits before it).
+				c.consumeDigits(ev.Seq)
 				break loop
 			}
 		case <-c.ctx.Done():
@@ -134,7 +164,7 @@ loop:
 	cerr := rec.Close()
 	d := rec.Duration()
 	if end != nil {
-		return d, fmt.Errorf("framework: record: %w", end)
+		return d, wrapVerb("record", end)
 	}
 	if cerr != nil {
 		return d, cerr

@@ -2,7 +2,6 @@ package framework
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/switchboard-voice/switchboard/media"
 )
@@ -46,7 +45,7 @@ func (c *Call) Speech(ctx context.Context, text string, opts SayOptions) (media.
 		if c.ended() != nil {
 			err = ErrHangup // the flow's ctx ended with the call
 		}
-		return nil, fmt.Errorf("framework: say: %w", err)
+		return nil, wrapVerb("say", err)
 	}
 	return src, nil
 }
@@ -60,23 +59,23 @@ type endpointReq struct {
 // safe to call from the flow's goroutine.
 func (c *Call) callerEndpoint(ctx context.Context, verb string) (*media.Endpoint, error) {
 	if err := c.ended(); err != nil {
-		return nil, fmt.Errorf("framework: %s: %w", verb, err)
+		return nil, wrapVerb(verb, err)
 	}
 	r := &endpointReq{reply: make(chan *media.Endpoint, 1)}
 	c.root.Send(c.pid, r)
 	select {
 	case ep := <-r.reply:
 		if ep == nil {
-			return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+			return nil, wrapVerb(verb, ErrHangup)
 		}
 		return ep, nil
 	case <-ctx.Done():
 		if c.ended() != nil {
-			return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+			return nil, wrapVerb(verb, ErrHangup)
 		}
-		return nil, fmt.Errorf("framework: %s: %w", verb, ctx.Err())
+		return nil, wrapVerb(verb, ctx.Err())
 	case <-c.ctx.Done():
-		return nil, fmt.Errorf("framework: %s: %w", verb, ErrHangup)
+		return nil, wrapVerb(verb, ErrHangup)
 	}
 }
 

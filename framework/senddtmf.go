@@ -58,7 +58,7 @@ func (c *Call) SendDTMF(ctx context.Context, digits string, opts SendDTMFOptions
 			srcs = append(srcs, s)
 		}
 		if err := c.Play(ctx, srcs...); err != nil {
-			return fmt.Errorf("framework: send dtmf in-band: %w", err)
+			return wrapVerb("send dtmf in-band", err)
 		}
 		return nil
 	}
@@ -75,17 +75,17 @@ func (c *Call) SendDTMF(ctx context.Context, digits string, opts SendDTMFOptions
 			case <-t.C:
 			case <-ctx.Done():
 				if c.ended() != nil {
-					return fmt.Errorf("framework: send dtmf: %w", ErrHangup)
+					return wrapVerb("send dtmf", ErrHangup)
 				}
-				return fmt.Errorf("framework: send dtmf: %w", ctx.Err())
+				return wrapVerb("send dtmf", ctx.Err())
 			case <-c.ctx.Done():
-				return fmt.Errorf("framework: send dtmf: %w", ErrHangup)
+				return wrapVerb("send dtmf", ErrHangup)
 			}
 		} else {
 			<-t.C
 		}
 		if err := ep.SendDTMF(d, opts.Duration); err != nil {
-			return fmt.Errorf("framework: send dtmf: %w", err)
+			return wrapVerb("send dtmf", err)
 		}
 	}
 	// Return once the last digit has gone out.
@@ -94,8 +94,8 @@ func (c *Call) SendDTMF(ctx context.Context, digits string, opts SendDTMFOptions
 	case <-t.C:
 		return nil
 	case <-c.ctx.Done():
-		return fmt.Errorf("framework: send dtmf: %w", ErrHangup)
+		return wrapVerb("send dtmf", ErrHangup)
 	case <-ctx.Done():
-		return fmt.Errorf("framework: send dtmf: %w", ctx.Err())
+		return wrapVerb("send dtmf", ctx.Err())
 	}
 }

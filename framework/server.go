@@ -2,6 +2,8 @@ package framework
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +17,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -24,9 +28,17 @@ type Config struct {
 	// SIPAddr is where SIP listens, UDP and TCP. Default "0.0.0.0:5060".
 	SIPAddr string
 	// TLSAddr is where SIP over TLS listens; empty disables TLS. Without
-	// TLSCertFile/TLSKeyFile a self-signed certificate is generated.
+	// TLSCertFile/TLSKeyFile a self-signed development certificate is used,
+	// kept in DataDir (see sip.DevCertificate) and served at
+	// GET /tls/cert.pem for phones to trust.
 	TLSAddr                 string
 	TLSCertFile, TLSKeyFile string
+	// DataDir keeps state across restarts (the development certificate);
+	// empty keeps none (a new certificate at every start).
+	DataDir string
+	// TLSHostnames are DNS names phones use to reach the server, added to
+	// the development certificate (localhost and the host name always are).
+	TLSHostnames []string
 	// HTTPAddr is where the web endpoints listen (and SIP over WebSocket,
 	// RFC 7118, on path /sip). Default ":8080"; "-"
 	// disables HTTP.
@@ -53,9 +65,20 @@ type Config struct {
 	// OnCallEnd, if set, receives every call's CDR (from the call actor; it
 	// must not block for long).
 	OnCallEnd func(CDR)
-	// OnEvent, if set, receives every event of every call, in order per
-	// call (from the call actor; it must not block).
+	// OnEvent, if set, receives every event of every call, in order, from
+	// one goroutine of its own reading the server-wide stream (so it may
+	// lag the calls, and it cannot slow them down; a panic in it is
+	// logged and the stream goes on).
+	//
+	// Deprecated: use Server.Subscribe, which can resume and tells a
+	// slow reader what it missed.
 	OnEvent func(Event)
+	// EventReplay is how many of each call's latest events are kept for
+	// subscribers that resume or fall behind (default DefaultEventReplay).
+	EventReplay int
+	// ServerEventReplay is the same for the server-wide stream (default
+	// DefaultServerEventReplay).
+	ServerEventReplay int
 	// Users, if set, enables the registrar: these accounts may REGISTER
 	// (digest auth) and Dial reaches them by name.
 	Users *sip.Directory
@@ -69,6 +92,19 @@ type Config struct {
 	// Trunks are the carriers calls can go out through (DialOptions.Trunk)
 	// and come in from (Call.Trunk).
 	Trunks []sip.Trunk
+	// CallLimits bound the calls one source address may hold and start
+	// (sip.CallLimits: guests 10 at once and 5/s, users 100; trunks exempt).
+	CallLimits sip.CallLimits
+	// AckTimeout ends an answered call whose 200 is not ACKed within it,
+	// releasing its RTP port (default 4 s; negative: RFC 3261's 32 s).
+	AckTimeout time.Duration
+	// UnverifiedRTP is how many RTP packets a call sends to an address the
+	// peer has not proven (default 4; negative disables the check).
+	UnverifiedRTP int
+	// Domains are the host names phones use for this server in their From
+	// (besides its IP addresses, "localhost" and Realm): callers claiming
+	// one of them must authenticate (sip.Registrar.Domains).
+	Domains []string
 	// Realm is the digest realm of the registrar (default "switchboard").
 	Realm string
 	// HTTPHandler, if set, serves every path on HTTPAddr that the built-in
@@ -76,6 +112,30 @@ type Config struct {
 	// enabled) and Server.Handle do not — in place of the status page at
 	// /. Server.Handle is the finer-grained way to add routes.
 	HTTPHandler http.Handler
+	// Browsers, if set, serves browser legs and the softphone page.
+	Browsers *BrowserConfig
+	// Subscriptions bounds SIP SUBSCRIBE (presence and dialog event
+	// packages): lifetimes and how many; the zero value has defaults.
+	Subscriptions sip.SubscriptionLimits
+	// OnPresence, if set, receives every presence change (a user's status
+	// or note, or one of their dialogs) in order, synchronously on the
+	// goroutine that caused it; it must not block and must not call the
+	// presence store's setters (a panic is recovered and logged).
+	// Server.Presence().Subscribe is the buffered alternative.
+	OnPresence func(PresenceChange)
+	// SIPConns bounds the TCP, TLS and WebSocket connections peers open
+	// (deadlines, per-IP and total caps; see sip.ConnLimits, whose zero
+	// value has sane defaults). IdleTimeout also closes idle HTTP
+	// keep-alive connections.
+	SIPConns sip.ConnLimits
+	// WebSocketOrigins lists the browser origins allowed to open SIP over
+	// WebSocket on /sip besides the server's own ("*" allows any);
+	// requests without an Origin header (SIP phones) are always allowed.
+	WebSocketOrigins []string
+	// Ringback is the country whose ringing tone callers hear while Dial
+	// puts them through ("us" when empty; "gb", "de", "fr", "jp", ...: see
+	// Ringback). NewServer rejects an unknown one.
+	Ringback string
 	// Pprof serves net/http/pprof's profiles under /debug/pprof/ on
 	// HTTPAddr. Off by default: profiles reveal internals and cost CPU
 	// while taken, so expose them only on a trusted network.
@@ -117,15 +177,27 @@ type Server struct {
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
 
-	confs conferences
-	tts   *media.TTS
+	rooms    roomRegistry
+	legReg   legRegistry
+	browsers *bridge.Bridge
+	tokens   *bridge.Tokens
+	tts      *media.TTS
+	presence *presence.Store
+
+	// events is the server-wide stream: every session's events, each
+	// with its own Seq and a ServerSeq here.
+	events    *EventLog
+	onEventWG sync.WaitGroup
 
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
+	byID  map[string]*Call
 	boxes map[*Call]actor.Mailbox // call actors' mailboxes, for the depth gauge
-	wg    sync.WaitGroup
-	ready chan struct{}
-	base  context.Context
+	// dialers are the transport families Dial asks before SIP.
+	dialers []Dialer
+	wg      sync.WaitGroup
+	ready   chan struct{}
+	base    context.Context
 }
 
 // NewServer creates a server that runs h for every incoming call.
@@ -149,36 +221,52 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if _, err := Ringback(cfg.Ringback); err != nil {
+		return nil, wrapVerb("config", err)
+	}
 	ports, err := media.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
 	s.metrics = newServerMetrics(s)
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
+	s.events = NewEventLog("", cfg.ServerEventReplay)
+	s.events.server = true
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
+	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
+		s.presence.Add(cfg.Users.Names()...)
 		realm := cfg.Realm
 		if realm == "" {
 			realm = "switchboard"
 		}
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
+		registrar.Domains = cfg.Domains
 	}
 	agent, err := sip.NewAgent(sip.Config{
-		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, OnInvite: func(l *sip.Leg) { s.StartCall(l) },
+		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
+		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
+		Conns: cfg.SIPConns, WebSocketOrigins: cfg.WebSocketOrigins,
 		Observer: s.metrics, Overload: cfg.Overload,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.agent = agent
+	if cfg.Browsers != nil {
+		if err := s.newBridge(cfg.Browsers); err != nil {
+			agent.Close()
+			return nil, err
+		}
+	}
 	s.mux = s.newMux()
 	return s, nil
 }
@@ -226,16 +314,30 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
 			s.agent.Close()
-			return fmt.Errorf("framework: http listen: %w", err)
+			return wrapVerb("http listen", err)
 		}
+		// The SIP agent's per-IP and total connection caps and accept
+		// back-off cover HTTP connections too.
+		ln = s.agent.GuardListener(ln)
 		s.httpLn = ln
-		s.httpSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+		idle := s.cfg.SIPConns.IdleTimeout
+		if idle <= 0 {
+			idle = 120 * time.Second
+		}
+		// Idle keep-alive connections go like idle SIP ones; net/http's
+		// own lines (accept errors when out of descriptors, TLS probes)
+		// are rate-limited like the SIP transports'.
+		s.httpSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
+			ErrorLog: slog.NewLogLogger(sip.NewLimitedHandler(s.log.Handler(), 10), slog.LevelWarn)}
 		go func() {
 			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("http server stopped", "error", err)
 			}
 		}()
 		s.log.Info("http: listening", "addr", ln.Addr().String())
+	}
+	if s.cfg.OnEvent != nil {
+		s.runOnEvent() // from Seq 0: calls that came in already are replayed
 	}
 	close(s.ready)
 	<-ctx.Done()
@@ -263,7 +365,18 @@ func (s *Server) shutdown() {
 		s.log.Warn("calls still up after shutdown timeout", "active_calls", s.ActiveCalls())
 	}
 	s.agent.Close()
-	s.confs.closeAll()
+	if s.browsers != nil {
+		_ = s.browsers.Close()
+	}
+	s.rooms.closeAll(s)
+	s.events.Close()
+	drained := make(chan struct{})
+	go func() { s.onEventWG.Wait(); close(drained) }()
+	select {
+	case <-drained: // OnEvent has seen every event
+	case <-time.After(2 * time.Second):
+		s.log.Warn("Config.OnEvent still busy after shutdown; not waiting for it")
+	}
 	if s.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(sctx)
@@ -271,6 +384,54 @@ func (s *Server) shutdown() {
 	}
 	s.system.Shutdown()
 	s.log.Info("shut down")
+}
+
+// presenceChanged puts a presence change on the server-wide event stream
+// (Seq: the presence store's own gap-free number) and hands it to
+// Config.OnPresence.
+func (s *Server) presenceChanged(c PresenceChange) {
+	p := c.Presence
+	s.events.Append(Event{Seq: c.Seq, Time: c.Time, Type: EventPresence,
+		Data: PresenceData{User: p.User, Status: p.Status.String(), Note: p.Note}})
+	if s.cfg.OnPresence != nil {
+		s.cfg.OnPresence(c)
+	}
+}
+
+// Subscribe returns a subscription to the server-wide event stream: every
+// event of every session (calls now, rooms too), in the order they
+// happened, each keeping its session's Seq and numbered in this stream by
+// ServerSeq. from is a ServerSeq (0: as far back as the replay ring
+// reaches; FromNow: new events only); resuming from the last ServerSeq
+// seen replays every later event exactly once. It ends with ctx, Close, or
+// the server's shutdown.
+func (s *Server) Subscribe(ctx context.Context, from uint64) *Subscription {
+	return s.events.Subscribe(ctx, from)
+}
+
+// runOnEvent feeds the deprecated Config.OnEvent from the server-wide
+// stream in a goroutine of its own, until shutdown has drained it.
+func (s *Server) runOnEvent() {
+	sub := s.events.Subscribe(context.Background(), 0)
+	s.onEventWG.Add(1)
+	go func() {
+		defer s.onEventWG.Done()
+		defer sub.Close()
+		for {
+			ev, err := sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						s.log.Error("Config.OnEvent panicked", "call_id", ev.CallID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					}
+				}()
+				s.cfg.OnEvent(ev)
+			}()
+		}
+	}()
 }
 
 // StartCall creates a call for an incoming leg: a call actor, a leg actor
@@ -284,7 +445,7 @@ func (s *Server) StartCall(sig Signaling) { s.startCall(sig, s.handler) }
 // the flow started, or with the dial's error (ErrBusy, ErrNoAnswer, ...).
 // Use it for click-to-call, reminders and call-backs.
 func (s *Server) Originate(ctx context.Context, target string, opts DialOptions, h Handler) error {
-	leg, err := dialLeg(ctx, s.agent, target, opts)
+	leg, err := s.dialLeg(ctx, target, opts)
 	if err != nil {
 		return fmt.Errorf("framework: originate %s: %w", target, err)
 	}
@@ -299,17 +460,26 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	}
 	ctx, cancel := context.WithCancelCause(base)
 	log := s.log.With("call_id", sig.ID())
-	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: authUserOf(sig),
-		root: s.root, log: log, ctx: ctx, tts: s.tts,
-		digits: make(chan media.DTMFEvent, 32), events: make(chan Event, 64),
+	caller, auth := callerOf(sig), authUserOf(sig)
+	if caller.Name == "" && auth != "" && s.cfg.Users != nil {
+		if acc, ok := s.cfg.Users.Lookup(auth); ok {
+			caller.Name = acc.DisplayName
+		}
 	}
+	c := &Call{
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: auth, caller: caller,
+		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
+		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
+	}
+	flowCtx, flowDone := context.WithCancel(context.Background())
+	c.flowCtx = flowCtx
 	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: time.Now()}
 	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ca, log: log} },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
 	s.mu.Lock()
 	s.wg.Add(1)
 	s.calls[c] = nil
+	s.byID[c.id] = c
 	s.mu.Unlock()
 	ca.initial = sig
 	props.Configure(actor.WithMailbox(func() actor.Mailbox {
@@ -326,21 +496,25 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 		s.calls[c] = c.pid
 	}
 	s.mu.Unlock()
-	go s.runFlow(c, h)
+	go s.runFlow(c, h, flowDone)
 }
 
-func (s *Server) runFlow(c *Call, h Handler) {
+// runFlow runs the call flow in its own goroutine. A panic in it is
+// recovered and ends this call only (CDR cause "panic in call flow").
+func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
+	defer flowDone()
 	var err error
+	panicked := false
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("framework: call flow panicked: %v", r)
-				c.log.Error("call flow panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				panicked = true
+				err = flowPanicked(c, r)
 			}
 		}()
 		err = h.ServeCall(c.ctx, c)
 	}()
-	s.root.Send(c.pid, &controllerDone{err: err})
+	s.root.Send(c.pid, &controllerDone{err: err, panicked: panicked})
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
@@ -350,12 +524,22 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
 	s.metrics.observeCDR(cdr)
 	if s.cfg.OnCallEnd != nil {
-		s.cfg.OnCallEnd(cdr)
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					c.log.Error("Config.OnCallEnd panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				}
+			}()
+			s.cfg.OnCallEnd(cdr)
+		}()
 	}
 	s.mu.Lock()
 	delete(s.boxes, c)
 	if _, ok := s.calls[c]; ok {
 		delete(s.calls, c)
+		if s.byID[c.id] == c {
+			delete(s.byID, c.id)
+		}
 		s.wg.Done()
 	}
 	s.mu.Unlock()
@@ -378,9 +562,19 @@ func (s *Server) statusPage() http.Handler {
 		fmt.Fprintf(w, "Switchboard is running.\nSIP: %s (UDP and TCP)\n", sipAddr)
 		if t := s.agent.TLSAddr(); t.IsValid() {
 			fmt.Fprintf(w, "SIP over TLS: %s\n", t)
+			if c := s.agent.TLSCertificate(); c != nil {
+				sum := sha256.Sum256(c.Raw)
+				fmt.Fprintf(w, "TLS certificate (trust it in your phone): http://%s/tls/cert.pem (SHA-256 %s)\n", r.Host, hex.EncodeToString(sum[:]))
+			}
 		}
 		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\nHealth: /healthz, /readyz; metrics: /metrics\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
+		if roster := s.presence.Roster(); len(roster) > 0 {
+			fmt.Fprintln(w, "Presence:")
+			for _, p := range roster {
+				fmt.Fprintf(w, "  %-16s %-10s %s\n", p.User, p.Status, p.Note)
+			}
+		}
 	})
 }
 
@@ -430,6 +624,25 @@ func authUserOf(sig Signaling) string {
 		return a.AuthUser()
 	}
 	return ""
+}
+
+// Ports returns the server's RTP port pool.
+func (s *Server) Ports() *media.PortPool { return s.ports }
+
+// LiveLegs returns how many legs are up, in calls and rooms.
+func (s *Server) LiveLegs() int { return s.legReg.count() }
+
+// Rooms returns the names of the open rooms.
+func (s *Server) Rooms() []string { return s.rooms.names() }
+
+// callPID returns the actor of the live call with that ID, or nil.
+func (s *Server) callPID(id string) *actor.PID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.byID[id]; c != nil {
+		return s.calls[c]
+	}
+	return nil
 }
 
 // SendMessage sends a chat message outside any call: to a registered

@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
@@ -80,7 +79,7 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	defer timer.Stop()
 	var u Utterance
 	speaking := false
-	fail := func(err error) (Utterance, error) { return u, fmt.Errorf("framework: detect speech: %w", err) }
+	fail := func(err error) (Utterance, error) { return u, wrapVerb("detect speech", err) }
 	for {
 		select {
 		case err := <-promptDone:

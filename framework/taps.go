@@ -72,38 +72,8 @@ func (a *callActor) onTapReq(m *tapReq) {
 		m.reply <- ErrHangup
 		return
 	}
-	if m.heard {
-		a.applyHeard()
-	} else {
-		a.applyCallerSink()
-	}
+	a.applyTaps()
 	m.reply <- nil
-}
-
-// applyCallerSink gives the caller's endpoint its inbound sink: the
-// conference's participant or Listen's sink, and every tap beside it.
-func (a *callActor) applyCallerSink() {
-	if a.ended || len(a.order) == 0 {
-		return
-	}
-	base := a.listen
-	if a.conf != nil {
-		base = a.conf.part
-	}
-	a.legs[a.order[0]].sig.Endpoint().SetSink(a.taps.tee(base))
-}
-
-// applyHeard points what the caller hears at the heard taps: prompts
-// through heardSwitch, and the decoded audio of a leg bridged to the
-// caller by passthrough (whose sink is otherwise unused).
-func (a *callActor) applyHeard() {
-	s := a.heardTaps.tee(nil)
-	a.heard.set(s)
-	if a.dial != nil && a.dial.unbridge != nil && a.dial.passthrough {
-		if l := a.legs[a.dial.legID]; l != nil && !l.ended {
-			l.sig.Endpoint().SetSink(s)
-		}
-	}
 }
 
 // heardSwitch is the sink every playback to the caller copies its frames

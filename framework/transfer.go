@@ -32,10 +32,12 @@ type (
 		reply chan error
 	}
 	transferResult struct {
-		from string // the transferring leg
-		t    *sip.Transfer
-		leg  *sip.Leg
-		err  error
+		from     string // the transferring leg
+		stays    string // the transferee, bridged to the target
+		byCaller bool   // the caller transferred the dialled party
+		t        *sip.Transfer
+		leg      Signaling
+		err      error
 	}
 	transferReq struct {
 		target string
@@ -49,17 +51,26 @@ type transferable interface {
 	Refer(ctx context.Context, target string) error
 }
 
-// onLegTransfer decides on a REFER. The party a Dial bridged to the caller
-// may transfer the caller elsewhere — what a PBX user does when they pass
-// a call on: the target is dialled, and when it answers the caller is
-// bridged to it and the transferring leg is released. Other transfers
-// (the caller asking to transfer the flow itself) are declined.
+// onLegTransfer decides on a REFER. Either party of a call Dial bridged
+// may transfer the other elsewhere — what a PBX user does when they pass
+// a call on. The target is dialled; when it answers, the party that stays
+// (the transferee) is bridged to it and the transferring leg is released.
+// When the caller transfers, the dialled party takes the caller's place
+// as the call's first leg. A REFER on a call that is not bridged (the
+// caller asking to transfer the flow itself) is declined.
 func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
+	if m.t.Replaces != nil {
+		a.attendedTransfer(ctx, m)
+		return
+	}
 	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
 	st := a.dial
-	if a.ended || a.ending || st == nil || st.legID != m.legID || st.unbridge == nil || st.transferring {
+	bridged := !a.ended && !a.ending && st != nil && a.bridged() && !st.transferring
+	byDialled := bridged && st.legID == m.legID
+	byCaller := bridged && len(a.order) > 0 && a.order[0] == m.legID
+	if !byDialled && !byCaller {
 		a.publish(m.legID, EventTransfer, data)
-		m.reply <- errors.New("only the dialled party of a bridged call can transfer it")
+		m.reply <- errors.New("only a party of a bridged call can transfer it")
 		return
 	}
 	data.Accepted = true
@@ -67,8 +78,15 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 	m.reply <- nil
 	st.transferring = true
 	opts := st.req.opts
-	self, root, agent := ctx.Self(), ctx.ActorSystem().Root, a.srv.agent
-	a.log.Info("transfer: dialling the target", "from_leg", m.legID, "target", m.t.Target)
+	opts.Trunk = "" // Refer-To is a SIP URI
+	stays := a.order[0]
+	if byCaller {
+		// The target is told who it is connected to: the transferee.
+		stays = st.legID
+		opts.CallerID = presentedCallerID(DialOptions{}, callerOf(a.legs[stays].sig))
+	}
+	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
+	a.log.Info("transfer: dialling the target", "from_leg", m.legID, "target", m.t.Target, "by_caller", byCaller)
 	go func() {
 		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := m.t.Progress(tctx, 100, "Trying"); err != nil {
@@ -77,9 +95,8 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 		cancel()
 		dctx, cancel := context.WithTimeout(context.Background(), timeoutOr(opts.Timeout, 30*time.Second)+5*time.Second)
 		defer cancel()
-		opts.Trunk = "" // Refer-To is a SIP URI
-		leg, err := dialLeg(dctx, agent, m.t.Target, opts)
-		root.Send(self, &transferResult{from: m.legID, t: m.t, leg: leg, err: err})
+		leg, err := srv.dialLeg(dctx, m.t.Target, opts)
+		root.Send(self, &transferResult{from: m.legID, stays: stays, byCaller: byCaller, t: m.t, leg: leg, err: err})
 	}()
 }
 
@@ -92,7 +109,15 @@ func timeoutOr(d, def time.Duration) time.Duration {
 
 func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 	st := a.dial
-	if st != nil && st.legID == m.from {
+	// The transfer still applies if the transferor is still bridged to the
+	// transferee by the same dial.
+	current := st != nil && len(a.order) > 0 && a.legs[m.from] != nil && !a.legs[m.from].ended
+	if current && m.byCaller {
+		current = a.order[0] == m.from && st.legID == m.stays
+	} else if current {
+		current = st.legID == m.from
+	}
+	if st != nil && (st.legID == m.from || st.legID == m.stays) {
 		st.transferring = false
 	}
 	if m.err != nil {
@@ -106,21 +131,34 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 		a.finishTransfer(m.t, code, "", nil)
 		return
 	}
-	if a.ended || a.ending || st == nil || st.legID != m.from {
-		// The caller or the transferor went while the target rang.
+	if a.ended || a.ending || !current {
+		// A party went while the target rang.
 		go func() { _ = m.leg.Hangup(context.Background()) }()
 		a.finishTransfer(m.t, 487, "Request Terminated", nil)
 		return
 	}
-	st.unbridge()
-	a.applyCallerSink() // a transcoding bridge had the caller's sink
-	a.addLeg(ctx, m.leg)
+	old := a.legs[m.from]
+	old.transferred = true
+	a.convRemove(m.from)
+	if m.byCaller {
+		// The transferee becomes the call's first leg; the caller leaves
+		// the order (it stays in legs until it has ended) and keeps only
+		// its own taps: Listen and the call's taps follow the first leg.
+		order := []string{m.stays}
+		for _, id := range a.order {
+			if id != m.stays && id != m.from {
+				order = append(order, id)
+			}
+		}
+		a.order = order
+		old.sig.Endpoint().SetTaps(old.tap)
+	}
+	a.addLeg(ctx, m.leg, true)
 	a.bridgeDialled(st, m.leg)
 	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
-	a.log.Info("transfer: caller bridged to the target", "leg_id", m.leg.ID(), "released", m.from)
+	a.log.Info("transfer: transferee bridged to the target", "leg_id", m.leg.ID(), "transferee", m.stays, "released", m.from)
 	// The transferor hangs up when it reads the 200 NOTIFY; if it does not,
 	// we release it.
-	old := a.legs[m.from]
 	root := ctx.ActorSystem().Root
 	a.finishTransfer(m.t, 200, "OK", func() {
 		select {
@@ -178,7 +216,7 @@ func (a *callActor) startTransfer(ctx actor.Context, r *transferReq) {
 		go func() {
 			tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			r.reply <- hangupIfEnded(sig, tr.Refer(tctx, r.target))
+			r.reply <- sipCause(hangupIfEnded(sig, tr.Refer(tctx, r.target)))
 		}()
 	})
 }

@@ -40,6 +40,16 @@ type StreamConfig struct {
 	// carries (the peer's a=ptime: 2 for 40 ms, 3 for 60 ms); 0 or 1
 	// means 20 ms. Forwarded packets keep the size they came with.
 	FramesPerPacket int
+	// SRTP, when set, protects the stream (SDES keys from the SDP
+	// exchange): RTP and RTCP become SRTP and SRTCP, and packets that fail
+	// authentication are dropped and counted. Nil means plain RTP.
+	SRTP *SRTPKeys
+	// NATSource is the IP address the peer's signaling came from. When
+	// Remote is a private address (RFC 1918, RFC 6598 shared space,
+	// IPv6 ULA or link-local: a phone behind NAT that did not learn its
+	// public address), RTP from NATSource may latch too, but only within
+	// EndpointOptions.NATLatchWindow of Configure. Zero: no NAT rule.
+	NATSource netip.Addr
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -71,8 +81,15 @@ type EndpointStats struct {
 	// meaningful once it is above 0).
 	RTT        time.Duration
 	RTTSamples uint64
+	// SRTPAuthFailures counts SRTP and SRTCP packets dropped because
+	// they failed authentication (wrong key, tampered, replayed); they
+	// are in Dropped or RTCPDropped too.
+	SRTPAuthFailures uint64
 	// RemoteBye is set once the peer sent an RTCP BYE.
 	RemoteBye bool
+	// Unsent counts RTP packets withheld because the peer had not yet
+	// proven that it wants them (EndpointOptions.UnverifiedBudget).
+	Unsent uint64
 	// MOS estimates what this endpoint receives (our loss and jitter),
 	// RemoteMOS what the peer receives (its reports), both with the
 	// E-model (EModel) and RTT/2 as network delay; 0 means no data yet.
@@ -89,6 +106,7 @@ type EndpointStats struct {
 // Cost on the media path: one goroutine per direction, no allocation per
 // packet once running.
 type Endpoint struct {
+	pt    PacketTransport // set: packets go through it, not a socket (NewPacketEndpoint)
 	conn  *net.UDPConn
 	port  int
 	pool  *PortPool
@@ -104,13 +122,31 @@ type Endpoint struct {
 
 	remote  atomic.Pointer[netip.AddrPort]
 	latched atomic.Bool
-	sink    atomic.Pointer[sinkBox]
-	onDTMF  atomic.Pointer[func(DTMFEvent)]
+	// Send gating (see EndpointOptions.UnverifiedBudget): until proven,
+	// each packet out takes one from budget; none left means withheld.
+	gated        bool
+	proven       atomic.Bool
+	budget       atomic.Int64
+	unsent       atomic.Uint64
+	natWindow    time.Duration
+	configuredAt atomic.Int64            // unix ns of the last Configure that moved Remote
+	sink         atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
+	muted        atomic.Bool             // inbound audio ignored (SetMuted)
+	// mainSink is the topology's consumer (a bridge pipe, a mixer
+	// participant); tapSink the observers (recording, VAD). Guarded by mu.
+	mainSink, tapSink Sink
+	onDTMF            atomic.Pointer[func(DTMFEvent)]
+	panicState
 	forward atomic.Pointer[Endpoint] // passthrough target of inbound RTP
 	fedBy   atomic.Int32             // how many endpoints forward into this one
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]
+	// srtp protects the stream when the SDP exchange negotiated SDES keys
+	// (srtp.go); nil means plain RTP.
+	srtp       atomic.Pointer[SRTPContext]
+	srtpFails  atomic.Uint64
+	srtpLogged atomic.Int64 // when an SRTP failure was last logged (rate limit)
 
 	out      outState
 	snd      sender
@@ -187,6 +223,21 @@ type EndpointOptions struct {
 	// raised to 10 ms, negative sends no reports (received RTCP is still
 	// read).
 	RTCPInterval time.Duration
+	// UnverifiedBudget, when above zero, makes the endpoint hold its RTP
+	// until the peer has proven that it wants it — a packet from the
+	// configured remote address (which also latches), or Verify (the
+	// signaling saw the ACK of our 2xx) — and a peer that never does gets
+	// at most this many packets (generated, DTMF or forwarded) and no
+	// RTCP: an INVITE naming a third party's address cannot turn the
+	// server into an amplifier. A gated endpoint with no remote
+	// configured latches nothing. Zero sends without proof, and latches
+	// the first source when no remote is configured (trusted, in-process
+	// peers). With a remote configured, latching is strict either way:
+	// its IP only, or the NAT rule (StreamConfig.NATSource).
+	UnverifiedBudget int
+	// NATLatchWindow bounds the NAT latching rule (StreamConfig.NATSource)
+	// to this long after Configure; zero means 10 s.
+	NATLatchWindow time.Duration
 }
 
 // NewEndpoint binds a UDP socket from pool on ip. The endpoint does nothing
@@ -215,7 +266,13 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 		noIdleSilence: opts.NoIdleSilence,
 		pacer:         opts.Pacer,
 		mediaTimeout:  opts.MediaTimeout,
+		gated:         opts.UnverifiedBudget > 0,
+		natWindow:     opts.NATLatchWindow,
 	}
+	if e.natWindow <= 0 {
+		e.natWindow = 10 * time.Second
+	}
+	e.budget.Store(int64(opts.UnverifiedBudget))
 	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
 	return e, nil
 }
@@ -224,20 +281,70 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
 
 // Configure sets the negotiated stream parameters. It may be called again
-// (re-INVITE); a changed remote address un-latches symmetric RTP.
+// (re-INVITE); a changed remote address un-latches symmetric RTP, and
+// changed SRTP keys (StreamConfig.SRTP) replace the SRTP context.
 func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"
 	}
+	if e.pt != nil {
+		cfg.Remote = packetPeer // the transport knows where packets go
+	}
 	var old netip.AddrPort
+	var oldKeys *SRTPKeys
+	prev := e.cfg.Load()
+	if prev != nil {
+		oldKeys = prev.SRTP
+	}
+	if prev == nil || !cfg.SRTP.Equal(oldKeys) {
+		e.setSRTP(cfg.SRTP)
+	}
 	if prev := e.cfg.Swap(&cfg); prev != nil {
 		old = prev.Remote
 	}
 	if old != cfg.Remote || e.remote.Load() == nil {
 		r := cfg.Remote
+		e.configuredAt.Store(time.Now().UnixNano())
 		e.remote.Store(&r)
 		e.latched.Store(false)
 	}
+}
+
+// Verify records that the peer has proven it wants this endpoint's RTP
+// (the ACK of a 2xx we sent arrived, or the peer answered our INVITE), so
+// an endpoint with an UnverifiedBudget sends without limit from now on. A
+// packet from the configured remote address verifies too.
+func (e *Endpoint) Verify() { e.proven.Store(true) }
+
+// Verified reports whether the peer has proven it wants our RTP (always
+// true without an UnverifiedBudget).
+func (e *Endpoint) Verified() bool { return !e.gated || e.proven.Load() }
+
+// mayLatch reports whether the first packet from from may latch the
+// stream: it must come from the configured remote's IP (its port may
+// differ: symmetric RTP through NAT), or from the signaling source of a
+// peer that advertised a private address, soon after Configure. Without
+// send gating and with no remote configured, any first source latches.
+func (e *Endpoint) mayLatch(from netip.AddrPort) bool {
+	cfg := e.cfg.Load()
+	if cfg == nil || !cfg.Remote.IsValid() {
+		return !e.gated
+	}
+	if from.Addr() == cfg.Remote.Addr() {
+		return true
+	}
+	if !cfg.NATSource.IsValid() || from.Addr() != cfg.NATSource || !isPrivateAddr(cfg.Remote.Addr()) {
+		return false
+	}
+	return time.Since(time.Unix(0, e.configuredAt.Load())) < e.natWindow
+}
+
+var sharedAddrSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598, carrier-grade NAT
+
+// isPrivateAddr reports addresses that only mean something behind a NAT.
+func isPrivateAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedAddrSpace.Contains(a)
 }
 
 // Config returns the current stream configuration.
@@ -258,7 +365,7 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	if !e.startPolling() {
+	if e.pt == nil && !e.startPolling() {
 		e.wg.Add(2)
 		go e.readLoop()
 		go e.rtcpReadLoop()
@@ -275,13 +382,56 @@ func (e *Endpoint) Start() {
 // frame every 20 ms out of the jitter buffer (concealed where packets are
 // missing), from the endpoint's send tick — a Pacer shard goroutine shared
 // with other endpoints — so the sink must not block.
+//
+// SetSink is for whoever owns the leg's media topology (a transcoding
+// bridge, a mixer); observers use SetTaps, which a topology change leaves
+// alone.
 func (e *Endpoint) SetSink(s Sink) {
-	if s == nil {
-		e.sink.Store(nil)
-		return
-	}
-	e.sink.Store(&sinkBox{s})
+	e.mu.Lock()
+	e.mainSink = s
+	e.storeSinks()
+	e.mu.Unlock()
 }
+
+// ClearSink removes s as the SetSink sink, if it still is: an owner that
+// lets go of the endpoint never clears a sink set by the next owner.
+func (e *Endpoint) ClearSink(s Sink) {
+	e.mu.Lock()
+	if e.mainSink == s {
+		e.mainSink = nil
+		e.storeSinks()
+	}
+	e.mu.Unlock()
+}
+
+// SetTaps sets the observers of decoded inbound audio (a recorder, voice
+// activity detection): they get every frame the SetSink sink gets, after
+// it, whatever the topology. nil removes them. Same rules as SetSink.
+func (e *Endpoint) SetTaps(s Sink) {
+	e.mu.Lock()
+	e.tapSink = s
+	e.storeSinks()
+	e.mu.Unlock()
+}
+
+// storeSinks publishes mainSink and tapSink as one sink to the tick.
+// Caller holds e.mu.
+func (e *Endpoint) storeSinks() {
+	if s := Tee(e.mainSink, e.tapSink); s != nil {
+		e.sink.Store(&sinkBox{s})
+	} else {
+		e.sink.Store(nil)
+	}
+}
+
+// SetMuted mutes or unmutes what the far end says: while muted its audio
+// packets are neither forwarded by a passthrough bridge nor decoded (sinks
+// get the jitter buffer's silence); its digits still arrive. Cost on the
+// media path: one atomic load per packet.
+func (e *Endpoint) SetMuted(muted bool) { e.muted.Store(muted) }
+
+// Muted reports whether SetMuted muted the endpoint.
+func (e *Endpoint) Muted() bool { return e.muted.Load() }
 
 // OnDTMF sets the callback for received digits; it runs on the reader
 // goroutine (RFC 4733) or the 20 ms tick (in-band digits) and must not
@@ -298,7 +448,7 @@ func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
 // the same callback as RFC 4733 digits, so consumers see one stream.
 func (e *Endpoint) InjectDTMF(ev DTMFEvent) {
 	if fn := e.onDTMF.Load(); fn != nil {
-		(*fn)(ev)
+		e.callDTMF(fn, ev)
 	}
 }
 
@@ -365,8 +515,10 @@ func (e *Endpoint) Stats() EndpointStats {
 	st := EndpointStats{
 		PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
 		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(),
-		Dropped:  e.dropped.Load(),
-		LastRecv: time.Unix(0, e.lastRecv.Load()),
+		Dropped:          e.dropped.Load(),
+		LastRecv:         time.Unix(0, e.lastRecv.Load()),
+		SRTPAuthFailures: e.srtpFails.Load(),
+		Unsent:           e.unsent.Load(),
 	}
 	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
 	e.rtcpStats(&st)
@@ -400,10 +552,15 @@ func (e *Endpoint) Close() error {
 		e.poller.remove(e.pollFDs[0])
 		e.poller.remove(e.pollFDs[1])
 	}
-	err := e.conn.Close()
-	e.rtcp.conn.Close()
+	var err error
+	if e.pt == nil {
+		err = e.conn.Close()
+		e.rtcp.conn.Close()
+	}
 	e.wg.Wait()
-	e.pool.Release(e.port)
+	if e.pt == nil {
+		e.pool.Release(e.port)
+	}
 	if p != nil && p.done != nil {
 		p.done(ErrClosed)
 	}
@@ -475,6 +632,15 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 		e.handleRTCP(pkt, from, false)
 		return
 	}
+	if sc := e.srtp.Load(); sc != nil {
+		var err error
+		if pkt, err = sc.unprotectRTP(pkt); err != nil {
+			e.dropped.Add(1)
+			e.srtpFailed(err, from)
+			return
+		}
+		n = len(pkt)
+	}
 	hdr := &st.hdr
 	hl, err := hdr.Unmarshal(pkt)
 	if err != nil || hdr.Version != 2 {
@@ -482,8 +648,15 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	if !e.latched.Load() {
+		if !e.mayLatch(from) {
+			// A stranger guessing the port before the peer's first
+			// packet: never latch onto it.
+			e.dropped.Add(1)
+			return
+		}
 		e.remote.Store(&from)
 		e.latched.Store(true)
+		e.proven.Store(true)
 	} else if r := e.remote.Load(); r == nil || *r != from {
 		e.dropped.Add(1)
 		return
@@ -508,6 +681,9 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 	}
 	e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
 	isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
+	if !isDTMF && e.muted.Load() {
+		return
+	}
 	if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
 		dst.forwardPacket(hdr, pkt[:hl+len(payload)], hl, isDTMF)
 	}
@@ -530,7 +706,7 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 			_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
 		}
 		if fn := e.onDTMF.Load(); fn != nil {
-			(*fn)(DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
+			e.callDTMF(fn, DTMFEvent{Digit: d, Duration: time.Duration(ev.Duration) * time.Second / time.Duration(cfg.Codec.ClockRate), Source: "rfc4733"})
 		}
 	case hdr.PayloadType == cfg.PayloadType && cfg.Codec.New != nil:
 		// Into the jitter buffer; decoded on the 20 ms tick.
@@ -641,7 +817,7 @@ func (e *Endpoint) sendTick(now time.Time) {
 	// Pull audio even while a digit is sent so prompts keep their timing.
 	haveAudio := false
 	if p != nil {
-		err := p.src.ReadFrame(s.frame)
+		err := e.readSource(p.src, s.frame)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil
@@ -723,12 +899,32 @@ func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
 	s.pending, s.pendingFrames = nil, 0
 }
 
+// write sends an RTP packet, as SRTP when the stream is protected.
+// BytesOut counts the RTP size (what RTCP sender reports describe).
 func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
-	if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+	if e.gated && !e.proven.Load() && e.budget.Add(-1) < 0 {
+		e.unsent.Add(1)
+		return
+	}
+	if sc := e.srtp.Load(); sc != nil {
+		if err := sc.protectRTP(pkt, func(out []byte) { e.send(out, to, len(pkt)) }); err != nil {
+			e.srtpFailed(err, to)
+		}
+		return
+	}
+	e.send(pkt, to, len(pkt))
+}
+
+func (e *Endpoint) send(pkt []byte, to netip.AddrPort, size int) {
+	if e.pt != nil {
+		if e.pt.WriteRTP(pkt) != nil {
+			return
+		}
+	} else if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		return
 	}
 	e.packetsOut.Add(1)
-	e.bytesOut.Add(uint64(len(pkt)))
+	e.bytesOut.Add(uint64(size))
 }
 
 // tick advances the RTP clock by one frame. When send is true it also takes

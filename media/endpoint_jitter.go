@@ -25,10 +25,8 @@ type rxPath struct {
 // rxConsumers returns who wants the decoded audio: the sink, and whether
 // in-band DTMF detection runs (no RFC 4733 from the peer, someone
 // listening for digits).
-func (e *Endpoint) rxConsumers(cfg *StreamConfig) (sink Sink, inband bool) {
-	if sb := e.sink.Load(); sb != nil {
-		sink = sb.s
-	}
+func (e *Endpoint) rxConsumers(cfg *StreamConfig) (sink *sinkBox, inband bool) {
+	sink = e.sink.Load()
 	inband = cfg.DTMFPayloadType == 0 && e.onDTMF.Load() != nil
 	return sink, inband
 }
@@ -95,7 +93,7 @@ func (e *Endpoint) recvTick(now time.Time) {
 		}
 	}
 	if sink != nil {
-		_ = sink.WriteFrame(r.frame)
+		e.writeSink(sink, r.frame)
 	}
 }
 

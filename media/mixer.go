@@ -24,6 +24,12 @@ type Mixer struct {
 	stop  chan struct{}
 	done  chan struct{}
 	sum   []int32
+	// private counts participants with an audience (whisperers).
+	private int
+	// ann is an announcement everyone hears (Announce), read at the
+	// mixer's rate into annFrame.
+	ann      Source
+	annFrame *Frame
 }
 
 // Participant is one leg of a Mixer: a Sink for what it says and a Source
@@ -37,6 +43,9 @@ type Participant struct {
 	spare [][]int16
 	gain  float64
 	muted bool
+	// audience, when set, is the only participant that hears this one
+	// (a whisper); guarded by the mixer's mu, not the participant's.
+	audience *Participant
 	// said is the frame taken from in for the current tick (nil: silent).
 	said []int16
 	// inConv and outConv adapt a leg whose codec runs at another rate
@@ -103,6 +112,16 @@ func (m *Mixer) Add() *Participant {
 func (m *Mixer) Remove(p *Participant) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if p.audience != nil {
+		p.audience = nil
+		m.private--
+	}
+	for _, q := range m.parts {
+		if q.audience == p { // whispering to someone who left
+			q.audience = nil
+			m.private--
+		}
+	}
 	for i, q := range m.parts {
 		if q == p {
 			m.parts = append(m.parts[:i], m.parts[i+1:]...)
@@ -150,15 +169,68 @@ func (m *Mixer) Tick() {
 	clear(m.sum)
 	for _, p := range m.parts {
 		p.take()
-		if p.said != nil {
+		if p.said != nil && p.audience == nil {
 			for i, s := range p.said {
 				m.sum[i] += int32(s)
 			}
 		}
 	}
-	for _, p := range m.parts {
-		p.hear(m.sum)
+	if m.ann != nil {
+		if m.annFrame == nil {
+			m.annFrame = NewFrame(m.rate)
+		}
+		if err := m.ann.ReadFrame(m.annFrame); err != nil {
+			m.ann = nil
+		} else {
+			for i, s := range m.annFrame.Samples {
+				m.sum[i] += int32(s)
+			}
+		}
 	}
+	for _, p := range m.parts {
+		var whispers []*Participant
+		if m.private > 0 {
+			whispers = m.whispersTo(p)
+		}
+		p.hear(m.sum, whispers)
+	}
+}
+
+// whispersTo lists the participants whose audience is p. It allocates
+// only while someone whispers.
+func (m *Mixer) whispersTo(p *Participant) []*Participant {
+	var w []*Participant
+	for _, q := range m.parts {
+		if q.audience == p && q != p {
+			w = append(w, q)
+		}
+	}
+	return w
+}
+
+// Announce mixes src into what every participant hears until it ends
+// (entry and exit tones); it replaces an announcement still playing. src
+// is read on the mixer's clock and must not block.
+func (m *Mixer) Announce(src Source) {
+	m.mu.Lock()
+	m.ann = src
+	m.mu.Unlock()
+}
+
+// SetAudience makes only q hear p (a supervisor whispering to an agent);
+// nil makes everyone hear p again. p still hears everyone.
+func (p *Participant) SetAudience(q *Participant) {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if (p.audience == nil) != (q == nil) {
+		if q == nil {
+			m.private--
+		} else {
+			m.private++
+		}
+	}
+	p.audience = q
 }
 
 // take pops the participant's next frame (gain and mute applied).
@@ -185,14 +257,24 @@ func (p *Participant) take() {
 	p.said = f
 }
 
-// hear queues sum minus the participant's own contribution.
-func (p *Participant) hear(sum []int32) {
+// hear queues sum minus the participant's own contribution, plus what
+// whisperers say to it alone.
+func (p *Participant) hear(sum []int32, whispers []*Participant) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := p.buffer(len(sum))
+	own := p.said
+	if p.audience != nil {
+		own = nil // a whisperer's voice is not in sum
+	}
 	for i, s := range sum {
-		if p.said != nil {
-			s -= int32(p.said[i])
+		if own != nil {
+			s -= int32(own[i])
+		}
+		for _, w := range whispers {
+			if w.said != nil {
+				s += int32(w.said[i])
+			}
 		}
 		out[i] = saturate16(s)
 	}

@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,15 +13,16 @@ import (
 // PortPool hands out even UDP ports for RTP from a configured range (the odd
 // port above each is RTCP's: ListenPair binds both). Released ports rest for RestTime before
 // they are handed out again, so a new call never receives the stray packets
-// of the call that used the port before. The pool walks the range round-robin,
-// which spreads reuse further still.
+// of the call that used the port before. Each allocation starts at a random
+// place in the range and takes the first free pair from there, so an
+// attacker who sees one call's port cannot guess the next call's (and
+// reuse is spread over the range).
 type PortPool struct {
 	min, max int
 	// RestTime is how long a released port stays unused. Zero means 2 s.
 	RestTime time.Duration
 
 	mu       sync.Mutex
-	next     int
 	inUse    map[int]bool
 	released map[int]time.Time
 	now      func() time.Time
@@ -41,7 +43,7 @@ func NewPortPool(min, max int) (*PortPool, error) {
 	if min <= 0 || max > 65534 || min > max {
 		return nil, fmt.Errorf("media: bad RTP port range %d-%d", min, max)
 	}
-	return &PortPool{min: min, max: max, next: min, inUse: map[int]bool{}, released: map[int]time.Time{}, now: time.Now}, nil
+	return &PortPool{min: min, max: max, inUse: map[int]bool{}, released: map[int]time.Time{}, now: time.Now}, nil
 }
 
 // Size returns how many RTP ports the pool spans.
@@ -54,7 +56,7 @@ func (p *PortPool) InUse() int {
 	return len(p.inUse)
 }
 
-// Listen binds a UDP socket on ip at the next free port of the pool. Ports
+// Listen binds a UDP socket on ip at a free port of the pool. Ports
 // the operating system refuses (taken by another process) are skipped.
 func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 	conn, _, port, err := p.listen(ip, false)
@@ -69,12 +71,10 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	for range p.Size() {
-		port := p.next
-		p.next += 2
-		if p.next > p.max {
-			p.next = p.min
-		}
+	size := p.Size()
+	start := rand.IntN(size)
+	for i := range size {
+		port := p.min + 2*((start+i)%size)
 		if p.inUse[port] {
 			continue
 		}
@@ -102,7 +102,7 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 	return nil, nil, 0, ErrNoPorts
 }
 
-// ListenPair is Listen for an RTP/RTCP pair: it binds the next free even
+// ListenPair is Listen for an RTP/RTCP pair: it binds a free even
 // port and the odd port above it (RFC 3550 section 11), skipping a pair
 // whose either half the operating system refuses. Release(port) returns
 // both; the caller closes both sockets.

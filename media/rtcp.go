@@ -325,7 +325,7 @@ func (e *Endpoint) rtcpTick(cfg *StreamConfig, now time.Time) {
 func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	r := &e.rtcp
 	remote := e.remote.Load()
-	if cfg == nil || remote == nil || !remote.IsValid() || remote.Addr().IsUnspecified() {
+	if cfg == nil || remote == nil || !remote.IsValid() || remote.Addr().IsUnspecified() || !e.Verified() {
 		return
 	}
 	in := reportInput{rtpTS: e.out.peekTS(), packets: e.packetsOut.Load()}
@@ -336,6 +336,12 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	in.withReport = in.recvOK && e.packetsIn.Load() > 0
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if e.pt != nil {
+		if pkt, err := r.build(now, in, bye); err == nil && e.pt.WriteRTCP(pkt) == nil {
+			r.out.Add(1)
+		}
+		return
+	}
 	conn, to := e.conn, *remote
 	if !cfg.RTCPMux {
 		conn = r.conn
@@ -358,6 +364,16 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 		e.log.Debug("media: RTCP report not built", "error", err)
 		return
 	}
+	if sc := e.srtp.Load(); sc != nil {
+		if err := sc.protectRTCP(pkt, func(out []byte) {
+			if _, err := conn.WriteToUDPAddrPort(out, to); err == nil {
+				r.out.Add(1)
+			}
+		}); err != nil {
+			e.srtpFailed(err, to)
+		}
+		return
+	}
 	if _, err := conn.WriteToUDPAddrPort(pkt, to); err == nil {
 		r.out.Add(1)
 	}
@@ -372,7 +388,12 @@ func (e *Endpoint) handleRTCP(pkt []byte, from netip.AddrPort, onRTCPPort bool) 
 	var err error
 	if remote == nil || from.Addr() != remote.Addr() {
 		err = errRTCPStranger
-	} else {
+	} else if sc := e.srtp.Load(); sc != nil {
+		if pkt, err = sc.unprotectRTCP(pkt); err != nil {
+			e.srtpFailed(err, from)
+		}
+	}
+	if err == nil {
 		r.mu.Lock()
 		err = r.receive(pkt, time.Now(), e.packetsOut.Load())
 		if err == nil && onRTCPPort {

@@ -18,11 +18,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Config configures an Agent. The zero value of every field but Ports is
@@ -34,10 +36,18 @@ type Config struct {
 	// TLSAddr is host:port for SIP over TLS; empty disables TLS.
 	TLSAddr string
 	// TLSCertFile and TLSKeyFile are the PEM certificate and key for the
-	// TLS listener; without them a self-signed one is generated (for
-	// development; its fingerprint is logged). TLSConfig overrides both.
+	// TLS listener; without them a self-signed development certificate is
+	// used (its fingerprint is logged): kept in DataDir when that is set,
+	// so phones that trust it keep trusting it across restarts, else made
+	// afresh at each start. TLSConfig overrides all of them.
 	TLSCertFile, TLSKeyFile string
 	TLSConfig               *tls.Config
+	// DataDir is where the agent keeps state across restarts (the
+	// development TLS certificate, in DataDir/tls); empty keeps nothing.
+	DataDir string
+	// TLSHostnames are extra DNS names the development certificate must
+	// name besides localhost and the host name (e.g. the name phones use).
+	TLSHostnames []string
 	// TLSRootCAs verifies the servers we connect to over TLS (trunks);
 	// nil means the system roots.
 	TLSRootCAs *x509.CertPool
@@ -86,14 +96,59 @@ type Config struct {
 	// InviteAuth says which INVITEs must authenticate against the
 	// Registrar's directory (default InviteAuthKnownUsers).
 	InviteAuth InviteAuth
+	// SRTP is the SRTP policy of inbound calls that come neither from a
+	// trunk nor from a directory user with a policy of their own (see
+	// SRTPPolicy); the zero value answers plain and SRTP offers in kind.
+	SRTP SRTPPolicy
+	// SRTPSuites are the SRTP crypto suites we offer (in this order) and
+	// accept; empty means AES_CM_128_HMAC_SHA1_80 then AEAD_AES_128_GCM.
+	SRTPSuites []media.SRTPSuite
 	// OnMessage receives MESSAGE requests sent outside a call that are not
 	// for a registered user (those are relayed to the user's phones); its
 	// return value is the response status. Nil answers 404.
 	OnMessage func(PagerMessage) int
+	// Presence, if set, is kept up to date with registrations (through the
+	// Registrar) and with the dialogs of directory users' phones, and
+	// SUBSCRIBE for the presence (RFC 3856) and dialog (RFC 4235) event
+	// packages is served from it. Without it SUBSCRIBE gets 489.
+	Presence *presence.Store
+	// Subscriptions bounds SUBSCRIBE: lifetimes and how many.
+	Subscriptions SubscriptionLimits
+	// CallLimits bound the calls one source address may hold and start
+	// (see CallLimits; trunks are exempt).
+	CallLimits CallLimits
+	// AckTimeout is how long an answered inbound call waits for the ACK
+	// of its 200 before it is ended and its RTP port released (the peer
+	// never confirmed the call: a spoofed or abandoned INVITE). Zero
+	// means 4 s — the 200 and its first three retransmissions over UDP;
+	// negative waits the RFC 3261 64*T1 (32 s).
+	AckTimeout time.Duration
+	// UnverifiedRTP is how many RTP packets a call may send to the
+	// address in the peer's SDP before the peer has proven it wants them
+	// (its first RTP packet from that address, or the ACK of our 2xx; see
+	// media.EndpointOptions.UnverifiedBudget). Zero means 4; negative
+	// turns the check off. (Latching is strict either way: only the SDP
+	// address's IP, or the NAT rule of media.StreamConfig.NATSource.)
+	UnverifiedRTP int
+	// Conns bounds the TCP, TLS and WebSocket connections peers open:
+	// handshake, first-request, message and idle deadlines and per-IP and
+	// total caps (see ConnLimits; the zero value has sane defaults).
+	Conns ConnLimits
+	// WebSocketOrigins lists the browser origins (e.g.
+	// "https://phone.example.com") allowed to open SIP over WebSocket
+	// besides the server's own (an Origin whose host equals the request's
+	// Host). "*" allows any. Requests without Origin (non-browser clients)
+	// are always allowed.
+	WebSocketOrigins []string
 	// OnInvite is called for each new inbound call, from the INVITE's own
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
 	OnInvite func(*Leg)
+	// OnReplace is called instead of OnInvite for an INVITE with a
+	// Replaces header (RFC 3891) naming one of our dialogs: the new leg
+	// is to take the place of old (attended transfer, call pickup).
+	// Without it such INVITEs get 501.
+	OnReplace func(newLeg, old *Leg)
 	// Observer, if set, is told about every SIP message, refused INVITE
 	// and answered call (for metrics; see Observer).
 	Observer Observer
@@ -105,18 +160,22 @@ type Config struct {
 // Agent is a SIP user agent: it listens for requests, creates inbound legs
 // and dials outbound ones.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	client *sipgo.Client
-	dua    *sipgo.DialogUA
+	cfg Config
+	log *slog.Logger
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	// clients and duas hold one sipgo client (and dialog UA) per
+	// transport, so each request's Via sent-by and Contact name the port
+	// of the transport it travels over (see transports.go).
+	clients map[string]*sipgo.Client
+	duas    map[string]*sipgo.DialogUA
 
 	mu         sync.Mutex
 	uas        map[string]*Leg // by dialog id, UAS side
 	uac        map[string]*Leg // by dialog id, UAC side
 	listeners  []func() error
 	udpAddr    netip.AddrPort
+	udpKey     string // the UDP listener's local address as sipgo's pool names it
 	tcpAddr    netip.AddrPort
 	tlsAddr    netip.AddrPort
 	tlsConf    *tls.Config
@@ -131,6 +190,16 @@ type Agent struct {
 	regState     map[string]*regState // guarded by mu
 	trunkDNS     *dnsCache
 	malformedLog logThrottle
+
+	subs         subscriptions
+	pubs         publications
+	stopPresence context.CancelFunc
+	presenceDone chan struct{}
+	admission    *admission
+	admitLog     logThrottle
+	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
+	guard        *connGuard
+	identityLog  logThrottle // unreadable P-Asserted-Identity
 
 	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
 	draining       atomic.Bool  // Drain called: new INVITEs get 503
@@ -158,8 +227,18 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if cfg.MinSessionExpires == 0 {
 		cfg.MinSessionExpires = 90 * time.Second
 	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = 4 * time.Second
+	}
+	if cfg.UnverifiedRTP == 0 {
+		cfg.UnverifiedRTP = 4
+	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "Switchboard"
+	}
+	cfg.Subscriptions = cfg.Subscriptions.withDefaults()
+	if cfg.Registrar != nil && cfg.Registrar.Presence == nil {
+		cfg.Registrar.Presence = cfg.Presence
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -170,7 +249,12 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
-		overloadLog: logThrottle{interval: time.Second, burst: 5}}
+		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
+		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5}}
+	a.guard = newConnGuard(cfg.Conns, log)
+	a.guard.inUse = a.connInUse
+	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
+	a.guard.tlsAddr = func() netip.AddrPort { return a.tlsAddr }
 	if a.cfg.Pacer == nil {
 		a.cfg.Pacer = media.NewPacer(0)
 		a.ownPacer = true
@@ -215,7 +299,38 @@ func (a *Agent) Start() error {
 		defer close(a.trunksDone)
 		a.registerTrunks(rctx)
 	}()
+	if a.cfg.Presence != nil {
+		pctx, stop := context.WithCancel(context.Background())
+		a.stopPresence, a.presenceDone = stop, make(chan struct{})
+		go func() {
+			defer close(a.presenceDone)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); a.watchPresence(pctx) }()
+			a.housekeeping(pctx)
+			wg.Wait()
+		}()
+	}
 	return nil
+}
+
+// housekeeping runs once a second while presence is served: expired
+// registrations take their users offline, expired subscriptions end.
+func (a *Agent) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if r := a.cfg.Registrar; r != nil {
+				r.syncPresence()
+			}
+			a.subs.expire(now, a.cfg.Presence)
+			a.pubs.expire(now, a.cfg.Presence)
+		}
+	}
 }
 
 func (a *Agent) listen() error {
@@ -223,24 +338,16 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return fmt.Errorf("sip: listen address %q: %w", a.cfg.ListenAddr, err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	udp, err := net.ListenPacket("udp", a.cfg.ListenAddr)
+	wantPort, _ := strconv.Atoi(portStr)
+	udp, tcp, err := listenUDPAndTCP(host, wantPort)
 	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
+		return err
 	}
 	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	if port == 0 {
-		port = int(a.udpAddr.Port())
-	}
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		udp.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
-	}
+	a.udpKey = udp.LocalAddr().String()
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 	if obs := a.cfg.Observer; obs != nil {
 		udp = &countingPacketConn{PacketConn: udp, obs: obs}
-		tcp = &countingListener{Listener: tcp, obs: obs}
 	}
 
 	var tlsL net.Listener
@@ -259,38 +366,37 @@ func (a *Agent) listen() error {
 		}
 		a.tlsConf = conf
 		a.tlsAddr = raw.Addr().(*net.TCPAddr).AddrPort()
-		tlsL = tls.NewListener(raw, conf)
+		tlsL = newGuardListener(raw, a.guard, streamTLS, conf)
 		if obs := a.cfg.Observer; obs != nil {
 			tlsL = &countingListener{Listener: tlsL, obs: obs}
 		}
 	}
 	wsl := newChanListener(tcp.Addr())
+	tcpL := newGuardListener(tcp, a.guard, streamTCP, nil)
+	// sipgo's transport and transaction layers log through a handler that
+	// rate-limits warnings and errors and cuts what they quote.
+	sipgoLog := slog.New(NewLimitedHandler(a.log.Handler(), 10))
 
 	advertise := a.advertiseIP(netip.Addr{})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(advertise.String()),
 		sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: a.cfg.TLSRootCAs, MinVersion: tls.VersionTLS12}),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.countingReadFilter(a.lintFilter(udp)))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.countingReadFilter(a.lintFilter(udp))), sip.WithTransportLayerLogger(sipgoLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)
 	if err != nil {
 		udp.Close()
 		tcp.Close()
 		return fmt.Errorf("sip: user agent: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(a.log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
 	if err != nil {
 		return err
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(advertise.String()), sipgo.WithClientPort(port), sipgo.WithClientLogger(a.log))
-	if err != nil {
+	a.ua, a.srv = ua, srv
+	if err := a.newClients(ua, advertise); err != nil {
 		return err
-	}
-	a.ua, a.srv, a.client = ua, srv, client
-	a.dua = &sipgo.DialogUA{
-		Client:         client,
-		ContactHDR:     sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: advertise.String(), Port: port}},
-		RewriteContact: true,
 	}
 	srv.OnInvite(a.onInvite)
 	srv.OnAck(a.onAck)
@@ -303,15 +409,20 @@ func (a *Agent) listen() error {
 	srv.OnRefer(a.onRefer)
 	srv.OnUpdate(a.onUpdate)
 	srv.OnNotify(a.onNotify)
+	srv.OnSubscribe(a.onSubscribe)
+	srv.OnPublish(a.onPublish)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
-	go func() { _ = srv.ServeTCP(tcp) }()
-	var wsServe net.Listener = wsl
+	var tcpServe, wsServe net.Listener = tcpL, wsl
 	if obs := a.cfg.Observer; obs != nil {
-		wsServe = &countingListener{Listener: wsl, obs: obs} // frame payloads are written apart from their headers
+		// Outside the connection guard: count what is really written.
+		// WebSocket frame payloads are written apart from their headers.
+		tcpServe = &countingListener{Listener: tcpL, obs: obs}
+		wsServe = &countingListener{Listener: wsl, obs: obs}
 	}
+	go func() { _ = srv.ServeTCP(tcpServe) }()
 	go func() { _ = srv.ServeWS(wsServe) }()
-	a.listeners = append(a.listeners, udp.Close, tcp.Close, wsl.Close)
+	a.listeners = append(a.listeners, udp.Close, tcpL.Close, wsl.Close)
 	if tlsL != nil {
 		go func() { _ = srv.ServeTLS(tlsL) }()
 		a.listeners = append(a.listeners, tlsL.Close)
@@ -319,8 +430,45 @@ func (a *Agent) listen() error {
 	a.mu.Lock()
 	a.wsListener = wsl
 	a.mu.Unlock()
-	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", a.tlsAddr.String(), "advertise", advertise.String())
+	// Requests over UDP leave from the listening socket, which sipgo
+	// knows only once ServeUDP has run: wait for it (bounded), so a
+	// request sent right after Start does not find it missing.
+	for i := 0; !a.liveConnection("UDP", a.udpKey); i++ {
+		if i == 500 {
+			a.log.Warn("sip: UDP listener not registered with the transport layer after 500 ms; requests over UDP may fail", "addr", a.udpKey)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tlsAt := "off"
+	if a.tlsAddr.IsValid() {
+		tlsAt = a.tlsAddr.String()
+	}
+	lim := a.guard.limits
+	a.log.Info("sip: listening", "udp", a.udpAddr.String(), "tcp", a.tcpAddr.String(), "tls", tlsAt, "advertise", advertise.String(),
+		"max_conns_per_ip", lim.MaxPerIP, "max_conns", lim.MaxTotal, "fd_limit", descriptorLimit())
 	return nil
+}
+
+// listenUDPAndTCP binds UDP and TCP on one port. With port 0 the kernel
+// picks the UDP port, which TCP may already use (an outgoing connection's
+// local port): then it tries another, a few times.
+func listenUDPAndTCP(host string, port int) (net.PacketConn, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sip: listen udp: %w", err)
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != 0 || attempt == 9 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("sip: listen tcp: %w", err)
+		}
+	}
 }
 
 // Close hangs up every live leg (BYE, or 480/CANCEL before answer), waits
@@ -360,6 +508,13 @@ func (a *Agent) Close() {
 	case <-waitCh:
 	case <-ctx.Done():
 		a.log.Warn("sip: legs still open at shutdown")
+	}
+	if a.stopPresence != nil {
+		// Watchers hear that we are going (NOTIFY terminated) while the
+		// transport still works.
+		a.stopPresence()
+		<-a.presenceDone
+		a.subs.closeAll(2*time.Second, a.cfg.Presence)
 	}
 	if a.trunksDone != nil {
 		// Unregistering needs the transport: let it finish (it is bounded).
@@ -429,27 +584,26 @@ func (a *Agent) mediaBindIP() netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-func (a *Agent) newEndpoint(onTimeout func()) (*media.Endpoint, error) {
+// newEndpoint allocates a leg's RTP endpoint; log is the leg's logger
+// (with its call_id when known), used for the endpoint's own lines.
+func (a *Agent) newEndpoint(log *slog.Logger, onTimeout func()) (*media.Endpoint, error) {
 	var mt time.Duration
 	if a.cfg.MediaTimeout > 0 {
 		mt = a.cfg.MediaTimeout
 	}
 	return media.NewEndpoint(a.cfg.Ports, a.mediaBindIP(), media.EndpointOptions{
-		Logger: a.log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
+		Logger: log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
+		UnverifiedBudget: max(a.cfg.UnverifiedRTP, 0),
 	})
 }
 
+// contactFor is our Contact for a dialog or registration over transport,
+// at ip: the listening port of that transport, so requests the peer sends
+// later (or over a new connection, once ours is gone) reach the right
+// listener. WebSocket peers cannot connect to us; their requests come
+// back over the connection they opened, so no port.
 func (a *Agent) contactFor(ip netip.Addr, transport string) *sip.ContactHeader {
-	port := int(a.udpAddr.Port())
-	switch strings.ToUpper(transport) {
-	case "TCP":
-		port = int(a.tcpAddr.Port())
-	case "TLS":
-		port = int(a.tlsAddr.Port())
-	case "WS", "WSS":
-		port = 0 // requests come back over the client's connection
-	}
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: port}}
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: ip.String(), Port: a.listenPort(transport)}}
 	if t := strings.ToLower(transport); t != "" && t != "udp" {
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", t)
@@ -484,18 +638,40 @@ func (a *Agent) respond(req *sip.Request, tx sip.ServerTransaction, code int, re
 	}
 }
 
-func sourceIP(req *sip.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(req.Source())
+func sourceIP(req *sip.Request) netip.Addr { return sourceIPOf(req.Source()) }
+
+// sourceIPOf returns the IP of a "host:port" message source, or the zero
+// Addr.
+func sourceIPOf(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
 }
 
+// hostIPs returns the addresses of this host's interfaces.
+func hostIPs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, ad := range addrs {
+		if p, err := netip.ParsePrefix(ad.String()); err == nil {
+			out[p.Addr().Unmap()] = true
+		}
+	}
+	return out
+}
+
 func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	if a.cfg.Presence != nil {
+		res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+	}
 	if err := tx.Respond(res); err != nil {
 		a.log.Debug("sip: respond OPTIONS failed", "error", err)
 	}
@@ -514,7 +690,7 @@ func (a *Agent) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // supported lists the option tags we implement (Supported header).
 const supported = "timer"
 
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, MESSAGE, REFER, NOTIFY, UPDATE, SUBSCRIBE, PUBLISH"
 
 func (a *Agent) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 	a.log.Info("sip: method not supported", "method", string(req.Method), "source", req.Source())
@@ -560,7 +736,10 @@ func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if err := l.uas.ReadAck(req, tx); err != nil {
 		l.log.Debug("sip: ACK not matched", "error", err)
+		return
 	}
+	// The peer got our 2xx: it wants the call's RTP.
+	l.ep.Verify()
 }
 
 func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {

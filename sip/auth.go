@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -185,75 +186,235 @@ func hashHex(h func() hash.Hash, parts ...string) string {
 }
 
 // FailureLimiter counts failed authentications and unknown-user requests
-// per source address and blocks a source that fails too often: the
-// scanners that find every public SIP port within minutes.
+// and blocks what fails too often: the scanners that find every public SIP
+// port within minutes, and password guessers however slowly they go.
+//
+// Each failure adds 1 to a score kept per source address, per account and
+// per (account, source) pair; scores halve every HalfLife, so a burst and
+// a slow steady guesser (9 a minute for ever) both reach Max. A source
+// whose score reaches Max is blocked (every request answered 403) for
+// Block, doubled for each further block while its score has not decayed
+// (up to MaxBlock). A success clears only that account's failures from
+// that source, never another account's. An account whose score reaches
+// AccountMax (guessing from many addresses) refuses authentication from
+// every source that has not authenticated as it within the last day.
 type FailureLimiter struct {
-	// Max failures within Window before the source is blocked for Block.
-	Max    int
-	Window time.Duration
-	Block  time.Duration
+	// Max is the score that blocks a source (default 10).
+	Max int
+	// AccountMax is the score that locks an account against new sources
+	// (default 30).
+	AccountMax int
+	// HalfLife is how fast failures are forgotten (default 1 h).
+	HalfLife time.Duration
+	// Block is the first block of a source (default 10 min); MaxBlock
+	// caps the doubling (default 24 h).
+	Block, MaxBlock time.Duration
 
-	mu    sync.Mutex
-	now   func() time.Time
-	state map[netip.Addr]*failures
+	mu       sync.Mutex
+	now      func() time.Time
+	sources  map[netip.Addr]*sourceFailures
+	accounts map[string]*accountFailures
+	pairs    map[pairKey]*score
 }
 
-type failures struct {
-	count        int
-	windowStart  time.Time
+type pairKey struct {
+	src  netip.Addr
+	user string
+}
+
+// score is a failure count that halves every half-life.
+type score struct {
+	v  float64
+	at time.Time
+}
+
+func (s *score) value(now time.Time, halfLife time.Duration) float64 {
+	if dt := now.Sub(s.at); dt > 0 && s.v > 0 {
+		s.v *= math.Exp2(-dt.Seconds() / halfLife.Seconds())
+	}
+	s.at = now
+	return s.v
+}
+
+type sourceFailures struct {
+	score
 	blockedUntil time.Time
-	logged       bool
+	strikes      int // blocks so far, while the score has not decayed away
 }
 
-// NewFailureLimiter blocks a source for 10 minutes after 10 failures in a
-// minute.
+type accountFailures struct {
+	score
+	good map[netip.Addr]time.Time // sources that authenticated as the account
+}
+
+// NewFailureLimiter returns a limiter with the defaults above.
 func NewFailureLimiter() *FailureLimiter {
-	return &FailureLimiter{Max: 10, Window: time.Minute, Block: 10 * time.Minute, now: time.Now, state: map[netip.Addr]*failures{}}
+	return &FailureLimiter{Max: 10, AccountMax: 30, HalfLife: time.Hour, Block: 10 * time.Minute, MaxBlock: 24 * time.Hour,
+		now: time.Now, sources: map[netip.Addr]*sourceFailures{}, accounts: map[string]*accountFailures{}, pairs: map[pairKey]*score{}}
+}
+
+func (l *FailureLimiter) halfLife() time.Duration {
+	if l.HalfLife <= 0 {
+		return time.Hour
+	}
+	return l.HalfLife
 }
 
 // Blocked reports whether src is blocked now.
 func (l *FailureLimiter) Blocked(src netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.state[src]
+	f := l.sources[src]
 	return f != nil && l.now().Before(f.blockedUntil)
 }
 
-// Fail records a failure; it returns true the first time it blocks src (so
-// the caller logs once).
-func (l *FailureLimiter) Fail(src netip.Addr) (newlyBlocked bool) {
+// AccountLocked reports whether user's account refuses authentication
+// from src: it has been guessed at too often and src has not
+// authenticated as user in the last day.
+func (l *FailureLimiter) AccountLocked(user string, src netip.Addr) bool {
+	if l.AccountMax <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.accounts[user]
+	if a == nil {
+		return false
+	}
+	now := l.now()
+	if t, ok := a.good[src]; ok && now.Sub(t) < 24*time.Hour {
+		return false
+	}
+	return a.value(now, l.halfLife())+0.5 >= float64(l.AccountMax)
+}
+
+// Fail records a failure from src, for user ("" when no account was
+// named). It returns true when this failure blocks src (so the caller
+// logs once per block).
+func (l *FailureLimiter) Fail(src netip.Addr, user string) (newlyBlocked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if len(l.state) > 65536 {
-		for k, f := range l.state {
-			if now.After(f.blockedUntil) && now.Sub(f.windowStart) > l.Window {
-				delete(l.state, k)
+	hl := l.halfLife()
+	if len(l.sources)+len(l.pairs)+len(l.accounts) > 1<<17 {
+		l.pruneLocked(now)
+	}
+	f := l.sources[src]
+	if f == nil {
+		f = &sourceFailures{score: score{at: now}}
+		l.sources[src] = f
+	}
+	if f.value(now, hl) < 1 {
+		f.strikes = 0 // quiet long enough: start over
+	}
+	f.v++
+	if user != "" {
+		k := pairKey{src, user}
+		p := l.pairs[k]
+		if p == nil {
+			p = &score{at: now}
+			l.pairs[k] = p
+		}
+		p.value(now, hl)
+		p.v++
+		a := l.accounts[user]
+		if a == nil {
+			a = &accountFailures{score: score{at: now}}
+			l.accounts[user] = a
+		}
+		a.value(now, hl)
+		a.v++
+	}
+	max := l.Max
+	if max <= 0 {
+		max = 10
+	}
+	// Rounded: failures a few seconds apart have decayed a little.
+	if f.v+0.5 < float64(max) || now.Before(f.blockedUntil) {
+		return false
+	}
+	d := l.Block
+	if d <= 0 {
+		d = 10 * time.Minute
+	}
+	for range min(f.strikes, 16) {
+		d *= 2
+	}
+	if l.MaxBlock > 0 && d > l.MaxBlock {
+		d = l.MaxBlock
+	}
+	f.blockedUntil = now.Add(d)
+	f.strikes++
+	return true
+}
+
+// BlockedFor returns how long src stays blocked (0 when it is not).
+func (l *FailureLimiter) BlockedFor(src netip.Addr) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.sources[src]
+	if f == nil {
+		return 0
+	}
+	return max(f.blockedUntil.Sub(l.now()), 0)
+}
+
+// Succeed records that src authenticated as user: that account's failures
+// from src are forgiven (and taken off src's score); failures for other
+// accounts stay. src is remembered as a good source of the account.
+func (l *FailureLimiter) Succeed(src netip.Addr, user string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	hl := l.halfLife()
+	k := pairKey{src, user}
+	if p := l.pairs[k]; p != nil {
+		pv := p.value(now, hl)
+		delete(l.pairs, k)
+		if f := l.sources[src]; f != nil {
+			f.v = max(f.value(now, hl)-pv, 0)
+		}
+		if a := l.accounts[user]; a != nil {
+			a.v = max(a.value(now, hl)-pv, 0)
+		}
+	}
+	if user == "" {
+		return
+	}
+	a := l.accounts[user]
+	if a == nil {
+		a = &accountFailures{score: score{at: now}}
+		l.accounts[user] = a
+	}
+	if a.good == nil {
+		a.good = map[netip.Addr]time.Time{}
+	}
+	if len(a.good) >= 16 {
+		for ip, t := range a.good {
+			if now.Sub(t) > 24*time.Hour || len(a.good) >= 16 {
+				delete(a.good, ip)
 			}
 		}
 	}
-	f := l.state[src]
-	if f == nil {
-		f = &failures{windowStart: now}
-		l.state[src] = f
-	}
-	if now.Sub(f.windowStart) > l.Window {
-		f.count, f.windowStart, f.logged = 0, now, false
-	}
-	f.count++
-	if f.count >= l.Max && now.After(f.blockedUntil) {
-		f.blockedUntil = now.Add(l.Block)
-		if !f.logged {
-			f.logged = true
-			return true
-		}
-	}
-	return false
+	a.good[src] = now
 }
 
-// Succeed forgets src's failures.
-func (l *FailureLimiter) Succeed(src netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.state, src)
+// pruneLocked forgets entries that have decayed to nothing.
+func (l *FailureLimiter) pruneLocked(now time.Time) {
+	hl := l.halfLife()
+	for k, f := range l.sources {
+		if now.After(f.blockedUntil) && f.value(now, hl) < 0.5 {
+			delete(l.sources, k)
+		}
+	}
+	for k, p := range l.pairs {
+		if p.value(now, hl) < 0.5 {
+			delete(l.pairs, k)
+		}
+	}
+	for k, a := range l.accounts {
+		if a.value(now, hl) < 0.5 && len(a.good) == 0 {
+			delete(l.accounts, k)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Typed outcomes of a dial that did not connect. Match with errors.Is; the
@@ -33,7 +34,9 @@ type StatusError struct {
 	kind   error
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+// Error returns the status line's code and reason ("486 Busy Here"); the
+// error that wraps it says which request it answered.
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
 
 // Unwrap returns the typed error (ErrBusy, ...) the status maps to.
 func (e *StatusError) Unwrap() error { return e.kind }
@@ -62,6 +65,17 @@ type DialOptions struct {
 	FromUser string
 	// FromName is the display name of From.
 	FromName string
+	// FromHost is the host part of the From URI; empty means this
+	// agent's address.
+	FromHost string
+	// Private hides the caller's identity (RFC 3323): an untrusted peer
+	// sees From "Anonymous" <sip:anonymous@anonymous.invalid>; a trusted
+	// one sees the identity with "Privacy: id".
+	Private bool
+	// Trusted marks the peer as trusted with identities (RFC 3325): it is
+	// sent a P-Asserted-Identity. DialTrunk sets it for trunks marked
+	// Trusted.
+	Trusted bool
 	// Timeout is how long to ring before canceling; 0 means 30 s.
 	Timeout time.Duration
 	// Username and Password answer 401/407 digest challenges.
@@ -75,13 +89,27 @@ type DialOptions struct {
 	// of the request URI's host: the source address of a registration
 	// behind NAT.
 	Destination string
-	// Transport forces "UDP" or "TCP".
+	// Transport forces "UDP", "TCP", "TLS", "WS" or "WSS".
 	Transport string
+	// SRTP makes the call offer RTP/SAVP with SDES keys (SRTPRequired,
+	// or SRTPOptional, which places the call again with plain RTP if the
+	// peer answers 488 or 606). Dialling a trunk or a directory user
+	// with SRTPOff takes the trunk's or account's policy.
+	SRTP SRTPPolicy
+
+	// presenceUser is the directory user whose phone this INVITE rings
+	// (set by fork): its dialog is reported to the presence store.
+	presenceUser string
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
-// registration.
-var ErrNotRegistered = fmt.Errorf("%w: user not registered", ErrNotFound)
+// registration. It matches ErrNotFound too.
+var ErrNotRegistered error = notRegistered{}
+
+type notRegistered struct{}
+
+func (notRegistered) Error() string        { return "user not registered" }
+func (notRegistered) Is(target error) bool { return target == ErrNotFound }
 
 // Dial calls target: a registered user's name (every registered contact
 // rings; the first to answer wins and the others are canceled), or a SIP
@@ -92,6 +120,11 @@ func (a *Agent) Dial(ctx context.Context, target string, opts DialOptions) (*Leg
 	}
 	if a.cfg.Registrar == nil {
 		return nil, fmt.Errorf("sip: dial %q: %w (no registrar)", target, ErrNotRegistered)
+	}
+	if opts.SRTP == SRTPOff && a.cfg.Registrar.Directory != nil {
+		if acct, ok := a.cfg.Registrar.Directory.Lookup(target); ok {
+			opts.SRTP = acct.SRTP
+		}
 	}
 	bindings := a.cfg.Registrar.Lookup(target)
 	if len(bindings) == 0 {
@@ -110,8 +143,8 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 	results := make(chan result, len(bindings))
 	for _, b := range bindings {
 		o := opts
-		o.Destination = b.Source.String()
-		o.Transport = b.Transport
+		o.Destination, o.Transport = a.routeTo(b)
+		o.presenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -147,6 +180,17 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 // waits for the answer. Canceling ctx or the ring timeout sends CANCEL. On
 // success the leg is answered, ACKed and its media running.
 func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*Leg, error) {
+	leg, err := a.dialURI(ctx, target, opts)
+	var se *StatusError
+	if err != nil && opts.SRTP == SRTPOptional && ctx.Err() == nil && errors.As(err, &se) && (se.Code == 488 || se.Code == 606) {
+		a.log.Info("sip: SRTP offer refused; dialling again with plain RTP", "target", target, "status", se.Code)
+		opts.SRTP = SRTPOff
+		return a.dialURI(ctx, target, opts)
+	}
+	return leg, err
+}
+
+func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_ *Leg, err error) {
 	uri, err := parseTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial %q: %w", target, err)
@@ -162,8 +206,13 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	}
 	ip := a.advertiseIP(remoteIP)
 
-	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, done: make(chan struct{}), final: make(chan struct{})}
-	ep, err := a.newEndpoint(func() { l.mediaTimeout() })
+	l := &Leg{agent: a, inbound: false, user: uri.User, ip: ip, srtp: opts.SRTP, done: make(chan struct{}), final: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			l.reportDialog(presence.DialogTerminated) // the user's phone stopped ringing
+		}
+	}()
+	ep, err := a.newEndpoint(a.log.With("target", target), func() { l.mediaTimeout() })
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial: %w", err)
 	}
@@ -177,7 +226,8 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if a.cfg.NoTelephoneEvent {
 		dtmfPT = 0
 	}
-	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
+	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT,
+		Crypto: l.offerCryptoFor(nil)}.Marshal()
 
 	transport := "UDP"
 	if t, ok := uri.UriParams.Get("transport"); ok {
@@ -204,8 +254,23 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if fromUser == "" {
 		fromUser = "switchboard"
 	}
-	from := newFrom(opts.FromName, sip.Uri{Scheme: "sip", User: fromUser, Host: ip.String()})
-	req.AppendHeader(from)
+	fromHost := opts.FromHost
+	if fromHost == "" {
+		fromHost = ip.String()
+	}
+	fromURI := sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}
+	if opts.Private && !opts.Trusted {
+		req.AppendHeader(newFrom("Anonymous", anonymousFrom))
+	} else {
+		req.AppendHeader(newFrom(escapeDisplayName(opts.FromName), fromURI))
+	}
+	if opts.Trusted {
+		id := Identity{Name: opts.FromName, URI: fromURI.String()}
+		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", id.String()))
+		if opts.Private {
+			req.AppendHeader(sip.NewHeader("Privacy", "id"))
+		}
+	}
 	req.AppendHeader(a.contactFor(ip, transport))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
@@ -220,7 +285,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.callID = callIDOf(req) // filled once the client builds the request
 	ringCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	dtx, err := a.dua.WriteInvite(ringCtx, req)
+	dtx, err := a.duaFor(transport).WriteInvite(ringCtx, req)
 	if err != nil {
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
@@ -230,6 +295,13 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	l.from = headerValue(dtx.InviteRequest.From())
 	l.log = a.log.With("call_id", l.callID, "target", target)
 	l.log.Info("sip: dialing")
+	if opts.presenceUser != "" {
+		// The called phone's view: it is the recipient; its tag is the
+		// To tag of its responses, ours is its remote tag.
+		inv := dtx.InviteRequest
+		l.trackPresence(opts.presenceUser, presence.Recipient, inv.To().Address.String(), inv.From().Address.String(), "", tagOf(inv.From().Params))
+		l.reportDialog(presence.DialogTrying)
+	}
 
 	early := false
 	err = dtx.WaitAnswer(ringCtx, sipgo.AnswerOptions{
@@ -239,8 +311,16 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 				if opts.OnProgress != nil && res.StatusCode > 100 {
 					opts.OnProgress(res.StatusCode)
 				}
+				if res.StatusCode > 100 {
+					if tag := responseToTag(res); tag != "" {
+						l.setPresenceTags(tag)
+						l.reportDialog(presence.DialogEarly)
+					} else {
+						l.reportDialog(presence.DialogProceeding)
+					}
+				}
 				if len(res.Body()) > 0 && !early {
-					if cfg, err := answerConfig(res.Body()); err == nil {
+					if cfg, err := l.answerConfig(res.Body()); err == nil {
 						ep.Configure(cfg)
 						ep.Start()
 						early = true
@@ -265,7 +345,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 		return nil, fmt.Errorf("sip: dial %s: %w", target, err)
 	}
-	cfg, err := answerConfig(dtx.InviteResponse.Body())
+	cfg, err := l.answerConfig(dtx.InviteResponse.Body())
 	if err != nil {
 		// RFC 3261 13.2.2.4: ACK the 2xx, then end the session.
 		_ = dtx.Ack(ctx)
@@ -273,7 +353,9 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: answer SDP: %w", target, err)
 	}
+	cfg.NATSource = sourceIPOf(dtx.InviteResponse.Source())
 	ep.Configure(cfg)
+	ep.Verify() // the peer answered the INVITE we chose to send
 	ep.Start()
 	if err := dtx.Ack(ctx); err != nil {
 		_ = dtx.Bye(ctx)
@@ -281,6 +363,9 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
 	}
 	l.to = headerValue(dtx.InviteResponse.To())
+	if to := dtx.InviteResponse.To(); to != nil {
+		l.remote = identityOf(to.DisplayName, to.Address)
+	}
 	l.regID = dtx.ID
 	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered
@@ -299,8 +384,35 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		}
 	}()
 	l.armSessionTimer()
-	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String())
+	l.setPresenceTags(responseToTag(dtx.InviteResponse))
+	l.reportDialog(presence.DialogConfirmed)
+	l.log.Info("sip: call connected", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "srtp", srtpSuiteName(cfg))
 	return l, nil
+}
+
+// routeTo is where requests to a registered contact go: over the
+// connection the phone registered on, or to its NAT binding (a phone
+// behind NAT cannot be reached any other way, and over TLS it may not
+// listen at all). Once that connection is gone, "" and "" send them to
+// the Contact itself with the transport it names, as a phone with a
+// public address wants.
+func (a *Agent) routeTo(b Binding) (destination, transport string) {
+	destination, transport = b.Source.String(), b.Transport
+	if reliable(transport) && !a.liveConnection(transport, destination) {
+		a.log.Info("sip: registration's connection is closed; using its contact", "user", b.User,
+			"contact", b.Contact, "transport", transport, "source", destination)
+		return "", ""
+	}
+	return destination, transport
+}
+
+// reliable reports whether transport is connection-oriented.
+func reliable(transport string) bool {
+	switch strings.ToUpper(transport) {
+	case "TCP", "TLS", "WS", "WSS":
+		return true
+	}
+	return false
 }
 
 // newFrom is a From header for a new request we originate, with a fresh tag.
@@ -320,19 +432,36 @@ func parseTarget(target string) (sip.Uri, error) {
 	return uri, err
 }
 
-func answerConfig(body []byte) (media.StreamConfig, error) {
+// answerConfig reads an SDP answer to an offer whose a=crypto lines were
+// offered (none for a plain RTP offer). An SRTP answer must pick one of
+// them; a plain answer to an SRTP offer is refused when policy requires
+// SRTP. It returns the crypto tag the answer chose.
+func answerConfig(body []byte, offered []CryptoAttr, policy SRTPPolicy) (media.StreamConfig, int, error) {
 	if len(body) == 0 {
-		return media.StreamConfig{}, fmt.Errorf("%w: empty answer", ErrBadSDP)
+		return media.StreamConfig{}, 0, fmt.Errorf("%w: empty answer", ErrBadSDP)
 	}
 	ans, err := ParseSDP(body)
 	if err != nil {
-		return media.StreamConfig{}, err
+		return media.StreamConfig{}, 0, err
 	}
 	codec, pt, err := ans.Choose()
 	if err != nil {
-		return media.StreamConfig{}, ErrNoCodec
+		return media.StreamConfig{}, 0, ErrNoCodec
 	}
-	return media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
+	cfg := media.StreamConfig{Codec: codec, PayloadType: pt, DTMFPayloadType: ans.DTMFPayloadType,
 		Remote: ans.Remote, Direction: ReverseDirection(ans.Direction), RTCPMux: ans.RTCPMux, RemoteRTCP: ans.RTCP,
-		FramesPerPacket: ans.FramesPerPacket()}, nil
+		FramesPerPacket: ans.FramesPerPacket()}
+	tag := 0
+	switch {
+	case len(ans.Crypto) > 0:
+		if len(offered) == 0 {
+			return media.StreamConfig{}, 0, fmt.Errorf("%w: SRTP answer to a plain RTP offer", ErrBadSDP)
+		}
+		if cfg.SRTP, tag, err = answerKeys(offered, ans.Crypto); err != nil {
+			return media.StreamConfig{}, 0, err
+		}
+	case len(offered) > 0 && policy == SRTPRequired:
+		return media.StreamConfig{}, 0, fmt.Errorf("%w: plain RTP answer to an SRTP offer", ErrSRTPRequired)
+	}
+	return cfg, tag, nil
 }

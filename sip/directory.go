@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 
 	"github.com/BurntSushi/toml"
@@ -12,8 +13,13 @@ import (
 type Account struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
-	// DisplayName is presented as caller id.
+	// DisplayName is the caller id name of the user's calls when their
+	// phone's From carries none (Call.Caller, and what Dial passes on).
 	DisplayName string `toml:"display_name"`
+	// SRTP is the user's SRTP policy ("", "optional", "required"):
+	// whether calls to the user offer RTP/SAVP, and whether the user's
+	// plain RTP offers are refused (488).
+	SRTP SRTPPolicy `toml:"srtp"`
 }
 
 // Directory is the set of accounts, usually read from the [[users]] tables
@@ -64,6 +70,18 @@ func (d *Directory) Lookup(user string) (Account, bool) {
 	defer d.mu.RUnlock()
 	a, ok := d.accounts[user]
 	return a, ok
+}
+
+// Names returns the account names, sorted.
+func (d *Directory) Names() []string {
+	d.mu.RLock()
+	out := make([]string, 0, len(d.accounts))
+	for n := range d.accounts {
+		out = append(out, n)
+	}
+	d.mu.RUnlock()
+	sort.Strings(out)
+	return out
 }
 
 // configFile is the TOML file the binary reads accounts and trunks from;

@@ -69,7 +69,8 @@ func (a *Agent) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // onInfo handles INFO inside a dialog: DTMF as application/dtmf-relay
-// ("Signal=5\r\nDuration=160") or application/dtmf ("5"). Other packages
+// ("Signal=5\r\nDuration=160") or application/dtmf ("5"), and
+// application signals as application/json (signal.go). Other packages
 // are answered 415 (RFC 6086 wants 469 for unknown Info-Packages, but the
 // legacy DTMF INFO has none).
 func (a *Agent) onInfo(req *sip.Request, tx sip.ServerTransaction) {
@@ -98,6 +99,9 @@ func (a *Agent) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		} else if n, err := strconv.Atoi(s); err == nil && n >= 10 && n <= 15 {
 			digit, ok = media.DTMFDigit(uint8(n)), true
 		}
+	case SignalContentType:
+		a.onSignalInfo(l, req, tx)
+		return
 	default:
 		a.respond(req, tx, 415, "Unsupported Media Type")
 		return

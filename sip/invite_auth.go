@@ -3,6 +3,7 @@ package sip
 import (
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -14,9 +15,14 @@ import (
 type InviteAuth int
 
 const (
-	// InviteAuthKnownUsers challenges an INVITE whose From names a user of
-	// the directory: nobody can place calls as extension 1000 without
-	// 1000's password. Other callers are guests (Call.AuthUser is "").
+	// InviteAuthKnownUsers challenges an INVITE whose From claims a local
+	// account — its host names this server (its IP addresses, the realm,
+	// "localhost" or Registrar.Domains) — whether or not the user exists:
+	// nobody can place calls as extension 1000 without 1000's password,
+	// and a scanner gets the same 407 for every name, so it cannot tell
+	// directory users from the rest (a wrong answer counts as a failure).
+	// Callers from other domains are guests (Call.AuthUser is ""), as in
+	// Kamailio's "from_uri==myself" rule.
 	InviteAuthKnownUsers InviteAuth = iota
 	// InviteAuthAll challenges every INVITE not from a trunk.
 	InviteAuthAll
@@ -41,16 +47,18 @@ func (a *Agent) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog.
 		a.respond(req, tx, 403, "Forbidden")
 		return "", false
 	}
-	fromUser := ""
+	fromUser, fromHost := "", ""
 	if f := req.From(); f != nil {
-		fromUser = f.Address.User
+		fromUser, fromHost = f.Address.User, f.Address.Host
 	}
-	_, known := r.Directory.Lookup(fromUser)
+	// Whether to challenge never depends on the directory (no user
+	// enumeration): only on what the From claims.
+	local := a.fromUs(fromHost)
 	header := ""
 	if h := req.GetHeader("Proxy-Authorization"); h != nil {
 		header = h.Value()
 	}
-	need := a.cfg.InviteAuth == InviteAuthAll || known
+	need := a.cfg.InviteAuth == InviteAuthAll || local
 	if !need && header == "" {
 		return "", true
 	}
@@ -58,20 +66,45 @@ func (a *Agent) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog.
 	if !ok {
 		return "", false
 	}
-	if known && user != fromUser {
-		a.authFailed(src, log, "sip: credentials do not match From", "method", req.Method.String(), "user", user, "from", fromUser)
+	if local && user != fromUser {
+		a.authFailed(src, user, log, "sip: credentials do not match From", "method", req.Method.String(), "user", user, "from", fromUser)
 		a.respond(req, tx, 403, "Forbidden (credentials do not match From)")
 		return "", false
 	}
-	r.Limiter.Succeed(src)
+	r.Limiter.Succeed(src, user)
 	return user, true
+}
+
+// fromUs reports whether a From host names this server: one of this
+// host's addresses or PublicIP, "localhost", the registrar's realm or one
+// of its Domains.
+func (a *Agent) fromUs(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if ip, err := netip.ParseAddr(h); err == nil {
+		ip = ip.Unmap()
+		return ip == a.cfg.PublicIP || a.localIPs[ip] || ip.IsLoopback() || ip == a.udpAddr.Addr()
+	}
+	if h == "localhost" {
+		return true
+	}
+	if r := a.cfg.Registrar; r != nil {
+		if strings.EqualFold(h, r.Auth.Realm) {
+			return true
+		}
+		for _, d := range r.Domains {
+			if strings.EqualFold(h, d) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // authFailed logs a failed authentication or scanner-like request and
 // counts it against the source (see Registrar.fail).
-func (a *Agent) authFailed(src netip.Addr, log *slog.Logger, msg string, args ...any) {
+func (a *Agent) authFailed(src netip.Addr, user string, log *slog.Logger, msg string, args ...any) {
 	if r := a.cfg.Registrar; r != nil {
-		r.fail(src, log, msg, args...)
+		r.fail(src, user, log, msg, args...)
 		return
 	}
 	log.Warn(msg, args...)

@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Errors that end a leg. Check them with errors.Is.
@@ -29,6 +31,8 @@ var (
 	ErrLocalHangup = errors.New("sip: local hangup")
 	// ErrShutdown: the agent is shutting down.
 	ErrShutdown = errors.New("sip: agent shutting down")
+	// ErrNoAck: the caller never acknowledged our 200 (Config.AckTimeout).
+	ErrNoAck = errors.New("sip: no ACK for our 2xx")
 )
 
 // LegState is where a leg is in its life.
@@ -52,6 +56,7 @@ type Leg struct {
 	user     string // request-URI user (inbound) or target (outbound)
 	trunk    string // the trunk the call came in on or goes out through
 	authUser string // directory user the INVITE authenticated as
+	remote   Identity
 	ip       netip.Addr
 
 	uas      *sipgo.DialogServerSession
@@ -60,6 +65,7 @@ type Leg struct {
 	uac      *sipgo.DialogClientSession
 	offer    *MediaOffer
 	ep       *media.Endpoint
+	release  func() // inbound: gives the call's slot back to CallLimits
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
@@ -74,14 +80,25 @@ type Leg struct {
 	// An offer we sent in a 2xx (late offer, or a re-INVITE without SDP)
 	// waits for its answer in the ACK; pendingCSeq is that INVITE's CSeq.
 	onChat      func(contentType, text string)
+	onSignal    func(name string, payload []byte)
+	onMedia     func(media.StreamConfig)
 	onTransfer  func(*Transfer) error
 	referResult chan int // a REFER we sent: status codes from its NOTIFYs
 
 	session sessionTimer // RFC 4028 state
 
+	pres *presenceDialog // a directory user's phone is on this dialog (presence)
+
 	awaitingAnswer bool
 	pendingCSeq    uint32
 	ackSeen        chan struct{}
+
+	// SRTP (guarded by mu): the policy of the user or trunk at the far
+	// end, the a=crypto lines of our last offer (to match its answer) and
+	// the tag of the line in use.
+	srtp      SRTPPolicy
+	offered   []CryptoAttr
+	cryptoTag int
 }
 
 // ID returns the SIP Call-ID of the leg's dialog.
@@ -100,6 +117,25 @@ func (l *Leg) From() string { return l.from }
 
 // To returns the To header value.
 func (l *Leg) To() string { return l.to }
+
+// RemoteIdentity returns who is at the far end. Inbound, the caller: the
+// P-Asserted-Identity of a trusted trunk's INVITE if it carries one, else
+// the From header, with Private set when the INVITE asked for privacy
+// (RFC 3323). Outbound, the party we called, from the To header of its
+// answer.
+func (l *Leg) RemoteIdentity() Identity { return l.remote }
+
+// Header returns the first value of the named header of the INVITE that
+// started an inbound leg ("" if absent, and always for outbound legs).
+func (l *Leg) Header(name string) string {
+	if l.uas == nil || l.uas.InviteRequest == nil {
+		return ""
+	}
+	if h := l.uas.InviteRequest.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
 
 // Endpoint returns the leg's RTP endpoint.
 func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
@@ -142,7 +178,11 @@ func (l *Leg) end(cause error) {
 	l.err = cause
 	l.mu.Unlock()
 	l.stopSessionTimer()
+	l.reportDialog(presence.DialogTerminated)
 	_ = l.ep.Close()
+	if l.release != nil {
+		l.release()
+	}
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
 		_ = l.uas.Close()
@@ -222,6 +262,19 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
+	policy := a.srtpPolicy(authUser, sourceIP(req))
+	if offer != nil && len(offer.Crypto) > 0 {
+		if _, ok := a.pickCrypto(offer); !ok {
+			log.Info("sip: no acceptable SRTP crypto suite offered")
+			a.respond(req, tx, 488, "Not Acceptable Here (crypto suite)")
+			return
+		}
+	}
+	if offer != nil && policy == SRTPRequired && len(offer.Crypto) == 0 {
+		log.Info("sip: plain RTP offered where SRTP is required", "auth_user", authUser, "proto", offer.Proto)
+		a.respond(req, tx, 488, "Not Acceptable Here (SRTP required)")
+		return
+	}
 	session, code, minSE := a.negotiateInbound(req)
 	switch code {
 	case 422:
@@ -237,12 +290,34 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request (Session-Expires)")
 		return
 	}
+	var replaced *Leg // an INVITE with Replaces (RFC 3891): the leg it takes over
+	if h := req.GetHeader("Replaces"); h != nil {
+		rep, err := ParseReplaces(h.Value())
+		if err != nil {
+			log.Warn("sip: bad Replaces header", "replaces", h.Value(), "error", err)
+			a.respond(req, tx, 400, "Bad Request (Replaces)")
+			return
+		}
+		replaced = a.LegFor(rep)
+		switch {
+		case a.cfg.OnReplace == nil:
+			a.respond(req, tx, 501, "Not Implemented (Replaces)")
+			return
+		case replaced == nil || replaced.State() == LegEnded:
+			log.Info("sip: Replaces names no dialog of ours", "replaces", rep.String())
+			a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+			return
+		case rep.EarlyOnly && replaced.State() == LegAnswered:
+			a.respond(req, tx, 486, "Busy Here")
+			return
+		}
+	}
 	a.respond(req, tx, 100, "Trying")
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
 		return
 	}
-	dtx, err := a.dua.ReadInvite(req, tx)
+	dtx, err := a.duaFor(req.Transport()).ReadInvite(req, tx)
 	if err != nil {
 		log.Warn("sip: cannot create dialog", "error", err)
 		a.respond(req, tx, 400, "Bad Request")
@@ -252,9 +327,10 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		agent: a, log: log, inbound: true, callID: callIDOf(req),
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
-		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session,
+		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
 		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited,
 	}
+	trusted := false
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
 		if !t.isDID(l.user) {
 			log.Info("sip: trunk call to a number that is not our DID", "trunk", t.Name, "number", l.user)
@@ -262,22 +338,50 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		l.trunk = t.Name
+		trusted = t.Trusted
+	} else if !a.admit(req, tx, l, log) {
+		return
 	}
-	l.ep, err = a.newEndpoint(func() { l.mediaTimeout() })
+	l.remote = callerIdentity(req, trusted, log, &a.identityLog)
+	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
 	if err != nil {
-		log.Error("sip: no RTP port for call", "error", err)
+		reason := "Service Unavailable (no media ports)"
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || descriptorsExhausted() {
+			// Say what ran out: descriptors, not ports.
+			reason = "Service Unavailable (out of file descriptors)"
+			log.Error("sip: out of file descriptors for the call's RTP sockets", "error", err, "open_connections", a.guard.open(), "fd_limit", descriptorLimit())
+		} else {
+			log.Error("sip: no RTP port for call", "error", err)
+		}
 		a.observer().InviteRejected(RejectNoPorts)
-		a.respondRetryAfter(req, tx, "Service Unavailable (no media ports)")
+		a.respondRetryAfter(req, tx, reason)
+		if l.release != nil {
+			l.release()
+		}
 		return
 	}
 	if !a.register(a.uas, dtx.ID, l) {
 		_ = l.ep.Close()
 		a.observer().InviteRejected(RejectShuttingDown)
+		if l.release != nil {
+			l.release()
+		}
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
 		return
 	}
-	log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
-	a.cfg.OnInvite(l)
+	if authUser != "" {
+		// The caller's phone is a directory user's: it is placing a call.
+		l.trackPresence(authUser, presence.Initiator, req.From().Address.String(), req.Recipient.String(),
+			tagOf(req.From().Params), tagOf(dtx.InviteRequest.To().Params))
+		l.reportDialog(presence.DialogTrying)
+	}
+	if replaced != nil {
+		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
+		a.cfg.OnReplace(l, replaced)
+	} else {
+		log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		a.cfg.OnInvite(l)
+	}
 	// The INVITE transaction lives until the final response is sent (and a
 	// 2xx ACKed), or the caller cancels.
 	select {
@@ -356,13 +460,38 @@ func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
 		return nil, 488
 	}
 	body, err := l.answerOffer(o)
+	if errors.Is(err, ErrSRTPRequired) {
+		l.log.Info("sip: plain RTP offered mid-dialog where SRTP is required")
+		return nil, 488
+	}
 	if err != nil {
 		l.log.Info("sip: no common codec in mid-dialog offer", "offered", formatList(o))
 		return nil, 488
 	}
 	cfg := l.ep.Config()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: mid-dialog offer applied", "remote", cfg.Remote.String(), "direction", cfg.Direction, "codec", cfg.Codec.Name)
 	return body, 0
+}
+
+// OnMediaUpdate sets the callback told of every renegotiation of the
+// leg's media in the dialog (a re-INVITE or UPDATE, from either side):
+// the new codec, address and direction. The owner re-decides how the leg
+// is bridged — packets of a new codec must not be forwarded as the old
+// one. It runs on the request's goroutine and must not block.
+func (l *Leg) OnMediaUpdate(fn func(media.StreamConfig)) {
+	l.mu.Lock()
+	l.onMedia = fn
+	l.mu.Unlock()
+}
+
+func (l *Leg) mediaChanged(cfg media.StreamConfig) {
+	l.mu.Lock()
+	fn := l.onMedia
+	l.mu.Unlock()
+	if fn != nil {
+		fn(cfg)
+	}
 }
 
 // answerOffer configures the endpoint for an offer (initial or
@@ -376,12 +505,43 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 		return nil, err
 	}
 	cfg := l.ep.Config()
+	var crypto []CryptoAttr
+	l.mu.Lock()
+	required := l.srtp == SRTPRequired
+	var remote []byte
+	if len(o.Crypto) > 0 {
+		// SDES: the offer's first line we accept, answered with its tag
+		// and suite and our own key (kept across re-offers of the suite).
+		c, ok := l.agent.pickCrypto(o)
+		if !ok {
+			l.mu.Unlock()
+			return nil, fmt.Errorf("%w: no acceptable SRTP crypto suite", ErrNoCommonCodec)
+		}
+		remote = c.Key
+		local := newCryptoKey(c.Suite)
+		if cfg.SRTP != nil && cfg.SRTP.Suite == c.Suite {
+			local = cfg.SRTP.Local
+		}
+		crypto = []CryptoAttr{{Tag: c.Tag, Suite: c.Suite, Key: local}}
+		l.cryptoTag = c.Tag
+	}
+	l.mu.Unlock()
+	if len(crypto) == 0 && required {
+		return nil, ErrSRTPRequired
+	}
+	cfg.SRTP = nil
+	if len(crypto) > 0 {
+		cfg.SRTP = &media.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
+	}
 	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
 	if l.agent.cfg.NoTelephoneEvent {
 		cfg.DTMFPayloadType = 0
 	}
 	cfg.Remote, cfg.RTCPMux, cfg.RemoteRTCP = o.Remote, o.RTCPMux, o.RTCP
 	cfg.FramesPerPacket = o.FramesPerPacket()
+	if l.inbound && l.uas != nil && !cfg.NATSource.IsValid() {
+		cfg.NATSource = sourceIP(l.uas.InviteRequest)
+	}
 	if o.Remote.Addr().IsUnspecified() { // RFC 2543 hold: c=0.0.0.0
 		cfg.Direction = "inactive"
 	} else {
@@ -390,7 +550,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	l.ep.Configure(cfg)
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
-		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Answer: o}.Marshal(), nil
+		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Crypto: crypto, Answer: o}.Marshal(), nil
 }
 
 // respond2xx sends a 2xx to a re-INVITE and, over UDP, retransmits it
@@ -440,7 +600,11 @@ func (l *Leg) Ringing() error {
 	if !early {
 		return nil
 	}
-	return l.uas.Respond(180, "Ringing", nil, l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+	err := l.uas.Respond(180, "Ringing", nil, l.agent.contactFor(l.ip, l.uas.InviteRequest.Transport()))
+	if err == nil {
+		l.reportDialog(presence.DialogEarly)
+	}
+	return err
 }
 
 // Answer sends 200 OK with the SDP answer and waits for the ACK. Media
@@ -470,8 +634,17 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.awaitingAnswer, l.pendingCSeq = true, l.uas.InviteRequest.CSeq().SeqNo
 		l.mu.Unlock()
 	} else {
-		// onInvite checked that a codec matches.
-		body, _ = l.answerOffer(l.offer)
+		// onInvite checked the codec and the SRTP policy; refuse the
+		// offer anyway should answering it still fail.
+		var err error
+		if body, err = l.answerOffer(l.offer); err != nil {
+			l.log.Warn("sip: offer cannot be answered", "error", err)
+			l.mu.Lock()
+			l.answering = false
+			l.mu.Unlock()
+			_ = l.Reject(488, "Not Acceptable Here")
+			return fmt.Errorf("sip: answer %s: %w", l.callID, err)
+		}
 		codecName = l.ep.Config().Codec.Name
 		l.ep.Start()
 	}
@@ -488,9 +661,20 @@ func (l *Leg) Answer(ctx context.Context) error {
 		defer l.respMu.Unlock()
 		errc <- l.uas.WriteResponse(res)
 	}()
+	var noAck <-chan time.Time
+	if d := l.agent.cfg.AckTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		noAck = t.C
+	}
 	var err error
 	select {
 	case err = <-errc:
+	case <-noAck:
+		// Nobody confirms the call: a spoofed or abandoned INVITE. Stop
+		// retransmitting the 200 and give the port back now rather than
+		// after 64*T1.
+		err = fmt.Errorf("%w within %s", ErrNoAck, l.agent.cfg.AckTimeout)
 	case <-l.done:
 		err = l.Err()
 		go l.byeIfAnsweredLate(errc)
@@ -499,8 +683,16 @@ func (l *Leg) Answer(ctx context.Context) error {
 		go l.byeIfAnsweredLate(errc)
 	}
 	if err != nil {
-		l.log.Warn("sip: answer failed", "error", err)
+		if !errors.Is(err, ErrNoAck) {
+			l.log.Warn("sip: answer failed", "error", err)
+		} else if ok, suppressed := l.agent.admitLog.allow(time.Now()); ok {
+			// A flood of spoofed INVITEs must not flood the log too.
+			l.log.Warn("sip: answered call never ACKed; ended and its port released", "error", err, "suppressed", suppressed)
+		}
 		l.end(fmt.Errorf("sip: answer: %w", err))
+		if errors.Is(err, ErrNoAck) {
+			l.inviteTx.Terminate() // stops the 200's retransmissions
+		}
 		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
 	}
 	l.mu.Lock()
@@ -520,8 +712,9 @@ func (l *Leg) Answer(ctx context.Context) error {
 		return fmt.Errorf("sip: answer %s: no SDP answer in ACK: %w", l.callID, ErrBadSDP)
 	}
 	l.armSessionTimer()
+	l.reportDialog(presence.DialogConfirmed)
 	l.agent.observer().CallAnswered(time.Since(l.invited))
-	l.log.Info("sip: answered", "codec", codecName)
+	l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
 	return nil
 }
 
@@ -560,7 +753,8 @@ func (l *Leg) ourOffer(current *media.StreamConfig) []byte {
 		}
 		codecs, pts = append(codecs, c), append(pts, c.PayloadType)
 	}
-	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf}.Marshal()
+	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf,
+		Crypto: l.offerCryptoFor(current)}.Marshal()
 }
 
 // readAckAnswer applies the SDP answer an ACK carries to the offer we made
@@ -581,7 +775,7 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	if !pending {
 		return
 	}
-	cfg, err := answerConfig(req.Body())
+	cfg, err := l.answerConfig(req.Body())
 	if err != nil {
 		l.log.Warn("sip: bad SDP answer in ACK", "error", err)
 		return
@@ -589,8 +783,11 @@ func (l *Leg) readAckAnswer(req *sip.Request) {
 	l.mu.Lock()
 	l.awaitingAnswer = false
 	l.mu.Unlock()
+	cfg.NATSource = sourceIP(req)
 	l.ep.Configure(cfg)
+	l.ep.Verify() // the ACK itself proves the peer
 	l.ep.Start()
+	l.mediaChanged(cfg)
 	l.log.Info("sip: SDP answer from ACK applied", "codec", cfg.Codec.Name, "remote", cfg.Remote.String(), "direction", cfg.Direction)
 }
 
@@ -623,7 +820,7 @@ func (l *Leg) Reject(code int, reason string) error {
 	if code == 404 && l.trunk == "" && l.authUser == "" {
 		// Scanners walk extension numbers: unknown-user calls from one
 		// source count like failed logins.
-		l.agent.authFailed(sourceIP(l.uas.InviteRequest), l.log, "sip: call to unknown user", "user", l.user, "from", l.from)
+		l.agent.authFailed(sourceIP(l.uas.InviteRequest), "", l.log, "sip: call to unknown user", "user", l.user, "from", l.from)
 	}
 	// Straight to the transaction, which retransmits the final response
 	// and absorbs its ACK: sipgo's dialog would block here until the ACK,
@@ -769,7 +966,7 @@ func unsupportedRequire(req *sip.Request) string {
 	var out []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
-			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") {
+			if tag = strings.TrimSpace(tag); tag != "" && !strings.EqualFold(tag, "timer") && !strings.EqualFold(tag, "replaces") {
 				out = append(out, tag)
 			}
 		}

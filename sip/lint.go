@@ -2,6 +2,8 @@ package sip
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -9,32 +11,59 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// lintFilter runs before sipgo's parser on every UDP datagram. sipgo drops
-// messages it cannot parse without a word to the sender, who then
-// retransmits for 32 s; RFC 3261 wants a 400 where a response can be
+// lintFilter runs before sipgo's parser on every UDP datagram and every
+// WebSocket message (TCP and TLS are framed and checked by guardConn).
+// sipgo drops messages it cannot parse without a word to the sender, who
+// then retransmits for 32 s; RFC 3261 wants a 400 where a response can be
 // routed. The check is a single allocation-free scan; only a message that
 // fails it costs more (a log line and a 400 built from its raw headers).
 func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 	return func(info sip.TransportReadProps, data []byte) ([]byte, error) {
-		if info.Transport != "UDP" {
+		if info.Transport != "UDP" && info.Transport != "WS" {
 			return data, nil
 		}
 		problem, isRequest := lintMessage(data)
 		if problem == "" {
+			if info.Transport == "WS" && len(bytes.TrimSpace(data)) > 0 {
+				if c := a.guard.wsConn(addrString(info.RemoteAddr)); c != nil {
+					c.noteMessage()
+				}
+			}
 			return data, nil
 		}
 		if ok, held := a.malformedLog.allow(time.Now()); ok {
-			a.log.Warn("sip: malformed message dropped", "source", addrString(info.RemoteAddr), "problem", problem, "request", isRequest, "suppressed_before", held)
+			line, _ := nextLine(data)
+			a.log.Warn("sip: malformed message dropped", "transport", info.Transport, "source", addrString(info.RemoteAddr), "problem", problem,
+				"request", isRequest, "start", printable(line, 80), "suppressed_before", held)
 		}
 		if isRequest {
 			if res := badRequest(data, problem); res != nil && info.RemoteAddr != nil {
-				if _, err := conn.WriteTo(res, info.RemoteAddr); err != nil {
+				if err := a.sendRaw(info, conn, res); err != nil {
 					a.log.Debug("sip: 400 for malformed request not sent", "error", err)
 				}
 			}
 		}
 		return nil, nil
 	}
+}
+
+// sendRaw sends a stateless response back where a message came from: a
+// datagram, or a frame on its WebSocket connection.
+func (a *Agent) sendRaw(info sip.TransportReadProps, udp net.PacketConn, res []byte) error {
+	if info.Transport == "UDP" {
+		_, err := udp.WriteTo(res, info.RemoteAddr)
+		return err
+	}
+	c, err := a.ua.TransportLayer().GetConnection(info.Transport, info.RemoteAddr.String())
+	if err != nil {
+		return err
+	}
+	w, ok := c.(io.Writer)
+	if !ok {
+		return fmt.Errorf("sip: %s connection cannot be written", info.Transport)
+	}
+	_, err = w.Write(res)
+	return err
 }
 
 func addrString(a net.Addr) string {
@@ -58,22 +87,44 @@ func lintMessage(data []byte) (problem string, isRequest bool) {
 		end = bytes.Index(data, []byte("\n\n"))
 		sepLen = 2
 	}
-	head := data
-	var body []byte
-	if end >= 0 {
-		head, body = data[:end], data[end+sepLen:]
-	}
-	line, rest := nextLine(head)
-	isRequest = !bytes.HasPrefix(line, []byte("SIP/"))
-	if isRequest {
-		if p := lintRequestLine(line); p != "" {
-			return p, true
+	if end < 0 {
+		line, _ := nextLine(data)
+		problem, isRequest = lintStartLine(line)
+		if problem == "" {
+			problem = "no empty line after the headers"
 		}
-	} else if len(line) < 12 || !bytes.HasPrefix(line, []byte("SIP/2.0 ")) || !allDigits(line[8:11]) {
+		return problem, isRequest
+	}
+	problem, isRequest, contentLength := lintHead(data[:end])
+	if problem == "" && contentLength > len(data)-end-sepLen {
+		problem = problemShortBody
+	}
+	return problem, isRequest
+}
+
+// problemShortBody is the lint problem of a message whose body is shorter
+// than its Content-Length.
+const problemShortBody = "Content-Length larger than the body"
+
+// lintStartLine checks a request or status line.
+func lintStartLine(line []byte) (problem string, isRequest bool) {
+	if !bytes.HasPrefix(line, []byte("SIP/")) {
+		return lintRequestLine(line), true
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("SIP/2.0 ")) || !allDigits(line[8:11]) {
 		return "malformed status line", false
 	}
-	if end < 0 {
-		return "no empty line after the headers", isRequest
+	return "", false
+}
+
+// lintHead checks a message's start line and headers (head holds them
+// without the empty line that ends them). contentLength is -1 when the
+// message has no Content-Length header.
+func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
+	contentLength = -1
+	line, rest := nextLine(head)
+	if problem, isRequest = lintStartLine(line); problem != "" {
+		return problem, isRequest, contentLength
 	}
 	var via, from, to, callID, cseq bool
 	for len(rest) > 0 {
@@ -86,11 +137,11 @@ func lintMessage(data []byte) (problem string, isRequest bool) {
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return "header line without a name and colon", isRequest
+			return "header line without a name and colon", isRequest, contentLength
 		}
 		name := bytes.TrimRight(line[:colon], " \t")
 		if !isToken(name) {
-			return "invalid header name", isRequest
+			return "invalid header name", isRequest, contentLength
 		}
 		value := bytes.TrimSpace(line[colon+1:])
 		switch {
@@ -105,37 +156,42 @@ func lintMessage(data []byte) (problem string, isRequest bool) {
 		case hdrIs(name, "cseq", ""):
 			num, method, ok := bytes.Cut(value, []byte(" "))
 			if !ok || !allDigits(num) || len(num) > 10 || !isToken(bytes.TrimSpace(method)) {
-				return "malformed CSeq", isRequest
+				return "malformed CSeq", isRequest, contentLength
 			}
 			if n, _ := strconv.ParseUint(string(num), 10, 64); n > 1<<31-1 {
-				return "CSeq number too large", isRequest
+				return "CSeq number too large", isRequest, contentLength
 			}
 			cseq = true
 		case hdrIs(name, "content-length", "l"):
 			if !allDigits(value) || len(value) > 9 {
-				return "malformed Content-Length", isRequest
+				return "malformed Content-Length", isRequest, contentLength
 			}
-			if n, _ := strconv.Atoi(string(value)); n > len(body) {
-				return "Content-Length larger than the body", isRequest
+			n, _ := strconv.Atoi(string(value))
+			if contentLength >= 0 && n != contentLength {
+				return "conflicting Content-Length headers", isRequest, contentLength
 			}
+			contentLength = n
 		}
 	}
 	switch {
 	case !via:
-		return "missing Via", isRequest
+		return "missing Via", isRequest, contentLength
 	case !from:
-		return "missing From", isRequest
+		return "missing From", isRequest, contentLength
 	case !to:
-		return "missing To", isRequest
+		return "missing To", isRequest, contentLength
 	case !callID:
-		return "missing Call-ID", isRequest
+		return "missing Call-ID", isRequest, contentLength
 	case !cseq:
-		return "missing CSeq", isRequest
+		return "missing CSeq", isRequest, contentLength
 	}
-	return "", isRequest
+	return "", isRequest, contentLength
 }
 
-const problemVersion = "unsupported SIP version"
+const (
+	problemVersion  = "unsupported SIP version"
+	problemTooLarge = "message too large"
+)
 
 func lintRequestLine(line []byte) string {
 	method, rest, ok := bytes.Cut(line, []byte(" "))
@@ -202,9 +258,12 @@ func badRequest(data []byte, problem string) []byte {
 	}
 	_, rest := nextLine(head)
 	var out bytes.Buffer
-	if problem == problemVersion {
+	switch problem {
+	case problemVersion:
 		out.WriteString("SIP/2.0 505 Version Not Supported\r\n") // RFC 3261 section 8.1.1.1
-	} else {
+	case problemTooLarge:
+		out.WriteString("SIP/2.0 513 Message Too Large\r\n") // RFC 3261 section 21.5.11
+	default:
 		out.WriteString("SIP/2.0 400 Bad Request (" + problem + ")\r\n")
 	}
 	hasVia := false

@@ -133,6 +133,15 @@ const (
 	// RejectPacerOverrun: the media pacer overran its 20 ms tick recently
 	// (OverloadOptions.PacerOverrunHold).
 	RejectPacerOverrun
+	// RejectSourceCalls: the source holds its limit of concurrent calls
+	// (CallLimits.GuestCalls / UserCalls).
+	RejectSourceCalls
+	// RejectSourceRate: the source starts guest calls faster than
+	// CallLimits.GuestRate.
+	RejectSourceRate
+	// RejectGuestShare: guests from all sources hold CallLimits.GuestShare
+	// of the RTP ports.
+	RejectGuestShare
 	// NumRejectReasons is the number of RejectReason values.
 	NumRejectReasons
 )
@@ -150,6 +159,12 @@ func (r RejectReason) String() string {
 		return "shutting_down"
 	case RejectPacerOverrun:
 		return "pacer_overrun"
+	case RejectSourceCalls:
+		return "source_calls"
+	case RejectSourceRate:
+		return "source_rate"
+	case RejectGuestShare:
+		return "guest_share"
 	}
 	return "other"
 }
@@ -293,4 +308,15 @@ func (a *Agent) countingReadFilter(next sip.TransportReadFilter) sip.TransportRe
 		observeMessage(obs, MessageIn, data)
 		return next(info, data)
 	}
+}
+
+// rejectReason maps a per-source admission refusal to its metric reason.
+func (r Refusal) rejectReason() RejectReason {
+	switch r {
+	case CallRateTooHigh:
+		return RejectSourceRate
+	case TooManyGuests:
+		return RejectGuestShare
+	}
+	return RejectSourceCalls
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -77,7 +79,7 @@ func (a *Agent) onPagerMessage(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 404, "Not Found")
 		return
 	}
-	code := a.cfg.OnMessage(m)
+	code := a.callOnMessage(m, log)
 	if code < 200 || code > 699 {
 		code = 500
 	}
@@ -86,6 +88,18 @@ func (a *Agent) onPagerMessage(req *sip.Request, tx sip.ServerTransaction) {
 		reason = defaultReason(code)
 	}
 	a.respond(req, tx, code, reason)
+}
+
+// callOnMessage runs the application's OnMessage; a panic in it is
+// recovered (one log line with the stack) and answered 500.
+func (a *Agent) callOnMessage(m PagerMessage, log *slog.Logger) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("sip: Config.OnMessage panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			code = 500
+		}
+	}()
+	return a.cfg.OnMessage(m)
 }
 
 // SendMessage sends a pager-mode MESSAGE. target is a registered user's
@@ -110,7 +124,8 @@ func (a *Agent) SendMessage(ctx context.Context, target, fromUser, contentType, 
 	}
 	var errs []error
 	for _, b := range bindings {
-		err := a.sendMessageTo(ctx, b.Contact, b.Source.String(), b.Transport, fromUser, contentType, text)
+		dest, transport := a.routeTo(b)
+		err := a.sendMessageTo(ctx, b.Contact, dest, transport, fromUser, contentType, text)
 		if err == nil {
 			return nil
 		}
@@ -140,7 +155,7 @@ func (a *Agent) sendMessageTo(ctx context.Context, target, destination, transpor
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
 	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
 	req.SetBody([]byte(text))
-	res, err := a.client.Do(ctx, req)
+	res, err := a.clientFor(req.Transport()).Do(ctx, req)
 	if err != nil {
 		return fmt.Errorf("sip: message to %s: %w", target, err)
 	}

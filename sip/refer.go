@@ -21,6 +21,11 @@ type Transfer struct {
 	Target string
 	// ReferredBy is the Referred-By header value, if any.
 	ReferredBy string
+	// Replaces is set for an attended transfer: the dialog the transfer
+	// target's new call replaces. ReplacesLeg is the ID of our leg for
+	// that dialog when it is one of ours ("" otherwise).
+	Replaces    *Replaces
+	ReplacesLeg string
 
 	leg      *Leg
 	id       string        // the subscription's event id: the REFER's CSeq number
@@ -92,10 +97,10 @@ func (a *Agent) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request (Refer-To)")
 		return
 	}
-	if strings.Contains(strings.ToLower(params), "replaces=") {
-		// Attended transfer (RFC 3891) needs Replaces support we lack.
-		l.log.Info("sip: attended transfer (Replaces) is not supported", "refer_to", target)
-		a.respond(req, tx, 501, "Not Implemented (Replaces)")
+	rep, hasReplaces, err := replacesInReferTo(params)
+	if err != nil {
+		l.log.Warn("sip: REFER with a bad Replaces", "refer_to", hs[0].Value(), "error", err)
+		a.respond(req, tx, 400, "Bad Request (Replaces)")
 		return
 	}
 	l.mu.Lock()
@@ -111,6 +116,14 @@ func (a *Agent) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	t := &Transfer{Target: target, leg: l, id: strconv.FormatUint(uint64(req.CSeq().SeqNo), 10), accepted: make(chan struct{})}
+	if hasReplaces {
+		// Attended transfer: the transferor asks that the party it
+		// talks to here take the place of its other call.
+		t.Replaces = &rep
+		if other := a.LegFor(rep); other != nil {
+			t.ReplacesLeg = other.ID()
+		}
+	}
 	if h := req.GetHeader("Referred-By"); h != nil {
 		t.ReferredBy = h.Value()
 	}

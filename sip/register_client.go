@@ -6,18 +6,28 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
 
-// Register registers user at registrar (host:port) once, answering a digest
-// challenge with password, and returns the lifetime the registrar granted.
-// expires 0 unregisters. Phones in the test harness and trunks that must
-// register use it; refreshing is the caller's loop.
+// Register registers user at registrar (host:port, optionally followed by
+// ";transport=tcp" or tls) once, answering a digest challenge with
+// password, and returns the lifetime the registrar granted. expires 0
+// unregisters. Phones in the test harness and trunks that must register
+// use it; refreshing is the caller's loop. Over TCP or TLS the connection
+// the REGISTER opened stays the registrar's way back to us.
 func (a *Agent) Register(ctx context.Context, registrar, user, password string, expires time.Duration) (time.Duration, error) {
-	host, portStr, err := net.SplitHostPort(registrar)
+	hostPort, params, _ := strings.Cut(registrar, ";")
+	transport := "UDP"
+	for _, p := range strings.Split(params, ";") {
+		if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "transport") {
+			transport = strings.ToUpper(strings.TrimSpace(v))
+		}
+	}
+	host, portStr, err := net.SplitHostPort(hostPort)
 	if err != nil {
 		return 0, fmt.Errorf("sip: register at %q: %w", registrar, err)
 	}
@@ -27,11 +37,17 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 		remote = ip
 	}
 	ip := a.advertiseIP(remote)
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: host, Port: port})
+	ruri := sip.Uri{Scheme: "sip", Host: host, Port: port}
+	if transport != "UDP" {
+		ruri.UriParams = sip.NewParams()
+		ruri.UriParams.Add("transport", strings.ToLower(transport))
+	}
+	req := sip.NewRequest(sip.REGISTER, ruri)
+	req.SetTransport(transport)
 	aor := sip.Uri{Scheme: "sip", User: user, Host: host}
 	req.AppendHeader(newFrom("", aor))
 	req.AppendHeader(&sip.ToHeader{Address: aor, Params: sip.NewParams()})
-	contact := a.contactFor(ip, "UDP")
+	contact := a.contactFor(ip, transport)
 	contact.Address.User = user
 	req.AppendHeader(contact)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires.Seconds()))))
@@ -54,13 +70,13 @@ func (a *Agent) Register(ctx context.Context, registrar, user, password string, 
 		rs.cseq = max(rs.cseq, req.CSeq().SeqNo+1)
 		a.mu.Unlock()
 	}()
-	res, err := a.client.Do(ctx, req)
+	res, err := a.clientFor("UDP").Do(ctx, req)
 	if err != nil {
 		return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
 	}
 	if res.StatusCode == 401 || res.StatusCode == 407 {
 		req.RemoveHeader("Via")
-		res, err = a.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: password})
+		res, err = a.clientFor("UDP").DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: password})
 		if err != nil {
 			return 0, fmt.Errorf("sip: register %s at %s: %w", user, registrar, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Binding is one registered contact of a user.
@@ -18,7 +19,8 @@ type Binding struct {
 	User    string
 	Contact string         // the Contact URI as registered
 	Source  netip.AddrPort // where the REGISTER came from: where requests go (NAT)
-	// Transport the phone registered over ("UDP", "TCP").
+	// Transport the phone registered over ("UDP", "TCP", "TLS", "WS"):
+	// requests to it go over the same connection while it is open.
 	Transport string
 	Expires   time.Time
 	CallID    string
@@ -35,12 +37,22 @@ type Registrar struct {
 	MinExpires, MaxExpires time.Duration
 	// MaxContacts per user (10).
 	MaxContacts int
+	// Presence, if set, hears how many contacts each user has registered
+	// (source "sip"): the first makes the user online, losing the last
+	// (unregistered or expired) offline.
+	Presence *presence.Store
+	// Domains are host names that mean this server in a From URI (beside
+	// the realm, "localhost" and this host's IP addresses): a caller
+	// whose From names one of them claims a local account and must
+	// authenticate (see InviteAuthKnownUsers).
+	Domains []string
 
 	log *slog.Logger
 	now func() time.Time
 
 	mu       sync.Mutex
 	bindings map[string][]Binding
+	reported map[string]int // contacts last told to Presence
 }
 
 // NewRegistrar creates a registrar for the accounts of dir in realm.
@@ -112,7 +124,7 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		respond(403, "Forbidden (credentials do not match To)")
 		return
 	}
-	r.Limiter.Succeed(srcIP)
+	r.Limiter.Succeed(srcIP, user)
 
 	defExpires := time.Hour
 	if e := req.GetHeader("Expires"); e != nil {
@@ -188,7 +200,59 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(ok); err != nil {
 		log.Debug("sip: REGISTER response failed", "error", err)
 	}
-	log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+	if len(current) == 0 {
+		log.Info("sip: unregistered", "user", user, "transport", req.Transport())
+	} else {
+		log.Info("sip: registered", "user", user, "contacts", len(current), "transport", req.Transport())
+	}
+	r.syncPresence()
+}
+
+// syncPresence tells Presence every user whose number of live contacts
+// changed since it last heard (registrations, unregistrations, expiries).
+// The agent calls it once a second; serveRegister after each REGISTER.
+func (r *Registrar) syncPresence() {
+	if r.Presence == nil {
+		return
+	}
+	type update struct {
+		user string
+		n    int
+	}
+	var ups []update
+	r.mu.Lock()
+	if r.reported == nil {
+		r.reported = map[string]int{}
+	}
+	now := r.now()
+	for user, bs := range r.bindings {
+		n := 0
+		for _, b := range bs {
+			if now.Before(b.Expires) {
+				n++
+			}
+		}
+		if r.reported[user] != n {
+			ups = append(ups, update{user, n})
+		}
+	}
+	for user := range r.reported {
+		if _, ok := r.bindings[user]; !ok {
+			ups = append(ups, update{user, 0})
+		}
+	}
+	for _, u := range ups {
+		if u.n == 0 {
+			delete(r.reported, u.user)
+		} else {
+			r.reported[u.user] = u.n
+		}
+	}
+	r.mu.Unlock()
+	// Outside r.mu: the store's hook may run application code.
+	for _, u := range ups {
+		r.Presence.SetOnline(u.user, "sip", u.n)
+	}
 }
 
 // digest runs one step of the digest exchange (RFC 3261 22) for req:
@@ -208,17 +272,27 @@ func (r *Registrar) digest(req *sip.Request, tx sip.ServerTransaction, log *slog
 		header = h.Value()
 	}
 	user, res, why := r.Auth.Verify(header, req.Method.String(), r.Directory.Password)
+	lockedOut := false
+	if user != "" && res == AuthOK && r.Limiter.AccountLocked(user, src) {
+		// Guessed at from many addresses: only sources that have logged
+		// in as this account before may use it now, even with the right
+		// password (which is not counted as a failure).
+		log.Info("sip: account locked after repeated failures; refused a new source", "user", user)
+		res, lockedOut = AuthFailed, true
+	}
 	var out *sip.Response
-	switch res {
-	case AuthOK:
+	switch {
+	case res == AuthOK:
 		return user, true
-	case AuthMissing, AuthStale:
+	case res == AuthMissing || res == AuthStale:
 		out = sip.NewResponseFromRequest(req, code, reason, nil)
 		for _, c := range r.Auth.Challenges(res == AuthStale) {
 			out.AppendHeader(sip.NewHeader(challenge, c))
 		}
+	case lockedOut:
+		out = sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
 	default:
-		r.fail(src, log, "sip: authentication failed", append([]any{"method", req.Method.String(), "user", user, "reason", why}, args...)...)
+		r.fail(src, user, log, "sip: authentication failed", append([]any{"method", req.Method.String(), "user", user, "reason", why}, args...)...)
 		out = sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
 	}
 	if err := tx.Respond(out); err != nil {
@@ -228,11 +302,13 @@ func (r *Registrar) digest(req *sip.Request, tx sip.ServerTransaction, log *slog
 }
 
 // fail logs a failed authentication or a scanner-like request and counts
-// it against src; the source is blocked after Limiter.Max failures in a
-// window, which is logged once.
-func (r *Registrar) fail(src netip.Addr, log *slog.Logger, msg string, args ...any) {
-	log.Warn(msg, args...)
-	if r.Limiter.Fail(src) {
-		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.Block)
+// it against src and user (see FailureLimiter); a block is logged once.
+// Failures of a source that is already blocked are not logged.
+func (r *Registrar) fail(src netip.Addr, user string, log *slog.Logger, msg string, args ...any) {
+	if !r.Limiter.Blocked(src) {
+		log.Warn(msg, args...)
+	}
+	if r.Limiter.Fail(src, user) {
+		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.BlockedFor(src))
 	}
 }

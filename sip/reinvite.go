@@ -22,12 +22,27 @@ func (l *Leg) Unhold(ctx context.Context) error { return l.Reinvite(ctx, "sendre
 // returned as a *StatusError (491 Request Pending when both sides
 // re-INVITE at once).
 func (l *Leg) Reinvite(ctx context.Context, direction string) error {
+	return l.Reoffer(ctx, direction, nil)
+}
+
+// Reoffer is Reinvite offering other codecs (in preference order; nil
+// keeps the current one): the codec the answer picks becomes the leg's.
+// A phone switching from PCMU to PCMA mid-call does this.
+func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []media.CodecSpec) error {
 	if l.State() != LegAnswered {
 		return fmt.Errorf("sip: re-INVITE on a leg that is not answered")
 	}
 	cfg := l.ep.Config()
-	body := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux}.Marshal()
+	sdp := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux,
+		Crypto: l.offerCryptoFor(&cfg)}
+	if len(codecs) > 0 {
+		sdp.Codecs, sdp.PTs = codecs, nil
+		for _, c := range codecs {
+			sdp.PTs = append(sdp.PTs, c.PayloadType)
+		}
+	}
+	body := sdp.Marshal()
 	req := sip.NewRequest(sip.INVITE, l.remoteTarget())
 	req.AppendHeader(l.agent.contactFor(l.ip, l.transport()))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -41,14 +56,20 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 	}
 	l.ackReinvite(req, res)
 	l.armSessionTimer() // any successful re-INVITE refreshes the session
-	next, err := answerConfig(res.Body())
+	next, err := l.answerConfig(res.Body())
 	if err != nil {
 		return fmt.Errorf("sip: re-INVITE answer: %w", err)
 	}
-	// Keep our codec numbering; take direction and address from the answer.
+	// Keep our codec numbering unless we offered new codecs; take
+	// direction and address from the answer.
+	if len(codecs) > 0 {
+		cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = next.Codec, next.PayloadType, next.DTMFPayloadType
+	}
 	cfg.Direction, cfg.Remote = next.Direction, next.Remote
 	cfg.RTCPMux, cfg.RemoteRTCP = next.RTCPMux, next.RemoteRTCP
+	cfg.SRTP = next.SRTP // the peer may re-key in its answer
 	l.ep.Configure(cfg)
+	l.mediaChanged(cfg)
 	l.log.Info("sip: re-INVITE done", "offered", direction, "now", cfg.Direction, "remote", cfg.Remote.String())
 	return nil
 }
@@ -68,7 +89,7 @@ func (l *Leg) ackReinvite(req *sip.Request, res *sip.Response) {
 	}
 	ack.SetTransport(req.Transport())
 	ack.SetDestination(req.Destination())
-	if err := l.agent.client.WriteRequest(ack); err != nil {
+	if err := l.agent.clientFor(req.Transport()).WriteRequest(ack); err != nil {
 		l.log.Warn("sip: ACK for re-INVITE not sent", "error", err)
 	}
 }

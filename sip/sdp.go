@@ -44,6 +44,14 @@ type MediaOffer struct {
 	// RTCP is the peer's RTCP address from a=rtcp (RFC 3605), zero when
 	// absent (RTCP then goes to the RTP port + 1).
 	RTCP netip.AddrPort
+	// Proto is the audio m-line's transport: "RTP/AVP" or "RTP/AVPF" for
+	// plain RTP, "RTP/SAVP" or "RTP/SAVPF" for SRTP.
+	Proto string
+	// Crypto lists the audio stream's usable SDES a=crypto lines (RFC
+	// 4568) in the offerer's order; only SRTP streams have them. Lines
+	// we cannot use (unknown suite, MKI, session parameters) are left
+	// out, and an SRTP stream with none left is not usable.
+	Crypto []CryptoAttr
 	// MediaCount is the number of m-lines; AudioIndex is the one we use.
 	MediaCount, AudioIndex int
 	mediaKinds             []string // per m-line: media name and proto, for rejecting the rest
@@ -95,8 +103,23 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 			continue
 		}
 		proto := strings.Join(md.MediaName.Protos, "/")
-		if proto != "RTP/AVP" && proto != "RTP/AVPF" {
-			continue // SRTP and others are not supported on SIP legs
+		secure := proto == "RTP/SAVP" || proto == "RTP/SAVPF"
+		if proto != "RTP/AVP" && proto != "RTP/AVPF" && !secure {
+			continue // DTLS-SRTP (UDP/TLS/RTP/SAVP) and others are not for SIP legs
+		}
+		var cryptos []CryptoAttr
+		if secure {
+			for _, a := range md.Attributes {
+				if a.Key != "crypto" {
+					continue
+				}
+				if c, err := parseCrypto(a.Value); err == nil {
+					cryptos = append(cryptos, c)
+				}
+			}
+			if len(cryptos) == 0 {
+				continue // no key we can use: not a usable stream
+			}
 		}
 		addr := sessionAddr
 		if md.ConnectionInformation != nil && md.ConnectionInformation.Address != nil {
@@ -113,6 +136,7 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 			return nil, fmt.Errorf("%w: port %d", ErrBadSDP, md.MediaName.Port.Value)
 		}
 		o.AudioIndex = i
+		o.Proto, o.Crypto = proto, cryptos
 		o.Remote = netip.AddrPortFrom(addr, uint16(md.MediaName.Port.Value))
 		o.Direction = directionOf(md.Attributes)
 		if o.Direction == "" {
@@ -175,7 +199,7 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 		}
 	}
 	if o.AudioIndex < 0 {
-		return nil, fmt.Errorf("%w: no RTP/AVP audio stream", ErrNoCommonCodec)
+		return nil, fmt.Errorf("%w: no RTP/AVP audio stream, nor RTP/SAVP with a crypto suite we support", ErrNoCommonCodec)
 	}
 	return o, nil
 }
@@ -287,6 +311,10 @@ type SessionSDP struct {
 	// RTCPMux writes a=rtcp-mux: answer it when the offer has it. Without
 	// it RTCP is on our RTP port + 1, so no a=rtcp line is needed.
 	RTCPMux bool
+	// Crypto, when set, makes the stream SRTP: the m-line says RTP/SAVP
+	// and each entry becomes an a=crypto line (an answer has exactly one:
+	// the offer's tag and suite with our own key).
+	Crypto []CryptoAttr
 	// Answer, when set, makes the body an answer to this offer: the same
 	// number of m-lines in the same order, the ones we do not use rejected
 	// with port 0.
@@ -347,7 +375,11 @@ func (s SessionSDP) Marshal() []byte {
 	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
 		s.SessionID, s.Version, ipv, ip, ipv, ip)
 	audio := func() {
-		fmt.Fprintf(&b, "m=audio %d RTP/AVP", s.Addr.Port())
+		proto := "RTP/AVP"
+		if len(s.Crypto) > 0 {
+			proto = "RTP/SAVP"
+		}
+		fmt.Fprintf(&b, "m=audio %d %s", s.Addr.Port(), proto)
 		for _, pt := range s.PTs {
 			fmt.Fprintf(&b, " %d", pt)
 		}
@@ -378,6 +410,9 @@ func (s SessionSDP) Marshal() []byte {
 		b.WriteString("a=" + dir + "\r\n")
 		if s.RTCPMux {
 			b.WriteString("a=rtcp-mux\r\n")
+		}
+		for _, c := range s.Crypto {
+			b.WriteString("a=crypto:" + c.value() + "\r\n")
 		}
 	}
 	if s.Answer == nil {

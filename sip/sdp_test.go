@@ -104,13 +104,18 @@ func FuzzParseSDP(f *testing.F) {
 	f.Add(withHead("m=audio 4000 RTP/AVP 0 8 101", "a=rtpmap:101 telephone-event/8000"))
 	f.Add(withHead("m=video 5000 RTP/AVP 96", "m=audio 4000 RTP/AVP 8", "a=sendonly", "a=ptime:30"))
 	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
+	f.Add(withHead("m=audio 4000 RTP/SAVP 0 8", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+key30+"|2^31", "a=crypto:2 AEAD_AES_128_GCM inline:"+key28))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		o, err := ParseSDP(body)
 		if err != nil {
 			return
 		}
 		if c, pt, err := o.Choose(); err == nil {
-			ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:1"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal()
+			var crypto []CryptoAttr
+			if len(o.Crypto) > 0 {
+				crypto = []CryptoAttr{{Tag: o.Crypto[0].Tag, Suite: o.Crypto[0].Suite, Key: newCryptoKey(o.Crypto[0].Suite)}}
+			}
+			ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:1"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Crypto: crypto, Answer: o}.Marshal()
 			if _, err := ParseSDP(ans); err != nil {
 				t.Fatalf("answer to a parsable offer does not parse: %v\n%s", err, ans)
 			}

@@ -24,11 +24,22 @@ type Trunk struct {
 	// Register makes the agent register Username at the carrier and
 	// refresh it (for carriers that send inbound calls to a registration).
 	Register bool `toml:"register"`
-	// CallerID is the From user of calls out through the trunk.
+	// CallerID is the From user of calls out through the trunk (unless
+	// the dial names one).
 	CallerID string `toml:"caller_id"`
+	// Trusted says the carrier is inside our trust domain (RFC 3325):
+	// calls out through it carry a P-Asserted-Identity (and, for a caller
+	// who asked for privacy, "Privacy: id" with the real identity rather
+	// than an anonymous From); a P-Asserted-Identity on its inbound calls
+	// is believed. Untrusted peers get neither.
+	Trusted bool `toml:"trusted"`
 	// DIDs are the numbers the carrier delivers to us; an inbound call to
 	// one of them from the trunk's address is recognised as the trunk's.
 	DIDs []string `toml:"dids"`
+	// SRTP is the trunk's SRTP policy ("", "optional", "required"):
+	// whether calls out offer RTP/SAVP, and whether plain RTP offers
+	// from the trunk are refused (488).
+	SRTP SRTPPolicy `toml:"srtp"`
 }
 
 // Addr returns host:port.
@@ -100,6 +111,10 @@ func (a *Agent) DialTrunk(ctx context.Context, trunk, number string, opts DialOp
 	if opts.Username == "" {
 		opts.Username, opts.Password = t.Username, t.Password
 	}
+	if opts.SRTP == SRTPOff {
+		opts.SRTP = t.SRTP
+	}
+	opts.Trusted = opts.Trusted || t.Trusted
 	leg, err := a.DialURI(ctx, t.URI(number), opts)
 	if err != nil {
 		return nil, err

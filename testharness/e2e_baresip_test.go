@@ -44,8 +44,14 @@ func startBaresipWith(t *testing.T, srv *framework.Server, extraConfig string, t
 // (default g711.so; g722.so or opus.so make that codec all it offers and
 // accepts), extraConfig lines are added to its config, and registrar is
 // the account's registrar URI part (default the server's UDP address).
+// account replaces the accounts line (default alice, auto-answer), and
+// files are written into the config directory too (e.g. "contacts").
 type baresipOptions struct {
 	codec, extraConfig, registrar string
+	// accountParams are appended to alice's account line (";mediaenc=srtp-mand").
+	accountParams string
+	account       string
+	files         map[string]string
 }
 
 func startBaresipOpts(t *testing.T, srv *framework.Server, o baresipOptions, toneHz int, seconds int, commands ...string) *baresip {
@@ -91,8 +97,15 @@ module_app menu.so
 snd_path %s
 %s
 `, b.port, src, codecModule, b.rec, o.extraConfig)
-	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto\n", registrar)
-	for name, body := range map[string]string{"config": config, "accounts": accounts} {
+	accounts := fmt.Sprintf("<sip:alice@%s>;auth_pass=s3cret;regint=60;answermode=auto%s\n", registrar, o.accountParams)
+	if o.account != "" {
+		accounts = o.account + "\n"
+	}
+	files := map[string]string{"config": config, "accounts": accounts}
+	for name, body := range o.files {
+		files[name] = body
+	}
+	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -138,6 +151,12 @@ func (b *baresip) heard(t *testing.T) (freq, rms float64) {
 		t.Fatal(err)
 	}
 	return l.Frequency, l.RMS
+}
+
+// logText returns what baresip has logged so far.
+func (b *baresip) logText() string {
+	out, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
+	return string(out)
 }
 
 func freeUDPPort(t *testing.T) int {

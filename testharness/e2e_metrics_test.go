@@ -194,7 +194,10 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 			withMOS++
 		}
 	}
-	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", RTPPortMin: 30000, RTPPortMax: 30399, OnCallEnd: onEnd},
+	// SIPp calls from one address: lift the per-source limits
+	// (docs/security.md), which TestSourceLimitRefusalsCounted covers.
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", RTPPortMin: 30000, RTPPortMax: 30399, OnCallEnd: onEnd,
+		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 			if err := c.Answer(ctx); err != nil {
 				return err
@@ -304,7 +307,8 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 		<-ctx.Done()
 		return nil
 	}))
-	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second}}, router)
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second},
+		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}}, router)
 	phone := newPhone(t)
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -719,5 +723,34 @@ func TestWebSocketMessagesCounted(t *testing.T) {
 	}
 	if got := m.sum("switchboard_sip_responses_total", `direction="out"`, `method="OPTIONS"`, `class="2xx"`); got != 1 {
 		t.Errorf("2xx to OPTIONS out = %v, want 1", got)
+	}
+}
+
+// A per-source limit (sip.CallLimits) refusing a call is counted with
+// its own reason, beside the server-wide ones.
+func TestSourceLimitRefusalsCounted(t *testing.T) {
+	router := framework.NewRouter()
+	router.Handle("tone", apps.Tone(1000))
+	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", CallLimits: sip.CallLimits{GuestCalls: 1, GuestRate: -1}}, router)
+	phone := newPhone(t)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	up, err := phone.Call(cctx, uri(srv, "tone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	if code, res := rawInvite(t, srv, "source1"); code != 503 {
+		t.Fatalf("second guest call from the same address: %d, want 503\n%s", code, res)
+	}
+	m := scrape(t, srv)
+	if got := m.sum("switchboard_invites_rejected_total", `reason="source_calls"`); got != 1 {
+		t.Errorf("invites_rejected_total{reason=source_calls} = %v, want 1", got)
+	}
+	if got := m.sum("switchboard_invites_rejected_total", `reason="max_calls"`) + m.sum("switchboard_invites_rejected_total", `reason="pending_invites"`); got != 0 {
+		t.Errorf("server-wide refusals = %v, want 0", got)
 	}
 }

@@ -14,7 +14,8 @@ import (
 // Pager-mode MESSAGE from SIPp: one for the application reaches
 // Config.OnMessage, one for a registered user is relayed to that user's
 // phone; the server also sends one to the phone itself. A MESSAGE for
-// nobody gets 404.
+// nobody gets 404. SIPp sends from sipp@sipp.invalid: a guest (a From
+// naming this server would be challenged with 407).
 func TestSIPpPagerMessage(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "bob", Password: "pw"})
 	app := make(chan sip.PagerMessage, 1)

@@ -25,7 +25,7 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	}
 	results := make(chan result, 2)
 	var mu sync.Mutex
-	var events []string
+	var events []framework.EventType
 	srv := startServer(t, framework.Config{OnEvent: func(e framework.Event) {
 		if e.Type == framework.EventSpeaking || e.Type == framework.EventSilent {
 			mu.Lock()

@@ -31,10 +31,18 @@ func channelFrequency(t *testing.T, path, ch string) float64 {
 }
 
 // Phone A calls, the flow records the call in stereo and dials phone B:
-// A's 700 Hz is on the left, B's 1300 Hz on the right.
+// A's 700 Hz is on the left, B's 1300 Hz on the right — whether the bridge
+// forwards packets (same codec) or transcodes (B speaks PCMA only): the
+// recording taps the legs beside the bridge.
 func TestRecordStereoBridgedCall(t *testing.T) {
 	requireBinary(t, "sox", "apt-get install sox")
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	for _, codec := range []string{"PCMU", "PCMA"} {
+		t.Run(codec, func(t *testing.T) { recordStereoBridged(t, codec) })
+	}
+}
+
+func recordStereoBridged(t *testing.T, codec string) {
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: []media.CodecSpec{mustCodec(t, codec)}})
 	path := filepath.Join(t.TempDir(), "call.wav")
 	recorded := make(chan error, 1)
 	var recLen time.Duration

@@ -32,6 +32,16 @@ func testLogger(t *testing.T) *slog.Logger {
 // startServer runs a server on loopback with ephemeral SIP port and no HTTP.
 func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *framework.Server {
 	t.Helper()
+	srv, stop := startStoppableServer(t, cfg, h)
+	t.Cleanup(stop)
+	return srv
+}
+
+// startStoppableServer is startServer for tests that stop the server
+// themselves (restarts): stop shuts it down and waits; calling it again
+// does nothing.
+func startStoppableServer(t *testing.T, cfg framework.Config, h framework.Handler) (*framework.Server, func()) {
+	t.Helper()
 	if cfg.SIPAddr == "" {
 		cfg.SIPAddr = "127.0.0.1:0"
 	}
@@ -54,19 +64,23 @@ func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *frame
 	select {
 	case <-srv.Ready():
 	case err := <-done:
+		cancel()
 		t.Fatalf("server did not start: %v", err)
 	case <-time.After(5 * time.Second):
+		cancel()
 		t.Fatal("server did not start in 5 s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down in 15 s")
-		}
-	})
-	return srv
+	var once sync.Once
+	return srv, func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("server did not shut down in 15 s")
+			}
+		})
+	}
 }
 
 func newPhone(t *testing.T) *testharness.Phone {
@@ -141,6 +155,13 @@ func TestIVRPromptDigitTone(t *testing.T) {
 		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
 		t.Errorf("CDR %+v", cdr)
 	}
+	// OnEvent runs off the server-wide stream in its own goroutine: it may
+	// lag the CDR a little.
+	waitFor(t, 5*time.Second, "the call.ended event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0 && events[len(events)-1].Type == framework.EventCallEnded
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	var sawDTMF, sawEnd bool

@@ -3,6 +3,8 @@ package testharness_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -82,14 +84,91 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 	}
 }
 
+// A calls the server, the flow dials B; now A, the caller, transfers B to
+// C with REFER: the server dials C, bridges B to C, reports 100 then 200
+// by NOTIFY and releases A. B and C hear each other; when C hangs up, Dial
+// returns nil with B (now the call's first leg) still on the call.
+func TestBlindTransferByCaller(t *testing.T) {
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond})
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	a := newPhone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	callA, err := a.Call(ctx, uri(srv, "bridge"))
+	if err != nil {
+		t.Fatalf("A's call: %v", err)
+	}
+	defer callA.Hangup(ctx)
+	var callB *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	defer callB.Hangup(ctx)
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("B does not hear A before the transfer: %v", err)
+	}
+	if err := callA.Leg.Refer(ctx, c.URI("carol")); err != nil {
+		t.Fatalf("A's REFER: %v", err)
+	}
+	var callC *testharness.PhoneCall
+	select {
+	case callC = <-c.Incoming():
+	case <-ctx.Done():
+		t.Fatal("C was never called")
+	}
+	if got := callC.Leg.RemoteIdentity().User; got != "bob" {
+		t.Errorf("C sees the call from %q, want the transferee bob", got)
+	}
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("B does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("C does not hear B after the transfer: %v", err)
+	}
+	select {
+	case <-callA.Leg.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("A (the transferor) was not released")
+	}
+	if err := callC.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v when the transfer target hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
+}
+
 // A REFER to a target that is busy is reported in the final NOTIFY (Refer
-// returns ErrBusy) and A stays bridged to B. A REFER from the caller of a
-// call the flow holds (no bridge) is declined with 603.
+// returns ErrBusy) and A stays bridged to B, whichever of them sent it. A
+// REFER from the caller of a call the flow holds (no bridge) is declined
+// with 603.
 func TestTransferFailuresKeepTheCall(t *testing.T) {
 	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
 	busy := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, RejectCode: 486})
 	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	bridge := transferFlow(func() string { return b.URI("bob") }, dialErr)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if c.User() == "hold" {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		}
+		return bridge.ServeCall(ctx, c)
+	}))
 	a := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -103,18 +182,26 @@ func TestTransferFailuresKeepTheCall(t *testing.T) {
 	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("A does not hear B: %v", err)
 	}
-	err = callB.Leg.Refer(ctx, busy.URI("busy"))
-	if !errors.Is(err, sip.ErrBusy) {
-		t.Fatalf("REFER to a busy target: %v, want ErrBusy", err)
+	for _, from := range []*testharness.PhoneCall{callB, callA} {
+		err = from.Leg.Refer(ctx, busy.URI("busy"))
+		if !errors.Is(err, sip.ErrBusy) {
+			t.Fatalf("REFER to a busy target: %v, want ErrBusy", err)
+		}
+		time.Sleep(300 * time.Millisecond) // WaitTone looks at the last 200 ms
+		if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
+			t.Fatalf("A lost B after the failed transfer: %v", err)
+		}
 	}
-	time.Sleep(300 * time.Millisecond) // WaitTone looks at the last 200 ms
-	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("A lost B after the failed transfer: %v", err)
+	held, err := a.Call(ctx, uri(srv, "hold"))
+	if err != nil {
+		t.Fatalf("call to the holding flow: %v", err)
 	}
-	err = callA.Leg.Refer(ctx, busy.URI("busy"))
+	defer held.Hangup(ctx)
+	settle() // the server counts the call answered once our ACK is in
+	err = held.Leg.Refer(ctx, busy.URI("busy"))
 	var se *sip.StatusError
 	if !errors.As(err, &se) || se.Code != 603 {
-		t.Fatalf("REFER from the caller: %v, want 603", err)
+		t.Fatalf("REFER from the caller of an unbridged call: %v, want 603", err)
 	}
 }
 
@@ -175,4 +262,125 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 		t.Fatalf("carol does not hear A after the transfer: %v", err)
 	}
 	uas.wait(t, ctx)
+}
+
+// SIPp calls; the flow dials B (a harness phone) and bridges them; SIPp,
+// the caller, transfers B to C with REFER. SIPp sees 202 and the 100/200
+// sipfrags and hangs up; B and C hear each other.
+func TestSIPpCallerTransfersTheBridgedParty(t *testing.T) {
+	requireBinary(t, "sipp", "apt-get install sip-tester")
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type sippResult struct {
+		out []byte
+		err error
+	}
+	sippDone := make(chan sippResult, 1)
+	go func() {
+		out, err := runSIPp(t, "-sf", scenario("uac_transfer_bridged.xml"), "-s", "bridge", "-key", "carol", c.URI("carol"), srv.SIPAddr().String())
+		sippDone <- sippResult{out, err}
+	}()
+	var callB, callC *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case r := <-sippDone:
+		t.Fatalf("sipp ended before B was called: %v\n%s", r.err, tail(r.out, 3000))
+	}
+	defer callB.Hangup(ctx)
+	select {
+	case callC = <-c.Incoming():
+	case r := <-sippDone:
+		t.Fatalf("sipp ended before C was called: %v\n%s", r.err, tail(r.out, 3000))
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("B does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("C does not hear B after the transfer: %v", err)
+	}
+	select {
+	case r := <-sippDone:
+		if r.err != nil {
+			t.Fatalf("sipp: %v\n%s", r.err, tail(r.out, 3000))
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
+	}
+	_ = callC.Hangup(ctx)
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v after C hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
+}
+
+// baresip, a real softphone, calls the server; the flow dials B and
+// bridges them; then baresip (the caller) transfers the call to C with
+// its "transfer" command (a blind REFER). B and C hear each other.
+func TestBaresipCallerTransfersTheBridgedParty(t *testing.T) {
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
+	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{Users: users}, transferFlow(func() string { return b.URI("bob") }, dialErr))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := ln.Addr().(*net.TCPAddr).Port // free for baresip's control socket
+	ln.Close()
+	startBaresipWith(t, srv, fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrl), 440, 15,
+		"/dial sip:bridge@"+srv.SIPAddr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var callB, callC *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	defer callB.Hangup(ctx)
+	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
+		t.Fatalf("B does not hear baresip before the transfer: %v", err)
+	}
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ctrl), 2*time.Second)
+	if err != nil {
+		t.Fatalf("baresip's ctrl_tcp: %v", err)
+	}
+	defer conn.Close()
+	cmd := fmt.Sprintf(`{"command":"transfer","params":"%s","token":"xfer"}`, c.URI("carol"))
+	if _, err := fmt.Fprintf(conn, "%d:%s,", len(cmd), cmd); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case callC = <-c.Incoming():
+	case <-ctx.Done():
+		t.Fatal("C was never called: baresip's transfer did not reach the server")
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
+		t.Fatalf("B does not hear C after the transfer: %v", err)
+	}
+	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatalf("C does not hear B after the transfer: %v", err)
+	}
+	_ = callC.Hangup(ctx)
+	select {
+	case err := <-dialErr:
+		if err != nil {
+			t.Fatalf("Dial returned %v after C hung up, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Dial did not return after C hung up")
+	}
 }

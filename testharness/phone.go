@@ -46,10 +46,22 @@ type PhoneOptions struct {
 	// InbandDTMF makes the phone a gateway without RFC 4733: it does not
 	// offer telephone-event and SendDTMF plays the digits as tones.
 	InbandDTMF bool
+	// SRTP is the phone's SRTP policy for calls it places (offer
+	// RTP/SAVP with SDES keys) and receives (SRTPRequired refuses plain
+	// offers with 488).
+	SRTP sip.SRTPPolicy
+	// SRTPSuites restricts the SRTP suites the phone offers and accepts
+	// (nil: all the sip package supports).
+	SRTPSuites []media.SRTPSuite
+	// User and Password, if set, are the From user of calls the phone
+	// places and the credentials it answers 401/407 challenges with;
+	// otherwise it calls as "harness" without credentials.
+	User, Password string
 }
 
 // Phone is a virtual SIP phone: a user agent plus an RTP port pool.
 type Phone struct {
+	opts     PhoneOptions
 	agent    *sip.Agent
 	ports    *media.PortPool
 	incoming chan *PhoneCall
@@ -68,7 +80,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 		return nil, err
 	}
 	ports.RestTime = time.Millisecond
-	p := &Phone{ports: ports, incoming: make(chan *PhoneCall, 16)}
+	p := &Phone{opts: opts, ports: ports, incoming: make(chan *PhoneCall, 16)}
 	onInvite := opts.OnInvite
 	if onInvite == nil {
 		onInvite = func(l *sip.Leg) { go p.autoAnswer(l, opts.AnswerDelay, opts.RejectCode) }
@@ -79,7 +91,8 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{ListenAddr: opts.Addr, TLSAddr: tlsAddr, Ports: ports, Codecs: opts.Codecs,
 		MediaTimeout: -1, UserAgent: "Switchboard-testharness", Logger: opts.Logger, OnInvite: onInvite,
-		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs})
+		NoTelephoneEvent: opts.InbandDTMF, OnMessage: opts.OnMessage, TLSRootCAs: opts.TLSRootCAs, SRTP: opts.SRTP,
+		SRTPSuites: opts.SRTPSuites})
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +126,18 @@ func (p *Phone) autoAnswer(l *sip.Leg, delay time.Duration, reject int) {
 	}
 }
 
-// Register registers the phone as user at registrar (host:port) for an
-// hour, answering the digest challenge with password.
+// Register registers the phone as user at registrar (host:port, with
+// ";transport=tcp" or ";transport=tls" to register over a connection) for
+// an hour, answering the digest challenge with password.
 func (p *Phone) Register(ctx context.Context, registrar, user, password string) error {
 	_, err := p.agent.Register(ctx, registrar, user, password, time.Hour)
+	return err
+}
+
+// Unregister removes the phone's registration as user at registrar
+// (REGISTER with expires 0).
+func (p *Phone) Unregister(ctx context.Context, registrar, user, password string) error {
+	_, err := p.agent.Register(ctx, registrar, user, password, 0)
 	return err
 }
 
@@ -132,9 +153,35 @@ func (p *Phone) Addr() netip.AddrPort { return p.agent.Addr() }
 // Close hangs up the phone's calls and stops it.
 func (p *Phone) Close() { p.agent.Close() }
 
-// Call dials uri and returns once the call is answered.
+// GuestDomain is the From host of the calls a Phone places with Call: a
+// domain that is not the server's, so servers treat the phone as a guest
+// (no digest challenge) even on the same loopback address.
+const GuestDomain = "harness.invalid"
+
+// Call dials uri as the guest sip:harness@GuestDomain and returns once the
+// call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	o := sip.DialOptions{FromUser: "harness", FromHost: GuestDomain, SRTP: p.opts.SRTP}
+	if p.opts.User != "" {
+		o.FromUser, o.FromHost, o.Username, o.Password = p.opts.User, "", p.opts.User, p.opts.Password
+	}
+	return p.Dial(ctx, uri, o)
+}
+
+// Dial dials uri with opts (caller id, credentials for a 407, extra
+// headers such as Replaces) and returns once the call is answered.
+func (p *Phone) Dial(ctx context.Context, uri string, opts sip.DialOptions) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Attach(leg), nil
+}
+
+// CallAs dials uri as a directory user (From and digest credentials) and
+// returns once the call is answered.
+func (p *Phone) CallAs(ctx context.Context, uri, user, password string) (*PhoneCall, error) {
+	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: user, Username: user, Password: password})
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +191,10 @@ func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
 // PhoneCall is one call of a virtual phone: it records everything it hears
 // and can send tones and DTMF.
 type PhoneCall struct {
+	// Leg is the SIP leg (nil for a call carried in memory).
 	Leg *sip.Leg
+	// far is what the methods use: the SIP leg or a MemoryLeg's far side.
+	far farEnd
 
 	mu     sync.Mutex
 	heard  []int16
@@ -155,9 +205,24 @@ type PhoneCall struct {
 // Attach wraps a connected leg (dialled or answered) so that what it hears
 // is recorded.
 func Attach(leg *sip.Leg) *PhoneCall {
-	pc := &PhoneCall{Leg: leg}
-	leg.Endpoint().SetSink(media.SinkFunc(pc.record))
-	leg.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
+	pc := attach(leg)
+	pc.Leg = leg
+	return pc
+}
+
+// farEnd is what a PhoneCall drives: a SIP leg, or the phone side of a
+// MemoryLeg.
+type farEnd interface {
+	Endpoint() *media.Endpoint
+	Hangup(ctx context.Context) error
+	Done() <-chan struct{}
+	Err() error
+}
+
+func attach(far farEnd) *PhoneCall {
+	pc := &PhoneCall{far: far}
+	far.Endpoint().SetSink(media.SinkFunc(pc.record))
+	far.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
 		pc.mu.Lock()
 		pc.digits = append(pc.digits, ev.Digit)
 		pc.mu.Unlock()
@@ -205,13 +270,13 @@ func (pc *PhoneCall) Mark() int {
 }
 
 // Play sends src to the far end (replacing what played before).
-func (pc *PhoneCall) Play(src media.Source) { pc.Leg.Endpoint().Play(src, nil) }
+func (pc *PhoneCall) Play(src media.Source) { pc.far.Endpoint().Play(src, nil) }
 
 // SendDTMF sends digits as RFC 4733 events, 100 ms each with 100 ms gaps;
 // when the call has no telephone-event it plays them as in-band tones
 // (100 ms on, 100 ms off) instead, replacing what the phone played.
 func (pc *PhoneCall) SendDTMF(digits string) error {
-	if pc.Leg.Endpoint().Config().DTMFPayloadType == 0 {
+	if pc.far.Endpoint().Config().DTMFPayloadType == 0 {
 		var srcs []media.Source
 		for _, d := range digits {
 			s, ok := media.DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
@@ -224,7 +289,7 @@ func (pc *PhoneCall) SendDTMF(digits string) error {
 		return nil
 	}
 	for _, d := range digits {
-		if err := pc.Leg.Endpoint().SendDTMF(d, 100*time.Millisecond); err != nil {
+		if err := pc.far.Endpoint().SendDTMF(d, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -232,7 +297,7 @@ func (pc *PhoneCall) SendDTMF(digits string) error {
 }
 
 // Hangup sends BYE.
-func (pc *PhoneCall) Hangup(ctx context.Context) error { return pc.Leg.Hangup(ctx) }
+func (pc *PhoneCall) Hangup(ctx context.Context) error { return pc.far.Hangup(ctx) }
 
 // Listen describes a stretch of heard audio.
 type Listen struct {
@@ -272,8 +337,8 @@ func (pc *PhoneCall) WaitFor(ctx context.Context, window time.Duration, cond fun
 		select {
 		case <-ctx.Done():
 			return last, fmt.Errorf("testharness: waiting for audio: %w (last heard: rms %.0f, %.0f Hz)", ctx.Err(), last.RMS, last.Frequency)
-		case <-pc.Leg.Done():
-			return last, fmt.Errorf("testharness: call ended while waiting for audio: %v", pc.Leg.Err())
+		case <-pc.far.Done():
+			return last, fmt.Errorf("testharness: call ended while waiting for audio: %v", pc.far.Err())
 		case <-t.C:
 		}
 	}

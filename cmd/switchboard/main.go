@@ -13,12 +13,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	sipgosip "github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/apps"
@@ -36,10 +40,12 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = serve(args)
+	case "token":
+		err = tokenCmd(args)
 	case "help":
-		fmt.Println("usage: switchboard [serve] [flags]; switchboard serve -h lists the flags")
+		fmt.Println("usage: switchboard [serve] [flags] | switchboard token --user NAME; add -h for the flags")
 	default:
-		err = fmt.Errorf("unknown command %q (known: serve)", cmd)
+		err = fmt.Errorf("unknown command %q (known: serve, token)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "switchboard:", err)
@@ -53,12 +59,18 @@ func serve(args []string) error {
 	tlsAddr := fs.String("tls-addr", "0.0.0.0:5061", `SIP over TLS listen address ("-" disables)`)
 	tlsCert := fs.String("tls-cert", "", "PEM certificate for SIP over TLS (default: a generated self-signed one, for development)")
 	tlsKey := fs.String("tls-key", "", "PEM private key for --tls-cert")
+	dataDir := fs.String("data-dir", defaultDataDir(), `directory for state kept across restarts (the development TLS certificate); "-" keeps none`)
+	tlsNames := fs.String("tls-hostnames", "", "comma-separated DNS names phones use for this server, added to the development certificate")
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	usersFile := fs.String("users", "", "TOML file of SIP accounts ([[users]] name, password) that may register")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
+	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
+	iceAddr := fs.String("webrtc-addr", "0.0.0.0:20001", `UDP address of every browser call's media (one port for all; "-" disables browsers)`)
+	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP port (trusted networks only)")
 	memLimit := fs.String("memory-limit", "", `soft limit on Go heap memory, e.g. 512MiB or 2GiB (default: GOMEMLIMIT, else none)`)
 	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps GOGC or 100, -1 collects only at --memory-limit")
@@ -74,11 +86,16 @@ func serve(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	sipgosip.SetDefaultLogger(log.With("component", "sipgo"))
+	// sipgo's package-wide logger: warnings rate-limited, quotes cut.
+	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
-	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log,
-		Pprof: *pprofOn, GCPercent: *gogc,
+	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
+		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP},
+		Pprof:    *pprofOn, GCPercent: *gogc,
 		Overload: sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter}}
+	if *wsOrigins != "" {
+		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
+	}
 	if *memLimit != "" {
 		n, err := parseBytes(*memLimit)
 		if err != nil {
@@ -88,6 +105,28 @@ func serve(args []string) error {
 	}
 	if *tlsAddr != "-" {
 		cfg.TLSAddr = *tlsAddr
+	}
+	if *iceAddr != "-" && *httpAddr != "-" {
+		dir := *dataDir
+		if dir == "-" {
+			dir = ""
+		}
+		key, err := tokenKey(dir)
+		if err != nil {
+			return fmt.Errorf("browser token key: %w", err)
+		}
+		cfg.Browsers = &framework.BrowserConfig{TokenKey: key, ICEAddr: *iceAddr}
+		if *publicIP != "" {
+			cfg.Browsers.PublicIPs = []string{*publicIP}
+		}
+	}
+	if *dataDir != "-" {
+		cfg.DataDir = *dataDir
+	}
+	for _, n := range strings.Split(*tlsNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.TLSHostnames = append(cfg.TLSHostnames, n)
+		}
 	}
 	lo, hi, ok := strings.Cut(*rtpPorts, "-")
 	min, err1 := strconv.Atoi(lo)
@@ -150,28 +189,93 @@ func serve(args []string) error {
 		case <-ctx.Done():
 			return
 		}
-		sipAddr := srv.SIPAddr()
-		host := sipAddr.Addr().String()
-		if sipAddr.Addr().IsUnspecified() {
-			host = "127.0.0.1"
+		certURL := ""
+		if h := srv.HTTPAddr(); h != "" && *tlsCert == "" && srv.TLSAddr().IsValid() {
+			certURL = "http://" + displayHTTP(h) + "/tls/cert.pem"
 		}
-		extra := ""
-		if t := srv.TLSAddr(); t.IsValid() {
-			extra += fmt.Sprintf("  TLS:  %s (SIP over TLS)\n", t)
+		fmt.Print(banner(bannerInfo{SIP: srv.SIPAddr(), TLS: srv.TLSAddr(), HTTP: srv.HTTPAddr(), Users: cfg.Users, Trunks: cfg.Trunks, CertURL: certURL}))
+		if t := srv.Tokens(); t != nil {
+			// A ready link for the browser softphone (a demo user, a day).
+			fmt.Printf("Browser softphone: http://%s/?token=%s\n(more tokens: switchboard token --user NAME)\n",
+				displayHTTP(srv.HTTPAddr()), url.QueryEscape(t.MintFor("demo", 24*time.Hour)))
 		}
-		if h := srv.HTTPAddr(); h != "" {
-			extra += fmt.Sprintf("  WS:   ws://%s/sip (SIP over WebSocket)\n", displayHTTP(h))
-		}
-		fmt.Printf("\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n%s  HTTP: http://%s/\n\n"+
-			"Call it from a SIP softphone (no registration needed):\n"+
-			"  sip:ivr@%s:%d   demo menu (1 tone, 2 echo, 3 read back digits)\n"+
-			"  sip:echo@%s:%d  echo test\n  sip:tone@%s:%d  1 kHz tone\n  sip:conf@%s:%d  conference room\n\nCtrl-C stops it (active calls get BYE).\n",
-			sipAddr, extra, displayHTTP(srv.HTTPAddr()), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port(), host, sipAddr.Port())
 	}()
 	if err := srv.ListenAndServe(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// defaultDataDir is $XDG_DATA_HOME/switchboard, else
+// ~/.local/share/switchboard, else "" (keep nothing).
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "switchboard")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "switchboard")
+	}
+	return ""
+}
+
+// bannerInfo is what the start-up banner describes.
+type bannerInfo struct {
+	SIP    netip.AddrPort
+	TLS    netip.AddrPort // invalid when TLS is off
+	HTTP   string         // "" when HTTP is off
+	Users  *sip.Directory // nil without --users
+	Trunks []sip.Trunk
+	// CertURL is where phones download the development certificate.
+	CertURL string
+}
+
+// banner is the text printed once the server listens: where it listens,
+// whether phones must register, the trunks, and what to call.
+func banner(b bannerInfo) string {
+	var w strings.Builder
+	host := b.SIP.Addr().String()
+	if b.SIP.Addr().IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	hp := net.JoinHostPort(host, strconv.Itoa(int(b.SIP.Port())))
+	fmt.Fprintf(&w, "\nSwitchboard is listening.\n  SIP:  %s (UDP and TCP)\n", b.SIP)
+	if b.TLS.IsValid() {
+		fmt.Fprintf(&w, "  TLS:  %s (SIP over TLS)\n", b.TLS)
+		if b.CertURL != "" {
+			fmt.Fprintf(&w, "        its development certificate, for phones to trust: %s\n", b.CertURL)
+		}
+	} else {
+		fmt.Fprintf(&w, "  TLS:  off\n")
+	}
+	if b.HTTP != "" {
+		fmt.Fprintf(&w, "  WS:   ws://%s/sip (SIP over WebSocket)\n  HTTP: http://%s/\n", displayHTTP(b.HTTP), displayHTTP(b.HTTP))
+	} else {
+		fmt.Fprintf(&w, "  HTTP: off\n")
+	}
+	if len(b.Trunks) > 0 {
+		names := make([]string, len(b.Trunks))
+		for i, t := range b.Trunks {
+			names[i] = t.Name + " (" + t.Addr()
+			if t.Trusted {
+				names[i] += ", trusted"
+			}
+			names[i] += ")"
+		}
+		fmt.Fprintf(&w, "  Trunks: %s\n", strings.Join(names, ", "))
+	}
+	w.WriteString("\n")
+	if b.Users != nil {
+		names := b.Users.Names()
+		fmt.Fprintf(&w, "Users (%d): %s. Register a softphone as one of them at %s (digest auth);\n"+
+			"a user's name calls that user. Calls from phones that claim a user's name must authenticate.\n"+
+			"Anyone can call the demo routes:\n", len(names), strings.Join(names, ", "), hp)
+	} else {
+		w.WriteString("Call it from a SIP softphone (no registration needed):\n")
+	}
+	fmt.Fprintf(&w, "  sip:ivr@%s   demo menu (1 tone, 2 echo, 3 read back digits)\n"+
+		"  sip:echo@%s  echo test\n  sip:tone@%s  1 kHz tone\n  sip:conf@%s  conference room\n\nCtrl-C stops it (active calls get BYE).\n",
+		hp, hp, hp, hp)
+	return w.String()
 }
 
 func displayHTTP(addr string) string {

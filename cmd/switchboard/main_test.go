@@ -1,6 +1,51 @@
 package main
 
-import "testing"
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+func TestBannerReflectsConfiguration(t *testing.T) {
+	sipAddr := netip.MustParseAddrPort("0.0.0.0:5060")
+	tests := []struct {
+		name      string
+		info      bannerInfo
+		want, not []string
+	}{
+		{
+			name: "open demo",
+			info: bannerInfo{SIP: sipAddr, HTTP: "[::]:8080"},
+			want: []string{"TLS:  off", "no registration needed", "sip:ivr@127.0.0.1:5060", "ws://localhost:8080/sip"},
+			not:  []string{"Users", "Trunks"},
+		},
+		{
+			name: "users, trunks and TLS",
+			info: bannerInfo{SIP: sipAddr, TLS: netip.MustParseAddrPort("0.0.0.0:5061"),
+				Users:  sip.NewDirectory(sip.Account{Name: "bob", Password: "x"}, sip.Account{Name: "alice", Password: "y"}),
+				Trunks: []sip.Trunk{{Name: "carrier", Host: "sip.example", Trusted: true}}},
+			want: []string{"TLS:  0.0.0.0:5061", "Users (2): alice, bob", "Register a softphone", "Trunks: carrier (sip.example:5060, trusted)", "HTTP: off"},
+			not:  []string{"no registration needed", "TLS:  off"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := banner(tt.info)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("banner lacks %q:\n%s", w, got)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(got, n) {
+					t.Errorf("banner has %q:\n%s", n, got)
+				}
+			}
+		})
+	}
+}
 
 func TestParseBytes(t *testing.T) {
 	tests := []struct {

@@ -1,0 +1,188 @@
+package bridge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Config configures a Bridge.
+type Config struct {
+	// Tokens verifies the token every WebSocket client presents. Required.
+	Tokens *Tokens
+	// ICEAddr is the one UDP address every browser leg's media uses (pion's
+	// UDP mux), so a firewall needs one rule. Port 0 picks a free port.
+	// Default 0.0.0.0:0.
+	ICEAddr string
+	// PublicIPs are advertised as host candidates instead of the local
+	// addresses (a server behind 1:1 NAT).
+	PublicIPs []string
+	// ICEServers are STUN/TURN servers offered to the browsers and used by
+	// the server; none by default (no public server is ever contacted).
+	ICEServers []webrtc.ICEServer
+	// AllowedOrigins are the Origins allowed to open a WebSocket besides
+	// the page's own (same-origin). "*" allows any.
+	AllowedOrigins []string
+	// OnCall receives each call a browser places; the framework starts a
+	// call for it (the leg has framework.Signaling's shape).
+	OnCall func(*Leg)
+	// Pacer ticks the browser legs' streams; MediaTimeout hangs up a leg
+	// that receives no RTP for that long (zero: 30 s; negative: never).
+	Pacer        *media.Pacer
+	MediaTimeout time.Duration
+	// Heartbeat is how often the server pings each WebSocket; a socket
+	// silent for three heartbeats is closed. Default 15 s.
+	Heartbeat time.Duration
+	// HelloTimeout bounds how long a socket may stay without a valid
+	// hello. Default 10 s.
+	HelloTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Bridge serves browsers: the WebSocket endpoint and their WebRTC legs.
+type Bridge struct {
+	cfg  Config
+	api  *webrtc.API
+	mux  ice.UDPMux
+	conn net.PacketConn
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+}
+
+// New starts a bridge: it binds the shared ICE UDP port.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Tokens == nil {
+		return nil, errors.New("bridge: Config.Tokens is required")
+	}
+	if cfg.ICEAddr == "" {
+		cfg.ICEAddr = "0.0.0.0:0"
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.MediaTimeout == 0 {
+		cfg.MediaTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := net.ListenPacket("udp", cfg.ICEAddr)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: ICE port: %w", err)
+	}
+	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}}
+	b.mux = webrtc.NewICEUDPMux(nil, conn)
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var se webrtc.SettingEngine
+	se.SetICEUDPMux(b.mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsLoopback() {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if len(cfg.PublicIPs) > 0 {
+		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	return b, nil
+}
+
+// registerCodecs offers Opus (when libopus is there), then PCMU and PCMA,
+// and telephone-event at both clocks.
+func registerCodecs(me *webrtc.MediaEngine) error {
+	type codec struct {
+		mime    string
+		rate    uint32
+		ch      uint16
+		fmtp    string
+		pt      webrtc.PayloadType
+		enabled bool
+	}
+	_, opusOK := media.LookupCodec("opus", 48000)
+	list := []codec{
+		{webrtc.MimeTypeOpus, 48000, 2, "minptime=10;useinbandfec=1", 111, opusOK},
+		{webrtc.MimeTypePCMU, 8000, 0, "", 0, true},
+		{webrtc.MimeTypePCMA, 8000, 0, "", 8, true},
+		{"audio/telephone-event", 48000, 0, "0-16", 110, opusOK},
+		{"audio/telephone-event", 8000, 0, "0-16", 101, true},
+	}
+	for _, c := range list {
+		if !c.enabled {
+			continue
+		}
+		err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: c.mime, ClockRate: c.rate, Channels: c.ch, SDPFmtpLine: c.fmtp}, PayloadType: c.pt}, webrtc.RTPCodecTypeAudio)
+		if err != nil {
+			return fmt.Errorf("bridge: codec %s: %w", c.mime, err)
+		}
+	}
+	return nil
+}
+
+// ICEAddr is the UDP address the browsers' media arrives at.
+func (b *Bridge) ICEAddr() net.Addr { return b.conn.LocalAddr() }
+
+// Close ends every browser call and socket and releases the ICE port.
+func (b *Bridge) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	var ss []*session
+	for s := range b.sessions {
+		ss = append(ss, s)
+	}
+	b.mu.Unlock()
+	for _, s := range ss {
+		s.close("server shutdown")
+	}
+	_ = b.mux.Close()
+	return b.conn.Close()
+}
+
+// checkOrigin allows a request without Origin (not a browser), one from
+// the page's own host, and the configured ones.
+func (b *Bridge) checkOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return slices.Contains(b.cfg.AllowedOrigins, "*") || slices.ContainsFunc(b.cfg.AllowedOrigins, func(a string) bool {
+		return strings.EqualFold(strings.TrimSuffix(a, "/"), o)
+	})
+}
+
+func newID(prefix string) string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,162 @@
+// Switchboard softphone: one WebSocket (/ws, docs/protocol.md) for
+// signaling, control and events; one RTCPeerConnection per call.
+const $ = (id) => document.getElementById(id);
+const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [] };
+window.switchboard = state; // tests read freq, level and events
+
+function log(text) {
+  const line = document.createElement("div");
+  line.textContent = new Date().toLocaleTimeString() + " " + text;
+  $("events").prepend(line);
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+function send(msg) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
+}
+
+function connect(token) {
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  state.ws = ws;
+  ws.onopen = () => send({ type: "hello", token });
+  ws.onclose = (ev) => { setStatus("disconnected"); log("socket closed " + ev.code + " " + ev.reason); endCall(); };
+  ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
+}
+
+async function onMessage(m) {
+  state.events.push(m.type);
+  switch (m.type) {
+    case "welcome":
+      state.user = m.user;
+      setStatus("signed in as " + m.user);
+      $("login").hidden = true; $("phone").hidden = false; $("chat").hidden = false;
+      log("welcome " + m.user + " (protocol " + m.version + ")");
+      break;
+    case "answer":
+      state.call = m.call;
+      await state.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
+      for (const c of state.pending.splice(0)) await state.pc.addIceCandidate(c);
+      log("call " + m.call + " connected");
+      break;
+    case "ice":
+      if (state.pc && state.pc.remoteDescription) await state.pc.addIceCandidate(m.candidate);
+      else state.pending.push(m.candidate);
+      break;
+    case "ringing": log("ringing"); break;
+    case "answered": log("answered"); setStatus("in call"); break;
+    case "hangup": log("hangup " + (m.cause || "") + (m.code ? " " + m.code : "")); endCall(); break;
+    case "chat": addChat("them", m.text); break;
+    case "event": log("event " + JSON.stringify(m.event)); break;
+    case "error": log("error " + m.code + ": " + m.error); break;
+    default: log(m.type);
+  }
+}
+
+async function call(target) {
+  const pc = new RTCPeerConnection();
+  state.pc = pc;
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+  for (const t of mic.getAudioTracks()) pc.addTrack(t, mic);
+  pc.ontrack = (ev) => { $("remote").srcObject = ev.streams[0] || new MediaStream([ev.track]); analyse(ev.track); };
+  pc.onicecandidate = (ev) => { if (ev.candidate && state.call) send({ type: "ice", call: state.call, candidate: ev.candidate.toJSON() }); };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await new Promise((done) => { // host candidates are quick: send them in the offer
+    if (pc.iceGatheringState === "complete") return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+    setTimeout(done, 1000);
+  });
+  send({ type: "call", to: target, sdp: pc.localDescription.sdp });
+  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false;
+  setStatus("calling " + target);
+  log("calling " + target);
+  quality();
+}
+
+function endCall() {
+  if (state.pc) state.pc.close();
+  state.pc = null; state.call = null;
+  $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true;
+  if (state.user) setStatus("signed in as " + state.user);
+}
+
+// analyse measures what we hear: level for the meter and the dominant
+// frequency (tests check a tone arrives).
+function analyse(track) {
+  const ctx = new AudioContext();
+  const src = ctx.createMediaStreamSource(new MediaStream([track]));
+  const an = ctx.createAnalyser();
+  an.fftSize = 4096;
+  src.connect(an);
+  const bins = new Float32Array(an.frequencyBinCount);
+  const wave = new Float32Array(an.fftSize);
+  const tick = () => {
+    if (!state.pc) return;
+    an.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    an.getFloatTimeDomainData(wave);
+    let sum = 0;
+    for (const v of wave) sum += v * v;
+    state.level = Math.sqrt(sum / wave.length);
+    state.freq = state.level > 0.01 ? best * ctx.sampleRate / an.fftSize : 0;
+    $("level").value = Math.min(1, state.level * 4);
+    requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+// quality shows loss, jitter and RTT from getStats, with an E-model MOS.
+async function quality() {
+  while (state.pc) {
+    await new Promise((r) => setTimeout(r, 2000));
+    if (!state.pc) return;
+    let lost = 0, got = 0, jitter = 0, rtt = 0;
+    (await state.pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") { lost = s.packetsLost; got = s.packetsReceived; jitter = s.jitter || 0; }
+      if (s.type === "candidate-pair" && s.state === "succeeded" && s.currentRoundTripTime) rtt = s.currentRoundTripTime;
+    });
+    const loss = got + lost > 0 ? lost / (got + lost) : 0;
+    const delay = rtt * 500 + jitter * 2000 + 20; // ms, one way
+    let r = 93.2 - (delay > 177.3 ? 0.11 * delay - 7.5 : 0.024 * delay) - 95 * loss / (loss + 0.1);
+    r = Math.max(0, Math.min(100, r));
+    const mos = 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r);
+    $("quality").textContent = `loss ${(loss * 100).toFixed(1)}% jitter ${(jitter * 1000).toFixed(0)} ms RTT ${(rtt * 1000).toFixed(0)} ms MOS ${mos.toFixed(1)}`;
+  }
+}
+
+function addChat(who, text) {
+  const line = document.createElement("div");
+  line.textContent = who + ": " + text;
+  $("messages").append(line);
+}
+
+for (const d of "123456789*0#") {
+  const b = document.createElement("button");
+  b.textContent = d;
+  b.onclick = () => { if (state.call) { send({ type: "dtmf", call: state.call, digit: d }); log("sent digit " + d); } };
+  $("pad").append(b);
+}
+$("signin").onclick = () => connect($("token").value.trim());
+$("call").onclick = () => call($("target").value.trim());
+$("hangup").onclick = () => { send({ type: "hangup", call: state.call }); endCall(); };
+$("mute").onclick = () => {
+  state.muted = !state.muted;
+  for (const s of state.pc ? state.pc.getSenders() : []) if (s.track) s.track.enabled = !state.muted;
+  $("mute").textContent = state.muted ? "Unmute" : "Mute";
+};
+$("send").onclick = () => {
+  const text = $("text").value;
+  if (!text || !state.call) return;
+  send({ type: "chat", call: state.call, text });
+  addChat("me", text);
+  $("text").value = "";
+};
+const params = new URLSearchParams(location.search);
+if (params.get("token")) { $("token").value = params.get("token"); connect(params.get("token")); }
+if (params.get("call")) {
+  const target = params.get("call");
+  $("target").value = target;
+  const wait = setInterval(() => { if (state.user) { clearInterval(wait); call(target); } }, 100);
+}

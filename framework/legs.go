@@ -1,0 +1,358 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// LegKind says what carries a leg's signaling and media.
+type LegKind uint8
+
+// Leg kinds. LegOther covers transports registered by other packages.
+const (
+	LegOther LegKind = iota
+	LegSIP
+	LegWebRTC
+	LegMemory
+)
+
+func (k LegKind) String() string {
+	switch k {
+	case LegSIP:
+		return "sip"
+	case LegWebRTC:
+		return "webrtc"
+	case LegMemory:
+		return "memory"
+	}
+	return "other"
+}
+
+// MarshalText writes the kind as its name.
+func (k LegKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// legKindOf maps a transport's Kind string to a LegKind.
+func legKindOf(s string) LegKind {
+	switch s {
+	case "sip":
+		return LegSIP
+	case "webrtc":
+		return LegWebRTC
+	case "memory":
+		return LegMemory
+	}
+	return LegOther
+}
+
+// LegState is where a leg is in its life.
+type LegState uint8
+
+// Leg states.
+const (
+	LegRinging LegState = iota
+	LegAnswered
+	LegEnded
+)
+
+func (s LegState) String() string {
+	switch s {
+	case LegRinging:
+		return "ringing"
+	case LegAnswered:
+		return "answered"
+	}
+	return "ended"
+}
+
+// MarshalText writes the state as its name.
+func (s LegState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// ErrNoLeg is returned for a leg ID the server does not know (never
+// existed, or ended).
+var ErrNoLeg = errors.New("framework: no such leg")
+
+// Leg is a handle on one leg — a phone, a trunk call, a browser — by its
+// ID. The leg may move between calls and rooms while it talks (Move); the
+// handle follows it: its verbs reach whoever holds the leg now. A Leg is
+// cheap and safe to use from any goroutine.
+type Leg struct {
+	srv *Server
+	e   *legEntry
+}
+
+// legEntry is the server's record of a live leg: who holds it (a call or
+// a room actor) and its state, updated by that holder.
+type legEntry struct {
+	id, user, from, to string
+	kind               LegKind
+	holder             atomic.Pointer[actor.PID]
+	where              atomic.Pointer[string] // "call:ID" or "room:NAME"
+	state              atomic.Uint32
+}
+
+// legRegistry is every live leg of a server, by ID.
+type legRegistry struct {
+	mu   sync.Mutex
+	legs map[string]*legEntry
+}
+
+func (r *legRegistry) register(sig Signaling, holder *actor.PID, where string) *legEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.legs == nil {
+		r.legs = map[string]*legEntry{}
+	}
+	e := r.legs[sig.ID()]
+	if e == nil {
+		e = &legEntry{id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), kind: legKindOf(sig.Kind())}
+		r.legs[sig.ID()] = e
+	}
+	e.holder.Store(holder)
+	e.where.Store(&where)
+	return e
+}
+
+func (r *legRegistry) get(id string) *legEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.legs[id]
+}
+
+// ended forgets a leg once it is gone.
+func (r *legRegistry) ended(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.legs[id]; e != nil {
+		e.state.Store(uint32(LegEnded))
+		delete(r.legs, id)
+	}
+}
+
+func (r *legRegistry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.legs)
+}
+
+// Leg returns a handle on the live leg with that ID, or nil.
+func (s *Server) Leg(id string) *Leg {
+	if e := s.legReg.get(id); e != nil {
+		return &Leg{srv: s, e: e}
+	}
+	return nil
+}
+
+// ID returns the leg's ID (its SIP Call-ID for SIP legs).
+func (l *Leg) ID() string { return l.e.id }
+
+// Kind returns what carries the leg.
+func (l *Leg) Kind() LegKind { return l.e.kind }
+
+// User returns the called user (inbound) or the dialled target (outbound).
+func (l *Leg) User() string { return l.e.user }
+
+// From and To return the leg's From and To as signaling gave them.
+func (l *Leg) From() string { return l.e.from }
+
+// To returns the To of the leg's signaling.
+func (l *Leg) To() string { return l.e.to }
+
+// State returns the leg's state.
+func (l *Leg) State() LegState { return LegState(l.e.state.Load()) }
+
+// Where says who holds the leg now: "call:ID" or "room:NAME" ("" once
+// ended).
+func (l *Leg) Where() string {
+	if l.State() == LegEnded {
+		return ""
+	}
+	if w := l.e.where.Load(); w != nil {
+		return *w
+	}
+	return ""
+}
+
+// legOp is what a per-leg verb asks of the leg's holder.
+type legOp uint8
+
+const (
+	opHangup legOp = iota + 1
+	opMute
+	opUnmute
+	opHold
+	opUnhold
+	opPlay
+	opTaps
+	opKick
+)
+
+func (o legOp) String() string {
+	switch o {
+	case opHangup:
+		return "hangup"
+	case opMute:
+		return "mute"
+	case opUnmute:
+		return "unmute"
+	case opHold:
+		return "hold"
+	case opUnhold:
+		return "unhold"
+	case opPlay:
+		return "play"
+	case opTaps:
+		return "tap"
+	case opKick:
+		return "kick"
+	}
+	return "op"
+}
+
+// legCtl is a per-leg verb sent to the leg's holder (call or room actor).
+type legCtl struct {
+	legID string
+	op    legOp
+	src   media.Source // opPlay
+	sink  media.Sink   // opTaps
+	reply chan error
+}
+
+// do sends a per-leg request to the leg's current holder and waits. A
+// leg that moves while the request travels is followed once.
+func (l *Leg) do(ctx context.Context, m *legCtl) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		if l.State() == LegEnded {
+			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ErrHangup)
+		}
+		pid := l.e.holder.Load()
+		if pid == nil {
+			return fmt.Errorf("framework: leg %s: %w", l.e.id, ErrNoLeg)
+		}
+		m.reply = make(chan error, 1)
+		l.srv.root.Send(pid, m)
+		select {
+		case err := <-m.reply:
+			if errors.Is(err, errNotHere) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ctx.Err())
+		}
+	}
+	return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ErrNoLeg)
+}
+
+// errNotHere tells a per-leg request that the leg left this holder.
+var errNotHere = errors.New("leg moved")
+
+// Hangup ends the leg (BYE for SIP). The call or room it was in goes on
+// without it.
+func (l *Leg) Hangup(ctx context.Context) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opHangup})
+}
+
+// Mute stops what the leg says from reaching anyone (in a bridge or a
+// room); it still hears. Unmute undoes it.
+func (l *Leg) Mute(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opMute}) }
+
+// Unmute lets the leg be heard again.
+func (l *Leg) Unmute(ctx context.Context) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opUnmute})
+}
+
+// Hold puts the leg on hold (a re-INVITE offering sendonly for SIP).
+func (l *Leg) Hold(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opHold}) }
+
+// Unhold resumes two-way audio with the leg.
+func (l *Leg) Unhold(ctx context.Context) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opUnhold})
+}
+
+// Tap sends what the leg says, decoded, to sink (nil removes it) beside
+// whatever else consumes it — a bridge, a room, a recording — wherever the
+// leg is or moves. The sink runs on the media path and must not block.
+func (l *Leg) Tap(ctx context.Context, sink media.Sink) error {
+	return l.do(ctx, &legCtl{legID: l.e.id, op: opTaps, sink: sink})
+}
+
+// Move moves the leg, talking, to another call or room (see Server.Move).
+func (l *Leg) Move(ctx context.Context, to Destination, opts JoinOptions) error {
+	return l.srv.Move(ctx, l.e.id, to, opts)
+}
+
+// LegInfo describes one leg of a call or room.
+type LegInfo struct {
+	ID    string   `json:"id"`
+	Kind  LegKind  `json:"kind"`
+	User  string   `json:"user,omitempty"`
+	From  string   `json:"from,omitempty"`
+	State LegState `json:"state"`
+	Muted bool     `json:"muted,omitempty"`
+	// Mode is how the leg takes part in a room or a call's mix.
+	Mode Mode `json:"mode,omitempty"`
+}
+
+type legsReq struct{ reply chan []LegInfo }
+
+// Legs returns the call's live legs, the caller first.
+func (c *Call) Legs(ctx context.Context) ([]*Leg, error) {
+	infos, err := c.legInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Leg
+	for _, in := range infos {
+		if l := c.srv.Leg(in.ID); l != nil {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func (c *Call) legInfos(ctx context.Context) ([]LegInfo, error) {
+	if err := c.ended(); err != nil {
+		return nil, err
+	}
+	r := &legsReq{reply: make(chan []LegInfo, 1)}
+	c.root.Send(c.pid, r)
+	select {
+	case in := <-r.reply:
+		return in, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, ErrHangup
+	}
+}
+
+// onLegsReq answers Legs from the call actor.
+func (a *callActor) onLegsReq(m *legsReq) {
+	var out []LegInfo
+	for _, id := range a.order {
+		l := a.legs[id]
+		if l == nil || l.ended {
+			continue
+		}
+		st := LegRinging
+		if l.answered {
+			st = LegAnswered
+		}
+		in := LegInfo{ID: id, Kind: legKindOf(l.sig.Kind()), User: l.sig.User(), From: l.sig.From(), State: st, Muted: l.muted}
+		if o, ok := a.convOpts[id]; ok {
+			in.Mode = o.Mode
+		}
+		out = append(out, in)
+	}
+	m.reply <- slices.Clip(out)
+}

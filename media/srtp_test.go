@@ -1,0 +1,479 @@
+package media
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+var srtpSuites = []SRTPSuite{SRTPAESCM128SHA1_80, SRTPAEADAES128GCM}
+
+func randomKey(t testing.TB, s SRTPSuite) []byte {
+	k := make([]byte, s.KeyLen())
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// mirroredKeys returns the keys of two ends of one SRTP stream.
+func mirroredKeys(t testing.TB, s SRTPSuite) (a, b *SRTPKeys) {
+	k1, k2 := randomKey(t, s), randomKey(t, s)
+	return &SRTPKeys{Suite: s, Local: k1, Remote: k2}, &SRTPKeys{Suite: s, Local: k2, Remote: k1}
+}
+
+func rtpPacket(seq uint16, payload []byte) []byte {
+	h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x1234}
+	b, _ := h.Marshal()
+	return append(b, payload...)
+}
+
+// Packets protected by one end come out of the other identical; tampered,
+// replayed and wrongly keyed packets are refused with ErrSRTPAuth.
+func TestSRTPRoundTrip(t *testing.T) {
+	for _, suite := range srtpSuites {
+		t.Run(suite.String(), func(t *testing.T) {
+			ka, kb := mirroredKeys(t, suite)
+			a, err := NewSRTPContext(*ka)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := NewSRTPContext(*kb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			protect := func(c *SRTPContext, pkt []byte, isRTCP bool) []byte {
+				var out []byte
+				f := c.protectRTP
+				if isRTCP {
+					f = c.protectRTCP
+				}
+				if err := f(pkt, func(p []byte) { out = append([]byte(nil), p...) }); err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			payload := bytes.Repeat([]byte{0xd5, 0x55}, 80)
+			plain := rtpPacket(7, payload)
+			wire := protect(a, plain, false)
+			if bytes.Contains(wire, payload[:16]) {
+				t.Fatal("SRTP packet carries the payload in the clear")
+			}
+			got, err := b.unprotectRTP(append([]byte(nil), wire...))
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("unprotect: %v, equal=%v", err, bytes.Equal(got, plain))
+			}
+			if _, err := b.unprotectRTP(append([]byte(nil), wire...)); !errors.Is(err, ErrSRTPAuth) {
+				t.Errorf("replayed packet: err %v, want ErrSRTPAuth", err)
+			}
+			tampered := protect(a, rtpPacket(8, payload), false)
+			tampered[20] ^= 1
+			if _, err := b.unprotectRTP(tampered); !errors.Is(err, ErrSRTPAuth) {
+				t.Errorf("tampered packet: err %v, want ErrSRTPAuth", err)
+			}
+			// The peer's own key does not open what the peer sent to us.
+			if _, err := a.unprotectRTP(protect(a, rtpPacket(9, payload), false)); !errors.Is(err, ErrSRTPAuth) {
+				t.Errorf("wrong key: err %v, want ErrSRTPAuth", err)
+			}
+
+			rr := &rtcp.ReceiverReport{SSRC: 0x1234}
+			rtcpPlain, _ := rr.Marshal()
+			rtcpWire := protect(b, rtcpPlain, true)
+			got, err = a.unprotectRTCP(append([]byte(nil), rtcpWire...))
+			if err != nil || !bytes.Equal(got, rtcpPlain) {
+				t.Fatalf("SRTCP unprotect: %v", err)
+			}
+			rtcpWire[len(rtcpWire)-1] ^= 1
+			if _, err := a.unprotectRTCP(rtcpWire); !errors.Is(err, ErrSRTPAuth) {
+				t.Errorf("tampered SRTCP: err %v, want ErrSRTPAuth", err)
+			}
+		})
+	}
+}
+
+func TestSRTPKeysValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		keys SRTPKeys
+		ok   bool
+	}{
+		{"aes-cm", SRTPKeys{Suite: SRTPAESCM128SHA1_80, Local: make([]byte, 30), Remote: make([]byte, 30)}, true},
+		{"gcm", SRTPKeys{Suite: SRTPAEADAES128GCM, Local: make([]byte, 28), Remote: make([]byte, 28)}, true},
+		{"gcm with aes-cm length", SRTPKeys{Suite: SRTPAEADAES128GCM, Local: make([]byte, 30), Remote: make([]byte, 30)}, false},
+		{"short remote", SRTPKeys{Suite: SRTPAESCM128SHA1_80, Local: make([]byte, 30), Remote: make([]byte, 29)}, false},
+		{"no suite", SRTPKeys{Local: make([]byte, 30), Remote: make([]byte, 30)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.keys.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// Keys never reach a log line or a formatted value.
+func TestSRTPKeysNeverPrinted(t *testing.T) {
+	k, _ := mirroredKeys(t, SRTPAESCM128SHA1_80)
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log.Debug("keys", "keys", *k, "ptr", k)
+	cfg := StreamConfig{SRTP: k}
+	out := buf.String() + fmt.Sprintf("%v %+v %#v %s %v %+v", *k, *k, *k, *k, cfg, cfg)
+	for _, key := range [][]byte{k.Local, k.Remote} {
+		for _, enc := range []string{base64.StdEncoding.EncodeToString(key), fmt.Sprintf("%x", key), fmt.Sprint(key)} {
+			if strings.Contains(out, enc) {
+				t.Fatalf("key material printed: %s", out)
+			}
+		}
+	}
+	if !strings.Contains(out, "redacted") {
+		t.Fatalf("no redaction marker in %q", out)
+	}
+}
+
+// Two endpoints with mirrored SDES keys hear each other's tone over
+// SRTP; the datagrams on the wire are not plain RTP; an endpoint keyed
+// wrongly hears nothing and counts authentication failures.
+func TestEndpointSRTPTone(t *testing.T) {
+	for _, suite := range srtpSuites {
+		t.Run(suite.String(), func(t *testing.T) {
+			spec := Codecs()[0]
+			a, b := endpointPair(t, spec)
+			ka, kb := mirroredKeys(t, suite)
+			ca, cb := a.Config(), b.Config()
+			ca.SRTP, cb.SRTP = ka, kb
+			a.Configure(ca)
+			b.Configure(cb)
+			var atA, atB capture
+			a.SetSink(&atA)
+			b.SetSink(&atB)
+			a.Start()
+			b.Start()
+			a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+			b.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
+			if f := heardFrequency(t, &atB, 4000); f < 990 || f > 1010 {
+				t.Errorf("B heard %.0f Hz, want 1000", f)
+			}
+			if f := heardFrequency(t, &atA, 4000); f < 430 || f > 450 {
+				t.Errorf("A heard %.0f Hz, want 440", f)
+			}
+			if st := b.Stats(); st.SRTPAuthFailures != 0 || st.PacketsIn == 0 {
+				t.Errorf("B stats: %d in, %d SRTP failures", st.PacketsIn, st.SRTPAuthFailures)
+			}
+		})
+	}
+}
+
+// An endpoint whose remote key is wrong drops every packet as an
+// authentication failure and decodes nothing.
+func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
+	spec := Codecs()[0]
+	a, b := endpointPair(t, spec)
+	var logs lockedBuffer
+	b.log = slog.New(slog.NewTextHandler(&logs, nil))
+	ka, kb := mirroredKeys(t, SRTPAESCM128SHA1_80)
+	kb.Remote = randomKey(t, SRTPAESCM128SHA1_80)
+	ca, cb := a.Config(), b.Config()
+	ca.SRTP, cb.SRTP = ka, kb
+	a.Configure(ca)
+	b.Configure(cb)
+	var atB capture
+	b.SetSink(&atB)
+	a.Start()
+	b.Start()
+	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second}), nil)
+	if !waitUntil(t, 3*time.Second, func() bool { return b.Stats().SRTPAuthFailures >= 10 }) {
+		t.Fatalf("B counted %d SRTP failures, want >= 10", b.Stats().SRTPAuthFailures)
+	}
+	if st := b.Stats(); st.PacketsIn != 0 {
+		t.Fatalf("B accepted %d packets with the wrong key", st.PacketsIn)
+	}
+	s, _ := atB.snapshot()
+	if rms := RMS(s); rms > 50 {
+		t.Fatalf("B heard audio (rms %.0f) with the wrong key", rms)
+	}
+	// Rate-limited: one log line for the whole burst, without key material.
+	out := logs.String()
+	if n := strings.Count(out, "SRTP packet dropped"); n != 1 {
+		t.Fatalf("%d log lines for %d failures, want 1:\n%s", n, b.Stats().SRTPAuthFailures, out)
+	}
+	if strings.Contains(out, base64.StdEncoding.EncodeToString(kb.Remote)) || strings.Contains(out, base64.StdEncoding.EncodeToString(kb.Local)) {
+		t.Fatal("key in the log")
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// What an SRTP endpoint puts on the wire is SRTP: a plain socket sees the
+// RTP header but not the payload, and the peer's key opens it.
+func TestEndpointSRTPOnTheWire(t *testing.T) {
+	pool, err := NewPortPool(42100, 42149)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+	e, err := NewEndpoint(pool, ip, EndpointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	sniff, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sniff.Close()
+	ke, kp := mirroredKeys(t, SRTPAESCM128SHA1_80)
+	spec := Codecs()[0]
+	e.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: sniff.LocalAddr().(*net.UDPAddr).AddrPort(), SRTP: ke})
+	e.Start() // sends encoded silence
+	peer, err := NewSRTPContext(*kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	for i := 0; i < 5; i++ {
+		_ = sniff.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := sniff.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isRTCP(buf[:n]) {
+			continue
+		}
+		if n != 12+160+10 {
+			t.Fatalf("SRTP packet of %d bytes, want 12+160+10 (80-bit tag)", n)
+		}
+		silence := bytes.Repeat([]byte{0xff}, 160) // PCMU silence
+		if bytes.Contains(buf[12:n], silence[:32]) {
+			t.Fatal("payload in the clear")
+		}
+		plain, err := peer.unprotectRTP(buf[:n])
+		if err != nil {
+			t.Fatalf("peer cannot open the packet: %v", err)
+		}
+		if len(plain) != 12+160 {
+			t.Fatalf("decrypted %d bytes", len(plain))
+		}
+		return
+	}
+	t.Fatal("no RTP packet seen")
+}
+
+// Passthrough between an SRTP leg and a plain or differently keyed leg:
+// forwarded packets are decrypted with the source leg's keys and
+// re-protected with the destination's, so both phones hear each other.
+func TestBridgeSRTPPassthrough(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		srtpA, srtpB bool
+	}{
+		{"srtp to plain", true, false},
+		{"plain to srtp", false, true},
+		{"srtp to srtp", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pcmu := Codecs()[0]
+			x, a, b, y := fourEndpoints(t, pcmu, pcmu)
+			key := func(e, peer *Endpoint, suite SRTPSuite) {
+				ke, kp := mirroredKeys(t, suite)
+				ce, cp := e.Config(), peer.Config()
+				ce.SRTP, cp.SRTP = ke, kp
+				e.Configure(ce)
+				peer.Configure(cp)
+			}
+			if tc.srtpA {
+				key(a, x, SRTPAESCM128SHA1_80)
+			}
+			if tc.srtpB {
+				key(b, y, SRTPAEADAES128GCM)
+			}
+			unbridge := Bridge(a, b)
+			defer unbridge()
+			var atX, atY capture
+			x.SetSink(&atX)
+			y.SetSink(&atY)
+			x.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
+			y.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+			if f := heardFrequency(t, &atY, 4000); f < 430 || f > 450 {
+				t.Errorf("Y heard %.0f Hz, want 440 from X", f)
+			}
+			if f := heardFrequency(t, &atX, 4000); f < 990 || f > 1010 {
+				t.Errorf("X heard %.0f Hz, want 1000 from Y", f)
+			}
+			for name, e := range map[string]*Endpoint{"x": x, "a": a, "b": b, "y": y} {
+				if n := e.Stats().SRTPAuthFailures; n != 0 {
+					t.Errorf("%s: %d SRTP failures", name, n)
+				}
+			}
+		})
+	}
+}
+
+// Protecting and unprotecting allocate nothing per packet.
+func TestSRTPAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("-race makes sync.Pool (used by pion/srtp) drop buffers; run without -race")
+	}
+	for _, suite := range srtpSuites {
+		ka, kb := mirroredKeys(t, suite)
+		a, _ := NewSRTPContext(*ka)
+		b, _ := NewSRTPContext(*kb)
+		plain := rtpPacket(1, make([]byte, 160))
+		wire := make([]byte, 0, 1500)
+		var seq uint16
+		var failed error
+		send := func(p []byte) { wire = append(wire[:0], p...) }
+		allocs := testing.AllocsPerRun(500, func() {
+			seq++
+			plain[2], plain[3] = byte(seq>>8), byte(seq)
+			if err := a.protectRTP(plain, send); err != nil {
+				failed = err
+			}
+			if _, err := b.unprotectRTP(wire); err != nil {
+				failed = err
+			}
+		})
+		if failed != nil {
+			t.Fatal(failed)
+		}
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per protected+unprotected packet", suite, allocs)
+		}
+	}
+}
+
+func BenchmarkSRTP(b *testing.B) {
+	for _, suite := range srtpSuites {
+		plain := rtpPacket(1, make([]byte, 160))
+		wire := make([]byte, 0, 1500)
+		send := func(p []byte) { wire = append(wire[:0], p...) }
+		contexts := func() (tx, rx *SRTPContext) {
+			ka, kb := mirroredKeys(b, suite)
+			tx, _ = NewSRTPContext(*ka)
+			rx, _ = NewSRTPContext(*kb)
+			return tx, rx
+		}
+		b.Run("protect/"+suite.String(), func(b *testing.B) {
+			tx, _ := contexts()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(plain)))
+			var seq uint16
+			for b.Loop() {
+				seq++
+				plain[2], plain[3] = byte(seq>>8), byte(seq)
+				if err := tx.protectRTP(plain, send); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("protect+unprotect/"+suite.String(), func(b *testing.B) {
+			tx, rx := contexts()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(plain)))
+			var seq uint16
+			for b.Loop() {
+				seq++
+				plain[2], plain[3] = byte(seq>>8), byte(seq)
+				if err := tx.protectRTP(plain, send); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rx.unprotectRTP(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The passthrough path with SRTP on both legs (decrypt at the source is
+// not part of forwardPacket; re-protecting at the destination is).
+func BenchmarkForwardPacketSRTP(b *testing.B) {
+	pool, _ := NewPortPool(42150, 42199)
+	ip := netip.MustParseAddr("127.0.0.1")
+	src, _ := NewEndpoint(pool, ip, EndpointOptions{})
+	dst, _ := NewEndpoint(pool, ip, EndpointOptions{})
+	defer src.Close()
+	defer dst.Close()
+	c := Codecs()[0]
+	k, _ := mirroredKeys(b, SRTPAESCM128SHA1_80)
+	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr(), SRTP: k})
+	pkt := make([]byte, 12+160)
+	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
+	var parsed rtp.Header
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		h.SequenceNumber++
+		h.Timestamp += 160
+		h.MarshalTo(pkt)
+		hl, _ := parsed.Unmarshal(pkt)
+		dst.forwardPacket(&parsed, pkt[:hl+160], hl, false)
+	}
+}
+
+// RTCP on an SRTP stream is SRTCP, on the RTCP port and with rtcp-mux:
+// each end accepts the other's reports (RTT measured) and drops none.
+func TestEndpointSRTCPReports(t *testing.T) {
+	for _, mux := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mux=%v", mux), func(t *testing.T) {
+			pool, err := NewPortPool(43400, 43449)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ip := netip.MustParseAddr("127.0.0.1")
+			mk := func() *Endpoint {
+				e, err := NewEndpoint(pool, ip, EndpointOptions{RTCPInterval: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { e.Close() })
+				return e
+			}
+			a, b := mk(), mk()
+			ka, kb := mirroredKeys(t, SRTPAEADAES128GCM)
+			spec := Codecs()[0]
+			a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr(), RTCPMux: mux, SRTP: ka})
+			b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr(), RTCPMux: mux, SRTP: kb})
+			a.Start()
+			b.Start()
+			ok := waitUntil(t, 3*time.Second, func() bool {
+				sa, sb := a.Stats(), b.Stats()
+				return sa.RTCPIn >= 3 && sb.RTCPIn >= 3 && sa.RTTSamples > 0 && sb.RTTSamples > 0
+			})
+			sa, sb := a.Stats(), b.Stats()
+			if !ok {
+				t.Fatalf("SRTCP: a in %d (rtt samples %d), b in %d (rtt samples %d)", sa.RTCPIn, sa.RTTSamples, sb.RTCPIn, sb.RTTSamples)
+			}
+			if sa.RTCPDropped+sb.RTCPDropped+sa.SRTPAuthFailures+sb.SRTPAuthFailures != 0 {
+				t.Fatalf("dropped RTCP %d/%d, SRTP failures %d/%d", sa.RTCPDropped, sb.RTCPDropped, sa.SRTPAuthFailures, sb.SRTPAuthFailures)
+			}
+		})
+	}
+}

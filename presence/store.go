@@ -1,0 +1,376 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Presence is one user's entry in the roster.
+type Presence struct {
+	User   string `json:"user"`
+	Status Status `json:"status"`
+	Note   string `json:"note,omitempty"`
+	// Online counts the user's online endpoints (registered SIP contacts
+	// plus any other source).
+	Online int `json:"online"`
+	// Since is when Status last changed.
+	Since time.Time `json:"since"`
+}
+
+// Dialog is one of a user's calls as their phone sees it (RFC 4235): the
+// dialog package's NOTIFY bodies and busy-lamp fields are built from it.
+type Dialog struct {
+	// ID names the dialog among the user's dialogs (the SIP Call-ID of the
+	// leg that reaches the user's phone).
+	ID        string      `json:"id"`
+	CallID    string      `json:"call_id"`
+	LocalTag  string      `json:"local_tag,omitempty"`  // the user's phone's tag
+	RemoteTag string      `json:"remote_tag,omitempty"` // the other side's tag
+	Direction Direction   `json:"direction"`
+	State     DialogState `json:"state"`
+	// Local and Remote are the URIs of the user's side and the other party.
+	Local  string `json:"local,omitempty"`
+	Remote string `json:"remote,omitempty"`
+}
+
+// Change is one entry of the store's change feed: a user's presence after
+// the change, what it was before, and the dialog whose state changed (nil
+// when the user's status or note changed for another reason).
+type Change struct {
+	Seq      uint64    `json:"seq"` // gap-free per store
+	Time     time.Time `json:"time"`
+	Presence Presence  `json:"presence"`
+	Previous Status    `json:"previous"`
+	Dialog   *Dialog   `json:"dialog,omitempty"`
+	// Dialogs lists the user's dialogs that are still up after a dialog
+	// change (nil when Dialog is nil).
+	Dialogs []Dialog `json:"dialogs,omitempty"`
+}
+
+// ErrOverflow is the error of a Subscription whose reader fell so far
+// behind that its buffer filled: its channel is closed and the reader
+// should read Roster again and subscribe anew.
+var ErrOverflow = errors.New("presence: subscriber too slow, changes dropped")
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// OnChange, if set, receives every change in order, synchronously on
+	// the goroutine that caused it (a REGISTER, a call's signaling). It
+	// must not block and must not call the Store's setters (Set,
+	// SetOnline, UpdateDialog); reading (Get, Roster) is fine.
+	OnChange func(Change)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger reports a panicking OnChange (recovered); nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Store holds the presence of every user it has heard of. Its methods are
+// safe for concurrent use and never block on a subscriber.
+type Store struct {
+	onChange func(Change)
+	now      func() time.Time
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	users map[string]*entry
+	seq   uint64
+	subs  map[*Subscription]struct{}
+
+	emitMu sync.Mutex // held while OnChange runs, so changes reach it in order
+}
+
+type entry struct {
+	chosen  Status // Available, Away or Offline ("appear offline")
+	note    string
+	online  map[string]int // source ("sip", "web") → endpoints online
+	dialogs map[string]Dialog
+	status  Status
+	since   time.Time
+}
+
+// New returns an empty store.
+func New(opts Options) *Store {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{onChange: opts.OnChange, now: now, log: log, users: map[string]*entry{}, subs: map[*Subscription]struct{}{}}
+}
+
+// Add makes users known (offline until something says otherwise), so the
+// roster lists them before they first register. It publishes nothing.
+func (s *Store) Add(users ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range users {
+		s.entryLocked(u)
+	}
+}
+
+func (s *Store) entryLocked(user string) *entry {
+	e := s.users[user]
+	if e == nil {
+		e = &entry{chosen: Available, online: map[string]int{}, dialogs: map[string]Dialog{}, since: s.now()}
+		s.users[user] = e
+	}
+	return e
+}
+
+// Set records what the user chose: Available, Away, or Offline (appear
+// offline), and a free-text note. Ringing and on-call come from calls and
+// cannot be set. The user shows the chosen status whenever they are online
+// and not on a call.
+func (s *Store) Set(user string, status Status, note string) error {
+	switch status {
+	case Available, Away, Offline:
+	default:
+		return fmt.Errorf("presence: set %s to %s: only available, away or offline can be chosen", user, status)
+	}
+	if user == "" {
+		return errors.New("presence: set: empty user")
+	}
+	s.update(user, nil, func(e *entry) {
+		e.chosen, e.note = status, note
+	})
+	return nil
+}
+
+// SetOnline says how many endpoints of user are online from source ("sip"
+// for registered contacts). A user with none from any source is offline.
+func (s *Store) SetOnline(user, source string, n int) {
+	s.update(user, nil, func(e *entry) {
+		if n <= 0 {
+			delete(e.online, source)
+		} else {
+			e.online[source] = n
+		}
+	})
+}
+
+// UpdateDialog records the state of one of user's dialogs; a terminated
+// dialog is forgotten after its change is published. Every call publishes
+// a Change carrying the dialog.
+func (s *Store) UpdateDialog(user string, d Dialog) {
+	s.update(user, &d, func(e *entry) {
+		if d.State == DialogTerminated {
+			delete(e.dialogs, d.ID)
+		} else {
+			e.dialogs[d.ID] = d
+		}
+	})
+}
+
+// update applies fn to user's entry and publishes a change when the
+// status, the note or the online count changed, or a dialog was given.
+func (s *Store) update(user string, d *Dialog, fn func(*entry)) {
+	s.mu.Lock()
+	e := s.entryLocked(user)
+	before, beforeNote, beforeOnline := e.status, e.note, e.onlineCount()
+	fn(e)
+	e.status = e.derive()
+	now := s.now()
+	if e.status != before {
+		e.since = now
+	}
+	if d == nil && e.status == before && e.note == beforeNote && e.onlineCount() == beforeOnline {
+		s.mu.Unlock()
+		return
+	}
+	s.seq++
+	ch := Change{Seq: s.seq, Time: now, Presence: e.presence(user), Previous: before}
+	if d != nil {
+		dc := *d
+		ch.Dialog = &dc
+		ch.Dialogs = e.dialogList()
+	}
+	for sub := range s.subs {
+		select {
+		case sub.c <- ch:
+		default:
+			s.dropLocked(sub, ErrOverflow)
+		}
+	}
+	if s.onChange == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.emitMu.Lock() // taken before mu is released: the hook sees changes in Seq order
+	s.mu.Unlock()
+	defer s.emitMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("presence: OnChange panicked", "panic", fmt.Sprint(r), "user", user, "seq", ch.Seq, "stack", string(debug.Stack()))
+		}
+	}()
+	s.onChange(ch)
+}
+
+func (e *entry) onlineCount() int {
+	n := 0
+	for _, c := range e.online {
+		n += c
+	}
+	return n
+}
+
+// derive computes the status others see: a confirmed dialog or a call
+// being placed is on-call, a ringing phone is ringing, otherwise the
+// chosen status while online, offline when nothing is online.
+func (e *entry) derive() Status {
+	ringing, busy := false, false
+	for _, d := range e.dialogs {
+		switch {
+		case d.State == DialogConfirmed:
+			busy = true
+		case d.Direction == Recipient:
+			ringing = true
+		default:
+			busy = true // placing a call
+		}
+	}
+	switch {
+	case busy:
+		return OnCall
+	case ringing:
+		return Ringing
+	case e.onlineCount() == 0:
+		return Offline
+	}
+	return e.chosen
+}
+
+func (e *entry) presence(user string) Presence {
+	return Presence{User: user, Status: e.status, Note: e.note, Online: e.onlineCount(), Since: e.since}
+}
+
+// Get returns user's presence; ok is false for a user the store never
+// heard of.
+func (s *Store) Get(user string) (p Presence, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.users[user]
+	if e == nil {
+		return Presence{User: user}, false
+	}
+	return e.presence(user), true
+}
+
+// Dialogs returns user's dialogs that have not terminated, in ID order.
+func (s *Store) Dialogs(user string) []Dialog {
+	_, ds, _ := s.Snapshot(user)
+	return ds
+}
+
+// Snapshot returns user's presence and dialogs together with the Seq of
+// the last change published before them: a reader that starts from a
+// snapshot skips changes up to that Seq.
+func (s *Store) Snapshot(user string) (Presence, []Dialog, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.users[user]
+	if e == nil {
+		return Presence{User: user}, nil, s.seq
+	}
+	return e.presence(user), e.dialogList(), s.seq
+}
+
+func (e *entry) dialogList() []Dialog {
+	if len(e.dialogs) == 0 {
+		return nil
+	}
+	out := make([]Dialog, 0, len(e.dialogs))
+	for _, d := range e.dialogs {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Roster returns every known user's presence, sorted by user name.
+func (s *Store) Roster() []Presence {
+	s.mu.Lock()
+	out := make([]Presence, 0, len(s.users))
+	for u, e := range s.users {
+		out = append(out, e.presence(u))
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+// SubscribeOptions tune a Subscription. The zero value buffers 256 changes.
+type SubscribeOptions struct {
+	// Buffer is how many changes may wait for the reader before the
+	// subscription overflows (default 256).
+	Buffer int
+}
+
+// Subscription is a reader of the store's change feed. Changes arrive on C
+// in Seq order. C is closed when ctx ends, Close is called, or the reader
+// falls Buffer changes behind; Err then says which (ErrOverflow for the
+// last: read Roster again and subscribe anew).
+type Subscription struct {
+	C <-chan Change
+
+	c     chan Change
+	store *Store
+	stop  func() bool
+	err   error // guarded by store.mu
+}
+
+// Subscribe starts a subscription to every change from now on. It ends
+// with ctx. A slow reader never delays the producers: once its buffer is
+// full the subscription ends with ErrOverflow.
+func (s *Store) Subscribe(ctx context.Context, opts SubscribeOptions) *Subscription {
+	if opts.Buffer <= 0 {
+		opts.Buffer = 256
+	}
+	c := make(chan Change, opts.Buffer)
+	sub := &Subscription{C: c, c: c, store: s}
+	s.mu.Lock()
+	s.subs[sub] = struct{}{}
+	s.mu.Unlock()
+	sub.stop = context.AfterFunc(ctx, func() { sub.end(context.Cause(ctx)) })
+	return sub
+}
+
+// Close ends the subscription; C is closed and Err returns
+// context.Canceled.
+func (sub *Subscription) Close() {
+	sub.stop()
+	sub.end(context.Canceled)
+}
+
+func (sub *Subscription) end(err error) {
+	sub.store.mu.Lock()
+	defer sub.store.mu.Unlock()
+	sub.store.dropLocked(sub, err)
+}
+
+// Err returns why C was closed, or nil while it is open.
+func (sub *Subscription) Err() error {
+	sub.store.mu.Lock()
+	defer sub.store.mu.Unlock()
+	return sub.err
+}
+
+func (s *Store) dropLocked(sub *Subscription, err error) {
+	if _, ok := s.subs[sub]; !ok {
+		return
+	}
+	delete(s.subs, sub)
+	sub.err = err
+	close(sub.c)
+}

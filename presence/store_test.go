@@ -1,0 +1,184 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+)
+
+func TestStatusDerivation(t *testing.T) {
+	type step struct {
+		do   func(s *Store)
+		want Status
+	}
+	online := func(n int) func(*Store) { return func(s *Store) { s.SetOnline("alice", "sip", n) } }
+	set := func(st Status, note string) func(*Store) {
+		return func(s *Store) {
+			if err := s.Set("alice", st, note); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dialog := func(id string, dir Direction, st DialogState) func(*Store) {
+		return func(s *Store) { s.UpdateDialog("alice", Dialog{ID: id, CallID: id, Direction: dir, State: st}) }
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"register then unregister", []step{{online(1), Available}, {online(2), Available}, {online(0), Offline}}},
+		{"away survives going offline", []step{{set(Away, "lunch"), Offline}, {online(1), Away}, {online(0), Offline}, {online(1), Away}, {set(Available, ""), Available}}},
+		{"incoming call rings then connects then ends", []step{
+			{online(1), Available}, {dialog("c1", Recipient, DialogTrying), Ringing}, {dialog("c1", Recipient, DialogEarly), Ringing},
+			{dialog("c1", Recipient, DialogConfirmed), OnCall}, {dialog("c1", Recipient, DialogTerminated), Available}}},
+		{"call ends back to away", []step{
+			{online(1), Available}, {set(Away, ""), Away}, {dialog("c1", Recipient, DialogConfirmed), OnCall}, {dialog("c1", Recipient, DialogTerminated), Away}}},
+		{"placing a call is busy", []step{{online(1), Available}, {dialog("c1", Initiator, DialogTrying), OnCall}, {dialog("c1", Initiator, DialogTerminated), Available}}},
+		{"forked ring: one answers, the other stops", []step{
+			{online(2), Available}, {dialog("a", Recipient, DialogEarly), Ringing}, {dialog("b", Recipient, DialogEarly), Ringing},
+			{dialog("a", Recipient, DialogConfirmed), OnCall}, {dialog("b", Recipient, DialogTerminated), OnCall}, {dialog("a", Recipient, DialogTerminated), Available}}},
+		{"appear offline", []step{{online(1), Available}, {set(Offline, ""), Offline}, {dialog("c", Recipient, DialogConfirmed), OnCall}, {dialog("c", Recipient, DialogTerminated), Offline}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{})
+			for i, st := range tc.steps {
+				st.do(s)
+				if p, _ := s.Get("alice"); p.Status != st.want {
+					t.Fatalf("step %d: status %s, want %s", i, p.Status, st.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSetRejectsCallStatuses(t *testing.T) {
+	s := New(Options{})
+	for _, st := range []Status{Ringing, OnCall} {
+		if err := s.Set("alice", st, ""); err == nil {
+			t.Errorf("Set(%s) succeeded", st)
+		}
+	}
+}
+
+func TestChangesInOrderAndHook(t *testing.T) {
+	var hooked []Change
+	s := New(Options{OnChange: func(c Change) {
+		hooked = append(hooked, c)
+		s := c.Presence // the hook may read the store
+		_ = s
+	}})
+	s.Add("alice", "bob")
+	sub := s.Subscribe(context.Background(), SubscribeOptions{})
+	s.SetOnline("alice", "sip", 1)
+	s.SetOnline("alice", "sip", 1) // no change: nothing published
+	_ = s.Set("alice", Available, "in the office")
+	s.UpdateDialog("alice", Dialog{ID: "x", Direction: Recipient, State: DialogEarly})
+	want := []struct {
+		st   Status
+		note string
+		dlg  bool
+	}{{Available, "", false}, {Available, "in the office", false}, {Ringing, "in the office", true}}
+	for i, w := range want {
+		c := <-sub.C
+		if c.Seq != uint64(i+1) || c.Presence.Status != w.st || c.Presence.Note != w.note || (c.Dialog != nil) != w.dlg {
+			t.Fatalf("change %d = %+v, want %+v", i, c, w)
+		}
+	}
+	if len(hooked) != 3 || hooked[2].Previous != Available {
+		t.Fatalf("hook saw %d changes: %+v", len(hooked), hooked)
+	}
+	r := s.Roster()
+	if len(r) != 2 || r[0].User != "alice" || r[1].User != "bob" || r[1].Status != Offline {
+		t.Fatalf("roster %+v", r)
+	}
+	sub.Close()
+	if _, ok := <-sub.C; ok || !errors.Is(sub.Err(), context.Canceled) {
+		t.Fatalf("closed subscription: err %v", sub.Err())
+	}
+}
+
+func TestPanickingHookIsRecovered(t *testing.T) {
+	s := New(Options{OnChange: func(Change) { panic("boom") }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.SetOnline("alice", "sip", 1) // must not panic
+	if p, _ := s.Get("alice"); p.Status != Available {
+		t.Fatalf("status %s after a panicking hook", p.Status)
+	}
+	s.SetOnline("alice", "sip", 0) // and the store still works
+	if p, _ := s.Get("alice"); p.Status != Offline {
+		t.Fatalf("status %s", p.Status)
+	}
+}
+
+func TestSlowSubscriberOverflowsWithoutBlocking(t *testing.T) {
+	s := New(Options{})
+	sub := s.Subscribe(context.Background(), SubscribeOptions{Buffer: 2})
+	for i := range 10 { // never read: the producer must not block
+		s.SetOnline("alice", "sip", i%2)
+	}
+	n := 0
+	for range sub.C {
+		n++
+	}
+	if n != 2 || !errors.Is(sub.Err(), ErrOverflow) {
+		t.Fatalf("got %d changes, err %v; want 2 and ErrOverflow", n, sub.Err())
+	}
+}
+
+func TestSubscriptionEndsWithContext(t *testing.T) {
+	s := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	sub := s.Subscribe(ctx, SubscribeOptions{})
+	cancel()
+	if _, ok := <-sub.C; ok {
+		t.Fatal("channel still open after cancel")
+	}
+	if !errors.Is(sub.Err(), context.Canceled) {
+		t.Fatalf("err %v", sub.Err())
+	}
+	s.SetOnline("alice", "sip", 1) // no panic on a closed subscription
+}
+
+func TestStatusJSON(t *testing.T) {
+	for st := Offline; st <= Away; st++ {
+		b, err := json.Marshal(Presence{User: "u", Status: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p Presence
+		if err := json.Unmarshal(b, &p); err != nil || p.Status != st {
+			t.Fatalf("%s: round trip %s → %v %v", st, b, p.Status, err)
+		}
+	}
+	b, _ := json.Marshal(OnCall)
+	if string(b) != `"on-call"` {
+		t.Fatalf("on-call marshals as %s", b)
+	}
+	if _, err := ParseStatus("sleeping"); err == nil {
+		t.Fatal("ParseStatus accepted an unknown status")
+	}
+}
+
+// BenchmarkUpdateDialog is the cost a call's signaling pays per dialog
+// state: derive the status, publish to two subscribers and the hook.
+func BenchmarkUpdateDialog(b *testing.B) {
+	s := New(Options{OnChange: func(Change) {}})
+	s.SetOnline("alice", "sip", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 {
+		sub := s.Subscribe(ctx, SubscribeOptions{Buffer: 1024})
+		go func() {
+			for range sub.C {
+			}
+		}()
+	}
+	states := []DialogState{DialogTrying, DialogEarly, DialogConfirmed, DialogTerminated}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.UpdateDialog("alice", Dialog{ID: "c", CallID: "c", Direction: Recipient, State: states[i%4]})
+	}
+}

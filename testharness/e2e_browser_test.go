@@ -1,0 +1,145 @@
+package testharness_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// startBrowserServer runs a server with browser legs on loopback.
+func startBrowserServer(t *testing.T, h framework.Handler) *framework.Server {
+	t.Helper()
+	return startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0",
+		Browsers: &framework.BrowserConfig{TokenKey: []byte("test key of sixteen bytes or more"), ICEAddr: "127.0.0.1:0"}}, h)
+}
+
+// headlessChromium starts Debian's Chromium with a fake microphone
+// playing wav (or its default beep when wav is ""), and returns a
+// chromedp context for one tab.
+func headlessChromium(t *testing.T, wav string) context.Context {
+	t.Helper()
+	requireBinary(t, "chromium", "apt-get install chromium")
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath("chromium"), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	}
+	if wav != "" {
+		opts = append(opts, chromedp.Flag("use-file-for-fake-audio-capture", wav))
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	return ctx
+}
+
+// pageNumber evaluates a numeric expression in the page.
+func pageNumber(ctx context.Context, expr string) (float64, error) {
+	return chromedp.Run[float64](ctx, chromedp.Evaluate[float64](expr))
+}
+
+// waitPageFreq waits until the page's analyser hears about freq Hz.
+func waitPageFreq(t *testing.T, ctx context.Context, freq float64, what string) {
+	t.Helper()
+	var last float64
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		f, err := pageNumber(ctx, "window.switchboard ? window.switchboard.freq : 0")
+		if err != nil {
+			t.Fatalf("%s: reading the page: %v", what, err)
+		}
+		last = f
+		if math.Abs(f-freq) < 40 {
+			return
+		}
+	}
+	t.Fatalf("%s: the page hears %.0f Hz, want ~%.0f", what, last, freq)
+}
+
+// The softphone page logs in with a token and calls `tone`: its WebAudio
+// analyser hears ~1 kHz.
+func TestBrowserPageHearsTone(t *testing.T) {
+	r := framework.NewRouter()
+	r.Handle("tone", apps.Tone(1000))
+	srv := startBrowserServer(t, r)
+	ctx := headlessChromium(t, "")
+	tok := srv.Tokens().MintFor("alice", time.Hour)
+	page := fmt.Sprintf("http://%s/?token=%s&call=tone", srv.HTTPAddr(), url.QueryEscape(tok))
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	waitPageFreq(t, tctx, 1000, "page calling tone")
+	legs := 0
+	waitFor(t, 5*time.Second, "a browser leg on the server", func() bool { legs = srv.LiveLegs(); return legs == 1 })
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("hangup").click(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// A browser and a SIP phone in one call: Chromium's fake microphone plays
+// a 440 Hz WAV, which the phone hears; the phone's 1300 Hz is heard in
+// the page.
+func TestBrowserCallsSIPPhone(t *testing.T) {
+	requireBinary(t, "sox", "apt-get install sox")
+	phone := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	srv := startBrowserServer(t, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, phone.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
+	}))
+	wav := filepath.Join(t.TempDir(), "mic.wav")
+	if out, err := exec.Command("sox", "-n", "-r", "48000", "-c", "1", "-b", "16", wav, "synth", "30", "sine", "440", "vol", "0.5").CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v\n%s", err, out)
+	}
+	ctx := headlessChromium(t, wav)
+	tok := srv.Tokens().MintFor("alice", time.Hour)
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	page := fmt.Sprintf("http://%s/?token=%s&call=bob", srv.HTTPAddr(), url.QueryEscape(tok))
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	var call *testharness.PhoneCall
+	select {
+	case call = <-phone.Incoming():
+	case <-tctx.Done():
+		t.Fatal("the SIP phone was never called")
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	if _, err := call.WaitTone(tctx, 440, 25); err != nil {
+		t.Fatalf("the SIP phone does not hear the browser's microphone: %v", err)
+	}
+	waitPageFreq(t, tctx, 1300, "the page hears the SIP phone")
+	if path := os.Getenv("SWITCHBOARD_SCREENSHOT"); path != "" {
+		// docs/softphone.png is this: the page in a live call with a SIP phone.
+		if err := chromedp.Do(tctx, chromedp.EmulateViewport(900, 900)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond) // a quality reading and a level on the meter
+		png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = call.Hangup(tctx)
+	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+}

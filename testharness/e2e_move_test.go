@@ -1,0 +1,295 @@
+package testharness_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// toneShare is how much of what pc heard since mark (its last second at
+// most) is the frequency f: near 1 for a clean tone, near 0 when absent.
+func toneShare(pc *testharness.PhoneCall, mark int, f float64) float64 {
+	s, rate := pc.Heard(mark)
+	if rate == 0 {
+		return 0
+	}
+	if len(s) > rate {
+		s = s[len(s)-rate:]
+	}
+	r := media.RMS(s)
+	return media.GoertzelPower(s, rate, f) / (r*r + 1)
+}
+
+// waitShare waits until pc hears f (share at least min) in what it heard
+// after mark.
+func waitShare(t *testing.T, pc *testharness.PhoneCall, what string, f, min float64) {
+	t.Helper()
+	mark := pc.Mark()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if pc.Mark()-mark >= 4000 && toneShare(pc, mark, f) >= min {
+			return
+		}
+	}
+	t.Fatalf("%s: %.0f Hz not heard (share %.2f)", what, f, toneShare(pc, mark, f))
+}
+
+// longestGap is the longest run of near-silence (5 ms blocks under a
+// tenth of the tones' level) in what pc heard since mark.
+func longestGap(pc *testharness.PhoneCall, mark int) time.Duration {
+	s, rate := pc.Heard(mark)
+	block := rate / 200
+	run, longest := 0, 0
+	for i := 0; i+block <= len(s); i += block {
+		if media.RMS(s[i:i+block]) < 300 {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return time.Duration(longest) * 5 * time.Millisecond
+}
+
+// Drop-in/drop-out: A and B talk; Go code moves B, talking, into a room
+// with C and D (all three hear each other), then back to A. Every hop is
+// checked by the tones each phone hears, and B's longest silence across a
+// move is at most 40 ms.
+func TestMoveLegIntoRoomAndBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	callIDs := make(chan string, 1)
+	dialErr := make(chan error, 1)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if c.User() == "room" {
+			return c.Join(ctx, "r", framework.JoinOptions{})
+		}
+		callIDs <- c.ID()
+		err := c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
+		dialErr <- err
+		if !errors.Is(err, framework.ErrLegMoved) {
+			return err
+		}
+		<-ctx.Done() // B may come back: the caller stays on the call
+		return nil
+	}))
+	phone := func(port int) *testharness.Phone {
+		return newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
+	}
+	a, c, d := phone(42000), phone(43000), phone(44000)
+
+	callA, err := a.Call(ctx, uri(srv, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	var callB *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{800}, Amplitude: 5000}))
+	aID := <-callIDs
+	waitShare(t, callB, "B hears A", 500, 0.5)
+	waitShare(t, callA, "A hears B", 800, 0.5)
+
+	var room []*testharness.PhoneCall
+	for i, p := range []*testharness.Phone{c, d} {
+		pc, err := p.Call(ctx, uri(srv, "room"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.Play(media.NewTone(media.Tone{Freqs: []float64{[]float64{1100, 1700}[i]}, Amplitude: 5000}))
+		room = append(room, pc)
+	}
+	waitShare(t, room[0], "C hears D", 1700, 0.3)
+
+	legB := srv.Leg(callB.Leg.ID())
+	if legB == nil {
+		t.Fatal("the server has no leg with B's Call-ID")
+	}
+	mark := callB.Mark()
+	if err := legB.Move(ctx, framework.ToRoom("r"), framework.JoinOptions{}); err != nil {
+		t.Fatalf("move B into the room: %v", err)
+	}
+	if err := <-dialErr; !errors.Is(err, framework.ErrLegMoved) {
+		t.Fatalf("Dial returned %v, want ErrLegMoved", err)
+	}
+	if got := legB.Where(); got != "room:r" {
+		t.Fatalf("B is at %q, want room:r", got)
+	}
+	waitShare(t, callB, "B in the room hears C", 1100, 0.2)
+	waitShare(t, callB, "B in the room hears D", 1700, 0.2)
+	waitShare(t, room[0], "C hears B", 800, 0.2)
+	waitShare(t, room[1], "D hears B", 800, 0.2)
+	if gap := longestGap(callB, mark); gap > 40*time.Millisecond {
+		t.Errorf("B's longest silence moving into the room: %s, want <= 40ms", gap)
+	} else {
+		t.Logf("B's longest silence moving into the room: %s", gap)
+	}
+	if members, err := srv.RoomMembers(ctx, "r"); err != nil || len(members) != 3 {
+		t.Errorf("room members: %v %v, want 3", members, err)
+	}
+
+	mark = callB.Mark()
+	if err := legB.Move(ctx, framework.ToCall(aID), framework.JoinOptions{}); err != nil {
+		t.Fatalf("move B back to A: %v", err)
+	}
+	waitShare(t, callB, "B back with A hears A", 500, 0.5)
+	waitShare(t, callA, "A hears B again", 800, 0.5)
+	if share := toneShare(callB, callB.Mark()-8000, 1100); share > 0.05 {
+		t.Errorf("B still hears the room after moving back: share %.2f", share)
+	}
+	if gap := longestGap(callB, mark); gap > 40*time.Millisecond {
+		t.Errorf("B's longest silence moving back: %s, want <= 40ms", gap)
+	} else {
+		t.Logf("B's longest silence moving back: %s", gap)
+	}
+	if got := legB.Where(); got != "call:"+aID {
+		t.Errorf("B is at %q, want call:%s", got, aID)
+	}
+	for _, pc := range append(room, callA, callB) {
+		_ = pc.Hangup(ctx)
+	}
+	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// Whisper: supervisor S coaches agent A during A's call with customer C:
+// A hears S, C does not; A and C still hear each other.
+func TestWhisperCoachesOneLeg(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	agent := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	callIDs := make(chan string, 2)
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if c.User() == "supervisor" {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			callIDs <- c.ID()
+			<-ctx.Done()
+			return nil
+		}
+		callIDs <- c.ID()
+		return c.Dial(ctx, agent.URI("agent"), framework.DialOptions{Timeout: 10 * time.Second})
+	}))
+	cust := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
+	sup := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
+	callC, err := cust.Call(ctx, uri(srv, "sales"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	customerCall := <-callIDs
+	var callA *testharness.PhoneCall
+	select {
+	case callA = <-agent.Incoming():
+	case <-ctx.Done():
+		t.Fatal("the agent was never called")
+	}
+	callC.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{900}, Amplitude: 5000}))
+	waitShare(t, callA, "agent hears customer", 500, 0.5)
+
+	callS, err := sup.Call(ctx, uri(srv, "supervisor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-callIDs
+	callS.Play(media.NewTone(media.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
+	err = srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall),
+		framework.JoinOptions{Mode: framework.ModeWhisper, Coach: callA.Leg.ID()})
+	if err != nil {
+		t.Fatalf("move the supervisor in: %v", err)
+	}
+	waitShare(t, callA, "agent hears the supervisor", 1400, 0.15)
+	waitShare(t, callA, "agent still hears the customer", 500, 0.15)
+	waitShare(t, callC, "customer still hears the agent", 900, 0.2)
+	waitShare(t, callS, "supervisor hears the customer", 500, 0.15)
+	waitShare(t, callS, "supervisor hears the agent", 900, 0.15)
+	mark := callC.Mark()
+	time.Sleep(1200 * time.Millisecond)
+	if share := toneShare(callC, mark, 1400); share > 0.02 {
+		t.Errorf("the customer hears the whisper: share %.3f", share)
+	}
+
+	// Barge: now everyone hears the supervisor.
+	if err := srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall), framework.JoinOptions{Mode: framework.ModeBarge}); err != nil {
+		t.Fatalf("barge: %v", err)
+	}
+	waitShare(t, callC, "customer hears the barging supervisor", 1400, 0.15)
+	for _, pc := range []*testharness.PhoneCall{callC, callA, callS} {
+		_ = pc.Hangup(ctx)
+	}
+	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// A bridged leg renegotiates from PCMU to PCMA with a re-INVITE: the call
+// actor hears of it and bridges by transcoding, so the other side keeps
+// hearing the right tone (forwarding would relabel A-law as µ-law).
+func TestReinviteCodecChangeRebridges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	g711 := []media.CodecSpec{mustCodec(t, "PCMU"), mustCodec(t, "PCMA")}
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: g711})
+	events := make(chan framework.Event, 64)
+	srv := startServer(t, framework.Config{OnEvent: func(e framework.Event) {
+		select {
+		case events <- e:
+		default:
+		}
+	}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
+	}))
+	a := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, Codecs: g711[:1]})
+	callA, err := a.Call(ctx, uri(srv, "bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var callB *testharness.PhoneCall
+	select {
+	case callB = <-b.Incoming():
+	case <-ctx.Done():
+		t.Fatal("B was never called")
+	}
+	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}, Amplitude: 5000}))
+	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}, Amplitude: 5000}))
+	waitShare(t, callA, "A hears B (both PCMU)", 1000, 0.5)
+
+	if err := callB.Leg.Reoffer(ctx, "sendrecv", g711[1:]); err != nil {
+		t.Fatalf("B's re-INVITE to PCMA: %v", err)
+	}
+	if got := callB.Leg.Endpoint().Config().Codec.Name; got != "PCMA" {
+		t.Fatalf("B's codec after the re-INVITE: %s, want PCMA", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	waitShare(t, callA, "A hears B after B switched to PCMA", 1000, 0.5)
+	// A-law decoded as µ-law still has a 1 kHz fundamental, but at a
+	// wrong, distorted level (measured: RMS ~12,500 and share 0.77 against
+	// ~3,400 and 0.90 for the 5,000-peak tone): check both.
+	from := callA.Mark() - 8000
+	s, _ := callA.Heard(from)
+	share, level := toneShare(callA, from, 1000), media.RMS(s)
+	if share < 0.85 || level < 2500 || level > 4500 {
+		t.Errorf("A hears B's tone distorted after B switched to PCMA: share %.2f, RMS %.0f (want >= 0.85 and ~3,500)", share, level)
+	}
+	waitShare(t, callB, "B hears A after switching to PCMA", 440, 0.5)
+	_ = callA.Hangup(ctx)
+	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+func mustCodec(t *testing.T, name string) media.CodecSpec {
+	t.Helper()
+	c, ok := media.LookupCodec(name, 8000)
+	if !ok {
+		t.Fatalf("no codec %s", name)
+	}
+	return c
+}
