@@ -101,7 +101,7 @@ func (s *session) run() {
 		_ = s.conn.SetReadDeadline(deadline)
 		hdr, err := ws.ReadHeader(s.conn)
 		if err != nil {
-			if s.claims.User == "" && errors.Is(err, errTimeout(err)) {
+			if s.claims.User == "" && isTimeout(err) {
 				s.fail(4001, "no hello in time")
 			}
 			return
@@ -146,13 +146,10 @@ func (s *session) run() {
 	}
 }
 
-// errTimeout returns err when it is a timeout (for errors.Is), else nil.
-func errTimeout(err error) error {
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return err
-	}
-	return nil
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // heartbeat pings the socket until the session ends.
