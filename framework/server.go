@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -106,8 +107,10 @@ type Config struct {
 	Domains []string
 	// Realm is the digest realm of the registrar (default "switchboard").
 	Realm string
-	// HTTPHandler, if set, is served on HTTPAddr in place of the default
-	// status page (the browser softphone mounts here).
+	// HTTPHandler, if set, serves every path on HTTPAddr that the built-in
+	// routes (/healthz, /readyz, /metrics, /sip, /debug/pprof/ when
+	// enabled) and Server.Handle do not — in place of the status page at
+	// /. Server.Handle is the finer-grained way to add routes.
 	HTTPHandler http.Handler
 	// Browsers, if set, serves browser legs and the softphone page.
 	Browsers *BrowserConfig
@@ -133,6 +136,25 @@ type Config struct {
 	// puts them through ("us" when empty; "gb", "de", "fr", "jp", ...: see
 	// Ringback). NewServer rejects an unknown one.
 	Ringback string
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/ on
+	// HTTPAddr. Off by default: profiles reveal internals and cost CPU
+	// while taken, so expose them only on a trusted network.
+	Pprof bool
+	// Overload is the admission control for new calls: above its limits
+	// an INVITE gets 503 with Retry-After (see sip.OverloadOptions; by
+	// default at most sip.DefaultMaxPendingInvites calls being set up).
+	Overload sip.OverloadOptions
+	// MemoryLimit, when positive, is applied with debug.SetMemoryLimit
+	// when the server starts: a soft limit on the Go heap, past which the
+	// garbage collector works harder instead of letting memory grow. Zero
+	// leaves the runtime's setting (the GOMEMLIMIT environment variable,
+	// else no limit). It is process-wide.
+	MemoryLimit int64
+	// GCPercent, when non-zero, is applied with debug.SetGCPercent when
+	// the server starts (GOGC; negative turns the proportional collector
+	// off, so that only MemoryLimit triggers collections). Zero leaves
+	// the runtime's setting (GOGC, else 100). It is process-wide.
+	GCPercent int
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *media.TTS
@@ -149,6 +171,11 @@ type Server struct {
 	ports   *media.PortPool
 	httpSrv *http.Server
 	httpLn  net.Listener
+	mux     *http.ServeMux
+	metrics *serverMetrics
+	// shuttingDown is set as shutdown begins, before any listener closes:
+	// /readyz answers 503 from then on.
+	shuttingDown atomic.Bool
 
 	rooms    roomRegistry
 	legReg   legRegistry
@@ -165,6 +192,7 @@ type Server struct {
 	mu    sync.Mutex
 	calls map[*Call]*actor.PID
 	byID  map[string]*Call
+	boxes map[*Call]actor.Mailbox // call actors' mailboxes, for the depth gauge
 	// dialers are the transport families Dial asks before SIP.
 	dialers []Dialer
 	wg      sync.WaitGroup
@@ -200,7 +228,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s.metrics = newServerMetrics(s)
 	if s.tts == nil {
 		s.tts = &media.TTS{}
 	}
@@ -226,6 +255,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
 		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 		Conns: cfg.SIPConns, WebSocketOrigins: cfg.WebSocketOrigins,
+		Observer: s.metrics, Overload: cfg.Overload,
 	})
 	if err != nil {
 		return nil, err
@@ -237,6 +267,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.mux = s.newMux()
 	return s, nil
 }
 
@@ -273,7 +304,10 @@ func (s *Server) ActiveCalls() int {
 // (up to ShutdownTimeout), and closes every socket.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.base = context.WithoutCancel(ctx)
+	s.applyMemorySettings()
 	if err := s.agent.Start(); err != nil {
+		s.agent.Close() // stops the agent's pacer
+		s.system.Shutdown()
 		return err
 	}
 	if s.cfg.HTTPAddr != "-" {
@@ -286,10 +320,6 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		// back-off cover HTTP connections too.
 		ln = s.agent.GuardListener(ln)
 		s.httpLn = ln
-		h := s.cfg.HTTPHandler
-		if h == nil {
-			h = s.statusHandler()
-		}
 		idle := s.cfg.SIPConns.IdleTimeout
 		if idle <= 0 {
 			idle = 120 * time.Second
@@ -297,7 +327,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		// Idle keep-alive connections go like idle SIP ones; net/http's
 		// own lines (accept errors when out of descriptors, TLS probes)
 		// are rate-limited like the SIP transports'.
-		s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
+		s.httpSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
 			ErrorLog: slog.NewLogLogger(sip.NewLimitedHandler(s.log.Handler(), 10), slog.LevelWarn)}
 		go func() {
 			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -316,6 +346,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	// Unready first, while every listener is still open: load balancers
+	// and orchestrators see /readyz fail, and new INVITEs get 503, while
+	// calls up are hung up cleanly.
+	s.shuttingDown.Store(true)
+	s.agent.Drain()
 	s.log.Info("shutting down", "active_calls", s.ActiveCalls())
 	s.mu.Lock()
 	for _, pid := range s.calls {
@@ -447,7 +482,15 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	s.byID[c.id] = c
 	s.mu.Unlock()
 	ca.initial = sig
+	props.Configure(actor.WithMailbox(func() actor.Mailbox {
+		mb := actor.Unbounded()()
+		s.mu.Lock()
+		s.boxes[c] = mb
+		s.mu.Unlock()
+		return mb
+	}))
 	c.pid = s.root.Spawn(props)
+	s.metrics.callStarted(isInbound(sig))
 	s.mu.Lock()
 	if _, ok := s.calls[c]; ok {
 		s.calls[c] = c.pid
@@ -479,6 +522,7 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 		"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
 		"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
 		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	s.metrics.observeCDR(cdr)
 	if s.cfg.OnCallEnd != nil {
 		func() {
 			defer func() {
@@ -490,6 +534,7 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 		}()
 	}
 	s.mu.Lock()
+	delete(s.boxes, c)
 	if _, ok := s.calls[c]; ok {
 		delete(s.calls, c)
 		if s.byID[c.id] == c {
@@ -500,29 +545,9 @@ func (s *Server) callEnded(c *Call, cdr CDR) {
 	s.mu.Unlock()
 }
 
-func (s *Server) statusHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /sip", s.agent.WebSocketHandler())
-	mux.HandleFunc("GET /tls/cert.pem", func(w http.ResponseWriter, r *http.Request) {
-		pemBytes := s.agent.TLSCertificatePEM()
-		if pemBytes == nil {
-			http.Error(w, "SIP over TLS is not enabled", http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Header().Set("Content-Disposition", `attachment; filename="switchboard-cert.pem"`)
-		_, _ = w.Write(pemBytes)
-	})
-	status := "GET /{$}"
-	if s.browsers != nil {
-		mux.Handle("GET /ws", s.browsers.Handler())
-		mux.Handle("GET /", bridge.Page())
-		status = "GET /status"
-	}
-	mux.HandleFunc(status, func(w http.ResponseWriter, r *http.Request) {
+// statusPage is the plain-text page at / (without Config.HTTPHandler).
+func (s *Server) statusPage() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sipAddr := s.SIPAddr()
 		host := sipAddr.Addr().String()
@@ -542,7 +567,7 @@ func (s *Server) statusHandler() http.Handler {
 				fmt.Fprintf(w, "TLS certificate (trust it in your phone): http://%s/tls/cert.pem (SHA-256 %s)\n", r.Host, hex.EncodeToString(sum[:]))
 			}
 		}
-		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\n",
+		fmt.Fprintf(w, "SIP over WebSocket: ws://%s/sip\nActive calls: %d\nCall sip:ivr@%s from a SIP softphone.\nHealth: /healthz, /readyz; metrics: /metrics\n",
 			r.Host, s.ActiveCalls(), net.JoinHostPort(host, strconv.Itoa(int(sipAddr.Port()))))
 		if roster := s.presence.Roster(); len(roster) > 0 {
 			fmt.Fprintln(w, "Presence:")
@@ -551,7 +576,6 @@ func (s *Server) statusHandler() http.Handler {
 			}
 		}
 	})
-	return mux
 }
 
 // safeActor recovers a panic in an actor's Receive: the call is torn down
@@ -626,4 +650,11 @@ func (s *Server) callPID(id string) *actor.PID {
 // sender's user name shown to the recipient.
 func (s *Server) SendMessage(ctx context.Context, target, from, text string) error {
 	return s.agent.SendMessage(ctx, target, from, "", text)
+}
+
+func isInbound(sig Signaling) bool {
+	if l, ok := sig.(interface{ Inbound() bool }); ok {
+		return l.Inbound()
+	}
+	return true
 }

@@ -45,3 +45,44 @@ func TestPacerDrivesEndpoints(t *testing.T) {
 		t.Fatalf("closed endpoints still paced: %d", pacer.Len())
 	}
 }
+
+// slowSource takes longer than a tick to produce each frame, as a source
+// that blocks would.
+type slowSource struct{ d time.Duration }
+
+func (s slowSource) ReadFrame(f *Frame) error {
+	time.Sleep(s.d)
+	f.Samples = f.Samples[:0]
+	for range 160 {
+		f.Samples = append(f.Samples, 0)
+	}
+	return nil
+}
+
+// A tick that takes longer than 20 ms is counted as an overrun; ticks are
+// counted either way.
+func TestPacerCountsOverruns(t *testing.T) {
+	pacer := NewPacer(1)
+	defer pacer.Close()
+	if !pacer.LastOverrun().IsZero() {
+		t.Fatal("a new pacer reports an overrun")
+	}
+	pool, _ := NewPortPool(42600, 42699)
+	ip := netip.MustParseAddr("127.0.0.1")
+	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
+	defer a.Close()
+	c := Codecs()[0]
+	a.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, Remote: netip.MustParseAddrPort("127.0.0.1:9")})
+	a.Start()
+	if !waitUntil(t, 2*time.Second, func() bool { return pacer.Ticks() >= 5 }) {
+		t.Fatalf("pacer ran %d ticks in 2 s", pacer.Ticks())
+	}
+	before := pacer.Overruns()
+	a.Play(slowSource{d: 30 * time.Millisecond}, nil)
+	if !waitUntil(t, 3*time.Second, func() bool { return pacer.Overruns()-before >= 5 }) {
+		t.Fatalf("a 30 ms source on a 20 ms tick gave %d overruns, want >= 5", pacer.Overruns()-before)
+	}
+	if last := pacer.LastOverrun(); time.Since(last) > time.Second {
+		t.Fatalf("last overrun at %v, want within the last second", last)
+	}
+}

@@ -188,6 +188,7 @@ func (a *Agent) admit(req *sip.Request, tx sip.ServerTransaction, l *Leg, log *s
 		l.release = release
 		return true
 	}
+	a.observer().InviteRejected(why.rejectReason())
 	if ok, suppressed := a.admitLog.allow(time.Now()); ok {
 		log.Warn("sip: call refused by per-source limits", "reason", why.String(), "auth_user", l.authUser, "suppressed", suppressed)
 	}

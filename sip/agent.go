@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -148,6 +149,12 @@ type Config struct {
 	// is to take the place of old (attended transfer, call pickup).
 	// Without it such INVITEs get 501.
 	OnReplace func(newLeg, old *Leg)
+	// Observer, if set, is told about every SIP message, refused INVITE
+	// and answered call (for metrics; see Observer).
+	Observer Observer
+	// Overload is the admission control for new calls (503 + Retry-After
+	// above its limits).
+	Overload OverloadOptions
 }
 
 // Agent is a SIP user agent: it listens for requests, creates inbound legs
@@ -193,6 +200,10 @@ type Agent struct {
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
 	guard        *connGuard
 	identityLog  logThrottle // unreadable P-Asserted-Identity
+
+	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
+	draining       atomic.Bool  // Drain called: new INVITEs get 503
+	overloadLog    logThrottle
 }
 
 // udpLimitOnce raises sipgo's UDP size check once per process: it refuses
@@ -247,7 +258,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
-		identityLog: logThrottle{interval: time.Minute, burst: 5}}
+		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5}}
 	a.guard = newConnGuard(cfg.Conns, log)
 	a.guard.inUse = a.connInUse
 	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
@@ -343,6 +354,9 @@ func (a *Agent) listen() error {
 	a.udpAddr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
 	a.udpKey = udp.LocalAddr().String()
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
+	if obs := a.cfg.Observer; obs != nil {
+		udp = &countingPacketConn{PacketConn: udp, obs: obs}
+	}
 
 	var tlsL net.Listener
 	if a.cfg.TLSAddr != "" {
@@ -361,6 +375,9 @@ func (a *Agent) listen() error {
 		a.tlsConf = conf
 		a.tlsAddr = raw.Addr().(*net.TCPAddr).AddrPort()
 		tlsL = newGuardListener(raw, a.guard, streamTLS, conf)
+		if obs := a.cfg.Observer; obs != nil {
+			tlsL = &countingListener{Listener: tlsL, obs: obs}
+		}
 	}
 	wsl := newChanListener(tcp.Addr())
 	tcpL := newGuardListener(tcp, a.guard, streamTCP, nil)
@@ -373,7 +390,7 @@ func (a *Agent) listen() error {
 		sipgo.WithUserAgent(a.cfg.UserAgent),
 		sipgo.WithUserAgentHostname(advertise.String()),
 		sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: a.cfg.TLSRootCAs, MinVersion: tls.VersionTLS12}),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.lintFilter(udp)), sip.WithTransportLayerLogger(sipgoLog)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(a.countingReadFilter(a.lintFilter(udp))), sip.WithTransportLayerLogger(sipgoLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)
 	if err != nil {
@@ -404,8 +421,15 @@ func (a *Agent) listen() error {
 	srv.OnPublish(a.onPublish)
 	srv.OnNoRoute(a.onNoRoute)
 	go func() { _ = srv.ServeUDP(udp) }()
-	go func() { _ = srv.ServeTCP(tcpL) }()
-	go func() { _ = srv.ServeWS(wsl) }()
+	var tcpServe, wsServe net.Listener = tcpL, wsl
+	if obs := a.cfg.Observer; obs != nil {
+		// Outside the connection guard: count what is really written.
+		// WebSocket frame payloads are written apart from their headers.
+		tcpServe = &countingListener{Listener: tcpL, obs: obs}
+		wsServe = &countingListener{Listener: wsl, obs: obs}
+	}
+	go func() { _ = srv.ServeTCP(tcpServe) }()
+	go func() { _ = srv.ServeWS(wsServe) }()
 	a.listeners = append(a.listeners, udp.Close, tcpL.Close, wsl.Close)
 	if tlsL != nil {
 		go func() { _ = srv.ServeTLS(tlsL) }()

@@ -61,6 +61,7 @@ type Leg struct {
 
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
+	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
 	uac      *sipgo.DialogClientSession
 	offer    *MediaOffer
 	ep       *media.Endpoint
@@ -202,6 +203,12 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	invited := time.Now()
+	release, admitted := a.admitInvite(req, tx)
+	if !admitted {
+		return
+	}
+	defer release()
 	if code, problem := validateRequest(req); code != 0 {
 		log.Warn("sip: bad INVITE", "problem", problem)
 		a.respond(req, tx, code, problem)
@@ -321,7 +328,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
 		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
-		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID,
+		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited,
 	}
 	trusted := false
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
@@ -346,7 +353,8 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		} else {
 			log.Error("sip: no RTP port for call", "error", err)
 		}
-		a.respond(req, tx, 503, reason)
+		a.observer().InviteRejected(RejectNoPorts)
+		a.respondRetryAfter(req, tx, reason)
 		if l.release != nil {
 			l.release()
 		}
@@ -354,6 +362,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if !a.register(a.uas, dtx.ID, l) {
 		_ = l.ep.Close()
+		a.observer().InviteRejected(RejectShuttingDown)
 		if l.release != nil {
 			l.release()
 		}
@@ -704,6 +713,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 	}
 	l.armSessionTimer()
 	l.reportDialog(presence.DialogConfirmed)
+	l.agent.observer().CallAnswered(time.Since(l.invited))
 	l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -70,6 +71,12 @@ func serve(args []string) error {
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
 	iceAddr := fs.String("webrtc-addr", "0.0.0.0:20001", `UDP address of every browser call's media (one port for all; "-" disables browsers)`)
 	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
+	pprofOn := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP port (trusted networks only)")
+	memLimit := fs.String("memory-limit", "", `soft limit on Go heap memory, e.g. 512MiB or 2GiB (default: GOMEMLIMIT, else none)`)
+	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps GOGC or 100, -1 collects only at --memory-limit")
+	maxPending := fs.Int("max-pending-invites", sip.DefaultMaxPendingInvites, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (-1: no limit)")
+	maxCalls := fs.Int("max-calls", 0, "inbound calls up at once; beyond it new INVITEs get 503 + Retry-After (0: no limit but the RTP ports)")
+	retryAfter := fs.Duration("retry-after", sip.DefaultRetryAfter, "Retry-After of overload 503s")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,9 +90,18 @@ func serve(args []string) error {
 	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
-		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}}
+		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP},
+		Pprof:    *pprofOn, GCPercent: *gogc,
+		Overload: sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter}}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
+	}
+	if *memLimit != "" {
+		n, err := parseBytes(*memLimit)
+		if err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+		cfg.MemoryLimit = n
 	}
 	if *tlsAddr != "-" {
 		cfg.TLSAddr = *tlsAddr
@@ -270,4 +286,26 @@ func displayHTTP(addr string) string {
 		return "localhost:" + strings.TrimPrefix(addr, "0.0.0.0:")
 	}
 	return addr
+}
+
+// parseBytes reads a size such as 512MiB, 2GiB, 1.5G or 1000000 (bytes).
+func parseBytes(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
+	mult := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f*mult > math.MaxInt64 {
+		return 0, fmt.Errorf("%q: want a positive size such as 512MiB or 2GiB", v)
+	}
+	return int64(f * mult), nil
 }
