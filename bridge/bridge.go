@@ -3,8 +3,8 @@ package bridge
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,7 +62,7 @@ type Config struct {
 	// resumes; it calls push for every event after from, in order, until
 	// ctx ends.
 	Events func(ctx context.Context, legID string, from uint64, push func(seq uint64, ev json.RawMessage))
-	Logger       *slog.Logger
+	Logger *slog.Logger
 }
 
 // Bridge serves browsers: the WebSocket endpoint and their WebRTC legs.
