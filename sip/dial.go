@@ -77,6 +77,14 @@ type DialOptions struct {
 	Destination string
 	// Transport forces "UDP" or "TCP".
 	Transport string
+	// OfferRTPAddr, if valid, is the RTP address written into the SDP
+	// offer instead of the endpoint's own, and RTPVia, if set, is given
+	// the answer's RTP address and returns where the endpoint sends
+	// instead. Together they put an in-process relay between the call's
+	// media and the far end (the test harness's network impairment).
+	// RTCP is not redirected.
+	OfferRTPAddr netip.AddrPort
+	RTPVia       func(remote netip.AddrPort) netip.AddrPort
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
@@ -177,7 +185,20 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 	if a.cfg.NoTelephoneEvent {
 		dtmfPT = 0
 	}
-	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
+	offerAddr := netip.AddrPortFrom(ip, ep.LocalAddr().Port())
+	if opts.OfferRTPAddr.IsValid() {
+		offerAddr = opts.OfferRTPAddr
+	}
+	offer := SessionSDP{Addr: offerAddr, Codecs: codecs, PTs: pts, DTMFPT: dtmfPT}.Marshal()
+	via := func(cfg media.StreamConfig) media.StreamConfig {
+		if opts.RTPVia != nil {
+			if !cfg.RemoteRTCP.IsValid() && cfg.Remote.IsValid() {
+				cfg.RemoteRTCP = netip.AddrPortFrom(cfg.Remote.Addr(), cfg.Remote.Port()+1)
+			}
+			cfg.Remote = opts.RTPVia(cfg.Remote)
+		}
+		return cfg
+	}
 
 	transport := "UDP"
 	if t, ok := uri.UriParams.Get("transport"); ok {
@@ -241,7 +262,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 				}
 				if len(res.Body()) > 0 && !early {
 					if cfg, err := answerConfig(res.Body()); err == nil {
-						ep.Configure(cfg)
+						ep.Configure(via(cfg))
 						ep.Start()
 						early = true
 					}
@@ -273,7 +294,7 @@ func (a *Agent) DialURI(ctx context.Context, target string, opts DialOptions) (*
 		_ = ep.Close()
 		return nil, fmt.Errorf("sip: dial %s: answer SDP: %w", target, err)
 	}
-	ep.Configure(cfg)
+	ep.Configure(via(cfg))
 	ep.Start()
 	if err := dtx.Ack(ctx); err != nil {
 		_ = dtx.Bye(ctx)

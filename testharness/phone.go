@@ -134,7 +134,28 @@ func (p *Phone) Close() { p.agent.Close() }
 
 // Call dials uri and returns once the call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	leg, err := p.agent.Dial(ctx, uri, sip.DialOptions{FromUser: "harness"})
+	return p.CallWith(ctx, uri, CallOptions{})
+}
+
+// CallOptions change how a phone dials.
+type CallOptions struct {
+	// FromUser is the caller id's user part; default "harness".
+	FromUser string
+	// Link, if set, carries the call's RTP through an impairing relay
+	// (the caller keeps it and closes it after the call).
+	Link *Link
+}
+
+// CallWith dials uri with opts and returns once the call is answered.
+func (p *Phone) CallWith(ctx context.Context, uri string, opts CallOptions) (*PhoneCall, error) {
+	do := sip.DialOptions{FromUser: opts.FromUser}
+	if do.FromUser == "" {
+		do.FromUser = "harness"
+	}
+	if opts.Link != nil {
+		do.OfferRTPAddr, do.RTPVia = opts.Link.FarAddr(), opts.Link.Via
+	}
+	leg, err := p.agent.Dial(ctx, uri, do)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,72 @@
+package testharness_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// The scenario API in a few lines: call the demo IVR, hear the menu, press
+// 1, hear the 1 kHz tone; the harness hangs up and checks for leaks.
+func TestHarnessIVR(t *testing.T) {
+	srv := startServer(t, framework.Config{}, &apps.IVR{Prompts: apps.DemoPrompts()})
+	h := testharness.New(t, srv)
+	c := h.Call("ivr", testharness.HarnessCallOptions{})
+	c.ExpectSound()
+	c.Press("1")
+	c.ExpectTone(1000)
+}
+
+// Done means 2: 5 % loss and 40 ms jitter on the way to the phone lower the
+// MOS estimate while the 1 kHz tone is still heard, and the same seed gives
+// the same packet fates (and the same measured loss) twice.
+func TestHarnessImpairmentMOS(t *testing.T) {
+	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+	h := testharness.New(t, srv)
+
+	listen := func(down testharness.Impairment) (mos, lossPct float64, st testharness.LinkStats) {
+		t.Helper()
+		c := h.Call("tone", testharness.HarnessCallOptions{Downlink: down, Uplink: testharness.Impairment{Seed: 1}})
+		defer c.End()
+		c.ExpectTone(1000)
+		time.Sleep(3 * time.Second) // 150 packets through the link
+		es := c.Stats()
+		if es.Expected == 0 {
+			t.Fatal("no RTP received")
+		}
+		c.ExpectTone(1000)
+		return c.MOS(), 100 * float64(es.Lost) / float64(es.Expected), c.Link.Stats(testharness.Downlink)
+	}
+	clean, cleanLoss, _ := listen(testharness.Impairment{Seed: 1})
+	bad := testharness.Impairment{Seed: 42, Loss: 0.05, Jitter: 40 * time.Millisecond}
+	mos1, loss1, st1 := listen(bad)
+	mos2, loss2, st2 := listen(bad)
+	t.Logf("clean: MOS %.2f loss %.1f%%; impaired (%s): MOS %.2f / %.2f, loss %.1f%% / %.1f%%, link lost %d of %d / %d of %d",
+		clean, cleanLoss, bad, mos1, mos2, loss1, loss2, st1.Lost, st1.Received, st2.Lost, st2.Received)
+	if clean < 4.2 {
+		t.Errorf("MOS of the clean call %.2f, want ≥ 4.2", clean)
+	}
+	if mos1 > clean-0.3 || mos2 > clean-0.3 {
+		t.Errorf("MOS with 5%% loss and 40 ms jitter %.2f / %.2f, want at least 0.3 below the clean call's %.2f", mos1, mos2, clean)
+	}
+	if loss1 < 2 || loss1 > 10 {
+		t.Errorf("measured loss %.1f%%, want about 5%%", loss1)
+	}
+	n := min(len(st1.Fate), len(st2.Fate))
+	if n < 100 || st1.Fate[:n] != st2.Fate[:n] {
+		t.Errorf("same seed, different fates:\n%s\n%s", st1.Fate, st2.Fate)
+	}
+	if math.Abs(loss1-loss2) > 1.5 {
+		t.Errorf("same seed, measured loss %.1f%% vs %.1f%%", loss1, loss2)
+	}
+	other := bad
+	other.Seed = 43
+	_, _, st3 := listen(other)
+	if m := min(n, len(st3.Fate)); st3.Fate[:m] == st1.Fate[:m] {
+		t.Errorf("seeds 42 and 43 gave the same fates")
+	}
+}
