@@ -144,18 +144,16 @@ type CallOptions struct {
 	// Link, if set, carries the call's RTP through an impairing relay
 	// (the caller keeps it and closes it after the call).
 	Link *Link
+
+	onProgress func(code int)
 }
 
 // CallWith dials uri with opts and returns once the call is answered.
 func (p *Phone) CallWith(ctx context.Context, uri string, opts CallOptions) (*PhoneCall, error) {
-	do := sip.DialOptions{FromUser: opts.FromUser}
-	if do.FromUser == "" {
-		do.FromUser = "harness"
+	if opts.FromUser == "" {
+		opts.FromUser = "harness"
 	}
-	if opts.Link != nil {
-		do.OfferRTPAddr, do.RTPVia = opts.Link.FarAddr(), opts.Link.Via
-	}
-	leg, err := p.agent.Dial(ctx, uri, do)
+	leg, err := p.dial(ctx, uri, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,91 @@
+package testharness_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// The contact-centre scenario file, shortened to 4 s of arrivals, against
+// the demo IVR: every caller hears the menu and, after pressing 1, the
+// 1 kHz tone; the report, CSV and SVG say so.
+func TestLoadContactCentre(t *testing.T) {
+	srv := startServer(t, framework.Config{}, &apps.IVR{Prompts: apps.DemoPrompts()})
+	sc, err := testharness.LoadScenario("testdata/scenarios/contact-centre.scn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Target = uri(srv, "ivr")
+	sc.Duration, sc.Ramp, sc.Rate = 4*time.Second, time.Second, 2
+	sc.Hold = testharness.Hold{Min: 6 * time.Second}
+	var progress int
+	rep, err := testharness.Run(context.Background(), sc, testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999,
+		Progress: func(testharness.Snapshot) { progress++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt bytes.Buffer
+	rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	if rep.Attempted < 2 || rep.Answered != rep.Attempted || rep.Completed != rep.Attempted {
+		t.Errorf("%d attempted, %d answered, %d completed; failures %v", rep.Attempted, rep.Answered, rep.Completed, rep.Failed)
+	}
+	for _, name := range []string{"menu", "tone"} {
+		if v := rep.Checks[name]; v[0] != rep.Attempted {
+			t.Errorf("%s heard by %d of %d callers", name, v[0], rep.Attempted)
+		}
+	}
+	if rep.MOS < 4 || rep.SetupP50 <= 0 || rep.SetupMax < rep.SetupP99 {
+		t.Errorf("MOS %.2f, setup p50 %s p99 %s max %s", rep.MOS, rep.SetupP50, rep.SetupP99, rep.SetupMax)
+	}
+	if progress == 0 {
+		t.Error("no progress reported")
+	}
+	var csv, svg, js bytes.Buffer
+	if err := rep.WriteCSV(&csv); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(csv.String()), "\n")
+	if len(lines) != rep.Attempted+1 || !strings.Contains(lines[0], "heard: menu,heard: tone") || !strings.HasSuffix(lines[1], ",yes,yes") {
+		t.Errorf("CSV:\n%s", csv.String())
+	}
+	if err := rep.WriteSVG(&svg); err != nil || !strings.Contains(svg.String(), "<polyline") || !strings.HasSuffix(svg.String(), "</svg>\n") {
+		t.Errorf("SVG (%v):\n%s", err, svg.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil || !strings.Contains(js.String(), `"p95"`) {
+		t.Errorf("JSON (%v)", err)
+	}
+}
+
+// A target where nothing listens: Probe says connection refused at once,
+// and a run gives up after the first calls fail instead of running on.
+func TestLoadDeadTarget(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	err = testharness.Probe(context.Background(), addr, 2*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("probe of a closed port: %v, want connection refused", err)
+	}
+	sc := &testharness.Scenario{Target: "sip:x@" + addr, Rate: 5, Duration: 30 * time.Second, SetupTimeout: 500 * time.Millisecond,
+		Seed: 1, Steps: []testharness.Step{{Kind: testharness.StepExpectSound, Timeout: time.Second}}}
+	rep, err := testharness.Run(context.Background(), sc, testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	if !errors.Is(err, testharness.ErrTargetDead) {
+		t.Fatalf("err %v, want ErrTargetDead", err)
+	}
+	if rep.Attempted > 10 || rep.Answered != 0 {
+		t.Errorf("%d attempted, %d answered before giving up", rep.Attempted, rep.Answered)
+	}
+	t.Log(err)
+}
