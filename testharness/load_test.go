@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +91,37 @@ func TestLoadDeadTarget(t *testing.T) {
 		t.Errorf("%d attempted, %d answered before giving up", rep.Attempted, rep.Answered)
 	}
 	t.Log(err)
+}
+
+// Done means 5: the load generator against SIPp's UAS (not our server):
+// every call is answered and hears its own 1 kHz tone echoed by SIPp.
+func TestLoadAgainstSIPpUAS(t *testing.T) {
+	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-rtp_echo", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", "32400", "-nostdin")
+	cmd.Dir = t.TempDir()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond) // SIPp binds its socket
+	sc := &testharness.Scenario{Target: fmt.Sprintf("sip:load@127.0.0.1:%d", port), Rate: 2, Duration: 3 * time.Second,
+		Hold: testharness.Hold{Min: 2 * time.Second}, Seed: 1, Steps: []testharness.Step{
+			{Kind: testharness.StepPlayTone, Freq: 1000, Duration: time.Minute},
+			{Kind: testharness.StepExpectTone, Freq: 1000, Timeout: 5 * time.Second, Name: "echo"},
+		}}
+	rep, err := testharness.Run(ctx, sc, testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	if err != nil {
+		t.Fatalf("%v\nsipp: %s", err, tail(out.Bytes(), 2000))
+	}
+	var txt bytes.Buffer
+	rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	if rep.Attempted < 5 || rep.Completed != rep.Attempted || rep.Checks["echo"][0] != rep.Attempted {
+		t.Errorf("%d attempted, %d completed, echo heard %v; failures %v", rep.Attempted, rep.Completed, rep.Checks["echo"], rep.Failed)
+	}
 }

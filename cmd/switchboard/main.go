@@ -1,6 +1,7 @@
 // Command switchboard runs the Switchboard server with the demo call flows.
 //
 //	switchboard [serve] [flags]
+//	switchboard load [flags]   simulated callers against a SIP server (load -help)
 //
 // Routes: "echo" (echo test), "tone" (continuous 1 kHz tone), "ivr" (demo
 // menu); every other number goes to the menu.
@@ -35,10 +36,13 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = serve(args)
+	case "load":
+		err = load(args, os.Stdout, os.Stderr)
 	case "help":
-		fmt.Println("usage: switchboard [serve] [flags]; switchboard serve -h lists the flags")
+		fmt.Println("usage: switchboard [serve] [flags]   run the server (switchboard serve -h lists the flags)\n" +
+			"       switchboard load [flags]      simulate callers against a SIP server (switchboard load -h)")
 	default:
-		err = fmt.Errorf("unknown command %q (known: serve)", cmd)
+		err = fmt.Errorf("unknown command %q (known: serve, load)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "switchboard:", err)
