@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -91,7 +92,16 @@ func Run(ctx context.Context, sc *Scenario, opts LoadOptions) (*Report, error) {
 	if opts.RTPPortMin == 0 {
 		opts.RTPPortMin, opts.RTPPortMax = 40000, 40999
 	}
-	phone, err := NewPhone(PhoneOptions{Addr: opts.SIPAddr, RTPPortMin: opts.RTPPortMin, RTPPortMax: opts.RTPPortMax, Logger: opts.Logger})
+	var phone *Phone
+	var err error
+	for try := 0; try < 5; try++ {
+		// With port 0 the agent binds UDP first and TCP on the same
+		// number, which another process may hold: pick again.
+		phone, err = NewPhone(PhoneOptions{Addr: opts.SIPAddr, RTPPortMin: opts.RTPPortMin, RTPPortMax: opts.RTPPortMax, Logger: opts.Logger})
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || !strings.HasSuffix(opts.SIPAddr, ":0") && opts.SIPAddr != "" {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("testharness: load: caller agent: %w", err)
 	}
@@ -151,24 +161,22 @@ type runner struct {
 	stop     context.CancelCauseFunc
 	failFast int
 
-	wg      sync.WaitGroup
-	active  atomic.Int64
-	mu      sync.Mutex
-	results []CallResult
-	streak  int // failures in a row before any answer
-	anyOK   bool
-	slots   chan struct{} // ArrivalConcurrent: a token per call to keep up
+	wg       sync.WaitGroup
+	active   atomic.Int64
+	answered atomic.Int64 // calls answered so far (for progress)
+	mu       sync.Mutex
+	results  []CallResult
+	streak   int // failures in a row before any answer
+	anyOK    bool
+	slots    chan struct{} // ArrivalConcurrent: a token per call to keep up
 }
 
 func (r *runner) snapshot() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Snapshot{Elapsed: time.Since(r.start), Active: int(r.active.Load())}
+	s := Snapshot{Elapsed: time.Since(r.start), Active: int(r.active.Load()), Answered: int(r.answered.Load())}
 	for _, c := range r.results {
 		s.Attempted++
-		if c.Answered {
-			s.Answered++
-		}
 		if c.Failure != "" {
 			s.Failed++
 		}
@@ -355,6 +363,7 @@ func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResul
 		return res
 	}
 	res.Answered = true
+	r.answered.Add(1)
 	answered := time.Now()
 	var ear *ear
 	if !r.sc.NoAudio {

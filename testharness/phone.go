@@ -84,6 +84,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 		return nil, err
 	}
 	if err := agent.Start(); err != nil {
+		agent.Close() // its pacer
 		return nil, err
 	}
 	p.agent = agent

@@ -234,15 +234,16 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		title string
 		unit  string
 		val   func(Second) float64
+		gaps  bool // 0 means "no data this second": the line breaks
 	}
 	panels := []panel{
-		{"calls started", "/s", func(s Second) float64 { return float64(s.Started) }},
-		{"concurrent calls", "", func(s Second) float64 { return float64(s.Active) }},
-		{"setup latency p95", "ms", func(s Second) float64 { return s.SetupP95Ms }},
-		{"MOS (calls ending)", "", func(s Second) float64 { return s.MOS }},
+		{"calls started", "/s", func(s Second) float64 { return float64(s.Started) }, false},
+		{"concurrent calls", "", func(s Second) float64 { return float64(s.Active) }, false},
+		{"setup latency p95 (calls answered)", "ms", func(s Second) float64 { return s.SetupP95Ms }, true},
+		{"MOS (calls ending)", "", func(s Second) float64 { return s.MOS }, true},
 	}
 	if r.Server != nil {
-		panels = append(panels, panel{"server CPU", "%", func(s Second) float64 { return s.CPU }})
+		panels = append(panels, panel{"server CPU", "%", func(s Second) float64 { return s.CPU }, false})
 	}
 	const W, PH, L, R, T = 760, 120, 70, 20, 40
 	H := T + len(panels)*(PH+40) + 10
@@ -271,12 +272,29 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`+"\n", L, y0, W-L-R, PH)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s%s</text>`+"\n", L-4, y0+10, trimFloat(hi), p.unit)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">0</text>`+"\n", L-4, y0+PH)
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="`)
+		open := false
 		for i, s := range r.Series {
 			v := p.val(s)
-			fmt.Fprintf(&b, "%.1f,%.1f ", xs(i), float64(y0+PH)-v/hi*PH)
+			if p.gaps && v == 0 {
+				if open {
+					b.WriteString(`"/>` + "\n")
+					open = false
+				}
+				continue
+			}
+			if !open {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="`)
+				open = true
+			}
+			y := float64(y0+PH) - v/hi*PH
+			fmt.Fprintf(&b, "%.1f,%.1f ", xs(i), y)
+			if p.gaps {
+				fmt.Fprintf(&b, `"/><circle cx="%.1f" cy="%.1f" r="1.5" fill="#1f77b4"/><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%.1f,%.1f `, xs(i), y, xs(i), y)
+			}
 		}
-		b.WriteString(`"/>` + "\n")
+		if open {
+			b.WriteString(`"/>` + "\n")
+		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%ds</text>`+"\n", W-R, y0+PH+14, max(0, n-1))
 	}
 	b.WriteString("</svg>\n")
