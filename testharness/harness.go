@@ -3,6 +3,8 @@ package testharness
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"runtime"
@@ -43,9 +45,13 @@ func New(t testing.TB, srv SIPServer) *Harness {
 	return h
 }
 
-// Phone starts a virtual phone that the harness closes at the end.
+// Phone starts a virtual phone that the harness closes at the end; it
+// logs nowhere unless opts.Logger is set.
 func (h *Harness) Phone(opts PhoneOptions) *Phone {
 	h.t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	p, err := NewPhone(opts)
 	if err != nil {
 		h.t.Fatalf("testharness: phone: %v", err)

@@ -351,15 +351,15 @@ func printRatio(w io.Writer, base, rep *testharness.Report) {
 	fmt.Fprintf(w, "\n== side by side (%s vs reference %s)\n", rep.Target, base.Target)
 	fmt.Fprintf(w, "%-16s %12s %12s %8s\n", "", "ours", "reference", "ratio")
 	row := func(name string, a, b float64, unit string) {
-		fmt.Fprintf(w, "%-16s %11.2f%s %11.2f%s %8s\n", name, a, unit, b, unit, ratio(a, b))
+		fmt.Fprintf(w, "%-16s %10.2f%-2s %10.2f%-2s %8s\n", name, a, unit, b, unit, ratio(a, b))
 	}
 	row("answered", pct(rep), pct(base), "%")
-	row("completed", float64(rep.Completed), float64(base.Completed), " ")
+	row("completed", float64(rep.Completed), float64(base.Completed), "")
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	row("setup p50", ms(rep.SetupP50), ms(base.SetupP50), "m")
-	row("setup p95", ms(rep.SetupP95), ms(base.SetupP95), "m")
-	row("setup p99", ms(rep.SetupP99), ms(base.SetupP99), "m")
-	row("MOS", rep.MOS, base.MOS, " ")
+	row("setup p50", ms(rep.SetupP50), ms(base.SetupP50), "ms")
+	row("setup p95", ms(rep.SetupP95), ms(base.SetupP95), "ms")
+	row("setup p99", ms(rep.SetupP99), ms(base.SetupP99), "ms")
+	row("MOS", rep.MOS, base.MOS, "")
 }
 
 func portRange(s string) (int, int, error) {
