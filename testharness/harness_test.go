@@ -1,7 +1,10 @@
 package testharness_test
 
 import (
+	"fmt"
 	"math"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +71,54 @@ func TestHarnessImpairmentMOS(t *testing.T) {
 	_, _, st3 := listen(other)
 	if m := min(n, len(st3.Fate)); st3.Fate[:m] == st1.Fate[:m] {
 		t.Errorf("seeds 42 and 43 gave the same fates")
+	}
+}
+
+// recordingTB is a testing.TB whose failures and clean-ups are kept, to
+// test that the harness's own checks fail when they should.
+type recordingTB struct {
+	testing.TB
+	cleanups []func()
+	errors   []string
+}
+
+func (r *recordingTB) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) runCleanups() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
+
+// The leak check fails a test that leaves a goroutine and a socket behind,
+// and passes one that does not.
+func TestHarnessLeakCheck(t *testing.T) {
+	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+
+	clean := &recordingTB{TB: t}
+	h := testharness.New(clean, srv)
+	c := h.Call("tone", testharness.HarnessCallOptions{})
+	c.ExpectTone(1000)
+	clean.runCleanups()
+	if len(clean.errors) != 0 {
+		t.Errorf("a clean test was reported leaking: %v", clean.errors)
+	}
+
+	leaky := &recordingTB{TB: t}
+	testharness.New(leaky, srv)
+	stop := make(chan struct{})
+	go func() { <-stop }()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaky.runCleanups()
+	close(stop)
+	conn.Close()
+	if len(leaky.errors) != 1 || !strings.Contains(leaky.errors[0], "leak:") {
+		t.Errorf("a leaked goroutine and socket were not reported: %v", leaky.errors)
 	}
 }
