@@ -192,6 +192,46 @@ func (c *Call) PlayTone(freq float64, d time.Duration) {
 	c.Play(media.NewTone(media.Tone{Freqs: []float64{freq}, Duration: d}))
 }
 
+// PlayWAV sends a WAV file (any rate media reads, resampled) to the far
+// end and fails the test if it cannot be read.
+func (c *Call) PlayWAV(path string) {
+	c.h.t.Helper()
+	src, err := media.OpenWAV(path)
+	if err != nil {
+		c.h.t.Fatalf("play %s: %v", path, err)
+	}
+	c.Play(src)
+}
+
+// Say speaks text to the far end with espeak-ng (media.TTS) and fails the
+// test if it cannot synthesise.
+func (c *Call) Say(text string) {
+	c.h.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	src, err := (&media.TTS{}).Speech(ctx, text, "", c.Leg.Endpoint().Config().Codec.SampleRate)
+	if err != nil {
+		c.h.t.Fatalf("say %q: %v", text, err)
+	}
+	c.Play(src)
+}
+
+// Record writes everything the call has heard so far to a WAV file.
+func (c *Call) Record(path string) {
+	c.h.t.Helper()
+	samples, rate := c.Heard(0)
+	f, err := os.Create(path)
+	if err == nil {
+		err = media.WriteWAV(f, max(rate, 8000), samples)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		c.h.t.Fatalf("record %s: %v", path, err)
+	}
+}
+
 // MOS is the E-model estimate of what the call receives (from its
 // measured loss and jitter), 0 before any packet arrived.
 func (c *Call) MOS() float64 { return c.Leg.Endpoint().Stats().MOS }

@@ -1,15 +1,19 @@
 package testharness_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -121,4 +125,44 @@ func TestHarnessLeakCheck(t *testing.T) {
 	if len(leaky.errors) != 1 || !strings.Contains(leaky.errors[0], "leak:") {
 		t.Errorf("a leaked goroutine and socket were not reported: %v", leaky.errors)
 	}
+}
+
+// The audio verbs against the server's echo: a tone, a WAV file and
+// speech come back, and the recording holds the tone.
+func TestHarnessPlaySayRecord(t *testing.T) {
+	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		return c.Echo(ctx)
+	}))
+	h := testharness.New(t, srv)
+	c := h.Call("echo", testharness.HarnessCallOptions{})
+	c.PlayTone(700, 2*time.Second)
+	c.ExpectTone(700)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "heard.wav")
+	c.Record(rec)
+	if l, err := testharness.LoudestWindow(rec, 200*time.Millisecond); err != nil || l.Frequency < 680 || l.Frequency > 720 {
+		t.Errorf("recording: %+v, %v; want 700 Hz", l, err)
+	}
+	wav := filepath.Join(dir, "tone.wav")
+	tone := make([]int16, 16000) // 2 s of 1.5 kHz at 8 kHz
+	for i := range tone {
+		tone[i] = int16(8000 * math.Sin(2*math.Pi*1500*float64(i)/8000))
+	}
+	f, err := os.Create(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := media.WriteWAV(f, 8000, tone); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c.PlayWAV(wav)
+	c.ExpectTone(1500)
+	c.ExpectSilence(300 * time.Millisecond)
+	c.Say("hello from the test harness")
+	c.ExpectSound()
 }
