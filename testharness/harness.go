@@ -167,6 +167,26 @@ func (c *Call) ExpectDigits(digits string) {
 	}
 }
 
+// ExpectEvent fails the test unless an event of kind (with value, unless
+// value is "") happens on the call within the harness timeout; it returns
+// the first such event, including one that already happened.
+func (c *Call) ExpectEvent(kind EventKind, value string) Event {
+	c.h.t.Helper()
+	deadline := time.Now().Add(c.h.Timeout)
+	for {
+		evs := c.Events()
+		for _, e := range evs {
+			if e.Kind == kind && (value == "" || e.Value == value) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			c.h.t.Fatalf("expected a %s event %q; got %v", kind, value, evs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // ExpectHangup fails the test unless the far end ends the call within the
 // harness timeout.
 func (c *Call) ExpectHangup() {

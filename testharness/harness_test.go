@@ -166,3 +166,27 @@ func TestHarnessPlaySayRecord(t *testing.T) {
 	c.Say("hello from the test harness")
 	c.ExpectSound()
 }
+
+// ExpectEvent sees digits, a chat message and the server's hangup.
+func TestHarnessExpectEvent(t *testing.T) {
+	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		if err := c.SendDTMF(ctx, "42", framework.SendDTMFOptions{}); err != nil {
+			return err
+		}
+		if err := c.SendMessage(ctx, "hello phone"); err != nil {
+			return err
+		}
+		return c.Hangup(ctx)
+	}))
+	h := testharness.New(t, srv)
+	c := h.Call("events", testharness.HarnessCallOptions{})
+	c.ExpectEvent(testharness.EventDigit, "4")
+	c.ExpectEvent(testharness.EventDigit, "2")
+	c.ExpectEvent(testharness.EventChat, "hello phone")
+	c.ExpectEvent(testharness.EventHangup, "")
+	c.ExpectDigits("42")
+	c.ExpectHangup()
+}

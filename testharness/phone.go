@@ -170,6 +170,52 @@ type PhoneCall struct {
 	heard  []int16
 	rate   int
 	digits []rune
+	events []Event
+}
+
+// EventKind is what happened on a call, as the phone saw it.
+type EventKind uint8
+
+const (
+	// EventDigit is an RFC 4733 digit received (Value is the digit).
+	EventDigit EventKind = iota
+	// EventChat is a text message received in the dialog (SIP MESSAGE or
+	// INFO; Value is the text).
+	EventChat
+	// EventHangup is the end of the call (Value is why).
+	EventHangup
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventDigit:
+		return "digit"
+	case EventChat:
+		return "chat"
+	case EventHangup:
+		return "hangup"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is one thing that happened on a phone's call.
+type Event struct {
+	Kind  EventKind
+	Value string
+	Time  time.Time
+}
+
+func (pc *PhoneCall) addEvent(k EventKind, v string) {
+	pc.mu.Lock()
+	pc.events = append(pc.events, Event{Kind: k, Value: v, Time: time.Now()})
+	pc.mu.Unlock()
+}
+
+// Events returns what happened on the call so far, in order.
+func (pc *PhoneCall) Events() []Event {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return append([]Event(nil), pc.events...)
 }
 
 // Attach wraps a connected leg (dialled or answered) so that what it hears
@@ -180,8 +226,18 @@ func Attach(leg *sip.Leg) *PhoneCall {
 	leg.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
 		pc.mu.Lock()
 		pc.digits = append(pc.digits, ev.Digit)
+		pc.events = append(pc.events, Event{Kind: EventDigit, Value: string(ev.Digit), Time: time.Now()})
 		pc.mu.Unlock()
 	})
+	leg.OnChat(func(_, text string) { pc.addEvent(EventChat, text) })
+	go func() { // ends with the call
+		<-leg.Done()
+		why := "hung up"
+		if err := leg.Err(); err != nil {
+			why = err.Error()
+		}
+		pc.addEvent(EventHangup, why)
+	}()
 	return pc
 }
 
