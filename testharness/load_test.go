@@ -125,3 +125,48 @@ func TestLoadAgainstSIPpUAS(t *testing.T) {
 		t.Errorf("%d attempted, %d completed, echo heard %v; failures %v", rep.Attempted, rep.Completed, rep.Checks["echo"], rep.Failed)
 	}
 }
+
+// Holding N calls up never exceeds N and replaces calls as they end; a
+// Poisson run with the same seed starts the same calls at the same
+// offsets (arrivals are drawn from the seed alone).
+func TestLoadConcurrentAndSeeded(t *testing.T) {
+	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+	opts := testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999}
+	sc := &testharness.Scenario{Target: uri(srv, "tone"), Arrival: testharness.ArrivalConcurrent, Concurrent: 3,
+		Duration: 3 * time.Second, Hold: testharness.Hold{Min: time.Second}, Seed: 1,
+		Steps: []testharness.Step{{Kind: testharness.StepExpectTone, Freq: 1000, Timeout: 3 * time.Second}}}
+	rep, err := testharness.Run(context.Background(), sc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := 0
+	for _, s := range rep.Series {
+		peak = max(peak, s.Active)
+	}
+	if peak > 3 || rep.Attempted < 6 || rep.Completed != rep.Attempted {
+		t.Errorf("concurrent 3 for 3 s with 1 s calls: peak %d, %d attempted, %d completed (%v)", peak, rep.Attempted, rep.Completed, rep.Failed)
+	}
+
+	poisson := &testharness.Scenario{Target: uri(srv, "tone"), Arrival: testharness.ArrivalPoisson, Rate: 4, Ramp: time.Second,
+		Duration: 2 * time.Second, Hold: testharness.Hold{Mean: 500 * time.Millisecond}, Seed: 11, NoAudio: true}
+	offsets := func() []time.Duration {
+		rep, err := testharness.Run(context.Background(), poisson, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o []time.Duration
+		for _, c := range rep.Calls {
+			o = append(o, c.Start.Sub(rep.Start))
+		}
+		return o
+	}
+	a, b := offsets(), offsets()
+	if len(a) != len(b) || len(a) == 0 {
+		t.Fatalf("same seed: %d calls then %d", len(a), len(b))
+	}
+	for i := range a {
+		if d := a[i] - b[i]; d > 250*time.Millisecond || d < -250*time.Millisecond { // scheduling slack on a loaded box
+			t.Errorf("call %d started at %s then %s", i+1, a[i], b[i])
+		}
+	}
+}
