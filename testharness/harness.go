@@ -37,7 +37,9 @@ type Harness struct {
 // clean-up must run after the harness's). At the end of the test it
 // closes every phone, call and link it made and then fails the test if
 // goroutines or file descriptors (sockets, RTP ports) stay above what the
-// process had when New was called for more than 5 s.
+// process had when New was called for more than 5 s. The check counts the
+// whole process, so it is meaningful only in tests that do not run in
+// parallel (no t.Parallel) with others.
 func New(t testing.TB, srv SIPServer) *Harness {
 	t.Helper()
 	h := &Harness{t: t, target: srv.SIPAddr(), Timeout: 10 * time.Second, baseG: runtime.NumGoroutine(), baseFD: openFDs()}
