@@ -100,6 +100,14 @@ type DialOptions struct {
 	// presenceUser is the directory user whose phone this INVITE rings
 	// (set by fork): its dialog is reported to the presence store.
 	presenceUser string
+	// OfferRTPAddr, if valid, is the RTP address written into the SDP
+	// offer instead of the endpoint's own, and RTPVia, if set, is given
+	// the answer's RTP address and returns where the endpoint sends
+	// instead. Together they put an in-process relay between the call's
+	// media and the far end (the test harness's network impairment).
+	// RTCP is not redirected.
+	OfferRTPAddr netip.AddrPort
+	RTPVia       func(remote netip.AddrPort) netip.AddrPort
 }
 
 // ErrNotRegistered means Dial was given a user name that has no live
@@ -226,8 +234,21 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	if a.cfg.NoTelephoneEvent {
 		dtmfPT = 0
 	}
-	offer := SessionSDP{Addr: netip.AddrPortFrom(ip, ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmfPT,
+	offerAddr := netip.AddrPortFrom(ip, ep.LocalAddr().Port())
+	if opts.OfferRTPAddr.IsValid() {
+		offerAddr = opts.OfferRTPAddr
+	}
+	offer := SessionSDP{Addr: offerAddr, Codecs: codecs, PTs: pts, DTMFPT: dtmfPT,
 		Crypto: l.offerCryptoFor(nil)}.Marshal()
+	via := func(cfg media.StreamConfig) media.StreamConfig {
+		if opts.RTPVia != nil {
+			if !cfg.RemoteRTCP.IsValid() && cfg.Remote.IsValid() {
+				cfg.RemoteRTCP = netip.AddrPortFrom(cfg.Remote.Addr(), cfg.Remote.Port()+1)
+			}
+			cfg.Remote = opts.RTPVia(cfg.Remote)
+		}
+		return cfg
+	}
 
 	transport := "UDP"
 	if t, ok := uri.UriParams.Get("transport"); ok {
@@ -321,7 +342,7 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 				}
 				if len(res.Body()) > 0 && !early {
 					if cfg, err := l.answerConfig(res.Body()); err == nil {
-						ep.Configure(cfg)
+						ep.Configure(via(cfg))
 						ep.Start()
 						early = true
 					}
@@ -354,7 +375,7 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 		return nil, fmt.Errorf("sip: dial %s: answer SDP: %w", target, err)
 	}
 	cfg.NATSource = sourceIPOf(dtx.InviteResponse.Source())
-	ep.Configure(cfg)
+	ep.Configure(via(cfg))
 	ep.Verify() // the peer answered the INVITE we chose to send
 	ep.Start()
 	if err := dtx.Ack(ctx); err != nil {

@@ -29,6 +29,7 @@ type MemoryLeg struct {
 	done     chan struct{}
 	onChat   func(contentType, text string)
 	chats    []string // what the server sent the phone
+	toPhone  func(contentType, text string)
 }
 
 // Errors a MemoryLeg ends with.
@@ -140,6 +141,9 @@ func (l *MemoryLeg) SendChat(ctx context.Context, text string) error {
 		return l.err
 	}
 	l.chats = append(l.chats, text)
+	if fn := l.toPhone; fn != nil {
+		go fn("text/plain", text)
+	}
 	return nil
 }
 
@@ -187,3 +191,8 @@ func (p memoryPhone) Hangup(ctx context.Context) error {
 }
 func (p memoryPhone) Done() <-chan struct{} { return p.l.done }
 func (p memoryPhone) Err() error            { return p.l.Err() }
+func (p memoryPhone) OnChat(fn func(contentType, text string)) {
+	p.l.mu.Lock()
+	p.l.toPhone = fn
+	p.l.mu.Unlock()
+}

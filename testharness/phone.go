@@ -97,6 +97,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 		return nil, err
 	}
 	if err := agent.Start(); err != nil {
+		agent.Close() // its pacer
 		return nil, err
 	}
 	p.agent = agent
@@ -161,11 +162,31 @@ const GuestDomain = "harness.invalid"
 // Call dials uri as the guest sip:harness@GuestDomain and returns once the
 // call is answered.
 func (p *Phone) Call(ctx context.Context, uri string) (*PhoneCall, error) {
-	o := sip.DialOptions{FromUser: "harness", FromHost: GuestDomain, SRTP: p.opts.SRTP}
-	if p.opts.User != "" {
-		o.FromUser, o.FromHost, o.Username, o.Password = p.opts.User, "", p.opts.User, p.opts.Password
+	return p.CallWith(ctx, uri, CallOptions{})
+}
+
+// CallOptions change how a phone dials.
+type CallOptions struct {
+	// FromUser is the caller id's user part; default "harness" (a guest
+	// of GuestDomain, or PhoneOptions.User with its credentials).
+	FromUser string
+	// Link, if set, carries the call's RTP through an impairing relay
+	// (the caller keeps it and closes it after the call).
+	Link *Link
+
+	onProgress func(code int)
+}
+
+// CallWith dials uri with opts and returns once the call is answered.
+func (p *Phone) CallWith(ctx context.Context, uri string, opts CallOptions) (*PhoneCall, error) {
+	if opts.FromUser == "" {
+		opts.FromUser = "harness"
 	}
-	return p.Dial(ctx, uri, o)
+	leg, err := p.dial(ctx, uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Attach(leg), nil
 }
 
 // Dial dials uri with opts (caller id, credentials for a 407, extra
@@ -200,6 +221,52 @@ type PhoneCall struct {
 	heard  []int16
 	rate   int
 	digits []rune
+	events []Event
+}
+
+// EventKind is what happened on a call, as the phone saw it.
+type EventKind uint8
+
+const (
+	// EventDigit is an RFC 4733 digit received (Value is the digit).
+	EventDigit EventKind = iota
+	// EventChat is a text message received in the dialog (SIP MESSAGE or
+	// INFO; Value is the text).
+	EventChat
+	// EventHangup is the end of the call (Value is why).
+	EventHangup
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventDigit:
+		return "digit"
+	case EventChat:
+		return "chat"
+	case EventHangup:
+		return "hangup"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is one thing that happened on a phone's call.
+type Event struct {
+	Kind  EventKind
+	Value string
+	Time  time.Time
+}
+
+func (pc *PhoneCall) addEvent(k EventKind, v string) {
+	pc.mu.Lock()
+	pc.events = append(pc.events, Event{Kind: k, Value: v, Time: time.Now()})
+	pc.mu.Unlock()
+}
+
+// Events returns what happened on the call so far, in order.
+func (pc *PhoneCall) Events() []Event {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return append([]Event(nil), pc.events...)
 }
 
 // Attach wraps a connected leg (dialled or answered) so that what it hears
@@ -217,6 +284,7 @@ type farEnd interface {
 	Hangup(ctx context.Context) error
 	Done() <-chan struct{}
 	Err() error
+	OnChat(fn func(contentType, text string))
 }
 
 func attach(far farEnd) *PhoneCall {
@@ -225,8 +293,18 @@ func attach(far farEnd) *PhoneCall {
 	far.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
 		pc.mu.Lock()
 		pc.digits = append(pc.digits, ev.Digit)
+		pc.events = append(pc.events, Event{Kind: EventDigit, Value: string(ev.Digit), Time: time.Now()})
 		pc.mu.Unlock()
 	})
+	far.OnChat(func(_, text string) { pc.addEvent(EventChat, text) })
+	go func() { // ends with the call
+		<-far.Done()
+		why := "hung up"
+		if err := far.Err(); err != nil {
+			why = err.Error()
+		}
+		pc.addEvent(EventHangup, why)
+	}()
 	return pc
 }
 

@@ -1,6 +1,7 @@
 // Command switchboard runs the Switchboard server with the demo call flows.
 //
 //	switchboard [serve] [flags]
+//	switchboard load [flags]   simulated callers against a SIP server (load -help)
 //
 // Routes: "echo" (echo test), "tone" (continuous 1 kHz tone), "ivr" (demo
 // menu); every other number goes to the menu.
@@ -42,10 +43,14 @@ func main() {
 		err = serve(args)
 	case "token":
 		err = tokenCmd(args)
+	case "load":
+		err = load(args, os.Stdout, os.Stderr)
 	case "help":
-		fmt.Println("usage: switchboard [serve] [flags] | switchboard token --user NAME; add -h for the flags")
+		fmt.Println("usage: switchboard [serve] [flags]   run the server (switchboard serve -h lists the flags)\n" +
+			"       switchboard load [flags]      simulate callers against a SIP server (switchboard load -h)\n" +
+			"       switchboard token --user NAME mint a token for the browser softphone (switchboard token -h)")
 	default:
-		err = fmt.Errorf("unknown command %q (known: serve, token)", cmd)
+		err = fmt.Errorf("unknown command %q (known: serve, load, token)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "switchboard:", err)

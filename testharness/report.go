@@ -1,0 +1,320 @@
+package testharness
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a simulation run: per-call results, totals and
+// per-second series.
+type Report struct {
+	Target    string        `json:"target"`
+	Start     time.Time     `json:"start"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Attempted int           `json:"attempted"`
+	Answered  int           `json:"answered"`
+	// Completed calls were answered and heard everything they expected.
+	Completed int `json:"completed"`
+	// Failed counts calls by reason ("setup timeout", "SIP 486 Busy Here",
+	// "not heard: tone 1000 Hz", ...).
+	Failed map[string]int `json:"failed"`
+	// Setup latency percentiles over answered calls.
+	SetupP50, SetupP95, SetupP99, SetupMax time.Duration      `json:"-"`
+	SetupMs                                map[string]float64 `json:"setup_ms"`
+	// Checks counts each expect step's outcomes by name: [heard, not heard].
+	Checks map[string][2]int `json:"checks"`
+	// Mean received loss, jitter and MOS over answered calls with RTP.
+	LossPercent float64       `json:"loss_percent"`
+	Jitter      time.Duration `json:"jitter_ns"`
+	MOS         float64       `json:"mos"`
+	MOSMin      float64       `json:"mos_min"`
+	// Server is the CPU and memory of the server process, if sampled.
+	Server *ProcSummary `json:"server,omitempty"`
+	Series []Second     `json:"series"`
+	Calls  []CallResult `json:"calls"`
+}
+
+// Second is one second of a run.
+type Second struct {
+	T          int     `json:"t"`       // seconds since start
+	Started    int     `json:"started"` // calls started in this second
+	Active     int     `json:"active"`  // calls up at the end of it
+	SetupP95Ms float64 `json:"setup_p95_ms"`
+	MOS        float64 `json:"mos"` // mean MOS of calls that ended in it, 0 if none
+	CPU        float64 `json:"cpu_percent,omitempty"`
+	RSSMB      float64 `json:"rss_mb,omitempty"`
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
+	sort.Slice(calls, func(i, j int) bool { return calls[i].ID < calls[j].ID })
+	r := &Report{Target: sc.Target, Start: start, Elapsed: time.Since(start), Failed: map[string]int{},
+		Checks: map[string][2]int{}, Calls: calls, MOSMin: 0}
+	var setups []time.Duration
+	var mosN int
+	var lossSum, mosSum float64
+	var jitSum time.Duration
+	for _, c := range calls {
+		r.Attempted++
+		if c.Answered {
+			r.Answered++
+			setups = append(setups, c.Setup)
+		}
+		if c.Failure != "" {
+			r.Failed[c.Failure]++
+		} else if c.Answered {
+			r.Completed++
+		}
+		for _, ch := range c.Checks {
+			v := r.Checks[ch.Name]
+			if ch.Heard {
+				v[0]++
+			} else {
+				v[1]++
+			}
+			r.Checks[ch.Name] = v
+		}
+		if c.MOS > 0 {
+			mosN++
+			mosSum += c.MOS
+			lossSum += c.LossPercent
+			jitSum += c.Jitter
+			if r.MOSMin == 0 || c.MOS < r.MOSMin {
+				r.MOSMin = c.MOS
+			}
+		}
+	}
+	sort.Slice(setups, func(i, j int) bool { return setups[i] < setups[j] })
+	r.SetupP50, r.SetupP95, r.SetupP99 = percentile(setups, 50), percentile(setups, 95), percentile(setups, 99)
+	if len(setups) > 0 {
+		r.SetupMax = setups[len(setups)-1]
+	}
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+	r.SetupMs = map[string]float64{"p50": ms(r.SetupP50), "p95": ms(r.SetupP95), "p99": ms(r.SetupP99), "max": ms(r.SetupMax)}
+	if mosN > 0 {
+		r.MOS, r.LossPercent, r.Jitter = mosSum/float64(mosN), lossSum/float64(mosN), jitSum/time.Duration(mosN)
+	}
+	r.Series = series(start, r.Elapsed, calls)
+	return r
+}
+
+func series(start time.Time, elapsed time.Duration, calls []CallResult) []Second {
+	n := int(elapsed/time.Second) + 1
+	s := make([]Second, n)
+	setups := make([][]time.Duration, n)
+	mosSum := make([]float64, n)
+	mosN := make([]int, n)
+	for i := range s {
+		s[i].T = i
+	}
+	at := func(t time.Time) int { return max(0, min(n-1, int(t.Sub(start)/time.Second))) }
+	for _, c := range calls {
+		i := at(c.Start)
+		s[i].Started++
+		if !c.Answered {
+			continue
+		}
+		a := at(c.Start.Add(c.Setup))
+		setups[a] = append(setups[a], c.Setup)
+		endT := c.Start.Add(c.Setup + c.Duration)
+		e := at(endT)
+		for k := a; k < n && k < e; k++ {
+			s[k].Active++
+		}
+		if c.MOS > 0 {
+			mosSum[e] += c.MOS
+			mosN[e]++
+		}
+	}
+	for i := range s {
+		sort.Slice(setups[i], func(a, b int) bool { return setups[i][a] < setups[i][b] })
+		s[i].SetupP95Ms = float64(percentile(setups[i], 95)) / 1e6
+		if mosN[i] > 0 {
+			s[i].MOS = mosSum[i] / float64(mosN[i])
+		}
+	}
+	return s
+}
+
+// WriteText writes the human summary.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "target %s, %s\n", r.Target, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "calls: %d attempted, %d answered, %d completed, %d failed\n", r.Attempted, r.Answered, r.Completed, r.Attempted-r.Completed)
+	reasons := make([]string, 0, len(r.Failed))
+	for k := range r.Failed {
+		reasons = append(reasons, k)
+	}
+	sort.Slice(reasons, func(i, j int) bool { return r.Failed[reasons[i]] > r.Failed[reasons[j]] })
+	for _, k := range reasons {
+		fmt.Fprintf(w, "  failed %5d  %s\n", r.Failed[k], k)
+	}
+	fmt.Fprintf(w, "setup latency: p50 %s  p95 %s  p99 %s  max %s\n", r.SetupP50.Round(10*time.Microsecond),
+		r.SetupP95.Round(10*time.Microsecond), r.SetupP99.Round(10*time.Microsecond), r.SetupMax.Round(10*time.Microsecond))
+	names := make([]string, 0, len(r.Checks))
+	for k := range r.Checks {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v := r.Checks[k]
+		fmt.Fprintf(w, "heard %-20s %d of %d calls\n", k+":", v[0], v[0]+v[1])
+	}
+	if r.MOS > 0 {
+		fmt.Fprintf(w, "RTP received: loss %.2f%%  jitter %s  MOS %.2f (min %.2f)\n", r.LossPercent, r.Jitter.Round(10*time.Microsecond), r.MOS, r.MOSMin)
+	}
+	if p := r.Server; p != nil {
+		fmt.Fprintf(w, "server pid %d: CPU %.1f%% mean, %.1f%% peak; RSS %.1f MB peak\n", p.PID, p.CPUMean, p.CPUPeak, p.RSSPeakMB)
+	}
+}
+
+// WriteJSON writes the whole report as JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteCSV writes one row per call; every expect step is a column
+// ("heard: NAME" yes/no), so each caller says what it heard.
+func (r *Report) WriteCSV(w io.Writer) error {
+	var names []string
+	seen := map[string]bool{}
+	for _, c := range r.Calls {
+		for _, ch := range c.Checks {
+			if !seen[ch.Name] {
+				seen[ch.Name] = true
+				names = append(names, ch.Name)
+			}
+		}
+	}
+	cw := csv.NewWriter(w)
+	head := []string{"id", "start_s", "answered", "setup_ms", "duration_s", "failure", "loss_percent", "jitter_ms", "mos"}
+	for _, n := range names {
+		head = append(head, "heard: "+n)
+	}
+	_ = cw.Write(head)
+	for _, c := range r.Calls {
+		row := []string{strconv.Itoa(c.ID), fmt.Sprintf("%.3f", c.Start.Sub(r.Start).Seconds()), strconv.FormatBool(c.Answered),
+			fmt.Sprintf("%.2f", float64(c.Setup)/1e6), fmt.Sprintf("%.2f", c.Duration.Seconds()), c.Failure,
+			fmt.Sprintf("%.2f", c.LossPercent), fmt.Sprintf("%.2f", float64(c.Jitter)/1e6), fmt.Sprintf("%.2f", c.MOS)}
+		for _, n := range names {
+			v := ""
+			for _, ch := range c.Checks {
+				if ch.Name == n {
+					v = map[bool]string{true: "yes", false: "no"}[ch.Heard]
+				}
+			}
+			row = append(row, v)
+		}
+		_ = cw.Write(row)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteSVG draws the run over time: calls started per second, concurrent
+// calls, p95 set-up latency and MOS, one panel each (plus server CPU when
+// sampled), as a standalone SVG file.
+func (r *Report) WriteSVG(w io.Writer) error {
+	type panel struct {
+		title string
+		unit  string
+		val   func(Second) float64
+		gaps  bool // 0 means "no data this second": the line breaks
+	}
+	panels := []panel{
+		{"calls started", "/s", func(s Second) float64 { return float64(s.Started) }, false},
+		{"concurrent calls", "", func(s Second) float64 { return float64(s.Active) }, false},
+		{"setup latency p95 (calls answered)", "ms", func(s Second) float64 { return s.SetupP95Ms }, true},
+		{"MOS (calls ending)", "", func(s Second) float64 { return s.MOS }, true},
+	}
+	if r.Server != nil {
+		panels = append(panels, panel{"server CPU", "%", func(s Second) float64 { return s.CPU }, false})
+	}
+	const W, PH, L, R, T = 760, 120, 70, 20, 40
+	H := T + len(panels)*(PH+40) + 10
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", W, H, W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s — %d calls, %d answered, %d completed</text>`+"\n", L, xmlEscape(r.Target), r.Attempted, r.Answered, r.Completed)
+	n := len(r.Series)
+	xs := func(i int) float64 {
+		if n <= 1 {
+			return L
+		}
+		return L + float64(i)*float64(W-L-R)/float64(n-1)
+	}
+	for pi, p := range panels {
+		y0 := T + pi*(PH+40) + 20
+		hi := 0.0
+		for _, s := range r.Series {
+			hi = math.Max(hi, p.val(s))
+		}
+		if hi == 0 {
+			hi = 1
+		}
+		hi = niceCeil(hi)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", L, y0-6, p.title)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`+"\n", L, y0, W-L-R, PH)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s%s</text>`+"\n", L-4, y0+10, trimFloat(hi), p.unit)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">0</text>`+"\n", L-4, y0+PH)
+		open := false
+		for i, s := range r.Series {
+			v := p.val(s)
+			if p.gaps && v == 0 {
+				if open {
+					b.WriteString(`"/>` + "\n")
+					open = false
+				}
+				continue
+			}
+			if !open {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="`)
+				open = true
+			}
+			y := float64(y0+PH) - v/hi*PH
+			fmt.Fprintf(&b, "%.1f,%.1f ", xs(i), y)
+			if p.gaps {
+				fmt.Fprintf(&b, `"/><circle cx="%.1f" cy="%.1f" r="1.5" fill="#1f77b4"/><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%.1f,%.1f `, xs(i), y, xs(i), y)
+			}
+		}
+		if open {
+			b.WriteString(`"/>` + "\n")
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%ds</text>`+"\n", W-R, y0+PH+14, max(0, n-1))
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func niceCeil(v float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func trimFloat(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+func xmlEscape(s string) string {
+	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;")
+	return r.Replace(s)
+}
