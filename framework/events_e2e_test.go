@@ -16,10 +16,14 @@ import (
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-// startTestServer runs a server on loopback (ephemeral SIP port, no HTTP).
+// startTestServer runs a server on loopback (ephemeral SIP port; no HTTP
+// unless cfg.HTTPAddr asks for it).
 func startTestServer(t *testing.T, cfg Config, h Handler) *Server {
 	t.Helper()
-	cfg.SIPAddr, cfg.HTTPAddr = "127.0.0.1:0", "-"
+	cfg.SIPAddr = "127.0.0.1:0"
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "-"
+	}
 	if cfg.RTPPortMin == 0 {
 		cfg.RTPPortMin, cfg.RTPPortMax = 31000, 31999
 	}

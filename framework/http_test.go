@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
@@ -19,33 +18,11 @@ import (
 // ports and returns it with its base URL.
 func startHTTPServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	cfg.SIPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	if cfg.RTPPortMin == 0 {
 		cfg.RTPPortMin, cfg.RTPPortMax = 43000, 43099
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := NewServer(cfg, HandlerFunc(func(ctx context.Context, c *Call) error { return c.Reject(ctx, 486) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
+	srv := startTestServer(t, cfg, HandlerFunc(func(ctx context.Context, c *Call) error { return c.Reject(ctx, 486) }))
 	return srv, "http://" + srv.HTTPAddr()
 }
 

@@ -248,6 +248,16 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 	if err != nil {
 		return nil, err
 	}
+	e := newStream(opts)
+	e.conn, e.port, e.pool, e.local = conn, port, pool, netip.AddrPortFrom(ip, uint16(port))
+	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
+	return e, nil
+}
+
+// newStream makes the transport-independent part of an endpoint: the
+// stream's state and options; NewEndpoint and NewPacketEndpoint add what
+// carries its packets.
+func newStream(opts EndpointOptions) *Endpoint {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -255,10 +265,6 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e := &Endpoint{
-		conn:          conn,
-		port:          port,
-		pool:          pool,
-		local:         netip.AddrPortFrom(ip, uint16(port)),
 		log:           log,
 		ssrc:          binary.BigEndian.Uint32(b[:]),
 		done:          make(chan struct{}),
@@ -273,8 +279,7 @@ func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint
 		e.natWindow = 10 * time.Second
 	}
 	e.budget.Store(int64(opts.UnverifiedBudget))
-	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
-	return e, nil
+	return e
 }
 
 // LocalAddr is the address the endpoint receives on.

@@ -1,9 +1,6 @@
 package media
 
 import (
-	"crypto/rand"
-	"encoding/binary"
-	"log/slog"
 	"net/netip"
 	"sync"
 )
@@ -32,22 +29,9 @@ var packetPeer = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, 1}), 9)
 // bound, no port is used. Inbound packets are handed to ReceivePacket.
 // Configure (Remote is ignored) and Start it like a UDP endpoint.
 func NewPacketEndpoint(t PacketTransport, opts EndpointOptions) *Endpoint {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	e := &Endpoint{
-		pt:            t,
-		log:           log,
-		ssrc:          binary.BigEndian.Uint32(b[:]),
-		done:          make(chan struct{}),
-		onTimeout:     opts.OnMediaTimeout,
-		noIdleSilence: opts.NoIdleSilence,
-		pacer:         opts.Pacer,
-		mediaTimeout:  opts.MediaTimeout,
-	}
+	opts.UnverifiedBudget = 0 // the carrier (ICE, DTLS) has proven the peer
+	e := newStream(opts)
+	e.pt = t
 	e.rtcp.init(nil, opts.RTCPInterval, e.ssrc)
 	r := packetPeer
 	e.remote.Store(&r)
