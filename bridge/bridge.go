@@ -75,8 +75,10 @@ type Bridge struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	legs     map[string]*Leg // every live browser leg, for resume
+	legs     map[string]*Leg      // every live browser leg, for resume
+	ringing  map[string]*incoming // calls offered to browsers, by id
 	closed   bool
+	opus     bool // Opus is in the media engine
 }
 
 // New starts a bridge: it binds the shared ICE UDP port.
@@ -107,7 +109,8 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 20 * time.Second
 	}
-	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}, legs: map[string]*Leg{}}
+	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}, legs: map[string]*Leg{}, ringing: map[string]*incoming{}}
+	_, b.opus = media.LookupCodec("opus", 48000)
 	b.mux = webrtc.NewICEUDPMux(nil, conn)
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {

@@ -36,6 +36,7 @@ type Leg struct {
 	ep             *media.Endpoint
 	sessPtr        atomic.Pointer[session] // the socket the leg reports to (it changes on resume)
 	owner          string                  // the user whose socket may resume it
+	outbound       bool                    // the server called the browser
 	log            *slog.Logger
 
 	mu         sync.Mutex
@@ -107,20 +108,6 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 		return fail(errors.New("bridge: no common audio codec"))
 	}
 	audio := codecs[0] // the offerer's first that we support (Opus first in ours)
-	name := strings.TrimPrefix(strings.ToLower(audio.MimeType), "audio/")
-	spec, ok := media.LookupCodec(strings.ToUpper(name), int(audio.ClockRate))
-	if !ok {
-		spec, ok = media.LookupCodec(name, int(audio.ClockRate))
-	}
-	if !ok {
-		return fail(fmt.Errorf("bridge: negotiated codec %s/%d is not ours", audio.MimeType, audio.ClockRate))
-	}
-	var dtmfPT uint8
-	for _, c := range codecs {
-		if strings.EqualFold(c.MimeType, "audio/telephone-event") && c.ClockRate == audio.ClockRate {
-			dtmfPT = uint8(c.PayloadType)
-		}
-	}
 	l.track, err = webrtc.NewTrackLocalStaticRTP(audio.RTPCodecCapability, "audio", "switchboard")
 	if err != nil {
 		return fail(err)
@@ -151,24 +138,50 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 	case <-gathered:
 	case <-time.After(time.Second):
 	}
+	if err := l.startMedia(codecs); err != nil {
+		return fail(err)
+	}
+	l.log.Info("bridge: browser call", "to", to, "codec", audio.MimeType)
+	return l, pc.LocalDescription().SDP, nil
+}
+
+// startMedia makes the leg's stream for the negotiated codecs (the first
+// is the audio codec; telephone-event at its clock, if any) and starts
+// reading what the browser sends.
+func (l *Leg) startMedia(codecs []webrtc.RTPCodecParameters) error {
+	audio := codecs[0]
+	name := strings.TrimPrefix(strings.ToLower(audio.MimeType), "audio/")
+	spec, ok := media.LookupCodec(strings.ToUpper(name), int(audio.ClockRate))
+	if !ok {
+		spec, ok = media.LookupCodec(name, int(audio.ClockRate))
+	}
+	if !ok {
+		return fmt.Errorf("bridge: negotiated codec %s/%d is not ours", audio.MimeType, audio.ClockRate)
+	}
+	var dtmfPT uint8
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, "audio/telephone-event") && c.ClockRate == audio.ClockRate {
+			dtmfPT = uint8(c.PayloadType)
+		}
+	}
+	b := l.b
 	l.ep = media.NewPacketEndpoint(trackTransport{l.track}, media.EndpointOptions{Pacer: b.cfg.Pacer, Logger: l.log,
 		MediaTimeout: b.cfg.MediaTimeout, OnMediaTimeout: func() { l.end(ErrGone) }})
 	l.ep.Configure(media.StreamConfig{Codec: spec, PayloadType: uint8(audio.PayloadType), DTMFPayloadType: dtmfPT})
-	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	l.pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if remote.Kind() != webrtc.RTPCodecTypeAudio {
 			return
 		}
 		go l.readTrack(remote)
 	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+	l.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		l.log.Debug("bridge: peer connection", "state", st.String())
 		if st == webrtc.PeerConnectionStateFailed {
 			l.end(ErrICEFailed)
 		}
 	})
 	l.ep.Start()
-	l.log.Info("bridge: browser call", "to", to, "codec", spec.Name)
-	return l, pc.LocalDescription().SDP, nil
+	return nil
 }
 
 // orphaned ends the leg if no socket resumes it within grace.
@@ -240,7 +253,7 @@ func (l *Leg) readTrack(t *webrtc.TrackRemote) {
 // ID, Kind, Inbound, User, From and To describe the leg.
 func (l *Leg) ID() string    { return l.id }
 func (l *Leg) Kind() string  { return "webrtc" }
-func (l *Leg) Inbound() bool { return true }
+func (l *Leg) Inbound() bool { return !l.outbound }
 func (l *Leg) User() string  { return l.user }
 func (l *Leg) From() string  { return l.from }
 func (l *Leg) To() string    { return l.user }

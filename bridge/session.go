@@ -226,6 +226,13 @@ func (s *session) handle(m Message) bool {
 		s.mu.Unlock()
 		s.send(Message{Type: "resumed", ID: m.ID, Call: l.id})
 		l.feed(m.Seq)
+	case "answer":
+		// The browser takes a call it was offered (incoming).
+		if m.SDP == "" || !s.b.answered(s, m.Call, m.SDP) {
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 481, Error: "no such call ringing"})
+		}
+	case "reject":
+		s.b.answered(s, m.Call, "")
 	case "ice":
 		if l := s.leg(m.Call); l != nil && m.Candidate != nil {
 			if err := l.pc.AddICECandidate(*m.Candidate); err != nil {

@@ -3,7 +3,9 @@ package framework
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/switchboard-voice/switchboard/bridge"
 )
@@ -39,7 +41,32 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 		return err
 	}
 	s.browsers, s.tokens = b, tokens
+	s.AddDialer(browserDialer{b})
 	return nil
+}
+
+// browserDialer rings a user's logged-in browsers (a target that is a
+// plain user name): Dial forks it with the user's SIP phones.
+type browserDialer struct{ b *bridge.Bridge }
+
+func (d browserDialer) Dial(ctx context.Context, target string, opts DialOptions) (Signaling, error) {
+	if strings.ContainsAny(target, "@:") || opts.Trunk != "" {
+		return nil, fmt.Errorf("browsers: %s is not a user: %w", target, ErrNotFound)
+	}
+	from := opts.CallerID.Name
+	if from == "" {
+		from = opts.CallerID.Number
+	}
+	leg, err := d.b.Dial(ctx, target, from)
+	switch {
+	case errors.Is(err, bridge.ErrNoBrowser):
+		return nil, fmt.Errorf("browsers: %s: %w", target, ErrNotFound)
+	case errors.Is(err, bridge.ErrDeclined):
+		return nil, fmt.Errorf("browsers: %s: %w", target, ErrDeclined)
+	case err != nil:
+		return nil, err
+	}
+	return leg, nil
 }
 
 // browserEvents feeds a browser the session events of the call its leg

@@ -218,41 +218,80 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 
 // Dialer originates legs of one transport family — the way SIP dials
 // phones and trunks, a browser bridge rings logged-in browsers. Dial,
-// Originate and transfers ask the server's dialers in the order they were
-// added (Server.AddDialer), then SIP.
+// Originate and transfers fork a target to every dialer added
+// (Server.AddDialer) and to SIP at once: the first leg to answer wins,
+// the others stop ringing.
 type Dialer interface {
 	// Dial reaches target and returns its leg once answered. An error
-	// that wraps ErrNotFound means target is not this dialer's to reach:
-	// the next one is asked.
+	// that wraps ErrNotFound means target is not this dialer's to reach.
 	Dial(ctx context.Context, target string, opts DialOptions) (Signaling, error)
 }
 
-// AddDialer adds a transport family that Dial can reach (before SIP).
+// AddDialer adds a transport family that Dial can reach, forked with SIP.
 func (s *Server) AddDialer(d Dialer) {
 	s.mu.Lock()
 	s.dialers = append(s.dialers, d)
 	s.mu.Unlock()
 }
 
-// dialLeg reaches target through the first dialer that knows it, else SIP.
+// dialLeg forks target to every dialer and SIP; the first answer wins, a
+// later one is hung up. Without an answer the most telling error is
+// returned: any but "not found" (a busy phone beats an offline browser).
 func (s *Server) dialLeg(ctx context.Context, target string, opts DialOptions) (Signaling, error) {
 	s.mu.Lock()
 	dialers := slices.Clone(s.dialers)
 	s.mu.Unlock()
-	for _, d := range dialers {
-		leg, err := d.Dial(ctx, target, opts)
-		if err == nil {
-			return leg, nil
+	if len(dialers) == 0 {
+		leg, err := sipDial(ctx, s.agent, target, opts)
+		if err != nil {
+			return nil, err // no typed nil in the interface
 		}
+		return leg, nil
+	}
+	type result struct {
+		leg Signaling
+		err error
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, len(dialers)+1)
+	for _, d := range dialers {
+		go func() {
+			leg, err := d.Dial(fctx, target, opts)
+			results <- result{leg, err}
+		}()
+	}
+	go func() {
+		leg, err := sipDial(fctx, s.agent, target, opts)
+		if err != nil {
+			results <- result{nil, err}
+			return
+		}
+		results <- result{leg, nil}
+	}()
+	var winner Signaling
+	var errs []error
+	for range len(dialers) + 1 {
+		r := <-results
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case winner == nil:
+			winner = r.leg
+			cancel() // the rest stop ringing
+		default:
+			go func() { _ = r.leg.Hangup(context.Background()) }() // answered too late
+		}
+	}
+	if winner != nil {
+		return winner, nil
+	}
+	for _, err := range errs {
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 	}
-	leg, err := sipDial(ctx, s.agent, target, opts)
-	if err != nil {
-		return nil, err // no typed nil in the interface
-	}
-	return leg, nil
+	return nil, errs[0]
 }
 
 // sipCause shortens an error of the sip package for a verb's error: its

@@ -172,9 +172,12 @@ func TestBrowserResumesAfterSocketDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPageFreq(t, tctx, 1000, "before the drop")
-	before, err := pageNumber(tctx, "window.switchboard.lastSeq")
-	if err != nil || before < 5 {
-		t.Fatalf("events before the drop: %v %v", before, err)
+	var before float64
+	for deadline := time.Now().Add(10 * time.Second); before < 5; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %v events before the drop", before)
+		}
+		before, _ = pageNumber(tctx, "window.switchboard.lastSeq")
 	}
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`window.switchboard.ws.close(), true`)); err != nil {
 		t.Fatal(err)
@@ -205,4 +208,45 @@ func TestBrowserResumesAfterSocketDrop(t *testing.T) {
 	if srv.ActiveCalls() != 1 {
 		t.Fatalf("active calls after the resume: %d", srv.ActiveCalls())
 	}
+}
+
+// A SIP phone calls a browser user: the flow dials "alice", which rings
+// the page logged in as alice (forked with SIP, where alice has no phone);
+// the page answers and both hear each other.
+func TestSIPPhoneCallsBrowserUser(t *testing.T) {
+	requireBinary(t, "sox", "apt-get install sox")
+	srv := startBrowserServer(t, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, "alice", framework.DialOptions{Timeout: 20 * time.Second})
+	}))
+	wav := filepath.Join(t.TempDir(), "mic.wav")
+	if out, err := exec.Command("sox", "-n", "-r", "48000", "-c", "1", "-b", "16", wav, "synth", "30", "sine", "600", "vol", "0.5").CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v\n%s", err, out)
+	}
+	ctx := headlessChromium(t, wav)
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	page := fmt.Sprintf("http://%s/?token=%s&answer=1", srv.HTTPAddr(), url.QueryEscape(srv.Tokens().MintFor("alice", time.Hour)))
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ok, _ := chromedp.Run(tctx, chromedp.Evaluate[bool](`!!(window.switchboard && window.switchboard.user)`)); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the page did not log in")
+		}
+	}
+	phone := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	call, err := phone.Call(tctx, uri(srv, "alice"))
+	if err != nil {
+		t.Fatalf("the SIP phone's call to alice: %v", err)
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	if _, err := call.WaitTone(tctx, 600, 25); err != nil {
+		t.Fatalf("the SIP phone does not hear the browser: %v", err)
+	}
+	waitPageFreq(t, tctx, 1300, "the page hears the SIP phone")
+	_ = call.Hangup(tctx)
+	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

@@ -1,6 +1,7 @@
 // Switchboard softphone: one WebSocket (/ws, docs/protocol.md) for
 // signaling, control and events; one RTCPeerConnection per call.
 const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
 const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [],
   token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0 };
 window.switchboard = state; // tests read freq, level and events
@@ -59,9 +60,21 @@ async function onMessage(m) {
       if (state.pc && state.pc.remoteDescription) await state.pc.addIceCandidate(m.candidate);
       else state.pending.push(m.candidate);
       break;
+    case "incoming":
+      if (state.call) { send({ type: "reject", call: m.call }); break; } // busy
+      state.offer = m;
+      $("caller").textContent = m.user || "unknown";
+      $("incoming").hidden = false;
+      log("incoming call from " + (m.user || "unknown"));
+      if (params.get("answer")) accept();
+      break;
     case "ringing": log("ringing"); break;
     case "answered": log("answered"); setStatus("in call"); break;
-    case "hangup": log("hangup " + (m.cause || "") + (m.code ? " " + m.code : "")); endCall(); break;
+    case "hangup":
+      log("hangup " + (m.cause || "") + (m.code ? " " + m.code : ""));
+      if (state.offer && state.offer.call === m.call) { state.offer = null; $("incoming").hidden = true; break; }
+      endCall();
+      break;
     case "chat": addChat("them", m.text); break;
     case "event":
       if (m.seq <= state.lastSeq) { state.dups++; break; } // never shown twice
@@ -74,20 +87,50 @@ async function onMessage(m) {
   }
 }
 
-async function call(target) {
+// newPeer makes the call's RTCPeerConnection with the microphone on it.
+async function newPeer() {
   const pc = new RTCPeerConnection();
   state.pc = pc;
   const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
   for (const t of mic.getAudioTracks()) pc.addTrack(t, mic);
   pc.ontrack = (ev) => { $("remote").srcObject = ev.streams[0] || new MediaStream([ev.track]); analyse(ev.track); };
   pc.onicecandidate = (ev) => { if (ev.candidate && state.call) send({ type: "ice", call: state.call, candidate: ev.candidate.toJSON() }); };
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  await new Promise((done) => { // host candidates are quick: send them in the offer
+  return pc;
+}
+
+// gathered waits (at most a second) for the host candidates, which then
+// go in the SDP.
+function gathered(pc) {
+  return new Promise((done) => {
     if (pc.iceGatheringState === "complete") return done();
     pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
     setTimeout(done, 1000);
   });
+}
+
+// accept answers the call offered by the server.
+async function accept() {
+  const m = state.offer;
+  if (!m) return;
+  state.offer = null;
+  $("incoming").hidden = true;
+  const pc = await newPeer();
+  state.call = m.call;
+  await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
+  for (const c of state.pending.splice(0)) await pc.addIceCandidate(c);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  send({ type: "answer", call: m.call, sdp: pc.localDescription.sdp });
+  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false;
+  setStatus("in call");
+  log("answered the call from " + (m.user || "unknown"));
+  quality();
+}
+
+async function call(target) {
+  const pc = await newPeer();
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
   send({ type: "call", to: target, sdp: pc.localDescription.sdp });
   $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false;
   setStatus("calling " + target);
@@ -160,6 +203,8 @@ for (const d of "123456789*0#") {
   $("pad").append(b);
 }
 $("signin").onclick = () => connect($("token").value.trim());
+$("accept").onclick = () => accept();
+$("decline").onclick = () => { if (state.offer) send({ type: "reject", call: state.offer.call }); state.offer = null; $("incoming").hidden = true; };
 $("call").onclick = () => call($("target").value.trim());
 $("hangup").onclick = () => { send({ type: "hangup", call: state.call }); endCall(); };
 $("mute").onclick = () => {
@@ -174,7 +219,6 @@ $("send").onclick = () => {
   addChat("me", text);
   $("text").value = "";
 };
-const params = new URLSearchParams(location.search);
 if (params.get("token")) { $("token").value = params.get("token"); connect(params.get("token")); }
 if (params.get("call")) {
   const target = params.get("call");
