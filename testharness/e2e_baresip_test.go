@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -159,13 +160,35 @@ func (b *baresip) logText() string {
 	return string(out)
 }
 
+// freeUDPPort finds a port for a peer's SIP (baresip binds UDP and TCP on
+// it, and TLS on the next one): free for UDP and TCP, and below the
+// kernel's ephemeral range, where the many outgoing TCP connections of a
+// test run would otherwise take the TCP half between the check and the
+// peer's bind.
 func freeUDPPort(t *testing.T) int {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	free := func(p int) bool {
+		for _, port := range []int{p, p + 1} {
+			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+			if err != nil {
+				return false
+			}
+			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+			u.Close()
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+		return true
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	for range 200 {
+		if p := 21000 + 2*rand.IntN(1000); free(p) {
+			return p
+		}
+	}
+	t.Fatal("no free port pair in 21000-22999")
+	return 0
 }
 
 func waitRegistered(t *testing.T, srv *framework.Server, user string) {

@@ -436,7 +436,7 @@ func (r *runner) step(ctx context.Context, leg *sip.Leg, e *ear, st Step) (heard
 	case StepHangup:
 		return false, 0, nil
 	case StepPress:
-		pc := &PhoneCall{Leg: leg}
+		pc := &PhoneCall{Leg: leg, far: leg}
 		return false, 0, pc.SendDTMF(st.Digits)
 	case StepPlayTone:
 		leg.Endpoint().Play(media.NewTone(media.Tone{Freqs: []float64{st.Freq}, Duration: st.Duration}), nil)
