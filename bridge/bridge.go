@@ -56,6 +56,9 @@ type Config struct {
 	// logged in as the same user may resume them (media never stopped)
 	// within it. Default 20 s; negative ends them with the socket.
 	Grace time.Duration
+	// Roster, if set, lists every user's presence as `presence` messages,
+	// sent to a browser when it logs in (Broadcast sends the changes).
+	Roster func() []Message
 	// Events, if set, pushes a call's session events to the browser: it
 	// is run (in its own goroutine) for each browser call with from 0
 	// (every event), and again with the last Seq the browser saw when it
@@ -160,6 +163,21 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		}
 	}
 	return nil
+}
+
+// Broadcast sends m to every logged-in browser (presence changes).
+func (b *Bridge) Broadcast(m Message) {
+	b.mu.Lock()
+	var ss []*session
+	for s := range b.sessions {
+		if s.claims.User != "" {
+			ss = append(ss, s)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range ss {
+		s.send(m)
+	}
 }
 
 func (b *Bridge) remember(l *Leg) {

@@ -42,6 +42,7 @@ type Message struct {
 	Error     string                   `json:"error,omitempty"`
 	Version   int                      `json:"version,omitempty"`
 	Seq       uint64                   `json:"seq,omitempty"` // an event's sequence number in its call; for resume, the last one seen
+	Status    string                   `json:"status,omitempty"` // presence: offline, available, ringing, on-call, away
 	Event     json.RawMessage          `json:"event,omitempty"`
 }
 
@@ -183,6 +184,11 @@ func (s *session) handle(m Message) bool {
 		}
 		s.claims = c
 		s.send(Message{Type: "welcome", ID: m.ID, User: c.User, Version: ProtocolVersion})
+		if roster := s.b.cfg.Roster; roster != nil {
+			for _, p := range roster() { // the roster as it is; changes follow
+				s.send(p)
+			}
+		}
 	case "call":
 		if m.To == "" || m.SDP == "" {
 			s.send(Message{Type: "error", ID: m.ID, Code: 400, Error: "call needs to and sdp"})

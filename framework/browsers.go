@@ -36,7 +36,7 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	}
 	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs,
 		AllowedOrigins: bc.AllowedOrigins, MediaTimeout: s.cfg.MediaTimeout, Logger: s.log,
-		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents})
+		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents, Roster: s.browserRoster})
 	if err != nil {
 		return err
 	}
@@ -93,6 +93,20 @@ func (s *Server) browserEvents(ctx context.Context, legID string, from uint64, p
 		}
 		push(ev.Seq, raw)
 	}
+}
+
+// presenceMessage is a presence for the browsers' roster.
+func presenceMessage(p Presence) bridge.Message {
+	return bridge.Message{Type: "presence", User: p.User, Status: p.Status.String(), Text: p.Note}
+}
+
+// browserRoster is every user's presence, for a browser that logs in.
+func (s *Server) browserRoster() []bridge.Message {
+	var out []bridge.Message
+	for _, p := range s.presence.Roster() {
+		out = append(out, presenceMessage(p))
+	}
+	return out
 }
 
 // Tokens mints the tokens browsers log in with (nil without

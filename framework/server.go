@@ -393,6 +393,9 @@ func (s *Server) presenceChanged(c PresenceChange) {
 	p := c.Presence
 	s.events.Append(Event{Seq: c.Seq, Time: c.Time, Type: EventPresence,
 		Data: PresenceData{User: p.User, Status: p.Status.String(), Note: p.Note}})
+	if s.browsers != nil {
+		s.browsers.Broadcast(presenceMessage(p))
+	}
 	if s.cfg.OnPresence != nil {
 		s.cfg.OnPresence(c)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -249,4 +250,86 @@ func TestSIPPhoneCallsBrowserUser(t *testing.T) {
 	waitPageFreq(t, tctx, 1300, "the page hears the SIP phone")
 	_ = call.Hangup(tctx)
 	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+}
+
+// The page and a SIP phone in one call share more than audio: a digit
+// pressed on the page reaches the flow, chat typed on the page reaches
+// the phone as a MESSAGE and the phone's MESSAGE shows in the page's chat
+// pane, and the page's roster shows the phone's user's presence
+// (available when registered, on-call during the call).
+func TestBrowserDTMFChatAndPresence(t *testing.T) {
+	users := sip.NewDirectory(sip.Account{Name: "bob", Password: "s3cret"})
+	digits := make(chan string, 8)
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Users: users,
+		Browsers: &framework.BrowserConfig{TokenKey: []byte("test key of sixteen bytes or more"), ICEAddr: "127.0.0.1:0"},
+		OnEvent: func(ev framework.Event) {
+			if d, ok := ev.Data.(framework.DTMFData); ok && ev.Type == framework.EventDTMF {
+				digits <- d.Digit
+			}
+		}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Dial(ctx, "bob", framework.DialOptions{Timeout: 20 * time.Second})
+	}))
+	ctx := headlessChromium(t, "")
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	bob := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	if err := bob.Register(tctx, srv.SIPAddr().String(), "bob", "s3cret"); err != nil {
+		t.Fatalf("bob registers: %v", err)
+	}
+	page := fmt.Sprintf("http://%s/?token=%s", srv.HTTPAddr(), url.QueryEscape(srv.Tokens().MintFor("alice", time.Hour)))
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		s, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`(window.switchboard && window.switchboard.roster.bob) || ""`))
+		return s
+	}
+	waitFor(t, 10*time.Second, "the roster to show bob available", func() bool { return status() == "available" })
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("target").value = "bob", document.getElementById("call").click(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	var call *testharness.PhoneCall
+	select {
+	case call = <-bob.Incoming():
+	case <-tctx.Done():
+		t.Fatal("bob's phone was never called")
+	}
+	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	waitPageFreq(t, tctx, 1300, "the page hears bob")
+	waitFor(t, 10*time.Second, "the roster to show bob on a call", func() bool { return status() == "on-call" })
+
+	// A digit from the page's keypad reaches the flow.
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("#pad button")].find(b => b.textContent === "5").click(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-digits:
+		if d != "5" {
+			t.Fatalf("the flow got digit %q, want 5", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the page's digit did not reach the flow")
+	}
+	// Chat, page → phone (SIP MESSAGE) and phone → page.
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("text").value = "hello bob", document.getElementById("send").click(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "bob's phone to get the page's chat", func() bool {
+		for _, ev := range call.Events() {
+			if ev.Kind == testharness.EventChat && ev.Value == "hello bob" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := call.Leg.SendChat(tctx, "hi alice"); err != nil {
+		t.Fatalf("bob's MESSAGE: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the page's chat pane to show bob's message", func() bool {
+		s, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.getElementById("messages").textContent`))
+		return strings.Contains(s, "hi alice")
+	})
+	_ = call.Hangup(tctx)
+	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	waitFor(t, 10*time.Second, "the roster to show bob available again", func() bool { return status() == "available" })
 }

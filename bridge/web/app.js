@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [],
-  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0 };
+  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0, roster: {} };
 window.switchboard = state; // tests read freq, level and events
 
 function log(text) {
@@ -45,7 +45,7 @@ async function onMessage(m) {
     case "welcome":
       state.user = m.user;
       setStatus("signed in as " + m.user);
-      $("login").hidden = true; $("phone").hidden = false; $("chat").hidden = false;
+      $("login").hidden = true; $("phone").hidden = false; $("chat").hidden = false; $("people").hidden = false;
       log("welcome " + m.user + " (protocol " + m.version + ")");
       if (state.call) send({ type: "resume", call: state.call, seq: state.lastSeq });
       break;
@@ -76,6 +76,10 @@ async function onMessage(m) {
       endCall();
       break;
     case "chat": addChat("them", m.text); break;
+    case "presence":
+      state.roster[m.user] = m.status;
+      renderRoster(m.user, m.status, m.text);
+      break;
     case "event":
       if (m.seq <= state.lastSeq) { state.dups++; break; } // never shown twice
       state.lastSeq = m.seq;
@@ -188,6 +192,22 @@ async function quality() {
     const mos = 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r);
     $("quality").textContent = `loss ${(loss * 100).toFixed(1)}% jitter ${(jitter * 1000).toFixed(0)} ms RTT ${(rtt * 1000).toFixed(0)} ms MOS ${mos.toFixed(1)}`;
   }
+}
+
+// renderRoster shows a user's presence (and a call button).
+function renderRoster(user, status, note) {
+  let li = document.getElementById("u-" + user);
+  if (!li) {
+    li = document.createElement("li");
+    li.id = "u-" + user;
+    li.innerHTML = '<span class="name"></span><span class="status"></span>';
+    li.querySelector(".name").onclick = () => { $("target").value = user; };
+    $("roster").append(li);
+  }
+  li.querySelector(".name").textContent = user + (note ? " — " + note : "");
+  const s = li.querySelector(".status");
+  s.textContent = status;
+  s.className = "status " + status;
 }
 
 function addChat(who, text) {
