@@ -312,6 +312,13 @@ func (s *session) fail(code int, why string) {
 
 func (s *session) closeWith(code ws.StatusCode, why string) {
 	s.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, why)))
+	// Half-close and drain (bounded) what the client is still sending, so
+	// the close frame is read rather than lost to a reset.
+	if tc, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+		_ = s.conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 2*MaxFrame+(1<<20)))
+	}
 	_ = s.conn.Close()
 }
 
