@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -21,7 +22,8 @@ import (
 // the demo IVR: every caller hears the menu and, after pressing 1, the
 // 1 kHz tone; the report, CSV and SVG say so.
 func TestLoadContactCentre(t *testing.T) {
-	srv := startServer(t, framework.Config{}, &apps.IVR{Prompts: apps.DemoPrompts()})
+	// One source places every call: lift the per-source guest limits.
+	srv := startServer(t, framework.Config{CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}}, &apps.IVR{Prompts: apps.DemoPrompts()})
 	sc, err := testharness.LoadScenario("testdata/scenarios/contact-centre.scn")
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +132,7 @@ func TestLoadAgainstSIPpUAS(t *testing.T) {
 // Poisson run with the same seed starts the same calls at the same
 // offsets (arrivals are drawn from the seed alone).
 func TestLoadConcurrentAndSeeded(t *testing.T) {
-	srv := startServer(t, framework.Config{}, apps.Tone(1000))
+	srv := startServer(t, framework.Config{CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}}, apps.Tone(1000))
 	opts := testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999}
 	sc := &testharness.Scenario{Target: uri(srv, "tone"), Arrival: testharness.ArrivalConcurrent, Concurrent: 3,
 		Duration: 3 * time.Second, Hold: testharness.Hold{Min: time.Second}, Seed: 1,

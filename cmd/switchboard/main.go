@@ -71,6 +71,8 @@ func serve(args []string) error {
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	usersFile := fs.String("users", "", "TOML file of SIP accounts ([[users]] name, password) that may register")
+	guestCalls := fs.Int("guest-calls", 0, "unauthenticated calls one source address may hold at once (0: 10; -1: no limit; raise it to load-test from one host)")
+	guestRate := fs.Float64("guest-rate", 0, "new unauthenticated calls per second one source address may start (0: 5; -1: no limit)")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
 	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
@@ -95,7 +97,7 @@ func serve(args []string) error {
 	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
-		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP},
+		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}, CallLimits: sip.CallLimits{GuestCalls: *guestCalls, GuestRate: *guestRate},
 		Pprof:    *pprofOn, GCPercent: *gogc,
 		Overload: sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter}}
 	if *wsOrigins != "" {
