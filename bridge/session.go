@@ -41,7 +41,7 @@ type Message struct {
 	Cause     string                   `json:"cause,omitempty"`
 	Error     string                   `json:"error,omitempty"`
 	Version   int                      `json:"version,omitempty"`
-	Seq       uint64                   `json:"seq,omitempty"` // an event's sequence number in its call; for resume, the last one seen
+	Seq       uint64                   `json:"seq,omitempty"`    // an event's sequence number in its call; for resume, the last one seen
 	Status    string                   `json:"status,omitempty"` // presence: offline, available, ringing, on-call, away
 	Event     json.RawMessage          `json:"event,omitempty"`
 }

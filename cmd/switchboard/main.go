@@ -98,7 +98,7 @@ func serve(args []string) error {
 
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
 		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}, CallLimits: sip.CallLimits{GuestCalls: *guestCalls, GuestRate: *guestRate},
-		Pprof:    *pprofOn, GCPercent: *gogc,
+		Pprof: *pprofOn, GCPercent: *gogc,
 		Overload: sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter}}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
