@@ -344,7 +344,9 @@ func (l *Leg) end(cause error) {
 	l.mu.Unlock()
 	_ = l.ep.Close()
 	_ = l.pc.Close()
-	l.sess().forget(l.id)
+	if s := l.sess(); s != nil {
+		s.forget(l.id)
+	}
 	l.b.forget(l.id)
 	l.mu.Lock()
 	stop := l.events

@@ -283,6 +283,9 @@ func (s *session) leg(id string) *Leg {
 }
 
 func (s *session) forget(id string) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	delete(s.legs, id)
 	s.mu.Unlock()
@@ -290,6 +293,9 @@ func (s *session) forget(id string) {
 
 // send writes one message; errors end the session through the reader.
 func (s *session) send(m Message) {
+	if s == nil { // a leg without a socket (its signaling is SIP)
+		return
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/bridge"
+	"github.com/switchboard-voice/switchboard/sip"
 )
 
 // BrowserConfig turns on browser legs (package bridge): the WebSocket
@@ -43,6 +44,16 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	s.browsers, s.tokens = b, tokens
 	s.AddDialer(browserDialer{b})
 	return nil
+}
+
+// answerWebRTC is sip's WebRTC hook: browser SIP libraries over /sip
+// offer WebRTC media, which the bridge answers.
+func (s *Server) answerWebRTC(offer []byte) (*sip.WebRTCMedia, error) {
+	ep, answer, closeFn, err := s.browsers.AnswerOffer(offer)
+	if err != nil {
+		return nil, err
+	}
+	return &sip.WebRTCMedia{Endpoint: ep, Answer: answer, Close: closeFn}, nil
 }
 
 // browserDialer rings a user's logged-in browsers (a target that is a

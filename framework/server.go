@@ -250,7 +250,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		registrar = sip.NewRegistrar(cfg.Users, realm, log)
 		registrar.Domains = cfg.Domains
 	}
-	agent, err := sip.NewAgent(sip.Config{
+	var webrtc func([]byte) (*sip.WebRTCMedia, error)
+	if cfg.Browsers != nil {
+		webrtc = s.answerWebRTC // browser SIP libraries over /sip
+	}
+	agent, err := sip.NewAgent(sip.Config{WebRTC: webrtc,
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
 		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,

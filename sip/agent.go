@@ -144,6 +144,10 @@ type Config struct {
 	// goroutine; it must hand the leg off and return quickly. Nil rejects
 	// every call with 480.
 	OnInvite func(*Leg)
+	// WebRTC, if set, answers INVITEs whose SDP offers WebRTC media (a
+	// browser SIP library over WebSocket): it returns the call's media.
+	// Without it such INVITEs get 488.
+	WebRTC func(offer []byte) (*WebRTCMedia, error)
 	// OnReplace is called instead of OnInvite for an INVITE with a
 	// Replaces header (RFC 3891) naming one of our dialogs: the new leg
 	// is to take the place of old (attended transfer, call pickup).

@@ -62,6 +62,7 @@ type Leg struct {
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
 	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
+	web      *WebRTCMedia          // a WebRTC offer's media (a browser SIP client), else nil
 	uac      *sipgo.DialogClientSession
 	offer    *MediaOffer
 	ep       *media.Endpoint
@@ -180,6 +181,9 @@ func (l *Leg) end(cause error) {
 	l.stopSessionTimer()
 	l.reportDialog(presence.DialogTerminated)
 	_ = l.ep.Close()
+	if l.web != nil && l.web.Close != nil {
+		l.web.Close()
+	}
 	if l.release != nil {
 		l.release()
 	}
@@ -235,7 +239,16 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	var offer *MediaOffer // nil: late offer, we offer in the 200 and the answer comes in the ACK
-	if len(req.Body()) > 0 {
+	webOffer := len(req.Body()) > 0 && IsWebRTCOffer(req.Body())
+	switch {
+	case webOffer && a.cfg.WebRTC == nil:
+		log.Info("sip: a WebRTC offer (ICE, DTLS-SRTP) and no browser bridge to answer it")
+		a.respond(req, tx, 488, "Not Acceptable Here (WebRTC media)")
+		return
+	case webOffer:
+		// A browser SIP client over WebSocket: the browser bridge answers
+		// its media once the caller is authenticated and admitted.
+	case len(req.Body()) > 0:
 		var err error
 		offer, err = ParseSDP(req.Body())
 		switch {
@@ -343,7 +356,19 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	l.remote = callerIdentity(req, trusted, log, &a.identityLog)
-	l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
+	if webOffer {
+		if l.web, err = a.cfg.WebRTC(req.Body()); err != nil {
+			log.Info("sip: the WebRTC offer cannot be answered", "error", err)
+			a.respond(req, tx, 488, "Not Acceptable Here (WebRTC media)")
+			if l.release != nil {
+				l.release()
+			}
+			return
+		}
+		l.ep = l.web.Endpoint
+	} else {
+		l.ep, err = a.newEndpoint(log, func() { l.mediaTimeout() })
+	}
 	if err != nil {
 		reason := "Service Unavailable (no media ports)"
 		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || descriptorsExhausted() {
@@ -454,6 +479,11 @@ func (a *Agent) onReInvite(req *sip.Request, tx sip.ServerTransaction, log *slog
 // old-style hold: inactive). It returns our answer, or the status to
 // refuse the offer with.
 func (l *Leg) applyRemoteOffer(sdp []byte) ([]byte, int) {
+	if l.web != nil {
+		// WebRTC renegotiation (ICE restart, hold) is not answered yet.
+		l.log.Info("sip: mid-dialog offer on a WebRTC leg refused")
+		return nil, 488
+	}
 	o, err := ParseSDP(sdp)
 	if err != nil {
 		l.log.Warn("sip: bad SDP in mid-dialog offer", "error", err)
@@ -627,7 +657,10 @@ func (l *Leg) Answer(ctx context.Context) error {
 
 	var body []byte
 	codecName := "(in ACK)"
-	if l.offer == nil {
+	if l.web != nil {
+		// WebRTC: the bridge's answer (ICE, DTLS); its stream runs.
+		body, codecName = l.web.Answer, l.ep.Config().Codec.Name
+	} else if l.offer == nil {
 		// Late offer: we offer now; the answer arrives in the ACK (onAck).
 		body = l.ourOffer(nil)
 		l.mu.Lock()
