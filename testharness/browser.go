@@ -1,0 +1,393 @@
+package testharness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/pion/webrtc/v4"
+	"github.com/switchboard-voice/switchboard/bridge"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Browser is a virtual browser: it logs in on the server's /ws with a
+// token and places and takes WebRTC calls (pion), with no Chromium. Its
+// calls are PhoneCalls — they record what they hear, play tones, send
+// digits — so tests and the load generator drive browser legs like
+// phones. Cost: one WebSocket and, per call, one peer connection.
+type Browser struct {
+	conn net.Conn
+	api  *webrtc.API
+	user string
+	wmu  sync.Mutex
+
+	mu       sync.Mutex
+	waiting  map[string]chan bridge.Message // replies by request id
+	calls    map[string]*browserCall
+	incoming chan *PhoneCall
+	closed   bool
+	done     chan struct{}
+	nextID   int
+}
+
+// NewBrowser connects to ws://httpAddr/ws and logs in with token.
+func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, "ws://"+httpAddr+"/ws")
+	if err != nil {
+		return nil, fmt.Errorf("testharness: browser: %w", err)
+	}
+	me := &webrtc.MediaEngine{}
+	if _, ok := media.LookupCodec("opus", 48000); ok {
+		_ = me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: opusCapability, PayloadType: 111}, webrtc.RTPCodecTypeAudio)
+	}
+	_ = me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: pcmuCapability, PayloadType: 0}, webrtc.RTPCodecTypeAudio)
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	b := &Browser{conn: conn, api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)),
+		waiting: map[string]chan bridge.Message{}, calls: map[string]*browserCall{}, incoming: make(chan *PhoneCall, 8), done: make(chan struct{})}
+	go b.read()
+	reply, err := b.request(ctx, bridge.Message{Type: "hello", Token: token})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if reply.Type != "welcome" {
+		b.Close()
+		return nil, fmt.Errorf("testharness: browser login: %s %d %s", reply.Type, reply.Code, reply.Error)
+	}
+	b.user = reply.User
+	return b, nil
+}
+
+var (
+	opusCapability = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
+	pcmuCapability = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
+)
+
+// User is who the browser logged in as.
+func (b *Browser) User() string { return b.user }
+
+// Incoming delivers calls the server rings this browser with, answered.
+func (b *Browser) Incoming() <-chan *PhoneCall { return b.incoming }
+
+// Close hangs up the browser's calls and closes its socket.
+func (b *Browser) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	calls := make([]*browserCall, 0, len(b.calls))
+	for _, c := range b.calls {
+		calls = append(calls, c)
+	}
+	b.mu.Unlock()
+	for _, c := range calls {
+		_ = c.Hangup(context.Background())
+	}
+	_ = b.conn.Close()
+	<-b.done
+}
+
+func (b *Browser) send(m bridge.Message) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	_ = b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return wsutil.WriteClientText(b.conn, data)
+}
+
+// request sends m with a fresh id and waits for the reply that echoes it.
+func (b *Browser) request(ctx context.Context, m bridge.Message) (bridge.Message, error) {
+	b.mu.Lock()
+	b.nextID++
+	m.ID = fmt.Sprint(b.nextID)
+	ch := make(chan bridge.Message, 1)
+	b.waiting[m.ID] = ch
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.waiting, m.ID)
+		b.mu.Unlock()
+	}()
+	if err := b.send(m); err != nil {
+		return bridge.Message{}, err
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-b.done:
+		return bridge.Message{}, errors.New("testharness: browser socket closed")
+	case <-ctx.Done():
+		return bridge.Message{}, ctx.Err()
+	}
+}
+
+// read dispatches what the server sends until the socket closes.
+func (b *Browser) read() {
+	defer close(b.done)
+	for {
+		data, err := wsutil.ReadServerText(b.conn)
+		if err != nil {
+			b.mu.Lock()
+			calls := b.calls
+			b.calls = map[string]*browserCall{}
+			b.mu.Unlock()
+			for _, c := range calls {
+				c.end(errors.New("browser socket closed"))
+			}
+			return
+		}
+		var m bridge.Message
+		if json.Unmarshal(data, &m) != nil {
+			continue
+		}
+		b.mu.Lock()
+		ch := b.waiting[m.ID]
+		if ch == nil && m.Type == "error" && m.Code >= 4000 { // the socket is being closed: tell whoever waits
+			for _, w := range b.waiting {
+				ch = w
+			}
+		}
+		c := b.calls[m.Call]
+		b.mu.Unlock()
+		switch {
+		case m.Type == "incoming":
+			go b.answerIncoming(m)
+		case ch != nil && (m.Type == "welcome" || m.Type == "answer" || m.Type == "error"):
+			select {
+			case ch <- m:
+			default:
+			}
+		case c != nil && m.Type == "ice" && m.Candidate != nil:
+			_ = c.pc.AddICECandidate(*m.Candidate)
+		case c != nil && m.Type == "hangup":
+			c.end(fmt.Errorf("remote hangup: %s", m.Cause))
+		case c != nil && m.Type == "chat":
+			c.chat(m.Text)
+		case c != nil && m.Type == "event":
+			c.addEvent(m)
+		}
+	}
+}
+
+// browserCall is one call of a Browser: the far end of a PhoneCall.
+type browserCall struct {
+	b     *Browser
+	id    string
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticRTP
+	ep    *media.Endpoint
+
+	mu     sync.Mutex
+	err    error
+	done   chan struct{}
+	onChat func(contentType, text string)
+	events []bridge.Message
+}
+
+func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
+	pc, err := b.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, err
+	}
+	capability := pcmuCapability
+	if _, ok := media.LookupCodec("opus", 48000); ok {
+		capability = opusCapability
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(capability, "audio", "harness")
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, err
+	}
+	tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, err
+	}
+	return &browserCall{b: b, pc: pc, track: track, done: make(chan struct{})}, tr, nil
+}
+
+// Call calls to (a route or user) and returns once the server answered
+// the offer; media flows as soon as ICE and DTLS are up.
+func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
+	c, tr, err := b.newCall()
+	if err != nil {
+		return nil, err
+	}
+	offer, err := c.pc.CreateOffer(nil)
+	if err == nil {
+		err = c.pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		_ = c.pc.Close()
+		return nil, err
+	}
+	select {
+	case <-webrtc.GatheringCompletePromise(c.pc):
+	case <-time.After(time.Second):
+	}
+	reply, err := b.request(ctx, bridge.Message{Type: "call", To: to, SDP: c.pc.LocalDescription().SDP})
+	if err == nil && reply.Type != "answer" {
+		err = fmt.Errorf("testharness: browser call %s: %d %s", to, reply.Code, reply.Error)
+	}
+	if err == nil {
+		c.id = reply.Call
+		err = c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP})
+	}
+	if err == nil {
+		err = c.start(tr)
+	}
+	if err != nil {
+		_ = c.pc.Close()
+		return nil, err
+	}
+	return attach(c), nil
+}
+
+// answerIncoming takes a call the server offers this browser.
+func (b *Browser) answerIncoming(m bridge.Message) {
+	c, tr, err := b.newCall()
+	if err != nil {
+		return
+	}
+	c.id = m.Call
+	err = c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP})
+	var answer webrtc.SessionDescription
+	if err == nil {
+		answer, err = c.pc.CreateAnswer(nil)
+	}
+	if err == nil {
+		err = c.pc.SetLocalDescription(answer)
+	}
+	if err == nil {
+		select {
+		case <-webrtc.GatheringCompletePromise(c.pc):
+		case <-time.After(time.Second):
+		}
+		err = c.start(tr)
+	}
+	if err != nil {
+		_ = c.pc.Close()
+		_ = b.send(bridge.Message{Type: "reject", Call: m.Call})
+		return
+	}
+	_ = b.send(bridge.Message{Type: "answer", Call: m.Call, SDP: c.pc.LocalDescription().SDP})
+	select {
+	case b.incoming <- attach(c):
+	default:
+		_ = c.Hangup(context.Background())
+	}
+}
+
+// start makes the call's stream for the negotiated codec and registers
+// the call with its browser.
+func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
+	codecs := tr.Sender().GetParameters().Codecs
+	if len(codecs) == 0 || codecs[0].MimeType != c.track.Codec().MimeType {
+		return errors.New("testharness: browser: the server did not take our codec")
+	}
+	audio := codecs[0]
+	spec, ok := media.LookupCodec("opus", 48000)
+	if audio.MimeType == webrtc.MimeTypePCMU {
+		spec, ok = media.LookupCodec("PCMU", 8000)
+	}
+	if !ok {
+		return errors.New("testharness: browser: no codec")
+	}
+	c.ep = media.NewPacketEndpoint(browserTransport{c.track}, media.EndpointOptions{MediaTimeout: -1})
+	c.ep.Configure(media.StreamConfig{Codec: spec, PayloadType: uint8(audio.PayloadType)})
+	c.pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := remote.Read(buf)
+				if err != nil {
+					return
+				}
+				c.ep.ReceivePacket(buf[:n])
+			}
+		}()
+	})
+	c.ep.Start()
+	c.b.mu.Lock()
+	c.b.calls[c.id] = c
+	c.b.mu.Unlock()
+	return nil
+}
+
+// browserTransport writes the stream's RTP into the browser's track.
+type browserTransport struct{ track *webrtc.TrackLocalStaticRTP }
+
+func (t browserTransport) WriteRTP(pkt []byte) error {
+	_, err := t.track.Write(pkt)
+	return err
+}
+func (browserTransport) WriteRTCP([]byte) error { return nil }
+
+func (c *browserCall) Endpoint() *media.Endpoint { return c.ep }
+func (c *browserCall) Done() <-chan struct{}     { return c.done }
+
+func (c *browserCall) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Hangup ends the call from the browser.
+func (c *browserCall) Hangup(ctx context.Context) error {
+	_ = c.b.send(bridge.Message{Type: "hangup", Call: c.id})
+	c.end(errors.New("local hangup"))
+	return nil
+}
+
+func (c *browserCall) OnChat(fn func(contentType, text string)) {
+	c.mu.Lock()
+	c.onChat = fn
+	c.mu.Unlock()
+}
+
+func (c *browserCall) chat(text string) {
+	c.mu.Lock()
+	fn := c.onChat
+	c.mu.Unlock()
+	if fn != nil {
+		fn("text/plain", text)
+	}
+}
+
+func (c *browserCall) addEvent(m bridge.Message) {
+	c.mu.Lock()
+	c.events = append(c.events, m)
+	c.mu.Unlock()
+}
+
+func (c *browserCall) end(cause error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = cause
+	c.mu.Unlock()
+	c.b.mu.Lock()
+	delete(c.b.calls, c.id)
+	c.b.mu.Unlock()
+	if c.ep != nil {
+		_ = c.ep.Close()
+	}
+	_ = c.pc.Close()
+	close(c.done)
+}
