@@ -56,6 +56,15 @@ type Config struct {
 	// logged in as the same user may resume them (media never stopped)
 	// within it. Default 20 s; negative ends them with the socket.
 	Grace time.Duration
+	// Control, if set, carries what a browser does to its own call that
+	// the call's owner must hear of: "mute"/"unmute" (the page muted its
+	// microphone), and "signal" with a name and a JSON payload.
+	Control func(legID, op, name string, payload json.RawMessage)
+	// Presence, if set, is told how many sockets a user has logged in
+	// (0 when the last one closes) and takes a browser's own status
+	// ("available", "away" with a note; an error refuses it).
+	Online   func(user string, sockets int)
+	SetState func(user, status, note string) error
 	// Roster, if set, lists every user's presence as `presence` messages,
 	// sent to a browser when it logs in (Broadcast sends the changes).
 	Roster func() []Message
@@ -178,6 +187,19 @@ func (b *Bridge) Broadcast(m Message) {
 	for _, s := range ss {
 		s.send(m)
 	}
+}
+
+// sockets counts the logged-in sockets of user, but except.
+func (b *Bridge) sockets(user string, except *session) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for s := range b.sessions {
+		if s.claims.User == user && s != except {
+			n++
+		}
+	}
+	return n
 }
 
 func (b *Bridge) remember(l *Leg) {

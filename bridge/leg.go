@@ -44,6 +44,7 @@ type Leg struct {
 	pendingICE []webrtc.ICECandidateInit
 	answered   bool
 	events     context.CancelFunc // ends the event feed to the socket
+	onMedia    func(media.StreamConfig)
 	err        error
 	done       chan struct{}
 	onChat     func(contentType, text string)
@@ -182,6 +183,34 @@ func (l *Leg) startMedia(codecs []webrtc.RTPCodecParameters) error {
 	})
 	l.ep.Start()
 	return nil
+}
+
+// OnMediaUpdate sets the callback told when the browser holds or resumes
+// the call (its stream's direction changes).
+func (l *Leg) OnMediaUpdate(fn func(media.StreamConfig)) {
+	l.mu.Lock()
+	l.onMedia = fn
+	l.mu.Unlock()
+}
+
+// hold puts the call on hold from the browser (nothing sent either way)
+// or resumes it, and tells the call's owner.
+func (l *Leg) hold(on bool) {
+	if l.ep == nil {
+		return
+	}
+	cfg := l.ep.Config()
+	cfg.Direction = "sendrecv"
+	if on {
+		cfg.Direction = "inactive"
+	}
+	l.ep.Configure(cfg)
+	l.mu.Lock()
+	fn := l.onMedia
+	l.mu.Unlock()
+	if fn != nil {
+		fn(cfg)
+	}
 }
 
 // orphaned ends the leg if no socket resumes it within grace.

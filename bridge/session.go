@@ -182,8 +182,13 @@ func (s *session) handle(m Message) bool {
 			s.fail(4003, err.Error())
 			return false
 		}
+		s.b.mu.Lock() // other goroutines read claims under the bridge's lock
 		s.claims = c
+		s.b.mu.Unlock()
 		s.send(Message{Type: "welcome", ID: m.ID, User: c.User, Version: ProtocolVersion})
+		if online := s.b.cfg.Online; online != nil {
+			online(c.User, s.b.sockets(c.User, nil))
+		}
 		if roster := s.b.cfg.Roster; roster != nil {
 			for _, p := range roster() { // the roster as it is; changes follow
 				s.send(p)
@@ -260,6 +265,26 @@ func (s *session) handle(m Message) bool {
 	case "chat":
 		if l := s.leg(m.Call); l != nil && len(m.Text) <= 4096 {
 			l.chat(m.Text)
+		}
+	case "mute", "unmute":
+		if l := s.leg(m.Call); l != nil && s.b.cfg.Control != nil {
+			s.b.cfg.Control(l.id, m.Type, "", nil)
+		}
+	case "hold", "unhold":
+		if l := s.leg(m.Call); l != nil {
+			l.hold(m.Type == "hold")
+		}
+	case "signal":
+		if l := s.leg(m.Call); l != nil && s.b.cfg.Control != nil && m.Text != "" && len(m.Event) <= 8<<10 {
+			s.b.cfg.Control(l.id, "signal", m.Text, m.Event)
+		} else {
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 400, Error: "signal needs a call, a name (text) and at most 8 KiB of event"})
+		}
+	case "presence":
+		if set := s.b.cfg.SetState; set != nil {
+			if err := set(s.claims.User, m.Status, m.Text); err != nil {
+				s.send(Message{Type: "error", ID: m.ID, Code: 400, Error: err.Error()})
+			}
 		}
 	case "ping":
 		s.send(Message{Type: "pong", ID: m.ID})
@@ -343,6 +368,9 @@ func (s *session) close(cause string) {
 	s.mu.Unlock()
 	close(s.done)
 	_ = s.conn.Close()
+	if online := s.b.cfg.Online; online != nil && s.claims.User != "" {
+		online(s.claims.User, s.b.sockets(s.claims.User, s))
+	}
 	for _, l := range legs {
 		if s.b.cfg.Grace < 0 || cause == "server shutdown" {
 			l.end(ErrGone)

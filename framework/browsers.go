@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/bridge"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -37,7 +39,16 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	}
 	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs,
 		AllowedOrigins: bc.AllowedOrigins, MediaTimeout: s.cfg.MediaTimeout, Logger: s.log,
-		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents, Roster: s.browserRoster})
+		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents, Roster: s.browserRoster,
+		Control: s.browserControl,
+		Online:  func(user string, n int) { s.presence.SetOnline(user, "browser", n) },
+		SetState: func(user, status, note string) error {
+			st, err := presence.ParseStatus(status)
+			if err != nil {
+				return err
+			}
+			return s.presence.Set(user, st, note)
+		}})
 	if err != nil {
 		return err
 	}
@@ -104,6 +115,38 @@ func (s *Server) browserEvents(ctx context.Context, legID string, from uint64, p
 		}
 		push(ev.Seq, raw)
 	}
+}
+
+// browserControl applies what a browser did to its own call: a mute
+// (published like Leg.Mute) or a custom signal on the call's stream.
+func (s *Server) browserControl(legID, op, name string, payload json.RawMessage) {
+	l := s.Leg(legID)
+	if l == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		switch op {
+		case "mute":
+			err = l.Mute(ctx)
+		case "unmute":
+			err = l.Unmute(ctx)
+		case "signal":
+			id, ok := strings.CutPrefix(l.Where(), "call:")
+			s.mu.Lock()
+			c := s.byID[id]
+			s.mu.Unlock()
+			if !ok || c == nil {
+				return
+			}
+			err = c.Signal(ctx, name, payload)
+		}
+		if err != nil {
+			s.log.Info("browser control failed", "leg_id", legID, "op", op, "error", err)
+		}
+	}()
 }
 
 // presenceMessage is a presence for the browsers' roster.

@@ -391,3 +391,19 @@ func (c *browserCall) end(cause error) {
 	_ = c.pc.Close()
 	close(c.done)
 }
+
+// Send sends m about pc's call (m.Call is filled in): "mute", "unmute",
+// "hold", "unhold", "signal" (Text the name, Event the JSON payload),
+// "dtmf", "chat" — what the page's buttons send.
+func (b *Browser) Send(pc *PhoneCall, m bridge.Message) error {
+	if c, ok := pc.far.(*browserCall); ok {
+		m.Call = c.id
+	}
+	return b.send(m)
+}
+
+// SetPresence sets the browser user's own presence ("available",
+// "away", ...) with a note.
+func (b *Browser) SetPresence(status, note string) error {
+	return b.send(bridge.Message{Type: "presence", Status: status, Text: note})
+}

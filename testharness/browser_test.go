@@ -2,10 +2,12 @@ package testharness_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -67,4 +69,87 @@ func TestVirtualBrowser(t *testing.T) {
 	if _, err := testharness.NewBrowser(ctx, srv.HTTPAddr(), "nope"); err == nil {
 		t.Fatal("a bad token logged in")
 	}
+}
+
+// What a browser does to its call reaches the call's event stream — mute,
+// hold, a custom signal — and its login and its own status reach
+// presence.
+func TestVirtualBrowserControlsAndPresence(t *testing.T) {
+	events := make(chan framework.Event, 256)
+	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0",
+		Browsers: &framework.BrowserConfig{TokenKey: []byte("test key of sixteen bytes or more"), ICEAddr: "127.0.0.1:0"},
+		OnEvent: func(ev framework.Event) {
+			select {
+			case events <- ev:
+			default:
+			}
+		}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := testharness.NewBrowser(ctx, srv.HTTPAddr(), srv.Tokens().MintFor("carol", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, 5*time.Second, "carol online", func() bool {
+		p, ok := srv.Presence().Get("carol")
+		return ok && p.Status == framework.PresenceAvailable
+	})
+	call, err := b.Call(ctx, "tone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
+		t.Fatal(err)
+	}
+	want := func(typ framework.EventType, check func(framework.Event) bool) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case ev := <-events:
+				if ev.Type == typ && (check == nil || check(ev)) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s event", typ)
+			}
+		}
+	}
+	for _, step := range []struct {
+		msg  bridge.Message
+		want framework.EventType
+	}{
+		{bridge.Message{Type: "mute"}, framework.EventLegMuted},
+		{bridge.Message{Type: "unmute"}, framework.EventLegUnmuted},
+		{bridge.Message{Type: "hold"}, framework.EventLegHeld},
+		{bridge.Message{Type: "unhold"}, framework.EventLegUnheld},
+	} {
+		if err := b.Send(call, step.msg); err != nil {
+			t.Fatal(err)
+		}
+		want(step.want, nil)
+	}
+	if err := b.Send(call, bridge.Message{Type: "signal", Text: "raise-hand", Event: json.RawMessage(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	want(framework.EventSignal, func(ev framework.Event) bool {
+		d, ok := ev.Data.(framework.SignalData)
+		return ok && d.Name == "raise-hand" && string(d.Payload) == `{"n":1}`
+	})
+	if err := b.SetPresence("away", "lunch"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "carol away", func() bool {
+		p, _ := srv.Presence().Get("carol")
+		return p.Status == framework.PresenceAway && p.Note == "lunch"
+	})
+	_ = call.Hangup(ctx)
+	b.Close()
+	waitFor(t, 5*time.Second, "carol offline after her browser closed", func() bool {
+		p, _ := srv.Presence().Get("carol")
+		return p.Status == framework.PresenceOffline
+	})
 }

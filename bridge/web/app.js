@@ -125,7 +125,7 @@ async function accept() {
   await pc.setLocalDescription(await pc.createAnswer());
   await gathered(pc);
   send({ type: "answer", call: m.call, sdp: pc.localDescription.sdp });
-  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false;
+  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false; $("hold").disabled = false;
   setStatus("in call");
   log("answered the call from " + (m.user || "unknown"));
   quality();
@@ -136,7 +136,7 @@ async function call(target) {
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
   send({ type: "call", to: target, sdp: pc.localDescription.sdp });
-  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false;
+  $("call").disabled = true; $("hangup").disabled = false; $("mute").disabled = false; $("hold").disabled = false;
   setStatus("calling " + target);
   log("calling " + target);
   quality();
@@ -145,7 +145,8 @@ async function call(target) {
 function endCall() {
   if (state.pc) state.pc.close();
   state.pc = null; state.call = null; state.lastSeq = 0;
-  $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true;
+  $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true; $("hold").disabled = true;
+  state.held = false; $("hold").textContent = "Hold";
   if (state.user) setStatus("signed in as " + state.user);
 }
 
@@ -231,6 +232,12 @@ $("mute").onclick = () => {
   state.muted = !state.muted;
   for (const s of state.pc ? state.pc.getSenders() : []) if (s.track) s.track.enabled = !state.muted;
   $("mute").textContent = state.muted ? "Unmute" : "Mute";
+  send({ type: state.muted ? "mute" : "unmute", call: state.call }); // the others see it
+};
+$("hold").onclick = () => {
+  state.held = !state.held;
+  $("hold").textContent = state.held ? "Resume" : "Hold";
+  send({ type: state.held ? "hold" : "unhold", call: state.call });
 };
 $("send").onclick = () => {
   const text = $("text").value;
