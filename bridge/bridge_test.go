@@ -204,36 +204,3 @@ func TestWebSocketBadInput(t *testing.T) {
 	})
 }
 
-// Many sockets that never say hello are all closed by the hello
-// deadline; the bridge still serves a new client afterwards.
-func TestSilentSocketsClosed(t *testing.T) {
-	b, tok, url := testBridge(t)
-	var conns []net.Conn
-	for range 200 {
-		conns = append(conns, dial(t, url, ""))
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		b.mu.Lock()
-		n := len(b.sessions)
-		b.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.mu.Lock()
-	left := len(b.sessions)
-	b.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d of 200 silent sockets still open after the hello timeout", left)
-	}
-	c := dial(t, url, "")
-	send(t, c, Message{Type: "hello", Token: tok.MintFor("bob", time.Hour)})
-	if m, _ := next(t, c); m.Type != "welcome" {
-		t.Fatalf("a new client after the flood: %+v", m)
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-}
