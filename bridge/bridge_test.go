@@ -203,4 +203,3 @@ func TestWebSocketBadInput(t *testing.T) {
 		}
 	})
 }
-
