@@ -213,6 +213,28 @@ func (l *Leg) hold(on bool) {
 	}
 }
 
+// renegotiate answers a new offer in the call (an ICE restart): the
+// stream and its codec stay as they are.
+func (l *Leg) renegotiate(offer string) (string, error) {
+	if err := l.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("bridge: the new offer: %w", err)
+	}
+	answer, err := l.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("bridge: answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(l.pc)
+	if err := l.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("bridge: answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(time.Second):
+	}
+	l.log.Info("bridge: browser renegotiated (ICE restart)")
+	return l.pc.LocalDescription().SDP, nil
+}
+
 // orphaned ends the leg if no socket resumes it within grace.
 func (l *Leg) orphaned(from *session, grace time.Duration) {
 	l.log.Info("bridge: browser socket dropped; the call waits for it to resume", "grace", grace)

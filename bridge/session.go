@@ -237,6 +237,21 @@ func (s *session) handle(m Message) bool {
 		s.mu.Unlock()
 		s.send(Message{Type: "resumed", ID: m.ID, Call: l.id})
 		l.feed(m.Seq)
+	case "offer":
+		// A new offer in a call: the browser renegotiates (ICE restart
+		// after a network change).
+		l := s.leg(m.Call)
+		if l == nil || m.SDP == "" {
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 481, Error: "no such call"})
+			return true
+		}
+		answer, err := l.renegotiate(m.SDP)
+		if err != nil {
+			s.b.log.Info("bridge: renegotiation refused", "leg_id", l.id, "error", err)
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 488, Error: err.Error()})
+			return true
+		}
+		s.send(Message{Type: "answer", ID: m.ID, Call: m.Call, SDP: answer})
 	case "answer":
 		// The browser takes a call it was offered (incoming).
 		if m.SDP == "" || !s.b.answered(s, m.Call, m.SDP) {

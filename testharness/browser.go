@@ -407,3 +407,31 @@ func (b *Browser) Send(pc *PhoneCall, m bridge.Message) error {
 func (b *Browser) SetPresence(status, note string) error {
 	return b.send(bridge.Message{Type: "presence", Status: status, Text: note})
 }
+
+// RestartICE renegotiates pc's call with new ICE credentials, as a
+// browser does after a network change; audio should go on.
+func (b *Browser) RestartICE(ctx context.Context, pc *PhoneCall) error {
+	c, ok := pc.far.(*browserCall)
+	if !ok {
+		return errors.New("testharness: not a browser call")
+	}
+	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err == nil {
+		err = c.pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-webrtc.GatheringCompletePromise(c.pc):
+	case <-time.After(time.Second):
+	}
+	reply, err := b.request(ctx, bridge.Message{Type: "offer", Call: c.id, SDP: c.pc.LocalDescription().SDP})
+	if err != nil {
+		return err
+	}
+	if reply.Type != "answer" {
+		return fmt.Errorf("testharness: ICE restart: %d %s", reply.Code, reply.Error)
+	}
+	return c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP})
+}

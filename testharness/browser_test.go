@@ -40,6 +40,14 @@ func TestVirtualBrowser(t *testing.T) {
 	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("the browser does not hear the tone route: %v", err)
 	}
+	// An ICE restart (new credentials, a new offer over /ws) keeps the audio.
+	if err := b.RestartICE(ctx, call); err != nil {
+		t.Fatalf("ICE restart: %v", err)
+	}
+	time.Sleep(time.Second)
+	if l, ok := call.Analyse(500 * time.Millisecond); !ok || l.Frequency < 980 || l.Frequency > 1020 || l.RMS < 300 {
+		t.Fatalf("after the ICE restart the browser hears %+v", l)
+	}
 	_ = call.Hangup(ctx)
 	waitFor(t, 5*time.Second, "the tone call to end", func() bool { return srv.ActiveCalls() == 0 })
 

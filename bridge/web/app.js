@@ -99,6 +99,14 @@ async function newPeer() {
   for (const t of mic.getAudioTracks()) pc.addTrack(t, mic);
   pc.ontrack = (ev) => { $("remote").srcObject = ev.streams[0] || new MediaStream([ev.track]); analyse(ev.track); };
   pc.onicecandidate = (ev) => { if (ev.candidate && state.call) send({ type: "ice", call: state.call, candidate: ev.candidate.toJSON() }); };
+  pc.oniceconnectionstatechange = async () => {
+    // The network changed under the call: restart ICE with a new offer.
+    if (pc.iceConnectionState !== "failed" || !state.call || state.pc !== pc) return;
+    log("connection lost: restarting ICE");
+    await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+    await gathered(pc);
+    send({ type: "offer", call: state.call, sdp: pc.localDescription.sdp });
+  };
   return pc;
 }
 
