@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [],
-  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0, roster: {} };
+  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0, roster: {}, parts: {} };
 window.switchboard = state; // tests read freq, level and events
 
 function log(text) {
@@ -85,6 +85,7 @@ async function onMessage(m) {
       state.lastSeq = m.seq;
       state.seqs.push(m.seq);
       log("#" + m.seq + " " + m.event.type + (m.event.data ? " " + JSON.stringify(m.event.data) : ""));
+      participant(m.event);
       break;
     case "error": log("error " + m.code + ": " + m.error); break;
     default: log(m.type);
@@ -97,6 +98,7 @@ async function newPeer() {
   state.pc = pc;
   const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
   for (const t of mic.getAudioTracks()) pc.addTrack(t, mic);
+  micLevel(mic);
   pc.ontrack = (ev) => { $("remote").srcObject = ev.streams[0] || new MediaStream([ev.track]); analyse(ev.track); };
   pc.onicecandidate = (ev) => { if (ev.candidate && state.call) send({ type: "ice", call: state.call, candidate: ev.candidate.toJSON() }); };
   pc.oniceconnectionstatechange = async () => {
@@ -152,7 +154,7 @@ async function call(target) {
 
 function endCall() {
   if (state.pc) state.pc.close();
-  state.pc = null; state.call = null; state.lastSeq = 0;
+  state.pc = null; state.call = null; state.lastSeq = 0; state.parts = {}; $("parts").innerHTML = "";
   $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true; $("hold").disabled = true;
   state.held = false; $("hold").textContent = "Hold";
   if (state.user) setStatus("signed in as " + state.user);
@@ -201,6 +203,47 @@ async function quality() {
     const mos = 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r);
     $("quality").textContent = `loss ${(loss * 100).toFixed(1)}% jitter ${(jitter * 1000).toFixed(0)} ms RTT ${(rtt * 1000).toFixed(0)} ms MOS ${mos.toFixed(1)}`;
   }
+}
+
+// participant keeps the call's legs and their state (muted, on hold,
+// speaking) from the call's events.
+function participant(ev) {
+  const id = ev.leg_id;
+  if (!id) return;
+  const p = state.parts[id] || (state.parts[id] = { muted: false, held: false, speaking: false });
+  switch (ev.type) {
+    case "leg.ended": case "leg.left": case "leg.moved": delete state.parts[id]; break;
+    case "leg.muted": p.muted = true; break;
+    case "leg.unmuted": p.muted = false; break;
+    case "leg.held": p.held = true; break;
+    case "leg.unheld": p.held = false; break;
+    case "speaking": p.speaking = true; break;
+    case "silent": p.speaking = false; break;
+  }
+  $("parts").innerHTML = "";
+  for (const [leg, q] of Object.entries(state.parts)) {
+    const li = document.createElement("li");
+    const flags = [q.speaking && "speaking", q.muted && "muted", q.held && "on hold"].filter(Boolean).join(", ");
+    li.textContent = (leg === state.call ? "you" : leg.slice(0, 12)) + (flags ? " — " + flags : "");
+    $("parts").append(li);
+  }
+}
+
+// micLevel shows the microphone's level.
+function micLevel(stream) {
+  const ctx = new AudioContext();
+  const an = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(an);
+  const wave = new Float32Array(an.fftSize);
+  const tick = () => {
+    if (!state.pc) return;
+    an.getFloatTimeDomainData(wave);
+    let sum = 0;
+    for (const v of wave) sum += v * v;
+    $("mic").value = Math.min(1, Math.sqrt(sum / wave.length) * 4);
+    requestAnimationFrame(tick);
+  };
+  tick();
 }
 
 // renderRoster shows a user's presence (and a call button).
