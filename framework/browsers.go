@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -28,6 +29,16 @@ type BrowserConfig struct {
 	PublicIPs []string
 	// AllowedOrigins may open /ws besides the page's own origin.
 	AllowedOrigins []string
+	// ICEServers are STUN/TURN servers for the browsers' calls (none by
+	// default: host candidates only, no public server is contacted).
+	ICEServers []ICEServer
+}
+
+// ICEServer is a STUN or TURN server: "stun:host:3478",
+// "turn:host:3478?transport=udp" with a username and credential.
+type ICEServer struct {
+	URLs                 []string
+	Username, Credential string
 }
 
 // newBridge starts the browser bridge: each browser call becomes a call
@@ -37,7 +48,11 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	if err != nil {
 		return fmt.Errorf("framework: browsers: %w", err)
 	}
-	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs,
+	var ice []webrtc.ICEServer
+	for _, is := range bc.ICEServers {
+		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs, ICEServers: ice,
 		AllowedOrigins: bc.AllowedOrigins, MediaTimeout: s.cfg.MediaTimeout, Logger: s.log,
 		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents, Roster: s.browserRoster,
 		Control: s.browserControl,

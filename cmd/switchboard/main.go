@@ -74,7 +74,7 @@ func serve(args []string) error {
 	guestCalls := fs.Int("guest-calls", 0, "unauthenticated calls one source address may hold at once (0: 10; -1: no limit; raise it to load-test from one host)")
 	guestRate := fs.Float64("guest-rate", 0, "new unauthenticated calls per second one source address may start (0: 5; -1: no limit)")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "open SIP TCP/TLS/WebSocket and HTTP connections allowed from one IP address (0: 256)")
-	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket besides the server's own ("*": any)`)
+	wsOrigins := fs.String("ws-origins", "", `comma-separated browser origins allowed to use SIP over WebSocket (/sip) and the browser protocol (/ws) besides the server's own ("*": any)`)
 	trunksFile := fs.String("trunks", "", "TOML file of SIP trunks ([[trunks]] name, host, username, password, caller_id, dids, register)")
 	iceAddr := fs.String("webrtc-addr", "0.0.0.0:20001", `UDP address of every browser call's media (one port for all; "-" disables browsers)`)
 	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
@@ -123,6 +123,9 @@ func serve(args []string) error {
 			return fmt.Errorf("browser token key: %w", err)
 		}
 		cfg.Browsers = &framework.BrowserConfig{TokenKey: key, ICEAddr: *iceAddr}
+		if *wsOrigins != "" {
+			cfg.Browsers.AllowedOrigins = strings.Split(*wsOrigins, ",")
+		}
 		if *publicIP != "" {
 			cfg.Browsers.PublicIPs = []string{*publicIP}
 		}
