@@ -77,19 +77,6 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 		_ = pc.Close()
 		return nil, "", err
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return fail(fmt.Errorf("bridge: the offer: %w", err))
-	}
-	var tr *webrtc.RTPTransceiver
-	for _, t := range pc.GetTransceivers() {
-		if t.Kind() == webrtc.RTPCodecTypeAudio {
-			tr = t
-			break
-		}
-	}
-	if tr == nil {
-		return fail(errors.New("bridge: the offer has no audio"))
-	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {
 			return
@@ -104,18 +91,47 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 		l.mu.Unlock()
 		l.sess().send(Message{Type: "ice", Call: id, Candidate: &init})
 	})
-	codecs := tr.Receiver().GetParameters().Codecs
-	if len(codecs) == 0 {
-		return fail(errors.New("bridge: no common audio codec"))
-	}
-	audio := codecs[0] // the offerer's first that we support (Opus first in ours)
-	l.track, err = webrtc.NewTrackLocalStaticRTP(audio.RTPCodecCapability, "audio", "switchboard")
+	codecs, track, err := answerPeer(pc, offer, time.Second)
 	if err != nil {
 		return fail(err)
 	}
-	sender, err := pc.AddTrack(l.track) // takes the offer's audio transceiver
+	l.track = track
+	if err := l.startMedia(codecs); err != nil {
+		return fail(err)
+	}
+	l.log.Info("bridge: browser call", "to", to, "codec", codecs[0].MimeType)
+	return l, pc.LocalDescription().SDP, nil
+}
+
+// answerPeer answers an offer on pc: our track, of the offer's first
+// codec we support, on its audio transceiver, and the answer set, with
+// the host candidates gathered (at most wait). It returns the negotiated
+// codecs (the audio codec first) and the track.
+func answerPeer(pc *webrtc.PeerConnection, offer string, wait time.Duration) ([]webrtc.RTPCodecParameters, *webrtc.TrackLocalStaticRTP, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return nil, nil, fmt.Errorf("bridge: the offer: %w", err)
+	}
+	var tr *webrtc.RTPTransceiver
+	for _, t := range pc.GetTransceivers() {
+		if t.Kind() == webrtc.RTPCodecTypeAudio {
+			tr = t
+			break
+		}
+	}
+	if tr == nil {
+		return nil, nil, errors.New("bridge: the offer has no audio")
+	}
+	codecs := tr.Receiver().GetParameters().Codecs
+	if len(codecs) == 0 {
+		return nil, nil, errors.New("bridge: no common audio codec")
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(codecs[0].RTPCodecCapability, "audio", "switchboard")
 	if err != nil {
-		return fail(fmt.Errorf("bridge: track: %w", err))
+		return nil, nil, err
+	}
+	sender, err := pc.AddTrack(track) // takes the offer's audio transceiver
+	if err != nil {
+		return nil, nil, fmt.Errorf("bridge: track: %w", err)
 	}
 	go func() { // pion's interceptors read the browser's RTCP through the sender
 		buf := make([]byte, 1500)
@@ -127,23 +143,17 @@ func (b *Bridge) newLeg(s *session, id, to, offer string) (*Leg, string, error) 
 	}()
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		return fail(fmt.Errorf("bridge: answer: %w", err))
+		return nil, nil, fmt.Errorf("bridge: answer: %w", err)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(fmt.Errorf("bridge: answer: %w", err))
+		return nil, nil, fmt.Errorf("bridge: answer: %w", err)
 	}
-	// Host candidates come at once: put them in the answer. Slower ones
-	// (STUN, TURN) trickle.
 	select {
 	case <-gathered:
-	case <-time.After(time.Second):
+	case <-time.After(wait):
 	}
-	if err := l.startMedia(codecs); err != nil {
-		return fail(err)
-	}
-	l.log.Info("bridge: browser call", "to", to, "codec", audio.MimeType)
-	return l, pc.LocalDescription().SDP, nil
+	return codecs, track, nil
 }
 
 // startMedia makes the leg's stream for the negotiated codecs (the first

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,50 +25,11 @@ func (b *Bridge) AnswerOffer(offer []byte) (ep *media.Endpoint, answer []byte, c
 		_ = pc.Close()
 		return nil, nil, nil, err
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
-		return fail(fmt.Errorf("bridge: the offer: %w", err))
-	}
-	var tr *webrtc.RTPTransceiver
-	for _, t := range pc.GetTransceivers() {
-		if t.Kind() == webrtc.RTPCodecTypeAudio {
-			tr = t
-			break
-		}
-	}
-	if tr == nil {
-		return fail(errors.New("bridge: the offer has no audio"))
-	}
-	codecs := tr.Receiver().GetParameters().Codecs
-	if len(codecs) == 0 {
-		return fail(errors.New("bridge: no common audio codec"))
-	}
-	if l.track, err = webrtc.NewTrackLocalStaticRTP(codecs[0].RTPCodecCapability, "audio", "switchboard"); err != nil {
+	codecs, track, err := answerPeer(pc, string(offer), 2*time.Second) // no trickle over SIP: every host candidate
+	if err != nil {
 		return fail(err)
 	}
-	sender, err := pc.AddTrack(l.track)
-	if err != nil {
-		return fail(fmt.Errorf("bridge: track: %w", err))
-	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	sdp, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return fail(fmt.Errorf("bridge: answer: %w", err))
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(sdp); err != nil {
-		return fail(fmt.Errorf("bridge: answer: %w", err))
-	}
-	select {
-	case <-gathered:
-	case <-time.After(2 * time.Second):
-	}
+	l.track = track
 	if err := l.startMedia(codecs); err != nil {
 		return fail(err)
 	}
