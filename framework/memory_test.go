@@ -1,4 +1,4 @@
-package framework_test
+package framework
 
 import (
 	"context"
@@ -13,48 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // These tests drive the call actor with legs carried in memory (no RTP
 // socket, no port): the framework above media never sees a transport.
-
-func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *framework.Server {
-	t.Helper()
-	cfg.SIPAddr, cfg.HTTPAddr = "127.0.0.1:0", "-"
-	if cfg.RTPPortMin == 0 {
-		cfg.RTPPortMin, cfg.RTPPortMax = 36000, 36999
-	}
-	cfg.TLSAddr = ""
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := framework.NewServer(cfg, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down")
-		}
-	})
-	return srv
-}
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -78,8 +42,8 @@ func codec(t *testing.T, name string) media.CodecSpec {
 // A flow answers an in-memory call, collects a digit and plays a tone.
 func TestMemoryLegFlow(t *testing.T) {
 	digits := make(chan string, 1)
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		d, err := c.CollectDigits(ctx, framework.CollectOptions{FirstDigitTimeout: 10 * time.Second})
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		d, err := c.CollectDigits(ctx, CollectOptions{FirstDigitTimeout: 10 * time.Second})
 		digits <- d
 		if err != nil {
 			return err
@@ -115,8 +79,8 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sipPhone.Close()
-			srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-				return c.Dial(ctx, sipPhone.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
+			srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+				return c.Dial(ctx, sipPhone.URI("bob"), DialOptions{Timeout: 10 * time.Second})
 			}))
 			leg, mem := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bob", Codec: codec(t, tc.memCodec)})
 			srv.StartCall(leg)
@@ -137,7 +101,7 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 				t.Fatalf("memory leg does not hear the SIP phone: %v", err)
 			}
 			legs := srv.Leg(leg.ID())
-			if legs == nil || legs.Kind() != framework.LegMemory {
+			if legs == nil || legs.Kind() != LegMemory {
 				t.Fatalf("server leg for the memory call: %v", legs)
 			}
 			_ = mem.Hangup(ctx)
@@ -150,10 +114,10 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 // family other than SIP, registered with AddDialer.
 type memDialer struct{ phones chan *testharness.PhoneCall }
 
-func (d memDialer) Dial(ctx context.Context, target string, opts framework.DialOptions) (framework.Signaling, error) {
+func (d memDialer) Dial(ctx context.Context, target string, opts DialOptions) (Signaling, error) {
 	name, ok := strings.CutPrefix(target, "mem:")
 	if !ok {
-		return nil, fmt.Errorf("memory dialer: %s: %w", target, framework.ErrNotFound)
+		return nil, fmt.Errorf("memory dialer: %s: %w", target, ErrNotFound)
 	}
 	leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: name, Outbound: true})
 	d.phones <- phone
@@ -164,8 +128,8 @@ func (d memDialer) Dial(ctx context.Context, target string, opts framework.DialO
 // another transport family (here: memory) reaches, and the two are bridged.
 func TestDialThroughAnotherTransport(t *testing.T) {
 	d := memDialer{phones: make(chan *testharness.PhoneCall, 1)}
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Dial(ctx, "mem:bob", framework.DialOptions{})
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		return c.Dial(ctx, "mem:bob", DialOptions{})
 	}))
 	srv.AddDialer(d)
 	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 37000, RTPPortMax: 37999,
@@ -206,12 +170,12 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 	before := runtime.NumGoroutine()
 	pacer := media.NewPacer(0)
 	defer pacer.Close()
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 		// The caller leaves its call for the room: the leg lives on there.
 		if err := c.Answer(ctx); err != nil {
 			return err
 		}
-		return c.Server().Move(ctx, c.ID(), framework.ToRoom(c.User()), framework.JoinOptions{})
+		return c.Server().Move(ctx, c.ID(), ToRoom(c.User()), JoinOptions{})
 	}))
 	base := srv.Ports().InUse()
 	type member struct {
@@ -253,7 +217,7 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 			for time.Now().Before(end) && ctx.Err() == nil {
 				m := mine[rng.IntN(len(mine))]
 				to := fmt.Sprintf("room-%d", rng.IntN(rooms))
-				if err := srv.Move(ctx, m.leg.ID(), framework.ToRoom(to), framework.JoinOptions{}); err != nil {
+				if err := srv.Move(ctx, m.leg.ID(), ToRoom(to), JoinOptions{}); err != nil {
 					errs <- fmt.Errorf("move %s to %s: %w", m.leg.ID(), to, err)
 					return
 				}
