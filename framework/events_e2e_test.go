@@ -75,22 +75,21 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	}
 	flowDone := make(chan flowResult, 1)
 	answered := make(chan struct{})
-	sent := make(chan struct{}) // the flow's SendMessage returned
-	var callRef sync.Map        // the Call, for the resume check after the call
+	sent := make(chan struct{})      // the flow's SendMessage returned
+	published := make(chan struct{}) // the flow published its presence and signal
+	var callRef sync.Map             // the Call, for the resume check after the call
+	early := make(chan error, 1)     // what ended the flow before it answered
 	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 		callRef.Store("call", c)
 		events := c.Events()
-		if err := c.Ring(ctx); err != nil {
-			return err
-		}
-		if err := c.Answer(ctx); err != nil {
-			return err
-		}
-		if err := c.Hold(ctx); err != nil {
-			return err
-		}
-		if err := c.Unhold(ctx); err != nil {
-			return err
+		for _, step := range []struct {
+			name string
+			do   func(context.Context) error
+		}{{"ring", c.Ring}, {"answer", c.Answer}, {"hold", c.Hold}, {"unhold", c.Unhold}} {
+			if err := step.do(ctx); err != nil {
+				early <- fmt.Errorf("%s: %w", step.name, err)
+				return err
+			}
 		}
 		close(answered)
 		var seen []Event
@@ -121,6 +120,7 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 		if res.err = c.Signal(ctx, "score", map[string]int{"home": 2, "away": 1}); res.err != nil {
 			return res.err
 		}
+		close(published)                                 // the phone's INFO comes after this, so the order is known
 		if res.err = next(EventSignal); res.err != nil { // the phone's INFO
 			return res.err
 		}
@@ -155,11 +155,18 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	call.Leg.OnChat(func(_, text string) { chats <- text })
 	select { // so that leg.answered comes before the chat
 	case <-answered:
+	case err := <-early:
+		t.Fatalf("the flow ended before the chat: %v", err)
 	case <-ctx.Done():
 		t.Fatal("flow did not answer")
 	}
 	if err := call.Leg.SendChat(ctx, "hello from the phone"); err != nil {
 		t.Fatalf("MESSAGE: %v", err)
+	}
+	select {
+	case <-published:
+	case <-ctx.Done():
+		t.Fatal("the flow did not publish")
 	}
 	if err := call.Leg.SendSignal(ctx, "hand-raised", json.RawMessage(`{"raised": true}`)); err != nil {
 		t.Fatalf("INFO signal: %v", err)

@@ -378,11 +378,6 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	ep.Configure(via(cfg))
 	ep.Verify() // the peer answered the INVITE we chose to send
 	ep.Start()
-	if err := dtx.Ack(ctx); err != nil {
-		_ = dtx.Bye(ctx)
-		_ = ep.Close()
-		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
-	}
 	l.to = headerValue(dtx.InviteResponse.To())
 	if to := dtx.InviteResponse.To(); to != nil {
 		l.remote = identityOf(to.DisplayName, to.Address)
@@ -391,10 +386,19 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered
 	l.finalOnce.Do(func() { close(l.final) })
+	// Findable before the ACK goes: the far end may send a re-INVITE,
+	// MESSAGE or BYE the moment it has the ACK.
 	if !a.register(a.uac, dtx.ID, l) {
+		_ = dtx.Ack(ctx)
 		_ = dtx.Bye(ctx)
 		_ = ep.Close()
 		return nil, ErrShutdown
+	}
+	if err := dtx.Ack(ctx); err != nil {
+		a.unregister(a.uac, dtx.ID)
+		_ = dtx.Bye(ctx)
+		_ = ep.Close()
+		return nil, fmt.Errorf("sip: dial %s: ACK: %w", target, err)
 	}
 	go func() {
 		// The dialog's context ends when it is closed or terminated.
