@@ -49,7 +49,6 @@ type legRef struct {
 	entry    *legEntry
 	answered bool
 	ended    bool // gone from this call: hung up, or moved away
-	moved    bool // moved to another call or room (still up)
 	muted    bool // Leg.Mute
 	held     bool // the far end put us on hold (its direction)
 	// releasing marks a transferor whose REFER is being reported: the

@@ -492,15 +492,13 @@ func (r *roomActor) unwire(mm *roomMember) {
 	mm.part = nil
 }
 
-// rate is 16 kHz, or 48 kHz while an Opus leg is in the room.
+// rate is the room's mix rate (mixRate over its members).
 func (r *roomActor) rate() int {
-	rate := 16000
+	eps := make([]*media.Endpoint, 0, len(r.members))
 	for _, mm := range r.members {
-		if sr := mm.sig.Endpoint().Config().Codec.SampleRate; sr > rate {
-			rate = sr
-		}
+		eps = append(eps, mm.sig.Endpoint())
 	}
-	return rate
+	return mixRate(eps)
 }
 
 // rewireAll rebuilds the mix (at a new rate) with every member.

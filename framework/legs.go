@@ -188,7 +188,6 @@ const (
 	opUnmute
 	opHold
 	opUnhold
-	opPlay
 	opTaps
 	opKick
 )
@@ -205,8 +204,6 @@ func (o legOp) String() string {
 		return "hold"
 	case opUnhold:
 		return "unhold"
-	case opPlay:
-		return "play"
 	case opTaps:
 		return "tap"
 	case opKick:
@@ -219,8 +216,7 @@ func (o legOp) String() string {
 type legCtl struct {
 	legID string
 	op    legOp
-	src   media.Source // opPlay
-	sink  media.Sink   // opTaps
+	sink  media.Sink // opTaps
 	reply chan error
 }
 

@@ -189,8 +189,7 @@ func (a *callActor) detachLeg(ctx actor.Context, l *legRef) {
 	ep := l.sig.Endpoint()
 	ep.SetTaps(nil)
 	ep.OnDTMF(nil)
-	l.ended = true // for this call: it is gone
-	l.moved = true
+	l.ended = true // for this call: it is gone (it lives on where it moved)
 	ctx.Stop(l.pid)
 }
 
@@ -209,15 +208,13 @@ func (a *callActor) onMoveIn(ctx actor.Context, m *moveIn) {
 	}
 	l := a.addLeg(ctx, m.sig, true)
 	l.tap, l.muted = m.tap, m.muted
-	a.convAdd(a.order[0], a.convOptsOf(a.order[0]))
+	a.convAdd(a.order[0], a.convOpts[a.order[0]])
 	a.convAdd(m.sig.ID(), m.opts)
 	a.rewire()
 	a.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "call:" + a.call.id, Mode: m.opts.Mode})
 	a.log.Info("leg moved in", "leg_id", m.sig.ID(), "from", m.from, "mode", m.opts.Mode.String())
 	m.reply <- nil
 }
-
-func (a *callActor) convOptsOf(id string) JoinOptions { return a.convOpts[id] }
 
 // moveFailed hangs up a leg that was let go by its old holder but cannot
 // be taken here: it must not be left without an owner.

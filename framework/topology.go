@@ -113,7 +113,11 @@ func (a *callActor) rewire() {
 		a.applyTaps()
 		return
 	}
-	rate := mixRate(a, live)
+	eps := make([]*media.Endpoint, len(live))
+	for i, id := range live {
+		eps[i] = a.legs[id].sig.Endpoint()
+	}
+	rate := mixRate(eps)
 	if a.topo.kind != topoMix || a.topo.mix.mixer.Rate() != rate {
 		a.teardown()
 		a.topo = topology{kind: topoMix, mix: &callMix{mixer: media.NewMixer(rate), members: map[string]*mixMember{}}}
@@ -179,15 +183,12 @@ func (a *callActor) teardown() {
 	a.topo = topology{}
 }
 
-// mixRate is 16 kHz, or 48 kHz when an Opus (48 kHz) leg takes part.
-func mixRate(a *callActor, legs []string) int {
+// mixRate is the rate a mix runs at: 16 kHz, or the highest codec rate
+// among eps (48 kHz when an Opus leg takes part).
+func mixRate(eps []*media.Endpoint) int {
 	rate := 16000
-	for _, id := range legs {
-		if l := a.legs[id]; l != nil {
-			if r := l.sig.Endpoint().Config().Codec.SampleRate; r > rate {
-				rate = r
-			}
-		}
+	for _, ep := range eps {
+		rate = max(rate, ep.Config().Codec.SampleRate)
 	}
 	return rate
 }

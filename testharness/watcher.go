@@ -115,13 +115,12 @@ type WatchOptions struct {
 
 // Subscription is a SUBSCRIBE dialog of a Watcher.
 type Subscription struct {
-	w       *Watcher
-	server  netip.AddrPort
-	req     *sip.Request
-	opts    WatchOptions
-	mu      sync.Mutex
-	toTag   string
-	lastSeq uint32
+	w      *Watcher
+	server netip.AddrPort
+	req    *sip.Request
+	opts   WatchOptions
+	mu     sync.Mutex
+	toTag  string
 }
 
 // Subscribe sends SUBSCRIBE for target (a user at server) and returns the
