@@ -19,6 +19,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -168,7 +169,7 @@ type Server struct {
 	system  *actor.ActorSystem
 	root    *actor.RootContext
 	agent   *sip.Agent
-	ports   *media.PortPool
+	ports   *transport.PortPool
 	httpSrv *http.Server
 	httpLn  net.Listener
 	mux     *http.ServeMux
@@ -224,7 +225,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if _, err := Ringback(cfg.Ringback); err != nil {
 		return nil, wrapVerb("config", err)
 	}
-	ports, err := media.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
+	ports, err := transport.NewPortPool(cfg.RTPPortMin, cfg.RTPPortMax)
 	if err != nil {
 		return nil, err
 	}
@@ -634,7 +635,7 @@ func authUserOf(sig Signaling) string {
 }
 
 // Ports returns the server's RTP port pool.
-func (s *Server) Ports() *media.PortPool { return s.ports }
+func (s *Server) Ports() *transport.PortPool { return s.ports }
 
 // LiveLegs returns how many legs are up, in calls and rooms.
 func (s *Server) LiveLegs() int { return s.legReg.count() }

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // Flags of BenchmarkBridgedCalls (only read when -bench selects it).
@@ -541,7 +543,7 @@ type bridgedCalls struct {
 
 func newBridgedCalls(n int, phones *loadPhones) (loadServer, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := NewPortPool(20000, 59998)
+	pool, err := transport.NewPortPool(20000, 59998)
 	if err != nil {
 		return nil, err
 	}

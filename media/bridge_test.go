@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // fourEndpoints builds phone X <-> leg A, leg B <-> phone Y, all on loopback.
 func fourEndpoints(t *testing.T, legCodecA, legCodecB CodecSpec) (x, a, b, y *Endpoint) {
 	t.Helper()
-	pool, err := NewPortPool(42200, 42299)
+	pool, err := transport.NewPortPool(42200, 42299)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestForwardPacketAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkForwardPacket(b *testing.B) {
-	pool, _ := NewPortPool(42300, 42399)
+	pool, _ := transport.NewPortPool(42300, 42399)
 	ip := netip.MustParseAddr("127.0.0.1")
 	src, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{})

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // StreamConfig is what SDP negotiation decided for one RTP stream.
@@ -43,13 +43,20 @@ type StreamConfig struct {
 	// SRTP, when set, protects the stream (SDES keys from the SDP
 	// exchange): RTP and RTCP become SRTP and SRTCP, and packets that fail
 	// authentication are dropped and counted. Nil means plain RTP.
-	SRTP *SRTPKeys
+	// Streams on a packet transport (NewPacketEndpoint) ignore it: their
+	// carrier protects the packets.
+	SRTP *transport.SRTPKeys
 	// NATSource is the IP address the peer's signaling came from. When
 	// Remote is a private address (RFC 1918, RFC 6598 shared space,
 	// IPv6 ULA or link-local: a phone behind NAT that did not learn its
 	// public address), RTP from NATSource may latch too, but only within
 	// EndpointOptions.NATLatchWindow of Configure. Zero: no NAT rule.
 	NATSource netip.Addr
+}
+
+// peer is the part of the configuration the transport acts on.
+func (c *StreamConfig) peer() transport.Peer {
+	return transport.Peer{Remote: c.Remote, RTCPMux: c.RTCPMux, RemoteRTCP: c.RemoteRTCP, NATSource: c.NATSource, SRTP: c.SRTP}
 }
 
 // EndpointStats are counters of one endpoint. Reading them is cheap.
@@ -96,22 +103,19 @@ type EndpointStats struct {
 	MOS, RemoteMOS float64
 }
 
-// Endpoint is one RTP stream on one UDP port (RTCP on the next port, or
-// on the same one with rtcp-mux; see rtcp.go): a reader goroutine that
-// queues arriving audio in a jitter buffer (and reports RFC 4733 DTMF to a
-// callback), and a 20 ms tick that plays one frame out of the jitter
-// buffer to a Sink, then reads a frame from the current Source, encodes it
-// and sends it. Packets never pass through an actor.
+// Endpoint is one RTP stream: what its transport reads (a UDP port pair,
+// a WebRTC track, memory; see package transport) is queued in a jitter
+// buffer (and RFC 4733 DTMF reported to a callback), and a 20 ms tick
+// plays one frame out of the jitter buffer to a Sink, then reads a frame
+// from the current Source, encodes it and writes it to the transport.
+// The stream never sees a socket, and packets never pass through an actor.
 //
-// Cost on the media path: one goroutine per direction, no allocation per
-// packet once running.
+// Cost on the media path: the transport's reader and a Pacer shard (or a
+// ticker goroutine) drive it; no allocation per packet once running.
 type Endpoint struct {
-	pt    PacketTransport // set: packets go through it, not a socket (NewPacketEndpoint)
-	conn  *net.UDPConn
-	port  int
-	pool  *PortPool
-	local netip.AddrPort
-	log   *slog.Logger
+	t      transport.Transport
+	packet bool // inbound packets come through ReceivePacket (NewPacketEndpoint)
+	log    *slog.Logger
 
 	mu      sync.Mutex // guards play, dtmfQ, started, closed
 	cfg     atomic.Pointer[StreamConfig]
@@ -120,18 +124,8 @@ type Endpoint struct {
 	started bool
 	closed  bool
 
-	remote  atomic.Pointer[netip.AddrPort]
-	latched atomic.Bool
-	// Send gating (see EndpointOptions.UnverifiedBudget): until proven,
-	// each packet out takes one from budget; none left means withheld.
-	gated        bool
-	proven       atomic.Bool
-	budget       atomic.Int64
-	unsent       atomic.Uint64
-	natWindow    time.Duration
-	configuredAt atomic.Int64            // unix ns of the last Configure that moved Remote
-	sink         atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
-	muted        atomic.Bool             // inbound audio ignored (SetMuted)
+	sink  atomic.Pointer[sinkBox] // mainSink and tapSink as one, for the tick
+	muted atomic.Bool             // inbound audio ignored (SetMuted)
 	// mainSink is the topology's consumer (a bridge pipe, a mixer
 	// participant); tapSink the observers (recording, VAD). Guarded by mu.
 	mainSink, tapSink Sink
@@ -142,11 +136,6 @@ type Endpoint struct {
 	// relay receives the RFC 4733 digits this endpoint gets, re-sent as
 	// new events: the DTMF path of a transcoding bridge.
 	relay atomic.Pointer[Endpoint]
-	// srtp protects the stream when the SDP exchange negotiated SDES keys
-	// (srtp.go); nil means plain RTP.
-	srtp       atomic.Pointer[SRTPContext]
-	srtpFails  atomic.Uint64
-	srtpLogged atomic.Int64 // when an SRTP failure was last logged (rate limit)
 
 	out      outState
 	snd      sender
@@ -163,9 +152,7 @@ type Endpoint struct {
 
 	rstats                recvStats
 	rxs                   rxLoopState // the RTP reader's own state
-	poller                *rxPoller   // reads both sockets when set (else two reader goroutines)
-	pollFDs               [2]int
-	rx                    rxPath // jitter buffer and decode (endpoint_jitter.go)
+	rx                    rxPath      // jitter buffer and decode (endpoint_jitter.go)
 	packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut     atomic.Uint64
 	dropped               atomic.Uint64
@@ -223,41 +210,33 @@ type EndpointOptions struct {
 	// raised to 10 ms, negative sends no reports (received RTCP is still
 	// read).
 	RTCPInterval time.Duration
-	// UnverifiedBudget, when above zero, makes the endpoint hold its RTP
-	// until the peer has proven that it wants it — a packet from the
-	// configured remote address (which also latches), or Verify (the
-	// signaling saw the ACK of our 2xx) — and a peer that never does gets
-	// at most this many packets (generated, DTMF or forwarded) and no
-	// RTCP: an INVITE naming a third party's address cannot turn the
-	// server into an amplifier. A gated endpoint with no remote
-	// configured latches nothing. Zero sends without proof, and latches
-	// the first source when no remote is configured (trusted, in-process
-	// peers). With a remote configured, latching is strict either way:
-	// its IP only, or the NAT rule (StreamConfig.NATSource).
+	// UnverifiedBudget and NATLatchWindow configure NewEndpoint's UDP
+	// transport: see transport.UDPOptions.
 	UnverifiedBudget int
-	// NATLatchWindow bounds the NAT latching rule (StreamConfig.NATSource)
-	// to this long after Configure; zero means 10 s.
-	NATLatchWindow time.Duration
+	NATLatchWindow   time.Duration
 }
 
-// NewEndpoint binds a UDP socket from pool on ip. The endpoint does nothing
-// until Configure and Start are called, so its address can go into an SDP
-// answer before negotiation finishes.
-func NewEndpoint(pool *PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint, error) {
-	conn, rtcpConn, port, err := pool.ListenPair(ip)
+// NewEndpoint makes a stream on a UDP transport (an RTP/RTCP port pair
+// from pool on ip, read by the Pacer's readers when opts.Pacer is set)
+// wrapped in SRTP, which stays plain RTP unless Configure brings keys.
+// The endpoint does nothing until Configure and Start are called, so its
+// address can go into an SDP answer before negotiation finishes.
+func NewEndpoint(pool *transport.PortPool, ip netip.Addr, opts EndpointOptions) (*Endpoint, error) {
+	var readers *transport.Readers
+	if opts.Pacer != nil {
+		readers = opts.Pacer.readers
+	}
+	u, err := transport.NewUDP(pool, ip, transport.UDPOptions{Logger: opts.Logger, Readers: readers,
+		UnverifiedBudget: opts.UnverifiedBudget, NATLatchWindow: opts.NATLatchWindow})
 	if err != nil {
 		return nil, err
 	}
-	e := newStream(opts)
-	e.conn, e.port, e.pool, e.local = conn, port, pool, netip.AddrPortFrom(ip, uint16(port))
-	e.rtcp.init(rtcpConn, opts.RTCPInterval, e.ssrc)
-	return e, nil
+	return NewStream(transport.NewSRTP(u, opts.Logger), opts), nil
 }
 
-// newStream makes the transport-independent part of an endpoint: the
-// stream's state and options; NewEndpoint and NewPacketEndpoint add what
-// carries its packets.
-func newStream(opts EndpointOptions) *Endpoint {
+// NewStream makes an endpoint whose packets t carries; t is started with
+// the endpoint and closed with it. Configure and Start it as usual.
+func NewStream(t transport.Transport, opts EndpointOptions) *Endpoint {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -265,6 +244,7 @@ func newStream(opts EndpointOptions) *Endpoint {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e := &Endpoint{
+		t:             t,
 		log:           log,
 		ssrc:          binary.BigEndian.Uint32(b[:]),
 		done:          make(chan struct{}),
@@ -272,18 +252,14 @@ func newStream(opts EndpointOptions) *Endpoint {
 		noIdleSilence: opts.NoIdleSilence,
 		pacer:         opts.Pacer,
 		mediaTimeout:  opts.MediaTimeout,
-		gated:         opts.UnverifiedBudget > 0,
-		natWindow:     opts.NATLatchWindow,
 	}
-	if e.natWindow <= 0 {
-		e.natWindow = 10 * time.Second
-	}
-	e.budget.Store(int64(opts.UnverifiedBudget))
+	e.rtcp.init(opts.RTCPInterval, e.ssrc)
 	return e
 }
 
-// LocalAddr is the address the endpoint receives on.
-func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+// LocalAddr is the address the endpoint's transport receives on (zero
+// for a packet transport).
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.t.LocalAddr() }
 
 // Configure sets the negotiated stream parameters. It may be called again
 // (re-INVITE); a changed remote address un-latches symmetric RTP, and
@@ -292,65 +268,19 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 	if cfg.Direction == "" {
 		cfg.Direction = "sendrecv"
 	}
-	if e.pt != nil {
-		cfg.Remote = packetPeer // the transport knows where packets go
-	}
-	var old netip.AddrPort
-	var oldKeys *SRTPKeys
-	prev := e.cfg.Load()
-	if prev != nil {
-		oldKeys = prev.SRTP
-	}
-	if prev == nil || !cfg.SRTP.Equal(oldKeys) {
-		e.setSRTP(cfg.SRTP)
-	}
-	if prev := e.cfg.Swap(&cfg); prev != nil {
-		old = prev.Remote
-	}
-	if old != cfg.Remote || e.remote.Load() == nil {
-		r := cfg.Remote
-		e.configuredAt.Store(time.Now().UnixNano())
-		e.remote.Store(&r)
-		e.latched.Store(false)
-	}
+	e.t.SetPeer(cfg.peer())
+	e.cfg.Store(&cfg)
 }
 
 // Verify records that the peer has proven it wants this endpoint's RTP
 // (the ACK of a 2xx we sent arrived, or the peer answered our INVITE), so
 // an endpoint with an UnverifiedBudget sends without limit from now on. A
 // packet from the configured remote address verifies too.
-func (e *Endpoint) Verify() { e.proven.Store(true) }
+func (e *Endpoint) Verify() { e.t.Verify() }
 
 // Verified reports whether the peer has proven it wants our RTP (always
 // true without an UnverifiedBudget).
-func (e *Endpoint) Verified() bool { return !e.gated || e.proven.Load() }
-
-// mayLatch reports whether the first packet from from may latch the
-// stream: it must come from the configured remote's IP (its port may
-// differ: symmetric RTP through NAT), or from the signaling source of a
-// peer that advertised a private address, soon after Configure. Without
-// send gating and with no remote configured, any first source latches.
-func (e *Endpoint) mayLatch(from netip.AddrPort) bool {
-	cfg := e.cfg.Load()
-	if cfg == nil || !cfg.Remote.IsValid() {
-		return !e.gated
-	}
-	if from.Addr() == cfg.Remote.Addr() {
-		return true
-	}
-	if !cfg.NATSource.IsValid() || from.Addr() != cfg.NATSource || !isPrivateAddr(cfg.Remote.Addr()) {
-		return false
-	}
-	return time.Since(time.Unix(0, e.configuredAt.Load())) < e.natWindow
-}
-
-var sharedAddrSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598, carrier-grade NAT
-
-// isPrivateAddr reports addresses that only mean something behind a NAT.
-func isPrivateAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedAddrSpace.Contains(a)
-}
+func (e *Endpoint) Verified() bool { return e.t.Verified() }
 
 // Config returns the current stream configuration.
 func (e *Endpoint) Config() StreamConfig {
@@ -370,11 +300,7 @@ func (e *Endpoint) Start() {
 	e.started = true
 	e.lastRecv.Store(time.Now().UnixNano())
 	e.initSender()
-	if e.pt == nil && !e.startPolling() {
-		e.wg.Add(2)
-		go e.readLoop()
-		go e.rtcpReadLoop()
-	}
+	e.t.Start((*streamReceiver)(e))
 	if e.pacer != nil {
 		e.unpace = e.pacer.add(e)
 	} else {
@@ -517,21 +443,24 @@ func (e *Endpoint) SendDTMF(digit rune, duration time.Duration) error {
 
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() EndpointStats {
+	ts := e.t.Stats()
 	st := EndpointStats{
 		PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
 		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(),
-		Dropped:          e.dropped.Load(),
+		Dropped:          e.dropped.Load() + ts.Dropped,
 		LastRecv:         time.Unix(0, e.lastRecv.Load()),
-		SRTPAuthFailures: e.srtpFails.Load(),
-		Unsent:           e.unsent.Load(),
+		SRTPAuthFailures: ts.SRTPAuthFailures,
+		Unsent:           ts.Unsent,
 	}
 	st.Expected, st.Lost, st.Jitter = e.rstats.snapshot()
 	e.rtcpStats(&st)
+	st.RTCPDropped += ts.RTCPDropped
 	return st
 }
 
-// Close stops both goroutines, finishes any playback with ErrClosed, closes
-// the socket and returns the port to the pool. It is safe to call twice.
+// Close stops the stream, finishes any playback with ErrClosed and closes
+// its transport (a UDP transport closes its sockets and returns its ports
+// to the pool). It is safe to call twice.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -551,127 +480,48 @@ func (e *Endpoint) Close() error {
 		e.sendRTCP(time.Now(), e.cfg.Load(), true) // RTCP BYE
 	}
 	close(e.done)
-	if e.poller != nil {
-		// Out of the poller before the sockets close (their numbers
-		// may be reused at once).
-		e.poller.remove(e.pollFDs[0])
-		e.poller.remove(e.pollFDs[1])
-	}
-	var err error
-	if e.pt == nil {
-		err = e.conn.Close()
-		e.rtcp.conn.Close()
-	}
+	err := e.t.Close()
 	e.wg.Wait()
-	if e.pt == nil {
-		e.pool.Release(e.port)
-	}
 	if p != nil && p.done != nil {
 		p.done(ErrClosed)
 	}
 	return err
 }
 
-func (e *Endpoint) readLoop() {
-	defer e.wg.Done()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := e.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// ICMP-induced errors (port unreachable) are transient on UDP.
-			select {
-			case <-e.done:
-				return
-			default:
-				continue
-			}
-		}
-		e.handleRTP(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
-	}
-}
-
-// startPolling hands both sockets to the pacer's poller; false means the
-// endpoint reads them with its own goroutines.
-func (e *Endpoint) startPolling() bool {
-	if e.pacer == nil {
-		return false
-	}
-	pl := e.pacer.poller()
-	if pl == nil {
-		return false
-	}
-	rtpFD, err := pl.add(e.conn, e, false)
-	if err != nil {
-		e.log.Warn("media: socket poller refused the RTP socket; using a reader goroutine", "error", err)
-		return false
-	}
-	rtcpFD, err := pl.add(e.rtcp.conn, e, true)
-	if err != nil {
-		e.log.Warn("media: socket poller refused the RTCP socket; using reader goroutines", "error", err)
-		pl.remove(rtpFD)
-		return false
-	}
-	e.poller, e.pollFDs = pl, [2]int{rtpFD, rtcpFD}
-	return true
-}
-
 // rxLoopState is the reader's own state between packets. Exactly one
-// goroutine reads an endpoint's RTP socket (its readLoop, or the Pacer's
-// poller), so it needs no lock.
+// goroutine at a time hands an endpoint its packets (its transport's
+// reader, or a packet transport's owner), so it needs no lock.
 type rxLoopState struct {
 	hdr         rtp.Header
 	lastEventTS uint32
 	haveEvent   bool
 }
 
-// handleRTP processes one datagram from the RTP socket (pkt may be
-// rewritten in place and is not kept): RTCP demultiplexing, latching,
-// statistics, forwarding, RFC 4733 and the jitter buffer.
-func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
+// streamReceiver is the endpoint as its transport's Receiver.
+type streamReceiver Endpoint
+
+func (r *streamReceiver) ReceiveRTP(pkt []byte) bool  { return (*Endpoint)(r).receiveRTP(pkt) }
+func (r *streamReceiver) ReceiveRTCP(pkt []byte) bool { return (*Endpoint)(r).receiveRTCP(pkt) }
+
+// receiveRTP processes one RTP packet the transport accepted from the
+// peer (pkt may be rewritten in place and is not kept): statistics,
+// forwarding, RFC 4733 and the jitter buffer. It reports whether the
+// packet was well-formed RTP (which lets the transport latch its source).
+func (e *Endpoint) receiveRTP(pkt []byte) bool {
 	st := &e.rxs
 	n := len(pkt)
-	if isRTCP(pkt) { // RFC 5761 demultiplexing
-		e.handleRTCP(pkt, from, false)
-		return
-	}
-	if sc := e.srtp.Load(); sc != nil {
-		var err error
-		if pkt, err = sc.unprotectRTP(pkt); err != nil {
-			e.dropped.Add(1)
-			e.srtpFailed(err, from)
-			return
-		}
-		n = len(pkt)
-	}
 	hdr := &st.hdr
 	hl, err := hdr.Unmarshal(pkt)
 	if err != nil || hdr.Version != 2 {
 		e.dropped.Add(1)
-		return
-	}
-	if !e.latched.Load() {
-		if !e.mayLatch(from) {
-			// A stranger guessing the port before the peer's first
-			// packet: never latch onto it.
-			e.dropped.Add(1)
-			return
-		}
-		e.remote.Store(&from)
-		e.latched.Store(true)
-		e.proven.Store(true)
-	} else if r := e.remote.Load(); r == nil || *r != from {
-		e.dropped.Add(1)
-		return
+		return false
 	}
 	payload := pkt[hl:n]
 	if hdr.Padding && len(payload) > 0 {
 		pad := int(payload[len(payload)-1])
 		if pad > len(payload) {
 			e.dropped.Add(1)
-			return
+			return true
 		}
 		payload = payload[:len(payload)-pad]
 	}
@@ -682,12 +532,12 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 
 	cfg := e.cfg.Load()
 	if cfg == nil {
-		return
+		return true
 	}
 	e.rstats.update(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, now, cfg.Codec.ClockRate)
 	isDTMF := cfg.DTMFPayloadType != 0 && hdr.PayloadType == cfg.DTMFPayloadType
 	if !isDTMF && e.muted.Load() {
-		return
+		return true
 	}
 	if dst := e.forward.Load(); dst != nil && (isDTMF || hdr.PayloadType == cfg.PayloadType) {
 		dst.forwardPacket(hdr, pkt[:hl+len(payload)], hl, isDTMF)
@@ -697,15 +547,15 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 		ev, err := ParseTelephoneEvent(payload)
 		if err != nil {
 			e.dropped.Add(1)
-			return
+			return true
 		}
 		if st.haveEvent && hdr.Timestamp == st.lastEventTS {
-			return // update or end packet of an event already reported
+			return true // update or end packet of an event already reported
 		}
 		st.haveEvent, st.lastEventTS = true, hdr.Timestamp
 		d := DTMFDigit(ev.Event)
 		if d == 0 {
-			return
+			return true
 		}
 		if r := e.relay.Load(); r != nil {
 			_ = r.SendDTMF(d, 0) // the far leg may lack telephone-event: then the digit stays here
@@ -720,6 +570,7 @@ func (e *Endpoint) handleRTP(pkt []byte, from netip.AddrPort) {
 	default:
 		e.dropped.Add(1)
 	}
+	return true
 }
 
 // closeCodec frees what a codec holds outside the Go heap (libopus state)
@@ -833,7 +684,6 @@ func (e *Endpoint) sendTick(now time.Time) {
 		}
 	}
 	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
-	remote := e.remote.Load()
 	hdr := &s.hdr
 	// Bridged (forwarded packets go out from the peer's reader), on hold,
 	// or told to stay quiet: nothing to generate this tick.
@@ -841,7 +691,7 @@ func (e *Endpoint) sendTick(now time.Time) {
 	if s.pendingFrames > 0 && (s.dtmf != nil || !send || idle) {
 		// A digit, hold or a bridge interrupts a multi-frame packet:
 		// send what it has.
-		e.flushPending(send, remote)
+		e.flushPending(send)
 	}
 	if s.dtmf != nil {
 		ev, first, last := s.dtmf.next()
@@ -851,8 +701,8 @@ func (e *Endpoint) sendTick(now time.Time) {
 		hdr.SequenceNumber, _ = e.out.tick(step, true)
 		n, _ := hdr.MarshalTo(s.buf)
 		out := ev.AppendTo(s.buf[:n])
-		if send && remote != nil && remote.IsValid() {
-			e.write(out, *remote)
+		if send {
+			e.write(out)
 		}
 		if last {
 			s.dtmf = nil
@@ -890,46 +740,30 @@ func (e *Endpoint) sendTick(now time.Time) {
 		return
 	}
 	s.pending, s.pendingFrames = nil, 0
-	if send && remote != nil && remote.IsValid() {
-		e.write(out, *remote)
+	if send {
+		e.write(out)
 	}
 }
 
 // flushPending sends a partly filled multi-frame packet.
-func (e *Endpoint) flushPending(send bool, remote *netip.AddrPort) {
+func (e *Endpoint) flushPending(send bool) {
 	s := &e.snd
-	if send && remote != nil && remote.IsValid() {
-		e.write(s.pending, *remote)
+	if send {
+		e.write(s.pending)
 	}
 	s.pending, s.pendingFrames = nil, 0
 }
 
-// write sends an RTP packet, as SRTP when the stream is protected.
-// BytesOut counts the RTP size (what RTCP sender reports describe).
-func (e *Endpoint) write(pkt []byte, to netip.AddrPort) {
-	if e.gated && !e.proven.Load() && e.budget.Add(-1) < 0 {
-		e.unsent.Add(1)
-		return
-	}
-	if sc := e.srtp.Load(); sc != nil {
-		if err := sc.protectRTP(pkt, func(out []byte) { e.send(out, to, len(pkt)) }); err != nil {
-			e.srtpFailed(err, to)
-		}
-		return
-	}
-	e.send(pkt, to, len(pkt))
-}
-
-func (e *Endpoint) send(pkt []byte, to netip.AddrPort, size int) {
-	if e.pt != nil {
-		if e.pt.WriteRTP(pkt) != nil {
-			return
-		}
-	} else if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+// write hands an RTP packet to the transport (which protects it when the
+// stream is SRTP, and may withhold it: see transport.UDPOptions). Only
+// packets the transport sent are counted; BytesOut counts the RTP size
+// (what RTCP sender reports describe).
+func (e *Endpoint) write(pkt []byte) {
+	if e.t.WriteRTP(pkt) != nil {
 		return
 	}
 	e.packetsOut.Add(1)
-	e.bytesOut.Add(uint64(size))
+	e.bytesOut.Add(uint64(len(pkt)))
 }
 
 // tick advances the RTP clock by one frame. When send is true it also takes
@@ -974,8 +808,7 @@ func (e *Endpoint) ForwardTo(dst *Endpoint) {
 // and extensions are dropped), so the payload is never copied.
 func (e *Endpoint) forwardPacket(h *rtp.Header, pkt []byte, hl int, dtmf bool) {
 	cfg := e.cfg.Load()
-	remote := e.remote.Load()
-	if cfg == nil || remote == nil || !remote.IsValid() || (cfg.Direction != "sendrecv" && cfg.Direction != "sendonly") {
+	if cfg == nil || (cfg.Direction != "sendrecv" && cfg.Direction != "sendonly") {
 		return
 	}
 	pt := cfg.PayloadType
@@ -1010,5 +843,5 @@ func (e *Endpoint) forwardPacket(h *rtp.Header, pkt []byte, hl int, dtmf bool) {
 	binary.BigEndian.PutUint16(out[2:], seq)
 	binary.BigEndian.PutUint32(out[4:], ts)
 	binary.BigEndian.PutUint32(out[8:], e.ssrc)
-	e.write(out, *remote)
+	e.write(out)
 }

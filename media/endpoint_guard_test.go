@@ -7,45 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
-
-// Which first packets may latch a stream (finding 3 of issue 13: RTP from
-// anyone, before the phone's first packet, used to capture the call).
-func TestEndpointMayLatch(t *testing.T) {
-	ap := netip.MustParseAddrPort
-	cases := []struct {
-		name      string
-		gated     bool
-		remote    netip.AddrPort
-		natSource netip.Addr
-		age       time.Duration // since Configure
-		from      netip.AddrPort
-		want      bool
-	}{
-		{"SDP address", true, ap("192.0.2.10:4000"), netip.Addr{}, 0, ap("192.0.2.10:4000"), true},
-		{"SDP IP, other port (NAT)", true, ap("192.0.2.10:4000"), netip.Addr{}, 0, ap("192.0.2.10:61000"), true},
-		{"stranger", true, ap("192.0.2.10:4000"), netip.Addr{}, 0, ap("198.51.100.7:4000"), false},
-		{"stranger, public SDP, signaling IP", true, ap("192.0.2.10:4000"), netip.MustParseAddr("198.51.100.7"), 0, ap("198.51.100.7:4000"), false},
-		{"private SDP, signaling IP, in window", true, ap("192.168.1.20:4000"), netip.MustParseAddr("198.51.100.7"), time.Second, ap("198.51.100.7:31000"), true},
-		{"private SDP, signaling IP, too late", true, ap("192.168.1.20:4000"), netip.MustParseAddr("198.51.100.7"), 11 * time.Second, ap("198.51.100.7:31000"), false},
-		{"private SDP, other IP", true, ap("10.1.2.3:4000"), netip.MustParseAddr("198.51.100.7"), 0, ap("203.0.113.5:4000"), false},
-		{"CGNAT SDP, signaling IP", true, ap("100.64.1.2:4000"), netip.MustParseAddr("198.51.100.7"), 0, ap("198.51.100.7:4000"), true},
-		{"hold address 0.0.0.0", true, ap("0.0.0.0:4000"), netip.Addr{}, 0, ap("198.51.100.7:4000"), false},
-		{"gated, no remote", true, netip.AddrPort{}, netip.Addr{}, 0, ap("198.51.100.7:4000"), false},
-		{"ungated, no remote (in-process peers)", false, netip.AddrPort{}, netip.Addr{}, 0, ap("198.51.100.7:4000"), true},
-		{"ungated, stranger", false, ap("192.0.2.10:4000"), netip.Addr{}, 0, ap("198.51.100.7:4000"), false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			e := &Endpoint{gated: c.gated, natWindow: 10 * time.Second}
-			e.cfg.Store(&StreamConfig{Remote: c.remote, NATSource: c.natSource})
-			e.configuredAt.Store(time.Now().Add(-c.age).UnixNano())
-			if got := e.mayLatch(c.from); got != c.want {
-				t.Fatalf("mayLatch(%v) = %v, want %v", c.from, got, c.want)
-			}
-		})
-	}
-}
 
 // A gated endpoint sends at most UnverifiedBudget packets (and no RTCP) to
 // an address that never proved it wants them, and streams once Verify is
@@ -68,7 +31,7 @@ func TestEndpointWithholdsRTPUntilVerified(t *testing.T) {
 			got <- n
 		}
 	}()
-	pool, err := NewPortPool(42700, 42799)
+	pool, err := transport.NewPortPool(42700, 42799)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +72,7 @@ func TestEndpointWithholdsRTPUntilVerified(t *testing.T) {
 // Send gating keeps forwarding allocation-free, whether the packet is
 // withheld (peer not proven) or sent.
 func TestGatedForwardAllocatesNothing(t *testing.T) {
-	pool, err := NewPortPool(42800, 42899)
+	pool, err := transport.NewPortPool(42800, 42899)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +109,7 @@ func TestGatedForwardAllocatesNothing(t *testing.T) {
 // BenchmarkForwardPacketGated is BenchmarkForwardPacket through an endpoint
 // with send gating, once the peer is verified (the SIP agent's case).
 func BenchmarkForwardPacketGated(b *testing.B) {
-	pool, _ := NewPortPool(42900, 42999)
+	pool, _ := transport.NewPortPool(42900, 42999)
 	ip := netip.MustParseAddr("127.0.0.1")
 	src, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{UnverifiedBudget: 4})

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // Packets that reach an endpoint out of order and duplicated are heard by
 // its sink in order and once each: the decode path goes through the
 // jitter buffer.
 func TestEndpointJitterBufferReorders(t *testing.T) {
-	pool, err := NewPortPool(42600, 42699)
+	pool, err := transport.NewPortPool(42600, 42699)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,14 @@
 package media
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 type capture struct {
@@ -31,7 +34,13 @@ func (c *capture) snapshot() ([]int16, []rune) {
 
 func endpointPair(t *testing.T, spec CodecSpec) (a, b *Endpoint) {
 	t.Helper()
-	pool, err := NewPortPool(42000, 42099)
+	return endpointPairLog(t, spec, nil)
+}
+
+// endpointPairLog is endpointPair with b logging to logB.
+func endpointPairLog(t *testing.T, spec CodecSpec, logB *slog.Logger) (a, b *Endpoint) {
+	t.Helper()
+	pool, err := transport.NewPortPool(42000, 42099)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +49,7 @@ func endpointPair(t *testing.T, spec CodecSpec) (a, b *Endpoint) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = NewEndpoint(pool, ip, EndpointOptions{NoIdleSilence: true})
+	b, err = NewEndpoint(pool, ip, EndpointOptions{NoIdleSilence: true, Logger: logB})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +234,7 @@ func TestEndpointCloseEndsPlaybackAndIsIdempotent(t *testing.T) {
 // An answered stream with nothing to play sends silence every 20 ms; on
 // hold (recvonly) it sends nothing.
 func TestEndpointIdleSendsSilence(t *testing.T) {
-	pool, _ := NewPortPool(42400, 42499)
+	pool, _ := transport.NewPortPool(42400, 42499)
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	b, _ := NewEndpoint(pool, ip, EndpointOptions{NoIdleSilence: true})

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // Pacer drives the 20 ms send clock of many endpoints from a few
@@ -21,15 +23,14 @@ import (
 type Pacer struct {
 	shards []*pacerShard
 	next   atomic.Uint32
-	// pollers read the sockets of the pacer's endpoints (rxpoll_linux.go),
-	// one per shard; empty where epoll is missing or when
+	// readers read the sockets of the pacer's UDP endpoints, one poller
+	// per shard (transport.Readers); nil where epoll is missing or when
 	// SWITCHBOARD_MEDIA_READERS=goroutines asks for a reader goroutine
 	// per socket instead.
-	pollers  []*rxPoller
-	nextPoll atomic.Uint32
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
+	readers *transport.Readers
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 
 	ticks    atomic.Uint64 // shard ticks run
 	overruns atomic.Uint64 // shard ticks that took longer than FrameDurationMs
@@ -49,17 +50,7 @@ func NewPacer(n int) *Pacer {
 	}
 	p := &Pacer{stop: make(chan struct{})}
 	if os.Getenv("SWITCHBOARD_MEDIA_READERS") != "goroutines" {
-		for range n {
-			pl, err := newRxPoller()
-			if err != nil {
-				for _, q := range p.pollers {
-					q.close()
-				}
-				p.pollers = nil
-				break
-			}
-			p.pollers = append(p.pollers, pl)
-		}
+		p.readers = transport.NewReaders(n)
 	}
 	for range n {
 		sh := &pacerShard{}
@@ -78,19 +69,9 @@ func (p *Pacer) Close() {
 	p.once.Do(func() {
 		close(p.stop)
 		p.wg.Wait()
-		for _, pl := range p.pollers {
-			pl.close()
-		}
+		p.readers.Close()
 	})
 	p.wg.Wait()
-}
-
-// poller returns the poller for a new endpoint's sockets, or nil.
-func (p *Pacer) poller() *rxPoller {
-	if len(p.pollers) == 0 {
-		return nil
-	}
-	return p.pollers[int(p.nextPoll.Add(1))%len(p.pollers)]
 }
 
 // Len returns how many endpoints the pacer drives.

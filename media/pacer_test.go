@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // Endpoints driven by a shared pacer send at 50 packets/s and are heard
@@ -11,7 +13,7 @@ import (
 func TestPacerDrivesEndpoints(t *testing.T) {
 	pacer := NewPacer(2)
 	defer pacer.Close()
-	pool, _ := NewPortPool(42500, 42599)
+	pool, _ := transport.NewPortPool(42500, 42599)
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
 	b, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true})
@@ -67,7 +69,7 @@ func TestPacerCountsOverruns(t *testing.T) {
 	if !pacer.LastOverrun().IsZero() {
 		t.Fatal("a new pacer reports an overrun")
 	}
-	pool, _ := NewPortPool(42600, 42699)
+	pool, _ := transport.NewPortPool(42600, 42699)
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
 	defer a.Close()

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 type panicSource struct{ after, n int }
@@ -122,7 +124,7 @@ func BenchmarkReadSourceDirect(b *testing.B) {
 // BenchmarkEndpointSendTick is one 20 ms tick of an endpoint playing a
 // tone (read, encode; no peer address, so no syscall).
 func BenchmarkEndpointSendTick(b *testing.B) {
-	pool, err := NewPortPool(42100, 42199)
+	pool, err := transport.NewPortPool(42100, 42199)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // With FramesPerPacket 3 (a peer's a=ptime:60) each packet carries 60 ms:
@@ -14,7 +15,7 @@ import (
 // the audio still decodes to the tone; a DTMF digit flushes a partial
 // packet first, so no audio is lost or reordered around it.
 func TestEndpointSendsPTime60(t *testing.T) {
-	pool, err := NewPortPool(42600, 42699)
+	pool, err := transport.NewPortPool(42600, 42699)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"math/rand/v2"
-	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +28,6 @@ const minRTCPInterval = 10 * time.Millisecond
 // It runs once per report, not per RTP packet: building a report costs a
 // few allocations inside pion/rtcp (see BenchmarkRTCPBuildReport).
 type rtcpSession struct {
-	conn     *net.UDPConn // the odd port above RTP (PortPool.ListenPair)
 	interval time.Duration
 	// nextAt is when the next report is due (UnixNano; 0 = not scheduled).
 	// Only the sender tick reads and writes it.
@@ -46,8 +43,7 @@ type rtcpSession struct {
 	ssrc      uint32
 	sdes      []byte // our SDES CNAME chunk, marshalled once
 	buf       []byte
-	dest      netip.AddrPort // source of the last RTCP accepted on conn (symmetric RTCP)
-	sent      [8]sentSR      // our recent SRs, to match the peer's LSR
+	sent      [8]sentSR // our recent SRs, to match the peer's LSR
 	sentNext  int
 	pktsAt    [2]uint64 // packets sent at the last two reports: are we a sender?
 	prior     receptionState
@@ -90,8 +86,7 @@ type reportInput struct {
 	withReport bool // include a report block for recv
 }
 
-func (s *rtcpSession) init(conn *net.UDPConn, interval time.Duration, ssrc uint32) {
-	s.conn = conn
+func (s *rtcpSession) init(interval time.Duration, ssrc uint32) {
 	switch {
 	case interval == 0:
 		interval = DefaultRTCPInterval
@@ -148,13 +143,6 @@ func nextRTCPInterval(nominal time.Duration, u float64) time.Duration {
 		u = 0.5
 	}
 	return time.Duration(float64(nominal) * (0.5 + u))
-}
-
-// isRTCP reports whether a datagram on a multiplexed port is RTCP: RFC 5761
-// section 4 tells them apart by the second octet, 192–223 for RTCP (which
-// covers the SR, RR, SDES, BYE, APP, RTPFB and PSFB types 200–206).
-func isRTCP(b []byte) bool {
-	return len(b) >= 2 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223
 }
 
 // build marshals a compound report into s.buf: an SR when we sent RTP
@@ -224,10 +212,7 @@ func (s *rtcpSession) receptionBlock(now time.Time, r receptionState) rtcp.Recep
 	return b
 }
 
-var (
-	errRTCPEmpty    = errors.New("media: empty RTCP datagram")
-	errRTCPStranger = errors.New("media: RTCP not from the peer's address")
-)
+var errRTCPEmpty = errors.New("media: empty RTCP datagram")
 
 // receive parses one RTCP datagram and applies what concerns us: the
 // peer's SR (for our LSR/DLSR), report blocks about ourSSRC (loss, jitter,
@@ -321,11 +306,11 @@ func (e *Endpoint) rtcpTick(cfg *StreamConfig, now time.Time) {
 	e.sendRTCP(now, cfg, false)
 }
 
-// sendRTCP builds and sends one compound report (with BYE if bye).
+// sendRTCP builds one compound report (with BYE if bye) and hands it to
+// the transport, which knows where RTCP goes (and protects it as SRTCP).
 func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	r := &e.rtcp
-	remote := e.remote.Load()
-	if cfg == nil || remote == nil || !remote.IsValid() || remote.Addr().IsUnspecified() || !e.Verified() {
+	if cfg == nil || !e.t.Verified() {
 		return
 	}
 	in := reportInput{rtpTS: e.out.peekTS(), packets: e.packetsOut.Load()}
@@ -336,99 +321,32 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	in.withReport = in.recvOK && e.packetsIn.Load() > 0
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e.pt != nil {
-		if pkt, err := r.build(now, in, bye); err == nil && e.pt.WriteRTCP(pkt) == nil {
-			r.out.Add(1)
-		}
-		return
-	}
-	conn, to := e.conn, *remote
-	if !cfg.RTCPMux {
-		conn = r.conn
-		switch {
-		case r.dest.IsValid() && r.dest.Addr() == to.Addr(): // not stale after a re-INVITE moved the peer
-			to = r.dest
-		case cfg.RemoteRTCP.IsValid():
-			to = cfg.RemoteRTCP
-		case to.Port() < 65535:
-			to = netip.AddrPortFrom(to.Addr(), to.Port()+1)
-		default:
-			return
-		}
-	}
-	if conn == nil {
-		return
-	}
 	pkt, err := r.build(now, in, bye)
 	if err != nil {
 		e.log.Debug("media: RTCP report not built", "error", err)
 		return
 	}
-	if sc := e.srtp.Load(); sc != nil {
-		if err := sc.protectRTCP(pkt, func(out []byte) {
-			if _, err := conn.WriteToUDPAddrPort(out, to); err == nil {
-				r.out.Add(1)
-			}
-		}); err != nil {
-			e.srtpFailed(err, to)
-		}
-		return
-	}
-	if _, err := conn.WriteToUDPAddrPort(pkt, to); err == nil {
+	if e.t.WriteRTCP(pkt) == nil {
 		r.out.Add(1)
 	}
 }
 
-// handleRTCP applies an RTCP datagram from the RTP socket (rtcp-mux) or
-// the RTCP socket. It is accepted from the peer's IP address only; bad
-// ones are counted in RTCPDropped, the first one logged at debug level.
-func (e *Endpoint) handleRTCP(pkt []byte, from netip.AddrPort, onRTCPPort bool) {
+// receiveRTCP applies a compound RTCP packet the transport accepted from
+// the peer; malformed ones are counted in RTCPDropped, the first one
+// logged at debug level. It reports whether the packet was applied.
+func (e *Endpoint) receiveRTCP(pkt []byte) bool {
 	r := &e.rtcp
-	remote := e.remote.Load()
-	var err error
-	if remote == nil || from.Addr() != remote.Addr() {
-		err = errRTCPStranger
-	} else if sc := e.srtp.Load(); sc != nil {
-		if pkt, err = sc.unprotectRTCP(pkt); err != nil {
-			e.srtpFailed(err, from)
-		}
-	}
-	if err == nil {
-		r.mu.Lock()
-		err = r.receive(pkt, time.Now(), e.packetsOut.Load())
-		if err == nil && onRTCPPort {
-			r.dest = from
-		}
-		r.mu.Unlock()
-	}
+	r.mu.Lock()
+	err := r.receive(pkt, time.Now(), e.packetsOut.Load())
+	r.mu.Unlock()
 	if err != nil {
 		if r.dropped.Add(1) == 1 {
-			e.log.Debug("media: RTCP packet dropped", "from", from.String(), "error", err)
+			e.log.Debug("media: RTCP packet dropped", "error", err)
 		}
-		return
+		return false
 	}
 	r.in.Add(1)
-}
-
-// rtcpReadLoop reads the RTCP socket (port+1) until it is closed.
-func (e *Endpoint) rtcpReadLoop() {
-	defer e.wg.Done()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := e.rtcp.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			select {
-			case <-e.done:
-				return
-			default:
-				continue
-			}
-		}
-		e.handleRTCP(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), true)
-	}
+	return true
 }
 
 // rtcpStats adds the RTCP counters, the peer's view and the MOS estimates

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // rtcpPair makes two started endpoints on 127.0.0.1 that send silence to
 // each other and report every ~100 ms.
 func rtcpPair(t *testing.T, mux bool, remoteOf func(a, b *Endpoint) (toB, toA netip.AddrPort)) (a, b *Endpoint) {
 	t.Helper()
-	pool, err := NewPortPool(43100, 43199)
+	pool, err := transport.NewPortPool(43100, 43199)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +71,7 @@ func TestRTCPReportsBetweenEndpoints(t *testing.T) {
 	}
 	// Symmetric RTCP latched the peer's RTCP port: RTP port + 1.
 	for _, p := range [][2]*Endpoint{{a, b}, {b, a}} {
-		p[0].rtcp.mu.Lock()
-		dest := p[0].rtcp.dest
-		p[0].rtcp.mu.Unlock()
+		dest := udpOf(p[0]).RTCPSource()
 		if want := netip.AddrPortFrom(p[1].LocalAddr().Addr(), p[1].LocalAddr().Port()+1); dest != want {
 			t.Errorf("RTCP latched to %v, want %v", dest, want)
 		}
@@ -118,7 +117,7 @@ func (p *lossyProxy) run(a, b netip.AddrPort) {
 			if err != nil {
 				return
 			}
-			if lossy && !isRTCP(buf[:n]) && p.dropping.Load() && rng.IntN(10) == 0 {
+			if lossy && !transport.IsRTCP(buf[:n]) && p.dropping.Load() && rng.IntN(10) == 0 {
 				p.dropped.Add(1)
 				continue
 			}
@@ -170,9 +169,7 @@ func TestRTCPMuxPeerReportsInjectedLoss(t *testing.T) {
 	}
 	// Muxed: nothing arrived on, or latched to, the RTCP ports.
 	for _, e := range []*Endpoint{a, b} {
-		e.rtcp.mu.Lock()
-		dest := e.rtcp.dest
-		e.rtcp.mu.Unlock()
+		dest := udpOf(e).RTCPSource()
 		if dest.IsValid() {
 			t.Errorf("RTCP arrived on port+1 from %v with rtcp-mux", dest)
 		}
@@ -209,7 +206,7 @@ func TestRTCPMalformedIsDropped(t *testing.T) {
 	}
 	muxed := 0
 	for _, pkt := range bad {
-		if isRTCP(pkt) {
+		if transport.IsRTCP(pkt) {
 			muxed++
 			if _, err := rtpPort.Write(pkt); err != nil {
 				t.Fatal(err)
@@ -240,7 +237,7 @@ func TestRTCPMalformedIsDropped(t *testing.T) {
 // extended highest sequence (with a wrap), jitter, LSR and DLSR.
 func TestRTCPReceptionBlock(t *testing.T) {
 	var s rtcpSession
-	s.init(nil, 0, 0xabcdef01)
+	s.init(0, 0xabcdef01)
 	var rs recvStats
 	t0 := time.Unix(1_700_000_000, 0)
 	seq := uint16(65500)
@@ -296,7 +293,7 @@ func TestRTCPReceptionBlock(t *testing.T) {
 // reports 1.25 s after we sent, so the network took 850 ms.
 func TestRTCPRoundTripFromReportBlock(t *testing.T) {
 	var s rtcpSession
-	s.init(nil, 0, 0x55)
+	s.init(0, 0x55)
 	t0 := s.epoch.Add(10 * time.Second)
 	if _, err := s.build(t0, reportInput{packets: 50, octets: 8000}, false); err != nil {
 		t.Fatal(err)
@@ -339,7 +336,7 @@ func TestRTCPRoundTripFromReportBlock(t *testing.T) {
 // RR; each starts a compound packet followed by SDES CNAME, and BYE last.
 func TestRTCPBuildCompound(t *testing.T) {
 	var s rtcpSession
-	s.init(nil, 0, 0x42)
+	s.init(0, 0x42)
 	now := s.epoch.Add(time.Second)
 	types := func(packets uint64, bye bool) []string {
 		pkt, err := s.build(now, reportInput{packets: packets, rtpTS: 8000, recvOK: true, withReport: true,
@@ -424,27 +421,6 @@ func TestNextRTCPIntervalIsRandomisedWithinBounds(t *testing.T) {
 	}
 }
 
-func TestIsRTCP(t *testing.T) {
-	for _, c := range []struct {
-		b    []byte
-		want bool
-	}{
-		{[]byte{0x80, 200}, true},   // SR
-		{[]byte{0x81, 201}, true},   // RR
-		{[]byte{0x80, 206}, true},   // PSFB
-		{[]byte{0x80, 0x00}, false}, // RTP PCMU
-		{[]byte{0x80, 0x80}, false}, // RTP PCMU, marker
-		{[]byte{0x80, 101}, false},  // telephone-event
-		{[]byte{0x80, 0xe5}, false}, // PT 101 with marker (229)
-		{[]byte{0x40, 200}, false},  // version 1
-		{[]byte{0x80}, false},
-	} {
-		if got := isRTCP(c.b); got != c.want {
-			t.Errorf("isRTCP(% x) = %v", c.b, got)
-		}
-	}
-}
-
 func TestNTPTime(t *testing.T) {
 	// 2026-01-01T00:00:00.5Z: 3976214400 s since 1900, half a second.
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 500_000_000, time.UTC)
@@ -458,7 +434,7 @@ func TestNTPTime(t *testing.T) {
 
 func FuzzRTCPReceive(f *testing.F) {
 	var s rtcpSession
-	s.init(nil, 0, 0x55)
+	s.init(0, 0x55)
 	good, _ := s.build(s.epoch, reportInput{packets: 3, recvOK: true, withReport: true, recv: receptionState{ssrc: 0x55, expected: 4, received: 3}}, true)
 	f.Add(append([]byte(nil), good...))
 	rr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 0x55, LastSenderReport: 1, Delay: 2}}},
@@ -468,7 +444,7 @@ func FuzzRTCPReceive(f *testing.F) {
 	f.Add([]byte{0x8f, 0xcd, 0x00, 0x01, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		var s rtcpSession
-		s.init(nil, 0, 0x55)
+		s.init(0, 0x55)
 		_, _ = s.build(s.epoch, reportInput{packets: 1}, false)
 		s.sent[0].mid = 1 // let a fuzzed LSR match
 		err := s.receive(pkt, s.epoch.Add(time.Second), 10)
@@ -482,7 +458,7 @@ func FuzzRTCPReceive(f *testing.F) {
 // SDES CNAME.
 func BenchmarkRTCPBuildReport(b *testing.B) {
 	var s rtcpSession
-	s.init(nil, 0, 0x55)
+	s.init(0, 0x55)
 	now := s.epoch.Add(time.Second)
 	in := reportInput{packets: 1000, octets: 160000, recvOK: true, withReport: true,
 		recv: receptionState{ssrc: 9, expected: 1000, received: 990, extHighest: 1000, jitterTS: 40}}
@@ -498,12 +474,12 @@ func BenchmarkRTCPBuildReport(b *testing.B) {
 // Parsing and applying a peer's SR + SDES compound packet.
 func BenchmarkRTCPParseReport(b *testing.B) {
 	var peer rtcpSession
-	peer.init(nil, 0, 9)
+	peer.init(0, 9)
 	pkt, _ := peer.build(peer.epoch, reportInput{packets: 1000, octets: 160000, recvOK: true, withReport: true,
 		recv: receptionState{ssrc: 0x55, expected: 1000, received: 990, extHighest: 1000}}, false)
 	pkt = append([]byte(nil), pkt...)
 	var s rtcpSession
-	s.init(nil, 0, 0x55)
+	s.init(0, 0x55)
 	now := s.epoch.Add(time.Second)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -515,7 +491,7 @@ func BenchmarkRTCPParseReport(b *testing.B) {
 
 // The send tick's RTCP check allocates nothing when no report is due.
 func TestRTCPTickIdleAllocatesNothing(t *testing.T) {
-	pool, err := NewPortPool(43300, 43399)
+	pool, err := transport.NewPortPool(43300, 43399)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +509,7 @@ func TestRTCPTickIdleAllocatesNothing(t *testing.T) {
 
 // What RTCP adds to every 20 ms send tick when no report is due.
 func BenchmarkRTCPTickIdle(b *testing.B) {
-	pool, err := NewPortPool(43200, 43299)
+	pool, err := transport.NewPortPool(43200, 43299)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -548,4 +524,9 @@ func BenchmarkRTCPTickIdle(b *testing.B) {
 	for b.Loop() {
 		e.rtcpTick(cfg, time.Now())
 	}
+}
+
+// udpOf returns the UDP transport under an endpoint made by NewEndpoint.
+func udpOf(e *Endpoint) *transport.UDP {
+	return e.t.(*transport.SRTP).Inner().(*transport.UDP)
 }

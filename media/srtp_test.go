@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
-var srtpSuites = []SRTPSuite{SRTPAESCM128SHA1_80, SRTPAEADAES128GCM}
+var srtpSuites = []transport.SRTPSuite{transport.SRTPAESCM128SHA1_80, transport.SRTPAEADAES128GCM}
 
-func randomKey(t testing.TB, s SRTPSuite) []byte {
+func randomKey(t testing.TB, s transport.SRTPSuite) []byte {
 	k := make([]byte, s.KeyLen())
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)
@@ -29,118 +28,15 @@ func randomKey(t testing.TB, s SRTPSuite) []byte {
 }
 
 // mirroredKeys returns the keys of two ends of one SRTP stream.
-func mirroredKeys(t testing.TB, s SRTPSuite) (a, b *SRTPKeys) {
+func mirroredKeys(t testing.TB, s transport.SRTPSuite) (a, b *transport.SRTPKeys) {
 	k1, k2 := randomKey(t, s), randomKey(t, s)
-	return &SRTPKeys{Suite: s, Local: k1, Remote: k2}, &SRTPKeys{Suite: s, Local: k2, Remote: k1}
+	return &transport.SRTPKeys{Suite: s, Local: k1, Remote: k2}, &transport.SRTPKeys{Suite: s, Local: k2, Remote: k1}
 }
 
 func rtpPacket(seq uint16, payload []byte) []byte {
 	h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x1234}
 	b, _ := h.Marshal()
 	return append(b, payload...)
-}
-
-// Packets protected by one end come out of the other identical; tampered,
-// replayed and wrongly keyed packets are refused with ErrSRTPAuth.
-func TestSRTPRoundTrip(t *testing.T) {
-	for _, suite := range srtpSuites {
-		t.Run(suite.String(), func(t *testing.T) {
-			ka, kb := mirroredKeys(t, suite)
-			a, err := NewSRTPContext(*ka)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := NewSRTPContext(*kb)
-			if err != nil {
-				t.Fatal(err)
-			}
-			protect := func(c *SRTPContext, pkt []byte, isRTCP bool) []byte {
-				var out []byte
-				f := c.protectRTP
-				if isRTCP {
-					f = c.protectRTCP
-				}
-				if err := f(pkt, func(p []byte) { out = append([]byte(nil), p...) }); err != nil {
-					t.Fatal(err)
-				}
-				return out
-			}
-			payload := bytes.Repeat([]byte{0xd5, 0x55}, 80)
-			plain := rtpPacket(7, payload)
-			wire := protect(a, plain, false)
-			if bytes.Contains(wire, payload[:16]) {
-				t.Fatal("SRTP packet carries the payload in the clear")
-			}
-			got, err := b.unprotectRTP(append([]byte(nil), wire...))
-			if err != nil || !bytes.Equal(got, plain) {
-				t.Fatalf("unprotect: %v, equal=%v", err, bytes.Equal(got, plain))
-			}
-			if _, err := b.unprotectRTP(append([]byte(nil), wire...)); !errors.Is(err, ErrSRTPAuth) {
-				t.Errorf("replayed packet: err %v, want ErrSRTPAuth", err)
-			}
-			tampered := protect(a, rtpPacket(8, payload), false)
-			tampered[20] ^= 1
-			if _, err := b.unprotectRTP(tampered); !errors.Is(err, ErrSRTPAuth) {
-				t.Errorf("tampered packet: err %v, want ErrSRTPAuth", err)
-			}
-			// The peer's own key does not open what the peer sent to us.
-			if _, err := a.unprotectRTP(protect(a, rtpPacket(9, payload), false)); !errors.Is(err, ErrSRTPAuth) {
-				t.Errorf("wrong key: err %v, want ErrSRTPAuth", err)
-			}
-
-			rr := &rtcp.ReceiverReport{SSRC: 0x1234}
-			rtcpPlain, _ := rr.Marshal()
-			rtcpWire := protect(b, rtcpPlain, true)
-			got, err = a.unprotectRTCP(append([]byte(nil), rtcpWire...))
-			if err != nil || !bytes.Equal(got, rtcpPlain) {
-				t.Fatalf("SRTCP unprotect: %v", err)
-			}
-			rtcpWire[len(rtcpWire)-1] ^= 1
-			if _, err := a.unprotectRTCP(rtcpWire); !errors.Is(err, ErrSRTPAuth) {
-				t.Errorf("tampered SRTCP: err %v, want ErrSRTPAuth", err)
-			}
-		})
-	}
-}
-
-func TestSRTPKeysValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		keys SRTPKeys
-		ok   bool
-	}{
-		{"aes-cm", SRTPKeys{Suite: SRTPAESCM128SHA1_80, Local: make([]byte, 30), Remote: make([]byte, 30)}, true},
-		{"gcm", SRTPKeys{Suite: SRTPAEADAES128GCM, Local: make([]byte, 28), Remote: make([]byte, 28)}, true},
-		{"gcm with aes-cm length", SRTPKeys{Suite: SRTPAEADAES128GCM, Local: make([]byte, 30), Remote: make([]byte, 30)}, false},
-		{"short remote", SRTPKeys{Suite: SRTPAESCM128SHA1_80, Local: make([]byte, 30), Remote: make([]byte, 29)}, false},
-		{"no suite", SRTPKeys{Local: make([]byte, 30), Remote: make([]byte, 30)}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.keys.Validate(); (err == nil) != tc.ok {
-				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
-			}
-		})
-	}
-}
-
-// Keys never reach a log line or a formatted value.
-func TestSRTPKeysNeverPrinted(t *testing.T) {
-	k, _ := mirroredKeys(t, SRTPAESCM128SHA1_80)
-	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	log.Debug("keys", "keys", *k, "ptr", k)
-	cfg := StreamConfig{SRTP: k}
-	out := buf.String() + fmt.Sprintf("%v %+v %#v %s %v %+v", *k, *k, *k, *k, cfg, cfg)
-	for _, key := range [][]byte{k.Local, k.Remote} {
-		for _, enc := range []string{base64.StdEncoding.EncodeToString(key), fmt.Sprintf("%x", key), fmt.Sprint(key)} {
-			if strings.Contains(out, enc) {
-				t.Fatalf("key material printed: %s", out)
-			}
-		}
-	}
-	if !strings.Contains(out, "redacted") {
-		t.Fatalf("no redaction marker in %q", out)
-	}
 }
 
 // Two endpoints with mirrored SDES keys hear each other's tone over
@@ -180,11 +76,10 @@ func TestEndpointSRTPTone(t *testing.T) {
 // authentication failure and decodes nothing.
 func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
 	spec := Codecs()[0]
-	a, b := endpointPair(t, spec)
 	var logs lockedBuffer
-	b.log = slog.New(slog.NewTextHandler(&logs, nil))
-	ka, kb := mirroredKeys(t, SRTPAESCM128SHA1_80)
-	kb.Remote = randomKey(t, SRTPAESCM128SHA1_80)
+	a, b := endpointPairLog(t, spec, slog.New(slog.NewTextHandler(&logs, nil)))
+	ka, kb := mirroredKeys(t, transport.SRTPAESCM128SHA1_80)
+	kb.Remote = randomKey(t, transport.SRTPAESCM128SHA1_80)
 	ca, cb := a.Config(), b.Config()
 	ca.SRTP, cb.SRTP = ka, kb
 	a.Configure(ca)
@@ -234,7 +129,7 @@ func (l *lockedBuffer) String() string {
 // What an SRTP endpoint puts on the wire is SRTP: a plain socket sees the
 // RTP header but not the payload, and the peer's key opens it.
 func TestEndpointSRTPOnTheWire(t *testing.T) {
-	pool, err := NewPortPool(42100, 42149)
+	pool, err := transport.NewPortPool(42100, 42149)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,11 +144,11 @@ func TestEndpointSRTPOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sniff.Close()
-	ke, kp := mirroredKeys(t, SRTPAESCM128SHA1_80)
+	ke, kp := mirroredKeys(t, transport.SRTPAESCM128SHA1_80)
 	spec := Codecs()[0]
 	e.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: sniff.LocalAddr().(*net.UDPAddr).AddrPort(), SRTP: ke})
 	e.Start() // sends encoded silence
-	peer, err := NewSRTPContext(*kp)
+	peer, err := transport.NewSRTPContext(*kp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +159,7 @@ func TestEndpointSRTPOnTheWire(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if isRTCP(buf[:n]) {
+		if transport.IsRTCP(buf[:n]) {
 			continue
 		}
 		if n != 12+160+10 {
@@ -274,7 +169,7 @@ func TestEndpointSRTPOnTheWire(t *testing.T) {
 		if bytes.Contains(buf[12:n], silence[:32]) {
 			t.Fatal("payload in the clear")
 		}
-		plain, err := peer.unprotectRTP(buf[:n])
+		plain, err := peer.UnprotectRTP(buf[:n])
 		if err != nil {
 			t.Fatalf("peer cannot open the packet: %v", err)
 		}
@@ -301,7 +196,7 @@ func TestBridgeSRTPPassthrough(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pcmu := Codecs()[0]
 			x, a, b, y := fourEndpoints(t, pcmu, pcmu)
-			key := func(e, peer *Endpoint, suite SRTPSuite) {
+			key := func(e, peer *Endpoint, suite transport.SRTPSuite) {
 				ke, kp := mirroredKeys(t, suite)
 				ce, cp := e.Config(), peer.Config()
 				ce.SRTP, cp.SRTP = ke, kp
@@ -309,10 +204,10 @@ func TestBridgeSRTPPassthrough(t *testing.T) {
 				peer.Configure(cp)
 			}
 			if tc.srtpA {
-				key(a, x, SRTPAESCM128SHA1_80)
+				key(a, x, transport.SRTPAESCM128SHA1_80)
 			}
 			if tc.srtpB {
-				key(b, y, SRTPAEADAES128GCM)
+				key(b, y, transport.SRTPAEADAES128GCM)
 			}
 			unbridge := Bridge(a, b)
 			defer unbridge()
@@ -336,93 +231,17 @@ func TestBridgeSRTPPassthrough(t *testing.T) {
 	}
 }
 
-// Protecting and unprotecting allocate nothing per packet.
-func TestSRTPAllocatesNothing(t *testing.T) {
-	if raceEnabled {
-		t.Skip("-race makes sync.Pool (used by pion/srtp) drop buffers; run without -race")
-	}
-	for _, suite := range srtpSuites {
-		ka, kb := mirroredKeys(t, suite)
-		a, _ := NewSRTPContext(*ka)
-		b, _ := NewSRTPContext(*kb)
-		plain := rtpPacket(1, make([]byte, 160))
-		wire := make([]byte, 0, 1500)
-		var seq uint16
-		var failed error
-		send := func(p []byte) { wire = append(wire[:0], p...) }
-		allocs := testing.AllocsPerRun(500, func() {
-			seq++
-			plain[2], plain[3] = byte(seq>>8), byte(seq)
-			if err := a.protectRTP(plain, send); err != nil {
-				failed = err
-			}
-			if _, err := b.unprotectRTP(wire); err != nil {
-				failed = err
-			}
-		})
-		if failed != nil {
-			t.Fatal(failed)
-		}
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations per protected+unprotected packet", suite, allocs)
-		}
-	}
-}
-
-func BenchmarkSRTP(b *testing.B) {
-	for _, suite := range srtpSuites {
-		plain := rtpPacket(1, make([]byte, 160))
-		wire := make([]byte, 0, 1500)
-		send := func(p []byte) { wire = append(wire[:0], p...) }
-		contexts := func() (tx, rx *SRTPContext) {
-			ka, kb := mirroredKeys(b, suite)
-			tx, _ = NewSRTPContext(*ka)
-			rx, _ = NewSRTPContext(*kb)
-			return tx, rx
-		}
-		b.Run("protect/"+suite.String(), func(b *testing.B) {
-			tx, _ := contexts()
-			b.ReportAllocs()
-			b.SetBytes(int64(len(plain)))
-			var seq uint16
-			for b.Loop() {
-				seq++
-				plain[2], plain[3] = byte(seq>>8), byte(seq)
-				if err := tx.protectRTP(plain, send); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run("protect+unprotect/"+suite.String(), func(b *testing.B) {
-			tx, rx := contexts()
-			b.ReportAllocs()
-			b.SetBytes(int64(len(plain)))
-			var seq uint16
-			for b.Loop() {
-				seq++
-				plain[2], plain[3] = byte(seq>>8), byte(seq)
-				if err := tx.protectRTP(plain, send); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := rx.unprotectRTP(wire); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 // The passthrough path with SRTP on both legs (decrypt at the source is
 // not part of forwardPacket; re-protecting at the destination is).
 func BenchmarkForwardPacketSRTP(b *testing.B) {
-	pool, _ := NewPortPool(42150, 42199)
+	pool, _ := transport.NewPortPool(42150, 42199)
 	ip := netip.MustParseAddr("127.0.0.1")
 	src, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	defer src.Close()
 	defer dst.Close()
 	c := Codecs()[0]
-	k, _ := mirroredKeys(b, SRTPAESCM128SHA1_80)
+	k, _ := mirroredKeys(b, transport.SRTPAESCM128SHA1_80)
 	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr(), SRTP: k})
 	pkt := make([]byte, 12+160)
 	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
@@ -443,7 +262,7 @@ func BenchmarkForwardPacketSRTP(b *testing.B) {
 func TestEndpointSRTCPReports(t *testing.T) {
 	for _, mux := range []bool{false, true} {
 		t.Run(fmt.Sprintf("mux=%v", mux), func(t *testing.T) {
-			pool, err := NewPortPool(43400, 43449)
+			pool, err := transport.NewPortPool(43400, 43449)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -457,7 +276,7 @@ func TestEndpointSRTCPReports(t *testing.T) {
 				return e
 			}
 			a, b := mk(), mk()
-			ka, kb := mirroredKeys(t, SRTPAEADAES128GCM)
+			ka, kb := mirroredKeys(t, transport.SRTPAEADAES128GCM)
 			spec := Codecs()[0]
 			a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr(), RTCPMux: mux, SRTP: ka})
 			b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr(), RTCPMux: mux, SRTP: kb})

@@ -24,6 +24,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 )
 
@@ -58,7 +59,7 @@ type Config struct {
 	// interfaces.
 	MediaIP netip.Addr
 	// Ports hands out RTP ports. Required.
-	Ports *media.PortPool
+	Ports *transport.PortPool
 	// Codecs lists the audio codecs offered, in preference order; nil means
 	// media.Codecs().
 	Codecs []media.CodecSpec
@@ -102,7 +103,7 @@ type Config struct {
 	SRTP SRTPPolicy
 	// SRTPSuites are the SRTP crypto suites we offer (in this order) and
 	// accept; empty means AES_CM_128_HMAC_SHA1_80 then AEAD_AES_128_GCM.
-	SRTPSuites []media.SRTPSuite
+	SRTPSuites []transport.SRTPSuite
 	// OnMessage receives MESSAGE requests sent outside a call that are not
 	// for a registered user (those are relayed to the user's phones); its
 	// return value is the response status. Nil answers 404.

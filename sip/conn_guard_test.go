@@ -23,7 +23,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // logLines counts and keeps what an agent logs (at Info and above, as a
@@ -81,7 +81,7 @@ func startGuardedAgent(t *testing.T, limits ConnLimits) (*Agent, *logLines) {
 // startGuardedAgentWith is startGuardedAgent with more of the Config.
 func startGuardedAgentWith(t *testing.T, cfg Config) (*Agent, *logLines) {
 	t.Helper()
-	ports, err := media.NewPortPool(35000, 35099)
+	ports, err := transport.NewPortPool(35000, 35099)
 	if err != nil {
 		t.Fatal(err)
 	}

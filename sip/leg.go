@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 )
 
@@ -561,7 +562,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	}
 	cfg.SRTP = nil
 	if len(crypto) > 0 {
-		cfg.SRTP = &media.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
+		cfg.SRTP = &transport.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
 	}
 	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
 	if l.agent.cfg.NoTelephoneEvent {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // SRTPPolicy says whether a user's or a trunk's calls use SRTP (SDES keys
@@ -76,7 +77,7 @@ var ErrUnsupportedCrypto = errors.New("sdp: unsupported crypto attribute")
 // inline master key || master salt. Printing it never shows the key.
 type CryptoAttr struct {
 	Tag   int
-	Suite media.SRTPSuite
+	Suite transport.SRTPSuite
 	Key   []byte
 }
 
@@ -112,7 +113,7 @@ func parseCrypto(v string) (CryptoAttr, error) {
 	if err != nil || tag < 0 {
 		return CryptoAttr{}, fmt.Errorf("%w: crypto tag %.12q", ErrBadSDP, f[0])
 	}
-	suite, ok := media.ParseSRTPSuite(f[1])
+	suite, ok := transport.ParseSRTPSuite(f[1])
 	if !ok {
 		return CryptoAttr{}, fmt.Errorf("%w: suite %.40q", ErrUnsupportedCrypto, f[1])
 	}
@@ -178,7 +179,7 @@ func checkLifetime(p string) error {
 
 // newCryptoKey returns a fresh master key || salt for suite from
 // crypto/rand.
-func newCryptoKey(suite media.SRTPSuite) []byte {
+func newCryptoKey(suite transport.SRTPSuite) []byte {
 	k := make([]byte, suite.KeyLen())
 	if _, err := rand.Read(k); err != nil {
 		panic("sip: crypto/rand failed: " + err.Error()) // the runtime documents this never happens
@@ -188,10 +189,10 @@ func newCryptoKey(suite media.SRTPSuite) []byte {
 
 // defaultSRTPSuites are the suites offered and accepted when
 // Config.SRTPSuites is empty: AES-CM first (every SDES peer has it).
-var defaultSRTPSuites = []media.SRTPSuite{media.SRTPAESCM128SHA1_80, media.SRTPAEADAES128GCM}
+var defaultSRTPSuites = []transport.SRTPSuite{transport.SRTPAESCM128SHA1_80, transport.SRTPAEADAES128GCM}
 
 // srtpSuites returns the suites this agent offers and accepts.
-func (a *Agent) srtpSuites() []media.SRTPSuite {
+func (a *Agent) srtpSuites() []transport.SRTPSuite {
 	if len(a.cfg.SRTPSuites) > 0 {
 		return a.cfg.SRTPSuites
 	}
@@ -211,7 +212,7 @@ func (a *Agent) pickCrypto(o *MediaOffer) (CryptoAttr, bool) {
 
 // offerCrypto is what we offer on an SRTP call: one line per suite, each
 // with its own fresh key.
-func offerCrypto(suites []media.SRTPSuite) []CryptoAttr {
+func offerCrypto(suites []transport.SRTPSuite) []CryptoAttr {
 	out := make([]CryptoAttr, len(suites))
 	for i, s := range suites {
 		out[i] = CryptoAttr{Tag: i + 1, Suite: s, Key: newCryptoKey(s)}
@@ -222,14 +223,14 @@ func offerCrypto(suites []media.SRTPSuite) []CryptoAttr {
 // answerKeys matches an answer's crypto line to the lines we offered and
 // returns the stream's keys: an answer must pick one of our tags with its
 // suite.
-func answerKeys(offered []CryptoAttr, answer []CryptoAttr) (*media.SRTPKeys, int, error) {
+func answerKeys(offered []CryptoAttr, answer []CryptoAttr) (*transport.SRTPKeys, int, error) {
 	if len(answer) == 0 {
 		return nil, 0, fmt.Errorf("%w: SRTP answer without a usable crypto line", ErrBadSDP)
 	}
 	a := answer[0]
 	for _, o := range offered {
 		if o.Tag == a.Tag && o.Suite == a.Suite {
-			return &media.SRTPKeys{Suite: a.Suite, Local: o.Key, Remote: a.Key}, a.Tag, nil
+			return &transport.SRTPKeys{Suite: a.Suite, Local: o.Key, Remote: a.Key}, a.Tag, nil
 		}
 	}
 	return nil, 0, fmt.Errorf("%w: crypto answer tag %d (%s) was not offered", ErrBadSDP, a.Tag, a.Suite)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // 30 bytes (AES-CM) and 28 bytes (GCM) of key || salt.
@@ -28,15 +29,15 @@ func TestParseCrypto(t *testing.T) {
 		name  string
 		value string
 		tag   int
-		suite media.SRTPSuite
+		suite transport.SRTPSuite
 		err   error // nil: accepted
 	}{
-		{"aes-cm", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30, 1, media.SRTPAESCM128SHA1_80, nil},
-		{"gcm", "7 AEAD_AES_128_GCM inline:" + key28, 7, media.SRTPAEADAES128GCM, nil},
-		{"lifetime power", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|2^31", 1, media.SRTPAESCM128SHA1_80, nil},
-		{"lifetime decimal", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|4294967296", 1, media.SRTPAESCM128SHA1_80, nil},
-		{"unpadded base64", "2 AES_CM_128_HMAC_SHA1_80 inline:" + raw30, 2, media.SRTPAESCM128SHA1_80, nil},
-		{"extra spaces", "3  AES_CM_128_HMAC_SHA1_80\tinline:" + key30, 3, media.SRTPAESCM128SHA1_80, nil},
+		{"aes-cm", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30, 1, transport.SRTPAESCM128SHA1_80, nil},
+		{"gcm", "7 AEAD_AES_128_GCM inline:" + key28, 7, transport.SRTPAEADAES128GCM, nil},
+		{"lifetime power", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|2^31", 1, transport.SRTPAESCM128SHA1_80, nil},
+		{"lifetime decimal", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|4294967296", 1, transport.SRTPAESCM128SHA1_80, nil},
+		{"unpadded base64", "2 AES_CM_128_HMAC_SHA1_80 inline:" + raw30, 2, transport.SRTPAESCM128SHA1_80, nil},
+		{"extra spaces", "3  AES_CM_128_HMAC_SHA1_80\tinline:" + key30, 3, transport.SRTPAESCM128SHA1_80, nil},
 		{"mki", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|2^20|1:4", 0, 0, ErrUnsupportedCrypto},
 		{"mki without lifetime", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|1:4", 0, 0, ErrUnsupportedCrypto},
 		{"short lifetime", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|2^20", 0, 0, ErrUnsupportedCrypto},
@@ -79,16 +80,16 @@ func TestParseSDPSAVP(t *testing.T) {
 		name   string
 		body   []byte
 		proto  string
-		suites []media.SRTPSuite
+		suites []transport.SRTPSuite
 		err    error
 	}{
 		{"baresip-like SAVP", withHead("m=audio 4000 RTP/SAVP 0 101",
 			"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:"+key30+key30,
 			"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"+key30,
 			"a=crypto:3 AEAD_AES_128_GCM inline:"+key28), "RTP/SAVP",
-			[]media.SRTPSuite{media.SRTPAESCM128SHA1_80, media.SRTPAEADAES128GCM}, nil},
+			[]transport.SRTPSuite{transport.SRTPAESCM128SHA1_80, transport.SRTPAEADAES128GCM}, nil},
 		{"SAVPF", withHead("m=audio 4000 RTP/SAVPF 0", "a=crypto:1 AEAD_AES_128_GCM inline:"+key28), "RTP/SAVPF",
-			[]media.SRTPSuite{media.SRTPAEADAES128GCM}, nil},
+			[]transport.SRTPSuite{transport.SRTPAEADAES128GCM}, nil},
 		{"plain AVP ignores crypto", withHead("m=audio 4000 RTP/AVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+key30), "RTP/AVP", nil, nil},
 		{"SAVP with only MKI", withHead("m=audio 4000 RTP/SAVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+key30+"|2^31|1:1"), "", nil, ErrNoCommonCodec},
 		{"SAVP without crypto", withHead("m=audio 4000 RTP/SAVP 0"), "", nil, ErrNoCommonCodec},
@@ -150,7 +151,7 @@ func TestSRTPOfferAnswerRoundTrip(t *testing.T) {
 	}
 	// An answer naming a tag we did not offer, and a plain answer under
 	// "required", are refused.
-	bad := CryptoAttr{Tag: 9, Suite: media.SRTPAESCM128SHA1_80, Key: newCryptoKey(media.SRTPAESCM128SHA1_80)}
+	bad := CryptoAttr{Tag: 9, Suite: transport.SRTPAESCM128SHA1_80, Key: newCryptoKey(transport.SRTPAESCM128SHA1_80)}
 	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: []CryptoAttr{bad}}.Marshal()
 	if _, _, err := answerConfig(ans, offered, SRTPRequired); !errors.Is(err, ErrBadSDP) {
 		t.Errorf("unknown tag: %v", err)
@@ -265,7 +266,7 @@ func FuzzParseCrypto(f *testing.F) {
 // with the offer's tag and suite and our own fresh key, kept when the
 // same suite is offered again with a new key from the peer.
 func TestApplyRemoteOfferSRTPPolicy(t *testing.T) {
-	pool, err := media.NewPortPool(43000, 43019)
+	pool, err := transport.NewPortPool(43000, 43019)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func TestApplyRemoteOfferSRTPPolicy(t *testing.T) {
 		t.Fatalf("SRTP offer: status %d", code)
 	}
 	ans, err := ParseSDP(body)
-	if err != nil || ans.Proto != "RTP/SAVP" || len(ans.Crypto) != 1 || ans.Crypto[0].Tag != 5 || ans.Crypto[0].Suite != media.SRTPAEADAES128GCM {
+	if err != nil || ans.Proto != "RTP/SAVP" || len(ans.Crypto) != 1 || ans.Crypto[0].Tag != 5 || ans.Crypto[0].Suite != transport.SRTPAEADAES128GCM {
 		t.Fatalf("answer %v %+v:\n%s", err, ans, RedactSDP(body))
 	}
 	keys := ep.Config().SRTP
@@ -304,7 +305,7 @@ func TestApplyRemoteOfferSRTPPolicy(t *testing.T) {
 		t.Error("the peer's new key was not taken")
 	}
 	// Suites restricted to AES-CM: the GCM line is passed over for tag 6.
-	a.cfg.SRTPSuites = []media.SRTPSuite{media.SRTPAESCM128SHA1_80}
+	a.cfg.SRTPSuites = []transport.SRTPSuite{transport.SRTPAESCM128SHA1_80}
 	body, _ = l.applyRemoteOffer(offer(key28))
 	if ans, _ := ParseSDP(body); ans.Crypto[0].Tag != 6 {
 		t.Errorf("answered tag %d, want 6 (AES-CM)", ans.Crypto[0].Tag)

@@ -21,7 +21,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // startTestAgent runs an agent on loopback with UDP, TCP and TLS.
@@ -32,7 +32,7 @@ func startTestAgent(t *testing.T, cfg Config) *Agent {
 	}
 	cfg.TLSAddr = "127.0.0.1:0"
 	if cfg.Ports == nil {
-		ports, err := media.NewPortPool(33000, 33099)
+		ports, err := transport.NewPortPool(33000, 33099)
 		if err != nil {
 			t.Fatal(err)
 		}

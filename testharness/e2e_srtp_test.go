@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -293,14 +294,14 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 	}))
 	b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"}, 440, 8)
 	waitRegistered(t, srv, "alice")
-	phone := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []media.SRTPSuite{media.SRTPAEADAES128GCM}})
+	phone := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []transport.SRTPSuite{transport.SRTPAEADAES128GCM}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	call, err := phone.Call(ctx, fmt.Sprintf("sip:alice@127.0.0.1:%d", b.port))
 	if err != nil {
 		t.Fatalf("call to baresip: %v", err)
 	}
-	if k := call.Leg.Endpoint().Config().SRTP; k == nil || k.Suite != media.SRTPAEADAES128GCM {
+	if k := call.Leg.Endpoint().Config().SRTP; k == nil || k.Suite != transport.SRTPAEADAES128GCM {
 		t.Fatalf("negotiated %v, want AEAD_AES_128_GCM", k)
 	}
 	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
@@ -324,9 +325,9 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 // again with plain RTP and connects with audio. Against a peer that
 // takes SRTP, "optional" ends up on SRTP.
 func TestSRTPOptionalFallsBackToPlain(t *testing.T) {
-	gcmOnly := newPhoneWith(t, testharness.PhoneOptions{SRTPSuites: []media.SRTPSuite{media.SRTPAEADAES128GCM}})
+	gcmOnly := newPhoneWith(t, testharness.PhoneOptions{SRTPSuites: []transport.SRTPSuite{transport.SRTPAEADAES128GCM}})
 	anySuite := newPhoneWith(t, testharness.PhoneOptions{})
-	caller := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPOptional, SRTPSuites: []media.SRTPSuite{media.SRTPAESCM128SHA1_80}})
+	caller := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPOptional, SRTPSuites: []transport.SRTPSuite{transport.SRTPAESCM128SHA1_80}})
 	for _, tc := range []struct {
 		name     string
 		callee   *testharness.Phone

@@ -8,10 +8,11 @@ import (
 	"sync"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // MemoryLeg is a leg carried in memory instead of SIP and UDP: a phone and
-// the server's side of its call, joined by media.MemoryLink. Hand it to
+// the server's side of its call, joined by transport.MemoryLink. Hand it to
 // framework.Server.StartCall (it has the framework's Signaling shape) and
 // drive the phone side through the PhoneCall NewMemoryCall returns: what
 // it plays reaches the call flow, what the flow plays is recorded and
@@ -21,7 +22,7 @@ type MemoryLeg struct {
 	id, user, from string
 	inbound        bool
 	ep, phoneEP    *media.Endpoint
-	links          [2]*media.MemoryLink
+	links          [2]*transport.MemoryLink
 
 	mu       sync.Mutex
 	answered bool

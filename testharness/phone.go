@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -52,7 +53,7 @@ type PhoneOptions struct {
 	SRTP sip.SRTPPolicy
 	// SRTPSuites restricts the SRTP suites the phone offers and accepts
 	// (nil: all the sip package supports).
-	SRTPSuites []media.SRTPSuite
+	SRTPSuites []transport.SRTPSuite
 	// User and Password, if set, are the From user of calls the phone
 	// places and the credentials it answers 401/407 challenges with;
 	// otherwise it calls as "harness" without credentials.
@@ -63,7 +64,7 @@ type PhoneOptions struct {
 type Phone struct {
 	opts     PhoneOptions
 	agent    *sip.Agent
-	ports    *media.PortPool
+	ports    *transport.PortPool
 	incoming chan *PhoneCall
 }
 
@@ -75,7 +76,7 @@ func NewPhone(opts PhoneOptions) (*Phone, error) {
 	if opts.RTPPortMin == 0 {
 		opts.RTPPortMin, opts.RTPPortMax = 40000, 40999
 	}
-	ports, err := media.NewPortPool(opts.RTPPortMin, opts.RTPPortMax)
+	ports, err := transport.NewPortPool(opts.RTPPortMin, opts.RTPPortMax)
 	if err != nil {
 		return nil, err
 	}

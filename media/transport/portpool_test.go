@@ -1,4 +1,4 @@
-package media
+package transport
 
 import (
 	"errors"

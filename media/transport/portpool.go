@@ -1,4 +1,4 @@
-package media
+package transport
 
 import (
 	"errors"
@@ -29,7 +29,7 @@ type PortPool struct {
 }
 
 // ErrNoPorts is returned when every port of the pool is in use or resting.
-var ErrNoPorts = errors.New("media: no free RTP port in range")
+var ErrNoPorts = errors.New("transport: no free RTP port in range")
 
 // NewPortPool returns a pool over [min, max]. min is rounded up and max down
 // to even numbers.
@@ -41,7 +41,7 @@ func NewPortPool(min, max int) (*PortPool, error) {
 		max--
 	}
 	if min <= 0 || max > 65534 || min > max {
-		return nil, fmt.Errorf("media: bad RTP port range %d-%d", min, max)
+		return nil, fmt.Errorf("transport: bad RTP port range %d-%d", min, max)
 	}
 	return &PortPool{min: min, max: max, inUse: map[int]bool{}, released: map[int]time.Time{}, now: time.Now}, nil
 }

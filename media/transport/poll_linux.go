@@ -1,6 +1,6 @@
 //go:build linux
 
-package media
+package transport
 
 import (
 	"errors"
@@ -11,13 +11,14 @@ import (
 	"unsafe"
 )
 
-// rxPoller reads the RTP and RTCP sockets of many endpoints from one
+// rxPoller reads the RTP and RTCP sockets of many UDP transports from one
 // goroutine blocked in epoll_wait, instead of a goroutine per socket
 // parked in Go's netpoller. With one packet per socket every 20 ms, the
 // per-socket goroutine costs a wake-up and a context switch per packet
 // (about a quarter of the CPU of forwarding one, see docs/BENCHMARKS.md);
 // here one wake-up serves every socket that became readable, and no
-// goroutine stack is kept per socket. A Pacer runs one poller per shard.
+// goroutine stack is kept per socket. Readers holds one poller per shard
+// of the media Pacer.
 type rxPoller struct {
 	epfd   int
 	wakeR  int // read end of the pipe Close writes to
@@ -29,7 +30,7 @@ type rxPoller struct {
 }
 
 type pollSock struct {
-	e    *Endpoint
+	u    *UDP
 	rtcp bool
 }
 
@@ -55,7 +56,7 @@ func newRxPoller() (*rxPoller, error) {
 }
 
 // socketFD returns the descriptor of c. It stays valid until c is closed,
-// which the endpoint does only after remove.
+// which the transport does only after remove.
 func socketFD(c *net.UDPConn) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -68,8 +69,8 @@ func socketFD(c *net.UDPConn) (int, error) {
 	return fd, nil
 }
 
-// add starts reading c for e (rtcp: it is e's RTCP socket).
-func (p *rxPoller) add(c *net.UDPConn, e *Endpoint, rtcp bool) (int, error) {
+// add starts reading c for u (rtcp: it is u's RTCP socket).
+func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
 	fd, err := socketFD(c)
 	if err != nil {
 		return -1, err
@@ -77,9 +78,9 @@ func (p *rxPoller) add(c *net.UDPConn, e *Endpoint, rtcp bool) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return -1, errors.New("media: poller closed")
+		return -1, errors.New("transport: poller closed")
 	}
-	p.socks[int32(fd)] = pollSock{e: e, rtcp: rtcp}
+	p.socks[int32(fd)] = pollSock{u: u, rtcp: rtcp}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
 		delete(p.socks, int32(fd))
 		return -1, err
@@ -153,9 +154,9 @@ func (p *rxPoller) loop() {
 					continue // ICMP errors (port unreachable) are transient on UDP
 				}
 				if s.rtcp {
-					s.e.handleRTCP(buf[:m], from, true)
+					s.u.handleRTCP(buf[:m], from, true)
 				} else {
-					s.e.handleRTP(buf[:m], from)
+					s.u.handleRTP(buf[:m], from)
 				}
 			}
 		}

@@ -1,0 +1,21 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+	"net"
+)
+
+// Without epoll every UDP transport keeps its own reader goroutines.
+type rxPoller struct{}
+
+func newRxPoller() (*rxPoller, error) {
+	return nil, errors.New("transport: no poller on this platform")
+}
+
+func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
+	return -1, errors.New("transport: no poller on this platform")
+}
+func (p *rxPoller) remove(fd int) {}
+func (p *rxPoller) close()        {}
