@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // Each country's ringback has its frequencies and its cadence: the first
@@ -41,7 +42,7 @@ func TestRingbackCadences(t *testing.T) {
 				if err := src.ReadFrame(f); err != nil {
 					t.Fatalf("frame %d: %v", i, err)
 				}
-				loud := media.RMS(f.Samples) > 1000
+				loud := dsp.RMS(f.Samples) > 1000
 				if i == 0 && !loud {
 					t.Fatal("ringback starts with silence")
 				}
@@ -62,7 +63,7 @@ func TestRingbackCadences(t *testing.T) {
 					t.Fatalf("cadence %v, want it to start %v", runs, tt.pattern)
 				}
 			}
-			freq, _ := media.DominantFrequency(first, 8000, 300, 600, 5)
+			freq, _ := dsp.DominantFrequency(first, 8000, 300, 600, 5)
 			ok := false
 			for _, w := range tt.freqs {
 				ok = ok || math.Abs(freq-w) <= 5

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -65,8 +66,8 @@ func heardTone(t *testing.T, c *capture, min int) (freq, share, rms float64) {
 	c.mu.Unlock()
 	s, _ := c.snapshot()
 	last := s[len(s)-rate/5:]
-	freq, p := DominantFrequency(last, rate, 100, 0.475*float64(rate), 10)
-	rms = RMS(last)
+	freq, p := dsp.DominantFrequency(last, rate, 100, 0.475*float64(rate), 10)
+	rms = dsp.RMS(last)
 	return freq, p / (rms * rms), rms
 }
 
@@ -149,7 +150,7 @@ func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
 	atY2.mu.Unlock()
 	heardTone(t, &atY2, 4000)
 	s, _ := atY2.snapshot()
-	if r := RMS(s[len(s)-1600:]); r > 100 {
+	if r := dsp.RMS(s[len(s)-1600:]); r > 100 {
 		t.Errorf("6 kHz tone from the G.722 phone reached the PCMU phone at RMS %.0f (an alias); want it filtered out", r)
 	}
 }

@@ -3,6 +3,8 @@ package media
 import (
 	"math"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // DTMFDetector finds DTMF digits in audio (in-band DTMF, as PSTN gateways
@@ -98,8 +100,8 @@ func (d *DTMFDetector) classify(s []int16) rune {
 		return 0
 	}
 	x := d.x[:len(s)]
-	rows := goertzelFloat4(x, &dtmfRowCoeff)
-	cols := goertzelFloat4(x, &dtmfColCoeff)
+	rows := dsp.Goertzel4(x, &dtmfRowCoeff)
+	cols := dsp.Goertzel4(x, &dtmfColCoeff)
 	ri, rp, rRest := peak4(rows)
 	ci, cp, cRest := peak4(cols)
 	switch {
@@ -112,8 +114,8 @@ func (d *DTMFDetector) classify(s []int16) rune {
 	case rp+cp < dtmfToneShare*energy:
 		return 0
 	}
-	rh := goertzelFloat4(x, &dtmfRowHarm)
-	ch := goertzelFloat4(x, &dtmfColHarm)
+	rh := dsp.Goertzel4(x, &dtmfRowHarm)
+	ch := dsp.Goertzel4(x, &dtmfColHarm)
 	if rh[ri] > dtmfHarmRatio*rp || ch[ci] > dtmfHarmRatio*cp {
 		return 0
 	}

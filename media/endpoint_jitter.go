@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // rxPath is the decode side of an endpoint: the reader goroutine pushes
@@ -18,7 +19,7 @@ type rxPath struct {
 	// Used only by the tick goroutine.
 	frame  *Frame
 	det    *DTMFDetector
-	conv   rateConverter // wideband frames → 8 kHz for the detector
+	conv   dsp.RateConverter // wideband frames → 8 kHz for the detector
 	narrow *Frame
 }
 
@@ -87,7 +88,7 @@ func (e *Endpoint) recvTick(now time.Time) {
 			if r.narrow == nil {
 				r.narrow = NewFrame(8000)
 			}
-			if out, ok := r.conv.convert(r.narrow.Samples[:0], r.frame.Samples, r.frame.Rate, 8000); ok && len(out) == len(r.narrow.Samples) {
+			if out, ok := r.conv.Convert(r.narrow.Samples[:0], r.frame.Samples, r.frame.Rate, 8000); ok && len(out) == len(r.narrow.Samples) {
 				_ = r.det.WriteFrame(r.narrow)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -101,7 +102,7 @@ func TestEndpointToneAcrossLoopback(t *testing.T) {
 			if rate != spec.SampleRate {
 				t.Fatalf("heard %d Hz frames, want %d", rate, spec.SampleRate)
 			}
-			f, _ := DominantFrequency(s[rate/10:], rate, 100, 0.45*float64(rate), 10)
+			f, _ := dsp.DominantFrequency(s[rate/10:], rate, 100, 0.45*float64(rate), 10)
 			if f < 990 || f > 1010 {
 				t.Fatalf("heard %.1f Hz, want 1000", f)
 			}
@@ -251,8 +252,8 @@ func TestEndpointIdleSendsSilence(t *testing.T) {
 		t.Fatal("idle endpoint sent no silence")
 	}
 	s, _ := got.snapshot()
-	if RMS(s) != 0 {
-		t.Fatalf("idle audio is not silent: rms %.1f", RMS(s))
+	if dsp.RMS(s) != 0 {
+		t.Fatalf("idle audio is not silent: rms %.1f", dsp.RMS(s))
 	}
 	a.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: b.LocalAddr(), Direction: "recvonly"})
 	time.Sleep(60 * time.Millisecond)

@@ -3,6 +3,8 @@ package media
 import (
 	"math"
 	"testing"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 func TestG711KnownValues(t *testing.T) {
@@ -185,7 +187,7 @@ func TestG711RoundTripErrorBounds(t *testing.T) {
 
 func TestG711ToneRoundTrip(t *testing.T) {
 	for _, c := range []Codec{PCMU{}, PCMA{}} {
-		in := synthSine(8000, 1000, 10000, 8000, 0.1)
+		in := dsp.Sine(8000, 1000, 10000, 8000, 0.1)
 		var payload []byte
 		var out []int16
 		for off := 0; off < len(in); off += 160 {
@@ -198,12 +200,12 @@ func TestG711ToneRoundTrip(t *testing.T) {
 		if len(out) != len(in) {
 			t.Fatalf("%T: %d samples back, want %d", c, len(out), len(in))
 		}
-		f, p := DominantFrequency(out, 8000, 100, 3800, 10)
+		f, p := dsp.DominantFrequency(out, 8000, 100, 3800, 10)
 		if math.Abs(f-1000) > 5 {
 			t.Errorf("%T: tone came back at %.1f Hz", c, f)
 		}
 		// Almost all of the power stays at 1 kHz: G.711 gives ~38 dB SNR.
-		if share := p / (RMS(out) * RMS(out)); share < 0.999 {
+		if share := p / (dsp.RMS(out) * dsp.RMS(out)); share < 0.999 {
 			t.Errorf("%T: %.4f of the power at 1 kHz", c, share)
 		}
 		var noise float64
@@ -211,7 +213,7 @@ func TestG711ToneRoundTrip(t *testing.T) {
 			d := float64(out[i]) - float64(in[i])
 			noise += d * d
 		}
-		snr := 10 * math.Log10(RMS(in)*RMS(in)*float64(len(in))/noise)
+		snr := 10 * math.Log10(dsp.RMS(in)*dsp.RMS(in)*float64(len(in))/noise)
 		if snr < 35 {
 			t.Errorf("%T: SNR %.1f dB, want ≥ 35", c, snr)
 		}
@@ -219,7 +221,7 @@ func TestG711ToneRoundTrip(t *testing.T) {
 }
 
 func TestG711AppendsAndDoesNotAllocate(t *testing.T) {
-	pcm := synthSine(8000, 440, 8000, 160, 0)
+	pcm := dsp.Sine(8000, 440, 8000, 160, 0)
 	for _, c := range []Codec{PCMU{}, PCMA{}} {
 		// Appends after what dst already holds.
 		enc := c.Encode([]byte{1, 2, 3}, pcm)
@@ -253,7 +255,7 @@ func TestG711CodecSpecs(t *testing.T) {
 			t.Fatalf("%s not registered", name)
 		}
 		c := spec.New()
-		pcm := synthSine(spec.SampleRate, 1000, 8000, spec.SamplesPerFrame(), 0)
+		pcm := dsp.Sine(spec.SampleRate, 1000, 8000, spec.SamplesPerFrame(), 0)
 		if got := c.Decode(nil, c.Encode(nil, pcm)); len(got) != len(pcm) {
 			t.Fatalf("%s: %d samples back", name, len(got))
 		}
@@ -267,7 +269,7 @@ func TestG711CodecSpecs(t *testing.T) {
 }
 
 func benchmarkEncode(b *testing.B, c Codec) {
-	pcm := synthSine(8000, 1000, 8000, 160, 0)
+	pcm := dsp.Sine(8000, 1000, 8000, 160, 0)
 	buf := make([]byte, 0, 160)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pcm) * 2))
@@ -277,7 +279,7 @@ func benchmarkEncode(b *testing.B, c Codec) {
 }
 
 func benchmarkDecode(b *testing.B, c Codec) {
-	payload := c.Encode(nil, synthSine(8000, 1000, 8000, 160, 0))
+	payload := c.Encode(nil, dsp.Sine(8000, 1000, 8000, 160, 0))
 	buf := make([]int16, 0, 160)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(payload)))

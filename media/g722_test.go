@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // g722Delay is the delay of the transmit and receive QMFs together, in
@@ -64,7 +66,7 @@ func TestG722ToneRoundTrip(t *testing.T) {
 	} {
 		in := sine16k(tc.freq, 10000, 16000) // -10 dBFS, 1 s
 		_, out := g722RoundTrip(t, in)
-		f, _ := DominantFrequency(out[4000:12000], 16000, 100, 7900, 10)
+		f, _ := dsp.DominantFrequency(out[4000:12000], 16000, 100, 7900, 10)
 		if math.Abs(f-tc.freq) > 1 {
 			t.Errorf("%.0f Hz tone came out at %.1f Hz", tc.freq, f)
 		}
@@ -73,8 +75,8 @@ func TestG722ToneRoundTrip(t *testing.T) {
 		} else {
 			t.Logf("%.0f Hz: SNR %.1f dB", tc.freq, snr)
 		}
-		if r := RMS(out[4000:12000]); math.Abs(20*math.Log10(r/RMS(in[4000:12000]))) > 0.5 {
-			t.Errorf("%.0f Hz tone: level changed by %.2f dB", tc.freq, 20*math.Log10(r/RMS(in[4000:12000])))
+		if r := dsp.RMS(out[4000:12000]); math.Abs(20*math.Log10(r/dsp.RMS(in[4000:12000]))) > 0.5 {
+			t.Errorf("%.0f Hz tone: level changed by %.2f dB", tc.freq, 20*math.Log10(r/dsp.RMS(in[4000:12000])))
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // seqCodec is a test codec whose every payload decodes to one 20 ms frame
@@ -156,7 +158,7 @@ func TestJitterToneOverLossyLink(t *testing.T) {
 	// longer than the fade.
 	worst := longestRun(n, missing)
 	synth := longestRun(len(kinds), func(i int) bool { return kinds[i] == FrameConcealed })
-	silent := longestRun(len(kinds), func(i int) bool { return RMS(out.pcm[i*160:(i+1)*160]) == 0 })
+	silent := longestRun(len(kinds), func(i int) bool { return dsp.RMS(out.pcm[i*160:(i+1)*160]) == 0 })
 	if synth > worst {
 		t.Errorf("%d concealed frames in a row, longest loss run %d", synth, worst)
 	}
@@ -166,7 +168,7 @@ func TestJitterToneOverLossyLink(t *testing.T) {
 	// The tone is still 1 kHz, second by second.
 	pcm := out.pcm[:len(kinds)*160]
 	for s := 8000; s+8000 <= len(pcm); s += 8000 {
-		if f, _ := DominantFrequency(pcm[s:s+8000], 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
+		if f, _ := dsp.DominantFrequency(pcm[s:s+8000], 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
 			t.Fatalf("second %d: heard %.1f Hz, want 1000", s/8000, f)
 		}
 	}
@@ -609,7 +611,7 @@ func TestJitterConcealment(t *testing.T) {
 			if c[0][0] != 8000 || c[0][159] <= c[1][0] || c[1][0] != 4000 || c[1][159] > 50 {
 				t.Fatalf("fade: %d..%d, %d..%d", c[0][0], c[0][159], c[1][0], c[1][159])
 			}
-			if RMS(c[2]) != 0 || RMS(c[3]) != 0 {
+			if dsp.RMS(c[2]) != 0 || dsp.RMS(c[3]) != 0 {
 				t.Fatal("third and fourth concealed frames are not silent")
 			}
 			if st := jb.Stats(); st.Concealed != 4 {

@@ -3,6 +3,8 @@ package media
 import (
 	"sync"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // Mixer is a conference bridge: every participant hears the sum of all the
@@ -50,7 +52,7 @@ type Participant struct {
 	said []int16
 	// inConv and outConv adapt a leg whose codec runs at another rate
 	// than the mixer (a 16 kHz G.722 leg in an 8 kHz room).
-	inConv, outConv rateConverter
+	inConv, outConv dsp.RateConverter
 }
 
 // mixerDepth is how many frames an input or output queue holds before
@@ -304,7 +306,7 @@ func (p *Participant) WriteFrame(f *Frame) error {
 	b := p.buffer(n)
 	if f.Rate == p.m.rate {
 		copy(b, f.Samples)
-	} else if out, ok := p.inConv.convert(b[:0], f.Samples, f.Rate, p.m.rate); !ok || len(out) != n {
+	} else if out, ok := p.inConv.Convert(b[:0], f.Samples, f.Rate, p.m.rate); !ok || len(out) != n {
 		p.spare = append(p.spare, b)
 		return nil
 	}
@@ -326,7 +328,7 @@ func (p *Participant) ReadFrame(f *Frame) error {
 	}
 	if f.Rate == p.m.rate {
 		copy(f.Samples, b)
-	} else if out, ok := p.outConv.convert(f.Samples[:0], b, p.m.rate, f.Rate); !ok || len(out) != len(f.Samples) {
+	} else if out, ok := p.outConv.Convert(f.Samples[:0], b, p.m.rate, f.Rate); !ok || len(out) != len(f.Samples) {
 		clear(f.Samples)
 	}
 	p.spare = append(p.spare, b)

@@ -1,6 +1,10 @@
 package media
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
+)
 
 // Three parties each say a tone; each hears the other two and not itself.
 func TestMixerMixMinus(t *testing.T) {
@@ -28,7 +32,7 @@ func TestMixerMixMinus(t *testing.T) {
 	}
 	for i := range parts {
 		for j, fr := range freqs {
-			pw := GoertzelPower(heard[i], 8000, fr)
+			pw := dsp.GoertzelPower(heard[i], 8000, fr)
 			if i == j && pw > 1e3 {
 				t.Errorf("party %d hears itself (%.0f Hz power %.0f)", i, fr, pw)
 			}
@@ -45,7 +49,7 @@ func TestMixerMixMinus(t *testing.T) {
 	}
 	m.Tick()
 	_ = parts[1].ReadFrame(f)
-	if pw := GoertzelPower(f.Samples, 8000, 500); pw > 1e3 {
+	if pw := dsp.GoertzelPower(f.Samples, 8000, 500); pw > 1e3 {
 		t.Errorf("muted party still heard: %.0f", pw)
 	}
 	m.Remove(parts[2])
@@ -78,10 +82,10 @@ func TestMixerMixedRates(t *testing.T) {
 		atWide = append(atWide, fw.Samples...)
 		atNarrow = append(atNarrow, fn.Samples...)
 	}
-	if f, _ := DominantFrequency(atWide[3200:], 16000, 100, 7600, 10); f < 435 || f > 445 {
+	if f, _ := dsp.DominantFrequency(atWide[3200:], 16000, 100, 7600, 10); f < 435 || f > 445 {
 		t.Errorf("16 kHz participant hears %.0f Hz, want 440", f)
 	}
-	if f, _ := DominantFrequency(atNarrow[1600:], 8000, 100, 3800, 10); f < 995 || f > 1005 {
+	if f, _ := dsp.DominantFrequency(atNarrow[1600:], 8000, 100, 3800, 10); f < 995 || f > 1005 {
 		t.Errorf("8 kHz participant hears %.0f Hz, want 1000", f)
 	}
 	if a := testing.AllocsPerRun(50, step); a != 0 {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // requireOpus skips without libopus outside CI and fails in CI.
@@ -71,8 +73,8 @@ func TestOpusToneRoundTrip(t *testing.T) {
 		t.Errorf("%.1f kbit/s, want about 32", kbps)
 	}
 	last := out[48000:]
-	f, p := DominantFrequency(last, 48000, 100, 20000, 10)
-	rms := RMS(last)
+	f, p := dsp.DominantFrequency(last, 48000, 100, 20000, 10)
+	rms := dsp.RMS(last)
 	if math.Abs(f-1000) > 1 || p/(rms*rms) < 0.99 || math.Abs(20*math.Log10(rms/(8000/math.Sqrt2))) > 1 {
 		t.Errorf("heard %.1f Hz, %.1f%% of the power, %.2f dB re. input; want a clean 1000 Hz at the input level",
 			f, 100*p/(rms*rms), 20*math.Log10(rms/(8000/math.Sqrt2)))
@@ -204,12 +206,12 @@ func TestOpusAgainstFFmpeg(t *testing.T) {
 			}
 			frames, off := 0, 0
 			for i := 0; i+960 <= min(len(ours), len(native)); i += 960 {
-				a := RMS(ours[i : i+960])
+				a := dsp.RMS(ours[i : i+960])
 				if a < 100 {
 					continue
 				}
 				frames++
-				if d := 20 * math.Log10(RMS(native[i:i+960])/a); math.Abs(d) > 1.5 {
+				if d := 20 * math.Log10(dsp.RMS(native[i:i+960])/a); math.Abs(d) > 1.5 {
 					off++
 				}
 			}
@@ -245,8 +247,8 @@ func TestOpusAgainstFFmpeg(t *testing.T) {
 			// And what we decode from ffmpeg's stream is the tone sent.
 			if name == "tone" {
 				last := mine[preSkip+24000:]
-				f, p := DominantFrequency(last, 48000, 100, 20000, 10)
-				if rms := RMS(last); math.Abs(f-1000) > 1 || p/(rms*rms) < 0.95 { // SILK at 32 kbit/s: ~97 %
+				f, p := dsp.DominantFrequency(last, 48000, 100, 20000, 10)
+				if rms := dsp.RMS(last); math.Abs(f-1000) > 1 || p/(rms*rms) < 0.95 { // SILK at 32 kbit/s: ~97 %
 					t.Errorf("ffmpeg's tone decoded by us: %.1f Hz with %.1f%% of the power", f, 100*p/(rms*rms))
 				}
 			}
@@ -288,8 +290,8 @@ func TestOpusDecodesStereoToMono(t *testing.T) {
 		t.Fatalf("decoded %d samples", len(mono))
 	}
 	seg := mono[9600:38400]
-	total := RMS(seg) * RMS(seg)
-	p440, p1000 := GoertzelPower(seg, 48000, 440), GoertzelPower(seg, 48000, 1000)
+	total := dsp.RMS(seg) * dsp.RMS(seg)
+	p440, p1000 := dsp.GoertzelPower(seg, 48000, 440), dsp.GoertzelPower(seg, 48000, 1000)
 	if p440 < 0.3*total || p1000 < 0.3*total {
 		t.Errorf("downmix: 440 Hz has %.0f%%, 1000 Hz %.0f%% of the power; want both channels", 100*p440/total, 100*p1000/total)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -49,7 +50,7 @@ func TestPacerPollerCarriesAudio(t *testing.T) {
 		t.Fatal("no audio through the poller")
 	}
 	s, _ := got.snapshot()
-	if f, _ := DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
+	if f, _ := dsp.DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
 		t.Fatalf("heard %.1f Hz", f)
 	}
 	if st := b.Stats(); st.PacketsIn == 0 || st.Lost != 0 {

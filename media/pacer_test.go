@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -34,7 +35,7 @@ func TestPacerDrivesEndpoints(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	s, _ := got.snapshot()
-	if f, _ := DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
+	if f, _ := dsp.DominantFrequency(s[len(s)-1600:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
 		t.Fatalf("heard %.0f Hz", f)
 	}
 	// 1 s of audio must take about 1 s to arrive: the pacer paces.

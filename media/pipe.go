@@ -1,6 +1,10 @@
 package media
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
+)
 
 // Pipe is a Sink and a Source at once: frames written to it are read back
 // in order after a short delay. The echo test wires one between a leg's
@@ -12,7 +16,7 @@ import "sync"
 // multiples of each other read as silence.
 type Pipe struct {
 	mu     sync.Mutex
-	conv   rateConverter
+	conv   dsp.RateConverter
 	rate   int
 	ring   [][]int16
 	r, n   int
@@ -60,7 +64,7 @@ func (e *Pipe) ReadFrame(f *Frame) error {
 	}
 	if e.rate == f.Rate {
 		copy(f.Samples, e.ring[e.r])
-	} else if out, ok := e.conv.convert(f.Samples[:0], e.ring[e.r], e.rate, f.Rate); !ok || len(out) != len(f.Samples) {
+	} else if out, ok := e.conv.Convert(f.Samples[:0], e.ring[e.r], e.rate, f.Rate); !ok || len(out) != len(f.Samples) {
 		clear(f.Samples)
 	}
 	e.r = (e.r + 1) % len(e.ring)

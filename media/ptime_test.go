@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -65,7 +66,7 @@ func TestEndpointSendsPTime60(t *testing.T) {
 		pcm = PCMU{}.Decode(pcm, p.Payload)
 		audio++
 	}
-	if f, _ := DominantFrequency(pcm[480:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
+	if f, _ := dsp.DominantFrequency(pcm[480:], 8000, 100, 3800, 10); f < 990 || f > 1010 {
 		t.Fatalf("60 ms packets decode to %.1f Hz, want 1000", f)
 	}
 

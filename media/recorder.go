@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // WAVRecorder is a Sink that writes 16-bit mono PCM to a WAV file whose
@@ -29,7 +31,7 @@ type WAVRecorder struct {
 	data     uint32 // bytes of samples written
 	frames   int
 	buf      []byte
-	conv     rateConverter
+	conv     dsp.RateConverter
 	conved   []int16
 	closed   bool
 	lastErr  error
@@ -70,7 +72,7 @@ func (r *WAVRecorder) WriteFrame(f *Frame) error {
 	}
 	samples := f.Samples
 	if f.Rate != r.rate {
-		out, ok := r.conv.convert(r.conved[:0], f.Samples, f.Rate, r.rate)
+		out, ok := r.conv.Convert(r.conved[:0], f.Samples, f.Rate, r.rate)
 		if !ok {
 			return fmt.Errorf("media: recorder at %d Hz got a %d Hz frame", r.rate, f.Rate)
 		}

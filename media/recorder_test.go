@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // A 16 kHz leg (G.722) recorded into an 8 kHz file is converted, not refused.
@@ -40,7 +42,7 @@ func TestWAVRecorderConvertsRate(t *testing.T) {
 	for w.ReadFrame(g) == nil {
 		all = append(all, g.Samples...)
 	}
-	if fr, _ := DominantFrequency(all[800:], 8000, 100, 3800, 10); fr < 995 || fr > 1005 {
+	if fr, _ := dsp.DominantFrequency(all[800:], 8000, 100, 3800, 10); fr < 995 || fr > 1005 {
 		t.Fatalf("recording is at %.0f Hz, want 1000", fr)
 	}
 }
@@ -78,7 +80,7 @@ func TestWAVRecorderRoundTrip(t *testing.T) {
 		}
 		all = append(all, f.Samples...)
 	}
-	if fr, _ := DominantFrequency(all, 8000, 100, 3800, 10); fr < 435 || fr > 445 {
+	if fr, _ := dsp.DominantFrequency(all, 8000, 100, 3800, 10); fr < 435 || fr > 445 {
 		t.Fatalf("recorded %.0f Hz", fr)
 	}
 }

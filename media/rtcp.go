@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // DefaultRTCPInterval is the nominal time between an endpoint's RTCP
@@ -366,21 +367,21 @@ func (e *Endpoint) rtcpStats(st *EndpointStats) {
 	if cfg.Codec.ClockRate > 0 {
 		st.RemoteJitter = time.Duration(v.jitterTS) * time.Second / time.Duration(cfg.Codec.ClockRate)
 	}
-	ie, bpl := CodecImpairment(cfg.Codec.Name)
+	ie, bpl := dsp.CodecImpairment(cfg.Codec.Name)
 	if st.Expected > 0 {
 		delay := mouthToEar(st.RTT, st.Jitter)
 		if js := e.JitterStats(); js.Played > 0 {
 			// Our own buffer runs: rate the delay it really adds.
 			delay = st.RTT/2 + FrameDurationMs*time.Millisecond + js.Delay
 		}
-		st.MOS = EModel{Delay: delay, LossPercent: 100 * float64(st.Lost) / float64(st.Expected), Ie: ie, Bpl: bpl}.MOS()
+		st.MOS = dsp.EModel{Delay: delay, LossPercent: 100 * float64(st.Lost) / float64(st.Expected), Ie: ie, Bpl: bpl}.MOS()
 	}
 	if v.reports > 0 {
 		var loss float64
 		if sent := max(v.sentAtReport, st.RemoteLost); sent > 0 {
 			loss = 100 * float64(st.RemoteLost) / float64(sent)
 		}
-		st.RemoteMOS = EModel{Delay: mouthToEar(st.RTT, st.RemoteJitter), LossPercent: loss, Ie: ie, Bpl: bpl}.MOS()
+		st.RemoteMOS = dsp.EModel{Delay: mouthToEar(st.RTT, st.RemoteJitter), LossPercent: loss, Ie: ie, Bpl: bpl}.MOS()
 	}
 }
 

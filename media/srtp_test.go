@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -96,7 +97,7 @@ func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
 		t.Fatalf("B accepted %d packets with the wrong key", st.PacketsIn)
 	}
 	s, _ := atB.snapshot()
-	if rms := RMS(s); rms > 50 {
+	if rms := dsp.RMS(s); rms > 50 {
 		t.Fatalf("B heard audio (rms %.0f) with the wrong key", rms)
 	}
 	// Rate-limited: one log line for the whole burst, without key material.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // readStereo reads a 2-channel 16-bit WAV written by StereoRecorder and
@@ -84,14 +86,14 @@ func TestStereoRecorderChannelsAndAlignment(t *testing.T) {
 		t.Fatalf("%d Hz, %d/%d samples", rate, len(left), len(right))
 	}
 	frame := func(s []int16, i int) []int16 { return s[i*160 : (i+1)*160] }
-	if f, _ := DominantFrequency(left[:100*160], 8000, 100, 3800, 10); f < 495 || f > 505 {
+	if f, _ := dsp.DominantFrequency(left[:100*160], 8000, 100, 3800, 10); f < 495 || f > 505 {
 		t.Errorf("left channel at %.0f Hz, want 500", f)
 	}
-	if f, _ := DominantFrequency(right[:40*160], 8000, 100, 3800, 10); f < 1195 || f > 1205 {
+	if f, _ := dsp.DominantFrequency(right[:40*160], 8000, 100, 3800, 10); f < 1195 || f > 1205 {
 		t.Errorf("right channel at %.0f Hz, want 1200", f)
 	}
 	for i := range 101 {
-		l, rr := RMS(frame(left, i)), RMS(frame(right, i))
+		l, rr := dsp.RMS(frame(left, i)), dsp.RMS(frame(right, i))
 		// Tick 70 finds nothing; from 71 on the right runs one frame
 		// behind, the last one flushed by Close as tick 100.
 		wantRight := !(i >= 40 && i < 60) && i != 70
@@ -103,7 +105,7 @@ func TestStereoRecorderChannelsAndAlignment(t *testing.T) {
 		}
 	}
 	// The gap is silence on the right only; the left goes on.
-	if RMS(right[40*160:60*160]) != 0 || RMS(left[40*160:60*160]) < 2000 {
+	if dsp.RMS(right[40*160:60*160]) != 0 || dsp.RMS(left[40*160:60*160]) < 2000 {
 		t.Error("missing right frames were not recorded as silence")
 	}
 	if got := r.right.dropped; got != ticks {
@@ -130,8 +132,8 @@ func TestStereoRecorderClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, left, right := readStereo(t, path)
-	if d := time.Duration(len(left)) * time.Second / 8000; d < 200*time.Millisecond || RMS(left) != 0 || RMS(right) != 0 {
-		t.Fatalf("idle recording: %s, rms %.0f/%.0f", d, RMS(left), RMS(right))
+	if d := time.Duration(len(left)) * time.Second / 8000; d < 200*time.Millisecond || dsp.RMS(left) != 0 || dsp.RMS(right) != 0 {
+		t.Fatalf("idle recording: %s, rms %.0f/%.0f", d, dsp.RMS(left), dsp.RMS(right))
 	}
 	if err := r.Left().WriteFrame(NewFrame(8000)); err != nil {
 		t.Fatal(err) // writes after Close are harmless
@@ -190,7 +192,7 @@ func TestStereoRecorderSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("killed recording holds only %s", w.Duration())
 		}
 		s := readAll(t, w, 8000)
-		if f, _ := DominantFrequency(s[len(s)/2:], 8000, 100, 3800, 10); f < want-5 || f > want+5 {
+		if f, _ := dsp.DominantFrequency(s[len(s)/2:], 8000, 100, 3800, 10); f < want-5 || f > want+5 {
 			t.Errorf("channel %s at %.0f Hz, want %.0f", ch, f, want)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // frameDuration is FrameDurationMs as a time.Duration.
@@ -81,7 +83,7 @@ func (s *ToneSource) ReadFrame(f *Frame) error {
 			}
 			s.phase[k] = p
 		}
-		out[i] = clip16(v * s.amp)
+		out[i] = dsp.Clip16(v * s.amp)
 	}
 	s.elapsed += frameDuration
 	return nil

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // readAllFrames reads src at rate until io.EOF (or max frames) and returns
@@ -38,11 +40,11 @@ func TestToneFrequencyAndLevel(t *testing.T) {
 			if n != 25 {
 				t.Fatalf("%d Hz: %d frames for 500 ms", rate, n)
 			}
-			f, _ := DominantFrequency(s, rate, 100, 3800, 10)
+			f, _ := dsp.DominantFrequency(s, rate, 100, 3800, 10)
 			if math.Abs(f-freq) > 5 {
 				t.Errorf("%d Hz: %g Hz tone heard at %.1f Hz", rate, freq, f)
 			}
-			if r := RMS(s); math.Abs(r-8000/math.Sqrt2) > 20 {
+			if r := dsp.RMS(s); math.Abs(r-8000/math.Sqrt2) > 20 {
 				t.Errorf("%d Hz: RMS %.0f, want %.0f (default amplitude 8000)", rate, r, 8000/math.Sqrt2)
 			}
 		}
@@ -52,11 +54,11 @@ func TestToneFrequencyAndLevel(t *testing.T) {
 func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440, 480}, Amplitude: 3000, Duration: time.Second}), 8000, 100)
 	for _, f := range []float64{440, 480} {
-		if p, want := GoertzelPower(s, 8000, f), 3000.0*3000/2; math.Abs(p-want) > 0.02*want {
+		if p, want := dsp.GoertzelPower(s, 8000, f), 3000.0*3000/2; math.Abs(p-want) > 0.02*want {
 			t.Errorf("power at %g Hz %.0f, want %.0f", f, p, want)
 		}
 	}
-	if p := GoertzelPower(s, 8000, 460); p > 3000*3000/2/100 {
+	if p := dsp.GoertzelPower(s, 8000, 460); p > 3000*3000/2/100 {
 		t.Errorf("power between the components %.0f", p)
 	}
 	peak := slices.Max(s)
@@ -77,8 +79,8 @@ func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 
 	// No frequencies: silence of the given length.
 	s, n := readAllFrames(t, NewTone(Tone{Duration: 60 * time.Millisecond}), 8000, 100)
-	if n != 3 || RMS(s) != 0 {
-		t.Errorf("empty tone: %d frames, RMS %g", n, RMS(s))
+	if n != 3 || dsp.RMS(s) != 0 {
+		t.Errorf("empty tone: %d frames, RMS %g", n, dsp.RMS(s))
 	}
 }
 
@@ -87,7 +89,7 @@ func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 func TestTonePhaseContinuity(t *testing.T) {
 	const freq = 1234.5
 	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{freq}, Amplitude: 10000, Duration: 300 * time.Millisecond}), 8000, 100)
-	ideal := synthSine(8000, freq, 10000, len(s), 0)
+	ideal := dsp.Sine(8000, freq, 10000, len(s), 0)
 	for i := range s {
 		if d := math.Abs(float64(s[i]) - float64(ideal[i])); d > 1 {
 			t.Fatalf("sample %d is %d, continuous sine %d", i, s[i], ideal[i])
@@ -131,8 +133,8 @@ func TestToneDuration(t *testing.T) {
 	}
 	// The part of the last frame beyond Duration is silent.
 	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}, Duration: 30 * time.Millisecond}), 8000, 10)
-	if RMS(s[160:240]) < 1000 || RMS(s[240:]) != 0 {
-		t.Errorf("last frame: RMS %.0f before 30 ms, %.0f after", RMS(s[160:240]), RMS(s[240:]))
+	if dsp.RMS(s[160:240]) < 1000 || dsp.RMS(s[240:]) != 0 {
+		t.Errorf("last frame: RMS %.0f before 30 ms, %.0f after", dsp.RMS(s[160:240]), dsp.RMS(s[240:]))
 	}
 	// Zero Duration is endless; so are EOF-free reads after many frames.
 	if _, n := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}}), 8000, 3000); n != 3000 {
@@ -154,8 +156,8 @@ func TestToneCadence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		on := RMS(f.Samples) > 1000
-		if !on && RMS(f.Samples) != 0 {
+		on := dsp.RMS(f.Samples) > 1000
+		if !on && dsp.RMS(f.Samples) != 0 {
 			t.Fatalf("frame %d is neither tone nor silence", len(pattern))
 		}
 		pattern = append(pattern, on)
@@ -167,7 +169,7 @@ func TestToneCadence(t *testing.T) {
 	// The second burst (6..8 s) holds both components at full level.
 	burst := all[6*8000 : 8*8000]
 	for _, fr := range []float64{440, 480} {
-		if p := GoertzelPower(burst, 8000, fr); math.Abs(p-8000*8000/2) > 0.02*8000*8000/2 {
+		if p := dsp.GoertzelPower(burst, 8000, fr); math.Abs(p-8000*8000/2) > 0.02*8000*8000/2 {
 			t.Errorf("power at %g Hz %.0f in the second burst", fr, p)
 		}
 	}
@@ -180,7 +182,7 @@ func TestToneCadence(t *testing.T) {
 	// On without Off is continuous.
 	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}, On: time.Second, Duration: 3 * time.Second}), 8000, 1000)
 	for i := 0; i+160 <= len(s); i += 160 {
-		if RMS(s[i:i+160]) < 1000 {
+		if dsp.RMS(s[i:i+160]) < 1000 {
 			t.Fatalf("On without Off: frame %d silent", i/160)
 		}
 	}
@@ -190,8 +192,8 @@ func TestToneCadence(t *testing.T) {
 		lo, hi int
 		on     bool
 	}{{0, 240, true}, {240, 320, false}, {320, 560, true}, {560, 640, false}} {
-		if on := RMS(s[seg.lo:seg.hi]) > 1000; on != seg.on || (!on && RMS(s[seg.lo:seg.hi]) != 0) {
-			t.Errorf("samples %d..%d: RMS %.0f, want on=%v", seg.lo, seg.hi, RMS(s[seg.lo:seg.hi]), seg.on)
+		if on := dsp.RMS(s[seg.lo:seg.hi]) > 1000; on != seg.on || (!on && dsp.RMS(s[seg.lo:seg.hi]) != 0) {
+			t.Errorf("samples %d..%d: RMS %.0f, want on=%v", seg.lo, seg.hi, dsp.RMS(s[seg.lo:seg.hi]), seg.on)
 		}
 	}
 }
@@ -231,8 +233,8 @@ func TestSilence(t *testing.T) {
 		frames int
 	}{{100 * time.Millisecond, 5}, {30 * time.Millisecond, 2}, {0, 500}} {
 		s, n := readAllFrames(t, Silence(tc.d), 16000, 500)
-		if n != tc.frames || RMS(s) != 0 {
-			t.Errorf("Silence(%v): %d frames, RMS %g; want %d frames", tc.d, n, RMS(s), tc.frames)
+		if n != tc.frames || dsp.RMS(s) != 0 {
+			t.Errorf("Silence(%v): %d frames, RMS %g; want %d frames", tc.d, n, dsp.RMS(s), tc.frames)
 		}
 	}
 	// Silence overwrites what the frame held.
@@ -240,8 +242,8 @@ func TestSilence(t *testing.T) {
 	for i := range f.Samples {
 		f.Samples[i] = 1000
 	}
-	if err := Silence(time.Second).ReadFrame(f); err != nil || RMS(f.Samples) != 0 {
-		t.Fatalf("silence frame: %v, RMS %g", err, RMS(f.Samples))
+	if err := Silence(time.Second).ReadFrame(f); err != nil || dsp.RMS(f.Samples) != 0 {
+		t.Fatalf("silence frame: %v, RMS %g", err, dsp.RMS(f.Samples))
 	}
 }
 
@@ -257,13 +259,13 @@ func TestSequence(t *testing.T) {
 		if n != 10 {
 			t.Fatalf("%d frames, want 5+3+2", n)
 		}
-		if f, _ := DominantFrequency(s[:800], 8000, 100, 3800, 10); math.Abs(f-440) > 5 {
+		if f, _ := dsp.DominantFrequency(s[:800], 8000, 100, 3800, 10); math.Abs(f-440) > 5 {
 			t.Errorf("first part at %.1f Hz", f)
 		}
-		if RMS(s[800:1280]) != 0 {
+		if dsp.RMS(s[800:1280]) != 0 {
 			t.Error("second part not silent")
 		}
-		if f, _ := DominantFrequency(s[1280:], 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
+		if f, _ := dsp.DominantFrequency(s[1280:], 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
 			t.Errorf("third part at %.1f Hz", f)
 		}
 		// Stays at EOF.
@@ -325,7 +327,7 @@ func TestLoop(t *testing.T) {
 	}), 2)
 	for range 2 {
 		s, n = readAllFrames(t, l, 8000, 100)
-		if n != 4 || RMS(s[:160]) != 0 || RMS(s[160:320]) == 0 || RMS(s[320:480]) != 0 || RMS(s[480:]) == 0 {
+		if n != 4 || dsp.RMS(s[:160]) != 0 || dsp.RMS(s[160:320]) == 0 || dsp.RMS(s[320:480]) != 0 || dsp.RMS(s[480:]) == 0 {
 			t.Fatalf("looped sequence: %d frames", n)
 		}
 		l.(interface{ Rewind() }).Rewind()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // ErrTTSUnavailable is wrapped by the error TTS.Speech returns when the
@@ -311,7 +313,7 @@ func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
 	if time.Duration(len(pcm))*time.Second/time.Duration(srcRate) > t.MaxAudio {
 		return nil, fmt.Errorf("%w: more than %s of audio", ErrSpeechTooLong, t.MaxAudio)
 	}
-	out, err := ResampleRational(make([]int16, 0, len(pcm)*key.rate/srcRate+1), pcm, srcRate, key.rate)
+	out, err := dsp.ResampleRational(make([]int16, 0, len(pcm)*key.rate/srcRate+1), pcm, srcRate, key.rate)
 	if err != nil {
 		return nil, fmt.Errorf("media: tts: %w", err)
 	}

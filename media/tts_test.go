@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // needEspeak returns espeak-ng's path; outside CI it skips when missing.
@@ -89,7 +91,7 @@ func TestSayProducesSpeech(t *testing.T) {
 		loud, quiet := 0, 0
 		n := SamplesPerFrame(rate)
 		for i := 0; i+n <= len(s); i += n {
-			switch r := RMS(s[i : i+n]); {
+			switch r := dsp.RMS(s[i : i+n]); {
 			case r > 1000:
 				loud++
 			case r < 50:
@@ -102,7 +104,7 @@ func TestSayProducesSpeech(t *testing.T) {
 		}
 		// espeak-ng's voice lives below 4 kHz mostly; its fundamental for
 		// en-us is around 100-200 Hz.
-		if f, _ := DominantFrequency(s, rate, 80, 3800, 10); f < 80 || f > 1500 {
+		if f, _ := dsp.DominantFrequency(s, rate, 80, 3800, 10); f < 80 || f > 1500 {
 			t.Errorf("%d Hz: dominant frequency %.0f Hz", rate, f)
 		}
 	}
@@ -294,7 +296,7 @@ func TestSayCancelledWait(t *testing.T) {
 func TestResampleRational(t *testing.T) {
 	for _, c := range []struct{ from, to int }{{22050, 8000}, {22050, 16000}, {22050, 48000}, {16000, 8000}, {8000, 22050}} {
 		in := readAll(t, NewTone(Tone{Freqs: []float64{1000}, Amplitude: 10000, Duration: time.Second}), c.from)
-		out, err := ResampleRational(nil, in, c.from, c.to)
+		out, err := dsp.ResampleRational(nil, in, c.from, c.to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,20 +304,20 @@ func TestResampleRational(t *testing.T) {
 			t.Errorf("%d→%d: %d samples for a second", c.from, c.to, len(out))
 		}
 		mid := out[len(out)/4 : 3*len(out)/4]
-		if f, _ := DominantFrequency(mid, c.to, 100, 3800, 10); f < 995 || f > 1005 {
+		if f, _ := dsp.DominantFrequency(mid, c.to, 100, 3800, 10); f < 995 || f > 1005 {
 			t.Errorf("%d→%d: 1 kHz came out at %.1f Hz", c.from, c.to, f)
 		}
-		if r := RMS(mid); r < 10000*0.707*0.98 || r > 10000*0.707*1.02 {
+		if r := dsp.RMS(mid); r < 10000*0.707*0.98 || r > 10000*0.707*1.02 {
 			t.Errorf("%d→%d: rms %.0f, want %.0f", c.from, c.to, r, 10000*0.707)
 		}
 	}
 	// Content above the new Nyquist frequency is filtered, not aliased.
 	in := readAll(t, NewTone(Tone{Freqs: []float64{6000}, Amplitude: 10000, Duration: time.Second}), 22050)
-	out, _ := ResampleRational(nil, in, 22050, 8000)
-	if r := RMS(out[2000:6000]); r > 10 {
+	out, _ := dsp.ResampleRational(nil, in, 22050, 8000)
+	if r := dsp.RMS(out[2000:6000]); r > 10 {
 		t.Errorf("6 kHz at 22050→8000 left rms %.1f (aliased to 2 kHz)", r)
 	}
-	if _, err := ResampleRational(nil, in, 22050, 7919); err == nil {
+	if _, err := dsp.ResampleRational(nil, in, 22050, 7919); err == nil {
 		t.Error("a ratio of 7919/22050 was accepted")
 	}
 }
@@ -374,7 +376,7 @@ func BenchmarkResampleRational22050To8000(b *testing.B) {
 	out := make([]int16, 0, 8001)
 	b.ReportAllocs()
 	for b.Loop() {
-		out, _ = ResampleRational(out[:0], in, 22050, 8000)
+		out, _ = dsp.ResampleRational(out[:0], in, 22050, 8000)
 	}
 }
 

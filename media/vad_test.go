@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // vadRun feeds samples to a new VAD frame by frame and returns its events.
@@ -46,7 +48,7 @@ func addGaussNoise(s []int16, rms float64, seed uint64) []int16 {
 	r := rand.New(rand.NewPCG(seed, 1))
 	out := make([]int16, len(s))
 	for i, v := range s {
-		out[i] = clip16(float64(v) + r.NormFloat64()*rms)
+		out[i] = dsp.Clip16(float64(v) + r.NormFloat64()*rms)
 	}
 	return out
 }
@@ -131,7 +133,7 @@ func TestVADIgnoresNoise(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 1))
 	for i := range s {
 		level := 100 + 1900*min(float64(i)/80000, 1)
-		s[i] = clip16(r.NormFloat64() * level)
+		s[i] = dsp.Clip16(r.NormFloat64() * level)
 	}
 	if evs := vadRun(t, VADOptions{}, s); len(evs) != 0 {
 		t.Errorf("swelling noise: %+v", evs)
@@ -144,7 +146,7 @@ func TestVADReleasesAbruptNoise(t *testing.T) {
 	s := signal(t, piece{time.Second, 0, 0}, piece{10 * time.Second, 0, 0})
 	r := rand.New(rand.NewPCG(5, 1))
 	for i := 8000; i < len(s); i++ {
-		s[i] = clip16(r.NormFloat64() * 1500)
+		s[i] = dsp.Clip16(r.NormFloat64() * 1500)
 	}
 	evs := vadRun(t, VADOptions{}, s)
 	if len(evs) != 2 || !evs[0].Speaking || evs[1].Speaking || evs[1].At > 4*time.Second {
@@ -181,7 +183,7 @@ func TestVADSpeech(t *testing.T) {
 	extent := func(s []int16) (lo, hi int) {
 		lo, hi = -1, 0
 		for i := 0; i+160 <= len(s); i += 160 {
-			if RMS(s[i:i+160]) > 300 {
+			if dsp.RMS(s[i:i+160]) > 300 {
 				if lo < 0 {
 					lo = i
 				}

@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // ErrInvalidWAV is wrapped by the errors NewWAVSource and OpenWAV return for
@@ -45,7 +47,7 @@ type WAVSource struct {
 	rate    int
 
 	pos     int // index in samples of the next sample to play
-	rs      *Resampler
+	rs      *dsp.Resampler
 	rsRate  int     // output rate rs was made for
 	in, out []int16 // scratch for resampling
 }
@@ -276,7 +278,7 @@ func (w *WAVSource) ReadFrame(f *Frame) error {
 		w.pos += nIn
 		return nil
 	}
-	if !CanResample(w.rate, f.Rate) {
+	if !dsp.CanResample(w.rate, f.Rate) {
 		return fmt.Errorf("media: cannot play a %d Hz WAV file at %d Hz", w.rate, f.Rate)
 	}
 	if w.rs == nil || w.rsRate != f.Rate {
@@ -284,7 +286,7 @@ func (w *WAVSource) ReadFrame(f *Frame) error {
 		// (silence outside the file) so the output is aligned with it and
 		// continuous: its memory spans 2·Delay inputs, and the output lags
 		// by Delay.
-		w.rs, w.rsRate = NewResampler(w.rate, f.Rate), f.Rate
+		w.rs, w.rsRate = dsp.NewResampler(w.rate, f.Rate), f.Rate
 		d := w.rs.Delay()
 		w.out = w.rs.Process(w.out[:0], w.window(w.pos-2*d, w.pos+d))
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // wavChunk returns a RIFF chunk; pad adds the pad byte after an odd body.
@@ -77,7 +79,7 @@ func mustWAV(t *testing.T, data []byte) *WAVSource {
 }
 
 func TestWriteWAVReadBack(t *testing.T) {
-	in := synthSine(8000, 1000, 10000, 8000, 0)
+	in := dsp.Sine(8000, 1000, 10000, 8000, 0)
 	var buf bytes.Buffer
 	if err := WriteWAV(&buf, 8000, in); err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func TestWAVResampledPlayback(t *testing.T) {
 	for _, tc := range []struct{ file, play int }{
 		{16000, 8000}, {48000, 8000}, {8000, 16000}, {8000, 48000}, {48000, 16000}, {16000, 48000},
 	} {
-		in := synthSine(tc.file, 1000, 10000, tc.file/2, 0.25) // 500 ms
+		in := dsp.Sine(tc.file, 1000, 10000, tc.file/2, 0.25) // 500 ms
 		var buf bytes.Buffer
 		if err := WriteWAV(&buf, tc.file, in); err != nil {
 			t.Fatal(err)
@@ -139,7 +141,7 @@ func TestWAVResampledPlayback(t *testing.T) {
 		if n != 25 {
 			t.Errorf("%d->%d: %d frames for 500 ms", tc.file, tc.play, n)
 		}
-		ideal := synthSine(tc.play, 1000, 10000, len(got), 0.25)
+		ideal := dsp.Sine(tc.play, 1000, 10000, len(got), 0.25)
 		edge := tc.play / 200 // the file starts and ends abruptly: skip 5 ms
 		worst := 0.0
 		for i := edge; i < len(got)-edge; i++ {
@@ -149,14 +151,14 @@ func TestWAVResampledPlayback(t *testing.T) {
 			t.Errorf("%d->%d: deviates from the ideal tone by %.0f", tc.file, tc.play, worst)
 		}
 		// The same as the stateless conversion of the whole file.
-		if whole := Resample(nil, in, tc.file, tc.play); !slices.Equal(got, whole) {
+		if whole := dsp.Resample(nil, in, tc.file, tc.play); !slices.Equal(got, whole) {
 			t.Errorf("%d->%d: frame-wise playback differs from Resample of the whole", tc.file, tc.play)
 		}
 	}
 }
 
 func TestWAVRateChangeMidStream(t *testing.T) {
-	in := synthSine(16000, 1000, 10000, 16000, 0)
+	in := dsp.Sine(16000, 1000, 10000, 16000, 0)
 	var buf bytes.Buffer
 	if err := WriteWAV(&buf, 16000, in); err != nil {
 		t.Fatal(err)
@@ -180,19 +182,19 @@ func TestWAVRateChangeMidStream(t *testing.T) {
 		t.Fatalf("50 frames of 1 s, then %v", err)
 	}
 	// The 48 kHz part continues at 400 ms into the file.
-	ideal := synthSine(48000, 1000, 10000, 48000, 0)[48000*400/1000:]
+	ideal := dsp.Sine(48000, 1000, 10000, 48000, 0)[48000*400/1000:]
 	for i := range b[:len(b)-240] {
 		if d := math.Abs(float64(b[i]) - float64(ideal[i])); d > 20 {
 			t.Fatalf("48 kHz sample %d off by %.0f", i, d)
 		}
 	}
-	if f, _ := DominantFrequency(a, 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
+	if f, _ := dsp.DominantFrequency(a, 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
 		t.Fatalf("8 kHz part at %.1f Hz", f)
 	}
 }
 
 func TestWAVG711AndStereoFiles(t *testing.T) {
-	tone := synthSine(8000, 1000, 10000, 800, 0)
+	tone := dsp.Sine(8000, 1000, 10000, 800, 0)
 	var alaw, mulaw []byte
 	for _, s := range tone {
 		alaw = append(alaw, AlawEncode(s))
@@ -205,8 +207,8 @@ func TestWAVG711AndStereoFiles(t *testing.T) {
 		}
 		return out
 	}
-	left := synthSine(16000, 440, 8000, 1600, 0)
-	right := synthSine(16000, 440, 4000, 1600, 1)
+	left := dsp.Sine(16000, 440, 8000, 1600, 0)
+	right := dsp.Sine(16000, 440, 4000, 1600, 1)
 	var stereo []int16
 	var mix []int16
 	for i := range left {
@@ -278,7 +280,7 @@ func TestWAVG711AndStereoFiles(t *testing.T) {
 // Streaming writers leave the data size at 0 or 0xFFFFFFFF; truncated
 // files claim more than they hold. All of them play to the end of the file.
 func TestWAVDataSizeToEndOfFile(t *testing.T) {
-	pcm := pcmBytes(synthSine(8000, 1000, 10000, 400, 0))
+	pcm := pcmBytes(dsp.Sine(8000, 1000, 10000, 400, 0))
 	for _, size := range []uint32{0, 0xFFFFFFFF, uint32(len(pcm) + 1000)} {
 		data := riff(wavChunk("fmt ", wavFmt(1, 1, 8000, 16), true), wavChunk("data", pcm, true))
 		binary.LittleEndian.PutUint32(data[len(data)-len(pcm)-4:], size)
@@ -352,7 +354,7 @@ func TestOpenWAV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteWAV(fh, 16000, synthSine(16000, 440, 8000, 4000, 0)); err != nil {
+	if err := WriteWAV(fh, 16000, dsp.Sine(16000, 440, 8000, 4000, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if err := fh.Close(); err != nil {
@@ -401,7 +403,7 @@ func TestWriteWAVErrors(t *testing.T) {
 
 func TestWAVRewindCloneLoop(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteWAV(&buf, 16000, synthSine(16000, 700, 8000, 3200, 0)); err != nil { // 200 ms
+	if err := WriteWAV(&buf, 16000, dsp.Sine(16000, 700, 8000, 3200, 0)); err != nil { // 200 ms
 		t.Fatal(err)
 	}
 	w := mustWAV(t, buf.Bytes())
@@ -470,7 +472,7 @@ func TestWAVReadFrameBadRate(t *testing.T) {
 
 func TestWAVReadFrameDoesNotAllocate(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteWAV(&buf, 48000, synthSine(48000, 700, 8000, 48000*10, 0)); err != nil {
+	if err := WriteWAV(&buf, 48000, dsp.Sine(48000, 700, 8000, 48000*10, 0)); err != nil {
 		t.Fatal(err)
 	}
 	w := mustWAV(t, buf.Bytes())
@@ -487,10 +489,10 @@ func TestWAVReadFrameDoesNotAllocate(t *testing.T) {
 
 func FuzzNewWAVSource(f *testing.F) {
 	var buf bytes.Buffer
-	_ = WriteWAV(&buf, 8000, synthSine(8000, 1000, 8000, 200, 0))
+	_ = WriteWAV(&buf, 8000, dsp.Sine(8000, 1000, 8000, 200, 0))
 	f.Add(buf.Bytes())
 	buf.Reset()
-	_ = WriteWAV(&buf, 48000, synthSine(48000, 1000, 8000, 100, 0))
+	_ = WriteWAV(&buf, 48000, dsp.Sine(48000, 1000, 8000, 100, 0))
 	f.Add(buf.Bytes())
 	f.Add(riff(wavChunk("fmt ", wavFmt(7, 2, 16000, 8), true), wavChunk("LIST", []byte("INFOx"), false), wavChunk("data", make([]byte, 101), true)))
 	f.Add(riff(wavChunk("fmt ", wavFmtExtensible(6, 1, 8000, 8), true), wavChunk("data", nil, true)))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // LoudestWindow reads a WAV file (any rate the media package reads,
@@ -30,9 +31,9 @@ func LoudestWindow(path string, window time.Duration) (Listen, error) {
 	n := int(window.Seconds() * 8000)
 	var best Listen
 	for i := 0; i+n <= len(all); i += max(n/2, 1) {
-		if r := media.RMS(all[i : i+n]); r > best.RMS {
+		if r := dsp.RMS(all[i : i+n]); r > best.RMS {
 			best.RMS = r
-			best.Frequency, best.Power = media.DominantFrequency(all[i:i+n], 8000, 100, 3800, 10)
+			best.Frequency, best.Power = dsp.DominantFrequency(all[i:i+n], 8000, 100, 3800, 10)
 		}
 	}
 	return best, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -38,7 +39,7 @@ func TestConferenceThreeParties(t *testing.T) {
 		if len(s) > 8000 {
 			s = s[len(s)-8000:]
 		}
-		return media.GoertzelPower(s, rate, f) / (media.RMS(s)*media.RMS(s) + 1)
+		return dsp.GoertzelPower(s, rate, f) / (dsp.RMS(s)*dsp.RMS(s) + 1)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	for i, c := range calls {

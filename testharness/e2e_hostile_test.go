@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -474,12 +475,12 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 		}
 		if n > 12 && buf[1]&0x7f == 0 {
 			frame := media.PCMU{}.Decode(nil, buf[12:n])
-			if media.RMS(frame) > 1000 || len(heard) > 0 { // skip the idle silence before the prompt
+			if dsp.RMS(frame) > 1000 || len(heard) > 0 { // skip the idle silence before the prompt
 				heard = append(heard, frame...)
 			}
 		}
 	}
-	freq, _ := media.DominantFrequency(heard, 8000, 100, 3800, 10)
+	freq, _ := dsp.DominantFrequency(heard, 8000, 100, 3800, 10)
 	_ = stranger.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	n, _ := stranger.Read(buf)
 	t.Logf("phone behind NAT heard %d samples, dominant %.0f Hz; the stranger received %d bytes", len(heard), freq, n)

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -369,7 +370,7 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 	for i := 0; i+frame <= len(heard); i += frame {
 		f := heard[i : i+frame]
 		total++
-		if fr, _ := media.DominantFrequency(f, rate, 100, 3800, 10); media.RMS(f) > 1000 && fr > 950 && fr < 1050 {
+		if fr, _ := dsp.DominantFrequency(f, rate, 100, 3800, 10); dsp.RMS(f) > 1000 && fr > 950 && fr < 1050 {
 			good++
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -21,8 +22,8 @@ func toneShare(pc *testharness.PhoneCall, mark int, f float64) float64 {
 	if len(s) > rate {
 		s = s[len(s)-rate:]
 	}
-	r := media.RMS(s)
-	return media.GoertzelPower(s, rate, f) / (r*r + 1)
+	r := dsp.RMS(s)
+	return dsp.GoertzelPower(s, rate, f) / (r*r + 1)
 }
 
 // waitShare waits until pc hears f (share at least min) in what it heard
@@ -47,7 +48,7 @@ func longestGap(pc *testharness.PhoneCall, mark int) time.Duration {
 	block := rate / 200
 	run, longest := 0, 0
 	for i := 0; i+block <= len(s); i += block {
-		if media.RMS(s[i:i+block]) < 300 {
+		if dsp.RMS(s[i:i+block]) < 300 {
 			run++
 			longest = max(longest, run)
 		} else {
@@ -276,7 +277,7 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 	// ~3,400 and 0.90 for the 5,000-peak tone): check both.
 	from := callA.Mark() - 8000
 	s, _ := callA.Heard(from)
-	share, level := toneShare(callA, from, 1000), media.RMS(s)
+	share, level := toneShare(callA, from, 1000), dsp.RMS(s)
 	if share < 0.85 || level < 2500 || level > 4500 {
 		t.Errorf("A hears B's tone distorted after B switched to PCMA: share %.2f, RMS %.0f (want >= 0.85 and ~3,500)", share, level)
 	}

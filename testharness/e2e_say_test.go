@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -56,7 +57,7 @@ func TestSayEndToEnd(t *testing.T) {
 		const n = 160
 		first, last, loud := -1, -1, 0
 		for f := 0; (f+1)*n <= len(heard); f++ {
-			if media.RMS(heard[f*n:(f+1)*n]) > 300 {
+			if dsp.RMS(heard[f*n:(f+1)*n]) > 300 {
 				if first < 0 {
 					first = f
 				}
@@ -73,14 +74,14 @@ func TestSayEndToEnd(t *testing.T) {
 		if startAt < 800*time.Millisecond || startAt > 1500*time.Millisecond {
 			t.Errorf("speech began %s after answer, want after the 1 s of silence", startAt)
 		}
-		if r := media.RMS(heard[:first*n]); r > 30 {
+		if r := dsp.RMS(heard[:first*n]); r > 30 {
 			t.Errorf("before the speech the phone heard rms %.0f, want silence", r)
 		}
 		// Nine words at espeak-ng's 175 words per minute.
 		if speech < 2*time.Second || speech > 6*time.Second || loud < int(speech/(20*time.Millisecond))/3 {
 			t.Errorf("%s of speech with %d loud frames: not the sentence", speech, loud)
 		}
-		if f, _ := media.DominantFrequency(heard[first*n:(last+1)*n], rate, 80, 3800, 10); f > 1500 {
+		if f, _ := dsp.DominantFrequency(heard[first*n:(last+1)*n], rate, 80, 3800, 10); f > 1500 {
 			t.Errorf("speech's dominant frequency %.0f Hz", f)
 		}
 	}

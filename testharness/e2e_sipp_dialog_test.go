@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -69,8 +70,8 @@ func TestSIPpReinviteMovesMedia(t *testing.T) {
 			return err
 		}
 		if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-			if media.RMS(f.Samples) > 1000 {
-				fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10)
+			if dsp.RMS(f.Samples) > 1000 {
+				fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10)
 				switch {
 				case fr > 980 && fr < 1020:
 					sawEcho.Store(true)
@@ -139,8 +140,8 @@ func newRTPPeer(t *testing.T, replyHz float64) *rtpPeer {
 			}
 			p.packets.Add(1)
 			pcm = media.PCMU{}.Decode(pcm[:0], pk.Payload)
-			if rms := media.RMS(pcm); len(pcm) == 160 && rms > 1000 {
-				fr, _ := media.DominantFrequency(pcm, 8000, 100, 3800, 10)
+			if rms := dsp.RMS(pcm); len(pcm) == 160 && rms > 1000 {
+				fr, _ := dsp.DominantFrequency(pcm, 8000, 100, 3800, 10)
 				p.mu.Lock()
 				if rms > p.bestRMS {
 					p.bestRMS, p.heardHz = rms, fr
@@ -180,7 +181,7 @@ func TestSIPp183Then200WithDifferentSDP(t *testing.T) {
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
 	uas.originate(t, ctx, srv, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		_ = c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-			if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 1000 && fr > 580 && fr < 620 {
+			if fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); dsp.RMS(f.Samples) > 1000 && fr > 580 && fr < 620 {
 				heard600.Store(true)
 			}
 			return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // toneEchoHandler plays a 1 kHz tone and reports the loudest 1 kHz-dominated
@@ -23,8 +24,8 @@ func toneEchoHandler(heard chan<- bool) framework.Handler {
 		}
 		var once sync.Once
 		if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-			if media.RMS(f.Samples) > 1000 {
-				if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); fr > 980 && fr < 1020 {
+			if dsp.RMS(f.Samples) > 1000 {
+				if fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); fr > 980 && fr < 1020 {
 					once.Do(func() { heard <- true })
 				}
 			}
@@ -77,7 +78,7 @@ func TestOriginateToSIPpUAS(t *testing.T) {
 	flow := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		var once sync.Once
 		_ = c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-			if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 1000 && fr > 980 && fr < 1020 {
+			if fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); dsp.RMS(f.Samples) > 1000 && fr > 980 && fr < 1020 {
 				once.Do(func() { heard <- true })
 			}
 			return nil

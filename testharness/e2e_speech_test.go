@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -252,7 +253,7 @@ func loudFrames(t *testing.T, path, ch string) []bool {
 	var loud []bool
 	f := media.NewFrame(8000)
 	for w.ReadFrame(f) == nil {
-		loud = append(loud, media.RMS(f.Samples) > 1000)
+		loud = append(loud, dsp.RMS(f.Samples) > 1000)
 	}
 	return loud
 }

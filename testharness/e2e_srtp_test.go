@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -96,7 +97,7 @@ func TestBaresipMandatorySRTP(t *testing.T) {
 					return err
 				}
 				if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-					if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 500 && fr > 430 && fr < 450 {
+					if fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); dsp.RMS(f.Samples) > 500 && fr > 430 && fr < 450 {
 						heard440.Store(true)
 					}
 					return nil
@@ -144,7 +145,7 @@ func TestSRTPRequiredRefusesPlainOffer(t *testing.T) {
 			return err
 		}
 		if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
-			if fr, _ := media.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); media.RMS(f.Samples) > 500 && fr > 430 && fr < 450 {
+			if fr, _ := dsp.DominantFrequency(f.Samples, f.Rate, 100, 3800, 10); dsp.RMS(f.Samples) > 500 && fr > 430 && fr < 450 {
 				heard440.Add(1)
 			}
 			return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -323,7 +324,7 @@ func TestSIPpCallerWithPcapAudio(t *testing.T) {
 		var loud float64
 		if err := c.Listen(ctx, media.SinkFunc(func(f *media.Frame) error {
 			mu.Lock()
-			loud = max(loud, media.RMS(f.Samples))
+			loud = max(loud, dsp.RMS(f.Samples))
 			mu.Unlock()
 			return nil
 		})); err != nil {

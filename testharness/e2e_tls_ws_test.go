@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -148,7 +149,7 @@ func TestCallOverWebSocket(t *testing.T) {
 			continue
 		}
 		pcm := media.PCMU{}.Decode(nil, p.Payload)
-		if fr, _ := media.DominantFrequency(pcm, 8000, 100, 3800, 10); media.RMS(pcm) > 1000 && fr > 980 && fr < 1020 {
+		if fr, _ := dsp.DominantFrequency(pcm, 8000, 100, 3800, 10); dsp.RMS(pcm) > 1000 && fr > 980 && fr < 1020 {
 			heard = true
 		}
 	}

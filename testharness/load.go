@@ -18,6 +18,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -545,21 +546,21 @@ func (e *ear) test(st Step) bool {
 	switch st.Kind {
 	case StepExpectSound:
 		s, _, ok := e.last(200 * time.Millisecond)
-		return ok && media.RMS(s) > 300
+		return ok && dsp.RMS(s) > 300
 	case StepExpectTone:
 		s, rate, ok := e.last(200 * time.Millisecond)
 		if !ok {
 			return false
 		}
-		rms := media.RMS(s)
-		return rms > 300 && media.GoertzelPower(s, rate, st.Freq)/(rms*rms) > 0.5
+		rms := dsp.RMS(s)
+		return rms > 300 && dsp.GoertzelPower(s, rate, st.Freq)/(rms*rms) > 0.5
 	case StepExpectSilence:
 		d := st.Duration
 		if d > time.Second {
 			d = time.Second
 		}
 		s, _, ok := e.last(d)
-		return ok && media.RMS(s) < 100
+		return ok && dsp.RMS(s) < 100
 	}
 	return false
 }

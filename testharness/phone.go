@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -396,8 +397,8 @@ func (pc *PhoneCall) Analyse(window time.Duration) (Listen, bool) {
 	}
 	s := append([]int16(nil), pc.heard[len(pc.heard)-n:]...)
 	pc.mu.Unlock()
-	f, p := media.DominantFrequency(s, rate, 100, 3800, 10)
-	return Listen{RMS: media.RMS(s), Frequency: f, Power: p}, true
+	f, p := dsp.DominantFrequency(s, rate, 100, 3800, 10)
+	return Listen{RMS: dsp.RMS(s), Frequency: f, Power: p}, true
 }
 
 // WaitFor polls the last window of heard audio every 20 ms until cond holds

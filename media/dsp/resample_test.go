@@ -1,4 +1,4 @@
-package media
+package dsp
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // resampleFrames runs src through r in 20 ms frames of the input rate.
 func resampleFrames(r *Resampler, src []int16, fromRate int) []int16 {
 	var out []int16
-	n := SamplesPerFrame(fromRate)
+	n := fromRate / 50
 	for off := 0; off < len(src); off += n {
 		out = r.Process(out, src[off:min(off+n, len(src))])
 	}
@@ -20,7 +20,7 @@ func resampleFrames(r *Resampler, src []int16, fromRate int) []int16 {
 func db(ratio float64) float64 { return 20 * math.Log10(ratio) }
 
 func TestResamplerToneThroughChain(t *testing.T) {
-	in := synthSine(8000, 1000, 10000, 8000, 0) // 1 s
+	in := Sine(8000, 1000, 10000, 8000, 0) // 1 s
 	stages := []struct{ from, to int }{{8000, 16000}, {16000, 48000}, {48000, 8000}}
 	s := in
 	for _, st := range stages {
@@ -56,7 +56,7 @@ func TestResamplerRemovesContentAboveNyquist(t *testing.T) {
 		{48000, 16000, 10000, 20},
 	} {
 		t.Run(fmt.Sprintf("%d-%d-%g", tc.from, tc.to, tc.freq), func(t *testing.T) {
-			in := synthSine(tc.from, tc.freq, 10000, tc.from/2, 0)
+			in := Sine(tc.from, tc.freq, 10000, tc.from/2, 0)
 			out := resampleFrames(NewResampler(tc.from, tc.to), in, tc.from)
 			tail := out[len(out)/4:]
 			att := -db(RMS(tail) / RMS(in))
@@ -76,7 +76,7 @@ func TestResamplerPassband(t *testing.T) {
 		{16000, 8000, 300}, {16000, 8000, 3000}, {48000, 8000, 3000},
 		{8000, 16000, 3000}, {8000, 48000, 3000}, {48000, 16000, 6000}, {16000, 48000, 6000},
 	} {
-		in := synthSine(tc.from, tc.freq, 10000, tc.from/2, 0)
+		in := Sine(tc.from, tc.freq, 10000, tc.from/2, 0)
 		out := resampleFrames(NewResampler(tc.from, tc.to), in, tc.from)
 		tail := out[len(out)/4:]
 		g := db(RMS(tail) / RMS(in))
@@ -93,7 +93,7 @@ func TestResamplerPassband(t *testing.T) {
 // Upsampling must not leave images of the input spectrum above its Nyquist
 // frequency (a 1 kHz tone at 8 kHz mirrors to 7, 9, 15, 17… kHz).
 func TestResamplerUpsamplingRejectsImages(t *testing.T) {
-	in := synthSine(8000, 1000, 10000, 8000, 0)
+	in := Sine(8000, 1000, 10000, 8000, 0)
 	out := resampleFrames(NewResampler(8000, 48000), in, 8000)
 	tail := out[len(out)/4:]
 	ref := GoertzelPower(tail, 48000, 1000)
@@ -110,7 +110,7 @@ func TestResamplerFramesMatchWhole(t *testing.T) {
 	for _, tc := range []struct{ from, to int }{
 		{8000, 16000}, {8000, 48000}, {16000, 48000}, {16000, 8000}, {48000, 8000}, {48000, 16000}, {8000, 8000},
 	} {
-		in := addNoise(synthSine(tc.from, 700, 9000, tc.from/5, 0), 2000, 1)
+		in := addNoise(Sine(tc.from, 700, 9000, tc.from/5, 0), 2000, 1)
 		whole := NewResampler(tc.from, tc.to).Process(nil, in)
 		framed := resampleFrames(NewResampler(tc.from, tc.to), in, tc.from)
 		if !slices.Equal(whole, framed) {
@@ -131,7 +131,7 @@ func TestResamplerFramesMatchWhole(t *testing.T) {
 // The frame-to-frame continuity shows in the waveform: a tone converted
 // frame by frame never jumps by more than the tone itself can.
 func TestResamplerNoClicksAtFrameBoundaries(t *testing.T) {
-	in := synthSine(8000, 440, 12000, 4000, 0)
+	in := Sine(8000, 440, 12000, 4000, 0)
 	out := resampleFrames(NewResampler(8000, 48000), in, 8000)
 	maxStep := 12000 * 2 * math.Pi * 440 / 48000 * 1.05
 	for i := 200; i < len(out); i++ {
@@ -145,7 +145,7 @@ func TestResampleStateless(t *testing.T) {
 	for _, tc := range []struct{ from, to int }{
 		{8000, 16000}, {8000, 48000}, {16000, 8000}, {48000, 8000}, {48000, 16000}, {16000, 16000},
 	} {
-		in := synthSine(tc.from, 1000, 10000, tc.from/10, 0.5)
+		in := Sine(tc.from, 1000, 10000, tc.from/10, 0.5)
 		prefix := []int16{1, 2, 3}
 		out := Resample(slices.Clone(prefix), in, tc.from, tc.to)
 		if !slices.Equal(out[:3], prefix) {
@@ -157,7 +157,7 @@ func TestResampleStateless(t *testing.T) {
 		}
 		// The delay is compensated: away from the edges (where the outside
 		// is taken as silence) the output matches the ideal tone.
-		ideal := synthSine(tc.to, 1000, 10000, len(out), 0.5)
+		ideal := Sine(tc.to, 1000, 10000, len(out), 0.5)
 		edge := tc.to / 200 // 5 ms
 		worst := 0.0
 		for i := edge; i < len(out)-edge; i++ {
@@ -178,7 +178,7 @@ func TestResampleStateless(t *testing.T) {
 }
 
 func TestResamplerReset(t *testing.T) {
-	in := synthSine(16000, 1000, 10000, 320, 0)
+	in := Sine(16000, 1000, 10000, 320, 0)
 	r := NewResampler(16000, 8000)
 	first := r.Process(nil, in)
 	r.Process(nil, in)
@@ -219,7 +219,7 @@ func TestResamplerRates(t *testing.T) {
 		}()
 	}
 	// A ratio without a prebuilt filter still works.
-	in := synthSine(8000, 1000, 10000, 8000, 0)
+	in := Sine(8000, 1000, 10000, 8000, 0)
 	out := resampleFrames(NewResampler(8000, 32000), in, 8000)
 	if f, _ := DominantFrequency(out[len(out)/4:], 32000, 100, 3800, 10); math.Abs(f-1000) > 5 {
 		t.Errorf("8k->32k: dominant %.1f Hz", f)
@@ -229,8 +229,8 @@ func TestResamplerRates(t *testing.T) {
 func TestResamplerDoesNotAllocate(t *testing.T) {
 	for _, tc := range []struct{ from, to int }{{8000, 48000}, {48000, 8000}, {16000, 8000}} {
 		r := NewResampler(tc.from, tc.to)
-		in := synthSine(tc.from, 1000, 8000, SamplesPerFrame(tc.from), 0)
-		out := make([]int16, 0, SamplesPerFrame(tc.to))
+		in := Sine(tc.from, 1000, 8000, tc.from/50, 0)
+		out := make([]int16, 0, tc.to/50)
 		out = r.Process(out[:0], in) // grows the internal buffer once
 		if n := testing.AllocsPerRun(100, func() { out = r.Process(out[:0], in) }); n != 0 {
 			t.Errorf("%d->%d: Process allocates %.1f times per frame", tc.from, tc.to, n)
@@ -242,8 +242,8 @@ func BenchmarkResampler(b *testing.B) {
 	for _, tc := range []struct{ from, to int }{{8000, 48000}, {48000, 8000}, {8000, 16000}, {16000, 8000}} {
 		b.Run(fmt.Sprintf("%d-%d", tc.from, tc.to), func(b *testing.B) {
 			r := NewResampler(tc.from, tc.to)
-			in := synthSine(tc.from, 1000, 8000, SamplesPerFrame(tc.from), 0)
-			out := make([]int16, 0, SamplesPerFrame(tc.to))
+			in := Sine(tc.from, 1000, 8000, tc.from/50, 0)
+			out := make([]int16, 0, tc.to/50)
 			b.ReportAllocs()
 			for b.Loop() {
 				out = r.Process(out[:0], in)

@@ -1,4 +1,4 @@
-package media
+package dsp
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ const maxRationalPhases = 2048
 // and cached, such as synthesised speech, not for the per-frame media path.
 func ResampleRational(dst, src []int16, fromRate, toRate int) ([]int16, error) {
 	if fromRate <= 0 || toRate <= 0 {
-		return dst, fmt.Errorf("media: cannot resample %d Hz to %d Hz", fromRate, toRate)
+		return dst, fmt.Errorf("dsp: cannot resample %d Hz to %d Hz", fromRate, toRate)
 	}
 	if fromRate == toRate {
 		return append(dst, src...), nil
@@ -32,7 +32,7 @@ func ResampleRational(dst, src []int16, fromRate, toRate int) ([]int16, error) {
 	g := gcd(fromRate, toRate)
 	up, down := toRate/g, fromRate/g // output n is at input time n·down/up
 	if up > maxRationalPhases {
-		return dst, fmt.Errorf("media: cannot resample %d Hz to %d Hz: ratio %d/%d too fine", fromRate, toRate, up, down)
+		return dst, fmt.Errorf("dsp: cannot resample %d Hz to %d Hz: ratio %d/%d too fine", fromRate, toRate, up, down)
 	}
 	lower := min(fromRate, toRate)
 	fc := resampleCutoff * float64(lower) / float64(fromRate) // cycles per input sample
@@ -88,7 +88,7 @@ func ResampleRational(dst, src []int16, fromRate, toRate int) ([]int16, error) {
 				}
 			}
 		}
-		out[i] = clip16(float64(acc))
+		out[i] = Clip16(float64(acc))
 	}
 	return dst, nil
 }

@@ -1,4 +1,4 @@
-package media
+package dsp
 
 import (
 	"fmt"
@@ -124,7 +124,7 @@ type Resampler struct {
 // that come from outside.
 func NewResampler(fromRate, toRate int) *Resampler {
 	if !CanResample(fromRate, toRate) {
-		panic(fmt.Sprintf("media: cannot resample %d Hz to %d Hz", fromRate, toRate))
+		panic(fmt.Sprintf("dsp: cannot resample %d Hz to %d Hz", fromRate, toRate))
 	}
 	r := &Resampler{up: 1, down: 1}
 	switch {
@@ -231,11 +231,11 @@ func dotSample(taps, x []float32) int16 {
 	for ; i < len(taps); i++ {
 		a0 += taps[i] * x[i]
 	}
-	return clip16(float64((a0 + a1) + (a2 + a3)))
+	return Clip16(float64((a0 + a1) + (a2 + a3)))
 }
 
-// clip16 rounds v to the nearest int16, saturating.
-func clip16(v float64) int16 {
+// Clip16 rounds v to the nearest int16, saturating.
+func Clip16(v float64) int16 {
 	switch {
 	case v >= math.MaxInt16:
 		return math.MaxInt16
@@ -283,21 +283,21 @@ func Resample(dst []int16, src []int16, fromRate, toRate int) []int16 {
 	return dst[:len(dst)-skip]
 }
 
-// rateConverter converts a stream whose rate may change, creating its
+// RateConverter converts a stream whose rate may change, creating its
 // Resampler on first use and again whenever the pair of rates changes. The
 // zero value is ready. It backs the sinks and sources that sit between a
 // leg and something running at a fixed rate (Pipe, Mixer participants,
 // WAVRecorder), so a 16 kHz G.722 leg meets an 8 kHz one without either
 // side noticing. Not safe for concurrent use.
-type rateConverter struct {
+type RateConverter struct {
 	r        *Resampler
 	from, to int
 }
 
-// convert appends src (at from Hz) converted to to Hz to dst. It returns
+// Convert appends src (at from Hz) converted to to Hz to dst. It returns
 // dst unchanged and false when the rates cannot be converted. Once the
 // Resampler exists it does not allocate when dst has room for the output.
-func (c *rateConverter) convert(dst, src []int16, from, to int) ([]int16, bool) {
+func (c *RateConverter) Convert(dst, src []int16, from, to int) ([]int16, bool) {
 	if from == to {
 		return append(dst, src...), true
 	}

@@ -1,4 +1,4 @@
-package media
+package dsp
 
 import (
 	"fmt"
@@ -7,22 +7,12 @@ import (
 	"testing"
 )
 
-// synthSine returns n samples of a sine of peak amp at freq Hz, starting at
-// phase (radians).
-func synthSine(rate int, freq, amp float64, n int, phase float64) []int16 {
-	out := make([]int16, n)
-	for i := range out {
-		out[i] = clip16(amp * math.Sin(2*math.Pi*freq*float64(i)/float64(rate)+phase))
-	}
-	return out
-}
-
 // addNoise adds uniform white noise of peak amp, reproducibly for seed.
 func addNoise(s []int16, amp float64, seed uint64) []int16 {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	out := make([]int16, len(s))
 	for i, v := range s {
-		out[i] = clip16(float64(v) + amp*(2*rng.Float64()-1))
+		out[i] = Clip16(float64(v) + amp*(2*rng.Float64()-1))
 	}
 	return out
 }
@@ -34,7 +24,7 @@ func TestDominantFrequencyFindsNoisyTones(t *testing.T) {
 				n := rate * ms / 1000
 				name := fmt.Sprintf("%dHz/%gHz/%dms", rate, freq, ms)
 				t.Run(name, func(t *testing.T) {
-					s := addNoise(synthSine(rate, freq, 8000, n, 0.3), 3000, uint64(freq)+uint64(rate))
+					s := addNoise(Sine(rate, freq, 8000, n, 0.3), 3000, uint64(freq)+uint64(rate))
 					got, p := DominantFrequency(s, rate, 100, 3800, 10)
 					if math.Abs(got-freq) > 5 {
 						t.Fatalf("found %.2f Hz, want %g ± 5", got, freq)
@@ -54,7 +44,7 @@ func TestDominantFrequencyFindsNoisyTones(t *testing.T) {
 func TestDominantFrequencyOffGrid(t *testing.T) {
 	for _, freq := range []float64{1005, 1234.5, 2995} {
 		for _, n := range []int{1600, 8000, 24000} {
-			s := addNoise(synthSine(8000, freq, 4000, n, 1), 1000, uint64(n))
+			s := addNoise(Sine(8000, freq, 4000, n, 1), 1000, uint64(n))
 			got, _ := DominantFrequency(s, 8000, 100, 3800, 10)
 			if math.Abs(got-freq) > 1 {
 				t.Errorf("%g Hz over %d samples: found %.2f", freq, n, got)
@@ -64,8 +54,8 @@ func TestDominantFrequencyOffGrid(t *testing.T) {
 }
 
 func TestDominantFrequencyPicksLouderOfTwo(t *testing.T) {
-	a := synthSine(8000, 697, 3000, 1600, 0)
-	b := synthSine(8000, 1209, 6000, 1600, 0)
+	a := Sine(8000, 697, 3000, 1600, 0)
+	b := Sine(8000, 1209, 6000, 1600, 0)
 	for i := range a {
 		a[i] += b[i]
 	}
@@ -79,7 +69,7 @@ func TestDominantFrequencyPicksLouderOfTwo(t *testing.T) {
 }
 
 func TestDominantFrequencyDegenerate(t *testing.T) {
-	s := synthSine(8000, 1000, 8000, 160, 0)
+	s := Sine(8000, 1000, 8000, 160, 0)
 	for _, tc := range []struct {
 		name         string
 		s            []int16
@@ -108,7 +98,7 @@ func TestDominantFrequencyDegenerate(t *testing.T) {
 }
 
 func TestGoertzelPowerScale(t *testing.T) {
-	s := synthSine(8000, 1000, 10000, 800, 0)
+	s := Sine(8000, 1000, 10000, 800, 0)
 	if p, want := GoertzelPower(s, 8000, 1000), 10000.0*10000/2; math.Abs(p-want) > 0.01*want {
 		t.Errorf("power at the tone %.0f, want %.0f", p, want)
 	}
@@ -143,7 +133,7 @@ func TestRMS(t *testing.T) {
 func BenchmarkDominantFrequency(b *testing.B) {
 	for _, n := range []int{160, 1600, 8000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			s := addNoise(synthSine(8000, 1000, 8000, n, 0), 1000, 1)
+			s := addNoise(Sine(8000, 1000, 8000, n, 0), 1000, 1)
 			b.ReportAllocs()
 			for b.Loop() {
 				DominantFrequency(s, 8000, 100, 3800, 10)

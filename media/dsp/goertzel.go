@@ -1,4 +1,4 @@
-package media
+package dsp
 
 import "math"
 
@@ -29,8 +29,10 @@ func goertzelFloat(x []float64, coeff float64) float64 {
 	return goertzelNorm(s1, s2, coeff, len(x))
 }
 
-// goertzelFloat4 is goertzelFloat at four frequencies at once.
-func goertzelFloat4(x []float64, coeff *[4]float64) (p [4]float64) {
+// Goertzel4 returns the Goertzel power of x at four frequencies at once,
+// given as coefficients 2·cos(2πf/rate), normalised as GoertzelPower
+// (the in-band DTMF detector's inner loop: one pass, no allocation).
+func Goertzel4(x []float64, coeff *[4]float64) (p [4]float64) {
 	c0, c1, c2, c3 := coeff[0], coeff[1], coeff[2], coeff[3]
 	var a1, a2, b1, b2, c1s, c2s, d1, d2 float64
 	for _, v := range x {
@@ -98,7 +100,7 @@ func DominantFrequency(samples []int16, rate int, lo, hi, step float64) (freq fl
 			coeff[k] = 2 * math.Cos(2*math.Pi*f[k]/fs)
 		}
 		for _, b := range blocks {
-			q := goertzelFloat4(b, &coeff)
+			q := Goertzel4(b, &coeff)
 			for k := range 4 {
 				p[k] += q[k]
 			}
@@ -164,4 +166,14 @@ func RMS(samples []int16) float64 {
 		sum += v * v
 	}
 	return math.Sqrt(sum / float64(len(samples)))
+}
+
+// Sine returns n samples of a sine of freq Hz at rate, peak amp, starting
+// at phase (radians): a test signal.
+func Sine(rate int, freq, amp float64, n int, phase float64) []int16 {
+	out := make([]int16, n)
+	for i := range out {
+		out[i] = Clip16(amp * math.Sin(2*math.Pi*freq*float64(i)/float64(rate)+phase))
+	}
+	return out
 }
