@@ -20,6 +20,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // Config configures a Bridge.
@@ -122,7 +123,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg.Grace = 20 * time.Second
 	}
 	b := &Bridge{cfg: cfg, conn: conn, log: log.With("component", "bridge"), sessions: map[*session]struct{}{}, legs: map[string]*Leg{}, ringing: map[string]*incoming{}}
-	_, b.opus = media.LookupCodec("opus", 48000)
+	_, b.opus = codec.LookupCodec("opus", 48000)
 	b.mux = webrtc.NewICEUDPMux(nil, conn)
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
@@ -145,7 +146,7 @@ func New(cfg Config) (*Bridge, error) {
 // registerCodecs offers Opus (when libopus is there), then PCMU and PCMA,
 // and telephone-event at both clocks.
 func registerCodecs(me *webrtc.MediaEngine) error {
-	type codec struct {
+	type entry struct {
 		mime    string
 		rate    uint32
 		ch      uint16
@@ -153,8 +154,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		pt      webrtc.PayloadType
 		enabled bool
 	}
-	_, opusOK := media.LookupCodec("opus", 48000)
-	list := []codec{
+	_, opusOK := codec.LookupCodec("opus", 48000)
+	list := []entry{
 		{webrtc.MimeTypeOpus, 48000, 2, "minptime=10;useinbandfec=1", 111, opusOK},
 		{webrtc.MimeTypePCMU, 8000, 0, "", 0, true},
 		{webrtc.MimeTypePCMA, 8000, 0, "", 8, true},

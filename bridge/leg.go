@@ -14,6 +14,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // Errors a browser leg ends with.
@@ -162,9 +163,9 @@ func answerPeer(pc *webrtc.PeerConnection, offer string, wait time.Duration) ([]
 func (l *Leg) startMedia(codecs []webrtc.RTPCodecParameters) error {
 	audio := codecs[0]
 	name := strings.TrimPrefix(strings.ToLower(audio.MimeType), "audio/")
-	spec, ok := media.LookupCodec(strings.ToUpper(name), int(audio.ClockRate))
+	spec, ok := codec.LookupCodec(strings.ToUpper(name), int(audio.ClockRate))
 	if !ok {
-		spec, ok = media.LookupCodec(name, int(audio.ClockRate))
+		spec, ok = codec.LookupCodec(name, int(audio.ClockRate))
 	}
 	if !ok {
 		return fmt.Errorf("bridge: negotiated codec %s/%d is not ours", audio.MimeType, audio.ClockRate)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -30,9 +31,9 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Fatalf("timed out after %s waiting for %s", d, what)
 }
 
-func codec(t *testing.T, name string) media.CodecSpec {
+func codecNamed(t *testing.T, name string) codec.CodecSpec {
 	t.Helper()
-	c, ok := media.LookupCodec(name, 8000)
+	c, ok := codec.LookupCodec(name, 8000)
 	if !ok {
 		t.Fatalf("no codec %s", name)
 	}
@@ -74,7 +75,7 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 	for _, tc := range []struct{ name, memCodec string }{{"passthrough", "PCMU"}, {"transcoding", "PCMA"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			sipPhone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 37000, RTPPortMax: 37999,
-				Codecs: []media.CodecSpec{codec(t, "PCMU")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				Codecs: []codec.CodecSpec{codecNamed(t, "PCMU")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +83,7 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 			srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 				return c.Dial(ctx, sipPhone.URI("bob"), DialOptions{Timeout: 10 * time.Second})
 			}))
-			leg, mem := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bob", Codec: codec(t, tc.memCodec)})
+			leg, mem := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bob", Codec: codecNamed(t, tc.memCodec)})
 			srv.StartCall(leg)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

@@ -23,6 +23,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -549,7 +550,7 @@ func newBridgedCalls(n int, phones *loadPhones) (loadServer, error) {
 	}
 	calls := &bridgedCalls{pacer: NewPacer(0)}
 	ip := netip.MustParseAddr("127.0.0.1")
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	opts := EndpointOptions{Pacer: calls.pacer, NoIdleSilence: true, Logger: log}
 	for i := range n {
 		a, err := NewEndpoint(pool, ip, opts)

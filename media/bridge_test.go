@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // fourEndpoints builds phone X <-> leg A, leg B <-> phone Y, all on loopback.
-func fourEndpoints(t *testing.T, legCodecA, legCodecB CodecSpec) (x, a, b, y *Endpoint) {
+func fourEndpoints(t *testing.T, legCodecA, legCodecB codec.CodecSpec) (x, a, b, y *Endpoint) {
 	t.Helper()
 	pool, err := transport.NewPortPool(42200, 42299)
 	if err != nil {
@@ -29,7 +30,7 @@ func fourEndpoints(t *testing.T, legCodecA, legCodecB CodecSpec) (x, a, b, y *En
 		return e
 	}
 	x, a, b, y = mk(), mk(), mk(), mk()
-	conf := func(e, peer *Endpoint, c CodecSpec) {
+	conf := func(e, peer *Endpoint, c codec.CodecSpec) {
 		e.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, DTMFPayloadType: 101, Remote: peer.LocalAddr()})
 		e.Start()
 	}
@@ -74,17 +75,17 @@ func heardTone(t *testing.T, c *capture, min int) (freq, share, rms float64) {
 func TestBridgeBothWays(t *testing.T) {
 	type pair struct {
 		name string
-		a, b CodecSpec
+		a, b codec.CodecSpec
 	}
 	cases := []pair{
-		{"passthrough PCMU", Codecs()[0], Codecs()[0]},
-		{"transcode PCMU-PCMA", Codecs()[0], Codecs()[1]},
+		{"passthrough PCMU", codec.Codecs()[0], codec.Codecs()[0]},
+		{"transcode PCMU-PCMA", codec.Codecs()[0], codec.Codecs()[1]},
 		{"passthrough G722", g722Spec(t), g722Spec(t)},
-		{"transcode G722-PCMU", g722Spec(t), Codecs()[0]},
-		{"transcode PCMA-G722", Codecs()[1], g722Spec(t)},
+		{"transcode G722-PCMU", g722Spec(t), codec.Codecs()[0]},
+		{"transcode PCMA-G722", codec.Codecs()[1], g722Spec(t)},
 	}
-	if opus, ok := LookupCodec("opus", 48000); ok {
-		cases = append(cases, pair{"transcode opus-PCMU", opus, Codecs()[0]}, pair{"transcode G722-opus", g722Spec(t), opus})
+	if opus, ok := codec.LookupCodec("opus", 48000); ok {
+		cases = append(cases, pair{"transcode opus-PCMU", opus, codec.Codecs()[0]}, pair{"transcode G722-opus", g722Spec(t), opus})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,8 +107,8 @@ func TestBridgeBothWays(t *testing.T) {
 	}
 }
 
-func g722Spec(t *testing.T) CodecSpec {
-	c, ok := LookupCodec("G722", 8000)
+func g722Spec(t *testing.T) codec.CodecSpec {
+	c, ok := codec.LookupCodec("G722", 8000)
 	if !ok {
 		t.Fatal("G722 not registered")
 	}
@@ -118,7 +119,7 @@ func g722Spec(t *testing.T) CodecSpec {
 // other's tone cleanly and at its level, and what the wideband phone sends
 // above 4 kHz is filtered out rather than folded into the narrowband leg.
 func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
-	x, a, b, y := fourEndpoints(t, g722Spec(t), Codecs()[0])
+	x, a, b, y := fourEndpoints(t, g722Spec(t), codec.Codecs()[0])
 	defer Bridge(a, b)()
 	var atX, atY capture
 	x.SetSink(&atX)
@@ -156,7 +157,7 @@ func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
 }
 
 func TestBridgeForwardsDTMF(t *testing.T) {
-	x, a, b, y := fourEndpoints(t, Codecs()[0], Codecs()[0])
+	x, a, b, y := fourEndpoints(t, codec.Codecs()[0], codec.Codecs()[0])
 	defer Bridge(a, b)()
 	var mu sync.Mutex
 	var atY, atA []rune
@@ -178,7 +179,7 @@ func TestBridgeForwardsDTMF(t *testing.T) {
 // A transcoding bridge (here G.722 to PCMU) re-sends RFC 4733 digits on
 // the other leg both ways, and stops when unbridged.
 func TestBridgeTranscodingRelaysDTMF(t *testing.T) {
-	x, a, b, y := fourEndpoints(t, g722Spec(t), Codecs()[0])
+	x, a, b, y := fourEndpoints(t, g722Spec(t), codec.Codecs()[0])
 	unbridge := Bridge(a, b)
 	var mu sync.Mutex
 	var atX, atY []rune
@@ -214,7 +215,7 @@ func TestBridgeTranscodingRelaysDTMF(t *testing.T) {
 
 // The passthrough path allocates nothing per packet.
 func TestForwardPacketAllocatesNothing(t *testing.T) {
-	_, a, b, _ := fourEndpoints(t, Codecs()[0], Codecs()[0])
+	_, a, b, _ := fourEndpoints(t, codec.Codecs()[0], codec.Codecs()[0])
 	_ = a
 	pkt := make([]byte, 12+160)
 	h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1, Timestamp: 160, SSRC: 7}
@@ -243,7 +244,7 @@ func BenchmarkForwardPacket(b *testing.B) {
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	defer src.Close()
 	defer dst.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr()}) // src is not started: packets are discarded by the kernel
 	pkt := make([]byte, 12+160)
 	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
-func detectAll(t *testing.T, src Source, through Codec) string {
+func detectAll(t *testing.T, src Source, through codec.Codec) string {
 	t.Helper()
 	var got []rune
 	d := &DTMFDetector{OnDigit: func(ev DTMFEvent) { got = append(got, ev.Digit) }}
@@ -35,7 +37,7 @@ func detectAll(t *testing.T, src Source, through Codec) string {
 
 func TestDTMFDetectorEveryDigit(t *testing.T) {
 	const all = "0123456789*#ABCD"
-	for _, codec := range []Codec{nil, PCMU{}, PCMA{}} {
+	for _, c := range []codec.Codec{nil, codec.PCMU{}, codec.PCMA{}} {
 		var srcs []Source
 		for _, d := range all {
 			s, ok := DTMFTone(d, 80*time.Millisecond, 80*time.Millisecond)
@@ -44,8 +46,8 @@ func TestDTMFDetectorEveryDigit(t *testing.T) {
 			}
 			srcs = append(srcs, s)
 		}
-		if got := detectAll(t, Sequence(srcs...), codec); got != all {
-			t.Errorf("codec %T: detected %q, want %q", codec, got, all)
+		if got := detectAll(t, Sequence(srcs...), c); got != all {
+			t.Errorf("codec %T: detected %q, want %q", c, got, all)
 		}
 	}
 	// A key held for a second is one digit.
@@ -117,7 +119,7 @@ func TestDTMFDetectorIgnoresSpeech(t *testing.T) {
 		i += len(f.Samples)
 		return nil
 	})
-	if got := detectAll(t, src, PCMU{}); got != "" {
+	if got := detectAll(t, src, codec.PCMU{}); got != "" {
 		t.Fatalf("false digits in %.0f s of speech: %q", float64(len(speech))/8000, got)
 	}
 	t.Logf("%.0f s of speech, no false digits", float64(len(speech))/8000)

@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // StreamConfig is what SDP negotiation decided for one RTP stream.
 type StreamConfig struct {
-	Codec CodecSpec
+	Codec codec.CodecSpec
 	// PayloadType is the payload type agreed for Codec (the offerer's number).
 	PayloadType uint8
 	// DTMFPayloadType is the agreed telephone-event payload type; 0 means the
@@ -575,7 +576,7 @@ func (e *Endpoint) receiveRTP(pkt []byte) bool {
 
 // closeCodec frees what a codec holds outside the Go heap (libopus state)
 // as soon as its user is done with it, rather than when it is collected.
-func closeCodec(c Codec) {
+func closeCodec(c codec.Codec) {
 	if cl, ok := c.(interface{ Close() }); ok {
 		cl.Close()
 	}
@@ -588,7 +589,7 @@ type sender struct {
 	buf     []byte
 	hdr     rtp.Header
 	frame   *Frame
-	enc     Codec
+	enc     codec.Codec
 	encName string
 	silence []byte // one encoded frame of silence for the current codec
 	marker  bool

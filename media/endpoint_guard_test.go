@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -40,7 +41,7 @@ func TestEndpointWithholdsRTPUntilVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: victim.LocalAddr().(*net.UDPAddr).AddrPort(), RTCPMux: true})
 	e.Start() // idle silence: a packet every 20 ms if it were allowed
 	if !waitUntil(t, 3*time.Second, func() bool { return e.Stats().Unsent >= 20 }) {
@@ -82,7 +83,7 @@ func TestGatedForwardAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: netip.AddrPortFrom(ip, 9)}) // discard port
 	pkt := make([]byte, 12+160)
 	h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 7}
@@ -115,7 +116,7 @@ func BenchmarkForwardPacketGated(b *testing.B) {
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{UnverifiedBudget: 4})
 	defer src.Close()
 	defer dst.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr()}) // as BenchmarkForwardPacket
 	dst.Verify()
 	pkt := make([]byte, 12+160)

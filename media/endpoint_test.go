@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
@@ -33,13 +34,13 @@ func (c *capture) snapshot() ([]int16, []rune) {
 	return append([]int16(nil), c.samples...), append([]rune(nil), c.digits...)
 }
 
-func endpointPair(t *testing.T, spec CodecSpec) (a, b *Endpoint) {
+func endpointPair(t *testing.T, spec codec.CodecSpec) (a, b *Endpoint) {
 	t.Helper()
 	return endpointPairLog(t, spec, nil)
 }
 
 // endpointPairLog is endpointPair with b logging to logB.
-func endpointPairLog(t *testing.T, spec CodecSpec, logB *slog.Logger) (a, b *Endpoint) {
+func endpointPairLog(t *testing.T, spec codec.CodecSpec, logB *slog.Logger) (a, b *Endpoint) {
 	t.Helper()
 	pool, err := transport.NewPortPool(42000, 42099)
 	if err != nil {
@@ -73,7 +74,7 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) bool {
 // A tone played on one endpoint is heard at the right frequency on the
 // other, for every registered codec, and playback reports its end.
 func TestEndpointToneAcrossLoopback(t *testing.T) {
-	for _, spec := range Codecs() {
+	for _, spec := range codec.Codecs() {
 		t.Run(spec.Name, func(t *testing.T) {
 			a, b := endpointPair(t, spec)
 			var got capture
@@ -114,7 +115,7 @@ func TestEndpointToneAcrossLoopback(t *testing.T) {
 }
 
 func TestEndpointRFC4733DTMF(t *testing.T) {
-	a, b := endpointPair(t, Codecs()[0])
+	a, b := endpointPair(t, codec.Codecs()[0])
 	var mu sync.Mutex
 	var digits []rune
 	b.OnDTMF(func(ev DTMFEvent) {
@@ -141,7 +142,7 @@ func TestEndpointRFC4733DTMF(t *testing.T) {
 // Without RFC 4733 the peer's digits are found in the audio, also on
 // wideband legs (the detector gets a downsampled copy).
 func TestEndpointInbandDTMFWideband(t *testing.T) {
-	for _, spec := range Codecs() {
+	for _, spec := range codec.Codecs() {
 		if spec.SampleRate == 8000 {
 			continue // covered by the DTMF detector tests
 		}
@@ -178,7 +179,7 @@ func TestEndpointInbandDTMFWideband(t *testing.T) {
 
 // After latching onto the peer, packets from anyone else are dropped.
 func TestEndpointSymmetricRTPLatch(t *testing.T) {
-	a, b := endpointPair(t, Codecs()[0])
+	a, b := endpointPair(t, codec.Codecs()[0])
 	var got capture
 	b.SetSink(&got)
 	a.Start()
@@ -211,7 +212,7 @@ func TestEndpointSymmetricRTPLatch(t *testing.T) {
 }
 
 func TestEndpointCloseEndsPlaybackAndIsIdempotent(t *testing.T) {
-	a, _ := endpointPair(t, Codecs()[0])
+	a, _ := endpointPair(t, codec.Codecs()[0])
 	a.Start()
 	done := make(chan error, 1)
 	a.Play(NewTone(Tone{Freqs: []float64{440}}), func(err error) { done <- err })
@@ -241,7 +242,7 @@ func TestEndpointIdleSendsSilence(t *testing.T) {
 	b, _ := NewEndpoint(pool, ip, EndpointOptions{NoIdleSilence: true})
 	defer a.Close()
 	defer b.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	a.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: b.LocalAddr()})
 	b.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: a.LocalAddr()})
 	var got capture

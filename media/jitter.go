@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // Concealer is implemented by codecs that have their own packet loss
@@ -117,8 +119,8 @@ const (
 type JitterBuffer struct {
 	mu sync.Mutex
 
-	spec     CodecSpec
-	dec      Codec
+	spec     codec.CodecSpec
+	dec      codec.Codec
 	plc      Concealer
 	step     int64 // RTP timestamp units per 20 ms frame
 	frameLen int   // PCM samples per 20 ms frame
@@ -175,7 +177,7 @@ type jbSlot struct {
 
 // NewJitterBuffer returns a jitter buffer that decodes spec. Everything it
 // needs is allocated here.
-func NewJitterBuffer(spec CodecSpec, opts JitterOptions) *JitterBuffer {
+func NewJitterBuffer(spec codec.CodecSpec, opts JitterOptions) *JitterBuffer {
 	if opts.MinDelay <= 0 {
 		opts.MinDelay = 20 * time.Millisecond
 	}
@@ -230,7 +232,7 @@ func NewJitterBuffer(spec CodecSpec, opts JitterOptions) *JitterBuffer {
 }
 
 // Codec returns the codec the buffer decodes.
-func (j *JitterBuffer) Codec() CodecSpec { return j.spec }
+func (j *JitterBuffer) Codec() codec.CodecSpec { return j.spec }
 
 // Stats returns the buffer's counters and its current delays.
 func (j *JitterBuffer) Stats() JitterStats {

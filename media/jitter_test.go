@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -29,7 +30,7 @@ func (seqCodec) Decode(dst []int16, payload []byte) []int16 {
 	return dst
 }
 
-var seqSpec = CodecSpec{Name: "SEQ", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 96, New: func() Codec { return seqCodec{} }}
+var seqSpec = codec.CodecSpec{Name: "SEQ", ClockRate: 8000, SampleRate: 8000, Channels: 1, PayloadType: 96, New: func() codec.Codec { return seqCodec{} }}
 
 func tagPayload(tag uint16) []byte { return binary.BigEndian.AppendUint16(nil, tag) }
 
@@ -90,7 +91,7 @@ func longestRun(n int, missing func(i int) bool) int {
 // packets match the link.
 func TestJitterToneOverLossyLink(t *testing.T) {
 	const n = 3000 // 60 s
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	tone := NewTone(Tone{Freqs: []float64{1000}})
 	enc := spec.New()
 	frame := NewFrame(8000)
@@ -408,7 +409,7 @@ func TestJitterTargetAdapts(t *testing.T) {
 
 // Push and Pop allocate nothing in steady state.
 func TestJitterAllocatesNothing(t *testing.T) {
-	jb := NewJitterBuffer(Codecs()[0], JitterOptions{InitialDelay: 20 * time.Millisecond})
+	jb := NewJitterBuffer(codec.Codecs()[0], JitterOptions{InitialDelay: 20 * time.Millisecond})
 	payload := make([]byte, 160)
 	f := NewFrame(8000)
 	now := time.Unix(8000, 0)
@@ -434,7 +435,7 @@ func TestJitterAllocatesNothing(t *testing.T) {
 // BenchmarkJitterPushPop: one op is one 20 ms PCMU packet pushed and one
 // frame popped and decoded, with reordering.
 func BenchmarkJitterPushPop(b *testing.B) {
-	jb := NewJitterBuffer(Codecs()[0], JitterOptions{})
+	jb := NewJitterBuffer(codec.Codecs()[0], JitterOptions{})
 	payload := make([]byte, 160)
 	f := NewFrame(8000)
 	now := time.Unix(8000, 0)
@@ -567,10 +568,10 @@ func (plcCodec) Conceal(dst []int16, samples int) []int16 {
 func TestJitterConcealment(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		spec CodecSpec
+		spec codec.CodecSpec
 	}{
 		{"fade", seqSpec},
-		{"codec", CodecSpec{Name: "PLC", ClockRate: 8000, SampleRate: 8000, New: func() Codec { return plcCodec{} }}},
+		{"codec", codec.CodecSpec{Name: "PLC", ClockRate: 8000, SampleRate: 8000, New: func() codec.Codec { return plcCodec{} }}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			jb := NewJitterBuffer(tc.spec, JitterOptions{InitialDelay: 20 * time.Millisecond})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
@@ -35,7 +36,7 @@ func TestPacerPollerCarriesAudio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr()})
 	b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr()})
 	var got capture

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
@@ -18,7 +19,7 @@ func TestPacerDrivesEndpoints(t *testing.T) {
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
 	b, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer, NoIdleSilence: true})
-	c := Codecs()[1]
+	c := codec.Codecs()[1]
 	a.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, Remote: b.LocalAddr()})
 	b.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, Remote: a.LocalAddr()})
 	var got capture
@@ -74,7 +75,7 @@ func TestPacerCountsOverruns(t *testing.T) {
 	ip := netip.MustParseAddr("127.0.0.1")
 	a, _ := NewEndpoint(pool, ip, EndpointOptions{Pacer: pacer})
 	defer a.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	a.Configure(StreamConfig{Codec: c, PayloadType: c.PayloadType, Remote: netip.MustParseAddrPort("127.0.0.1:9")})
 	a.Start()
 	if !waitUntil(t, 2*time.Second, func() bool { return pacer.Ticks() >= 5 }) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -36,7 +37,7 @@ func (p *panicSink) WriteFrame(*Frame) error {
 // goroutines are recovered: the endpoint reports each once (OnPanic),
 // stops calling the culprit, and both endpoints keep running.
 func TestEndpointRecoversUserPanics(t *testing.T) {
-	a, b := endpointPair(t, Codecs()[0])
+	a, b := endpointPair(t, codec.Codecs()[0])
 	var mu sync.Mutex
 	var got []*PanicError
 	record := func(pe *PanicError) { mu.Lock(); got = append(got, pe); mu.Unlock() }
@@ -133,7 +134,7 @@ func BenchmarkEndpointSendTick(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType})
 	e.initSender()
 	e.Play(NewTone(Tone{Freqs: []float64{1000}}), nil)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
@@ -30,7 +31,7 @@ func TestEndpointSendsPTime60(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	a.Configure(StreamConfig{Codec: spec, PayloadType: 0, DTMFPayloadType: 101,
 		Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), FramesPerPacket: 3})
 	a.Start()
@@ -63,7 +64,7 @@ func TestEndpointSendsPTime60(t *testing.T) {
 			}
 		}
 		lastSeq, lastTS = p.SequenceNumber, p.Timestamp
-		pcm = PCMU{}.Decode(pcm, p.Payload)
+		pcm = codec.PCMU{}.Decode(pcm, p.Payload)
 		audio++
 	}
 	if f, _ := dsp.DominantFrequency(pcm[480:], 8000, 100, 3800, 10); f < 990 || f > 1010 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -33,7 +34,7 @@ func rtcpPair(t *testing.T, mux bool, remoteOf func(a, b *Endpoint) (toB, toA ne
 	if remoteOf != nil {
 		toB, toA = remoteOf(a, b)
 	}
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	a.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: toB, RTCPMux: mux})
 	b.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: toA, RTCPMux: mux})
 	a.Start()
@@ -500,7 +501,7 @@ func TestRTCPTickIdleAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	cfg := &StreamConfig{Codec: Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
+	cfg := &StreamConfig{Codec: codec.Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
 	e.rtcpTick(cfg, time.Now()) // schedules the first report
 	if n := testing.AllocsPerRun(1000, func() { e.rtcpTick(cfg, time.Now()) }); n != 0 {
 		t.Fatalf("%v allocations per idle tick", n)
@@ -518,7 +519,7 @@ func BenchmarkRTCPTickIdle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	cfg := &StreamConfig{Codec: Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
+	cfg := &StreamConfig{Codec: codec.Codecs()[0], Remote: netip.MustParseAddrPort("127.0.0.1:9")}
 	e.rtcp.nextAt.Store(time.Now().Add(time.Hour).UnixNano())
 	b.ReportAllocs()
 	for b.Loop() {

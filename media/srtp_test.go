@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
@@ -46,7 +47,7 @@ func rtpPacket(seq uint16, payload []byte) []byte {
 func TestEndpointSRTPTone(t *testing.T) {
 	for _, suite := range srtpSuites {
 		t.Run(suite.String(), func(t *testing.T) {
-			spec := Codecs()[0]
+			spec := codec.Codecs()[0]
 			a, b := endpointPair(t, spec)
 			ka, kb := mirroredKeys(t, suite)
 			ca, cb := a.Config(), b.Config()
@@ -76,7 +77,7 @@ func TestEndpointSRTPTone(t *testing.T) {
 // An endpoint whose remote key is wrong drops every packet as an
 // authentication failure and decodes nothing.
 func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	var logs lockedBuffer
 	a, b := endpointPairLog(t, spec, slog.New(slog.NewTextHandler(&logs, nil)))
 	ka, kb := mirroredKeys(t, transport.SRTPAESCM128SHA1_80)
@@ -146,7 +147,7 @@ func TestEndpointSRTPOnTheWire(t *testing.T) {
 	}
 	defer sniff.Close()
 	ke, kp := mirroredKeys(t, transport.SRTPAESCM128SHA1_80)
-	spec := Codecs()[0]
+	spec := codec.Codecs()[0]
 	e.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: sniff.LocalAddr().(*net.UDPAddr).AddrPort(), SRTP: ke})
 	e.Start() // sends encoded silence
 	peer, err := transport.NewSRTPContext(*kp)
@@ -195,7 +196,7 @@ func TestBridgeSRTPPassthrough(t *testing.T) {
 		{"srtp to srtp", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pcmu := Codecs()[0]
+			pcmu := codec.Codecs()[0]
 			x, a, b, y := fourEndpoints(t, pcmu, pcmu)
 			key := func(e, peer *Endpoint, suite transport.SRTPSuite) {
 				ke, kp := mirroredKeys(t, suite)
@@ -241,7 +242,7 @@ func BenchmarkForwardPacketSRTP(b *testing.B) {
 	dst, _ := NewEndpoint(pool, ip, EndpointOptions{})
 	defer src.Close()
 	defer dst.Close()
-	c := Codecs()[0]
+	c := codec.Codecs()[0]
 	k, _ := mirroredKeys(b, transport.SRTPAESCM128SHA1_80)
 	dst.Configure(StreamConfig{Codec: c, PayloadType: 0, Remote: src.LocalAddr(), SRTP: k})
 	pkt := make([]byte, 12+160)
@@ -278,7 +279,7 @@ func TestEndpointSRTCPReports(t *testing.T) {
 			}
 			a, b := mk(), mk()
 			ka, kb := mirroredKeys(t, transport.SRTPAEADAES128GCM)
-			spec := Codecs()[0]
+			spec := codec.Codecs()[0]
 			a.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: b.LocalAddr(), RTCPMux: mux, SRTP: ka})
 			b.Configure(StreamConfig{Codec: spec, PayloadType: 0, Remote: a.LocalAddr(), RTCPMux: mux, SRTP: kb})
 			a.Start()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -218,9 +219,9 @@ func decodeWAVAudio(f *wavFormat, audio []byte) []int16 {
 	decode := func(b []byte) int32 {
 		switch f.tag {
 		case wavFormatALaw:
-			return int32(alawDecodeTable[b[0]])
+			return int32(codec.AlawDecode(b[0]))
 		case wavFormatMuLaw:
-			return int32(mulawDecodeTable[b[0]])
+			return int32(codec.MulawDecode(b[0]))
 		}
 		return int32(int16(binary.LittleEndian.Uint16(b)))
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -197,8 +198,8 @@ func TestWAVG711AndStereoFiles(t *testing.T) {
 	tone := dsp.Sine(8000, 1000, 10000, 800, 0)
 	var alaw, mulaw []byte
 	for _, s := range tone {
-		alaw = append(alaw, AlawEncode(s))
-		mulaw = append(mulaw, MulawEncode(s))
+		alaw = append(alaw, codec.AlawEncode(s))
+		mulaw = append(mulaw, codec.MulawEncode(s))
 	}
 	decode := func(b []byte, dec func(byte) int16) []int16 {
 		out := make([]int16, len(b))
@@ -217,7 +218,7 @@ func TestWAVG711AndStereoFiles(t *testing.T) {
 	}
 	var stereoMulaw []byte
 	for i := range tone {
-		stereoMulaw = append(stereoMulaw, MulawEncode(tone[i]), MulawEncode(-tone[i]))
+		stereoMulaw = append(stereoMulaw, codec.MulawEncode(tone[i]), codec.MulawEncode(-tone[i]))
 	}
 
 	for _, tc := range []struct {
@@ -228,33 +229,33 @@ func TestWAVG711AndStereoFiles(t *testing.T) {
 	}{
 		{"A-law", riff(wavChunk("fmt ", wavFmt(6, 1, 8000, 8, 0, 0), true),
 			wavChunk("fact", binary.LittleEndian.AppendUint32(nil, 800), true),
-			wavChunk("data", alaw, true)), 8000, decode(alaw, AlawDecode)},
+			wavChunk("data", alaw, true)), 8000, decode(alaw, codec.AlawDecode)},
 		{"µ-law", riff(wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true),
-			wavChunk("data", mulaw, true)), 8000, decode(mulaw, MulawDecode)},
+			wavChunk("data", mulaw, true)), 8000, decode(mulaw, codec.MulawDecode)},
 		{"stereo PCM", riff(wavChunk("fmt ", wavFmt(1, 2, 16000, 16), true),
 			wavChunk("data", pcmBytes(stereo), true)), 16000, mix},
 		{"extensible stereo PCM", riff(wavChunk("fmt ", wavFmtExtensible(1, 2, 16000, 16), true),
 			wavChunk("data", pcmBytes(stereo), true)), 16000, mix},
 		{"extensible µ-law", riff(wavChunk("fmt ", wavFmtExtensible(7, 1, 8000, 8), true),
-			wavChunk("data", mulaw, true)), 8000, decode(mulaw, MulawDecode)},
+			wavChunk("data", mulaw, true)), 8000, decode(mulaw, codec.MulawDecode)},
 		{"stereo µ-law cancels", riff(wavChunk("fmt ", wavFmt(7, 2, 8000, 8), true),
 			wavChunk("data", stereoMulaw, true)), 8000, make([]int16, 800)},
 		{"LIST chunks around fmt", riff(
 			wavChunk("LIST", append([]byte("INFOISFT"), wavChunk("ISFT", []byte("switchboard"), true)...), true),
 			wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true),
 			wavChunk("LIST", []byte("INFOodd"), true), // odd size, padded
-			wavChunk("data", mulaw, true)), 8000, decode(mulaw, MulawDecode)},
+			wavChunk("data", mulaw, true)), 8000, decode(mulaw, codec.MulawDecode)},
 		{"odd chunk without its pad byte", riff(
 			wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true),
 			wavChunk("junk", []byte("odd"), false),
-			wavChunk("data", mulaw, true)), 8000, decode(mulaw, MulawDecode)},
+			wavChunk("data", mulaw, true)), 8000, decode(mulaw, codec.MulawDecode)},
 		{"odd data chunk, then more", riff(
 			wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true),
 			wavChunk("data", mulaw[:799], true),
-			wavChunk("LIST", []byte("INFO"), true)), 8000, decode(mulaw[:799], MulawDecode)},
+			wavChunk("LIST", []byte("INFO"), true)), 8000, decode(mulaw[:799], codec.MulawDecode)},
 		{"data before fmt", riff(
 			wavChunk("data", mulaw, true),
-			wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true)), 8000, decode(mulaw, MulawDecode)},
+			wavChunk("fmt ", wavFmt(7, 1, 8000, 8), true)), 8000, decode(mulaw, codec.MulawDecode)},
 		{"PCM with a stray odd byte", riff(wavChunk("fmt ", wavFmt(1, 1, 16000, 16), true),
 			wavChunk("data", append(pcmBytes(left), 0x7F), true)), 16000, left},
 	} {

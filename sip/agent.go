@@ -24,6 +24,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 )
@@ -62,7 +63,7 @@ type Config struct {
 	Ports *transport.PortPool
 	// Codecs lists the audio codecs offered, in preference order; nil means
 	// media.Codecs().
-	Codecs []media.CodecSpec
+	Codecs []codec.CodecSpec
 	// NoTelephoneEvent leaves RFC 4733 out of offers and answers, so DTMF
 	// travels in-band (as some PSTN gateways do; the harness uses it to
 	// play one).
@@ -229,7 +230,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	defaultCodecs := cfg.Codecs == nil
 	if defaultCodecs {
-		cfg.Codecs = media.Codecs()
+		cfg.Codecs = codec.Codecs()
 	}
 	if cfg.MediaTimeout == 0 {
 		cfg.MediaTimeout = 30 * time.Second
@@ -257,7 +258,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := media.OpusAvailable(); defaultCodecs && err != nil {
+	if err := codec.OpusAvailable(); defaultCodecs && err != nil {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),

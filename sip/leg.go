@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 )
@@ -531,7 +532,7 @@ func (l *Leg) mediaChanged(cfg media.StreamConfig) {
 // follows a move), its packet size (ptime 40/60) and rtcp-mux, and the
 // reverse of its direction (c=0.0.0.0, the old-style hold: inactive).
 func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
-	codec, pt, err := o.Choose()
+	spec, pt, err := o.Choose()
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +565,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	if len(crypto) > 0 {
 		cfg.SRTP = &transport.SRTPKeys{Suite: crypto[0].Suite, Local: crypto[0].Key, Remote: remote}
 	}
-	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = codec, pt, o.DTMFPayloadType
+	cfg.Codec, cfg.PayloadType, cfg.DTMFPayloadType = spec, pt, o.DTMFPayloadType
 	if l.agent.cfg.NoTelephoneEvent {
 		cfg.DTMFPayloadType = 0
 	}
@@ -579,7 +580,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 		cfg.Direction = ReverseDirection(o.Direction)
 	}
 	l.ep.Configure(cfg)
-	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []codec.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
 		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Crypto: crypto, Answer: o}.Marshal(), nil
 }
@@ -769,7 +770,7 @@ func (l *Leg) byeIfAnsweredLate(errc <-chan error) {
 // ourOffer builds an SDP offer from this leg's endpoint: the current codec
 // first when there is one, then the rest we support, and telephone-event.
 func (l *Leg) ourOffer(current *media.StreamConfig) []byte {
-	var codecs []media.CodecSpec
+	var codecs []codec.CodecSpec
 	var pts []uint8
 	dtmf := uint8(101)
 	if l.agent.cfg.NoTelephoneEvent {

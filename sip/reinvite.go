@@ -6,7 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // Hold puts the far end on hold: a re-INVITE offering "sendonly" (we may
@@ -28,12 +28,12 @@ func (l *Leg) Reinvite(ctx context.Context, direction string) error {
 // Reoffer is Reinvite offering other codecs (in preference order; nil
 // keeps the current one): the codec the answer picks becomes the leg's.
 // A phone switching from PCMU to PCMA mid-call does this.
-func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []media.CodecSpec) error {
+func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []codec.CodecSpec) error {
 	if l.State() != LegAnswered {
 		return fmt.Errorf("sip: re-INVITE on a leg that is not answered")
 	}
 	cfg := l.ep.Config()
-	sdp := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []media.CodecSpec{cfg.Codec},
+	sdp := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []codec.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux,
 		Crypto: l.offerCryptoFor(&cfg)}
 	if len(codecs) > 0 {

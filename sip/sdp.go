@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/sdp/v3"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // ErrNoCommonCodec means an SDP offer or answer had no audio codec we can
@@ -73,7 +73,7 @@ func (o *MediaOffer) FramesPerPacket() int {
 // OfferedFormat is one payload type of an m-line.
 type OfferedFormat struct {
 	PayloadType uint8
-	Codec       media.CodecSpec
+	Codec       codec.CodecSpec
 	Supported   bool
 }
 
@@ -177,15 +177,15 @@ func ParseSDP(body []byte) (*MediaOffer, error) {
 					if _, seen := events[rate]; !seen {
 						events[rate] = pt
 					}
-				} else if c, ok := media.LookupCodec(m[0], rate); ok {
+				} else if c, ok := codec.LookupCodec(m[0], rate); ok {
 					of.Codec, of.Supported = c, true
 				} else if strings.EqualFold(m[0], "G722") && rate == 16000 {
 					// Some phones write G.722's sample rate instead of its
 					// RTP clock (RFC 3551 §4.5.2: 8000). It is still G.722;
 					// our answer states the correct G722/8000.
-					of.Codec, of.Supported = media.LookupCodec("G722", 8000)
+					of.Codec, of.Supported = codec.LookupCodec("G722", 8000)
 				}
-			} else if c, ok := media.LookupStaticPayloadType(pt); ok {
+			} else if c, ok := codec.LookupStaticPayloadType(pt); ok {
 				of.Codec, of.Supported = c, true
 			}
 			o.Formats = append(o.Formats, of)
@@ -267,13 +267,13 @@ func directionOf(attrs []sdp.Attribute) string {
 
 // Choose picks the codec for the answer: the first offered format we
 // support, keeping the offerer's payload type number.
-func (o *MediaOffer) Choose() (media.CodecSpec, uint8, error) {
+func (o *MediaOffer) Choose() (codec.CodecSpec, uint8, error) {
 	for _, f := range o.Formats {
 		if f.Supported {
 			return f.Codec, f.PayloadType, nil
 		}
 	}
-	return media.CodecSpec{}, 0, ErrNoCommonCodec
+	return codec.CodecSpec{}, 0, ErrNoCommonCodec
 }
 
 // ReverseDirection returns the direction an answerer uses for an offered
@@ -296,7 +296,7 @@ var sdpVersion atomic.Uint64
 // or answer.
 type SessionSDP struct {
 	Addr   netip.AddrPort // our RTP address as the peer must see it
-	Codecs []media.CodecSpec
+	Codecs []codec.CodecSpec
 	PTs    []uint8 // payload type for each codec
 	// DTMFPT is the telephone-event payload type (0 = none), written at
 	// the clock rate of the first codec. An offer whose codecs also run at

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 func sdpBody(lines ...string) []byte {
@@ -51,7 +51,7 @@ func TestParseSDPChoose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := ParseSDP(tc.body)
 			if err == nil {
-				var c media.CodecSpec
+				var c codec.CodecSpec
 				var pt uint8
 				c, pt, err = o.Choose()
 				if err == nil {
@@ -72,8 +72,8 @@ func TestAnswerKeepsMLineOrderAndRejectsOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, pt, _ := o.Choose()
-	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
+	spec, pt, _ := o.Choose()
+	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{spec}, PTs: []uint8{pt},
 		DTMFPT: o.DTMFPayloadType, Direction: ReverseDirection(o.Direction), Answer: o}.Marshal()
 	s := string(ans)
 	iv, ia, ib := strings.Index(s, "m=video 0 RTP/AVP 96"), strings.Index(s, "m=audio 30000 RTP/AVP 8 101"), strings.Index(s, "m=application 0 UDP/BFCP *")
@@ -115,7 +115,7 @@ func FuzzParseSDP(f *testing.F) {
 			if len(o.Crypto) > 0 {
 				crypto = []CryptoAttr{{Tag: o.Crypto[0].Tag, Suite: o.Crypto[0].Suite, Key: newCryptoKey(o.Crypto[0].Suite)}}
 			}
-			ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:1"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Crypto: crypto, Answer: o}.Marshal()
+			ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:1"), Codecs: []codec.CodecSpec{c}, PTs: []uint8{pt}, Crypto: crypto, Answer: o}.Marshal()
 			if _, err := ParseSDP(ans); err != nil {
 				t.Fatalf("answer to a parsable offer does not parse: %v\n%s", err, ans)
 			}
@@ -150,8 +150,8 @@ func TestParseSDPRTCPAttributesAndMuxAnswer(t *testing.T) {
 			if o.RTCPMux != c.mux || o.RTCP.String() != c.rtcp {
 				t.Fatalf("mux %v rtcp %s, want %v %s", o.RTCPMux, o.RTCP, c.mux, c.rtcp)
 			}
-			codec, pt, _ := o.Choose()
-			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{codec}, PTs: []uint8{pt},
+			spec, pt, _ := o.Choose()
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{spec}, PTs: []uint8{pt},
 				RTCPMux: o.RTCPMux, Answer: o}.Marshal())
 			if strings.Contains(ans, "a=rtcp-mux\r\n") != c.mux {
 				t.Fatalf("answer's a=rtcp-mux wrong:\n%s", ans)
@@ -188,7 +188,7 @@ func TestSDPG722(t *testing.T) {
 			if err != nil || c.Name != tc.codec || pt != tc.pt {
 				t.Fatalf("chose %s/%d (%v), want %s/%d", c.Name, pt, err, tc.codec, tc.pt)
 			}
-			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal())
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{c}, PTs: []uint8{pt}, Answer: o}.Marshal())
 			want := fmt.Sprintf("a=rtpmap:%d %s/8000\r\n", pt, tc.codec)
 			if !strings.Contains(ans, want) {
 				t.Fatalf("answer lacks %q:\n%s", want, ans)
@@ -196,10 +196,10 @@ func TestSDPG722(t *testing.T) {
 		})
 	}
 	var pts []uint8
-	for _, c := range media.Codecs() {
+	for _, c := range codec.Codecs() {
 		pts = append(pts, c.PayloadType)
 	}
-	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: media.Codecs(), PTs: pts, DTMFPT: 101}.Marshal())
+	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: codec.Codecs(), PTs: pts, DTMFPT: 101}.Marshal())
 	for _, want := range []string{"m=audio 30000 RTP/AVP 0 8 9 ", "a=rtpmap:9 G722/8000\r\n"} {
 		if !strings.Contains(offer, want) {
 			t.Errorf("offer lacks %q:\n%s", want, offer)
@@ -211,7 +211,7 @@ func TestSDPG722(t *testing.T) {
 // telephone-event/48000 type is used, with G.711 the /8000 one, whatever
 // order they are offered in; Opus without a matching event gets none.
 func TestSDPTelephoneEventFollowsCodecClock(t *testing.T) {
-	if err := media.OpusAvailable(); err != nil {
+	if err := codec.OpusAvailable(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("libopus is required in CI (apt-get install libopus0): %v", err)
 		}
@@ -240,7 +240,7 @@ func TestSDPTelephoneEventFollowsCodecClock(t *testing.T) {
 			if err != nil || c.Name != tc.codec || pt != tc.pt || o.DTMFPayloadType != tc.dtmf {
 				t.Fatalf("chose %s/%d dtmf %d (%v), want %s/%d dtmf %d", c.Name, pt, o.DTMFPayloadType, err, tc.codec, tc.pt, tc.dtmf)
 			}
-			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{c}, PTs: []uint8{pt}, DTMFPT: o.DTMFPayloadType, Answer: o}.Marshal())
+			ans := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{c}, PTs: []uint8{pt}, DTMFPT: o.DTMFPayloadType, Answer: o}.Marshal())
 			for _, want := range tc.answerHas {
 				if !strings.Contains(ans, want) {
 					t.Errorf("answer lacks %q:\n%s", want, ans)
@@ -252,9 +252,9 @@ func TestSDPTelephoneEventFollowsCodecClock(t *testing.T) {
 
 // Our offer with G.711 and Opus carries a telephone-event for each clock.
 func TestSDPOfferTelephoneEventPerClock(t *testing.T) {
-	opus := media.CodecSpec{Name: "opus", ClockRate: 48000, SampleRate: 48000, Channels: 2, PayloadType: 111}
-	pcmu := media.Codecs()[0]
-	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{pcmu, opus}, PTs: []uint8{0, 110}, DTMFPT: 101}.Marshal())
+	opus := codec.CodecSpec{Name: "opus", ClockRate: 48000, SampleRate: 48000, Channels: 2, PayloadType: 111}
+	pcmu := codec.Codecs()[0]
+	offer := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{pcmu, opus}, PTs: []uint8{0, 110}, DTMFPT: 101}.Marshal())
 	for _, want := range []string{"m=audio 30000 RTP/AVP 0 110 101 111\r\n", "a=rtpmap:110 opus/48000/2\r\n", "a=rtpmap:101 telephone-event/8000\r\n", "a=rtpmap:111 telephone-event/48000\r\n"} {
 		if !strings.Contains(offer, want) {
 			t.Errorf("offer lacks %q:\n%s", want, offer)
@@ -271,7 +271,7 @@ func TestSDPOfferTelephoneEventPerClock(t *testing.T) {
 		}
 	}
 	// Same clock everywhere: one event, as before.
-	g711 := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: media.Codecs()[:3], PTs: []uint8{0, 8, 9}, DTMFPT: 101}.Marshal())
+	g711 := string(SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: codec.Codecs()[:3], PTs: []uint8{0, 8, 9}, DTMFPT: 101}.Marshal())
 	if strings.Count(g711, "telephone-event") != 1 || !strings.Contains(g711, "RTP/AVP 0 8 9 101\r\n") {
 		t.Errorf("G.711/G.722 offer:\n%s", g711)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -122,9 +123,9 @@ func TestParseSDPSAVP(t *testing.T) {
 // Our SRTP offer and an answer to it written by SessionSDP parse back to
 // the same keys on both sides, and the answer's key is not the offer's.
 func TestSRTPOfferAnswerRoundTrip(t *testing.T) {
-	pcmu := media.Codecs()[0]
+	pcmu := codec.Codecs()[0]
 	offered := offerCrypto(defaultSRTPSuites)
-	offer := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: offered}.Marshal()
+	offer := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30000"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: offered}.Marshal()
 	if !bytes.Contains(offer, []byte("m=audio 30000 RTP/SAVP 0")) {
 		t.Fatalf("offer m-line:\n%s", offer)
 	}
@@ -135,7 +136,7 @@ func TestSRTPOfferAnswerRoundTrip(t *testing.T) {
 	for _, pick := range []int{0, 1} {
 		c := o.Crypto[pick]
 		ours := CryptoAttr{Tag: c.Tag, Suite: c.Suite, Key: newCryptoKey(c.Suite)}
-		ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0},
+		ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0},
 			Crypto: []CryptoAttr{ours}, Answer: o}.Marshal()
 		cfg, tag, err := answerConfig(ans, offered, SRTPRequired)
 		if err != nil {
@@ -152,11 +153,11 @@ func TestSRTPOfferAnswerRoundTrip(t *testing.T) {
 	// An answer naming a tag we did not offer, and a plain answer under
 	// "required", are refused.
 	bad := CryptoAttr{Tag: 9, Suite: transport.SRTPAESCM128SHA1_80, Key: newCryptoKey(transport.SRTPAESCM128SHA1_80)}
-	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: []CryptoAttr{bad}}.Marshal()
+	ans := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0}, Crypto: []CryptoAttr{bad}}.Marshal()
 	if _, _, err := answerConfig(ans, offered, SRTPRequired); !errors.Is(err, ErrBadSDP) {
 		t.Errorf("unknown tag: %v", err)
 	}
-	plain := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []media.CodecSpec{pcmu}, PTs: []uint8{0}}.Marshal()
+	plain := SessionSDP{Addr: netip.MustParseAddrPort("127.0.0.1:30002"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0}}.Marshal()
 	if _, _, err := answerConfig(plain, offered, SRTPRequired); !errors.Is(err, ErrSRTPRequired) {
 		t.Errorf("plain answer, SRTP required: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
 // Browser is a virtual browser: it logs in on the server's /ws with a
@@ -43,7 +44,7 @@ func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
 		return nil, fmt.Errorf("testharness: browser: %w", err)
 	}
 	me := &webrtc.MediaEngine{}
-	if _, ok := media.LookupCodec("opus", 48000); ok {
+	if _, ok := codec.LookupCodec("opus", 48000); ok {
 		_ = me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: opusCapability, PayloadType: 111}, webrtc.RTPCodecTypeAudio)
 	}
 	_ = me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: pcmuCapability, PayloadType: 0}, webrtc.RTPCodecTypeAudio)
@@ -204,7 +205,7 @@ func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
 		return nil, nil, err
 	}
 	capability := pcmuCapability
-	if _, ok := media.LookupCodec("opus", 48000); ok {
+	if _, ok := codec.LookupCodec("opus", 48000); ok {
 		capability = opusCapability
 	}
 	track, err := webrtc.NewTrackLocalStaticRTP(capability, "audio", "harness")
@@ -300,9 +301,9 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 		return errors.New("testharness: browser: the server did not take our codec")
 	}
 	audio := codecs[0]
-	spec, ok := media.LookupCodec("opus", 48000)
+	spec, ok := codec.LookupCodec("opus", 48000)
 	if audio.MimeType == webrtc.MimeTypePCMU {
-		spec, ok = media.LookupCodec("PCMU", 8000)
+		spec, ok = codec.LookupCodec("PCMU", 8000)
 	}
 	if !ok {
 		return errors.New("testharness: browser: no codec")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -219,7 +220,7 @@ func TestBaresipWidebandCodecs(t *testing.T) {
 	for _, tc := range []struct{ module, codec string }{{"g722.so", "G722"}, {"opus.so", "opus"}} {
 		t.Run(tc.codec, func(t *testing.T) {
 			if tc.codec == "opus" {
-				if err := media.OpusAvailable(); err != nil {
+				if err := codec.OpusAvailable(); err != nil {
 					if os.Getenv("CI") != "" {
 						t.Fatalf("libopus is required in CI (apt-get install libopus0): %v", err)
 					}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -474,7 +474,7 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 			break
 		}
 		if n > 12 && buf[1]&0x7f == 0 {
-			frame := media.PCMU{}.Decode(nil, buf[12:n])
+			frame := codec.PCMU{}.Decode(nil, buf[12:n])
 			if dsp.RMS(frame) > 1000 || len(heard) > 0 { // skip the idle silence before the prompt
 				heard = append(heard, frame...)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -238,7 +239,7 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 func TestReinviteCodecChangeRebridges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	g711 := []media.CodecSpec{mustCodec(t, "PCMU"), mustCodec(t, "PCMA")}
+	g711 := []codec.CodecSpec{mustCodec(t, "PCMU"), mustCodec(t, "PCMA")}
 	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: g711})
 	events := make(chan framework.Event, 64)
 	srv := startServer(t, framework.Config{OnEvent: func(e framework.Event) {
@@ -286,9 +287,9 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
-func mustCodec(t *testing.T, name string) media.CodecSpec {
+func mustCodec(t *testing.T, name string) codec.CodecSpec {
 	t.Helper()
-	c, ok := media.LookupCodec(name, 8000)
+	c, ok := codec.LookupCodec(name, 8000)
 	if !ok {
 		t.Fatalf("no codec %s", name)
 	}

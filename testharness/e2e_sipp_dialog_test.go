@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -139,7 +140,7 @@ func newRTPPeer(t *testing.T, replyHz float64) *rtpPeer {
 				continue
 			}
 			p.packets.Add(1)
-			pcm = media.PCMU{}.Decode(pcm[:0], pk.Payload)
+			pcm = codec.PCMU{}.Decode(pcm[:0], pk.Payload)
 			if rms := dsp.RMS(pcm); len(pcm) == 160 && rms > 1000 {
 				fr, _ := dsp.DominantFrequency(pcm, 8000, 100, 3800, 10)
 				p.mu.Lock()
@@ -152,7 +153,7 @@ func newRTPPeer(t *testing.T, replyHz float64) *rtpPeer {
 				return
 			}
 			out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: uint32(replyHz)},
-				Payload: media.PCMU{}.Encode(nil, frame.Samples)}
+				Payload: codec.PCMU{}.Encode(nil, frame.Samples)}
 			b, _ := out.Marshal()
 			_, _ = conn.WriteToUDP(b, from)
 		}

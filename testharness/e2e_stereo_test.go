@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -36,13 +37,13 @@ func channelFrequency(t *testing.T, path, ch string) float64 {
 // recording taps the legs beside the bridge.
 func TestRecordStereoBridgedCall(t *testing.T) {
 	requireBinary(t, "sox", "apt-get install sox")
-	for _, codec := range []string{"PCMU", "PCMA"} {
-		t.Run(codec, func(t *testing.T) { recordStereoBridged(t, codec) })
+	for _, name := range []string{"PCMU", "PCMA"} {
+		t.Run(name, func(t *testing.T) { recordStereoBridged(t, name) })
 	}
 }
 
-func recordStereoBridged(t *testing.T, codec string) {
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: []media.CodecSpec{mustCodec(t, codec)}})
+func recordStereoBridged(t *testing.T, name string) {
+	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: []codec.CodecSpec{mustCodec(t, name)}})
 	path := filepath.Join(t.TempDir(), "call.wav")
 	recorded := make(chan error, 1)
 	var recLen time.Duration

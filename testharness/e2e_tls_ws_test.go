@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -148,7 +149,7 @@ func TestCallOverWebSocket(t *testing.T) {
 		if p.Unmarshal(buf[:n]) != nil || p.PayloadType != 0 {
 			continue
 		}
-		pcm := media.PCMU{}.Decode(nil, p.Payload)
+		pcm := codec.PCMU{}.Decode(nil, p.Payload)
 		if fr, _ := dsp.DominantFrequency(pcm, 8000, 100, 3800, 10); dsp.RMS(pcm) > 1000 && fr > 980 && fr < 1020 {
 			heard = true
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -16,18 +17,18 @@ import (
 // flows both ways at each phone's own rate, and RFC 4733 digits cross.
 func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 	wide := []string{"G722"}
-	if media.OpusAvailable() == nil {
+	if codec.OpusAvailable() == nil {
 		wide = append(wide, "opus")
 	}
 	for _, name := range wide {
 		t.Run(name, func(t *testing.T) {
-			var codec media.CodecSpec
-			for _, c := range media.Codecs() {
+			var spec codec.CodecSpec
+			for _, c := range codec.Codecs() {
 				if c.Name == name {
-					codec = c
+					spec = c
 				}
 			}
-			b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: media.Codecs()[:1], Logger: testLogger(t)})
+			b, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, Codecs: codec.Codecs()[:1], Logger: testLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -35,7 +36,7 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 			srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 				return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 			}))
-			a, err := testharness.NewPhone(testharness.PhoneOptions{Codecs: []media.CodecSpec{codec}, Logger: testLogger(t)})
+			a, err := testharness.NewPhone(testharness.PhoneOptions{Codecs: []codec.CodecSpec{spec}, Logger: testLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,8 +67,8 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 			if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
 				t.Fatalf("A does not hear B: %v", err)
 			}
-			if _, rate := callA.Heard(0); rate != codec.SampleRate {
-				t.Errorf("A decodes %d Hz audio, want %d", rate, codec.SampleRate)
+			if _, rate := callA.Heard(0); rate != spec.SampleRate {
+				t.Errorf("A decodes %d Hz audio, want %d", rate, spec.SampleRate)
 			}
 			if err := callA.SendDTMF("42"); err != nil {
 				t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -44,7 +45,7 @@ type MemoryCallOptions struct {
 	// User is the called user (the route), From the caller.
 	User, From string
 	// Codec is used on both sides (zero: PCMU), with telephone-event 101.
-	Codec media.CodecSpec
+	Codec codec.CodecSpec
 	// Pacer, if set, ticks both sides' streams (else one goroutine each).
 	Pacer *media.Pacer
 	// Outbound makes a leg the server dialled (answered already) rather
@@ -57,13 +58,13 @@ type MemoryCallOptions struct {
 func NewMemoryCall(opts MemoryCallOptions) (*MemoryLeg, *PhoneCall) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	codec := opts.Codec
-	if codec.Name == "" {
-		codec, _ = media.LookupCodec("PCMU", 8000)
+	spec := opts.Codec
+	if spec.Name == "" {
+		spec, _ = codec.LookupCodec("PCMU", 8000)
 	}
 	user, from := opts.User, opts.From
 	srvEP, phoneEP, links := media.NewMemoryPair(media.EndpointOptions{MediaTimeout: -1, Pacer: opts.Pacer})
-	cfg := media.StreamConfig{Codec: codec, PayloadType: codec.PayloadType, DTMFPayloadType: 101}
+	cfg := media.StreamConfig{Codec: spec, PayloadType: spec.PayloadType, DTMFPayloadType: 101}
 	srvEP.Configure(cfg)
 	phoneEP.Configure(cfg)
 	srvEP.Start()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -27,7 +28,7 @@ type PhoneOptions struct {
 	// RTPPortMin, RTPPortMax bound the phone's RTP ports.
 	RTPPortMin, RTPPortMax int
 	// Codecs offered, in order; nil means media.Codecs() (PCMU first).
-	Codecs []media.CodecSpec
+	Codecs []codec.CodecSpec
 	Logger *slog.Logger
 	// OnInvite, if set, receives calls made to the phone. Otherwise the
 	// phone answers them itself after AnswerDelay (or rejects them with

@@ -1,10 +1,19 @@
-package media
+// Package codec holds the audio codecs of the RTP media engine — G.711
+// (PCMU, PCMA), G.722 and Opus (the system's libopus, loaded at run time;
+// absent without cgo) — behind one Codec interface, and the registry
+// (Codecs, LookupCodec) SDP negotiation picks from. Codecs work on plain
+// 16-bit PCM slices; package media drives them 20 ms at a time.
+package codec
 
 import (
 	"slices"
 	"strings"
 	"sync"
 )
+
+// FrameMs is the packetisation interval codecs are driven at: 20 ms,
+// the engine's frame (media.FrameDurationMs).
+const FrameMs = 20
 
 // Codec turns 20 ms PCM frames into RTP payloads and back. Implementations
 // are stateless or hold per-stream state; create one per direction of a
@@ -29,10 +38,10 @@ type CodecSpec struct {
 }
 
 // SamplesPerFrame returns the PCM samples in one 20 ms frame of this codec.
-func (c CodecSpec) SamplesPerFrame() int { return SamplesPerFrame(c.SampleRate) }
+func (c CodecSpec) SamplesPerFrame() int { return c.SampleRate * FrameMs / 1000 }
 
 // TimestampStep returns how far the RTP timestamp advances per 20 ms frame.
-func (c CodecSpec) TimestampStep() uint32 { return uint32(c.ClockRate * FrameDurationMs / 1000) }
+func (c CodecSpec) TimestampStep() uint32 { return uint32(c.ClockRate * FrameMs / 1000) }
 
 // Registry of the codecs built into the engine, in preference order. Opus
 // follows them when libopus can be loaded (see registry).

@@ -1,6 +1,6 @@
 //go:build !cgo
 
-package media
+package codec
 
 import "fmt"
 

@@ -1,4 +1,4 @@
-package media
+package codec
 
 import (
 	"errors"
@@ -55,7 +55,7 @@ func (o OpusOptions) withDefaults() OpusOptions {
 }
 
 // errOpusUnavailable is wrapped by every error that says Opus cannot be used.
-var errOpusUnavailable = errors.New("media: opus unavailable")
+var errOpusUnavailable = errors.New("codec: opus unavailable")
 
 // opusLoad loads libopus once per process (dlopen is process-wide anyway).
 var opusLoad = sync.OnceValue(func() error { return loadOpus("libopus.so.0") })

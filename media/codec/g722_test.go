@@ -1,4 +1,4 @@
-package media
+package codec
 
 import (
 	"bytes"
@@ -241,7 +241,7 @@ func espeakSpeech(t *testing.T, rate int) []int16 {
 	run(t, "espeak-ng", "-v", "en-us", "-w", raw, "Thank you for calling. Please say the name of the person you wish to reach, or press zero for the operator.")
 	run(t, "sox", raw, "-r", fmt.Sprint(rate), "-b", "16", "-c", "1", "-e", "signed-integer", "-t", "raw", out)
 	s := readS16(t, out)
-	frame := SamplesPerFrame(rate)
+	frame := rate * FrameMs / 1000
 	return s[:len(s)/frame*frame]
 }
 

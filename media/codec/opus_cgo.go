@@ -1,6 +1,6 @@
 //go:build cgo
 
-package media
+package codec
 
 /*
 #cgo LDFLAGS: -ldl
@@ -124,7 +124,7 @@ func OpusVersion() string {
 }
 
 func opusError(what string, code C.int) error {
-	return fmt.Errorf("media: opus %s: %s", what, C.GoString(C.sb_strerror(code)))
+	return fmt.Errorf("codec: opus %s: %s", what, C.GoString(C.sb_strerror(code)))
 }
 
 // Opus is one Opus stream: an encoder and a decoder (each created on first
