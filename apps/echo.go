@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // Echo answers and sends back everything the caller says (packets
@@ -32,6 +32,6 @@ func Tone(freq float64) framework.HandlerFunc {
 		if err := c.Answer(ctx); err != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{freq}}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{freq}}))
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // IVR is the demo menu: 1 plays a 1 kHz tone, 2 runs the echo test, 3 reads
@@ -52,7 +52,7 @@ func (m *IVR) ServeCall(ctx context.Context, c *framework.Call) error {
 		}
 		switch choice {
 		case "1":
-			err = c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: toneLen}))
+			err = c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: toneLen}))
 		case "2":
 			if err = m.say(ctx, c, "echo"); err == nil {
 				err = c.Echo(ctx)

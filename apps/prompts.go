@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 //go:embed prompts/*.wav
@@ -21,7 +22,7 @@ var promptFS embed.FS
 type Prompts struct {
 	mu    sync.Mutex
 	fsys  fs.FS
-	cache map[string]*media.WAVSource
+	cache map[string]*audio.WAVSource
 }
 
 // DemoPrompts returns the prompts that ship with the demo (English, made
@@ -30,11 +31,11 @@ func DemoPrompts() *Prompts { return NewPrompts(promptFS) }
 
 // NewPrompts serves prompts from fsys: name "welcome" is "prompts/welcome.wav".
 func NewPrompts(fsys fs.FS) *Prompts {
-	return &Prompts{fsys: fsys, cache: map[string]*media.WAVSource{}}
+	return &Prompts{fsys: fsys, cache: map[string]*audio.WAVSource{}}
 }
 
 // Get returns a fresh player for the named prompt.
-func (p *Prompts) Get(name string) (*media.WAVSource, error) {
+func (p *Prompts) Get(name string) (*audio.WAVSource, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if w, ok := p.cache[name]; ok {
@@ -44,7 +45,7 @@ func (p *Prompts) Get(name string) (*media.WAVSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apps: prompt %q: %w", name, err)
 	}
-	w, err := media.NewWAVSource(bytes.NewReader(data))
+	w, err := audio.NewWAVSource(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("apps: prompt %q: %w", name, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // Call is the call flow's handle on one call. Its methods send requests to
@@ -29,7 +30,7 @@ type Call struct {
 	root   *actor.RootContext
 	log    *slog.Logger
 	ctx    context.Context // ends with the call, cause ErrHangup
-	tts    *media.TTS
+	tts    *audio.TTS
 
 	// stream is the call's event log; the call actor appends, any
 	// goroutine subscribes.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // Rooms are conference rooms addressed by name: each is an actor that owns
@@ -463,8 +464,8 @@ func (r *roomActor) add(sig Signaling, opts JoinOptions, holder *actor.PID, hear
 	r.applyModes()
 	if r.opts.Tones {
 		r.mixer.Announce(media.Sequence(
-			media.NewTone(media.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
-			media.NewTone(media.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
+			audio.NewTone(audio.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
+			audio.NewTone(audio.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
 	}
 	r.log.Info("leg entered room", "leg_id", id, "mode", opts.Mode.String(), "members", len(r.members))
 	return mm
@@ -560,8 +561,8 @@ func (r *roomActor) remove(ctx actor.Context, id string) {
 	r.applyModes()
 	if r.opts.Tones && len(r.members) > 0 {
 		r.mixer.Announce(media.Sequence(
-			media.NewTone(media.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
-			media.NewTone(media.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
+			audio.NewTone(audio.Tone{Freqs: []float64{900}, Duration: 100 * time.Millisecond, Amplitude: 4000}),
+			audio.NewTone(audio.Tone{Freqs: []float64{600}, Duration: 100 * time.Millisecond, Amplitude: 4000})))
 	}
 	r.log.Info("leg left room", "leg_id", id, "members", len(r.members))
 	if wasModerator && r.opts.EndWithModerator {

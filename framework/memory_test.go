@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -49,7 +50,7 @@ func TestMemoryLegFlow(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
 	}))
 	leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "ivr", From: "sip:alice@memory"})
 	srv.StartCall(leg)
@@ -93,8 +94,8 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the SIP phone was never called")
 			}
-			mem.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-			sipCall.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+			mem.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+			sipCall.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 			if _, err := sipCall.WaitTone(ctx, 440, 20); err != nil {
 				t.Fatalf("SIP phone does not hear the memory leg: %v", err)
 			}
@@ -146,8 +147,8 @@ func TestDialThroughAnotherTransport(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := <-d.phones
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
-	bob.Play(media.NewTone(media.Tone{Freqs: []float64{1200}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
+	bob.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}}))
 	if _, err := bob.WaitTone(ctx, 600, 20); err != nil {
 		t.Fatalf("the memory leg does not hear the SIP caller: %v", err)
 	}
@@ -188,7 +189,7 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 	for i := range calls {
 		room := fmt.Sprintf("room-%d", i%rooms)
 		leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: room, Pacer: pacer})
-		phone.Play(media.NewTone(media.Tone{Freqs: []float64{float64(400 + 10*(i%rooms))}, Amplitude: 3000}))
+		phone.Play(audio.NewTone(audio.Tone{Freqs: []float64{float64(400 + 10*(i%rooms))}, Amplitude: 3000}))
 		srv.StartCall(leg)
 		members = append(members, &member{leg: leg, phone: phone, room: room})
 	}

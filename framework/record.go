@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // RecordOptions configure Record. The zero value records up to 60 s and
@@ -77,7 +77,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 		digits = sub.C()
 	}
 	if opts.Beep {
-		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 250 * time.Millisecond})); err != nil {
+		if err := c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 250 * time.Millisecond})); err != nil {
 			return 0, err
 		}
 	}
@@ -95,7 +95,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 	}
 	var stop func()
 	if opts.Stereo {
-		srec, err := media.NewStereoRecorder(path, rate)
+		srec, err := audio.NewStereoRecorder(path, rate)
 		if err != nil {
 			return 0, wrapVerb("record", err)
 		}
@@ -117,7 +117,7 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 			return 0, err
 		}
 	} else {
-		mrec, err := media.NewWAVRecorder(path, rate)
+		mrec, err := audio.NewWAVRecorder(path, rate)
 		if err != nil {
 			return 0, wrapVerb("record", err)
 		}

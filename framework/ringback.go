@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // ringbackCadence is one country's ringing tone (ITU-T E.180 Supplement
@@ -65,12 +66,12 @@ func Ringback(country string) (media.Source, error) {
 		return nil, fmt.Errorf("unknown ringback country %q (known: %s)", country, strings.Join(RingbackCountries(), ", "))
 	}
 	if len(rb.pattern) == 2 {
-		return media.NewTone(media.Tone{Freqs: rb.freqs, On: rb.pattern[0], Off: rb.pattern[1]}), nil
+		return audio.NewTone(audio.Tone{Freqs: rb.freqs, On: rb.pattern[0], Off: rb.pattern[1]}), nil
 	}
 	var parts []media.Source
 	for i, d := range rb.pattern {
 		if i%2 == 0 {
-			parts = append(parts, media.NewTone(media.Tone{Freqs: rb.freqs, Duration: d}))
+			parts = append(parts, audio.NewTone(audio.Tone{Freqs: rb.freqs, Duration: d}))
 		} else {
 			parts = append(parts, media.Silence(d))
 		}

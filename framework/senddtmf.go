@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // SendDTMFOptions configure SendDTMF. The zero value sends 100 ms digits
@@ -54,7 +55,7 @@ func (c *Call) SendDTMF(ctx context.Context, digits string, opts SendDTMFOptions
 	if opts.InBand || ep.Config().DTMFPayloadType == 0 {
 		srcs := make([]media.Source, 0, len(digits))
 		for _, d := range digits {
-			s, _ := media.DTMFTone(d, opts.Duration, opts.Gap)
+			s, _ := audio.DTMFTone(d, opts.Duration, opts.Gap)
 			srcs = append(srcs, s)
 		}
 		if err := c.Play(ctx, srcs...); err != nil {

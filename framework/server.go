@@ -18,7 +18,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/bridge"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -158,7 +158,7 @@ type Config struct {
 	GCPercent int
 	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
-	TTS *media.TTS
+	TTS *audio.TTS
 }
 
 // Server accepts calls and runs a Handler for each, one actor per call.
@@ -182,7 +182,7 @@ type Server struct {
 	legReg   legRegistry
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
-	tts      *media.TTS
+	tts      *audio.TTS
 	presence *presence.Store
 
 	// events is the server-wide stream: every session's events, each
@@ -232,7 +232,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
 	s.metrics = newServerMetrics(s)
 	if s.tts == nil {
-		s.tts = &media.TTS{}
+		s.tts = &audio.TTS{}
 	}
 	s.events = NewEventLog("", cfg.ServerEventReplay)
 	s.events.server = true

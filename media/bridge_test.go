@@ -95,8 +95,8 @@ func TestBridgeBothWays(t *testing.T) {
 			var atX, atY capture
 			x.SetSink(&atX)
 			y.SetSink(&atY)
-			x.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
-			y.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+			x.Play(sine(440, 2*time.Second, 0), nil)
+			y.Play(sine(1000, 2*time.Second, 0), nil)
 			if f := heardFrequency(t, &atY, 4000); f < 430 || f > 450 {
 				t.Errorf("Y heard %.0f Hz, want 440 from X", f)
 			}
@@ -124,8 +124,8 @@ func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
 	var atX, atY capture
 	x.SetSink(&atX)
 	y.SetSink(&atY)
-	x.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
-	y.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
+	x.Play(sine(1000, 2*time.Second, 0), nil)
+	y.Play(sine(440, 2*time.Second, 0), nil)
 	want := 8000 / math.Sqrt2
 	if f, share, rms := heardTone(t, &atY, 4000); math.Abs(f-1000) > 5 || share < 0.95 || math.Abs(20*math.Log10(rms/want)) > 1 {
 		t.Errorf("PCMU phone heard %.0f Hz (%.0f%% of the power, %.1f dB re. sent); want a clean 1000 Hz from the G.722 phone", f, 100*share, 20*math.Log10(rms/want))
@@ -144,7 +144,7 @@ func TestBridgeTranscodesG722ToPCMU(t *testing.T) {
 	// its 2 kHz alias.
 	var atY2 capture
 	y.SetSink(&atY2)
-	x.Play(NewTone(Tone{Freqs: []float64{6000}, Duration: 2 * time.Second}), nil)
+	x.Play(sine(6000, 2*time.Second, 0), nil)
 	time.Sleep(200 * time.Millisecond) // let the 1 kHz tone drain from the pipe
 	atY2.mu.Lock()
 	atY2.samples = atY2.samples[:0]

@@ -138,19 +138,15 @@ func peak4(p [4]float64) (idx int, peak, rest float64) {
 	return idx, peak, rest
 }
 
-// DTMFTone returns a Source that plays digit as in-band DTMF for on, then
-// silence for off (for test peers and for sending DTMF to peers without
-// RFC 4733).
-func DTMFTone(digit rune, on, off time.Duration) (Source, bool) {
-	for r, row := range dtmfKeys {
-		for c, k := range row {
+// DTMFFrequencies returns the row and column frequencies (Hz) of a DTMF
+// key: 0-9, *, #, A-D (a-d accepted).
+func DTMFFrequencies(digit rune) (row, col float64, ok bool) {
+	for r, keys := range dtmfKeys {
+		for c, k := range keys {
 			if k == digit || (digit >= 'a' && digit <= 'd' && k == digit-('a'-'A')) {
-				return Sequence(
-					NewTone(Tone{Freqs: []float64{dtmfRows[r], dtmfCols[c]}, Amplitude: 7000, Duration: on}),
-					Silence(off),
-				), true
+				return dtmfRows[r], dtmfCols[c], true
 			}
 		}
 	}
-	return nil, false
+	return 0, 0, false
 }

@@ -1,4 +1,4 @@
-package media
+package media_test
 
 import (
 	"errors"
@@ -9,14 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 )
 
-func detectAll(t *testing.T, src Source, through codec.Codec) string {
+func detectAll(t *testing.T, src media.Source, through codec.Codec) string {
 	t.Helper()
 	var got []rune
-	d := &DTMFDetector{OnDigit: func(ev DTMFEvent) { got = append(got, ev.Digit) }}
-	f := NewFrame(8000)
+	d := &media.DTMFDetector{OnDigit: func(ev media.DTMFEvent) { got = append(got, ev.Digit) }}
+	f := media.NewFrame(8000)
 	var payload []byte
 	var pcm []int16
 	for range 100000 {
@@ -38,32 +40,32 @@ func detectAll(t *testing.T, src Source, through codec.Codec) string {
 func TestDTMFDetectorEveryDigit(t *testing.T) {
 	const all = "0123456789*#ABCD"
 	for _, c := range []codec.Codec{nil, codec.PCMU{}, codec.PCMA{}} {
-		var srcs []Source
+		var srcs []media.Source
 		for _, d := range all {
-			s, ok := DTMFTone(d, 80*time.Millisecond, 80*time.Millisecond)
+			s, ok := audio.DTMFTone(d, 80*time.Millisecond, 80*time.Millisecond)
 			if !ok {
 				t.Fatalf("no tone for %c", d)
 			}
 			srcs = append(srcs, s)
 		}
-		if got := detectAll(t, Sequence(srcs...), c); got != all {
+		if got := detectAll(t, media.Sequence(srcs...), c); got != all {
 			t.Errorf("codec %T: detected %q, want %q", c, got, all)
 		}
 	}
 	// A key held for a second is one digit.
-	s, _ := DTMFTone('5', time.Second, 0)
+	s, _ := audio.DTMFTone('5', time.Second, 0)
 	if got := detectAll(t, s, nil); got != "5" {
 		t.Errorf("held key detected as %q", got)
 	}
 	// Single tones and quiet pairs are not digits.
-	if got := detectAll(t, NewTone(Tone{Freqs: []float64{770}, Duration: time.Second}), nil); got != "" {
+	if got := detectAll(t, audio.NewTone(audio.Tone{Freqs: []float64{770}, Duration: time.Second}), nil); got != "" {
 		t.Errorf("single tone detected as %q", got)
 	}
-	if got := detectAll(t, NewTone(Tone{Freqs: []float64{770, 1336}, Amplitude: 100, Duration: time.Second}), nil); got != "" {
+	if got := detectAll(t, audio.NewTone(audio.Tone{Freqs: []float64{770, 1336}, Amplitude: 100, Duration: time.Second}), nil); got != "" {
 		t.Errorf("-50 dBm0 pair detected as %q", got)
 	}
 	// Ringback and dial tone are not digits.
-	if got := detectAll(t, NewTone(Tone{Freqs: []float64{440, 480}, Duration: 2 * time.Second}), nil); got != "" {
+	if got := detectAll(t, audio.NewTone(audio.Tone{Freqs: []float64{440, 480}, Duration: 2 * time.Second}), nil); got != "" {
 		t.Errorf("ringback detected as %q", got)
 	}
 }
@@ -98,11 +100,11 @@ func TestDTMFDetectorIgnoresSpeech(t *testing.T) {
 		if out, err := exec.Command(sox, raw, "-r", "8000", path).CombinedOutput(); err != nil {
 			t.Fatalf("sox: %v %s", err, out)
 		}
-		w, err := OpenWAV(path)
+		w, err := audio.OpenWAV(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := NewFrame(8000)
+		f := media.NewFrame(8000)
 		for w.ReadFrame(f) == nil {
 			speech = append(speech, f.Samples...)
 		}
@@ -111,7 +113,7 @@ func TestDTMFDetectorIgnoresSpeech(t *testing.T) {
 		t.Fatalf("only %.0f s of speech", float64(len(speech))/8000)
 	}
 	i := 0
-	src := SourceFunc(func(f *Frame) error {
+	src := media.SourceFunc(func(f *media.Frame) error {
 		if i+len(f.Samples) > len(speech) {
 			return io.EOF
 		}
@@ -126,10 +128,10 @@ func TestDTMFDetectorIgnoresSpeech(t *testing.T) {
 }
 
 func BenchmarkDTMFDetector(b *testing.B) {
-	s, _ := DTMFTone('5', time.Hour, 0)
-	f := NewFrame(8000)
+	s, _ := audio.DTMFTone('5', time.Hour, 0)
+	f := media.NewFrame(8000)
 	_ = s.ReadFrame(f)
-	d := &DTMFDetector{}
+	d := &media.DTMFDetector{}
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = d.WriteFrame(f)

@@ -82,7 +82,7 @@ func TestEndpointToneAcrossLoopback(t *testing.T) {
 			a.Start()
 			b.Start()
 			done := make(chan error, 1)
-			a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 400 * time.Millisecond}), func(err error) { done <- err })
+			a.Play(sine(1000, 400*time.Millisecond, 0), func(err error) { done <- err })
 			select {
 			case err := <-done:
 				if err != nil {
@@ -163,7 +163,7 @@ func TestEndpointInbandDTMFWideband(t *testing.T) {
 			const want = "159#"
 			var tones []Source
 			for _, d := range want {
-				s, _ := DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
+				s, _ := dtmfTone(d, 100*time.Millisecond, 100*time.Millisecond)
 				tones = append(tones, s)
 			}
 			a.Play(Sequence(tones...), nil)
@@ -184,7 +184,7 @@ func TestEndpointSymmetricRTPLatch(t *testing.T) {
 	b.SetSink(&got)
 	a.Start()
 	b.Start()
-	a.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 200 * time.Millisecond}), nil)
+	a.Play(sine(440, 200*time.Millisecond, 0), nil)
 	if !waitUntil(t, 2*time.Second, func() bool { return b.Stats().PacketsIn > 3 }) {
 		t.Fatal("no packets")
 	}
@@ -204,7 +204,7 @@ func TestEndpointSymmetricRTPLatch(t *testing.T) {
 	}
 	// Garbage is dropped too and does not stop the endpoint.
 	intruder.WriteTo([]byte{1, 2, 3}, net.UDPAddrFromAddrPort(b.LocalAddr()))
-	a.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 100 * time.Millisecond}), nil)
+	a.Play(sine(440, 100*time.Millisecond, 0), nil)
 	n := b.Stats().PacketsIn
 	if !waitUntil(t, 2*time.Second, func() bool { return b.Stats().PacketsIn > n+2 }) {
 		t.Fatal("endpoint stopped receiving after bad input")
@@ -215,7 +215,7 @@ func TestEndpointCloseEndsPlaybackAndIsIdempotent(t *testing.T) {
 	a, _ := endpointPair(t, codec.Codecs()[0])
 	a.Start()
 	done := make(chan error, 1)
-	a.Play(NewTone(Tone{Freqs: []float64{440}}), func(err error) { done <- err })
+	a.Play(sine(440, 0, 0), func(err error) { done <- err })
 	a.Close()
 	a.Close()
 	select {
@@ -227,7 +227,7 @@ func TestEndpointCloseEndsPlaybackAndIsIdempotent(t *testing.T) {
 		t.Fatal("playback not ended by Close")
 	}
 	stopped := make(chan error, 1)
-	a.Play(NewTone(Tone{Freqs: []float64{440}}), func(err error) { stopped <- err })
+	a.Play(sine(440, 0, 0), func(err error) { stopped <- err })
 	if err := <-stopped; err != ErrClosed {
 		t.Fatalf("play after close: %v", err)
 	}

@@ -7,10 +7,18 @@
 // compose through those two interfaces.
 package media
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
-// FrameDuration is the packetisation interval used everywhere in the engine.
+// FrameDurationMs is the packetisation interval used everywhere in the
+// engine, in milliseconds.
 const FrameDurationMs = 20
+
+// FrameDuration is FrameDurationMs as a time.Duration.
+const FrameDuration = FrameDurationMs * time.Millisecond
 
 // MaxFrameSamples is the largest frame the engine handles: 20 ms at 48 kHz.
 const MaxFrameSamples = 48000 * FrameDurationMs / 1000
@@ -59,3 +67,19 @@ func (fn SinkFunc) WriteFrame(f *Frame) error { return fn(f) }
 
 // ErrClosed is returned by operations on a closed endpoint or source.
 var ErrClosed = errors.New("media: closed")
+
+// Fit sizes f.Samples to a 20 ms frame at f.Rate, reusing its backing
+// array when it is large enough, and returns it (what a Source does
+// before filling the frame). No allocation once the array is big enough.
+func (f *Frame) Fit() ([]int16, error) {
+	n := SamplesPerFrame(f.Rate)
+	if f.Rate <= 0 || n <= 0 {
+		return nil, fmt.Errorf("media: invalid frame rate %d Hz", f.Rate)
+	}
+	if cap(f.Samples) >= n {
+		f.Samples = f.Samples[:n]
+	} else {
+		f.Samples = make([]int16, n)
+	}
+	return f.Samples, nil
+}

@@ -92,7 +92,7 @@ func longestRun(n int, missing func(i int) bool) int {
 func TestJitterToneOverLossyLink(t *testing.T) {
 	const n = 3000 // 60 s
 	spec := codec.Codecs()[0]
-	tone := NewTone(Tone{Freqs: []float64{1000}})
+	tone := sine(1000, 0, 0)
 	enc := spec.New()
 	frame := NewFrame(8000)
 	payloads := make([][]byte, n)

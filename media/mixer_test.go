@@ -12,10 +12,10 @@ func TestMixerMixMinus(t *testing.T) {
 	m.Close() // drive the clock by hand: deterministic
 	freqs := []float64{500, 1100, 1700}
 	var parts []*Participant
-	var tones []*ToneSource
+	var tones []*sineSource
 	for _, f := range freqs {
 		parts = append(parts, m.Add())
-		tones = append(tones, NewTone(Tone{Freqs: []float64{f}, Amplitude: 6000}))
+		tones = append(tones, sine(f, 0, 6000))
 	}
 	heard := make([][]int16, len(parts))
 	f := NewFrame(8000)
@@ -64,8 +64,8 @@ func TestMixerMixedRates(t *testing.T) {
 	m := NewMixer(8000)
 	m.Close()
 	wide, narrow := m.Add(), m.Add()
-	wideTone := NewTone(Tone{Freqs: []float64{1000}, Amplitude: 6000})
-	narrowTone := NewTone(Tone{Freqs: []float64{440}, Amplitude: 6000})
+	wideTone := sine(1000, 0, 6000)
+	narrowTone := sine(440, 0, 6000)
 	fw, fn := NewFrame(16000), NewFrame(8000)
 	var atWide, atNarrow []int16
 	step := func() {
@@ -128,7 +128,7 @@ func BenchmarkMixerTick(b *testing.B) {
 				parts[i] = m.Add()
 			}
 			f := NewFrame(8000)
-			tone := NewTone(Tone{Freqs: []float64{440}})
+			tone := sine(440, 0, 0)
 			_ = tone.ReadFrame(f)
 			b.ReportAllocs()
 			for b.Loop() {

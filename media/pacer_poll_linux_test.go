@@ -46,7 +46,7 @@ func TestPacerPollerCarriesAudio(t *testing.T) {
 	if !udpOf(a).Polled() || !udpOf(b).Polled() {
 		t.Fatal("endpoints on a pacer are not read by its poller")
 	}
-	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second}), nil)
+	a.Play(sine(1000, time.Second, 0), nil)
 	if !waitUntil(t, 3*time.Second, func() bool { s, _ := got.snapshot(); return len(s) >= 4000 }) {
 		t.Fatal("no audio through the poller")
 	}

@@ -30,7 +30,7 @@ func TestPacerDrivesEndpoints(t *testing.T) {
 		t.Fatalf("pacer drives %d endpoints, want 2", pacer.Len())
 	}
 	start := time.Now()
-	a.Play(NewTone(Tone{Freqs: []float64{1000}}), nil)
+	a.Play(sine(1000, 0, 0), nil)
 	if !waitUntil(t, 3*time.Second, func() bool { s, _ := got.snapshot(); return len(s) >= 8000 }) {
 		t.Fatal("no audio through pacer-driven endpoints")
 	}

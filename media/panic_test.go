@@ -61,7 +61,7 @@ func TestEndpointRecoversUserPanics(t *testing.T) {
 		t.Fatal("playback did not end")
 	}
 	// The endpoint still plays: the sink panics on the first frame of it.
-	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second}), nil)
+	a.Play(sine(1000, time.Second, 0), nil)
 	if err := a.SendDTMF('5', 60*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func BenchmarkEndpointSendTick(b *testing.B) {
 	spec := codec.Codecs()[0]
 	e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType})
 	e.initSender()
-	e.Play(NewTone(Tone{Freqs: []float64{1000}}), nil)
+	e.Play(sine(1000, 0, 0), nil)
 	e.SetSink(SinkFunc(func(*Frame) error { return nil }))
 	now := time.Now()
 	b.ReportAllocs()

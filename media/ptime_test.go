@@ -35,7 +35,7 @@ func TestEndpointSendsPTime60(t *testing.T) {
 	a.Configure(StreamConfig{Codec: spec, PayloadType: 0, DTMFPayloadType: 101,
 		Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), FramesPerPacket: 3})
 	a.Start()
-	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+	a.Play(sine(1000, 2*time.Second, 0), nil)
 
 	buf := make([]byte, 1500)
 	var pcm []int16

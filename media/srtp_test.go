@@ -59,8 +59,8 @@ func TestEndpointSRTPTone(t *testing.T) {
 			b.SetSink(&atB)
 			a.Start()
 			b.Start()
-			a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
-			b.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
+			a.Play(sine(1000, 2*time.Second, 0), nil)
+			b.Play(sine(440, 2*time.Second, 0), nil)
 			if f := heardFrequency(t, &atB, 4000); f < 990 || f > 1010 {
 				t.Errorf("B heard %.0f Hz, want 1000", f)
 			}
@@ -90,7 +90,7 @@ func TestEndpointSRTPWrongKeyHearsNothing(t *testing.T) {
 	b.SetSink(&atB)
 	a.Start()
 	b.Start()
-	a.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second}), nil)
+	a.Play(sine(1000, time.Second, 0), nil)
 	if !waitUntil(t, 3*time.Second, func() bool { return b.Stats().SRTPAuthFailures >= 10 }) {
 		t.Fatalf("B counted %d SRTP failures, want >= 10", b.Stats().SRTPAuthFailures)
 	}
@@ -216,8 +216,8 @@ func TestBridgeSRTPPassthrough(t *testing.T) {
 			var atX, atY capture
 			x.SetSink(&atX)
 			y.SetSink(&atY)
-			x.Play(NewTone(Tone{Freqs: []float64{440}, Duration: 2 * time.Second}), nil)
-			y.Play(NewTone(Tone{Freqs: []float64{1000}, Duration: 2 * time.Second}), nil)
+			x.Play(sine(440, 2*time.Second, 0), nil)
+			y.Play(sine(1000, 2*time.Second, 0), nil)
 			if f := heardFrequency(t, &atY, 4000); f < 430 || f > 450 {
 				t.Errorf("Y heard %.0f Hz, want 440 from X", f)
 			}

@@ -97,7 +97,7 @@ func NewVAD(opts VADOptions, onChange func(VADEvent)) *VAD {
 		riseIdle:  math.Pow(10, 1.0/10),                        // 1 dB per frame
 		riseSpeak: math.Pow(10, 3.0/10/(1000/FrameDurationMs)), // 3 dB per second
 		onset:     opts.Onset,
-		hang:      int((opts.Hangover + frameDuration - 1) / frameDuration),
+		hang:      int((opts.Hangover + FrameDuration - 1) / FrameDuration),
 		win:       1500 / FrameDurationMs,
 	}
 }
@@ -173,4 +173,4 @@ func (v *VAD) emit(ev VADEvent) {
 	}
 }
 
-func frameTime(n int64) time.Duration { return time.Duration(n) * frameDuration }
+func frameTime(n int64) time.Duration { return time.Duration(n) * FrameDuration }

@@ -1,4 +1,4 @@
-package media
+package media_test
 
 import (
 	"context"
@@ -6,15 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // vadRun feeds samples to a new VAD frame by frame and returns its events.
-func vadRun(t *testing.T, opts VADOptions, samples []int16) []VADEvent {
+func vadRun(t *testing.T, opts media.VADOptions, samples []int16) []media.VADEvent {
 	t.Helper()
-	var evs []VADEvent
-	v := NewVAD(opts, func(ev VADEvent) { evs = append(evs, ev) })
-	f := NewFrame(8000)
+	var evs []media.VADEvent
+	v := media.NewVAD(opts, func(ev media.VADEvent) { evs = append(evs, ev) })
+	f := media.NewFrame(8000)
 	for i := 0; i+160 <= len(samples); i += 160 {
 		copy(f.Samples, samples[i:i+160])
 		if err := v.WriteFrame(f); err != nil {
@@ -34,9 +36,9 @@ type piece struct {
 func signal(t *testing.T, pieces ...piece) []int16 {
 	var out []int16
 	for _, p := range pieces {
-		var src Source = Silence(p.d)
+		var src media.Source = media.Silence(p.d)
 		if p.freq > 0 {
-			src = NewTone(Tone{Freqs: []float64{p.freq}, Amplitude: p.amp, Duration: p.d})
+			src = audio.NewTone(audio.Tone{Freqs: []float64{p.freq}, Amplitude: p.amp, Duration: p.d})
 		}
 		out = append(out, readAll(t, src, 8000)...)
 	}
@@ -59,8 +61,8 @@ func TestVADToneBursts(t *testing.T) {
 	s := signal(t, piece{500 * time.Millisecond, 0, 0}, piece{time.Second, 440, 3000},
 		piece{time.Second, 0, 0}, piece{600 * time.Millisecond, 1000, 3000}, piece{time.Second, 0, 0})
 	for _, noise := range []float64{0, 60} { // also 30 dB above a noise floor
-		evs := vadRun(t, VADOptions{}, addGaussNoise(s, noise, 7))
-		want := []VADEvent{
+		evs := vadRun(t, media.VADOptions{}, addGaussNoise(s, noise, 7))
+		want := []media.VADEvent{
 			{Speaking: true, At: 500 * time.Millisecond},
 			{Speaking: false, At: 1500 * time.Millisecond, Duration: time.Second},
 			{Speaking: true, At: 2500 * time.Millisecond},
@@ -82,27 +84,29 @@ func TestVADHangoverBridgesShortGaps(t *testing.T) {
 		return signal(t, piece{200 * time.Millisecond, 0, 0}, piece{500 * time.Millisecond, 300, 2000},
 			piece{g, 0, 0}, piece{500 * time.Millisecond, 300, 2000}, piece{time.Second, 0, 0})
 	}
-	if evs := vadRun(t, VADOptions{}, gap(200*time.Millisecond)); len(evs) != 2 || evs[1].Duration < 1100*time.Millisecond {
+	if evs := vadRun(t, media.VADOptions{}, gap(200*time.Millisecond)); len(evs) != 2 || evs[1].Duration < 1100*time.Millisecond {
 		t.Errorf("200 ms gap under a 300 ms hangover: %+v, want one talkspurt of 1.2 s", evs)
 	}
-	if evs := vadRun(t, VADOptions{}, gap(500*time.Millisecond)); len(evs) != 4 {
+	if evs := vadRun(t, media.VADOptions{}, gap(500*time.Millisecond)); len(evs) != 4 {
 		t.Errorf("500 ms gap: %+v, want two talkspurts", evs)
 	}
-	if evs := vadRun(t, VADOptions{Hangover: 600 * time.Millisecond}, gap(500*time.Millisecond)); len(evs) != 2 {
+	if evs := vadRun(t, media.VADOptions{Hangover: 600 * time.Millisecond}, gap(500*time.Millisecond)); len(evs) != 2 {
 		t.Errorf("500 ms gap under a 600 ms hangover: %+v, want one talkspurt", evs)
 	}
 	// The silent event is reported one hangover after the speech ends.
 	s := gap(200 * time.Millisecond)
-	v := NewVAD(VADOptions{}, nil)
+	v := media.NewVAD(media.VADOptions{}, nil)
 	var reported time.Duration = -1
-	v.OnChange = func(ev VADEvent) {
+	var frames int64 // written so far, the current one included
+	v.OnChange = func(ev media.VADEvent) {
 		if !ev.Speaking {
-			reported = frameTime(v.frames)
+			reported = time.Duration(frames) * media.FrameDuration
 		}
 	}
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	for i := 0; i+160 <= len(s); i += 160 {
 		copy(f.Samples, s[i:])
+		frames++
 		_ = v.WriteFrame(f)
 	}
 	if !near(reported, 1400*time.Millisecond+300*time.Millisecond, 20*time.Millisecond) {
@@ -113,7 +117,7 @@ func TestVADHangoverBridgesShortGaps(t *testing.T) {
 func TestVADOnsetRejectsClicks(t *testing.T) {
 	s := signal(t, piece{500 * time.Millisecond, 0, 0}, piece{40 * time.Millisecond, 1000, 8000}, piece{time.Second, 0, 0},
 		piece{60 * time.Millisecond, 1000, 8000}, piece{time.Second, 0, 0})
-	evs := vadRun(t, VADOptions{}, s)
+	evs := vadRun(t, media.VADOptions{}, s)
 	if len(evs) != 2 || !near(evs[0].At, 1540*time.Millisecond, 20*time.Millisecond) {
 		t.Fatalf("events %+v: want the 40 ms burst ignored and the 60 ms one at 1.54 s", evs)
 	}
@@ -124,7 +128,7 @@ func TestVADOnsetRejectsClicks(t *testing.T) {
 func TestVADIgnoresNoise(t *testing.T) {
 	silence := signal(t, piece{20 * time.Second, 0, 0})
 	for _, rms := range []float64{30, 90, 300, 1500} {
-		if evs := vadRun(t, VADOptions{}, addGaussNoise(silence, rms, uint64(rms))); len(evs) != 0 {
+		if evs := vadRun(t, media.VADOptions{}, addGaussNoise(silence, rms, uint64(rms))); len(evs) != 0 {
 			t.Errorf("white noise at rms %.0f: %+v", rms, evs)
 		}
 	}
@@ -135,7 +139,7 @@ func TestVADIgnoresNoise(t *testing.T) {
 		level := 100 + 1900*min(float64(i)/80000, 1)
 		s[i] = dsp.Clip16(r.NormFloat64() * level)
 	}
-	if evs := vadRun(t, VADOptions{}, s); len(evs) != 0 {
+	if evs := vadRun(t, media.VADOptions{}, s); len(evs) != 0 {
 		t.Errorf("swelling noise: %+v", evs)
 	}
 }
@@ -148,13 +152,13 @@ func TestVADReleasesAbruptNoise(t *testing.T) {
 	for i := 8000; i < len(s); i++ {
 		s[i] = dsp.Clip16(r.NormFloat64() * 1500)
 	}
-	evs := vadRun(t, VADOptions{}, s)
+	evs := vadRun(t, media.VADOptions{}, s)
 	if len(evs) != 2 || !evs[0].Speaking || evs[1].Speaking || evs[1].At > 4*time.Second {
 		t.Fatalf("events %+v: want one false talkspurt from 1 s, over before 4 s", evs)
 	}
 	// Then real speech over that noise is found again.
 	s = append(s, addGaussNoise(signal(t, piece{time.Second, 400, 12000}, piece{time.Second, 0, 0}), 1500, 6)...)
-	evs = vadRun(t, VADOptions{}, s)
+	evs = vadRun(t, media.VADOptions{}, s)
 	if len(evs) != 4 || !near(evs[2].At, 11*time.Second, 40*time.Millisecond) || !near(evs[3].At, 12*time.Second, 40*time.Millisecond) {
 		t.Fatalf("events %+v: want the tone at 11-12 s found over the noise", evs)
 	}
@@ -165,7 +169,7 @@ func TestVADReleasesAbruptNoise(t *testing.T) {
 // where the sentences really are.
 func TestVADSpeech(t *testing.T) {
 	needEspeak(t)
-	tts := &TTS{}
+	tts := &audio.TTS{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var speech [][]int16
@@ -210,7 +214,7 @@ func TestVADSpeech(t *testing.T) {
 		tol   time.Duration
 	}{{0, 100 * time.Millisecond}, {50, 100 * time.Millisecond}, {200, 150 * time.Millisecond}} {
 		noise := c.noise
-		evs := vadRun(t, VADOptions{}, addGaussNoise(s, noise, 11))
+		evs := vadRun(t, media.VADOptions{}, addGaussNoise(s, noise, 11))
 		if len(evs) != 6 {
 			t.Fatalf("noise %.0f: %d events %+v, want 6 (three sentences); truth %v", noise, len(evs), evs, truth)
 		}
@@ -225,9 +229,9 @@ func TestVADSpeech(t *testing.T) {
 
 func TestVADAllocatesNothing(t *testing.T) {
 	n := 0
-	v := NewVAD(VADOptions{}, func(VADEvent) { n++ })
+	v := media.NewVAD(media.VADOptions{}, func(media.VADEvent) { n++ })
 	s := signal(t, piece{400 * time.Millisecond, 0, 0}, piece{400 * time.Millisecond, 500, 3000})
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	i := 0
 	allocs := testing.AllocsPerRun(400, func() {
 		copy(f.Samples, s[i*160%len(s):])
@@ -240,9 +244,9 @@ func TestVADAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkVAD(b *testing.B) {
-	f := NewFrame(8000)
-	_ = NewTone(Tone{Freqs: []float64{500}, Duration: time.Second}).ReadFrame(f)
-	v := NewVAD(VADOptions{}, nil)
+	f := media.NewFrame(8000)
+	_ = audio.NewTone(audio.Tone{Freqs: []float64{500}, Duration: time.Second}).ReadFrame(f)
+	v := media.NewVAD(media.VADOptions{}, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = v.WriteFrame(f)

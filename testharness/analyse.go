@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -14,7 +15,7 @@ import (
 // a recording may start or end in silence, or be cut by a hangup, so the
 // loudest window is the fair one to judge.
 func LoudestWindow(path string, window time.Duration) (Listen, error) {
-	w, err := media.OpenWAV(path)
+	w, err := audio.OpenWAV(path)
 	if err != nil {
 		return Listen{}, err
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -62,8 +62,8 @@ func TestVirtualBrowser(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the browser was never rung")
 	}
-	pcall.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
-	bcall.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	pcall.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
+	bcall.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
 	if _, err := bcall.WaitTone(ctx, 700, 20); err != nil {
 		t.Fatalf("the browser does not hear the phone: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 			default:
 			}
 		}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

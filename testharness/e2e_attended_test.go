@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -57,9 +57,9 @@ func TestAttendedTransferByReferReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	call2P2 := incoming(p2, "P2")
-	call1P1.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	call2P2.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 5000}))
-	call1T.Play(media.NewTone(media.Tone{Freqs: []float64{900}, Amplitude: 5000}))
+	call1P1.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	call2P2.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 5000}))
+	call1T.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
 	waitShare(t, call1P1, "P1 hears T", 900, 0.5)
 	waitShare(t, call2T, "T hears P2 on call 2", 1300, 0.5)
 
@@ -101,8 +101,8 @@ func TestInviteWithReplacesTakesTheLegsPlace(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("T was never called")
 	}
-	callP1.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	callT.Play(media.NewTone(media.Tone{Freqs: []float64{900}, Amplitude: 5000}))
+	callP1.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	callT.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
 	waitShare(t, callP1, "P1 hears T", 900, 0.5)
 
 	rep, ok := callT.Leg.Replaces()
@@ -114,7 +114,7 @@ func TestInviteWithReplacesTakesTheLegsPlace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("C's INVITE with Replaces: %v", err)
 	}
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 5000}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 5000}))
 	waitShare(t, callP1, "P1 hears C", 1300, 0.5)
 	waitShare(t, callC, "C hears P1", 500, 0.5)
 	waitEnded(t, callT, "T's replaced leg")

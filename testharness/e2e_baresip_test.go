@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -202,7 +203,7 @@ func waitRegistered(t *testing.T, srv *framework.Server, user string) {
 func TestBaresipRegistersCallsAndHearsTone(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
 	srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 	}))
 	b := startBaresip(t, srv, 440, 6, "/dial sip:tone@"+srv.SIPAddr().String())
 	waitRegistered(t, srv, "alice")
@@ -246,7 +247,7 @@ func TestBaresipWidebandCodecs(t *testing.T) {
 				})); err != nil {
 					return err
 				}
-				return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+				return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 			}))
 			b := startBaresipOpts(t, srv, baresipOptions{codec: tc.module}, 440, 6, "/dial sip:tone@"+srv.SIPAddr().String())
 			waitRegistered(t, srv, "alice")
@@ -282,7 +283,7 @@ func TestDialRegisteredBaresip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("call to alice: %v", err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("phone does not hear baresip's 440 Hz: %v", err)
 	}
@@ -301,7 +302,7 @@ func TestDialRegisteredBaresip(t *testing.T) {
 func TestBaresipOverTLS(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
 	srv := startServer(t, framework.Config{Users: users, TLSAddr: "127.0.0.1:0"}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 	}))
 	tlsURI := srv.TLSAddr().String() + ";transport=tls"
 	b := startBaresipOpts(t, srv, baresipOptions{registrar: tlsURI}, 440, 6, "/dial sip:tone@"+tlsURI)
@@ -325,7 +326,7 @@ func TestBaresipRTCPMuxReportsInCDR(t *testing.T) {
 	// carry the LSR of one of our SRs within the 10 s call.
 	srv := startServer(t, framework.Config{Users: users, RTCPInterval: time.Second, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-			return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+			return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
 		}))
 	b := startBaresipWith(t, srv, "rtcp_mux\t\tyes", 440, 10, "/dial sip:tone@"+srv.SIPAddr().String())
 	waitRegistered(t, srv, "alice")

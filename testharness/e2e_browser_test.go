@@ -15,7 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -123,7 +123,7 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 	case <-tctx.Done():
 		t.Fatal("the SIP phone was never called")
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	if _, err := call.WaitTone(tctx, 440, 25); err != nil {
 		t.Fatalf("the SIP phone does not hear the browser's microphone: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestBrowserResumesAfterSocketDrop(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}()
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 60 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 60 * time.Second}))
 	})
 	srv := startBrowserServer(t, r)
 	ctx := headlessChromium(t, "")
@@ -243,7 +243,7 @@ func TestSIPPhoneCallsBrowserUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the SIP phone's call to alice: %v", err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	if _, err := call.WaitTone(tctx, 600, 25); err != nil {
 		t.Fatalf("the SIP phone does not hear the browser: %v", err)
 	}
@@ -294,7 +294,7 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 	case <-tctx.Done():
 		t.Fatal("bob's phone was never called")
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	waitPageFreq(t, tctx, 1300, "the page hears bob")
 	waitFor(t, 10*time.Second, "the roster to show bob on a call", func() bool { return status() == "on-call" })
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -31,7 +31,7 @@ func TestConferenceThreeParties(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		call.Play(media.NewTone(media.Tone{Freqs: []float64{f}, Amplitude: 5000}))
+		call.Play(audio.NewTone(audio.Tone{Freqs: []float64{f}, Amplitude: 5000}))
 		calls = append(calls, call)
 	}
 	power := func(c *testharness.PhoneCall, from int, f float64) float64 {
@@ -77,7 +77,7 @@ func TestConferenceDropOut(t *testing.T) {
 		if err := c.Join(jctx, "room", framework.JoinOptions{}); err == nil || ctx.Err() != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
 	}))
 	phone := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -54,7 +54,7 @@ func TestRegisteredTCPPhoneKeptPastIdleLifetime(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("alice's phone, registered over TCP, never rang")
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
 	if _, err := atAlice.WaitTone(ctx, 600, 20); err != nil {
 		t.Fatalf("alice does not hear the caller: %v", err)
 	}
@@ -89,7 +89,7 @@ func TestDialBaresipRegisteredOverTCPPastIdleLifetime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("call to alice after the idle lifetime: %v", err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("phone does not hear baresip's 440 Hz: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -24,7 +24,7 @@ func TestDialBridgesTwoPhones(t *testing.T) {
 			return err
 		}
 		// B is gone; the caller is still ours.
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
 	}))
 	a := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -39,8 +39,8 @@ func TestDialBridgesTwoPhones(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("B was never called")
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("B does not hear A: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // The echo app reflects the caller's packets: a 700 Hz tone comes back,
@@ -23,11 +23,11 @@ func TestEchoReflectsAudioAndDigits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer call.Hangup(ctx)
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
 	if _, err := call.WaitTone(ctx, 700, 20); err != nil {
 		t.Fatalf("no echo of 700 Hz: %v", err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1200}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}}))
 	if _, err := call.WaitTone(ctx, 1200, 20); err != nil {
 		t.Fatalf("no echo of 1200 Hz: %v", err)
 	}

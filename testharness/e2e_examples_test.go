@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -56,7 +56,7 @@ func TestExampleDropin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc.Play(media.NewTone(media.Tone{Freqs: []float64{f}, Amplitude: 5000}))
+		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{f}, Amplitude: 5000}))
 		return pc
 	}
 	a := call(41000, "red", 500)
@@ -100,15 +100,15 @@ func TestExampleWhisper(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the agent was never called")
 	}
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{900}, Amplitude: 5000}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
 	waitShare(t, callA, "agent hears customer", 500, 0.5)
 	sup := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
 	callS, err := sup.Call(ctx, fmt.Sprintf("sip:coach@%s", addr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	callS.Play(media.NewTone(media.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
+	callS.Play(audio.NewTone(audio.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
 	waitShare(t, callA, "agent hears the supervisor", 1400, 0.15)
 	waitShare(t, callS, "supervisor hears the customer", 500, 0.15)
 	mark := callC.Mark()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -40,8 +40,8 @@ func TestExtensionsRegisteredPhones(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("alice's phone never rang")
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
-	atAlice.Play(media.NewTone(media.Tone{Freqs: []float64{1400}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
+	atAlice.Play(audio.NewTone(audio.Tone{Freqs: []float64{1400}}))
 	if _, err := atAlice.WaitTone(ctx, 600, 20); err != nil {
 		t.Fatalf("alice does not hear the caller: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -91,14 +91,14 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
 	var callB *testharness.PhoneCall
 	select {
 	case callB = <-b.Incoming():
 	case <-ctx.Done():
 		t.Fatal("B was never called")
 	}
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{800}, Amplitude: 5000}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{800}, Amplitude: 5000}))
 	aID := <-callIDs
 	waitShare(t, callB, "B hears A", 500, 0.5)
 	waitShare(t, callA, "A hears B", 800, 0.5)
@@ -109,7 +109,7 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc.Play(media.NewTone(media.Tone{Freqs: []float64{[]float64{1100, 1700}[i]}, Amplitude: 5000}))
+		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{[]float64{1100, 1700}[i]}, Amplitude: 5000}))
 		room = append(room, pc)
 	}
 	waitShare(t, room[0], "C hears D", 1700, 0.3)
@@ -196,8 +196,8 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the agent was never called")
 	}
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{900}, Amplitude: 5000}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
 	waitShare(t, callA, "agent hears customer", 500, 0.5)
 
 	callS, err := sup.Call(ctx, uri(srv, "supervisor"))
@@ -205,7 +205,7 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-callIDs
-	callS.Play(media.NewTone(media.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
+	callS.Play(audio.NewTone(audio.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
 	err = srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall),
 		framework.JoinOptions{Mode: framework.ModeWhisper, Coach: callA.Leg.ID()})
 	if err != nil {
@@ -261,8 +261,8 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("B was never called")
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}, Amplitude: 5000}))
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}, Amplitude: 5000}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}, Amplitude: 5000}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}, Amplitude: 5000}))
 	waitShare(t, callA, "A hears B (both PCMU)", 1000, 0.5)
 
 	if err := callB.Leg.Reoffer(ctx, "sendrecv", g711[1:]); err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -32,7 +32,7 @@ func TestRecordIgnoresTypeAhead(t *testing.T) {
 	}
 	results := make(chan result, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond})); err != nil {
+		if err := c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond})); err != nil {
 			return err
 		}
 		d, err := c.Record(ctx, filepath.Join(dir, c.User()+".wav"), framework.RecordOptions{MaxDuration: 2 * time.Second, KeepTypeAhead: c.User() == "keep"})
@@ -61,7 +61,7 @@ func TestRecordIgnoresTypeAhead(t *testing.T) {
 			if err := call.SendDTMF("#"); err != nil { // during the prompt
 				t.Fatal(err)
 			}
-			call.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+			call.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
 			var r result
 			select {
 			case r = <-results:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -42,7 +43,7 @@ func (p *panicky) WriteFrame(*media.Frame) error {
 // measured at the phone on a sample of them, before and after).
 func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 	tone := func(d time.Duration) media.Source {
-		return media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: d})
+		return audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: d})
 	}
 	r := framework.NewRouter()
 	r.HandleFunc("tone", func(ctx context.Context, c *framework.Call) error {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -24,7 +24,7 @@ func presenceServer(t *testing.T, cfg framework.Config) *framework.Server {
 		if user, ok := strings.CutPrefix(c.User(), "ring-"); ok {
 			return c.Dial(ctx, user, framework.DialOptions{Timeout: 10 * time.Second})
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
 	}))
 }
 

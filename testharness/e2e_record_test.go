@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -38,7 +38,7 @@ func TestRecordVoicemail(t *testing.T) {
 	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("no beep: %v", err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{440}, Duration: 1500 * time.Millisecond}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}, Duration: 1500 * time.Millisecond}))
 	time.Sleep(1600 * time.Millisecond)
 	if err := call.SendDTMF("#"); err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestRecordVoicemail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call2.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
+	call2.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
 	time.Sleep(1200 * time.Millisecond)
 	_ = call2.Hangup(ctx)
 	r = <-results

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -35,7 +35,7 @@ func scenario(name string) string {
 func TestSIPpRegisterWithDigestAuth(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
 	srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Second}))
 	}))
 	target := srv.SIPAddr().String()
 	if out, err := runSIPp(t, "-sf", scenario("register_auth.xml"), "-s", "alice", "-au", "alice", "-ap", "s3cret", target); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -17,7 +18,7 @@ import (
 // second call's sentence comes from the cache.
 func TestSayEndToEnd(t *testing.T) {
 	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
-	tts := &media.TTS{}
+	tts := &audio.TTS{}
 	said := make(chan error, 2)
 	srv := startServer(t, framework.Config{TTS: tts}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		if err := c.Play(ctx, media.Silence(time.Second)); err != nil {
@@ -93,7 +94,7 @@ func TestSayEndToEnd(t *testing.T) {
 // Say without espeak-ng fails with a typed error the flow can act on.
 func TestSayWithoutEspeak(t *testing.T) {
 	errs := make(chan error, 1)
-	srv := startServer(t, framework.Config{TTS: &media.TTS{Command: "/nonexistent/espeak-ng"}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+	srv := startServer(t, framework.Config{TTS: &audio.TTS{Command: "/nonexistent/espeak-ng"}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		err := c.Say(ctx, "hello", framework.SayOptions{})
 		errs <- err
 		return err
@@ -105,7 +106,7 @@ func TestSayWithoutEspeak(t *testing.T) {
 	_, _ = phone.Call(ctx, uri(srv, "say"))
 	select {
 	case err := <-errs:
-		if !errors.Is(err, media.ErrTTSUnavailable) {
+		if !errors.Is(err, audio.ErrTTSUnavailable) {
 			t.Fatalf("Say: %v, want ErrTTSUnavailable", err)
 		}
 	case <-ctx.Done():

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -84,7 +85,7 @@ func TestSIPpReinviteMovesMedia(t *testing.T) {
 		})); err != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
 	}))
 	peer := newRTPPeer(t, 600)
 	newPort := peer.Port()
@@ -125,7 +126,7 @@ func newRTPPeer(t *testing.T, replyHz float64) *rtpPeer {
 	t.Cleanup(func() { conn.Close(); <-done })
 	go func() {
 		defer close(done)
-		tone := media.NewTone(media.Tone{Freqs: []float64{replyHz}, Duration: time.Minute})
+		tone := audio.NewTone(audio.Tone{Freqs: []float64{replyHz}, Duration: time.Minute})
 		frame := media.NewFrame(8000)
 		buf := make([]byte, 1500)
 		var pcm []int16
@@ -187,7 +188,7 @@ func TestSIPp183Then200WithDifferentSDP(t *testing.T) {
 			}
 			return nil
 		}))
-		_ = c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond}))
+		_ = c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond}))
 		return c.Hangup(ctx)
 	}))
 	uas.wait(t, ctx)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -33,7 +34,7 @@ func toneEchoHandler(heard chan<- bool) framework.Handler {
 		})); err != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
 	})
 }
 
@@ -93,7 +94,7 @@ func TestOriginateToSIPpUAS(t *testing.T) {
 			}
 			stop()
 		}()
-		_ = c.Play(playCtx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 10 * time.Second}))
+		_ = c.Play(playCtx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 10 * time.Second}))
 		return c.Hangup(ctx)
 	})
 	// SIPp needs a moment to bind its port.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -40,7 +41,7 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	speech, err := (&media.TTS{}).Speech(ctx, "Hello, I would like to speak to the operator please.", "en-gb", 8000)
+	speech, err := (&audio.TTS{}).Speech(ctx, "Hello, I would like to speak to the operator please.", "en-gb", 8000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +105,14 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	requireBinary(t, "espeak-ng", "apt-get install espeak-ng")
 	results := make(chan error, 1)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		prompt := media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second})
+		prompt := audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second})
 		_, err := c.DetectSpeech(ctx, framework.DetectSpeechOptions{Prompt: prompt})
 		results <- err
 		return c.Play(ctx, media.Silence(5*time.Second))
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	speech, err := (&media.TTS{}).Speech(ctx, "Operator, I would like to speak to somebody about my bill please.", "en-us", 8000)
+	speech, err := (&audio.TTS{}).Speech(ctx, "Operator, I would like to speak to somebody about my bill please.", "en-us", 8000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestSpeechFlowWithStereoRecording(t *testing.T) {
 		t.Fatalf("no question heard: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}, Duration: time.Second}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}, Duration: time.Second}))
 	var r result
 	select {
 	case r = <-results:
@@ -246,7 +247,7 @@ func loudFrames(t *testing.T, path, ch string) []bool {
 	if out, err := exec.Command("sox", path, mono, "remix", ch).CombinedOutput(); err != nil {
 		t.Fatalf("sox: %v\n%s", err, out)
 	}
-	w, err := media.OpenWAV(mono)
+	w, err := audio.OpenWAV(mono)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -104,7 +105,7 @@ func TestBaresipMandatorySRTP(t *testing.T) {
 				})); err != nil {
 					return err
 				}
-				return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+				return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 			}))
 			b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"},
 				tc.toneHz, 6, "/dial sip:"+tc.route+"@"+srv.SIPAddr().String())
@@ -152,7 +153,7 @@ func TestSRTPRequiredRefusesPlainOffer(t *testing.T) {
 		})); err != nil {
 			return err
 		}
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 	})
 	var srvLogs logBuffer
 	srv := startServer(t, framework.Config{Users: users, Logger: srvLogs.logger()}, toneRoute)
@@ -177,7 +178,7 @@ func TestSRTPRequiredRefusesPlainOffer(t *testing.T) {
 		defer cancel()
 		defer func() { _ = pc.Hangup(ctx) }()
 		before := heard440.Load()
-		pc.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
 		if _, err := pc.WaitTone(ctx, 1000, 20); err != nil {
 			t.Fatalf("phone does not hear the 1 kHz tone: %v", err)
 		}
@@ -272,8 +273,8 @@ func TestSRTPDialUserAndPassthrough(t *testing.T) {
 	if caller.Leg.Endpoint().Config().SRTP != nil {
 		t.Fatal("bob's plain call became SRTP")
 	}
-	caller.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callee.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	caller.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+	callee.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := callee.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("alice (SRTP) does not hear bob's 440 Hz: %v", err)
 	}
@@ -305,7 +306,7 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 	if k := call.Leg.Endpoint().Config().SRTP; k == nil || k.Suite != transport.SRTPAEADAES128GCM {
 		t.Fatalf("negotiated %v, want AEAD_AES_128_GCM", k)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("phone does not hear baresip's 440 Hz over GCM: %v", err)
 	}
@@ -354,8 +355,8 @@ func TestSRTPOptionalFallsBackToPlain(t *testing.T) {
 			if got := pc.Leg.Endpoint().Config().SRTP != nil; got != tc.wantSRTP {
 				t.Fatalf("SRTP = %v, want %v", got, tc.wantSRTP)
 			}
-			callee.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
-			pc.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+			callee.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
+			pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
 			if _, err := pc.WaitTone(ctx, 1000, 20); err != nil {
 				t.Fatalf("caller does not hear 1 kHz: %v", err)
 			}
@@ -372,7 +373,7 @@ func TestSRTPOptionalFallsBackToPlain(t *testing.T) {
 func TestSRTPHoldUnhold(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret", SRTP: sip.SRTPRequired})
 	srv := startServer(t, framework.Config{Users: users}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 20 * time.Second}))
 	}))
 	phone := newPhoneWith(t, testharness.PhoneOptions{User: "alice", Password: "s3cret", SRTP: sip.SRTPRequired})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -65,14 +65,14 @@ func recordStereoBridged(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{700}}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
 	var callB *testharness.PhoneCall
 	select {
 	case callB = <-b.Incoming():
 	case <-ctx.Done():
 		t.Fatal("B was never called")
 	}
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
 	select {
 	case err := <-recorded:
 		if err != nil {
@@ -101,7 +101,7 @@ func TestRecordStereoPrompt(t *testing.T) {
 			_, err := c.Record(ctx, path, framework.RecordOptions{Stereo: true, StopDigits: "-", MaxDuration: 2 * time.Second})
 			recorded <- err
 		}()
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
 	}))
 	a := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -110,7 +110,7 @@ func TestRecordStereoPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
 	select {
 	case err := <-recorded:
 		if err != nil {
@@ -147,12 +147,12 @@ func TestRecordStereoConference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other.Play(media.NewTone(media.Tone{Freqs: []float64{1300}}))
+	other.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
 	call, err := a.Call(ctx, uri(srv, "recorder"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
 	select {
 	case err := <-recorded:
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -183,7 +184,7 @@ func TestIVRPromptDigitTone(t *testing.T) {
 func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 	result := make(chan error, 4)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{440}, Duration: time.Minute}))
+		err := c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{440}, Duration: time.Minute}))
 		result <- err
 		return err
 	}))

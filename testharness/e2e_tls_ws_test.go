@@ -15,7 +15,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -26,7 +26,7 @@ import (
 // TLS too.
 func TestCallOverTLS(t *testing.T) {
 	srv := startServer(t, framework.Config{TLSAddr: "127.0.0.1:0"}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		if err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond})); err != nil {
+		if err := c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond})); err != nil {
 			return err
 		}
 		return c.Hangup(ctx)

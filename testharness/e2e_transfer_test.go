@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -45,8 +45,8 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("B was never called")
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("A does not hear B before the transfer: %v", err)
 	}
@@ -59,7 +59,7 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("C was never called")
 	}
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
 	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
 		t.Fatalf("A does not hear C after the transfer: %v", err)
 	}
@@ -108,8 +108,8 @@ func TestBlindTransferByCaller(t *testing.T) {
 		t.Fatal("B was never called")
 	}
 	defer callB.Hangup(ctx)
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
 		t.Fatalf("B does not hear A before the transfer: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestBlindTransferByCaller(t *testing.T) {
 	if got := callC.Leg.RemoteIdentity().User; got != "bob" {
 		t.Errorf("C sees the call from %q, want the transferee bob", got)
 	}
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
 	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
 		t.Fatalf("B does not hear C after the transfer: %v", err)
 	}
@@ -178,7 +178,7 @@ func TestTransferFailuresKeepTheCall(t *testing.T) {
 	}
 	defer callA.Hangup(ctx)
 	callB := <-b.Incoming()
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("A does not hear B: %v", err)
 	}
@@ -253,8 +253,8 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("carol was never called\n%s", tail(uas.out.Bytes(), 3000))
 	}
-	callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
 	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
 		t.Fatalf("A does not hear carol after the transfer: %v", err)
 	}
@@ -296,8 +296,8 @@ func TestSIPpCallerTransfersTheBridgedParty(t *testing.T) {
 	case r := <-sippDone:
 		t.Fatalf("sipp ended before C was called: %v\n%s", r.err, tail(r.out, 3000))
 	}
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
 	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
 		t.Fatalf("B does not hear C after the transfer: %v", err)
 	}
@@ -366,8 +366,8 @@ func TestBaresipCallerTransfersTheBridgedParty(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("C was never called: baresip's transfer did not reach the server")
 	}
-	callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
-	callC.Play(media.NewTone(media.Tone{Freqs: []float64{1500}}))
+	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
+	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
 	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
 		t.Fatalf("B does not hear C after the transfer: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -52,7 +52,7 @@ func TestDialThroughTrunkWith407(t *testing.T) {
 	if err != nil {
 		t.Fatalf("call: %v (dial: %v)\n%s", err, <-dialErr, tail(out.Bytes(), 2000))
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
 		t.Fatalf("no echo of our tone through the trunk: %v\n%s", err, tail(out.Bytes(), 2000))
 	}
@@ -101,7 +101,7 @@ func TestInboundTrunkCallsRoutedByDID(t *testing.T) {
 	seen := make(chan string, 1)
 	srv := startServer(t, framework.Config{Trunks: []sip.Trunk{trunk}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		seen <- c.Trunk() + " " + c.User()
-		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{1000}, Duration: time.Second}))
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Second}))
 	}))
 	phone := newPhone(t) // on 127.0.0.1: the "carrier"
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -59,8 +59,8 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 			if got := callB.Leg.Endpoint().Config().Codec.Name; got != "PCMU" {
 				t.Fatalf("B's call runs %s, want PCMU", got)
 			}
-			callA.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-			callB.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
+			callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
+			callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
 			if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
 				t.Fatalf("B does not hear A: %v", err)
 			}

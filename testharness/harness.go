@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 )
 
 // SIPServer is what the harness needs of the server under test
@@ -211,14 +212,14 @@ func (c *Call) Press(digits string) {
 
 // PlayTone sends a tone of freq for d to the far end.
 func (c *Call) PlayTone(freq float64, d time.Duration) {
-	c.Play(media.NewTone(media.Tone{Freqs: []float64{freq}, Duration: d}))
+	c.Play(audio.NewTone(audio.Tone{Freqs: []float64{freq}, Duration: d}))
 }
 
 // PlayWAV sends a WAV file (any rate media reads, resampled) to the far
 // end and fails the test if it cannot be read.
 func (c *Call) PlayWAV(path string) {
 	c.h.t.Helper()
-	src, err := media.OpenWAV(path)
+	src, err := audio.OpenWAV(path)
 	if err != nil {
 		c.h.t.Fatalf("play %s: %v", path, err)
 	}
@@ -231,7 +232,7 @@ func (c *Call) Say(text string) {
 	c.h.t.Helper()
 	ctx, cancel := c.ctx()
 	defer cancel()
-	src, err := (&media.TTS{}).Speech(ctx, text, "", c.Leg.Endpoint().Config().Codec.SampleRate)
+	src, err := (&audio.TTS{}).Speech(ctx, text, "", c.Leg.Endpoint().Config().Codec.SampleRate)
 	if err != nil {
 		c.h.t.Fatalf("say %q: %v", text, err)
 	}
@@ -244,7 +245,7 @@ func (c *Call) Record(path string) {
 	samples, rate := c.Heard(0)
 	f, err := os.Create(path)
 	if err == nil {
-		err = media.WriteWAV(f, max(rate, 8000), samples)
+		err = audio.WriteWAV(f, max(rate, 8000), samples)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

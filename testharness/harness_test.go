@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -156,7 +156,7 @@ func TestHarnessPlaySayRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := media.WriteWAV(f, 8000, tone); err != nil {
+	if err := audio.WriteWAV(f, 8000, tone); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -440,7 +441,7 @@ func (r *runner) step(ctx context.Context, leg *sip.Leg, e *ear, st Step) (heard
 		pc := &PhoneCall{Leg: leg, far: leg}
 		return false, 0, pc.SendDTMF(st.Digits)
 	case StepPlayTone:
-		leg.Endpoint().Play(media.NewTone(media.Tone{Freqs: []float64{st.Freq}, Duration: st.Duration}), nil)
+		leg.Endpoint().Play(audio.NewTone(audio.Tone{Freqs: []float64{st.Freq}, Duration: st.Duration}), nil)
 		return false, 0, nil
 	}
 	if e == nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/media/transport"
@@ -360,7 +361,7 @@ func (pc *PhoneCall) SendDTMF(digits string) error {
 	if pc.far.Endpoint().Config().DTMFPayloadType == 0 {
 		var srcs []media.Source
 		for _, d := range digits {
-			s, ok := media.DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
+			s, ok := audio.DTMFTone(d, 100*time.Millisecond, 100*time.Millisecond)
 			if !ok {
 				return fmt.Errorf("testharness: %q is not a DTMF digit", d)
 			}

@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -21,7 +22,7 @@ func TestWAVRecorderConvertsRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tone := NewTone(Tone{Freqs: []float64{1000}, Duration: time.Second})
-	f := NewFrame(16000)
+	f := media.NewFrame(16000)
 	for tone.ReadFrame(f) == nil {
 		if err := r.WriteFrame(f); err != nil {
 			t.Fatal(err)
@@ -37,7 +38,7 @@ func TestWAVRecorderConvertsRate(t *testing.T) {
 	if w.Rate() != 8000 || w.Duration() != time.Second {
 		t.Fatalf("recorded %d Hz, %s; want 8000 Hz, 1s", w.Rate(), w.Duration())
 	}
-	g := NewFrame(8000)
+	g := media.NewFrame(8000)
 	var all []int16
 	for w.ReadFrame(g) == nil {
 		all = append(all, g.Samples...)
@@ -54,13 +55,13 @@ func TestWAVRecorderRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	tone := NewTone(Tone{Freqs: []float64{440}, Duration: time.Second})
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	for tone.ReadFrame(f) == nil {
 		if err := r.WriteFrame(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.WriteFrame(NewFrame(12000)); err == nil {
+	if err := r.WriteFrame(media.NewFrame(12000)); err == nil {
 		t.Fatal("a 12 kHz frame (no integer ratio) was accepted by an 8 kHz recording")
 	}
 	if err := r.Close(); err != nil {
@@ -94,7 +95,7 @@ func TestWAVRecorderSurvivesSIGKILL(t *testing.T) {
 			os.Exit(3)
 		}
 		tone := NewTone(Tone{Freqs: []float64{1000}})
-		f := NewFrame(8000)
+		f := media.NewFrame(8000)
 		for {
 			_ = tone.ReadFrame(f)
 			_ = r.WriteFrame(f)

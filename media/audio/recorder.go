@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"encoding/binary"
@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -38,7 +39,7 @@ type WAVRecorder struct {
 }
 
 // ErrRecorderFull is returned once a recording reaches the 4 GiB WAV limit.
-var ErrRecorderFull = errors.New("media: WAV recording reached its size limit")
+var ErrRecorderFull = errors.New("audio: WAV recording reached its size limit")
 
 // NewWAVRecorder creates (truncating) path and writes a header for rate Hz
 // mono.
@@ -47,39 +48,39 @@ func NewWAVRecorder(path string, rate int) (*WAVRecorder, error) {
 }
 
 func newWAVRecorder(path string, rate, channels int) (*WAVRecorder, error) {
-	if rate <= 0 || rate > MaxFrameSamples*50 {
-		return nil, fmt.Errorf("media: recorder: invalid rate %d", rate)
+	if rate <= 0 || rate > media.MaxFrameSamples*50 {
+		return nil, fmt.Errorf("audio: recorder: invalid rate %d", rate)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("media: recorder: %w", err)
+		return nil, fmt.Errorf("audio: recorder: %w", err)
 	}
 	if _, err := f.Write(appendWAVHeader(nil, rate, channels, 0)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("media: recorder: %w", err)
+		return nil, fmt.Errorf("audio: recorder: %w", err)
 	}
-	return &WAVRecorder{HeaderEvery: 10, f: f, rate: rate, channels: channels, buf: make([]byte, 0, MaxFrameSamples*2*channels)}, nil
+	return &WAVRecorder{HeaderEvery: 10, f: f, rate: rate, channels: channels, buf: make([]byte, 0, media.MaxFrameSamples*2*channels)}, nil
 }
 
 // WriteFrame appends f. Frames at another rate than the recording's are
 // converted (a 16 kHz leg recorded to an 8 kHz file); rates that are not
 // integer multiples of it are refused.
-func (r *WAVRecorder) WriteFrame(f *Frame) error {
+func (r *WAVRecorder) WriteFrame(f *media.Frame) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrClosed
+		return media.ErrClosed
 	}
 	samples := f.Samples
 	if f.Rate != r.rate {
 		out, ok := r.conv.Convert(r.conved[:0], f.Samples, f.Rate, r.rate)
 		if !ok {
-			return fmt.Errorf("media: recorder at %d Hz got a %d Hz frame", r.rate, f.Rate)
+			return fmt.Errorf("audio: recorder at %d Hz got a %d Hz frame", r.rate, f.Rate)
 		}
 		r.conved, samples = out, out
 	}
 	if r.channels != 1 {
-		return fmt.Errorf("media: recorder: WriteFrame on a %d-channel recording", r.channels)
+		return fmt.Errorf("audio: recorder: WriteFrame on a %d-channel recording", r.channels)
 	}
 	return r.write(samples)
 }
@@ -95,7 +96,7 @@ func (r *WAVRecorder) write(samples []int16) error {
 	}
 	if _, err := r.f.Write(b); err != nil {
 		r.lastErr = err
-		return fmt.Errorf("media: recorder: %w", err)
+		return fmt.Errorf("audio: recorder: %w", err)
 	}
 	r.data += uint32(len(b))
 	r.frames++
@@ -135,7 +136,7 @@ func (r *WAVRecorder) Close() error {
 	r.updateHeader()
 	err := r.f.Close()
 	if r.lastErr != nil {
-		return fmt.Errorf("media: recorder: %w", r.lastErr)
+		return fmt.Errorf("audio: recorder: %w", r.lastErr)
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -52,9 +53,9 @@ func countingEspeak(t *testing.T) (string, func() int) {
 	}
 }
 
-func readAll(t testing.TB, src Source, rate int) []int16 {
+func readAll(t testing.TB, src media.Source, rate int) []int16 {
 	t.Helper()
-	f := NewFrame(rate)
+	f := media.NewFrame(rate)
 	var out []int16
 	for range 100000 {
 		err := src.ReadFrame(f)
@@ -89,7 +90,7 @@ func TestSayProducesSpeech(t *testing.T) {
 		}
 		// Speech is loud in its voiced parts and silent between sentences.
 		loud, quiet := 0, 0
-		n := SamplesPerFrame(rate)
+		n := media.SamplesPerFrame(rate)
 		for i := 0; i+n <= len(s); i += n {
 			switch r := dsp.RMS(s[i : i+n]); {
 			case r > 1000:

@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
@@ -65,7 +66,7 @@ func pcmBytes(s []int16) []byte {
 }
 
 // allSamples reads w to the end at rate.
-func allSamples(t *testing.T, w Source, rate int) ([]int16, int) {
+func allSamples(t *testing.T, w media.Source, rate int) ([]int16, int) {
 	t.Helper()
 	return readAllFrames(t, w, rate, 100000)
 }
@@ -99,7 +100,7 @@ func TestWriteWAVReadBack(t *testing.T) {
 		t.Fatalf("%d frames; samples equal: %v", n, slices.Equal(got, in))
 	}
 	// Reading past the end keeps returning io.EOF.
-	if err := w.ReadFrame(NewFrame(8000)); !errors.Is(err, io.EOF) {
+	if err := w.ReadFrame(media.NewFrame(8000)); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the end: %v", err)
 	}
 }
@@ -165,7 +166,7 @@ func TestWAVRateChangeMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := mustWAV(t, buf.Bytes())
-	f8, f48 := NewFrame(8000), NewFrame(48000)
+	f8, f48 := media.NewFrame(8000), media.NewFrame(48000)
 	var a, b []int16
 	for range 20 {
 		if err := w.ReadFrame(f8); err != nil {
@@ -417,7 +418,7 @@ func TestWAVRewindCloneLoop(t *testing.T) {
 
 	// A clone shares the samples but not the position.
 	w.Rewind()
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	for range 3 {
 		if err := w.ReadFrame(f); err != nil {
 			t.Fatal(err)
@@ -440,7 +441,7 @@ func TestWAVRewindCloneLoop(t *testing.T) {
 		wg.Add(1)
 		go func(c *WAVSource) {
 			defer wg.Done()
-			f := NewFrame(8000)
+			f := media.NewFrame(8000)
 			var got []int16
 			for c.ReadFrame(f) == nil {
 				got = append(got, f.Samples...)
@@ -453,7 +454,7 @@ func TestWAVRewindCloneLoop(t *testing.T) {
 	wg.Wait()
 
 	// A prompt loops.
-	if got, n := allSamples(t, Loop(w.Clone(), 3), 8000); n != 30 || !slices.Equal(got[1600:3200], first) {
+	if got, n := allSamples(t, media.Loop(w.Clone(), 3), 8000); n != 30 || !slices.Equal(got[1600:3200], first) {
 		t.Fatalf("looped prompt: %d frames", n)
 	}
 }
@@ -465,7 +466,7 @@ func TestWAVReadFrameBadRate(t *testing.T) {
 	}
 	w := mustWAV(t, buf.Bytes())
 	for _, rate := range []int{0, 12000, 44100} {
-		if err := w.ReadFrame(NewFrame(rate)); err == nil || errors.Is(err, io.EOF) {
+		if err := w.ReadFrame(media.NewFrame(rate)); err == nil || errors.Is(err, io.EOF) {
 			t.Errorf("rate %d: %v", rate, err)
 		}
 	}
@@ -478,7 +479,7 @@ func TestWAVReadFrameDoesNotAllocate(t *testing.T) {
 	}
 	w := mustWAV(t, buf.Bytes())
 	for _, rate := range []int{48000, 8000} {
-		f := NewFrame(rate)
+		f := media.NewFrame(rate)
 		if err := w.ReadFrame(f); err != nil {
 			t.Fatal(err)
 		}
@@ -510,10 +511,10 @@ func FuzzNewWAVSource(f *testing.F) {
 		if w.Duration() < 0 {
 			t.Fatalf("duration %v", w.Duration())
 		}
-		frames := int(w.Duration()/frameDuration) + 1
+		frames := int(w.Duration()/media.FrameDuration) + 1
 		for _, rate := range []int{w.Rate(), 8000, 48000} {
 			w.Rewind()
-			fr := NewFrame(rate)
+			fr := media.NewFrame(rate)
 			n := 0
 			for ; n <= frames+1; n++ {
 				if err := w.ReadFrame(fr); err != nil {

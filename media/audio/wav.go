@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"bytes"
@@ -10,19 +10,20 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // ErrInvalidWAV is wrapped by the errors NewWAVSource and OpenWAV return for
 // input that is not a well-formed RIFF/WAVE file.
-var ErrInvalidWAV = errors.New("media: invalid WAV file")
+var ErrInvalidWAV = errors.New("audio: invalid WAV file")
 
 // ErrUnsupportedWAV is wrapped by the errors NewWAVSource and OpenWAV return
 // for well-formed WAV files in a format they do not play (an encoding other
 // than 16-bit PCM, A-law or µ-law, more than two channels, or a sample rate
 // other than 8000, 16000 or 48000 Hz).
-var ErrUnsupportedWAV = errors.New("media: unsupported WAV file")
+var ErrUnsupportedWAV = errors.New("audio: unsupported WAV file")
 
 // WAV format tags.
 const (
@@ -264,15 +265,15 @@ func (w *WAVSource) Clone() *WAVSource {
 // that differs from the file's rate (f.Rate must then be an integer multiple
 // or fraction of it, see CanResample). The last frame is completed with
 // silence; after it ReadFrame returns io.EOF.
-func (w *WAVSource) ReadFrame(f *Frame) error {
+func (w *WAVSource) ReadFrame(f *media.Frame) error {
 	if w.pos >= len(w.samples) {
 		return io.EOF
 	}
-	out, err := frameSamples(f)
+	out, err := f.Fit()
 	if err != nil {
 		return err
 	}
-	nIn := SamplesPerFrame(w.rate)
+	nIn := media.SamplesPerFrame(w.rate)
 	if f.Rate == w.rate {
 		n := copy(out, w.samples[w.pos:])
 		clear(out[n:])
@@ -280,7 +281,7 @@ func (w *WAVSource) ReadFrame(f *Frame) error {
 		return nil
 	}
 	if !dsp.CanResample(w.rate, f.Rate) {
-		return fmt.Errorf("media: cannot play a %d Hz WAV file at %d Hz", w.rate, f.Rate)
+		return fmt.Errorf("audio: cannot play a %d Hz WAV file at %d Hz", w.rate, f.Rate)
 	}
 	if w.rs == nil || w.rsRate != f.Rate {
 		// Warm the filter up on the audio around the current position
@@ -317,11 +318,11 @@ func (w *WAVSource) window(lo, hi int) []int16 {
 // WriteWAV writes samples as a 16-bit PCM mono WAV file at rate Hz.
 func WriteWAV(w io.Writer, rate int, samples []int16) error {
 	if rate <= 0 || rate > math.MaxInt32/2 {
-		return fmt.Errorf("media: WriteWAV: invalid sample rate %d Hz", rate)
+		return fmt.Errorf("audio: WriteWAV: invalid sample rate %d Hz", rate)
 	}
 	n := uint64(len(samples)) * 2
 	if n > math.MaxUint32-36 {
-		return fmt.Errorf("media: WriteWAV: %d samples do not fit in a WAV file", len(samples))
+		return fmt.Errorf("audio: WriteWAV: %d samples do not fit in a WAV file", len(samples))
 	}
 	buf := appendWAVHeader(make([]byte, 0, 44+n), rate, 1, uint32(n))
 	for _, s := range samples {

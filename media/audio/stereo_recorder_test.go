@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"encoding/binary"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
@@ -50,7 +51,7 @@ func TestStereoRecorderChannelsAndAlignment(t *testing.T) {
 	}
 	lt := NewTone(Tone{Freqs: []float64{500}, Amplitude: 4000})
 	rt := NewTone(Tone{Freqs: []float64{1200}, Amplitude: 6000})
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	const ticks = 100
 	for i := range ticks {
 		_ = lt.ReadFrame(f)
@@ -69,7 +70,7 @@ func TestStereoRecorderChannelsAndAlignment(t *testing.T) {
 			_ = rt.ReadFrame(f)
 			_ = r.Right().WriteFrame(f)
 		}
-		_ = r.Right().WriteFrame(NewFrame(16000)) // wrong rate: dropped
+		_ = r.Right().WriteFrame(media.NewFrame(16000)) // wrong rate: dropped
 		if err := r.tick(); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +136,7 @@ func TestStereoRecorderClock(t *testing.T) {
 	if d := time.Duration(len(left)) * time.Second / 8000; d < 200*time.Millisecond || dsp.RMS(left) != 0 || dsp.RMS(right) != 0 {
 		t.Fatalf("idle recording: %s, rms %.0f/%.0f", d, dsp.RMS(left), dsp.RMS(right))
 	}
-	if err := r.Left().WriteFrame(NewFrame(8000)); err != nil {
+	if err := r.Left().WriteFrame(media.NewFrame(8000)); err != nil {
 		t.Fatal(err) // writes after Close are harmless
 	}
 }
@@ -150,7 +151,7 @@ func TestStereoRecorderSurvivesSIGKILL(t *testing.T) {
 		}
 		lt := NewTone(Tone{Freqs: []float64{500}})
 		rt := NewTone(Tone{Freqs: []float64{1200}})
-		f := NewFrame(8000)
+		f := media.NewFrame(8000)
 		for {
 			_ = lt.ReadFrame(f)
 			_ = r.Left().WriteFrame(f)
@@ -204,7 +205,7 @@ func BenchmarkStereoRecorderTick(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = r.Left().WriteFrame(f)

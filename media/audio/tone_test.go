@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"errors"
@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // readAllFrames reads src at rate until io.EOF (or max frames) and returns
 // the frames' samples one after the other and the number of frames.
-func readAllFrames(t *testing.T, src Source, rate, max int) ([]int16, int) {
+func readAllFrames(t *testing.T, src media.Source, rate, max int) ([]int16, int) {
 	t.Helper()
-	f := NewFrame(rate)
+	f := media.NewFrame(rate)
 	var all []int16
 	for n := 0; n < max; n++ {
 		err := src.ReadFrame(f)
@@ -25,7 +26,7 @@ func readAllFrames(t *testing.T, src Source, rate, max int) ([]int16, int) {
 		if err != nil {
 			t.Fatalf("frame %d: %v", n, err)
 		}
-		if len(f.Samples) != SamplesPerFrame(rate) {
+		if len(f.Samples) != media.SamplesPerFrame(rate) {
 			t.Fatalf("frame %d has %d samples at %d Hz", n, len(f.Samples), rate)
 		}
 		all = append(all, f.Samples...)
@@ -97,7 +98,7 @@ func TestTonePhaseContinuity(t *testing.T) {
 	}
 
 	src := NewTone(Tone{Freqs: []float64{freq}, Amplitude: 10000})
-	f8, f16 := NewFrame(8000), NewFrame(16000)
+	f8, f16 := media.NewFrame(8000), media.NewFrame(16000)
 	for range 7 {
 		if err := src.ReadFrame(f8); err != nil {
 			t.Fatal(err)
@@ -145,7 +146,7 @@ func TestToneDuration(t *testing.T) {
 // Ringback: 440+480 Hz, 2 s on, 4 s off.
 func TestToneCadence(t *testing.T) {
 	src := NewTone(Tone{Freqs: []float64{440, 480}, On: 2 * time.Second, Off: 4 * time.Second, Duration: 13 * time.Second})
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	var pattern []bool
 	var all []int16
 	for {
@@ -207,7 +208,7 @@ func TestToneRewindAndFrames(t *testing.T) {
 		t.Fatal("rewound tone differs")
 	}
 	// A frame without a buffer gets one; a frame of the wrong size is resized.
-	f := &Frame{Rate: 16000}
+	f := &media.Frame{Rate: 16000}
 	if err := NewTone(Tone{Freqs: []float64{700}}).ReadFrame(f); err != nil || len(f.Samples) != 320 {
 		t.Fatalf("bare frame: %v, %d samples", err, len(f.Samples))
 	}
@@ -215,7 +216,7 @@ func TestToneRewindAndFrames(t *testing.T) {
 	if err := NewTone(Tone{Freqs: []float64{700}}).ReadFrame(f); err != nil || len(f.Samples) != 160 {
 		t.Fatalf("resized frame: %v, %d samples", err, len(f.Samples))
 	}
-	if err := NewTone(Tone{Freqs: []float64{700}}).ReadFrame(&Frame{}); err == nil {
+	if err := NewTone(Tone{Freqs: []float64{700}}).ReadFrame(&media.Frame{}); err == nil {
 		t.Fatal("rate 0 accepted")
 	}
 	// The Tone's slice is copied: changing it later changes nothing.
@@ -227,129 +228,21 @@ func TestToneRewindAndFrames(t *testing.T) {
 	}
 }
 
-func TestSilence(t *testing.T) {
-	for _, tc := range []struct {
-		d      time.Duration
-		frames int
-	}{{100 * time.Millisecond, 5}, {30 * time.Millisecond, 2}, {0, 500}} {
-		s, n := readAllFrames(t, Silence(tc.d), 16000, 500)
-		if n != tc.frames || dsp.RMS(s) != 0 {
-			t.Errorf("Silence(%v): %d frames, RMS %g; want %d frames", tc.d, n, dsp.RMS(s), tc.frames)
-		}
-	}
-	// Silence overwrites what the frame held.
-	f := NewFrame(8000)
-	for i := range f.Samples {
-		f.Samples[i] = 1000
-	}
-	if err := Silence(time.Second).ReadFrame(f); err != nil || dsp.RMS(f.Samples) != 0 {
-		t.Fatalf("silence frame: %v, RMS %g", err, dsp.RMS(f.Samples))
-	}
-}
-
-func TestSequence(t *testing.T) {
-	seq := Sequence(
-		NewTone(Tone{Freqs: []float64{440}, Duration: 100 * time.Millisecond}),
-		Silence(60*time.Millisecond),
-		Sequence(), // nothing: skipped
-		NewTone(Tone{Freqs: []float64{1000}, Duration: 40 * time.Millisecond}),
-	)
-	check := func() {
-		s, n := readAllFrames(t, seq, 8000, 100)
-		if n != 10 {
-			t.Fatalf("%d frames, want 5+3+2", n)
-		}
-		if f, _ := dsp.DominantFrequency(s[:800], 8000, 100, 3800, 10); math.Abs(f-440) > 5 {
-			t.Errorf("first part at %.1f Hz", f)
-		}
-		if dsp.RMS(s[800:1280]) != 0 {
-			t.Error("second part not silent")
-		}
-		if f, _ := dsp.DominantFrequency(s[1280:], 8000, 100, 3800, 10); math.Abs(f-1000) > 5 {
-			t.Errorf("third part at %.1f Hz", f)
-		}
-		// Stays at EOF.
-		if err := seq.ReadFrame(NewFrame(8000)); !errors.Is(err, io.EOF) {
-			t.Errorf("after the end: %v", err)
-		}
-	}
-	check()
-	seq.(interface{ Rewind() }).Rewind()
-	check()
-
-	// Errors other than EOF come through.
-	boom := errors.New("boom")
-	bad := Sequence(Silence(20*time.Millisecond), SourceFunc(func(*Frame) error { return boom }))
-	f := NewFrame(8000)
-	if err := bad.ReadFrame(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := bad.ReadFrame(f); !errors.Is(err, boom) {
-		t.Fatalf("got %v, want boom", err)
-	}
-	if _, n := readAllFrames(t, Sequence(), 8000, 10); n != 0 {
-		t.Fatal("empty sequence yielded frames")
-	}
-}
-
 // neverSource is empty even after a rewind.
 type neverSource struct{ rewinds int }
 
-func (*neverSource) ReadFrame(*Frame) error { return io.EOF }
-func (s *neverSource) Rewind()              { s.rewinds++ }
+func (*neverSource) ReadFrame(*media.Frame) error { return io.EOF }
+func (s *neverSource) Rewind()                    { s.rewinds++ }
 
 // failingSource always fails with err.
 type failingSource struct{ err error }
 
-func (s failingSource) ReadFrame(*Frame) error { return s.err }
-func (failingSource) Rewind()                  {}
-
-func TestLoop(t *testing.T) {
-	tone := NewTone(Tone{Freqs: []float64{440}, Amplitude: 10000, Duration: 100 * time.Millisecond})
-	s, n := readAllFrames(t, Loop(tone, 3), 8000, 100)
-	if n != 15 {
-		t.Fatalf("3 loops of 5 frames gave %d", n)
-	}
-	one := s[:800]
-	for k := 1; k < 3; k++ {
-		if !slices.Equal(s[k*800:(k+1)*800], one) {
-			t.Fatalf("loop %d differs from the first", k)
-		}
-	}
-	// Forever.
-	if _, n := readAllFrames(t, Loop(NewTone(Tone{Freqs: []float64{440}, Duration: 60 * time.Millisecond}), 0), 8000, 1000); n != 1000 {
-		t.Fatalf("endless loop ended after %d frames", n)
-	}
-	// Looping a sequence (and rewinding the loop).
-	l := Loop(Sequence(Silence(20*time.Millisecond), NewTone(Tone{Freqs: []float64{440}, Duration: 20 * time.Millisecond})).(interface {
-		Source
-		Rewind()
-	}), 2)
-	for range 2 {
-		s, n = readAllFrames(t, l, 8000, 100)
-		if n != 4 || dsp.RMS(s[:160]) != 0 || dsp.RMS(s[160:320]) == 0 || dsp.RMS(s[320:480]) != 0 || dsp.RMS(s[480:]) == 0 {
-			t.Fatalf("looped sequence: %d frames", n)
-		}
-		l.(interface{ Rewind() }).Rewind()
-	}
-	// An empty source does not spin.
-	for _, times := range []int{0, 5} {
-		never := &neverSource{}
-		if _, n := readAllFrames(t, Loop(never, times), 8000, 10); n != 0 || never.rewinds > 1 {
-			t.Fatalf("empty source looped %d times: %d frames, %d rewinds", times, n, never.rewinds)
-		}
-	}
-	// Errors come through.
-	boom := errors.New("boom")
-	bad := Loop(failingSource{boom}, 0)
-	if err := bad.ReadFrame(NewFrame(8000)); !errors.Is(err, boom) {
-		t.Fatalf("got %v, want boom", err)
-	}
-}
+func (s failingSource) ReadFrame(*media.Frame) error { return s.err }
+func (failingSource) Rewind()                        {}
 
 func BenchmarkToneFrame(b *testing.B) {
 	src := NewTone(Tone{Freqs: []float64{440, 480}})
-	f := NewFrame(8000)
+	f := media.NewFrame(8000)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := src.ReadFrame(f); err != nil {

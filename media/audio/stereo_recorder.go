@@ -1,8 +1,10 @@
-package media
+package audio
 
 import (
 	"sync"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
 )
 
 // StereoRecorder records two streams side by side into one 2-channel WAV
@@ -66,7 +68,7 @@ func newStereoRecorder(path string, rate int) (*StereoRecorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := SamplesPerFrame(rate)
+	n := media.SamplesPerFrame(rate)
 	mk := func() *stereoSide {
 		s := &stereoSide{rate: rate}
 		for i := range s.slots {
@@ -79,13 +81,13 @@ func newStereoRecorder(path string, rate int) (*StereoRecorder, error) {
 }
 
 // Left is the Sink of the left channel.
-func (r *StereoRecorder) Left() Sink { return r.left }
+func (r *StereoRecorder) Left() media.Sink { return r.left }
 
 // Right is the Sink of the right channel.
-func (r *StereoRecorder) Right() Sink { return r.right }
+func (r *StereoRecorder) Right() media.Sink { return r.right }
 
 // WriteFrame queues a copy of f; frames of another rate are dropped.
-func (s *stereoSide) WriteFrame(f *Frame) error {
+func (s *stereoSide) WriteFrame(f *media.Frame) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f.Rate != s.rate || len(f.Samples) != len(s.slots[0]) {
@@ -134,7 +136,7 @@ func (s *stereoSide) queued() int {
 // keeps the length of the wall-clock time it covers.
 func (r *StereoRecorder) run() {
 	defer r.wg.Done()
-	t := time.NewTicker(frameDuration)
+	t := time.NewTicker(media.FrameDuration)
 	defer t.Stop()
 	for {
 		select {
@@ -150,7 +152,7 @@ func (r *StereoRecorder) run() {
 
 // catchUp writes the ticks due by now, at most a second's worth at once.
 func (r *StereoRecorder) catchUp(now time.Time) error {
-	due := int64(now.Sub(r.start) / frameDuration)
+	due := int64(now.Sub(r.start) / media.FrameDuration)
 	for n := 0; r.written < due && n < 50; n++ {
 		if err := r.tick(); err != nil {
 			return err
@@ -165,7 +167,7 @@ func (r *StereoRecorder) tick() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrClosed
+		return media.ErrClosed
 	}
 	r.left.take(r.out, 0)
 	r.right.take(r.out, 1)

@@ -1,4 +1,4 @@
-package media
+package audio
 
 import (
 	"bytes"
@@ -15,16 +15,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // ErrTTSUnavailable is wrapped by the error TTS.Speech returns when the
 // espeak-ng binary cannot be found; that error also wraps exec.ErrNotFound.
-var ErrTTSUnavailable = errors.New("media: text-to-speech unavailable: espeak-ng not found (apt-get install espeak-ng)")
+var ErrTTSUnavailable = errors.New("audio: text-to-speech unavailable: espeak-ng not found (apt-get install espeak-ng)")
 
 // ErrSpeechTooLong is wrapped by the error TTS.Speech returns when the text
 // or the synthesised audio exceeds the TTS's limits.
-var ErrSpeechTooLong = errors.New("media: speech too long")
+var ErrSpeechTooLong = errors.New("audio: speech too long")
 
 // TTS turns text into speech with espeak-ng and keeps the results in a
 // bounded LRU cache, so a prompt spoken on every call is synthesised once.
@@ -154,14 +155,14 @@ func (t *TTS) Speech(ctx context.Context, text, voice string, rate int) (*WAVSou
 	if err := checkVoice(voice); err != nil {
 		return nil, err
 	}
-	if rate <= 0 || rate > MaxFrameSamples*50 {
-		return nil, fmt.Errorf("media: tts: invalid rate %d Hz", rate)
+	if rate <= 0 || rate > media.MaxFrameSamples*50 {
+		return nil, fmt.Errorf("audio: tts: invalid rate %d Hz", rate)
 	}
 	if len(text) > t.MaxText {
 		return nil, fmt.Errorf("%w: %d bytes of text, limit %d", ErrSpeechTooLong, len(text), t.MaxText)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("media: tts: %w", err)
+		return nil, fmt.Errorf("audio: tts: %w", err)
 	}
 	key := ttsKey{text: text, voice: voice, rate: rate}
 
@@ -201,7 +202,7 @@ func (t *TTS) Speech(ctx context.Context, text, voice string, rate int) (*WAVSou
 			}
 		}
 		t.mu.Unlock()
-		return nil, fmt.Errorf("media: tts: %w", ctx.Err())
+		return nil, fmt.Errorf("audio: tts: %w", ctx.Err())
 	}
 }
 
@@ -260,7 +261,7 @@ func (t *TTS) lookPath() (string, error) {
 	case errors.Is(err, fs.ErrNotExist): // a path that is not there
 		return "", fmt.Errorf("%w: %s: %w (%w)", ErrTTSUnavailable, t.Command, exec.ErrNotFound, err)
 	}
-	return "", fmt.Errorf("media: tts: %w", err)
+	return "", fmt.Errorf("audio: tts: %w", err)
 }
 
 func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
@@ -272,7 +273,7 @@ func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
 	case t.sem <- struct{}{}:
 		defer func() { <-t.sem }()
 	case <-ctx.Done():
-		return nil, fmt.Errorf("media: tts: waiting for a free synthesiser: %w", ctx.Err())
+		return nil, fmt.Errorf("audio: tts: waiting for a free synthesiser: %w", ctx.Err())
 	}
 	cmd := exec.CommandContext(ctx, path, "--stdout", "-b", "1", "-v", key.voice, "--stdin")
 	cmd.Stdin = strings.NewReader(key.text)
@@ -281,14 +282,14 @@ func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
 	cmd.Stderr = &limitedBuffer{b: &stderr, n: 1024}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, fmt.Errorf("media: tts: %w", err)
+		return nil, fmt.Errorf("audio: tts: %w", err)
 	}
 	t.runs.Add(1)
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			err = fmt.Errorf("%w: %w", ErrTTSUnavailable, err)
 		}
-		return nil, fmt.Errorf("media: tts: %w", err)
+		return nil, fmt.Errorf("audio: tts: %w", err)
 	}
 	// 22050 Hz is espeak-ng's own rate; allow for MBROLA voices up to
 	// 48 kHz in the byte limit.
@@ -301,21 +302,21 @@ func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
 	}
 	werr := cmd.Wait()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("media: tts: espeak-ng: %w", ctx.Err())
+		return nil, fmt.Errorf("audio: tts: espeak-ng: %w", ctx.Err())
 	}
 	if rerr != nil || werr != nil {
-		return nil, fmt.Errorf("media: tts: espeak-ng -v %s: %w: %s", key.voice, errors.Join(rerr, werr), strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("audio: tts: espeak-ng -v %s: %w: %s", key.voice, errors.Join(rerr, werr), strings.TrimSpace(stderr.String()))
 	}
 	pcm, srcRate, err := parseStreamedWAV(raw)
 	if err != nil {
-		return nil, fmt.Errorf("media: tts: espeak-ng output: %w", err)
+		return nil, fmt.Errorf("audio: tts: espeak-ng output: %w", err)
 	}
 	if time.Duration(len(pcm))*time.Second/time.Duration(srcRate) > t.MaxAudio {
 		return nil, fmt.Errorf("%w: more than %s of audio", ErrSpeechTooLong, t.MaxAudio)
 	}
 	out, err := dsp.ResampleRational(make([]int16, 0, len(pcm)*key.rate/srcRate+1), pcm, srcRate, key.rate)
 	if err != nil {
-		return nil, fmt.Errorf("media: tts: %w", err)
+		return nil, fmt.Errorf("audio: tts: %w", err)
 	}
 	return out, nil
 }
@@ -324,14 +325,14 @@ func (t *TTS) synthesise(ctx context.Context, key ttsKey) ([]int16, error) {
 // "+" for variants), never anything that could read as an option or a path.
 func checkVoice(v string) error {
 	if len(v) > 64 || v[0] == '-' {
-		return fmt.Errorf("media: tts: invalid voice %q", v)
+		return fmt.Errorf("audio: tts: invalid voice %q", v)
 	}
 	for _, c := range v {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-', c == '_', c == '+':
 		default:
-			return fmt.Errorf("media: tts: invalid voice %q", v)
+			return fmt.Errorf("audio: tts: invalid voice %q", v)
 		}
 	}
 	return nil
