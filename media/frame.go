@@ -1,6 +1,9 @@
-// Package media is Switchboard's RTP media engine: RTP endpoints, codecs,
-// sources (players, tones, speech), sinks (recorders, detectors) and the
-// paths that move audio between legs without passing through an actor.
+// Package media is Switchboard's RTP media engine: streams (Endpoint) on
+// packet transports (package media/transport), the jitter buffer, bridges
+// and mixers, DTMF, statistics, and the paths that move audio between legs
+// without passing through an actor. Codecs live in media/codec, signal
+// processing in media/dsp, and tones, WAV files, speech and recorders in
+// media/audio.
 //
 // Audio moves in 20 ms frames of signed 16-bit linear PCM. A Source yields
 // frames, a Sink consumes them; players, recorders, detectors and mixers
