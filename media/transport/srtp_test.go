@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -212,5 +215,79 @@ func BenchmarkSRTP(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Through the SRTP wrapper, a packet that fails authentication never
+// reaches the stream and never latches the UDP transport under it, even
+// from the peer's IP; the first authentic packet does. What the wrapper
+// sends is SRTP the peer's key opens.
+func TestSRTPWrapperLatchesOnlyAuthentic(t *testing.T) {
+	pool, err := NewPortPool(24800, 24899)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+	u, err := NewUDP(pool, ip, UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSRTP(u, nil)
+	defer s.Close()
+	ours, theirs := mirroredKeys(t, SRTPAESCM128SHA1_80)
+	s.SetPeer(Peer{Remote: netip.AddrPortFrom(ip, 9), RTCPMux: true, SRTP: ours})
+	if s.Suite() != SRTPAESCM128SHA1_80 {
+		t.Fatalf("suite %v", s.Suite())
+	}
+	rec := &recorder{accept: true}
+	s.Start(rec)
+	honest, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	forger, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer honest.Close()
+	defer forger.Close()
+	peer, err := NewSRTPContext(*theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire []byte
+	if err := peer.ProtectRTP(rtpPacket(1, make([]byte, 160)), func(b []byte) { wire = append(wire[:0], b...) }); err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]byte(nil), wire...)
+	forged[len(forged)-1] ^= 0xff // bad tag
+	forger.WriteToUDPAddrPort(forged, u.LocalAddr())
+	waitFor(t, "the forged packet counted", func() bool { return s.Stats().SRTPAuthFailures == 1 })
+	if n, _ := rec.counts(); n != 0 || u.Remote().Port() != 9 {
+		t.Fatalf("forged packet: stream got %d, remote %v", n, u.Remote())
+	}
+	honest.WriteToUDPAddrPort(wire, u.LocalAddr())
+	waitFor(t, "the authentic packet", func() bool { n, _ := rec.counts(); return n == 1 })
+	if want := honest.LocalAddr().(*net.UDPAddr).AddrPort(); u.Remote() != want {
+		t.Fatalf("latched %v, want %v", u.Remote(), want)
+	}
+	rec.mu.Lock()
+	got := rec.rtp[0]
+	rec.mu.Unlock()
+	if len(got) != 12+160 {
+		t.Fatalf("stream got %d bytes, want the decrypted 172", len(got))
+	}
+	if st := s.Stats(); st.Dropped != 1 || st.SRTPAuthFailures != 1 {
+		t.Fatalf("stats %+v, want one drop, one auth failure", st)
+	}
+	// Outbound: protected, and the peer opens it.
+	if err := s.WriteRTP(rtpPacket(7, make([]byte, 160))); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = honest.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := honest.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 12+160+10 {
+		t.Fatalf("sent %d bytes, want SRTP with an 80-bit tag", n)
+	}
+	if _, err := peer.UnprotectRTP(buf[:n]); err != nil {
+		t.Fatalf("peer cannot open what the wrapper sent: %v", err)
 	}
 }
