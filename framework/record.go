@@ -39,7 +39,7 @@ type RecordOptions struct {
 // until MaxDuration, a stop digit, ctx, or hangup, and returns how much was
 // recorded. Only digits pressed after recording started stop it (see
 // RecordOptions.KeepTypeAhead). The file is valid whatever ends the recording — even a crash
-// of the server (see media.WAVRecorder). A hangup returns the duration
+// of the server (see audio.WAVRecorder). A hangup returns the duration
 // with ErrHangup. A mono Record takes the caller's audio the way Listen
 // does; a Stereo one listens beside it (see RecordOptions.Stereo).
 //

@@ -15,11 +15,11 @@ type SayOptions struct {
 }
 
 // Say speaks text to the caller with the server's text-to-speech
-// (espeak-ng, see media.TTS) and returns when it has been played, like
+// (espeak-ng, see audio.TTS) and returns when it has been played, like
 // Play: an unanswered call is answered first and cancelling ctx stops it.
 // Speech is synthesised at the caller's codec rate and cached, so a
 // sentence said on every call costs one synthesis. Without espeak-ng it
-// returns an error wrapping media.ErrTTSUnavailable.
+// returns an error wrapping audio.ErrTTSUnavailable.
 func (c *Call) Say(ctx context.Context, text string, opts SayOptions) error {
 	src, err := c.Speech(ctx, text, opts)
 	if err != nil {

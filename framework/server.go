@@ -156,7 +156,7 @@ type Config struct {
 	// off, so that only MemoryLimit triggers collections). Zero leaves
 	// the runtime's setting (GOGC, else 100). It is process-wide.
 	GCPercent int
-	// TTS speaks Call.Say's text; nil means a media.TTS with its defaults
+	// TTS speaks Call.Say's text; nil means an audio.TTS with its defaults
 	// (espeak-ng from PATH, 32 MiB cache), shared by the server's calls.
 	TTS *audio.TTS
 }

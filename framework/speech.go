@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // DetectSpeechOptions configure DetectSpeech. The zero value waits 5 s
@@ -21,7 +22,7 @@ type DetectSpeechOptions struct {
 	// interrupts it (barge-in).
 	Prompt media.Source
 	// VAD tunes the detector (threshold, onset, hangover).
-	VAD media.VADOptions
+	VAD dsp.VADOptions
 }
 
 // Utterance is what DetectSpeech heard.
@@ -53,8 +54,8 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	if err := c.Answer(ctx); err != nil {
 		return Utterance{}, err
 	}
-	w := &speechWatch{ch: make(chan media.VADEvent, 8)}
-	vad := media.NewVAD(opts.VAD, func(ev media.VADEvent) {
+	w := &speechWatch{ch: make(chan dsp.VADEvent, 8)}
+	vad := media.NewVAD(opts.VAD, func(ev dsp.VADEvent) {
 		c.root.Send(c.pid, &speechChange{watch: w, ev: ev})
 	})
 	started := time.Now()
@@ -129,12 +130,12 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 }
 
 // speechWatch is one DetectSpeech's subscription to its VAD's changes.
-type speechWatch struct{ ch chan media.VADEvent }
+type speechWatch struct{ ch chan dsp.VADEvent }
 
 // speechChange carries a VAD change from the media path to the actor.
 type speechChange struct {
 	watch *speechWatch
-	ev    media.VADEvent
+	ev    dsp.VADEvent
 }
 
 func (a *callActor) onSpeechChange(m *speechChange) {

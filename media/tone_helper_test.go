@@ -4,6 +4,8 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/dsp"
 )
 
 // sineSource is the internal tests' tone: the audio package's generators
@@ -54,7 +56,7 @@ func (s *sineSource) Rewind() {
 
 // dtmfTone plays digit as in-band DTMF for on, then silence for off.
 func dtmfTone(digit rune, on, off time.Duration) (Source, bool) {
-	row, col, ok := DTMFFrequencies(digit)
+	row, col, ok := dsp.DTMFFrequencies(digit)
 	if !ok {
 		return nil, false
 	}

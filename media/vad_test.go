@@ -12,10 +12,10 @@ import (
 )
 
 // vadRun feeds samples to a new VAD frame by frame and returns its events.
-func vadRun(t *testing.T, opts media.VADOptions, samples []int16) []media.VADEvent {
+func vadRun(t *testing.T, opts dsp.VADOptions, samples []int16) []dsp.VADEvent {
 	t.Helper()
-	var evs []media.VADEvent
-	v := media.NewVAD(opts, func(ev media.VADEvent) { evs = append(evs, ev) })
+	var evs []dsp.VADEvent
+	v := media.NewVAD(opts, func(ev dsp.VADEvent) { evs = append(evs, ev) })
 	f := media.NewFrame(8000)
 	for i := 0; i+160 <= len(samples); i += 160 {
 		copy(f.Samples, samples[i:i+160])
@@ -61,8 +61,8 @@ func TestVADToneBursts(t *testing.T) {
 	s := signal(t, piece{500 * time.Millisecond, 0, 0}, piece{time.Second, 440, 3000},
 		piece{time.Second, 0, 0}, piece{600 * time.Millisecond, 1000, 3000}, piece{time.Second, 0, 0})
 	for _, noise := range []float64{0, 60} { // also 30 dB above a noise floor
-		evs := vadRun(t, media.VADOptions{}, addGaussNoise(s, noise, 7))
-		want := []media.VADEvent{
+		evs := vadRun(t, dsp.VADOptions{}, addGaussNoise(s, noise, 7))
+		want := []dsp.VADEvent{
 			{Speaking: true, At: 500 * time.Millisecond},
 			{Speaking: false, At: 1500 * time.Millisecond, Duration: time.Second},
 			{Speaking: true, At: 2500 * time.Millisecond},
@@ -84,21 +84,21 @@ func TestVADHangoverBridgesShortGaps(t *testing.T) {
 		return signal(t, piece{200 * time.Millisecond, 0, 0}, piece{500 * time.Millisecond, 300, 2000},
 			piece{g, 0, 0}, piece{500 * time.Millisecond, 300, 2000}, piece{time.Second, 0, 0})
 	}
-	if evs := vadRun(t, media.VADOptions{}, gap(200*time.Millisecond)); len(evs) != 2 || evs[1].Duration < 1100*time.Millisecond {
+	if evs := vadRun(t, dsp.VADOptions{}, gap(200*time.Millisecond)); len(evs) != 2 || evs[1].Duration < 1100*time.Millisecond {
 		t.Errorf("200 ms gap under a 300 ms hangover: %+v, want one talkspurt of 1.2 s", evs)
 	}
-	if evs := vadRun(t, media.VADOptions{}, gap(500*time.Millisecond)); len(evs) != 4 {
+	if evs := vadRun(t, dsp.VADOptions{}, gap(500*time.Millisecond)); len(evs) != 4 {
 		t.Errorf("500 ms gap: %+v, want two talkspurts", evs)
 	}
-	if evs := vadRun(t, media.VADOptions{Hangover: 600 * time.Millisecond}, gap(500*time.Millisecond)); len(evs) != 2 {
+	if evs := vadRun(t, dsp.VADOptions{Hangover: 600 * time.Millisecond}, gap(500*time.Millisecond)); len(evs) != 2 {
 		t.Errorf("500 ms gap under a 600 ms hangover: %+v, want one talkspurt", evs)
 	}
 	// The silent event is reported one hangover after the speech ends.
 	s := gap(200 * time.Millisecond)
-	v := media.NewVAD(media.VADOptions{}, nil)
+	v := media.NewVAD(dsp.VADOptions{}, nil)
 	var reported time.Duration = -1
 	var frames int64 // written so far, the current one included
-	v.OnChange = func(ev media.VADEvent) {
+	v.OnChange = func(ev dsp.VADEvent) {
 		if !ev.Speaking {
 			reported = time.Duration(frames) * media.FrameDuration
 		}
@@ -117,7 +117,7 @@ func TestVADHangoverBridgesShortGaps(t *testing.T) {
 func TestVADOnsetRejectsClicks(t *testing.T) {
 	s := signal(t, piece{500 * time.Millisecond, 0, 0}, piece{40 * time.Millisecond, 1000, 8000}, piece{time.Second, 0, 0},
 		piece{60 * time.Millisecond, 1000, 8000}, piece{time.Second, 0, 0})
-	evs := vadRun(t, media.VADOptions{}, s)
+	evs := vadRun(t, dsp.VADOptions{}, s)
 	if len(evs) != 2 || !near(evs[0].At, 1540*time.Millisecond, 20*time.Millisecond) {
 		t.Fatalf("events %+v: want the 40 ms burst ignored and the 60 ms one at 1.54 s", evs)
 	}
@@ -128,7 +128,7 @@ func TestVADOnsetRejectsClicks(t *testing.T) {
 func TestVADIgnoresNoise(t *testing.T) {
 	silence := signal(t, piece{20 * time.Second, 0, 0})
 	for _, rms := range []float64{30, 90, 300, 1500} {
-		if evs := vadRun(t, media.VADOptions{}, addGaussNoise(silence, rms, uint64(rms))); len(evs) != 0 {
+		if evs := vadRun(t, dsp.VADOptions{}, addGaussNoise(silence, rms, uint64(rms))); len(evs) != 0 {
 			t.Errorf("white noise at rms %.0f: %+v", rms, evs)
 		}
 	}
@@ -139,7 +139,7 @@ func TestVADIgnoresNoise(t *testing.T) {
 		level := 100 + 1900*min(float64(i)/80000, 1)
 		s[i] = dsp.Clip16(r.NormFloat64() * level)
 	}
-	if evs := vadRun(t, media.VADOptions{}, s); len(evs) != 0 {
+	if evs := vadRun(t, dsp.VADOptions{}, s); len(evs) != 0 {
 		t.Errorf("swelling noise: %+v", evs)
 	}
 }
@@ -152,13 +152,13 @@ func TestVADReleasesAbruptNoise(t *testing.T) {
 	for i := 8000; i < len(s); i++ {
 		s[i] = dsp.Clip16(r.NormFloat64() * 1500)
 	}
-	evs := vadRun(t, media.VADOptions{}, s)
+	evs := vadRun(t, dsp.VADOptions{}, s)
 	if len(evs) != 2 || !evs[0].Speaking || evs[1].Speaking || evs[1].At > 4*time.Second {
 		t.Fatalf("events %+v: want one false talkspurt from 1 s, over before 4 s", evs)
 	}
 	// Then real speech over that noise is found again.
 	s = append(s, addGaussNoise(signal(t, piece{time.Second, 400, 12000}, piece{time.Second, 0, 0}), 1500, 6)...)
-	evs = vadRun(t, media.VADOptions{}, s)
+	evs = vadRun(t, dsp.VADOptions{}, s)
 	if len(evs) != 4 || !near(evs[2].At, 11*time.Second, 40*time.Millisecond) || !near(evs[3].At, 12*time.Second, 40*time.Millisecond) {
 		t.Fatalf("events %+v: want the tone at 11-12 s found over the noise", evs)
 	}
@@ -214,7 +214,7 @@ func TestVADSpeech(t *testing.T) {
 		tol   time.Duration
 	}{{0, 100 * time.Millisecond}, {50, 100 * time.Millisecond}, {200, 150 * time.Millisecond}} {
 		noise := c.noise
-		evs := vadRun(t, media.VADOptions{}, addGaussNoise(s, noise, 11))
+		evs := vadRun(t, dsp.VADOptions{}, addGaussNoise(s, noise, 11))
 		if len(evs) != 6 {
 			t.Fatalf("noise %.0f: %d events %+v, want 6 (three sentences); truth %v", noise, len(evs), evs, truth)
 		}
@@ -229,7 +229,7 @@ func TestVADSpeech(t *testing.T) {
 
 func TestVADAllocatesNothing(t *testing.T) {
 	n := 0
-	v := media.NewVAD(media.VADOptions{}, func(media.VADEvent) { n++ })
+	v := media.NewVAD(dsp.VADOptions{}, func(dsp.VADEvent) { n++ })
 	s := signal(t, piece{400 * time.Millisecond, 0, 0}, piece{400 * time.Millisecond, 500, 3000})
 	f := media.NewFrame(8000)
 	i := 0
@@ -246,7 +246,7 @@ func TestVADAllocatesNothing(t *testing.T) {
 func BenchmarkVAD(b *testing.B) {
 	f := media.NewFrame(8000)
 	_ = audio.NewTone(audio.Tone{Freqs: []float64{500}, Duration: time.Second}).ReadFrame(f)
-	v := media.NewVAD(media.VADOptions{}, nil)
+	v := media.NewVAD(dsp.VADOptions{}, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = v.WriteFrame(f)

@@ -62,7 +62,7 @@ type Config struct {
 	// Ports hands out RTP ports. Required.
 	Ports *transport.PortPool
 	// Codecs lists the audio codecs offered, in preference order; nil means
-	// media.Codecs().
+	// codec.Codecs().
 	Codecs []codec.CodecSpec
 	// NoTelephoneEvent leaves RFC 4733 out of offers and answers, so DTMF
 	// travels in-band (as some PSTN gateways do; the harness uses it to

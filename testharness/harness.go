@@ -226,7 +226,7 @@ func (c *Call) PlayWAV(path string) {
 	c.Play(src)
 }
 
-// Say speaks text to the far end with espeak-ng (media.TTS) and fails the
+// Say speaks text to the far end with espeak-ng (audio.TTS) and fails the
 // test if it cannot synthesise.
 func (c *Call) Say(text string) {
 	c.h.t.Helper()

@@ -28,7 +28,7 @@ type PhoneOptions struct {
 	Addr string
 	// RTPPortMin, RTPPortMax bound the phone's RTP ports.
 	RTPPortMin, RTPPortMax int
-	// Codecs offered, in order; nil means media.Codecs() (PCMU first).
+	// Codecs offered, in order; nil means codec.Codecs() (PCMU first).
 	Codecs []codec.CodecSpec
 	Logger *slog.Logger
 	// OnInvite, if set, receives calls made to the phone. Otherwise the

@@ -22,7 +22,7 @@ func main() {
 
 		ask, err := c.Speech(ctx, "Hello. Please tell me why you are calling.", framework.SayOptions{})
 		if err != nil {
-			return err // errors.Is(err, media.ErrTTSUnavailable) without espeak-ng
+			return err // errors.Is(err, audio.ErrTTSUnavailable) without espeak-ng
 		}
 		said, err := c.DetectSpeech(ctx, framework.DetectSpeechOptions{Prompt: ask, Timeout: 8 * time.Second})
 		if errors.Is(err, framework.ErrNoInput) {

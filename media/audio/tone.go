@@ -117,7 +117,7 @@ func sinCycles(p float64) float64 {
 // silence for off (for test peers and for sending DTMF to peers without
 // RFC 4733).
 func DTMFTone(digit rune, on, off time.Duration) (media.Source, bool) {
-	row, col, ok := media.DTMFFrequencies(digit)
+	row, col, ok := dsp.DTMFFrequencies(digit)
 	if !ok {
 		return nil, false
 	}
