@@ -5,7 +5,7 @@ package media
 //
 // When both legs use the same codec at the same clock rate the bridge is a
 // passthrough: each endpoint's reader forwards packets straight out of the
-// other's socket, rewriting only the RTP header (SSRC, payload type,
+// other's transport, rewriting only the RTP header (SSRC, payload type,
 // sequence, timestamp). Nothing is decoded, nothing allocated, no goroutine
 // added; telephone-events are forwarded when both sides negotiated them.
 // Otherwise audio goes through each endpoint's jitter buffer, is decoded
