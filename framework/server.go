@@ -177,8 +177,12 @@ type Server struct {
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
 
-	rooms    roomRegistry
-	legReg   legRegistry
+	rooms  roomRegistry
+	legReg legRegistry
+	// inbox routes replies to the goroutines waiting for them; objs keeps
+	// the live objects (sources, sinks, transfers) messages name by ID.
+	inbox    *replyInbox
+	objs     objects
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
 	tts      *media.TTS
@@ -239,6 +243,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
+	s.inbox = &replyInbox{}
+	s.inbox.pid = s.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return s.inbox }))
 	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
@@ -521,7 +527,14 @@ func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
 		}()
 		err = h.ServeCall(c.ctx, c)
 	}()
-	s.root.Send(c.pid, &controllerDone{err: err, panicked: panicked})
+	done := &controllerDone{Panicked: panicked}
+	if err != nil {
+		done.Err = err.Error()
+	}
+	if errors.Is(err, ErrHangup) {
+		done.Err = "" // the call ended: nothing to report
+	}
+	s.root.Send(c.pid, done)
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
@@ -641,6 +654,29 @@ func (s *Server) LiveLegs() int { return s.legReg.count() }
 
 // Rooms returns the names of the open rooms.
 func (s *Server) Rooms() []string { return s.rooms.names() }
+
+// Call returns a handle on the live call with that ID (Call.ID), or nil
+// once it has ended. Its verbs are messages to the call's actor, as for
+// the handle its flow holds; use it to control a call from outside its
+// flow (an HTTP API, another call's flow).
+func (s *Server) Call(id string) *Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id]
+}
+
+// ask sends m to the actor pid and waits for its Reply, or ctx.
+func (s *Server) ask(ctx context.Context, pid *actor.PID, m request) (*Reply, error) {
+	w := s.inbox.wait(m)
+	defer w.done()
+	s.root.Send(pid, m)
+	select {
+	case r := <-w.ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // callPID returns the actor of the live call with that ID, or nil.
 func (s *Server) callPID(id string) *actor.PID {
