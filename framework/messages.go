@@ -270,8 +270,10 @@ type PanicData struct {
 }
 
 // actorMessages lists every message type call and room actors accept
-// (Reply: a call actor collects its legs' answers to chat).
+// (Reply: a call actor collects its legs' answers to chat), and those of
+// leg actors (leg.go) and the reply inbox, which are plain data as well.
 var actorMessages = []any{
+	&legAnswer{}, &legReject{}, &legHangup{}, &legOpResult{}, &legWatch{}, &legSendChat{}, &legMarkAnswered{},
 	&answerReq{}, &ringReq{}, &rejectReq{}, &hangupReq{}, &playReq{}, &stopPlayReq{}, &listenReq{},
 	&tapReq{}, &callerReq{}, &echoReq{}, &holdReq{}, &dialReq{}, &dialCancel{}, &transferReq{},
 	&joinReq{}, &leaveReq{}, &publishReq{}, &chatReq{}, &legsReq{}, &controllerDone{}, &shutdownReq{},
