@@ -270,8 +270,9 @@ type PanicData struct {
 }
 
 // actorMessages lists every message type call and room actors accept
-// (Reply: a call actor collects its legs' answers to chat), and those of
-// leg actors (leg.go) and the reply inbox, which are plain data as well.
+// (Reply: a call actor collects its legs' answers to chat; it is also all
+// the reply inbox takes), and those of leg actors (leg.go), which are
+// plain data as well.
 var actorMessages = []any{
 	&legAnswer{}, &legReject{}, &legHangup{}, &legOpResult{}, &legWatch{}, &legSendChat{}, &legMarkAnswered{},
 	&answerReq{}, &ringReq{}, &rejectReq{}, &hangupReq{}, &playReq{}, &stopPlayReq{}, &listenReq{},

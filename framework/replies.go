@@ -147,8 +147,13 @@ type textError struct {
 func (e *textError) Error() string { return e.text }
 func (e *textError) Unwrap() error { return e.err }
 
-// replyInbox is the server's reply actor: it hands each Reply to the
-// goroutine waiting for it. Replies nobody waits for (the waiter gave up)
+// replyInbox is the server's reply address: a protoactor process (like
+// the futures protoactor builds for its own request/response) registered
+// under a PID, so replies reach it the way any message reaches an actor —
+// from this node or, in a cluster, from another. It has no mailbox: a
+// Reply is handed straight to the goroutine waiting for its request ID,
+// in the sender's goroutine and without blocking (one reply per request,
+// into a buffered channel). Replies nobody waits for (the waiter gave up)
 // are dropped.
 type replyInbox struct {
 	pid     *actor.PID
@@ -157,8 +162,16 @@ type replyInbox struct {
 	waiting map[uint64]chan *Reply
 }
 
-func (in *replyInbox) Receive(ctx actor.Context) {
-	r, ok := ctx.Message().(*Reply)
+// newReplyInbox registers the inbox with the actor system.
+func newReplyInbox(sys *actor.ActorSystem) *replyInbox {
+	in := &replyInbox{}
+	in.pid, _ = sys.ProcessRegistry.Add(in, "replies"+sys.ProcessRegistry.NextId())
+	return in
+}
+
+// SendUserMessage delivers a Reply to its waiter (actor.Process).
+func (in *replyInbox) SendUserMessage(_ *actor.PID, message any) {
+	r, ok := actor.UnwrapEnvelopeMessage(message).(*Reply)
 	if !ok {
 		return
 	}
@@ -170,6 +183,13 @@ func (in *replyInbox) Receive(ctx actor.Context) {
 		ch <- r // buffered: one reply per request
 	}
 }
+
+// SendSystemMessage ignores system messages (actor.Process).
+func (in *replyInbox) SendSystemMessage(*actor.PID, any) {}
+
+// Stop does nothing: the inbox lives as long as the actor system
+// (actor.Process).
+func (in *replyInbox) Stop(*actor.PID) {}
 
 // waiter is one request's place in the inbox.
 type waiter struct {

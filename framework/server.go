@@ -243,8 +243,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
-	s.inbox = &replyInbox{}
-	s.inbox.pid = s.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return s.inbox }))
+	s.inbox = newReplyInbox(s.system)
 	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {

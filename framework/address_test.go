@@ -1,0 +1,128 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A call is controlled by ID from outside its flow: srv.Call(id) sends
+// plain messages to the call's actor. Its Legs, Signal and Hangup work;
+// the flow, waiting in Play, sees the hangup; afterwards the ID finds
+// nothing, and no reply waiter or live object is left behind.
+func TestCallAddressableByID(t *testing.T) {
+	playing := make(chan string, 1)
+	flowErr := make(chan error, 1)
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		playing <- c.ID()
+		err := c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{700}, Duration: time.Minute}))
+		flowErr <- err
+		return err
+	}))
+	leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "held", From: "sip:alice@memory"})
+	srv.StartCall(leg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var id string
+	select {
+	case id = <-playing:
+	case <-ctx.Done():
+		t.Fatal("the flow did not start playing")
+	}
+	if _, err := phone.WaitTone(ctx, 700, 20); err != nil {
+		t.Fatalf("phone does not hear the flow's tone: %v", err)
+	}
+	c := srv.Call(id)
+	if c == nil {
+		t.Fatalf("srv.Call(%q) found no call", id)
+	}
+	legs, err := c.Legs(ctx)
+	if err != nil || len(legs) != 1 || legs[0].ID() != leg.ID() {
+		t.Fatalf("Legs by ID = %v, %v; want the caller %s", legs, err, leg.ID())
+	}
+	sub := c.Subscribe(ctx, FromNow)
+	defer sub.Close()
+	if err := c.Signal(ctx, "from-outside", map[string]int{"n": 1}); err != nil {
+		t.Fatalf("Signal by ID: %v", err)
+	}
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("no signal event: %v", err)
+		}
+		if ev.Type == EventSignal {
+			if d, ok := ev.Data.(SignalData); !ok || d.Name != "from-outside" || string(d.Payload) != `{"n":1}` {
+				t.Fatalf("signal event %+v", ev.Data)
+			}
+			break
+		}
+	}
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatalf("Hangup by ID: %v", err)
+	}
+	select {
+	case err := <-flowErr:
+		if !errors.Is(err, ErrHangup) {
+			t.Fatalf("the flow's Play returned %v, want ErrHangup", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the flow's Play did not return after Hangup by ID")
+	}
+	select {
+	case <-leg.Done():
+	case <-ctx.Done():
+		t.Fatal("the leg was not hung up")
+	}
+	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	if srv.Call(id) != nil {
+		t.Fatalf("srv.Call(%q) still finds the ended call", id)
+	}
+	waitFor(t, 5*time.Second, "no waiter and no live object left", func() bool {
+		return srv.inbox.pending() == 0 && srv.objs.count() == 0 && srv.LiveLegs() == 0
+	})
+}
+
+// BenchmarkVerbRoundTrip measures one Call verb as messages: Hold on an
+// in-memory leg, which cannot be held, so the call actor answers at once
+// (Call → call actor → reply inbox → the waiting goroutine).
+func BenchmarkVerbRoundTrip(b *testing.B) {
+	ready := make(chan *Call, 1)
+	srv, err := NewServer(Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: 31000, RTPPortMax: 31999,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		ready <- c
+		<-ctx.Done()
+		return nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = srv.ListenAndServe(sctx) }()
+	<-srv.Ready()
+	leg, _ := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bench", From: "sip:bench@memory"})
+	srv.StartCall(leg)
+	c := <-ready
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Hold(ctx); err == nil {
+			b.Fatal("a memory leg was held")
+		}
+	}
+	b.StopTimer()
+	_ = c.Hangup(ctx)
+}
