@@ -126,3 +126,42 @@ func BenchmarkVerbRoundTrip(b *testing.B) {
 	b.StopTimer()
 	_ = c.Hangup(ctx)
 }
+
+// A room is controlled by name: a caller Joins "desk", the room's handle
+// lists it and kicks it, and the flow's Join returns ErrKicked.
+func TestRoomAddressableByName(t *testing.T) {
+	joined := make(chan error, 1)
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
+		err := c.Join(ctx, "desk", JoinOptions{})
+		joined <- err
+		return err
+	}))
+	leg, _ := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "desk", From: "sip:bob@memory"})
+	srv.StartCall(leg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	room := srv.Room("desk")
+	var members []LegInfo
+	waitFor(t, 5*time.Second, "the caller in the room", func() bool {
+		var err error
+		members, err = room.Members(ctx)
+		return err == nil && len(members) == 1
+	})
+	if members[0].ID != leg.ID() || members[0].State != LegAnswered {
+		t.Fatalf("room members %+v, want the caller %s answered", members, leg.ID())
+	}
+	if err := room.Kick(ctx, leg.ID()); err != nil {
+		t.Fatalf("Kick by room name: %v", err)
+	}
+	select {
+	case err := <-joined:
+		if !errors.Is(err, ErrKicked) {
+			t.Fatalf("Join returned %v, want ErrKicked", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Join did not return after the kick")
+	}
+	waitFor(t, 5*time.Second, "the call to end and the room to close", func() bool {
+		return srv.ActiveCalls() == 0 && len(srv.Rooms()) == 0
+	})
+}

@@ -256,6 +256,29 @@ func (r *roomRegistry) closeAll(s *Server) {
 	}
 }
 
+// Room is a handle on a room by name: its methods are messages to the
+// room's actor, found by name when they are sent (a room is created on
+// first use and stops when empty, so the handle outlives any one actor).
+type Room struct {
+	srv  *Server
+	name string
+}
+
+// Room returns a handle on the room with that name, open or not.
+func (s *Server) Room(name string) *Room { return &Room{srv: s, name: name} }
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Members lists who is in the room (nil if it is not open).
+func (r *Room) Members(ctx context.Context) ([]LegInfo, error) { return r.srv.RoomMembers(ctx, r.name) }
+
+// Kick removes a leg from the room (see Server.Kick).
+func (r *Room) Kick(ctx context.Context, legID string) error { return r.srv.Kick(ctx, r.name, legID) }
+
+// SetOptions sets the room's rules (see Server.SetRoomOptions).
+func (r *Room) SetOptions(o RoomOptions) { r.srv.SetRoomOptions(r.name, o) }
+
 // SetRoomOptions sets the rules of the named room, now and when it is
 // next created.
 func (s *Server) SetRoomOptions(name string, o RoomOptions) {
