@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -164,4 +165,42 @@ func TestRoomAddressableByName(t *testing.T) {
 	waitFor(t, 5*time.Second, "the call to end and the room to close", func() bool {
 		return srv.ActiveCalls() == 0 && len(srv.Rooms()) == 0
 	})
+}
+
+// A message whose call has gone is cleaned up: the leg it handed over is
+// hung up and forgotten, the Source it named is dropped, and the waiting
+// requester hears ErrHangup at once instead of waiting for its ctx.
+func TestUndeliverableMessagesCleanUp(t *testing.T) {
+	srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error { return nil }))
+	gone := actor.NewPID(srv.system.Address(), "no-such-call")
+
+	leg, _ := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "late", From: "sip:carol@memory"})
+	id := srv.legReg.add(leg).id
+	srv.root.Send(gone, &dialResult{DialID: 1, LegID: id})
+	select {
+	case <-leg.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a dialled leg whose call had gone was not hung up")
+	}
+	if srv.LiveLegs() != 0 {
+		t.Fatalf("%d legs still registered", srv.LiveLegs())
+	}
+
+	p := &playReq{SourceID: srv.objs.put(media.Silence(time.Second))}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	r, err := srv.ask(ctx, gone, p)
+	if err != nil {
+		t.Fatalf("no reply from a call that had gone: %v", err)
+	}
+	if !errors.Is(r.Err.Err(), ErrHangup) {
+		t.Fatalf("reply %v, want ErrHangup", r.Err.Err())
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the reply took %s", d)
+	}
+	if n := srv.objs.count(); n != 0 {
+		t.Fatalf("%d objects left in the table", n)
+	}
 }

@@ -244,6 +244,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
+	s.system.EventStream.Subscribe(func(evt any) {
+		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+			s.undeliverable(actor.UnwrapEnvelopeMessage(dl.Message))
+		}
+	})
 	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
@@ -674,6 +679,46 @@ func (s *Server) ask(ctx context.Context, pid *actor.PID, m request) (*Reply, er
 		return r, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// undeliverable cleans up after a message that reached no actor because
+// its call or room had gone (protoactor's dead letters; it runs in the
+// sender's goroutine and never blocks): a leg the message handed over is
+// hung up and forgotten, the live objects it named are dropped, and a
+// waiting requester is answered at once — a per-leg request or a move
+// with errNotHere, so it looks for the leg's new holder, anything else
+// with ErrHangup. (A message still queued when an actor stops is dropped
+// by protoactor without a dead letter; the requester then waits for its
+// ctx or the end of the call, as before.)
+func (s *Server) undeliverable(msg any) {
+	reply := error(ErrHangup)
+	switch m := msg.(type) {
+	case *dialResult:
+		s.dropLeg(m.LegID)
+	case *transferResult:
+		s.dropLeg(m.LegID)
+		s.objs.drop(m.TransferID)
+	case *legReplace:
+		s.dropLeg(m.LegID)
+	case *moveIn:
+		s.dropLeg(m.LegID)
+	case *playReq:
+		s.objs.drop(m.SourceID)
+	case *listenReq:
+		s.objs.drop(m.SinkID)
+	case *tapReq:
+		s.objs.drop(m.SinkID)
+	case *legTransfer:
+		s.objs.drop(m.TransferID)
+	case *legCtl:
+		s.objs.drop(m.SinkID)
+		reply = errNotHere
+	case *moveOut:
+		reply = errNotHere
+	}
+	if r, ok := msg.(request); ok {
+		replyTo(s.root, *r.replyAddr(), reply)
 	}
 }
 
