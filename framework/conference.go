@@ -660,7 +660,7 @@ func (r *roomActor) onLegCtl(ctx actor.Context, m *legCtl) {
 
 // onReplace puts a new leg in the place of a member the room holds.
 func (r *roomActor) onReplace(ctx actor.Context, m *legReplace) {
-	sig := r.srv.takeLeg(m.LegID)
+	sig := r.srv.legReg.sig(m.LegID)
 	old := r.members[m.Old]
 	if old == nil || old.holder != nil || sig == nil {
 		r.srv.dropLeg(m.LegID)

@@ -130,19 +130,10 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 	}()
 }
 
-// takeLeg returns the live signaling of a leg that was handed to this
-// actor by ID (dialled, replacing), or nil.
-func (s *Server) takeLeg(id string) Signaling {
-	if id == "" {
-		return nil
-	}
-	return s.legReg.sig(id)
-}
-
 // dropLeg hangs up a leg handed to this actor that it cannot take, and
 // forgets it.
 func (s *Server) dropLeg(id string) {
-	sig := s.takeLeg(id)
+	sig := s.legReg.sig(id)
 	if sig == nil {
 		return
 	}
@@ -160,7 +151,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 		st.ringback()
 		st.ringback = nil
 	}
-	leg := a.srv.takeLeg(m.LegID)
+	leg := a.srv.legReg.sig(m.LegID)
 	if m.Err != nil || leg == nil {
 		a.dial = nil
 		st.cancel()

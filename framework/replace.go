@@ -25,7 +25,7 @@ import (
 // onReplace puts a new leg in the place of one of the call's legs.
 func (a *callActor) onReplace(ctx actor.Context, m *legReplace) {
 	old := a.legs[m.Old]
-	sig := a.srv.takeLeg(m.LegID)
+	sig := a.srv.legReg.sig(m.LegID)
 	if a.ended || a.ending || old == nil || old.ended || sig == nil || (a.conf != nil && len(a.order) > 0 && a.order[0] == m.Old) {
 		a.replaceFailed(ctx, m, errors.New("the leg to replace is gone"))
 		return

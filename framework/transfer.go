@@ -110,7 +110,7 @@ func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
 	if st != nil && (st.legID == m.From || st.legID == m.Stays) {
 		st.transferring = false
 	}
-	leg := a.srv.takeLeg(m.LegID)
+	leg := a.srv.legReg.sig(m.LegID)
 	if m.Err != nil || leg == nil {
 		err := m.Err.Err()
 		if err == nil {
