@@ -110,24 +110,38 @@ func (c *Call) Subscribe(ctx context.Context, from uint64) *Subscription {
 
 // request sends msg to the call actor and waits for its reply, for ctx, or
 // for the end of the call.
-func (c *Call) request(ctx context.Context, verb string, msg any, reply chan error) error {
-	if err := c.ended(); err != nil {
-		return wrapVerb(verb, err)
+func (c *Call) request(ctx context.Context, verb string, msg request) error {
+	r, err := c.ask(ctx, msg)
+	if err == nil {
+		err = r.Err.Err()
 	}
+	return wrapVerb(verb, err)
+}
+
+// ask sends msg to the call actor — found by the call's ID — and returns
+// its Reply; the error is ErrHangup once the call has ended, or ctx's.
+func (c *Call) ask(ctx context.Context, msg request) (*Reply, error) {
+	if err := c.ended(); err != nil {
+		return nil, err
+	}
+	w := c.srv.inbox.wait(msg)
+	defer w.done()
 	c.root.Send(c.pid, msg)
+	return c.await(ctx, w)
+}
+
+// await waits for w's reply, ctx, or the end of the call.
+func (c *Call) await(ctx context.Context, w *waiter) (*Reply, error) {
 	select {
-	case err := <-reply:
-		if err != nil {
-			return wrapVerb(verb, err)
-		}
-		return nil
+	case r := <-w.ch:
+		return r, nil
 	case <-ctx.Done():
 		if err := c.ended(); err != nil {
-			return wrapVerb(verb, err)
+			return nil, err
 		}
-		return wrapVerb(verb, ctx.Err())
+		return nil, ctx.Err()
 	case <-c.ctx.Done():
-		return wrapVerb(verb, ErrHangup)
+		return nil, ErrHangup
 	}
 }
 
@@ -141,21 +155,18 @@ func (c *Call) ended() error {
 // Answer answers the call (200 OK for SIP) and returns once it is
 // established. Answering an answered call does nothing.
 func (c *Call) Answer(ctx context.Context) error {
-	reply := make(chan error, 1)
-	return c.request(ctx, "answer", &answerReq{reply: reply}, reply)
+	return c.request(ctx, "answer", &answerReq{})
 }
 
 // Ring tells the caller the call is ringing (180 for SIP).
 func (c *Call) Ring(ctx context.Context) error {
-	reply := make(chan error, 1)
-	return c.request(ctx, "ring", &ringReq{reply: reply}, reply)
+	return c.request(ctx, "ring", &ringReq{})
 }
 
 // Reject refuses an unanswered call with a status such as 486 (busy), 603
 // (decline) or 404, and ends it.
 func (c *Call) Reject(ctx context.Context, code int) error {
-	reply := make(chan error, 1)
-	err := c.request(ctx, "reject", &rejectReq{code: code, reply: reply}, reply)
+	err := c.request(ctx, "reject", &rejectReq{Code: code})
 	if errors.Is(err, ErrHangup) {
 		return nil // rejecting ends the call; the end may overtake the reply
 	}
@@ -165,8 +176,7 @@ func (c *Call) Reject(ctx context.Context, code int) error {
 // Hangup ends the call: every leg is hung up (BYE) and the call flow's ctx
 // is cancelled. It returns once the legs are gone.
 func (c *Call) Hangup(ctx context.Context) error {
-	reply := make(chan error, 1)
-	err := c.request(ctx, "hangup", &hangupReq{reply: reply}, reply)
+	err := c.request(ctx, "hangup", &hangupReq{})
 	if errors.Is(err, ErrHangup) {
 		return nil
 	}
@@ -187,10 +197,11 @@ func (c *Call) Play(ctx context.Context, srcs ...media.Source) error {
 	if len(srcs) > 1 {
 		src = media.Sequence(srcs...)
 	}
-	p := &playReq{src: src, reply: make(chan error, 1)}
-	err := c.request(ctx, "play", p, p.reply)
+	p := &playReq{SourceID: c.srv.objs.put(src)}
+	defer c.srv.objs.drop(p.SourceID) // the actor took it, unless it never got there
+	err := c.request(ctx, "play", p)
 	if err != nil && !errors.Is(err, ErrHangup) && ctx.Err() != nil {
-		c.root.Send(c.pid, &stopPlayReq{play: p})
+		c.root.Send(c.pid, &stopPlayReq{PlayID: p.ReqID})
 	}
 	return err
 }
@@ -240,13 +251,16 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 	sub := c.stream.Subscribe(ctx, c.digitCursor.Load())
 	defer sub.Close()
 	digits := sub.C()
-	var promptDone chan error
+	var promptDone <-chan *Reply
 	var prompt *playReq
 	if opts.Prompt != nil && c.lastDigit.Load() <= c.digitCursor.Load() {
-		prompt = &playReq{src: opts.Prompt, reply: make(chan error, 1)}
-		promptDone = prompt.reply
+		prompt = c.startPrompt(opts.Prompt)
+		w := c.srv.inbox.wait(prompt)
+		defer w.done()
+		promptDone = w.ch
 		c.root.Send(c.pid, prompt)
-		defer c.root.Send(c.pid, &stopPlayReq{play: prompt})
+		defer c.root.Send(c.pid, &stopPlayReq{PlayID: prompt.ReqID})
+		defer c.srv.objs.drop(prompt.SourceID)
 	}
 	var got strings.Builder
 	var timer *time.Timer
@@ -259,9 +273,9 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 	defer timer.Stop()
 	for {
 		select {
-		case err := <-promptDone:
+		case r := <-promptDone:
 			promptDone = nil
-			if errors.Is(err, ErrHangup) {
+			if errors.Is(r.Err.Err(), ErrHangup) {
 				return got.String(), wrapVerb("collect digits", ErrHangup)
 			}
 			if got.Len() == 0 {
@@ -278,7 +292,7 @@ func (c *Call) CollectDigits(ctx context.Context, opts CollectOptions) (string, 
 			}
 			c.consumeDigits(ev.Seq)
 			if prompt != nil && got.Len() == 0 {
-				c.root.Send(c.pid, &stopPlayReq{play: prompt})
+				c.root.Send(c.pid, &stopPlayReq{PlayID: prompt.ReqID})
 				promptDone = nil
 			}
 			if strings.ContainsRune(opts.Terminators, d) {
@@ -337,8 +351,16 @@ func (c *Call) FlushDigits() { c.consumeDigits(c.stream.Last()) }
 // until the call ends or Listen is called again (nil stops it). The sink is
 // called on the media path and must not block.
 func (c *Call) Listen(ctx context.Context, sink media.Sink) error {
-	reply := make(chan error, 1)
-	return c.request(ctx, "listen", &listenReq{sink: sink, reply: reply}, reply)
+	m := &listenReq{SinkID: c.srv.objs.put(sink)}
+	defer c.srv.objs.drop(m.SinkID)
+	return c.request(ctx, "listen", m)
+}
+
+// startPrompt returns a play request for a prompt played while the flow
+// does something else (CollectDigits, DetectSpeech); the caller sends it
+// and drops its SourceID when done.
+func (c *Call) startPrompt(src media.Source) *playReq {
+	return &playReq{SourceID: c.srv.objs.put(src)}
 }
 
 // SendMessage sends a text message to every answered leg of the call
@@ -348,6 +370,5 @@ func (c *Call) Listen(ctx context.Context, sink media.Sink) error {
 // stream. Messages from a leg arrive as EventChat events too, and are
 // passed on to the call's other legs.
 func (c *Call) SendMessage(ctx context.Context, text string) error {
-	m := &chatReq{text: text, reply: make(chan error, 1)}
-	return c.request(ctx, "send message", m, m.reply)
+	return c.request(ctx, "send message", &chatReq{Text: text})
 }

@@ -13,36 +13,6 @@ import (
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
-// Requests from the Call handle (controller) to the call actor. Each
-// carries a buffered reply channel so the actor never blocks on replying.
-type (
-	answerReq struct{ reply chan error }
-	ringReq   struct{ reply chan error }
-	rejectReq struct {
-		code  int
-		reply chan error
-	}
-	hangupReq struct{ reply chan error }
-	playReq   struct {
-		src   media.Source
-		reply chan error
-	}
-	stopPlayReq struct{ play *playReq }
-	listenReq   struct {
-		sink  media.Sink
-		reply chan error
-	}
-	playDone struct {
-		play *playReq
-		err  error
-	}
-	controllerDone struct {
-		err      error
-		panicked bool
-	}
-	shutdownReq struct{}
-)
-
 type legRef struct {
 	pid      *actor.PID
 	sig      Signaling
@@ -79,9 +49,16 @@ type callActor struct {
 	ended    bool
 	cause    string
 
-	current   *playReq // playback on the caller's endpoint
+	current   *playing // playback on the caller's endpoint
 	stopPlay  func()
-	waitReply []chan error // hangup requests waiting for the legs to go
+	waitReply []ReplyAddr // hangup requests waiting for the legs to go
+	// heardID is a.heard in the server's objects table, for the rooms the
+	// caller joins.
+	heardID string
+	// chats are SendMessage requests waiting for their legs' answers,
+	// by the ReqID each leg was asked with; nextReq numbers those asks.
+	chats     map[uint64]chatPart
+	nextReq   uint64
 	dial      *dialState
 	echoStop  func() // Call.Echo's reflection
 	conf      *membership
@@ -99,37 +76,38 @@ func (a *callActor) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		a.heardID = a.srv.objs.put(&a.heard)
 		a.publish("", EventCallStarted, nil)
 		a.addLeg(ctx, a.initial, !a.initial.Inbound())
 	case *legAnswered:
-		a.onLegAnswered(m.legID)
+		a.onLegAnswered(m.LegID)
 	case *dialReq:
 		if a.conf != nil {
-			m.reply <- errors.New("the caller is in a conference")
+			replyTo(ctx, m.ReplyAddr, errors.New("the caller is in a conference"))
 			return
 		}
 		a.startDial(ctx, m)
 	case *joinReq:
 		a.join(ctx, m)
 	case *leaveReq:
-		if a.conf != nil && a.conf.req == m.join {
-			a.leave(context.Canceled)
+		if a.conf != nil && a.conf.joinID == m.JoinID {
+			a.leave(ctx, context.Canceled)
 		}
-		m.reply <- nil
+		replyTo(ctx, m.ReplyAddr, nil)
 	case *dialResult:
 		a.onDialResult(ctx, m)
 	case *dialCancel:
-		if a.dial != nil && a.dial.req == m.dial {
+		if a.dial != nil && a.dial.id == m.DialID {
 			a.endDial(ctx, context.Canceled, true)
 		}
 	case *legDTMF:
-		a.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
+		a.publish(m.LegID, EventDTMF, DTMFData{Digit: m.Digit, Source: m.Source})
 	case *legEnded:
 		a.onLegEnded(ctx, m)
 	case *legCtl:
 		a.onLegCtl(ctx, m)
 	case *legsReq:
-		a.onLegsReq(m)
+		a.onLegsReq(ctx, m)
 	case *moveOut:
 		a.onMoveOut(ctx, m)
 	case *moveIn:
@@ -139,9 +117,9 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *legReplace:
 		a.onReplace(ctx, m)
 	case *roomAttached:
-		a.onRoomAttached(m)
+		a.onRoomAttached(ctx, m)
 	case *roomLeft:
-		a.onRoomLeft(m)
+		a.onRoomLeft(ctx, m)
 	case *legTransfer:
 		a.onLegTransfer(ctx, m)
 	case *transferResult:
@@ -153,64 +131,53 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *echoReq:
 		a.echo(ctx, m)
 	case *answerReq:
-		a.withFirstLeg(m.reply, func(l *legRef) { ctx.Send(l.pid, &legAnswer{reply: m.reply}) })
+		a.withFirstLeg(ctx, m.ReplyAddr, func(l *legRef) { ctx.Send(l.pid, &legAnswer{ReplyAddr: m.ReplyAddr}) })
 	case *rejectReq:
-		a.withFirstLeg(m.reply, func(l *legRef) {
+		a.withFirstLeg(ctx, m.ReplyAddr, func(l *legRef) {
 			if l.answered {
-				m.reply <- ErrNotAnswered
+				replyTo(ctx, m.ReplyAddr, ErrNotAnswered)
 				return
 			}
-			a.cause = fmt.Sprintf("rejected %d", m.code)
-			ctx.Send(l.pid, &legReject{code: m.code, reply: m.reply})
+			a.cause = fmt.Sprintf("rejected %d", m.Code)
+			ctx.Send(l.pid, &legReject{Code: m.Code, ReplyAddr: m.ReplyAddr})
 		})
 	case *hangupReq:
 		if a.ended {
-			m.reply <- nil
+			replyTo(ctx, m.ReplyAddr, nil)
 			return
 		}
-		a.waitReply = append(a.waitReply, m.reply)
+		a.waitReply = append(a.waitReply, m.ReplyAddr)
 		a.hangupAll(ctx, "hangup by application")
 	case *playReq:
 		a.play(ctx, m)
-	case *endpointReq:
-		a.onEndpointReq(m)
+	case *callerReq:
+		a.onCallerReq(ctx, m)
 	case *listenReq:
-		a.withFirstLeg(m.reply, func(l *legRef) {
-			a.listen = m.sink
+		sink, _ := a.srv.objs.take(m.SinkID).(media.Sink)
+		a.withFirstLeg(ctx, m.ReplyAddr, func(l *legRef) {
+			a.listen = sink
 			a.applyTaps()
-			m.reply <- nil
+			replyTo(ctx, m.ReplyAddr, nil)
 		})
 	case *tapReq:
-		a.onTapReq(m)
+		a.onTapReq(ctx, m)
 	case *speechChange:
 		a.onSpeechChange(m)
 	case *stopPlayReq:
-		if a.current == m.play && a.stopPlay != nil {
+		if a.current != nil && a.current.id == m.PlayID && a.stopPlay != nil {
 			a.stopPlay()
 		}
 	case *playDone:
-		if a.current == m.play {
-			a.current, a.stopPlay = nil, nil
-		}
-		a.publish("", EventPlayFinished, nil)
-		a.panickedPlaying(ctx, m.err)
-		switch {
-		case a.ended:
-			m.play.reply <- ErrHangup
-		case errors.Is(m.err, media.ErrInterrupted):
-			m.play.reply <- context.Canceled
-		case errors.Is(m.err, media.ErrClosed):
-			m.play.reply <- ErrHangup
-		default:
-			m.play.reply <- m.err
-		}
+		a.onPlayDone(ctx, m)
+	case *Reply:
+		a.onChatReply(ctx, m)
 	case *controllerDone:
-		if m.err != nil && !errors.Is(m.err, ErrHangup) {
-			a.log.Warn("call flow returned an error", "error", m.err)
+		if m.Err != "" {
+			a.log.Warn("call flow returned an error", "error", m.Err)
 		}
 		if !a.ended {
 			cause := "call flow finished"
-			if m.panicked {
+			if m.Panicked {
 				cause = "panic in call flow"
 				if !a.ending {
 					a.cause = cause
@@ -228,7 +195,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 			for _, l := range a.legs {
 				go func(sig Signaling) { _ = sig.Hangup(context.Background()) }(l.sig)
 			}
-			a.finish("internal error")
+			a.finish(ctx, "internal error")
 		}
 	}
 }
@@ -236,7 +203,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 // addLeg makes sig one of the call's legs, under a leg actor of its own.
 // Outbound and moved-in legs arrive answered.
 func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *legRef {
-	l := &legRef{pid: spawnLegActor(ctx, sig, answered, a.log), sig: sig}
+	l := &legRef{pid: spawnLegActor(ctx, a.srv, sig, answered, a.log), sig: sig}
 	l.entry = a.srv.legReg.register(sig, ctx.Self(), "call:"+a.call.id)
 	a.legs[sig.ID()] = l
 	a.order = append(a.order, sig.ID())
@@ -248,10 +215,10 @@ func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *leg
 
 // spawnLegActor starts the leg actor of sig as a child of the current
 // actor (a call or a room), which then receives the leg's events.
-func spawnLegActor(ctx actor.Context, sig Signaling, answered bool, log *slog.Logger) *actor.PID {
+func spawnLegActor(ctx actor.Context, srv *Server, sig Signaling, answered bool, log *slog.Logger) *actor.PID {
 	log = log.With("leg_id", sig.ID())
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &safeActor{inner: &legActor{sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
+		return &safeActor{inner: &legActor{srv: srv, sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
 	})
 	return ctx.Spawn(props)
 }
@@ -267,41 +234,83 @@ func (a *callActor) onLegAnswered(legID string) {
 	}
 }
 
-func (a *callActor) withFirstLeg(reply chan error, fn func(l *legRef)) {
+func (a *callActor) withFirstLeg(ctx actor.Context, reply ReplyAddr, fn func(l *legRef)) {
 	if a.ended || len(a.order) == 0 {
-		reply <- ErrHangup
+		replyTo(ctx, reply, ErrHangup)
 		return
 	}
 	l := a.legs[a.order[0]]
 	if l.ended {
-		reply <- ErrHangup
+		replyTo(ctx, reply, ErrHangup)
 		return
 	}
 	fn(l)
 }
 
+// playing is the playback on the caller: the request's ID and where its
+// answer goes when it ends.
+type playing struct {
+	id    uint64
+	reply ReplyAddr
+}
+
 func (a *callActor) play(ctx actor.Context, p *playReq) {
+	src, _ := a.srv.objs.take(p.SourceID).(media.Source)
 	if a.ended || len(a.order) == 0 {
-		p.reply <- ErrHangup
+		replyTo(ctx, p.ReplyAddr, ErrHangup)
 		return
 	}
 	l := a.legs[a.order[0]]
 	if l.ended {
-		p.reply <- ErrHangup
+		replyTo(ctx, p.ReplyAddr, ErrHangup)
+		return
+	}
+	if src == nil {
+		// The requester gave up before the request arrived.
+		replyTo(ctx, p.ReplyAddr, context.Canceled)
 		return
 	}
 	if a.bridged() || a.conf != nil {
 		// The caller's outbound audio belongs to the bridge or the
 		// conference until Dial or Join returns.
-		p.reply <- ErrBridged
+		replyTo(ctx, p.ReplyAddr, ErrBridged)
 		return
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	a.current = p
+	cur := &playing{id: p.ReqID, reply: p.ReplyAddr}
+	a.current = cur
 	a.publish(l.sig.ID(), EventPlayStarted, nil)
-	a.stopPlay = l.sig.Endpoint().Play(&heardSource{src: p.src, sw: &a.heard}, func(err error) {
-		root.Send(self, &playDone{play: p, err: err})
+	a.stopPlay = l.sig.Endpoint().Play(&heardSource{src: src, sw: &a.heard}, func(err error) {
+		m := &playDone{PlayID: cur.id, Err: errData(err), ReplyAddr: cur.reply}
+		var pe *media.PanicError
+		if errors.As(err, &pe) {
+			pd := panicData(pe)
+			m.Panic = &pd
+		}
+		root.Send(self, m)
 	})
+}
+
+// onPlayDone answers the Play whose playback ended.
+func (a *callActor) onPlayDone(ctx actor.Context, m *playDone) {
+	if a.current != nil && a.current.id == m.PlayID {
+		a.current, a.stopPlay = nil, nil
+	}
+	a.publish("", EventPlayFinished, nil)
+	if m.Panic != nil && len(a.order) > 0 {
+		// Before the flow hears of it, so the cause is the panic.
+		a.onLegPanic(ctx, &legPanic{LegID: a.order[0], Panic: *m.Panic})
+	}
+	err := m.Err.Err()
+	switch {
+	case a.ended:
+		err = ErrHangup
+	case errors.Is(err, media.ErrInterrupted):
+		err = context.Canceled
+	case errors.Is(err, media.ErrClosed):
+		err = ErrHangup
+	}
+	replyTo(ctx, m.ReplyAddr, err)
 }
 
 func (a *callActor) hangupAll(ctx actor.Context, cause string) {
@@ -321,7 +330,7 @@ func (a *callActor) hangupAll(ctx actor.Context, cause string) {
 		if l.releasing {
 			continue // an attended transferor: hung up after its final NOTIFY
 		}
-		ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
+		ctx.Send(l.pid, &legHangup{})
 	}
 	if live > 0 && a.cause == "" {
 		a.cause = cause
@@ -341,21 +350,21 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 func (a *callActor) onLegEnded(ctx actor.Context, m *legEnded) {
-	l := a.legs[m.legID]
+	l := a.legs[m.LegID]
 	if l == nil || l.ended {
 		return
 	}
 	l.ended = true
-	a.srv.legReg.ended(m.legID)
+	a.srv.legReg.ended(m.LegID)
 	cause := "hangup"
-	if m.cause != nil {
-		cause = causeString(m.cause)
+	if m.Cause != "" {
+		cause = m.Cause
 	}
 	if a.cause == "" && !l.transferred {
 		a.cause = cause
 	}
-	a.publish(m.legID, EventLegEnded, EndData{Cause: cause})
-	a.afterLegGone(ctx, m.legID, nil, cause)
+	a.publish(m.LegID, EventLegEnded, EndData{Cause: cause})
+	a.afterLegGone(ctx, m.LegID, nil, cause)
 }
 
 // afterLegGone updates the call after a leg hung up or moved away:
@@ -415,22 +424,23 @@ func (a *callActor) end(ctx actor.Context) {
 	if a.ended {
 		return
 	}
-	a.finish(a.cause)
+	a.finish(ctx, a.cause)
 	for _, r := range a.waitReply {
-		r <- nil
+		replyTo(ctx, r, nil)
 	}
 	a.waitReply = nil
 	ctx.Stop(ctx.Self())
 }
 
-func (a *callActor) finish(cause string) {
-	a.leave(ErrHangup)
+func (a *callActor) finish(ctx actor.Context, cause string) {
+	a.leave(ctx, ErrHangup)
 	a.ended = true
+	a.srv.objs.drop(a.heardID)
 	if a.dial != nil {
 		st := a.dial
 		a.dial = nil
 		st.cancel()
-		st.req.reply <- ErrHangup
+		replyTo(ctx, st.reply, ErrHangup)
 	}
 	a.cancel(ErrHangup)
 	a.publish("", EventCallEnded, EndData{Cause: cause})

@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -23,43 +22,6 @@ const (
 
 // ErrBadSignal reports a signal with an invalid name or payload.
 var ErrBadSignal = errors.New("framework: invalid signal")
-
-// Messages between the Call handle, leg actors and the call actor for the
-// session's event stream.
-type (
-	// publishReq publishes an event made outside the call actor (the
-	// presence hook, Call.Signal), in the stream's order.
-	publishReq struct {
-		legID string
-		typ   EventType
-		data  any
-		reply chan error
-	}
-	// chatReq is Call.SendMessage: chat from the application to every
-	// leg that carries it.
-	chatReq struct {
-		text  string
-		reply chan error
-	}
-	// ringDone is the outcome of Ring's 180, sent outside the mailbox.
-	ringDone struct {
-		legID string
-		err   error
-		reply chan error
-	}
-	// legSignal: a leg sent a signal (SIP INFO application/json).
-	legSignal struct {
-		legID   string
-		name    string
-		payload json.RawMessage
-	}
-	// legPanic: user code on a leg's media path (its Source, Sink or
-	// DTMF callback) panicked.
-	legPanic struct {
-		legID string
-		err   *media.PanicError
-	}
-)
 
 // signalable is a leg that can receive signals from its far end; sip.Leg
 // has it (INFO with application/json).
@@ -77,8 +39,7 @@ func (c *Call) Signal(ctx context.Context, name string, payload any) error {
 	if err != nil {
 		return fmt.Errorf("framework: signal %q: %w", name, err)
 	}
-	r := &publishReq{typ: EventSignal, data: data, reply: make(chan error, 1)}
-	return c.request(ctx, "signal "+name, r, r.reply)
+	return c.request(ctx, "signal "+name, &publishReq{Type: EventSignal, Signal: &data})
 }
 
 // checkSignal validates a signal and returns its event data.
@@ -119,8 +80,28 @@ func checkSignal(name string, payload any) (SignalData, error) {
 // (presence): it is appended in order with the call's own events. It
 // returns ErrHangup once the call has ended.
 func (c *Call) publish(ctx context.Context, legID string, typ EventType, data any) error {
-	r := &publishReq{legID: legID, typ: typ, data: data, reply: make(chan error, 1)}
-	return c.request(ctx, "publish "+typ.String(), r, r.reply)
+	r := &publishReq{LegID: legID, Type: typ}
+	switch d := data.(type) {
+	case SignalData:
+		r.Signal = &d
+	case PresenceData:
+		r.Presence = &d
+	case nil:
+	default:
+		return fmt.Errorf("framework: publish %s: data of type %T cannot travel to the call", typ, data)
+	}
+	return c.request(ctx, "publish "+typ.String(), r)
+}
+
+// data returns the event data a publishReq carries.
+func (m *publishReq) data() any {
+	switch {
+	case m.Signal != nil:
+		return *m.Signal
+	case m.Presence != nil:
+		return *m.Presence
+	}
+	return nil
 }
 
 // publish appends an event to the call's stream and to the server-wide
@@ -149,14 +130,10 @@ func (s *Server) publishTo(log *EventLog, ev Event) Event {
 
 // ringInBackground sends a leg's 180 outside the actor's mailbox (a 180
 // may wait on a TCP connection) and publishes leg.ringing once it is out.
-// reply, if set, gets the result. For Ring, and for Dial's 180 to the
-// caller.
-func (a *callActor) ringInBackground(ctx actor.Context, sig Signaling, reply chan error) {
+// reply, if set, gets the result.
+func (a *callActor) ringInBackground(ctx actor.Context, sig Signaling, reply ReplyAddr) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	if reply == nil {
-		reply = make(chan error, 1)
-	}
-	go func() { root.Send(self, &ringDone{legID: sig.ID(), err: sig.Ringing(), reply: reply}) }()
+	go func() { root.Send(self, &ringDone{LegID: sig.ID(), Err: errData(sig.Ringing()), ReplyAddr: reply}) }()
 }
 
 // onSessionMessage handles the event-stream messages; false if m is not
@@ -165,80 +142,103 @@ func (a *callActor) onSessionMessage(ctx actor.Context, m any) bool {
 	switch m := m.(type) {
 	case *publishReq:
 		if a.ended {
-			m.reply <- ErrHangup
+			replyTo(ctx, m.ReplyAddr, ErrHangup)
 			return true
 		}
-		a.publish(m.legID, m.typ, m.data)
-		m.reply <- nil
+		a.publish(m.LegID, m.Type, m.data())
+		replyTo(ctx, m.ReplyAddr, nil)
 	case *chatReq:
-		a.sendChat(ctx, "", m.text, m.reply)
+		a.sendChat(ctx, "", m.Text, m.ReplyAddr)
 	case *legChat:
-		a.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
-		a.sendChat(ctx, m.legID, m.text, nil)
+		a.publish(m.LegID, EventChat, ChatData{ContentType: m.ContentType, Text: m.Text})
+		a.sendChat(ctx, m.LegID, m.Text, ReplyAddr{})
 	case *legSignal:
-		a.publish(m.legID, EventSignal, SignalData{Name: m.name, Payload: m.payload})
+		a.publish(m.LegID, EventSignal, SignalData{Name: m.Name, Payload: m.Payload})
 	case *ringReq:
-		a.withFirstLeg(m.reply, func(l *legRef) { a.ringInBackground(ctx, l.sig, m.reply) })
+		a.withFirstLeg(ctx, m.ReplyAddr, func(l *legRef) { a.ringInBackground(ctx, l.sig, m.ReplyAddr) })
 	case *ringDone:
-		if m.err != nil {
-			a.log.Debug("180 failed", "leg_id", m.legID, "error", m.err)
+		if m.Err != nil {
+			a.log.Debug("180 failed", "leg_id", m.LegID, "error", m.Err.Err())
 		} else {
-			if l := a.legs[m.legID]; l != nil && !l.answered && !l.ended {
-				a.publish(m.legID, EventLegRinging, nil)
+			if l := a.legs[m.LegID]; l != nil && !l.answered && !l.ended {
+				a.publish(m.LegID, EventLegRinging, nil)
 			}
 		}
-		m.reply <- m.err
+		replyWith(ctx, m.ReplyAddr, &Reply{Err: m.Err})
 	case *legPanic:
 		a.onLegPanic(ctx, m)
 	case *holdDone:
-		a.onHoldDone(m)
+		a.onHoldDone(ctx, m)
 	default:
 		return false
 	}
 	return true
 }
 
+// chatRound is one SendMessage waiting for its legs' answers.
+type chatRound struct {
+	reply   ReplyAddr
+	pending int
+	errs    []error
+}
+
+// chatPart is one leg's part of a chatRound.
+type chatPart struct {
+	round *chatRound
+	legID string
+}
+
 // sendChat sends text to every answered leg other than from (the leg it
 // came from, "" for the application) as an in-dialog MESSAGE, or the
 // browser's chat. With a reply (Call.SendMessage) the text is published
-// first and the reply says whether every leg accepted it.
-func (a *callActor) sendChat(ctx actor.Context, from, text string, reply chan error) {
-	if reply != nil {
+// first, and the legs answer to this actor, which replies once all have:
+// whether every leg accepted it.
+func (a *callActor) sendChat(ctx actor.Context, from, text string, reply ReplyAddr) {
+	wants := reply.ReplyTo != nil
+	if wants {
 		if a.ended {
-			reply <- ErrHangup
+			replyTo(ctx, reply, ErrHangup)
 			return
 		}
 		a.publish("", EventChat, ChatData{ContentType: "text/plain", Text: text})
 	}
-	var replies []chan error
-	var ids []string
+	round := &chatRound{reply: reply}
 	for _, id := range a.order {
 		l := a.legs[id]
 		if id == from || l.ended || !l.answered {
 			continue
 		}
-		r := make(chan error, 1)
-		ctx.Send(l.pid, &legSendChat{text: text, reply: r})
-		replies, ids = append(replies, r), append(ids, id)
-	}
-	if reply == nil {
-		return
-	}
-	if len(replies) == 0 {
-		reply <- errors.New("no answered leg to carry the message")
-		return
-	}
-	log := a.log
-	go func() {
-		var errs []error
-		for i, r := range replies {
-			if err := <-r; err != nil {
-				log.Debug("chat: a leg did not take the message", "leg_id", ids[i], "error", err)
-				errs = append(errs, fmt.Errorf("leg %s: %w", ids[i], err))
+		m := &legSendChat{Text: text}
+		if wants {
+			a.nextReq++
+			if a.chats == nil {
+				a.chats = map[uint64]chatPart{}
 			}
+			a.chats[a.nextReq] = chatPart{round: round, legID: id}
+			m.ReplyAddr = ReplyAddr{ReplyTo: ctx.Self(), ReqID: a.nextReq}
+			round.pending++
 		}
-		reply <- errors.Join(errs...)
-	}()
+		ctx.Send(l.pid, m)
+	}
+	if wants && round.pending == 0 {
+		replyTo(ctx, reply, errors.New("no answered leg to carry the message"))
+	}
+}
+
+// onChatReply counts one leg's answer to a SendMessage.
+func (a *callActor) onChatReply(ctx actor.Context, r *Reply) {
+	p, ok := a.chats[r.ReqID]
+	if !ok {
+		return
+	}
+	delete(a.chats, r.ReqID)
+	if err := r.Err.Err(); err != nil {
+		a.log.Debug("chat: a leg did not take the message", "leg_id", p.legID, "error", err)
+		p.round.errs = append(p.round.errs, fmt.Errorf("leg %s: %w", p.legID, err))
+	}
+	if p.round.pending--; p.round.pending == 0 {
+		replyTo(ctx, p.round.reply, errors.Join(p.round.errs...))
+	}
 }
 
 // onLegPanic ends the call whose user code panicked on the media path:
@@ -248,20 +248,11 @@ func (a *callActor) onLegPanic(ctx actor.Context, m *legPanic) {
 	if a.ended || a.ending {
 		return
 	}
-	cause := "panic in " + m.err.Where.String()
-	a.log.Error("user code panicked on the media path; ending the call", "leg_id", m.legID,
-		"where", m.err.Where.String(), "panic", fmt.Sprint(m.err.Value), "stack", string(m.err.Stack))
+	cause := "panic in " + m.Panic.Where
+	a.log.Error("user code panicked on the media path; ending the call", "leg_id", m.LegID,
+		"where", m.Panic.Where, "panic", m.Panic.Value, "stack", m.Panic.Stack)
 	a.cause = cause
 	a.hangupAll(ctx, cause)
-}
-
-// panickedPlaying ends the call when a playback ended because its Source
-// panicked — before the flow hears of it, so the cause is the panic.
-func (a *callActor) panickedPlaying(ctx actor.Context, err error) {
-	var pe *media.PanicError
-	if errors.As(err, &pe) && len(a.order) > 0 {
-		a.onLegPanic(ctx, &legPanic{legID: a.order[0], err: pe})
-	}
 }
 
 // flowPanicked is what runFlow reports when the call flow panicked.

@@ -72,120 +72,82 @@ func (c *Call) Join(ctx context.Context, room string, opts JoinOptions) error {
 	if err := c.Answer(ctx); err != nil {
 		return err
 	}
-	j := &joinReq{room: room, opts: opts, reply: make(chan error, 1)}
-	err := c.request(ctx, "join "+room, j, j.reply)
+	j := &joinReq{Room: room, Opts: opts}
+	err := c.request(ctx, "join "+room, j)
 	if err != nil && ctx.Err() != nil && c.ctx.Err() == nil {
-		done := make(chan error, 1)
-		c.root.Send(c.pid, &leaveReq{join: j, reply: done})
-		select {
-		case <-done:
-		case <-c.ctx.Done():
-		}
+		_, _ = c.ask(context.Background(), &leaveReq{JoinID: j.ReqID})
 	}
 	return err
 }
 
-type (
-	joinReq struct {
-		room  string
-		opts  JoinOptions
-		reply chan error
-	}
-	leaveReq struct {
-		join  *joinReq
-		reply chan error
-	}
-	// roomAttach asks a room to mix a leg its call keeps (Join).
-	roomAttach struct {
-		sig    Signaling
-		opts   JoinOptions
-		holder *actor.PID
-		heard  *heardSwitch
-	}
-	// roomAttached is the room's answer to roomAttach.
-	roomAttached struct {
-		room  string
-		count int
-		err   error
-	}
-	// roomDetach takes a joined leg out of the room's mix.
-	roomDetach struct{ legID string }
-	// roomLeft tells a call the room let its leg go (kick, room end).
-	roomLeft struct {
-		room string
-		err  error
-	}
-	roomIdle    struct{}
-	roomOptsMsg struct{ opts RoomOptions }
-	roomInfoReq struct{ reply chan []LegInfo }
-)
-
 // membership is the call's place in a room.
 type membership struct {
-	req     *joinReq
+	room    string
+	joinID  uint64    // the joinReq's ReqID
+	reply   ReplyAddr // where Join's answer goes
 	pid     *actor.PID
 	release func()
 }
 
 func (a *callActor) join(ctx actor.Context, j *joinReq) {
 	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
-		j.reply <- ErrHangup
+		replyTo(ctx, j.ReplyAddr, ErrHangup)
 		return
 	}
 	if a.dial != nil || a.conf != nil || a.bridged() {
-		j.reply <- errors.New("the caller is already bridged or in a conference")
+		replyTo(ctx, j.ReplyAddr, errors.New("the caller is already bridged or in a conference"))
 		return
 	}
 	caller := a.legs[a.order[0]]
-	pid, release := a.srv.rooms.acquire(a.srv, j.room)
-	a.conf = &membership{req: j, pid: pid, release: release}
-	ctx.Send(pid, &roomAttach{sig: caller.sig, opts: j.opts, holder: ctx.Self(), heard: &a.heard})
+	pid, release := a.srv.rooms.acquire(a.srv, j.Room)
+	a.conf = &membership{room: j.Room, joinID: j.ReqID, reply: j.ReplyAddr, pid: pid, release: release}
+	ctx.Send(pid, &roomAttach{LegID: caller.sig.ID(), Opts: j.Opts, Holder: ctx.Self(), HeardID: a.heardID})
 }
 
-func (a *callActor) onRoomAttached(m *roomAttached) {
-	if a.conf == nil || a.conf.req.room != m.room {
+func (a *callActor) onRoomAttached(ctx actor.Context, m *roomAttached) {
+	if a.conf == nil || a.conf.room != m.Room {
 		return
 	}
 	if r := a.conf.release; r != nil {
 		a.conf.release = nil
 		r()
 	}
-	if m.err != nil {
-		j := a.conf.req
+	if m.Err != nil {
+		reply := a.conf.reply
 		a.conf = nil
-		j.reply <- m.err
+		replyWith(ctx, reply, &Reply{Err: m.Err})
 		return
 	}
-	a.publish(a.order[0], EventConferenceJoined, ConferenceData{Room: m.room, Participants: m.count})
-	a.log.Info("joined conference", "room", m.room, "participants", m.count)
+	a.publish(a.order[0], EventConferenceJoined, ConferenceData{Room: m.Room, Participants: m.Count})
+	a.log.Info("joined conference", "room", m.Room, "participants", m.Count)
 }
 
 // leave takes the call out of its room; err goes to the waiting Join.
-func (a *callActor) leave(err error) {
+func (a *callActor) leave(ctx actor.Context, err error) {
 	m := a.conf
 	if m == nil {
 		return
 	}
 	a.conf = nil
 	if len(a.order) > 0 {
-		a.srv.root.Send(m.pid, &roomDetach{legID: a.order[0]})
+		ctx.Send(m.pid, &roomDetach{LegID: a.order[0]})
 	}
 	if m.release != nil {
 		m.release()
 	}
-	a.publish("", EventConferenceLeft, ConferenceData{Room: m.req.room})
-	m.req.reply <- err
+	a.publish("", EventConferenceLeft, ConferenceData{Room: m.room})
+	replyTo(ctx, m.reply, err)
 }
 
 // onRoomLeft: the room let the caller go (kicked, or the room ended).
-func (a *callActor) onRoomLeft(m *roomLeft) {
-	if a.conf == nil || a.conf.req.room != m.room {
+func (a *callActor) onRoomLeft(ctx actor.Context, m *roomLeft) {
+	if a.conf == nil || a.conf.room != m.Room {
 		return
 	}
-	j := a.conf.req
+	reply := a.conf.reply
 	a.conf = nil
-	a.publish("", EventConferenceLeft, ConferenceData{Room: m.room})
-	j.reply <- m.err
+	a.publish("", EventConferenceLeft, ConferenceData{Room: m.Room})
+	replyWith(ctx, reply, &Reply{Err: m.Err})
 }
 
 // roomRegistry finds rooms by name and creates them on demand. A room
@@ -295,11 +257,34 @@ func (r *roomRegistry) closeAll(s *Server) {
 	}
 }
 
+// Room is a handle on a room by name: its methods are messages to the
+// room's actor, found by name when they are sent (a room is created on
+// first use and stops when empty, so the handle outlives any one actor).
+type Room struct {
+	srv  *Server
+	name string
+}
+
+// Room returns a handle on the room with that name, open or not.
+func (s *Server) Room(name string) *Room { return &Room{srv: s, name: name} }
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Members lists who is in the room (nil if it is not open).
+func (r *Room) Members(ctx context.Context) ([]LegInfo, error) { return r.srv.RoomMembers(ctx, r.name) }
+
+// Kick removes a leg from the room (see Server.Kick).
+func (r *Room) Kick(ctx context.Context, legID string) error { return r.srv.Kick(ctx, r.name, legID) }
+
+// SetOptions sets the room's rules (see Server.SetRoomOptions).
+func (r *Room) SetOptions(o RoomOptions) { r.srv.SetRoomOptions(r.name, o) }
+
 // SetRoomOptions sets the rules of the named room, now and when it is
 // next created.
 func (s *Server) SetRoomOptions(name string, o RoomOptions) {
 	if pid := s.rooms.setOptions(name, o); pid != nil {
-		s.root.Send(pid, &roomOptsMsg{opts: o})
+		s.root.Send(pid, &roomOptsMsg{Opts: o})
 	}
 }
 
@@ -309,16 +294,16 @@ func (s *Server) RoomMembers(ctx context.Context, name string) ([]LegInfo, error
 	if pid == nil {
 		return nil, nil
 	}
-	r := &roomInfoReq{reply: make(chan []LegInfo, 1)}
-	s.root.Send(pid, r)
-	select {
-	case in := <-r.reply:
-		return in, nil
-	case <-ctx.Done():
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := s.ask(tctx, pid, &roomInfoReq{})
+	switch {
+	case err == nil:
+		return r.Legs, nil
+	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case <-time.After(5 * time.Second):
-		return nil, nil // the room closed meanwhile
 	}
+	return nil, nil // the room closed meanwhile
 }
 
 // Kick removes a leg from the named room: a moved-in leg is hung up, a
@@ -328,14 +313,11 @@ func (s *Server) Kick(ctx context.Context, room, legID string) error {
 	if pid == nil {
 		return ErrNoLeg
 	}
-	m := &legCtl{legID: legID, op: opKick, reply: make(chan error, 1)}
-	s.root.Send(pid, m)
-	select {
-	case err := <-m.reply:
+	r, err := s.ask(ctx, pid, &legCtl{LegID: legID, Op: opKick})
+	if err != nil {
 		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	return r.Err.Err()
 }
 
 // roomActor owns one room: its mixer and members. Nothing else touches
@@ -368,59 +350,72 @@ type roomMember struct {
 func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *roomAttach:
-		r.add(m.sig, m.opts, m.holder, m.heard)
-		ctx.Send(m.holder, &roomAttached{room: r.name, count: len(r.members)})
+		sig := r.srv.legReg.sig(m.LegID)
+		if sig == nil {
+			ctx.Send(m.Holder, &roomAttached{Room: r.name, Err: errData(ErrHangup)})
+			return
+		}
+		heard, _ := r.srv.objs.get(m.HeardID).(*heardSwitch)
+		r.add(sig, m.Opts, m.Holder, heard)
+		ctx.Send(m.Holder, &roomAttached{Room: r.name, Count: len(r.members)})
 	case *moveIn:
-		mm := r.add(m.sig, m.opts, nil, nil)
-		mm.legPID = spawnLegActor(ctx, m.sig, true, r.log)
-		mm.entry = r.srv.legReg.register(m.sig, ctx.Self(), "room:"+r.name)
-		mm.tap, mm.muted = m.tap, m.muted
-		m.sig.Endpoint().SetTaps(m.tap)
-		m.sig.Endpoint().SetMuted(m.muted)
-		r.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "room:" + r.name, Mode: m.opts.Mode})
-		m.reply <- nil
+		e := r.srv.legReg.get(m.LegID)
+		if e == nil {
+			replyTo(ctx, m.ReplyAddr, ErrHangup) // it ended on the way
+			return
+		}
+		sig := e.sig
+		mm := r.add(sig, m.Opts, nil, nil)
+		mm.legPID = spawnLegActor(ctx, r.srv, sig, true, r.log)
+		mm.entry = r.srv.legReg.register(sig, ctx.Self(), "room:"+r.name)
+		mm.tap, mm.muted = e.tap, m.Muted
+		sig.Endpoint().SetTaps(mm.tap)
+		sig.Endpoint().SetMuted(m.Muted)
+		r.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "room:" + r.name, Mode: m.Opts.Mode})
+		replyTo(ctx, m.ReplyAddr, nil)
 	case *roomDetach:
-		if mm := r.members[m.legID]; mm != nil && mm.holder != nil {
-			r.remove(ctx, m.legID)
+		if mm := r.members[m.LegID]; mm != nil && mm.holder != nil {
+			r.remove(ctx, m.LegID)
 		}
 	case *moveOut:
-		mm := r.members[m.legID]
+		mm := r.members[m.LegID]
 		if mm == nil || mm.holder != nil {
-			m.reply <- errNotHere // joined legs move through their call
+			replyTo(ctx, m.ReplyAddr, errNotHere) // joined legs move through their call
 			return
 		}
-		if m.dst.Equal(ctx.Self()) { // already here: a change of mode
-			mm.opts = m.opts
+		if m.Dst.Equal(ctx.Self()) { // already here: a change of mode
+			mm.opts = m.Opts
 			r.applyModes()
-			r.publish(m.legID, EventLegMoved, MoveData{From: m.to.String(), To: m.to.String(), Mode: m.opts.Mode})
-			m.reply <- nil
+			r.publish(m.LegID, EventLegMoved, MoveData{From: m.To, To: m.To, Mode: m.Opts.Mode})
+			replyTo(ctx, m.ReplyAddr, nil)
 			return
 		}
-		r.remove(ctx, m.legID)
+		r.remove(ctx, m.LegID)
 		ctx.Stop(mm.legPID)
 		mm.sig.Endpoint().SetTaps(nil)
 		mm.sig.Endpoint().OnDTMF(nil)
-		r.publish(m.legID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.to.String()})
-		ctx.Send(m.dst, &moveIn{sig: mm.sig, from: "room:" + r.name, opts: m.opts, tap: mm.tap, muted: mm.muted, reply: m.reply})
+		mm.entry.tap = mm.tap
+		r.publish(m.LegID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.To})
+		ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: "room:" + r.name, Opts: m.Opts, Muted: mm.muted, ReplyAddr: m.ReplyAddr})
 	case *legEnded:
-		r.srv.legReg.ended(m.legID) // only the room's own leg actors report here
-		if mm := r.members[m.legID]; mm != nil && mm.holder == nil {
-			r.remove(ctx, m.legID)
+		r.srv.legReg.ended(m.LegID) // only the room's own leg actors report here
+		if mm := r.members[m.LegID]; mm != nil && mm.holder == nil {
+			r.remove(ctx, m.LegID)
 			cause := "hangup"
-			if m.cause != nil {
-				cause = causeString(m.cause)
+			if m.Cause != "" {
+				cause = m.Cause
 			}
-			r.log.Info("leg ended in room", "leg_id", m.legID, "cause", cause)
-			r.publish(m.legID, EventLegEnded, EndData{Cause: cause})
+			r.log.Info("leg ended in room", "leg_id", m.LegID, "cause", cause)
+			r.publish(m.LegID, EventLegEnded, EndData{Cause: cause})
 		}
 	case *legDTMF:
-		r.publish(m.legID, EventDTMF, DTMFData{Digit: string(m.ev.Digit), Source: m.ev.Source})
+		r.publish(m.LegID, EventDTMF, DTMFData{Digit: m.Digit, Source: m.Source})
 	case *legChat:
-		r.publish(m.legID, EventChat, ChatData{ContentType: m.contentType, Text: m.text})
+		r.publish(m.LegID, EventChat, ChatData{ContentType: m.ContentType, Text: m.Text})
 	case *legTransfer:
-		m.reply <- errors.New("a leg in a room cannot transfer")
+		replyTo(ctx, m.ReplyAddr, errors.New("a leg in a room cannot transfer"))
 	case *legMediaUpdate:
-		if mm := r.members[m.legID]; mm != nil {
+		if mm := r.members[m.LegID]; mm != nil {
 			r.rewireAll() // a codec change may change the mix rate
 		}
 	case *legCtl:
@@ -428,7 +423,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	case *legReplace:
 		r.onReplace(ctx, m)
 	case *roomOptsMsg:
-		r.opts = m.opts
+		r.opts = m.Opts
 		r.applyModes()
 	case *roomInfoReq:
 		var out []LegInfo
@@ -437,7 +432,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 			out = append(out, LegInfo{ID: id, Kind: legKindOf(mm.sig.Kind()), User: mm.sig.User(), From: mm.sig.From(),
 				State: LegAnswered, Muted: mm.muted || mm.opts.Muted, Mode: mm.opts.Mode})
 		}
-		m.reply <- out
+		replyWith(ctx, m.ReplyAddr, &Reply{Legs: out})
 	case *roomIdle:
 		r.stopIfEmpty(ctx)
 	case *actor.Stopped:
@@ -585,7 +580,7 @@ func (r *roomActor) endRoom(ctx actor.Context) {
 		r.unwire(mm)
 		delete(r.members, id)
 		if mm.holder != nil {
-			ctx.Send(mm.holder, &roomLeft{room: r.name, err: ErrRoomClosed})
+			ctx.Send(mm.holder, &roomLeft{Room: r.name, Err: errData(ErrRoomClosed)})
 		} else {
 			sig := mm.sig
 			go func() { _ = sig.Hangup(context.Background()) }()
@@ -608,77 +603,79 @@ func (r *roomActor) stopIfEmpty(ctx actor.Context) {
 }
 
 func (r *roomActor) onLegCtl(ctx actor.Context, m *legCtl) {
-	mm := r.members[m.legID]
+	sink, _ := r.srv.objs.take(m.SinkID).(media.Sink)
+	mm := r.members[m.LegID]
 	if mm == nil {
-		m.reply <- errNotHere
+		replyTo(ctx, m.ReplyAddr, errNotHere)
 		return
 	}
-	switch m.op {
+	root, reply := ctx.ActorSystem().Root, m.ReplyAddr
+	switch m.Op {
 	case opMute, opUnmute:
-		mm.muted = m.op == opMute
+		mm.muted = m.Op == opMute
 		mm.sig.Endpoint().SetMuted(mm.muted)
 		typ := EventLegMuted
 		if !mm.muted {
 			typ = EventLegUnmuted
 		}
-		r.publish(m.legID, typ, nil)
-		m.reply <- nil
+		r.publish(m.LegID, typ, nil)
+		replyTo(ctx, reply, nil)
 	case opKick:
-		r.remove(ctx, m.legID)
+		r.remove(ctx, m.LegID)
 		if mm.holder != nil {
-			ctx.Send(mm.holder, &roomLeft{room: r.name, err: ErrKicked})
+			ctx.Send(mm.holder, &roomLeft{Room: r.name, Err: errData(ErrKicked)})
 		} else {
 			sig := mm.sig
 			go func() { _ = sig.Hangup(context.Background()) }()
 		}
-		m.reply <- nil
+		replyTo(ctx, reply, nil)
 	case opHangup:
 		if mm.holder != nil {
-			m.reply <- errNotHere
+			replyTo(ctx, reply, errNotHere)
 			return
 		}
 		sig := mm.sig
-		go func() { m.reply <- sig.Hangup(context.Background()) }()
+		go func() { replyTo(root, reply, sig.Hangup(context.Background())) }()
 	case opTaps:
-		mm.tap = m.sink
-		mm.sig.Endpoint().SetTaps(m.sink)
-		m.reply <- nil
+		mm.tap = sink
+		mm.sig.Endpoint().SetTaps(sink)
+		replyTo(ctx, reply, nil)
 	case opHold, opUnhold:
 		h, ok := mm.sig.(holdable)
 		if !ok {
-			m.reply <- errors.New("this leg cannot be held")
+			replyTo(ctx, reply, errors.New("this leg cannot be held"))
 			return
 		}
-		on := m.op == opHold
+		on := m.Op == opHold
 		go func() {
 			if on {
-				m.reply <- h.Hold(context.Background())
+				replyTo(root, reply, h.Hold(context.Background()))
 			} else {
-				m.reply <- h.Unhold(context.Background())
+				replyTo(root, reply, h.Unhold(context.Background()))
 			}
 		}()
 	default:
-		m.reply <- errors.New("not supported for a leg in a room")
+		replyTo(ctx, reply, errors.New("not supported for a leg in a room"))
 	}
 }
 
 // onReplace puts a new leg in the place of a member the room holds.
 func (r *roomActor) onReplace(ctx actor.Context, m *legReplace) {
-	old := r.members[m.old]
-	if old == nil || old.holder != nil {
-		sig := m.sig
-		go func() { _ = sig.Hangup(context.Background()) }()
-		m.reply <- errNotHere
+	sig := r.srv.legReg.sig(m.LegID)
+	old := r.members[m.Old]
+	if old == nil || old.holder != nil || sig == nil {
+		r.srv.dropLeg(m.LegID)
+		replyTo(ctx, m.ReplyAddr, errNotHere)
 		return
 	}
-	mm := r.add(m.sig, old.opts, nil, nil)
-	mm.legPID = spawnLegActor(ctx, m.sig, true, r.log)
-	mm.entry = r.srv.legReg.register(m.sig, ctx.Self(), "room:"+r.name)
-	r.remove(ctx, m.old)
-	sig := old.sig
-	go func() { _ = sig.Hangup(context.Background()) }()
-	r.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "room:" + r.name})
-	m.reply <- nil
+	mm := r.add(sig, old.opts, nil, nil)
+	mm.legPID = spawnLegActor(ctx, r.srv, sig, true, r.log)
+	mm.entry = r.srv.legReg.register(sig, ctx.Self(), "room:"+r.name)
+	r.remove(ctx, m.Old)
+	oldSig := old.sig
+	go func() { _ = oldSig.Hangup(context.Background()) }()
+	r.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "room:" + r.name})
+	replyTo(ctx, m.ReplyAddr, nil)
 }
 
 // publish puts an event on the room's stream and the server-wide one.

@@ -57,33 +57,19 @@ type DialOptions struct {
 // typed error (ErrBusy, ErrNoAnswer, ...) when the far end did not answer,
 // or ctx's error when ctx ends first (the dialled leg is then hung up).
 func (c *Call) Dial(ctx context.Context, target string, opts DialOptions) error {
-	d := &dialReq{target: target, opts: opts, reply: make(chan error, 1)}
-	err := c.request(ctx, "dial "+target, d, d.reply)
+	d := &dialReq{Target: target, Opts: opts}
+	err := c.request(ctx, "dial "+target, d)
 	if err != nil && ctx.Err() != nil && c.ctx.Err() == nil {
-		c.root.Send(c.pid, &dialCancel{dial: d})
+		c.root.Send(c.pid, &dialCancel{DialID: d.ReqID})
 	}
 	return err
 }
 
-type (
-	dialReq struct {
-		target string
-		opts   DialOptions // as resolved by startDial: caller id filled in
-		reply  chan error
-	}
-	dialCancel struct{ dial *dialReq }
-	dialResult struct {
-		dial           *dialReq
-		leg            Signaling
-		callerAnswered bool
-		err            error
-	}
-	legMarkAnswered struct{}
-)
-
 // dialState is the one dial (or bridge) a call has under way.
 type dialState struct {
-	req      *dialReq
+	id       uint64      // the dialReq's ReqID
+	reply    ReplyAddr   // where Dial's answer goes
+	opts     DialOptions // as resolved by startDial: caller id filled in
 	cancel   context.CancelFunc
 	ringback func()
 	legID    string // set once answered; the leg is then in the conversation
@@ -93,26 +79,27 @@ type dialState struct {
 
 func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
-		d.reply <- ErrHangup
+		replyTo(ctx, d.ReplyAddr, ErrHangup)
 		return
 	}
 	if a.dial != nil {
-		d.reply <- errors.New("a dial is already under way on this call")
+		replyTo(ctx, d.ReplyAddr, errors.New("a dial is already under way on this call"))
 		return
 	}
 	caller := a.legs[a.order[0]]
-	country := d.opts.Ringback
+	opts := d.Opts
+	country := opts.Ringback
 	if country == "" {
 		country = a.srv.cfg.Ringback
 	}
 	ringback, err := Ringback(country)
 	if err != nil {
-		d.reply <- err
+		replyTo(ctx, d.ReplyAddr, err)
 		return
 	}
-	d.opts.CallerID = presentedCallerID(d.opts, a.call.caller)
+	opts.CallerID = presentedCallerID(opts, a.call.caller)
 	dctx, cancel := context.WithCancel(context.Background())
-	st := &dialState{req: d, cancel: cancel}
+	st := &dialState{id: d.ReqID, reply: d.ReplyAddr, opts: opts, cancel: cancel}
 	a.dial = st
 	if caller.answered {
 		st.ringback = caller.sig.Endpoint().Play(ringback, nil)
@@ -121,9 +108,10 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 	}
 	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
 	callerSig, callerAnswered := caller.sig, caller.answered
-	a.log.Info("dialing", "target", d.target)
+	a.log.Info("dialing", "target", d.Target)
+	target, id := d.Target, d.ReqID
 	go func() {
-		leg, err := srv.dialLeg(dctx, d.target, d.opts)
+		leg, err := srv.dialLeg(dctx, target, opts)
 		answered := false
 		if err == nil && !callerAnswered {
 			// The caller is answered only once the far end has answered.
@@ -134,33 +122,50 @@ func (a *callActor) startDial(ctx actor.Context, d *dialReq) {
 				answered = true
 			}
 		}
-		root.Send(self, &dialResult{dial: d, leg: leg, callerAnswered: answered, err: err})
+		m := &dialResult{DialID: id, CallerAnswered: answered, Err: errData(sipCause(err))}
+		if err == nil {
+			m.LegID = srv.legReg.add(leg).id // the leg travels by ID
+		}
+		root.Send(self, m)
 	}()
+}
+
+// dropLeg hangs up a leg handed to this actor that it cannot take, and
+// forgets it.
+func (s *Server) dropLeg(id string) {
+	sig := s.legReg.sig(id)
+	if sig == nil {
+		return
+	}
+	s.legReg.ended(id) // no actor watches it any more
+	go func() { _ = sig.Hangup(context.Background()) }()
 }
 
 func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 	st := a.dial
-	if st == nil || st.req != m.dial {
-		if m.leg != nil {
-			go func() { _ = m.leg.Hangup(context.Background()) }()
-		}
+	if st == nil || st.id != m.DialID {
+		a.srv.dropLeg(m.LegID)
 		return
 	}
 	if st.ringback != nil {
 		st.ringback()
 		st.ringback = nil
 	}
-	if m.err != nil {
+	leg := a.srv.legReg.sig(m.LegID)
+	if m.Err != nil || leg == nil {
 		a.dial = nil
 		st.cancel()
-		if a.ended {
-			m.dial.reply <- ErrHangup
-		} else {
-			m.dial.reply <- sipCause(m.err)
+		err := m.Err.Err()
+		switch {
+		case a.ended:
+			err = ErrHangup
+		case err == nil:
+			err = ErrHangup // the answered leg ended on its way here
 		}
+		replyTo(ctx, st.reply, err)
 		return
 	}
-	if m.callerAnswered {
+	if m.CallerAnswered {
 		caller := a.legs[a.order[0]]
 		ctx.Send(caller.pid, &legMarkAnswered{})
 		a.onLegAnswered(caller.sig.ID())
@@ -168,16 +173,16 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 	if a.ended || a.ending {
 		a.dial = nil
 		st.cancel()
-		go func() { _ = m.leg.Hangup(context.Background()) }()
-		m.dial.reply <- ErrHangup
+		a.srv.dropLeg(m.LegID)
+		replyTo(ctx, st.reply, ErrHangup)
 		return
 	}
-	a.addLeg(ctx, m.leg, true) // answered: addLeg publishes leg.answered
+	a.addLeg(ctx, leg, true) // answered: addLeg publishes leg.answered
 	// A playback on the caller (the flow may play from another goroutine)
 	// gives way to the bridge.
-	caller := a.bridgeDialled(st, m.leg)
-	a.log.Info("dial: answered and bridged", "leg_id", m.leg.ID(), "codec_a", caller.Endpoint().Config().Codec.Name,
-		"codec_b", m.leg.Endpoint().Config().Codec.Name)
+	caller := a.bridgeDialled(st, leg)
+	a.log.Info("dial: answered and bridged", "leg_id", leg.ID(), "codec_a", caller.Endpoint().Config().Codec.Name,
+		"codec_b", leg.Endpoint().Config().Codec.Name)
 }
 
 // bridgeDialled makes leg (already added) the dial's party and puts it in
@@ -210,10 +215,10 @@ func (a *callActor) endDial(ctx actor.Context, err error, hangupLeg bool) {
 	}
 	if hangupLeg && st.legID != "" {
 		if l := a.legs[st.legID]; l != nil && !l.ended {
-			ctx.Send(l.pid, &legHangup{reply: make(chan error, 1)})
+			ctx.Send(l.pid, &legHangup{})
 		}
 	}
-	st.req.reply <- err
+	replyTo(ctx, st.reply, err)
 }
 
 // Dialer originates legs of one transport family — the way SIP dials

@@ -8,11 +8,6 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 )
 
-type echoReq struct {
-	on    bool
-	reply chan error
-}
-
 // Echo sends the caller's audio and RFC 4733 digits straight back, packet
 // for packet (the endpoint forwards to itself: nothing is decoded, no
 // delay is added), until ctx ends (nil) or the caller hangs up
@@ -21,39 +16,37 @@ func (c *Call) Echo(ctx context.Context) error {
 	if err := c.Answer(ctx); err != nil {
 		return err
 	}
-	start := &echoReq{on: true, reply: make(chan error, 1)}
-	if err := c.request(ctx, "echo", start, start.reply); err != nil {
+	if err := c.request(ctx, "echo", &echoReq{On: true}); err != nil {
 		return err
 	}
 	select {
 	case <-ctx.Done():
-		stop := &echoReq{reply: make(chan error, 1)}
-		_ = c.request(context.Background(), "echo", stop, stop.reply)
+		_ = c.request(context.Background(), "echo", &echoReq{})
 		return nil
 	case <-c.ctx.Done():
 		return ErrHangup
 	}
 }
 
-func (a *callActor) echo(_ actor.Context, r *echoReq) {
-	if !r.on {
+func (a *callActor) echo(ctx actor.Context, r *echoReq) {
+	if !r.On {
 		if a.echoStop != nil {
 			a.echoStop()
 			a.echoStop = nil
 		}
-		r.reply <- nil
+		replyTo(ctx, r.ReplyAddr, nil)
 		return
 	}
-	a.withFirstLeg(r.reply, func(l *legRef) {
+	a.withFirstLeg(ctx, r.ReplyAddr, func(l *legRef) {
 		switch {
 		case a.bridged() || a.conf != nil:
-			r.reply <- ErrBridged
+			replyTo(ctx, r.ReplyAddr, ErrBridged)
 		case a.echoStop != nil:
-			r.reply <- errors.New("echo already running")
+			replyTo(ctx, r.ReplyAddr, errors.New("echo already running"))
 		default:
 			ep := l.sig.Endpoint()
 			a.echoStop = media.Bridge(ep, ep) // same codec both ways: a reflection
-			r.reply <- nil
+			replyTo(ctx, r.ReplyAddr, nil)
 		}
 	})
 }

@@ -13,29 +13,16 @@ type holdable interface {
 	Unhold(ctx context.Context) error
 }
 
-type holdReq struct {
-	on    bool
-	reply chan error
-}
-
-// holdDone is the outcome of a Hold or Unhold re-INVITE.
-type holdDone struct {
-	legID string
-	on    bool
-	err   error
-	reply chan error
-}
-
 // onHoldDone publishes leg.held or leg.unheld and replies.
-func (a *callActor) onHoldDone(m *holdDone) {
-	if m.err == nil {
+func (a *callActor) onHoldDone(ctx actor.Context, m *holdDone) {
+	if m.Err == nil {
 		typ := EventLegUnheld
-		if m.on {
+		if m.On {
 			typ = EventLegHeld
 		}
-		a.publish(m.legID, typ, HoldData{})
+		a.publish(m.LegID, typ, HoldData{})
 	}
-	m.reply <- m.err
+	replyWith(ctx, m.ReplyAddr, &Reply{Err: m.Err})
 }
 
 // Hold puts the caller on hold: a re-INVITE offering sendonly, so the
@@ -43,37 +30,35 @@ func (a *callActor) onHoldDone(m *holdDone) {
 // on hold). It returns when the phone has answered; a refusal leaves the
 // call as it was and returns the phone's status.
 func (c *Call) Hold(ctx context.Context) error {
-	r := &holdReq{on: true, reply: make(chan error, 1)}
-	return c.request(ctx, "hold", r, r.reply)
+	return c.request(ctx, "hold", &holdReq{On: true})
 }
 
 // Unhold resumes two-way audio with the caller (re-INVITE sendrecv).
 func (c *Call) Unhold(ctx context.Context) error {
-	r := &holdReq{reply: make(chan error, 1)}
-	return c.request(ctx, "unhold", r, r.reply)
+	return c.request(ctx, "unhold", &holdReq{})
 }
 
 func (a *callActor) hold(ctx actor.Context, r *holdReq) {
-	a.withFirstLeg(r.reply, func(l *legRef) {
+	a.withFirstLeg(ctx, r.ReplyAddr, func(l *legRef) {
 		h, ok := l.sig.(holdable)
 		switch {
 		case !ok:
-			r.reply <- fmt.Errorf("hold: a %s leg cannot be held", l.sig.Kind())
+			replyTo(ctx, r.ReplyAddr, fmt.Errorf("hold: a %s leg cannot be held", l.sig.Kind()))
 			return
 		case !l.answered:
-			r.reply <- ErrNotAnswered
+			replyTo(ctx, r.ReplyAddr, ErrNotAnswered)
 			return
 		}
-		sig, self, root := l.sig, ctx.Self(), ctx.ActorSystem().Root
+		sig, self, root, on, reply := l.sig, ctx.Self(), ctx.ActorSystem().Root, r.On, r.ReplyAddr
 		go func() {
 			// The leg's re-INVITE ends early if the dialog ends.
 			var err error
-			if r.on {
+			if on {
 				err = h.Hold(context.Background())
 			} else {
 				err = h.Unhold(context.Background())
 			}
-			root.Send(self, &holdDone{legID: sig.ID(), on: r.on, err: hangupIfEnded(sig, err), reply: r.reply})
+			root.Send(self, &holdDone{LegID: sig.ID(), On: on, Err: errData(hangupIfEnded(sig, err)), ReplyAddr: reply})
 		}()
 	})
 }

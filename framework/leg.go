@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -34,42 +35,33 @@ type Signaling interface {
 	SendChat(ctx context.Context, text string) error
 }
 
-// Messages between a call actor and its leg actors.
+// Messages between a call (or room) actor and its leg actors: plain data
+// too; a leg actor answers verbs to the ReplyAddr they carry.
 type (
-	legAnswer struct{ reply chan error }
+	legAnswer struct{ ReplyAddr }
 	legReject struct {
-		code  int
-		reply chan error
+		Code int
+		ReplyAddr
 	}
-	legHangup   struct{ reply chan error }
+	legHangup   struct{ ReplyAddr }
 	legOpResult struct {
-		op    string
-		err   error
-		reply chan error
+		Op  string
+		Err *ErrorData `json:",omitempty"`
+		ReplyAddr
 	}
-	legEnded struct {
-		legID string
-		cause error
-	}
-	legAnswered struct{ legID string }
-	legDTMF     struct {
-		legID string
-		ev    media.DTMFEvent
-	}
-	legWatch struct{}
-	legChat  struct {
-		legID, contentType, text string
-	}
+	legWatch    struct{}
 	legSendChat struct {
-		text  string
-		reply chan error
+		Text string
+		ReplyAddr
 	}
+	legMarkAnswered struct{}
 )
 
 // legActor owns one leg's signaling. Blocking signaling work (waiting for
 // an ACK, sending BYE) runs in a goroutine whose result comes back as a
 // message, so the mailbox never blocks.
 type legActor struct {
+	srv      *Server
 	sig      Signaling
 	answered bool
 	ended    bool
@@ -82,48 +74,45 @@ type mediaUpdater interface {
 	OnMediaUpdate(fn func(media.StreamConfig))
 }
 
-// legMediaUpdate tells the holder a leg's codec, address or direction
-// changed.
-type legMediaUpdate struct {
-	legID string
-	cfg   media.StreamConfig
-}
-
 func (a *legActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		self, root := ctx.Self(), ctx.ActorSystem().Root
+		self, root, legID := ctx.Self(), ctx.ActorSystem().Root, a.sig.ID()
 		a.sig.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
-			root.Send(self, &legDTMF{legID: a.sig.ID(), ev: ev})
+			root.Send(self, &legDTMF{LegID: legID, Digit: string(ev.Digit), Source: ev.Source})
 		})
 		a.sig.OnChat(func(ct, text string) {
-			root.Send(self, &legChat{legID: a.sig.ID(), contentType: ct, text: text})
+			root.Send(self, &legChat{LegID: legID, ContentType: ct, Text: text})
 		})
 		if sg, ok := a.sig.(signalable); ok {
 			sg.OnSignal(func(name string, payload []byte) {
-				root.Send(self, &legSignal{legID: a.sig.ID(), name: name, payload: payload})
+				root.Send(self, &legSignal{LegID: legID, Name: name, Payload: payload})
 			})
 		}
 		a.sig.Endpoint().OnPanic(func(pe *media.PanicError) {
-			root.Send(self, &legPanic{legID: a.sig.ID(), err: pe})
+			root.Send(self, &legPanic{LegID: legID, Panic: panicData(pe)})
 		})
 		if tr, ok := a.sig.(transferable); ok {
-			parent, legID := ctx.Parent(), a.sig.ID()
+			parent, srv := ctx.Parent(), a.srv
 			tr.OnTransfer(func(t *sip.Transfer) error {
-				reply := make(chan error, 1)
-				root.Send(parent, &legTransfer{legID: legID, t: t, reply: reply})
+				id := srv.objs.put(t)
+				defer srv.objs.drop(id) // the actor took it if it decided in time
+				m := &legTransfer{LegID: legID, TransferID: id, Target: t.Target, ReferredBy: t.ReferredBy,
+					Attended: t.Replaces != nil, ReplacesLeg: t.ReplacesLeg}
+				w := srv.inbox.wait(m)
+				defer w.done()
+				root.Send(parent, m)
 				select {
-				case err := <-reply:
-					return err
+				case r := <-w.ch:
+					return r.Err.Err()
 				case <-time.After(2 * time.Second):
 					return errors.New("the call did not decide in time")
 				}
 			})
 		}
 		if mu, ok := a.sig.(mediaUpdater); ok {
-			legID := a.sig.ID()
 			mu.OnMediaUpdate(func(cfg media.StreamConfig) {
-				root.Send(self, &legMediaUpdate{legID: legID, cfg: cfg})
+				root.Send(self, &legMediaUpdate{LegID: legID, Codec: cfg.Codec.Name, Direction: cfg.Direction})
 			})
 		}
 		done, stop := a.sig.Done(), a.stop
@@ -141,41 +130,50 @@ func (a *legActor) Receive(ctx actor.Context) {
 	case *legWatch:
 		if !a.ended {
 			a.ended = true
-			ctx.Send(ctx.Parent(), &legEnded{legID: a.sig.ID(), cause: a.sig.Err()})
+			cause := ""
+			if err := a.sig.Err(); err != nil {
+				cause = causeString(err)
+			}
+			ctx.Send(ctx.Parent(), &legEnded{LegID: a.sig.ID(), Cause: cause})
 		}
 	case *legDTMF:
 		ctx.Send(ctx.Parent(), m)
 	case *legChat, *legSignal, *legPanic:
 		ctx.Send(ctx.Parent(), m)
 	case *legSendChat:
-		a.run(ctx, "chat", m.reply, func() error { return a.sig.SendChat(context.Background(), m.text) })
+		text := m.Text
+		a.run(ctx, "chat", m.ReplyAddr, func() error { return a.sig.SendChat(context.Background(), text) })
 	case *legMarkAnswered:
 		a.answered = true
 	case *legAnswer:
 		if a.answered {
-			m.reply <- nil
+			replyTo(ctx, m.ReplyAddr, nil)
 			return
 		}
-		a.run(ctx, "answer", m.reply, func() error { return a.sig.Answer(context.Background()) })
+		a.run(ctx, "answer", m.ReplyAddr, func() error { return a.sig.Answer(context.Background()) })
 	case *legReject:
-		a.run(ctx, "reject", m.reply, func() error { return a.sig.Reject(m.code, "") })
+		code := m.Code
+		a.run(ctx, "reject", m.ReplyAddr, func() error { return a.sig.Reject(code, "") })
 	case *legHangup:
-		a.run(ctx, "hangup", m.reply, func() error { return a.sig.Hangup(context.Background()) })
+		a.run(ctx, "hangup", m.ReplyAddr, func() error { return a.sig.Hangup(context.Background()) })
 	case *legOpResult:
-		if m.op == "answer" && m.err == nil && !a.answered {
+		if m.Op == "answer" && m.Err == nil && !a.answered {
 			a.answered = true
-			ctx.Send(ctx.Parent(), &legAnswered{legID: a.sig.ID()})
+			ctx.Send(ctx.Parent(), &legAnswered{LegID: a.sig.ID()})
 		}
-		if m.reply != nil {
-			m.reply <- m.err
-		}
+		replyWith(ctx, m.ReplyAddr, &Reply{Err: m.Err})
 	}
 }
 
-func (a *legActor) run(ctx actor.Context, op string, reply chan error, fn func() error) {
+// panicData is a media panic as plain data.
+func panicData(pe *media.PanicError) PanicData {
+	return PanicData{Where: pe.Where.String(), Value: fmt.Sprint(pe.Value), Stack: string(pe.Stack)}
+}
+
+func (a *legActor) run(ctx actor.Context, op string, reply ReplyAddr, fn func() error) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
 		err := fn()
-		root.Send(self, &legOpResult{op: op, err: err, reply: reply})
+		root.Send(self, &legOpResult{Op: op, Err: errData(err), ReplyAddr: reply})
 	}()
 }

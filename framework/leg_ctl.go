@@ -6,44 +6,46 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
 )
 
 // onLegCtl runs a per-leg verb (Leg.Hangup, Mute, Hold, Tap) on one of
 // the call's legs. Network work runs in a goroutine; the mailbox never
 // waits.
 func (a *callActor) onLegCtl(ctx actor.Context, m *legCtl) {
-	l := a.legs[m.legID]
+	sink, _ := a.srv.objs.take(m.SinkID).(media.Sink)
+	l := a.legs[m.LegID]
 	if l == nil || l.ended {
-		m.reply <- errNotHere
+		replyTo(ctx, m.ReplyAddr, errNotHere)
 		return
 	}
-	switch m.op {
+	switch m.Op {
 	case opHangup:
-		ctx.Send(l.pid, &legHangup{reply: m.reply})
+		ctx.Send(l.pid, &legHangup{ReplyAddr: m.ReplyAddr})
 	case opMute, opUnmute:
-		l.muted = m.op == opMute
+		l.muted = m.Op == opMute
 		l.sig.Endpoint().SetMuted(l.muted)
 		typ := EventLegMuted
 		if !l.muted {
 			typ = EventLegUnmuted
 		}
-		a.publish(m.legID, typ, nil)
-		m.reply <- nil
+		a.publish(m.LegID, typ, nil)
+		replyTo(ctx, m.ReplyAddr, nil)
 	case opTaps:
-		l.tap = m.sink
+		l.tap = sink
 		a.applyTaps()
-		m.reply <- nil
+		replyTo(ctx, m.ReplyAddr, nil)
 	case opHold, opUnhold:
 		h, ok := l.sig.(holdable)
 		if !ok {
-			m.reply <- fmt.Errorf("a %s leg cannot be held", l.sig.Kind())
+			replyTo(ctx, m.ReplyAddr, fmt.Errorf("a %s leg cannot be held", l.sig.Kind()))
 			return
 		}
 		if !l.answered {
-			m.reply <- ErrNotAnswered
+			replyTo(ctx, m.ReplyAddr, ErrNotAnswered)
 			return
 		}
-		on, sig := m.op == opHold, l.sig
+		on, sig, root, reply := m.Op == opHold, l.sig, ctx.ActorSystem().Root, m.ReplyAddr
 		go func() {
 			var err error
 			if on {
@@ -51,10 +53,10 @@ func (a *callActor) onLegCtl(ctx actor.Context, m *legCtl) {
 			} else {
 				err = h.Unhold(context.Background())
 			}
-			m.reply <- hangupIfEnded(sig, err)
+			replyTo(root, reply, hangupIfEnded(sig, err))
 		}()
 	default:
-		m.reply <- errors.New("not supported for a leg in a call")
+		replyTo(ctx, m.ReplyAddr, errors.New("not supported for a leg in a call"))
 	}
 }
 
@@ -62,18 +64,18 @@ func (a *callActor) onLegCtl(ctx actor.Context, m *legCtl) {
 // conversation is rewired, because a codec change turns passthrough into
 // transcoding or back; a changed direction is reported as held/unheld.
 func (a *callActor) onMediaUpdate(m *legMediaUpdate) {
-	l := a.legs[m.legID]
+	l := a.legs[m.LegID]
 	if l == nil || l.ended {
 		return
 	}
-	held := m.cfg.Direction == "recvonly" || m.cfg.Direction == "inactive"
+	held := m.Direction == "recvonly" || m.Direction == "inactive"
 	if held != l.held {
 		l.held = held
 		typ := EventLegUnheld
 		if held {
 			typ = EventLegHeld
 		}
-		a.publish(m.legID, typ, HoldData{Remote: true})
+		a.publish(m.LegID, typ, HoldData{Remote: true})
 	}
 	switch a.topo.kind {
 	case topoBridge:
@@ -81,7 +83,7 @@ func (a *callActor) onMediaUpdate(m *legMediaUpdate) {
 		if a.topo.passthrough != passthrough(x, y) {
 			// Forwarding packets between two codecs would relabel them,
 			// not transcode: build the bridge anew.
-			a.log.Info("leg renegotiated its codec; rebridging", "leg_id", m.legID, "codec", m.cfg.Codec.Name)
+			a.log.Info("leg renegotiated its codec; rebridging", "leg_id", m.LegID, "codec", m.Codec)
 			a.teardown()
 			a.rewire()
 		}

@@ -38,6 +38,9 @@ func (k LegKind) String() string {
 // MarshalText writes the kind as its name.
 func (k LegKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a kind's name (an unknown name is LegOther).
+func (k *LegKind) UnmarshalText(b []byte) error { *k = legKindOf(string(b)); return nil }
+
 // legKindOf maps a transport's Kind string to a LegKind.
 func legKindOf(s string) LegKind {
 	switch s {
@@ -74,6 +77,21 @@ func (s LegState) String() string {
 // MarshalText writes the state as its name.
 func (s LegState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a state's name.
+func (s *LegState) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "ringing":
+		*s = LegRinging
+	case "answered":
+		*s = LegAnswered
+	case "ended":
+		*s = LegEnded
+	default:
+		return fmt.Errorf("framework: unknown leg state %q", b)
+	}
+	return nil
+}
+
 // ErrNoLeg is returned for a leg ID the server does not know (never
 // existed, or ended).
 var ErrNoLeg = errors.New("framework: no such leg")
@@ -88,13 +106,20 @@ type Leg struct {
 }
 
 // legEntry is the server's record of a live leg: who holds it (a call or
-// a room actor) and its state, updated by that holder.
+// a room actor) and its state, updated by that holder. It is node-local:
+// it keeps the leg's live signaling handle (and through it the media
+// stream) and its tap, which messages never carry — they name the leg by
+// ID and the actor that receives them looks it up here.
 type legEntry struct {
 	id, user, from, to string
 	kind               LegKind
+	sig                Signaling
 	holder             atomic.Pointer[actor.PID]
 	where              atomic.Pointer[string] // "call:ID" or "room:NAME"
 	state              atomic.Uint32
+	// tap is Leg.Tap's sink. Only the leg's holder touches it; a move
+	// hands it on with the leg (the message is the happens-before).
+	tap media.Sink
 }
 
 // legRegistry is every live leg of a server, by ID.
@@ -103,20 +128,42 @@ type legRegistry struct {
 	legs map[string]*legEntry
 }
 
-func (r *legRegistry) register(sig Signaling, holder *actor.PID, where string) *legEntry {
+// add makes a live leg known by ID before any actor holds it (a dialled
+// leg on its way to its call, a replacing leg on its way to the holder of
+// the one it replaces).
+func (r *legRegistry) add(sig Signaling) *legEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.entryLocked(sig)
+}
+
+func (r *legRegistry) entryLocked(sig Signaling) *legEntry {
 	if r.legs == nil {
 		r.legs = map[string]*legEntry{}
 	}
 	e := r.legs[sig.ID()]
 	if e == nil {
-		e = &legEntry{id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), kind: legKindOf(sig.Kind())}
+		e = &legEntry{id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), kind: legKindOf(sig.Kind()), sig: sig}
 		r.legs[sig.ID()] = e
 	}
+	return e
+}
+
+func (r *legRegistry) register(sig Signaling, holder *actor.PID, where string) *legEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entryLocked(sig)
 	e.holder.Store(holder)
 	e.where.Store(&where)
 	return e
+}
+
+// sig returns the live signaling of leg id, or nil.
+func (r *legRegistry) sig(id string) Signaling {
+	if e := r.get(id); e != nil {
+		return e.sig
+	}
+	return nil
 }
 
 func (r *legRegistry) get(id string) *legEntry {
@@ -212,41 +259,30 @@ func (o legOp) String() string {
 	return "op"
 }
 
-// legCtl is a per-leg verb sent to the leg's holder (call or room actor).
-type legCtl struct {
-	legID string
-	op    legOp
-	sink  media.Sink // opTaps
-	reply chan error
-}
-
 // do sends a per-leg request to the leg's current holder and waits. A
 // leg that moves while the request travels is followed once.
 func (l *Leg) do(ctx context.Context, m *legCtl) error {
 	for attempt := 0; attempt < 2; attempt++ {
 		if l.State() == LegEnded {
-			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ErrHangup)
+			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.Op, ErrHangup)
 		}
 		pid := l.e.holder.Load()
 		if pid == nil {
 			return fmt.Errorf("framework: leg %s: %w", l.e.id, ErrNoLeg)
 		}
-		m.reply = make(chan error, 1)
-		l.srv.root.Send(pid, m)
-		select {
-		case err := <-m.reply:
-			if errors.Is(err, errNotHere) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, err)
-			}
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ctx.Err())
+		r, err := l.srv.ask(ctx, pid, m)
+		if err == nil {
+			err = r.Err.Err()
 		}
+		switch {
+		case errors.Is(err, errNotHere):
+			continue
+		case err != nil:
+			return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.Op, err)
+		}
+		return nil
 	}
-	return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.op, ErrNoLeg)
+	return fmt.Errorf("framework: leg %s: %s: %w", l.e.id, m.Op, ErrNoLeg)
 }
 
 // errNotHere tells a per-leg request that the leg left this holder.
@@ -255,31 +291,33 @@ var errNotHere = errors.New("leg moved")
 // Hangup ends the leg (BYE for SIP). The call or room it was in goes on
 // without it.
 func (l *Leg) Hangup(ctx context.Context) error {
-	return l.do(ctx, &legCtl{legID: l.e.id, op: opHangup})
+	return l.do(ctx, &legCtl{LegID: l.e.id, Op: opHangup})
 }
 
 // Mute stops what the leg says from reaching anyone (in a bridge or a
 // room); it still hears. Unmute undoes it.
-func (l *Leg) Mute(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opMute}) }
+func (l *Leg) Mute(ctx context.Context) error { return l.do(ctx, &legCtl{LegID: l.e.id, Op: opMute}) }
 
 // Unmute lets the leg be heard again.
 func (l *Leg) Unmute(ctx context.Context) error {
-	return l.do(ctx, &legCtl{legID: l.e.id, op: opUnmute})
+	return l.do(ctx, &legCtl{LegID: l.e.id, Op: opUnmute})
 }
 
 // Hold puts the leg on hold (a re-INVITE offering sendonly for SIP).
-func (l *Leg) Hold(ctx context.Context) error { return l.do(ctx, &legCtl{legID: l.e.id, op: opHold}) }
+func (l *Leg) Hold(ctx context.Context) error { return l.do(ctx, &legCtl{LegID: l.e.id, Op: opHold}) }
 
 // Unhold resumes two-way audio with the leg.
 func (l *Leg) Unhold(ctx context.Context) error {
-	return l.do(ctx, &legCtl{legID: l.e.id, op: opUnhold})
+	return l.do(ctx, &legCtl{LegID: l.e.id, Op: opUnhold})
 }
 
 // Tap sends what the leg says, decoded, to sink (nil removes it) beside
 // whatever else consumes it — a bridge, a room, a recording — wherever the
 // leg is or moves. The sink runs on the media path and must not block.
 func (l *Leg) Tap(ctx context.Context, sink media.Sink) error {
-	return l.do(ctx, &legCtl{legID: l.e.id, op: opTaps, sink: sink})
+	id := l.srv.objs.put(sink)
+	defer l.srv.objs.drop(id)
+	return l.do(ctx, &legCtl{LegID: l.e.id, Op: opTaps, SinkID: id})
 }
 
 // Move moves the leg, talking, to another call or room (see Server.Move).
@@ -298,8 +336,6 @@ type LegInfo struct {
 	// Mode is how the leg takes part in a room or a call's mix.
 	Mode Mode `json:"mode,omitempty"`
 }
-
-type legsReq struct{ reply chan []LegInfo }
 
 // Legs returns the call's live legs, the caller first.
 func (c *Call) Legs(ctx context.Context) ([]*Leg, error) {
@@ -320,20 +356,15 @@ func (c *Call) legInfos(ctx context.Context) ([]LegInfo, error) {
 	if err := c.ended(); err != nil {
 		return nil, err
 	}
-	r := &legsReq{reply: make(chan []LegInfo, 1)}
-	c.root.Send(c.pid, r)
-	select {
-	case in := <-r.reply:
-		return in, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.ctx.Done():
-		return nil, ErrHangup
+	r, err := c.ask(ctx, &legsReq{})
+	if err != nil {
+		return nil, err
 	}
+	return r.Legs, nil
 }
 
 // onLegsReq answers Legs from the call actor.
-func (a *callActor) onLegsReq(m *legsReq) {
+func (a *callActor) onLegsReq(ctx actor.Context, m *legsReq) {
 	var out []LegInfo
 	for _, id := range a.order {
 		l := a.legs[id]
@@ -350,5 +381,5 @@ func (a *callActor) onLegsReq(m *legsReq) {
 		}
 		out = append(out, in)
 	}
-	m.reply <- slices.Clip(out)
+	replyWith(ctx, m.ReplyAddr, &Reply{Legs: slices.Clip(out)})
 }

@@ -267,6 +267,9 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "every leg to end", func() bool { return srv.LiveLegs() == 0 })
 	waitFor(t, 10*time.Second, "every room to close", func() bool { return len(srv.Rooms()) == 0 })
+	waitFor(t, 10*time.Second, "no reply waiter and no live object left", func() bool {
+		return srv.inbox.pending() == 0 && srv.objs.count() == 0
+	})
 	if n := srv.Ports().InUse(); n != base {
 		t.Errorf("ports in use: %d, want %d", n, base)
 	}

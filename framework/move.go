@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/switchboard-voice/switchboard/media"
 )
 
 // Mode is how a leg takes part in a room or a call's conversation.
@@ -37,6 +36,17 @@ func (m Mode) String() string {
 
 // MarshalText writes the mode as its name.
 func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads a mode's name.
+func (m *Mode) UnmarshalText(b []byte) error {
+	for _, v := range []Mode{ModeNormal, ModeMonitor, ModeWhisper, ModeBarge} {
+		if v.String() == string(b) {
+			*m = v
+			return nil
+		}
+	}
+	return fmt.Errorf("framework: unknown mode %q", b)
+}
 
 // JoinOptions configure how a leg joins a room (Join) or arrives somewhere
 // (Move).
@@ -82,26 +92,6 @@ type MoveData struct {
 // another call or room (the caller stays with the flow).
 var ErrLegMoved = errors.New("framework: leg moved elsewhere")
 
-type (
-	// moveOut asks the leg's holder to let it go to dst.
-	moveOut struct {
-		legID string
-		dst   *actor.PID
-		to    Destination
-		opts  JoinOptions
-		reply chan error
-	}
-	// moveIn hands a live, answered leg to its new holder.
-	moveIn struct {
-		sig   Signaling
-		from  string
-		opts  JoinOptions
-		tap   media.Sink
-		muted bool
-		reply chan error
-	}
-)
-
 // Move moves a live, answered leg — talking — from whatever call or room
 // holds it to another call or a room, with no re-INVITE: its media is
 // rewired in place, so it misses at most a packet or two. Moving the first
@@ -132,49 +122,48 @@ func (s *Server) Move(ctx context.Context, legID string, to Destination, opts Jo
 		if holder == nil || LegState(e.state.Load()) == LegEnded {
 			return fmt.Errorf("framework: move %s: %w", legID, ErrHangup)
 		}
-		m := &moveOut{legID: legID, dst: dst, to: to, opts: opts, reply: make(chan error, 1)}
-		s.root.Send(holder, m)
-		select {
-		case err := <-m.reply:
-			if errors.Is(err, errNotHere) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("framework: move %s to %s: %w", legID, to, err)
-			}
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("framework: move %s to %s: %w", legID, to, ctx.Err())
+		r, err := s.ask(ctx, holder, &moveOut{LegID: legID, Dst: dst, To: to.String(), Opts: opts})
+		if err == nil {
+			err = r.Err.Err()
 		}
+		switch {
+		case errors.Is(err, errNotHere):
+			continue
+		case err != nil:
+			return fmt.Errorf("framework: move %s to %s: %w", legID, to, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("framework: move %s: %w", legID, ErrNoLeg)
 }
 
 // onMoveOut lets one of the call's legs go to another call or room.
 func (a *callActor) onMoveOut(ctx actor.Context, m *moveOut) {
-	l := a.legs[m.legID]
+	l := a.legs[m.LegID]
 	if l == nil || l.ended {
-		m.reply <- errNotHere
+		replyTo(ctx, m.ReplyAddr, errNotHere)
 		return
 	}
 	if !l.answered {
-		m.reply <- ErrNotAnswered
+		replyTo(ctx, m.ReplyAddr, ErrNotAnswered)
 		return
 	}
-	if m.dst.Equal(ctx.Self()) { // already here: a change of mode
-		if slices.Contains(a.conv, m.legID) {
-			a.convAdd(m.legID, m.opts)
+	if m.Dst.Equal(ctx.Self()) { // already here: a change of mode
+		if slices.Contains(a.conv, m.LegID) {
+			a.convAdd(m.LegID, m.Opts)
 			a.rewire()
 		}
-		a.publish(m.legID, EventLegMoved, MoveData{From: m.to.String(), To: m.to.String(), Mode: m.opts.Mode})
-		m.reply <- nil
+		a.publish(m.LegID, EventLegMoved, MoveData{From: m.To, To: m.To, Mode: m.Opts.Mode})
+		replyTo(ctx, m.ReplyAddr, nil)
 		return
 	}
 	a.detachLeg(ctx, l)
 	from := "call:" + a.call.id
-	a.publish(m.legID, EventLegMoved, MoveData{From: from, To: m.to.String(), Mode: m.opts.Mode})
-	ctx.Send(m.dst, &moveIn{sig: l.sig, from: from, opts: m.opts, tap: l.tap, muted: l.muted, reply: m.reply})
-	a.afterLegGone(ctx, m.legID, ErrLegMoved, "moved to "+m.to.String())
+	a.publish(m.LegID, EventLegMoved, MoveData{From: from, To: m.To, Mode: m.Opts.Mode})
+	// Only the leg's ID travels: the destination finds its signaling,
+	// media and tap in this node's leg registry.
+	ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: from, Opts: m.Opts, Muted: l.muted, ReplyAddr: m.ReplyAddr})
+	a.afterLegGone(ctx, m.LegID, ErrLegMoved, "moved to "+m.To)
 }
 
 // detachLeg takes a leg out of this call without hanging it up: out of
@@ -182,45 +171,51 @@ func (a *callActor) onMoveOut(ctx actor.Context, m *moveOut) {
 func (a *callActor) detachLeg(ctx actor.Context, l *legRef) {
 	id := l.sig.ID()
 	if a.conf != nil && len(a.order) > 0 && id == a.order[0] {
-		a.leave(ErrLegMoved)
+		a.leave(ctx, ErrLegMoved)
 	}
 	a.convRemove(id)
 	a.rewire()
 	ep := l.sig.Endpoint()
 	ep.SetTaps(nil)
 	ep.OnDTMF(nil)
-	l.ended = true // for this call: it is gone (it lives on where it moved)
+	l.entry.tap = l.tap // it goes with the leg
+	l.ended = true      // for this call: it is gone (it lives on where it moved)
 	ctx.Stop(l.pid)
 }
 
 // onMoveIn takes a leg moved here into the conversation with the caller.
 func (a *callActor) onMoveIn(ctx actor.Context, m *moveIn) {
+	e := a.srv.legReg.get(m.LegID)
+	if e == nil {
+		replyTo(ctx, m.ReplyAddr, ErrHangup) // it ended on the way
+		return
+	}
 	if a.ended || a.ending || len(a.order) == 0 || a.legs[a.order[0]].ended || !a.legs[a.order[0]].answered {
-		a.moveFailed(m, errors.New("the call is ending or its caller is not answered"))
+		a.moveFailed(ctx, m, e.sig, errors.New("the call is ending or its caller is not answered"))
 		return
 	}
 	if a.conf != nil || (a.dial != nil && a.dial.legID == "") {
-		a.moveFailed(m, errors.New("the caller is in a room or being dialled"))
+		a.moveFailed(ctx, m, e.sig, errors.New("the caller is in a room or being dialled"))
 		return
 	}
 	if a.current != nil && a.stopPlay != nil {
 		a.stopPlay() // the conversation takes the caller's audio
 	}
-	l := a.addLeg(ctx, m.sig, true)
-	l.tap, l.muted = m.tap, m.muted
+	l := a.addLeg(ctx, e.sig, true)
+	l.tap, l.muted = e.tap, m.Muted
 	a.convAdd(a.order[0], a.convOpts[a.order[0]])
-	a.convAdd(m.sig.ID(), m.opts)
+	a.convAdd(m.LegID, m.Opts)
 	a.rewire()
-	a.publish(m.sig.ID(), EventLegJoined, MoveData{From: m.from, To: "call:" + a.call.id, Mode: m.opts.Mode})
-	a.log.Info("leg moved in", "leg_id", m.sig.ID(), "from", m.from, "mode", m.opts.Mode.String())
-	m.reply <- nil
+	a.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "call:" + a.call.id, Mode: m.Opts.Mode})
+	a.log.Info("leg moved in", "leg_id", m.LegID, "from", m.From, "mode", m.Opts.Mode.String())
+	replyTo(ctx, m.ReplyAddr, nil)
 }
 
 // moveFailed hangs up a leg that was let go by its old holder but cannot
 // be taken here: it must not be left without an owner.
-func (a *callActor) moveFailed(m *moveIn, err error) {
-	a.log.Warn("move refused; hanging the leg up", "leg_id", m.sig.ID(), "error", err)
-	sig := m.sig
+func (a *callActor) moveFailed(ctx actor.Context, m *moveIn, sig Signaling, err error) {
+	a.log.Warn("move refused; hanging the leg up", "leg_id", m.LegID, "error", err)
+	a.srv.legReg.ended(m.LegID)
 	go func() { _ = sig.Hangup(context.Background()) }()
-	m.reply <- err
+	replyTo(ctx, m.ReplyAddr, err)
 }

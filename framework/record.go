@@ -100,18 +100,17 @@ func (c *Call) Record(ctx context.Context, path string, opts RecordOptions) (tim
 			return 0, wrapVerb("record", err)
 		}
 		rec = srec
-		left := &tapReq{key: srec, sink: srec.Left(), reply: make(chan error, 1)}
-		right := &tapReq{key: srec, sink: srec.Right(), heard: true, reply: make(chan error, 1)}
+		key := c.srv.objs.newKey("record")
 		stop = func() {
-			c.root.Send(c.pid, &tapReq{key: srec, reply: make(chan error, 1)})
-			c.root.Send(c.pid, &tapReq{key: srec, heard: true, reply: make(chan error, 1)})
+			c.untap(key, false)
+			c.untap(key, true)
 		}
-		if err := c.request(ctx, "record", left, left.reply); err != nil {
+		if err := c.tap(ctx, "record", key, srec.Left(), false); err != nil {
 			stop()
 			_ = srec.Close()
 			return 0, err
 		}
-		if err := c.request(ctx, "record", right, right.reply); err != nil {
+		if err := c.tap(ctx, "record", key, srec.Right(), true); err != nil {
 			stop()
 			_ = srec.Close()
 			return 0, err

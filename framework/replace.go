@@ -22,49 +22,41 @@ import (
 //     came on takes the place of the phone's leg in the other call, so the
 //     two parties talk and the phone drops out.
 
-// legReplace asks a leg's holder to put sig in old's place.
-type legReplace struct {
-	old   string
-	sig   Signaling
-	from  string
-	reply chan error
-}
-
 // onReplace puts a new leg in the place of one of the call's legs.
 func (a *callActor) onReplace(ctx actor.Context, m *legReplace) {
-	old := a.legs[m.old]
-	if a.ended || a.ending || old == nil || old.ended || (a.conf != nil && len(a.order) > 0 && a.order[0] == m.old) {
-		a.replaceFailed(m, errors.New("the leg to replace is gone"))
+	old := a.legs[m.Old]
+	sig := a.srv.legReg.sig(m.LegID)
+	if a.ended || a.ending || old == nil || old.ended || sig == nil || (a.conf != nil && len(a.order) > 0 && a.order[0] == m.Old) {
+		a.replaceFailed(ctx, m, errors.New("the leg to replace is gone"))
 		return
 	}
-	l := a.addLeg(ctx, m.sig, true)
-	id := m.sig.ID()
+	l := a.addLeg(ctx, sig, true)
+	id := m.LegID
 	a.order = a.order[:len(a.order)-1] // addLeg appended it: take old's seat instead
-	if i := slices.Index(a.order, m.old); i >= 0 {
+	if i := slices.Index(a.order, m.Old); i >= 0 {
 		a.order[i] = id
 	}
-	if i := slices.Index(a.conv, m.old); i >= 0 {
+	if i := slices.Index(a.conv, m.Old); i >= 0 {
 		a.conv[i] = id
-		a.convOpts[id] = a.convOpts[m.old]
-		delete(a.convOpts, m.old)
+		a.convOpts[id] = a.convOpts[m.Old]
+		delete(a.convOpts, m.Old)
 	}
-	if a.dial != nil && a.dial.legID == m.old {
+	if a.dial != nil && a.dial.legID == m.Old {
 		a.dial.legID = id
 	}
 	l.tap = old.tap
 	old.tap = nil
 	a.rewire()
-	a.publish(id, EventLegJoined, MoveData{From: m.from, To: "call:" + a.call.id})
-	a.log.Info("leg replaced", "leg_id", id, "replaced", m.old)
-	ctx.Send(old.pid, &legHangup{reply: make(chan error, 1)})
-	m.reply <- nil
+	a.publish(id, EventLegJoined, MoveData{From: m.From, To: "call:" + a.call.id})
+	a.log.Info("leg replaced", "leg_id", id, "replaced", m.Old)
+	ctx.Send(old.pid, &legHangup{})
+	replyTo(ctx, m.ReplyAddr, nil)
 }
 
-func (a *callActor) replaceFailed(m *legReplace, err error) {
-	a.log.Warn("replace refused; hanging the new leg up", "leg_id", m.sig.ID(), "replaced", m.old, "error", err)
-	sig := m.sig
-	go func() { _ = sig.Hangup(context.Background()) }()
-	m.reply <- err
+func (a *callActor) replaceFailed(ctx actor.Context, m *legReplace, err error) {
+	a.log.Warn("replace refused; hanging the new leg up", "leg_id", m.LegID, "replaced", m.Old, "error", err)
+	a.srv.dropLeg(m.LegID)
+	replyTo(ctx, m.ReplyAddr, err)
 }
 
 // onReplaceInvite is sip's OnReplace: an INVITE with Replaces. The new leg
@@ -83,7 +75,8 @@ func (s *Server) onReplaceInvite(newLeg, old *sip.Leg) {
 			return
 		}
 		if h := e.holder.Load(); h != nil {
-			s.root.Send(h, &legReplace{old: old.ID(), sig: newLeg, from: "invite-replaces", reply: make(chan error, 1)})
+			s.legReg.add(newLeg) // it travels by ID
+			s.root.Send(h, &legReplace{Old: old.ID(), LegID: newLeg.ID(), From: "invite-replaces"})
 		}
 	}()
 }
@@ -91,55 +84,59 @@ func (s *Server) onReplaceInvite(newLeg, old *sip.Leg) {
 // attendedTransfer handles a REFER with Replaces that came on leg m.legID:
 // the other party of this call takes the place of the transferor's leg in
 // the call the Replaces names.
-func (a *callActor) attendedTransfer(ctx actor.Context, m *legTransfer) {
-	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
+func (a *callActor) attendedTransfer(ctx actor.Context, m *legTransfer, t *sip.Transfer) {
+	data := TransferData{Target: m.Target, ReferredBy: m.ReferredBy}
 	var other string
-	if live := a.liveConv(); len(live) == 2 && slices.Contains(live, m.legID) {
+	if live := a.liveConv(); len(live) == 2 && slices.Contains(live, m.LegID) {
 		other = live[0]
-		if other == m.legID {
+		if other == m.LegID {
 			other = live[1]
 		}
 	}
-	e := a.srv.legReg.get(m.t.ReplacesLeg)
-	if a.ended || a.ending || other == "" || e == nil || m.t.ReplacesLeg == m.legID {
-		a.publish(m.legID, EventTransfer, data)
-		m.reply <- errors.New("attended transfer needs this call bridged and the replaced dialog to be one of ours")
+	e := a.srv.legReg.get(m.ReplacesLeg)
+	if a.ended || a.ending || other == "" || e == nil || m.ReplacesLeg == m.LegID || t == nil {
+		a.publish(m.LegID, EventTransfer, data)
+		replyTo(ctx, m.ReplyAddr, errors.New("attended transfer needs this call bridged and the replaced dialog to be one of ours"))
 		return
 	}
 	data.Accepted = true
-	a.publish(m.legID, EventTransfer, data)
-	m.reply <- nil
+	a.publish(m.LegID, EventTransfer, data)
+	replyTo(ctx, m.ReplyAddr, nil)
 	l := a.legs[other]
-	a.legs[m.legID].releasing = true // its NOTIFY must go out before any BYE
+	a.legs[m.LegID].releasing = true // its NOTIFY must go out before any BYE
 	a.detachLeg(ctx, l)
-	a.publish(other, EventLegMoved, MoveData{From: "call:" + a.call.id, To: "replaces:" + m.t.ReplacesLeg})
-	reply := make(chan error, 1)
+	a.publish(other, EventLegMoved, MoveData{From: "call:" + a.call.id, To: "replaces:" + m.ReplacesLeg})
+	// The holder of the replaced leg answers to the server's inbox, where
+	// the goroutine below waits for it.
+	rep := &legReplace{Old: m.ReplacesLeg, LegID: other, From: "call:" + a.call.id}
+	w := a.srv.inbox.wait(rep)
 	if h := e.holder.Load(); h != nil {
-		ctx.Send(h, &legReplace{old: m.t.ReplacesLeg, sig: l.sig, from: "call:" + a.call.id, reply: reply})
+		ctx.Send(h, rep)
 	} else {
-		reply <- ErrNoLeg
+		ctx.Send(a.srv.inbox.pid, &Reply{ReqID: rep.ReqID, Err: errData(ErrNoLeg)})
 	}
-	a.log.Info("attended transfer", "transferor", m.legID, "party", other, "replaces", m.t.ReplacesLeg)
-	self, root, transferor := ctx.Self(), ctx.ActorSystem().Root, a.legs[m.legID]
+	a.log.Info("attended transfer", "transferor", m.LegID, "party", other, "replaces", m.ReplacesLeg)
+	self, root, transferor, legID := ctx.Self(), ctx.ActorSystem().Root, a.legs[m.LegID], m.LegID
 	go func() {
+		defer w.done()
 		code := 200
 		select {
-		case err := <-reply:
-			if err != nil {
+		case r := <-w.ch:
+			if r.Err != nil {
 				code = 503
 			}
 		case <-time.After(10 * time.Second):
 			code = 408
 		}
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = m.t.Finish(fctx, code, "")
+		_ = t.Finish(fctx, code, "")
 		cancel()
 		// The transferor hangs up on the 200 NOTIFY; if it does not, we
 		// release it.
 		select {
 		case <-transferor.sig.Done():
 		case <-time.After(2 * time.Second):
-			root.Send(self, &legCtl{legID: m.legID, op: opHangup, reply: make(chan error, 1)})
+			root.Send(self, &legCtl{LegID: legID, Op: opHangup})
 		}
 	}()
 	a.afterLegGone(ctx, other, ErrLegMoved, "transferred")

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
 )
 
@@ -50,39 +51,25 @@ func (c *Call) Speech(ctx context.Context, text string, opts SayOptions) (media.
 	return src, nil
 }
 
-// endpointReq asks the call actor for the caller's media endpoint.
-type endpointReq struct {
-	reply chan *media.Endpoint // nil once the caller has gone
-}
-
-// callerEndpoint returns the first leg's media endpoint. Its methods are
-// safe to call from the flow's goroutine.
+// callerEndpoint returns the first leg's media endpoint: the call actor
+// names the caller's leg and its endpoint is looked up in this node's leg
+// registry. Its methods are safe to call from the flow's goroutine.
 func (c *Call) callerEndpoint(ctx context.Context, verb string) (*media.Endpoint, error) {
-	if err := c.ended(); err != nil {
+	r, err := c.ask(ctx, &callerReq{})
+	if err != nil {
 		return nil, wrapVerb(verb, err)
 	}
-	r := &endpointReq{reply: make(chan *media.Endpoint, 1)}
-	c.root.Send(c.pid, r)
-	select {
-	case ep := <-r.reply:
-		if ep == nil {
-			return nil, wrapVerb(verb, ErrHangup)
-		}
-		return ep, nil
-	case <-ctx.Done():
-		if c.ended() != nil {
-			return nil, wrapVerb(verb, ErrHangup)
-		}
-		return nil, wrapVerb(verb, ctx.Err())
-	case <-c.ctx.Done():
+	sig := c.srv.legReg.sig(r.LegID)
+	if sig == nil {
 		return nil, wrapVerb(verb, ErrHangup)
 	}
+	return sig.Endpoint(), nil
 }
 
-func (a *callActor) onEndpointReq(m *endpointReq) {
+func (a *callActor) onCallerReq(ctx actor.Context, m *callerReq) {
 	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
-		m.reply <- nil
+		replyWith(ctx, m.ReplyAddr, &Reply{})
 		return
 	}
-	m.reply <- a.legs[a.order[0]].sig.Endpoint()
+	replyWith(ctx, m.ReplyAddr, &Reply{LegID: a.order[0]})
 }

@@ -178,8 +178,12 @@ type Server struct {
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
 
-	rooms    roomRegistry
-	legReg   legRegistry
+	rooms  roomRegistry
+	legReg legRegistry
+	// inbox routes replies to the goroutines waiting for them; objs keeps
+	// the live objects (sources, sinks, transfers) messages name by ID.
+	inbox    *replyInbox
+	objs     objects
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
 	tts      *audio.TTS
@@ -240,6 +244,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
+	s.inbox = newReplyInbox(s.system)
+	s.system.EventStream.Subscribe(func(evt any) {
+		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+			s.undeliverable(actor.UnwrapEnvelopeMessage(dl.Message))
+		}
+	})
 	s.presence = presence.New(presence.Options{OnChange: s.presenceChanged, Logger: log})
 	var registrar *sip.Registrar
 	if cfg.Users != nil {
@@ -522,7 +532,14 @@ func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
 		}()
 		err = h.ServeCall(c.ctx, c)
 	}()
-	s.root.Send(c.pid, &controllerDone{err: err, panicked: panicked})
+	done := &controllerDone{Panicked: panicked}
+	if err != nil {
+		done.Err = err.Error()
+	}
+	if errors.Is(err, ErrHangup) {
+		done.Err = "" // the call ended: nothing to report
+	}
+	s.root.Send(c.pid, done)
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
@@ -642,6 +659,69 @@ func (s *Server) LiveLegs() int { return s.legReg.count() }
 
 // Rooms returns the names of the open rooms.
 func (s *Server) Rooms() []string { return s.rooms.names() }
+
+// Call returns a handle on the live call with that ID (Call.ID), or nil
+// once it has ended. Its verbs are messages to the call's actor, as for
+// the handle its flow holds; use it to control a call from outside its
+// flow (an HTTP API, another call's flow).
+func (s *Server) Call(id string) *Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id]
+}
+
+// ask sends m to the actor pid and waits for its Reply, or ctx.
+func (s *Server) ask(ctx context.Context, pid *actor.PID, m request) (*Reply, error) {
+	w := s.inbox.wait(m)
+	defer w.done()
+	s.root.Send(pid, m)
+	select {
+	case r := <-w.ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// undeliverable cleans up after a message that reached no actor because
+// its call or room had gone (protoactor's dead letters; it runs in the
+// sender's goroutine and never blocks): a leg the message handed over is
+// hung up and forgotten, the live objects it named are dropped, and a
+// waiting requester is answered at once — a per-leg request or a move
+// with errNotHere, so it looks for the leg's new holder, anything else
+// with ErrHangup. (A message still queued when an actor stops is dropped
+// by protoactor without a dead letter; the requester then waits for its
+// ctx or the end of the call, as before.)
+func (s *Server) undeliverable(msg any) {
+	reply := error(ErrHangup)
+	switch m := msg.(type) {
+	case *dialResult:
+		s.dropLeg(m.LegID)
+	case *transferResult:
+		s.dropLeg(m.LegID)
+		s.objs.drop(m.TransferID)
+	case *legReplace:
+		s.dropLeg(m.LegID)
+	case *moveIn:
+		s.dropLeg(m.LegID)
+	case *playReq:
+		s.objs.drop(m.SourceID)
+	case *listenReq:
+		s.objs.drop(m.SinkID)
+	case *tapReq:
+		s.objs.drop(m.SinkID)
+	case *legTransfer:
+		s.objs.drop(m.TransferID)
+	case *legCtl:
+		s.objs.drop(m.SinkID)
+		reply = errNotHere
+	case *moveOut:
+		reply = errNotHere
+	}
+	if r, ok := msg.(request); ok {
+		replyTo(s.root, *r.replyAddr(), reply)
+	}
+}
 
 // callPID returns the actor of the live call with that ID, or nil.
 func (s *Server) callPID(id string) *actor.PID {

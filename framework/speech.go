@@ -54,24 +54,34 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	if err := c.Answer(ctx); err != nil {
 		return Utterance{}, err
 	}
-	w := &speechWatch{ch: make(chan dsp.VADEvent, 8)}
+	// The VAD runs on the media path: each change goes to this flow
+	// directly (a node-local channel) and to the call actor, which
+	// publishes it while the tap is in place.
+	key := c.srv.objs.newKey("speech")
+	ch := make(chan dsp.VADEvent, 8)
 	vad := media.NewVAD(opts.VAD, func(ev dsp.VADEvent) {
-		c.root.Send(c.pid, &speechChange{watch: w, ev: ev})
+		c.root.Send(c.pid, &speechChange{Key: key, Speaking: ev.Speaking, Duration: ev.Duration})
+		select {
+		case ch <- ev:
+		default:
+		}
 	})
 	started := time.Now()
-	tap := &tapReq{key: w, sink: vad, reply: make(chan error, 1)}
-	defer c.root.Send(c.pid, &tapReq{key: w, reply: make(chan error, 1)}) // also if the request fails late
-	if err := c.request(ctx, "detect speech", tap, tap.reply); err != nil {
+	defer c.untap(key, false) // also if the request fails late
+	if err := c.tap(ctx, "detect speech", key, vad, false); err != nil {
 		return Utterance{}, err
 	}
 
-	var promptDone chan error
+	var promptDone <-chan *Reply
 	var prompt *playReq
 	if opts.Prompt != nil {
-		prompt = &playReq{src: opts.Prompt, reply: make(chan error, 1)}
-		promptDone = prompt.reply
+		prompt = c.startPrompt(opts.Prompt)
+		w := c.srv.inbox.wait(prompt)
+		defer w.done()
+		promptDone = w.ch
 		c.root.Send(c.pid, prompt)
-		defer c.root.Send(c.pid, &stopPlayReq{play: prompt})
+		defer c.root.Send(c.pid, &stopPlayReq{PlayID: prompt.ReqID})
+		defer c.srv.objs.drop(prompt.SourceID)
 	}
 	timer := time.NewTimer(opts.Timeout)
 	if prompt != nil {
@@ -83,8 +93,9 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	fail := func(err error) (Utterance, error) { return u, wrapVerb("detect speech", err) }
 	for {
 		select {
-		case err := <-promptDone:
+		case r := <-promptDone:
 			promptDone = nil
+			err := r.Err.Err()
 			if errors.Is(err, ErrHangup) {
 				return fail(ErrHangup)
 			}
@@ -94,7 +105,7 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 			if !speaking {
 				timer.Reset(opts.Timeout)
 			}
-		case ev := <-w.ch:
+		case ev := <-ch:
 			if ev.Speaking {
 				if speaking {
 					continue
@@ -102,7 +113,7 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 				speaking = true
 				u.Start = started.Add(ev.At)
 				if promptDone != nil {
-					c.root.Send(c.pid, &stopPlayReq{play: prompt})
+					c.root.Send(c.pid, &stopPlayReq{PlayID: prompt.ReqID})
 					promptDone = nil
 				}
 				timer.Reset(max(opts.MaxDuration-time.Since(u.Start), 0))
@@ -129,27 +140,14 @@ func (c *Call) DetectSpeech(ctx context.Context, opts DetectSpeechOptions) (Utte
 	}
 }
 
-// speechWatch is one DetectSpeech's subscription to its VAD's changes.
-type speechWatch struct{ ch chan dsp.VADEvent }
-
-// speechChange carries a VAD change from the media path to the actor.
-type speechChange struct {
-	watch *speechWatch
-	ev    dsp.VADEvent
-}
-
 func (a *callActor) onSpeechChange(m *speechChange) {
-	if !a.taps.has(m.watch) || a.ended || len(a.order) == 0 {
+	if !a.taps.has(m.Key) || a.ended || len(a.order) == 0 {
 		return // the watch ended; a late change from the media path
 	}
 	legID := a.order[0]
-	if m.ev.Speaking {
+	if m.Speaking {
 		a.publish(legID, EventSpeaking, nil)
 	} else {
-		a.publish(legID, EventSilent, SpeechData{Duration: m.ev.Duration})
-	}
-	select {
-	case m.watch.ch <- m.ev:
-	default:
+		a.publish(legID, EventSilent, SpeechData{Duration: m.Duration})
 	}
 }

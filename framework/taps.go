@@ -1,8 +1,10 @@
 package framework
 
 import (
+	"context"
 	"sync/atomic"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/media"
 )
 
@@ -13,24 +15,15 @@ import (
 // with media.Tee whenever they or the topology change; the media path
 // pays one call per tap per frame and never allocates.
 
-// tapReq adds (sink set) or removes (sink nil) the tap under key, on what
-// the caller says or, with heard, on what the caller hears.
-type tapReq struct {
-	key   any
-	sink  media.Sink
-	heard bool
-	reply chan error
-}
-
 // tapSet is a set of sinks kept in the order they were added.
 type tapSet struct {
-	sinks map[any]media.Sink
-	order []any
+	sinks map[string]media.Sink
+	order []string
 }
 
-func (t *tapSet) has(key any) bool { _, ok := t.sinks[key]; return ok }
+func (t *tapSet) has(key string) bool { _, ok := t.sinks[key]; return ok }
 
-func (t *tapSet) set(key any, s media.Sink) {
+func (t *tapSet) set(key string, s media.Sink) {
 	if s == nil {
 		if t.has(key) {
 			delete(t.sinks, key)
@@ -44,7 +37,7 @@ func (t *tapSet) set(key any, s media.Sink) {
 		return
 	}
 	if t.sinks == nil {
-		t.sinks = map[any]media.Sink{}
+		t.sinks = map[string]media.Sink{}
 	}
 	if !t.has(key) {
 		t.order = append(t.order, key)
@@ -62,18 +55,32 @@ func (t *tapSet) tee(base media.Sink) media.Sink {
 	return media.Tee(sinks...)
 }
 
-func (a *callActor) onTapReq(m *tapReq) {
-	if m.heard {
-		a.heardTaps.set(m.key, m.sink)
+func (a *callActor) onTapReq(ctx actor.Context, m *tapReq) {
+	sink, _ := a.srv.objs.take(m.SinkID).(media.Sink)
+	if m.Heard {
+		a.heardTaps.set(m.Key, sink)
 	} else {
-		a.taps.set(m.key, m.sink)
+		a.taps.set(m.Key, sink)
 	}
 	if a.ended || len(a.order) == 0 || a.legs[a.order[0]].ended {
-		m.reply <- ErrHangup
+		replyTo(ctx, m.ReplyAddr, ErrHangup)
 		return
 	}
 	a.applyTaps()
-	m.reply <- nil
+	replyTo(ctx, m.ReplyAddr, nil)
+}
+
+// tap sets (sink non-nil) or removes the tap under key on the caller:
+// on what the caller says or, with heard, on what they hear.
+func (c *Call) tap(ctx context.Context, verb, key string, sink media.Sink, heard bool) error {
+	m := &tapReq{Key: key, SinkID: c.srv.objs.put(sink), Heard: heard}
+	defer c.srv.objs.drop(m.SinkID)
+	return c.request(ctx, verb, m)
+}
+
+// untap removes the tap under key without waiting.
+func (c *Call) untap(key string, heard bool) {
+	c.root.Send(c.pid, &tapReq{Key: key, Heard: heard})
 }
 
 // heardSwitch is the sink every playback to the caller copies its frames

@@ -24,27 +24,6 @@ type TransferData struct {
 	Outcome int `json:"outcome,omitempty"`
 }
 
-type (
-	// legTransfer: a leg received REFER; reply says accept (nil) or decline.
-	legTransfer struct {
-		legID string
-		t     *sip.Transfer
-		reply chan error
-	}
-	transferResult struct {
-		from     string // the transferring leg
-		stays    string // the transferee, bridged to the target
-		byCaller bool   // the caller transferred the dialled party
-		t        *sip.Transfer
-		leg      Signaling
-		err      error
-	}
-	transferReq struct {
-		target string
-		reply  chan error
-	}
-)
-
 // transferable is what a leg needs for blind transfer; sip.Leg has it.
 type transferable interface {
 	OnTransfer(fn func(*sip.Transfer) error)
@@ -59,25 +38,26 @@ type transferable interface {
 // as the call's first leg. A REFER on a call that is not bridged (the
 // caller asking to transfer the flow itself) is declined.
 func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
-	if m.t.Replaces != nil {
-		a.attendedTransfer(ctx, m)
+	t, _ := a.srv.objs.take(m.TransferID).(*sip.Transfer)
+	if m.Attended {
+		a.attendedTransfer(ctx, m, t)
 		return
 	}
-	data := TransferData{Target: m.t.Target, ReferredBy: m.t.ReferredBy}
+	data := TransferData{Target: m.Target, ReferredBy: m.ReferredBy}
 	st := a.dial
 	bridged := !a.ended && !a.ending && st != nil && a.bridged() && !st.transferring
-	byDialled := bridged && st.legID == m.legID
-	byCaller := bridged && len(a.order) > 0 && a.order[0] == m.legID
-	if !byDialled && !byCaller {
-		a.publish(m.legID, EventTransfer, data)
-		m.reply <- errors.New("only a party of a bridged call can transfer it")
+	byDialled := bridged && st.legID == m.LegID
+	byCaller := bridged && len(a.order) > 0 && a.order[0] == m.LegID
+	if !byDialled && !byCaller || t == nil {
+		a.publish(m.LegID, EventTransfer, data)
+		replyTo(ctx, m.ReplyAddr, errors.New("only a party of a bridged call can transfer it"))
 		return
 	}
 	data.Accepted = true
-	a.publish(m.legID, EventTransfer, data)
-	m.reply <- nil
+	a.publish(m.LegID, EventTransfer, data)
+	replyTo(ctx, m.ReplyAddr, nil)
 	st.transferring = true
-	opts := st.req.opts
+	opts := st.opts
 	opts.Trunk = "" // Refer-To is a SIP URI
 	stays := a.order[0]
 	if byCaller {
@@ -86,17 +66,22 @@ func (a *callActor) onLegTransfer(ctx actor.Context, m *legTransfer) {
 		opts.CallerID = presentedCallerID(DialOptions{}, callerOf(a.legs[stays].sig))
 	}
 	self, root, srv := ctx.Self(), ctx.ActorSystem().Root, a.srv
-	a.log.Info("transfer: dialling the target", "from_leg", m.legID, "target", m.t.Target, "by_caller", byCaller)
+	a.log.Info("transfer: dialling the target", "from_leg", m.LegID, "target", m.Target, "by_caller", byCaller)
+	from, log := m.LegID, a.log
 	go func() {
 		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := m.t.Progress(tctx, 100, "Trying"); err != nil {
-			a.log.Debug("transfer: NOTIFY 100 failed", "error", err)
+		if err := t.Progress(tctx, 100, "Trying"); err != nil {
+			log.Debug("transfer: NOTIFY 100 failed", "error", err)
 		}
 		cancel()
 		dctx, cancel := context.WithTimeout(context.Background(), timeoutOr(opts.Timeout, 30*time.Second)+5*time.Second)
 		defer cancel()
-		leg, err := srv.dialLeg(dctx, m.t.Target, opts)
-		root.Send(self, &transferResult{from: m.legID, stays: stays, byCaller: byCaller, t: m.t, leg: leg, err: err})
+		leg, err := srv.dialLeg(dctx, t.Target, opts)
+		r := &transferResult{From: from, Stays: stays, ByCaller: byCaller, TransferID: srv.objs.put(t), Target: t.Target, Err: errData(err)}
+		if err == nil {
+			r.LegID = srv.legReg.add(leg).id // the leg travels by ID
+		}
+		root.Send(self, r)
 	}()
 }
 
@@ -108,63 +93,73 @@ func timeoutOr(d, def time.Duration) time.Duration {
 }
 
 func (a *callActor) onTransferResult(ctx actor.Context, m *transferResult) {
+	t, _ := a.srv.objs.take(m.TransferID).(*sip.Transfer)
+	if t == nil {
+		a.srv.dropLeg(m.LegID)
+		return
+	}
 	st := a.dial
 	// The transfer still applies if the transferor is still bridged to the
 	// transferee by the same dial.
-	current := st != nil && len(a.order) > 0 && a.legs[m.from] != nil && !a.legs[m.from].ended
-	if current && m.byCaller {
-		current = a.order[0] == m.from && st.legID == m.stays
+	current := st != nil && len(a.order) > 0 && a.legs[m.From] != nil && !a.legs[m.From].ended
+	if current && m.ByCaller {
+		current = a.order[0] == m.From && st.legID == m.Stays
 	} else if current {
-		current = st.legID == m.from
+		current = st.legID == m.From
 	}
-	if st != nil && (st.legID == m.from || st.legID == m.stays) {
+	if st != nil && (st.legID == m.From || st.legID == m.Stays) {
 		st.transferring = false
 	}
-	if m.err != nil {
+	leg := a.srv.legReg.sig(m.LegID)
+	if m.Err != nil || leg == nil {
+		err := m.Err.Err()
+		if err == nil {
+			err = ErrHangup // the target's leg ended on its way here
+		}
 		code := 503
 		var se *sip.StatusError
-		if errors.As(m.err, &se) {
+		if errors.As(err, &se) {
 			code = se.Code
 		}
-		a.log.Info("transfer: target did not answer", "target", m.t.Target, "error", m.err)
-		a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: code})
-		a.finishTransfer(m.t, code, "", nil)
+		a.log.Info("transfer: target did not answer", "target", m.Target, "error", err)
+		a.publish(m.From, EventTransfer, TransferData{Target: m.Target, Accepted: true, Outcome: code})
+		a.finishTransfer(t, code, "", nil)
 		return
 	}
 	if a.ended || a.ending || !current {
 		// A party went while the target rang.
-		go func() { _ = m.leg.Hangup(context.Background()) }()
-		a.finishTransfer(m.t, 487, "Request Terminated", nil)
+		a.srv.dropLeg(m.LegID)
+		a.finishTransfer(t, 487, "Request Terminated", nil)
 		return
 	}
-	old := a.legs[m.from]
+	old := a.legs[m.From]
 	old.transferred = true
-	a.convRemove(m.from)
-	if m.byCaller {
+	a.convRemove(m.From)
+	if m.ByCaller {
 		// The transferee becomes the call's first leg; the caller leaves
 		// the order (it stays in legs until it has ended) and keeps only
 		// its own taps: Listen and the call's taps follow the first leg.
-		order := []string{m.stays}
+		order := []string{m.Stays}
 		for _, id := range a.order {
-			if id != m.stays && id != m.from {
+			if id != m.Stays && id != m.From {
 				order = append(order, id)
 			}
 		}
 		a.order = order
 		old.sig.Endpoint().SetTaps(old.tap)
 	}
-	a.addLeg(ctx, m.leg, true)
-	a.bridgeDialled(st, m.leg)
-	a.publish(m.from, EventTransfer, TransferData{Target: m.t.Target, Accepted: true, Outcome: 200})
-	a.log.Info("transfer: transferee bridged to the target", "leg_id", m.leg.ID(), "transferee", m.stays, "released", m.from)
+	a.addLeg(ctx, leg, true)
+	a.bridgeDialled(st, leg)
+	a.publish(m.From, EventTransfer, TransferData{Target: m.Target, Accepted: true, Outcome: 200})
+	a.log.Info("transfer: transferee bridged to the target", "leg_id", m.LegID, "transferee", m.Stays, "released", m.From)
 	// The transferor hangs up when it reads the 200 NOTIFY; if it does not,
 	// we release it.
 	root := ctx.ActorSystem().Root
-	a.finishTransfer(m.t, 200, "OK", func() {
+	a.finishTransfer(t, 200, "OK", func() {
 		select {
 		case <-old.sig.Done():
 		case <-time.After(2 * time.Second):
-			root.Send(old.pid, &legHangup{reply: make(chan error, 1)})
+			root.Send(old.pid, &legHangup{})
 		}
 	})
 }
@@ -190,33 +185,32 @@ func (a *callActor) finishTransfer(t *sip.Transfer, code int, reason string, the
 // returns nil (the flow should then return). On failure the call stays
 // up with the flow and the error carries the target's SIP status.
 func (c *Call) Transfer(ctx context.Context, target string) error {
-	r := &transferReq{target: target, reply: make(chan error, 1)}
-	if err := c.request(ctx, "transfer "+target, r, r.reply); err != nil {
+	if err := c.request(ctx, "transfer "+target, &transferReq{Target: target}); err != nil {
 		return err
 	}
 	return c.Hangup(ctx)
 }
 
 func (a *callActor) startTransfer(ctx actor.Context, r *transferReq) {
-	a.withFirstLeg(r.reply, func(l *legRef) {
+	a.withFirstLeg(ctx, r.ReplyAddr, func(l *legRef) {
 		tr, ok := l.sig.(transferable)
 		switch {
 		case !ok:
-			r.reply <- fmt.Errorf("transfer: a %s leg cannot be transferred", l.sig.Kind())
+			replyTo(ctx, r.ReplyAddr, fmt.Errorf("transfer: a %s leg cannot be transferred", l.sig.Kind()))
 			return
 		case !l.answered:
-			r.reply <- ErrNotAnswered
+			replyTo(ctx, r.ReplyAddr, ErrNotAnswered)
 			return
 		case a.dial != nil || a.conf != nil:
-			r.reply <- ErrBridged
+			replyTo(ctx, r.ReplyAddr, ErrBridged)
 			return
 		}
-		a.log.Info("transfer: asking the caller to call the target (REFER)", "target", r.target)
-		sig := l.sig
+		a.log.Info("transfer: asking the caller to call the target (REFER)", "target", r.Target)
+		sig, root, target, reply := l.sig, ctx.ActorSystem().Root, r.Target, r.ReplyAddr
 		go func() {
 			tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			r.reply <- sipCause(hangupIfEnded(sig, tr.Refer(tctx, r.target)))
+			replyTo(root, reply, sipCause(hangupIfEnded(sig, tr.Refer(tctx, target))))
 		}()
 	})
 }

@@ -490,3 +490,8 @@ func answerConfig(body []byte, offered []CryptoAttr, policy SRTPPolicy) (media.S
 	}
 	return cfg, tag, nil
 }
+
+// NewStatusError returns the error for a final response code and reason,
+// matching the typed outcome (ErrBusy, ...) the code maps to. The
+// framework rebuilds a status that crossed an actor boundary with it.
+func NewStatusError(code int, reason string) *StatusError { return statusError(code, reason) }
