@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -38,7 +39,39 @@ type Browser struct {
 
 // NewBrowser connects to ws://httpAddr/ws and logs in with token.
 func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
-	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, "ws://"+httpAddr+"/ws")
+	return DialBrowser(ctx, "ws://"+httpAddr+"/ws", token)
+}
+
+// DialBrowser connects to the server's WebSocket at wsURL
+// (ws://host:port/ws or wss://...) and logs in with token.
+func DialBrowser(ctx context.Context, wsURL, token string) (*Browser, error) {
+	b, err := connectBrowser(ctx, wsURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.login(ctx, token); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// errBrowserClosed is a request cut short by the WebSocket closing.
+var errBrowserClosed = errors.New("testharness: browser socket closed")
+
+// loginError is the server refusing a browser's hello.
+type loginError struct {
+	code int
+	why  string
+}
+
+func (e *loginError) Error() string {
+	return fmt.Sprintf("testharness: browser login refused: %d %s", e.code, e.why)
+}
+
+// connectBrowser opens the WebSocket; login says hello on it.
+func connectBrowser(ctx context.Context, wsURL string) (*Browser, error) {
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, wsURL)
 	if err != nil {
 		return nil, fmt.Errorf("testharness: browser: %w", err)
 	}
@@ -54,17 +87,19 @@ func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
 	b := &Browser{conn: conn, api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)),
 		waiting: map[string]chan bridge.Message{}, calls: map[string]*browserCall{}, incoming: make(chan *PhoneCall, 8), done: make(chan struct{})}
 	go b.read()
+	return b, nil
+}
+
+func (b *Browser) login(ctx context.Context, token string) error {
 	reply, err := b.request(ctx, bridge.Message{Type: "hello", Token: token})
 	if err != nil {
-		b.Close()
-		return nil, err
+		return err
 	}
 	if reply.Type != "welcome" {
-		b.Close()
-		return nil, fmt.Errorf("testharness: browser login: %s %d %s", reply.Type, reply.Code, reply.Error)
+		return &loginError{code: reply.Code, why: reply.Error}
 	}
 	b.user = reply.User
-	return b, nil
+	return nil
 }
 
 var (
@@ -129,7 +164,7 @@ func (b *Browser) request(ctx context.Context, m bridge.Message) (bridge.Message
 	case r := <-ch:
 		return r, nil
 	case <-b.done:
-		return bridge.Message{}, errors.New("testharness: browser socket closed")
+		return bridge.Message{}, errBrowserClosed
 	case <-ctx.Done():
 		return bridge.Message{}, ctx.Err()
 	}
@@ -196,6 +231,15 @@ type browserCall struct {
 	done   chan struct{}
 	onChat func(contentType, text string)
 	events []bridge.Message
+
+	// iceUp closes when ICE connects, connected when DTLS is up too (the
+	// peer connection is connected), failed when either fails; firstRTP
+	// is when the first RTP packet came (Unix ns, 0: none yet). For the
+	// load generator's set-up latency and failure reasons.
+	iceUp, connected, failed chan struct{}
+	iceOnce, connOnce        sync.Once
+	failOnce                 sync.Once
+	firstRTP                 atomic.Int64
 }
 
 func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
@@ -217,12 +261,49 @@ func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
 		_ = pc.Close()
 		return nil, nil, err
 	}
-	return &browserCall{b: b, pc: pc, track: track, done: make(chan struct{})}, tr, nil
+	c := &browserCall{b: b, pc: pc, track: track, done: make(chan struct{}),
+		iceUp: make(chan struct{}), connected: make(chan struct{}), failed: make(chan struct{})}
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		switch s {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			c.iceOnce.Do(func() { close(c.iceUp) })
+		case webrtc.ICEConnectionStateFailed:
+			c.failOnce.Do(func() { close(c.failed) })
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			c.connOnce.Do(func() { close(c.connected) })
+		case webrtc.PeerConnectionStateFailed:
+			c.failOnce.Do(func() { close(c.failed) })
+		}
+	})
+	return c, tr, nil
 }
 
 // Call calls to (a route or user) and returns once the server answered
 // the offer; media flows as soon as ICE and DTLS are up.
 func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
+	c, err := b.call(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	return attach(c), nil
+}
+
+// callError is the server refusing a browser's call.
+type callError struct {
+	to   string
+	code int
+	why  string
+}
+
+func (e *callError) Error() string {
+	return fmt.Sprintf("testharness: browser call %s: %d %s", e.to, e.code, e.why)
+}
+
+func (b *Browser) call(ctx context.Context, to string) (*browserCall, error) {
 	c, tr, err := b.newCall()
 	if err != nil {
 		return nil, err
@@ -241,7 +322,7 @@ func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
 	}
 	reply, err := b.request(ctx, bridge.Message{Type: "call", To: to, SDP: c.pc.LocalDescription().SDP})
 	if err == nil && reply.Type != "answer" {
-		err = fmt.Errorf("testharness: browser call %s: %d %s", to, reply.Code, reply.Error)
+		err = &callError{to: to, code: reply.Code, why: reply.Error}
 	}
 	if err == nil {
 		c.id = reply.Call
@@ -254,7 +335,7 @@ func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
 		_ = c.pc.Close()
 		return nil, err
 	}
-	return attach(c), nil
+	return c, nil
 }
 
 // answerIncoming takes a call the server offers this browser.
@@ -316,6 +397,9 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 				n, _, err := remote.Read(buf)
 				if err != nil {
 					return
+				}
+				if c.firstRTP.Load() == 0 {
+					c.firstRTP.Store(time.Now().UnixNano())
 				}
 				c.ep.ReceivePacket(buf[:n])
 			}

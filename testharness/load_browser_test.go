@@ -1,0 +1,147 @@
+package testharness_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// startLoadServer runs a server with browser legs, a 1 kHz tone route and
+// the demo IVR, open to many guest calls from one source.
+func startLoadServer(t *testing.T) *framework.Server {
+	t.Helper()
+	r := framework.NewRouter()
+	r.Handle("tone", apps.Tone(1000))
+	r.Handle("ivr", &apps.IVR{Prompts: apps.DemoPrompts()})
+	return startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1},
+		Browsers: &framework.BrowserConfig{TokenKey: []byte("test key of sixteen bytes or more"), ICEAddr: "127.0.0.1:0"}}, r)
+}
+
+// WebRTC load: 10 virtual browsers at 2 calls/s, each with its own
+// WebSocket and token, call the tone route and must hear 1 kHz; every
+// one does, and the report has set-up, first-audio and login figures.
+// The same load expecting 600 Hz fails every call (the check can fail),
+// and after the runs the process is back to its goroutines and sockets.
+func TestLoadBrowsers(t *testing.T) {
+	srv := startLoadServer(t)
+	ws := "ws://" + srv.HTTPAddr() + "/ws"
+	sc := func(freq float64, timeout time.Duration) *testharness.Scenario {
+		return &testharness.Scenario{Rate: 2, Duration: 5 * time.Second, Hold: testharness.Hold{Min: 2 * time.Second}, Seed: 1,
+			Browsers: testharness.BrowserCallers{Share: 1, WS: ws, To: "tone"},
+			Steps:    []testharness.Step{{Kind: testharness.StepExpectTone, Freq: freq, Timeout: timeout, Name: "tone"}}}
+	}
+	opts := testharness.LoadOptions{Tokens: srv.Tokens()}
+	rep, err := testharness.Run(context.Background(), sc(1000, 5*time.Second), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt bytes.Buffer
+	rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	if rep.Attempted != 10 || rep.Answered != 10 || rep.Completed != 10 || rep.Checks["tone"] != [2]int{10, 0} {
+		t.Errorf("%d attempted, %d answered, %d completed, tone heard %v; failures %v", rep.Attempted, rep.Answered, rep.Completed, rep.Checks["tone"], rep.Failed)
+	}
+	wr := rep.Transports["webrtc"]
+	if wr == nil || wr.Completed != 10 || len(rep.Transports) != 1 {
+		t.Fatalf("transports %+v", rep.Transports)
+	}
+	if rep.SetupP50 <= 0 || rep.FirstAudioP50 <= rep.SetupP50 || wr.LoginMs["p50"] <= 0 || rep.MOS < 4 {
+		t.Errorf("setup p50 %s, first audio p50 %s, login %v, MOS %.2f", rep.SetupP50, rep.FirstAudioP50, wr.LoginMs, rep.MOS)
+	}
+	for _, c := range rep.Calls {
+		if c.Transport != testharness.TransportWebRTC {
+			t.Errorf("call %d went over %s", c.ID, c.Transport)
+		}
+	}
+	var js, csv bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil || !strings.Contains(js.String(), `"transport": "webrtc"`) || !strings.Contains(js.String(), `"first_audio_ms"`) {
+		t.Errorf("JSON (%v): %.600s", err, js.String())
+	}
+	if err := rep.WriteCSV(&csv); err != nil || !strings.Contains(csv.String(), ",webrtc,") {
+		t.Errorf("CSV (%v): %s", err, csv.String())
+	}
+	waitFor(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
+
+	// The first run warmed up lazily started goroutines; now the baseline.
+	settle := func() { time.Sleep(500 * time.Millisecond) }
+	settle()
+	baseG, baseFD := runtime.NumGoroutine(), openSockets(t)
+
+	rep, err = testharness.Run(context.Background(), sc(600, 1500*time.Millisecond), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt.Reset()
+	rep.WriteText(&txt)
+	t.Log("wrong tone expected:\n" + txt.String())
+	if rep.Attempted != 10 || rep.Answered != 10 || rep.Completed != 0 || rep.Failed["not heard: tone"] != 10 || rep.Checks["tone"] != [2]int{0, 10} {
+		t.Errorf("expecting 600 Hz from a 1 kHz route: %d attempted, %d answered, %d completed, failures %v", rep.Attempted, rep.Answered, rep.Completed, rep.Failed)
+	}
+	waitFor(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	ok := false
+	var g, fd int
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		g, fd = runtime.NumGoroutine(), openSockets(t)
+		if g <= baseG && fd <= baseFD {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Fatalf("leak after 10 browser calls: goroutines %d (baseline %d), sockets %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:n])
+	}
+}
+
+// A mixed population from a scenario file: half the callers are SIP
+// phones, half browsers; all navigate the demo IVR (the browsers press 1
+// with the page's "dtmf" message) and hear the menu and the tone.
+func TestLoadMixedScenario(t *testing.T) {
+	srv := startLoadServer(t)
+	text := strings.NewReplacer("SIP", srv.SIPAddr().String(), "HTTP", srv.HTTPAddr()).Replace(`
+target    sip:ivr@SIP
+browsers  50% ws://HTTP/ws
+rate      2
+duration  2s
+hold      4s
+expect sound 5s          as menu
+wait 500ms
+press 1
+expect tone 1000 5s      as tone
+`)
+	sc, err := testharness.ParseScenario("mixed.scn", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := testharness.Run(context.Background(), sc, testharness.LoadOptions{RTPPortMin: 41000, RTPPortMax: 41999, Tokens: srv.Tokens()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt bytes.Buffer
+	rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	if rep.Attempted != 4 || rep.Completed != 4 {
+		t.Errorf("%d attempted, %d completed; failures %v", rep.Attempted, rep.Completed, rep.Failed)
+	}
+	for _, k := range []string{"sip", "webrtc"} {
+		if tt := rep.Transports[k]; tt == nil || tt.Attempted != 2 || tt.Completed != 2 {
+			b, _ := json.Marshal(rep.Transports)
+			t.Errorf("%s: %s", k, b)
+		}
+	}
+	for _, name := range []string{"menu", "tone"} {
+		if v := rep.Checks[name]; v[0] != 4 {
+			t.Errorf("%s heard by %d of 4 callers", name, v[0])
+		}
+	}
+}
