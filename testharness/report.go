@@ -35,8 +35,10 @@ type Report struct {
 	// Transports breaks the totals down by what carried the calls
 	// ("sip", "webrtc"), for runs with browser callers.
 	Transports map[string]*TransportTotals `json:"transports,omitempty"`
-	// WS is the WebSocket URL browser callers used ("" without browsers).
-	WS string `json:"ws,omitempty"`
+	// WS is the WebSocket URL browser callers used ("" without browsers)
+	// and BrowserTo the route or user they called.
+	WS        string `json:"ws,omitempty"`
+	BrowserTo string `json:"browser_to,omitempty"`
 	// Checks counts each expect step's outcomes by name: [heard, not heard].
 	Checks map[string][2]int `json:"checks"`
 	// Mean received loss, jitter and MOS over answered calls with RTP.
@@ -139,7 +141,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
 	sort.Slice(calls, func(i, j int) bool { return calls[i].ID < calls[j].ID })
-	r := &Report{Target: sc.Target, WS: sc.Browsers.WS, Start: start, Elapsed: time.Since(start), Failed: map[string]int{},
+	r := &Report{Target: sc.Target, Start: start, Elapsed: time.Since(start), Failed: map[string]int{},
 		Checks: map[string][2]int{}, Calls: calls, MOSMin: 0}
 	var setups, firsts []time.Duration
 	var mosN int
@@ -192,6 +194,7 @@ func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
 		r.FirstAudioMs = map[string]float64{"p50": ms(r.FirstAudioP50), "p95": ms(r.FirstAudioP95), "p99": ms(r.FirstAudioP99), "max": ms(r.FirstAudioMax)}
 	}
 	if sc.Browsers.Share > 0 {
+		r.WS, r.BrowserTo = sc.Browsers.WS, sc.BrowserTo()
 		r.Transports = transportTotals(calls)
 	}
 	if mosN > 0 {
@@ -243,9 +246,9 @@ func series(start time.Time, elapsed time.Duration, calls []CallResult) []Second
 func (r *Report) WriteText(w io.Writer) {
 	switch {
 	case r.WS != "" && r.Target != "":
-		fmt.Fprintf(w, "target %s and browsers via %s, %s\n", r.Target, r.WS, r.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "target %s and browsers via %s calling %s, %s\n", r.Target, r.WS, r.BrowserTo, r.Elapsed.Round(time.Millisecond))
 	case r.WS != "":
-		fmt.Fprintf(w, "browsers via %s, %s\n", r.WS, r.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "browsers via %s calling %s, %s\n", r.WS, r.BrowserTo, r.Elapsed.Round(time.Millisecond))
 	default:
 		fmt.Fprintf(w, "target %s, %s\n", r.Target, r.Elapsed.Round(time.Millisecond))
 	}
@@ -371,7 +374,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	title := r.Target
 	if title == "" {
-		title = r.WS
+		title = r.WS + " → " + r.BrowserTo
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s — %d calls, %d answered, %d completed</text>`+"\n", L, xmlEscape(title), r.Attempted, r.Answered, r.Completed)
 	n := len(r.Series)
