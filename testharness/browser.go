@@ -240,6 +240,9 @@ type browserCall struct {
 	iceOnce, connOnce        sync.Once
 	failOnce                 sync.Once
 	firstRTP                 atomic.Int64
+	// sent and replied are when the "call" request went and its reply
+	// came (a call this browser placed).
+	sent, replied time.Time
 }
 
 func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
@@ -320,7 +323,9 @@ func (b *Browser) call(ctx context.Context, to string) (*browserCall, error) {
 	case <-webrtc.GatheringCompletePromise(c.pc):
 	case <-time.After(time.Second):
 	}
+	c.sent = time.Now()
 	reply, err := b.request(ctx, bridge.Message{Type: "call", To: to, SDP: c.pc.LocalDescription().SDP})
+	c.replied = time.Now()
 	if err == nil && reply.Type != "answer" {
 		err = &callError{to: to, code: reply.Code, why: reply.Error}
 	}

@@ -426,6 +426,9 @@ type simLeg struct {
 	// endCause names why the far end ended the call ("" for the default
 	// "hung up by far end").
 	endCause func() string
+	// sent is when the call request went (INVITE, the "call" message):
+	// first audio counts from it. Zero: the attempt's start.
+	sent time.Time
 }
 
 // pollFirstRTP watches ep's received-packet counter (every 5 ms, until
@@ -516,7 +519,11 @@ func (r *runner) converse(ctx context.Context, res *CallResult, leg simLeg, hold
 	default:
 	}
 	if at := leg.firstRTP(); !at.IsZero() {
-		res.FirstAudio = at.Sub(res.Start) - res.Login
+		sent := leg.sent
+		if sent.IsZero() {
+			sent = res.Start
+		}
+		res.FirstAudio = at.Sub(sent)
 	} else if !r.sc.NoAudio && r.sc.hasChecks() && (res.Failure == "" || strings.HasPrefix(res.Failure, "not heard: ")) {
 		res.Failure = "no audio" // nothing came at all: say so rather than what was not heard
 	}

@@ -51,9 +51,7 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 	}
 	res.Login = time.Since(res.Start)
 
-	callStart := time.Now()
 	c, err := b.call(sctx, r.sc.BrowserTo())
-	res.Setup = time.Since(callStart)
 	if err != nil {
 		var ce *callError
 		switch {
@@ -68,6 +66,9 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 		}
 		return res
 	}
+	// Set-up counts from the "call" message (the offer, ICE candidates
+	// gathered, as a browser sends it) to the server's answer.
+	res.Setup = c.replied.Sub(c.sent)
 	res.Answered = true
 	r.answered.Add(1)
 
@@ -97,6 +98,7 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 			}
 			return time.Time{}
 		},
+		sent: c.sent,
 		endCause: func() string {
 			if err := c.Err(); err != nil && strings.Contains(err.Error(), "socket closed") {
 				return "ws closed"
