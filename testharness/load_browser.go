@@ -36,34 +36,14 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 	}
 	defer b.Close() // after the call's hangup: the server reads "hangup" first
 	if err = b.login(sctx, r.token(id)); err != nil {
-		var le *loginError
-		switch {
-		case errors.As(err, &le):
-			res.Failure = fmt.Sprintf("login refused: %d %s", le.code, le.why)
-		case errors.Is(err, errBrowserClosed):
-			res.Failure = "ws closed"
-		case timedOut(err):
-			res.Failure = "setup timeout (login)"
-		default:
-			res.Failure = "login failed: " + shortReason(err)
-		}
+		res.Failure = setupFailure("login", err, timedOut(err))
 		return res
 	}
 	res.Login = time.Since(res.Start)
 
 	c, err := b.call(sctx, r.sc.BrowserTo())
 	if err != nil {
-		var ce *callError
-		switch {
-		case errors.As(err, &ce):
-			res.Failure = fmt.Sprintf("call refused: %d %s", ce.code, ce.why)
-		case errors.Is(err, errBrowserClosed):
-			res.Failure = "ws closed"
-		case timedOut(err):
-			res.Failure = "setup timeout"
-		default:
-			res.Failure = "call failed: " + shortReason(err)
-		}
+		res.Failure = setupFailure("call", err, timedOut(err))
 		return res
 	}
 	// Set-up counts from the "call" message (the offer, ICE candidates
@@ -107,6 +87,25 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 		},
 	}, hold)
 	return res
+}
+
+// setupFailure names why a browser's login or call failed.
+func setupFailure(stage string, err error, timedOut bool) string {
+	var le *loginError
+	var ce *callError
+	switch {
+	case errors.As(err, &le):
+		return fmt.Sprintf("login refused: %d %s", le.code, le.why)
+	case errors.As(err, &ce):
+		return fmt.Sprintf("call refused: %d %s", ce.code, ce.why)
+	case errors.Is(err, errBrowserClosed):
+		return "ws closed"
+	case timedOut && stage == "login":
+		return "setup timeout (login)"
+	case timedOut:
+		return "setup timeout"
+	}
+	return stage + " failed: " + shortReason(err)
 }
 
 // mediaFailure names what keeps c's media from flowing: "" once the

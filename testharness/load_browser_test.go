@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -30,7 +31,8 @@ func startLoadServer(t *testing.T) *framework.Server {
 // WebSocket and token, call the tone route and must hear 1 kHz; every
 // one does, and the report has set-up, first-audio and login figures.
 // The same load expecting 600 Hz fails every call (the check can fail),
-// and after the runs the process is back to its goroutines and sockets.
+// a forged token fails at login, and after the runs the process is back
+// to its goroutines and sockets.
 func TestLoadBrowsers(t *testing.T) {
 	srv := startLoadServer(t)
 	ws := "ws://" + srv.HTTPAddr() + "/ws"
@@ -86,21 +88,14 @@ func TestLoadBrowsers(t *testing.T) {
 	if rep.Attempted != 10 || rep.Answered != 10 || rep.Completed != 0 || rep.Failed["not heard: tone"] != 10 || rep.Checks["tone"] != [2]int{0, 10} {
 		t.Errorf("expecting 600 Hz from a 1 kHz route: %d attempted, %d answered, %d completed, failures %v", rep.Attempted, rep.Answered, rep.Completed, rep.Failed)
 	}
+	// A token the server refuses: the first callers fail at login, named
+	// so, and the run stops as for a dead SIP target.
+	rep, err = testharness.Run(context.Background(), sc(1000, time.Second), testharness.LoadOptions{BrowserToken: "forged"})
+	if !errors.Is(err, testharness.ErrTargetDead) || rep.Answered != 0 || rep.Failed["login refused: 4003 bridge: invalid token: no signature"] != rep.Attempted {
+		t.Errorf("forged token: %v, %d answered, failures %v", err, rep.Answered, rep.Failed)
+	}
 	waitFor(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
-	ok := false
-	var g, fd int
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		g, fd = runtime.NumGoroutine(), openSockets(t)
-		if g <= baseG && fd <= baseFD {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		t.Fatalf("leak after 10 browser calls: goroutines %d (baseline %d), sockets %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:n])
-	}
+	waitBaseline(t, baseG, baseFD, 30*time.Second)
 }
 
 // A mixed population from a scenario file: half the callers are SIP

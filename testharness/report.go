@@ -261,18 +261,15 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, k := range reasons {
 		fmt.Fprintf(w, "  failed %5d  %s\n", r.Failed[k], k)
 	}
-	fmt.Fprintf(w, "setup latency: p50 %s  p95 %s  p99 %s  max %s\n", r.SetupP50.Round(10*time.Microsecond),
-		r.SetupP95.Round(10*time.Microsecond), r.SetupP99.Round(10*time.Microsecond), r.SetupMax.Round(10*time.Microsecond))
+	latency := func(label string, d ...time.Duration) {
+		fmt.Fprintf(w, "%-14s p50 %s  p95 %s  p99 %s  max %s\n", label, d[0].Round(10*time.Microsecond),
+			d[1].Round(10*time.Microsecond), d[2].Round(10*time.Microsecond), d[3].Round(10*time.Microsecond))
+	}
+	latency("setup latency:", r.SetupP50, r.SetupP95, r.SetupP99, r.SetupMax)
 	if r.FirstAudioMax > 0 {
-		fmt.Fprintf(w, "first audio:   p50 %s  p95 %s  p99 %s  max %s\n", r.FirstAudioP50.Round(10*time.Microsecond),
-			r.FirstAudioP95.Round(10*time.Microsecond), r.FirstAudioP99.Round(10*time.Microsecond), r.FirstAudioMax.Round(10*time.Microsecond))
+		latency("first audio:", r.FirstAudioP50, r.FirstAudioP95, r.FirstAudioP99, r.FirstAudioMax)
 	}
-	kinds := make([]string, 0, len(r.Transports))
-	for k := range r.Transports {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
+	for _, k := range sortedKeys(r.Transports) {
 		t := r.Transports[k]
 		fmt.Fprintf(w, "  %-6s %d attempted, %d answered, %d completed; setup p95 %.1f ms, first audio p95 %.1f ms", k,
 			t.Attempted, t.Answered, t.Completed, t.SetupMs["p95"], t.FirstAudioMs["p95"])
@@ -284,12 +281,7 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	names := make([]string, 0, len(r.Checks))
-	for k := range r.Checks {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range sortedKeys(r.Checks) {
 		v := r.Checks[k]
 		fmt.Fprintf(w, "heard %-20s %d of %d calls\n", k+":", v[0], v[0]+v[1])
 	}
@@ -299,6 +291,15 @@ func (r *Report) WriteText(w io.Writer) {
 	if p := r.Server; p != nil {
 		fmt.Fprintf(w, "server pid %d: CPU %.1f%% mean, %.1f%% peak; RSS %.1f MB peak\n", p.PID, p.CPUMean, p.CPUPeak, p.RSSPeakMB)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // WriteJSON writes the whole report as JSON.
