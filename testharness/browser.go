@@ -243,6 +243,7 @@ type browserCall struct {
 	// sent and replied are when the "call" request went and its reply
 	// came (a call this browser placed).
 	sent, replied time.Time
+	impair        *browserImpair // nil: the RTP is not impaired
 }
 
 func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
@@ -288,7 +289,7 @@ func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
 // Call calls to (a route or user) and returns once the server answered
 // the offer; media flows as soon as ICE and DTLS are up.
 func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
-	c, err := b.call(ctx, to)
+	c, err := b.call(ctx, to, Impairment{}, Impairment{})
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +307,9 @@ func (e *callError) Error() string {
 	return fmt.Sprintf("testharness: browser call %s: %d %s", e.to, e.code, e.why)
 }
 
-func (b *Browser) call(ctx context.Context, to string) (*browserCall, error) {
+// call places a call to to; up and down, when not zero, impair its RTP
+// inside the browser (see browserImpair).
+func (b *Browser) call(ctx context.Context, to string, up, down Impairment) (*browserCall, error) {
 	c, tr, err := b.newCall()
 	if err != nil {
 		return nil, err
@@ -334,7 +337,7 @@ func (b *Browser) call(ctx context.Context, to string) (*browserCall, error) {
 		err = c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP})
 	}
 	if err == nil {
-		err = c.start(tr)
+		err = c.start(tr, up, down)
 	}
 	if err != nil {
 		_ = c.pc.Close()
@@ -363,7 +366,7 @@ func (b *Browser) answerIncoming(m bridge.Message) {
 		case <-webrtc.GatheringCompletePromise(c.pc):
 		case <-time.After(time.Second):
 		}
-		err = c.start(tr)
+		err = c.start(tr, Impairment{}, Impairment{})
 	}
 	if err != nil {
 		_ = c.pc.Close()
@@ -380,7 +383,7 @@ func (b *Browser) answerIncoming(m bridge.Message) {
 
 // start makes the call's stream for the negotiated codec and registers
 // the call with its browser.
-func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
+func (c *browserCall) start(tr *webrtc.RTPTransceiver, up, down Impairment) error {
 	codecs := tr.Sender().GetParameters().Codecs
 	if len(codecs) == 0 || codecs[0].MimeType != c.track.Codec().MimeType {
 		return errors.New("testharness: browser: the server did not take our codec")
@@ -393,7 +396,12 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 	if !ok {
 		return errors.New("testharness: browser: no codec")
 	}
-	c.ep = media.NewPacketEndpoint(browserTransport{c.track}, media.EndpointOptions{MediaTimeout: -1})
+	transport := browserTransport{track: c.track}
+	if up != (Impairment{}) || down != (Impairment{}) {
+		c.impair = newBrowserImpair(up, down, func(b []byte) { _, _ = c.track.Write(b) }, func(b []byte) { c.ep.ReceivePacket(b) })
+		transport.up = c.impair.dirs[Uplink]
+	}
+	c.ep = media.NewPacketEndpoint(transport, media.EndpointOptions{MediaTimeout: -1})
 	c.ep.Configure(media.StreamConfig{Codec: spec, PayloadType: uint8(audio.PayloadType)})
 	c.pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		go func() {
@@ -406,6 +414,10 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 				if c.firstRTP.Load() == 0 {
 					c.firstRTP.Store(time.Now().UnixNano())
 				}
+				if c.impair != nil {
+					c.impair.dirs[Downlink].arrive(buf[:n], time.Now())
+					continue
+				}
 				c.ep.ReceivePacket(buf[:n])
 			}
 		}()
@@ -417,12 +429,49 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 	return nil
 }
 
-// browserTransport writes the stream's RTP into the browser's track.
-type browserTransport struct{ track *webrtc.TrackLocalStaticRTP }
+// browserTransport writes the stream's RTP into the browser's track,
+// through the uplink impairment when there is one.
+type browserTransport struct {
+	track *webrtc.TrackLocalStaticRTP
+	up    *linkDir
+}
 
 func (t browserTransport) WriteRTP(pkt []byte) error {
+	if t.up != nil {
+		t.up.arrive(pkt, time.Now()) // copies pkt
+		return nil
+	}
 	_, err := t.track.Write(pkt)
 	return err
+}
+
+// browserImpair impairs a browser call's RTP inside the virtual browser,
+// between its stream and its peer connection — above SRTP, so unlike on
+// a real network a duplicate is not dropped by SRTP replay protection —
+// with the same seeded model, one direction each, as a Link applies to a
+// SIP call's UDP. Cost: two scheduler goroutines and a copy per packet.
+type browserImpair struct {
+	dirs [2]*linkDir
+	wg   sync.WaitGroup
+	done chan struct{}
+	once sync.Once
+}
+
+func newBrowserImpair(up, down Impairment, send, receive func([]byte)) *browserImpair {
+	im := &browserImpair{done: make(chan struct{})}
+	im.dirs[Uplink] = newLinkDir(up, 0x75706c696e6b, send)
+	im.dirs[Downlink] = newLinkDir(down, 0x646f776e6c696e6b, receive)
+	im.wg.Add(2)
+	go im.dirs[Uplink].run(&im.wg, im.done)
+	go im.dirs[Downlink].run(&im.wg, im.done)
+	return im
+}
+
+func (im *browserImpair) close() {
+	im.once.Do(func() {
+		close(im.done)
+		im.wg.Wait()
+	})
 }
 func (browserTransport) WriteRTCP([]byte) error { return nil }
 
@@ -478,6 +527,9 @@ func (c *browserCall) end(cause error) {
 		_ = c.ep.Close()
 	}
 	_ = c.pc.Close()
+	if c.impair != nil {
+		c.impair.close()
+	}
 	close(c.done)
 }
 

@@ -41,7 +41,12 @@ func (r *runner) browserCaller(ctx context.Context, id int, hold time.Duration) 
 	}
 	res.Login = time.Since(res.Start)
 
-	c, err := b.call(sctx, r.sc.BrowserTo())
+	up, down := r.sc.Uplink, r.sc.Downlink
+	if up != (Impairment{}) || down != (Impairment{}) {
+		up.Seed += uint64(id) // each caller its own (reproducible) network
+		down.Seed += uint64(id)
+	}
+	c, err := b.call(sctx, r.sc.BrowserTo(), up, down)
 	if err != nil {
 		res.Failure = setupFailure("call", err, timedOut(err))
 		return res

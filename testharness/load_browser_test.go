@@ -140,3 +140,33 @@ expect tone 1000 5s      as tone
 		}
 	}
 }
+
+// Browser callers on an impaired network (5 % loss, 40 ms jitter on the
+// way to the browser, seeded): each still hears the tone, measures the
+// loss, and the MOS estimate drops well below a clean call's (≥ 4 in
+// TestLoadBrowsers).
+func TestLoadBrowsersImpaired(t *testing.T) {
+	srv := startLoadServer(t)
+	sc := &testharness.Scenario{Rate: 2, Duration: 1500 * time.Millisecond, Hold: testharness.Hold{Min: 4 * time.Second}, Seed: 1,
+		Browsers: testharness.BrowserCallers{Share: 1, WS: "ws://" + srv.HTTPAddr() + "/ws", To: "tone"},
+		Downlink: testharness.Impairment{Seed: 42, Loss: 0.05, Jitter: 40 * time.Millisecond},
+		Steps:    []testharness.Step{{Kind: testharness.StepExpectTone, Freq: 1000, Timeout: 5 * time.Second, Name: "tone"}}}
+	rep, err := testharness.Run(context.Background(), sc, testharness.LoadOptions{Tokens: srv.Tokens()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt bytes.Buffer
+	rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	if rep.Attempted != 3 || rep.Completed != 3 || rep.Checks["tone"][0] != 3 {
+		t.Errorf("%d attempted, %d completed, tone heard %v; failures %v", rep.Attempted, rep.Completed, rep.Checks["tone"], rep.Failed)
+	}
+	for _, c := range rep.Calls {
+		if c.LossPercent < 1 || c.LossPercent > 12 {
+			t.Errorf("call %d measured %.1f %% loss through a 5 %% lossy link", c.ID, c.LossPercent)
+		}
+	}
+	if rep.MOS <= 0 || rep.MOS > 3.9 {
+		t.Errorf("MOS %.2f with 5 %% loss and 40 ms jitter, want below 3.9", rep.MOS)
+	}
+}

@@ -232,9 +232,6 @@ func (s *Scenario) Validate() error {
 	case s.Ramp < 0 || s.Ramp > s.Duration:
 		return fmt.Errorf("ramp %s must be within the duration %s", s.Ramp, s.Duration)
 	}
-	if b.Share > 0 && (s.Downlink != (Impairment{}) || s.Uplink != (Impairment{})) {
-		return fmt.Errorf("network impairment applies to SIP callers only; browser callers (WebRTC) are not impaired yet")
-	}
 	if err := s.Downlink.Validate(); err != nil {
 		return err
 	}

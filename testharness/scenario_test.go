@@ -76,7 +76,6 @@ hangup
 		{"browsers args", "target sip:a@b\nbrowsers 30%\n", 2, "browsers PERCENT%"},
 		{"browsers share", "target sip:a@b\nbrowsers 130% ws://h/ws\n", 2, "percentage"},
 		{"browsers nobody to call", "browsers 100% ws://h/ws\nrate 1\n", 2, "route or user to call"},
-		{"browsers impaired", "target sip:a@b\nbrowsers 50% ws://h/ws\ndownlink loss 1%\n", 3, "SIP callers only"},
 		{"mixed without target", "browsers 50% ws://h/ws to tone\n", 1, "no target"},
 	}
 	for _, tc := range bad {

@@ -87,7 +87,7 @@ func load(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.setupTimeout, "setup-timeout", 10*time.Second, "give up a call not answered in this time, e.g. -setup-timeout 5s")
 	fs.StringVar(&f.expect, "expect", "echo", `what each caller must hear: "echo" (it plays 1 kHz and hears it back), "tone:HZ" (e.g. tone:1000), "sound" (anything) or "none"`)
 	fs.BoolVar(&f.noAudio, "no-audio", false, "send and receive RTP but analyse nothing (same as -expect none)")
-	fs.StringVar(&f.impair, "impair", "", `impair the RTP callers receive, e.g. -impair "loss 5% jitter 40ms" (keys: loss, burst, latency, jitter, reorder, duplicate, bandwidth)`)
+	fs.StringVar(&f.impair, "impair", "", `impair the RTP callers (SIP or browsers) receive, e.g. -impair "loss 5% jitter 40ms" (keys: loss, burst, latency, jitter, reorder, duplicate, bandwidth)`)
 	fs.Uint64Var(&f.seed, "seed", 1, "seed for arrivals, hold times and impairments (same seed, same run)")
 	fs.IntVar(&f.pid, "pid", 0, "sample this process's CPU and RSS from /proc (the server, on this host), e.g. -pid 4242")
 	fs.StringVar(&f.process, "process", "", "like -pid, by process name, e.g. -process switchboard")

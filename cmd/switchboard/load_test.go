@@ -167,7 +167,6 @@ func TestLoadWebRTCFlagErrors(t *testing.T) {
 		{[]string{"-transport", "webrtc", "-ws", "http://x/ws"}, "WebSocket URL"},
 		{[]string{"-transport", "webrtc", "-data-dir", t.TempDir()}, "browser callers need a token"},
 		{[]string{"-transport", "webrtc", "-token", "t", "-compare", "127.0.0.1:5070"}, "-compare"},
-		{[]string{"-transport", "mixed:50", "-token", "t", "-impair", "loss 1%"}, "SIP callers only"},
 		{[]string{"-transport", "webrtc", "-token", "t", "-ws", "ws://" + dead + "/ws", "-quiet"}, "nothing listens for WebSocket at " + dead},
 	} {
 		err := load(tc.args, &out, &errOut)
