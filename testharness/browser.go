@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -39,7 +40,39 @@ type Browser struct {
 
 // NewBrowser connects to ws://httpAddr/ws and logs in with token.
 func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
-	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, "ws://"+httpAddr+"/ws")
+	return DialBrowser(ctx, "ws://"+httpAddr+"/ws", token)
+}
+
+// DialBrowser connects to the server's WebSocket at wsURL
+// (ws://host:port/ws or wss://...) and logs in with token.
+func DialBrowser(ctx context.Context, wsURL, token string) (*Browser, error) {
+	b, err := connectBrowser(ctx, wsURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.login(ctx, token); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// errBrowserClosed is a request cut short by the WebSocket closing.
+var errBrowserClosed = errors.New("testharness: browser socket closed")
+
+// loginError is the server refusing a browser's hello.
+type loginError struct {
+	code int
+	why  string
+}
+
+func (e *loginError) Error() string {
+	return fmt.Sprintf("testharness: browser login refused: %d %s", e.code, e.why)
+}
+
+// connectBrowser opens the WebSocket; login says hello on it.
+func connectBrowser(ctx context.Context, wsURL string) (*Browser, error) {
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, wsURL)
 	if err != nil {
 		return nil, fmt.Errorf("testharness: browser: %w", err)
 	}
@@ -55,17 +88,19 @@ func NewBrowser(ctx context.Context, httpAddr, token string) (*Browser, error) {
 	b := &Browser{conn: conn, api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)),
 		waiting: map[string]chan bridge.Message{}, calls: map[string]*browserCall{}, incoming: make(chan *PhoneCall, 8), done: make(chan struct{})}
 	go b.read()
+	return b, nil
+}
+
+func (b *Browser) login(ctx context.Context, token string) error {
 	reply, err := b.request(ctx, bridge.Message{Type: "hello", Token: token})
 	if err != nil {
-		b.Close()
-		return nil, err
+		return err
 	}
 	if reply.Type != "welcome" {
-		b.Close()
-		return nil, fmt.Errorf("testharness: browser login: %s %d %s", reply.Type, reply.Code, reply.Error)
+		return &loginError{code: reply.Code, why: reply.Error}
 	}
 	b.user = reply.User
-	return b, nil
+	return nil
 }
 
 var (
@@ -130,7 +165,7 @@ func (b *Browser) request(ctx context.Context, m bridge.Message) (bridge.Message
 	case r := <-ch:
 		return r, nil
 	case <-b.done:
-		return bridge.Message{}, errors.New("testharness: browser socket closed")
+		return bridge.Message{}, errBrowserClosed
 	case <-ctx.Done():
 		return bridge.Message{}, ctx.Err()
 	}
@@ -197,6 +232,19 @@ type browserCall struct {
 	done   chan struct{}
 	onChat func(contentType, text string)
 	events []bridge.Message
+
+	// iceUp closes when ICE connects, connected when DTLS is up too (the
+	// peer connection is connected), failed when either fails; firstRTP
+	// is when the first RTP packet came (Unix ns, 0: none yet). For the
+	// load generator's set-up latency and failure reasons.
+	iceUp, connected, failed chan struct{}
+	iceOnce, connOnce        sync.Once
+	failOnce                 sync.Once
+	firstRTP                 atomic.Int64
+	// sent and replied are when the "call" request went and its reply
+	// came (a call this browser placed).
+	sent, replied time.Time
+	impair        *browserImpair // nil: the RTP is not impaired
 }
 
 func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
@@ -218,12 +266,51 @@ func (b *Browser) newCall() (*browserCall, *webrtc.RTPTransceiver, error) {
 		_ = pc.Close()
 		return nil, nil, err
 	}
-	return &browserCall{b: b, pc: pc, track: track, done: make(chan struct{})}, tr, nil
+	c := &browserCall{b: b, pc: pc, track: track, done: make(chan struct{}),
+		iceUp: make(chan struct{}), connected: make(chan struct{}), failed: make(chan struct{})}
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		switch s {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			c.iceOnce.Do(func() { close(c.iceUp) })
+		case webrtc.ICEConnectionStateFailed:
+			c.failOnce.Do(func() { close(c.failed) })
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			c.connOnce.Do(func() { close(c.connected) })
+		case webrtc.PeerConnectionStateFailed:
+			c.failOnce.Do(func() { close(c.failed) })
+		}
+	})
+	return c, tr, nil
 }
 
 // Call calls to (a route or user) and returns once the server answered
 // the offer; media flows as soon as ICE and DTLS are up.
 func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
+	c, err := b.call(ctx, to, Impairment{}, Impairment{})
+	if err != nil {
+		return nil, err
+	}
+	return attach(c), nil
+}
+
+// callError is the server refusing a browser's call.
+type callError struct {
+	to   string
+	code int
+	why  string
+}
+
+func (e *callError) Error() string {
+	return fmt.Sprintf("testharness: browser call %s: %d %s", e.to, e.code, e.why)
+}
+
+// call places a call to to; up and down, when not zero, impair its RTP
+// inside the browser (see browserImpair).
+func (b *Browser) call(ctx context.Context, to string, up, down Impairment) (*browserCall, error) {
 	c, tr, err := b.newCall()
 	if err != nil {
 		return nil, err
@@ -240,22 +327,24 @@ func (b *Browser) Call(ctx context.Context, to string) (*PhoneCall, error) {
 	case <-webrtc.GatheringCompletePromise(c.pc):
 	case <-time.After(time.Second):
 	}
+	c.sent = time.Now()
 	reply, err := b.request(ctx, bridge.Message{Type: "call", To: to, SDP: c.pc.LocalDescription().SDP})
+	c.replied = time.Now()
 	if err == nil && reply.Type != "answer" {
-		err = fmt.Errorf("testharness: browser call %s: %d %s", to, reply.Code, reply.Error)
+		err = &callError{to: to, code: reply.Code, why: reply.Error}
 	}
 	if err == nil {
 		c.id = reply.Call
 		err = c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP})
 	}
 	if err == nil {
-		err = c.start(tr)
+		err = c.start(tr, up, down)
 	}
 	if err != nil {
 		_ = c.pc.Close()
 		return nil, err
 	}
-	return attach(c), nil
+	return c, nil
 }
 
 // answerIncoming takes a call the server offers this browser.
@@ -278,7 +367,7 @@ func (b *Browser) answerIncoming(m bridge.Message) {
 		case <-webrtc.GatheringCompletePromise(c.pc):
 		case <-time.After(time.Second):
 		}
-		err = c.start(tr)
+		err = c.start(tr, Impairment{}, Impairment{})
 	}
 	if err != nil {
 		_ = c.pc.Close()
@@ -295,7 +384,7 @@ func (b *Browser) answerIncoming(m bridge.Message) {
 
 // start makes the call's stream for the negotiated codec and registers
 // the call with its browser.
-func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
+func (c *browserCall) start(tr *webrtc.RTPTransceiver, up, down Impairment) error {
 	codecs := tr.Sender().GetParameters().Codecs
 	if len(codecs) == 0 || codecs[0].MimeType != c.track.Codec().MimeType {
 		return errors.New("testharness: browser: the server did not take our codec")
@@ -308,7 +397,12 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 	if !ok {
 		return errors.New("testharness: browser: no codec")
 	}
-	c.ep = media.NewPacketEndpoint(browserTransport{c.track}, media.EndpointOptions{MediaTimeout: -1})
+	transport := browserTransport{track: c.track}
+	if up != (Impairment{}) || down != (Impairment{}) {
+		c.impair = newBrowserImpair(up, down, func(b []byte) { _, _ = c.track.Write(b) }, func(b []byte) { c.ep.ReceivePacket(b) })
+		transport.up = c.impair.dirs[Uplink]
+	}
+	c.ep = media.NewPacketEndpoint(transport, media.EndpointOptions{MediaTimeout: -1})
 	c.ep.Configure(media.StreamConfig{Codec: spec, PayloadType: uint8(audio.PayloadType)})
 	c.pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		go func() {
@@ -317,6 +411,13 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 				n, _, err := remote.Read(buf)
 				if err != nil {
 					return
+				}
+				if c.firstRTP.Load() == 0 {
+					c.firstRTP.Store(time.Now().UnixNano())
+				}
+				if c.impair != nil {
+					c.impair.dirs[Downlink].arrive(buf[:n], time.Now())
+					continue
 				}
 				c.ep.ReceivePacket(buf[:n])
 			}
@@ -329,12 +430,49 @@ func (c *browserCall) start(tr *webrtc.RTPTransceiver) error {
 	return nil
 }
 
-// browserTransport writes the stream's RTP into the browser's track.
-type browserTransport struct{ track *webrtc.TrackLocalStaticRTP }
+// browserTransport writes the stream's RTP into the browser's track,
+// through the uplink impairment when there is one.
+type browserTransport struct {
+	track *webrtc.TrackLocalStaticRTP
+	up    *linkDir
+}
 
 func (t browserTransport) WriteRTP(pkt []byte) error {
+	if t.up != nil {
+		t.up.arrive(pkt, time.Now()) // copies pkt
+		return nil
+	}
 	_, err := t.track.Write(pkt)
 	return err
+}
+
+// browserImpair impairs a browser call's RTP inside the virtual browser,
+// between its stream and its peer connection — above SRTP, so unlike on
+// a real network a duplicate is not dropped by SRTP replay protection —
+// with the same seeded model, one direction each, as a Link applies to a
+// SIP call's UDP. Cost: two scheduler goroutines and a copy per packet.
+type browserImpair struct {
+	dirs [2]*linkDir
+	wg   sync.WaitGroup
+	done chan struct{}
+	once sync.Once
+}
+
+func newBrowserImpair(up, down Impairment, send, receive func([]byte)) *browserImpair {
+	im := &browserImpair{done: make(chan struct{})}
+	im.dirs[Uplink] = newLinkDir(up, 0x75706c696e6b, send)
+	im.dirs[Downlink] = newLinkDir(down, 0x646f776e6c696e6b, receive)
+	im.wg.Add(2)
+	go im.dirs[Uplink].run(&im.wg, im.done)
+	go im.dirs[Downlink].run(&im.wg, im.done)
+	return im
+}
+
+func (im *browserImpair) close() {
+	im.once.Do(func() {
+		close(im.done)
+		im.wg.Wait()
+	})
 }
 func (browserTransport) WriteRTCP([]byte) error { return nil }
 
@@ -390,6 +528,9 @@ func (c *browserCall) end(cause error) {
 		_ = c.ep.Close()
 	}
 	_ = c.pc.Close()
+	if c.impair != nil {
+		c.impair.close()
+	}
 	close(c.done)
 }
 

@@ -225,20 +225,23 @@ func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 	// sipgo keeps finished transactions for their RFC 3261 timers; allow them
 	// to expire but bound the wait.
-	ok := false
+	waitBaseline(t, baseG, baseFD, 40*time.Second)
+}
+
+// waitBaseline fails t unless the process's goroutines and sockets come
+// back to baseG and baseFD within d, with every goroutine's stack.
+func waitBaseline(t *testing.T, baseG, baseFD int, d time.Duration) {
+	t.Helper()
 	var g, fd int
-	for deadline := time.Now().Add(40 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		g, fd = runtime.NumGoroutine(), openSockets(t)
 		if g <= baseG && fd <= baseFD {
-			ok = true
-			break
+			return
 		}
 	}
-	if !ok {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		t.Fatalf("leak: goroutines %d (baseline %d), sockets %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:n])
-	}
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	t.Fatalf("leak: goroutines %d (baseline %d), sockets %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:n])
 }
 
 // Done means 4: a malformed INVITE gets 400 and one offering only

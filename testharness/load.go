@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
@@ -38,6 +39,11 @@ type LoadOptions struct {
 	// FailFast stops the run when this many calls in a row fail without
 	// any call answered (0: 3), so a dead target ends it quickly.
 	FailFast int
+	// BrowserToken is the token browser callers log in with; Tokens, if
+	// set instead, mints one per caller (user "loadN", valid an hour)
+	// with the server's key.
+	BrowserToken string
+	Tokens       *bridge.Tokens
 }
 
 // Snapshot is the state of a run, as the progress line shows it.
@@ -48,13 +54,46 @@ type Snapshot struct {
 	ChecksPassed, ChecksFailed  int
 }
 
+// Transport is what carries a simulated caller's call.
+type Transport uint8
+
+const (
+	// TransportSIP is a virtual SIP phone: INVITE, RTP over UDP.
+	TransportSIP Transport = iota
+	// TransportWebRTC is a virtual browser: the server's /ws, then ICE,
+	// DTLS-SRTP and RTP on a pion peer connection.
+	TransportWebRTC
+)
+
+func (t Transport) String() string {
+	switch t {
+	case TransportSIP:
+		return "sip"
+	case TransportWebRTC:
+		return "webrtc"
+	}
+	return fmt.Sprintf("Transport(%d)", uint8(t))
+}
+
+// MarshalText writes the transport's name (JSON reports).
+func (t Transport) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
 // CallResult is what one simulated caller did and heard.
 type CallResult struct {
-	ID       int       `json:"id"`
-	Start    time.Time `json:"start"`
-	Answered bool      `json:"answered"`
-	// Setup is the time from sending INVITE to the answer (200 OK).
+	ID        int       `json:"id"`
+	Transport Transport `json:"transport"`
+	Start     time.Time `json:"start"`
+	Answered  bool      `json:"answered"`
+	// Login is, for a browser, the time to open its WebSocket and log in
+	// (hello → welcome); the call is placed after it.
+	Login time.Duration `json:"login_ns,omitempty"`
+	// Setup is the time from sending INVITE (a browser: the "call"
+	// message) to the answer (200 OK; the "answer" message).
 	Setup time.Duration `json:"setup_ns"`
+	// FirstAudio is the time from sending INVITE (the "call" message) to
+	// the first RTP packet received — for a browser it includes ICE and
+	// DTLS. Zero when none came.
+	FirstAudio time.Duration `json:"first_audio_ns,omitempty"`
 	// Failure is why the call did not complete its script, "" if it did.
 	Failure  string        `json:"failure,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
@@ -94,9 +133,12 @@ func Run(ctx context.Context, sc *Scenario, opts LoadOptions) (*Report, error) {
 	if opts.RTPPortMin == 0 {
 		opts.RTPPortMin, opts.RTPPortMax = 40000, 40999
 	}
+	if sc.Browsers.Share > 0 && opts.BrowserToken == "" && opts.Tokens == nil {
+		return nil, errors.New("testharness: load: browser callers need a token (LoadOptions.BrowserToken or Tokens)")
+	}
 	var phone *Phone
 	var err error
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 5 && sc.Browsers.Share < 1; try++ {
 		// With port 0 the agent binds UDP first and TCP on the same
 		// number, which another process may hold: pick again.
 		phone, err = NewPhone(PhoneOptions{Addr: opts.SIPAddr, RTPPortMin: opts.RTPPortMin, RTPPortMax: opts.RTPPortMax, Logger: opts.Logger})
@@ -107,7 +149,9 @@ func Run(ctx context.Context, sc *Scenario, opts LoadOptions) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testharness: load: caller agent: %w", err)
 	}
-	defer phone.Close()
+	if phone != nil {
+		defer phone.Close()
+	}
 	var sampler *procSampler
 	if opts.ServerPID != 0 {
 		if sampler, err = startProcSampler(opts.ServerPID); err != nil {
@@ -121,6 +165,7 @@ func Run(ctx context.Context, sc *Scenario, opts LoadOptions) (*Report, error) {
 	defer stop(nil)
 	r.stop = stop
 	r.failFast = opts.FailFast
+	r.browserToken, r.tokens = opts.BrowserToken, opts.Tokens
 
 	progressDone := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -162,6 +207,9 @@ type runner struct {
 	rng      *rand.Rand // arrivals and holds; used by arrivals only
 	stop     context.CancelCauseFunc
 	failFast int
+
+	browserToken string
+	tokens       *bridge.Tokens
 
 	wg       sync.WaitGroup
 	active   atomic.Int64
@@ -314,8 +362,11 @@ func (r *runner) record(res CallResult) {
 	}
 }
 
-// call runs one simulated caller.
+// call runs one simulated caller, a SIP phone or a browser.
 func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResult {
+	if r.sc.Browsers.browser(id) {
+		return r.browserCaller(ctx, id, hold)
+	}
 	res := CallResult{ID: id, Start: time.Now()}
 	var link *Link
 	if r.sc.Downlink != (Impairment{}) || r.sc.Uplink != (Impairment{}) {
@@ -329,10 +380,7 @@ func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResul
 		}
 		defer link.Close()
 	}
-	timeout := r.sc.SetupTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
+	timeout := r.setupTimeout()
 	// Set-up deadline: with a provisional response the call is CANCELed
 	// (sipgo waits for the 487); without any response there is nobody to
 	// CANCEL (RFC 3261 9.1), so the attempt is abandoned at once.
@@ -366,10 +414,71 @@ func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResul
 	}
 	res.Answered = true
 	r.answered.Add(1)
+	pc := &PhoneCall{Leg: leg, far: leg}
+	r.converse(ctx, &res, simLeg{far: leg, press: pc.SendDTMF, firstRTP: pollFirstRTP(leg.Endpoint(), leg.Done())}, hold)
+	return res
+}
+
+// simLeg is an answered call of a simulated caller, whatever carries it.
+type simLeg struct {
+	far   farEnd
+	press func(digits string) error
+	// firstRTP returns when the first RTP packet arrived (zero: none).
+	firstRTP func() time.Time
+	// endCause names why the far end ended the call ("" for the default
+	// "hung up by far end").
+	endCause func() string
+	// sent is when the call request went (INVITE, the "call" message):
+	// first audio counts from it. Zero: the attempt's start.
+	sent time.Time
+}
+
+// pollFirstRTP watches ep's received-packet counter (every 5 ms, until
+// the first packet, done, or 30 s) and returns a func that says when the
+// first one was seen; the watcher ends by itself.
+func pollFirstRTP(ep *media.Endpoint, done <-chan struct{}) func() time.Time {
+	var at atomic.Int64
+	go func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		limit := time.After(30 * time.Second)
+		for {
+			if ep.Stats().PacketsIn > 0 {
+				at.Store(time.Now().UnixNano())
+				return
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			case <-limit:
+				return
+			}
+		}
+	}()
+	return func() time.Time {
+		if n := at.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+		return time.Time{}
+	}
+}
+
+// converse runs the caller's steps on an answered call, holds it, takes
+// its RTP stats and hangs up; res gets the checks, failure and figures.
+func (r *runner) converse(ctx context.Context, res *CallResult, leg simLeg, hold time.Duration) {
 	answered := time.Now()
 	var ear *ear
 	if !r.sc.NoAudio {
-		ear = newEar(leg)
+		ear = newEar(leg.far.Endpoint())
+	}
+	farEnded := func() string {
+		if leg.endCause != nil {
+			if why := leg.endCause(); why != "" {
+				return why
+			}
+		}
+		return "hung up by far end"
 	}
 	hung := false
 	for _, st := range r.sc.Steps {
@@ -386,6 +495,9 @@ func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResul
 		if err != nil {
 			if res.Failure == "" {
 				res.Failure = err.Error()
+				if errors.Is(err, errFarHangup) {
+					res.Failure = farEnded()
+				}
 			}
 			break
 		}
@@ -397,37 +509,48 @@ func (r *runner) call(ctx context.Context, id int, hold time.Duration) CallResul
 	if !hung {
 		select {
 		case <-time.After(time.Until(answered.Add(hold))):
-		case <-leg.Done():
+		case <-leg.far.Done():
 		case <-ctx.Done():
 		}
 	}
 	select {
-	case <-leg.Done():
+	case <-leg.far.Done():
 		if !hung && res.Failure == "" && time.Since(answered) < hold-100*time.Millisecond {
-			res.Failure = "hung up by far end"
+			res.Failure = farEnded()
 		}
 	default:
 	}
-	es := leg.Endpoint().Stats()
+	if at := leg.firstRTP(); !at.IsZero() {
+		sent := leg.sent
+		if sent.IsZero() {
+			sent = res.Start
+		}
+		res.FirstAudio = at.Sub(sent)
+	} else if !r.sc.NoAudio && r.sc.hasChecks() && (res.Failure == "" || strings.HasPrefix(res.Failure, "not heard: ")) {
+		res.Failure = "no audio" // nothing came at all: say so rather than what was not heard
+	}
+	es := leg.far.Endpoint().Stats()
 	if es.Expected > 0 {
 		res.LossPercent = 100 * float64(es.Lost) / float64(es.Expected)
 	}
 	res.Jitter, res.MOS = es.Jitter, es.MOS
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = leg.Hangup(hctx)
+	_ = leg.far.Hangup(hctx)
 	hcancel()
 	res.Duration = time.Since(answered)
-	return res
 }
 
-func (r *runner) step(ctx context.Context, leg *sip.Leg, e *ear, st Step) (heard bool, after time.Duration, err error) {
+// errFarHangup is a step cut short by the far end ending the call.
+var errFarHangup = errors.New("hung up by far end")
+
+func (r *runner) step(ctx context.Context, leg simLeg, e *ear, st Step) (heard bool, after time.Duration, err error) {
 	start := time.Now()
 	wait := func(d time.Duration) error {
 		select {
 		case <-time.After(d):
 			return nil
-		case <-leg.Done():
-			return errors.New("hung up by far end")
+		case <-leg.far.Done():
+			return errFarHangup
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -438,10 +561,9 @@ func (r *runner) step(ctx context.Context, leg *sip.Leg, e *ear, st Step) (heard
 	case StepHangup:
 		return false, 0, nil
 	case StepPress:
-		pc := &PhoneCall{Leg: leg, far: leg}
-		return false, 0, pc.SendDTMF(st.Digits)
+		return false, 0, leg.press(st.Digits)
 	case StepPlayTone:
-		leg.Endpoint().Play(audio.NewTone(audio.Tone{Freqs: []float64{st.Freq}, Duration: st.Duration}), nil)
+		leg.far.Endpoint().Play(audio.NewTone(audio.Tone{Freqs: []float64{st.Freq}, Duration: st.Duration}), nil)
 		return false, 0, nil
 	}
 	if e == nil {
@@ -460,8 +582,8 @@ func (r *runner) step(ctx context.Context, leg *sip.Leg, e *ear, st Step) (heard
 		}
 		select {
 		case <-t.C:
-		case <-leg.Done():
-			return false, time.Since(start), errors.New("hung up by far end")
+		case <-leg.far.Done():
+			return false, time.Since(start), errFarHangup
 		case <-ctx.Done():
 			return false, time.Since(start), ctx.Err()
 		}
@@ -480,11 +602,7 @@ func failureReason(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	}
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 && len(s)-i < 80 {
-		s = s[i+2:]
-	}
-	return s
+	return shortReason(err)
 }
 
 // ear keeps the last second of what a simulated caller hears, for cheap
@@ -498,9 +616,9 @@ type ear struct {
 	tmp  []int16
 }
 
-func newEar(leg *sip.Leg) *ear {
+func newEar(ep *media.Endpoint) *ear {
 	e := &ear{}
-	leg.Endpoint().SetSink(media.SinkFunc(func(f *media.Frame) error {
+	ep.SetSink(media.SinkFunc(func(f *media.Frame) error {
 		e.mu.Lock()
 		if e.rate != f.Rate || e.buf == nil {
 			e.rate, e.buf, e.pos, e.n = f.Rate, make([]int16, f.Rate), 0, 0

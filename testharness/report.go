@@ -28,6 +28,17 @@ type Report struct {
 	// Setup latency percentiles over answered calls.
 	SetupP50, SetupP95, SetupP99, SetupMax time.Duration      `json:"-"`
 	SetupMs                                map[string]float64 `json:"setup_ms"`
+	// First-audio percentiles (INVITE or the browser's "call" message to
+	// the first RTP packet) over calls that received any.
+	FirstAudioP50, FirstAudioP95, FirstAudioP99, FirstAudioMax time.Duration      `json:"-"`
+	FirstAudioMs                                               map[string]float64 `json:"first_audio_ms,omitempty"`
+	// Transports breaks the totals down by what carried the calls
+	// ("sip", "webrtc"), for runs with browser callers.
+	Transports map[string]*TransportTotals `json:"transports,omitempty"`
+	// WS is the WebSocket URL browser callers used ("" without browsers)
+	// and BrowserTo the route or user they called.
+	WS        string `json:"ws,omitempty"`
+	BrowserTo string `json:"browser_to,omitempty"`
 	// Checks counts each expect step's outcomes by name: [heard, not heard].
 	Checks map[string][2]int `json:"checks"`
 	// Mean received loss, jitter and MOS over answered calls with RTP.
@@ -39,6 +50,74 @@ type Report struct {
 	Server *ProcSummary `json:"server,omitempty"`
 	Series []Second     `json:"series"`
 	Calls  []CallResult `json:"calls"`
+}
+
+// TransportTotals are a run's totals for the calls of one transport.
+type TransportTotals struct {
+	Attempted int `json:"attempted"`
+	Answered  int `json:"answered"`
+	Completed int `json:"completed"`
+	// Percentiles in ms ("p50", "p95", "p99", "max") of set-up, of first
+	// audio and (browsers) of the WebSocket login.
+	SetupMs      map[string]float64 `json:"setup_ms"`
+	FirstAudioMs map[string]float64 `json:"first_audio_ms,omitempty"`
+	LoginMs      map[string]float64 `json:"login_ms,omitempty"`
+	MOS          float64            `json:"mos"`
+}
+
+// msPercentiles sorts ds and returns its p50, p95, p99 and max in ms
+// (nil when empty).
+func msPercentiles(ds []time.Duration) map[string]float64 {
+	if len(ds) == 0 {
+		return nil
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+	return map[string]float64{"p50": ms(percentile(ds, 50)), "p95": ms(percentile(ds, 95)), "p99": ms(percentile(ds, 99)), "max": ms(ds[len(ds)-1])}
+}
+
+func transportTotals(calls []CallResult) map[string]*TransportTotals {
+	type acc struct {
+		setup, first, login []time.Duration
+		mosSum              float64
+		mosN                int
+	}
+	out := map[string]*TransportTotals{}
+	accs := map[string]*acc{}
+	for _, c := range calls {
+		k := c.Transport.String()
+		t, a := out[k], accs[k]
+		if t == nil {
+			t, a = &TransportTotals{}, &acc{}
+			out[k], accs[k] = t, a
+		}
+		t.Attempted++
+		if c.Answered {
+			t.Answered++
+			a.setup = append(a.setup, c.Setup)
+			if c.Failure == "" {
+				t.Completed++
+			}
+		}
+		if c.FirstAudio > 0 {
+			a.first = append(a.first, c.FirstAudio)
+		}
+		if c.Login > 0 {
+			a.login = append(a.login, c.Login)
+		}
+		if c.MOS > 0 {
+			a.mosSum += c.MOS
+			a.mosN++
+		}
+	}
+	for k, t := range out {
+		a := accs[k]
+		t.SetupMs, t.FirstAudioMs, t.LoginMs = msPercentiles(a.setup), msPercentiles(a.first), msPercentiles(a.login)
+		if a.mosN > 0 {
+			t.MOS = math.Round(100*a.mosSum/float64(a.mosN)) / 100
+		}
+	}
+	return out
 }
 
 // Second is one second of a run.
@@ -64,7 +143,7 @@ func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
 	sort.Slice(calls, func(i, j int) bool { return calls[i].ID < calls[j].ID })
 	r := &Report{Target: sc.Target, Start: start, Elapsed: time.Since(start), Failed: map[string]int{},
 		Checks: map[string][2]int{}, Calls: calls, MOSMin: 0}
-	var setups []time.Duration
+	var setups, firsts []time.Duration
 	var mosN int
 	var lossSum, mosSum float64
 	var jitSum time.Duration
@@ -73,6 +152,9 @@ func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
 		if c.Answered {
 			r.Answered++
 			setups = append(setups, c.Setup)
+		}
+		if c.FirstAudio > 0 {
+			firsts = append(firsts, c.FirstAudio)
 		}
 		if c.Failure != "" {
 			r.Failed[c.Failure]++
@@ -105,6 +187,16 @@ func newReport(sc *Scenario, start time.Time, calls []CallResult) *Report {
 	}
 	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 	r.SetupMs = map[string]float64{"p50": ms(r.SetupP50), "p95": ms(r.SetupP95), "p99": ms(r.SetupP99), "max": ms(r.SetupMax)}
+	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+	if len(firsts) > 0 {
+		r.FirstAudioP50, r.FirstAudioP95, r.FirstAudioP99 = percentile(firsts, 50), percentile(firsts, 95), percentile(firsts, 99)
+		r.FirstAudioMax = firsts[len(firsts)-1]
+		r.FirstAudioMs = map[string]float64{"p50": ms(r.FirstAudioP50), "p95": ms(r.FirstAudioP95), "p99": ms(r.FirstAudioP99), "max": ms(r.FirstAudioMax)}
+	}
+	if sc.Browsers.Share > 0 {
+		r.WS, r.BrowserTo = sc.Browsers.WS, sc.BrowserTo()
+		r.Transports = transportTotals(calls)
+	}
 	if mosN > 0 {
 		r.MOS, r.LossPercent, r.Jitter = mosSum/float64(mosN), lossSum/float64(mosN), jitSum/time.Duration(mosN)
 	}
@@ -152,7 +244,14 @@ func series(start time.Time, elapsed time.Duration, calls []CallResult) []Second
 
 // WriteText writes the human summary.
 func (r *Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "target %s, %s\n", r.Target, r.Elapsed.Round(time.Millisecond))
+	switch {
+	case r.WS != "" && r.Target != "":
+		fmt.Fprintf(w, "target %s and browsers via %s calling %s, %s\n", r.Target, r.WS, r.BrowserTo, r.Elapsed.Round(time.Millisecond))
+	case r.WS != "":
+		fmt.Fprintf(w, "browsers via %s calling %s, %s\n", r.WS, r.BrowserTo, r.Elapsed.Round(time.Millisecond))
+	default:
+		fmt.Fprintf(w, "target %s, %s\n", r.Target, r.Elapsed.Round(time.Millisecond))
+	}
 	fmt.Fprintf(w, "calls: %d attempted, %d answered, %d completed, %d failed\n", r.Attempted, r.Answered, r.Completed, r.Attempted-r.Completed)
 	reasons := make([]string, 0, len(r.Failed))
 	for k := range r.Failed {
@@ -162,14 +261,27 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, k := range reasons {
 		fmt.Fprintf(w, "  failed %5d  %s\n", r.Failed[k], k)
 	}
-	fmt.Fprintf(w, "setup latency: p50 %s  p95 %s  p99 %s  max %s\n", r.SetupP50.Round(10*time.Microsecond),
-		r.SetupP95.Round(10*time.Microsecond), r.SetupP99.Round(10*time.Microsecond), r.SetupMax.Round(10*time.Microsecond))
-	names := make([]string, 0, len(r.Checks))
-	for k := range r.Checks {
-		names = append(names, k)
+	latency := func(label string, d ...time.Duration) {
+		fmt.Fprintf(w, "%-14s p50 %s  p95 %s  p99 %s  max %s\n", label, d[0].Round(10*time.Microsecond),
+			d[1].Round(10*time.Microsecond), d[2].Round(10*time.Microsecond), d[3].Round(10*time.Microsecond))
 	}
-	sort.Strings(names)
-	for _, k := range names {
+	latency("setup latency:", r.SetupP50, r.SetupP95, r.SetupP99, r.SetupMax)
+	if r.FirstAudioMax > 0 {
+		latency("first audio:", r.FirstAudioP50, r.FirstAudioP95, r.FirstAudioP99, r.FirstAudioMax)
+	}
+	for _, k := range sortedKeys(r.Transports) {
+		t := r.Transports[k]
+		fmt.Fprintf(w, "  %-6s %d attempted, %d answered, %d completed; setup p95 %.1f ms, first audio p95 %.1f ms", k,
+			t.Attempted, t.Answered, t.Completed, t.SetupMs["p95"], t.FirstAudioMs["p95"])
+		if t.LoginMs != nil {
+			fmt.Fprintf(w, ", ws login p95 %.1f ms", t.LoginMs["p95"])
+		}
+		if t.MOS > 0 {
+			fmt.Fprintf(w, ", MOS %.2f", t.MOS)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, k := range sortedKeys(r.Checks) {
 		v := r.Checks[k]
 		fmt.Fprintf(w, "heard %-20s %d of %d calls\n", k+":", v[0], v[0]+v[1])
 	}
@@ -179,6 +291,15 @@ func (r *Report) WriteText(w io.Writer) {
 	if p := r.Server; p != nil {
 		fmt.Fprintf(w, "server pid %d: CPU %.1f%% mean, %.1f%% peak; RSS %.1f MB peak\n", p.PID, p.CPUMean, p.CPUPeak, p.RSSPeakMB)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // WriteJSON writes the whole report as JSON.
@@ -202,7 +323,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		}
 	}
 	cw := csv.NewWriter(w)
-	head := []string{"id", "start_s", "answered", "setup_ms", "duration_s", "failure", "loss_percent", "jitter_ms", "mos"}
+	head := []string{"id", "start_s", "answered", "setup_ms", "duration_s", "failure", "loss_percent", "jitter_ms", "mos",
+		"transport", "login_ms", "first_audio_ms"}
 	for _, n := range names {
 		head = append(head, "heard: "+n)
 	}
@@ -210,7 +332,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	for _, c := range r.Calls {
 		row := []string{strconv.Itoa(c.ID), fmt.Sprintf("%.3f", c.Start.Sub(r.Start).Seconds()), strconv.FormatBool(c.Answered),
 			fmt.Sprintf("%.2f", float64(c.Setup)/1e6), fmt.Sprintf("%.2f", c.Duration.Seconds()), c.Failure,
-			fmt.Sprintf("%.2f", c.LossPercent), fmt.Sprintf("%.2f", float64(c.Jitter)/1e6), fmt.Sprintf("%.2f", c.MOS)}
+			fmt.Sprintf("%.2f", c.LossPercent), fmt.Sprintf("%.2f", float64(c.Jitter)/1e6), fmt.Sprintf("%.2f", c.MOS),
+			c.Transport.String(), fmt.Sprintf("%.2f", float64(c.Login)/1e6), fmt.Sprintf("%.2f", float64(c.FirstAudio)/1e6)}
 		for _, n := range names {
 			v := ""
 			for _, ch := range c.Checks {
@@ -250,7 +373,11 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s — %d calls, %d answered, %d completed</text>`+"\n", L, xmlEscape(r.Target), r.Attempted, r.Answered, r.Completed)
+	title := r.Target
+	if title == "" {
+		title = r.WS + " → " + r.BrowserTo
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s — %d calls, %d answered, %d completed</text>`+"\n", L, xmlEscape(title), r.Attempted, r.Answered, r.Completed)
 	n := len(r.Series)
 	xs := func(i int) float64 {
 		if n <= 1 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -91,6 +92,16 @@ type Step struct {
 	Line int
 }
 
+// hasChecks says whether any step verifies what the caller hears.
+func (s *Scenario) hasChecks() bool {
+	for _, st := range s.Steps {
+		if st.IsCheck() {
+			return true
+		}
+	}
+	return false
+}
+
 // IsCheck says whether the step verifies something the caller hears.
 func (s Step) IsCheck() bool {
 	return s.Kind == StepExpectSound || s.Kind == StepExpectTone || s.Kind == StepExpectSilence
@@ -153,12 +164,64 @@ type Scenario struct {
 	// Seed drives arrivals and hold times.
 	Seed  uint64
 	Steps []Step
+	// Browsers makes some or all callers virtual browsers (WebRTC over
+	// the server's /ws) instead of SIP phones.
+	Browsers BrowserCallers
+}
+
+// BrowserCallers is the browser share of a scenario's callers. Each
+// browser caller opens its own WebSocket, logs in with a token, calls To
+// over WebRTC (ICE, DTLS-SRTP, Opus or PCMU) and runs the same steps as a
+// SIP caller; DTMF goes as the page's "dtmf" message.
+type BrowserCallers struct {
+	// Share is the fraction of callers that are browsers, 0..1 (1: all).
+	// Browsers are spread evenly: caller k is one when floor(k·Share)
+	// grows at k.
+	Share float64
+	// WS is the server's WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+	WS string
+	// To is the route or user the browsers call; default the user part
+	// of Target.
+	To string
+}
+
+// browser says whether caller id (from 1) is a browser.
+func (b BrowserCallers) browser(id int) bool {
+	if b.Share <= 0 {
+		return false
+	}
+	if b.Share >= 1 {
+		return true
+	}
+	return math.Floor(float64(id)*b.Share) > math.Floor(float64(id-1)*b.Share)
+}
+
+// BrowserTo is what browser callers call: To, or the user part of Target.
+func (s *Scenario) BrowserTo() string {
+	if s.Browsers.To != "" {
+		return s.Browsers.To
+	}
+	t := s.Target
+	if i := strings.IndexByte(t, ':'); i >= 0 {
+		t = t[i+1:]
+	}
+	if i := strings.IndexByte(t, '@'); i >= 0 {
+		return t[:i]
+	}
+	return ""
 }
 
 // Validate reports what makes s unusable.
 func (s *Scenario) Validate() error {
+	b := s.Browsers
 	switch {
-	case s.Target == "":
+	case b.Share < 0 || b.Share > 1:
+		return fmt.Errorf("browser share %v must be within 0..1", b.Share)
+	case b.Share > 0 && !strings.HasPrefix(b.WS, "ws://") && !strings.HasPrefix(b.WS, "wss://"):
+		return fmt.Errorf("browser callers need the server's WebSocket URL (ws://host:port/ws), not %q", b.WS)
+	case b.Share > 0 && s.BrowserTo() == "":
+		return fmt.Errorf("browser callers need a route or user to call (a target sip:NAME@host, or browsers ... to NAME)")
+	case s.Target == "" && b.Share < 1:
 		return fmt.Errorf("no target (a SIP URI to call)")
 	case s.Arrival == ArrivalConcurrent && s.Concurrent <= 0:
 		return fmt.Errorf("concurrent calls must be > 0")
@@ -200,6 +263,9 @@ func LoadScenario(path string) (*Scenario, error) {
 // (500ms, 10s, 2m):
 //
 //	target sip:ivr@127.0.0.1:5060   SIP URI every caller dials
+//	browsers 30% ws://127.0.0.1:8080/ws [to NAME]   this share of the callers
+//	                                are virtual browsers calling NAME (default the
+//	                                target's user) over WebRTC; 100%: no SIP target needed
 //	rate 2 | poisson 2 | concurrent 20   arrivals (calls/s, or calls kept up)
 //	ramp 10s                        climb to the rate over this time
 //	duration 60s                    how long new calls start
@@ -329,6 +395,25 @@ func (s *Scenario) statement(f []string, line int, down, up **Impairment) error 
 				*up = &im
 			}
 		}
+	case "browsers":
+		const usage = "browsers PERCENT% ws://HOST:PORT/ws [to NAME]"
+		if len(args) != 2 && (len(args) != 4 || args[2] != "to") {
+			return fmt.Errorf("browsers: want %q", usage)
+		}
+		var share float64
+		if share, err = percent(args[0]); err != nil {
+			return fmt.Errorf("browsers: %w", err)
+		}
+		if !strings.HasSuffix(args[0], "%") {
+			return fmt.Errorf("browsers: %q: want a percentage such as 30%% or 100%%", args[0])
+		}
+		if !strings.HasPrefix(args[1], "ws://") && !strings.HasPrefix(args[1], "wss://") {
+			return fmt.Errorf("browsers: %q is not a ws:// or wss:// URL", args[1])
+		}
+		s.Browsers = BrowserCallers{Share: share, WS: args[1]}
+		if len(args) == 4 {
+			s.Browsers.To = args[3]
+		}
 	case "expect", "press", "play", "wait", "hangup":
 		var st Step
 		if st, err = parseStep(f); err == nil {
@@ -336,7 +421,7 @@ func (s *Scenario) statement(f []string, line int, down, up **Impairment) error 
 			s.Steps = append(s.Steps, st)
 		}
 	default:
-		err = fmt.Errorf("unknown statement %q (known: target, rate, poisson, concurrent, ramp, duration, hold, max-calls, setup-timeout, audio, seed, downlink, uplink, expect, press, play, wait, hangup)", f[0])
+		err = fmt.Errorf("unknown statement %q (known: target, browsers, rate, poisson, concurrent, ramp, duration, hold, max-calls, setup-timeout, audio, seed, downlink, uplink, expect, press, play, wait, hangup)", f[0])
 	}
 	return err
 }

@@ -71,6 +71,12 @@ hangup
 		{"ramp too long", "target sip:a@b\nduration 5s\nramp 10s\n", 3, "ramp"},
 		{"audio", "target sip:a@b\naudio maybe\n", 2, "on or off"},
 		{"args", "target sip:a@b\nconcurrent\n", 2, "concurrent N"},
+		{"browsers no percent", "target sip:a@b\nbrowsers 30 ws://h/ws\n", 2, "want a percentage"},
+		{"browsers not ws", "target sip:a@b\nbrowsers 30% http://h/ws\n", 2, "not a ws:// or wss:// URL"},
+		{"browsers args", "target sip:a@b\nbrowsers 30%\n", 2, "browsers PERCENT%"},
+		{"browsers share", "target sip:a@b\nbrowsers 130% ws://h/ws\n", 2, "percentage"},
+		{"browsers nobody to call", "browsers 100% ws://h/ws\nrate 1\n", 2, "route or user to call"},
+		{"mixed without target", "browsers 50% ws://h/ws to tone\n", 1, "no target"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +95,50 @@ hangup
 	}
 }
 
+func TestParseScenarioBrowsers(t *testing.T) {
+	for _, tc := range []struct {
+		text        string
+		share       float64
+		ws, to, sip string
+	}{
+		{"target sip:ivr@127.0.0.1:5060\nbrowsers 30% ws://127.0.0.1:8080/ws\n", 0.3, "ws://127.0.0.1:8080/ws", "ivr", "sip:ivr@127.0.0.1:5060"},
+		{"browsers 100% wss://pbx.example/ws to tone\n", 1, "wss://pbx.example/ws", "tone", ""},
+		{"target sip:echo@h\nbrowsers 50% ws://h:80/ws to reflect\n", 0.5, "ws://h:80/ws", "reflect", "sip:echo@h"},
+	} {
+		sc, err := ParseScenario("b.scn", strings.NewReader(tc.text))
+		if err != nil {
+			t.Errorf("%q: %v", tc.text, err)
+			continue
+		}
+		if sc.Browsers.Share != tc.share || sc.Browsers.WS != tc.ws || sc.BrowserTo() != tc.to || sc.Target != tc.sip {
+			t.Errorf("%q: %+v, calls %q", tc.text, sc.Browsers, sc.BrowserTo())
+		}
+	}
+	// Browser callers are spread evenly and the share is exact.
+	for _, tc := range []struct {
+		share float64
+		n     int
+		want  int
+	}{{0, 100, 0}, {0.3, 100, 30}, {0.5, 10, 5}, {1, 7, 7}, {0.25, 8, 2}} {
+		b, got := BrowserCallers{Share: tc.share}, 0
+		run, longest := 0, 0
+		for id := 1; id <= tc.n; id++ {
+			if b.browser(id) {
+				got++
+				run = 0
+			} else if run++; run > longest {
+				longest = run
+			}
+		}
+		if got != tc.want {
+			t.Errorf("share %v of %d callers: %d browsers, want %d", tc.share, tc.n, got, tc.want)
+		}
+		if tc.share > 0 && float64(longest) > 1/tc.share+1 {
+			t.Errorf("share %v: %d SIP callers in a row", tc.share, longest)
+		}
+	}
+}
+
 func TestContactCentreScenarioFile(t *testing.T) {
 	sc, err := LoadScenario("testdata/scenarios/contact-centre.scn")
 	if err != nil {
@@ -103,6 +153,7 @@ func FuzzParseScenario(f *testing.F) {
 	f.Add("target sip:a@b\nrate 1\nexpect tone 1000 5s as x\n")
 	f.Add("target sip:a@b\nhold 1s-2s\ndownlink loss 5% jitter 40ms\n")
 	f.Add("concurrent 5\n# x\npress *#\n")
+	f.Add("target sip:a@b\nbrowsers 30% ws://h/ws to x\nrate 2\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		sc, err := ParseScenario("fuzz", strings.NewReader(s))
 		if err == nil {

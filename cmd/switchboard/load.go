@@ -8,14 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	sipgosip "github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/bridge"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -25,7 +28,9 @@ Simulates callers against a SIP server (ours or any other, e.g. a SIPp UAS)
 and reports calls attempted, answered and failed by reason, set-up latency
 percentiles, whether each caller heard what it expected, RTP loss, jitter
 and an E-model MOS, and the server's CPU and memory when it runs on this
-host. Every call really speaks SIP and RTP from 127.0.0.1.
+host. Every call really speaks SIP and RTP from 127.0.0.1 — or, with
+-transport webrtc, is a virtual browser: its own WebSocket to our server's
+/ws, a token login, then a WebRTC call (ICE, DTLS-SRTP, Opus or PCMU).
 
 Examples:
   # 5 calls/s for 30 s against the demo server's echo route, each caller
@@ -38,6 +43,13 @@ Examples:
 
   # a scenario file (see testharness.ParseScenario), with results as files:
   switchboard load -scenario contact-centre.scn -json out.json -csv calls.csv -svg run.svg
+
+  # 10 virtual browsers a second for 30 s calling the tone route, each must
+  # hear 1 kHz; tokens are minted with the key in the server's data dir:
+  switchboard load -transport webrtc -ws ws://127.0.0.1:8080/ws -target tone -expect tone:1000 -rate 10 -duration 30s
+
+  # 30 % browsers, 70 % SIP phones, all calling the echo route:
+  switchboard load -transport mixed:30 -ws ws://127.0.0.1:8080/ws -target sip:reflect@127.0.0.1:5060 -token "$(switchboard token --user load | head -1)"
 
   # the same load against a SIPp UAS and against us, side by side:
   sipp -sn uas -rtp_echo -i 127.0.0.1 -p 5070 &
@@ -54,7 +66,7 @@ type loadFlags struct {
 	ramp, duration, setupTimeout                     time.Duration
 	seed                                             uint64
 	process, jsonOut, csvOut, svgOut, compare, ports string
-	sipAddr                                          string
+	sipAddr, transport, ws, token, dataDir           string
 }
 
 func load(args []string, stdout, stderr io.Writer) error {
@@ -75,7 +87,7 @@ func load(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.setupTimeout, "setup-timeout", 10*time.Second, "give up a call not answered in this time, e.g. -setup-timeout 5s")
 	fs.StringVar(&f.expect, "expect", "echo", `what each caller must hear: "echo" (it plays 1 kHz and hears it back), "tone:HZ" (e.g. tone:1000), "sound" (anything) or "none"`)
 	fs.BoolVar(&f.noAudio, "no-audio", false, "send and receive RTP but analyse nothing (same as -expect none)")
-	fs.StringVar(&f.impair, "impair", "", `impair the RTP callers receive, e.g. -impair "loss 5% jitter 40ms" (keys: loss, burst, latency, jitter, reorder, duplicate, bandwidth)`)
+	fs.StringVar(&f.impair, "impair", "", `impair the RTP callers (SIP or browsers) receive, e.g. -impair "loss 5% jitter 40ms" (keys: loss, burst, latency, jitter, reorder, duplicate, bandwidth)`)
 	fs.Uint64Var(&f.seed, "seed", 1, "seed for arrivals, hold times and impairments (same seed, same run)")
 	fs.IntVar(&f.pid, "pid", 0, "sample this process's CPU and RSS from /proc (the server, on this host), e.g. -pid 4242")
 	fs.StringVar(&f.process, "process", "", "like -pid, by process name, e.g. -process switchboard")
@@ -86,6 +98,10 @@ func load(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.ports, "rtp-ports", "40000-40999", "RTP ports of the simulated callers")
 	fs.StringVar(&f.sipAddr, "sip-addr", "127.0.0.1:0", "SIP address of the simulated callers")
 	fs.BoolVar(&f.quiet, "quiet", false, "no live progress line")
+	fs.StringVar(&f.transport, "transport", "sip", `what the callers are: "sip" (virtual phones), "webrtc" (virtual browsers on -ws) or "mixed:PCT" (PCT % browsers, the rest SIP), e.g. -transport mixed:30`)
+	fs.StringVar(&f.ws, "ws", "ws://127.0.0.1:8080/ws", "the server's WebSocket URL for browser callers; they call -target's user part (or -target itself when it is a bare route name such as tone)")
+	fs.StringVar(&f.token, "token", "", `token every browser caller logs in with, e.g. -token "$(switchboard token --user load | head -1)"; without it each caller gets its own, minted with -data-dir's key`)
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "the server's --data-dir: browser tokens are minted with its token.key (read, never created), e.g. -data-dir /var/lib/switchboard")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, loadUsage)
@@ -105,6 +121,14 @@ func load(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	opts := testharness.LoadOptions{SIPAddr: f.sipAddr}
+	if sc.Browsers.Share > 0 {
+		if err := f.browserTokens(&opts); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		if f.compare != "" {
+			return errors.New("load: -compare runs against a SIPp UAS, which takes SIP callers only (use -transport sip)")
+		}
+	}
 	if opts.RTPPortMin, opts.RTPPortMax, err = portRange(f.ports); err != nil {
 		return fmt.Errorf("load: -rtp-ports: %w", err)
 	}
@@ -164,7 +188,21 @@ func (f *loadFlags) buildScenario(set map[string]bool) (*testharness.Scenario, e
 	}
 	fromFile := f.scenario != ""
 	use := func(name string) bool { return !fromFile || set[name] }
-	if use("target") || use("user") {
+	if use("transport") {
+		share, err := browserShare(f.transport)
+		if err != nil {
+			return nil, fmt.Errorf("-transport: %w", err)
+		}
+		sc.Browsers = testharness.BrowserCallers{Share: share, WS: f.ws}
+	}
+	if set["ws"] {
+		sc.Browsers.WS = f.ws
+	}
+	bareRoute := !strings.ContainsAny(f.target, ":@")
+	if sc.Browsers.Share == 1 && bareRoute && (use("target")) {
+		// A browser calls a route or user by name: no SIP URI needed.
+		sc.Target, sc.Browsers.To = "", f.target
+	} else if use("target") || use("user") {
 		t, err := targetURI(f.target, f.user)
 		if err != nil {
 			return nil, fmt.Errorf("-target: %w", err)
@@ -228,10 +266,51 @@ func (f *loadFlags) buildScenario(set map[string]bool) (*testharness.Scenario, e
 	if f.noAudio {
 		sc.NoAudio = true
 	}
+	if sc.Browsers.Share == 1 && sc.Browsers.To == "" {
+		// Only browsers: the SIP target just names the route they call.
+		sc.Browsers.To, sc.Target = sc.BrowserTo(), ""
+	}
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// browserShare reads -transport: the share of callers that are browsers.
+func browserShare(s string) (float64, error) {
+	switch {
+	case s == "sip":
+		return 0, nil
+	case s == "webrtc":
+		return 1, nil
+	case strings.HasPrefix(s, "mixed:"):
+		v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(s, "mixed:"), "%"), 64)
+		if err != nil || v <= 0 || v >= 100 {
+			return 0, fmt.Errorf("%q: want mixed:PCT with PCT in (0, 100), e.g. mixed:30", s)
+		}
+		return v / 100, nil
+	}
+	return 0, fmt.Errorf("%q: want sip, webrtc or mixed:PCT", s)
+}
+
+// browserTokens sets how browser callers log in: -token, or a token per
+// caller minted with the server's key (DIR/token.key, never created here).
+func (f *loadFlags) browserTokens(opts *testharness.LoadOptions) error {
+	if f.token != "" {
+		opts.BrowserToken = f.token
+		return nil
+	}
+	if f.dataDir == "" || f.dataDir == "-" {
+		return errors.New("browser callers need a token: -token TOKEN (switchboard token --user NAME) or the server's -data-dir")
+	}
+	key, err := os.ReadFile(filepath.Join(f.dataDir, "token.key"))
+	if err != nil {
+		return fmt.Errorf("browser callers need a token: -token TOKEN, or -data-dir pointing at the server's data directory (%w)", err)
+	}
+	if opts.Tokens, err = bridge.NewTokens(key); err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	return nil
 }
 
 // expectSteps turns -expect into a caller script.
@@ -315,6 +394,11 @@ func runOnce(ctx context.Context, sc *testharness.Scenario, opts testharness.Loa
 			fmt.Fprintf(stderr, "warning: %s did not answer an OPTIONS probe in 2 s (%v); trying calls anyway\n", addr, err)
 		}
 	}
+	if sc.Browsers.Share > 0 {
+		if err := probeWS(ctx, sc.Browsers.WS); err != nil {
+			return nil, err
+		}
+	}
 	if !quiet {
 		opts.Progress = func(s testharness.Snapshot) {
 			fmt.Fprintf(stderr, "\r%4.0fs  attempted %d  answered %d  failed %d  active %d  heard %d/%d   ",
@@ -333,6 +417,31 @@ func runOnce(ctx context.Context, sc *testharness.Scenario, opts testharness.Loa
 	}
 	rep.WriteText(stdout)
 	return rep, nil
+}
+
+// probeWS fails fast when nothing listens at a WebSocket URL's address.
+func probeWS(ctx context.Context, wsURL string) error {
+	u, err := url.Parse(wsURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("load: -ws %q is not a ws://host:port/path URL", wsURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("load: nothing listens for WebSocket at %s (connection refused): is the server running, with browsers enabled?", addr)
+		}
+		return fmt.Errorf("load: WebSocket %s: %w", addr, err)
+	}
+	return c.Close()
 }
 
 func printRatio(w io.Writer, base, rep *testharness.Report) {
