@@ -1,0 +1,184 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// Messages between node actors are protobuf on the wire, as protoactor's
+// remote wants: a cluster.GrainRequest whose MessageTypeName names one of
+// the plain-data types below and whose MessageData is that value as JSON;
+// the answer is a cluster.GrainResponse the same way, or a
+// cluster.GrainErrorResponse. No generated code of ours is needed.
+const (
+	msgListCalls = "switchboard.ListCalls" // struct{} -> callsResp
+	msgHangup    = "switchboard.Hangup"    // hangupReq -> hangupResp
+	msgContacts  = "switchboard.Contacts"  // contactsReq -> contactsResp
+	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
+)
+
+// callsResp is a node's call list (the answer to ListCalls, and the
+// CallSet a node pushes to the others).
+type callsResp struct {
+	Node  string               `json:"node"`
+	Addr  string               `json:"addr"`
+	Calls []framework.CallInfo `json:"calls"`
+}
+
+type hangupReq struct {
+	ID string `json:"id"`
+}
+
+type hangupResp struct {
+	Found bool `json:"found"`
+}
+
+type contactsReq struct {
+	User string `json:"user"`
+}
+
+type contactsResp struct {
+	Node     string        `json:"node"`
+	Bindings []sip.Binding `json:"bindings"`
+}
+
+// errRemote is an error a node answered with.
+type errRemote struct{ reason, msg string }
+
+func (e *errRemote) Error() string { return e.reason + ": " + e.msg }
+
+// nodeActor is a node's actor: it answers the other nodes' requests. It
+// never waits on the network: a hang-up (which waits for BYE) runs in a
+// goroutine that answers the requester itself.
+type nodeActor struct{ n *Node }
+
+func (a *nodeActor) Receive(ctx actor.Context) {
+	req, ok := ctx.Message().(*pcluster.GrainRequest)
+	if !ok {
+		return // lifecycle messages
+	}
+	n := a.n
+	switch req.MessageTypeName {
+	case msgHangup:
+		sender := ctx.Sender()
+		var hr hangupReq
+		if err := json.Unmarshal(req.MessageData, &hr); err != nil {
+			ctx.Respond(badRequest(req, err))
+			return
+		}
+		go func() {
+			reply := n.hangupLocal(hr.ID)
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
+	default:
+		ctx.Respond(n.handle(req))
+	}
+}
+
+// handle answers a request that needs no network I/O.
+func (n *Node) handle(req *pcluster.GrainRequest) any {
+	switch req.MessageTypeName {
+	case msgListCalls:
+		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+	case msgContacts:
+		var cr contactsReq
+		if err := json.Unmarshal(req.MessageData, &cr); err != nil || cr.User == "" {
+			return badRequest(req, fmt.Errorf("want a user: %v", err))
+		}
+		resp := contactsResp{Node: n.opts.Node}
+		if r := n.srv.Agent().Registrar(); r != nil {
+			resp.Bindings = r.Lookup(cr.User)
+		}
+		return respond(req, resp)
+	case msgCallSet:
+		var cs callsResp
+		if err := json.Unmarshal(req.MessageData, &cs); err != nil || cs.Addr == "" {
+			return badRequest(req, fmt.Errorf("want a node's call list: %v", err))
+		}
+		n.storeRecord(cs)
+		return respond(req, struct{}{})
+	case msgHangup:
+		var hr hangupReq
+		if err := json.Unmarshal(req.MessageData, &hr); err != nil {
+			return badRequest(req, err)
+		}
+		return n.hangupLocal(hr.ID)
+	}
+	n.log.Warn("cluster: unknown request from another node", "type", req.MessageTypeName)
+	return &pcluster.GrainErrorResponse{Reason: "unknown", Message: "unknown message type " + req.MessageTypeName}
+}
+
+// hangupLocal hangs up a call of this server; found is false without one.
+func (n *Node) hangupLocal(id string) any {
+	req := &pcluster.GrainRequest{MessageTypeName: msgHangup}
+	c := n.srv.Call(id)
+	if c == nil {
+		return respond(req, hangupResp{})
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Hangup(ctx); err != nil {
+		return &pcluster.GrainErrorResponse{Reason: "hangup", Message: err.Error()}
+	}
+	c.Logger().Info("cluster: call hung up at another node's request")
+	return respond(req, hangupResp{Found: true})
+}
+
+func respond(req *pcluster.GrainRequest, v any) *pcluster.GrainResponse {
+	return &pcluster.GrainResponse{MessageTypeName: req.MessageTypeName, MessageData: marshal(v)}
+}
+
+func badRequest(req *pcluster.GrainRequest, err error) *pcluster.GrainErrorResponse {
+	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: req.MessageTypeName + ": " + err.Error()}
+}
+
+// ask sends a request to the node actor at addr (this node's own is
+// answered in place) and decodes the answer into out.
+func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
+	req := &pcluster.GrainRequest{MessageTypeName: typ, MessageData: marshal(body)}
+	var res any
+	if addr == n.self {
+		if typ == msgHangup {
+			var hr hangupReq
+			_ = json.Unmarshal(req.MessageData, &hr)
+			res = n.hangupLocal(hr.ID)
+		} else {
+			res = n.handle(req)
+		}
+	} else {
+		timeout := n.opts.RequestTimeout
+		if typ == msgHangup {
+			timeout += 10 * time.Second // the far node waits for BYE
+		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+			timeout = time.Until(d)
+		}
+		if timeout <= 0 {
+			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, context.DeadlineExceeded)
+		}
+		var err error
+		res, err = n.system.Root.RequestFuture(actor.NewPID(addr, actorName), req, timeout).Result()
+		if err != nil {
+			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, err)
+		}
+	}
+	switch r := res.(type) {
+	case *pcluster.GrainResponse:
+		if err := json.Unmarshal(r.MessageData, out); err != nil {
+			return fmt.Errorf("cluster: %s from %s: %w", typ, addr, err)
+		}
+		return nil
+	case *pcluster.GrainErrorResponse:
+		return fmt.Errorf("cluster: %s at %s: %w", typ, addr, &errRemote{r.Reason, r.Message})
+	}
+	return fmt.Errorf("cluster: %s from %s: unexpected answer %T", typ, addr, res)
+}
