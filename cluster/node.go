@@ -128,6 +128,7 @@ type Node struct {
 
 	system *actor.ActorSystem
 	cl     *pcluster.Cluster
+	prov   pcluster.ClusterProvider
 	self   string // our remote address
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -192,11 +193,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		if len(eps) == 0 {
 			eps = []string{"127.0.0.1:2379"}
 		}
-		p, err := etcd.NewWithConfig("/switchboard", clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return nil, fmt.Errorf("cluster: join %s: etcd %v: %w", opts.Name, eps, err)
-		}
-		provider = p
+		provider = &lazyEtcd{cfg: clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second}}
 	case ProviderAutomanaged:
 		if opts.AutomanagedPort == 0 || len(opts.AutomanagedPeers) == 0 {
 			return nil, fmt.Errorf("cluster: join %s: automanaged needs a port and the peers' host:port", opts.Name)
@@ -232,6 +229,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
 		pcluster.WithRequestTimeout(opts.RequestTimeout))
 	n.cl = pcluster.New(system, cfg)
+	n.prov = provider
 	// protoactor panics when the provider cannot start (etcd down).
 	if err := func() (err error) {
 		defer func() {
@@ -268,7 +266,14 @@ func (n *Node) Name() string { return n.opts.Node }
 func (n *Node) Leave() {
 	n.cancel()
 	n.wg.Wait()
-	n.cl.Shutdown(true)
+	// Deregister first, then stop the actor system and the remote at
+	// once: protoactor's graceful remote shutdown races with messages
+	// still arriving (data races in its endpoint reader and manager), and
+	// deregistration is what tells the others.
+	if err := n.prov.Shutdown(true); err != nil {
+		n.log.Warn("cluster: deregister", "error", err)
+	}
+	n.cl.Shutdown(false)
 	n.log.Info("cluster: left")
 }
 
@@ -407,4 +412,38 @@ func marshal(v any) []byte {
 		panic(fmt.Sprintf("cluster: marshal %T: %v", v, err))
 	}
 	return b
+}
+
+// lazyEtcd creates protoactor's etcd provider (and so its etcd client)
+// only when the member starts, after the remote has started: the remote
+// sets gRPC's process-wide logger as it starts, which races with a gRPC
+// client already running (the race detector flags it).
+type lazyEtcd struct {
+	cfg clientv3.Config
+	p   *etcd.Provider
+}
+
+func (l *lazyEtcd) StartMember(c *pcluster.Cluster) error {
+	p, err := etcd.NewWithConfig("/switchboard", l.cfg)
+	if err != nil {
+		return fmt.Errorf("etcd %v: %w", l.cfg.Endpoints, err)
+	}
+	l.p = p
+	return p.StartMember(c)
+}
+
+func (l *lazyEtcd) StartClient(c *pcluster.Cluster) error {
+	p, err := etcd.NewWithConfig("/switchboard", l.cfg)
+	if err != nil {
+		return fmt.Errorf("etcd %v: %w", l.cfg.Endpoints, err)
+	}
+	l.p = p
+	return p.StartClient(c)
+}
+
+func (l *lazyEtcd) Shutdown(graceful bool) error {
+	if l.p == nil {
+		return nil
+	}
+	return l.p.Shutdown(graceful)
 }
