@@ -153,7 +153,7 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 		n.lost[addr] = now
 		r := n.records[addr]
 		delete(n.records, addr)
-		n.log.Warn("cluster: node left", "addr", addr, "node", nameOf(r, addr), "calls", lenOf(r))
+		n.log.Warn("cluster: node left", "addr", addr, "peer", nameOf(r, addr), "calls", lenOf(r))
 		if r == nil || !n.writesCDRsLocked() {
 			continue
 		}
