@@ -26,7 +26,7 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 	}
 	bindings, err := d.n.Contacts(ctx, target)
 	if err != nil && len(bindings) == 0 {
-		return nil, fmt.Errorf("cluster: dial %s: %w", target, errors.Join(framework.ErrNotFound, err))
+		d.n.log.Warn("cluster: could not ask every node for a user's contacts", "user", target, "error", err)
 	}
 	var usable []sip.Binding
 	for _, b := range bindings {
@@ -35,7 +35,10 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 		}
 	}
 	if len(usable) == 0 {
-		return nil, fmt.Errorf("cluster: dial %s: no UDP contact on another node: %w", target, framework.ErrNotFound)
+		// Not registered on another node (sip.ErrNotRegistered matches
+		// ErrNotFound too): the same error local SIP gives, so callers
+		// see one "not registered" whichever dialer answers first.
+		return nil, fmt.Errorf("cluster: dial %s: no UDP contact on another node: %w", target, sip.ErrNotRegistered)
 	}
 	so := sip.DialOptions{Timeout: opts.Timeout, FromUser: opts.CallerID.Number, FromName: opts.CallerID.Name,
 		Private: opts.CallerID.Private, Headers: opts.Headers}

@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A phone registered as alice on node r1 is called by a flow on node r3
+// (a caller dials sip:alice@r3; the extensions route Dials alice): r3
+// learns alice's contact from r1 over the cluster and sends the INVITE to
+// it itself, so the call lives on r3. Audio flows both ways (each side
+// hears the other's tone). An unregistered user still gets 480.
+func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	users := filepath.Join(t.TempDir(), "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n\n[[users]]\nname = \"bob\"\npassword = \"builder\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("reg-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("r%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, nodes[0].sip, "alice", "wonderland"); err != nil {
+		t.Fatalf("alice registers at r1: %v", err)
+	}
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+
+	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
+	if err != nil {
+		t.Fatalf("call alice at r3: %v", err)
+	}
+	defer func() { _ = pc.Hangup(context.Background()) }()
+	var ac *testharness.PhoneCall
+	select {
+	case ac = <-alice.Incoming():
+	case <-ctx.Done():
+		t.Fatal("alice's phone did not ring")
+	}
+	pc.Play(media.NewTone(media.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+	ac.Play(media.NewTone(media.Tone{Freqs: []float64{1200}, Duration: 20 * time.Second}))
+	if _, err := ac.WaitTone(ctx, 700, 15); err != nil {
+		t.Errorf("alice does not hear the caller: %v", err)
+	}
+	if _, err := pc.WaitTone(ctx, 1200, 20); err != nil {
+		t.Errorf("the caller does not hear alice: %v", err)
+	}
+	list, errText := nodes[0].calls(t)
+	if errText != "" || len(list) != 1 || list[0].Node != "r3" || list[0].ID != pc.Leg.ID() {
+		t.Errorf("the cluster lists %+v (%s), want the one call on r3", list, errText)
+	}
+	if len(nodes[2].logLines("dialled a user registered on another node", "user=alice")) != 1 {
+		t.Error("r3 did not log dialling alice's contact learnt from another node")
+	}
+	_ = pc.Hangup(ctx)
+	select {
+	case <-ac.Leg.Done():
+	case <-ctx.Done():
+		t.Fatal("alice's leg did not end with the caller's hangup")
+	}
+
+	// bob is registered nowhere: 480 from r3, as from a single node.
+	_, err = caller.Call(ctx, "sip:bob@"+nodes[2].sip)
+	if err == nil || !containsStatus(err, 480) {
+		t.Errorf("calling unregistered bob: %v, want 480", err)
+	}
+}
+
+func containsStatus(err error, code int) bool {
+	var se *sip.StatusError
+	return errors.As(err, &se) && se.Code == code
+}
