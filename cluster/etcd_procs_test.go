@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +119,21 @@ func TestEtcdNodesListHangupAndLostNode(t *testing.T) {
 	if len(list) != 1 || list[0].ID != calls[0].Leg.ID() {
 		t.Errorf("after n2's death n3 lists %+v, want only n1's call", list)
 	}
+}
+
+// A node whose etcd has gone away still stops on SIGTERM, within the
+// bounded time its deregistration may take.
+func TestNodeStopsWhenEtcdIsGone(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep, killEtcd := startEtcdKillable(t)
+	n := startNode(t, bin, nodeSpec{name: "lonely", clusterName: fmt.Sprintf("gone-%d", time.Now().UnixNano()), provider: "etcd", etcd: ep, rtpMin: 40000})
+	killEtcd()
+	start := time.Now()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the node did not stop in 20 s after SIGTERM with etcd gone")
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(100*time.Millisecond))
 }

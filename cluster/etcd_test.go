@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,12 @@ import (
 // startEtcd runs a one-member etcd on loopback (random ports, a temporary
 // data directory) for the test's life and returns its client endpoint.
 func startEtcd(t *testing.T) string {
+	ep, _ := startEtcdKillable(t)
+	return ep
+}
+
+// startEtcdKillable is startEtcd that also returns a function killing etcd.
+func startEtcdKillable(t *testing.T) (string, func()) {
 	t.Helper()
 	bin := testharness.RequireBinary(t, "etcd", "apt-get install etcd-server")
 	client, peer := freeTCP(t), freeTCP(t)
@@ -32,11 +39,15 @@ func startEtcd(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		log.Close()
-	})
+	var once sync.Once
+	kill := func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			log.Close()
+		})
+	}
+	t.Cleanup(kill)
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -53,5 +64,5 @@ func startEtcd(t *testing.T) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "127.0.0.1:" + strconv.Itoa(client)
+	return "127.0.0.1:" + strconv.Itoa(client), kill
 }

@@ -270,8 +270,17 @@ func (n *Node) Leave() {
 	// once: protoactor's graceful remote shutdown races with messages
 	// still arriving (data races in its endpoint reader and manager), and
 	// deregistration is what tells the others.
-	if err := n.prov.Shutdown(true); err != nil {
-		n.log.Warn("cluster: deregister", "error", err)
+	// The provider's own calls have no deadline (an etcd that is gone
+	// would hold the process forever): wait for it at most 5 s.
+	dereg := make(chan error, 1)
+	go func() { dereg <- n.prov.Shutdown(true) }()
+	select {
+	case err := <-dereg:
+		if err != nil {
+			n.log.Warn("cluster: deregister", "error", err)
+		}
+	case <-time.After(5 * time.Second):
+		n.log.Warn("cluster: deregister did not finish in 5 s; leaving anyway (the others will see this node's lease expire)")
 	}
 	n.cl.Shutdown(false)
 	n.log.Info("cluster: left")
