@@ -65,56 +65,88 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		return // lifecycle messages
 	}
 	n := a.n
-	switch req.MessageTypeName {
-	case msgHangup:
+	msg, err := decodeRequest(req)
+	if err != nil {
+		n.netLog.Warn("cluster: bad request from another node", "type", req.MessageTypeName, "sender", ctx.Sender().String(), "error", err)
+		ctx.Respond(&pcluster.GrainErrorResponse{Reason: "bad request", Message: err.Error()})
+		return
+	}
+	if hr, ok := msg.(hangupReq); ok {
 		sender := ctx.Sender()
-		var hr hangupReq
-		if err := json.Unmarshal(req.MessageData, &hr); err != nil {
-			ctx.Respond(badRequest(req, err))
-			return
-		}
 		go func() {
 			reply := n.hangupLocal(hr.ID)
 			if sender != nil {
 				n.system.Root.Send(sender, reply)
 			}
 		}()
-	default:
-		ctx.Respond(n.handle(req))
+		return
 	}
+	ctx.Respond(n.handle(req.MessageTypeName, msg))
 }
 
-// handle answers a request that needs no network I/O.
-func (n *Node) handle(req *pcluster.GrainRequest) any {
+// Bounds on what another node may send.
+const (
+	maxIDLen    = 256
+	maxSetCalls = 1_000_000
+)
+
+// decodeRequest reads a request another node sent: one of the message
+// types, its JSON valid and within bounds. It never panics.
+func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 	switch req.MessageTypeName {
 	case msgListCalls:
-		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+		return struct{}{}, nil
 	case msgContacts:
 		var cr contactsReq
-		if err := json.Unmarshal(req.MessageData, &cr); err != nil || cr.User == "" {
-			return badRequest(req, fmt.Errorf("want a user: %v", err))
+		if err := json.Unmarshal(req.MessageData, &cr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		resp := contactsResp{Node: n.opts.Node}
-		if r := n.srv.Agent().Registrar(); r != nil {
-			resp.Bindings = r.Lookup(cr.User)
+		if cr.User == "" || len(cr.User) > maxIDLen {
+			return nil, fmt.Errorf("%s: want a user name of 1 to %d bytes", req.MessageTypeName, maxIDLen)
 		}
-		return respond(req, resp)
+		return cr, nil
 	case msgCallSet:
 		var cs callsResp
-		if err := json.Unmarshal(req.MessageData, &cs); err != nil || cs.Addr == "" {
-			return badRequest(req, fmt.Errorf("want a node's call list: %v", err))
+		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		n.storeRecord(cs)
-		return respond(req, struct{}{})
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls {
+			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
+		}
+		return cs, nil
 	case msgHangup:
 		var hr hangupReq
 		if err := json.Unmarshal(req.MessageData, &hr); err != nil {
-			return badRequest(req, err)
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		return n.hangupLocal(hr.ID)
+		if hr.ID == "" || len(hr.ID) > maxIDLen {
+			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
+		}
+		return hr, nil
 	}
-	n.log.Warn("cluster: unknown request from another node", "type", req.MessageTypeName)
-	return &pcluster.GrainErrorResponse{Reason: "unknown", Message: "unknown message type " + req.MessageTypeName}
+	return nil, fmt.Errorf("unknown message type %.64q", req.MessageTypeName)
+}
+
+// handle answers a decoded request that needs no network I/O (a hang-up
+// is answered here only for this node's own requests).
+func (n *Node) handle(typ string, msg any) any {
+	req := &pcluster.GrainRequest{MessageTypeName: typ}
+	switch m := msg.(type) {
+	case struct{}:
+		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+	case contactsReq:
+		resp := contactsResp{Node: n.opts.Node}
+		if r := n.srv.Agent().Registrar(); r != nil {
+			resp.Bindings = r.Lookup(m.User)
+		}
+		return respond(req, resp)
+	case callsResp:
+		n.storeRecord(m)
+		return respond(req, struct{}{})
+	case hangupReq:
+		return n.hangupLocal(m.ID)
+	}
+	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: fmt.Sprintf("%s: unexpected %T", typ, msg)}
 }
 
 // hangupLocal hangs up a call of this server; found is false without one.
@@ -137,23 +169,17 @@ func respond(req *pcluster.GrainRequest, v any) *pcluster.GrainResponse {
 	return &pcluster.GrainResponse{MessageTypeName: req.MessageTypeName, MessageData: marshal(v)}
 }
 
-func badRequest(req *pcluster.GrainRequest, err error) *pcluster.GrainErrorResponse {
-	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: req.MessageTypeName + ": " + err.Error()}
-}
-
 // ask sends a request to the node actor at addr (this node's own is
 // answered in place) and decodes the answer into out.
 func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
 	req := &pcluster.GrainRequest{MessageTypeName: typ, MessageData: marshal(body)}
 	var res any
 	if addr == n.self {
-		if typ == msgHangup {
-			var hr hangupReq
-			_ = json.Unmarshal(req.MessageData, &hr)
-			res = n.hangupLocal(hr.ID)
-		} else {
-			res = n.handle(req)
+		msg, err := decodeRequest(req)
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", typ, err)
 		}
+		res = n.handle(typ, msg)
 	} else {
 		timeout := n.opts.RequestTimeout
 		if typ == msgHangup {

@@ -30,6 +30,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -125,6 +126,8 @@ type Node struct {
 	srv  *framework.Server
 	opts Options
 	log  *slog.Logger
+	// netLog is log, rate-limited: for bad input from other nodes.
+	netLog *slog.Logger
 
 	system *actor.ActorSystem
 	cl     *pcluster.Cluster
@@ -208,7 +211,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quiet))
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n = &Node{srv: srv, opts: opts, log: log, system: system, self: self, ctx: cctx, cancel: cancel,
+	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
 		topo: make(chan *pcluster.ClusterTopology, 64)}
