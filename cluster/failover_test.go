@@ -160,3 +160,87 @@ func TestKillNodeDuringCallsBehindKamailio(t *testing.T) {
 		}
 	}
 }
+
+// SIGTERM drains a node behind Kamailio: its calls get BYE and a CDR of
+// its own (no survivor writes "node lost" for them), it leaves the
+// cluster cleanly, the other nodes' calls keep their tone, and new calls
+// through Kamailio succeed.
+func TestDrainNodeBehindKamailio(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	name := fmt.Sprintf("drain-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("d%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	k := startKamailio(t, nodes)
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 46000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var all []*testharness.PhoneCall
+	defer func() {
+		for _, pc := range all {
+			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_ = pc.Hangup(hctx)
+			hcancel()
+		}
+	}()
+	for i := range 9 {
+		pc, err := phone.Call(ctx, "sip:tone@"+k.addr)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		all = append(all, pc)
+	}
+	list, _ := nodes[0].calls(t)
+	onNode := map[string]string{}
+	for _, c := range list {
+		onNode[c.ID] = c.Node
+	}
+	drained := nodes[1]
+	time.Sleep(300 * time.Millisecond)
+	drained.stop(t) // SIGTERM, waits for the exit
+	for _, pc := range all {
+		id := pc.Leg.ID()
+		if onNode[id] == drained.name {
+			select {
+			case <-pc.Leg.Done():
+			case <-ctx.Done():
+				t.Fatalf("call %s on the drained node got no BYE", id)
+			}
+			if len(drained.logLines("msg=cdr", "call_id="+id)) != 1 {
+				t.Errorf("the drained node wrote no CDR of its own for %s", id)
+			}
+			continue
+		}
+		if _, err := pc.WaitTone(ctx, 1000, 10); err != nil {
+			t.Errorf("call %s on %s lost its tone: %v", id, onNode[id], err)
+		}
+	}
+	for _, s := range []*nodeProc{nodes[0], nodes[2]} {
+		waitFor(t, 10*time.Second, s.name+" to see 2 members", func() bool { return len(s.members(t)) == 2 })
+	}
+	time.Sleep(time.Second) // a wrong "node lost" CDR would be written by now
+	for _, s := range []*nodeProc{nodes[0], nodes[2]} {
+		if l := s.logLines(`cause="node lost"`); len(l) > 0 {
+			t.Errorf("%s wrote node-lost CDRs for a node that left cleanly: %s", s.name, l[0])
+		}
+	}
+	for i := range 6 {
+		pc, err := phone.Call(ctx, "sip:tone@"+k.addr)
+		if err != nil {
+			t.Fatalf("new call %d after the drain: %v", i, err)
+		}
+		all = append(all, pc)
+		if _, err := pc.WaitTone(ctx, 1000, 10); err != nil {
+			t.Errorf("new call %d after the drain: %v", i, err)
+		}
+	}
+}

@@ -263,12 +263,20 @@ func (n *Node) Addr() string { return n.self }
 // Name returns the node's name.
 func (n *Node) Name() string { return n.opts.Node }
 
-// Leave leaves the cluster: the provider deregisters the node (others see
-// it leave at once rather than after a timeout) and the remote closes.
-// Calls on this server are not touched; shut the server down after.
+// Leave leaves the cluster: the others get this node's call list one last
+// time, the provider deregisters the node (the others see it leave at
+// once rather than after a timeout) and the remote closes. Calls on this
+// server are not touched: stop the server first (its calls are hung up),
+// so that no survivor writes "node lost" CDRs for them.
 func (n *Node) Leave() {
 	n.cancel()
 	n.wg.Wait()
+	// The others get this node's last call list (empty once the server
+	// has hung up its calls), so that leaving is not mistaken for losing
+	// calls.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	n.pushCallsCtx(ctx)
+	cancel()
 	// Deregister first, then stop the actor system and the remote at
 	// once: protoactor's graceful remote shutdown races with messages
 	// still arriving (data races in its endpoint reader and manager), and

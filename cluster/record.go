@@ -61,9 +61,13 @@ func (n *Node) syncLoop() {
 
 // pushCalls sends this node's calls to every other member, concurrently.
 func (n *Node) pushCalls() {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.RequestTimeout)
 	defer cancel()
+	n.pushCallsCtx(ctx)
+}
+
+func (n *Node) pushCallsCtx(ctx context.Context) {
+	set := callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -74,7 +78,7 @@ func (n *Node) pushCalls() {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			var ack struct{}
-			if err := n.ask(ctx, m.Addr, msgCallSet, set, &ack); err != nil && n.ctx.Err() == nil {
+			if err := n.ask(ctx, m.Addr, msgCallSet, set, &ack); err != nil && ctx.Err() == nil {
 				n.log.Debug("cluster: call list not delivered", "to", m.Addr, "error", err)
 			}
 		}()

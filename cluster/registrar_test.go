@@ -96,3 +96,79 @@ func containsStatus(err error, code int) bool {
 	var se *sip.StatusError
 	return errors.As(err, &se) && se.Code == code
 }
+
+// alice registers through Kamailio (which picks a node by hashing her
+// AoR), then is called at each node directly: on the node that holds her
+// registration the call is local SIP, on the others it goes through the
+// cluster; either way the node sends the INVITE to the registration's
+// source, Kamailio, which relays it to alice's contact. Every call has
+// audio both ways.
+func TestUserRegisteredThroughKamailioCalledFromEveryNode(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	users := filepath.Join(t.TempDir(), "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("regk-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("q%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	k := startKamailio(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, k.addr, "alice", "wonderland"); err != nil {
+		t.Fatalf("alice registers through kamailio: %v", err)
+	}
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	remote := 0
+	for _, n := range nodes {
+		pc, err := caller.Call(ctx, "sip:alice@"+n.sip)
+		if err != nil {
+			t.Fatalf("call alice at %s: %v", n.name, err)
+		}
+		var ac *testharness.PhoneCall
+		select {
+		case ac = <-alice.Incoming():
+		case <-ctx.Done():
+			t.Fatalf("alice's phone did not ring for %s", n.name)
+		}
+		pc.Play(media.NewTone(media.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+		ac.Play(media.NewTone(media.Tone{Freqs: []float64{1200}, Duration: 20 * time.Second}))
+		if _, err := ac.WaitTone(ctx, 700, 15); err != nil {
+			t.Errorf("via %s: alice does not hear the caller: %v", n.name, err)
+		}
+		if _, err := pc.WaitTone(ctx, 1200, 20); err != nil {
+			t.Errorf("via %s: the caller does not hear alice: %v", n.name, err)
+		}
+		if len(k.lines("node "+n.sip+" sends INVITE", "call_id="+ac.Leg.ID())) != 1 {
+			t.Errorf("via %s: kamailio did not relay the node's INVITE to alice", n.name)
+		}
+		if len(n.logLines("dialled a user registered on another node", "user=alice")) > 0 {
+			remote++
+		}
+		_ = pc.Hangup(ctx)
+		select {
+		case <-ac.Leg.Done():
+		case <-ctx.Done():
+			t.Fatalf("via %s: alice's leg did not end", n.name)
+		}
+	}
+	if remote != 2 {
+		t.Errorf("%d nodes reached alice through the cluster, want 2 (the third holds her registration)", remote)
+	}
+}
