@@ -11,9 +11,12 @@ import (
 //
 //	GET    /api/calls       every node's calls: [{"node", "id", "user", "from", "to", "start", ...}]
 //	DELETE /api/calls/{id}  hang up a call on whichever node has it (204; 404 if none)
+//	POST   /api/calls/{id}/move?room=NAME&node=NODE
+//	                        move the call's caller into room NAME on node NODE (default: the call's node)
 //	GET    /api/cluster     this node and the members it sees
 func (n *Node) Routes() {
 	n.srv.HandleFunc("GET /api/calls", n.serveCalls)
+	n.srv.HandleFunc("POST /api/calls/{id}/move", n.serveMove)
 	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)
 	n.srv.HandleFunc("GET /api/cluster", n.serveMembers)
 }
@@ -47,6 +50,24 @@ func (n *Node) serveHangup(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such call", http.StatusNotFound)
 	default:
 		n.log.Warn("cluster: hang up by HTTP failed", "call_id", id, "error", err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+	}
+}
+
+func (n *Node) serveMove(w http.ResponseWriter, r *http.Request) {
+	id, room, node := r.PathValue("id"), r.URL.Query().Get("room"), r.URL.Query().Get("node")
+	if id == "" || len(id) > maxIDLen || room == "" || len(room) > maxIDLen || len(node) > maxIDLen {
+		http.Error(w, "want a call id and ?room=NAME (and &node=NODE)", http.StatusBadRequest)
+		return
+	}
+	err := n.MoveToRoom(r.Context(), id, room, node)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrCallNotFound):
+		http.Error(w, "no such call", http.StatusNotFound)
+	default:
+		n.log.Warn("cluster: move by HTTP failed", "call_id", id, "room", room, "node", node, "error", err)
 		http.Error(w, err.Error(), http.StatusBadGateway)
 	}
 }

@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,6 +24,7 @@ const (
 	msgHangup    = "switchboard.Hangup"    // hangupReq -> hangupResp
 	msgContacts  = "switchboard.Contacts"  // contactsReq -> contactsResp
 	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
+	msgMove      = "switchboard.Move"      // moveReq -> struct{}
 )
 
 // callsResp is a node's call list (the answer to ListCalls, and the
@@ -29,6 +32,7 @@ const (
 type callsResp struct {
 	Node  string               `json:"node"`
 	Addr  string               `json:"addr"`
+	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
 }
 
@@ -69,6 +73,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	if err != nil {
 		n.netLog.Warn("cluster: bad request from another node", "type", req.MessageTypeName, "sender", ctx.Sender().String(), "error", err)
 		ctx.Respond(&pcluster.GrainErrorResponse{Reason: "bad request", Message: err.Error()})
+		return
+	}
+	if mr, ok := msg.(moveReq); ok {
+		sender := ctx.Sender()
+		go func() {
+			reply := n.moveReply(mr)
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
 		return
 	}
 	if hr, ok := msg.(hangupReq); ok {
@@ -123,6 +137,16 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
 		}
 		return hr, nil
+	case msgMove:
+		var mr moveReq
+		if err := json.Unmarshal(req.MessageData, &mr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if mr.CallID == "" || len(mr.CallID) > maxIDLen || mr.Room == "" || len(mr.Room) > maxIDLen || len(mr.SIP) > maxIDLen ||
+			strings.ContainsAny(mr.Room, "@:;<> ") {
+			return nil, fmt.Errorf("%s: want a call ID, a room name and a SIP address within bounds", req.MessageTypeName)
+		}
+		return mr, nil
 	}
 	return nil, fmt.Errorf("unknown message type %.64q", req.MessageTypeName)
 }
@@ -145,6 +169,8 @@ func (n *Node) handle(typ string, msg any) any {
 		return respond(req, struct{}{})
 	case hangupReq:
 		return n.hangupLocal(m.ID)
+	case moveReq:
+		return n.moveReply(m)
 	}
 	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: fmt.Sprintf("%s: unexpected %T", typ, msg)}
 }
@@ -165,6 +191,19 @@ func (n *Node) hangupLocal(id string) any {
 	return respond(req, hangupResp{Found: true})
 }
 
+// moveReply carries out a move and says how it went.
+func (n *Node) moveReply(m moveReq) any {
+	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
+	defer cancel()
+	if err := n.moveLocal(ctx, m); err != nil {
+		if errors.Is(err, ErrCallNotFound) {
+			return &pcluster.GrainErrorResponse{Reason: "not found", Message: err.Error()}
+		}
+		return &pcluster.GrainErrorResponse{Reason: "move", Message: err.Error()}
+	}
+	return respond(&pcluster.GrainRequest{MessageTypeName: msgMove}, struct{}{})
+}
+
 func respond(req *pcluster.GrainRequest, v any) *pcluster.GrainResponse {
 	return &pcluster.GrainResponse{MessageTypeName: req.MessageTypeName, MessageData: marshal(v)}
 }
@@ -182,8 +221,8 @@ func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
 		res = n.handle(typ, msg)
 	} else {
 		timeout := n.opts.RequestTimeout
-		if typ == msgHangup {
-			timeout += 10 * time.Second // the far node waits for BYE
+		if typ == msgHangup || typ == msgMove {
+			timeout += 15 * time.Second // the far node waits on SIP
 		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 			timeout = time.Until(d)

@@ -30,6 +30,10 @@ func TestDecodeRequest(t *testing.T) {
 			callsResp{Node: "n1", Addr: "127.0.0.1:7000", Calls: []framework.CallInfo{{ID: "c1", User: "tone"}}}, ""},
 		{"call set without addr", msgCallSet, `{"node":"n1"}`, nil, "address"},
 		{"call set wrong shape", msgCallSet, `{"addr":"a","calls":{}}`, nil, "cannot unmarshal"},
+		{"move", msgMove, `{"call_id":"c1","room":"demo","sip":"127.0.0.1:5060"}`, moveReq{CallID: "c1", Room: "demo", SIP: "127.0.0.1:5060"}, ""},
+		{"move to a local room", msgMove, `{"call_id":"c1","room":"demo"}`, moveReq{CallID: "c1", Room: "demo"}, ""},
+		{"move into a room name with a URI in it", msgMove, `{"call_id":"c1","room":"x@evil"}`, nil, "within bounds"},
+		{"move without call", msgMove, `{"room":"demo"}`, nil, "within bounds"},
 		{"unknown type", "switchboard.Nope", `{}`, nil, "unknown message type"},
 		{"empty type", "", ``, nil, "unknown message type"},
 	} {
@@ -60,6 +64,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{msgContacts, `{"user":"alice"}`},
 		{msgCallSet, `{"node":"n1","addr":"127.0.0.1:7000","calls":[{"id":"c1","start":"2026-11-30T06:00:00Z"}]}`},
 		{msgCallSet, `{"addr":"a","calls":[{"start":"not a time"}]}`},
+		{msgMove, `{"call_id":"c1","room":"demo","sip":"127.0.0.1:5060"}`},
 		{"x", `{}`},
 	} {
 		f.Add(s.typ, []byte(s.data))

@@ -110,8 +110,9 @@ type NodeCall struct {
 
 // Member is a node of the cluster as this node sees it.
 type Member struct {
-	Node string `json:"node"` // "" until it has announced itself
-	Addr string `json:"addr"` // protoactor remote address
+	Node string `json:"node"`          // "" until it has announced itself
+	Addr string `json:"addr"`          // protoactor remote address
+	SIP  string `json:"sip,omitempty"` // where other nodes call it ("" until it has announced itself)
 	Self bool   `json:"self,omitempty"`
 }
 
@@ -149,6 +150,7 @@ type Node struct {
 // record is the last call list a node sent us.
 type record struct {
 	node  string
+	sip   string
 	calls map[string]framework.CallInfo
 	seen  time.Time
 }

@@ -67,7 +67,7 @@ func (n *Node) pushCalls() {
 }
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()}
+	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -99,9 +99,9 @@ func (n *Node) storeRecord(cs callsResp) {
 	if _, gone := n.lost[cs.Addr]; gone {
 		return // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, calls: calls, seen: time.Now()}
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, seen: time.Now()}
 	if m := n.members[cs.Addr]; m != nil {
-		m.Node = cs.Node
+		m.Node, m.SIP = cs.Node, cs.SIP
 	}
 }
 
@@ -130,11 +130,11 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 	joined := false
 	for addr := range current {
 		if n.members[addr] == nil {
-			name := ""
+			m := &Member{Addr: addr}
 			if r := n.records[addr]; r != nil {
-				name = r.node
+				m.Node, m.SIP = r.node, r.sip
 			}
-			n.members[addr] = &Member{Node: name, Addr: addr}
+			n.members[addr] = m
 			delete(n.lost, addr) // a node restarted on the same address
 			joined = true
 			n.log.Info("cluster: node joined", "addr", addr)

@@ -212,6 +212,8 @@ func serve(args []string) error {
 			return err
 		}
 		node.Routes()
+		// Calls from other nodes that put a leg into a room here.
+		router.Handle(cluster.RoomUserPrefix+"*", cluster.RoomHandler())
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()
