@@ -137,3 +137,47 @@ func TestNodeStopsWhenEtcdIsGone(t *testing.T) {
 	}
 	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(100*time.Millisecond))
 }
+
+// Three switchboard processes with automanaged membership (no etcd): each
+// sees the others, and any lists a call of another and hangs it up.
+func TestAutomanagedNodesAsProcesses(t *testing.T) {
+	bin := switchboardBinary(t)
+	name := fmt.Sprintf("auto-procs-%d", time.Now().UnixNano())
+	ports := []int{freeTCP(t), freeTCP(t), freeTCP(t)}
+	var peers []string
+	for _, p := range ports {
+		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("a%d", i+1), clusterName: name, provider: "automanaged",
+			autoPort: ports[i], autoPeers: peers, rtpMin: 40000 + 2000*i}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pc, err := phone.Call(ctx, "sip:tone@"+nodes[2].sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pc.Hangup(context.Background()) }()
+	list, errText := nodes[0].calls(t)
+	if errText != "" || len(list) != 1 || list[0].Node != "a3" || list[0].ID != pc.Leg.ID() {
+		t.Fatalf("a1 lists %+v (%s), want the call on a3", list, errText)
+	}
+	if code := httpDelete(t, "http://"+nodes[1].http+"/api/calls/"+pc.Leg.ID()); code != http.StatusNoContent {
+		t.Fatalf("DELETE at a2: %d, want 204", code)
+	}
+	select {
+	case <-pc.Leg.Done():
+	case <-ctx.Done():
+		t.Fatal("the call on a3 was not hung up")
+	}
+}
