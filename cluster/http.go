@@ -13,8 +13,10 @@ import (
 //	DELETE /api/calls/{id}  hang up a call on whichever node has it (204; 404 if none)
 //	POST   /api/calls/{id}/move?room=NAME&node=NODE
 //	                        move the call's caller into room NAME on node NODE (default: the call's node)
+//	GET    /api/presence    every user's presence, merged over the nodes
 //	GET    /api/cluster     this node and the members it sees
 func (n *Node) Routes() {
+	n.srv.HandleFunc("GET /api/presence", n.servePresence)
 	n.srv.HandleFunc("GET /api/calls", n.serveCalls)
 	n.srv.HandleFunc("POST /api/calls/{id}/move", n.serveMove)
 	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)

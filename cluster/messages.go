@@ -25,6 +25,7 @@ const (
 	msgContacts  = "switchboard.Contacts"  // contactsReq -> contactsResp
 	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
 	msgMove      = "switchboard.Move"      // moveReq -> struct{}
+	msgRoster    = "switchboard.Roster"    // struct{} -> rosterResp
 )
 
 // callsResp is a node's call list (the answer to ListCalls, and the
@@ -35,6 +36,9 @@ type callsResp struct {
 	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
 }
+
+// rosterReq asks for a node's presence roster.
+type rosterReq struct{}
 
 type hangupReq struct {
 	ID string `json:"id"`
@@ -110,6 +114,8 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 	switch req.MessageTypeName {
 	case msgListCalls:
 		return struct{}{}, nil
+	case msgRoster:
+		return rosterReq{}, nil
 	case msgContacts:
 		var cr contactsReq
 		if err := json.Unmarshal(req.MessageData, &cr); err != nil {
@@ -158,6 +164,8 @@ func (n *Node) handle(typ string, msg any) any {
 	switch m := msg.(type) {
 	case struct{}:
 		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+	case rosterReq:
+		return respond(req, rosterResp{Node: n.opts.Node, Users: n.srv.Presence().Roster()})
 	case contactsReq:
 		resp := contactsResp{Node: n.opts.Node}
 		if r := n.srv.Agent().Registrar(); r != nil {

@@ -9,6 +9,7 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -171,5 +172,30 @@ func TestLostNodeCDRs(t *testing.T) {
 				t.Errorf("members %v, want the 2 survivors", n.Members())
 			}
 		})
+	}
+}
+
+func TestMergePresence(t *testing.T) {
+	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
+	p := func(st presence.Status, note string, online, since int) presence.Presence {
+		return presence.Presence{User: "alice", Status: st, Note: note, Online: online, Since: at(since)}
+	}
+	for _, tc := range []struct {
+		name string
+		in   []presence.Presence
+		want presence.Presence
+	}{
+		{"one node", []presence.Presence{p(presence.Available, "", 1, 1)}, p(presence.Available, "", 1, 1)},
+		{"offline here, registered there", []presence.Presence{p(presence.Offline, "", 0, 1), p(presence.Available, "", 1, 2)}, p(presence.Available, "", 1, 2)},
+		{"a call anywhere wins", []presence.Presence{p(presence.Away, "lunch", 1, 1), p(presence.OnCall, "", 1, 3), p(presence.Available, "", 1, 2)}, p(presence.OnCall, "", 3, 3)},
+		{"away beats available, keeps its note", []presence.Presence{p(presence.Available, "", 1, 5), p(presence.Away, "lunch", 0, 4)}, p(presence.Away, "lunch", 1, 4)},
+	} {
+		var got presence.Presence
+		for _, e := range tc.in {
+			got = mergePresence(got, e)
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }

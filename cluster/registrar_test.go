@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -51,6 +52,19 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer caller.Close()
+	// Her presence is seen from r3: available on r1 beats offline on r3.
+	var roster struct {
+		Users []presence.Presence `json:"users"`
+		Error string              `json:"error"`
+	}
+	getJSON(t, "http://"+nodes[2].http+"/api/presence", &roster)
+	status := map[string]string{}
+	for _, u := range roster.Users {
+		status[u.User] = u.Status.String()
+	}
+	if roster.Error != "" || status["alice"] != "available" || status["bob"] != "offline" {
+		t.Errorf("r3's cluster-wide presence: %+v (%s), want alice available, bob offline", roster.Users, roster.Error)
+	}
 
 	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
 	if err != nil {
