@@ -31,6 +31,7 @@ type Call struct {
 	log    *slog.Logger
 	ctx    context.Context // ends with the call, cause ErrHangup
 	tts    *audio.TTS
+	start  time.Time // when the call was created (Server.Calls)
 
 	// stream is the call's event log; the call actor appends, any
 	// goroutine subscribes.

@@ -486,12 +486,12 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	}
 	c := &Call{
 		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: auth, caller: caller,
-		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts,
+		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts, start: time.Now(),
 		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}
 	flowCtx, flowDone := context.WithCancel(context.Background())
 	c.flowCtx = flowCtx
-	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: time.Now()}
+	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: c.start}
 	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ca, log: log} },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
 	s.mu.Lock()

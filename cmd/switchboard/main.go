@@ -27,6 +27,7 @@ import (
 
 	sipgosip "github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/apps"
+	"github.com/switchboard-voice/switchboard/cluster"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/sip"
 )
@@ -84,6 +85,13 @@ func serve(args []string) error {
 	maxPending := fs.Int("max-pending-invites", sip.DefaultMaxPendingInvites, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (-1: no limit)")
 	maxCalls := fs.Int("max-calls", 0, "inbound calls up at once; beyond it new INVITEs get 503 + Retry-After (0: no limit but the RTP ports)")
 	retryAfter := fs.Duration("retry-after", sip.DefaultRetryAfter, "Retry-After of overload 503s")
+	clusterName := fs.String("cluster", "", "join the Switchboard cluster of this name (protoactor-go cluster; see docs/scale-out.md)")
+	clusterProvider := fs.String("cluster-provider", "etcd", "how cluster nodes find each other: etcd or automanaged")
+	etcdAddrs := fs.String("etcd", "127.0.0.1:2379", "comma-separated etcd endpoints, with --cluster-provider etcd")
+	clusterAddr := fs.String("cluster-addr", "127.0.0.1:0", "host:port the cluster's remote messaging listens on (other nodes connect to it)")
+	nodeName := fs.String("node-name", "", "this node's name in the cluster (default: --cluster-addr)")
+	autoPort := fs.Int("automanaged-port", 0, "this node's health port, with --cluster-provider automanaged")
+	autoPeers := fs.String("automanaged-peers", "", "comma-separated host:port of every node's --automanaged-port, with --cluster-provider automanaged")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -193,6 +201,23 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *clusterName != "" {
+		prov, err := cluster.ParseProvider(*clusterProvider)
+		if err != nil {
+			return fmt.Errorf("--cluster-provider: %w", err)
+		}
+		node, err := cluster.Join(ctx, srv, cluster.Options{Name: *clusterName, Node: *nodeName, Addr: *clusterAddr,
+			Provider: prov, Etcd: splitList(*etcdAddrs), AutomanagedPort: *autoPort, AutomanagedPeers: splitList(*autoPeers), Logger: log})
+		if err != nil {
+			return err
+		}
+		node.Routes()
+		// Calls from other nodes that put a leg into a room here.
+		router.Handle(cluster.RoomUserPrefix+"*", cluster.RoomHandler())
+		// Leave after the calls are hung up, so the others see this node
+		// leave cleanly instead of losing it.
+		defer node.Leave()
+	}
 	go func() {
 		select {
 		case <-srv.Ready():
@@ -318,4 +343,15 @@ func parseBytes(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a positive size such as 512MiB or 2GiB", v)
 	}
 	return int64(f * mult), nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -74,3 +74,21 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitList(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{{"", nil}, {"a", []string{"a"}}, {" a , b,,c ", []string{"a", "b", "c"}}, {",", nil}} {
+		got := splitList(tc.in)
+		if len(got) != len(tc.want) {
+			t.Errorf("splitList(%q) = %q, want %q", tc.in, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("splitList(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		}
+	}
+}

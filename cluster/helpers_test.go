@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media/audio"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("SWITCHBOARD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// toneFlow answers and plays a 1 kHz tone for a minute.
+var toneFlow = framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+	return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Minute}))
+})
+
+// startServer runs a framework server on loopback for the test's life.
+func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *framework.Server {
+	t.Helper()
+	cfg.SIPAddr = "127.0.0.1:0"
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	cfg.Logger = testLogger()
+	srv, err := framework.NewServer(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not start in 5 s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("server did not stop in 15 s")
+		}
+	})
+	return srv
+}
+
+func freeTCP(t *testing.T) int {
+	t.Helper()
+	p, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out after %s waiting for %s", d, what)
+}
+
+// freeUDPTCP returns a port free on 127.0.0.1 for both UDP and TCP (SIP
+// listens on both).
+func freeUDPTCP(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return 0
+}

@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// Routes adds the cluster's HTTP API to the server's port:
+//
+//	GET    /api/calls       every node's calls: [{"node", "id", "user", "from", "to", "start", ...}]
+//	DELETE /api/calls/{id}  hang up a call on whichever node has it (204; 404 if none)
+//	POST   /api/calls/{id}/move?room=NAME&node=NODE
+//	                        move the call's caller into room NAME on node NODE (default: the call's node)
+//	GET    /api/presence    every user's presence, merged over the nodes
+//	GET    /api/cluster     this node and the members it sees
+func (n *Node) Routes() {
+	n.srv.HandleFunc("GET /api/presence", n.servePresence)
+	n.srv.HandleFunc("GET /api/calls", n.serveCalls)
+	n.srv.HandleFunc("POST /api/calls/{id}/move", n.serveMove)
+	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)
+	n.srv.HandleFunc("GET /api/cluster", n.serveMembers)
+}
+
+func (n *Node) serveCalls(w http.ResponseWriter, r *http.Request) {
+	calls, err := n.Calls(r.Context())
+	if calls == nil {
+		calls = []NodeCall{}
+	}
+	resp := struct {
+		Calls []NodeCall `json:"calls"`
+		Error string     `json:"error,omitempty"` // nodes that did not answer
+	}{Calls: calls}
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (n *Node) serveHangup(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > 256 || strings.ContainsAny(id, "\r\n") {
+		http.Error(w, "bad call id", http.StatusBadRequest)
+		return
+	}
+	err := n.Hangup(r.Context(), id)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrCallNotFound):
+		http.Error(w, "no such call", http.StatusNotFound)
+	default:
+		n.log.Warn("cluster: hang up by HTTP failed", "call_id", id, "error", err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+	}
+}
+
+func (n *Node) serveMove(w http.ResponseWriter, r *http.Request) {
+	id, room, node := r.PathValue("id"), r.URL.Query().Get("room"), r.URL.Query().Get("node")
+	if id == "" || len(id) > maxIDLen || room == "" || len(room) > maxIDLen || len(node) > maxIDLen {
+		http.Error(w, "want a call id and ?room=NAME (and &node=NODE)", http.StatusBadRequest)
+		return
+	}
+	err := n.MoveToRoom(r.Context(), id, room, node)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrCallNotFound):
+		http.Error(w, "no such call", http.StatusNotFound)
+	default:
+		n.log.Warn("cluster: move by HTTP failed", "call_id", id, "room", room, "node", node, "error", err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+	}
+}
+
+func (n *Node) serveMembers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Cluster string   `json:"cluster"`
+		Node    string   `json:"node"`
+		Members []Member `json:"members"`
+	}{n.opts.Name, n.opts.Node, n.Members()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

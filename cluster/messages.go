@@ -1,0 +1,257 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// Messages between node actors are protobuf on the wire, as protoactor's
+// remote wants: a cluster.GrainRequest whose MessageTypeName names one of
+// the plain-data types below and whose MessageData is that value as JSON;
+// the answer is a cluster.GrainResponse the same way, or a
+// cluster.GrainErrorResponse. No generated code of ours is needed.
+const (
+	msgListCalls = "switchboard.ListCalls" // struct{} -> callsResp
+	msgHangup    = "switchboard.Hangup"    // hangupReq -> hangupResp
+	msgContacts  = "switchboard.Contacts"  // contactsReq -> contactsResp
+	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
+	msgMove      = "switchboard.Move"      // moveReq -> struct{}
+	msgRoster    = "switchboard.Roster"    // struct{} -> rosterResp
+)
+
+// callsResp is a node's call list (the answer to ListCalls, and the
+// CallSet a node pushes to the others).
+type callsResp struct {
+	Node  string               `json:"node"`
+	Addr  string               `json:"addr"`
+	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
+	Calls []framework.CallInfo `json:"calls"`
+}
+
+// rosterReq asks for a node's presence roster.
+type rosterReq struct{}
+
+type hangupReq struct {
+	ID string `json:"id"`
+}
+
+type hangupResp struct {
+	Found bool `json:"found"`
+}
+
+type contactsReq struct {
+	User string `json:"user"`
+}
+
+type contactsResp struct {
+	Node     string        `json:"node"`
+	Bindings []sip.Binding `json:"bindings"`
+}
+
+// errRemote is an error a node answered with.
+type errRemote struct{ reason, msg string }
+
+func (e *errRemote) Error() string { return e.reason + ": " + e.msg }
+
+// nodeActor is a node's actor: it answers the other nodes' requests. It
+// never waits on the network: a hang-up (which waits for BYE) runs in a
+// goroutine that answers the requester itself.
+type nodeActor struct{ n *Node }
+
+func (a *nodeActor) Receive(ctx actor.Context) {
+	req, ok := ctx.Message().(*pcluster.GrainRequest)
+	if !ok {
+		return // lifecycle messages
+	}
+	n := a.n
+	msg, err := decodeRequest(req)
+	if err != nil {
+		n.netLog.Warn("cluster: bad request from another node", "type", req.MessageTypeName, "sender", ctx.Sender().String(), "error", err)
+		ctx.Respond(&pcluster.GrainErrorResponse{Reason: "bad request", Message: err.Error()})
+		return
+	}
+	if mr, ok := msg.(moveReq); ok {
+		sender := ctx.Sender()
+		go func() {
+			reply := n.moveReply(mr)
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
+		return
+	}
+	if hr, ok := msg.(hangupReq); ok {
+		sender := ctx.Sender()
+		go func() {
+			reply := n.hangupLocal(hr.ID)
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
+		return
+	}
+	ctx.Respond(n.handle(req.MessageTypeName, msg))
+}
+
+// Bounds on what another node may send.
+const (
+	maxIDLen    = 256
+	maxSetCalls = 1_000_000
+)
+
+// decodeRequest reads a request another node sent: one of the message
+// types, its JSON valid and within bounds. It never panics.
+func decodeRequest(req *pcluster.GrainRequest) (any, error) {
+	switch req.MessageTypeName {
+	case msgListCalls:
+		return struct{}{}, nil
+	case msgRoster:
+		return rosterReq{}, nil
+	case msgContacts:
+		var cr contactsReq
+		if err := json.Unmarshal(req.MessageData, &cr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if cr.User == "" || len(cr.User) > maxIDLen {
+			return nil, fmt.Errorf("%s: want a user name of 1 to %d bytes", req.MessageTypeName, maxIDLen)
+		}
+		return cr, nil
+	case msgCallSet:
+		var cs callsResp
+		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls {
+			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
+		}
+		return cs, nil
+	case msgHangup:
+		var hr hangupReq
+		if err := json.Unmarshal(req.MessageData, &hr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if hr.ID == "" || len(hr.ID) > maxIDLen {
+			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
+		}
+		return hr, nil
+	case msgMove:
+		var mr moveReq
+		if err := json.Unmarshal(req.MessageData, &mr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if mr.CallID == "" || len(mr.CallID) > maxIDLen || mr.Room == "" || len(mr.Room) > maxIDLen || len(mr.SIP) > maxIDLen ||
+			strings.ContainsAny(mr.Room, "@:;<> ") {
+			return nil, fmt.Errorf("%s: want a call ID, a room name and a SIP address within bounds", req.MessageTypeName)
+		}
+		return mr, nil
+	}
+	return nil, fmt.Errorf("unknown message type %.64q", req.MessageTypeName)
+}
+
+// handle answers a decoded request that needs no network I/O (a hang-up
+// is answered here only for this node's own requests).
+func (n *Node) handle(typ string, msg any) any {
+	req := &pcluster.GrainRequest{MessageTypeName: typ}
+	switch m := msg.(type) {
+	case struct{}:
+		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+	case rosterReq:
+		return respond(req, rosterResp{Node: n.opts.Node, Users: n.srv.Presence().Roster()})
+	case contactsReq:
+		resp := contactsResp{Node: n.opts.Node}
+		if r := n.srv.Agent().Registrar(); r != nil {
+			resp.Bindings = r.Lookup(m.User)
+		}
+		return respond(req, resp)
+	case callsResp:
+		n.storeRecord(m)
+		return respond(req, struct{}{})
+	case hangupReq:
+		return n.hangupLocal(m.ID)
+	case moveReq:
+		return n.moveReply(m)
+	}
+	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: fmt.Sprintf("%s: unexpected %T", typ, msg)}
+}
+
+// hangupLocal hangs up a call of this server; found is false without one.
+func (n *Node) hangupLocal(id string) any {
+	req := &pcluster.GrainRequest{MessageTypeName: msgHangup}
+	c := n.srv.Call(id)
+	if c == nil {
+		return respond(req, hangupResp{})
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Hangup(ctx); err != nil {
+		return &pcluster.GrainErrorResponse{Reason: "hangup", Message: err.Error()}
+	}
+	c.Logger().Info("cluster: call hung up at another node's request")
+	return respond(req, hangupResp{Found: true})
+}
+
+// moveReply carries out a move and says how it went.
+func (n *Node) moveReply(m moveReq) any {
+	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
+	defer cancel()
+	if err := n.moveLocal(ctx, m); err != nil {
+		if errors.Is(err, ErrCallNotFound) {
+			return &pcluster.GrainErrorResponse{Reason: "not found", Message: err.Error()}
+		}
+		return &pcluster.GrainErrorResponse{Reason: "move", Message: err.Error()}
+	}
+	return respond(&pcluster.GrainRequest{MessageTypeName: msgMove}, struct{}{})
+}
+
+func respond(req *pcluster.GrainRequest, v any) *pcluster.GrainResponse {
+	return &pcluster.GrainResponse{MessageTypeName: req.MessageTypeName, MessageData: marshal(v)}
+}
+
+// ask sends a request to the node actor at addr (this node's own is
+// answered in place) and decodes the answer into out.
+func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
+	req := &pcluster.GrainRequest{MessageTypeName: typ, MessageData: marshal(body)}
+	var res any
+	if addr == n.self {
+		msg, err := decodeRequest(req)
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", typ, err)
+		}
+		res = n.handle(typ, msg)
+	} else {
+		timeout := n.opts.RequestTimeout
+		if typ == msgHangup || typ == msgMove {
+			timeout += 15 * time.Second // the far node waits on SIP
+		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+			timeout = time.Until(d)
+		}
+		if timeout <= 0 {
+			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, context.DeadlineExceeded)
+		}
+		var err error
+		res, err = n.system.Root.RequestFuture(actor.NewPID(addr, actorName), req, timeout).Result()
+		if err != nil {
+			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, err)
+		}
+	}
+	switch r := res.(type) {
+	case *pcluster.GrainResponse:
+		if err := json.Unmarshal(r.MessageData, out); err != nil {
+			return fmt.Errorf("cluster: %s from %s: %w", typ, addr, err)
+		}
+		return nil
+	case *pcluster.GrainErrorResponse:
+		return fmt.Errorf("cluster: %s at %s: %w", typ, addr, &errRemote{r.Reason, r.Message})
+	}
+	return fmt.Errorf("cluster: %s from %s: unexpected answer %T", typ, addr, res)
+}

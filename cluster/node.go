@@ -1,0 +1,471 @@
+// Package cluster joins Switchboard servers into one system on
+// protoactor-go's cluster: membership through a real provider (etcd, or
+// automanaged for tests without etcd), remote messages between the nodes'
+// node actors, and from any node: every node's calls listed, any call hung
+// up by ID, a user registered on any node reached, and the calls of a node
+// that died ended with a CDR written by a survivor.
+//
+// It sits between framework and cmd/switchboard: it uses the framework's
+// public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer).
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/sip"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Provider is the membership provider a node joins through.
+type Provider uint8
+
+const (
+	// ProviderAutomanaged: nodes poll each other's health port over HTTP
+	// (a fixed list of peers; no extra service). For tests and small
+	// fixed deployments.
+	ProviderAutomanaged Provider = iota
+	// ProviderEtcd: nodes register under a lease in etcd and watch it.
+	ProviderEtcd
+)
+
+// String returns the provider's flag name.
+func (p Provider) String() string {
+	switch p {
+	case ProviderAutomanaged:
+		return "automanaged"
+	case ProviderEtcd:
+		return "etcd"
+	}
+	return "Provider(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParseProvider reads a provider's flag name.
+func ParseProvider(s string) (Provider, error) {
+	switch strings.ToLower(s) {
+	case "automanaged":
+		return ProviderAutomanaged, nil
+	case "etcd":
+		return ProviderEtcd, nil
+	}
+	return 0, fmt.Errorf("cluster: unknown provider %q (want etcd or automanaged)", s)
+}
+
+// CauseNodeLost is the CDR cause of a call whose node left the cluster
+// without ending it (killed, crashed, cut off).
+const CauseNodeLost = "node lost"
+
+// Options configure a node. Name and Addr are required.
+type Options struct {
+	// Name is the cluster's name: nodes join the cluster of that name.
+	Name string
+	// Node is this node's name as listings show it (default: Addr).
+	Node string
+	// Addr is the host:port protoactor's remote listens on for the
+	// other nodes (port 0 picks a free one).
+	Addr string
+	// Provider is how nodes find each other.
+	Provider Provider
+	// Etcd lists the etcd endpoints (host:port) for ProviderEtcd
+	// (default 127.0.0.1:2379).
+	Etcd []string
+	// AutomanagedPort is this node's health port for ProviderAutomanaged
+	// and AutomanagedPeers every node's host:port of it (this one too).
+	AutomanagedPort  int
+	AutomanagedPeers []string
+	// SyncInterval is how often a node sends its call list to the others
+	// when nothing changed (default 2 s; changes go within 100 ms).
+	SyncInterval time.Duration
+	// RequestTimeout bounds one request to another node (default 3 s).
+	RequestTimeout time.Duration
+	// OnLostCall receives the CDRs this node writes for calls of a lost
+	// node (cause CauseNodeLost); each such CDR is logged as well.
+	OnLostCall func(framework.CDR)
+	// Logger receives the node's log lines (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// NodeCall is a call as the cluster lists it: which node it is on.
+type NodeCall struct {
+	Node string `json:"node"`
+	framework.CallInfo
+}
+
+// Member is a node of the cluster as this node sees it.
+type Member struct {
+	Node string `json:"node"`          // "" until it has announced itself
+	Addr string `json:"addr"`          // protoactor remote address
+	SIP  string `json:"sip,omitempty"` // where other nodes call it ("" until it has announced itself)
+	Self bool   `json:"self,omitempty"`
+}
+
+// ErrCallNotFound means no node has a call with that ID.
+var ErrCallNotFound = errors.New("cluster: no such call")
+
+// actorName is the name of every node's node actor.
+const actorName = "switchboard-node"
+
+// Node is this server's membership in a cluster.
+type Node struct {
+	srv  *framework.Server
+	opts Options
+	log  *slog.Logger
+	// netLog is log, rate-limited: for bad input from other nodes.
+	netLog *slog.Logger
+
+	system *actor.ActorSystem
+	cl     *pcluster.Cluster
+	prov   pcluster.ClusterProvider
+	self   string // our remote address
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	dirty  chan struct{}
+
+	mu      sync.Mutex
+	members map[string]*Member   // by address, us included
+	records map[string]*record   // other nodes' calls, by address
+	lost    map[string]time.Time // addresses that left, when
+	ended   map[string]struct{}  // call IDs already given a lost CDR
+	topo    chan *pcluster.ClusterTopology
+}
+
+// record is the last call list a node sent us.
+type record struct {
+	node  string
+	sip   string
+	calls map[string]framework.CallInfo
+	seen  time.Time
+}
+
+// Join starts a node for srv and joins the cluster: it listens on
+// opts.Addr, registers with the provider and starts its node actor. It
+// returns once the node is a member. Leave ends it.
+func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, err error) {
+	if opts.Name == "" {
+		return nil, errors.New("cluster: join: no cluster name")
+	}
+	host, portStr, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: join %s: address %q: %w", opts.Name, opts.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: join %s: port %q: %w", opts.Name, portStr, err)
+	}
+	if port == 0 {
+		if port, err = freePort(host); err != nil {
+			return nil, fmt.Errorf("cluster: join %s: %w", opts.Name, err)
+		}
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 2 * time.Second
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 3 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	self := net.JoinHostPort(host, strconv.Itoa(port))
+	if opts.Node == "" {
+		opts.Node = self
+	}
+	log = log.With("component", "cluster", "cluster", opts.Name, "node", opts.Node)
+
+	var provider pcluster.ClusterProvider
+	switch opts.Provider {
+	case ProviderEtcd:
+		eps := opts.Etcd
+		if len(eps) == 0 {
+			eps = []string{"127.0.0.1:2379"}
+		}
+		provider = &lazyEtcd{cfg: clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second}}
+	case ProviderAutomanaged:
+		if opts.AutomanagedPort == 0 || len(opts.AutomanagedPeers) == 0 {
+			return nil, fmt.Errorf("cluster: join %s: automanaged needs a port and the peers' host:port", opts.Name)
+		}
+		provider = automanaged.NewWithConfig(time.Second, opts.AutomanagedPort, opts.AutomanagedPeers...)
+	default:
+		return nil, fmt.Errorf("cluster: join %s: provider %v", opts.Name, opts.Provider)
+	}
+
+	quiet := func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn})
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(quiet))
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
+		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
+		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
+		topo: make(chan *pcluster.ClusterTopology, 64)}
+	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
+		cancel()
+		system.Shutdown()
+		return nil, fmt.Errorf("cluster: join %s: node actor: %w", opts.Name, err)
+	}
+	system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			select {
+			case n.topo <- t:
+			default:
+				n.log.Warn("cluster: topology events backlog; one dropped (the next one carries the full member list)")
+			}
+		}
+	})
+	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
+		pcluster.WithRequestTimeout(opts.RequestTimeout))
+	n.cl = pcluster.New(system, cfg)
+	n.prov = provider
+	// protoactor panics when the provider cannot start (etcd down).
+	if err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%v", r)
+			}
+		}()
+		n.cl.StartMember()
+		return nil
+	}(); err != nil {
+		cancel()
+		system.Shutdown()
+		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
+	}
+	sub := srv.Subscribe(cctx, framework.FromNow)
+	n.wg.Add(3)
+	go n.watchCalls(sub)
+	go n.syncLoop()
+	go n.topologyLoop()
+	srv.AddDialer(contactDialer{n})
+	log.Info("cluster: joined", "provider", opts.Provider.String(), "addr", self)
+	return n, nil
+}
+
+// Addr returns the node's remote address (host:port).
+func (n *Node) Addr() string { return n.self }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.opts.Node }
+
+// Leave leaves the cluster: the others get this node's call list one last
+// time, the provider deregisters the node (the others see it leave at
+// once rather than after a timeout) and the remote closes. Calls on this
+// server are not touched: stop the server first (its calls are hung up),
+// so that no survivor writes "node lost" CDRs for them.
+func (n *Node) Leave() {
+	n.cancel()
+	n.wg.Wait()
+	// The others get this node's last call list (empty once the server
+	// has hung up its calls), so that leaving is not mistaken for losing
+	// calls.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	n.pushCallsCtx(ctx)
+	cancel()
+	// Deregister first, then stop the actor system and the remote at
+	// once: protoactor's graceful remote shutdown races with messages
+	// still arriving (data races in its endpoint reader and manager), and
+	// deregistration is what tells the others.
+	// The provider's own calls have no deadline (an etcd that is gone
+	// would hold the process forever): wait for it at most 5 s.
+	dereg := make(chan error, 1)
+	go func() { dereg <- n.prov.Shutdown(true) }()
+	select {
+	case err := <-dereg:
+		if err != nil {
+			n.log.Warn("cluster: deregister", "error", err)
+		}
+	case <-time.After(5 * time.Second):
+		n.log.Warn("cluster: deregister did not finish in 5 s; leaving anyway (the others will see this node's lease expire)")
+	}
+	n.cl.Shutdown(false)
+	n.log.Info("cluster: left")
+}
+
+// Members returns the nodes this node sees, sorted by address.
+func (n *Node) Members() []Member {
+	n.mu.Lock()
+	out := make([]Member, 0, len(n.members))
+	for _, m := range n.members {
+		out = append(out, *m)
+	}
+	n.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}
+
+// Calls lists every node's calls: each node is asked now. A node that does
+// not answer in time is reported in the error (wrapping every failure);
+// the calls of those that did are returned anyway.
+func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
+	members := n.Members()
+	type result struct {
+		calls []NodeCall
+		err   error
+	}
+	results := make(chan result, len(members))
+	for _, m := range members {
+		go func() {
+			var resp callsResp
+			err := n.ask(ctx, m.Addr, msgListCalls, struct{}{}, &resp)
+			var calls []NodeCall
+			for _, c := range resp.Calls {
+				calls = append(calls, NodeCall{Node: resp.Node, CallInfo: c})
+			}
+			results <- result{calls, err}
+		}()
+	}
+	var all []NodeCall
+	var errs []error
+	for range members {
+		r := <-results
+		all = append(all, r.calls...)
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].Start.Equal(all[j].Start) {
+			return all[i].Start.Before(all[j].Start)
+		}
+		return all[i].ID < all[j].ID
+	})
+	return all, errors.Join(errs...)
+}
+
+// Hangup hangs up the call with that ID on whichever node it is: the node
+// its last call list names first, else every node. It returns once that
+// node has hung it up, or ErrCallNotFound.
+func (n *Node) Hangup(ctx context.Context, id string) error {
+	members := n.Members()
+	owner := n.ownerOf(id)
+	// Ask the likely owner first, then the rest.
+	slices.SortStableFunc(members, func(a, b Member) int {
+		switch {
+		case a.Addr == owner && b.Addr != owner:
+			return -1
+		case b.Addr == owner && a.Addr != owner:
+			return 1
+		}
+		return 0
+	})
+	var errs []error
+	for _, m := range members {
+		var resp hangupResp
+		if err := n.ask(ctx, m.Addr, msgHangup, hangupReq{ID: id}, &resp); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if resp.Found {
+			return nil
+		}
+	}
+	if len(errs) > 0 {
+		// Not found where asked, but not every node answered.
+		return fmt.Errorf("cluster: hang up %s: %w", id, errors.Join(errs...))
+	}
+	return fmt.Errorf("cluster: hang up %s: %w", id, ErrCallNotFound)
+}
+
+// ownerOf is the address whose call list has id, or "".
+func (n *Node) ownerOf(id string) string {
+	if n.srv.Call(id) != nil {
+		return n.self
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for addr, r := range n.records {
+		if _, ok := r.calls[id]; ok {
+			return addr
+		}
+	}
+	return ""
+}
+
+// freePort asks the kernel for a free TCP port on host.
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// levelFilter drops records below min (protoactor logs chattily at Info).
+type levelFilter struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.h.Enabled(ctx, l)
+}
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
+}
+func (f levelFilter) WithGroup(g string) slog.Handler {
+	return levelFilter{h: f.h.WithGroup(g), min: f.min}
+}
+
+// marshal is json.Marshal for the node's own message types, which always
+// marshal.
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("cluster: marshal %T: %v", v, err))
+	}
+	return b
+}
+
+// lazyEtcd creates protoactor's etcd provider (and so its etcd client)
+// only when the member starts, after the remote has started: the remote
+// sets gRPC's process-wide logger as it starts, which races with a gRPC
+// client already running (the race detector flags it).
+type lazyEtcd struct {
+	cfg clientv3.Config
+	p   *etcd.Provider
+}
+
+func (l *lazyEtcd) StartMember(c *pcluster.Cluster) error {
+	p, err := etcd.NewWithConfig("/switchboard", l.cfg)
+	if err != nil {
+		return fmt.Errorf("etcd %v: %w", l.cfg.Endpoints, err)
+	}
+	l.p = p
+	return p.StartMember(c)
+}
+
+func (l *lazyEtcd) StartClient(c *pcluster.Cluster) error {
+	p, err := etcd.NewWithConfig("/switchboard", l.cfg)
+	if err != nil {
+		return fmt.Errorf("etcd %v: %w", l.cfg.Endpoints, err)
+	}
+	l.p = p
+	return p.StartClient(c)
+}
+
+func (l *lazyEtcd) Shutdown(graceful bool) error {
+	if l.p == nil {
+		return nil
+	}
+	return l.p.Shutdown(graceful)
+}

@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media/audio"
+	"github.com/switchboard-voice/switchboard/presence"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A phone registered as alice on node r1 is called by a flow on node r3
+// (a caller dials sip:alice@r3; the extensions route Dials alice): r3
+// learns alice's contact from r1 over the cluster and sends the INVITE to
+// it itself, so the call lives on r3. Audio flows both ways (each side
+// hears the other's tone). An unregistered user still gets 480.
+func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	users := filepath.Join(t.TempDir(), "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n\n[[users]]\nname = \"bob\"\npassword = \"builder\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("reg-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("r%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, nodes[0].sip, "alice", "wonderland"); err != nil {
+		t.Fatalf("alice registers at r1: %v", err)
+	}
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	// Her presence is seen from r3: available on r1 beats offline on r3.
+	var roster struct {
+		Users []presence.Presence `json:"users"`
+		Error string              `json:"error"`
+	}
+	getJSON(t, "http://"+nodes[2].http+"/api/presence", &roster)
+	status := map[string]string{}
+	for _, u := range roster.Users {
+		status[u.User] = u.Status.String()
+	}
+	if roster.Error != "" || status["alice"] != "available" || status["bob"] != "offline" {
+		t.Errorf("r3's cluster-wide presence: %+v (%s), want alice available, bob offline", roster.Users, roster.Error)
+	}
+
+	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
+	if err != nil {
+		t.Fatalf("call alice at r3: %v", err)
+	}
+	defer func() { _ = pc.Hangup(context.Background()) }()
+	var ac *testharness.PhoneCall
+	select {
+	case ac = <-alice.Incoming():
+	case <-ctx.Done():
+		t.Fatal("alice's phone did not ring")
+	}
+	pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+	ac.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}, Duration: 20 * time.Second}))
+	if _, err := ac.WaitTone(ctx, 700, 15); err != nil {
+		t.Errorf("alice does not hear the caller: %v", err)
+	}
+	if _, err := pc.WaitTone(ctx, 1200, 20); err != nil {
+		t.Errorf("the caller does not hear alice: %v", err)
+	}
+	list, errText := nodes[0].calls(t)
+	if errText != "" || len(list) != 1 || list[0].Node != "r3" || list[0].ID != pc.Leg.ID() {
+		t.Errorf("the cluster lists %+v (%s), want the one call on r3", list, errText)
+	}
+	if len(nodes[2].logLines("dialled a user registered on another node", "user=alice")) != 1 {
+		t.Error("r3 did not log dialling alice's contact learnt from another node")
+	}
+	_ = pc.Hangup(ctx)
+	select {
+	case <-ac.Leg.Done():
+	case <-ctx.Done():
+		t.Fatal("alice's leg did not end with the caller's hangup")
+	}
+
+	// bob is registered nowhere: 480 from r3, as from a single node.
+	_, err = caller.Call(ctx, "sip:bob@"+nodes[2].sip)
+	if err == nil || !containsStatus(err, 480) {
+		t.Errorf("calling unregistered bob: %v, want 480", err)
+	}
+}
+
+func containsStatus(err error, code int) bool {
+	var se *sip.StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+// alice registers through Kamailio (which picks a node by hashing her
+// AoR), then is called at each node directly: on the node that holds her
+// registration the call is local SIP, on the others it goes through the
+// cluster; either way the node sends the INVITE to the registration's
+// source, Kamailio, which relays it to alice's contact. Every call has
+// audio both ways.
+func TestUserRegisteredThroughKamailioCalledFromEveryNode(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	users := filepath.Join(t.TempDir(), "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("regk-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("q%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	k := startKamailio(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Register(ctx, k.addr, "alice", "wonderland"); err != nil {
+		t.Fatalf("alice registers through kamailio: %v", err)
+	}
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	remote := 0
+	for _, n := range nodes {
+		pc, err := caller.Call(ctx, "sip:alice@"+n.sip)
+		if err != nil {
+			t.Fatalf("call alice at %s: %v", n.name, err)
+		}
+		var ac *testharness.PhoneCall
+		select {
+		case ac = <-alice.Incoming():
+		case <-ctx.Done():
+			t.Fatalf("alice's phone did not ring for %s", n.name)
+		}
+		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+		ac.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}, Duration: 20 * time.Second}))
+		if _, err := ac.WaitTone(ctx, 700, 15); err != nil {
+			t.Errorf("via %s: alice does not hear the caller: %v", n.name, err)
+		}
+		if _, err := pc.WaitTone(ctx, 1200, 20); err != nil {
+			t.Errorf("via %s: the caller does not hear alice: %v", n.name, err)
+		}
+		if len(k.lines("node "+n.sip+" sends INVITE", "call_id="+ac.Leg.ID())) != 1 {
+			t.Errorf("via %s: kamailio did not relay the node's INVITE to alice", n.name)
+		}
+		if len(n.logLines("dialled a user registered on another node", "user=alice")) > 0 {
+			remote++
+		}
+		_ = pc.Hangup(ctx)
+		select {
+		case <-ac.Leg.Done():
+		case <-ctx.Done():
+			t.Fatalf("via %s: alice's leg did not end", n.name)
+		}
+	}
+	if remote != 2 {
+		t.Errorf("%d nodes reached alice through the cluster, want 2 (the third holds her registration)", remote)
+	}
+}
