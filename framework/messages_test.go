@@ -263,6 +263,7 @@ func TestErrorDataRoundTrip(t *testing.T) {
 		{context.Canceled, []error{context.Canceled}, "context canceled"},
 		{media.ErrInterrupted, []error{media.ErrInterrupted}, media.ErrInterrupted.Error()},
 		{io.EOF, []error{io.EOF}, "EOF"},
+		{fmt.Errorf("sip: dial \"bob\": %w", sip.ErrNotRegistered), []error{sip.ErrNotRegistered, ErrNotFound}, `sip: dial "bob": user not registered`},
 		{errNotHere, []error{errNotHere}, errNotHere.Error()},
 		{errors.New("only a party of a bridged call can transfer it"), nil, "only a party of a bridged call can transfer it"},
 	} {

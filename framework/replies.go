@@ -82,9 +82,11 @@ var sentinels = []struct {
 	{"kicked", ErrKicked}, {"room_closed", ErrRoomClosed}, {"bad_signal", ErrBadSignal},
 	{"canceled", context.Canceled}, {"deadline", context.DeadlineExceeded},
 	{"interrupted", media.ErrInterrupted}, {"closed", media.ErrClosed}, {"eof", io.EOF},
+	// not_registered before not_found: sip.ErrNotRegistered also
+	// matches sip.ErrNotFound, and a caller must still get 480 for it.
+	{"not_registered", sip.ErrNotRegistered},
 	{"busy", sip.ErrBusy}, {"declined", sip.ErrDeclined}, {"not_found", sip.ErrNotFound},
 	{"no_answer", sip.ErrNoAnswer}, {"rejected", sip.ErrRejected}, {"no_codec", sip.ErrNoCodec},
-	{"not_registered", sip.ErrNotRegistered},
 }
 
 // errData turns err into plain data (nil for nil).
