@@ -558,12 +558,18 @@ func (e *Endpoint) Close() error {
 		e.poller.remove(e.pollFDs[1])
 	}
 	var err error
-	if e.pt == nil {
+	polled := e.poller != nil
+	if e.pt == nil && !polled {
+		// Reader goroutines return when their sockets close.
 		err = e.conn.Close()
 		e.rtcp.conn.Close()
 	}
 	e.wg.Wait()
-	if e.pt == nil {
+	if e.pt == nil && polled {
+		// Nobody reads the sockets any more: the pool may keep them
+		// bound for the port's next call (PortPool.KeepSockets).
+		e.pool.ReleasePair(e.port, e.conn, e.rtcp.conn)
+	} else if e.pt == nil {
 		e.pool.Release(e.port)
 	}
 	if p != nil && p.done != nil {
@@ -925,6 +931,10 @@ func (e *Endpoint) send(pkt []byte, to netip.AddrPort, size int) {
 		if e.pt.WriteRTP(pkt) != nil {
 			return
 		}
+	} else if e.isClosed.Load() {
+		// Closed: its socket may be the pool's again (KeepSockets), soon
+		// another call's; a bridge still wired to it sends nothing.
+		return
 	} else if _, err := e.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		return
 	}
