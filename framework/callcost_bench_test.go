@@ -3,6 +3,7 @@ package framework
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,11 +34,11 @@ import (
 
 // benchServer starts a server for the benchmarks with the reflect flow and
 // no per-source call limits.
-func benchServer(b *testing.B, portMin, portMax int) *Server {
+func benchServer(b *testing.B, portMin, portMax, keep int) *Server {
 	b.Helper()
 	h := HandlerFunc(func(ctx context.Context, c *Call) error { return c.Echo(ctx) })
-	srv, err := NewServer(Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	srv, err := NewServer(Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax, RTPKeepSockets: keep,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), // as serve --log-level warn
 		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
 		Overload:   sip.OverloadOptions{MaxPendingInvites: -1}}, h)
 	if err != nil {
@@ -79,6 +80,10 @@ type benchCaller struct {
 
 var benchCallerSeq atomic.Int64
 
+// benchKeep is Config.RTPKeepSockets in the benchmarks (serve's default;
+// -args -callbench.keep=0 measures without kept sockets).
+var benchKeep = flag.Int("callbench.keep", 8192, "Config.RTPKeepSockets of BenchmarkCall and BenchmarkCallHeld")
+
 func newBenchCaller(server string, rtpPort int) (*benchCaller, error) {
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -100,6 +105,7 @@ const benchSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r
 type benchDialog struct {
 	callID, fromTag string
 	to              []byte // the 200's To header value (with the server's tag)
+	ack             []byte // our ACK, sent again if the 200 is
 }
 
 func (c *benchCaller) send() error {
@@ -130,12 +136,19 @@ func (c *benchCaller) request(method string, cseq int, d *benchDialog, branch st
 }
 
 // await reads responses until a final one for method arrives; it returns
-// its status and To header value (copied).
-func (c *benchCaller) await(method string, callID string) (int, []byte, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	_ = c.conn.SetReadDeadline(deadline)
-	for {
+// its status and To header value (copied). The request in c.msg is sent
+// again every 500 ms without an answer (a datagram lost in a full socket
+// buffer), and a repeated 200 to the INVITE gets the ACK in ack again.
+func (c *benchCaller) await(method string, callID string, ack []byte) (int, []byte, error) {
+	for try := 0; ; try++ {
+		_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		n, err := c.conn.Read(c.buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && try < 20 {
+			if err := c.send(); err != nil {
+				return 0, nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("waiting for the %s response of %s: %w", method, callID, err)
 		}
@@ -152,6 +165,9 @@ func (c *benchCaller) await(method string, callID string) (int, []byte, error) {
 		}
 		cseq := header(msg, "CSeq")
 		if !bytes.HasSuffix(cseq, []byte(method)) {
+			if ack != nil && bytes.HasSuffix(cseq, []byte("INVITE")) {
+				_, _ = c.conn.WriteToUDP(ack, c.to)
+			}
 			continue
 		}
 		return code, bytes.Clone(header(msg, "To")), nil
@@ -179,7 +195,7 @@ func (c *benchCaller) setup() (*benchDialog, error) {
 	if err := c.send(); err != nil {
 		return nil, err
 	}
-	code, to, err := c.await("INVITE", d.callID)
+	code, to, err := c.await("INVITE", d.callID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +204,7 @@ func (c *benchCaller) setup() (*benchDialog, error) {
 	}
 	d.to = to
 	c.request("ACK", 1, d, d.callID+"-a", "")
+	d.ack = bytes.Clone(c.msg.Bytes())
 	return d, c.send()
 }
 
@@ -197,7 +214,7 @@ func (c *benchCaller) end(d *benchDialog) error {
 	if err := c.send(); err != nil {
 		return err
 	}
-	code, _, err := c.await("BYE", d.callID)
+	code, _, err := c.await("BYE", d.callID, d.ack)
 	if err != nil {
 		return err
 	}
@@ -235,7 +252,7 @@ func cpuTime() time.Duration {
 // BenchmarkCall runs whole calls (INVITE..BYE) against the reflect flow,
 // with 8 callers per GOMAXPROCS placing calls back to back.
 func BenchmarkCall(b *testing.B) {
-	srv := benchServer(b, 40000, 59999)
+	srv := benchServer(b, 40000, 59999, *benchKeep)
 	addr := srv.SIPAddr().String()
 	rtp := rtpSink(b)
 	// Warm up (first calls pay for pools, the codec tables, ...).
@@ -272,6 +289,8 @@ func BenchmarkCall(b *testing.B) {
 			}
 			if err != nil {
 				failed.Store(err)
+				for pb.Next() { // RunParallel wants the iterations consumed
+				}
 				return
 			}
 		}
@@ -300,7 +319,7 @@ func waitIdle(b *testing.B, srv *Server) {
 // (after a GC), with 500 calls up.
 func BenchmarkCallHeld(b *testing.B) {
 	const held = 500
-	srv := benchServer(b, 40000, 59999)
+	srv := benchServer(b, 40000, 59999, *benchKeep)
 	addr := srv.SIPAddr().String()
 	rtp := rtpSink(b)
 	const callers = 10
