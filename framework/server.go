@@ -351,6 +351,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if s.cfg.OnEvent != nil {
 		s.runOnEvent() // from Seq 0: calls that came in already are replayed
 	}
+	go s.trimMemory(ctx)
 	close(s.ready)
 	<-ctx.Done()
 	s.shutdown()
