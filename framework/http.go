@@ -144,16 +144,29 @@ func (s *Server) trimMemory(ctx context.Context) {
 }
 
 // memTrimmer decides when trimMemory trims: it keeps the peak of the
-// calls up since the last trim.
-type memTrimmer struct{ peak int }
+// calls up since the last trim. A trim is followed by one more
+// trimAgain observations later if the calls have not grown since: what
+// the ended calls' SIP transactions hold is freed only when their
+// RFC 3261 timers expire (up to 32 s after the BYE).
+type memTrimmer struct {
+	peak  int
+	again int // observations until the follow-up trim; 0: none due
+	level int // calls up at the last trim
+}
 
 // observe takes the calls up now; it reports the peak and whether to trim.
 func (m *memTrimmer) observe(n int) (peak int, trim bool) {
 	m.peak = max(m.peak, n)
 	peak = m.peak
 	if m.peak >= trimMinPeak && n <= m.peak/2 {
-		m.peak = n
+		m.peak, m.level, m.again = n, n, trimAgain
 		return peak, true
+	}
+	if m.again > 0 {
+		m.again--
+		if m.again == 0 && n <= m.level {
+			return peak, true
+		}
 	}
 	return peak, false
 }
@@ -162,6 +175,7 @@ func (m *memTrimmer) observe(n int) (peak int, trim bool) {
 const (
 	trimEvery   = 5 * time.Second
 	trimMinPeak = 64
+	trimAgain   = 8 // 40 s
 )
 
 func (s *Server) applyMemorySettings() {

@@ -210,8 +210,9 @@ func TestMetricsLint(t *testing.T) {
 }
 
 // The server gives memory back once calls fall to half of a peak of at
-// least trimMinPeak, and again each time they halve from there (while
-// that level is itself at least trimMinPeak).
+// least trimMinPeak, again each time they halve from there (while that
+// level is itself at least trimMinPeak), and once more trimAgain
+// observations after a trim if calls have not grown since.
 func TestMemoryTrimmerTrimsAfterLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -223,6 +224,8 @@ func TestMemoryTrimmerTrimsAfterLoad(t *testing.T) {
 		{"load then quiet", []int{100, 400, 300, 200, 150, 0, 0}, []int{3, 5}},
 		{"still busy", []int{400, 390, 350, 201}, nil},
 		{"two bursts", []int{200, 0, 0, 300, 100, 0}, []int{1, 4, 5}},
+		{"follow-up", []int{200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []int{1, 1 + trimAgain}},
+		{"no follow-up when busy again", []int{200, 0, 0, 0, 0, 0, 0, 0, 10, 20}, []int{1}},
 		{"falls slowly", []int{100, 60, 50, 40, 0}, []int{2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
