@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -22,7 +23,8 @@ type PortPool struct {
 	// RestTime is how long a released port stays unused. Zero means 2 s.
 	RestTime time.Duration
 	// KeepSockets, when positive, is how many released RTP/RTCP socket
-	// pairs the pool keeps bound while they rest (ReleasePair), to hand
+	// pairs (at most an eighth of the process's descriptor limit, so a
+	// quarter of the descriptors) the pool keeps bound while they rest (ReleasePair), to hand
 	// them out again once rested, emptied of whatever arrived meanwhile,
 	// instead of binding new ones: a call then costs no socket, bind or
 	// close system calls for its RTP. A kept pair not handed out within
@@ -40,6 +42,7 @@ type PortPool struct {
 	keptSet  map[int]bool
 	trim     *time.Timer
 	closed   bool
+	keepCap  int // KeepSockets bounded by the descriptor limit; -1 until known
 }
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
@@ -65,7 +68,7 @@ func NewPortPool(min, max int) (*PortPool, error) {
 	if min <= 0 || max > 65534 || min > max {
 		return nil, fmt.Errorf("media: bad RTP port range %d-%d", min, max)
 	}
-	return &PortPool{min: min, max: max, inUse: map[int]bool{}, released: map[int]time.Time{}, keptSet: map[int]bool{}, now: time.Now}, nil
+	return &PortPool{min: min, max: max, inUse: map[int]bool{}, released: map[int]time.Time{}, keptSet: map[int]bool{}, now: time.Now, keepCap: -1}, nil
 }
 
 // Size returns how many RTP ports the pool spans.
@@ -111,13 +114,13 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 			}
 			delete(p.released, port)
 		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		conn, err := p.bind(ip, port)
 		if err != nil {
 			continue
 		}
 		var rtcpConn *net.UDPConn
 		if pair {
-			rtcpConn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+			rtcpConn, err = p.bind(ip, port+1)
 			if err != nil {
 				conn.Close()
 				continue
@@ -135,6 +138,24 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 // both; the caller closes both sockets.
 func (p *PortPool) ListenPair(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
 	return p.listen(ip, true)
+}
+
+// bind binds a UDP socket on ip:port. Out of descriptors, it closes the
+// oldest kept pair and tries again: kept sockets are a cache that gives
+// way, never the reason a call gets no port. The caller holds p.mu.
+func (p *PortPool) bind(ip netip.Addr, port int) (*net.UDPConn, error) {
+	for {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err == nil || len(p.kept) == 0 || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+			return c, err
+		}
+		k := p.kept[0]
+		p.kept[0] = keptPair{}
+		p.kept = p.kept[1:]
+		delete(p.keptSet, k.port)
+		k.rtp.Close()
+		k.rtcp.Close()
+	}
 }
 
 // takeKept hands out a kept pair on ip that has rested (one of the first
@@ -194,7 +215,11 @@ func (p *PortPool) ReleasePair(port int, rtpConn, rtcpConn *net.UDPConn) {
 	delete(p.inUse, port)
 	now := p.now()
 	p.released[port] = now
-	if p.closed || len(p.kept) >= p.KeepSockets || rtpConn == nil || rtcpConn == nil {
+	if p.keepCap < 0 {
+		// Kept sockets may use at most a quarter of the descriptors.
+		p.keepCap = min(p.KeepSockets, fdSoftLimit()/8)
+	}
+	if p.closed || len(p.kept) >= p.keepCap || rtpConn == nil || rtcpConn == nil {
 		rtpConn.Close()
 		if rtcpConn != nil {
 			rtcpConn.Close()

@@ -204,3 +204,13 @@ func drainSocket(c *net.UDPConn) {
 		return true
 	})
 }
+
+// fdSoftLimit is the process's descriptor limit (RLIMIT_NOFILE), 0 if
+// unknown.
+func fdSoftLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur, 1<<30))
+}

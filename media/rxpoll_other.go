@@ -21,3 +21,6 @@ func (p *rxPoller) close()        {}
 // drainSocket is never called here: only polled endpoints hand their
 // sockets back to be kept.
 func drainSocket(c *net.UDPConn) {}
+
+// fdSoftLimit is 0 here: no sockets are kept (see drainSocket).
+func fdSoftLimit() int { return 0 }
