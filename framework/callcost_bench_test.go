@@ -200,7 +200,7 @@ func (c *benchCaller) setup() (*benchDialog, error) {
 		return nil, err
 	}
 	if code != 200 {
-		return nil, fmt.Errorf("INVITE %s answered %d", d.callID, code)
+		return nil, fmt.Errorf("INVITE %s answered %d (%s)", d.callID, code, c.buf[:bytes.IndexByte(c.buf, 13)])
 	}
 	d.to = to
 	c.request("ACK", 1, d, d.callID+"-a", "")
