@@ -172,13 +172,17 @@ func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (k
 	}
 	i := rand.IntN(n)
 	k := p.kept[i]
-	if k.ip != ip {
-		return keptPair{}, false // bound elsewhere: the caller binds anew
-	}
 	p.kept[i] = p.kept[0]
 	p.kept[0] = keptPair{}
 	p.kept = p.kept[1:]
 	delete(p.keptSet, k.port)
+	if k.ip != ip && !(k.ip.IsUnspecified() && ip.IsUnspecified()) {
+		// Bound to another address (0.0.0.0 reads back as ::): free the
+		// port; the caller binds anew.
+		k.rtp.Close()
+		k.rtcp.Close()
+		return keptPair{}, false
+	}
 	delete(p.released, k.port)
 	drainSocket(k.rtp)
 	drainSocket(k.rtcp)

@@ -230,6 +230,32 @@ func TestPortPoolKeepsSockets(t *testing.T) {
 			}
 		})
 	}
+	// A pair kept on all interfaces (which reads back as ::) is handed
+	// out again for 0.0.0.0.
+	any4 := netip.IPv4Unspecified()
+	p0, err := NewPortPool(24301, 24302)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0.KeepSockets = 4
+	now := time.Unix(1000, 0)
+	p0.now = func() time.Time { return now }
+	rtp0, rtcp0, port0, err := p0.ListenPair(any4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0.ReleasePair(port0, rtp0, rtcp0)
+	now = now.Add(3 * time.Second)
+	rtp1, rtcp1, port1, err := p0.ListenPair(any4)
+	if err != nil {
+		t.Fatalf("the only pair, kept on 0.0.0.0, not handed out again: %v", err)
+	}
+	if rtp1 != rtp0 || port1 != port0 {
+		t.Fatalf("got a new socket on %d, want the kept one on %d", port1, port0)
+	}
+	p0.ReleasePair(port1, rtp1, rtcp1)
+	p0.Close()
+
 	// Close closes what the pool keeps.
 	p, err := NewPortPool(24201, 24202)
 	if err != nil {
