@@ -37,7 +37,7 @@ import (
 func benchServer(b *testing.B, portMin, portMax, keep int) *Server {
 	b.Helper()
 	h := HandlerFunc(func(ctx context.Context, c *Call) error { return c.Echo(ctx) })
-	srv, err := NewServer(Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax, RTPKeepSockets: keep,
+	srv, err := NewServer(Config{SIPAddr: *benchAddr, HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax, RTPKeepSockets: keep,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), // as serve --log-level warn
 		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
 		Overload:   sip.OverloadOptions{MaxPendingInvites: -1}}, h)
@@ -82,6 +82,8 @@ var benchCallerSeq atomic.Int64
 
 // benchKeep is Config.RTPKeepSockets in the benchmarks (serve's default;
 // -args -callbench.keep=0 measures without kept sockets).
+var benchAddr = flag.String("callbench.addr", "127.0.0.1:0", "the benchmarks' server's SIP address (0.0.0.0:0: all interfaces, as serve by default)")
+
 var benchKeep = flag.Int("callbench.keep", 8192, "Config.RTPKeepSockets of BenchmarkCall and BenchmarkCallHeld")
 
 func newBenchCaller(server string, rtpPort int) (*benchCaller, error) {
@@ -253,7 +255,7 @@ func cpuTime() time.Duration {
 // with 8 callers per GOMAXPROCS placing calls back to back.
 func BenchmarkCall(b *testing.B) {
 	srv := benchServer(b, 40000, 59999, *benchKeep)
-	addr := srv.SIPAddr().String()
+	addr := "127.0.0.1:" + strconv.Itoa(int(srv.SIPAddr().Port()))
 	rtp := rtpSink(b)
 	// Warm up (first calls pay for pools, the codec tables, ...).
 	warm, err := newBenchCaller(addr, rtp)
@@ -320,7 +322,7 @@ func waitIdle(b *testing.B, srv *Server) {
 func BenchmarkCallHeld(b *testing.B) {
 	const held = 500
 	srv := benchServer(b, 40000, 59999, *benchKeep)
-	addr := srv.SIPAddr().String()
+	addr := "127.0.0.1:" + strconv.Itoa(int(srv.SIPAddr().Port()))
 	rtp := rtpSink(b)
 	const callers = 10
 	cs := make([]*benchCaller, callers)
