@@ -1,10 +1,12 @@
 package framework
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -114,6 +116,68 @@ func (s *Server) mailboxDepth() int {
 }
 
 // applyMemorySettings applies Config.MemoryLimit and GCPercent.
+// trimMemory returns memory to the operating system after load: every
+// trimEvery it compares the calls up with their peak since the last trim,
+// and once they have fallen to half of a peak of at least trimMinPeak it
+// runs debug.FreeOSMemory (one forced collection, a few milliseconds of
+// CPU on a small heap). Without it a server that goes quiet after a burst
+// keeps its peak RSS for minutes: the collector only runs when the heap
+// grows (or every 2 min), and the scavenger only gives back what the
+// last collection freed. It returns when ctx ends.
+func (s *Server) trimMemory(ctx context.Context) {
+	t := time.NewTicker(trimEvery)
+	defer t.Stop()
+	var m memTrimmer
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := s.ActiveCalls()
+		if peak, trim := m.observe(n); trim {
+			start := time.Now()
+			debug.FreeOSMemory()
+			s.log.Debug("memory returned to the OS after load", "calls_peak", peak, "calls", n, "took", time.Since(start))
+		}
+	}
+}
+
+// memTrimmer decides when trimMemory trims: it keeps the peak of the
+// calls up since the last trim. A trim is followed by one more
+// trimAgain observations later if the calls have not grown since: what
+// the ended calls' SIP transactions hold is freed only when their
+// RFC 3261 timers expire (up to 32 s after the BYE).
+type memTrimmer struct {
+	peak  int
+	again int // observations until the follow-up trim; 0: none due
+	level int // calls up at the last trim
+}
+
+// observe takes the calls up now; it reports the peak and whether to trim.
+func (m *memTrimmer) observe(n int) (peak int, trim bool) {
+	m.peak = max(m.peak, n)
+	peak = m.peak
+	if m.peak >= trimMinPeak && n <= m.peak/2 {
+		m.peak, m.level, m.again = n, n, trimAgain
+		return peak, true
+	}
+	if m.again > 0 {
+		m.again--
+		if m.again == 0 && n <= m.level {
+			return peak, true
+		}
+	}
+	return peak, false
+}
+
+// trimEvery and trimMinPeak pace trimMemory.
+const (
+	trimEvery   = 5 * time.Second
+	trimMinPeak = 64
+	trimAgain   = 8 // 40 s
+)
+
 func (s *Server) applyMemorySettings() {
 	if s.cfg.MemoryLimit > 0 {
 		prev := debug.SetMemoryLimit(s.cfg.MemoryLimit)

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -205,5 +206,39 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if ours < 15 {
 		t.Errorf("only %d switchboard_ metrics gathered", ours)
+	}
+}
+
+// The server gives memory back once calls fall to half of a peak of at
+// least trimMinPeak, again each time they halve from there (while that
+// level is itself at least trimMinPeak), and once more trimAgain
+// observations after a trim if calls have not grown since.
+func TestMemoryTrimmerTrimsAfterLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		calls []int
+		trims []int // indexes of the observations that trim
+	}{
+		{"idle server", []int{0, 0, 3, 1, 0}, nil},
+		{"small peak", []int{10, trimMinPeak - 1, 0}, nil},
+		{"load then quiet", []int{100, 400, 300, 200, 150, 0, 0}, []int{3, 5}},
+		{"still busy", []int{400, 390, 350, 201}, nil},
+		{"two bursts", []int{200, 0, 0, 300, 100, 0}, []int{1, 4, 5}},
+		{"follow-up", []int{200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []int{1, 1 + trimAgain}},
+		{"no follow-up when busy again", []int{200, 0, 0, 0, 0, 0, 0, 0, 10, 20}, []int{1}},
+		{"falls slowly", []int{100, 60, 50, 40, 0}, []int{2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m memTrimmer
+			var got []int
+			for i, n := range tc.calls {
+				if _, trim := m.observe(n); trim {
+					got = append(got, i)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.trims) {
+				t.Fatalf("trims at %v, want %v", got, tc.trims)
+			}
+		})
 	}
 }

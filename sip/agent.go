@@ -204,6 +204,7 @@ type Agent struct {
 	admission    *admission
 	admitLog     logThrottle
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
+	routes       routeCache          // advertiseIP's answers per peer
 	guard        *connGuard
 	identityLog  logThrottle // unreadable P-Asserted-Identity
 
@@ -560,14 +561,57 @@ func (a *Agent) advertiseIP(remote netip.Addr) netip.Addr {
 		return a.udpAddr.Addr()
 	}
 	if remote.IsValid() {
+		if ip, ok := a.routes.get(remote, time.Now()); ok {
+			return ip
+		}
 		// Connecting a UDP socket sends nothing; it only asks the routing table.
 		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9))); err == nil {
 			ip := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 			c.Close()
+			a.routes.put(remote, ip, time.Now())
 			return ip
 		}
 	}
 	return firstInterfaceIP()
+}
+
+// routeCache remembers, for a while, which local address the kernel
+// routes each peer from (advertiseIP on a server listening on all
+// interfaces), so a call from a known peer costs no socket, connect and
+// close to find out. Bounded: it is emptied when full.
+type routeCache struct {
+	mu sync.Mutex
+	m  map[netip.Addr]routeEntry
+}
+
+type routeEntry struct {
+	local netip.Addr
+	at    time.Time
+}
+
+// routeTTL is how long a route is trusted; routeCacheMax bounds the cache.
+const (
+	routeTTL      = 30 * time.Second
+	routeCacheMax = 4096
+)
+
+func (r *routeCache) get(remote netip.Addr, now time.Time) (netip.Addr, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[remote]
+	if !ok || now.Sub(e.at) >= routeTTL {
+		return netip.Addr{}, false
+	}
+	return e.local, true
+}
+
+func (r *routeCache) put(remote, local netip.Addr, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= routeCacheMax {
+		r.m = make(map[netip.Addr]routeEntry)
+	}
+	r.m[remote] = routeEntry{local: local, at: now}
 }
 
 func firstInterfaceIP() netip.Addr {

@@ -1,10 +1,12 @@
 package sip
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigFileUsersAndTrunks(t *testing.T) {
@@ -41,5 +43,37 @@ dids = ["+15557654321"]
 	}
 	if _, err := LoadDirectory(path); err == nil || !strings.Contains(err.Error(), "pasword") {
 		t.Fatalf("typo not reported: %v", err)
+	}
+}
+
+// The local address advertised to a peer comes from the route cache
+// while it is fresh; stale or unknown peers are looked up again, and a
+// full cache starts over.
+func TestRouteCache(t *testing.T) {
+	var r routeCache
+	now := time.Unix(1000, 0)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
+	local := netip.MustParseAddr("10.0.0.5")
+	r.put(a, local, now)
+	for _, tc := range []struct {
+		name   string
+		remote netip.Addr
+		at     time.Time
+		want   netip.Addr
+		ok     bool
+	}{
+		{"fresh", a, now.Add(routeTTL - time.Second), local, true},
+		{"stale", a, now.Add(routeTTL), netip.Addr{}, false},
+		{"unknown", b, now, netip.Addr{}, false},
+	} {
+		if got, ok := r.get(tc.remote, tc.at); got != tc.want || ok != tc.ok {
+			t.Errorf("%s: got %v %v, want %v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+	for i := range routeCacheMax {
+		r.put(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), local, now)
+	}
+	if n := len(r.m); n > routeCacheMax {
+		t.Fatalf("cache holds %d routes, bound %d", n, routeCacheMax)
 	}
 }

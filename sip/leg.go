@@ -327,7 +327,10 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	a.respond(req, tx, 100, "Trying")
+	// No 100 Trying of our own: sipgo's INVITE server transaction sends
+	// one if no response has gone 200 ms after the INVITE (RFC 3261
+	// 17.2.1), so a flow that answers or rings at once costs one datagram
+	// less per call.
 	if a.cfg.OnInvite == nil {
 		a.respond(req, tx, 480, "Temporarily Unavailable")
 		return

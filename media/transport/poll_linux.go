@@ -187,3 +187,31 @@ func recvFrom(fd int, buf []byte) (int, netip.AddrPort, syscall.Errno) {
 	}
 	return int(n), from, 0
 }
+
+// drainSocket discards the datagrams queued on c (a kept socket's strays
+// from the rest time) without blocking.
+func drainSocket(c *net.UDPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [1500]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		for range 4096 { // bounded: a flood cannot keep us here
+			if _, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT); err != nil {
+				break
+			}
+		}
+		return true
+	})
+}
+
+// fdSoftLimit is the process's descriptor limit (RLIMIT_NOFILE), 0 if
+// unknown.
+func fdSoftLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur, 1<<30))
+}

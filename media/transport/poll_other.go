@@ -19,3 +19,10 @@ func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
 }
 func (p *rxPoller) remove(fd int) {}
 func (p *rxPoller) close()        {}
+
+// drainSocket is never called here: only polled transports hand their
+// sockets back to be kept.
+func drainSocket(c *net.UDPConn) {}
+
+// fdSoftLimit is 0 here: no sockets are kept (see drainSocket).
+func fdSoftLimit() int { return 0 }

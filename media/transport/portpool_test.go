@@ -158,3 +158,119 @@ func TestPortPoolPortsAreNotSequential(t *testing.T) {
 	}
 	t.Logf("ports: %v (%d sequential steps)", ports, sequential)
 }
+
+// With KeepSockets a released pair stays bound while it rests, comes
+// back (emptied of the strays sent to it meanwhile) once rested, and is
+// closed when idle too long or when the pool closes.
+func TestPortPoolKeepsSockets(t *testing.T) {
+	ip := netip.MustParseAddr("127.0.0.1")
+	for _, tc := range []struct {
+		name      string
+		keep      int
+		wait      time.Duration // after release, before the next ListenPair
+		wantSame  bool          // the same sockets come back
+		wantBound bool          // the port is still bound after the wait
+	}{
+		{"not kept", 0, 3 * time.Second, false, false},
+		{"kept, still resting", 4, time.Second, false, true},
+		{"kept and rested", 4, 3 * time.Second, true, true},
+		{"kept but idle too long", 4, 20 * time.Second, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewPortPool(24101, 24104) // pairs 24102/3 and 24104/5
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			p.KeepSockets = tc.keep
+			now := time.Unix(1000, 0)
+			p.now = func() time.Time { return now }
+			rtp, rtcp, port, err := p.ListenPair(ip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.ReleasePair(port, rtp, rtcp)
+			// A stray for the old call arrives while the port rests.
+			if tc.keep > 0 {
+				s, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = s.Write([]byte("stray"))
+				s.Close()
+				time.Sleep(20 * time.Millisecond) // loopback delivery
+			}
+			now = now.Add(tc.wait)
+			p.mu.Lock()
+			p.trimLocked(now, 2*time.Second)
+			p.mu.Unlock()
+			probe, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+			if bound := err != nil; bound != tc.wantBound {
+				t.Fatalf("port %d bound after %s: %v, want %v", port, tc.wait, bound, tc.wantBound)
+			}
+			if probe != nil {
+				probe.Close()
+			}
+			rtp2, rtcp2, port2, err := p.ListenPair(ip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.ReleasePair(port2, rtp2, rtcp2)
+			if same := rtp2 == rtp && rtcp2 == rtcp; same != tc.wantSame {
+				t.Fatalf("same sockets handed out again: %v, want %v (ports %d, %d)", same, tc.wantSame, port, port2)
+			}
+			if tc.wantSame {
+				_ = rtp2.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if n, _, err := rtp2.ReadFromUDP(make([]byte, 100)); err == nil {
+					t.Fatalf("the new call reads the old call's stray (%d bytes)", n)
+				}
+				_ = rtp2.SetReadDeadline(time.Time{})
+			} else if port2 == port && tc.wait < 2*time.Second {
+				t.Fatalf("port %d handed out again while resting", port)
+			}
+		})
+	}
+	// A pair kept on all interfaces (which reads back as ::) is handed
+	// out again for 0.0.0.0.
+	any4 := netip.IPv4Unspecified()
+	p0, err := NewPortPool(24301, 24302)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0.KeepSockets = 4
+	now := time.Unix(1000, 0)
+	p0.now = func() time.Time { return now }
+	rtp0, rtcp0, port0, err := p0.ListenPair(any4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0.ReleasePair(port0, rtp0, rtcp0)
+	now = now.Add(3 * time.Second)
+	rtp1, rtcp1, port1, err := p0.ListenPair(any4)
+	if err != nil {
+		t.Fatalf("the only pair, kept on 0.0.0.0, not handed out again: %v", err)
+	}
+	if rtp1 != rtp0 || port1 != port0 {
+		t.Fatalf("got a new socket on %d, want the kept one on %d", port1, port0)
+	}
+	p0.ReleasePair(port1, rtp1, rtcp1)
+	p0.Close()
+
+	// Close closes what the pool keeps.
+	p, err := NewPortPool(24201, 24202)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.KeepSockets = 4
+	rtp, rtcp, port, err := p.ListenPair(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ReleasePair(port, rtp, rtcp)
+	p.Close()
+	probe, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	if err != nil {
+		t.Fatalf("port %d still bound after Close: %v", port, err)
+	}
+	probe.Close()
+}

@@ -72,11 +72,12 @@ type UDP struct {
 	poller  *rxPoller // reads both sockets when set (else two reader goroutines)
 	pollFDs [2]int
 
-	mu      sync.Mutex // guards started, closed
-	started bool
-	closed  bool
-	done    chan struct{}
-	wg      sync.WaitGroup
+	mu       sync.Mutex // guards started, closed
+	started  bool
+	closed   bool
+	isClosed atomic.Bool // closed, for the send paths (no lock)
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // NewUDP binds an RTP/RTCP port pair from pool on ip. Nothing is read
@@ -313,6 +314,11 @@ func (u *UDP) WriteRTP(pkt []byte) error {
 		u.unsent.Add(1)
 		return ErrWithheld
 	}
+	if u.isClosed.Load() {
+		// Closed: its socket may be the pool's again (KeepSockets), soon
+		// another call's; a bridge still wired to it sends nothing.
+		return net.ErrClosed
+	}
 	_, err := u.conn.WriteToUDPAddrPort(pkt, *r)
 	return err
 }
@@ -351,6 +357,9 @@ func (u *UDP) WriteRTCP(pkt []byte) error {
 	if !ok {
 		return ErrNoPeer
 	}
+	if u.isClosed.Load() {
+		return net.ErrClosed // see WriteRTP
+	}
 	_, err := conn.WriteToUDPAddrPort(pkt, to)
 	return err
 }
@@ -369,14 +378,22 @@ func (u *UDP) Close() error {
 		return nil
 	}
 	u.closed = true
+	u.isClosed.Store(true)
 	u.mu.Unlock()
 	close(u.done)
-	if u.poller != nil {
-		// Out of the poller before the sockets close (their numbers
-		// may be reused at once).
+	polled := u.poller != nil
+	if polled {
+		// Out of the poller before the sockets close or go back to the
+		// pool (their numbers may be reused at once).
 		u.poller.remove(u.pollFDs[0])
 		u.poller.remove(u.pollFDs[1])
+		u.wg.Wait()
+		// Nobody reads the sockets any more: the pool may keep them
+		// bound for the port's next call (PortPool.KeepSockets).
+		u.pool.ReleasePair(u.port, u.conn, u.rtcpConn)
+		return nil
 	}
+	// Reader goroutines return when their sockets close.
 	err := u.conn.Close()
 	u.rtcpConn.Close()
 	u.wg.Wait()
