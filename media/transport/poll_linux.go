@@ -4,7 +4,6 @@ package transport
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -55,37 +54,20 @@ func newRxPoller() (*rxPoller, error) {
 	return rp, nil
 }
 
-// socketFD returns the descriptor of c. It stays valid until c is closed,
-// which the transport does only after remove.
-func socketFD(c *net.UDPConn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
-
-// add starts reading c for u (rtcp: it is u's RTCP socket).
-func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
-	fd, err := socketFD(c)
-	if err != nil {
-		return -1, err
-	}
+// add starts reading fd, a non-blocking socket, for u (rtcp: it is u's
+// RTCP socket).
+func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return -1, errors.New("transport: poller closed")
+		return errors.New("transport: poller closed")
 	}
 	p.socks[int32(fd)] = pollSock{u: u, rtcp: rtcp}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
 		delete(p.socks, int32(fd))
-		return -1, err
+		return err
 	}
-	return fd, nil
+	return nil
 }
 
 // remove stops reading fd. When it returns the poller is not inside a
@@ -118,10 +100,6 @@ func (p *rxPoller) close() {
 	syscall.Close(p.wakeW)
 }
 
-// maxDrain bounds the datagrams read from one socket per wake-up, so a
-// flooded socket cannot starve the others.
-const maxDrain = 16
-
 func (p *rxPoller) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 256)
@@ -144,20 +122,18 @@ func (p *rxPoller) loop() {
 			if !ok {
 				continue // the wake-up pipe, or removed since epoll_wait
 			}
-			fd := int(events[i].Fd)
-			for range maxDrain {
-				m, from, errno := recvFrom(fd, buf)
-				if errno == syscall.EAGAIN || errno == syscall.EINTR {
-					break
-				}
-				if errno != 0 {
-					continue // ICMP errors (port unreachable) are transient on UDP
-				}
-				if s.rtcp {
-					s.u.handleRTCP(buf[:m], from, true)
-				} else {
-					s.u.handleRTP(buf[:m], from)
-				}
+			// One datagram per ready socket and wake-up: the set is
+			// level-triggered, so a socket with more queued is reported
+			// again by the next epoll_wait (no read that only learns
+			// EAGAIN, and a flooded socket cannot starve the others).
+			m, from, errno := recvFrom(int(events[i].Fd), buf)
+			if errno != 0 {
+				continue // EAGAIN (another reader?), or an ICMP error: transient on UDP
+			}
+			if s.rtcp {
+				s.u.handleRTCP(buf[:m], from, true)
+			} else {
+				s.u.handleRTP(buf[:m], from)
 			}
 		}
 		p.mu.RUnlock()

@@ -63,7 +63,30 @@ func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 	return conn, port, err
 }
 
-func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn, int, error) {
+func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn, port int, err error) {
+	port, err = p.take(func(port int) error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			return err
+		}
+		if pair {
+			rc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+			if err != nil {
+				c.Close()
+				return err
+			}
+			rtcpConn = rc
+		}
+		conn = c
+		return nil
+	})
+	return conn, rtcpConn, port, err
+}
+
+// take finds a free even port, not resting, that bind accepts (bind
+// opens the sockets on it and reports an error when the operating system
+// refuses the port, having closed whatever it opened), and marks it used.
+func (p *PortPool) take(bind func(port int) error) (int, error) {
 	rest := p.RestTime
 	if rest == 0 {
 		rest = 2 * time.Second
@@ -84,22 +107,13 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 			}
 			delete(p.released, port)
 		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
-		if err != nil {
+		if bind(port) != nil {
 			continue
 		}
-		var rtcpConn *net.UDPConn
-		if pair {
-			rtcpConn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
-			if err != nil {
-				conn.Close()
-				continue
-			}
-		}
 		p.inUse[port] = true
-		return conn, rtcpConn, port, nil
+		return port, nil
 	}
-	return nil, nil, 0, ErrNoPorts
+	return 0, ErrNoPorts
 }
 
 // ListenPair is Listen for an RTP/RTCP pair: it binds a free even
@@ -108,6 +122,26 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 // both; the caller closes both sockets.
 func (p *PortPool) ListenPair(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
 	return p.listen(ip, true)
+}
+
+// listenRawPair is ListenPair with sockets Go's netpoller does not know
+// (bindRawUDP), for transports read by a poller. The caller closes both
+// descriptors.
+func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, err error) {
+	port, err = p.take(func(port int) error {
+		a, v, err := bindRawUDP(ip, port)
+		if err != nil {
+			return err
+		}
+		b, _, err := bindRawUDP(ip, port+1)
+		if err != nil {
+			closeRaw(a)
+			return err
+		}
+		fds, v6 = [2]int{a, b}, v
+		return nil
+	})
+	return fds, v6, port, err
 }
 
 // Release returns port to the pool; it rests before it is used again.
