@@ -3,9 +3,9 @@ package media
 import (
 	"flag"
 	"fmt"
-	"net"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -46,7 +46,7 @@ var (
 //     WriteToUDPAddrPort back to the source (a net.UDPConn, Go's
 //     netpoller);
 //   - floor-raw: one goroutine on one blocking socket doing raw recvfrom
-//     + sendto syscalls, no netpoller;
+//   - sendto syscalls, no netpoller;
 //   - engine: N media endpoints (port pairs from a PortPool, one Pacer,
 //     as the SIP agent makes them), each reflecting into itself.
 //

@@ -74,7 +74,7 @@ type UDP struct {
 
 	dropped, rtcpDropped atomic.Uint64
 
-	recv    Receiver
+	recv   Receiver
 	poller *rxPoller // reads both sockets when set (else two reader goroutines)
 
 	mu      sync.Mutex // guards started, closed
