@@ -416,3 +416,29 @@ func (f *epollRelayFloor) close() {
 		syscall.Close(fd)
 	}
 }
+
+// BenchmarkIdleTick is the 20 ms tick of an endpoint with nothing to do:
+// an echo leg (it forwards into itself, so it generates no audio and
+// decodes nothing), as the Pacer runs it for every such leg every 20 ms.
+func BenchmarkIdleTick(b *testing.B) {
+	pool, err := transport.NewPortPool(42200, 42299)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewPacer(1)
+	defer p.Close()
+	e, err := NewEndpoint(pool, netip.MustParseAddr("127.0.0.1"), EndpointOptions{Pacer: p, MediaTimeout: 30 * time.Second, OnMediaTimeout: func() {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	spec := codec.Codecs()[0]
+	e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, DTMFPayloadType: 101, Remote: netip.MustParseAddrPort("127.0.0.1:9")})
+	e.Start()
+	stop := Bridge(e, e)
+	defer stop()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.mediaTick()
+	}
+}

@@ -23,7 +23,7 @@ type rxPoller struct {
 	wakeR  int // read end of the pipe Close writes to
 	wakeW  int
 	mu     sync.RWMutex // held (read) while a batch of events is handled
-	socks  map[int32]pollSock
+	socks  []pollSock   // indexed by descriptor (small integers): no hashing per packet
 	closed bool
 	done   chan struct{}
 }
@@ -49,7 +49,7 @@ func newRxPoller() (*rxPoller, error) {
 		syscall.Close(p[1])
 		return nil, err
 	}
-	rp := &rxPoller{epfd: epfd, wakeR: p[0], wakeW: p[1], socks: map[int32]pollSock{}, done: make(chan struct{})}
+	rp := &rxPoller{epfd: epfd, wakeR: p[0], wakeW: p[1], done: make(chan struct{})}
 	go rp.loop()
 	return rp, nil
 }
@@ -62,9 +62,15 @@ func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
 	if p.closed {
 		return errors.New("transport: poller closed")
 	}
-	p.socks[int32(fd)] = pollSock{u: u, rtcp: rtcp}
+	if fd < 0 || fd > 1<<24 {
+		return errors.New("transport: descriptor out of range")
+	}
+	if fd >= len(p.socks) {
+		p.socks = append(p.socks, make([]pollSock, fd+1-len(p.socks))...)
+	}
+	p.socks[fd] = pollSock{u: u, rtcp: rtcp}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
-		delete(p.socks, int32(fd))
+		p.socks[fd] = pollSock{}
 		return err
 	}
 	return nil
@@ -76,10 +82,10 @@ func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
 func (p *rxPoller) remove(fd int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.socks[int32(fd)]; !ok {
+	if fd < 0 || fd >= len(p.socks) || p.socks[fd].u == nil {
 		return
 	}
-	delete(p.socks, int32(fd))
+	p.socks[fd] = pollSock{}
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
@@ -118,15 +124,16 @@ func (p *rxPoller) loop() {
 			return
 		}
 		for i := range n {
-			s, ok := p.socks[events[i].Fd]
-			if !ok {
+			fd := int(events[i].Fd)
+			if fd >= len(p.socks) || p.socks[fd].u == nil {
 				continue // the wake-up pipe, or removed since epoll_wait
 			}
+			s := p.socks[fd]
 			// One datagram per ready socket and wake-up: the set is
 			// level-triggered, so a socket with more queued is reported
 			// again by the next epoll_wait (no read that only learns
 			// EAGAIN, and a flooded socket cannot starve the others).
-			m, from, errno := recvFrom(int(events[i].Fd), buf)
+			m, from, errno := recvFrom(fd, buf)
 			if errno != 0 {
 				continue // EAGAIN (another reader?), or an ICMP error: transient on UDP
 			}
