@@ -148,11 +148,12 @@ func (p *rxPoller) loop() {
 }
 
 // recvFrom is recvfrom(2) without blocking and without allocating (the
-// syscall package returns the source as a fresh Sockaddr).
+// syscall package returns the source as a fresh Sockaddr). Like
+// rawSendTo it is a raw syscall: MSG_DONTWAIT returns at once.
 func recvFrom(fd int, buf []byte) (int, netip.AddrPort, syscall.Errno) {
 	var rsa syscall.RawSockaddrAny
 	l := uint32(syscall.SizeofSockaddrAny)
-	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 		syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
 	if errno != 0 {
 		return 0, netip.AddrPort{}, errno

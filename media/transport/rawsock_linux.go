@@ -43,7 +43,10 @@ func bindRawUDP(ip netip.Addr, port int) (fd int, v6 bool, err error) {
 
 // rawSendTo is sendto(2) of pkt to to on a socket of bindRawUDP, the
 // address built on the stack: no allocation, no netpoller, and a full
-// send buffer drops the datagram (EAGAIN) instead of waiting.
+// send buffer drops the datagram (EAGAIN) instead of waiting. It is a raw
+// syscall (no entersyscall/exitsyscall handshake with the scheduler): a
+// non-blocking UDP send returns within microseconds, so there is no P to
+// hand off while it runs.
 func rawSendTo(fd int, v6 bool, pkt []byte, to netip.AddrPort) error {
 	if len(pkt) == 0 {
 		return nil
@@ -75,7 +78,7 @@ func rawSendTo(fd int, v6 bool, pkt []byte, to netip.AddrPort) error {
 	default:
 		return syscall.EAFNOSUPPORT // an IPv6 peer on an IPv4 socket
 	}
-	_, _, errno := syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&pkt[0])), uintptr(len(pkt)), 0, uintptr(p), l)
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&pkt[0])), uintptr(len(pkt)), 0, uintptr(p), l)
 	if errno != 0 {
 		return errno
 	}
