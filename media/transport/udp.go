@@ -42,8 +42,13 @@ type UDPOptions struct {
 // are dropped. RTCP is accepted from the peer's IP only, on either port;
 // without rtcp-mux our RTCP goes to the port the peer's RTCP comes from.
 //
+// With Readers the sockets are raw descriptors outside Go's netpoller,
+// read by the poller and written with raw sendto(2); without, they are
+// net.UDPConns read by two goroutines.
+//
 // Cost on the media path: one sendto per packet out, one recvfrom per
-// packet in, a few atomic loads; no allocation.
+// packet in (plus a share of an epoll_wait), a few atomic loads; no
+// allocation.
 type UDP struct {
 	// Either two net.UDPConns read by goroutines, or (raw) two sockets
 	// outside Go's netpoller, read by a poller of Readers.
