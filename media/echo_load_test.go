@@ -86,7 +86,13 @@ func BenchmarkEchoVsFloor(b *testing.B) {
 				if floor == 0 {
 					floor = max(ns["floor-go"], ns["floor-raw"])
 				}
-				if ns["engine"] > 0 && floor > 0 {
+				if ns["engine"] > 0 && engine.p50 > 50*time.Millisecond {
+					// Packets waited in socket buffers: the server was
+					// saturated or starved of CPU (the box is shared), and
+					// CPU per packet falls when every wake-up finds a
+					// backlog, so the ratio would flatter the engine.
+					b.Logf("streams=%d: engine p50 %s: the server fell behind (saturated, or starved by other load); no ratio reported for this run", n, engine.p50)
+				} else if ns["engine"] > 0 && floor > 0 {
 					b.ReportMetric(ns["engine"]/floor, "engine/floor")
 					b.ReportMetric(engine.loss(), "engine-loss-%")
 					b.ReportMetric(float64(engine.p99)/1e3, "engine-p99-µs")
