@@ -1,3 +1,5 @@
+//go:build linux
+
 package media
 
 import (
@@ -446,5 +448,58 @@ func BenchmarkIdleTick(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.mediaTick()
+	}
+}
+
+// The whole echo path on a polled transport allocates nothing per packet:
+// the phone's datagram is read by the poller from a raw socket, handed to
+// the stream, rewritten and sent back with a raw sendto.
+func TestEchoPathAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	pool, err := transport.NewPortPool(42400, 42499)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPacer(1)
+	defer p.Close()
+	e, err := NewEndpoint(pool, netip.MustParseAddr("127.0.0.1"), EndpointOptions{Pacer: p, NoIdleSilence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	spec := codec.Codecs()[0]
+	e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: phone.LocalAddr().(*net.UDPAddr).AddrPort()})
+	e.Start()
+	defer Bridge(e, e)()
+	if !udpOf(e).Polled() {
+		t.Fatal("the endpoint's transport is not polled")
+	}
+	pkt := make([]byte, 12+160)
+	buf := make([]byte, 1500)
+	to := e.LocalAddr()
+	var seq uint16
+	echo := func() {
+		seq++
+		pkt[0], pkt[1] = 0x80, spec.PayloadType
+		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+		pkt[11] = 7
+		if _, err := phone.WriteToUDPAddrPort(pkt, to); err != nil {
+			t.Fatal(err)
+		}
+		_ = phone.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, _, err := phone.ReadFromUDPAddrPort(buf); err != nil || n != len(pkt) {
+			t.Fatalf("echo: %d bytes, %v", n, err)
+		}
+	}
+	echo() // latch, first-use allocations
+	if allocs := testing.AllocsPerRun(200, echo); allocs != 0 {
+		t.Fatalf("%.1f allocations per echoed packet", allocs)
 	}
 }
