@@ -66,8 +66,8 @@ func NewPacer(n int) *Pacer {
 // pollersFor is how many socket pollers (transport.Readers) a pacer of n
 // shards runs: one per four shards, at least one. Spreading the sockets
 // over more pollers makes every wake-up serve fewer of them: on the
-// 2-vCPU test machine, the echo benchmark at GOMAXPROCS=2 cost 9.3–9.4 µs
-// per packet with two pollers and 7.3–7.6 µs with one (docs/BENCHMARKS.md,
+// 2-vCPU test machine, the echo benchmark at GOMAXPROCS=2 cost 9.3–9.7 µs
+// per packet with two pollers and 7.3–8.4 µs with one (docs/BENCHMARKS.md,
 // "RTP near the floor"); at ~8 µs per packet one poller handles about
 // 120,000 packets/s on a core. Machines with more cores were not measured.
 func pollersFor(shards int) int { return max(1, (shards+3)/4) }
