@@ -24,7 +24,7 @@ type Pacer struct {
 	shards []*pacerShard
 	next   atomic.Uint32
 	// readers read the sockets of the pacer's UDP endpoints, one poller
-	// per shard (transport.Readers); nil where epoll is missing or when
+	// per four shards (transport.Readers); nil where epoll is missing or when
 	// SWITCHBOARD_MEDIA_READERS=goroutines asks for a reader goroutine
 	// per socket instead.
 	readers *transport.Readers
@@ -50,7 +50,7 @@ func NewPacer(n int) *Pacer {
 	}
 	p := &Pacer{stop: make(chan struct{})}
 	if os.Getenv("SWITCHBOARD_MEDIA_READERS") != "goroutines" {
-		p.readers = transport.NewReaders(n)
+		p.readers = transport.NewReaders(pollersFor(n))
 	}
 	for range n {
 		sh := &pacerShard{}
@@ -62,6 +62,15 @@ func NewPacer(n int) *Pacer {
 	}
 	return p
 }
+
+// pollersFor is how many socket pollers (transport.Readers) a pacer of n
+// shards runs: one per four shards, at least one. Spreading the sockets
+// over more pollers makes every wake-up serve fewer of them: on the
+// 2-vCPU test machine, the echo benchmark at GOMAXPROCS=2 cost 9.3–9.7 µs
+// per packet with two pollers and 7.3–8.4 µs with one (docs/BENCHMARKS.md,
+// "RTP near the floor"); at ~8 µs per packet one poller handles about
+// 120,000 packets/s on a core. Machines with more cores were not measured.
+func pollersFor(shards int) int { return max(1, (shards+3)/4) }
 
 // Close stops the pacer's goroutines. Endpoints still attached stop
 // sending.

@@ -13,14 +13,15 @@ import (
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
-// Endpoints on a Pacer are read by its pollers: a tone crosses, the
+// Endpoints on a Pacer are read by its pollers (one per four shards,
+// round-robin, so a and b sit on different ones): a tone crosses, the
 // endpoints hold no reader goroutines, and closing them and the pacer
 // leaves no goroutine behind.
 func TestPacerPollerCarriesAudio(t *testing.T) {
 	base := runtime.NumGoroutine()
-	pacer := NewPacer(2)
+	pacer := NewPacer(8)
 	if pacer.readers.Len() != 2 {
-		t.Fatalf("%d pollers, want 2", pacer.readers.Len())
+		t.Fatalf("%d pollers for 8 shards, want 2", pacer.readers.Len())
 	}
 	pool, err := transport.NewPortPool(24400, 24499)
 	if err != nil {

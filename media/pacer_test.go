@@ -90,3 +90,12 @@ func TestPacerCountsOverruns(t *testing.T) {
 		t.Fatalf("last overrun at %v, want within the last second", last)
 	}
 }
+
+// A pacer runs one socket poller per four shards, and always one.
+func TestPollersFor(t *testing.T) {
+	for _, c := range []struct{ shards, want int }{{0, 1}, {1, 1}, {2, 1}, {4, 1}, {5, 2}, {8, 2}, {16, 4}, {64, 16}} {
+		if got := pollersFor(c.shards); got != c.want {
+			t.Errorf("pollersFor(%d) = %d, want %d", c.shards, got, c.want)
+		}
+	}
+}

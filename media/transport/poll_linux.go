@@ -4,7 +4,6 @@ package transport
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -24,7 +23,7 @@ type rxPoller struct {
 	wakeR  int // read end of the pipe Close writes to
 	wakeW  int
 	mu     sync.RWMutex // held (read) while a batch of events is handled
-	socks  map[int32]pollSock
+	socks  []pollSock   // indexed by descriptor (small integers): no hashing per packet
 	closed bool
 	done   chan struct{}
 }
@@ -50,42 +49,31 @@ func newRxPoller() (*rxPoller, error) {
 		syscall.Close(p[1])
 		return nil, err
 	}
-	rp := &rxPoller{epfd: epfd, wakeR: p[0], wakeW: p[1], socks: map[int32]pollSock{}, done: make(chan struct{})}
+	rp := &rxPoller{epfd: epfd, wakeR: p[0], wakeW: p[1], done: make(chan struct{})}
 	go rp.loop()
 	return rp, nil
 }
 
-// socketFD returns the descriptor of c. It stays valid until c is closed,
-// which the transport does only after remove.
-func socketFD(c *net.UDPConn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
-
-// add starts reading c for u (rtcp: it is u's RTCP socket).
-func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
-	fd, err := socketFD(c)
-	if err != nil {
-		return -1, err
-	}
+// add starts reading fd, a non-blocking socket, for u (rtcp: it is u's
+// RTCP socket).
+func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return -1, errors.New("transport: poller closed")
+		return errors.New("transport: poller closed")
 	}
-	p.socks[int32(fd)] = pollSock{u: u, rtcp: rtcp}
+	if fd < 0 || fd > 1<<24 {
+		return errors.New("transport: descriptor out of range")
+	}
+	if fd >= len(p.socks) {
+		p.socks = append(p.socks, make([]pollSock, fd+1-len(p.socks))...)
+	}
+	p.socks[fd] = pollSock{u: u, rtcp: rtcp}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
-		delete(p.socks, int32(fd))
-		return -1, err
+		p.socks[fd] = pollSock{}
+		return err
 	}
-	return fd, nil
+	return nil
 }
 
 // remove stops reading fd. When it returns the poller is not inside a
@@ -94,10 +82,10 @@ func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
 func (p *rxPoller) remove(fd int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.socks[int32(fd)]; !ok {
+	if fd < 0 || fd >= len(p.socks) || p.socks[fd].u == nil {
 		return
 	}
-	delete(p.socks, int32(fd))
+	p.socks[fd] = pollSock{}
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
@@ -118,10 +106,6 @@ func (p *rxPoller) close() {
 	syscall.Close(p.wakeW)
 }
 
-// maxDrain bounds the datagrams read from one socket per wake-up, so a
-// flooded socket cannot starve the others.
-const maxDrain = 16
-
 func (p *rxPoller) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 256)
@@ -140,24 +124,23 @@ func (p *rxPoller) loop() {
 			return
 		}
 		for i := range n {
-			s, ok := p.socks[events[i].Fd]
-			if !ok {
+			fd := int(events[i].Fd)
+			if fd >= len(p.socks) || p.socks[fd].u == nil {
 				continue // the wake-up pipe, or removed since epoll_wait
 			}
-			fd := int(events[i].Fd)
-			for range maxDrain {
-				m, from, errno := recvFrom(fd, buf)
-				if errno == syscall.EAGAIN || errno == syscall.EINTR {
-					break
-				}
-				if errno != 0 {
-					continue // ICMP errors (port unreachable) are transient on UDP
-				}
-				if s.rtcp {
-					s.u.handleRTCP(buf[:m], from, true)
-				} else {
-					s.u.handleRTP(buf[:m], from)
-				}
+			s := p.socks[fd]
+			// One datagram per ready socket and wake-up: the set is
+			// level-triggered, so a socket with more queued is reported
+			// again by the next epoll_wait (no read that only learns
+			// EAGAIN, and a flooded socket cannot starve the others).
+			m, from, errno := recvFrom(fd, buf)
+			if errno != 0 {
+				continue // EAGAIN (another reader?), or an ICMP error: transient on UDP
+			}
+			if s.rtcp {
+				s.u.handleRTCP(buf[:m], from, true)
+			} else {
+				s.u.handleRTP(buf[:m], from)
 			}
 		}
 		p.mu.RUnlock()
@@ -165,11 +148,12 @@ func (p *rxPoller) loop() {
 }
 
 // recvFrom is recvfrom(2) without blocking and without allocating (the
-// syscall package returns the source as a fresh Sockaddr).
+// syscall package returns the source as a fresh Sockaddr). Like
+// rawSendTo it is a raw syscall: MSG_DONTWAIT returns at once.
 func recvFrom(fd int, buf []byte) (int, netip.AddrPort, syscall.Errno) {
 	var rsa syscall.RawSockaddrAny
 	l := uint32(syscall.SizeofSockaddrAny)
-	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 		syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
 	if errno != 0 {
 		return 0, netip.AddrPort{}, errno
@@ -188,22 +172,15 @@ func recvFrom(fd int, buf []byte) (int, netip.AddrPort, syscall.Errno) {
 	return int(n), from, 0
 }
 
-// drainSocket discards the datagrams queued on c (a kept socket's strays
-// from the rest time) without blocking.
-func drainSocket(c *net.UDPConn) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
+// drainSocket discards the datagrams queued on a raw socket (a kept
+// socket's strays from its rest time) without blocking.
+func drainSocket(fd int) {
 	var buf [1500]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		for range 4096 { // bounded: a flood cannot keep us here
-			if _, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT); err != nil {
-				break
-			}
+	for range 4096 { // bounded: a flood cannot keep us here
+		if _, _, err := syscall.Recvfrom(fd, buf[:], syscall.MSG_DONTWAIT); err != nil {
+			return
 		}
-		return true
-	})
+	}
 }
 
 // fdSoftLimit is the process's descriptor limit (RLIMIT_NOFILE), 0 if

@@ -45,3 +45,17 @@ func TestPollerRecvFromAllocatesNothing(t *testing.T) {
 		t.Fatalf("%.1f allocations per datagram", allocs)
 	}
 }
+
+// socketFD returns the descriptor of c. It stays valid until c is closed,
+// which the transport does only after remove.
+func socketFD(c *net.UDPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}

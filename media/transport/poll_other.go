@@ -2,10 +2,7 @@
 
 package transport
 
-import (
-	"errors"
-	"net"
-)
+import "errors"
 
 // Without epoll every UDP transport keeps its own reader goroutines.
 type rxPoller struct{}
@@ -14,15 +11,15 @@ func newRxPoller() (*rxPoller, error) {
 	return nil, errors.New("transport: no poller on this platform")
 }
 
-func (p *rxPoller) add(c *net.UDPConn, u *UDP, rtcp bool) (int, error) {
-	return -1, errors.New("transport: no poller on this platform")
+func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
+	return errors.New("transport: no poller on this platform")
 }
 func (p *rxPoller) remove(fd int) {}
 func (p *rxPoller) close()        {}
 
-// drainSocket is never called here: only polled transports hand their
-// sockets back to be kept.
-func drainSocket(c *net.UDPConn) {}
+// drainSocket is never called here: only polled transports (raw
+// sockets, Linux) hand their sockets back to be kept.
+func drainSocket(fd int) {}
 
 // fdSoftLimit is 0 here: no sockets are kept (see drainSocket).
 func fdSoftLimit() int { return 0 }

@@ -23,8 +23,9 @@ type PortPool struct {
 	// RestTime is how long a released port stays unused. Zero means 2 s.
 	RestTime time.Duration
 	// KeepSockets, when positive, is how many released RTP/RTCP socket
-	// pairs (at most an eighth of the process's descriptor limit, so a
-	// quarter of the descriptors) the pool keeps bound while they rest (ReleasePair), to hand
+	// pairs of polled transports (raw descriptors; at most an eighth of
+	// the process's descriptor limit, so a quarter of the descriptors)
+	// the pool keeps bound while they rest (releaseRawPair), to hand
 	// them out again once rested, emptied of whatever arrived meanwhile,
 	// instead of binding new ones: a call then costs no socket, bind or
 	// close system calls for its RTP. A kept pair not handed out within
@@ -47,10 +48,16 @@ type PortPool struct {
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
 type keptPair struct {
-	rtp, rtcp *net.UDPConn
-	ip        netip.Addr
-	port      int
-	at        time.Time
+	fds  [2]int // RTP, RTCP (raw descriptors, see bindRawUDP)
+	v6   bool
+	ip   netip.Addr // the address asked for when bound
+	port int
+	at   time.Time
+}
+
+func (k keptPair) close() {
+	closeRaw(k.fds[0])
+	closeRaw(k.fds[1])
 }
 
 // ErrNoPorts is returned when every port of the pool is in use or resting.
@@ -88,7 +95,30 @@ func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 	return conn, port, err
 }
 
-func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn, int, error) {
+func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn, port int, err error) {
+	port, err = p.take(func(port int) error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			return err
+		}
+		if pair {
+			rc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+			if err != nil {
+				c.Close()
+				return err
+			}
+			rtcpConn = rc
+		}
+		conn = c
+		return nil
+	})
+	return conn, rtcpConn, port, err
+}
+
+// take finds a free even port, not resting, that bind accepts (bind
+// opens the sockets on it and reports an error when the operating system
+// refuses the port, having closed whatever it opened), and marks it used.
+func (p *PortPool) take(bind func(port int) error) (int, error) {
 	rest := p.RestTime
 	if rest == 0 {
 		rest = 2 * time.Second
@@ -96,11 +126,6 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	if pair && len(p.kept) > 0 {
-		if k, ok := p.takeKept(ip, now, rest); ok {
-			return k.rtp, k.rtcp, k.port, nil
-		}
-	}
 	size := p.Size()
 	start := rand.IntN(size)
 	for i := range size {
@@ -114,22 +139,13 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (*net.UDPConn, *net.UDPConn,
 			}
 			delete(p.released, port)
 		}
-		conn, err := p.bind(ip, port)
-		if err != nil {
+		if bind(port) != nil {
 			continue
 		}
-		var rtcpConn *net.UDPConn
-		if pair {
-			rtcpConn, err = p.bind(ip, port+1)
-			if err != nil {
-				conn.Close()
-				continue
-			}
-		}
 		p.inUse[port] = true
-		return conn, rtcpConn, port, nil
+		return port, nil
 	}
-	return nil, nil, 0, ErrNoPorts
+	return 0, ErrNoPorts
 }
 
 // ListenPair is Listen for an RTP/RTCP pair: it binds a free even
@@ -140,21 +156,21 @@ func (p *PortPool) ListenPair(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, po
 	return p.listen(ip, true)
 }
 
-// bind binds a UDP socket on ip:port. Out of descriptors, it closes the
-// oldest kept pair and tries again: kept sockets are a cache that gives
-// way, never the reason a call gets no port. The caller holds p.mu.
-func (p *PortPool) bind(ip netip.Addr, port int) (*net.UDPConn, error) {
+// bindRaw binds a raw UDP socket on ip:port (bindRawUDP). Out of
+// descriptors, it closes the oldest kept pair and tries again: kept
+// sockets are a cache that gives way, never the reason a call gets no
+// port. The caller holds p.mu.
+func (p *PortPool) bindRaw(ip netip.Addr, port int) (int, bool, error) {
 	for {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		fd, v6, err := bindRawUDP(ip, port)
 		if err == nil || len(p.kept) == 0 || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
-			return c, err
+			return fd, v6, err
 		}
 		k := p.kept[0]
 		p.kept[0] = keptPair{}
 		p.kept = p.kept[1:]
 		delete(p.keptSet, k.port)
-		k.rtp.Close()
-		k.rtcp.Close()
+		k.close()
 	}
 }
 
@@ -176,16 +192,14 @@ func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (k
 	p.kept[0] = keptPair{}
 	p.kept = p.kept[1:]
 	delete(p.keptSet, k.port)
-	if k.ip != ip && !(k.ip.IsUnspecified() && ip.IsUnspecified()) {
-		// Bound to another address (0.0.0.0 reads back as ::): free the
-		// port; the caller binds anew.
-		k.rtp.Close()
-		k.rtcp.Close()
+	if k.ip != ip {
+		// Bound to another address: free the port; the caller binds anew.
+		k.close()
 		return keptPair{}, false
 	}
 	delete(p.released, k.port)
-	drainSocket(k.rtp)
-	drainSocket(k.rtcp)
+	drainSocket(k.fds[0])
+	drainSocket(k.fds[1])
 	p.inUse[k.port] = true
 	return k, true
 }
@@ -201,19 +215,21 @@ func (p *PortPool) trimLocked(now time.Time, rest time.Duration) {
 		p.kept[0] = keptPair{}
 		p.kept = p.kept[1:]
 		delete(p.keptSet, k.port)
-		k.rtp.Close()
-		k.rtcp.Close()
+		k.close()
 	}
 }
 
-// ReleasePair returns a pair bound by ListenPair together with its
-// sockets, which nobody may use any more: with KeepSockets the pool keeps
-// them bound while the port rests, else it closes them. Either way the
-// port rests before it is handed out again.
-func (p *PortPool) ReleasePair(port int, rtpConn, rtcpConn *net.UDPConn) {
+// releaseRawPair returns a pair bound by listenRawPair on ip together
+// with its descriptors, which nobody may use any more (out of every
+// poller, no send in flight): with KeepSockets the pool keeps them bound
+// while the port rests, else it closes them. Either way the port rests
+// before it is handed out again.
+func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	k := keptPair{fds: fds, v6: v6, ip: ip, port: port}
 	if !p.inUse[port] {
+		k.close() // released twice: the descriptors are still ours to close
 		return
 	}
 	delete(p.inUse, port)
@@ -223,20 +239,17 @@ func (p *PortPool) ReleasePair(port int, rtpConn, rtcpConn *net.UDPConn) {
 		// Kept sockets may use at most a quarter of the descriptors.
 		p.keepCap = min(p.KeepSockets, fdSoftLimit()/8)
 	}
-	if p.closed || len(p.kept) >= p.keepCap || rtpConn == nil || rtcpConn == nil {
-		rtpConn.Close()
-		if rtcpConn != nil {
-			rtcpConn.Close()
-		}
+	k.at = now
+	if p.closed || len(p.kept) >= p.keepCap {
+		k.close()
 		return
 	}
-	ip := rtpConn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
 	if len(p.kept) == cap(p.kept) && len(p.kept) > 0 {
 		// Move the live entries to the front rather than grow the array
 		// (takeKept and trimLocked advance the slice's start).
 		p.kept = append(make([]keptPair, 0, 2*len(p.kept)), p.kept...)
 	}
-	p.kept = append(p.kept, keptPair{rtp: rtpConn, rtcp: rtcpConn, ip: ip, port: port, at: now})
+	p.kept = append(p.kept, k)
 	p.keptSet[port] = true
 	if p.trim == nil {
 		p.trim = time.AfterFunc(time.Second, p.trimTick)
@@ -267,14 +280,46 @@ func (p *PortPool) Close() {
 	p.closed = true
 	for _, k := range p.kept {
 		delete(p.keptSet, k.port)
-		k.rtp.Close()
-		k.rtcp.Close()
+		k.close()
 	}
 	p.kept = nil
 	if p.trim != nil {
 		p.trim.Stop()
 		p.trim = nil
 	}
+}
+
+// listenRawPair is ListenPair with sockets Go's netpoller does not know
+// (bindRawUDP), for transports read by a poller; with KeepSockets a kept
+// pair that has rested comes first. The caller hands both descriptors
+// back with releaseRawPair.
+func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, err error) {
+	if p.KeepSockets > 0 {
+		rest := p.RestTime
+		if rest == 0 {
+			rest = 2 * time.Second
+		}
+		p.mu.Lock()
+		k, ok := p.takeKept(ip, p.now(), rest)
+		p.mu.Unlock()
+		if ok {
+			return k.fds, k.v6, k.port, nil
+		}
+	}
+	port, err = p.take(func(port int) error {
+		a, v, err := p.bindRaw(ip, port)
+		if err != nil {
+			return err
+		}
+		b, _, err := p.bindRaw(ip, port+1)
+		if err != nil {
+			closeRaw(a)
+			return err
+		}
+		fds, v6 = [2]int{a, b}, v
+		return nil
+	})
+	return fds, v6, port, err
 }
 
 // Release returns port to the pool; it rests before it is used again.

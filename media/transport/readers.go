@@ -5,8 +5,9 @@ import "sync/atomic"
 // Readers is a set of socket pollers (epoll on Linux) that read the
 // sockets of many UDP transports, instead of a reader goroutine per
 // socket. The media Pacer makes one with a poller per shard. A poller
-// reads every socket that became readable in one wake-up; this is also
-// where batched receives (recvmmsg) belong, without touching the stream.
+// reads every socket that became readable in one wake-up, one datagram
+// per socket (level-triggered). Transports given Readers bind raw
+// sockets that Go's netpoller never sees (see UDP).
 type Readers struct {
 	pollers []*rxPoller
 	next    atomic.Uint32

@@ -42,10 +42,21 @@ type UDPOptions struct {
 // are dropped. RTCP is accepted from the peer's IP only, on either port;
 // without rtcp-mux our RTCP goes to the port the peer's RTCP comes from.
 //
+// With Readers the sockets are raw descriptors outside Go's netpoller,
+// read by the poller and written with raw sendto(2); without, they are
+// net.UDPConns read by two goroutines.
+//
 // Cost on the media path: one sendto per packet out, one recvfrom per
-// packet in, a few atomic loads; no allocation.
+// packet in (plus a share of an epoll_wait), a few atomic loads; no
+// allocation.
 type UDP struct {
+	// Either two net.UDPConns read by goroutines, or (raw) two sockets
+	// outside Go's netpoller, read by a poller of Readers.
 	conn, rtcpConn *net.UDPConn
+	raw            bool
+	fds            [2]int // raw: the RTP and RTCP sockets
+	v6             bool   // raw: the sockets are IPv6 (dual-stack)
+	fdUsers        fdGuard
 	port           int
 	pool           *PortPool
 	local          netip.AddrPort
@@ -68,33 +79,37 @@ type UDP struct {
 
 	dropped, rtcpDropped atomic.Uint64
 
-	recv    Receiver
-	poller  *rxPoller // reads both sockets when set (else two reader goroutines)
-	pollFDs [2]int
+	recv   Receiver
+	poller *rxPoller // reads both sockets when set (else two reader goroutines)
 
-	mu       sync.Mutex // guards started, closed
-	started  bool
-	closed   bool
-	isClosed atomic.Bool // closed, for the send paths (no lock)
-	done     chan struct{}
-	wg       sync.WaitGroup
+	mu      sync.Mutex // guards started, closed
+	started bool
+	closed  bool
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // NewUDP binds an RTP/RTCP port pair from pool on ip. Nothing is read
 // until Start, so the address can go into an SDP answer before
 // negotiation finishes.
 func NewUDP(pool *PortPool, ip netip.Addr, opts UDPOptions) (*UDP, error) {
-	conn, rtcpConn, port, err := pool.ListenPair(ip)
-	if err != nil {
-		return nil, err
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	u := &UDP{conn: conn, rtcpConn: rtcpConn, port: port, pool: pool, local: netip.AddrPortFrom(ip, uint16(port)),
-		log: log, readers: opts.Readers, natWindow: opts.NATLatchWindow, gated: opts.UnverifiedBudget > 0,
+	u := &UDP{pool: pool, log: log, readers: opts.Readers, natWindow: opts.NATLatchWindow, gated: opts.UnverifiedBudget > 0,
 		done: make(chan struct{})}
+	var err error
+	if rawSockets && opts.Readers.Len() > 0 {
+		u.raw = true
+		u.fds, u.v6, u.port, err = pool.listenRawPair(ip)
+	} else {
+		u.conn, u.rtcpConn, u.port, err = pool.ListenPair(ip)
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.local = netip.AddrPortFrom(ip, uint16(u.port))
 	if u.natWindow <= 0 {
 		u.natWindow = 10 * time.Second
 	}
@@ -196,7 +211,13 @@ func (u *UDP) Start(r Receiver) {
 	}
 	u.started = true
 	u.recv = r
-	if u.startPolling() {
+	if u.raw {
+		if err := u.startPolling(); err != nil {
+			// Only epoll_ctl running out of memory or watches gets
+			// here; the stream hears nothing and its media timeout
+			// ends the call.
+			u.log.Error("transport: socket poller refused the RTP/RTCP sockets; nothing will be received", "error", err)
+		}
 		return
 	}
 	u.wg.Add(2)
@@ -204,26 +225,19 @@ func (u *UDP) Start(r Receiver) {
 	go u.readLoop(u.rtcpConn, true)
 }
 
-// startPolling hands both sockets to a poller; false means the transport
-// reads them with its own goroutines.
-func (u *UDP) startPolling() bool {
+// startPolling hands both raw sockets to a poller of the transport's
+// Readers.
+func (u *UDP) startPolling() error {
 	pl := u.readers.pick()
-	if pl == nil {
-		return false
+	if err := pl.add(u.fds[0], u, false); err != nil {
+		return err
 	}
-	rtpFD, err := pl.add(u.conn, u, false)
-	if err != nil {
-		u.log.Warn("transport: socket poller refused the RTP socket; using a reader goroutine", "error", err)
-		return false
+	if err := pl.add(u.fds[1], u, true); err != nil {
+		pl.remove(u.fds[0])
+		return err
 	}
-	rtcpFD, err := pl.add(u.rtcpConn, u, true)
-	if err != nil {
-		u.log.Warn("transport: socket poller refused the RTCP socket; using reader goroutines", "error", err)
-		pl.remove(rtpFD)
-		return false
-	}
-	u.poller, u.pollFDs = pl, [2]int{rtpFD, rtcpFD}
-	return true
+	u.poller = pl
+	return nil
 }
 
 func (u *UDP) readLoop(c *net.UDPConn, rtcp bool) {
@@ -314,12 +328,32 @@ func (u *UDP) WriteRTP(pkt []byte) error {
 		u.unsent.Add(1)
 		return ErrWithheld
 	}
-	if u.isClosed.Load() {
-		// Closed: its socket may be the pool's again (KeepSockets), soon
-		// another call's; a bridge still wired to it sends nothing.
-		return net.ErrClosed
+	return u.sendTo(rtpSocket, pkt, *r)
+}
+
+// The transport's two sockets, for sendTo.
+const (
+	rtpSocket  = 0
+	rtcpSocket = 1
+)
+
+// sendTo sends pkt to to from the RTP or the RTCP socket: a raw
+// sendto(2) on a polled transport (a full send buffer drops the packet),
+// else through the net.UDPConn.
+func (u *UDP) sendTo(sock int, pkt []byte, to netip.AddrPort) error {
+	if !u.raw {
+		c := u.conn
+		if sock == rtcpSocket {
+			c = u.rtcpConn
+		}
+		_, err := c.WriteToUDPAddrPort(pkt, to)
+		return err
 	}
-	_, err := u.conn.WriteToUDPAddrPort(pkt, *r)
+	if !u.fdUsers.acquire() {
+		return ErrClosed
+	}
+	err := rawSendTo(u.fds[sock], u.v6, pkt, to)
+	u.fdUsers.release()
 	return err
 }
 
@@ -327,41 +361,37 @@ func (u *UDP) WriteRTP(pkt []byte) error {
 // RTP socket with rtcp-mux; else the RTCP socket, to the port the peer's
 // RTCP came from (unless a re-INVITE moved the peer), or the peer's
 // a=rtcp port, or the RTP port + 1.
-func (u *UDP) rtcpRoute() (*net.UDPConn, netip.AddrPort, bool) {
+func (u *UDP) rtcpRoute() (int, netip.AddrPort, bool) {
 	r := u.remote.Load()
 	if r == nil || !r.IsValid() || r.Addr().IsUnspecified() {
-		return nil, netip.AddrPort{}, false
+		return 0, netip.AddrPort{}, false
 	}
 	to := *r
 	p := u.peer.Load()
 	if p != nil && p.RTCPMux {
-		return u.conn, to, true
+		return rtpSocket, to, true
 	}
 	u.rtcpMu.Lock()
 	dest := u.rtcpDest
 	u.rtcpMu.Unlock()
 	switch {
 	case dest.IsValid() && dest.Addr() == to.Addr(): // not stale after a re-INVITE moved the peer
-		return u.rtcpConn, dest, true
+		return rtcpSocket, dest, true
 	case p != nil && p.RemoteRTCP.IsValid():
-		return u.rtcpConn, p.RemoteRTCP, true
+		return rtcpSocket, p.RemoteRTCP, true
 	case to.Port() < 65535:
-		return u.rtcpConn, netip.AddrPortFrom(to.Addr(), to.Port()+1), true
+		return rtcpSocket, netip.AddrPortFrom(to.Addr(), to.Port()+1), true
 	}
-	return nil, netip.AddrPort{}, false
+	return 0, netip.AddrPort{}, false
 }
 
 // WriteRTCP sends a compound RTCP packet (see rtcpRoute).
 func (u *UDP) WriteRTCP(pkt []byte) error {
-	conn, to, ok := u.rtcpRoute()
+	sock, to, ok := u.rtcpRoute()
 	if !ok {
 		return ErrNoPeer
 	}
-	if u.isClosed.Load() {
-		return net.ErrClosed // see WriteRTP
-	}
-	_, err := conn.WriteToUDPAddrPort(pkt, to)
-	return err
+	return u.sendTo(sock, pkt, to)
 }
 
 // Stats returns the transport's counters.
@@ -378,19 +408,19 @@ func (u *UDP) Close() error {
 		return nil
 	}
 	u.closed = true
-	u.isClosed.Store(true)
 	u.mu.Unlock()
 	close(u.done)
-	polled := u.poller != nil
-	if polled {
-		// Out of the poller before the sockets close or go back to the
-		// pool (their numbers may be reused at once).
-		u.poller.remove(u.pollFDs[0])
-		u.poller.remove(u.pollFDs[1])
-		u.wg.Wait()
-		// Nobody reads the sockets any more: the pool may keep them
-		// bound for the port's next call (PortPool.KeepSockets).
-		u.pool.ReleasePair(u.port, u.conn, u.rtcpConn)
+	if u.raw {
+		if u.poller != nil {
+			// Out of the poller, and no send in flight, before the
+			// sockets close: their numbers may be reused at once.
+			u.poller.remove(u.fds[0])
+			u.poller.remove(u.fds[1])
+		}
+		u.fdUsers.closeWait()
+		// Nobody reads or writes the sockets any more: the pool may
+		// keep them bound for the port's next call (KeepSockets).
+		u.pool.releaseRawPair(u.port, u.fds, u.v6, u.local.Addr())
 		return nil
 	}
 	// Reader goroutines return when their sockets close.
@@ -399,4 +429,32 @@ func (u *UDP) Close() error {
 	u.wg.Wait()
 	u.pool.Release(u.port)
 	return err
+}
+
+// fdGuard keeps raw descriptors from being closed under a send in flight
+// (a reused number would send into another socket): senders hold it for
+// one sendto, and closeWait stops new ones and waits for the rest. Cost:
+// two atomic adds per send.
+type fdGuard struct{ n atomic.Int64 }
+
+const fdClosing = 1 << 40
+
+func (g *fdGuard) acquire() bool {
+	if g.n.Add(1) >= fdClosing {
+		g.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (g *fdGuard) release() { g.n.Add(-1) }
+
+// closeWait refuses new senders and returns when none is left. A sender
+// holds the guard for one non-blocking sendto, so the wait is a few
+// microseconds at most.
+func (g *fdGuard) closeWait() {
+	g.n.Add(fdClosing)
+	for g.n.Load() != fdClosing {
+		time.Sleep(10 * time.Microsecond)
+	}
 }
