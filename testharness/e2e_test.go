@@ -32,8 +32,7 @@ func testLogger(t *testing.T) *slog.Logger {
 // startServer runs a server on loopback with ephemeral SIP port and no HTTP.
 func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *framework.Server {
 	t.Helper()
-	srv, stop := startStoppableServer(t, cfg, h)
-	t.Cleanup(stop)
+	srv, _ := startStoppableServer(t, cfg, h)
 	return srv
 }
 
@@ -58,29 +57,7 @@ func startStoppableServer(t *testing.T, cfg framework.Config, h framework.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		cancel()
-		t.Fatal("server did not start in 5 s")
-	}
-	var once sync.Once
-	return srv, func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Error("server did not shut down in 15 s")
-			}
-		})
-	}
+	return srv, testharness.Serve(t, srv)
 }
 
 func newPhone(t *testing.T) *testharness.Phone {

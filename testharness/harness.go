@@ -9,15 +9,65 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
 )
 
 // SIPServer is what the harness needs of the server under test
 // (framework.Server has it).
 type SIPServer interface{ SIPAddr() netip.AddrPort }
+
+// Addr is a SIPServer at a fixed address, for a server the test does not
+// hold as a value (another process, an example program).
+type Addr netip.AddrPort
+
+// SIPAddr returns the address.
+func (a Addr) SIPAddr() netip.AddrPort { return netip.AddrPort(a) }
+
+// Server is a server the harness can run for a test (framework.Server
+// has it): it serves until ctx ends and says when it is ready.
+type Server interface {
+	SIPServer
+	ListenAndServe(ctx context.Context) error
+	Ready() <-chan struct{}
+}
+
+// Serve runs srv until the test ends and fails the test if it is not
+// ready within 5 s. stop shuts it down and waits up to 15 s for it to
+// finish (failing the test otherwise); it runs at clean-up too, and a
+// second call does nothing, so a test may stop the server early.
+func Serve(t testing.TB, srv Server) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("testharness: server did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		cancel()
+		t.Fatal("testharness: server did not start in 5 s")
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("testharness: server did not shut down in 15 s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
 
 // Harness runs call scenarios against one SIP server inside a go test,
 // as net/http/httptest does for handlers: phones and calls are one line
@@ -29,6 +79,7 @@ type Harness struct {
 	// Timeout bounds every Expect (default 10 s).
 	Timeout time.Duration
 	phone   *Phone
+	srv     SIPServer
 	baseG   int
 	baseFD  int
 }
@@ -37,12 +88,13 @@ type Harness struct {
 // clean-up must run after the harness's). At the end of the test it
 // closes every phone, call and link it made and then fails the test if
 // goroutines or file descriptors (sockets, RTP ports) stay above what the
-// process had when New was called for more than 5 s. The check counts the
+// process had when New was called for more than 5 s (not counting the
+// goroutines of SIP transactions waiting out their timers). The check counts the
 // whole process, so it is meaningful only in tests that do not run in
 // parallel (no t.Parallel) with others.
 func New(t testing.TB, srv SIPServer) *Harness {
 	t.Helper()
-	h := &Harness{t: t, target: srv.SIPAddr(), Timeout: 10 * time.Second, baseG: runtime.NumGoroutine(), baseFD: openFDs()}
+	h := &Harness{t: t, target: srv.SIPAddr(), srv: srv, Timeout: 10 * time.Second, baseG: goroutines(), baseFD: openFDs()}
 	t.Cleanup(h.leakCheck)
 	return h
 }
@@ -64,8 +116,31 @@ func (h *Harness) Phone(opts PhoneOptions) *Phone {
 
 // Call dials user at the server from the harness's default phone (or
 // opts.Phone) through a link with opts' impairments, and fails the test
-// if the call is not answered within the harness timeout.
+// if the call is not answered within the harness timeout. The call is
+// hung up at the end of the test.
 func (h *Harness) Call(user string, opts HarnessCallOptions) *Call {
+	h.t.Helper()
+	c, err := h.dial(user, opts)
+	if err != nil {
+		h.t.Fatalf("testharness: %s: %v", opts.Name, err)
+	}
+	return c
+}
+
+// CallFails dials user as Call does and fails the test if the call is
+// answered; it returns the error the dial ended with (a *sip.StatusError
+// for a refusal).
+func (h *Harness) CallFails(user string, opts HarnessCallOptions) error {
+	h.t.Helper()
+	c, err := h.dial(user, opts)
+	if err == nil {
+		c.End()
+		h.t.Fatalf("testharness: %s: the call to %s was answered, want it refused", opts.Name, user)
+	}
+	return err
+}
+
+func (h *Harness) dial(user string, opts HarnessCallOptions) (*Call, error) {
 	h.t.Helper()
 	p := opts.Phone
 	if p == nil {
@@ -84,12 +159,67 @@ func (h *Harness) Call(user string, opts HarnessCallOptions) *Call {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
 	defer cancel()
-	uri := fmt.Sprintf("sip:%s@%s", user, h.target)
-	pc, err := p.CallWith(ctx, uri, CallOptions{Link: link})
-	if err != nil {
-		h.t.Fatalf("testharness: call %s: %v", uri, err)
+	uri := opts.URI
+	if uri == "" {
+		uri = fmt.Sprintf("sip:%s@%s", user, h.target)
 	}
-	c := &Call{PhoneCall: pc, Link: link, h: h}
+	var pc *PhoneCall
+	var err error
+	if opts.Dial != nil {
+		pc, err = p.Dial(ctx, uri, *opts.Dial)
+	} else {
+		pc, err = p.CallWith(ctx, uri, CallOptions{Link: link, FromUser: opts.FromUser})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("call %s: %w", uri, err)
+	}
+	c := h.Adopt(pc, opts.Name)
+	c.Link = link
+	return c, nil
+}
+
+// HarnessCallOptions configure Harness.Call.
+type HarnessCallOptions struct {
+	// Name names the call in failure messages ("A", "the agent").
+	Name string
+	// Phone dials instead of the harness's default phone.
+	Phone *Phone
+	// URI is dialled instead of user at the server (another server, a
+	// transport parameter, a registered user's contact).
+	URI string
+	// FromUser is the caller id's user part (see CallOptions).
+	FromUser string
+	// Dial, if set, dials with these SIP options (caller id, digest
+	// credentials, extra headers) instead; it carries no impairments.
+	Dial *sip.DialOptions
+	// Uplink and Downlink impair the call's RTP (phone → server and
+	// server → phone); both zero means no relay at all.
+	Uplink, Downlink Impairment
+}
+
+// ExpectIncoming fails the test unless phone p answers a call within the
+// harness timeout (p answers by itself unless PhoneOptions.OnInvite is
+// set), and returns that call, named name and hung up at the end of the
+// test.
+func (h *Harness) ExpectIncoming(p *Phone, name string) *Call {
+	h.t.Helper()
+	select {
+	case pc := <-p.Incoming():
+		return h.Adopt(pc, name)
+	case <-time.After(h.Timeout):
+		h.t.Fatalf("%s was never called (waited %s)", name, h.Timeout)
+		return nil
+	}
+}
+
+// Adopt gives a call made without the harness (a PhoneCall from
+// Phone.Dial, a leg the test answered) the harness's assertions, names
+// it name and hangs it up at the end of the test.
+func (h *Harness) Adopt(pc *PhoneCall, name string) *Call {
+	if name == "" {
+		name = "the call"
+	}
+	c := &Call{PhoneCall: pc, Name: name, h: h}
 	h.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -98,18 +228,57 @@ func (h *Harness) Call(user string, opts HarnessCallOptions) *Call {
 	return c
 }
 
-// HarnessCallOptions configure Harness.Call.
-type HarnessCallOptions struct {
-	// Phone dials instead of the harness's default phone.
-	Phone *Phone
-	// Uplink and Downlink impair the call's RTP (phone → server and
-	// server → phone); both zero means no relay at all.
-	Uplink, Downlink Impairment
+// Context returns a context that ends after the harness timeout or at
+// the end of the test, for the verbs of the sip and media packages a test
+// calls directly.
+func (h *Harness) Context() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually fails the test unless cond holds within the harness timeout
+// (checked every 20 ms); what says what was awaited.
+func (h *Harness) Eventually(what string, cond func() bool) {
+	h.t.Helper()
+	for deadline := time.Now().Add(h.Timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out after %s waiting for %s", h.Timeout, what)
+		}
+	}
+}
+
+// ExpectIdle fails the test unless the server has no calls within the
+// harness timeout; it needs a server that counts them (framework.Server
+// does) and fails the test otherwise.
+func (h *Harness) ExpectIdle() {
+	h.t.Helper()
+	s, ok := h.srv.(interface{ ActiveCalls() int })
+	if !ok {
+		h.t.Fatalf("testharness: ExpectIdle: %T does not count its calls", h.srv)
+	}
+	h.Eventually("the server's calls to end", func() bool { return s.ActiveCalls() == 0 })
+}
+
+// Await fails the test unless a value arrives on ch within the harness
+// timeout, and returns it; what says what was awaited.
+func Await[T any](h *Harness, ch <-chan T, what string) T {
+	h.t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(h.Timeout):
+		h.t.Fatalf("timed out after %s waiting for %s", h.Timeout, what)
+		var zero T
+		return zero
+	}
 }
 
 // Call is a harness call: a PhoneCall with assertions that fail the test.
 type Call struct {
 	*PhoneCall
+	// Name names the call in failure messages.
+	Name string
 	// Link is the impairing relay, nil without impairments.
 	Link *Link
 	h    *Harness
@@ -123,11 +292,21 @@ func (c *Call) ctx() (context.Context, context.CancelFunc) {
 // last 200 ms of what the call hears within the harness timeout.
 func (c *Call) ExpectTone(freq float64) Listen {
 	c.h.t.Helper()
+	return c.ExpectToneBetween(freq-20, freq+20)
+}
+
+// ExpectToneBetween fails the test unless a tone between lo and hi Hz
+// (the dominant one of a dual tone such as ringback) dominates the last
+// 200 ms of what the call hears within the harness timeout.
+func (c *Call) ExpectToneBetween(lo, hi float64) Listen {
+	c.h.t.Helper()
 	ctx, cancel := c.ctx()
 	defer cancel()
-	l, err := c.WaitTone(ctx, freq, 20)
+	l, err := c.WaitFor(ctx, 200*time.Millisecond, func(l Listen) bool {
+		return l.RMS > 300 && l.Frequency >= lo && l.Frequency <= hi
+	})
 	if err != nil {
-		c.h.t.Fatalf("expected a %.0f Hz tone: %v", freq, err)
+		c.h.t.Fatalf("%s: expected a tone of %.0f-%.0f Hz: %v", c.Name, lo, hi, err)
 	}
 	return l
 }
@@ -140,7 +319,7 @@ func (c *Call) ExpectSound() Listen {
 	defer cancel()
 	l, err := c.WaitSound(ctx)
 	if err != nil {
-		c.h.t.Fatalf("expected to hear something: %v", err)
+		c.h.t.Fatalf("%s: expected to hear something: %v", c.Name, err)
 	}
 	return l
 }
@@ -152,7 +331,7 @@ func (c *Call) ExpectSilence(d time.Duration) {
 	ctx, cancel := c.ctx()
 	defer cancel()
 	if _, err := c.WaitFor(ctx, d, func(l Listen) bool { return l.RMS < 100 }); err != nil {
-		c.h.t.Fatalf("expected %s of silence: %v", d, err)
+		c.h.t.Fatalf("%s: expected %s of silence: %v", c.Name, d, err)
 	}
 }
 
@@ -163,7 +342,7 @@ func (c *Call) ExpectDigits(digits string) {
 	deadline := time.Now().Add(c.h.Timeout)
 	for !strings.HasSuffix(c.Digits(), digits) {
 		if time.Now().After(deadline) {
-			c.h.t.Fatalf("expected digits %q, received %q", digits, c.Digits())
+			c.h.t.Fatalf("%s: expected digits %q, received %q", c.Name, digits, c.Digits())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -183,7 +362,7 @@ func (c *Call) ExpectEvent(kind EventKind, value string) Event {
 			}
 		}
 		if time.Now().After(deadline) {
-			c.h.t.Fatalf("expected a %s event %q; got %v", kind, value, evs)
+			c.h.t.Fatalf("%s: expected a %s event %q; got %v", c.Name, kind, value, evs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -194,9 +373,9 @@ func (c *Call) ExpectEvent(kind EventKind, value string) Event {
 func (c *Call) ExpectHangup() {
 	c.h.t.Helper()
 	select {
-	case <-c.Leg.Done():
+	case <-c.far.Done():
 	case <-time.After(c.h.Timeout):
-		c.h.t.Fatalf("expected the far end to hang up within %s", c.h.Timeout)
+		c.h.t.Fatalf("%s: expected the far end to hang up within %s", c.Name, c.h.Timeout)
 	}
 }
 
@@ -205,11 +384,12 @@ func (c *Call) ExpectHangup() {
 func (c *Call) Press(digits string) {
 	c.h.t.Helper()
 	if err := c.SendDTMF(digits); err != nil {
-		c.h.t.Fatalf("press %q: %v", digits, err)
+		c.h.t.Fatalf("%s: press %q: %v", c.Name, digits, err)
 	}
 }
 
-// PlayTone sends a tone of freq for d to the far end.
+// PlayTone sends a tone of freq for d (0: until something else plays)
+// to the far end.
 func (c *Call) PlayTone(freq float64, d time.Duration) {
 	c.Play(media.NewTone(media.Tone{Freqs: []float64{freq}, Duration: d}))
 }
@@ -268,10 +448,24 @@ func (c *Call) End() {
 	_ = c.Hangup(ctx)
 }
 
+// HangUp sends BYE now and fails the test if the far end does not accept
+// it within the harness timeout.
+func (c *Call) HangUp() {
+	c.h.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if err := c.Hangup(ctx); err != nil {
+		c.h.t.Fatalf("%s: hang up: %v", c.Name, err)
+	}
+}
+
 func (h *Harness) leakCheck() {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		g, fd := runtime.NumGoroutine(), openFDs()
+		if g > h.baseG { // the cheap count first; then without transactions
+			g = goroutines()
+		}
 		if g <= h.baseG && fd <= h.baseFD {
 			return
 		}
@@ -283,6 +477,26 @@ func (h *Harness) leakCheck() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// goroutines counts the process's goroutines except those of SIP
+// transactions, which sipgo keeps for their RFC 3261 timers (Timer I and
+// K: 5 s, D and J: 32 s over UDP) after a call has ended; they end on
+// their own and hold no socket.
+func goroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n, tx := 0, 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		n++
+		if strings.Contains(g, "emiago/sipgo/sip.(*ServerTx)") || strings.Contains(g, "emiago/sipgo/sip.(*ClientTx)") {
+			tx++
+		}
+	}
+	if len(buf) == cap(buf) { // truncated: count them all
+		return runtime.NumGoroutine()
+	}
+	return n - tx
 }
 
 // openFDs counts the process's open file descriptors (sockets included);
