@@ -107,10 +107,7 @@ func TestBaresipMandatorySRTP(t *testing.T) {
 			b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"},
 				tc.toneHz, 6, "/dial sip:"+tc.route+"@"+srv.SIPAddr().String())
 			waitRegistered(t, srv, "alice")
-			freq, rms := b.heard(t)
-			if rms < 300 || freq < tc.wantHz-20 || freq > tc.wantHz+20 {
-				t.Fatalf("baresip heard %.0f Hz at rms %.0f, want %.0f Hz", freq, rms, tc.wantHz)
-			}
+			b.expectHeard(t, tc.wantHz)
 			if tc.route == "tone" && !heard440.Load() {
 				t.Fatal("the flow never heard baresip's 440 Hz")
 			}
@@ -293,26 +290,13 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 	}))
 	b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"}, 440, 8)
 	waitRegistered(t, srv, "alice")
-	phone := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []media.SRTPSuite{media.SRTPAEADAES128GCM}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, fmt.Sprintf("sip:alice@127.0.0.1:%d", b.port))
-	if err != nil {
-		t.Fatalf("call to baresip: %v", err)
-	}
+	h := testharness.New(t, srv)
+	phone := h.Phone(testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []media.SRTPSuite{media.SRTPAEADAES128GCM}})
+	call := h.Call("alice", testharness.HarnessCallOptions{Name: "the GCM call to baresip", Phone: phone, URI: fmt.Sprintf("sip:alice@127.0.0.1:%d", b.port)})
 	if k := call.Leg.Endpoint().Config().SRTP; k == nil || k.Suite != media.SRTPAEADAES128GCM {
 		t.Fatalf("negotiated %v, want AEAD_AES_128_GCM", k)
 	}
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
-	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("phone does not hear baresip's 440 Hz over GCM: %v", err)
-	}
-	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
-	_ = call.Hangup(ctx)
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	b.expectTwoWay(t, call, 440)
 	blog, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
 	if !bytes.Contains(blog, []byte("AEAD_AES_128_GCM")) {
 		t.Fatalf("baresip's log does not name AEAD_AES_128_GCM:\n%s", tail(blog, 3000))

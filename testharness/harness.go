@@ -228,6 +228,22 @@ func (h *Harness) Adopt(pc *PhoneCall, name string) *Call {
 	return c
 }
 
+// Register registers phone p as user at registrar (host:port, with
+// ";transport=tcp" or ";transport=tls" to register over a connection;
+// "" is the server's UDP address) and fails the test if the registrar
+// does not accept it within the harness timeout.
+func (h *Harness) Register(p *Phone, registrar, user, password string) {
+	h.t.Helper()
+	if registrar == "" {
+		registrar = h.target.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+	defer cancel()
+	if err := p.Register(ctx, registrar, user, password); err != nil {
+		h.t.Fatalf("testharness: register %s at %s: %v", user, registrar, err)
+	}
+}
+
 // Context returns a context that ends after the harness timeout or at
 // the end of the test, for the verbs of the sip and media packages a test
 // calls directly.
@@ -446,6 +462,17 @@ func (c *Call) End() {
 	ctx, cancel := c.ctx()
 	defer cancel()
 	_ = c.Hangup(ctx)
+}
+
+// ExpectTwoWayAudio plays a tone of mine from c and one of theirs from
+// other, and fails the test unless each hears the other's tone within
+// the harness timeout: the two are connected both ways.
+func (c *Call) ExpectTwoWayAudio(other *Call, mine, theirs float64) {
+	c.h.t.Helper()
+	c.PlayTone(mine, 0)
+	other.PlayTone(theirs, 0)
+	other.ExpectTone(mine)
+	c.ExpectTone(theirs)
 }
 
 // HangUp sends BYE now and fails the test if the far end does not accept
