@@ -327,6 +327,26 @@ func (c *Call) ExpectToneBetween(lo, hi float64) Listen {
 	return l
 }
 
+// ExpectInMix fails the test unless, within the harness timeout, f
+// makes up at least share of what the call hears (see ToneShare) in half
+// a second or more heard after the call: one tone among several in a
+// room or a bridge. what says who should hear it from whom.
+func (c *Call) ExpectInMix(what string, f, share float64) {
+	c.h.t.Helper()
+	mark := c.Mark()
+	deadline := time.Now().Add(c.h.Timeout)
+	for {
+		time.Sleep(100 * time.Millisecond)
+		_, rate := c.Heard(mark)
+		if c.Mark()-mark >= rate/2 && rate > 0 && c.ToneShare(mark, f) >= share {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.h.t.Fatalf("%s: %s: %.0f Hz not heard (share %.2f, want %.2f)", c.Name, what, f, c.ToneShare(mark, f), share)
+		}
+	}
+}
+
 // ExpectSound fails the test unless the call hears something (a prompt)
 // within the harness timeout.
 func (c *Call) ExpectSound() Listen {
