@@ -193,7 +193,7 @@ func TestBaresipShowsCallerName(t *testing.T) {
 		t.Fatalf("baresip's ctrl_tcp: %v", err)
 	}
 	defer conn.Close()
-	var events syncBuffer
+	var events logBuffer
 	go func() { _, _ = io.Copy(&events, conn) }()
 	phone := newPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -22,7 +22,8 @@ import (
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-// logBuffer collects a logger's lines (debug level) for inspection.
+// logBuffer collects a logger's lines (debug level), or any other text
+// written from several goroutines, for inspection.
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
