@@ -537,51 +537,32 @@ func udpBound(port int) bool {
 // (The requests we send on it leave through a socket sipgo's client
 // creates, which the metrics do not see yet: docs/operations.md.)
 func TestOriginateCountsResponsesIn(t *testing.T) {
-	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
 	if _, err := os.Stat("/proc/net/udp"); err != nil {
 		t.Skip("needs /proc/net/udp to see SIPp bind its port")
 	}
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0"}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Reject(ctx, 404)
 	}))
-	dir := t.TempDir()
-	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "1", "-timeout", "30s", "-nostdin",
-		"-trace_counts", "-trace_err", "-error_file", filepath.Join(dir, "err.log"))
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	uas := startSIPpUAS(t, ctx, "uas", "-trace_counts")
 	// Dial only once SIPp listens, so that every INVITE we send reaches it.
-	waitFor(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(port) })
+	waitFor(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(uas.port) })
 	ended := make(chan struct{})
-	err := srv.Originate(ctx, fmt.Sprintf("sip:bob@127.0.0.1:%d", port), framework.DialOptions{Timeout: 5 * time.Second},
+	err := srv.Originate(ctx, uas.uri("bob"), framework.DialOptions{Timeout: 5 * time.Second},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 			defer close(ended)
 			time.Sleep(300 * time.Millisecond)
 			return c.Hangup(ctx)
 		}))
 	if err != nil {
-		t.Fatalf("originate: %v\n%s", err, tail(out.Bytes(), 2000))
+		t.Fatalf("originate: %v\n%s", err, tail(uas.out.Bytes(), 2000))
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp uas: %v\n%s", err, tail(out.Bytes(), 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
+	uas.wait(t, ctx)
 	<-ended
 	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
-	names, counts := sippCounts(t, dir)
+	names, counts := sippCounts(t, uas.dir)
 	checks := []metricCheck{
 		{"calls started outbound", m.sum("switchboard_calls_started_total", `direction="outbound"`), 1},
 		{"calls ended", m.sum("switchboard_calls_total"), 1},

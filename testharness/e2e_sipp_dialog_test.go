@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,17 +280,25 @@ func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
 // returns SIPp's exit error (with its output) once it is done.
 type sippUAS struct {
 	port int
+	dir  string // its working directory (-trace_counts files)
 	out  bytes.Buffer
 	done chan error
 }
 
+// startSIPpUAS runs SIPp as a UAS for one call on a free port: name is a
+// scenario file in testdata/sipp (".xml") or one of SIPp's own ("uas").
 func startSIPpUAS(t *testing.T, ctx context.Context, name string, args ...string) *sippUAS {
 	t.Helper()
 	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
-	u := &sippUAS{port: freeUDPPort(t), done: make(chan error, 1)}
-	base := []string{"-sf", scenario(name), "-i", "127.0.0.1", "-p", strconv.Itoa(u.port), "-m", "1", "-timeout", "30s", "-nostdin",
-		"-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}
+	u := &sippUAS{port: freeUDPPort(t), dir: t.TempDir(), done: make(chan error, 1)}
+	sc := []string{"-sn", name}
+	if strings.HasSuffix(name, ".xml") {
+		sc = []string{"-sf", scenario(name)}
+	}
+	base := append(sc, "-i", "127.0.0.1", "-p", strconv.Itoa(u.port), "-m", "1", "-timeout", "30s", "-nostdin",
+		"-trace_err", "-error_file", filepath.Join(u.dir, "err.log"))
 	cmd := exec.CommandContext(ctx, sipp, append(base, args...)...)
+	cmd.Dir = u.dir
 	cmd.Stdout, cmd.Stderr = &u.out, &u.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
