@@ -49,7 +49,7 @@ func TestVirtualBrowser(t *testing.T) {
 		t.Fatalf("after the ICE restart the browser hears %+v", l)
 	}
 	_ = call.Hangup(ctx)
-	waitFor(t, 5*time.Second, "the tone call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the tone call to end", func() bool { return srv.ActiveCalls() == 0 })
 
 	phone := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
 	pcall, err := phone.Call(ctx, uri(srv, "alice"))
@@ -71,7 +71,7 @@ func TestVirtualBrowser(t *testing.T) {
 		t.Fatalf("the phone does not hear the browser: %v", err)
 	}
 	_ = pcall.Hangup(ctx)
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 
 	// A bad token is refused with a clear error.
 	if _, err := testharness.NewBrowser(ctx, srv.HTTPAddr(), "nope"); err == nil {
@@ -101,7 +101,7 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	waitFor(t, 5*time.Second, "carol online", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol online", func() bool {
 		p, ok := srv.Presence().Get("carol")
 		return ok && p.Status == framework.PresenceAvailable
 	})
@@ -150,13 +150,13 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 	if err := b.SetPresence("away", "lunch"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "carol away", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol away", func() bool {
 		p, _ := srv.Presence().Get("carol")
 		return p.Status == framework.PresenceAway && p.Note == "lunch"
 	})
 	_ = call.Hangup(ctx)
 	b.Close()
-	waitFor(t, 5*time.Second, "carol offline after her browser closed", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol offline after her browser closed", func() bool {
 		p, _ := srv.Presence().Get("carol")
 		return p.Status == framework.PresenceOffline
 	})

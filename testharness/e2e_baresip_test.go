@@ -214,7 +214,7 @@ func freeUDPPort(t *testing.T) int {
 
 func waitRegistered(t *testing.T, srv *framework.Server, user string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, user+" to register", func() bool { return len(srv.Agent().Registrar().Lookup(user)) > 0 })
+	testharness.WaitUntil(t, 10*time.Second, user+" to register", func() bool { return len(srv.Agent().Registrar().Lookup(user)) > 0 })
 }
 
 // baresip registers with digest auth, calls a route, and hears its tone.

@@ -83,7 +83,7 @@ func TestChatReachesEveryLeg(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	_ = callA.Hangup(ctx)
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // SIPp sends an application signal by INFO (application/json): a

@@ -64,7 +64,7 @@ func TestConferenceThreeParties(t *testing.T) {
 	}
 	_ = calls[0].Hangup(ctx)
 	_ = calls[1].Hangup(ctx)
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // Drop-out: the flow takes the caller out of the room (ctx ends) and goes

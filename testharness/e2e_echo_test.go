@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // The echo app reflects the caller's packets: a 700 Hz tone comes back,
@@ -34,9 +35,9 @@ func TestEchoReflectsAudioAndDigits(t *testing.T) {
 	if err := call.SendDTMF("42"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the digits to come back", func() bool { return call.Digits() == "42" })
+	testharness.WaitUntil(t, 5*time.Second, "the digits to come back", func() bool { return call.Digits() == "42" })
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

@@ -220,7 +220,7 @@ func TestUnverifiedAddressGetsNoRTP(t *testing.T) {
 	victim := newUDPCounter(t, "127.0.0.1")
 	attacker := newRawCaller(t, "127.0.0.1", srv.SIPAddr())
 	attacker.invite(t, "amp1", "tone", victim.addr())
-	waitFor(t, 5*time.Second, "the server to answer", func() bool { return attacker.final("amp1") == 200 })
+	testharness.WaitUntil(t, 5*time.Second, "the server to answer", func() bool { return attacker.final("amp1") == 200 })
 	start := time.Now()
 	time.Sleep(3 * time.Second)
 	pkts, bytes := victim.packets.Load(), victim.bytes.Load()
@@ -228,7 +228,7 @@ func TestUnverifiedAddressGetsNoRTP(t *testing.T) {
 	if pkts > 4 {
 		t.Fatalf("an address that never proved it wants RTP received %d packets (%d bytes) in 3 s", pkts, bytes)
 	}
-	waitFor(t, 6*time.Second, "the un-ACKed call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 6*time.Second, "the un-ACKed call to end", func() bool { return srv.ActiveCalls() == 0 })
 	t.Logf("un-ACKed call released %v after the 200", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -316,7 +316,7 @@ func TestGuestFloodLeavesPortsForOthers(t *testing.T) {
 	for i := range flood {
 		attacker.invite(t, fmt.Sprintf("flood%d", i), "tone", sink.addr())
 	}
-	waitFor(t, 5*time.Second, "every flood INVITE to be answered", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "every flood INVITE to be answered", func() bool {
 		for i := range flood {
 			if attacker.final(fmt.Sprintf("flood%d", i)) == 0 {
 				return false
@@ -437,7 +437,7 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 	srv := startServer(t, framework.Config{RTPPortMin: 31300, RTPPortMax: 31319}, apps.Tone(1000))
 	caller := newRawCaller(t, "127.0.0.1", srv.SIPAddr())
 	caller.invite(t, "nat1", "tone", netip.MustParseAddrPort("192.168.77.10:40000"))
-	waitFor(t, 5*time.Second, "the server to answer", func() bool { return caller.final("nat1") == 200 })
+	testharness.WaitUntil(t, 5*time.Second, "the server to answer", func() bool { return caller.final("nat1") == 200 })
 	serverRTP := caller.answerAddr(t, "nat1")
 	caller.ack(t, "nat1", "tone")
 
@@ -490,5 +490,5 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 		t.Fatal("the stranger that sent first received the call's audio")
 	}
 	caller.bye(t, "nat1", "tone")
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

@@ -152,7 +152,7 @@ func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
 func baresipRecording(t *testing.T, b *baresip) testharness.Listen {
 	t.Helper()
 	var l testharness.Listen
-	waitFor(t, 5*time.Second, "baresip's recording", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "baresip's recording", func() bool {
 		files, _ := filepath.Glob(filepath.Join(b.rec, "*-dec.wav"))
 		if len(files) == 0 {
 			return false

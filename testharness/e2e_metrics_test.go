@@ -246,7 +246,7 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
 	if maxActive < 1 {
 		t.Errorf("switchboard_calls_active never above 0 while SIPp ran")
@@ -337,7 +337,7 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 		t.Fatalf("sipp (a 503 without Retry-After: 7 fails its call): %v\n%s\nerrors:\n%s", err, tail(out, 3000), tail(errLog, 2000))
 	}
 	heard, rate := up.Heard(mark)
-	waitFor(t, 5*time.Second, "SIPp's calls to end", func() bool { return srv.ActiveCalls() == 1 })
+	testharness.WaitUntil(t, 5*time.Second, "SIPp's calls to end", func() bool { return srv.ActiveCalls() == 1 })
 	names, counts := sippCounts(t, dir)
 	refused := sippMessage(names, counts, `^\d+_503_`, 0, "Recv")
 	answered := sippMessage(names, counts, `^\d+_200_`, 0, "Recv")
@@ -466,11 +466,11 @@ func TestReadyzUnreadyBeforeListenersClose(t *testing.T) {
 		sippOut = out
 		sippDone <- err
 	}()
-	waitFor(t, 10*time.Second, "the SIPp call to be answered", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "the SIPp call to be answered", func() bool {
 		return srv.ActiveCalls() == 1 && scrape(t, srv).sum("switchboard_call_setup_seconds_count") == 1
 	})
 	stop()
-	waitFor(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
+	testharness.WaitUntil(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
 	// Still serving SIP: OPTIONS answered, a new call refused with 503.
 	code, res := rawRequest(t, srv, func(l string) string {
 		return "OPTIONS sip:" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
@@ -547,7 +547,7 @@ func TestOriginateCountsResponsesIn(t *testing.T) {
 	defer cancel()
 	uas := startSIPpUAS(t, ctx, "uas", "-trace_counts")
 	// Dial only once SIPp listens, so that every INVITE we send reaches it.
-	waitFor(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(uas.port) })
+	testharness.WaitUntil(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(uas.port) })
 	ended := make(chan struct{})
 	err := srv.Originate(ctx, uas.uri("bob"), framework.DialOptions{Timeout: 5 * time.Second},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
@@ -560,7 +560,7 @@ func TestOriginateCountsResponsesIn(t *testing.T) {
 	}
 	uas.wait(t, ctx)
 	<-ended
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
 	names, counts := sippCounts(t, uas.dir)
 	checks := []metricCheck{
@@ -589,7 +589,7 @@ func TestServerByeCountedOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
 	names, counts := sippCounts(t, dir)
 	checks := []metricCheck{

@@ -120,7 +120,7 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 		if route == "panic-flow" {
 			want = "panic in call flow"
 		}
-		waitFor(t, 5*time.Second, route+"'s CDR", func() bool {
+		testharness.WaitUntil(t, 5*time.Second, route+"'s CDR", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return causes[route] != ""
@@ -144,7 +144,7 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 		}
 		_ = c.Hangup(ctx)
 	}
-	waitFor(t, 10*time.Second, "every call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "every call to end", func() bool { return srv.ActiveCalls() == 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if got := causes["tone"]; got != "remote hangup" {

@@ -176,12 +176,12 @@ func TestBaresipSeesPresence(t *testing.T) {
 		extraConfig: "module_app contact.so\nmodule_app presence.so",
 		files:       map[string]string{"contacts": fmt.Sprintf("\"Alice\" <sip:alice@%s>;presence=p2p\n", addr)},
 	}, 440, 40)
-	waitFor(t, 10*time.Second, "baresip to subscribe to alice", func() bool { return srv.Agent().Subscriptions() == 1 })
+	testharness.WaitUntil(t, 10*time.Second, "baresip to subscribe to alice", func() bool { return srv.Agent().Subscriptions() == 1 })
 	time.Sleep(500 * time.Millisecond) // its first NOTIFY (offline) is answered; baresip logs only changes after it
 	changed := func(from, to string) {
 		t.Helper()
 		want := fmt.Sprintf("changed status from %s to %s", from, to)
-		waitFor(t, 10*time.Second, "baresip to log "+want, func() bool { return strings.Contains(ansi.ReplaceAllString(b.logText(), ""), want) })
+		testharness.WaitUntil(t, 10*time.Second, "baresip to log "+want, func() bool { return strings.Contains(ansi.ReplaceAllString(b.logText(), ""), want) })
 	}
 
 	h := testharness.New(t, srv)
@@ -215,7 +215,7 @@ func TestSubscriptionExpiryShutdownAndLimits(t *testing.T) {
 	if err != nil || n.SubscriptionState != "terminated;reason=timeout" {
 		t.Fatalf("expiry: %+v %v", n, err)
 	}
-	waitFor(t, 5*time.Second, "the expired subscription to be gone", func() bool { return srv.Agent().Subscriptions() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the expired subscription to be gone", func() bool { return srv.Agent().Subscriptions() == 0 })
 
 	bob.Expires = 600
 	for i := range 2 {
@@ -298,7 +298,7 @@ func TestBaresipPublishesPresence(t *testing.T) {
 		account:     fmt.Sprintf("<sip:alice@%s>;auth_pass=a-pass;regint=60;pubint=60", addr),
 		extraConfig: "module_app presence.so",
 	}, 440, 20, "]")
-	waitFor(t, 10*time.Second, "alice registered but published offline", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "alice registered but published offline", func() bool {
 		p, _ := srv.Presence().Get("alice")
 		return p.Online == 1 && p.Status == framework.PresenceOffline
 	})

@@ -162,7 +162,7 @@ func TestSendDTMF(t *testing.T) {
 			if d := time.Since(start); d < 2*time.Second {
 				t.Errorf("SendDTMF returned after %s, before the digits could be sent", d)
 			}
-			waitFor(t, 3*time.Second, "all digits", func() bool { return len(call.Digits()) >= len(all) })
+			testharness.WaitUntil(t, 3*time.Second, "all digits", func() bool { return len(call.Digits()) >= len(all) })
 			time.Sleep(300 * time.Millisecond) // no extra digits trail
 			if got := call.Digits(); got != all {
 				t.Fatalf("phone received %q, want %q", got, all)

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // rawRequest sends one SIP request over UDP and returns the status of the
@@ -97,7 +98,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("flow ctx not cancelled after CANCEL")
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // A handler that rejects produces the status it chose at the caller, as a

@@ -222,7 +222,7 @@ func TestSIPpByeDuringPendingReinvite(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the call did not end on the BYE")
 	}
-	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // Our hold re-INVITE is pending when SIPp (the far end) hangs up: Hold
@@ -248,7 +248,7 @@ func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Hold did not return after the far end hung up")
 	}
-	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 
 	// The SIP layer itself: the leg's re-INVITE is abandoned when the BYE
 	// ends the dialog, instead of waiting 32 s for Timer B.

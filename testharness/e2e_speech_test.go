@@ -71,7 +71,7 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	if d := r.u.Start.Sub(began); d < 800*time.Millisecond || d > 1600*time.Millisecond {
 		t.Errorf("speech started %s after the phone began playing, want about 1 s", d)
 	}
-	waitFor(t, 2*time.Second, "events", func() bool {
+	testharness.WaitUntil(t, 2*time.Second, "events", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(events) >= 2

@@ -126,7 +126,7 @@ func TestIVRPromptDigitTone(t *testing.T) {
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "call to end on the server", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end on the server", func() bool { return srv.ActiveCalls() == 0 })
 	cdr := <-cdrs
 	if cdr.Cause != "remote hangup" || cdr.Duration <= 0 || cdr.Media.PacketsIn < 10 || cdr.Media.PacketsOut < 10 || cdr.Media.Lost != 0 ||
 		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
@@ -134,7 +134,7 @@ func TestIVRPromptDigitTone(t *testing.T) {
 	}
 	// OnEvent runs off the server-wide stream in its own goroutine: it may
 	// lag the CDR a little.
-	waitFor(t, 5*time.Second, "the call.ended event", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "the call.ended event", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(events) > 0 && events[len(events)-1].Type == framework.EventCallEnded
@@ -182,7 +182,7 @@ func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-result
-	waitFor(t, 5*time.Second, "warm-up call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "warm-up call to end", func() bool { return srv.ActiveCalls() == 0 })
 	settle()
 	baseG, baseFD := runtime.NumGoroutine(), openSockets(t)
 
@@ -197,7 +197,7 @@ func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("handler's Play did not return after hangup")
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 	// sipgo keeps finished transactions for their RFC 3261 timers; allow them
 	// to expire but bound the wait.
 	ok := false
@@ -360,16 +360,6 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out after %s waiting for %s", d, what)
 }
 
 func settle() { time.Sleep(300 * time.Millisecond) }

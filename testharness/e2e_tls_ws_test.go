@@ -157,5 +157,5 @@ func TestCallOverWebSocket(t *testing.T) {
 	}
 	send(hdr("BYE", 2, toTag) + "Content-Length: 0\r\n\r\n")
 	read("SIP/2.0 200")
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

@@ -42,6 +42,16 @@ func newTransferSetup(t *testing.T, cfg framework.Config, cOpts testharness.Phon
 	return s
 }
 
+// bridged calls the flow from the harness (A, playing 440 Hz) and
+// answers its dial at B (playing 1 kHz).
+func (s *transferSetup) bridged() (callA, callB *testharness.Call) {
+	callA = s.h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
+	callB = s.h.ExpectIncoming(s.b, "B")
+	callA.PlayTone(440, 0)
+	callB.PlayTone(1000, 0)
+	return callA, callB
+}
+
 // expectDialEnded fails the test unless the flow's Dial returns nil (the
 // bridged party, or the transfer target, hung up).
 func (s *transferSetup) expectDialEnded(t *testing.T) {
@@ -65,10 +75,7 @@ func expectHearEachOther(x, y *testharness.Call) {
 // reports 100 then 200 by NOTIFY (Refer returns nil), and B is released.
 func TestBlindTransferByDialledParty(t *testing.T) {
 	s := newTransferSetup(t, framework.Config{}, testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
-	callA := s.h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
-	callB := s.h.ExpectIncoming(s.b, "B")
-	callA.PlayTone(440, 0)
-	callB.PlayTone(1000, 0)
+	callA, callB := s.bridged()
 	callA.ExpectTone(1000)
 	if err := callB.Leg.Refer(s.h.Context(), s.c.URI("carol")); err != nil {
 		t.Fatalf("B's REFER: %v", err)
@@ -88,10 +95,7 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 // returns nil with B (now the call's first leg) still on the call.
 func TestBlindTransferByCaller(t *testing.T) {
 	s := newTransferSetup(t, framework.Config{}, testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
-	callA := s.h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
-	callB := s.h.ExpectIncoming(s.b, "B")
-	callA.PlayTone(440, 0)
-	callB.PlayTone(1000, 0)
+	callA, callB := s.bridged()
 	callB.ExpectTone(440)
 	if err := callA.Leg.Refer(s.h.Context(), s.c.URI("carol")); err != nil {
 		t.Fatalf("A's REFER: %v", err)

@@ -28,7 +28,7 @@ func TestCallOverTCP(t *testing.T) {
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // A peer that vanishes without BYE (its RTP stops) is hung up after the

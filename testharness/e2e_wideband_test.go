@@ -72,9 +72,9 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 			if err := callA.SendDTMF("42"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "B to receive A's digits", func() bool { return callB.Digits() == "42" })
+			testharness.WaitUntil(t, 5*time.Second, "B to receive A's digits", func() bool { return callB.Digits() == "42" })
 			_ = callA.Hangup(ctx)
-			waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+			testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 		})
 	}
 }

@@ -257,9 +257,17 @@ func (h *Harness) Context() context.Context {
 // (checked every 20 ms); what says what was awaited.
 func (h *Harness) Eventually(what string, cond func() bool) {
 	h.t.Helper()
-	for deadline := time.Now().Add(h.Timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+	WaitUntil(h.t, h.Timeout, what, cond)
+}
+
+// WaitUntil fails t unless cond holds within d (checked every 20 ms);
+// what says what was awaited. It is Eventually for tests without a
+// harness (in-memory calls, servers not yet started).
+func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %s waiting for %s", h.Timeout, what)
+			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 	}
 }
