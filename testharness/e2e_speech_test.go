@@ -44,21 +44,12 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	spoken := speech.Duration()
-	phone := newPhone(t)
-
-	call, err := phone.Call(ctx, uri(srv, "vad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("vad", testharness.HarnessCallOptions{Name: "the speaking caller"})
 	began := time.Now()
 	call.Play(media.Sequence(media.Silence(time.Second), speech))
-	var r result
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
-	_ = call.Hangup(ctx)
+	r := testharness.Await(h, results, "DetectSpeech to return")
+	call.End()
 	if r.err != nil {
 		t.Fatalf("DetectSpeech: %v", r.err)
 	}
@@ -83,16 +74,9 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	mu.Unlock()
 
 	// A caller who says nothing (line noise only).
-	call, err = phone.Call(ctx, uri(srv, "vad"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
-	_ = call.Hangup(ctx)
+	call = h.Call("vad", testharness.HarnessCallOptions{Name: "the silent caller"})
+	r = testharness.Await(h, results, "DetectSpeech to return for the silent caller")
+	call.End()
 	if !errors.Is(r.err, framework.ErrNoInput) {
 		t.Fatalf("silent caller: %+v, %v; want ErrNoInput", r.u, r.err)
 	}

@@ -355,6 +355,19 @@ func (c *Call) ExpectInMix(what string, f, share float64) {
 	}
 }
 
+// ExpectAbsent listens for d and fails the test if f made up more than
+// maxShare of what the call heard in that time (see ToneShare): someone
+// must not hear something (a whisper, a room they left). what says who
+// must not hear it from whom.
+func (c *Call) ExpectAbsent(what string, f, maxShare float64, d time.Duration) {
+	c.h.t.Helper()
+	mark := c.Mark()
+	time.Sleep(d)
+	if share := c.ToneShare(mark, f); share > maxShare {
+		c.h.t.Errorf("%s: %s: %.0f Hz heard (share %.3f, want at most %.3f)", c.Name, what, f, share, maxShare)
+	}
+}
+
 // ExpectSound fails the test unless the call hears something (a prompt)
 // within the harness timeout.
 func (c *Call) ExpectSound() Listen {
