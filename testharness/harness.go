@@ -393,13 +393,14 @@ func (c *Call) ExpectSilence(d time.Duration) {
 }
 
 // ExpectDigits fails the test unless the RFC 4733 digits the call has
-// received end with digits within the harness timeout.
+// received, all of them, are digits within the harness timeout (a digit
+// received twice fails it).
 func (c *Call) ExpectDigits(digits string) {
 	c.h.t.Helper()
 	deadline := time.Now().Add(c.h.Timeout)
-	for !strings.HasSuffix(c.Digits(), digits) {
-		if time.Now().After(deadline) {
-			c.h.t.Fatalf("%s: expected digits %q, received %q", c.Name, digits, c.Digits())
+	for got := c.Digits(); got != digits; got = c.Digits() {
+		if time.Now().After(deadline) || !strings.HasPrefix(digits, got) {
+			c.h.t.Fatalf("%s: expected digits %q, received %q", c.Name, digits, got)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
