@@ -96,38 +96,18 @@ func TestIVRPromptDigitTone(t *testing.T) {
 		events = append(events, e)
 		mu.Unlock()
 	}}, ivr)
-	phone := newPhone(t)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "ivr"))
-	if err != nil {
-		t.Fatalf("call ivr: %v", err)
+	h := testharness.New(t, srv)
+	call := h.Call("ivr", testharness.HarnessCallOptions{})
+	call.ExpectSound() // the prompt
+	call.Press("1")
+	if d := testharness.Await(h, choices, "the handler to see the digit"); d != "1" {
+		t.Fatalf("handler saw choice %q, want 1", d)
 	}
-	if _, err := call.WaitSound(ctx); err != nil {
-		t.Fatalf("no prompt heard: %v", err)
-	}
-	if err := call.SendDTMF("1"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case d := <-choices:
-		if d != "1" {
-			t.Fatalf("handler saw choice %q, want 1", d)
-		}
-	case <-ctx.Done():
-		t.Fatal("handler never saw the digit")
-	}
-	l, err := call.WaitTone(ctx, 1000, 20)
-	if err != nil {
-		t.Fatalf("no 1 kHz tone: %v", err)
-	}
+	l := call.ExpectTone(1000)
 	t.Logf("heard %.1f Hz at rms %.0f", l.Frequency, l.RMS)
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testharness.WaitUntil(t, 5*time.Second, "call to end on the server", func() bool { return srv.ActiveCalls() == 0 })
-	cdr := <-cdrs
+	call.HangUp()
+	h.ExpectIdle()
+	cdr := testharness.Await(h, cdrs, "the CDR")
 	if cdr.Cause != "remote hangup" || cdr.Duration <= 0 || cdr.Media.PacketsIn < 10 || cdr.Media.PacketsOut < 10 || cdr.Media.Lost != 0 ||
 		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
 		t.Errorf("CDR %+v", cdr)
@@ -273,17 +253,7 @@ func TestBadInvitesThenGoodCall(t *testing.T) {
 		}
 	}
 	// The server still takes a normal call.
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatalf("normal call after bad input: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
-	_ = call.Hangup(ctx)
+	testharness.New(t, srv).Call("tone", testharness.HarnessCallOptions{Name: "a normal call after bad input"}).ExpectTone(1000)
 }
 
 // Done means 2: a real SIPp UAC calls, sends PCMA audio from a pcap and an
