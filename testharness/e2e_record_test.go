@@ -17,16 +17,10 @@ import (
 // still valid.
 func TestRecordVoicemail(t *testing.T) {
 	dir := t.TempDir()
-	type result struct {
-		d   time.Duration
-		err error
-	}
-	results := make(chan result, 2)
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		d, err := c.Record(ctx, filepath.Join(dir, c.User()+".wav"), framework.RecordOptions{MaxDuration: 10 * time.Second, Beep: true})
-		results <- result{d, err}
-		return err
-	}))
+	flow, results := recordFlow(dir, nil, func(*framework.Call) framework.RecordOptions {
+		return framework.RecordOptions{MaxDuration: 10 * time.Second, Beep: true}
+	})
+	srv := startServer(t, framework.Config{}, flow)
 	h := testharness.New(t, srv)
 	call := h.Call("vm1", testharness.HarnessCallOptions{})
 	call.ExpectTone(1000) // the beep
@@ -53,6 +47,28 @@ func TestRecordVoicemail(t *testing.T) {
 	if f := dominantInFile(t, filepath.Join(dir, "vm2.wav")); f < 690 || f > 710 {
 		t.Fatalf("recording cut by hangup: %.0f Hz, want 700", f)
 	}
+}
+
+// recordResult is what a flow's Record returned.
+type recordResult struct {
+	d   time.Duration
+	err error
+}
+
+// recordFlow answers, runs before (if set), records the caller to
+// dir/USER.wav with opts(c) and reports what Record returned on results.
+func recordFlow(dir string, before func(context.Context, *framework.Call) error, opts func(*framework.Call) framework.RecordOptions) (framework.Handler, <-chan recordResult) {
+	results := make(chan recordResult, 2)
+	return framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		if before != nil {
+			if err := before(ctx, c); err != nil {
+				return err
+			}
+		}
+		d, err := c.Record(ctx, filepath.Join(dir, c.User()+".wav"), opts(c))
+		results <- recordResult{d, err}
+		return err
+	}), results
 }
 
 func dominantInFile(t *testing.T, path string) float64 {

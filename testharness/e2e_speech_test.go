@@ -98,14 +98,9 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	phone := newPhone(t)
-	call, err := phone.Call(ctx, uri(srv, "bargein"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("no prompt: %v", err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("bargein", testharness.HarnessCallOptions{})
+	call.ExpectTone(1000) // the prompt
 	call.Play(speech)
 	// The prompt (20 s long) stops within the onset plus a round trip,
 	// while the caller is still talking (the sentence lasts 3-4 s).
@@ -117,15 +112,9 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	if len(results) != 0 {
 		t.Fatal("DetectSpeech returned before the caller finished; the prompt stopped with it, not by barge-in")
 	}
-	select {
-	case err := <-results:
-		if err != nil {
-			t.Fatalf("DetectSpeech: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
+	if err := testharness.Await(h, results, "DetectSpeech to return"); err != nil {
+		t.Fatalf("DetectSpeech: %v", err)
 	}
-	_ = call.Hangup(ctx)
 }
 
 // The flow of examples/speech: a stereo recording, a spoken question the
@@ -157,37 +146,20 @@ func TestSpeechFlowWithStereoRecording(t *testing.T) {
 		}
 		return c.Say(ctx, "Thank you.", framework.SayOptions{})
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "speech"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitSound(ctx); err != nil {
-		t.Fatalf("no question heard: %v", err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("speech", testharness.HarnessCallOptions{})
+	call.ExpectSound() // the question
 	time.Sleep(500 * time.Millisecond)
-	call.Play(media.NewTone(media.Tone{Freqs: []float64{600}, Duration: time.Second}))
-	var r result
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
+	call.PlayTone(600, time.Second)
+	r := testharness.Await(h, results, "DetectSpeech to return")
 	if r.err != nil || !r.u.Complete || r.u.Duration < 900*time.Millisecond || r.u.Duration > 1100*time.Millisecond {
 		t.Fatalf("DetectSpeech: %+v, %v; want the 1 s the caller spoke", r.u, r.err)
 	}
-	select {
-	case err := <-recorded:
-		// The flow ends the call after its answer, which ends the recording.
-		if err != nil && !errors.Is(err, framework.ErrHangup) {
-			t.Fatalf("Record: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Record never returned")
+	// The flow ends the call after its answer, which ends the recording.
+	if err := testharness.Await(h, recorded, "Record to return"); err != nil && !errors.Is(err, framework.ErrHangup) {
+		t.Fatalf("Record: %v", err)
 	}
-	_ = call.Hangup(ctx)
+	call.End()
 	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
 		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
 	}
