@@ -72,6 +72,7 @@ func TestExampleWhisper(t *testing.T) {
 	h := testharness.New(t, runExample(t, "whisper", "-agent", agent.URI("agent")))
 	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
 	callC, callA := callAndAnswer(h, "support", cust, agent, 500, 900)
+	callC.Name, callA.Name = "the customer", "the agent"
 	callA.ExpectInMix("agent hears customer", 500, 0.5)
 	sup := h.Phone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
 	callS := h.Call("coach", testharness.HarnessCallOptions{Name: "the supervisor", Phone: sup})

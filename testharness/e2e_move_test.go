@@ -142,6 +142,7 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
 	sup := h.Phone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
 	callC, callA := callAndAnswer(h, "sales", cust, agent, 500, 900)
+	callC.Name, callA.Name = "the customer", "the agent"
 	customerCall := <-callIDs
 	callA.ExpectInMix("agent hears customer", 500, 0.5)
 
