@@ -125,7 +125,7 @@ func (h *Harness) Call(user string, opts HarnessCallOptions) *Call {
 	h.t.Helper()
 	c, err := h.dial(user, opts)
 	if err != nil {
-		h.t.Fatalf("testharness: %s: %v", opts.Name, err)
+		h.t.Fatalf("testharness: %s: %v", nameOr(opts.Name), err)
 	}
 	return c
 }
@@ -138,7 +138,7 @@ func (h *Harness) CallFails(user string, opts HarnessCallOptions) error {
 	c, err := h.dial(user, opts)
 	if err == nil {
 		c.End()
-		h.t.Fatalf("testharness: %s: the call to %s was answered, want it refused", opts.Name, user)
+		h.t.Fatalf("testharness: %s: the call to %s was answered, want it refused", nameOr(opts.Name), user)
 	}
 	return err
 }
@@ -154,6 +154,9 @@ func (h *Harness) dial(user string, opts HarnessCallOptions) (*Call, error) {
 	}
 	var link *Link
 	if opts.Uplink != (Impairment{}) || opts.Downlink != (Impairment{}) {
+		if opts.Dial != nil {
+			h.t.Fatalf("testharness: %s: HarnessCallOptions.Dial carries no impairments", nameOr(opts.Name))
+		}
 		var err error
 		if link, err = NewLink(opts.Uplink, opts.Downlink); err != nil {
 			h.t.Fatalf("testharness: %v", err)
@@ -219,10 +222,7 @@ func (h *Harness) ExpectIncoming(p *Phone, name string) *Call {
 // Phone.Dial, a leg the test answered) the harness's assertions, names
 // it name and hangs it up at the end of the test.
 func (h *Harness) Adopt(pc *PhoneCall, name string) *Call {
-	if name == "" {
-		name = "the call"
-	}
-	c := &Call{PhoneCall: pc, Name: name, h: h}
+	c := &Call{PhoneCall: pc, Name: nameOr(name), h: h}
 	h.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -245,6 +245,14 @@ func (h *Harness) Register(p *Phone, registrar, user, password string) {
 	if err := p.Register(ctx, registrar, user, password); err != nil {
 		h.t.Fatalf("testharness: register %s at %s: %v", user, registrar, err)
 	}
+}
+
+// nameOr is name, or "the call" when it is empty.
+func nameOr(name string) string {
+	if name == "" {
+		return "the call"
+	}
+	return name
 }
 
 // Context returns a context that ends after the harness timeout or at
