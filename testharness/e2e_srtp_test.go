@@ -244,38 +244,19 @@ func TestSRTPDialUserAndPassthrough(t *testing.T) {
 		return c.Dial(ctx, "alice", framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	// alice's phone answers SRTP offers (and would refuse plain ones).
-	alice := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "s3cret"); err != nil {
-		t.Fatal(err)
-	}
-	bob := newPhoneWith(t, testharness.PhoneOptions{User: "bob", Password: "s3cret"})
-	caller, err := bob.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = caller.Hangup(context.Background()) }()
-	var callee *testharness.PhoneCall
-	select {
-	case callee = <-alice.Incoming():
-	case <-ctx.Done():
-		t.Fatal("alice's phone got no call")
-	}
+	h := testharness.New(t, srv)
+	alice := h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, SRTP: sip.SRTPRequired})
+	h.Register(alice, "", "alice", "s3cret")
+	bob := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, User: "bob", Password: "s3cret"})
+	caller := h.Call("alice", testharness.HarnessCallOptions{Name: "bob (plain)", Phone: bob})
+	callee := h.ExpectIncoming(alice, "alice (SRTP)")
 	if callee.Leg.Endpoint().Config().SRTP == nil {
 		t.Fatal("the call to alice is not SRTP")
 	}
 	if caller.Leg.Endpoint().Config().SRTP != nil {
 		t.Fatal("bob's plain call became SRTP")
 	}
-	caller.Play(media.NewTone(media.Tone{Freqs: []float64{440}}))
-	callee.Play(media.NewTone(media.Tone{Freqs: []float64{1000}}))
-	if _, err := callee.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("alice (SRTP) does not hear bob's 440 Hz: %v", err)
-	}
-	if _, err := caller.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("bob (plain) does not hear alice's 1 kHz: %v", err)
-	}
+	caller.ExpectTwoWayAudio(callee, 440, 1000)
 	if n := callee.Leg.Endpoint().Stats().SRTPAuthFailures; n != 0 {
 		t.Fatalf("alice's leg: %d SRTP failures", n)
 	}

@@ -203,11 +203,14 @@ type HarnessCallOptions struct {
 	Uplink, Downlink Impairment
 }
 
-// ExpectIncoming fails the test unless phone p answers a call within the
-// harness timeout (p answers by itself unless PhoneOptions.OnInvite is
-// set), and returns that call, named name and hung up at the end of the
-// test.
-func (h *Harness) ExpectIncoming(p *Phone, name string) *Call {
+// Answerer is an endpoint that answers calls by itself and hands them
+// over: a Phone (unless PhoneOptions.OnInvite is set) or a Browser.
+type Answerer interface{ Incoming() <-chan *PhoneCall }
+
+// ExpectIncoming fails the test unless p answers a call within the
+// harness timeout, and returns that call, named name and hung up at the
+// end of the test.
+func (h *Harness) ExpectIncoming(p Answerer, name string) *Call {
 	h.t.Helper()
 	select {
 	case pc := <-p.Incoming():
