@@ -82,9 +82,11 @@ type Harness struct {
 	srv     SIPServer
 	baseG   int
 	baseFD  int
-	// baseFiles is what the open descriptors were at New, to name the
-	// new ones in a leak report.
-	baseFiles map[string]int
+	// baseFiles is what the open descriptors were at New, and baseStacks
+	// which goroutines ran (by where they were created), to name the new
+	// ones in a leak report.
+	baseFiles  map[string]int
+	baseStacks map[string]int
 }
 
 // New starts a harness against srv. Call it after srv is started (its
@@ -97,7 +99,7 @@ type Harness struct {
 // parallel (no t.Parallel) with others.
 func New(t testing.TB, srv SIPServer) *Harness {
 	t.Helper()
-	h := &Harness{t: t, target: srv.SIPAddr(), srv: srv, Timeout: 10 * time.Second, baseG: goroutines(), baseFD: openFDs(), baseFiles: openFiles()}
+	h := &Harness{t: t, target: srv.SIPAddr(), srv: srv, Timeout: 10 * time.Second, baseG: goroutines(), baseFD: openFDs(), baseFiles: openFiles(), baseStacks: goroutineOrigins(nil)}
 	t.Cleanup(h.leakCheck)
 	return h
 }
@@ -559,16 +561,22 @@ func (h *Harness) leakCheck() {
 			return
 		}
 		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			buf = buf[:runtime.Stack(buf, true)]
+			var stacks []string
+			goroutineOrigins(func(origin, stack string) {
+				if h.baseStacks[origin] > 0 {
+					h.baseStacks[origin]--
+				} else {
+					stacks = append(stacks, stack)
+				}
+			})
 			var added []string
 			for f, n := range openFiles() {
 				for range n - h.baseFiles[f] {
 					added = append(added, f)
 				}
 			}
-			h.t.Errorf("testharness: leak: %d goroutines (had %d), %d open files (had %d; new: %v) %s after the test\n%s",
-				g, h.baseG, fd, h.baseFD, added, leakGrace, buf)
+			h.t.Errorf("testharness: leak: %d goroutines (had %d), %d open files (had %d; new: %v) %s after the test; goroutines not there at New:\n%s",
+				g, h.baseG, fd, h.baseFD, added, leakGrace, strings.Join(stacks, "\n\n"))
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -598,6 +606,33 @@ func goroutines() int {
 		return runtime.NumGoroutine()
 	}
 	return n - tx
+}
+
+// goroutineOrigins counts the process's goroutines by where they were
+// created and what they run (their stack without addresses and
+// goroutine ids), calling each, if set, with every goroutine's origin
+// and stack.
+func goroutineOrigins(each func(origin, stack string)) map[string]int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	m := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		_, frames, _ := strings.Cut(g, "\n")
+		var fns []string
+		for _, line := range strings.Split(frames, "\n") {
+			if !strings.HasPrefix(line, "\t") {
+				fn, _, _ := strings.Cut(line, "(0x")
+				fn, _, _ = strings.Cut(fn, " in goroutine")
+				fns = append(fns, fn)
+			}
+		}
+		origin := strings.Join(fns, " < ")
+		m[origin]++
+		if each != nil {
+			each(origin, g)
+		}
+	}
+	return m
 }
 
 // openFiles counts the process's open descriptors by what they are
