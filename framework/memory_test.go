@@ -73,6 +73,7 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 				return c.Dial(ctx, sipPhone.URI("bob"), DialOptions{Timeout: 10 * time.Second})
 			}))
 			h := testharness.New(t, srv)
+			h.Own(sipPhone)
 			leg, mem := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bob", Codec: codec(t, tc.memCodec)})
 			srv.StartCall(leg)
 			memCall := h.Adopt(mem, "the memory leg")

@@ -117,12 +117,7 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}
-	var call *testharness.PhoneCall
-	select {
-	case call = <-phone.Incoming():
-	case <-tctx.Done():
-		t.Fatal("the SIP phone was never called")
-	}
+	call := testharness.WaitIncoming(t, phone, 30*time.Second, "the SIP phone")
 	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	if _, err := call.WaitTone(tctx, 440, 25); err != nil {
 		t.Fatalf("the SIP phone does not hear the browser's microphone: %v", err)
@@ -288,12 +283,7 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("target").value = "bob", document.getElementById("call").click(), true`)); err != nil {
 		t.Fatal(err)
 	}
-	var call *testharness.PhoneCall
-	select {
-	case call = <-bob.Incoming():
-	case <-tctx.Done():
-		t.Fatal("bob's phone was never called")
-	}
+	call := testharness.WaitIncoming(t, bob, 30*time.Second, "bob's phone")
 	call.Play(media.NewTone(media.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	waitPageFreq(t, tctx, 1300, "the page hears bob")
 	testharness.WaitUntil(t, 10*time.Second, "the roster to show bob on a call", func() bool { return status() == "on-call" })

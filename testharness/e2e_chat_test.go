@@ -36,6 +36,7 @@ func TestChatReachesEveryLeg(t *testing.T) {
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b)
 	callA := h.Call("chat", testharness.HarnessCallOptions{Name: "A"})
 	callB := h.ExpectIncoming(b, "B")
 	close(ready)

@@ -27,6 +27,7 @@ func TestDialBridgesTwoPhones(t *testing.T) {
 		return c.Play(ctx, media.NewTone(media.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b)
 	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
 	callB := h.ExpectIncoming(b, "B")
 	callA.PlayTone(440, 0)
@@ -61,6 +62,7 @@ func TestDialBusyAndCallerHangupDuringRinging(t *testing.T) {
 		return err
 	}))
 	h := testharness.New(t, srv)
+	h.Own(busy, slow)
 	h.Call("busy", testharness.HarnessCallOptions{})
 	if err := testharness.Await(h, results, "Dial to the busy phone to return"); !errors.Is(err, framework.ErrBusy) {
 		t.Fatalf("dial to a busy phone: %v, want ErrBusy", err)

@@ -70,6 +70,7 @@ func TestExampleDropin(t *testing.T) {
 func TestExampleWhisper(t *testing.T) {
 	agent := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
 	h := testharness.New(t, runExample(t, "whisper", "-agent", agent.URI("agent")))
+	h.Own(agent)
 	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
 	callC, callA := callAndAnswer(h, "support", cust, agent, 500, 900)
 	callC.Name, callA.Name = "the customer", "the agent"

@@ -52,6 +52,7 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 		return nil
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b)
 	phone := func(port int) *testharness.Phone {
 		return h.Phone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
 	}
@@ -139,6 +140,7 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 		return c.Dial(ctx, agent.URI("agent"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	h := testharness.New(t, srv)
+	h.Own(agent)
 	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
 	sup := h.Phone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
 	callC, callA := callAndAnswer(h, "sales", cust, agent, 500, 900)
@@ -190,6 +192,7 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b)
 	a := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, Codecs: g711[:1]})
 	callA, callB := callAndAnswer(h, "bob", a, b, 440, 1000)
 	callA.ExpectInMix("A hears B (both PCMU)", 1000, 0.5)

@@ -125,6 +125,7 @@ func TestErrorTextsReadOnce(t *testing.T) {
 		return err
 	}))
 	h := testharness.New(t, srv)
+	h.Own(busy)
 	call := h.Call("errors", testharness.HarnessCallOptions{})
 	want := []string{
 		"framework: collect digits: no digits entered",

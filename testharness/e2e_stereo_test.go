@@ -58,6 +58,7 @@ func recordStereoBridged(t *testing.T, codec string) {
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b)
 	callA := h.Call("rec", testharness.HarnessCallOptions{Name: "A"})
 	callA.PlayTone(700, 0)
 	h.ExpectIncoming(b, "B").PlayTone(1300, 0)

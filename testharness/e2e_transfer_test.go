@@ -39,6 +39,7 @@ func newTransferSetup(t *testing.T, cfg framework.Config, cOpts testharness.Phon
 	b := s.b
 	s.srv = startServer(t, cfg, transferFlow(func() string { return b.URI("bob") }, s.dialErr))
 	s.h = testharness.New(t, s.srv)
+	s.h.Own(s.b, s.c)
 	return s
 }
 
@@ -130,6 +131,7 @@ func TestTransferFailuresKeepTheCall(t *testing.T) {
 		return bridge.ServeCall(ctx, c)
 	}))
 	h := testharness.New(t, srv)
+	h.Own(b, busy)
 	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
 	callB := h.ExpectIncoming(b, "B")
 	callB.PlayTone(1000, 0)
@@ -187,6 +189,7 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // SIPp binds its port
 	srv := startServer(t, framework.Config{}, transferFlow(func() string { return uas.uri("bob") }, make(chan error, 1)))
 	h := testharness.New(t, srv)
+	h.Own(carol)
 	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
 	callC := h.ExpectIncoming(carol, "carol")
 	expectHearEachOther(callA, callC)

@@ -36,6 +36,7 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 				return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 			}))
 			h := testharness.New(t, srv)
+			h.Own(b)
 			callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A", Phone: h.Phone(testharness.PhoneOptions{Codecs: []media.CodecSpec{codec}})})
 			callB := h.ExpectIncoming(b, "B")
 			if got := callA.Leg.Endpoint().Config().Codec.Name; got != name {
