@@ -84,11 +84,11 @@ func TestCallAddressableByID(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the leg was not hung up")
 	}
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 	if srv.Call(id) != nil {
 		t.Fatalf("srv.Call(%q) still finds the ended call", id)
 	}
-	waitFor(t, 5*time.Second, "no waiter and no live object left", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "no waiter and no live object left", func() bool {
 		return srv.inbox.pending() == 0 && srv.objs.count() == 0 && srv.LiveLegs() == 0
 	})
 }
@@ -144,7 +144,7 @@ func TestRoomAddressableByName(t *testing.T) {
 	defer cancel()
 	room := srv.Room("desk")
 	var members []LegInfo
-	waitFor(t, 5*time.Second, "the caller in the room", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "the caller in the room", func() bool {
 		var err error
 		members, err = room.Members(ctx)
 		return err == nil && len(members) == 1
@@ -163,7 +163,7 @@ func TestRoomAddressableByName(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Join did not return after the kick")
 	}
-	waitFor(t, 5*time.Second, "the call to end and the room to close", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "the call to end and the room to close", func() bool {
 		return srv.ActiveCalls() == 0 && len(srv.Rooms()) == 0
 	})
 }

@@ -22,7 +22,7 @@ func TestServerCallsListAndHangupByID(t *testing.T) {
 	for _, u := range []string{"first", "second", "third"} {
 		leg, phone := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: u, From: "sip:" + u + "@memory"})
 		srv.StartCall(leg)
-		waitFor(t, 5*time.Second, u+" answered", leg.Answered)
+		testharness.WaitUntil(t, 5*time.Second, u+" answered", leg.Answered)
 		legs, phones = append(legs, leg), append(phones, phone)
 	}
 	calls := srv.Calls()
@@ -49,7 +49,7 @@ func TestServerCallsListAndHangupByID(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the second phone was not hung up")
 	}
-	waitFor(t, 5*time.Second, "two calls left", func() bool { return len(srv.Calls()) == 2 })
+	testharness.WaitUntil(t, 5*time.Second, "two calls left", func() bool { return len(srv.Calls()) == 2 })
 	// The others still hear their tone.
 	for _, i := range []int{0, 2} {
 		if _, err := phones[i].WaitTone(ctx, 1000, 10); err != nil {
@@ -57,5 +57,5 @@ func TestServerCallsListAndHangupByID(t *testing.T) {
 		}
 		_ = phones[i].Hangup(ctx)
 	}
-	waitFor(t, 5*time.Second, "no calls", func() bool { return len(srv.Calls()) == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "no calls", func() bool { return len(srv.Calls()) == 0 })
 }

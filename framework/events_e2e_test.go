@@ -35,24 +35,7 @@ func startTestServer(t *testing.T, cfg Config, h Handler) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start in 5 s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down in 15 s")
-		}
-	})
+	testharness.Serve(t, srv)
 	return srv
 }
 
@@ -142,15 +125,8 @@ func TestSessionEventsOneOrderedStream(t *testing.T) {
 	all := srv.Subscribe(ctx, FromNow)
 	defer all.Close()
 
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
-	call, err := phone.Call(ctx, fmt.Sprintf("sip:events@%s", srv.SIPAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("events", testharness.HarnessCallOptions{Phone: h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})})
 	chats := make(chan string, 4)
 	call.Leg.OnChat(func(_, text string) { chats <- text })
 	select { // so that leg.answered comes before the chat
@@ -332,28 +308,16 @@ func TestPeerHoldEvents(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
-	call, err := phone.Call(ctx, fmt.Sprintf("sip:hold@%s", srv.SIPAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("hold", testharness.HarnessCallOptions{Phone: h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})})
 	if err := call.Leg.Hold(ctx); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	if err := call.Leg.Unhold(ctx); err != nil {
 		t.Fatalf("unhold: %v", err)
 	}
-	var holds []Event
-	select {
-	case holds = <-got:
-	case <-ctx.Done():
-		t.Fatal("the flow did not see the hold and the unhold")
-	}
-	_ = call.Hangup(ctx)
+	holds := testharness.Await(h, got, "the flow to see the hold and the unhold")
+	call.End()
 	if holds[0].Type != EventLegHeld || holds[1].Type != EventLegUnheld || holds[0].LegID != call.Leg.ID() ||
 		!holds[0].Data.(HoldData).Remote || !holds[1].Data.(HoldData).Remote {
 		t.Fatalf("events %s, %s", short(holds[0]), short(holds[1]))

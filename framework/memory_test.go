@@ -22,16 +22,6 @@ import (
 // These tests drive the call actor with legs carried in memory (no RTP
 // socket, no port): the framework above media never sees a transport.
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out after %s waiting for %s", d, what)
-}
-
 func codecNamed(t *testing.T, name string) codec.CodecSpec {
 	t.Helper()
 	c, ok := codec.LookupCodec(name, 8000)
@@ -56,7 +46,7 @@ func TestMemoryLegFlow(t *testing.T) {
 	srv.StartCall(leg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	waitFor(t, 5*time.Second, "the flow to answer", leg.Answered)
+	testharness.WaitUntil(t, 5*time.Second, "the flow to answer", leg.Answered)
 	if err := phone.SendDTMF("5"); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +57,7 @@ func TestMemoryLegFlow(t *testing.T) {
 		t.Fatalf("phone does not hear the tone: %v", err)
 	}
 	_ = phone.Hangup(ctx)
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // A non-SIP leg (memory) is bridged to a SIP leg (a harness phone the flow
@@ -84,30 +74,18 @@ func TestMemoryLegBridgedToSIPPhone(t *testing.T) {
 			srv := startTestServer(t, Config{}, HandlerFunc(func(ctx context.Context, c *Call) error {
 				return c.Dial(ctx, sipPhone.URI("bob"), DialOptions{Timeout: 10 * time.Second})
 			}))
+			h := testharness.New(t, srv)
+			h.Own(sipPhone)
 			leg, mem := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "bob", Codec: codecNamed(t, tc.memCodec)})
 			srv.StartCall(leg)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			var sipCall *testharness.PhoneCall
-			select {
-			case sipCall = <-sipPhone.Incoming():
-			case <-ctx.Done():
-				t.Fatal("the SIP phone was never called")
-			}
-			mem.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-			sipCall.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-			if _, err := sipCall.WaitTone(ctx, 440, 20); err != nil {
-				t.Fatalf("SIP phone does not hear the memory leg: %v", err)
-			}
-			if _, err := mem.WaitTone(ctx, 1000, 20); err != nil {
-				t.Fatalf("memory leg does not hear the SIP phone: %v", err)
-			}
+			memCall := h.Adopt(mem, "the memory leg")
+			memCall.ExpectTwoWayAudio(h.ExpectIncoming(sipPhone, "the SIP phone"), 440, 1000)
 			legs := srv.Leg(leg.ID())
 			if legs == nil || legs.Kind() != LegMemory {
 				t.Fatalf("server leg for the memory call: %v", legs)
 			}
-			_ = mem.Hangup(ctx)
-			waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+			memCall.End()
+			h.ExpectIdle()
 		})
 	}
 }
@@ -134,30 +112,14 @@ func TestDialThroughAnotherTransport(t *testing.T) {
 		return c.Dial(ctx, "mem:bob", DialOptions{})
 	}))
 	srv.AddDialer(d)
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 37000, RTPPortMax: 37999,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := caller.Call(ctx, fmt.Sprintf("sip:bob@%s", srv.SIPAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob := <-d.phones
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
-	bob.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}}))
-	if _, err := bob.WaitTone(ctx, 600, 20); err != nil {
-		t.Fatalf("the memory leg does not hear the SIP caller: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1200, 20); err != nil {
-		t.Fatalf("the SIP caller does not hear the memory leg: %v", err)
-	}
-	_ = bob.Hangup(ctx)
-	_ = call.Hangup(ctx)
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h := testharness.New(t, srv)
+	call := h.Call("bob", testharness.HarnessCallOptions{Name: "the SIP caller",
+		Phone: h.Phone(testharness.PhoneOptions{RTPPortMin: 37000, RTPPortMax: 37999})})
+	bob := h.Adopt(testharness.Await(h, d.phones, "the memory leg to be dialled"), "the memory leg")
+	call.ExpectTwoWayAudio(bob, 600, 1200)
+	bob.End()
+	call.End()
+	h.ExpectIdle()
 }
 
 // Under -race: many in-memory calls wait in rooms while Go code moves
@@ -195,7 +157,7 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dur+60*time.Second)
 	defer cancel()
-	waitFor(t, 20*time.Second, "every leg in its room", func() bool {
+	testharness.WaitUntil(t, 20*time.Second, "every leg in its room", func() bool {
 		for _, m := range members {
 			l := srv.Leg(m.leg.ID())
 			if l == nil || l.Where() != "room:"+m.room {
@@ -265,16 +227,16 @@ func TestRandomMovesBetweenRooms(t *testing.T) {
 	for _, m := range members {
 		_ = m.phone.Hangup(ctx)
 	}
-	waitFor(t, 10*time.Second, "every leg to end", func() bool { return srv.LiveLegs() == 0 })
-	waitFor(t, 10*time.Second, "every room to close", func() bool { return len(srv.Rooms()) == 0 })
-	waitFor(t, 10*time.Second, "no reply waiter and no live object left", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "every leg to end", func() bool { return srv.LiveLegs() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "every room to close", func() bool { return len(srv.Rooms()) == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "no reply waiter and no live object left", func() bool {
 		return srv.inbox.pending() == 0 && srv.objs.count() == 0
 	})
 	if n := srv.Ports().InUse(); n != base {
 		t.Errorf("ports in use: %d, want %d", n, base)
 	}
 	pacer.Close()
-	waitFor(t, 10*time.Second, "goroutines back to the baseline", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "goroutines back to the baseline", func() bool {
 		return runtime.NumGoroutine() <= before+20 // the running server's own
 	})
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -49,29 +49,14 @@ func TestVirtualBrowser(t *testing.T) {
 		t.Fatalf("after the ICE restart the browser hears %+v", l)
 	}
 	_ = call.Hangup(ctx)
-	waitFor(t, 5*time.Second, "the tone call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the tone call to end", func() bool { return srv.ActiveCalls() == 0 })
 
-	phone := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
-	pcall, err := phone.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatalf("the phone's call to alice: %v", err)
-	}
-	var bcall *testharness.PhoneCall
-	select {
-	case bcall = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("the browser was never rung")
-	}
-	pcall.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
-	bcall.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
-	if _, err := bcall.WaitTone(ctx, 700, 20); err != nil {
-		t.Fatalf("the browser does not hear the phone: %v", err)
-	}
-	if _, err := pcall.WaitTone(ctx, 1300, 20); err != nil {
-		t.Fatalf("the phone does not hear the browser: %v", err)
-	}
-	_ = pcall.Hangup(ctx)
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h := testharness.New(t, srv)
+	pcall := h.Call("alice", testharness.HarnessCallOptions{Name: "the phone's call to alice",
+		Phone: h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})})
+	pcall.ExpectTwoWayAudio(h.ExpectIncoming(b, "the browser"), 700, 1300)
+	pcall.End()
+	h.ExpectIdle()
 
 	// A bad token is refused with a clear error.
 	if _, err := testharness.NewBrowser(ctx, srv.HTTPAddr(), "nope"); err == nil {
@@ -101,7 +86,7 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	waitFor(t, 5*time.Second, "carol online", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol online", func() bool {
 		p, ok := srv.Presence().Get("carol")
 		return ok && p.Status == framework.PresenceAvailable
 	})
@@ -150,13 +135,13 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 	if err := b.SetPresence("away", "lunch"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "carol away", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol away", func() bool {
 		p, _ := srv.Presence().Get("carol")
 		return p.Status == framework.PresenceAway && p.Note == "lunch"
 	})
 	_ = call.Hangup(ctx)
 	b.Close()
-	waitFor(t, 5*time.Second, "carol offline after her browser closed", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "carol offline after her browser closed", func() bool {
 		p, _ := srv.Presence().Get("carol")
 		return p.Status == framework.PresenceOffline
 	})

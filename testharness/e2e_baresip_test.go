@@ -157,6 +157,27 @@ func (b *baresip) heard(t *testing.T) (freq, rms float64) {
 	return l.Frequency, l.RMS
 }
 
+// expectHeard waits for baresip to exit and fails the test unless the
+// loudest second it recorded is a tone of hz ± 20 Hz.
+func (b *baresip) expectHeard(t *testing.T, hz float64) {
+	t.Helper()
+	if freq, rms := b.heard(t); rms < 300 || freq < hz-20 || freq > hz+20 {
+		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want %.0f Hz", freq, rms, hz)
+	}
+}
+
+// expectTwoWay plays 1 kHz into call (connected to baresip) and fails
+// the test unless the call hears baresip's toneHz and, once the call is
+// hung up, baresip's recording holds the 1 kHz.
+func (b *baresip) expectTwoWay(t *testing.T, call *testharness.Call, toneHz float64) {
+	t.Helper()
+	call.PlayTone(1000, 0)
+	call.ExpectTone(toneHz)
+	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
+	call.End()
+	b.expectHeard(t, 1000)
+}
+
 // logText returns what baresip has logged so far.
 func (b *baresip) logText() string {
 	out, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
@@ -196,7 +217,7 @@ func freeUDPPort(t *testing.T) int {
 
 func waitRegistered(t *testing.T, srv *framework.Server, user string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, user+" to register", func() bool { return len(srv.Agent().Registrar().Lookup(user)) > 0 })
+	testharness.WaitUntil(t, 10*time.Second, user+" to register", func() bool { return len(srv.Agent().Registrar().Lookup(user)) > 0 })
 }
 
 // baresip registers with digest auth, calls a route, and hears its tone.
@@ -207,10 +228,7 @@ func TestBaresipRegistersCallsAndHearsTone(t *testing.T) {
 	}))
 	b := startBaresip(t, srv, 440, 6, "/dial sip:tone@"+srv.SIPAddr().String())
 	waitRegistered(t, srv, "alice")
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	b.expectHeard(t, 1000)
 }
 
 // Wideband against an independent implementation: baresip with only its
@@ -251,10 +269,7 @@ func TestBaresipWidebandCodecs(t *testing.T) {
 			}))
 			b := startBaresipOpts(t, srv, baresipOptions{codec: tc.module}, 440, 6, "/dial sip:tone@"+srv.SIPAddr().String())
 			waitRegistered(t, srv, "alice")
-			freq, rms := b.heard(t)
-			if rms < 300 || freq < 980 || freq > 1020 {
-				t.Fatalf("baresip (%s only) heard %.0f Hz at rms %.0f, want 1000 Hz", tc.codec, freq, rms)
-			}
+			b.expectHeard(t, 1000)
 			if !heard440.Load() {
 				t.Fatalf("the flow never heard baresip's 440 Hz over %s", tc.codec)
 			}
@@ -276,23 +291,8 @@ func TestDialRegisteredBaresip(t *testing.T) {
 	}))
 	b := startBaresip(t, srv, 440, 8)
 	waitRegistered(t, srv, "alice")
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatalf("call to alice: %v", err)
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("phone does not hear baresip's 440 Hz: %v", err)
-	}
-	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
-	_ = call.Hangup(ctx)
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	h := testharness.New(t, srv)
+	b.expectTwoWay(t, h.Call("alice", testharness.HarnessCallOptions{Name: "the phone"}), 440)
 }
 
 // baresip over TLS: it registers (digest auth) and calls the tone route
@@ -310,10 +310,7 @@ func TestBaresipOverTLS(t *testing.T) {
 	if bs := srv.Agent().Registrar().Lookup("alice"); len(bs) != 1 || !strings.EqualFold(bs[0].Transport, "TLS") {
 		t.Fatalf("alice's binding %+v, want one over TLS", bs)
 	}
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f over TLS, want 1000 Hz", freq, rms)
-	}
+	b.expectHeard(t, 1000)
 }
 
 // baresip offers rtcp-mux; the server answers it, and after a 10 s call
@@ -330,9 +327,7 @@ func TestBaresipRTCPMuxReportsInCDR(t *testing.T) {
 		}))
 	b := startBaresipWith(t, srv, "rtcp_mux\t\tyes", 440, 10, "/dial sip:tone@"+srv.SIPAddr().String())
 	waitRegistered(t, srv, "alice")
-	if freq, rms := b.heard(t); rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	b.expectHeard(t, 1000)
 	var cdr framework.CDR
 	select {
 	case cdr = <-cdrs:

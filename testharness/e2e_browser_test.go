@@ -89,11 +89,11 @@ func TestBrowserPageHearsTone(t *testing.T) {
 	}
 	waitPageFreq(t, tctx, 1000, "page calling tone")
 	legs := 0
-	waitFor(t, 5*time.Second, "a browser leg on the server", func() bool { legs = srv.LiveLegs(); return legs == 1 })
+	testharness.WaitUntil(t, 5*time.Second, "a browser leg on the server", func() bool { legs = srv.LiveLegs(); return legs == 1 })
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("hangup").click(), true`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // A browser and a SIP phone in one call: Chromium's fake microphone plays
@@ -117,12 +117,7 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}
-	var call *testharness.PhoneCall
-	select {
-	case call = <-phone.Incoming():
-	case <-tctx.Done():
-		t.Fatal("the SIP phone was never called")
-	}
+	call := testharness.WaitIncoming(t, phone, 30*time.Second, "the SIP phone")
 	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	if _, err := call.WaitTone(tctx, 440, 25); err != nil {
 		t.Fatalf("the SIP phone does not hear the browser's microphone: %v", err)
@@ -143,7 +138,7 @@ func TestBrowserCallsSIPPhone(t *testing.T) {
 		}
 	}
 	_ = call.Hangup(tctx)
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // The page's WebSocket is closed mid-call and the page reconnects within
@@ -249,7 +244,7 @@ func TestSIPPhoneCallsBrowserUser(t *testing.T) {
 	}
 	waitPageFreq(t, tctx, 1300, "the page hears the SIP phone")
 	_ = call.Hangup(tctx)
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // The page and a SIP phone in one call share more than audio: a digit
@@ -284,19 +279,14 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 		s, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`(window.switchboard && window.switchboard.roster.bob) || ""`))
 		return s
 	}
-	waitFor(t, 10*time.Second, "the roster to show bob available", func() bool { return status() == "available" })
+	testharness.WaitUntil(t, 10*time.Second, "the roster to show bob available", func() bool { return status() == "available" })
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("target").value = "bob", document.getElementById("call").click(), true`)); err != nil {
 		t.Fatal(err)
 	}
-	var call *testharness.PhoneCall
-	select {
-	case call = <-bob.Incoming():
-	case <-tctx.Done():
-		t.Fatal("bob's phone was never called")
-	}
+	call := testharness.WaitIncoming(t, bob, 30*time.Second, "bob's phone")
 	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}, Amplitude: 8000}))
 	waitPageFreq(t, tctx, 1300, "the page hears bob")
-	waitFor(t, 10*time.Second, "the roster to show bob on a call", func() bool { return status() == "on-call" })
+	testharness.WaitUntil(t, 10*time.Second, "the roster to show bob on a call", func() bool { return status() == "on-call" })
 
 	// A digit from the page's keypad reaches the flow.
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("#pad button")].find(b => b.textContent === "5").click(), true`)); err != nil {
@@ -314,7 +304,7 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`document.getElementById("text").value = "hello bob", document.getElementById("send").click(), true`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "bob's phone to get the page's chat", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "bob's phone to get the page's chat", func() bool {
 		for _, ev := range call.Events() {
 			if ev.Kind == testharness.EventChat && ev.Value == "hello bob" {
 				return true
@@ -325,11 +315,11 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 	if err := call.Leg.SendChat(tctx, "hi alice"); err != nil {
 		t.Fatalf("bob's MESSAGE: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the page's chat pane to show bob's message", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "the page's chat pane to show bob's message", func() bool {
 		s, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.getElementById("messages").textContent`))
 		return strings.Contains(s, "hi alice")
 	})
 	_ = call.Hangup(tctx)
-	waitFor(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
-	waitFor(t, 10*time.Second, "the roster to show bob available again", func() bool { return status() == "available" })
+	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the roster to show bob available again", func() bool { return status() == "available" })
 }

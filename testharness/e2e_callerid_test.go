@@ -36,8 +36,6 @@ func TestDialPresentsCallerIdentity(t *testing.T) {
 		}
 		return c.Dial(ctx, target, opts)
 	}))
-	alice := newPhone(t)
-
 	tests := []struct {
 		route       string
 		private     bool
@@ -56,28 +54,17 @@ func TestDialPresentsCallerIdentity(t *testing.T) {
 			name += "/private"
 		}
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
+			h := testharness.New(t, srv)
 			opts := sip.DialOptions{FromUser: "1000", FromName: "Alice Smith"}
 			if tt.private {
 				opts.Headers = map[string]string{"Privacy": "id"}
 			}
-			callA, err := alice.Dial(ctx, uri(srv, tt.route), opts)
-			if err != nil {
-				t.Fatalf("Alice's call: %v", err)
-			}
-			defer callA.Hangup(ctx)
-			got := <-callers
+			h.Call(tt.route, testharness.HarnessCallOptions{Name: "Alice's call", Dial: &opts})
+			got := testharness.Await(h, callers, "the flow to see Alice")
 			if want := (framework.CallerID{Name: "Alice Smith", Number: "1000", URI: got.URI, Private: tt.private}); got != want || !strings.HasPrefix(got.URI, "sip:1000@") {
 				t.Errorf("Call.Caller() = %+v, want %+v", got, want)
 			}
-			var callB *testharness.PhoneCall
-			select {
-			case callB = <-bob.Incoming():
-			case <-ctx.Done():
-				t.Fatal("Bob was never called")
-			}
-			defer callB.Hangup(ctx)
+			callB := h.ExpectIncoming(bob, "Bob")
 			from := callB.Leg.RemoteIdentity()
 			if from.Name != tt.wantFrom.Name || from.User != tt.wantFrom.User {
 				t.Errorf("Bob's phone shows From %q, want name %q user %q", callB.Leg.From(), tt.wantFrom.Name, tt.wantFrom.User)
@@ -105,7 +92,6 @@ func TestDialPresentsCallerIdentity(t *testing.T) {
 // A P-Asserted-Identity names the caller only when a trusted trunk sends
 // it; from an untrusted source, or unreadable, the From stands.
 func TestCallerFromAssertedIdentity(t *testing.T) {
-	caller := newPhone(t)
 	for _, tt := range []struct {
 		name    string
 		trusted bool
@@ -124,15 +110,10 @@ func TestCallerFromAssertedIdentity(t *testing.T) {
 				callers <- c.Caller()
 				return c.Answer(ctx)
 			}))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			call, err := caller.Dial(ctx, uri(srv, "5551234"), sip.DialOptions{FromUser: "1000", FromName: "Claimed",
-				Headers: map[string]string{"P-Asserted-Identity": tt.pai}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer call.Hangup(ctx)
-			got := <-callers
+			h := testharness.New(t, srv)
+			h.Call("5551234", testharness.HarnessCallOptions{Dial: &sip.DialOptions{FromUser: "1000", FromName: "Claimed",
+				Headers: map[string]string{"P-Asserted-Identity": tt.pai}}})
+			got := testharness.Await(h, callers, "the flow to see the caller")
 			if tt.want.URI == "" {
 				tt.want.URI = got.URI // the From's, with our address
 			}
@@ -193,19 +174,13 @@ func TestBaresipShowsCallerName(t *testing.T) {
 		t.Fatalf("baresip's ctrl_tcp: %v", err)
 	}
 	defer conn.Close()
-	var events syncBuffer
+	var events logBuffer
 	go func() { _, _ = io.Copy(&events, conn) }()
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Dial(ctx, uri(srv, "alice"), sip.DialOptions{FromUser: "2000", FromName: "Bob Jones", FromHost: testharness.GuestDomain})
-	if err != nil {
-		t.Fatalf("call to alice: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("no audio from baresip: %v", err)
-	}
-	_ = call.Hangup(ctx)
+	h := testharness.New(t, srv)
+	call := h.Call("alice", testharness.HarnessCallOptions{Name: "the call to alice (baresip)",
+		Dial: &sip.DialOptions{FromUser: "2000", FromName: "Bob Jones", FromHost: testharness.GuestDomain}})
+	call.ExpectTone(440) // audio from baresip
+	call.End()
 	incoming := regexp.MustCompile(`\{[^{}]*"type":"CALL_ESTABLISHED"[^{}]*\}`)
 	deadline := time.Now().Add(5 * time.Second)
 	for !incoming.MatchString(events.String()) && time.Now().Before(deadline) {

@@ -35,55 +35,28 @@ func TestChatReachesEveryLeg(t *testing.T) {
 		}()
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	chatsA, chatsB := make(chan string, 4), make(chan string, 4)
-	callA, err := a.Call(ctx, uri(srv, "chat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	callA.Leg.OnChat(func(_, text string) { chatsA <- text })
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callB.Leg.OnChat(func(_, text string) { chatsB <- text })
+	h := testharness.New(t, srv)
+	h.Own(b)
+	callA := h.Call("chat", testharness.HarnessCallOptions{Name: "A"})
+	callB := h.ExpectIncoming(b, "B")
 	close(ready)
-	expect := func(who string, ch chan string, want string) {
-		t.Helper()
-		select {
-		case got := <-ch:
-			if got != want {
-				t.Fatalf("%s got %q, want %q", who, got, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%s never got %q", who, want)
-		}
+	if err := testharness.Await(h, appErr, "the flow to send its message"); err != nil {
+		t.Fatalf("SendMessage: %v", err)
 	}
-	select {
-	case err := <-appErr:
-		if err != nil {
-			t.Fatalf("SendMessage: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the flow never sent its message")
-	}
-	expect("A", chatsA, "from the app")
-	expect("B", chatsB, "from the app")
-	if err := callA.Leg.SendChat(ctx, "hi bob"); err != nil {
+	callA.ExpectEvent(testharness.EventChat, "from the app")
+	callB.ExpectEvent(testharness.EventChat, "from the app")
+	if err := callA.Leg.SendChat(h.Context(), "hi bob"); err != nil {
 		t.Fatal(err)
 	}
-	expect("B", chatsB, "hi bob")
-	select {
-	case got := <-chatsA:
-		t.Fatalf("A got its own message back: %q", got)
-	case <-time.After(300 * time.Millisecond):
+	callB.ExpectEvent(testharness.EventChat, "hi bob")
+	time.Sleep(300 * time.Millisecond)
+	for _, e := range callA.Events() {
+		if e.Kind == testharness.EventChat && e.Value != "from the app" {
+			t.Fatalf("A got its own message back: %q", e.Value)
+		}
 	}
-	_ = callA.Hangup(ctx)
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	callA.End()
+	h.ExpectIdle()
 }
 
 // SIPp sends an application signal by INFO (application/json): a

@@ -2,12 +2,12 @@ package testharness_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media/audio"
-	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
@@ -17,34 +17,19 @@ func TestConferenceThreeParties(t *testing.T) {
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Join(ctx, "room", framework.JoinOptions{})
 	}))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	h := testharness.New(t, srv)
 	freqs := []float64{500, 1100, 1700}
-	var calls []*testharness.PhoneCall
+	var calls []*testharness.Call
 	for i, f := range freqs {
-		p, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 44000 + 1000*i, RTPPortMax: 44999 + 1000*i, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		call, err := p.Call(ctx, uri(srv, "conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := h.Phone(testharness.PhoneOptions{RTPPortMin: 44000 + 1000*i, RTPPortMax: 44999 + 1000*i})
+		call := h.Call("conf", testharness.HarnessCallOptions{Name: fmt.Sprintf("party %d", i), Phone: p})
 		call.Play(audio.NewTone(audio.Tone{Freqs: []float64{f}, Amplitude: 5000}))
 		calls = append(calls, call)
-	}
-	power := func(c *testharness.PhoneCall, from int, f float64) float64 {
-		s, rate := c.Heard(from)
-		if len(s) > 8000 {
-			s = s[len(s)-8000:]
-		}
-		return dsp.GoertzelPower(s, rate, f) / (dsp.RMS(s)*dsp.RMS(s) + 1)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	for i, c := range calls {
 		for j, f := range freqs {
-			share := power(c, 0, f)
+			share := c.ToneShare(0, f)
 			if i == j && share > 0.05 {
 				t.Errorf("party %d hears itself: %.0f Hz share %.2f", i, f, share)
 			}
@@ -54,18 +39,15 @@ func TestConferenceThreeParties(t *testing.T) {
 		}
 	}
 	// Party 2 leaves; 0 and 1 stop hearing 1700 Hz.
-	_ = calls[2].Hangup(ctx)
+	calls[2].End()
 	mark := calls[0].Mark()
-	time.Sleep(1200 * time.Millisecond)
-	if share := power(calls[0], mark, 1700); share > 0.05 {
-		t.Errorf("party 0 still hears the party that left: share %.2f", share)
-	}
-	if share := power(calls[0], mark, 1100); share < 0.5 {
+	calls[0].ExpectAbsent("party 0 still hears the party that left", 1700, 0.05, 1200*time.Millisecond)
+	if share := calls[0].ToneShare(mark, 1100); share < 0.5 {
 		t.Errorf("party 0 lost party 1 after party 2 left: share %.2f", share)
 	}
-	_ = calls[0].Hangup(ctx)
-	_ = calls[1].Hangup(ctx)
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	calls[0].End()
+	calls[1].End()
+	h.ExpectIdle()
 }
 
 // Drop-out: the flow takes the caller out of the room (ctx ends) and goes
@@ -79,15 +61,6 @@ func TestConferenceDropOut(t *testing.T) {
 		}
 		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitTone(ctx, 700, 20); err != nil {
-		t.Fatalf("caller not back with the flow after leaving the room: %v", err)
-	}
-	_ = call.Hangup(ctx)
+	h := testharness.New(t, srv)
+	h.Call("conf", testharness.HarnessCallOptions{}).ExpectTone(700) // back with the flow after leaving the room
 }

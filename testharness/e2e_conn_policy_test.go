@@ -9,7 +9,6 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -23,12 +22,9 @@ func TestRegisteredTCPPhoneKeptPastIdleLifetime(t *testing.T) {
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "pw-a"})
 	srv := startServer(t, framework.Config{Users: users, SIPConns: sip.ConnLimits{IdleTimeout: idle, FirstRequestTimeout: idle}},
 		apps.Extensions(users, apps.Tone(1000)))
-	alice := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := alice.Register(ctx, srv.SIPAddr().String()+";transport=tcp", "alice", "pw-a"); err != nil {
-		t.Fatalf("register over TCP: %v", err)
-	}
+	h := testharness.New(t, srv)
+	alice := h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	h.Register(alice, srv.SIPAddr().String()+";transport=tcp", "alice", "pw-a")
 	// A bystander connection that sends nothing is closed meanwhile.
 	idler, err := net.Dial("tcp", srv.SIPAddr().String())
 	if err != nil {
@@ -41,24 +37,12 @@ func TestRegisteredTCPPhoneKeptPastIdleLifetime(t *testing.T) {
 	}
 	time.Sleep(2 * idle) // well past the idle lifetime of alice's connection too
 
-	caller := newPhone(t)
-	call, err := caller.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatalf("call alice after the idle lifetime: %v", err)
-	}
+	call := h.Call("alice", testharness.HarnessCallOptions{Name: "the caller"})
 	// The binding is alice's TCP source port, which nothing listens on:
 	// the INVITE can reach her only over the connection she opened.
-	var atAlice *testharness.PhoneCall
-	select {
-	case atAlice = <-alice.Incoming():
-	case <-ctx.Done():
-		t.Fatal("alice's phone, registered over TCP, never rang")
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
-	if _, err := atAlice.WaitTone(ctx, 600, 20); err != nil {
-		t.Fatalf("alice does not hear the caller: %v", err)
-	}
-	_ = call.Hangup(ctx)
+	atAlice := h.ExpectIncoming(alice, "alice's phone, registered over TCP,")
+	call.PlayTone(600, 0)
+	atAlice.ExpectTone(600)
 }
 
 func isTimeout(err error) bool {
@@ -82,23 +66,8 @@ func TestDialBaresipRegisteredOverTCPPastIdleLifetime(t *testing.T) {
 		t.Fatalf("alice's binding %+v, want one over TCP", bs)
 	}
 	time.Sleep(3 * idle)
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatalf("call to alice after the idle lifetime: %v", err)
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("phone does not hear baresip's 440 Hz: %v", err)
-	}
-	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
-	_ = call.Hangup(ctx)
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	h := testharness.New(t, srv)
+	b.expectTwoWay(t, h.Call("alice", testharness.HarnessCallOptions{Name: "the call to alice after the idle lifetime"}), 440)
 }
 
 // SIPp over TCP through the connection guard's framing: it registers with
@@ -120,5 +89,5 @@ func TestSIPpOverTCPThroughConnectionGuard(t *testing.T) {
 	if out, err := runSIPp(t, "-t", "t1", "-sn", "uac", "-s", "echo", "-d", "1000", target); err != nil {
 		t.Fatalf("SIPp call over TCP: %v\n%s", err, tail(out, 3000))
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.New(t, srv).ExpectIdle()
 }

@@ -26,48 +26,23 @@ func TestDialBridgesTwoPhones(t *testing.T) {
 		// B is gone; the caller is still ours.
 		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 10 * time.Second}))
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	callA, err := a.Call(ctx, uri(srv, "bridge"))
-	if err != nil {
-		t.Fatalf("A's call: %v", err)
+	h := testharness.New(t, srv)
+	h.Own(b)
+	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
+	callB := h.ExpectIncoming(b, "B")
+	callA.PlayTone(440, 0)
+	callB.PlayTone(1000, 0)
+	callB.ExpectTone(440)
+	callA.ExpectTone(1000)
+	callA.Press("42")
+	callB.ExpectDigits("42")
+	callB.HangUp()
+	if err := testharness.Await(h, dialErr, "Dial to return after B hung up"); err != nil {
+		t.Fatalf("Dial returned %v after the far end hung up, want nil", err)
 	}
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("B does not hear A: %v", err)
-	}
-	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("A does not hear B: %v", err)
-	}
-	if err := callA.SendDTMF("42"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "B to receive A's digits", func() bool { return callB.Digits() == "42" })
-
-	if err := callB.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-dialErr:
-		if err != nil {
-			t.Fatalf("Dial returned %v after the far end hung up, want nil", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return")
-	}
-	if _, err := callA.WaitTone(ctx, 700, 20); err != nil {
-		t.Fatalf("caller not back with the flow after B hung up: %v", err)
-	}
-	_ = callA.Hangup(ctx)
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	callA.ExpectTone(700) // the caller is back with the flow
+	callA.HangUp()
+	h.ExpectIdle()
 }
 
 func TestDialBusyAndCallerHangupDuringRinging(t *testing.T) {
@@ -86,33 +61,18 @@ func TestDialBusyAndCallerHangupDuringRinging(t *testing.T) {
 		results <- err
 		return err
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := a.Call(ctx, uri(srv, "busy")); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-results; !errors.Is(err, framework.ErrBusy) {
+	h := testharness.New(t, srv)
+	h.Own(busy, slow)
+	h.Call("busy", testharness.HarnessCallOptions{})
+	if err := testharness.Await(h, results, "Dial to the busy phone to return"); !errors.Is(err, framework.ErrBusy) {
 		t.Fatalf("dial to a busy phone: %v, want ErrBusy", err)
 	}
 	// The caller hears ringback while the far end rings, then hangs up.
-	call, err := a.Call(ctx, uri(srv, "slow"))
-	if err != nil {
-		t.Fatal(err)
+	call := h.Call("slow", testharness.HarnessCallOptions{Name: "the caller"})
+	call.ExpectToneBetween(430, 490) // ringback: 440 + 480 Hz
+	call.HangUp()
+	if err := testharness.Await(h, results, "Dial to return after the caller hung up"); !errors.Is(err, framework.ErrHangup) {
+		t.Fatalf("dial after caller hangup: %v, want ErrHangup", err)
 	}
-	if l, err := call.WaitFor(ctx, 200*time.Millisecond, func(l testharness.Listen) bool {
-		return l.RMS > 300 && (l.Frequency > 430 && l.Frequency < 490)
-	}); err != nil {
-		t.Fatalf("no ringback while dialing: %v (%+v)", err, l)
-	}
-	_ = call.Hangup(ctx)
-	select {
-	case err := <-results:
-		if !errors.Is(err, framework.ErrHangup) {
-			t.Fatalf("dial after caller hangup: %v, want ErrHangup", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return after the caller hung up")
-	}
-	waitFor(t, 10*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h.ExpectIdle()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // Done means (d): CollectDigits and a Record with a stop digit running at
@@ -51,32 +52,14 @@ func TestCollectDigitsAndRecordDoNotRace(t *testing.T) {
 		res.ahead, _ = c.CollectDigits(ctx, framework.CollectOptions{FirstDigitTimeout: 10 * time.Millisecond})
 		return nil
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "digits"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("digits", testharness.HarnessCallOptions{})
 	<-ready
-	if err := call.SendDTMF("12#"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-typed:
-	case <-ctx.Done():
-		t.Fatal("flow never got past the first collection")
-	}
-	if err := call.SendDTMF("7"); err != nil {
-		t.Fatal(err)
-	}
-	var r result
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("flow did not finish")
-	}
-	_ = call.Hangup(ctx)
+	call.Press("12#")
+	testharness.Await(h, typed, "the flow to get past the first collection")
+	call.Press("7")
+	r := testharness.Await(h, results, "the flow to finish")
+	call.End()
 	if r.err != nil || r.digits != "12" {
 		t.Errorf("CollectDigits = %q, %v; want 12", r.digits, r.err)
 	}

@@ -1,13 +1,11 @@
 package testharness_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media/audio"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // The echo app reflects the caller's packets: a 700 Hz tone comes back,
@@ -15,28 +13,14 @@ import (
 // recording), and RFC 4733 digits come back too.
 func TestEchoReflectsAudioAndDigits(t *testing.T) {
 	srv := startServer(t, framework.Config{}, apps.Echo(nil))
-	ph := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := ph.Call(ctx, uri(srv, "echo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer call.Hangup(ctx)
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
-	if _, err := call.WaitTone(ctx, 700, 20); err != nil {
-		t.Fatalf("no echo of 700 Hz: %v", err)
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1200}}))
-	if _, err := call.WaitTone(ctx, 1200, 20); err != nil {
-		t.Fatalf("no echo of 1200 Hz: %v", err)
-	}
-	if err := call.SendDTMF("42"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "the digits to come back", func() bool { return call.Digits() == "42" })
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h := testharness.New(t, srv)
+	call := h.Call("echo", testharness.HarnessCallOptions{})
+	call.PlayTone(700, 0)
+	call.ExpectTone(700)
+	call.PlayTone(1200, 0)
+	call.ExpectTone(1200)
+	call.Press("42")
+	call.ExpectDigits("42")
+	call.HangUp()
+	h.ExpectIdle()
 }

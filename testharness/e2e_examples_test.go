@@ -1,9 +1,8 @@
 package testharness_test
 
 import (
-	"context"
-	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -15,7 +14,7 @@ import (
 
 // runExample builds examples/NAME and runs it with args on a free SIP
 // port, returning that address; the process is killed when the test ends.
-func runExample(t *testing.T, name string, args ...string) string {
+func runExample(t *testing.T, name string, args ...string) testharness.Addr {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command("go", "build", "-o", bin, "../examples/"+name).CombinedOutput(); err != nil {
@@ -36,7 +35,7 @@ func runExample(t *testing.T, name string, args ...string) string {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return testharness.Addr(netip.MustParseAddrPort(addr))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("examples/%s does not listen on %s", name, addr)
@@ -47,76 +46,39 @@ func runExample(t *testing.T, name string, args ...string) string {
 // examples/dropin: red and blue rooms; a digit moves the caller to the
 // other room and back.
 func TestExampleDropin(t *testing.T) {
-	addr := runExample(t, "dropin")
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	call := func(port int, room string, f float64) *testharness.PhoneCall {
-		p := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
-		pc, err := p.Call(ctx, fmt.Sprintf("sip:%s@%s", room, addr))
-		if err != nil {
-			t.Fatal(err)
-		}
+	h := testharness.New(t, runExample(t, "dropin"))
+	call := func(name string, port int, room string, f float64) *testharness.Call {
+		p := h.Phone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
+		pc := h.Call(room, testharness.HarnessCallOptions{Name: name, Phone: p})
 		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{f}, Amplitude: 5000}))
 		return pc
 	}
-	a := call(41000, "red", 500)
-	b := call(42000, "blue", 900)
-	c := call(43000, "red", 1300)
-	waitShare(t, a, "A hears C in red", 1300, 0.3)
-	if err := a.SendDTMF("1"); err != nil {
-		t.Fatal(err)
-	}
-	waitShare(t, a, "A moved to blue hears B", 900, 0.3)
-	waitShare(t, b, "B hears A in blue", 500, 0.3)
-	mark := c.Mark()
-	time.Sleep(time.Second)
-	if share := toneShare(c, mark, 500); share > 0.05 {
-		t.Errorf("C in red still hears A after A moved: share %.2f", share)
-	}
-	if err := a.SendDTMF("2"); err != nil {
-		t.Fatal(err)
-	}
-	waitShare(t, a, "A back in red hears C", 1300, 0.3)
-	for _, pc := range []*testharness.PhoneCall{a, b, c} {
-		_ = pc.Hangup(ctx)
-	}
+	a := call("A", 41000, "red", 500)
+	b := call("B", 42000, "blue", 900)
+	c := call("C", 43000, "red", 1300)
+	a.ExpectInMix("A hears C in red", 1300, 0.3)
+	a.Press("1")
+	a.ExpectInMix("A moved to blue hears B", 900, 0.3)
+	b.ExpectInMix("B hears A in blue", 500, 0.3)
+	c.ExpectAbsent("C in red still hears A after A moved", 500, 0.05, time.Second)
+	a.Press("2")
+	a.ExpectInMix("A back in red hears C", 1300, 0.3)
 }
 
 // examples/whisper: the supervisor coaches the agent; the customer does
 // not hear it.
 func TestExampleWhisper(t *testing.T) {
 	agent := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
-	addr := runExample(t, "whisper", "-agent", agent.URI("agent"))
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	cust := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
-	callC, err := cust.Call(ctx, fmt.Sprintf("sip:support@%s", addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var callA *testharness.PhoneCall
-	select {
-	case callA = <-agent.Incoming():
-	case <-ctx.Done():
-		t.Fatal("the agent was never called")
-	}
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
-	waitShare(t, callA, "agent hears customer", 500, 0.5)
-	sup := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
-	callS, err := sup.Call(ctx, fmt.Sprintf("sip:coach@%s", addr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, runExample(t, "whisper", "-agent", agent.URI("agent")))
+	h.Own(agent)
+	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
+	callC, callA := callAndAnswer(h, "support", cust, agent, 500, 900)
+	callC.Name, callA.Name = "the customer", "the agent"
+	callA.ExpectInMix("agent hears customer", 500, 0.5)
+	sup := h.Phone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
+	callS := h.Call("coach", testharness.HarnessCallOptions{Name: "the supervisor", Phone: sup})
 	callS.Play(audio.NewTone(audio.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
-	waitShare(t, callA, "agent hears the supervisor", 1400, 0.15)
-	waitShare(t, callS, "supervisor hears the customer", 500, 0.15)
-	mark := callC.Mark()
-	time.Sleep(1200 * time.Millisecond)
-	if share := toneShare(callC, mark, 1400); share > 0.02 {
-		t.Errorf("the customer hears the whisper: share %.3f", share)
-	}
-	for _, pc := range []*testharness.PhoneCall{callC, callA, callS} {
-		_ = pc.Hangup(ctx)
-	}
+	callA.ExpectInMix("agent hears the supervisor", 1400, 0.15)
+	callS.ExpectInMix("supervisor hears the customer", 500, 0.15)
+	callC.ExpectAbsent("the customer hears the whisper", 1400, 0.02, 1200*time.Millisecond)
 }

@@ -221,7 +221,7 @@ func TestUnverifiedAddressGetsNoRTP(t *testing.T) {
 	victim := newUDPCounter(t, "127.0.0.1")
 	attacker := newRawCaller(t, "127.0.0.1", srv.SIPAddr())
 	attacker.invite(t, "amp1", "tone", victim.addr())
-	waitFor(t, 5*time.Second, "the server to answer", func() bool { return attacker.final("amp1") == 200 })
+	testharness.WaitUntil(t, 5*time.Second, "the server to answer", func() bool { return attacker.final("amp1") == 200 })
 	start := time.Now()
 	time.Sleep(3 * time.Second)
 	pkts, bytes := victim.packets.Load(), victim.bytes.Load()
@@ -229,7 +229,7 @@ func TestUnverifiedAddressGetsNoRTP(t *testing.T) {
 	if pkts > 4 {
 		t.Fatalf("an address that never proved it wants RTP received %d packets (%d bytes) in 3 s", pkts, bytes)
 	}
-	waitFor(t, 6*time.Second, "the un-ACKed call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 6*time.Second, "the un-ACKed call to end", func() bool { return srv.ActiveCalls() == 0 })
 	t.Logf("un-ACKed call released %v after the 200", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -265,37 +265,26 @@ func TestEarlyRTPFromStrangerCapturesNothing(t *testing.T) {
 	defer func() { close(stop); sprayed.Wait() }()
 	time.Sleep(100 * time.Millisecond) // the spray is running before the call
 
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatalf("call: %v", err)
-	}
-	l, err := call.WaitTone(ctx, 1000, 20)
-	if err != nil {
-		t.Fatalf("the phone did not hear the call's tone while a stranger sprayed RTP: %v (attacker received %d packets)", err, attacker.packets.Load())
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("tone", testharness.HarnessCallOptions{Name: "the call during a stranger's RTP spray"})
+	l := call.ExpectTone(1000)
 	t.Logf("phone heard %.0f Hz; attacker received %d packets, %d bytes", l.Frequency, attacker.packets.Load(), attacker.bytes.Load())
 	if n := attacker.packets.Load(); n > 0 {
 		t.Fatalf("the attacker received %d packets of the call", n)
 	}
 	ports := []int{int(call.Leg.Endpoint().Config().Remote.Port())}
-	_ = call.Hangup(ctx)
+	call.End()
 
 	// Consecutive calls: are the server's ports guessable?
 	sequential := 0
-	for range 5 {
-		c, err := phone.Call(ctx, uri(srv, "tone"))
-		if err != nil {
-			t.Fatalf("call: %v", err)
-		}
+	for i := range 5 {
+		c := h.Call("tone", testharness.HarnessCallOptions{Name: fmt.Sprintf("consecutive call %d", i)})
 		p := int(c.Leg.Endpoint().Config().Remote.Port())
 		if p == ports[len(ports)-1]+2 {
 			sequential++
 		}
 		ports = append(ports, p)
-		_ = c.Hangup(ctx)
+		c.End()
 	}
 	t.Logf("server ports of consecutive calls: %v", ports)
 	if sequential >= 4 {
@@ -317,7 +306,7 @@ func TestGuestFloodLeavesPortsForOthers(t *testing.T) {
 	for i := range flood {
 		attacker.invite(t, fmt.Sprintf("flood%d", i), "tone", sink.addr())
 	}
-	waitFor(t, 5*time.Second, "every flood INVITE to be answered", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "every flood INVITE to be answered", func() bool {
 		for i := range flood {
 			if attacker.final(fmt.Sprintf("flood%d", i)) == 0 {
 				return false
@@ -331,17 +320,8 @@ func TestGuestFloodLeavesPortsForOthers(t *testing.T) {
 	}
 	t.Logf("flood of %d un-ACKed INVITEs from one source: final responses %v; calls held %d", flood, codes, srv.ActiveCalls())
 
-	phone := newPhone(t) // on 127.0.0.1
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatalf("a second source's call during the flood: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("no tone on the second source's call: %v", err)
-	}
-	_ = call.Hangup(ctx)
+	// The harness phone is on 127.0.0.1: a second source.
+	testharness.New(t, srv).Call("tone", testharness.HarnessCallOptions{Name: "a second source's call during the flood"}).ExpectTone(1000)
 }
 
 // Finding 5: a success for any user cleared the source's failure count,
@@ -438,7 +418,7 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 	srv := startServer(t, framework.Config{RTPPortMin: 31300, RTPPortMax: 31319}, apps.Tone(1000))
 	caller := newRawCaller(t, "127.0.0.1", srv.SIPAddr())
 	caller.invite(t, "nat1", "tone", netip.MustParseAddrPort("192.168.77.10:40000"))
-	waitFor(t, 5*time.Second, "the server to answer", func() bool { return caller.final("nat1") == 200 })
+	testharness.WaitUntil(t, 5*time.Second, "the server to answer", func() bool { return caller.final("nat1") == 200 })
 	serverRTP := caller.answerAddr(t, "nat1")
 	caller.ack(t, "nat1", "tone")
 
@@ -491,5 +471,5 @@ func TestNATPhoneLatchesFromSignalingAddress(t *testing.T) {
 		t.Fatal("the stranger that sent first received the call's audio")
 	}
 	caller.bye(t, "nat1", "tone")
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

@@ -3,12 +3,14 @@ package testharness_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // A phone calling as a directory user must prove it: SIPp answers the 407
@@ -59,21 +61,10 @@ func TestSIPpInviteWithDigestAuth(t *testing.T) {
 
 	// A guest is not challenged (the scenario's 407 step then fails, so
 	// use the harness phone, whose From user is "harness").
-	ph := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	call, err := ph.Call(ctx, uri(srv, "echo"))
-	if err != nil {
-		t.Fatalf("guest call: %v", err)
-	}
-	defer call.Hangup(ctx)
-	select {
-	case u := <-authUsers:
-		if u != "" {
-			t.Fatalf("guest call flow saw AuthUser %q, want empty", u)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no call flow ran for the guest call")
+	h := testharness.New(t, srv)
+	h.Call("echo", testharness.HarnessCallOptions{Name: "the guest call"})
+	if u := testharness.Await(h, authUsers, "a call flow for the guest call"); u != "" {
+		t.Fatalf("guest call flow saw AuthUser %q, want empty", u)
 	}
 }
 
@@ -87,18 +78,16 @@ func TestScannerBlockedAfterUnknownUsers(t *testing.T) {
 		}
 		return c.Play(ctx, media.Silence(500*time.Millisecond))
 	}))
-	ph := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	h := testharness.New(t, srv)
 	max := srv.Agent().Registrar().Limiter.Max
 	for i := range max {
-		_, err := ph.Call(ctx, uri(srv, "1"+string(rune('0'+i%10))+"0"))
+		err := h.CallFails("1"+string(rune('0'+i%10))+"0", testharness.HarnessCallOptions{Name: fmt.Sprintf("call %d to an unknown user", i)})
 		var se *sip.StatusError
 		if !errors.As(err, &se) || se.Code != 404 {
 			t.Fatalf("call %d to an unknown user: %v, want 404", i, err)
 		}
 	}
-	_, err := ph.Call(ctx, uri(srv, "echo"))
+	err := h.CallFails("echo", testharness.HarnessCallOptions{Name: "a call from a blocked scanner source"})
 	var se *sip.StatusError
 	if !errors.As(err, &se) || se.Code != 403 {
 		t.Fatalf("call from a blocked scanner source: %v, want 403", err)

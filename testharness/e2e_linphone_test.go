@@ -113,7 +113,7 @@ func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
 			if hangup == "linphone" {
 				lp.cmd(t, "terminate")
 			} else {
-				baresipCommand(t, ctrlPort, "hangup")
+				baresipCommand(t, ctrlPort, "hangup", "")
 			}
 			var cdr framework.CDR
 			select {
@@ -152,7 +152,7 @@ func TestLinphoneCalledOverTLSFromBaresip(t *testing.T) {
 func baresipRecording(t *testing.T, b *baresip) testharness.Listen {
 	t.Helper()
 	var l testharness.Listen
-	waitFor(t, 5*time.Second, "baresip's recording", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "baresip's recording", func() bool {
 		files, _ := filepath.Glob(filepath.Join(b.rec, "*-dec.wav"))
 		if len(files) == 0 {
 			return false
@@ -174,16 +174,16 @@ func freeTCPPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// baresipCommand sends one command to baresip's ctrl_tcp module (a JSON
-// netstring) and waits for its response.
-func baresipCommand(t *testing.T, port int, command string) {
+// baresipCommand sends one command (with params, "" for none) to
+// baresip's ctrl_tcp module (a JSON netstring) and waits for its response.
+func baresipCommand(t *testing.T, port int, command, params string) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil {
 		t.Fatalf("baresip ctrl_tcp: %v", err)
 	}
 	defer conn.Close()
-	msg := fmt.Sprintf(`{"command":%q,"params":"","token":"t1"}`, command)
+	msg := fmt.Sprintf(`{"command":%q,"params":%q,"token":"t1"}`, command, params)
 	if _, err := fmt.Fprintf(conn, "%d:%s,", len(msg), msg); err != nil {
 		t.Fatalf("baresip ctrl_tcp: %v", err)
 	}

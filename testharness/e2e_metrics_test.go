@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // metricsSnapshot is one scrape of /metrics: sample → value, keyed by
@@ -33,7 +34,12 @@ type metricsSnapshot map[string]float64
 
 func scrape(t *testing.T, srv *framework.Server) metricsSnapshot {
 	t.Helper()
-	res, err := http.Get("http://" + srv.HTTPAddr() + "/metrics")
+	req, err := http.NewRequest("GET", "http://"+srv.HTTPAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	req.Close = true // no idle keep-alive connection outlives the test
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
@@ -142,6 +148,30 @@ func sippMessage(names []string, counts map[string]int, pattern string, k int, k
 	return total
 }
 
+// metricCheck compares one /metrics sample with what SIPp's counters or
+// the CDRs say it must be.
+type metricCheck struct {
+	what string
+	got  float64
+	want int
+}
+
+// expectMetrics fails the test for every check whose /metrics value is
+// not what SIPp or the CDRs counted (want < 0: SIPp's counts lack the
+// step), logging them all, and SIPp's counts when any failed.
+func expectMetrics(t *testing.T, checks []metricCheck, counts map[string]int) {
+	t.Helper()
+	for _, c := range checks {
+		t.Logf("%s: /metrics %v, SIPp or CDRs %d", c.what, c.got, c.want)
+		if c.want < 0 || c.got != float64(c.want) {
+			t.Errorf("%s: /metrics says %v, SIPp or the CDRs say %d", c.what, c.got, c.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("SIPp counts: %v", counts)
+	}
+}
+
 // runSIPpLoad runs SIPp to completion in dir (where -trace_counts writes)
 // while scrape is called every 50 ms; it returns SIPp's output and error.
 func runSIPpLoad(t *testing.T, dir string, during func(), args ...string) ([]byte, error) {
@@ -217,7 +247,7 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
 	if maxActive < 1 {
 		t.Errorf("switchboard_calls_active never above 0 while SIPp ran")
@@ -225,11 +255,7 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 	if got := m.sum("switchboard_calls_active"); got != 0 {
 		t.Errorf("switchboard_calls_active = %v after the run", got)
 	}
-	checks := []struct {
-		what string
-		got  float64
-		want int
-	}{
+	checks := []metricCheck{
 		{"calls_total (all causes)", m.sum("switchboard_calls_total"), calls},
 		{"calls_total remote_hangup answered", m.sum("switchboard_calls_total", `cause="remote_hangup"`, `answered="true"`), calls},
 		{"calls_started inbound", m.sum("switchboard_calls_started_total", `direction="inbound"`), calls},
@@ -240,11 +266,7 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 	if withRTP == 0 {
 		t.Error("no call received RTP: SIPp's echo did not work, the media metrics prove nothing")
 	}
-	checks = append(checks, []struct {
-		what string
-		got  float64
-		want int
-	}{
+	checks = append(checks, []metricCheck{
 		{"RTP packets in (CDRs)", m.sum("switchboard_rtp_packets_total", `direction="in"`), cdrIn},
 		{"RTP packets out (CDRs)", m.sum("switchboard_rtp_packets_total", `direction="out"`), cdrOut},
 		{"RTP packets lost (CDRs)", m.sum("switchboard_rtp_packets_lost_total"), cdrLost},
@@ -268,21 +290,9 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 		{"2xx to BYE out", m.sum("switchboard_sip_responses_total", `direction="out"`, `method="BYE"`, `class="2xx"`), `^\d+_200_`, 1, []string{"Recv", "Retrans"}},
 	}
 	for _, c := range msgs {
-		checks = append(checks, struct {
-			what string
-			got  float64
-			want int
-		}{c.what, c.got, sippMessage(names, counts, c.step, c.k, c.kinds...)})
+		checks = append(checks, metricCheck{c.what, c.got, sippMessage(names, counts, c.step, c.k, c.kinds...)})
 	}
-	for _, c := range checks {
-		t.Logf("%s: /metrics %v, SIPp or CDRs %d", c.what, c.got, c.want)
-		if c.want < 0 || c.got != float64(c.want) {
-			t.Errorf("%s: /metrics says %v, SIPp or the CDRs say %d", c.what, c.got, c.want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("SIPp counts: %v", counts)
-	}
+	expectMetrics(t, checks, counts)
 }
 
 // With at most 2 calls being set up, a burst of 12 calls whose flow
@@ -310,16 +320,9 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 	}))
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxPendingInvites: 2, RetryAfter: 7 * time.Second},
 		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1}}, router)
-	phone := newPhone(t)
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	up, err := phone.Call(cctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	up := h.Call("tone", testharness.HarnessCallOptions{Name: "the call up"})
+	up.ExpectTone(1000)
 	mark := up.Mark()
 
 	dir := t.TempDir()
@@ -335,7 +338,7 @@ func TestSIPpOverload503RetryAfter(t *testing.T) {
 		t.Fatalf("sipp (a 503 without Retry-After: 7 fails its call): %v\n%s\nerrors:\n%s", err, tail(out, 3000), tail(errLog, 2000))
 	}
 	heard, rate := up.Heard(mark)
-	waitFor(t, 5*time.Second, "SIPp's calls to end", func() bool { return srv.ActiveCalls() == 1 })
+	testharness.WaitUntil(t, 5*time.Second, "SIPp's calls to end", func() bool { return srv.ActiveCalls() == 1 })
 	names, counts := sippCounts(t, dir)
 	refused := sippMessage(names, counts, `^\d+_503_`, 0, "Recv")
 	answered := sippMessage(names, counts, `^\d+_200_`, 0, "Recv")
@@ -399,13 +402,9 @@ func TestPacerOverrunRefusesNewCalls(t *testing.T) {
 	})
 	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{PacerOverrunHold: time.Second}}, router)
-	phone := newPhone(t)
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := phone.Call(cctx, uri(srv, "slow")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "a pacer overrun", func() bool { return scrape(t, srv).sum("switchboard_pacer_overruns_total") >= 3 })
+	h := testharness.New(t, srv)
+	h.Call("slow", testharness.HarnessCallOptions{})
+	h.Eventually("a pacer overrun", func() bool { return scrape(t, srv).sum("switchboard_pacer_overruns_total") >= 3 })
 	invite := func(branch string) (int, string) { return rawInvite(t, srv, branch) }
 	code, res := invite("overrun1")
 	if code != 503 || !strings.Contains(res, "Retry-After:") {
@@ -468,11 +467,11 @@ func TestReadyzUnreadyBeforeListenersClose(t *testing.T) {
 		sippOut = out
 		sippDone <- err
 	}()
-	waitFor(t, 10*time.Second, "the SIPp call to be answered", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "the SIPp call to be answered", func() bool {
 		return srv.ActiveCalls() == 1 && scrape(t, srv).sum("switchboard_call_setup_seconds_count") == 1
 	})
 	stop()
-	waitFor(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
+	testharness.WaitUntil(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
 	// Still serving SIP: OPTIONS answered, a new call refused with 503.
 	code, res := rawRequest(t, srv, func(l string) string {
 		return "OPTIONS sip:" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
@@ -539,71 +538,40 @@ func udpBound(port int) bool {
 // (The requests we send on it leave through a socket sipgo's client
 // creates, which the metrics do not see yet: docs/operations.md.)
 func TestOriginateCountsResponsesIn(t *testing.T) {
-	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
 	if _, err := os.Stat("/proc/net/udp"); err != nil {
 		t.Skip("needs /proc/net/udp to see SIPp bind its port")
 	}
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0"}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Reject(ctx, 404)
 	}))
-	dir := t.TempDir()
-	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "1", "-timeout", "30s", "-nostdin",
-		"-trace_counts", "-trace_err", "-error_file", filepath.Join(dir, "err.log"))
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	uas := startSIPpUAS(t, ctx, "uas", "-trace_counts")
 	// Dial only once SIPp listens, so that every INVITE we send reaches it.
-	waitFor(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(port) })
+	testharness.WaitUntil(t, 10*time.Second, "SIPp to bind its port", func() bool { return udpBound(uas.port) })
 	ended := make(chan struct{})
-	err := srv.Originate(ctx, fmt.Sprintf("sip:bob@127.0.0.1:%d", port), framework.DialOptions{Timeout: 5 * time.Second},
+	err := srv.Originate(ctx, uas.uri("bob"), framework.DialOptions{Timeout: 5 * time.Second},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 			defer close(ended)
 			time.Sleep(300 * time.Millisecond)
 			return c.Hangup(ctx)
 		}))
 	if err != nil {
-		t.Fatalf("originate: %v\n%s", err, tail(out.Bytes(), 2000))
+		t.Fatalf("originate: %v\n%s", err, tail(uas.out.Bytes(), 2000))
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp uas: %v\n%s", err, tail(out.Bytes(), 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
+	uas.wait(t, ctx)
 	<-ended
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
-	names, counts := sippCounts(t, dir)
-	checks := []struct {
-		what string
-		got  float64
-		want int
-	}{
+	names, counts := sippCounts(t, uas.dir)
+	checks := []metricCheck{
 		{"calls started outbound", m.sum("switchboard_calls_started_total", `direction="outbound"`), 1},
 		{"calls ended", m.sum("switchboard_calls_total"), 1},
 		{"1xx to INVITE in", m.sum("switchboard_sip_responses_total", `direction="in"`, `method="INVITE"`, `class="1xx"`), sippMessage(names, counts, `^\d+_180_`, 0, "Sent", "Retrans")},
 		{"2xx to INVITE in", m.sum("switchboard_sip_responses_total", `direction="in"`, `method="INVITE"`, `class="2xx"`), sippMessage(names, counts, `^\d+_200_`, 0, "Sent", "Retrans")},
 		{"2xx to BYE in", m.sum("switchboard_sip_responses_total", `direction="in"`, `method="BYE"`, `class="2xx"`), sippMessage(names, counts, `^\d+_200_`, 1, "Sent", "Retrans")},
 	}
-	for _, c := range checks {
-		t.Logf("%s: /metrics %v, SIPp %d", c.what, c.got, c.want)
-		if c.want < 0 || c.got != float64(c.want) {
-			t.Errorf("%s: /metrics says %v, SIPp says %d", c.what, c.got, c.want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("SIPp counts: %v", counts)
-	}
+	expectMetrics(t, checks, counts)
 }
 
 // The server hangs up SIPp's calls: the BYEs we send to callers (over
@@ -622,28 +590,16 @@ func TestServerByeCountedOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tail(out, 3000))
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
 	m := scrape(t, srv)
 	names, counts := sippCounts(t, dir)
-	checks := []struct {
-		what string
-		got  float64
-		want int
-	}{
+	checks := []metricCheck{
 		{"calls ended by us", m.sum("switchboard_calls_total", `answered="true"`), calls},
 		{"BYEs out", m.sum("switchboard_sip_requests_total", `direction="out"`, `method="BYE"`), sippMessage(names, counts, `^\d+_BYE_`, 0, "Recv", "Retrans")},
 		{"2xx to BYE in", m.sum("switchboard_sip_responses_total", `direction="in"`, `method="BYE"`, `class="2xx"`), sippMessage(names, counts, `^\d+_200_`, 1, "Sent", "Retrans")},
 		{"2xx to INVITE out", m.sum("switchboard_sip_responses_total", `direction="out"`, `method="INVITE"`, `class="2xx"`), sippMessage(names, counts, `^\d+_200_`, 0, "Recv", "Retrans")},
 	}
-	for _, c := range checks {
-		t.Logf("%s: /metrics %v, SIPp %d", c.what, c.got, c.want)
-		if c.want < 0 || c.got != float64(c.want) {
-			t.Errorf("%s: /metrics says %v, SIPp says %d", c.what, c.got, c.want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("SIPp counts: %v", counts)
-	}
+	expectMetrics(t, checks, counts)
 }
 
 // rawInvite sends one INVITE for user "other" over UDP and returns the
@@ -667,16 +623,9 @@ func TestMaxCallsRefusesExcess(t *testing.T) {
 	router.Handle("tone", apps.Tone(1000))
 	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", Overload: sip.OverloadOptions{MaxCalls: 1}}, router)
-	phone := newPhone(t)
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	up, err := phone.Call(cctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	up := h.Call("tone", testharness.HarnessCallOptions{Name: "the call up"})
+	up.ExpectTone(1000)
 	code, res := rawInvite(t, srv, "maxcalls1")
 	if code != 503 || !strings.Contains(res, "Retry-After: 5") {
 		t.Fatalf("second call: %d, want 503 with the default Retry-After 5\n%s", code, res)
@@ -684,13 +633,9 @@ func TestMaxCallsRefusesExcess(t *testing.T) {
 	if got := scrape(t, srv).sum("switchboard_invites_rejected_total", `reason="max_calls"`); got != 1 {
 		t.Fatalf("invites_rejected_total{reason=max_calls} = %v, want 1", got)
 	}
-	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
-		t.Fatalf("the call up lost its tone: %v", err)
-	}
-	if err := up.Hangup(cctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 && srv.Agent().InboundCalls() == 0 })
+	up.ExpectTone(1000) // the call up kept its tone
+	up.HangUp()
+	h.Eventually("the call to end", func() bool { return srv.ActiveCalls() == 0 && srv.Agent().InboundCalls() == 0 })
 	if code, res := rawInvite(t, srv, "maxcalls2"); code != 486 {
 		t.Fatalf("call after the first ended: %d, want the flow's 486\n%s", code, res)
 	}
@@ -734,16 +679,9 @@ func TestSourceLimitRefusalsCounted(t *testing.T) {
 	router.Handle("tone", apps.Tone(1000))
 	router.Default(framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return c.Reject(ctx, 486) }))
 	srv := startServer(t, framework.Config{HTTPAddr: "127.0.0.1:0", CallLimits: sip.CallLimits{GuestCalls: 1, GuestRate: -1}}, router)
-	phone := newPhone(t)
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	up, err := phone.Call(cctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := up.WaitTone(cctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	up := h.Call("tone", testharness.HarnessCallOptions{Name: "the call up"})
+	up.ExpectTone(1000)
 	if code, res := rawInvite(t, srv, "source1"); code != 503 {
 		t.Fatalf("second guest call from the same address: %d, want 503\n%s", code, res)
 	}

@@ -13,38 +13,9 @@ import (
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-// toneShare is how much of what pc heard since mark (its last second at
-// most) is the frequency f: near 1 for a clean tone, near 0 when absent.
-func toneShare(pc *testharness.PhoneCall, mark int, f float64) float64 {
-	s, rate := pc.Heard(mark)
-	if rate == 0 {
-		return 0
-	}
-	if len(s) > rate {
-		s = s[len(s)-rate:]
-	}
-	r := dsp.RMS(s)
-	return dsp.GoertzelPower(s, rate, f) / (r*r + 1)
-}
-
-// waitShare waits until pc hears f (share at least min) in what it heard
-// after mark.
-func waitShare(t *testing.T, pc *testharness.PhoneCall, what string, f, min float64) {
-	t.Helper()
-	mark := pc.Mark()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		if pc.Mark()-mark >= 4000 && toneShare(pc, mark, f) >= min {
-			return
-		}
-	}
-	t.Fatalf("%s: %.0f Hz not heard (share %.2f)", what, f, toneShare(pc, mark, f))
-}
-
 // longestGap is the longest run of near-silence (5 ms blocks under a
 // tenth of the tones' level) in what pc heard since mark.
-func longestGap(pc *testharness.PhoneCall, mark int) time.Duration {
+func longestGap(pc *testharness.Call, mark int) time.Duration {
 	s, rate := pc.Heard(mark)
 	block := rate / 200
 	run, longest := 0, 0
@@ -82,37 +53,24 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 		<-ctx.Done() // B may come back: the caller stays on the call
 		return nil
 	}))
+	h := testharness.New(t, srv)
+	h.Own(b)
 	phone := func(port int) *testharness.Phone {
-		return newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
+		return h.Phone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999})
 	}
-	a, c, d := phone(42000), phone(43000), phone(44000)
-
-	callA, err := a.Call(ctx, uri(srv, "agent"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{800}, Amplitude: 5000}))
+	c, d := phone(43000), phone(44000)
+	callA, callB := callAndAnswer(h, "agent", phone(42000), b, 500, 800)
 	aID := <-callIDs
-	waitShare(t, callB, "B hears A", 500, 0.5)
-	waitShare(t, callA, "A hears B", 800, 0.5)
+	callB.ExpectInMix("B hears A", 500, 0.5)
+	callA.ExpectInMix("A hears B", 800, 0.5)
 
-	var room []*testharness.PhoneCall
+	var room []*testharness.Call
 	for i, p := range []*testharness.Phone{c, d} {
-		pc, err := p.Call(ctx, uri(srv, "room"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		pc := h.Call("room", testharness.HarnessCallOptions{Name: []string{"C", "D"}[i], Phone: p})
 		pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{[]float64{1100, 1700}[i]}, Amplitude: 5000}))
 		room = append(room, pc)
 	}
-	waitShare(t, room[0], "C hears D", 1700, 0.3)
+	room[0].ExpectInMix("C hears D", 1700, 0.3)
 
 	legB := srv.Leg(callB.Leg.ID())
 	if legB == nil {
@@ -128,10 +86,10 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 	if got := legB.Where(); got != "room:r" {
 		t.Fatalf("B is at %q, want room:r", got)
 	}
-	waitShare(t, callB, "B in the room hears C", 1100, 0.2)
-	waitShare(t, callB, "B in the room hears D", 1700, 0.2)
-	waitShare(t, room[0], "C hears B", 800, 0.2)
-	waitShare(t, room[1], "D hears B", 800, 0.2)
+	callB.ExpectInMix("B in the room hears C", 1100, 0.2)
+	callB.ExpectInMix("B in the room hears D", 1700, 0.2)
+	room[0].ExpectInMix("C hears B", 800, 0.2)
+	room[1].ExpectInMix("D hears B", 800, 0.2)
 	if gap := longestGap(callB, mark); gap > 40*time.Millisecond {
 		t.Errorf("B's longest silence moving into the room: %s, want <= 40ms", gap)
 	} else {
@@ -145,9 +103,9 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 	if err := legB.Move(ctx, framework.ToCall(aID), framework.JoinOptions{}); err != nil {
 		t.Fatalf("move B back to A: %v", err)
 	}
-	waitShare(t, callB, "B back with A hears A", 500, 0.5)
-	waitShare(t, callA, "A hears B again", 800, 0.5)
-	if share := toneShare(callB, callB.Mark()-8000, 1100); share > 0.05 {
+	callB.ExpectInMix("B back with A hears A", 500, 0.5)
+	callA.ExpectInMix("A hears B again", 800, 0.5)
+	if share := callB.ToneShare(callB.Mark()-8000, 1100); share > 0.05 {
 		t.Errorf("B still hears the room after moving back: share %.2f", share)
 	}
 	if gap := longestGap(callB, mark); gap > 40*time.Millisecond {
@@ -159,9 +117,9 @@ func TestMoveLegIntoRoomAndBack(t *testing.T) {
 		t.Errorf("B is at %q, want call:%s", got, aID)
 	}
 	for _, pc := range append(room, callA, callB) {
-		_ = pc.Hangup(ctx)
+		pc.End()
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	h.ExpectIdle()
 }
 
 // Whisper: supervisor S coaches agent A during A's call with customer C:
@@ -183,54 +141,39 @@ func TestWhisperCoachesOneLeg(t *testing.T) {
 		callIDs <- c.ID()
 		return c.Dial(ctx, agent.URI("agent"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
-	cust := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
-	sup := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
-	callC, err := cust.Call(ctx, uri(srv, "sales"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	h.Own(agent)
+	cust := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
+	sup := h.Phone(testharness.PhoneOptions{RTPPortMin: 43000, RTPPortMax: 43999})
+	callC, callA := callAndAnswer(h, "sales", cust, agent, 500, 900)
+	callC.Name, callA.Name = "the customer", "the agent"
 	customerCall := <-callIDs
-	var callA *testharness.PhoneCall
-	select {
-	case callA = <-agent.Incoming():
-	case <-ctx.Done():
-		t.Fatal("the agent was never called")
-	}
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{500}, Amplitude: 5000}))
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{900}, Amplitude: 5000}))
-	waitShare(t, callA, "agent hears customer", 500, 0.5)
+	callA.ExpectInMix("agent hears customer", 500, 0.5)
 
-	callS, err := sup.Call(ctx, uri(srv, "supervisor"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	callS := h.Call("supervisor", testharness.HarnessCallOptions{Name: "the supervisor", Phone: sup})
 	<-callIDs
 	callS.Play(audio.NewTone(audio.Tone{Freqs: []float64{1400}, Amplitude: 5000}))
-	err = srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall),
+	err := srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall),
 		framework.JoinOptions{Mode: framework.ModeWhisper, Coach: callA.Leg.ID()})
 	if err != nil {
 		t.Fatalf("move the supervisor in: %v", err)
 	}
-	waitShare(t, callA, "agent hears the supervisor", 1400, 0.15)
-	waitShare(t, callA, "agent still hears the customer", 500, 0.15)
-	waitShare(t, callC, "customer still hears the agent", 900, 0.2)
-	waitShare(t, callS, "supervisor hears the customer", 500, 0.15)
-	waitShare(t, callS, "supervisor hears the agent", 900, 0.15)
-	mark := callC.Mark()
-	time.Sleep(1200 * time.Millisecond)
-	if share := toneShare(callC, mark, 1400); share > 0.02 {
-		t.Errorf("the customer hears the whisper: share %.3f", share)
-	}
+	callA.ExpectInMix("agent hears the supervisor", 1400, 0.15)
+	callA.ExpectInMix("agent still hears the customer", 500, 0.15)
+	callC.ExpectInMix("customer still hears the agent", 900, 0.2)
+	callS.ExpectInMix("supervisor hears the customer", 500, 0.15)
+	callS.ExpectInMix("supervisor hears the agent", 900, 0.15)
+	callC.ExpectAbsent("the customer hears the whisper", 1400, 0.02, 1200*time.Millisecond)
 
 	// Barge: now everyone hears the supervisor.
 	if err := srv.Move(ctx, callS.Leg.ID(), framework.ToCall(customerCall), framework.JoinOptions{Mode: framework.ModeBarge}); err != nil {
 		t.Fatalf("barge: %v", err)
 	}
-	waitShare(t, callC, "customer hears the barging supervisor", 1400, 0.15)
-	for _, pc := range []*testharness.PhoneCall{callC, callA, callS} {
-		_ = pc.Hangup(ctx)
+	callC.ExpectInMix("customer hears the barging supervisor", 1400, 0.15)
+	for _, pc := range []*testharness.Call{callC, callA, callS} {
+		pc.End()
 	}
-	waitFor(t, 5*time.Second, "calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	h.ExpectIdle()
 }
 
 // A bridged leg renegotiates from PCMU to PCMA with a re-INVITE: the call
@@ -250,20 +193,11 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 	}}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
-	a := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, Codecs: g711[:1]})
-	callA, err := a.Call(ctx, uri(srv, "bob"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}, Amplitude: 5000}))
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}, Amplitude: 5000}))
-	waitShare(t, callA, "A hears B (both PCMU)", 1000, 0.5)
+	h := testharness.New(t, srv)
+	h.Own(b)
+	a := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, Codecs: g711[:1]})
+	callA, callB := callAndAnswer(h, "bob", a, b, 440, 1000)
+	callA.ExpectInMix("A hears B (both PCMU)", 1000, 0.5)
 
 	if err := callB.Leg.Reoffer(ctx, "sendrecv", g711[1:]); err != nil {
 		t.Fatalf("B's re-INVITE to PCMA: %v", err)
@@ -272,19 +206,30 @@ func TestReinviteCodecChangeRebridges(t *testing.T) {
 		t.Fatalf("B's codec after the re-INVITE: %s, want PCMA", got)
 	}
 	time.Sleep(300 * time.Millisecond)
-	waitShare(t, callA, "A hears B after B switched to PCMA", 1000, 0.5)
+	callA.ExpectInMix("A hears B after B switched to PCMA", 1000, 0.5)
 	// A-law decoded as µ-law still has a 1 kHz fundamental, but at a
 	// wrong, distorted level (measured: RMS ~12,500 and share 0.77 against
 	// ~3,400 and 0.90 for the 5,000-peak tone): check both.
 	from := callA.Mark() - 8000
 	s, _ := callA.Heard(from)
-	share, level := toneShare(callA, from, 1000), dsp.RMS(s)
+	share, level := callA.ToneShare(from, 1000), dsp.RMS(s)
 	if share < 0.85 || level < 2500 || level > 4500 {
 		t.Errorf("A hears B's tone distorted after B switched to PCMA: share %.2f, RMS %.0f (want >= 0.85 and ~3,500)", share, level)
 	}
-	waitShare(t, callB, "B hears A after switching to PCMA", 440, 0.5)
-	_ = callA.Hangup(ctx)
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	callB.ExpectInMix("B hears A after switching to PCMA", 440, 0.5)
+	callA.End()
+	h.ExpectIdle()
+}
+
+// callAndAnswer calls user at the server from phone from (call "A") and
+// waits for phone to to answer the call the flow dials (call "B"); each
+// then plays its tone (5,000 peak), fromHz and toHz.
+func callAndAnswer(h *testharness.Harness, user string, from, to *testharness.Phone, fromHz, toHz float64) (a, b *testharness.Call) {
+	a = h.Call(user, testharness.HarnessCallOptions{Name: "A", Phone: from})
+	b = h.ExpectIncoming(to, "B")
+	a.Play(audio.NewTone(audio.Tone{Freqs: []float64{fromHz}, Amplitude: 5000}))
+	b.Play(audio.NewTone(audio.Tone{Freqs: []float64{toHz}, Amplitude: 5000}))
+	return a, b
 }
 
 func mustCodec(t *testing.T, name string) codec.CodecSpec {

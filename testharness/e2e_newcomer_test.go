@@ -1,14 +1,13 @@
 package testharness_test
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,21 +24,13 @@ import (
 // loaded machine, whose frames may lag). With KeepTypeAhead the same "#"
 // ends it at once.
 func TestRecordIgnoresTypeAhead(t *testing.T) {
-	dir := t.TempDir()
-	type result struct {
-		d   time.Duration
-		err error
+	prompt := func(ctx context.Context, c *framework.Call) error {
+		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond}))
 	}
-	results := make(chan result, 1)
-	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		if err := c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 1500 * time.Millisecond})); err != nil {
-			return err
-		}
-		d, err := c.Record(ctx, filepath.Join(dir, c.User()+".wav"), framework.RecordOptions{MaxDuration: 2 * time.Second, KeepTypeAhead: c.User() == "keep"})
-		results <- result{d, err}
-		return err
-	}))
-	phone := newPhone(t)
+	flow, results := recordFlow(t.TempDir(), prompt, func(c *framework.Call) framework.RecordOptions {
+		return framework.RecordOptions{MaxDuration: 2 * time.Second, KeepTypeAhead: c.User() == "keep"}
+	})
+	srv := startServer(t, framework.Config{}, flow)
 	for _, tt := range []struct {
 		route    string
 		min, max time.Duration
@@ -48,26 +39,12 @@ func TestRecordIgnoresTypeAhead(t *testing.T) {
 		{route: "keep", min: 0, max: 500 * time.Millisecond},
 	} {
 		t.Run(tt.route, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			call, err := phone.Call(ctx, uri(srv, tt.route))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer call.Hangup(ctx)
-			if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-				t.Fatalf("no prompt: %v", err)
-			}
-			if err := call.SendDTMF("#"); err != nil { // during the prompt
-				t.Fatal(err)
-			}
-			call.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-			var r result
-			select {
-			case r = <-results:
-			case <-ctx.Done():
-				t.Fatal("Record did not return")
-			}
+			h := testharness.New(t, srv)
+			call := h.Call(tt.route, testharness.HarnessCallOptions{})
+			call.ExpectTone(1000) // the prompt
+			call.Press("#")       // during the prompt
+			call.PlayTone(440, 0)
+			r := testharness.Await(h, results, "Record to return")
 			if r.err != nil || r.d < tt.min || r.d > tt.max {
 				t.Fatalf("Record after a # typed during the prompt: %s, %v; want %s..%s", r.d, r.err, tt.min, tt.max)
 			}
@@ -91,7 +68,6 @@ func TestRingbackByCountry(t *testing.T) {
 		}
 		return c.Dial(ctx, callee.URI("callee"), opts)
 	}))
-	phone := newPhone(t)
 	for _, tt := range []struct {
 		route string
 		want  []float64
@@ -101,13 +77,10 @@ func TestRingbackByCountry(t *testing.T) {
 		{route: "us", want: []float64{440, 480}, other: []float64{400, 450}},
 	} {
 		t.Run(tt.route, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
-			defer cancel()
-			call, err := phone.Call(ctx, uri(srv, tt.route))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer call.Hangup(context.Background())
+			h := testharness.New(t, srv)
+			h.Timeout = 6 * time.Second // within the first ring
+			call := h.Call(tt.route, testharness.HarnessCallOptions{})
+			ctx := h.Context()
 			near := func(f float64, set []float64) bool {
 				for _, w := range set {
 					if math.Abs(f-w) <= 5 {
@@ -151,13 +124,9 @@ func TestErrorTextsReadOnce(t *testing.T) {
 		errs <- err
 		return err
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "errors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	h.Own(busy)
+	call := h.Call("errors", testharness.HarnessCallOptions{})
 	want := []string{
 		"framework: collect digits: no digits entered",
 		"framework: dial " + busy.URI("busy") + ": 486 Busy Here",
@@ -167,42 +136,19 @@ func TestErrorTextsReadOnce(t *testing.T) {
 	for i, w := range want {
 		if i == len(want)-1 {
 			time.Sleep(300 * time.Millisecond) // Record has started
-			_ = call.Hangup(ctx)
+			call.End()
 		}
-		select {
-		case err := <-errs:
-			if err == nil || err.Error() != w {
-				t.Errorf("error %d reads %q, want %q", i, err, w)
-			}
-		case <-ctx.Done():
-			t.Fatalf("flow stuck before error %d", i)
+		if err := testharness.Await(h, errs, fmt.Sprintf("the flow's error %d", i)); err == nil || err.Error() != w {
+			t.Errorf("error %d reads %q, want %q", i, err, w)
 		}
 	}
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The log says what happened: a registration as "registered", its removal
 // as "unregistered" (not "registered contacts=0"), and a server without
 // TLS "tls=off".
 func TestLogLinesSayWhatHappened(t *testing.T) {
-	var logs syncBuffer
+	var logs logBuffer
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
 	srv := startServer(t, framework.Config{Users: users, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
 		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))
@@ -215,8 +161,11 @@ func TestLogLinesSayWhatHappened(t *testing.T) {
 	if err := phone.Unregister(ctx, srv.SIPAddr().String(), "alice", "s3cret"); err != nil {
 		t.Fatal(err)
 	}
+	// The server logs after it has answered: wait for the last line.
+	unregistered := regexp.MustCompile(`msg="sip: unregistered" .*user=alice`)
+	testharness.WaitUntil(t, 2*time.Second, "the unregistration's log line", func() bool { return unregistered.MatchString(logs.String()) })
 	out := logs.String()
-	for _, want := range []string{`msg="sip: registered" .*user=alice contacts=1`, `msg="sip: unregistered" .*user=alice`, `msg="sip: listening" .*tls=off`} {
+	for _, want := range []string{`msg="sip: registered" .*user=alice contacts=1`, `msg="sip: listening" .*tls=off`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}

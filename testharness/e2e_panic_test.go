@@ -73,18 +73,11 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 		causes[cdr.User] = cdr.Cause
 		mu.Unlock()
 	}}, r)
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
+	h := testharness.New(t, srv)
 	const others = 20
-	var calls []*testharness.PhoneCall
+	var calls []*testharness.Call
 	for i := range others {
-		c, err := phone.Call(ctx, uri(srv, "tone"))
-		if err != nil {
-			t.Fatalf("tone call %d: %v", i, err)
-		}
-		calls = append(calls, c)
+		calls = append(calls, h.Call("tone", testharness.HarnessCallOptions{Name: fmt.Sprintf("tone call %d", i)}))
 	}
 	sample := func(stage string) {
 		t.Helper()
@@ -95,25 +88,15 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 			if c.Mark() <= before {
 				t.Fatalf("%s: call %d hears nothing new", stage, i)
 			}
-			l, err := c.WaitTone(ctx, 1000, 20)
-			if err != nil {
-				t.Fatalf("%s: call %d: %v", stage, i, err)
-			}
+			l := c.ExpectTone(1000)
 			t.Logf("%s: call %d hears %.0f Hz at rms %.0f", stage, i, l.Frequency, l.RMS)
 		}
 	}
 	sample("before the panics")
 
 	for _, route := range []string{"panic-flow", "panic-source", "panic-sink"} {
-		c, err := phone.Call(ctx, uri(srv, route))
-		if err != nil {
-			t.Fatalf("%s: %v", route, err)
-		}
-		select {
-		case <-c.Leg.Done():
-		case <-ctx.Done():
-			t.Fatalf("%s: the phone never got a BYE", route)
-		}
+		c := h.Call(route, testharness.HarnessCallOptions{Name: route})
+		c.ExpectHangup()
 		if !errors.Is(c.Leg.Err(), sip.ErrRemoteHangup) {
 			t.Errorf("%s: phone's call ended with %v, want the server's BYE", route, c.Leg.Err())
 		}
@@ -121,7 +104,7 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 		if route == "panic-flow" {
 			want = "panic in call flow"
 		}
-		waitFor(t, 5*time.Second, route+"'s CDR", func() bool {
+		h.Eventually(route+"'s CDR", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return causes[route] != ""
@@ -143,9 +126,9 @@ func TestPanicsEndOnlyTheirOwnCall(t *testing.T) {
 			t.Fatalf("call %d ended: %v", i, c.Leg.Err())
 		default:
 		}
-		_ = c.Hangup(ctx)
+		c.End()
 	}
-	waitFor(t, 10*time.Second, "every call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h.ExpectIdle()
 	mu.Lock()
 	defer mu.Unlock()
 	if got := causes["tone"]; got != "remote hangup" {

@@ -47,11 +47,8 @@ func TestDialogAndPresenceNotify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	h := testharness.New(t, srv)
+	alice := h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, AnswerDelay: 300 * time.Millisecond})
 
 	dlgW, presW := newWatcher(t), newWatcher(t)
 	bob := testharness.WatchOptions{Event: "dialog", Expires: 600, Username: "bob", Password: "b-pass"}
@@ -72,22 +69,12 @@ func TestDialogAndPresenceNotify(t *testing.T) {
 		t.Fatalf("first presence NOTIFY while alice is offline: %+v %v", n, err)
 	}
 
-	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "a-pass"); err != nil {
-		t.Fatal(err)
-	}
+	h.Register(alice, "", "alice", "a-pass")
 	if _, err := presW.WaitFor(ctx, func(n testharness.Notify) bool { return strings.Contains(n.Body, "<basic>open</basic>") }); err != nil {
 		t.Fatalf("no open PIDF after alice registered: %v", err)
 	}
 
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
-	call, err := caller.Call(ctx, "sip:ring-alice@"+srv.SIPAddr().String())
-	if err != nil {
-		t.Fatalf("call to alice: %v", err)
-	}
+	call := h.Call("ring-alice", testharness.HarnessCallOptions{Name: "the call to alice"})
 	var states []string
 	if _, err := dlgW.WaitFor(ctx, func(n testharness.Notify) bool {
 		states = append(states, testharness.StateOf(n.Body))
@@ -104,9 +91,7 @@ func TestDialogAndPresenceNotify(t *testing.T) {
 	if p, _ := srv.Presence().Get("alice"); p.Status != framework.PresenceOnCall {
 		t.Fatalf("roster says alice is %s during the call", p.Status)
 	}
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call.HangUp()
 	if n, err := dlgW.WaitFor(ctx, func(n testharness.Notify) bool { return testharness.StateOf(n.Body) == "terminated" }); err != nil {
 		t.Fatalf("no terminated dialog NOTIFY after hangup: %v", err)
 	} else if !strings.Contains(n.Body, `direction="recipient"`) {
@@ -191,39 +176,20 @@ func TestBaresipSeesPresence(t *testing.T) {
 		extraConfig: "module_app contact.so\nmodule_app presence.so",
 		files:       map[string]string{"contacts": fmt.Sprintf("\"Alice\" <sip:alice@%s>;presence=p2p\n", addr)},
 	}, 440, 40)
-	waitFor(t, 10*time.Second, "baresip to subscribe to alice", func() bool { return srv.Agent().Subscriptions() == 1 })
+	testharness.WaitUntil(t, 10*time.Second, "baresip to subscribe to alice", func() bool { return srv.Agent().Subscriptions() == 1 })
 	time.Sleep(500 * time.Millisecond) // its first NOTIFY (offline) is answered; baresip logs only changes after it
 	changed := func(from, to string) {
 		t.Helper()
 		want := fmt.Sprintf("changed status from %s to %s", from, to)
-		waitFor(t, 10*time.Second, "baresip to log "+want, func() bool { return strings.Contains(ansi.ReplaceAllString(b.logText(), ""), want) })
+		testharness.WaitUntil(t, 10*time.Second, "baresip to log "+want, func() bool { return strings.Contains(ansi.ReplaceAllString(b.logText(), ""), want) })
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	if err := alice.Register(ctx, addr, "alice", "a-pass"); err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	h.Register(h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond}), "", "alice", "a-pass")
 	changed("Offline", "Online")
-
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
-	call, err := caller.Call(ctx, "sip:ring-alice@"+addr)
-	if err != nil {
-		t.Fatalf("call to alice: %v", err)
-	}
+	call := h.Call("ring-alice", testharness.HarnessCallOptions{Name: "the call to alice"})
 	changed("Online", "Busy")
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call.HangUp()
 	changed("Busy", "Online")
 	for _, line := range strings.Split(ansi.ReplaceAllString(b.logText(), ""), "\n") {
 		if strings.Contains(line, "presence") || strings.Contains(line, "changed status") {
@@ -249,7 +215,7 @@ func TestSubscriptionExpiryShutdownAndLimits(t *testing.T) {
 	if err != nil || n.SubscriptionState != "terminated;reason=timeout" {
 		t.Fatalf("expiry: %+v %v", n, err)
 	}
-	waitFor(t, 5*time.Second, "the expired subscription to be gone", func() bool { return srv.Agent().Subscriptions() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "the expired subscription to be gone", func() bool { return srv.Agent().Subscriptions() == 0 })
 
 	bob.Expires = 600
 	for i := range 2 {
@@ -286,31 +252,18 @@ func TestCallerPresenceAndFeed(t *testing.T) {
 			t.Error("presence feed test buffer full")
 		}
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "a-pass"); err != nil {
-		t.Fatal(err)
-	}
-	call, err := alice.CallAs(ctx, "sip:tone@"+srv.SIPAddr().String(), "alice", "a-pass")
-	if err != nil {
-		t.Fatalf("alice calls: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 30); err != nil {
-		t.Fatalf("alice's call carries no tone: %v", err)
-	}
+	h := testharness.New(t, srv)
+	alice := h.Phone(testharness.PhoneOptions{})
+	h.Register(alice, "", "alice", "a-pass")
+	call := h.Call("tone", testharness.HarnessCallOptions{Name: "alice's call", Phone: alice,
+		Dial: &sip.DialOptions{FromUser: "alice", Username: "alice", Password: "a-pass"}})
+	call.ExpectToneBetween(970, 1030)
 	roster := srv.Presence().Roster()
 	if len(roster) != 3 || roster[0].User != "alice" || roster[0].Status != framework.PresenceOnCall || roster[1].Status != framework.PresenceOffline {
 		t.Fatalf("roster during the call: %+v", roster)
 	}
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "alice to be available again", func() bool {
+	call.HangUp()
+	h.Eventually("alice to be available again", func() bool {
 		p, _ := srv.Presence().Get("alice")
 		return p.Status == framework.PresenceAvailable
 	})
@@ -345,7 +298,7 @@ func TestBaresipPublishesPresence(t *testing.T) {
 		account:     fmt.Sprintf("<sip:alice@%s>;auth_pass=a-pass;regint=60;pubint=60", addr),
 		extraConfig: "module_app presence.so",
 	}, 440, 20, "]")
-	waitFor(t, 10*time.Second, "alice registered but published offline", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "alice registered but published offline", func() bool {
 		p, _ := srv.Presence().Get("alice")
 		return p.Online == 1 && p.Status == framework.PresenceOffline
 	})
@@ -365,56 +318,17 @@ func TestSIPpDialogSubscription(t *testing.T) {
 func sippDialogSubscription(t *testing.T, transport string) {
 	srv := presenceServer(t, framework.Config{})
 	addr := srv.SIPAddr().String()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	h := testharness.New(t, srv)
+	h.Register(h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond}), "", "alice", "a-pass")
+	args := []string{"-sf", scenario("subscribe_dialog.xml"), "-s", "alice", "-key", "caller", "bob", "-au", "bob", "-ap", "b-pass", addr}
+	if transport == "tcp" {
+		args = append([]string{"-t", "t1"}, args...)
 	}
-	defer alice.Close()
-	if err := alice.Register(ctx, addr, "alice", "a-pass"); err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		out []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		args := []string{"-sf", scenario("subscribe_dialog.xml"), "-s", "alice", "-key", "caller", "bob", "-au", "bob", "-ap", "b-pass", addr}
-		if transport == "tcp" {
-			args = append([]string{"-t", "t1"}, args...)
-		}
-		out, err := runSIPp(t, args...)
-		done <- result{out, err}
-	}()
-	for deadline := time.Now().Add(10 * time.Second); srv.Agent().Subscriptions() != 1; time.Sleep(20 * time.Millisecond) {
-		select {
-		case r := <-done:
-			t.Fatalf("SIPp ended before subscribing: %v\n%s", r.err, tail(r.out, 3000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("SIPp did not subscribe within 10 s")
-		}
-	}
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
-	call, err := caller.Call(ctx, "sip:ring-alice@"+addr)
-	if err != nil {
-		t.Fatalf("call to alice: %v", err)
-	}
-	defer call.Hangup(ctx)
-	select {
-	case r := <-done:
-		if r.err != nil {
-			t.Fatalf("SIPp busy-lamp field failed: %v\n%s", r.err, tail(r.out, 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("SIPp did not finish")
+	done := goSIPp(t, args...)
+	h.Eventually("SIPp to subscribe", func() bool { return srv.Agent().Subscriptions() == 1 })
+	h.Call("ring-alice", testharness.HarnessCallOptions{Name: "the call to alice"})
+	if r := testharness.Await(h, done, "SIPp to finish"); r.err != nil {
+		t.Fatalf("SIPp busy-lamp field failed: %v\n%s", r.err, tail(r.out, 3000))
 	}
 	if n := srv.Agent().Subscriptions(); n != 0 {
 		t.Fatalf("%d subscriptions left after SIPp unsubscribed", n)

@@ -3,6 +3,7 @@ package testharness_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,26 +32,16 @@ func TestSayEndToEnd(t *testing.T) {
 		}
 		return c.Play(ctx, media.Silence(5*time.Second))
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	h := testharness.New(t, srv)
 	for i := range 2 {
-		call, err := phone.Call(ctx, uri(srv, "say"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		call := h.Call("say", testharness.HarnessCallOptions{Name: fmt.Sprintf("call %d", i)})
 		mark := call.Mark()
-		select {
-		case err := <-said:
-			if err != nil {
-				t.Fatalf("Say: %v", err)
-			}
-		case <-ctx.Done():
-			t.Fatal("Say never returned")
+		if err := testharness.Await(h, said, "Say to return"); err != nil {
+			t.Fatalf("Say: %v", err)
 		}
 		time.Sleep(300 * time.Millisecond) // the last packets in flight
 		heard, rate := call.Heard(mark)
-		_ = call.Hangup(ctx)
+		call.End()
 		if rate != 8000 {
 			t.Fatalf("heard %d Hz audio", rate)
 		}
@@ -137,39 +128,25 @@ func TestSendDTMF(t *testing.T) {
 		ports  int
 	}{{"inband", true, 41000}, {"rfc4733", false, 42000}} {
 		t.Run(tc.name, func(t *testing.T) {
-			phone, err := testharness.NewPhone(testharness.PhoneOptions{InbandDTMF: tc.inband, RTPPortMin: tc.ports, RTPPortMax: tc.ports + 999, Logger: testLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer phone.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			call, err := phone.Call(ctx, uri(srv, "dtmf"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := testharness.New(t, srv)
+			call := h.Call("dtmf", testharness.HarnessCallOptions{
+				Phone: h.Phone(testharness.PhoneOptions{InbandDTMF: tc.inband, RTPPortMin: tc.ports, RTPPortMax: tc.ports + 999})})
 			if got := call.Leg.Endpoint().Config().DTMFPayloadType != 0; got == tc.inband {
 				t.Fatalf("telephone-event negotiated: %v", got)
 			}
 			start := time.Now()
-			select {
-			case err := <-sent:
-				if err != nil {
-					t.Fatalf("SendDTMF: %v", err)
-				}
-			case <-ctx.Done():
-				t.Fatal("SendDTMF never returned")
+			if err := testharness.Await(h, sent, "SendDTMF to return"); err != nil {
+				t.Fatalf("SendDTMF: %v", err)
 			}
 			// 12 digits of 100 ms with 100 ms gaps.
 			if d := time.Since(start); d < 2*time.Second {
 				t.Errorf("SendDTMF returned after %s, before the digits could be sent", d)
 			}
-			waitFor(t, 3*time.Second, "all digits", func() bool { return len(call.Digits()) >= len(all) })
+			testharness.WaitUntil(t, 3*time.Second, "all digits", func() bool { return len(call.Digits()) >= len(all) })
 			time.Sleep(300 * time.Millisecond) // no extra digits trail
 			if got := call.Digits(); got != all {
 				t.Fatalf("phone received %q, want %q", got, all)
 			}
-			_ = call.Hangup(ctx)
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // rawRequest sends one SIP request over UDP and returns the status of the
@@ -97,7 +98,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("flow ctx not cancelled after CANCEL")
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // A handler that rejects produces the status it chose at the caller, as a
@@ -106,10 +107,7 @@ func TestRejectBusy(t *testing.T) {
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Reject(ctx, 486)
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := phone.Call(ctx, uri(srv, "busy"))
+	err := testharness.New(t, srv).CallFails("busy", testharness.HarnessCallOptions{})
 	var se *sip.StatusError
 	if !errors.Is(err, sip.ErrBusy) || !errors.As(err, &se) || se.Code != 486 {
 		t.Fatalf("dial error %v, want 486 ErrBusy", err)
@@ -121,20 +119,11 @@ func TestRouterNotFound(t *testing.T) {
 	r := framework.NewRouter()
 	r.Handle("tone", apps.Tone(1000))
 	srv := startServer(t, framework.Config{}, r)
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := phone.Call(ctx, uri(srv, "nobody")); !errors.Is(err, sip.ErrNotFound) {
+	h := testharness.New(t, srv)
+	if err := h.CallFails("nobody", testharness.HarnessCallOptions{}); !errors.Is(err, sip.ErrNotFound) {
 		t.Fatalf("dial error %v, want ErrNotFound", err)
 	}
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
-	_ = call.Hangup(ctx)
+	h.Call("tone", testharness.HarnessCallOptions{}).ExpectTone(1000)
 }
 
 // Shutting the server down sends BYE to calls in progress.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,7 +225,7 @@ func TestSIPpByeDuringPendingReinvite(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the call did not end on the BYE")
 	}
-	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }
 
 // Our hold re-INVITE is pending when SIPp (the far end) hangs up: Hold
@@ -250,7 +251,7 @@ func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Hold did not return after the far end hung up")
 	}
-	waitFor(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 3*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 
 	// The SIP layer itself: the leg's re-INVITE is abandoned when the BYE
 	// ends the dialog, instead of waiting 32 s for Timer B.
@@ -282,17 +283,25 @@ func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
 // returns SIPp's exit error (with its output) once it is done.
 type sippUAS struct {
 	port int
+	dir  string // its working directory (-trace_counts files)
 	out  bytes.Buffer
 	done chan error
 }
 
+// startSIPpUAS runs SIPp as a UAS for one call on a free port: name is a
+// scenario file in testdata/sipp (".xml") or one of SIPp's own ("uas").
 func startSIPpUAS(t *testing.T, ctx context.Context, name string, args ...string) *sippUAS {
 	t.Helper()
 	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
-	u := &sippUAS{port: freeUDPPort(t), done: make(chan error, 1)}
-	base := []string{"-sf", scenario(name), "-i", "127.0.0.1", "-p", strconv.Itoa(u.port), "-m", "1", "-timeout", "30s", "-nostdin",
-		"-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}
+	u := &sippUAS{port: freeUDPPort(t), dir: t.TempDir(), done: make(chan error, 1)}
+	sc := []string{"-sn", name}
+	if strings.HasSuffix(name, ".xml") {
+		sc = []string{"-sf", scenario(name)}
+	}
+	base := append(sc, "-i", "127.0.0.1", "-p", strconv.Itoa(u.port), "-m", "1", "-timeout", "30s", "-nostdin",
+		"-trace_err", "-error_file", filepath.Join(u.dir, "err.log"))
 	cmd := exec.CommandContext(ctx, sipp, append(base, args...)...)
+	cmd.Dir = u.dir
 	cmd.Stdout, cmd.Stderr = &u.out, &u.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

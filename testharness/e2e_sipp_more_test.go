@@ -1,11 +1,7 @@
 package testharness_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +10,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // toneEchoHandler plays a 1 kHz tone and reports the loudest 1 kHz-dominated
@@ -59,22 +56,12 @@ func TestSIPpLateOfferEmptyReinviteHold(t *testing.T) {
 // flow plays a tone and hears it come back, then hangs up (BYE from our
 // side); SIPp exits 0 only if the whole dialog went as its scenario says.
 func TestOriginateToSIPpUAS(t *testing.T) {
-	sipp := requireBinary(t, "sipp", "apt-get install sip-tester")
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		return c.Reject(ctx, 404)
 	}))
-	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", "32200", "-rtp_echo",
-		"-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	uas := startSIPpUAS(t, ctx, "uas", "-mp", "32200", "-rtp_echo")
 	heard, echoed := make(chan bool, 1), make(chan bool, 1)
 	flow := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		var once sync.Once
@@ -97,29 +84,12 @@ func TestOriginateToSIPpUAS(t *testing.T) {
 		_ = c.Play(playCtx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 10 * time.Second}))
 		return c.Hangup(ctx)
 	})
-	// SIPp needs a moment to bind its port.
-	var err error
-	for range 50 {
-		if err = srv.Originate(ctx, fmt.Sprintf("sip:service@127.0.0.1:%d", port), framework.DialOptions{Timeout: 5 * time.Second}, flow); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("originate: %v\n%s", err, tail(out.Bytes(), 2000))
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("sipp uas: %v\n%s", err, tail(out.Bytes(), 3000))
-		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
+	uas.originate(t, ctx, srv, flow)
+	uas.wait(t, ctx)
 	if !<-echoed {
 		t.Fatal("the flow never heard its tone echoed back by SIPp")
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.New(t, srv).ExpectIdle()
 }
 
 // INFO DTMF reaches CollectDigits, a MESSAGE from the caller arrives as a

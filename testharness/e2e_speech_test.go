@@ -46,21 +46,12 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	spoken := speech.Duration()
-	phone := newPhone(t)
-
-	call, err := phone.Call(ctx, uri(srv, "vad"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("vad", testharness.HarnessCallOptions{Name: "the speaking caller"})
 	began := time.Now()
 	call.Play(media.Sequence(media.Silence(time.Second), speech))
-	var r result
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
-	_ = call.Hangup(ctx)
+	r := testharness.Await(h, results, "DetectSpeech to return")
+	call.End()
 	if r.err != nil {
 		t.Fatalf("DetectSpeech: %v", r.err)
 	}
@@ -73,7 +64,7 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	if d := r.u.Start.Sub(began); d < 800*time.Millisecond || d > 1600*time.Millisecond {
 		t.Errorf("speech started %s after the phone began playing, want about 1 s", d)
 	}
-	waitFor(t, 2*time.Second, "events", func() bool {
+	testharness.WaitUntil(t, 2*time.Second, "events", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(events) >= 2
@@ -85,16 +76,9 @@ func TestDetectSpeechEndToEnd(t *testing.T) {
 	mu.Unlock()
 
 	// A caller who says nothing (line noise only).
-	call, err = phone.Call(ctx, uri(srv, "vad"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
-	_ = call.Hangup(ctx)
+	call = h.Call("vad", testharness.HarnessCallOptions{Name: "the silent caller"})
+	r = testharness.Await(h, results, "DetectSpeech to return for the silent caller")
+	call.End()
 	if !errors.Is(r.err, framework.ErrNoInput) {
 		t.Fatalf("silent caller: %+v, %v; want ErrNoInput", r.u, r.err)
 	}
@@ -116,14 +100,9 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	phone := newPhone(t)
-	call, err := phone.Call(ctx, uri(srv, "bargein"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("no prompt: %v", err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("bargein", testharness.HarnessCallOptions{})
+	call.ExpectTone(1000) // the prompt
 	call.Play(speech)
 	// The prompt (20 s long) stops within the onset plus a round trip,
 	// while the caller is still talking (the sentence lasts 3-4 s).
@@ -135,15 +114,9 @@ func TestDetectSpeechBargeIn(t *testing.T) {
 	if len(results) != 0 {
 		t.Fatal("DetectSpeech returned before the caller finished; the prompt stopped with it, not by barge-in")
 	}
-	select {
-	case err := <-results:
-		if err != nil {
-			t.Fatalf("DetectSpeech: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
+	if err := testharness.Await(h, results, "DetectSpeech to return"); err != nil {
+		t.Fatalf("DetectSpeech: %v", err)
 	}
-	_ = call.Hangup(ctx)
 }
 
 // The flow of examples/speech: a stereo recording, a spoken question the
@@ -175,37 +148,20 @@ func TestSpeechFlowWithStereoRecording(t *testing.T) {
 		}
 		return c.Say(ctx, "Thank you.", framework.SayOptions{})
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "speech"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitSound(ctx); err != nil {
-		t.Fatalf("no question heard: %v", err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("speech", testharness.HarnessCallOptions{})
+	call.ExpectSound() // the question
 	time.Sleep(500 * time.Millisecond)
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}, Duration: time.Second}))
-	var r result
-	select {
-	case r = <-results:
-	case <-ctx.Done():
-		t.Fatal("DetectSpeech never returned")
-	}
+	call.PlayTone(600, time.Second)
+	r := testharness.Await(h, results, "DetectSpeech to return")
 	if r.err != nil || !r.u.Complete || r.u.Duration < 900*time.Millisecond || r.u.Duration > 1100*time.Millisecond {
 		t.Fatalf("DetectSpeech: %+v, %v; want the 1 s the caller spoke", r.u, r.err)
 	}
-	select {
-	case err := <-recorded:
-		// The flow ends the call after its answer, which ends the recording.
-		if err != nil && !errors.Is(err, framework.ErrHangup) {
-			t.Fatalf("Record: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Record never returned")
+	// The flow ends the call after its answer, which ends the recording.
+	if err := testharness.Await(h, recorded, "Record to return"); err != nil && !errors.Is(err, framework.ErrHangup) {
+		t.Fatalf("Record: %v", err)
 	}
-	_ = call.Hangup(ctx)
+	call.End()
 	if f := channelFrequency(t, path, "1"); f < 590 || f > 610 {
 		t.Errorf("left channel (caller) at %.0f Hz, want 600", f)
 	}

@@ -25,7 +25,8 @@ import (
 	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-// logBuffer collects a logger's lines (debug level) for inspection.
+// logBuffer collects a logger's lines (debug level), or any other text
+// written from several goroutines, for inspection.
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -110,10 +111,7 @@ func TestBaresipMandatorySRTP(t *testing.T) {
 			b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"},
 				tc.toneHz, 6, "/dial sip:"+tc.route+"@"+srv.SIPAddr().String())
 			waitRegistered(t, srv, "alice")
-			freq, rms := b.heard(t)
-			if rms < 300 || freq < tc.wantHz-20 || freq > tc.wantHz+20 {
-				t.Fatalf("baresip heard %.0f Hz at rms %.0f, want %.0f Hz", freq, rms, tc.wantHz)
-			}
+			b.expectHeard(t, tc.wantHz)
 			if tc.route == "tone" && !heard440.Load() {
 				t.Fatal("the flow never heard baresip's 440 Hz")
 			}
@@ -249,38 +247,19 @@ func TestSRTPDialUserAndPassthrough(t *testing.T) {
 		return c.Dial(ctx, "alice", framework.DialOptions{Timeout: 10 * time.Second})
 	}))
 	// alice's phone answers SRTP offers (and would refuse plain ones).
-	alice := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := alice.Register(ctx, srv.SIPAddr().String(), "alice", "s3cret"); err != nil {
-		t.Fatal(err)
-	}
-	bob := newPhoneWith(t, testharness.PhoneOptions{User: "bob", Password: "s3cret"})
-	caller, err := bob.Call(ctx, uri(srv, "alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = caller.Hangup(context.Background()) }()
-	var callee *testharness.PhoneCall
-	select {
-	case callee = <-alice.Incoming():
-	case <-ctx.Done():
-		t.Fatal("alice's phone got no call")
-	}
+	h := testharness.New(t, srv)
+	alice := h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999, SRTP: sip.SRTPRequired})
+	h.Register(alice, "", "alice", "s3cret")
+	bob := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999, User: "bob", Password: "s3cret"})
+	caller := h.Call("alice", testharness.HarnessCallOptions{Name: "bob (plain)", Phone: bob})
+	callee := h.ExpectIncoming(alice, "alice (SRTP)")
 	if callee.Leg.Endpoint().Config().SRTP == nil {
 		t.Fatal("the call to alice is not SRTP")
 	}
 	if caller.Leg.Endpoint().Config().SRTP != nil {
 		t.Fatal("bob's plain call became SRTP")
 	}
-	caller.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	callee.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := callee.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("alice (SRTP) does not hear bob's 440 Hz: %v", err)
-	}
-	if _, err := caller.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("bob (plain) does not hear alice's 1 kHz: %v", err)
-	}
+	caller.ExpectTwoWayAudio(callee, 440, 1000)
 	if n := callee.Leg.Endpoint().Stats().SRTPAuthFailures; n != 0 {
 		t.Fatalf("alice's leg: %d SRTP failures", n)
 	}
@@ -296,26 +275,13 @@ func TestBaresipAnswersSRTPGCM(t *testing.T) {
 	}))
 	b := startBaresipOpts(t, srv, baresipOptions{extraConfig: "module srtp.so", accountParams: ";mediaenc=srtp-mand"}, 440, 8)
 	waitRegistered(t, srv, "alice")
-	phone := newPhoneWith(t, testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []transport.SRTPSuite{transport.SRTPAEADAES128GCM}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, fmt.Sprintf("sip:alice@127.0.0.1:%d", b.port))
-	if err != nil {
-		t.Fatalf("call to baresip: %v", err)
-	}
+	h := testharness.New(t, srv)
+	phone := h.Phone(testharness.PhoneOptions{SRTP: sip.SRTPRequired, SRTPSuites: []transport.SRTPSuite{transport.SRTPAEADAES128GCM}})
+	call := h.Call("alice", testharness.HarnessCallOptions{Name: "the GCM call to baresip", Phone: phone, URI: fmt.Sprintf("sip:alice@127.0.0.1:%d", b.port)})
 	if k := call.Leg.Endpoint().Config().SRTP; k == nil || k.Suite != transport.SRTPAEADAES128GCM {
 		t.Fatalf("negotiated %v, want AEAD_AES_128_GCM", k)
 	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := call.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("phone does not hear baresip's 440 Hz over GCM: %v", err)
-	}
-	time.Sleep(1500 * time.Millisecond) // let baresip record a stretch of our tone
-	_ = call.Hangup(ctx)
-	freq, rms := b.heard(t)
-	if rms < 300 || freq < 980 || freq > 1020 {
-		t.Fatalf("baresip heard %.0f Hz at rms %.0f, want 1000 Hz", freq, rms)
-	}
+	b.expectTwoWay(t, call, 440)
 	blog, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
 	if !bytes.Contains(blog, []byte("AEAD_AES_128_GCM")) {
 		t.Fatalf("baresip's log does not name AEAD_AES_128_GCM:\n%s", tail(blog, 3000))

@@ -58,30 +58,13 @@ func recordStereoBridged(t *testing.T, name string) {
 		}()
 		return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	callA, err := a.Call(ctx, uri(srv, "rec"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
-	select {
-	case err := <-recorded:
-		if err != nil {
-			t.Fatalf("Record: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Record never returned")
-	}
-	_ = callA.Hangup(ctx)
+	h := testharness.New(t, srv)
+	h.Own(b)
+	callA := h.Call("rec", testharness.HarnessCallOptions{Name: "A"})
+	callA.PlayTone(700, 0)
+	h.ExpectIncoming(b, "B").PlayTone(1300, 0)
+	expectRecorded(t, h, recorded)
+	callA.End()
 	if recLen < 2900*time.Millisecond || recLen > 3200*time.Millisecond {
 		t.Errorf("recorded %s, want 3 s", recLen)
 	}
@@ -103,23 +86,11 @@ func TestRecordStereoPrompt(t *testing.T) {
 		}()
 		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 5 * time.Second}))
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := a.Call(ctx, uri(srv, "rec"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	select {
-	case err := <-recorded:
-		if err != nil {
-			t.Fatalf("Record: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Record never returned")
-	}
-	_ = call.Hangup(ctx)
+	h := testharness.New(t, srv)
+	call := h.Call("rec", testharness.HarnessCallOptions{})
+	call.PlayTone(440, 0)
+	expectRecorded(t, h, recorded)
+	call.End()
 	wantChannels(t, path, 440, "caller", 1000, "prompt")
 }
 
@@ -140,40 +111,23 @@ func TestRecordStereoConference(t *testing.T) {
 		}
 		return c.Join(ctx, "room", framework.JoinOptions{})
 	}))
-	a, b := newPhone(t), newPhoneAt(t, 41000)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	other, err := b.Call(ctx, uri(srv, "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other.Play(audio.NewTone(audio.Tone{Freqs: []float64{1300}}))
-	call, err := a.Call(ctx, uri(srv, "recorder"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	call.Play(audio.NewTone(audio.Tone{Freqs: []float64{600}}))
-	select {
-	case err := <-recorded:
-		if err != nil {
-			t.Fatalf("Record: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Record never returned")
-	}
-	_ = call.Hangup(ctx)
-	_ = other.Hangup(ctx)
+	h := testharness.New(t, srv)
+	other := h.Call("other", testharness.HarnessCallOptions{Name: "the other party", Phone: h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})})
+	other.PlayTone(1300, 0)
+	call := h.Call("recorder", testharness.HarnessCallOptions{})
+	call.PlayTone(600, 0)
+	expectRecorded(t, h, recorded)
+	call.End()
+	other.End()
 	wantChannels(t, path, 600, "caller", 1300, "the room")
 }
 
-func newPhoneAt(t *testing.T, port int) *testharness.Phone {
+// expectRecorded fails the test unless the flow's Record returns nil.
+func expectRecorded(t *testing.T, h *testharness.Harness, recorded <-chan error) {
 	t.Helper()
-	p, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: port, RTPPortMax: port + 999, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
+	if err := testharness.Await(h, recorded, "the flow's Record to return"); err != nil {
+		t.Fatalf("Record: %v", err)
 	}
-	t.Cleanup(p.Close)
-	return p
 }
 
 // wantChannels checks the dominant frequency of each channel of a stereo

@@ -34,8 +34,7 @@ func testLogger(t *testing.T) *slog.Logger {
 // startServer runs a server on loopback with ephemeral SIP port and no HTTP.
 func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *framework.Server {
 	t.Helper()
-	srv, stop := startStoppableServer(t, cfg, h)
-	t.Cleanup(stop)
+	srv, _ := startStoppableServer(t, cfg, h)
 	return srv
 }
 
@@ -60,29 +59,7 @@ func startStoppableServer(t *testing.T, cfg framework.Config, h framework.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		cancel()
-		t.Fatal("server did not start in 5 s")
-	}
-	var once sync.Once
-	return srv, func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Error("server did not shut down in 15 s")
-			}
-		})
-	}
+	return srv, testharness.Serve(t, srv)
 }
 
 func newPhone(t *testing.T) *testharness.Phone {
@@ -121,45 +98,25 @@ func TestIVRPromptDigitTone(t *testing.T) {
 		events = append(events, e)
 		mu.Unlock()
 	}}, ivr)
-	phone := newPhone(t)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "ivr"))
-	if err != nil {
-		t.Fatalf("call ivr: %v", err)
+	h := testharness.New(t, srv)
+	call := h.Call("ivr", testharness.HarnessCallOptions{})
+	call.ExpectSound() // the prompt
+	call.Press("1")
+	if d := testharness.Await(h, choices, "the handler to see the digit"); d != "1" {
+		t.Fatalf("handler saw choice %q, want 1", d)
 	}
-	if _, err := call.WaitSound(ctx); err != nil {
-		t.Fatalf("no prompt heard: %v", err)
-	}
-	if err := call.SendDTMF("1"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case d := <-choices:
-		if d != "1" {
-			t.Fatalf("handler saw choice %q, want 1", d)
-		}
-	case <-ctx.Done():
-		t.Fatal("handler never saw the digit")
-	}
-	l, err := call.WaitTone(ctx, 1000, 20)
-	if err != nil {
-		t.Fatalf("no 1 kHz tone: %v", err)
-	}
+	l := call.ExpectTone(1000)
 	t.Logf("heard %.1f Hz at rms %.0f", l.Frequency, l.RMS)
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "call to end on the server", func() bool { return srv.ActiveCalls() == 0 })
-	cdr := <-cdrs
+	call.HangUp()
+	h.ExpectIdle()
+	cdr := testharness.Await(h, cdrs, "the CDR")
 	if cdr.Cause != "remote hangup" || cdr.Duration <= 0 || cdr.Media.PacketsIn < 10 || cdr.Media.PacketsOut < 10 || cdr.Media.Lost != 0 ||
 		cdr.Media.MOS < 4.3 || cdr.Media.MOS > 4.41 { // clean loopback G.711: E-model MOS ~4.4
 		t.Errorf("CDR %+v", cdr)
 	}
 	// OnEvent runs off the server-wide stream in its own goroutine: it may
 	// lag the CDR a little.
-	waitFor(t, 5*time.Second, "the call.ended event", func() bool {
+	testharness.WaitUntil(t, 5*time.Second, "the call.ended event", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(events) > 0 && events[len(events)-1].Type == framework.EventCallEnded
@@ -207,7 +164,7 @@ func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-result
-	waitFor(t, 5*time.Second, "warm-up call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "warm-up call to end", func() bool { return srv.ActiveCalls() == 0 })
 	settle()
 	baseG, baseFD := runtime.NumGoroutine(), openSockets(t)
 
@@ -222,7 +179,7 @@ func TestHangupDuringPlayReleasesEverything(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("handler's Play did not return after hangup")
 	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 	// sipgo keeps finished transactions for their RFC 3261 timers; allow them
 	// to expire but bound the wait.
 	waitBaseline(t, baseG, baseFD, 40*time.Second)
@@ -301,17 +258,7 @@ func TestBadInvitesThenGoodCall(t *testing.T) {
 		}
 	}
 	// The server still takes a normal call.
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatalf("normal call after bad input: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
-	_ = call.Hangup(ctx)
+	testharness.New(t, srv).Call("tone", testharness.HarnessCallOptions{Name: "a normal call after bad input"}).ExpectTone(1000)
 }
 
 // Done means 2: a real SIPp UAC calls, sends PCMA audio from a pcap and an
@@ -388,16 +335,6 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out after %s waiting for %s", d, what)
 }
 
 func settle() { time.Sleep(300 * time.Millisecond) }

@@ -36,27 +36,16 @@ func TestCallOverTLS(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Agent().TLSCertificate())
-	ph := newPhoneWith(t, testharness.PhoneOptions{TLS: true, TLSRootCAs: roots})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := ph.Call(ctx, fmt.Sprintf("sip:tone@%s;transport=tls", srv.TLSAddr()))
-	if err != nil {
-		t.Fatalf("call over TLS: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("no tone over the TLS call: %v", err)
-	}
-	select {
-	case <-call.Leg.Done():
-	case <-ctx.Done():
-		t.Fatal("the server's BYE never arrived over TLS")
-	}
+	h := testharness.New(t, srv)
+	tlsURI := fmt.Sprintf("sip:tone@%s;transport=tls", srv.TLSAddr())
+	call := h.Call("tone", testharness.HarnessCallOptions{Name: "the call over TLS", URI: tlsURI,
+		Phone: h.Phone(testharness.PhoneOptions{TLS: true, TLSRootCAs: roots})})
+	call.ExpectTone(1000)
+	call.ExpectHangup() // the server's BYE, over TLS
 
 	// A phone that does not trust the certificate cannot call.
-	untrusting := newPhoneWith(t, testharness.PhoneOptions{TLS: true})
-	if _, err := untrusting.Call(ctx, fmt.Sprintf("sip:tone@%s;transport=tls", srv.TLSAddr())); err == nil {
-		t.Fatal("a call over TLS succeeded without trusting the server's certificate")
-	}
+	h.CallFails("tone", testharness.HarnessCallOptions{Name: "a phone without the certificate", URI: tlsURI,
+		Phone: h.Phone(testharness.PhoneOptions{TLS: true})})
 }
 
 // SIP over WebSocket (RFC 7118) on the HTTP port: a minimal WebSocket SIP
@@ -159,5 +148,5 @@ func TestCallOverWebSocket(t *testing.T) {
 	}
 	send(hdr("BYE", 2, toTag) + "Content-Length: 0\r\n\r\n")
 	read("SIP/2.0 200")
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
 }

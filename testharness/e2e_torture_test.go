@@ -1,7 +1,6 @@
 package testharness_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // tortureCase is a message in the spirit of RFC 4475 (our own text, built
@@ -151,17 +151,7 @@ func TestTortureMessages(t *testing.T) {
 		})
 	}
 	// Still healthy: OPTIONS and a real call.
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatalf("normal call after the torture corpus: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
-	_ = call.Hangup(ctx)
+	testharness.New(t, srv).Call("tone", testharness.HarnessCallOptions{Name: "a normal call after the torture corpus"}).ExpectTone(1000)
 }
 
 // ackAndBye completes an answered torture INVITE: ACK and BYE built from

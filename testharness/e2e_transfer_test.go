@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -23,65 +21,73 @@ func transferFlow(target func() string, dialErr chan<- error) framework.Handler 
 	})
 }
 
+// transferSetup is a server whose flow bridges the caller to phone B,
+// with phone C as the transfer target.
+type transferSetup struct {
+	h       *testharness.Harness
+	srv     *framework.Server
+	b, c    *testharness.Phone
+	dialErr chan error
+}
+
+func newTransferSetup(t *testing.T, cfg framework.Config, cOpts testharness.PhoneOptions) *transferSetup {
+	t.Helper()
+	s := &transferSetup{dialErr: make(chan error, 1)}
+	s.b = newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
+	cOpts.RTPPortMin, cOpts.RTPPortMax = 41500, 41999
+	s.c = newPhoneWith(t, cOpts)
+	b := s.b
+	s.srv = startServer(t, cfg, transferFlow(func() string { return b.URI("bob") }, s.dialErr))
+	s.h = testharness.New(t, s.srv)
+	s.h.Own(s.b, s.c)
+	return s
+}
+
+// bridged calls the flow from the harness (A, playing 440 Hz) and
+// answers its dial at B (playing 1 kHz).
+func (s *transferSetup) bridged() (callA, callB *testharness.Call) {
+	callA = s.h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
+	callB = s.h.ExpectIncoming(s.b, "B")
+	callA.PlayTone(440, 0)
+	callB.PlayTone(1000, 0)
+	return callA, callB
+}
+
+// expectDialEnded fails the test unless the flow's Dial returns nil (the
+// bridged party, or the transfer target, hung up).
+func (s *transferSetup) expectDialEnded(t *testing.T) {
+	t.Helper()
+	if err := testharness.Await(s.h, s.dialErr, "Dial to return after the last party hung up"); err != nil {
+		t.Fatalf("Dial returned %v when the transfer target hung up, want nil", err)
+	}
+}
+
+// expectHearEachOther plays a tone at each end (x: 1000 Hz, y: 1500 Hz)
+// and fails the test unless each hears the other's.
+func expectHearEachOther(x, y *testharness.Call) {
+	x.PlayTone(1000, 0)
+	y.PlayTone(1500, 0)
+	x.ExpectTone(1500)
+	y.ExpectTone(1000)
+}
+
 // A calls the server, the flow dials B; B transfers A to C with REFER
 // (sent by our own sip.Leg.Refer): the server dials C, bridges A to C,
 // reports 100 then 200 by NOTIFY (Refer returns nil), and B is released.
 func TestBlindTransferByDialledParty(t *testing.T) {
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
-	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond})
-	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	callA, err := a.Call(ctx, uri(srv, "bridge"))
-	if err != nil {
-		t.Fatalf("A's call: %v", err)
-	}
-	defer callA.Hangup(ctx)
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("A does not hear B before the transfer: %v", err)
-	}
-	if err := callB.Leg.Refer(ctx, c.URI("carol")); err != nil {
+	s := newTransferSetup(t, framework.Config{}, testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
+	callA, callB := s.bridged()
+	callA.ExpectTone(1000)
+	if err := callB.Leg.Refer(s.h.Context(), s.c.URI("carol")); err != nil {
 		t.Fatalf("B's REFER: %v", err)
 	}
-	var callC *testharness.PhoneCall
-	select {
-	case callC = <-c.Incoming():
-	case <-ctx.Done():
-		t.Fatal("C was never called")
-	}
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
-	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
-		t.Fatalf("A does not hear C after the transfer: %v", err)
-	}
-	if _, err := callC.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("C does not hear A after the transfer: %v", err)
-	}
-	select {
-	case <-callB.Leg.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("B (the transferor) was not released")
-	}
-	if err := callC.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-dialErr:
-		if err != nil {
-			t.Fatalf("Dial returned %v when the transfer target hung up, want nil", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return after C hung up")
-	}
+	callC := s.h.ExpectIncoming(s.c, "C")
+	callC.PlayTone(1500, 0)
+	callA.ExpectTone(1500)
+	callC.ExpectTone(440)
+	callB.ExpectHangup() // the transferor is released
+	callC.HangUp()
+	s.expectDialEnded(t)
 }
 
 // A calls the server, the flow dials B; now A, the caller, transfers B to
@@ -89,65 +95,20 @@ func TestBlindTransferByDialledParty(t *testing.T) {
 // by NOTIFY and releases A. B and C hear each other; when C hangs up, Dial
 // returns nil with B (now the call's first leg) still on the call.
 func TestBlindTransferByCaller(t *testing.T) {
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
-	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, AnswerDelay: 200 * time.Millisecond})
-	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	callA, err := a.Call(ctx, uri(srv, "bridge"))
-	if err != nil {
-		t.Fatalf("A's call: %v", err)
-	}
-	defer callA.Hangup(ctx)
-	var callB *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	defer callB.Hangup(ctx)
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("B does not hear A before the transfer: %v", err)
-	}
-	if err := callA.Leg.Refer(ctx, c.URI("carol")); err != nil {
+	s := newTransferSetup(t, framework.Config{}, testharness.PhoneOptions{AnswerDelay: 200 * time.Millisecond})
+	callA, callB := s.bridged()
+	callB.ExpectTone(440)
+	if err := callA.Leg.Refer(s.h.Context(), s.c.URI("carol")); err != nil {
 		t.Fatalf("A's REFER: %v", err)
 	}
-	var callC *testharness.PhoneCall
-	select {
-	case callC = <-c.Incoming():
-	case <-ctx.Done():
-		t.Fatal("C was never called")
-	}
+	callC := s.h.ExpectIncoming(s.c, "C")
 	if got := callC.Leg.RemoteIdentity().User; got != "bob" {
 		t.Errorf("C sees the call from %q, want the transferee bob", got)
 	}
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
-	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
-		t.Fatalf("B does not hear C after the transfer: %v", err)
-	}
-	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("C does not hear B after the transfer: %v", err)
-	}
-	select {
-	case <-callA.Leg.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("A (the transferor) was not released")
-	}
-	if err := callC.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-dialErr:
-		if err != nil {
-			t.Fatalf("Dial returned %v when the transfer target hung up, want nil", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return after C hung up")
-	}
+	expectHearEachOther(callB, callC)
+	callA.ExpectHangup() // the transferor is released
+	callC.HangUp()
+	s.expectDialEnded(t)
 }
 
 // A REFER to a target that is busy is reported in the final NOTIFY (Refer
@@ -155,9 +116,9 @@ func TestBlindTransferByCaller(t *testing.T) {
 // REFER from the caller of a call the flow holds (no bridge) is declined
 // with 603.
 func TestTransferFailuresKeepTheCall(t *testing.T) {
+	dialErr := make(chan error, 1)
 	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
 	busy := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999, RejectCode: 486})
-	dialErr := make(chan error, 1)
 	bridge := transferFlow(func() string { return b.URI("bob") }, dialErr)
 	srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 		if c.User() == "hold" {
@@ -169,36 +130,23 @@ func TestTransferFailuresKeepTheCall(t *testing.T) {
 		}
 		return bridge.ServeCall(ctx, c)
 	}))
-	a := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	callA, err := a.Call(ctx, uri(srv, "bridge"))
-	if err != nil {
-		t.Fatalf("A's call: %v", err)
-	}
-	defer callA.Hangup(ctx)
-	callB := <-b.Incoming()
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("A does not hear B: %v", err)
-	}
-	for _, from := range []*testharness.PhoneCall{callB, callA} {
-		err = from.Leg.Refer(ctx, busy.URI("busy"))
+	h := testharness.New(t, srv)
+	h.Own(b, busy)
+	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
+	callB := h.ExpectIncoming(b, "B")
+	callB.PlayTone(1000, 0)
+	callA.ExpectTone(1000)
+	for _, from := range []*testharness.Call{callB, callA} {
+		err := from.Leg.Refer(h.Context(), busy.URI("busy"))
 		if !errors.Is(err, sip.ErrBusy) {
-			t.Fatalf("REFER to a busy target: %v, want ErrBusy", err)
+			t.Fatalf("REFER from %s to a busy target: %v, want ErrBusy", from.Name, err)
 		}
-		time.Sleep(300 * time.Millisecond) // WaitTone looks at the last 200 ms
-		if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-			t.Fatalf("A lost B after the failed transfer: %v", err)
-		}
+		time.Sleep(300 * time.Millisecond) // ExpectTone looks at the last 200 ms
+		callA.ExpectTone(1000)             // A kept B after the failed transfer
 	}
-	held, err := a.Call(ctx, uri(srv, "hold"))
-	if err != nil {
-		t.Fatalf("call to the holding flow: %v", err)
-	}
-	defer held.Hangup(ctx)
+	held := h.Call("hold", testharness.HarnessCallOptions{Name: "the held caller"})
 	settle() // the server counts the call answered once our ACK is in
-	err = held.Leg.Refer(ctx, busy.URI("busy"))
+	err := held.Leg.Refer(h.Context(), busy.URI("busy"))
 	var se *sip.StatusError
 	if !errors.As(err, &se) || se.Code != 603 {
 		t.Fatalf("REFER from the caller of an unbridged call: %v, want 603", err)
@@ -234,33 +182,17 @@ func TestSIPpReceivesTransfer(t *testing.T) {
 // carol (another harness phone) with REFER: the caller ends up hearing
 // carol, and SIPp sees 202, NOTIFY 100 and a terminating NOTIFY 200.
 func TestSIPpTransfersTheCaller(t *testing.T) {
-	carol := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	carol := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
 	uas := startSIPpUAS(t, ctx, "uas_send_refer.xml", "-key", "target", carol.URI("carol"), "-mp", "32400", "-rtp_echo")
 	time.Sleep(300 * time.Millisecond) // SIPp binds its port
-	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return uas.uri("bob") }, dialErr))
-	a := newPhone(t)
-	callA, err := a.Call(ctx, uri(srv, "bridge"))
-	if err != nil {
-		t.Fatalf("A's call: %v", err)
-	}
-	defer callA.Hangup(ctx)
-	var callC *testharness.PhoneCall
-	select {
-	case callC = <-carol.Incoming():
-	case <-ctx.Done():
-		t.Fatalf("carol was never called\n%s", tail(uas.out.Bytes(), 3000))
-	}
-	callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
-	if _, err := callA.WaitTone(ctx, 1500, 20); err != nil {
-		t.Fatalf("A does not hear carol after the transfer: %v", err)
-	}
-	if _, err := callC.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("carol does not hear A after the transfer: %v", err)
-	}
+	srv := startServer(t, framework.Config{}, transferFlow(func() string { return uas.uri("bob") }, make(chan error, 1)))
+	h := testharness.New(t, srv)
+	h.Own(carol)
+	callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A"})
+	callC := h.ExpectIncoming(carol, "carol")
+	expectHearEachOther(callA, callC)
 	uas.wait(t, ctx)
 }
 
@@ -269,118 +201,62 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 // sipfrags and hangs up; B and C hear each other.
 func TestSIPpCallerTransfersTheBridgedParty(t *testing.T) {
 	requireBinary(t, "sipp", "apt-get install sip-tester")
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
-	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
-	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{}, transferFlow(func() string { return b.URI("bob") }, dialErr))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	type sippResult struct {
-		out []byte
-		err error
+	s := newTransferSetup(t, framework.Config{}, testharness.PhoneOptions{})
+	sippDone := goSIPp(t, "-sf", scenario("uac_transfer_bridged.xml"), "-s", "bridge", "-key", "carol", s.c.URI("carol"), s.srv.SIPAddr().String())
+	callB := s.h.ExpectIncoming(s.b, "B")
+	callC := s.h.ExpectIncoming(s.c, "C")
+	expectHearEachOther(callB, callC)
+	if r := testharness.Await(s.h, sippDone, "SIPp to finish"); r.err != nil {
+		t.Fatalf("sipp: %v\n%s", r.err, tail(r.out, 3000))
 	}
-	sippDone := make(chan sippResult, 1)
+	callC.HangUp()
+	s.expectDialEnded(t)
+}
+
+// sippResult is how a SIPp run ended.
+type sippResult struct {
+	out []byte
+	err error
+}
+
+// goSIPp runs SIPp (as runSIPp) in the background; its output is logged
+// if the test fails before reading the result.
+func goSIPp(t *testing.T, args ...string) <-chan sippResult {
+	done := make(chan sippResult, 1)
+	logged := make(chan sippResult, 1)
 	go func() {
-		out, err := runSIPp(t, "-sf", scenario("uac_transfer_bridged.xml"), "-s", "bridge", "-key", "carol", c.URI("carol"), srv.SIPAddr().String())
-		sippDone <- sippResult{out, err}
+		out, err := runSIPp(t, args...)
+		r := sippResult{out, err}
+		logged <- r
+		done <- r
 	}()
-	var callB, callC *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case r := <-sippDone:
-		t.Fatalf("sipp ended before B was called: %v\n%s", r.err, tail(r.out, 3000))
-	}
-	defer callB.Hangup(ctx)
-	select {
-	case callC = <-c.Incoming():
-	case r := <-sippDone:
-		t.Fatalf("sipp ended before C was called: %v\n%s", r.err, tail(r.out, 3000))
-	}
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
-	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
-		t.Fatalf("B does not hear C after the transfer: %v", err)
-	}
-	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("C does not hear B after the transfer: %v", err)
-	}
-	select {
-	case r := <-sippDone:
-		if r.err != nil {
-			t.Fatalf("sipp: %v\n%s", r.err, tail(r.out, 3000))
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
 		}
-	case <-ctx.Done():
-		t.Fatal("sipp did not finish")
-	}
-	_ = callC.Hangup(ctx)
-	select {
-	case err := <-dialErr:
-		if err != nil {
-			t.Fatalf("Dial returned %v after C hung up, want nil", err)
+		select {
+		case r := <-logged:
+			t.Logf("sipp: %v\n%s", r.err, tail(r.out, 3000))
+		default:
 		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return after C hung up")
-	}
+	})
+	return done
 }
 
 // baresip, a real softphone, calls the server; the flow dials B and
 // bridges them; then baresip (the caller) transfers the call to C with
 // its "transfer" command (a blind REFER). B and C hear each other.
 func TestBaresipCallerTransfersTheBridgedParty(t *testing.T) {
-	b := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41499})
-	c := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
 	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
-	dialErr := make(chan error, 1)
-	srv := startServer(t, framework.Config{Users: users}, transferFlow(func() string { return b.URI("bob") }, dialErr))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrl := ln.Addr().(*net.TCPAddr).Port // free for baresip's control socket
-	ln.Close()
-	startBaresipWith(t, srv, fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrl), 440, 15,
-		"/dial sip:bridge@"+srv.SIPAddr().String())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var callB, callC *testharness.PhoneCall
-	select {
-	case callB = <-b.Incoming():
-	case <-ctx.Done():
-		t.Fatal("B was never called")
-	}
-	defer callB.Hangup(ctx)
-	if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
-		t.Fatalf("B does not hear baresip before the transfer: %v", err)
-	}
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ctrl), 2*time.Second)
-	if err != nil {
-		t.Fatalf("baresip's ctrl_tcp: %v", err)
-	}
-	defer conn.Close()
-	cmd := fmt.Sprintf(`{"command":"transfer","params":"%s","token":"xfer"}`, c.URI("carol"))
-	if _, err := fmt.Fprintf(conn, "%d:%s,", len(cmd), cmd); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case callC = <-c.Incoming():
-	case <-ctx.Done():
-		t.Fatal("C was never called: baresip's transfer did not reach the server")
-	}
-	callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-	callC.Play(audio.NewTone(audio.Tone{Freqs: []float64{1500}}))
-	if _, err := callB.WaitTone(ctx, 1500, 20); err != nil {
-		t.Fatalf("B does not hear C after the transfer: %v", err)
-	}
-	if _, err := callC.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatalf("C does not hear B after the transfer: %v", err)
-	}
-	_ = callC.Hangup(ctx)
-	select {
-	case err := <-dialErr:
-		if err != nil {
-			t.Fatalf("Dial returned %v after C hung up, want nil", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not return after C hung up")
-	}
+	s := newTransferSetup(t, framework.Config{Users: users}, testharness.PhoneOptions{})
+	ctrl := freeTCPPort(t) // for baresip's control socket
+	startBaresipWith(t, s.srv, fmt.Sprintf("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:%d", ctrl), 440, 15,
+		"/dial sip:bridge@"+s.srv.SIPAddr().String())
+	callB := s.h.ExpectIncoming(s.b, "B")
+	callB.ExpectTone(440) // B hears baresip before the transfer
+	baresipCommand(t, ctrl, "transfer", s.c.URI("carol"))
+	callC := s.h.ExpectIncoming(s.c, "C")
+	expectHearEachOther(callB, callC)
+	callC.HangUp()
+	s.expectDialEnded(t)
 }

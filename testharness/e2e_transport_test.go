@@ -15,20 +15,11 @@ import (
 // A call over TCP works like one over UDP.
 func TestCallOverTCP(t *testing.T) {
 	srv := startServer(t, framework.Config{}, apps.Tone(1000))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone")+";transport=tcp")
-	if err != nil {
-		t.Fatalf("call over TCP: %v", err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+	h := testharness.New(t, srv)
+	call := h.Call("tone", testharness.HarnessCallOptions{Name: "the call over TCP", URI: uri(srv, "tone") + ";transport=tcp"})
+	call.ExpectTone(1000)
+	call.HangUp()
+	h.ExpectIdle()
 }
 
 // A peer that vanishes without BYE (its RTP stops) is hung up after the
@@ -40,33 +31,19 @@ func TestMediaTimeoutHangsUpDeadCall(t *testing.T) {
 		flowErr <- err
 		return err
 	}))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "dead"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	call := h.Call("dead", testharness.HarnessCallOptions{})
 	time.Sleep(1500 * time.Millisecond) // alive: the phone sends silence, no timeout
 	if srv.ActiveCalls() != 1 {
 		t.Fatal("call ended although RTP was flowing")
 	}
 	_ = call.Leg.Endpoint().Close() // the phone "loses power": no more RTP, no BYE
-	select {
-	case err := <-flowErr:
-		if !errors.Is(err, framework.ErrHangup) {
-			t.Fatalf("flow got %v, want ErrHangup", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("dead call not torn down")
+	if err := testharness.Await(h, flowErr, "the dead call to be torn down"); !errors.Is(err, framework.ErrHangup) {
+		t.Fatalf("flow got %v, want ErrHangup", err)
 	}
-	select {
-	case <-call.Leg.Done():
-		if !errors.Is(call.Leg.Err(), sip.ErrRemoteHangup) {
-			t.Fatalf("phone leg ended with %v, want the server's BYE", call.Leg.Err())
-		}
-	case <-ctx.Done():
-		t.Fatal("no BYE for the dead call")
+	call.ExpectHangup() // the server's BYE
+	if !errors.Is(call.Leg.Err(), sip.ErrRemoteHangup) {
+		t.Fatalf("phone leg ended with %v, want the server's BYE", call.Leg.Err())
 	}
 }
 
@@ -79,29 +56,17 @@ func TestInbandDTMFFromGatewayWithoutRFC4733(t *testing.T) {
 		got <- d
 		return err
 	}))
-	gw := newPhoneWith(t, testharness.PhoneOptions{InbandDTMF: true, RTPPortMin: 41000, RTPPortMax: 41999})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := gw.Call(ctx, uri(srv, "collect"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	gw := h.Phone(testharness.PhoneOptions{InbandDTMF: true, RTPPortMin: 41000, RTPPortMax: 41999})
+	call := h.Call("collect", testharness.HarnessCallOptions{Name: "the gateway", Phone: gw})
 	if call.Leg.Endpoint().Config().DTMFPayloadType != 0 {
 		t.Fatal("telephone-event was negotiated; the test needs a peer without it")
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := call.SendDTMF("42*#"); err != nil {
-		t.Fatal(err)
+	call.Press("42*#")
+	if d := testharness.Await(h, got, "the digits to be collected"); d != "42*" {
+		t.Fatalf("collected %q, want 42*", d)
 	}
-	select {
-	case d := <-got:
-		if d != "42*" {
-			t.Fatalf("collected %q, want 42*", d)
-		}
-	case <-ctx.Done():
-		t.Fatal("no digits collected")
-	}
-	_ = call.Hangup(ctx)
 }
 
 // Hold: the phone holds the server, which must answer recvonly and stop
@@ -109,16 +74,10 @@ func TestInbandDTMFFromGatewayWithoutRFC4733(t *testing.T) {
 // both sides of a dialog; server-initiated hold has no Call verb yet.)
 func TestHoldAndResume(t *testing.T) {
 	srv := startServer(t, framework.Config{}, apps.Tone(1000))
-	phone := newPhone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "tone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call.WaitTone(ctx, 1000, 20); err != nil {
-		t.Fatal(err)
-	}
+	h := testharness.New(t, srv)
+	ctx := h.Context()
+	call := h.Call("tone", testharness.HarnessCallOptions{})
+	call.ExpectTone(1000)
 	if err := call.Leg.Hold(ctx); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
@@ -140,5 +99,4 @@ func TestHoldAndResume(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("tone did not resume after unhold: %v", err)
 	}
-	_ = call.Hangup(ctx)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // A PSTN call through a trunk: the carrier (SIPp) challenges with 407,
@@ -103,18 +104,13 @@ func TestInboundTrunkCallsRoutedByDID(t *testing.T) {
 		seen <- c.Trunk() + " " + c.User()
 		return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: time.Second}))
 	}))
-	phone := newPhone(t) // on 127.0.0.1: the "carrier"
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	call, err := phone.Call(ctx, uri(srv, "+15557654321"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := <-seen; got != "carrier +15557654321" {
+	h := testharness.New(t, srv) // its phone, on 127.0.0.1, is the "carrier"
+	call := h.Call("+15557654321", testharness.HarnessCallOptions{Name: "the carrier's call"})
+	if got := testharness.Await(h, seen, "the flow"); got != "carrier +15557654321" {
 		t.Fatalf("flow saw %q", got)
 	}
-	_ = call.Hangup(ctx)
-	_, err = phone.Call(ctx, uri(srv, "+19990000000"))
+	call.End()
+	err := h.CallFails("+19990000000", testharness.HarnessCallOptions{Name: "a call to a foreign number from the trunk"})
 	var se *sip.StatusError
 	if !errors.As(err, &se) || se.Code != 404 {
 		t.Fatalf("call to a foreign number from the trunk: %v, want 404", err)

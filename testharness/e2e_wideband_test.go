@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -36,46 +35,24 @@ func TestDialBridgesWidebandToNarrowband(t *testing.T) {
 			srv := startServer(t, framework.Config{}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
 				return c.Dial(ctx, b.URI("bob"), framework.DialOptions{Timeout: 10 * time.Second})
 			}))
-			a, err := testharness.NewPhone(testharness.PhoneOptions{Codecs: []codec.CodecSpec{spec}, Logger: testLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			callA, err := a.Call(ctx, uri(srv, "bridge"))
-			if err != nil {
-				t.Fatalf("A's call: %v", err)
-			}
-			var callB *testharness.PhoneCall
-			select {
-			case callB = <-b.Incoming():
-			case <-ctx.Done():
-				t.Fatal("B was never called")
-			}
+			h := testharness.New(t, srv)
+			h.Own(b)
+			callA := h.Call("bridge", testharness.HarnessCallOptions{Name: "A", Phone: h.Phone(testharness.PhoneOptions{Codecs: []codec.CodecSpec{spec}})})
+			callB := h.ExpectIncoming(b, "B")
 			if got := callA.Leg.Endpoint().Config().Codec.Name; got != name {
 				t.Fatalf("A's call runs %s, want %s", got, name)
 			}
 			if got := callB.Leg.Endpoint().Config().Codec.Name; got != "PCMU" {
 				t.Fatalf("B's call runs %s, want PCMU", got)
 			}
-			callA.Play(audio.NewTone(audio.Tone{Freqs: []float64{440}}))
-			callB.Play(audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
-			if _, err := callB.WaitTone(ctx, 440, 20); err != nil {
-				t.Fatalf("B does not hear A: %v", err)
-			}
-			if _, err := callA.WaitTone(ctx, 1000, 20); err != nil {
-				t.Fatalf("A does not hear B: %v", err)
-			}
+			callA.ExpectTwoWayAudio(callB, 440, 1000)
 			if _, rate := callA.Heard(0); rate != spec.SampleRate {
 				t.Errorf("A decodes %d Hz audio, want %d", rate, spec.SampleRate)
 			}
-			if err := callA.SendDTMF("42"); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, 5*time.Second, "B to receive A's digits", func() bool { return callB.Digits() == "42" })
-			_ = callA.Hangup(ctx)
-			waitFor(t, 5*time.Second, "call to end", func() bool { return srv.ActiveCalls() == 0 })
+			callA.Press("42")
+			callB.ExpectDigits("42")
+			callA.End()
+			h.ExpectIdle()
 		})
 	}
 }

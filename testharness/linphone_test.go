@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // linphone is Linphone's console client (Debian linphone-cli) run as a
@@ -115,7 +116,7 @@ realm=switchboard
 		}
 	})
 	// The daemon takes a moment to open its socket.
-	waitFor(t, 10*time.Second, "linphonec to start", func() bool {
+	testharness.WaitUntil(t, 10*time.Second, "linphonec to start", func() bool {
 		out, err := l.run("generic", "soundcard use files")
 		return err == nil && strings.Contains(out, "wav files")
 	})
@@ -149,7 +150,7 @@ func (l *linphone) cmd(t *testing.T, command string) string {
 // "StreamsRunning"), or, for "", until there is no call.
 func (l *linphone) waitState(t *testing.T, d time.Duration, state string) {
 	t.Helper()
-	waitFor(t, d, "linphone call state "+fmt.Sprintf("%q", state), func() bool {
+	testharness.WaitUntil(t, d, "linphone call state "+fmt.Sprintf("%q", state), func() bool {
 		out, err := l.run("generic", "calls")
 		if err != nil {
 			return false

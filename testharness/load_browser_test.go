@@ -71,7 +71,7 @@ func TestLoadBrowsers(t *testing.T) {
 	if err := rep.WriteCSV(&csv); err != nil || !strings.Contains(csv.String(), ",webrtc,") {
 		t.Errorf("CSV (%v): %s", err, csv.String())
 	}
-	waitFor(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
 
 	// The first run warmed up lazily started goroutines; now the baseline.
 	settle := func() { time.Sleep(500 * time.Millisecond) }
@@ -94,7 +94,7 @@ func TestLoadBrowsers(t *testing.T) {
 	if !errors.Is(err, testharness.ErrTargetDead) || rep.Answered != 0 || rep.Failed["login refused: 4003 bridge: invalid token: no signature"] != rep.Attempted {
 		t.Errorf("forged token: %v, %d answered, failures %v", err, rep.Answered, rep.Failed)
 	}
-	waitFor(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
+	testharness.WaitUntil(t, 10*time.Second, "the browser calls to end", func() bool { return srv.ActiveCalls() == 0 })
 	waitBaseline(t, baseG, baseFD, 30*time.Second)
 }
 

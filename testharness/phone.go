@@ -426,6 +426,22 @@ func (pc *PhoneCall) WaitFor(ctx context.Context, window time.Duration, cond fun
 	}
 }
 
+// ToneShare is how much of what the call heard from sample index from on
+// (its last second at most) is the frequency f: the Goertzel power at f
+// over the total power, near 1 for a clean tone and near 0 when f is
+// absent, so a tone can be found in a mix of several.
+func (pc *PhoneCall) ToneShare(from int, f float64) float64 {
+	s, rate := pc.Heard(from)
+	if rate == 0 {
+		return 0
+	}
+	if len(s) > rate {
+		s = s[len(s)-rate:]
+	}
+	r := dsp.RMS(s)
+	return dsp.GoertzelPower(s, rate, f) / (r*r + 1)
+}
+
 // WaitTone waits until a tone of freq ± tol Hz dominates the last 200 ms.
 func (pc *PhoneCall) WaitTone(ctx context.Context, freq, tol float64) (Listen, error) {
 	return pc.WaitFor(ctx, 200*time.Millisecond, func(l Listen) bool {
