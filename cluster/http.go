@@ -14,6 +14,7 @@ import (
 //	POST   /api/calls/{id}/move?room=NAME&node=NODE
 //	                        move the call's caller into room NAME on node NODE (default: the call's node)
 //	GET    /api/presence    every user's presence, merged over the nodes
+//	GET    /api/rooms/{name} the node hosting the cluster's room name (placing it if new)
 //	GET    /api/cluster     this node and the members it sees
 func (n *Node) Routes() {
 	n.srv.HandleFunc("GET /api/presence", n.servePresence)
@@ -21,6 +22,7 @@ func (n *Node) Routes() {
 	n.srv.HandleFunc("POST /api/calls/{id}/move", n.serveMove)
 	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)
 	n.srv.HandleFunc("GET /api/cluster", n.serveMembers)
+	n.srv.HandleFunc("GET /api/rooms/{name}", n.serveRoom)
 }
 
 func (n *Node) serveCalls(w http.ResponseWriter, r *http.Request) {
@@ -87,4 +89,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (n *Node) serveRoom(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("name")
+	if !validRoomName(room) {
+		http.Error(w, "bad room name", http.StatusBadRequest)
+		return
+	}
+	host, err := n.RoomHost(r.Context(), room)
+	if err != nil {
+		n.log.Warn("cluster: room lookup by HTTP failed", "room", room, "error", err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Room string `json:"room"`
+		Member
+	}{room, host})
 }

@@ -26,6 +26,7 @@ const (
 	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
 	msgMove      = "switchboard.Move"      // moveReq -> struct{}
 	msgRoster    = "switchboard.Roster"    // struct{} -> rosterResp
+	msgWhereRoom = "switchboard.WhereRoom" // whereRoomReq -> roomHost (to a room grain)
 )
 
 // callsResp is a node's call list (the answer to ListCalls, and the
@@ -35,6 +36,7 @@ type callsResp struct {
 	Addr  string               `json:"addr"`
 	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
+	Rooms []string             `json:"rooms,omitempty"` // the rooms live on the node
 }
 
 // rosterReq asks for a node's presence roster.
@@ -130,7 +132,7 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls {
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls {
 			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
 		}
 		return cs, nil
@@ -143,14 +145,24 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
 		}
 		return hr, nil
+	case msgWhereRoom:
+		var wr whereRoomReq
+		if err := json.Unmarshal(req.MessageData, &wr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if !validRoomName(wr.Room) {
+			return nil, fmt.Errorf("%s: want a room name of 1 to %d bytes without URI delimiters", req.MessageTypeName, maxIDLen)
+		}
+		return wr, nil
 	case msgMove:
 		var mr moveReq
 		if err := json.Unmarshal(req.MessageData, &mr); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if mr.CallID == "" || len(mr.CallID) > maxIDLen || mr.Room == "" || len(mr.Room) > maxIDLen || len(mr.SIP) > maxIDLen ||
-			strings.ContainsAny(mr.Room, "@:;<> ") {
-			return nil, fmt.Errorf("%s: want a call ID, a room name and a SIP address within bounds", req.MessageTypeName)
+		oneDest := (mr.Room != "") != (mr.Call != "")
+		if mr.LegID == "" || len(mr.LegID) > maxIDLen || !oneDest || (mr.Room != "" && !validRoomName(mr.Room)) ||
+			len(mr.Call) > maxIDLen || strings.ContainsAny(mr.LegID+mr.Call, "\r\n") || len(mr.SIP) > maxIDLen || strings.ContainsAny(mr.SIP, "@;<> \r\n") {
+			return nil, fmt.Errorf("%s: want a leg ID, one room name or call ID, and a SIP address within bounds", req.MessageTypeName)
 		}
 		return mr, nil
 	}

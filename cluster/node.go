@@ -152,6 +152,7 @@ type record struct {
 	node  string
 	sip   string
 	calls map[string]framework.CallInfo
+	rooms []string
 	seen  time.Time
 }
 
@@ -231,8 +232,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 			}
 		}
 	})
+	rooms := pcluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return &roomGrain{n: n} }))
 	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
-		pcluster.WithRequestTimeout(opts.RequestTimeout))
+		pcluster.WithRequestTimeout(opts.RequestTimeout), pcluster.WithKinds(rooms))
 	n.cl = pcluster.New(system, cfg)
 	n.prov = provider
 	// protoactor panics when the provider cannot start (etcd down).

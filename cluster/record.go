@@ -28,7 +28,8 @@ func (n *Node) watchCalls(sub *framework.Subscription) {
 			return
 		}
 		switch ev.Type {
-		case framework.EventCallStarted, framework.EventCallEnded, framework.EventOverflow:
+		case framework.EventCallStarted, framework.EventCallEnded, framework.EventOverflow,
+			framework.EventLegJoined, framework.EventLegLeft, framework.EventLegMoved: // rooms come and go with their legs
 			select {
 			case n.dirty <- struct{}{}:
 			default:
@@ -67,7 +68,7 @@ func (n *Node) pushCalls() {
 }
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls()}
+	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -99,7 +100,7 @@ func (n *Node) storeRecord(cs callsResp) {
 	if _, gone := n.lost[cs.Addr]; gone {
 		return // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, seen: time.Now()}
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, seen: time.Now()}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
