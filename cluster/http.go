@@ -11,8 +11,9 @@ import (
 //
 //	GET    /api/calls       every node's calls: [{"node", "id", "user", "from", "to", "start", ...}]
 //	DELETE /api/calls/{id}  hang up a call on whichever node has it (204; 404 if none)
-//	POST   /api/calls/{id}/move?room=NAME&node=NODE
-//	                        move the call's caller into room NAME on node NODE (default: the call's node)
+//	POST   /api/calls/{id}/move?room=NAME[&node=NODE] | ?call=ID
+//	                        move a leg (or a call's caller) into the cluster's room NAME (on NODE
+//	                        when given), or into call ID, on whichever nodes they are
 //	GET    /api/presence    every user's presence, merged over the nodes
 //	GET    /api/rooms/{name} the node hosting the cluster's room name (placing it if new)
 //	GET    /api/cluster     this node and the members it sees
@@ -59,19 +60,26 @@ func (n *Node) serveHangup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) serveMove(w http.ResponseWriter, r *http.Request) {
-	id, room, node := r.PathValue("id"), r.URL.Query().Get("room"), r.URL.Query().Get("node")
-	if id == "" || len(id) > maxIDLen || room == "" || len(room) > maxIDLen || len(node) > maxIDLen {
-		http.Error(w, "want a call id and ?room=NAME (and &node=NODE)", http.StatusBadRequest)
+	q := r.URL.Query()
+	id, room, call, node := r.PathValue("id"), q.Get("room"), q.Get("call"), q.Get("node")
+	if id == "" || len(id) > maxIDLen || (room == "") == (call == "") || len(room) > maxIDLen || len(call) > maxIDLen ||
+		len(node) > maxIDLen || (call != "" && node != "") {
+		http.Error(w, "want a leg or call id and ?room=NAME (and &node=NODE) or ?call=ID", http.StatusBadRequest)
 		return
 	}
-	err := n.MoveToRoom(r.Context(), id, room, node)
+	var err error
+	if call != "" {
+		err = n.Move(r.Context(), id, Destination{Call: call})
+	} else {
+		err = n.MoveToRoom(r.Context(), id, room, node)
+	}
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrCallNotFound):
-		http.Error(w, "no such call", http.StatusNotFound)
+		http.Error(w, "no such leg or call", http.StatusNotFound)
 	default:
-		n.log.Warn("cluster: move by HTTP failed", "call_id", id, "room", room, "node", node, "error", err)
+		n.log.Warn("cluster: move by HTTP failed", "call_id", id, "room", room, "call", call, "node", node, "error", err)
 		http.Error(w, err.Error(), http.StatusBadGateway)
 	}
 }

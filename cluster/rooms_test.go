@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +138,145 @@ func gapFrames(heard []int16, rate int, oldF, newF float64) int {
 		}
 	}
 	return first - last - 1
+}
+
+// roomOn finds a room name (prefix-N) whose grain places it on node, by
+// asking m's HTTP API; asking pins the room there.
+func roomOn(t *testing.T, m *nodeProc, prefix, node string) string {
+	t.Helper()
+	for i := range 64 {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		var body struct {
+			Room string `json:"room"`
+			Member
+		}
+		getJSON(t, "http://"+m.http+"/api/rooms/"+name, &body)
+		if body.Node == node {
+			return name
+		}
+	}
+	t.Fatalf("no room %s0..63 placed on %s", prefix, node)
+	return ""
+}
+
+func httpPost(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Logf("POST %s: %s %s", url, resp.Status, body)
+	}
+	return resp.StatusCode
+}
+
+// Moves of one leg across nodes, both ways. A is a phone whose dialog and
+// media stay on m1 throughout. A talks to reflect on m1, then is moved
+// into room green (hosted on m2, where B is), from there into room blue
+// (hosted on m3, where C is), back into a call on its own node m1 (D,
+// parked), and into a call on m2 (E, parked). Each move is asked of a
+// node other than A's. At every hop A must hear only the new party's
+// tone and the new party A's 700 Hz; a party A left stops hearing it.
+// The gap at A — the 20 ms frames between the last one of the old tone
+// and the first of the new — is measured from what A heard.
+func TestMoveLegAcrossNodesAndBack(t *testing.T) {
+	nodes := startThree(t, "moves")
+	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	call := func(uri string, f float64) *testharness.PhoneCall {
+		pc, err := phone.Call(ctx, uri)
+		if err != nil {
+			t.Fatalf("call %s: %v", uri, err)
+		}
+		t.Cleanup(func() { _ = pc.Hangup(context.Background()) })
+		pc.Play(tone(f))
+		return pc
+	}
+	hears := func(who string, pc *testharness.PhoneCall, f float64) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		defer wcancel()
+		if _, err := pc.WaitTone(wctx, f, 20); err != nil {
+			t.Fatalf("%s does not hear %.0f Hz: %v", who, f, err)
+		}
+	}
+	stopsHearing := func(who string, pc *testharness.PhoneCall, f float64) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if _, err := pc.WaitFor(wctx, 300*time.Millisecond, func(l testharness.Listen) bool {
+			return !(l.RMS > 300 && l.Frequency >= f-20 && l.Frequency <= f+20)
+		}); err != nil {
+			t.Errorf("%s still hears %.0f Hz after A left: %v", who, f, err)
+		}
+	}
+	green := roomOn(t, m1, "green", "m2")
+	blue := roomOn(t, m1, "blue", "m3")
+	b := call("sip:room-"+green+"@"+m2.sip, 1200)
+	c := call("sip:room-"+blue+"@"+m3.sip, 1600)
+	d := call("sip:park@"+m1.sip, 900)
+	e := call("sip:park@"+m2.sip, 500)
+	a := call("sip:reflect@"+m1.sip, 700)
+	hears("A on reflect", a, 700)
+
+	var gaps []string
+	hop := func(via *nodeProc, query string, oldF, newF float64, party *testharness.PhoneCall, partyName string) {
+		t.Helper()
+		mark := a.Mark()
+		if code := httpPost(t, "http://"+via.http+"/api/calls/"+a.Leg.ID()+"/move?"+query); code != http.StatusNoContent {
+			t.Fatalf("move A ?%s at %s: %d, want 204", query, via.name, code)
+		}
+		hears("A (moved to "+query+")", a, newF)
+		hears(partyName+" after A moved in", party, 700)
+		time.Sleep(300 * time.Millisecond) // a little of the new audio after the switch
+		heard, rate := a.Heard(mark)
+		g := gapFrames(heard, rate, oldF, newF)
+		if g < 0 {
+			t.Fatalf("A's recording after ?%s has no %.0f Hz", query, newF)
+		}
+		gaps = append(gaps, fmt.Sprintf("%s: %d ms", query, g*20))
+		if g*20 > 1000 {
+			t.Errorf("A missed %d ms of audio moving to %s, want at most 1 s", g*20, query)
+		}
+	}
+	hop(m3, "room="+green, 700, 1200, b, "B in green on m2")
+	hop(m2, "room="+blue, 1200, 1600, c, "C in blue on m3")
+	stopsHearing("B in green", b, 700)
+	hop(m3, "call="+d.Leg.ID(), 1600, 900, d, "D parked on m1")
+	stopsHearing("C in blue", c, 700)
+	hop(m3, "call="+e.Leg.ID(), 900, 500, e, "E parked on m2")
+	stopsHearing("D parked on m1", d, 700)
+	t.Logf("audio gap at the moved leg: %s", strings.Join(gaps, ", "))
+
+	// Relays that lost their moved leg ended: m1 holds D's call and the
+	// relay to E's call; m2 holds B's, E's and the relay's far end
+	// (moved into E's call, so not a call of its own any more), m3 C's.
+	waitFor(t, 10*time.Second, "the old relays to end", func() bool {
+		list, _ := m2.calls(t)
+		per := map[string]int{}
+		for _, c := range list {
+			per[c.Node]++
+		}
+		return per["m1"] == 2 && per["m3"] == 1 && per["m2"] == 2
+	})
+	if n := len(m1.logLines("leg moved to another node", "passthrough=true")); n != 3 {
+		t.Errorf("m1 logged %d cross-node moves passing packets through, want 3", n)
+	}
+	_ = a.Hangup(ctx)
+	waitFor(t, 10*time.Second, "A's hang-up to end the relay to E's call", func() bool {
+		list, _ := m2.calls(t)
+		return len(list) == 4 // B, C, D, E
+	})
 }

@@ -195,6 +195,15 @@ func serve(args []string) error {
 	router.HandleFunc("conf", func(ctx context.Context, c *framework.Call) error {
 		return joinRoom(ctx, c, "demo")
 	})
+	router.HandleFunc("park", func(ctx context.Context, c *framework.Call) error {
+		// Answer and keep the caller on the line, silent, until one side
+		// hangs up: a call other legs can be moved into.
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
 	router.HandleFunc("room-*", func(ctx context.Context, c *framework.Call) error {
 		return joinRoom(ctx, c, strings.TrimPrefix(c.User(), "room-"))
 	})
