@@ -3,7 +3,10 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +19,10 @@ import (
 //	                        when given), or into call ID, on whichever nodes they are
 //	GET    /api/presence    every user's presence, merged over the nodes
 //	GET    /api/rooms/{name} the node hosting the cluster's room name (placing it if new)
+//	GET    /api/sessions/{id}/events?from=SEQ
+//	                        a call's (id) or room's (id "room:NAME") events as Server-Sent Events,
+//	                        from whichever node holds it: "id:" is the owner's Seq, so
+//	                        Last-Event-ID (or from=) resumes on any node
 //	GET    /api/cluster     this node and the members it sees
 func (n *Node) Routes() {
 	n.srv.HandleFunc("GET /api/presence", n.servePresence)
@@ -24,6 +31,7 @@ func (n *Node) Routes() {
 	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)
 	n.srv.HandleFunc("GET /api/cluster", n.serveMembers)
 	n.srv.HandleFunc("GET /api/rooms/{name}", n.serveRoom)
+	n.srv.HandleFunc("GET /api/sessions/{id}/events", n.serveEvents)
 }
 
 func (n *Node) serveCalls(w http.ResponseWriter, r *http.Request) {
@@ -115,4 +123,61 @@ func (n *Node) serveRoom(w http.ResponseWriter, r *http.Request) {
 		Room string `json:"room"`
 		Member
 	}{room, host})
+}
+
+func (n *Node) serveEvents(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	from := r.URL.Query().Get("from")
+	if h := r.Header.Get("Last-Event-ID"); h != "" {
+		from = h
+	}
+	var seq uint64
+	if from != "" {
+		v, err := strconv.ParseUint(from, 10, 64)
+		if err != nil {
+			http.Error(w, "from / Last-Event-ID: want a Seq", http.StatusBadRequest)
+			return
+		}
+		seq = v
+	}
+	if id == "" || len(id) > maxIDLen+5 || strings.ContainsAny(id, "\r\n") {
+		http.Error(w, "bad session id", http.StatusBadRequest)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ctx := r.Context()
+	owner, err := n.sessionOwner(ctx, id)
+	switch {
+	case errors.Is(err, ErrCallNotFound):
+		http.Error(w, "no such call or room", http.StatusNotFound)
+		return
+	case err != nil:
+		n.log.Warn("cluster: events by HTTP failed", "session", id, "error", err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	feed := n.Events(id, seq)
+	feed.owner = owner
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	for {
+		ev, err := feed.Next(ctx)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				n.log.Warn("cluster: event stream by HTTP ended", "session", id, "seq", feed.Seq(), "error", err)
+			}
+			return
+		}
+		b, _ := json.Marshal(ev)
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", feed.Seq(), ev.Type.String(), b); err != nil {
+			return
+		}
+		flusher.Flush()
+	}
 }

@@ -27,6 +27,7 @@ const (
 	msgMove      = "switchboard.Move"      // moveReq -> struct{}
 	msgRoster    = "switchboard.Roster"    // struct{} -> rosterResp
 	msgWhereRoom = "switchboard.WhereRoom" // whereRoomReq -> roomHost (to a room grain)
+	msgEvents    = "switchboard.Events"    // eventsReq -> eventsResp
 )
 
 // callsResp is a node's call list (the answer to ListCalls, and the
@@ -91,6 +92,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}()
 		return
 	}
+	if er, ok := msg.(eventsReq); ok {
+		sender := ctx.Sender()
+		go func() { // waits for events
+			reply := respond(req, n.eventsLocal(er))
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
+		return
+	}
 	if hr, ok := msg.(hangupReq); ok {
 		sender := ctx.Sender()
 		go func() {
@@ -145,6 +156,16 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
 		}
 		return hr, nil
+	case msgEvents:
+		var er eventsReq
+		if err := json.Unmarshal(req.MessageData, &er); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if er.Session == "" || len(er.Session) > maxIDLen+5 || strings.ContainsAny(er.Session, "\r\n") ||
+			er.Max < 1 || er.Max > maxEventBatch || er.WaitMS < 0 || er.WaitMS > maxEventWait {
+			return nil, fmt.Errorf("%s: want a session, 1 to %d events and a wait of at most %d ms", req.MessageTypeName, maxEventBatch, maxEventWait)
+		}
+		return er, nil
 	case msgWhereRoom:
 		var wr whereRoomReq
 		if err := json.Unmarshal(req.MessageData, &wr); err != nil {
@@ -191,6 +212,8 @@ func (n *Node) handle(typ string, msg any) any {
 		return n.hangupLocal(m.ID)
 	case moveReq:
 		return n.moveReply(m)
+	case eventsReq:
+		return respond(req, n.eventsLocal(m))
 	}
 	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: fmt.Sprintf("%s: unexpected %T", typ, msg)}
 }
@@ -241,7 +264,7 @@ func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
 		res = n.handle(typ, msg)
 	} else {
 		timeout := n.opts.RequestTimeout
-		if typ == msgHangup || typ == msgMove {
+		if typ == msgHangup || typ == msgMove || typ == msgEvents {
 			timeout += 15 * time.Second // the far node waits on SIP
 		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
