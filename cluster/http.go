@@ -23,9 +23,14 @@ import (
 //	                        a call's (id) or room's (id "room:NAME") events as Server-Sent Events,
 //	                        from whichever node holds it: "id:" is the owner's Seq, so
 //	                        Last-Event-ID (or from=) resumes on any node
+//	GET    /api/presence/{user} one user's presence merged over the nodes (from the pushed rosters)
+//	GET    /api/presence/events every user's presence merged over the nodes as Server-Sent
+//	                        Events: each known user's first, then every change
 //	GET    /api/cluster     this node and the members it sees
 func (n *Node) Routes() {
 	n.srv.HandleFunc("GET /api/presence", n.servePresence)
+	n.srv.HandleFunc("GET /api/presence/events", n.servePresenceEvents)
+	n.srv.HandleFunc("GET /api/presence/{user}", n.serveUserPresence)
 	n.srv.HandleFunc("GET /api/calls", n.serveCalls)
 	n.srv.HandleFunc("POST /api/calls/{id}/move", n.serveMove)
 	n.srv.HandleFunc("DELETE /api/calls/{id}", n.serveHangup)

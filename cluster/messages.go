@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -38,6 +39,7 @@ type callsResp struct {
 	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
 	Rooms []string             `json:"rooms,omitempty"` // the rooms live on the node
+	Users []presence.Presence  `json:"users,omitempty"` // the node's own presence roster
 }
 
 // rosterReq asks for a node's presence roster.
@@ -143,7 +145,7 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls {
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls || len(cs.Users) > maxSetCalls {
 			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
 		}
 		return cs, nil

@@ -30,6 +30,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -145,6 +146,10 @@ type Node struct {
 	lost    map[string]time.Time // addresses that left, when
 	ended   map[string]struct{}  // call IDs already given a lost CDR
 	topo    chan *pcluster.ClusterTopology
+
+	presMu     sync.Mutex // guards watchers and lastMerged; taken before mu
+	watchers   map[*PresenceWatch]struct{}
+	lastMerged map[string]presence.Presence
 }
 
 // record is the last call list a node sent us.
@@ -153,6 +158,7 @@ type record struct {
 	sip   string
 	calls map[string]framework.CallInfo
 	rooms []string
+	users []presence.Presence // its own presence roster
 	seen  time.Time
 }
 
@@ -217,7 +223,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64)}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -252,7 +258,8 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
 	}
 	sub := srv.Subscribe(cctx, framework.FromNow)
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.watchPresence()
 	go n.watchCalls(sub)
 	go n.syncLoop()
 	go n.topologyLoop()

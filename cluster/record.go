@@ -68,7 +68,8 @@ func (n *Node) pushCalls() {
 }
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms()}
+	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
+		Users: n.srv.Presence().Roster()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -100,10 +101,11 @@ func (n *Node) storeRecord(cs callsResp) {
 	if _, gone := n.lost[cs.Addr]; gone {
 		return // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, seen: time.Now()}
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: cs.Users, seen: time.Now()}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
+	go n.remerge() // after mu is released (remerge takes presMu, then mu)
 }
 
 // topologyLoop follows membership: new members are sent our calls at
@@ -175,6 +177,7 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 	for _, lc := range lostCalls {
 		n.writeLostCDR(lc, now)
 	}
+	go n.remerge() // members that left take their rosters with them
 	if joined {
 		select {
 		case n.dirty <- struct{}{}:
