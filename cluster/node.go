@@ -149,6 +149,7 @@ type Node struct {
 
 	presMu     sync.Mutex // guards watchers and lastMerged; taken before mu
 	watchers   map[*PresenceWatch]struct{}
+	remergeCh  chan struct{}
 	lastMerged map[string]presence.Presence
 }
 
@@ -223,7 +224,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -258,8 +259,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
 	}
 	sub := srv.Subscribe(cctx, framework.FromNow)
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.watchPresence()
+	go n.remergeLoop()
 	go n.watchCalls(sub)
 	go n.syncLoop()
 	go n.topologyLoop()
@@ -282,6 +284,12 @@ func (n *Node) Name() string { return n.opts.Node }
 func (n *Node) Leave() {
 	n.cancel()
 	n.wg.Wait()
+	n.presMu.Lock()
+	for w := range n.watchers { // presence watchers end with the node
+		delete(n.watchers, w)
+		close(w.c)
+	}
+	n.presMu.Unlock()
 	// The others get this node's last call list (empty once the server
 	// has hung up its calls), so that leaving is not mistaken for losing
 	// calls.

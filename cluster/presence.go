@@ -107,10 +107,35 @@ func (n *Node) watchPresence() {
 			case n.dirty <- struct{}{}:
 			default:
 			}
-			n.remerge()
+			n.kickRemerge()
 		}
 		// Overflowed (or ended with ctx): subscribe again and re-merge.
-		n.remerge()
+		n.kickRemerge()
+	}
+}
+
+// kickRemerge asks remergeLoop to recompute the merged presence (a burst
+// of changes costs one pass). A no-op on a Node without the loop.
+func (n *Node) kickRemerge() {
+	if n.remergeCh == nil {
+		return
+	}
+	select {
+	case n.remergeCh <- struct{}{}:
+	default:
+	}
+}
+
+// remergeLoop recomputes the merged presence when asked.
+func (n *Node) remergeLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.remergeCh:
+			n.remerge()
+		}
 	}
 }
 

@@ -105,7 +105,7 @@ func (n *Node) storeRecord(cs callsResp) {
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
-	go n.remerge() // after mu is released (remerge takes presMu, then mu)
+	n.kickRemerge()
 }
 
 // topologyLoop follows membership: new members are sent our calls at
@@ -177,7 +177,7 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 	for _, lc := range lostCalls {
 		n.writeLostCDR(lc, now)
 	}
-	go n.remerge() // members that left take their rosters with them
+	n.kickRemerge() // members that left take their rosters with them
 	if joined {
 		select {
 		case n.dirty <- struct{}{}:
