@@ -1,12 +1,16 @@
 // Package cluster joins Switchboard servers into one system on
 // protoactor-go's cluster: membership through a real provider (etcd, or
 // automanaged for tests without etcd), remote messages between the nodes'
-// node actors, and from any node: every node's calls listed, any call hung
-// up by ID, a user registered on any node reached, and the calls of a node
-// that died ended with a CDR written by a survivor.
+// node actors, rooms as cluster identities (a grain per room names its
+// host), and from any node: every node's calls listed, any call hung up by
+// ID, any leg moved into any room or call, any call's or room's events
+// read in the owner's order, presence merged over the nodes, a user
+// registered on any node reached, and the calls of a node that died ended
+// with a CDR written by a survivor.
 //
 // It sits between framework and cmd/switchboard: it uses the framework's
-// public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer).
+// public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer,
+// Server.Move, Server.Room, Server.Presence).
 package cluster
 
 import (
