@@ -102,7 +102,7 @@ func (n *Node) serveMembers(w http.ResponseWriter, r *http.Request) {
 		Cluster string   `json:"cluster"`
 		Node    string   `json:"node"`
 		Members []Member `json:"members"`
-	}{n.opts.Name, n.opts.Node, n.Members()})
+	}{n.opts.Name, n.opts.Node, n.membersWithRooms()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -185,4 +185,15 @@ func (n *Node) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		flusher.Flush()
 	}
+}
+
+// membersWithRooms is Members with this node's own live rooms filled in.
+func (n *Node) membersWithRooms() []Member {
+	ms := n.Members()
+	for i := range ms {
+		if ms[i].Self {
+			ms[i].Rooms = n.srv.Rooms()
+		}
+	}
+	return ms
 }

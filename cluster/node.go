@@ -119,6 +119,9 @@ type Member struct {
 	Addr string `json:"addr"`          // protoactor remote address
 	SIP  string `json:"sip,omitempty"` // where other nodes call it ("" until it has announced itself)
 	Self bool   `json:"self,omitempty"`
+	// Rooms are the rooms live on another node (from its last call
+	// list); GET /api/cluster shows this node's own too.
+	Rooms []string `json:"rooms,omitempty"`
 }
 
 // ErrCallNotFound means no node has a call with that ID.
@@ -324,8 +327,12 @@ func (n *Node) Leave() {
 func (n *Node) Members() []Member {
 	n.mu.Lock()
 	out := make([]Member, 0, len(n.members))
-	for _, m := range n.members {
-		out = append(out, *m)
+	for addr, m := range n.members {
+		mm := *m
+		if r := n.records[addr]; r != nil {
+			mm.Rooms = r.rooms
+		}
+		out = append(out, mm)
 	}
 	n.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
@@ -279,4 +283,86 @@ func TestMoveLegAcrossNodesAndBack(t *testing.T) {
 		list, _ := m2.calls(t)
 		return len(list) == 4 // B, C, D, E
 	})
+}
+
+// grainOwner is the node disthash activates room's grain on, computed as
+// protoactor does (rendezvous hashing over the members' addresses).
+func grainOwner(t *testing.T, nodes []*nodeProc, room string) *nodeProc {
+	t.Helper()
+	var ms []*pcluster.Member
+	byAddr := map[string]*nodeProc{}
+	for _, n := range nodes {
+		host, port, err := net.SplitHostPort(n.cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		ms = append(ms, &pcluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{roomKind}})
+		byAddr[n.cluster] = n
+	}
+	rdv := pcluster.NewRendezvous()
+	rdv.UpdateMembers(ms)
+	return byAddr[rdv.GetByClusterIdentity(pcluster.NewClusterIdentity(room, roomKind))]
+}
+
+// A room already live on a node that is not its grain's (it was opened
+// there directly, as it would be after a membership change moved the
+// grain) keeps its host: the grain adopts it from the replicated lists,
+// and a caller on a third node joins that room, not a new one.
+func TestRoomGrainAdoptsALiveRoom(t *testing.T) {
+	nodes := startThree(t, "adopt")
+	m1 := nodes[0]
+	room := ""
+	var owner *nodeProc
+	for i := range 64 {
+		name := fmt.Sprintf("live%d", i)
+		if o := grainOwner(t, nodes, name); o != nil && o != m1 {
+			room, owner = name, o
+			break
+		}
+	}
+	if room == "" {
+		t.Fatal("no room name whose grain is not on m1")
+	}
+	other := nodes[1]
+	if owner == other {
+		other = nodes[2]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	// P1 opens the room on m1 itself (not through the grain).
+	p1, err := phone.Call(ctx, "sip:"+RoomUserPrefix+room+"@"+m1.sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p1.Hangup(context.Background()) }()
+	waitFor(t, 5*time.Second, other.name+" to learn that "+room+" is live on m1", func() bool {
+		for _, m := range other.members(t) {
+			if m.Node == "m1" && slices.Contains(m.Rooms, room) {
+				return true
+			}
+		}
+		return false
+	})
+	p2, err := phone.Call(ctx, "sip:room-"+room+"@"+other.sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p2.Hangup(context.Background()) }()
+	p1.Play(tone(700))
+	p2.Play(tone(1200))
+	if _, err := p2.WaitTone(ctx, 700, 20); err != nil {
+		t.Errorf("P2 (on %s) does not hear P1 in m1's room: %v", other.name, err)
+	}
+	if _, err := p1.WaitTone(ctx, 1200, 20); err != nil {
+		t.Errorf("P1 does not hear P2: %v", err)
+	}
+	if got := owner.logLines("cluster: room placed", "room="+room, "host=m1"); len(got) != 1 {
+		t.Errorf("%s (the grain's node) did not place %s on m1: %v", owner.name, room, got)
+	}
 }
