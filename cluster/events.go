@@ -66,7 +66,7 @@ func (n *Node) eventsLocal(req eventsReq) eventsResp {
 	var sub *framework.Subscription
 	if room, ok := strings.CutPrefix(req.Session, "room:"); ok {
 		sub = n.srv.Room(room).Subscribe(ctx, req.From)
-	} else if c := n.srv.Call(req.Session); c != nil {
+	} else if c := n.callForEvents(req.Session); c != nil {
 		sub = c.Subscribe(ctx, req.From)
 	}
 	if sub == nil {
@@ -220,4 +220,67 @@ func (n *Node) sessionOwner(ctx context.Context, session string) (string, error)
 		return owner, nil
 	}
 	return n.findCall(ctx, session)
+}
+
+// endedRetention is how long a node keeps an ended call's event log
+// readable for other nodes (and late readers) after call.ended.
+const endedRetention = 10 * time.Second
+
+// keptCall is a call whose handle the node holds so its event log stays
+// readable for endedRetention after it ends.
+type keptCall struct {
+	c     *framework.Call
+	ended time.Time // zero while live
+}
+
+// keepCall holds a call that started here (from the server's stream).
+func (n *Node) keepCall(id string) {
+	c := n.srv.Call(id)
+	if c == nil {
+		return // already over
+	}
+	n.keptMu.Lock()
+	defer n.keptMu.Unlock()
+	if n.kept == nil {
+		n.kept = map[string]*keptCall{}
+	}
+	n.kept[id] = &keptCall{c: c}
+	n.pruneKeptLocked(time.Now())
+}
+
+// callEnded starts an ended call's retention.
+func (n *Node) callEnded(id string) {
+	n.keptMu.Lock()
+	defer n.keptMu.Unlock()
+	now := time.Now()
+	if k := n.kept[id]; k != nil && k.ended.IsZero() {
+		k.ended = now
+	}
+	n.pruneKeptLocked(now)
+}
+
+func (n *Node) pruneKeptLocked(now time.Time) {
+	if now.Sub(n.keptPruned) < time.Second {
+		return // at most one pass a second
+	}
+	n.keptPruned = now
+	for id, k := range n.kept {
+		if !k.ended.IsZero() && now.Sub(k.ended) > endedRetention {
+			delete(n.kept, id)
+		}
+	}
+}
+
+// callForEvents is a live call of this node, or one that ended less than
+// endedRetention ago, or nil.
+func (n *Node) callForEvents(id string) *framework.Call {
+	if c := n.srv.Call(id); c != nil {
+		return c
+	}
+	n.keptMu.Lock()
+	defer n.keptMu.Unlock()
+	if k := n.kept[id]; k != nil && (k.ended.IsZero() || time.Since(k.ended) <= endedRetention) {
+		return k.c
+	}
+	return nil
 }

@@ -17,10 +17,16 @@ import (
 // itself are answered in place, which is enough for the event feed.
 func localNode(t *testing.T, srv *framework.Server) *Node {
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return &Node{srv: srv, opts: Options{Node: "n1", RequestTimeout: time.Second}, log: slog.New(slog.DiscardHandler),
+	n := &Node{srv: srv, opts: Options{Node: "n1", RequestTimeout: time.Second}, log: slog.New(slog.DiscardHandler),
 		self: "127.0.0.1:1", ctx: ctx, cancel: cancel, members: map[string]*Member{"127.0.0.1:1": {Node: "n1", Addr: "127.0.0.1:1", Self: true}},
 		records: map[string]*record{}}
+	n.wg.Add(1)
+	go n.watchCalls(srv.Subscribe(ctx, framework.FromNow)) // keeps ended calls' events readable
+	t.Cleanup(func() {
+		cancel()
+		n.wg.Wait()
+	})
+	return n
 }
 
 // The feed hands out a call's events in order, each once, across batches
@@ -94,8 +100,10 @@ func TestEventFeedOrderResumeAndOverflow(t *testing.T) {
 		}
 	}
 
-	// The end of the call ends the feed.
+	// The end of the call ends the feed, with call.ended even when the
+	// call is gone from the server before the feed asks again.
 	_ = pc.Hangup(ctx)
+	waitFor(t, 5*time.Second, "the call to end", func() bool { return srv.Call(id) == nil })
 	var last Event
 	for {
 		ev, err := resumed.Next(ctx)

@@ -154,9 +154,13 @@ type Node struct {
 	ended   map[string]struct{}  // call IDs already given a lost CDR
 	topo    chan *pcluster.ClusterTopology
 
-	presMu     sync.Mutex // guards watchers and lastMerged; taken before mu
-	watchers   map[*PresenceWatch]struct{}
-	remergeCh  chan struct{}
+	presMu    sync.Mutex // guards watchers and lastMerged; taken before mu
+	watchers  map[*PresenceWatch]struct{}
+	remergeCh chan struct{}
+
+	keptMu     sync.Mutex
+	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
+	keptPruned time.Time
 	lastMerged map[string]presence.Presence
 }
 

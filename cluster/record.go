@@ -28,6 +28,12 @@ func (n *Node) watchCalls(sub *framework.Subscription) {
 			return
 		}
 		switch ev.Type {
+		case framework.EventCallStarted:
+			n.keepCall(ev.CallID)
+		case framework.EventCallEnded:
+			n.callEnded(ev.CallID)
+		}
+		switch ev.Type {
 		case framework.EventCallStarted, framework.EventCallEnded, framework.EventOverflow,
 			framework.EventLegJoined, framework.EventLegLeft, framework.EventLegMoved: // rooms come and go with their legs
 			select {
