@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -51,6 +52,17 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", target, b.Contact, err)
 	}
 	d.n.log.Info("cluster: dialled a user registered on another node", "user", target, "contact", b.Contact, "call_id", leg.ID())
+	// The user's phone is on a call carried here: this node's presence
+	// says so (the registering node does not see the call), and the
+	// merged view shows the user on a call on every node.
+	dlg := presence.Dialog{ID: leg.ID(), CallID: leg.ID(), Direction: presence.Recipient, State: presence.DialogConfirmed, Local: b.Contact}
+	pres := d.n.srv.Presence()
+	pres.UpdateDialog(target, dlg)
+	go func() {
+		<-leg.Done()
+		dlg.State = presence.DialogTerminated
+		pres.UpdateDialog(target, dlg)
+	}()
 	return leg, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -26,6 +27,8 @@ const (
 	msgCallSet   = "switchboard.CallSet"   // callsResp -> struct{}
 	msgMove      = "switchboard.Move"      // moveReq -> struct{}
 	msgRoster    = "switchboard.Roster"    // struct{} -> rosterResp
+	msgWhereRoom = "switchboard.WhereRoom" // whereRoomReq -> roomHost (to a room grain)
+	msgEvents    = "switchboard.Events"    // eventsReq -> eventsResp
 )
 
 // callsResp is a node's call list (the answer to ListCalls, and the
@@ -35,6 +38,8 @@ type callsResp struct {
 	Addr  string               `json:"addr"`
 	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
+	Rooms []string             `json:"rooms,omitempty"` // the rooms live on the node
+	Users []presence.Presence  `json:"users,omitempty"` // the node's own presence roster
 }
 
 // rosterReq asks for a node's presence roster.
@@ -89,6 +94,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}()
 		return
 	}
+	if er, ok := msg.(eventsReq); ok {
+		sender := ctx.Sender()
+		go func() { // waits for events
+			reply := respond(req, n.eventsLocal(er))
+			if sender != nil {
+				n.system.Root.Send(sender, reply)
+			}
+		}()
+		return
+	}
 	if hr, ok := msg.(hangupReq); ok {
 		sender := ctx.Sender()
 		go func() {
@@ -130,7 +145,7 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls {
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls || len(cs.Users) > maxSetCalls {
 			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
 		}
 		return cs, nil
@@ -143,14 +158,34 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 			return nil, fmt.Errorf("%s: want a call ID of 1 to %d bytes", req.MessageTypeName, maxIDLen)
 		}
 		return hr, nil
+	case msgEvents:
+		var er eventsReq
+		if err := json.Unmarshal(req.MessageData, &er); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if er.Session == "" || len(er.Session) > maxIDLen+5 || strings.ContainsAny(er.Session, "\r\n") ||
+			er.Max < 1 || er.Max > maxEventBatch || er.WaitMS < 0 || er.WaitMS > maxEventWait {
+			return nil, fmt.Errorf("%s: want a session, 1 to %d events and a wait of at most %d ms", req.MessageTypeName, maxEventBatch, maxEventWait)
+		}
+		return er, nil
+	case msgWhereRoom:
+		var wr whereRoomReq
+		if err := json.Unmarshal(req.MessageData, &wr); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		if !validRoomName(wr.Room) {
+			return nil, fmt.Errorf("%s: want a room name of 1 to %d bytes without URI delimiters", req.MessageTypeName, maxIDLen)
+		}
+		return wr, nil
 	case msgMove:
 		var mr moveReq
 		if err := json.Unmarshal(req.MessageData, &mr); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if mr.CallID == "" || len(mr.CallID) > maxIDLen || mr.Room == "" || len(mr.Room) > maxIDLen || len(mr.SIP) > maxIDLen ||
-			strings.ContainsAny(mr.Room, "@:;<> ") {
-			return nil, fmt.Errorf("%s: want a call ID, a room name and a SIP address within bounds", req.MessageTypeName)
+		oneDest := (mr.Room != "") != (mr.Call != "")
+		if mr.LegID == "" || len(mr.LegID) > maxIDLen || !oneDest || (mr.Room != "" && !validRoomName(mr.Room)) ||
+			len(mr.Call) > maxIDLen || strings.ContainsAny(mr.LegID+mr.Call, "\r\n") || len(mr.SIP) > maxIDLen || strings.ContainsAny(mr.SIP, "@;<> \r\n") {
+			return nil, fmt.Errorf("%s: want a leg ID, one room name or call ID, and a SIP address within bounds", req.MessageTypeName)
 		}
 		return mr, nil
 	}
@@ -179,6 +214,8 @@ func (n *Node) handle(typ string, msg any) any {
 		return n.hangupLocal(m.ID)
 	case moveReq:
 		return n.moveReply(m)
+	case eventsReq:
+		return respond(req, n.eventsLocal(m))
 	}
 	return &pcluster.GrainErrorResponse{Reason: "bad request", Message: fmt.Sprintf("%s: unexpected %T", typ, msg)}
 }
@@ -229,7 +266,7 @@ func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
 		res = n.handle(typ, msg)
 	} else {
 		timeout := n.opts.RequestTimeout
-		if typ == msgHangup || typ == msgMove {
+		if typ == msgHangup || typ == msgMove || typ == msgEvents {
 			timeout += 15 * time.Second // the far node waits on SIP
 		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {

@@ -1,12 +1,16 @@
 // Package cluster joins Switchboard servers into one system on
 // protoactor-go's cluster: membership through a real provider (etcd, or
 // automanaged for tests without etcd), remote messages between the nodes'
-// node actors, and from any node: every node's calls listed, any call hung
-// up by ID, a user registered on any node reached, and the calls of a node
-// that died ended with a CDR written by a survivor.
+// node actors, rooms as cluster identities (a grain per room names its
+// host), and from any node: every node's calls listed, any call hung up by
+// ID, any leg moved into any room or call, any call's or room's events
+// read in the owner's order, presence merged over the nodes, a user
+// registered on any node reached, and the calls of a node that died ended
+// with a CDR written by a survivor.
 //
 // It sits between framework and cmd/switchboard: it uses the framework's
-// public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer).
+// public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer,
+// Server.Move, Server.Room, Server.Presence).
 package cluster
 
 import (
@@ -30,6 +34,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -114,6 +119,9 @@ type Member struct {
 	Addr string `json:"addr"`          // protoactor remote address
 	SIP  string `json:"sip,omitempty"` // where other nodes call it ("" until it has announced itself)
 	Self bool   `json:"self,omitempty"`
+	// Rooms are the rooms live on another node (from its last call
+	// list); GET /api/cluster shows this node's own too.
+	Rooms []string `json:"rooms,omitempty"`
 }
 
 // ErrCallNotFound means no node has a call with that ID.
@@ -145,6 +153,15 @@ type Node struct {
 	lost    map[string]time.Time // addresses that left, when
 	ended   map[string]struct{}  // call IDs already given a lost CDR
 	topo    chan *pcluster.ClusterTopology
+
+	presMu    sync.Mutex // guards watchers and lastMerged; taken before mu
+	watchers  map[*PresenceWatch]struct{}
+	remergeCh chan struct{}
+
+	keptMu     sync.Mutex
+	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
+	keptPruned time.Time
+	lastMerged map[string]presence.Presence
 }
 
 // record is the last call list a node sent us.
@@ -152,6 +169,8 @@ type record struct {
 	node  string
 	sip   string
 	calls map[string]framework.CallInfo
+	rooms []string
+	users []presence.Presence // its own presence roster
 	seen  time.Time
 }
 
@@ -216,7 +235,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64)}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -231,8 +250,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 			}
 		}
 	})
+	rooms := pcluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return &roomGrain{n: n} }))
 	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
-		pcluster.WithRequestTimeout(opts.RequestTimeout))
+		pcluster.WithRequestTimeout(opts.RequestTimeout), pcluster.WithKinds(rooms))
 	n.cl = pcluster.New(system, cfg)
 	n.prov = provider
 	// protoactor panics when the provider cannot start (etcd down).
@@ -250,7 +270,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
 	}
 	sub := srv.Subscribe(cctx, framework.FromNow)
-	n.wg.Add(3)
+	n.wg.Add(5)
+	go n.watchPresence()
+	go n.remergeLoop()
 	go n.watchCalls(sub)
 	go n.syncLoop()
 	go n.topologyLoop()
@@ -273,6 +295,12 @@ func (n *Node) Name() string { return n.opts.Node }
 func (n *Node) Leave() {
 	n.cancel()
 	n.wg.Wait()
+	n.presMu.Lock()
+	for w := range n.watchers { // presence watchers end with the node
+		delete(n.watchers, w)
+		close(w.c)
+	}
+	n.presMu.Unlock()
 	// The others get this node's last call list (empty once the server
 	// has hung up its calls), so that leaving is not mistaken for losing
 	// calls.
@@ -303,8 +331,12 @@ func (n *Node) Leave() {
 func (n *Node) Members() []Member {
 	n.mu.Lock()
 	out := make([]Member, 0, len(n.members))
-	for _, m := range n.members {
-		out = append(out, *m)
+	for addr, m := range n.members {
+		mm := *m
+		if r := n.records[addr]; r != nil {
+			mm.Rooms = r.rooms
+		}
+		out = append(out, mm)
 	}
 	n.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })

@@ -28,7 +28,14 @@ func (n *Node) watchCalls(sub *framework.Subscription) {
 			return
 		}
 		switch ev.Type {
-		case framework.EventCallStarted, framework.EventCallEnded, framework.EventOverflow:
+		case framework.EventCallStarted:
+			n.keepCall(ev.CallID)
+		case framework.EventCallEnded:
+			n.callEnded(ev.CallID)
+		}
+		switch ev.Type {
+		case framework.EventCallStarted, framework.EventCallEnded, framework.EventOverflow,
+			framework.EventLegJoined, framework.EventLegLeft, framework.EventLegMoved: // rooms come and go with their legs
 			select {
 			case n.dirty <- struct{}{}:
 			default:
@@ -67,7 +74,8 @@ func (n *Node) pushCalls() {
 }
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls()}
+	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
+		Users: n.srv.Presence().Roster()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -99,10 +107,11 @@ func (n *Node) storeRecord(cs callsResp) {
 	if _, gone := n.lost[cs.Addr]; gone {
 		return // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, seen: time.Now()}
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: cs.Users, seen: time.Now()}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
+	n.kickRemerge()
 }
 
 // topologyLoop follows membership: new members are sent our calls at
@@ -174,6 +183,7 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 	for _, lc := range lostCalls {
 		n.writeLostCDR(lc, now)
 	}
+	n.kickRemerge() // members that left take their rosters with them
 	if joined {
 		select {
 		case n.dirty <- struct{}{}:

@@ -1,11 +1,15 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +70,21 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		t.Errorf("r3's cluster-wide presence: %+v (%s), want alice available, bob offline", roster.Users, roster.Error)
 	}
 
+	// Every node's merged view, pushed: alice available everywhere.
+	presenceOf := func(n *nodeProc) string {
+		var p presence.Presence
+		getJSON(t, "http://"+n.http+"/api/presence/alice", &p)
+		return p.Status.String()
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "alice available as "+n.name+" sees her", func() bool { return presenceOf(n) == "available" })
+	}
+	// r2 watches the merged presence while r3 calls alice (registered on r1).
+	watch := make(chan presence.Presence, 64)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go watchPresenceSSE(wctx, "http://"+nodes[1].http+"/api/presence/events", watch)
+
 	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
 	if err != nil {
 		t.Fatalf("call alice at r3: %v", err)
@@ -85,6 +104,13 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if _, err := pc.WaitTone(ctx, 1200, 20); err != nil {
 		t.Errorf("the caller does not hear alice: %v", err)
 	}
+	// On a call on r3, registered on r1: the same on every node.
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "alice on-call as "+n.name+" sees her", func() bool { return presenceOf(n) == "on-call" })
+	}
+	if !sawStatus(watch, "alice", "on-call", 5*time.Second) {
+		t.Error("r2's presence stream did not show alice on a call")
+	}
 	list, errText := nodes[0].calls(t)
 	if errText != "" || len(list) != 1 || list[0].Node != "r3" || list[0].ID != pc.Leg.ID() {
 		t.Errorf("the cluster lists %+v (%s), want the one call on r3", list, errText)
@@ -97,6 +123,12 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	case <-ac.Leg.Done():
 	case <-ctx.Done():
 		t.Fatal("alice's leg did not end with the caller's hangup")
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "alice available again as "+n.name+" sees her", func() bool { return presenceOf(n) == "available" })
+	}
+	if !sawStatus(watch, "alice", "available", 5*time.Second) {
+		t.Error("r2's presence stream did not show alice back from the call")
 	}
 
 	// bob is registered nowhere: 480 from r3, as from a single node.
@@ -184,5 +216,43 @@ func TestUserRegisteredThroughKamailioCalledFromEveryNode(t *testing.T) {
 	}
 	if remote != 2 {
 		t.Errorf("%d nodes reached alice through the cluster, want 2 (the third holds her registration)", remote)
+	}
+}
+
+// watchPresenceSSE sends the presences of url's stream to out until ctx ends.
+func watchPresenceSSE(ctx context.Context, url string, out chan<- presence.Presence) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if b, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var p presence.Presence
+			if json.Unmarshal([]byte(b), &p) == nil {
+				select {
+				case out <- p:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}
+}
+
+// sawStatus waits for user's status on the stream.
+func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		select {
+		case p := <-c:
+			if p.User == user && p.Status.String() == status {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
 	}
 }

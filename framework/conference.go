@@ -159,8 +159,9 @@ type roomRegistry struct {
 }
 
 type roomEntry struct {
-	pid  *actor.PID
-	refs int // acquirers whose message may still be on the way
+	pid    *actor.PID
+	refs   int       // acquirers whose message may still be on the way
+	stream *EventLog // the room actor's event stream
 }
 
 // acquire returns the room's actor, starting it if needed, and a release
@@ -177,7 +178,7 @@ func (r *roomRegistry) acquire(s *Server, name string) (*actor.PID, func()) {
 			log: s.log.With("room", name), stream: NewEventLog("room:"+name, s.cfg.EventReplay)}
 		props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ra, log: ra.log} },
 			actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
-		e = &roomEntry{pid: s.root.Spawn(props)}
+		e = &roomEntry{pid: s.root.Spawn(props), stream: ra.stream}
 		r.rooms[name] = e
 	}
 	e.refs++
@@ -274,6 +275,22 @@ func (r *Room) Name() string { return r.name }
 // Members lists who is in the room (nil if it is not open).
 func (r *Room) Members(ctx context.Context) ([]LegInfo, error) { return r.srv.RoomMembers(ctx, r.name) }
 
+// Subscribe returns a subscription to the room's event stream (legs
+// joining, leaving, moving, speaking, ...), from the event after Seq from
+// (0: as far back as the replay ring reaches; FromNow: only new ones), or
+// nil when no room of that name is live. A room that ends and is created
+// again is a new stream, numbered from 1.
+func (r *Room) Subscribe(ctx context.Context, from uint64) *Subscription {
+	reg := &r.srv.rooms
+	reg.mu.Lock()
+	e := reg.rooms[r.name]
+	reg.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.stream.Subscribe(ctx, from)
+}
+
 // Kick removes a leg from the room (see Server.Kick).
 func (r *Room) Kick(ctx context.Context, legID string) error { return r.srv.Kick(ctx, r.name, legID) }
 
@@ -358,6 +375,8 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		heard, _ := r.srv.objs.get(m.HeardID).(*heardSwitch)
 		r.add(sig, m.Opts, m.Holder, heard)
 		ctx.Send(m.Holder, &roomAttached{Room: r.name, Count: len(r.members)})
+		// A joined leg stays its call's, but the room's stream shows it come and go.
+		r.publish(m.LegID, EventLegJoined, MoveData{To: "room:" + r.name, Mode: m.Opts.Mode})
 	case *moveIn:
 		e := r.srv.legReg.get(m.LegID)
 		if e == nil {
@@ -376,6 +395,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	case *roomDetach:
 		if mm := r.members[m.LegID]; mm != nil && mm.holder != nil {
 			r.remove(ctx, m.LegID)
+			r.publish(m.LegID, EventLegLeft, MoveData{From: "room:" + r.name})
 		}
 	case *moveOut:
 		mm := r.members[m.LegID]

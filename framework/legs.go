@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -382,4 +383,12 @@ func (a *callActor) onLegsReq(ctx actor.Context, m *legsReq) {
 		out = append(out, in)
 	}
 	replyWith(ctx, m.ReplyAddr, &Reply{Legs: slices.Clip(out)})
+}
+
+// Codec names the codec the leg's media uses now, as "NAME/RATE" (for
+// example "PCMU/8000"); framework bridges two legs without transcoding
+// when theirs are the same.
+func (l *Leg) Codec() string {
+	c := l.e.sig.Endpoint().Config().Codec
+	return c.Name + "/" + strconv.Itoa(c.ClockRate)
 }

@@ -184,8 +184,29 @@ func serve(args []string) error {
 	router.HandleFunc("reflect", func(ctx context.Context, c *framework.Call) error {
 		return c.Echo(ctx) // instant echo without the announcement: load tests
 	})
+	// In cluster mode rooms are the cluster's: a room lives on the node
+	// its grain picks and every node's callers reach the same mixer.
+	var node *cluster.Node
+	joinRoom := func(ctx context.Context, c *framework.Call, room string) error {
+		if node != nil {
+			return node.JoinRoom(ctx, c, room, framework.JoinOptions{})
+		}
+		return c.Join(ctx, room, framework.JoinOptions{})
+	}
 	router.HandleFunc("conf", func(ctx context.Context, c *framework.Call) error {
-		return c.Join(ctx, "demo", framework.JoinOptions{})
+		return joinRoom(ctx, c, "demo")
+	})
+	router.HandleFunc("park", func(ctx context.Context, c *framework.Call) error {
+		// Answer and keep the caller on the line, silent, until one side
+		// hangs up: a call other legs can be moved into.
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
+	router.HandleFunc("room-*", func(ctx context.Context, c *framework.Call) error {
+		return joinRoom(ctx, c, strings.TrimPrefix(c.User(), "room-"))
 	})
 	ivr := &apps.IVR{Prompts: prompts}
 	router.Handle("ivr", ivr)
@@ -207,7 +228,7 @@ func serve(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--cluster-provider: %w", err)
 		}
-		node, err := cluster.Join(ctx, srv, cluster.Options{Name: *clusterName, Node: *nodeName, Addr: *clusterAddr,
+		node, err = cluster.Join(ctx, srv, cluster.Options{Name: *clusterName, Node: *nodeName, Addr: *clusterAddr,
 			Provider: prov, Etcd: splitList(*etcdAddrs), AutomanagedPort: *autoPort, AutomanagedPeers: splitList(*autoPeers), Logger: log})
 		if err != nil {
 			return err
@@ -215,6 +236,8 @@ func serve(args []string) error {
 		node.Routes()
 		// Calls from other nodes that put a leg into a room here.
 		router.Handle(cluster.RoomUserPrefix+"*", cluster.RoomHandler())
+		// Calls from other nodes that put a leg into a call here.
+		router.Handle(cluster.CallUserPrefix+"*", node.CallHandler())
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()

@@ -1,0 +1,220 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/switchboard-voice/switchboard/framework"
+)
+
+// Rooms are cluster identities. Every node registers the grain kind
+// "switchboard-room"; protoactor's identity lookup (disthash: rendezvous
+// hashing over the members) activates the grain of room NAME on exactly
+// one member, and every node's request for NAME reaches that grain. The
+// grain decides, once, which node hosts the room's mixer — a node whose
+// room of that name is already live (its own, or one the replicated
+// lists name), else its own node — and answers that node to everyone
+// until the host leaves the cluster. So a Join or Move into "red" from
+// any node reaches the same mixer; the host's legs join it directly and
+// the others' legs reach it through a relay call (SIP + RTP) between the
+// two nodes' media engines.
+//
+// When membership changes, disthash may move the grain to another node
+// (the old activation is stopped); the new one finds the live room in the
+// replicated lists and keeps pointing at it, so a room never splits while
+// its host lives.
+
+// roomKind is the grain kind of rooms.
+const roomKind = "switchboard-room"
+
+// whereRoomReq asks a room's grain which node hosts the room.
+type whereRoomReq struct {
+	Room string `json:"room"`
+}
+
+// roomHost is a room grain's answer: the hosting node.
+type roomHost struct {
+	Node string `json:"node"`
+	Addr string `json:"addr"`
+	SIP  string `json:"sip,omitempty"`
+}
+
+// validRoomName says whether a room name can travel in a request URI
+// (RoomUserPrefix+name) and as a grain identity.
+func validRoomName(room string) bool {
+	return room != "" && len(room) <= maxIDLen && !strings.ContainsAny(room, "@:;<>/?# \t\r\n\"'\\")
+}
+
+// roomGrain is the cluster identity of one room: it knows which node
+// hosts the room.
+type roomGrain struct {
+	n    *Node
+	room string
+	host string // the hosting node's remote address; "" until asked
+}
+
+func (g *roomGrain) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *pcluster.ClusterInit:
+		g.room = m.Identity.Identity
+	case *pcluster.GrainRequest:
+		msg, err := decodeRequest(m)
+		wr, ok := msg.(whereRoomReq)
+		if err == nil && (!ok || wr.Room != g.room) {
+			err = fmt.Errorf("room grain %q: unexpected %s", g.room, m.MessageTypeName)
+		}
+		if err != nil {
+			g.n.netLog.Warn("cluster: bad request to a room grain", "room", g.room, "error", err)
+			ctx.Respond(&pcluster.GrainErrorResponse{Reason: "bad request", Message: err.Error()})
+			return
+		}
+		ctx.Respond(respond(m, g.where()))
+	}
+}
+
+// where returns the room's host, placing the room on first use or when
+// its host has left.
+func (g *roomGrain) where() roomHost {
+	n := g.n
+	if g.host != "" {
+		if h, ok := n.hostInfo(g.host); ok {
+			return h
+		}
+		n.log.Info("cluster: room's host left; placing it again", "room", g.room, "old_host", g.host)
+	}
+	g.host = n.liveRoomHost(g.room)
+	if g.host == "" {
+		g.host = n.self
+	}
+	h, _ := n.hostInfo(g.host)
+	n.log.Info("cluster: room placed", "room", g.room, "host", h.Node, "host_addr", h.Addr)
+	return h
+}
+
+// hostInfo describes the member at addr, if it is one.
+func (n *Node) hostInfo(addr string) (roomHost, bool) {
+	if addr == n.self {
+		return roomHost{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr()}, true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.members[addr]
+	if m == nil {
+		return roomHost{}, false
+	}
+	return roomHost{Node: m.Node, Addr: addr, SIP: m.SIP}, true
+}
+
+// liveRoomHost is the address of a member with a live room of that name:
+// this node, or one whose last list names it ("" if none).
+func (n *Node) liveRoomHost(room string) string {
+	if slices.Contains(n.srv.Rooms(), room) {
+		return n.self
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	best := ""
+	for addr, r := range n.records {
+		if n.members[addr] != nil && slices.Contains(r.rooms, room) && (best == "" || addr < best) {
+			best = addr
+		}
+	}
+	return best
+}
+
+// RoomHost returns the member that hosts room, asking the room's grain
+// (one request through protoactor's identity lookup; the grain places a
+// new room on its own node).
+func (n *Node) RoomHost(ctx context.Context, room string) (Member, error) {
+	if !validRoomName(room) {
+		return Member{}, fmt.Errorf("cluster: room %q: bad name", room)
+	}
+	req := &pcluster.GrainRequest{MessageTypeName: msgWhereRoom, MessageData: marshal(whereRoomReq{Room: room})}
+	timeout := n.opts.RequestTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return Member{}, fmt.Errorf("cluster: room %s: where: %w", room, context.DeadlineExceeded)
+	}
+	res, err := n.cl.Request(room, roomKind, req, pcluster.WithTimeout(timeout))
+	if err != nil {
+		return Member{}, fmt.Errorf("cluster: room %s: where: %w", room, err)
+	}
+	switch r := res.(type) {
+	case *pcluster.GrainResponse:
+		var h roomHost
+		if err := json.Unmarshal(r.MessageData, &h); err != nil {
+			return Member{}, fmt.Errorf("cluster: room %s: where: %w", room, err)
+		}
+		return Member{Node: h.Node, Addr: h.Addr, SIP: h.SIP, Self: h.Addr == n.self}, nil
+	case *pcluster.GrainErrorResponse:
+		return Member{}, fmt.Errorf("cluster: room %s: where: %w", room, &errRemote{r.Reason, r.Message})
+	}
+	return Member{}, fmt.Errorf("cluster: room %s: where: unexpected answer %T", room, res)
+}
+
+// JoinRoom puts the call's caller into the cluster room of that name,
+// wherever the cluster hosts it: with framework's Join when this node is
+// the host, else by dialling the host (RoomUserPrefix+room, answered by
+// RoomHandler there) and bridging the caller to that relay leg — RTP
+// between the two media engines, passed through without transcoding
+// when both legs use the same codec. It returns as Join does when the
+// caller hangs up, and nil when the host ends the relay.
+func (n *Node) JoinRoom(ctx context.Context, c *framework.Call, room string, opts framework.JoinOptions) error {
+	host, err := n.RoomHost(ctx, room)
+	if err != nil {
+		return err
+	}
+	if host.Self {
+		return c.Join(ctx, room, opts)
+	}
+	if host.SIP == "" {
+		return fmt.Errorf("cluster: join %s: host %s has not announced its SIP address yet", room, host.Addr)
+	}
+	c.Logger().Info("cluster: joining a room on another node", "room", room, "host", host.Node)
+	if err := c.Answer(ctx); err != nil {
+		return err
+	}
+	sub := c.Subscribe(ctx, framework.FromNow)
+	go logRelayCodecs(ctx, c, sub, room)
+	defer sub.Close()
+	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second})
+}
+
+// logRelayCodecs logs, once the relay leg is bridged, both legs' codecs
+// and so whether their audio passes through untouched (framework bridges
+// two legs of the same codec and rate by forwarding packets).
+func logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subscription, room string) {
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type != framework.EventLegBridged {
+			continue
+		}
+		legs, err := c.Legs(ctx)
+		if err != nil || len(legs) != 2 {
+			return
+		}
+		a, b := legs[0].Codec(), legs[1].Codec()
+		c.Logger().Info("cluster: relay to the room's host bridged", "room", room, "leg_id", legs[1].ID(),
+			"codec", a, "relay_codec", b, "passthrough", a == b)
+		return
+	}
+}
+
+// JoinRoomHandler is a flow that joins every call to the cluster room
+// name (JoinRoom).
+func (n *Node) JoinRoomHandler(room string) framework.Handler {
+	return framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return n.JoinRoom(ctx, c, room, framework.JoinOptions{})
+	})
+}
