@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media/audio"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 func testLogger() *slog.Logger {
@@ -59,13 +60,14 @@ func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *frame
 	return srv
 }
 
+// freeTCP is a port for a node's SIP, HTTP or cluster listener, or
+// etcd's: free for UDP and TCP, from a range below the kernel's
+// ephemeral ports and apart from the nodes' RTP ranges and the
+// testharness package's peers (21000-22999), so an RTP socket or an
+// outgoing connection cannot take it before the process binds it.
 func freeTCP(t *testing.T) int {
 	t.Helper()
-	p, err := freePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testharness.FreePortPair(t, 23000, 24000)
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {

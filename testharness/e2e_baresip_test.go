@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,28 +189,7 @@ func (b *baresip) logText() string {
 // peer's bind.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	free := func(p int) bool {
-		for _, port := range []int{p, p + 1} {
-			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-			if err != nil {
-				return false
-			}
-			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-			u.Close()
-			if err != nil {
-				return false
-			}
-			l.Close()
-		}
-		return true
-	}
-	for range 200 {
-		if p := 21000 + 2*rand.IntN(1000); free(p) {
-			return p
-		}
-	}
-	t.Fatal("no free port pair in 21000-22999")
-	return 0
+	return testharness.FreePortPair(t, 21000, 23000)
 }
 
 func waitRegistered(t *testing.T, srv *framework.Server, user string) {
