@@ -68,6 +68,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long shutdown waits for calls to end.
 	// Default 10 s.
 	ShutdownTimeout time.Duration
+	// DrainTimeout is how long shutdown lets the calls that are up end
+	// on their own before it hangs them up (BYE). Meanwhile new INVITEs
+	// get 503 with Retry-After and OPTIONS 503 (so a dispatcher in front,
+	// such as Kamailio's, takes the node out) and /readyz is unready.
+	// Zero hangs up at once. Server.EndDrain cuts a drain short.
+	DrainTimeout time.Duration
 	// Logger receives all log lines; nil means slog.Default().
 	Logger *slog.Logger
 	// OnCallEnd, if set, receives every call's CDR (from the call actor; it
@@ -184,6 +190,8 @@ type Server struct {
 	// shuttingDown is set as shutdown begins, before any listener closes:
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
+	endDrain     chan struct{} // closed by EndDrain
+	endDrainOnce sync.Once
 
 	rooms  roomRegistry
 	legReg legRegistry
@@ -241,7 +249,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	ports.KeepSockets = max(cfg.RTPKeepSockets, 0)
-	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), tts: cfg.TTS}
+	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), endDrain: make(chan struct{}), tts: cfg.TTS}
 	s.metrics = newServerMetrics(s)
 	if s.tts == nil {
 		s.tts = &audio.TTS{}
@@ -369,12 +377,43 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return nil
 }
 
+// drain waits, up to Config.DrainTimeout or EndDrain, for the calls
+// that are up to end on their own (new ones are refused meanwhile).
+func (s *Server) drain() {
+	d := s.cfg.DrainTimeout
+	if d <= 0 || s.ActiveCalls() == 0 {
+		return
+	}
+	s.log.Info("draining: new calls refused, waiting for the calls up to end", "active_calls", s.ActiveCalls(), "drain_timeout", d)
+	limit := time.NewTimer(d)
+	defer limit.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for s.ActiveCalls() > 0 {
+		select {
+		case <-limit.C:
+			s.log.Info("drain timeout: hanging up the calls still up", "active_calls", s.ActiveCalls())
+			return
+		case <-s.endDrain:
+			s.log.Info("drain cut short: hanging up the calls still up", "active_calls", s.ActiveCalls())
+			return
+		case <-tick.C:
+		}
+	}
+	s.log.Info("drained: every call ended on its own")
+}
+
+// EndDrain ends a drain (Config.DrainTimeout) now: the calls still up
+// are hung up. A second SIGTERM to `switchboard serve` calls it.
+func (s *Server) EndDrain() { s.endDrainOnce.Do(func() { close(s.endDrain) }) }
+
 func (s *Server) shutdown() {
 	// Unready first, while every listener is still open: load balancers
 	// and orchestrators see /readyz fail, and new INVITEs get 503, while
 	// calls up are hung up cleanly.
 	s.shuttingDown.Store(true)
 	s.agent.Drain()
+	s.drain()
 	s.log.Info("shutting down", "active_calls", s.ActiveCalls())
 	s.mu.Lock()
 	for _, pid := range s.calls {

@@ -724,6 +724,12 @@ func hostIPs() map[netip.Addr]bool {
 }
 
 func (a *Agent) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if a.draining.Load() && !req.To().Params.Has("tag") {
+		// Out of dialog while draining: a dispatcher's health probe (or a
+		// phone's keep-alive) learns this node takes no new calls.
+		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
+		return
+	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
@@ -472,15 +474,16 @@ func TestReadyzUnreadyBeforeListenersClose(t *testing.T) {
 	})
 	stop()
 	testharness.WaitUntil(t, 2*time.Second, "/readyz to fail", func() bool { return readyz() == 503 })
-	// Still serving SIP: OPTIONS answered, a new call refused with 503.
+	// Still serving SIP: OPTIONS (a dispatcher's probe) and a new call
+	// are refused with 503, so a proxy in front takes the node out.
 	code, res := rawRequest(t, srv, func(l string) string {
 		return "OPTIONS sip:" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
 			"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bKdrain1\r\n" +
 			"From: <sip:probe@" + l + ">;tag=9\r\nTo: <sip:" + srv.SIPAddr().String() + ">\r\n" +
 			"Call-ID: drain-opt\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 	})
-	if code != 200 {
-		t.Fatalf("OPTIONS during shutdown: %d\n%s", code, res)
+	if code != 503 {
+		t.Fatalf("OPTIONS during shutdown: %d, want 503\n%s", code, res)
 	}
 	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 	code, res = rawRequest(t, srv, func(l string) string {
@@ -691,5 +694,98 @@ func TestSourceLimitRefusalsCounted(t *testing.T) {
 	}
 	if got := m.sum("switchboard_invites_rejected_total", `reason="max_calls"`) + m.sum("switchboard_invites_rejected_total", `reason="pending_invites"`); got != 0 {
 		t.Errorf("server-wide refusals = %v, want 0", got)
+	}
+}
+
+// With Config.DrainTimeout, shutdown lets the calls up end on their own:
+// new calls and OPTIONS get 503 while the call up keeps its audio and
+// gets no BYE; when its caller hangs up, ListenAndServe returns at once.
+// EndDrain cuts a drain short: the calls still up get BYE.
+func TestDrainLetsCallsFinish(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		endDrain bool // cut the drain short instead of hanging up
+	}{{"caller hangs up", false}, {"drain cut short", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := framework.NewServer(framework.Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: 33200, RTPPortMax: 33299,
+				DrainTimeout: time.Minute, Logger: testLogger(t)},
+				framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+					if err := c.Answer(ctx); err != nil {
+						return err
+					}
+					return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}}))
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			done := make(chan error, 1)
+			go func() { done <- srv.ListenAndServe(ctx) }()
+			<-srv.Ready()
+			phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 33300, RTPPortMax: 33399, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer phone.Close()
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			call, err := phone.Call(cctx, "sip:tone@"+srv.SIPAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := call.WaitTone(cctx, 1000, 20); err != nil {
+				t.Fatalf("no tone before the drain: %v", err)
+			}
+			stop() // SIGTERM
+			// A new call is refused, and a dispatcher's probe too.
+			testharness.WaitUntil(t, 5*time.Second, "OPTIONS to get 503", func() bool {
+				code, _ := rawRequest(t, srv, func(l string) string {
+					return "OPTIONS sip:" + srv.SIPAddr().String() + " SIP/2.0\r\n" +
+						"Via: SIP/2.0/UDP " + l + ";branch=z9hG4bK" + strconv.Itoa(rand.Int()) + "\r\n" +
+						"From: <sip:probe@" + l + ">;tag=9\r\nTo: <sip:" + srv.SIPAddr().String() + ">\r\n" +
+						"Call-ID: drain-opt-" + strconv.Itoa(rand.Int()) + "\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+				})
+				return code == 503
+			})
+			if _, err := phone.Call(cctx, "sip:tone@"+srv.SIPAddr().String()); err == nil || !strings.Contains(err.Error(), "503") {
+				t.Fatalf("a new call while draining: %v, want 503", err)
+			}
+			// The call up keeps its audio, with no BYE.
+			mark := call.Mark()
+			time.Sleep(time.Second)
+			select {
+			case <-call.Leg.Done():
+				t.Fatalf("the call was ended by the drain: %v", call.Leg.Err())
+			default:
+			}
+			if share := call.ToneShare(mark, 1000); share < 0.5 {
+				t.Fatalf("the call up lost its audio while draining (1 kHz share %.2f)", share)
+			}
+			select {
+			case <-done:
+				t.Fatal("ListenAndServe returned with a call up")
+			default:
+			}
+			start := time.Now()
+			if tc.endDrain {
+				srv.EndDrain()
+				select {
+				case <-call.Leg.Done():
+				case <-time.After(10 * time.Second):
+					t.Fatal("EndDrain did not hang up the call")
+				}
+			} else if err := call.Hangup(cctx); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("ListenAndServe did not return after the last call ended")
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("shutdown took %s after the last call ended", took)
+			}
+		})
 	}
 }

@@ -86,6 +86,7 @@ func serve(args []string) error {
 	maxPending := fs.Int("max-pending-invites", sip.DefaultMaxPendingInvites, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (-1: no limit)")
 	maxCalls := fs.Int("max-calls", 0, "inbound calls up at once; beyond it new INVITEs get 503 + Retry-After (0: no limit but the RTP ports)")
 	retryAfter := fs.Duration("retry-after", sip.DefaultRetryAfter, "Retry-After of overload 503s")
+	drain := fs.Duration("drain", 0, "on SIGTERM/SIGINT, let the calls up end on their own for up to this long (new calls get 503, OPTIONS too) before hanging them up; a second signal hangs up at once. e.g. --drain 5m")
 	clusterName := fs.String("cluster", "", "join the Switchboard cluster of this name (protoactor-go cluster; see docs/scale-out.md)")
 	clusterProvider := fs.String("cluster-provider", "etcd", "how cluster nodes find each other: etcd or automanaged")
 	etcdAddrs := fs.String("etcd", "127.0.0.1:2379", "comma-separated etcd endpoints, with --cluster-provider etcd")
@@ -108,7 +109,8 @@ func serve(args []string) error {
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
 		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}, CallLimits: sip.CallLimits{GuestCalls: *guestCalls, GuestRate: *guestRate},
 		Pprof: *pprofOn, GCPercent: *gogc,
-		Overload: sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter}}
+		Overload:     sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter},
+		DrainTimeout: *drain}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
 	}
@@ -223,6 +225,25 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		// The first signal starts the shutdown (and the drain); a second
+		// one ends the drain: the calls still up are hung up.
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		select {
+		case <-again:
+			srv.EndDrain()
+		case <-finished:
+		}
+	}()
 	if *clusterName != "" {
 		prov, err := cluster.ParseProvider(*clusterProvider)
 		if err != nil {
