@@ -228,7 +228,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	}
 
 	quiet := func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn})
+		return slog.New(framework.LevelHandler(log.Handler(), slog.LevelWarn))
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quiet))
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -439,23 +439,6 @@ func freePort(host string) (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// levelFilter drops records below min (protoactor logs chattily at Info).
-type levelFilter struct {
-	h   slog.Handler
-	min slog.Level
-}
-
-func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= f.min && f.h.Enabled(ctx, l)
-}
-func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
-func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
-	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
-}
-func (f levelFilter) WithGroup(g string) slog.Handler {
-	return levelFilter{h: f.h.WithGroup(g), min: f.min}
 }
 
 // marshal is json.Marshal for the node's own message types, which always

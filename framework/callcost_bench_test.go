@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // The whole-call benchmarks measure what one call costs the signaling
@@ -44,24 +45,7 @@ func benchServer(b *testing.B, portMin, portMax, keep int) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		b.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		b.Fatal("server did not start in 5 s")
-	}
-	b.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			b.Error("server did not shut down in 15 s")
-		}
-	})
+	testharness.Serve(b, srv)
 	return srv
 }
 

@@ -257,7 +257,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s.events = NewEventLog("", cfg.ServerEventReplay)
 	s.events.server = true
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(levelFilter{h: log.Handler(), min: slog.LevelWarn}).With("component", "actor")
+		return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("component", "actor")
 	}))
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
@@ -669,7 +669,14 @@ func (s *safeActor) Receive(ctx actor.Context) {
 	s.inner.Receive(ctx)
 }
 
-// levelFilter drops records below min (protoactor logs chattily at Info).
+// LevelHandler wraps h so that records below min are dropped: for
+// libraries that log chattily at Info (protoactor's actor system and
+// cluster get it at Warn).
+func LevelHandler(h slog.Handler, min slog.Level) slog.Handler {
+	return levelFilter{h: h, min: min}
+}
+
+// levelFilter is LevelHandler's handler.
 type levelFilter struct {
 	h   slog.Handler
 	min slog.Level

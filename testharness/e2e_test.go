@@ -320,14 +320,7 @@ func TestSIPpCallerWithPcapAudio(t *testing.T) {
 
 func requireBinary(t *testing.T, name, install string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI but not installed (%s)", name, install)
-		}
-		t.Skipf("%s not installed; install it with: %s", name, install)
-	}
-	return p
+	return testharness.RequireBinary(t, name, install)
 }
 
 func tail(b []byte, n int) []byte {
