@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,9 @@ import (
 // learns alice's contact from r1 over the cluster and sends the INVITE to
 // it itself, so the call lives on r3. Audio flows both ways (each side
 // hears the other's tone). An unregistered user still gets 480.
+// Meanwhile bob's SIP watcher, subscribed to alice's presence on r2 (where
+// alice neither registered nor calls), gets NOTIFYs closed → open →
+// on-the-phone → open: r2's notifier serves the cluster's presence.
 func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
@@ -43,6 +47,34 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
+	// bob watches alice's presence over SIP on r2 before she registers.
+	watcher, err := testharness.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	r2, err := netip.ParseAddrPort(nodes[1].sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, code, err := watcher.Subscribe(ctx, r2, "alice", testharness.WatchOptions{Event: "presence", Expires: 600, Username: "bob", Password: "builder"}); err != nil || code != 200 {
+		t.Fatalf("SUBSCRIBE to alice's presence at r2: %d %v", code, err)
+	}
+	if n, err := watcher.Next(ctx); err != nil || !strings.Contains(n.Body, "<basic>closed</basic>") {
+		t.Fatalf("first presence NOTIFY from r2 while alice is registered nowhere: %+v %v", n, err)
+	}
+	sipSees := func(what string, cond func(testharness.Notify) bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		if _, err := watcher.WaitFor(wctx, cond); err != nil {
+			t.Errorf("r2's NOTIFYs never showed alice %s: %v", what, err)
+		}
+	}
+	isOpen := func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<basic>open</basic>") && !strings.Contains(n.Body, "on-the-phone")
+	}
+
 	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +88,7 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer caller.Close()
+	sipSees("open (registered on r1)", isOpen)
 	// Her presence is seen from r3: available on r1 beats offline on r3.
 	var roster struct {
 		Users []presence.Presence `json:"users"`
@@ -111,6 +144,9 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if !sawStatus(watch, "alice", "on-call", 5*time.Second) {
 		t.Error("r2's presence stream did not show alice on a call")
 	}
+	sipSees("on the phone (called from r3)", func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<basic>open</basic>") && strings.Contains(n.Body, "<rpid:on-the-phone/>")
+	})
 	list, errText := nodes[0].calls(t)
 	if errText != "" || len(list) != 1 || list[0].Node != "r3" || list[0].ID != pc.Leg.ID() {
 		t.Errorf("the cluster lists %+v (%s), want the one call on r3", list, errText)
@@ -130,6 +166,7 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if !sawStatus(watch, "alice", "available", 5*time.Second) {
 		t.Error("r2's presence stream did not show alice back from the call")
 	}
+	sipSees("open again after the call", isOpen)
 
 	// bob is registered nowhere: 480 from r3, as from a single node.
 	_, err = caller.Call(ctx, "sip:bob@"+nodes[2].sip)
