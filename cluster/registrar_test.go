@@ -293,3 +293,78 @@ func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration)
 		}
 	}
 }
+
+// A phone registered over TCP on node t1 (SIPp, which echoes the audio it
+// gets) is called by a flow on node t3: t3 cannot reach t1's connection,
+// so it calls t1 (cluster-user-alice), whose UserHandler dials alice over
+// her TCP connection and bridges. The caller hears its own tone come back
+// through t3 → t1 → alice → t1 → t3.
+func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("tcpreg-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("t%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	scenario, err := filepath.Abs("testdata/tcp_user_register.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := filepath.Abs("testdata/tcp_user_answer.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sippDone := make(chan error, 1)
+	var sippOut []byte
+	go func() {
+		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-t", "t1", "-s", "alice", "-au", "alice", "-ap", "wonderland",
+			"-m", "1", "-rtp_echo", "-mp", "46600", nodes[0].sip)
+		sippOut = out
+		sippDone <- err
+	}()
+	presenceOf := func(n *nodeProc) string {
+		var p presence.Presence
+		getJSON(t, "http://"+n.http+"/api/presence/alice", &p)
+		return p.Status.String()
+	}
+	waitFor(t, 10*time.Second, "alice registered over TCP at t1, as t3 sees her", func() bool { return presenceOf(nodes[2]) == "available" })
+
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
+	if err != nil {
+		t.Fatalf("call alice at t3: %v", err)
+	}
+	pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+	if _, err := pc.WaitTone(ctx, 700, 15); err != nil {
+		t.Errorf("the caller does not hear its tone echoed by alice's TCP phone: %v", err)
+	}
+	if len(nodes[2].logLines("through that node", "user=alice")) != 1 {
+		t.Error("t3 did not log dialling alice through t1")
+	}
+	_ = pc.Hangup(ctx)
+	select {
+	case err := <-sippDone:
+		if err != nil {
+			t.Errorf("SIPp (alice's TCP phone): %v\n%s", err, tailBytes(sippOut, 2000))
+		}
+	case <-ctx.Done():
+		t.Error("SIPp did not end after the hang-up")
+	}
+}
