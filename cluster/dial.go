@@ -29,6 +29,12 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 	if strings.ContainsAny(target, "@:") || opts.Trunk != "" || strings.HasPrefix(target, UserUserPrefix) {
 		return nil, fmt.Errorf("cluster: dial %s: %w", target, framework.ErrNotFound) // URIs and trunks are local SIP's
 	}
+	if _, relayed := opts.Headers[relayHeader]; relayed {
+		// UserHandler dialling for another node: this node's own
+		// registrations only, or two nodes holding the user over TCP
+		// would hand the call back and forth.
+		return nil, fmt.Errorf("cluster: dial %s for another node: %w", target, framework.ErrNotFound)
+	}
 	nodes, err := d.n.contactsOf(ctx, target)
 	if err != nil && len(nodes) == 0 {
 		d.n.log.Warn("cluster: could not ask every node for a user's contacts", "user", target, "error", err)
@@ -136,6 +142,10 @@ const UserUserPrefix = "cluster-user-"
 // reach a user there (RFC 6761 .invalid: names no one's domain).
 const relayFromHost = "cluster.invalid"
 
+// relayHeader marks the INVITE UserHandler sends to a user for another
+// node; the contact dialer leaves such a dial to local SIP.
+const relayHeader = "X-Switchboard-Cluster-Relay"
+
 // UserHandler answers a call from another node for a user registered on
 // this node (UserUserPrefix+user): it dials the user here (over the
 // connection the registration came on) and bridges the two, passing on
@@ -148,7 +158,8 @@ func (n *Node) UserHandler() framework.Handler {
 		if user == "" || user == c.User() || r == nil || len(r.Lookup(user)) == 0 {
 			return c.Reject(ctx, 404)
 		}
-		err := c.Dial(ctx, user, framework.DialOptions{Timeout: 60 * time.Second, CallerID: c.Caller()})
+		err := c.Dial(ctx, user, framework.DialOptions{Timeout: 60 * time.Second, CallerID: c.Caller(),
+			Headers: map[string]string{relayHeader: "user"}})
 		switch {
 		case err == nil, errors.Is(err, framework.ErrHangup):
 			return nil
