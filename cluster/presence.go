@@ -18,11 +18,6 @@ type rosterResp struct {
 	Users []presence.Presence `json:"users"`
 }
 
-// statusRank orders statuses for merging one user's presence across
-// nodes: a call anywhere beats ringing, which beats away, available and
-// offline.
-var statusRank = map[presence.Status]int{presence.Offline: 0, presence.Available: 1, presence.Away: 2, presence.Ringing: 3, presence.OnCall: 4}
-
 // Roster returns every user's presence across the cluster: each node is
 // asked for its roster and a user's entries are merged — the most
 // engaged status wins (on a call > ringing > away > available > offline)
@@ -62,18 +57,9 @@ func (n *Node) Roster(ctx context.Context) ([]presence.Presence, error) {
 }
 
 // mergePresence merges one node's entry b for a user into a (zero for
-// the first).
-func mergePresence(a, b presence.Presence) presence.Presence {
-	if a.User == "" {
-		return b
-	}
-	online := a.Online + b.Online
-	if statusRank[b.Status] > statusRank[a.Status] {
-		a = b
-	}
-	a.Online = online
-	return a
-}
+// the first): presence.Merge, the same rule each node's store applies to
+// the other nodes' views.
+func mergePresence(a, b presence.Presence) presence.Presence { return presence.Merge(a, b) }
 
 func (n *Node) servePresence(w http.ResponseWriter, r *http.Request) {
 	users, err := n.Roster(r.Context())
