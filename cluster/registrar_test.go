@@ -47,7 +47,14 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	// bob watches alice's presence over SIP on r2 before she registers.
+	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	// bob watches alice's presence over SIP on r2 before she registers
+	// (the watcher's SIP stack starts after a phone's: sip.NewAgent sets a
+	// sipgo limit once per process, which a running stack would race with).
 	watcher, err := testharness.NewWatcher()
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +82,6 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		return strings.Contains(n.Body, "<basic>open</basic>") && !strings.Contains(n.Body, "on-the-phone")
 	}
 
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
 	if err := alice.Register(ctx, nodes[0].sip, "alice", "wonderland"); err != nil {
 		t.Fatalf("alice registers at r1: %v", err)
 	}
