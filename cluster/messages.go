@@ -200,7 +200,7 @@ func (n *Node) handle(typ string, msg any) any {
 	case struct{}:
 		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
 	case rosterReq:
-		return respond(req, rosterResp{Node: n.opts.Node, Users: n.srv.Presence().Roster()})
+		return respond(req, rosterResp{Node: n.opts.Node, Users: n.srv.Presence().LocalRoster()})
 	case contactsReq:
 		resp := contactsResp{Node: n.opts.Node}
 		if r := n.srv.Agent().Registrar(); r != nil {

@@ -154,8 +154,9 @@ type Node struct {
 	ended   map[string]struct{}  // call IDs already given a lost CDR
 	topo    chan *pcluster.ClusterTopology
 
-	presMu    sync.Mutex // guards watchers and lastMerged; taken before mu
+	presMu    sync.Mutex // guards watchers, lastMerged and fed; taken before mu
 	watchers  map[*PresenceWatch]struct{}
+	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
 	keptMu     sync.Mutex
@@ -235,7 +236,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, remergeCh: make(chan struct{}, 1)}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()

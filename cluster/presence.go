@@ -18,11 +18,6 @@ type rosterResp struct {
 	Users []presence.Presence `json:"users"`
 }
 
-// statusRank orders statuses for merging one user's presence across
-// nodes: a call anywhere beats ringing, which beats away, available and
-// offline.
-var statusRank = map[presence.Status]int{presence.Offline: 0, presence.Available: 1, presence.Away: 2, presence.Ringing: 3, presence.OnCall: 4}
-
 // Roster returns every user's presence across the cluster: each node is
 // asked for its roster and a user's entries are merged — the most
 // engaged status wins (on a call > ringing > away > available > offline)
@@ -62,18 +57,9 @@ func (n *Node) Roster(ctx context.Context) ([]presence.Presence, error) {
 }
 
 // mergePresence merges one node's entry b for a user into a (zero for
-// the first).
-func mergePresence(a, b presence.Presence) presence.Presence {
-	if a.User == "" {
-		return b
-	}
-	online := a.Online + b.Online
-	if statusRank[b.Status] > statusRank[a.Status] {
-		a = b
-	}
-	a.Online = online
-	return a
-}
+// the first): presence.Merge, the same rule each node's store applies to
+// the other nodes' views.
+func mergePresence(a, b presence.Presence) presence.Presence { return presence.Merge(a, b) }
 
 func (n *Node) servePresence(w http.ResponseWriter, r *http.Request) {
 	users, err := n.Roster(r.Context())
@@ -92,9 +78,11 @@ func (n *Node) servePresence(w http.ResponseWriter, r *http.Request) {
 // along with its call list to every other node (within 100 ms of a change,
 // and every SyncInterval). Each node merges its own store with the others'
 // last rosters, so Node.Presence and Node.WatchPresence give the same
-// answer on every node, without asking anyone. A node's store itself
-// stays its own: SIP SUBSCRIBE and the browsers' roster are served from
-// it, not from the merged view.
+// answer on every node, without asking anyone. A node's store
+// keeps its own sources apart (LocalRoster is what travels); SIP
+// SUBSCRIBE and the browsers' roster are served from
+// it too: remergeLoop feeds the other nodes' rosters into it (feedRemote),
+// so subscribers and browsers on any node see the cluster's presence.
 
 // watchPresence marks the list dirty and re-merges on every change of
 // this node's own presence store.
@@ -143,7 +131,7 @@ func (n *Node) remergeLoop() {
 // the other nodes' last rosters. It costs a pass over every node's roster.
 func (n *Node) mergedRoster() map[string]presence.Presence {
 	merged := map[string]presence.Presence{}
-	for _, p := range n.srv.Presence().Roster() {
+	for _, p := range n.srv.Presence().LocalRoster() {
 		merged[p.User] = mergePresence(merged[p.User], p)
 	}
 	n.mu.Lock()
@@ -217,6 +205,7 @@ func (w *PresenceWatch) Close() {
 func (n *Node) remerge() {
 	n.presMu.Lock()
 	defer n.presMu.Unlock()
+	n.feedRemote()
 	now := n.mergedRoster()
 	var changed []presence.Presence
 	for u, p := range now {
@@ -244,6 +233,44 @@ func (n *Node) remerge() {
 				break
 			}
 		}
+	}
+}
+
+// feedRemote hands the other live nodes' last rosters to this node's own
+// store (presence.Store.SetRemote, keyed by node address), so SIP
+// SUBSCRIBE, the browsers' roster and Server.Presence show the cluster's
+// presence too; a node that left has its entries withdrawn. The store
+// keeps them apart from its own sources: what this node tells the others
+// (LocalRoster) never includes them. Called with presMu held.
+func (n *Node) feedRemote() {
+	n.mu.Lock()
+	rosters := make(map[string][]presence.Presence, len(n.records))
+	for addr, r := range n.records {
+		if n.members[addr] == nil || addr == n.self {
+			continue
+		}
+		rosters[addr] = r.users
+	}
+	n.mu.Unlock()
+	store := n.srv.Presence()
+	for addr := range n.fed {
+		if _, ok := rosters[addr]; !ok {
+			store.SetRemote(addr, nil)
+			delete(n.fed, addr)
+		}
+	}
+	addrs := make([]string, 0, len(rosters))
+	for addr := range rosters {
+		addrs = append(addrs, addr)
+	}
+	sort.Strings(addrs)
+	for _, addr := range addrs {
+		users := rosters[addr]
+		if users == nil {
+			users = []presence.Presence{} // a node with no users: still known
+		}
+		store.SetRemote(addr, users)
+		n.fed[addr] = struct{}{}
 	}
 }
 

@@ -75,7 +75,7 @@ func (n *Node) pushCalls() {
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
 	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
-		Users: n.srv.Presence().Roster()}
+		Users: n.srv.Presence().LocalRoster()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,9 @@ import (
 // learns alice's contact from r1 over the cluster and sends the INVITE to
 // it itself, so the call lives on r3. Audio flows both ways (each side
 // hears the other's tone). An unregistered user still gets 480.
+// Meanwhile bob's SIP watcher, subscribed to alice's presence on r2 (where
+// alice neither registered nor calls), gets NOTIFYs closed → open →
+// on-the-phone → open: r2's notifier serves the cluster's presence.
 func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
@@ -48,6 +52,36 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alice.Close()
+	// bob watches alice's presence over SIP on r2 before she registers
+	// (the watcher's SIP stack starts after a phone's: sip.NewAgent sets a
+	// sipgo limit once per process, which a running stack would race with).
+	watcher, err := testharness.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	r2, err := netip.ParseAddrPort(nodes[1].sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, code, err := watcher.Subscribe(ctx, r2, "alice", testharness.WatchOptions{Event: "presence", Expires: 600, Username: "bob", Password: "builder"}); err != nil || code != 200 {
+		t.Fatalf("SUBSCRIBE to alice's presence at r2: %d %v", code, err)
+	}
+	if n, err := watcher.Next(ctx); err != nil || !strings.Contains(n.Body, "<basic>closed</basic>") {
+		t.Fatalf("first presence NOTIFY from r2 while alice is registered nowhere: %+v %v", n, err)
+	}
+	sipSees := func(what string, cond func(testharness.Notify) bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		if _, err := watcher.WaitFor(wctx, cond); err != nil {
+			t.Errorf("r2's NOTIFYs never showed alice %s: %v", what, err)
+		}
+	}
+	isOpen := func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<basic>open</basic>") && !strings.Contains(n.Body, "on-the-phone")
+	}
+
 	if err := alice.Register(ctx, nodes[0].sip, "alice", "wonderland"); err != nil {
 		t.Fatalf("alice registers at r1: %v", err)
 	}
@@ -56,6 +90,7 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer caller.Close()
+	sipSees("open (registered on r1)", isOpen)
 	// Her presence is seen from r3: available on r1 beats offline on r3.
 	var roster struct {
 		Users []presence.Presence `json:"users"`
@@ -111,6 +146,9 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if !sawStatus(watch, "alice", "on-call", 5*time.Second) {
 		t.Error("r2's presence stream did not show alice on a call")
 	}
+	sipSees("on the phone (called from r3)", func(n testharness.Notify) bool {
+		return strings.Contains(n.Body, "<basic>open</basic>") && strings.Contains(n.Body, "<rpid:on-the-phone/>")
+	})
 	list, errText := nodes[0].calls(t)
 	if errText != "" || len(list) != 1 || list[0].Node != "r3" || list[0].ID != pc.Leg.ID() {
 		t.Errorf("the cluster lists %+v (%s), want the one call on r3", list, errText)
@@ -130,6 +168,7 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if !sawStatus(watch, "alice", "available", 5*time.Second) {
 		t.Error("r2's presence stream did not show alice back from the call")
 	}
+	sipSees("open again after the call", isOpen)
 
 	// bob is registered nowhere: 480 from r3, as from a single node.
 	_, err = caller.Call(ctx, "sip:bob@"+nodes[2].sip)
@@ -254,5 +293,80 @@ func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration)
 		case <-timeout:
 			return false
 		}
+	}
+}
+
+// A phone registered over TCP on node t1 (SIPp, which echoes the audio it
+// gets) is called by a flow on node t3: t3 cannot reach t1's connection,
+// so it calls t1 (cluster-user-alice), whose UserHandler dials alice over
+// her TCP connection and bridges. The caller hears its own tone come back
+// through t3 → t1 → alice → t1 → t3.
+func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.toml")
+	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("tcpreg-%d", time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("t%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	scenario, err := filepath.Abs("testdata/tcp_user_register.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := filepath.Abs("testdata/tcp_user_answer.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sippDone := make(chan error, 1)
+	var sippOut []byte
+	go func() {
+		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-t", "t1", "-s", "alice", "-au", "alice", "-ap", "wonderland",
+			"-m", "1", "-rtp_echo", "-mp", "46600", nodes[0].sip)
+		sippOut = out
+		sippDone <- err
+	}()
+	presenceOf := func(n *nodeProc) string {
+		var p presence.Presence
+		getJSON(t, "http://"+n.http+"/api/presence/alice", &p)
+		return p.Status.String()
+	}
+	waitFor(t, 10*time.Second, "alice registered over TCP at t1, as t3 sees her", func() bool { return presenceOf(nodes[2]) == "available" })
+
+	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
+	if err != nil {
+		t.Fatalf("call alice at t3: %v", err)
+	}
+	pc.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}, Duration: 20 * time.Second}))
+	if _, err := pc.WaitTone(ctx, 700, 15); err != nil {
+		t.Errorf("the caller does not hear its tone echoed by alice's TCP phone: %v", err)
+	}
+	if len(nodes[2].logLines("through that node", "user=alice")) != 1 {
+		t.Error("t3 did not log dialling alice through t1")
+	}
+	_ = pc.Hangup(ctx)
+	select {
+	case err := <-sippDone:
+		if err != nil {
+			t.Errorf("SIPp (alice's TCP phone): %v\n%s", err, tailBytes(sippOut, 2000))
+		}
+	case <-ctx.Done():
+		t.Error("SIPp did not end after the hang-up")
 	}
 }

@@ -28,5 +28,7 @@ type PresenceSubscribeOptions = presence.SubscribeOptions
 // Presence returns the server's presence store: every directory user's
 // status, kept up to date by registrations and calls. Applications read
 // it (Roster, Get), follow it (Subscribe), and let users choose a status
-// and note (Set(user, PresenceAway, "at lunch")).
+// and note (Set(user, PresenceAway, "at lunch")). In a cluster the other
+// nodes' views are merged into what it shows (presence.Store.SetRemote);
+// LocalRoster is this server's own.
 func (s *Server) Presence() *presence.Store { return s.presence }

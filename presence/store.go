@@ -92,8 +92,18 @@ type entry struct {
 	note    string
 	online  map[string]int // source ("sip", "web") → endpoints online
 	dialogs map[string]Dialog
-	status  Status
+	status  Status // derived from this store's own sources only
 	since   time.Time
+	// remote holds the user's presence as other stores (cluster nodes)
+	// see it from their own sources, by their name (SetRemote). It is
+	// merged into what Get, Roster and the change feed show, never into
+	// LocalRoster.
+	remote map[string]Presence
+	// shown is the merged presence last published.
+	shown Presence
+	// remoteOnly marks a user first heard of through SetRemote, until one
+	// of this store's own sources speaks of them.
+	remoteOnly bool
 }
 
 // New returns an empty store.
@@ -115,7 +125,7 @@ func (s *Store) Add(users ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range users {
-		s.entryLocked(u)
+		s.entryLocked(u).remoteOnly = false
 	}
 }
 
@@ -123,6 +133,7 @@ func (s *Store) entryLocked(user string) *entry {
 	e := s.users[user]
 	if e == nil {
 		e = &entry{chosen: Available, online: map[string]int{}, dialogs: map[string]Dialog{}, since: s.now()}
+		e.shown = e.presence(user)
 		s.users[user] = e
 	}
 	return e
@@ -142,6 +153,7 @@ func (s *Store) Set(user string, status Status, note string) error {
 		return errors.New("presence: set: empty user")
 	}
 	s.update(user, nil, func(e *entry) {
+		e.remoteOnly = false
 		e.chosen, e.note = status, note
 	})
 	return nil
@@ -151,6 +163,7 @@ func (s *Store) Set(user string, status Status, note string) error {
 // for registered contacts). A user with none from any source is offline.
 func (s *Store) SetOnline(user, source string, n int) {
 	s.update(user, nil, func(e *entry) {
+		e.remoteOnly = false
 		if n <= 0 {
 			delete(e.online, source)
 		} else {
@@ -164,6 +177,7 @@ func (s *Store) SetOnline(user, source string, n int) {
 // a Change carrying the dialog.
 func (s *Store) UpdateDialog(user string, d Dialog) {
 	s.update(user, &d, func(e *entry) {
+		e.remoteOnly = false
 		if d.State == DialogTerminated {
 			delete(e.dialogs, d.ID)
 		} else {
@@ -178,18 +192,22 @@ func (s *Store) update(user string, d *Dialog, fn func(*entry)) {
 	s.mu.Lock()
 	e := s.entryLocked(user)
 	before, beforeNote, beforeOnline := e.status, e.note, e.onlineCount()
+	shownBefore := e.shown
 	fn(e)
 	e.status = e.derive()
 	now := s.now()
 	if e.status != before {
 		e.since = now
 	}
-	if d == nil && e.status == before && e.note == beforeNote && e.onlineCount() == beforeOnline {
+	e.reshow(user, now)
+	localSame := e.status == before && e.note == beforeNote && e.onlineCount() == beforeOnline
+	shownSame := e.shown.Status == shownBefore.Status && e.shown.Note == shownBefore.Note && e.shown.Online == shownBefore.Online
+	if d == nil && localSame && shownSame {
 		s.mu.Unlock()
 		return
 	}
 	s.seq++
-	ch := Change{Seq: s.seq, Time: now, Presence: e.presence(user), Previous: before}
+	ch := Change{Seq: s.seq, Time: now, Presence: e.shown, Previous: shownBefore.Status}
 	if d != nil {
 		dc := *d
 		ch.Dialog = &dc
@@ -215,6 +233,60 @@ func (s *Store) update(user string, d *Dialog, fn func(*entry)) {
 		}
 	}()
 	s.onChange(ch)
+}
+
+// rank orders statuses for merging one user's presence from several
+// sources: a call anywhere beats ringing, which beats away, available
+// and offline.
+func rank(st Status) int {
+	switch st {
+	case Available:
+		return 1
+	case Away:
+		return 2
+	case Ringing:
+		return 3
+	case OnCall:
+		return 4
+	}
+	return 0
+}
+
+// Merge merges b, another source's presence of the same user, into a
+// (zero for the first): the most engaged status wins with its note and
+// time; online endpoints add up.
+func Merge(a, b Presence) Presence {
+	if a.User == "" {
+		return b
+	}
+	online := a.Online + b.Online
+	if rank(b.Status) > rank(a.Status) {
+		a = b
+	}
+	a.Online = online
+	return a
+}
+
+// reshow recomputes the merged presence of e (own sources and remote
+// views); the merged Since moves only when the merged status changes.
+func (e *entry) reshow(user string, now time.Time) {
+	p := e.presence(user)
+	names := make([]string, 0, len(e.remote))
+	for n := range e.remote {
+		names = append(names, n)
+	}
+	sort.Strings(names) // ties are broken the same way every time
+	for _, n := range names {
+		r := e.remote[n]
+		r.User = user
+		p = Merge(p, r)
+	}
+	if p.Status == e.shown.Status {
+		p.Since = e.shown.Since
+	} else {
+		p.Since = now
+	}
+	e.shown = p
 }
 
 func (e *entry) onlineCount() int {
@@ -264,7 +336,7 @@ func (s *Store) Get(user string) (p Presence, ok bool) {
 	if e == nil {
 		return Presence{User: user}, false
 	}
-	return e.presence(user), true
+	return e.shown, true
 }
 
 // Dialogs returns user's dialogs that have not terminated, in ID order.
@@ -283,7 +355,7 @@ func (s *Store) Snapshot(user string) (Presence, []Dialog, uint64) {
 	if e == nil {
 		return Presence{User: user}, nil, s.seq
 	}
-	return e.presence(user), e.dialogList(), s.seq
+	return e.shown, e.dialogList(), s.seq
 }
 
 func (e *entry) dialogList() []Dialog {
@@ -298,16 +370,98 @@ func (e *entry) dialogList() []Dialog {
 	return out
 }
 
-// Roster returns every known user's presence, sorted by user name.
+// Roster returns every known user's presence, merged with what other
+// stores reported (SetRemote), sorted by user name.
 func (s *Store) Roster() []Presence {
+	return s.roster(func(u string, e *entry) (Presence, bool) { return e.shown, true })
+}
+
+// LocalRoster returns the presence of every user as this store's own
+// sources give it (registrations, browsers, dialogs, choices), without
+// what other stores reported; users known only from SetRemote are left
+// out. It is what a cluster node tells the others.
+func (s *Store) LocalRoster() []Presence {
+	return s.roster(func(u string, e *entry) (Presence, bool) {
+		return e.presence(u), !e.remoteOnly
+	})
+}
+
+func (s *Store) roster(pick func(string, *entry) (Presence, bool)) []Presence {
 	s.mu.Lock()
 	out := make([]Presence, 0, len(s.users))
 	for u, e := range s.users {
-		out = append(out, e.presence(u))
+		if p, ok := pick(u, e); ok {
+			out = append(out, p)
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
 	return out
+}
+
+// SetRemote replaces what the store named source (another cluster node)
+// reports about users' presence from its own sources: each user in users
+// is merged into what Get, Roster, Snapshot and the change feed show
+// (the most engaged status wins, online endpoints add up); users the
+// source reported before and not now lose its contribution. nil users
+// forgets the source. Remote entries never count as this store's own
+// (LocalRoster). A change is published for every user whose merged
+// presence changed.
+func (s *Store) SetRemote(source string, users []Presence) {
+	s.mu.Lock()
+	var touched []string
+	seen := make(map[string]struct{}, len(users))
+	for _, p := range users {
+		if p.User == "" {
+			continue
+		}
+		seen[p.User] = struct{}{}
+		e := s.users[p.User]
+		if r, ok := e.remoteOf(source); ok && r.Status == p.Status && r.Note == p.Note && r.Online == p.Online {
+			continue
+		}
+		touched = append(touched, p.User)
+	}
+	for u, e := range s.users {
+		if _, had := e.remote[source]; had {
+			if _, still := seen[u]; !still {
+				touched = append(touched, u)
+			}
+		}
+	}
+	s.mu.Unlock()
+	byUser := make(map[string]Presence, len(users))
+	for _, p := range users {
+		byUser[p.User] = p
+	}
+	sort.Strings(touched)
+	for _, u := range touched {
+		p, ok := byUser[u]
+		s.mu.Lock()
+		_, known := s.users[u]
+		s.mu.Unlock()
+		s.update(u, nil, func(e *entry) {
+			if !known {
+				e.remoteOnly = true
+			}
+			if !ok {
+				delete(e.remote, source)
+				return
+			}
+			if e.remote == nil {
+				e.remote = map[string]Presence{}
+			}
+			e.remote[source] = p
+		})
+	}
+}
+
+func (e *entry) remoteOf(source string) (Presence, bool) {
+	if e == nil {
+		return Presence{}, false
+	}
+	p, ok := e.remote[source]
+	return p, ok
 }
 
 // SubscribeOptions tune a Subscription. The zero value buffers 256 changes.

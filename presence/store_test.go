@@ -182,3 +182,89 @@ func BenchmarkUpdateDialog(b *testing.B) {
 		s.UpdateDialog("alice", Dialog{ID: "c", CallID: "c", Direction: Recipient, State: states[i%4]})
 	}
 }
+
+// Remote views (SetRemote) merge into what Get, Roster and the change
+// feed show, never into LocalRoster; withdrawing a source takes its
+// contribution away.
+func TestSetRemoteMergesWithoutCountingAsLocal(t *testing.T) {
+	type step struct {
+		name       string
+		do         func(s *Store)
+		want       Status
+		wantOnline int
+		wantLocal  string // alice's LocalRoster status, "" when absent
+	}
+	remote := func(src string, st Status, online int) func(*Store) {
+		return func(s *Store) { s.SetRemote(src, []Presence{{User: "alice", Status: st, Online: online}}) }
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"registered elsewhere, called elsewhere", []step{
+			{"nothing yet", func(s *Store) { s.SetRemote("n1", []Presence{}) }, Offline, 0, ""},
+			{"registered on n1", remote("n1", Available, 1), Available, 1, ""},
+			{"on a call on n3", remote("n3", OnCall, 0), OnCall, 1, ""},
+			{"call ends on n3", remote("n3", Offline, 0), Available, 1, ""},
+			{"n1 leaves", func(s *Store) { s.SetRemote("n1", nil) }, Offline, 0, ""},
+		}},
+		{"local registration and remote call", []step{
+			{"registered here", func(s *Store) { s.SetOnline("alice", "sip", 1) }, Available, 1, "available"},
+			{"ringing on n2", remote("n2", Ringing, 0), Ringing, 1, "available"},
+			{"away elsewhere loses to ringing", remote("n4", Away, 1), Ringing, 2, "available"},
+			{"n2 and n4 gone", func(s *Store) { s.SetRemote("n2", nil); s.SetRemote("n4", nil) }, Available, 1, "available"},
+		}},
+		{"local call beats remote away", []step{
+			{"away on n1", remote("n1", Away, 1), Away, 1, ""},
+			{"a local dialog", func(s *Store) {
+				s.UpdateDialog("alice", Dialog{ID: "c", CallID: "c", Direction: Recipient, State: DialogConfirmed})
+			}, OnCall, 1, "on-call"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var changes []Change
+			s := New(Options{OnChange: func(c Change) { changes = append(changes, c) }})
+			for _, st := range tc.steps {
+				before := len(changes)
+				prev, _ := s.Get("alice")
+				st.do(s)
+				p, _ := s.Get("alice")
+				if p.Status != st.want || p.Online != st.wantOnline {
+					t.Fatalf("%s: alice %s online %d, want %s online %d", st.name, p.Status, p.Online, st.want, st.wantOnline)
+				}
+				if p.Status != prev.Status && (len(changes) == before || changes[len(changes)-1].Presence.Status != st.want) {
+					t.Errorf("%s: no change published showing %s (%+v)", st.name, st.want, changes[before:])
+				}
+				local := ""
+				for _, lp := range s.LocalRoster() {
+					if lp.User == "alice" {
+						local = lp.Status.String()
+					}
+				}
+				if local != st.wantLocal {
+					t.Errorf("%s: LocalRoster shows alice %q, want %q", st.name, local, st.wantLocal)
+				}
+				roster := s.Roster()
+				if p.Status != Offline && (len(roster) != 1 || roster[0] != p) {
+					t.Errorf("%s: Roster %+v, want [%+v]", st.name, roster, p)
+				}
+			}
+		})
+	}
+}
+
+// Setting the same remote view twice publishes nothing the second time.
+func TestSetRemoteUnchangedIsQuiet(t *testing.T) {
+	n := 0
+	s := New(Options{OnChange: func(Change) { n++ }})
+	view := []Presence{{User: "alice", Status: Available, Online: 1}, {User: "bob", Status: OnCall}}
+	s.SetRemote("n1", view)
+	if n != 2 {
+		t.Fatalf("first view published %d changes, want 2", n)
+	}
+	s.SetRemote("n1", view)
+	if n != 2 {
+		t.Errorf("the same view again published %d more changes", n-2)
+	}
+}

@@ -259,6 +259,9 @@ func serve(args []string) error {
 		router.Handle(cluster.RoomUserPrefix+"*", cluster.RoomHandler())
 		// Calls from other nodes that put a leg into a call here.
 		router.Handle(cluster.CallUserPrefix+"*", node.CallHandler())
+		// Calls from other nodes for a user registered here over a
+		// connection (TCP, TLS, WebSocket).
+		router.Handle(cluster.UserUserPrefix+"*", node.UserHandler())
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()
