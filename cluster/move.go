@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,17 +125,7 @@ func (n *Node) Move(ctx context.Context, legID string, dst Destination) error {
 // then the others, until one has it. destAddr is the destination's node:
 // the leg's node, when it is that one, moves it locally.
 func (n *Node) moveTo(ctx context.Context, legID string, req moveReq, destAddr string) error {
-	members := n.Members()
-	owner := n.ownerOf(legID)
-	slices.SortStableFunc(members, func(a, b Member) int {
-		switch {
-		case a.Addr == owner && b.Addr != owner:
-			return -1
-		case b.Addr == owner && a.Addr != owner:
-			return 1
-		}
-		return 0
-	})
+	members := n.ownerFirst(legID)
 	var errs []error
 	for _, m := range members {
 		r := req

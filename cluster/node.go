@@ -383,13 +383,11 @@ func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
 	return all, errors.Join(errs...)
 }
 
-// Hangup hangs up the call with that ID on whichever node it is: the node
-// its last call list names first, else every node. It returns once that
-// node has hung it up, or ErrCallNotFound.
-func (n *Node) Hangup(ctx context.Context, id string) error {
+// ownerFirst returns the members with the likely owner of the call or
+// leg id (from the replicated call lists) first: whom to ask first.
+func (n *Node) ownerFirst(id string) []Member {
 	members := n.Members()
 	owner := n.ownerOf(id)
-	// Ask the likely owner first, then the rest.
 	slices.SortStableFunc(members, func(a, b Member) int {
 		switch {
 		case a.Addr == owner && b.Addr != owner:
@@ -399,6 +397,14 @@ func (n *Node) Hangup(ctx context.Context, id string) error {
 		}
 		return 0
 	})
+	return members
+}
+
+// Hangup hangs up the call with that ID on whichever node it is: the node
+// its last call list names first, else every node. It returns once that
+// node has hung it up, or ErrCallNotFound.
+func (n *Node) Hangup(ctx context.Context, id string) error {
+	members := n.ownerFirst(id)
 	var errs []error
 	for _, m := range members {
 		var resp hangupResp
