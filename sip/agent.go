@@ -213,16 +213,18 @@ type Agent struct {
 	overloadLog    logThrottle
 }
 
-// udpLimitOnce raises sipgo's UDP size check once per process: it refuses
-// any message over 1,300 bytes, and an SRTP offer with every codec, two
+// init raises sipgo's UDP size check for the process: it refuses any
+// message over 1,300 bytes, and an SRTP offer with every codec, two
 // crypto suites and digest credentials is larger. RFC 3261 18.1.1 would
 // move such a request to TCP; like Asterisk and FreeSWITCH we send it
 // over UDP (IP fragments it) up to 4,000 bytes rather than fail the call.
-var udpLimitOnce sync.Once
+// It is a package-level setting of sipgo's, so it is set at package
+// initialisation, before any goroutine can read it (set in NewAgent, it
+// raced with a sipgo client or server already running in the process).
+func init() { sip.UDPMTUSize = max(sip.UDPMTUSize, 4200) }
 
 // NewAgent creates an agent; it listens once ListenAndServe is called.
 func NewAgent(cfg Config) (*Agent, error) {
-	udpLimitOnce.Do(func() { sip.UDPMTUSize = max(sip.UDPMTUSize, 4200) })
 	if cfg.Ports == nil {
 		return nil, errors.New("sip: Config.Ports is required")
 	}
