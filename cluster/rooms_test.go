@@ -61,6 +61,19 @@ func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer phone.Close()
+	// The relay routes between nodes are for members only: a caller from
+	// an address that is no member's SIP address (127.0.0.2 here, every
+	// node is on 127.0.0.1) gets 403 for each of them.
+	stranger, err := testharness.NewPhone(testharness.PhoneOptions{Addr: "127.0.0.2:0", RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	for _, user := range []string{RoomUserPrefix + "red", CallUserPrefix + "x", UserUserPrefix + "alice"} {
+		if _, err := stranger.Call(ctx, "sip:"+user+"@"+nodes[0].sip); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("a stranger calling %s: %v, want 403", user, err)
+		}
+	}
 	var calls []*testharness.PhoneCall
 	for _, n := range nodes {
 		pc, err := phone.Call(ctx, "sip:room-red@"+n.sip)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ type Call struct {
 	id     string
 	user   string
 	trunk  string
+	source netip.Addr
 	auth   string
 	from   string
 	caller CallerID
@@ -61,6 +63,12 @@ func (c *Call) User() string { return c.user }
 // Trunk returns the trunk the call came in on ("" for phones and
 // browsers). Its User is then the dialled DID.
 func (c *Call) Trunk() string { return c.trunk }
+
+// SignalingSource returns the IP address the caller's signaling came from
+// (for SIP the INVITE's source: the previous hop, a proxy's when one is in
+// front), or the zero Addr when the transport does not say (browsers,
+// calls the server placed).
+func (c *Call) SignalingSource() netip.Addr { return c.source }
 
 // AuthUser returns the directory user the caller authenticated as (SIP
 // digest on the INVITE), or "" for an unauthenticated caller. Use it

@@ -534,7 +534,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 		}
 	}
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), auth: auth, caller: caller,
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), source: sourceOf(sig), auth: auth, caller: caller,
 		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts, start: time.Now(),
 		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}
@@ -691,6 +691,15 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 }
 func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{h: f.h.WithGroup(n), min: f.min}
+}
+
+// sourceOf is where an inbound leg's signaling came from, if its
+// transport knows (SIP: the INVITE's source IP).
+func sourceOf(sig Signaling) netip.Addr {
+	if s, ok := sig.(interface{ SignalingSource() netip.Addr }); ok {
+		return s.SignalingSource()
+	}
+	return netip.Addr{}
 }
 
 func trunkOf(sig Signaling) string {

@@ -147,6 +147,16 @@ func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
 // through, or "".
 func (l *Leg) Trunk() string { return l.trunk }
 
+// SignalingSource returns the IP address an inbound leg's INVITE came
+// from (the previous hop: a proxy's, when one is in front), or the zero
+// Addr for a leg we dialled.
+func (l *Leg) SignalingSource() netip.Addr {
+	if !l.inbound || l.uas == nil || l.uas.InviteRequest == nil {
+		return netip.Addr{}
+	}
+	return sourceIP(l.uas.InviteRequest)
+}
+
 // AuthUser returns the directory user an inbound INVITE authenticated as,
 // or "" for an unauthenticated caller (guest, trunk).
 func (l *Leg) AuthUser() string { return l.authUser }

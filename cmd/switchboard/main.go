@@ -255,13 +255,14 @@ func serve(args []string) error {
 			return err
 		}
 		node.Routes()
-		// Calls from other nodes that put a leg into a room here.
-		router.Handle(cluster.RoomUserPrefix+"*", cluster.RoomHandler())
+		// Relay calls from other nodes (members' SIP addresses only; a
+		// caller elsewhere gets 403). Calls that put a leg into a room here:
+		router.Handle(cluster.RoomUserPrefix+"*", node.MembersOnly(cluster.RoomHandler()))
 		// Calls from other nodes that put a leg into a call here.
-		router.Handle(cluster.CallUserPrefix+"*", node.CallHandler())
+		router.Handle(cluster.CallUserPrefix+"*", node.MembersOnly(node.CallHandler()))
 		// Calls from other nodes for a user registered here over a
 		// connection (TCP, TLS, WebSocket).
-		router.Handle(cluster.UserUserPrefix+"*", node.UserHandler())
+		router.Handle(cluster.UserUserPrefix+"*", node.MembersOnly(node.UserHandler()))
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()
