@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,13 @@ import (
 // runExample builds examples/NAME and runs it with args on a free SIP
 // port, returning that address; the process is killed when the test ends.
 func runExample(t *testing.T, name string, args ...string) testharness.Addr {
+	t.Helper()
+	addr, _ := runExampleOut(t, name, args...)
+	return addr
+}
+
+// runExampleOut is runExample that also returns what the example prints.
+func runExampleOut(t *testing.T, name string, args ...string) (testharness.Addr, *logBuffer) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command("go", "build", "-o", bin, "../examples/"+name).CombinedOutput(); err != nil {
@@ -27,6 +35,8 @@ func runExample(t *testing.T, name string, args ...string) testharness.Addr {
 	addr := ln.LocalAddr().String()
 	ln.Close()
 	cmd := exec.Command(bin, append([]string{"-sip-addr", addr}, args...)...)
+	out := &logBuffer{}
+	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +45,7 @@ func runExample(t *testing.T, name string, args ...string) testharness.Addr {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return testharness.Addr(netip.MustParseAddrPort(addr))
+			return testharness.Addr(netip.MustParseAddrPort(addr)), out
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("examples/%s does not listen on %s", name, addr)
@@ -81,4 +91,35 @@ func TestExampleWhisper(t *testing.T) {
 	callA.ExpectInMix("agent hears the supervisor", 1400, 0.15)
 	callS.ExpectInMix("supervisor hears the customer", 500, 0.15)
 	callC.ExpectAbsent("the customer hears the whisper", 1400, 0.02, 1200*time.Millisecond)
+}
+
+// examples/presence: the roster it prints follows registrations and calls.
+func TestExamplePresence(t *testing.T) {
+	addr, out := runExampleOut(t, "presence")
+	h := testharness.New(t, addr)
+	status := func(user string) string { // the user's status in the last roster printed
+		last := ""
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == user {
+				last = f[1]
+			}
+		}
+		return last
+	}
+	expect := func(user, want string) {
+		t.Helper()
+		h.Eventually("examples/presence to print "+user+" "+want, func() bool { return status(user) == want })
+	}
+	alice := h.Phone(testharness.PhoneOptions{RTPPortMin: 41000, RTPPortMax: 41999})
+	h.Register(alice, "", "alice", "secret")
+	expect("alice", "available")
+	bob := h.Phone(testharness.PhoneOptions{RTPPortMin: 42000, RTPPortMax: 42999})
+	h.Register(bob, "", "bob", "secret")
+	expect("bob", "available")
+	call := h.Call("alice", testharness.HarnessCallOptions{Name: "bob", Phone: bob})
+	answered := h.ExpectIncoming(alice, "alice")
+	call.ExpectTwoWayAudio(answered, 600, 1200)
+	expect("alice", "on-call")
+	call.End()
+	expect("alice", "available")
 }
