@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
 
 func TestSilence(t *testing.T) {
@@ -18,7 +19,7 @@ func TestSilence(t *testing.T) {
 		d      time.Duration
 		frames int
 	}{{100 * time.Millisecond, 5}, {30 * time.Millisecond, 2}, {0, 500}} {
-		s, n := readAllFrames(t, media.Silence(tc.d), 16000, 500)
+		s, n := mediatest.ReadFrames(t, media.Silence(tc.d), 16000, 500)
 		if n != tc.frames || dsp.RMS(s) != 0 {
 			t.Errorf("Silence(%v): %d frames, RMS %g; want %d frames", tc.d, n, dsp.RMS(s), tc.frames)
 		}
@@ -41,7 +42,7 @@ func TestSequence(t *testing.T) {
 		audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 40 * time.Millisecond}),
 	)
 	check := func() {
-		s, n := readAllFrames(t, seq, 8000, 100)
+		s, n := mediatest.ReadFrames(t, seq, 8000, 100)
 		if n != 10 {
 			t.Fatalf("%d frames, want 5+3+2", n)
 		}
@@ -73,14 +74,14 @@ func TestSequence(t *testing.T) {
 	if err := bad.ReadFrame(f); !errors.Is(err, boom) {
 		t.Fatalf("got %v, want boom", err)
 	}
-	if _, n := readAllFrames(t, media.Sequence(), 8000, 10); n != 0 {
+	if _, n := mediatest.ReadFrames(t, media.Sequence(), 8000, 10); n != 0 {
 		t.Fatal("empty sequence yielded frames")
 	}
 }
 
 func TestLoop(t *testing.T) {
 	tone := audio.NewTone(audio.Tone{Freqs: []float64{440}, Amplitude: 10000, Duration: 100 * time.Millisecond})
-	s, n := readAllFrames(t, media.Loop(tone, 3), 8000, 100)
+	s, n := mediatest.ReadFrames(t, media.Loop(tone, 3), 8000, 100)
 	if n != 15 {
 		t.Fatalf("3 loops of 5 frames gave %d", n)
 	}
@@ -91,7 +92,7 @@ func TestLoop(t *testing.T) {
 		}
 	}
 	// Forever.
-	if _, n := readAllFrames(t, media.Loop(audio.NewTone(audio.Tone{Freqs: []float64{440}, Duration: 60 * time.Millisecond}), 0), 8000, 1000); n != 1000 {
+	if _, n := mediatest.ReadFrames(t, media.Loop(audio.NewTone(audio.Tone{Freqs: []float64{440}, Duration: 60 * time.Millisecond}), 0), 8000, 1000); n != 1000 {
 		t.Fatalf("endless loop ended after %d frames", n)
 	}
 	// Looping a sequence (and rewinding the loop).
@@ -100,7 +101,7 @@ func TestLoop(t *testing.T) {
 		Rewind()
 	}), 2)
 	for range 2 {
-		s, n = readAllFrames(t, l, 8000, 100)
+		s, n = mediatest.ReadFrames(t, l, 8000, 100)
 		if n != 4 || dsp.RMS(s[:160]) != 0 || dsp.RMS(s[160:320]) == 0 || dsp.RMS(s[320:480]) != 0 || dsp.RMS(s[480:]) == 0 {
 			t.Fatalf("looped sequence: %d frames", n)
 		}
@@ -109,7 +110,7 @@ func TestLoop(t *testing.T) {
 	// An empty source does not spin.
 	for _, times := range []int{0, 5} {
 		never := &neverSource{}
-		if _, n := readAllFrames(t, media.Loop(never, times), 8000, 10); n != 0 || never.rewinds > 1 {
+		if _, n := mediatest.ReadFrames(t, media.Loop(never, times), 8000, 10); n != 0 || never.rewinds > 1 {
 			t.Fatalf("empty source looped %d times: %d frames, %d rewinds", times, n, never.rewinds)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
 
 // vadRun feeds samples to a new VAD frame by frame and returns its events.
@@ -40,7 +41,7 @@ func signal(t *testing.T, pieces ...piece) []int16 {
 		if p.freq > 0 {
 			src = audio.NewTone(audio.Tone{Freqs: []float64{p.freq}, Amplitude: p.amp, Duration: p.d})
 		}
-		out = append(out, readAll(t, src, 8000)...)
+		out = append(out, mediatest.ReadAll(t, src, 8000)...)
 	}
 	return out
 }
@@ -168,7 +169,7 @@ func TestVADReleasesAbruptNoise(t *testing.T) {
 // talkspurt per sentence (the gaps between words bridged), aligned with
 // where the sentences really are.
 func TestVADSpeech(t *testing.T) {
-	needEspeak(t)
+	mediatest.NeedEspeak(t)
 	tts := &audio.TTS{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -181,7 +182,7 @@ func TestVADSpeech(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		speech = append(speech, readAll(t, src, 8000))
+		speech = append(speech, mediatest.ReadAll(t, src, 8000))
 	}
 	// The true extent of each sentence: its first and last loud frames.
 	extent := func(s []int16) (lo, hi int) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
 
 // readStereo reads a 2-channel 16-bit WAV written by StereoRecorder and
@@ -192,7 +193,7 @@ func TestStereoRecorderSurvivesSIGKILL(t *testing.T) {
 		if w.Duration() < 400*time.Millisecond {
 			t.Fatalf("killed recording holds only %s", w.Duration())
 		}
-		s := readAll(t, w, 8000)
+		s := mediatest.ReadAll(t, w, 8000)
 		if f, _ := dsp.DominantFrequency(s[len(s)/2:], 8000, 100, 3800, 10); f < want-5 || f > want+5 {
 			t.Errorf("channel %s at %.0f Hz, want %.0f", ch, f, want)
 		}

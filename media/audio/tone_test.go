@@ -10,34 +10,13 @@ import (
 
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
-
-// readAllFrames reads src at rate until io.EOF (or max frames) and returns
-// the frames' samples one after the other and the number of frames.
-func readAllFrames(t *testing.T, src media.Source, rate, max int) ([]int16, int) {
-	t.Helper()
-	f := media.NewFrame(rate)
-	var all []int16
-	for n := 0; n < max; n++ {
-		err := src.ReadFrame(f)
-		if errors.Is(err, io.EOF) {
-			return all, n
-		}
-		if err != nil {
-			t.Fatalf("frame %d: %v", n, err)
-		}
-		if len(f.Samples) != media.SamplesPerFrame(rate) {
-			t.Fatalf("frame %d has %d samples at %d Hz", n, len(f.Samples), rate)
-		}
-		all = append(all, f.Samples...)
-	}
-	return all, max
-}
 
 func TestToneFrequencyAndLevel(t *testing.T) {
 	for _, rate := range []int{8000, 16000, 48000} {
 		for _, freq := range []float64{350, 1000, 3000} {
-			s, n := readAllFrames(t, NewTone(Tone{Freqs: []float64{freq}, Duration: 500 * time.Millisecond}), rate, 1000)
+			s, n := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{freq}, Duration: 500 * time.Millisecond}), rate, 1000)
 			if n != 25 {
 				t.Fatalf("%d Hz: %d frames for 500 ms", rate, n)
 			}
@@ -53,7 +32,7 @@ func TestToneFrequencyAndLevel(t *testing.T) {
 }
 
 func TestToneTwoComponentsAndAmplitude(t *testing.T) {
-	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440, 480}, Amplitude: 3000, Duration: time.Second}), 8000, 100)
+	s, _ := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{440, 480}, Amplitude: 3000, Duration: time.Second}), 8000, 100)
 	for _, f := range []float64{440, 480} {
 		if p, want := dsp.GoertzelPower(s, 8000, f), 3000.0*3000/2; math.Abs(p-want) > 0.02*want {
 			t.Errorf("power at %g Hz %.0f, want %.0f", f, p, want)
@@ -68,7 +47,7 @@ func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 	}
 
 	// Components that add up past full scale clip instead of wrapping.
-	s, _ = readAllFrames(t, NewTone(Tone{Freqs: []float64{500, 500}, Amplitude: 30000, Duration: 100 * time.Millisecond}), 8000, 100)
+	s, _ = mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{500, 500}, Amplitude: 30000, Duration: 100 * time.Millisecond}), 8000, 100)
 	if slices.Max(s) != math.MaxInt16 || slices.Min(s) != math.MinInt16+1 && slices.Min(s) != math.MinInt16 {
 		t.Errorf("clipped range %d..%d", slices.Min(s), slices.Max(s))
 	}
@@ -79,7 +58,7 @@ func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 	}
 
 	// No frequencies: silence of the given length.
-	s, n := readAllFrames(t, NewTone(Tone{Duration: 60 * time.Millisecond}), 8000, 100)
+	s, n := mediatest.ReadFrames(t, NewTone(Tone{Duration: 60 * time.Millisecond}), 8000, 100)
 	if n != 3 || dsp.RMS(s) != 0 {
 		t.Errorf("empty tone: %d frames, RMS %g", n, dsp.RMS(s))
 	}
@@ -89,7 +68,7 @@ func TestToneTwoComponentsAndAmplitude(t *testing.T) {
 // the phase.
 func TestTonePhaseContinuity(t *testing.T) {
 	const freq = 1234.5
-	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{freq}, Amplitude: 10000, Duration: 300 * time.Millisecond}), 8000, 100)
+	s, _ := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{freq}, Amplitude: 10000, Duration: 300 * time.Millisecond}), 8000, 100)
 	ideal := dsp.Sine(8000, freq, 10000, len(s), 0)
 	for i := range s {
 		if d := math.Abs(float64(s[i]) - float64(ideal[i])); d > 1 {
@@ -127,18 +106,18 @@ func TestToneDuration(t *testing.T) {
 		{30 * time.Millisecond, 2},
 		{time.Millisecond, 1},
 	} {
-		_, n := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}, Duration: tc.d}), 8000, 1000)
+		_, n := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{440}, Duration: tc.d}), 8000, 1000)
 		if n != tc.frames {
 			t.Errorf("%v: %d frames, want %d", tc.d, n, tc.frames)
 		}
 	}
 	// The part of the last frame beyond Duration is silent.
-	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}, Duration: 30 * time.Millisecond}), 8000, 10)
+	s, _ := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{440}, Duration: 30 * time.Millisecond}), 8000, 10)
 	if dsp.RMS(s[160:240]) < 1000 || dsp.RMS(s[240:]) != 0 {
 		t.Errorf("last frame: RMS %.0f before 30 ms, %.0f after", dsp.RMS(s[160:240]), dsp.RMS(s[240:]))
 	}
 	// Zero Duration is endless; so are EOF-free reads after many frames.
-	if _, n := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}}), 8000, 3000); n != 3000 {
+	if _, n := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{440}}), 8000, 3000); n != 3000 {
 		t.Errorf("endless tone ended after %d frames", n)
 	}
 }
@@ -181,14 +160,14 @@ func TestToneCadence(t *testing.T) {
 		}
 	}
 	// On without Off is continuous.
-	s, _ := readAllFrames(t, NewTone(Tone{Freqs: []float64{440}, On: time.Second, Duration: 3 * time.Second}), 8000, 1000)
+	s, _ := mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{440}, On: time.Second, Duration: 3 * time.Second}), 8000, 1000)
 	for i := 0; i+160 <= len(s); i += 160 {
 		if dsp.RMS(s[i:i+160]) < 1000 {
 			t.Fatalf("On without Off: frame %d silent", i/160)
 		}
 	}
 	// A cadence that switches mid-frame switches at the right sample.
-	s, _ = readAllFrames(t, NewTone(Tone{Freqs: []float64{1000}, On: 30 * time.Millisecond, Off: 10 * time.Millisecond, Duration: 80 * time.Millisecond}), 8000, 10)
+	s, _ = mediatest.ReadFrames(t, NewTone(Tone{Freqs: []float64{1000}, On: 30 * time.Millisecond, Off: 10 * time.Millisecond, Duration: 80 * time.Millisecond}), 8000, 10)
 	for _, seg := range []struct {
 		lo, hi int
 		on     bool
@@ -201,9 +180,9 @@ func TestToneCadence(t *testing.T) {
 
 func TestToneRewindAndFrames(t *testing.T) {
 	src := NewTone(Tone{Freqs: []float64{700}, Duration: 100 * time.Millisecond})
-	a, _ := readAllFrames(t, src, 8000, 100)
+	a, _ := mediatest.ReadFrames(t, src, 8000, 100)
 	src.Rewind()
-	b, _ := readAllFrames(t, src, 8000, 100)
+	b, _ := mediatest.ReadFrames(t, src, 8000, 100)
 	if !slices.Equal(a, b) {
 		t.Fatal("rewound tone differs")
 	}
@@ -223,7 +202,7 @@ func TestToneRewindAndFrames(t *testing.T) {
 	freqs := []float64{700}
 	src = NewTone(Tone{Freqs: freqs, Duration: 100 * time.Millisecond})
 	freqs[0] = 1500
-	if c, _ := readAllFrames(t, src, 8000, 100); !slices.Equal(a, c) {
+	if c, _ := mediatest.ReadFrames(t, src, 8000, 100); !slices.Equal(a, c) {
 		t.Fatal("tone follows the caller's slice")
 	}
 }

@@ -3,7 +3,6 @@ package audio
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,26 +13,14 @@ import (
 
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
-
-// needEspeak returns espeak-ng's path; outside CI it skips when missing.
-func needEspeak(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("espeak-ng")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("espeak-ng is required in CI (apt-get install espeak-ng)")
-		}
-		t.Skip("espeak-ng not installed; apt-get install espeak-ng")
-	}
-	return p
-}
 
 // countingEspeak writes a wrapper that logs each run to a file and then
 // runs espeak-ng, and returns the wrapper and a function counting runs.
 func countingEspeak(t *testing.T) (string, func() int) {
 	t.Helper()
-	real := needEspeak(t)
+	real := mediatest.NeedEspeak(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "runs")
 	wrapper := filepath.Join(dir, "espeak-wrapper")
@@ -53,24 +40,6 @@ func countingEspeak(t *testing.T) (string, func() int) {
 	}
 }
 
-func readAll(t testing.TB, src media.Source, rate int) []int16 {
-	t.Helper()
-	f := media.NewFrame(rate)
-	var out []int16
-	for range 100000 {
-		err := src.ReadFrame(f)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, f.Samples...)
-	}
-	t.Fatal("source never ended")
-	return nil
-}
-
 func TestSayProducesSpeech(t *testing.T) {
 	cmd, runs := countingEspeak(t)
 	tts := &TTS{Command: cmd}
@@ -82,7 +51,7 @@ func TestSayProducesSpeech(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := readAll(t, src, rate)
+		s := mediatest.ReadAll(t, src, rate)
 		d := time.Duration(len(s)) * time.Second / time.Duration(rate)
 		// Seven words at espeak-ng's 175 words per minute: 2-4 s.
 		if d < 1500*time.Millisecond || d > 5*time.Second {
@@ -118,7 +87,7 @@ func TestSayProducesSpeech(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(readAll(t, src, 8000)) == 0 {
+		if len(mediatest.ReadAll(t, src, 8000)) == 0 {
 			t.Fatal("cached speech is empty")
 		}
 	}
@@ -154,7 +123,7 @@ func TestSaySharesConcurrentSynthesis(t *testing.T) {
 				errs <- err
 				return
 			}
-			lens <- len(readAll(t, src, 8000))
+			lens <- len(mediatest.ReadAll(t, src, 8000))
 		})
 	}
 	wg.Wait()
@@ -233,7 +202,7 @@ func TestSayRejectsBadInput(t *testing.T) {
 // Text that looks like options or markup is spoken, never obeyed: it goes
 // in on stdin.
 func TestSayTextIsNotAnOption(t *testing.T) {
-	needEspeak(t)
+	mediatest.NeedEspeak(t)
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "written.wav")
 	tts := &TTS{}
@@ -241,7 +210,7 @@ func TestSayTextIsNotAnOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(readAll(t, src, 8000)) < 8000/2 {
+	if len(mediatest.ReadAll(t, src, 8000)) < 8000/2 {
 		t.Fatal("option-looking text was not spoken")
 	}
 	if _, err := os.Stat(victim); err == nil {
@@ -250,7 +219,7 @@ func TestSayTextIsNotAnOption(t *testing.T) {
 }
 
 func TestSayLimitsAudio(t *testing.T) {
-	needEspeak(t)
+	mediatest.NeedEspeak(t)
 	tts := &TTS{MaxAudio: time.Second}
 	_, err := tts.Speech(context.Background(), strings.Repeat("This sentence takes a while to say. ", 4), "", 8000)
 	if !errors.Is(err, ErrSpeechTooLong) {
@@ -261,7 +230,7 @@ func TestSayLimitsAudio(t *testing.T) {
 // A caller that stops waiting gets ctx's error at once, and a synthesis
 // nobody waits for is killed.
 func TestSayCancelledWait(t *testing.T) {
-	real := needEspeak(t)
+	real := mediatest.NeedEspeak(t)
 	dir := t.TempDir()
 	slow, ready := filepath.Join(dir, "slow-espeak"), filepath.Join(dir, "ready")
 	// Hangs until the ready file exists, then is espeak-ng.
@@ -296,7 +265,7 @@ func TestSayCancelledWait(t *testing.T) {
 
 func TestResampleRational(t *testing.T) {
 	for _, c := range []struct{ from, to int }{{22050, 8000}, {22050, 16000}, {22050, 48000}, {16000, 8000}, {8000, 22050}} {
-		in := readAll(t, NewTone(Tone{Freqs: []float64{1000}, Amplitude: 10000, Duration: time.Second}), c.from)
+		in := mediatest.ReadAll(t, NewTone(Tone{Freqs: []float64{1000}, Amplitude: 10000, Duration: time.Second}), c.from)
 		out, err := dsp.ResampleRational(nil, in, c.from, c.to)
 		if err != nil {
 			t.Fatal(err)
@@ -313,7 +282,7 @@ func TestResampleRational(t *testing.T) {
 		}
 	}
 	// Content above the new Nyquist frequency is filtered, not aliased.
-	in := readAll(t, NewTone(Tone{Freqs: []float64{6000}, Amplitude: 10000, Duration: time.Second}), 22050)
+	in := mediatest.ReadAll(t, NewTone(Tone{Freqs: []float64{6000}, Amplitude: 10000, Duration: time.Second}), 22050)
 	out, _ := dsp.ResampleRational(nil, in, 22050, 8000)
 	if r := dsp.RMS(out[2000:6000]); r > 10 {
 		t.Errorf("6 kHz at 22050→8000 left rms %.1f (aliased to 2 kHz)", r)
@@ -341,7 +310,7 @@ func FuzzParseStreamedWAV(f *testing.F) {
 
 // A cached utterance: what every call after the first pays for Say.
 func BenchmarkTTSCacheHit(b *testing.B) {
-	needEspeak(b)
+	mediatest.NeedEspeak(b)
 	tts := &TTS{}
 	ctx := context.Background()
 	if _, err := tts.Speech(ctx, "Thank you for calling.", "", 8000); err != nil {
@@ -357,7 +326,7 @@ func BenchmarkTTSCacheHit(b *testing.B) {
 
 // A first synthesis: espeak-ng's process plus the resampling.
 func BenchmarkTTSSynthesis(b *testing.B) {
-	needEspeak(b)
+	mediatest.NeedEspeak(b)
 	tts := &TTS{CacheBytes: -1}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -383,7 +352,7 @@ func BenchmarkResampleRational22050To8000(b *testing.B) {
 
 // Installing espeak-ng on a running server takes effect without a restart.
 func TestSayFindsEspeakInstalledLater(t *testing.T) {
-	real := needEspeak(t)
+	real := mediatest.NeedEspeak(t)
 	path := filepath.Join(t.TempDir(), "espeak-ng")
 	tts := &TTS{Command: path}
 	if _, err := tts.Speech(context.Background(), "hello", "", 8000); !errors.Is(err, ErrTTSUnavailable) {

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/dsp"
+	"github.com/switchboard-voice/switchboard/media/internal/mediatest"
 )
 
 // wavChunk returns a RIFF chunk; pad adds the pad byte after an odd body.
@@ -68,7 +69,7 @@ func pcmBytes(s []int16) []byte {
 // allSamples reads w to the end at rate.
 func allSamples(t *testing.T, w media.Source, rate int) ([]int16, int) {
 	t.Helper()
-	return readAllFrames(t, w, rate, 100000)
+	return mediatest.ReadFrames(t, w, rate, 100000)
 }
 
 func mustWAV(t *testing.T, data []byte) *WAVSource {
