@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/apps"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/testharness"
 )
@@ -99,4 +100,34 @@ func TestHoldAndResume(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("tone did not resume after unhold: %v", err)
 	}
+}
+
+// With Config.RTPKeepSockets an ended call's RTP socket pair stays bound
+// while its port rests and the next call gets it back: the second call
+// is answered from the first call's RTP port (one of 500 pairs, so not
+// by chance) and its audio flows both ways through the reused sockets.
+func TestKeptRTPSocketsCarryTheNextCall(t *testing.T) {
+	srv := startServer(t, framework.Config{RTPKeepSockets: 4, RTPPortMin: 34000, RTPPortMax: 34999}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		return c.Echo(ctx)
+	}))
+	h := testharness.New(t, srv)
+	port := func(c *testharness.Call) uint16 { return c.Leg.Endpoint().Config().Remote.Port() }
+	first := h.Call("echo", testharness.HarnessCallOptions{Name: "the first call"})
+	first.Play(audio.NewTone(audio.Tone{Freqs: []float64{700}}))
+	first.ExpectTone(700)
+	p1 := port(first)
+	first.End()
+	h.ExpectIdle()
+	time.Sleep(2500 * time.Millisecond) // the port's rest
+	second := h.Call("echo", testharness.HarnessCallOptions{Name: "the second call"})
+	second.Play(audio.NewTone(audio.Tone{Freqs: []float64{1100}}))
+	second.ExpectTone(1100)
+	if p2 := port(second); p2 != p1 {
+		t.Fatalf("the second call got RTP port %d, want the kept %d", p2, p1)
+	}
+	second.End()
+	h.ExpectIdle()
+	// The pool still keeps the pair; closing it (as shutdown does) lets
+	// the harness's leak check find every socket closed.
+	srv.Ports().Close()
 }
