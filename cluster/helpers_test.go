@@ -4,9 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -64,22 +62,9 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // freeUDPTCP returns a port free on 127.0.0.1 for both UDP and TCP (SIP
-// listens on both).
+// listens on both), from the same range as freeTCP: below the ephemeral
+// ports, so it can no longer fall inside another node's RTP range.
 func freeUDPTCP(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
+	return testharness.FreePortPair(t, 23000, 24000)
 }
