@@ -916,11 +916,17 @@ func (l *Leg) hangup(ctx context.Context, cause error) error {
 			return nil
 		}
 	}
+	// The dialog ends when the BYE is sent (RFC 3261 15.1.1); waiting for
+	// its response only tells us whether the peer heard it. Bound that
+	// wait: a peer that went away would otherwise hold the leg, its call
+	// and a shutdown for the whole non-INVITE transaction (Timer F, 32 s).
+	byeCtx, cancel := context.WithTimeout(ctx, byeWait)
+	defer cancel()
 	var err error
 	if l.uas != nil {
-		err = l.uas.Bye(ctx)
+		err = l.uas.Bye(byeCtx)
 	} else {
-		err = l.uac.Bye(ctx)
+		err = l.uac.Bye(byeCtx)
 	}
 	if err != nil {
 		l.log.Info("sip: BYE not confirmed", "error", err)
@@ -928,6 +934,10 @@ func (l *Leg) hangup(ctx context.Context, cause error) error {
 	l.end(cause)
 	return nil
 }
+
+// byeWait bounds how long a hangup waits for the response to its BYE
+// (seven retransmissions over UDP).
+const byeWait = 5 * time.Second
 
 func defaultReason(code int) string {
 	switch code {
