@@ -209,7 +209,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		user = CallUserPrefix + req.Call
 	}
 	target := "sip:" + user + "@" + req.SIP
-	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, relayFlow(relay)); err != nil {
+	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(user)}, relayFlow(relay)); err != nil {
 		return err
 	}
 	var relayID string

@@ -78,6 +78,7 @@ type nodeSpec struct {
 	autoPeers   []string
 	rtpMin      int
 	extra       []string
+	env         []string // added to the process's environment
 }
 
 // startNode runs a node and waits until it answers /readyz.
@@ -101,6 +102,9 @@ func startNode(t *testing.T, bin string, s nodeSpec) *nodeProc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, args...)
+	if len(s.env) > 0 {
+		p.cmd.Env = append(os.Environ(), s.env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", s.name, err)

@@ -185,7 +185,7 @@ func (n *Node) JoinRoom(ctx context.Context, c *framework.Call, room string, opt
 	sub := c.Subscribe(ctx, framework.FromNow)
 	go logRelayCodecs(ctx, c, sub, room)
 	defer sub.Close()
-	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second})
+	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(RoomUserPrefix + room)})
 }
 
 // logRelayCodecs logs, once the relay leg is bridged, both legs' codecs
