@@ -250,7 +250,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	if len(opts.Secret) > 0 {
 		n.signer = &relaySigner{key: bytes.Clone(opts.Secret)}
 	} else {
-		log.Warn("cluster: no secret: relay calls between nodes are accepted by source address only (set one with --cluster-secret-file)")
+		log.Warn("cluster: no secret: the remote port takes any connection and relay calls between nodes are accepted by source address only (set one with --cluster-secret-file)", "remote", self)
 	}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
@@ -267,7 +267,13 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		}
 	})
 	rooms := pcluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return &roomGrain{n: n} }))
-	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
+	ropts, err := remoteOptions(opts.Secret)
+	if err != nil {
+		cancel()
+		system.Shutdown()
+		return nil, err
+	}
+	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port, ropts...),
 		pcluster.WithRequestTimeout(opts.RequestTimeout), pcluster.WithKinds(rooms))
 	n.cl = pcluster.New(system, cfg)
 	n.prov = provider

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +86,31 @@ func TestSignedRelays(t *testing.T) {
 			}
 			return len(ms) == 2
 		})
+	}
+	// The remote port speaks TLS and takes only the secret's key.
+	_, cli, err := remoteTLS([]byte("test-cluster-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stranger, _ := remoteTLS([]byte("not-the-cluster-secret-0123"))
+	for _, tc := range []struct {
+		cfg  *tls.Config
+		want bool
+	}{{cli, true}, {stranger, false}} {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", nodes[0].cluster, tc.cfg)
+		if err == nil { // TLS 1.3: a refused client certificate shows on the first read
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+			_, err = c.Read(make([]byte, 1))
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				err = nil // still connected: taken
+			}
+			c.Close()
+		}
+		if got := err == nil; got != tc.want {
+			t.Errorf("TLS to %s's remote port with the secret's key %v: %v", nodes[0].name, tc.want, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
