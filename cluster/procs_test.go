@@ -79,7 +79,14 @@ type nodeSpec struct {
 	rtpMin      int
 	extra       []string
 	env         []string // added to the process's environment
+	// noSecret runs the node without the tests' cluster secret (relays
+	// checked by source address, plain gRPC between nodes).
+	noSecret bool
 }
+
+// testSecret is the cluster secret test nodes run with (as production
+// should), unless their spec says noSecret.
+const testSecret = "test-cluster-secret-0123456789"
 
 // startNode runs a node and waits until it answers /readyz.
 func startNode(t *testing.T, bin string, s nodeSpec) *nodeProc {
@@ -102,9 +109,11 @@ func startNode(t *testing.T, bin string, s nodeSpec) *nodeProc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, args...)
-	if len(s.env) > 0 {
-		p.cmd.Env = append(os.Environ(), s.env...)
+	env := s.env
+	if !s.noSecret {
+		env = append(env, "SWITCHBOARD_CLUSTER_SECRET="+testSecret)
 	}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", s.name, err)

@@ -70,11 +70,10 @@ func TestSignedRelays(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
 	name := fmt.Sprintf("signed-%d", time.Now().UnixNano())
-	env := []string{"SWITCHBOARD_CLUSTER_SECRET=test-cluster-secret-0123456789"}
 	var nodes []*nodeProc
 	for i := range 2 {
 		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("s%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, env: env}))
+			rtpMin: 40000 + 2000*i}))
 	}
 	for _, n := range nodes {
 		waitFor(t, 20*time.Second, n.name+" to see 2 members with their SIP addresses", func() bool {
@@ -88,7 +87,7 @@ func TestSignedRelays(t *testing.T) {
 		})
 	}
 	// The remote port speaks TLS and takes only the secret's key.
-	_, cli, err := remoteTLS([]byte("test-cluster-secret-0123456789"))
+	_, cli, err := remoteTLS([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +147,13 @@ func TestSignedRelays(t *testing.T) {
 	if _, err := calls[1].WaitTone(wctx, 900, 20); err != nil {
 		t.Errorf("the phone on %s does not hear the one on %s through the signed relay: %v", nodes[1].name, nodes[0].name, err)
 	}
+}
+
+// callRelay has phone call a relay route (user, e.g. cluster-room-NAME)
+// on a node directly, signed with the tests' cluster secret as a node
+// would: a test's shortcut to put a phone into a node's own room.
+func callRelay(ctx context.Context, phone *testharness.Phone, user, nodeSIP string) (*testharness.PhoneCall, error) {
+	s := &relaySigner{key: []byte(testSecret)}
+	return phone.Dial(ctx, "sip:"+user+"@"+nodeSIP, sip.DialOptions{FromUser: "harness", FromHost: testharness.GuestDomain,
+		Headers: map[string]string{RelayHeader: s.sign(user, time.Now())}})
 }
