@@ -77,7 +77,7 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 	// Ring the first (newest) contact; forking to several contacts of a
 	// user is the registering node's job when it dials itself.
 	b := usable[0]
-	so.Destination, so.Transport = b.Source.String(), "UDP"
+	so.Destination, so.Transport, so.Route = b.Source.String(), "UDP", b.Path
 	leg, err := d.n.srv.Agent().DialURI(ctx, b.Contact, so)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", target, b.Contact, err)
