@@ -97,7 +97,7 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 		if err := pc.Hangup(ctx); err != nil {
 			t.Errorf("via %s: hang-up: %v", n.name, err)
 		}
-		if got := k.lines("node "+n.sip+" sends INVITE"); len(got) != 1 {
+		if got := k.lines("node " + n.sip + " sends INVITE"); len(got) != 1 {
 			t.Errorf("via %s: kamailio relayed %d INVITEs from the node, want 1", n.name, len(got))
 		}
 	}

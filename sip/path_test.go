@@ -48,10 +48,10 @@ func TestPathOf(t *testing.T) {
 func TestRouteHost(t *testing.T) {
 	for in, want := range map[string]string{
 		"<sip:127.0.0.1:25060;lr;received=sip:127.0.0.1:40000>": "127.0.0.1:25060",
-		"<sip:proxy.example;lr>":                                  "proxy.example:5060",
-		" <sip:[::1]:5070;lr> ":                                   "[::1]:5070",
-		"<>":                                                      "",
-		"garbage":                                                 "",
+		"<sip:proxy.example;lr>":                                "proxy.example:5060",
+		" <sip:[::1]:5070;lr> ":                                 "[::1]:5070",
+		"<>":                                                    "",
+		"garbage":                                               "",
 	} {
 		if got := routeHost(in); got != want {
 			t.Errorf("routeHost(%q) = %q, want %q", in, got, want)
