@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,22 +21,12 @@ import (
 // hears its tone echoed by her phone. Without the Path the INVITE would
 // go to 10.255.255.1 and never arrive.
 func TestPathReachesAPhoneBehindNAT(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.toml")
 	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("path-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("p%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "path", "p", 3, nodeSpec{extra: []string{"--users", users}})
 	k := startKamailio(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -88,6 +88,35 @@ type nodeSpec struct {
 // should), unless their spec says noSecret.
 const testSecret = "test-cluster-secret-0123456789"
 
+// startCluster starts etcd and n etcd nodes of a new cluster named after
+// prefix, called nodePrefix1..n, with tmpl's extra flags, environment
+// and secret choice (each its own RTP range), and waits until every node
+// sees all n members with their SIP addresses.
+func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec) []*nodeProc {
+	t.Helper()
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range n {
+		s := tmpl
+		s.name, s.clusterName, s.provider, s.etcd, s.rtpMin = fmt.Sprintf("%s%d", nodePrefix, i+1), name, "etcd", ep, 40000+2000*i
+		nodes = append(nodes, startNode(t, bin, s))
+	}
+	for _, nd := range nodes {
+		waitFor(t, 20*time.Second, fmt.Sprintf("%s to see %d members with their SIP addresses", nd.name, n), func() bool {
+			ms := nd.members(t)
+			for _, m := range ms {
+				if m.SIP == "" && !m.Self {
+					return false
+				}
+			}
+			return len(ms) == n
+		})
+	}
+	return nodes
+}
+
 // startNode runs a node and waits until it answers /readyz.
 func startNode(t *testing.T, bin string, s nodeSpec) *nodeProc {
 	t.Helper()

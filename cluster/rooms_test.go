@@ -30,25 +30,7 @@ func startThree(t *testing.T, prefix string) []*nodeProc {
 // or without one.
 func startThreeSecret(t *testing.T, prefix string, secret bool) []*nodeProc {
 	t.Helper()
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i, noSecret: !secret}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members with their SIP addresses", func() bool {
-			ms := n.members(t)
-			for _, m := range ms {
-				if m.SIP == "" && !m.Self {
-					return false
-				}
-			}
-			return len(ms) == 3
-		})
-	}
-	return nodes
+	return startCluster(t, prefix, "m", 3, nodeSpec{noSecret: !secret})
 }
 
 func tone(f float64) media.Source {

@@ -67,25 +67,7 @@ func FuzzRelaySignature(f *testing.F) {
 // it cannot sign, while the nodes' own signed relays carry a room across
 // them (a tone played on one node is heard on the other).
 func TestSignedRelays(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("signed-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 2 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("s%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 2 members with their SIP addresses", func() bool {
-			ms := n.members(t)
-			for _, m := range ms {
-				if m.SIP == "" && !m.Self {
-					return false
-				}
-			}
-			return len(ms) == 2
-		})
-	}
+	nodes := startCluster(t, "signed", "s", 2, nodeSpec{})
 	// The remote port speaks TLS and takes only the secret's key.
 	_, cli, err := remoteTLS([]byte(testSecret))
 	if err != nil {
