@@ -111,6 +111,13 @@ type Options struct {
 type NodeCall struct {
 	Node string `json:"node"`
 	framework.CallInfo
+	// Relays are the call's relay legs to other nodes (a leg moved into
+	// a room or call there, a caller bridged to a room hosted there, a
+	// user reached through the node holding their connection). The far
+	// end of each is a call there with the relay leg's ID, which Calls
+	// does not list again: a session spanning nodes is listed once, on
+	// the node that placed the relay.
+	Relays []RelayLeg `json:"relays,omitempty"`
 }
 
 // Member is a node of the cluster as this node sees it.
@@ -159,6 +166,12 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
+	pushMu sync.Mutex // one push of the call list at a time
+	roster rosterSender
+
+	relayMu  sync.Mutex
+	relayOut map[string]relayLeg // this node's relay legs to other nodes, by leg ID
+
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
 	keptPruned time.Time
@@ -171,8 +184,14 @@ type record struct {
 	sip   string
 	calls map[string]framework.CallInfo
 	rooms []string
-	users []presence.Presence // its own presence roster
-	seen  time.Time
+	// users is its own presence roster with each user's dialogs there,
+	// as of its push rosterSeq; never changed in place (a delta makes a
+	// new map), so readers may use it outside mu.
+	users     map[string]presence.Entry
+	rosterSeq uint64
+	// relays maps its relay legs to other nodes to the calls holding them.
+	relays map[string]string
+	seen   time.Time
 }
 
 // Join starts a node for srv and joins the cluster: it listens on
@@ -236,7 +255,8 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1),
+		roster: rosterSender{needFull: map[string]bool{}}, relayOut: map[string]relayLeg{}}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -344,14 +364,18 @@ func (n *Node) Members() []Member {
 	return out
 }
 
-// Calls lists every node's calls: each node is asked now. A node that does
-// not answer in time is reported in the error (wrapping every failure);
-// the calls of those that did are returned anyway.
+// Calls lists every node's calls: each node is asked now. A session that
+// spans two nodes through a relay is listed once, on the node that placed
+// the relay, with the relay in NodeCall.Relays. A node that does not
+// answer in time is reported in the error (wrapping every failure); the
+// calls of those that did are returned anyway.
 func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
 	members := n.Members()
 	type result struct {
-		calls []NodeCall
-		err   error
+		node   string
+		calls  []NodeCall
+		relays []relayRef
+		err    error
 	}
 	results := make(chan result, len(members))
 	for _, m := range members {
@@ -362,18 +386,23 @@ func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
 			for _, c := range resp.Calls {
 				calls = append(calls, NodeCall{Node: resp.Node, CallInfo: c})
 			}
-			results <- result{calls, err}
+			results <- result{resp.Node, calls, resp.Relays, err}
 		}()
 	}
 	var all []NodeCall
 	var errs []error
+	refs := map[string][]relayRef{}
 	for range members {
 		r := <-results
 		all = append(all, r.calls...)
+		if len(r.relays) > 0 {
+			refs[r.node] = r.relays
+		}
 		if r.err != nil {
 			errs = append(errs, r.err)
 		}
 	}
+	all = foldRelays(all, refs)
 	sort.Slice(all, func(i, j int) bool {
 		if !all[i].Start.Equal(all[j].Start) {
 			return all[i].Start.Before(all[j].Start)

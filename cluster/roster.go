@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/switchboard-voice/switchboard/presence"
+)
+
+// Rosters travel as deltas. Each push of a node's call list carries its
+// presence roster (every user of its store with the user's dialogs on
+// the node) numbered RosterSeq: whole the first time and to a member
+// that asked for it, otherwise only the users whose entry changed since
+// the previous push (RosterBase). A member whose last roster from the
+// sender is not RosterBase (it missed a push, or joined since) keeps
+// what it has and answers NeedRoster; the sender then sends it the whole
+// roster on its next push, within 100 ms. Quiet pushes (every
+// SyncInterval) carry no users at all.
+
+// rosterSender is a node's side of the roster deltas. Guarded by
+// Node.pushMu: pushes are one at a time.
+type rosterSender struct {
+	seq      uint64
+	last     map[string]presence.Entry // the roster as of push seq
+	needFull map[string]bool           // members to send the whole roster next
+}
+
+// rosterPush is one push's two forms: the whole roster, and the delta
+// from the previous push.
+type rosterPush struct {
+	seq, base   uint64
+	full, delta []presence.Entry
+}
+
+// next computes the push of roster cur and makes it the last one.
+func (s *rosterSender) next(cur []presence.Entry) rosterPush {
+	now := make(map[string]presence.Entry, len(cur))
+	var delta []presence.Entry
+	for _, e := range cur {
+		now[e.User] = e
+		if old, ok := s.last[e.User]; !ok || !sameEntry(old, e) {
+			delta = append(delta, e)
+		}
+	}
+	for u := range s.last { // gone from the store: offline from this node
+		if _, ok := now[u]; !ok {
+			gone := presence.Entry{Presence: presence.Presence{User: u}}
+			delta = append(delta, gone)
+		}
+	}
+	slices.SortFunc(delta, func(a, b presence.Entry) int {
+		if a.User < b.User {
+			return -1
+		}
+		if a.User > b.User {
+			return 1
+		}
+		return 0
+	})
+	p := rosterPush{base: s.seq, seq: s.seq + 1, full: cur, delta: delta}
+	s.seq++
+	s.last = now
+	return p
+}
+
+// sameEntry compares two entries of one user as a receiver would see
+// them: status, note, online count, since and dialogs.
+func sameEntry(a, b presence.Entry) bool {
+	return a.Presence.Status == b.Presence.Status && a.Note == b.Note && a.Online == b.Online &&
+		a.Since.Equal(b.Since) && slices.Equal(a.Dialogs, b.Dialogs)
+}
+
+// applyRoster is the receiving side: the users a node's record holds
+// after cs, given what it held (users, as of push have). ok is false
+// when cs is a delta on another base than have: the record keeps its
+// users and the sender is asked for the whole roster.
+func applyRoster(users map[string]presence.Entry, have uint64, cs callsResp) (map[string]presence.Entry, uint64, bool) {
+	switch {
+	case cs.RosterFull:
+		out := make(map[string]presence.Entry, len(cs.Users))
+		for _, e := range cs.Users {
+			out[e.User] = e
+		}
+		return out, cs.RosterSeq, true
+	case cs.RosterSeq == 0: // no roster in this message
+		return users, have, true
+	case users == nil || have != cs.RosterBase:
+		return users, have, false
+	case len(cs.Users) == 0:
+		return users, cs.RosterSeq, true
+	}
+	out := maps.Clone(users) // the old map may be in use outside the lock
+	for _, e := range cs.Users {
+		out[e.User] = e
+	}
+	return out, cs.RosterSeq, true
+}
