@@ -568,7 +568,14 @@ func (s *Store) setRemoteUser(source, user string, p Presence, dialogs []Dialog,
 	}
 	cur := slices.Clone(before)
 	set := func(d Dialog) {
-		s.update(user, &d, func(e *entry) {
+		s.mu.Lock()
+		_, shadowed := s.users[user].dialogs[d.ID] // this store's own dialog of that ID is what shows
+		s.mu.Unlock()
+		dp := &d
+		if shadowed {
+			dp = nil
+		}
+		s.update(user, dp, func(e *entry) {
 			if len(cur) == 0 {
 				delete(e.remoteDialogs, source)
 				return
