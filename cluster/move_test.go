@@ -90,6 +90,28 @@ func TestMoveCallerIntoRoomOnAnotherNode(t *testing.T) {
 	if onM1 != 1 {
 		t.Errorf("m1 has %d calls after the move, want 1 (the relay carrying P1): %+v", onM1, list)
 	}
+	// The session is listed once: the relay on m1, naming its far end on
+	// m2 (a call there with the relay's ID, not listed again), and P2.
+	// Every node lists the same.
+	for _, n := range nodes {
+		list, errText := n.calls(t)
+		ids := map[string]int{}
+		var relay *NodeCall
+		for i, c := range list {
+			ids[c.ID]++
+			if c.Node == "m1" {
+				relay = &list[i]
+			}
+		}
+		for id, k := range ids {
+			if k > 1 {
+				t.Errorf("%s lists call %s %d times: %+v", n.name, id, k, list)
+			}
+		}
+		if errText != "" || len(list) != 2 || relay == nil || len(relay.Relays) != 1 || relay.Relays[0].Node != "m2" || relay.Relays[0].Leg != relay.ID {
+			t.Errorf("%s lists %+v (%s), want P2's call on m2 and the relay on m1 naming its end on m2", n.name, list, errText)
+		}
+	}
 	_ = p1.Hangup(ctx)
 	waitFor(t, 10*time.Second, "m1 to have no call and m2 only P2's", func() bool {
 		list, _ := nodes[1].calls(t)

@@ -59,7 +59,9 @@ func TestFoldRelays(t *testing.T) {
 // once, also when both ends of a relay are lost together.
 func TestLostNodeCDRsCountCallsNotRelays(t *testing.T) {
 	member := func(port int32) *pcluster.Member { return &pcluster.Member{Host: "127.0.0.1", Port: port} }
-	info := func(id string) framework.CallInfo { return framework.CallInfo{ID: id, User: "u", Start: time.Unix(1000, 0)} }
+	info := func(id string) framework.CallInfo {
+		return framework.CallInfo{ID: id, User: "u", Start: time.Unix(1000, 0)}
+	}
 	// 7002 placed relay r (a moved leg: call r holds leg r) whose far end
 	// is call r on 7003, and bridged its caller k to a room on 7003 through
 	// leg j (call j there). 7003 also has its own call c.
@@ -104,4 +106,3 @@ func TestLostNodeCDRsCountCallsNotRelays(t *testing.T) {
 		})
 	}
 }
-
