@@ -119,11 +119,11 @@ func TestMoveCallerIntoRoomOnAnotherNode(t *testing.T) {
 	})
 }
 
-// Lost-node CDRs count calls, not relays: P1's call on m1 is moved into
-// the room on m2, so m2 holds P2's call and the far end of m1's relay
-// (a call with the relay's ID). m2 is killed: m1 writes one "node lost"
-// CDR, for P2's call, and none for the relay's far end (the relay is
-// m1's own call, which goes on and ends with a CDR of m1's).
+// Lost-node CDRs count calls, not relays: P1's call on l1 is moved into
+// a room hosted on l2, so l2 holds P2's call and the far end of l1's
+// relay (a call with the relay's ID). l2 is killed: l1 writes one "node
+// lost" CDR, for P2's call, and none for the relay's far end (the relay
+// is l1's own call, which goes on and ends with a CDR of l1's).
 func TestLostRelayEndIsNotALostCall(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
@@ -155,12 +155,15 @@ func TestLostRelayEndIsNotALostCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p1.Hangup(context.Background()) }()
-	p2, err := phone.Call(ctx, "sip:"+RoomUserPrefix+"demo@"+nodes[1].sip)
+	// P2 joins a room the cluster hosts on l2 (its grain places it there),
+	// through l2's own room route: no relay.
+	room := roomOn(t, nodes[0], "lost", "l2")
+	p2, err := phone.Call(ctx, "sip:room-"+room+"@"+nodes[1].sip)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = p2.Hangup(context.Background()) }()
-	if code := httpPost(t, "http://"+nodes[0].http+"/api/calls/"+p1.Leg.ID()+"/move?room=demo&node=l2"); code != http.StatusNoContent {
+	if code := httpPost(t, "http://"+nodes[0].http+"/api/calls/"+p1.Leg.ID()+"/move?room="+room); code != http.StatusNoContent {
 		t.Fatalf("POST move at l1: %d, want 204", code)
 	}
 	// Wait until l1 knows l2's call list with the relay's far end in it.
