@@ -166,11 +166,11 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
-	pushMu sync.Mutex // one push of the call list at a time
-	roster rosterSender
+	pushMu sync.Mutex   // one push of the call list at a time
+	roster rosterSender // guarded by pushMu
 
 	relayMu  sync.Mutex
-	relayOut map[string]relayLeg // this node's relay legs to other nodes, by leg ID
+	relayOut map[string]relayLeg // this node's relay legs to other nodes, by leg ID (made on first use)
 
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
@@ -255,8 +255,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1),
-		roster: rosterSender{needFull: map[string]bool{}}, relayOut: map[string]relayLeg{}}
+		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()

@@ -55,6 +55,9 @@ func (n *Node) trackRelay(leg, call string) {
 			return
 		}
 	}
+	if n.relayOut == nil {
+		n.relayOut = map[string]relayLeg{}
+	}
 	n.relayOut[leg] = relayLeg{call: call, since: time.Now()}
 }
 

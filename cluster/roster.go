@@ -22,7 +22,7 @@ import (
 type rosterSender struct {
 	seq      uint64
 	last     map[string]presence.Entry // the roster as of push seq
-	needFull map[string]bool           // members to send the whole roster next
+	needFull map[string]bool           // members to send the whole roster next (made by next)
 }
 
 // rosterPush is one push's two forms: the whole roster, and the delta
@@ -57,6 +57,9 @@ func (s *rosterSender) next(cur []presence.Entry) rosterPush {
 		}
 		return 0
 	})
+	if s.needFull == nil {
+		s.needFull = map[string]bool{}
+	}
 	p := rosterPush{base: s.seq, seq: s.seq + 1, full: cur, delta: delta}
 	s.seq++
 	s.last = now
