@@ -77,7 +77,11 @@ func (n *Node) pushCalls() {
 func (n *Node) pushCallsCtx(ctx context.Context) {
 	n.pushMu.Lock()
 	defer n.pushMu.Unlock()
-	rp := n.roster.next(n.srv.Presence().LocalEntries())
+	entries, cut := boundEntries(n.srv.Presence().LocalEntries())
+	if cut > 0 {
+		n.netLog.Warn("cluster: roster entries cut to the bounds other nodes accept (a long note or caller URI, or too many dialogs)", "changes", cut)
+	}
+	rp := n.roster.next(entries)
 	base := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
 		Relays: n.relayRefs(), RosterSeq: rp.seq}
 	full, delta := base, base

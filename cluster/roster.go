@@ -3,6 +3,8 @@ package cluster
 import (
 	"maps"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/switchboard-voice/switchboard/presence"
 )
@@ -97,4 +99,69 @@ func applyRoster(users map[string]presence.Entry, have uint64, cs callsResp) (ma
 		out[e.User] = e
 	}
 	return out, cs.RosterSeq, true
+}
+
+// boundEntries makes this node's roster fit what every node accepts
+// (checkEntries), so that one long note or caller URI cannot get the
+// whole call list refused: a note is cut to maxURILen bytes (at a rune
+// boundary), an identity longer than that is left out, a dialog whose
+// IDs or tags are too long is left out, a user keeps maxUserDialogs
+// dialogs (the confirmed first), and a user whose name is too long is
+// left out. It reports how many things it changed.
+func boundEntries(entries []presence.Entry) ([]presence.Entry, int) {
+	changed := 0
+	out := entries[:0:0]
+	for _, e := range entries {
+		if e.User == "" || len(e.User) > maxIDLen {
+			changed++
+			continue
+		}
+		if len(e.Note) > maxURILen {
+			e.Note = cutRunes(e.Note, maxURILen)
+			changed++
+		}
+		if e.Online > maxSetCalls {
+			e.Online = maxSetCalls
+			changed++
+		}
+		if n := len(e.Dialogs); n > 0 {
+			ds := make([]presence.Dialog, 0, n)
+			for _, d := range e.Dialogs {
+				if d.ID == "" || len(d.ID) > maxIDLen || len(d.CallID) > maxIDLen || len(d.LocalTag) > maxIDLen || len(d.RemoteTag) > maxIDLen ||
+					d.State >= presence.DialogTerminated {
+					changed++
+					continue
+				}
+				if len(d.Local) > maxURILen {
+					d.Local = ""
+					changed++
+				}
+				if len(d.Remote) > maxURILen {
+					d.Remote = ""
+					changed++
+				}
+				ds = append(ds, d)
+			}
+			if len(ds) > maxUserDialogs {
+				slices.SortStableFunc(ds, func(a, b presence.Dialog) int { return int(b.State) - int(a.State) })
+				changed += len(ds) - maxUserDialogs
+				ds = ds[:maxUserDialogs]
+				slices.SortFunc(ds, func(a, b presence.Dialog) int { return strings.Compare(a.ID, b.ID) })
+			}
+			e.Dialogs = ds
+		}
+		out = append(out, e)
+	}
+	return out, changed
+}
+
+// cutRunes cuts s to at most n bytes without splitting a UTF-8 sequence.
+func cutRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-voice/switchboard/presence"
 )
@@ -163,4 +166,80 @@ func BenchmarkRosterPush1000Users(b *testing.B) {
 	}
 	b.ReportMetric(float64(fullBytes), "full-bytes")
 	b.ReportMetric(float64(deltaBytes), "delta-bytes")
+}
+
+// What a node sends is always what the others accept: boundEntries cuts
+// long notes, leaves out overlong identities, bad dialogs and names, and
+// keeps at most maxUserDialogs dialogs, the confirmed first.
+func TestBoundEntries(t *testing.T) {
+	long := strings.Repeat("é", maxURILen) // 2 bytes a rune
+	d := func(id string, st presence.DialogState) presence.Dialog {
+		return presence.Dialog{ID: id, CallID: id, Direction: presence.Recipient, State: st, Remote: "sip:bob@x"}
+	}
+	many := make([]presence.Dialog, 0, maxUserDialogs+6)
+	for i := range maxUserDialogs + 5 {
+		many = append(many, d(fmt.Sprintf("e%03d", i), presence.DialogEarly))
+	}
+	many = append(many, d("zz-confirmed", presence.DialogConfirmed))
+	longRemote := d("c", presence.DialogEarly)
+	longRemote.Remote = "sip:" + strings.Repeat("a", maxURILen) + "@x"
+	for _, tc := range []struct {
+		name    string
+		in      presence.Entry
+		keep    bool
+		dialogs int
+		changed int
+		check   func(presence.Entry) string
+	}{
+		{"fine as it is", rosterEntry("alice", presence.OnCall, 1, d("c", presence.DialogConfirmed)), true, 1, 0, nil},
+		{"a long note", presence.Entry{Presence: presence.Presence{User: "alice", Note: long}}, true, 0, 1, func(e presence.Entry) string {
+			if len(e.Note) > maxURILen || !utf8.ValidString(e.Note) || len(e.Note) < maxURILen-1 {
+				return fmt.Sprintf("note of %d bytes, valid %v", len(e.Note), utf8.ValidString(e.Note))
+			}
+			return ""
+		}},
+		{"a long caller URI", rosterEntry("alice", presence.Ringing, 1, longRemote), true, 1, 1, func(e presence.Entry) string {
+			if e.Dialogs[0].Remote != "" {
+				return "the long remote identity was kept"
+			}
+			return ""
+		}},
+		{"a dialog without an ID, one terminated, one with a huge tag", rosterEntry("alice", presence.Ringing, 1,
+			d("", presence.DialogEarly), d("t", presence.DialogTerminated), presence.Dialog{ID: "x", LocalTag: strings.Repeat("t", maxIDLen+1)}, d("ok", presence.DialogEarly)),
+			true, 1, 3, nil},
+		{"too many dialogs: the confirmed one stays", rosterEntry("alice", presence.OnCall, 1, many...), true, maxUserDialogs, 6, func(e presence.Entry) string {
+			if !slices.ContainsFunc(e.Dialogs, func(x presence.Dialog) bool { return x.State == presence.DialogConfirmed }) {
+				return "the confirmed dialog was cut"
+			}
+			if !slices.IsSortedFunc(e.Dialogs, func(a, b presence.Dialog) int { return strings.Compare(a.ID, b.ID) }) {
+				return "dialogs not in ID order"
+			}
+			return ""
+		}},
+		{"a name too long", rosterEntry(strings.Repeat("u", maxIDLen+1), presence.Available, 1), false, 0, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, changed := boundEntries([]presence.Entry{tc.in})
+			if err := checkEntries(out); err != nil {
+				t.Fatalf("the bounded roster is refused: %v", err)
+			}
+			if changed != tc.changed {
+				t.Errorf("%d changes, want %d", changed, tc.changed)
+			}
+			if (len(out) == 1) != tc.keep {
+				t.Fatalf("kept %d entries, want the user kept: %v", len(out), tc.keep)
+			}
+			if !tc.keep {
+				return
+			}
+			if len(out[0].Dialogs) != tc.dialogs {
+				t.Errorf("%d dialogs, want %d", len(out[0].Dialogs), tc.dialogs)
+			}
+			if tc.check != nil {
+				if msg := tc.check(out[0]); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
+	}
 }
