@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/presence"
 	"github.com/switchboard-voice/switchboard/sip"
 )
 
@@ -65,6 +64,7 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 		if err != nil {
 			return nil, fmt.Errorf("cluster: dial %s through %s: %w", target, via, err)
 		}
+		d.n.trackRelay(leg.ID(), "") // its call: whichever holds the leg
 		d.n.log.Info("cluster: dialled a user registered over a connection on another node, through that node", "user", target, "via", via, "call_id", leg.ID())
 		return leg, nil
 	}
@@ -78,22 +78,17 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 	// user is the registering node's job when it dials itself.
 	b := usable[0]
 	so.Destination, so.Transport, so.Route = b.Source.String(), "UDP", b.Path
+	// The user's phone rings, then talks, on a call carried here: this
+	// node's presence store gets the dialog (the registering node never
+	// sees it) and its roster carries it to the others, so the user shows
+	// ringing, then on a call, on every node, and busy-lamp subscribers
+	// anywhere get the dialog's states.
+	so.PresenceUser = target
 	leg, err := d.n.srv.Agent().DialURI(ctx, b.Contact, so)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", target, b.Contact, err)
 	}
 	d.n.log.Info("cluster: dialled a user registered on another node", "user", target, "contact", b.Contact, "call_id", leg.ID())
-	// The user's phone is on a call carried here: this node's presence
-	// says so (the registering node does not see the call), and the
-	// merged view shows the user on a call on every node.
-	dlg := presence.Dialog{ID: leg.ID(), CallID: leg.ID(), Direction: presence.Recipient, State: presence.DialogConfirmed, Local: b.Contact}
-	pres := d.n.srv.Presence()
-	pres.UpdateDialog(target, dlg)
-	go func() {
-		<-leg.Done()
-		dlg.State = presence.DialogTerminated
-		pres.UpdateDialog(target, dlg)
-	}()
 	return leg, nil
 }
 

@@ -39,7 +39,30 @@ type callsResp struct {
 	SIP   string               `json:"sip,omitempty"` // where other nodes call this one
 	Calls []framework.CallInfo `json:"calls"`
 	Rooms []string             `json:"rooms,omitempty"` // the rooms live on the node
-	Users []presence.Presence  `json:"users,omitempty"` // the node's own presence roster
+	// Users is the node's own presence roster, each user with their
+	// dialogs on the node: all of it when RosterFull, else only the users
+	// whose entry changed since the push numbered RosterBase. RosterSeq
+	// numbers this push (per sender, from 1).
+	Users      []presence.Entry `json:"users,omitempty"`
+	RosterSeq  uint64           `json:"roster_seq,omitempty"`
+	RosterBase uint64           `json:"roster_base,omitempty"`
+	RosterFull bool             `json:"roster_full,omitempty"`
+	// Relays are the node's relay legs to other nodes and the calls
+	// holding them: the far end of each is a call there with the leg's ID.
+	Relays []relayRef `json:"relays,omitempty"`
+}
+
+// relayRef is one relay leg a node placed to another node, and the call
+// on the placing node that holds it.
+type relayRef struct {
+	Leg  string `json:"leg"`
+	Call string `json:"call"`
+}
+
+// callSetAck answers a CallSet: NeedRoster asks the sender for its whole
+// roster (the receiver missed a push, or never had one).
+type callSetAck struct {
+	NeedRoster bool `json:"need_roster,omitempty"`
 }
 
 // rosterReq asks for a node's presence roster.
@@ -121,7 +144,34 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 const (
 	maxIDLen    = 256
 	maxSetCalls = 1_000_000
+	// maxUserDialogs bounds one user's dialogs in a roster entry, and
+	// maxURILen a dialog's identities and a user's note.
+	maxUserDialogs = 64
+	maxURILen      = 1024
 )
+
+// checkEntries bounds a roster another node sent: user names, notes,
+// statuses, and each user's dialogs (count, IDs, tags, identities).
+func checkEntries(users []presence.Entry) error {
+	for i, u := range users {
+		if u.User == "" || len(u.User) > maxIDLen || len(u.Note) > maxURILen || u.Online < 0 || u.Online > maxSetCalls {
+			return fmt.Errorf("roster entry %d: want a user name of 1 to %d bytes, a note of at most %d and a sane online count", i, maxIDLen, maxURILen)
+		}
+		if _, err := u.Status.MarshalText(); err != nil {
+			return fmt.Errorf("roster entry %d: %w", i, err)
+		}
+		if len(u.Dialogs) > maxUserDialogs {
+			return fmt.Errorf("roster entry %d: %d dialogs, want at most %d", i, len(u.Dialogs), maxUserDialogs)
+		}
+		for j, d := range u.Dialogs {
+			if d.ID == "" || len(d.ID) > maxIDLen || len(d.CallID) > maxIDLen || len(d.LocalTag) > maxIDLen || len(d.RemoteTag) > maxIDLen ||
+				len(d.Local) > maxURILen || len(d.Remote) > maxURILen || d.State >= presence.DialogTerminated || d.Direction > presence.Recipient {
+				return fmt.Errorf("roster entry %d, dialog %d: want an ID, tags and identities within bounds and a live state", i, j)
+			}
+		}
+	}
+	return nil
+}
 
 // decodeRequest reads a request another node sent: one of the message
 // types, its JSON valid and within bounds. It never panics.
@@ -145,8 +195,17 @@ func decodeRequest(req *pcluster.GrainRequest) (any, error) {
 		if err := json.Unmarshal(req.MessageData, &cs); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
 		}
-		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls || len(cs.Users) > maxSetCalls {
+		if cs.Addr == "" || len(cs.Addr) > maxIDLen || len(cs.Node) > maxIDLen || len(cs.Calls) > maxSetCalls || len(cs.Rooms) > maxSetCalls ||
+			len(cs.Users) > maxSetCalls || len(cs.Relays) > maxSetCalls {
 			return nil, fmt.Errorf("%s: want a node's address, name and at most %d calls", req.MessageTypeName, maxSetCalls)
+		}
+		if err := checkEntries(cs.Users); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.MessageTypeName, err)
+		}
+		for _, r := range cs.Relays {
+			if r.Leg == "" || len(r.Leg) > maxIDLen || r.Call == "" || len(r.Call) > maxIDLen {
+				return nil, fmt.Errorf("%s: want relay leg and call IDs of 1 to %d bytes", req.MessageTypeName, maxIDLen)
+			}
 		}
 		return cs, nil
 	case msgHangup:
@@ -198,7 +257,7 @@ func (n *Node) handle(typ string, msg any) any {
 	req := &pcluster.GrainRequest{MessageTypeName: typ}
 	switch m := msg.(type) {
 	case struct{}:
-		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls()})
+		return respond(req, callsResp{Node: n.opts.Node, Addr: n.self, Calls: n.srv.Calls(), Relays: n.relayRefs()})
 	case rosterReq:
 		return respond(req, rosterResp{Node: n.opts.Node, Users: n.srv.Presence().LocalRoster()})
 	case contactsReq:
@@ -208,8 +267,7 @@ func (n *Node) handle(typ string, msg any) any {
 		}
 		return respond(req, resp)
 	case callsResp:
-		n.storeRecord(m)
-		return respond(req, struct{}{})
+		return respond(req, n.storeRecord(m))
 	case hangupReq:
 		return n.hangupLocal(m.ID)
 	case moveReq:

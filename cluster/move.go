@@ -218,6 +218,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	n.trackRelay(relayID, relayID)
 	if err := n.srv.Move(ctx, legID, framework.ToCall(relayID), framework.JoinOptions{}); err != nil {
 		if h := n.srv.Call(relayID); h != nil {
 			_ = h.Hangup(context.WithoutCancel(ctx))

@@ -117,6 +117,13 @@ type Options struct {
 type NodeCall struct {
 	Node string `json:"node"`
 	framework.CallInfo
+	// Relays are the call's relay legs to other nodes (a leg moved into
+	// a room or call there, a caller bridged to a room hosted there, a
+	// user reached through the node holding their connection). The far
+	// end of each is a call there with the relay leg's ID, which Calls
+	// does not list again: a session spanning nodes is listed once, on
+	// the node that placed the relay.
+	Relays []RelayLeg `json:"relays,omitempty"`
 }
 
 // Member is a node of the cluster as this node sees it.
@@ -166,6 +173,12 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
+	pushMu sync.Mutex   // one push of the call list at a time
+	roster rosterSender // guarded by pushMu
+
+	relayMu  sync.Mutex
+	relayOut map[string]relayLeg // this node's relay legs to other nodes, by leg ID (made on first use)
+
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
 	keptPruned time.Time
@@ -178,8 +191,14 @@ type record struct {
 	sip   string
 	calls map[string]framework.CallInfo
 	rooms []string
-	users []presence.Presence // its own presence roster
-	seen  time.Time
+	// users is its own presence roster with each user's dialogs there,
+	// as of its push rosterSeq; never changed in place (a delta makes a
+	// new map), so readers may use it outside mu.
+	users     map[string]presence.Entry
+	rosterSeq uint64
+	// relays maps its relay legs to other nodes to the calls holding them.
+	relays map[string]string
+	seen   time.Time
 }
 
 // Join starts a node for srv and joins the cluster: it listens on
@@ -365,14 +384,18 @@ func (n *Node) Members() []Member {
 	return out
 }
 
-// Calls lists every node's calls: each node is asked now. A node that does
-// not answer in time is reported in the error (wrapping every failure);
-// the calls of those that did are returned anyway.
+// Calls lists every node's calls: each node is asked now. A session that
+// spans two nodes through a relay is listed once, on the node that placed
+// the relay, with the relay in NodeCall.Relays. A node that does not
+// answer in time is reported in the error (wrapping every failure); the
+// calls of those that did are returned anyway.
 func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
 	members := n.Members()
 	type result struct {
-		calls []NodeCall
-		err   error
+		node   string
+		calls  []NodeCall
+		relays []relayRef
+		err    error
 	}
 	results := make(chan result, len(members))
 	for _, m := range members {
@@ -383,18 +406,23 @@ func (n *Node) Calls(ctx context.Context) ([]NodeCall, error) {
 			for _, c := range resp.Calls {
 				calls = append(calls, NodeCall{Node: resp.Node, CallInfo: c})
 			}
-			results <- result{calls, err}
+			results <- result{resp.Node, calls, resp.Relays, err}
 		}()
 	}
 	var all []NodeCall
 	var errs []error
+	refs := map[string][]relayRef{}
 	for range members {
 		r := <-results
 		all = append(all, r.calls...)
+		if len(r.relays) > 0 {
+			refs[r.node] = r.relays
+		}
 		if r.err != nil {
 			errs = append(errs, r.err)
 		}
 	}
+	all = foldRelays(all, refs)
 	sort.Slice(all, func(i, j int) bool {
 		if !all[i].Start.Equal(all[j].Start) {
 			return all[i].Start.Before(all[j].Start)

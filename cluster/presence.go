@@ -140,8 +140,8 @@ func (n *Node) mergedRoster() map[string]presence.Presence {
 		if n.members[addr] == nil {
 			continue
 		}
-		for _, p := range r.users {
-			merged[p.User] = mergePresence(merged[p.User], p)
+		for _, e := range r.users {
+			merged[e.User] = mergePresence(merged[e.User], e.Presence)
 		}
 	}
 	return merged
@@ -237,14 +237,14 @@ func (n *Node) remerge() {
 }
 
 // feedRemote hands the other live nodes' last rosters to this node's own
-// store (presence.Store.SetRemote, keyed by node address), so SIP
+// store (presence.Store.SetRemoteEntries, keyed by node address), so SIP
 // SUBSCRIBE, the browsers' roster and Server.Presence show the cluster's
 // presence too; a node that left has its entries withdrawn. The store
 // keeps them apart from its own sources: what this node tells the others
-// (LocalRoster) never includes them. Called with presMu held.
+// (LocalEntries) never includes them. Called with presMu held.
 func (n *Node) feedRemote() {
 	n.mu.Lock()
-	rosters := make(map[string][]presence.Presence, len(n.records))
+	rosters := make(map[string]map[string]presence.Entry, len(n.records))
 	for addr, r := range n.records {
 		if n.members[addr] == nil || addr == n.self {
 			continue
@@ -265,11 +265,11 @@ func (n *Node) feedRemote() {
 	}
 	sort.Strings(addrs)
 	for _, addr := range addrs {
-		users := rosters[addr]
-		if users == nil {
-			users = []presence.Presence{} // a node with no users: still known
+		users := make([]presence.Entry, 0, len(rosters[addr])) // a node with no users: still known
+		for _, e := range rosters[addr] {
+			users = append(users, e)
 		}
-		store.SetRemote(addr, users)
+		store.SetRemoteEntries(addr, users)
 		n.fed[addr] = struct{}{}
 	}
 }

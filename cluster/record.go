@@ -7,6 +7,7 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/presence"
 )
 
 // Every node keeps a copy of every other node's call list: each node sends
@@ -74,44 +75,109 @@ func (n *Node) pushCalls() {
 }
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
-	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
-		Users: n.srv.Presence().LocalRoster()}
-	done := make(chan struct{})
-	count := 0
+	n.pushMu.Lock()
+	defer n.pushMu.Unlock()
+	entries, cut := boundEntries(n.srv.Presence().LocalEntries())
+	if cut > 0 {
+		n.netLog.Warn("cluster: roster entries cut to the bounds other nodes accept (a long note or caller URI, or too many dialogs)", "changes", cut)
+	}
+	rp := n.roster.next(entries)
+	base := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
+		Relays: n.relayRefs(), RosterSeq: rp.seq}
+	full, delta := base, base
+	full.Users, full.RosterFull = rp.full, true
+	delta.Users, delta.RosterBase = rp.delta, rp.base
+	type result struct {
+		addr       string
+		sentFull   bool
+		ok, asking bool
+	}
+	var members []Member
 	for _, m := range n.Members() {
-		if m.Self {
-			continue
+		if !m.Self {
+			members = append(members, m)
 		}
-		count++
+	}
+	results := make(chan result, len(members))
+	for _, m := range members {
+		set := delta
+		if rp.base == 0 || n.roster.needFull[m.Addr] {
+			set = full
+		}
 		go func() {
-			defer func() { done <- struct{}{} }()
-			var ack struct{}
-			if err := n.ask(ctx, m.Addr, msgCallSet, set, &ack); err != nil && ctx.Err() == nil {
+			var ack callSetAck
+			err := n.ask(ctx, m.Addr, msgCallSet, set, &ack)
+			if err != nil && ctx.Err() == nil {
 				n.log.Debug("cluster: call list not delivered", "to", m.Addr, "error", err)
 			}
+			results <- result{addr: m.Addr, sentFull: set.RosterFull, ok: err == nil, asking: ack.NeedRoster}
 		}()
 	}
-	for range count {
-		<-done
+	again := false
+	for range members {
+		r := <-results
+		switch {
+		case !r.ok || r.asking:
+			// Undelivered (it may or may not have applied it) or out of
+			// step: the whole roster next time, soon.
+			n.roster.needFull[r.addr] = true
+			again = again || r.asking
+		case r.sentFull:
+			delete(n.roster.needFull, r.addr)
+		}
+	}
+	for addr := range n.roster.needFull { // members that left
+		if !n.isMember(addr) {
+			delete(n.roster.needFull, addr)
+		}
+	}
+	if again {
+		select {
+		case n.dirty <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// storeRecord keeps another node's call list.
-func (n *Node) storeRecord(cs callsResp) {
+// isMember reports whether addr is a member now.
+func (n *Node) isMember(addr string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.members[addr] != nil
+}
+
+// storeRecord keeps another node's call list and applies its roster;
+// the answer asks for the whole roster when a delta cannot be applied.
+func (n *Node) storeRecord(cs callsResp) callSetAck {
 	calls := make(map[string]framework.CallInfo, len(cs.Calls))
 	for _, c := range cs.Calls {
 		calls[c.ID] = c
 	}
+	relays := make(map[string]string, len(cs.Relays))
+	for _, r := range cs.Relays {
+		relays[r.Leg] = r.Call
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, gone := n.lost[cs.Addr]; gone {
-		return // a late list from a node already declared lost
+		return callSetAck{} // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: cs.Users, seen: time.Now()}
+	var users map[string]presence.Entry
+	var have uint64
+	if old := n.records[cs.Addr]; old != nil {
+		users, have = old.users, old.rosterSeq
+	}
+	users, have, ok := applyRoster(users, have, cs)
+	if !ok {
+		n.netLog.Debug("cluster: a roster delta out of step; asking for the whole roster", "from", cs.Addr, "have", have, "base", cs.RosterBase)
+	}
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: users, rosterSeq: have,
+		relays: relays, seen: time.Now()}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
 	n.kickRemerge()
+	return callSetAck{NeedRoster: !ok}
 }
 
 // topologyLoop follows membership: new members are sent our calls at
@@ -131,6 +197,7 @@ func (n *Node) topologyLoop() {
 
 func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 	now := time.Now()
+	selfRelays := n.relayRefs()
 	n.mu.Lock()
 	current := map[string]bool{n.self: true}
 	for _, m := range t.Members {
@@ -161,6 +228,19 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 		}
 	}
 	var lostCalls []lostCall
+	// The far ends of relays are not calls of their own: the call that
+	// placed each relay gets the CDR (from its node, or as lost here).
+	relayEnds := map[string]struct{}{}
+	if len(gone) > 0 {
+		for _, r := range n.records {
+			for leg := range r.relays {
+				relayEnds[leg] = struct{}{}
+			}
+		}
+		for _, ref := range selfRelays {
+			relayEnds[ref.Leg] = struct{}{}
+		}
+	}
 	for _, addr := range gone {
 		delete(n.members, addr)
 		n.lost[addr] = now
@@ -173,6 +253,12 @@ func (n *Node) applyTopology(t *pcluster.ClusterTopology) {
 		for _, c := range r.calls {
 			if _, done := n.ended[c.ID]; done {
 				continue
+			}
+			if _, relay := r.relays[c.ID]; !relay {
+				if _, end := relayEnds[c.ID]; end {
+					n.log.Info("cluster: a lost node's end of a relay; the call that placed it has the CDR", "call_id", c.ID, "lost_node", r.node)
+					continue
+				}
 			}
 			n.ended[c.ID] = struct{}{}
 			lostCalls = append(lostCalls, lostCall{node: r.node, info: c})

@@ -300,7 +300,7 @@ func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration)
 // gets) is called by a flow on node t3: t3 cannot reach t1's connection,
 // so it calls t1 (cluster-user-alice), whose UserHandler dials alice over
 // her TCP connection and bridges. The caller hears its own tone come back
-// through t3 → t1 → alice → t1 → t3.
+// through t3 → t1 → alice → t1 → t3. The cluster lists the session once.
 func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
@@ -360,6 +360,13 @@ func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if len(nodes[2].logLines("through that node", "user=alice")) != 1 {
 		t.Error("t3 did not log dialling alice through t1")
 	}
+	// One session: the caller's call on t3, naming its relay to t1 (t1's
+	// end of it, the call that dials alice, is not listed again).
+	waitFor(t, 5*time.Second, "t2 to list the call once, on t3, with its relay to t1", func() bool {
+		list, errText := nodes[1].calls(t)
+		return errText == "" && len(list) == 1 && list[0].Node == "t3" && list[0].ID == pc.Leg.ID() &&
+			len(list[0].Relays) == 1 && list[0].Relays[0].Node == "t1"
+	})
 	_ = pc.Hangup(ctx)
 	select {
 	case err := <-sippDone:

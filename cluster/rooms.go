@@ -183,15 +183,16 @@ func (n *Node) JoinRoom(ctx context.Context, c *framework.Call, room string, opt
 		return err
 	}
 	sub := c.Subscribe(ctx, framework.FromNow)
-	go logRelayCodecs(ctx, c, sub, room)
+	go n.logRelayCodecs(ctx, c, sub, room)
 	defer sub.Close()
 	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(RoomUserPrefix + room)})
 }
 
-// logRelayCodecs logs, once the relay leg is bridged, both legs' codecs
+// logRelayCodecs remembers the relay leg once it is bridged (Node.Calls
+// lists the room's end of it with this call) and logs both legs' codecs
 // and so whether their audio passes through untouched (framework bridges
 // two legs of the same codec and rate by forwarding packets).
-func logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subscription, room string) {
+func (n *Node) logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subscription, room string) {
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
@@ -204,6 +205,7 @@ func logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subsc
 		if err != nil || len(legs) != 2 {
 			return
 		}
+		n.trackRelay(legs[1].ID(), c.ID())
 		a, b := legs[0].Codec(), legs[1].Codec()
 		c.Logger().Info("cluster: relay to the room's host bridged", "room", room, "leg_id", legs[1].ID(),
 			"codec", a, "relay_codec", b, "passthrough", a == b)

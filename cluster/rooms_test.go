@@ -40,7 +40,8 @@ func tone(f float64) media.Source {
 // A room is a cluster identity: phones calling room-red on each of three
 // nodes land in one mixer, on the one node the room's grain picked. Each
 // phone speaks in turn and both others must hear it: with a room per
-// node, the phones on the two non-hosts would not hear each other.
+// node, the phones on the two non-hosts would not hear each other. Every
+// node lists the three calls once each.
 func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
 	nodes := startThreeSecret(t, "rooms", false) // the source-address check (TestSignedRelays has the signatures)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -105,6 +106,36 @@ func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
 	}
 	if relays != 2 {
 		t.Errorf("%d relays to red's host, want 2 (one per other node)", relays)
+	}
+	// Each caller's session is listed once, on the caller's node: the two
+	// callers on other nodes than the host name their relay to it, and the
+	// relays' far ends on the host are not listed as calls of their own.
+	for _, n := range nodes {
+		var list []NodeCall
+		var errText string
+		ok := false
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(100 * time.Millisecond) {
+			list, errText = n.calls(t)
+			ok = errText == "" && len(list) == 3
+			hosts := map[string]bool{}
+			for _, c := range list {
+				switch len(c.Relays) {
+				case 0:
+					hosts[c.Node] = true
+				case 1:
+					ok = ok && c.Relays[0].Node != "" && c.Relays[0].Node != c.Node
+				default:
+					ok = false
+				}
+			}
+			ok = ok && len(hosts) == 1
+			for _, c := range list {
+				ok = ok && (len(c.Relays) == 0 || hosts[c.Relays[0].Node])
+			}
+		}
+		if !ok {
+			t.Errorf("%s lists %+v (%s), want the three callers once each, two naming their relay to the host", n.name, list, errText)
+		}
 	}
 }
 

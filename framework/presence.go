@@ -29,6 +29,7 @@ type PresenceSubscribeOptions = presence.SubscribeOptions
 // status, kept up to date by registrations and calls. Applications read
 // it (Roster, Get), follow it (Subscribe), and let users choose a status
 // and note (Set(user, PresenceAway, "at lunch")). In a cluster the other
-// nodes' views are merged into what it shows (presence.Store.SetRemote);
-// LocalRoster is this server's own.
+// nodes' views and dialogs are merged into what it shows
+// (presence.Store.SetRemoteEntries); LocalRoster and LocalEntries are this
+// server's own.
 func (s *Server) Presence() *presence.Store { return s.presence }

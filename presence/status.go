@@ -99,6 +99,26 @@ func (s DialogState) MarshalText() ([]byte, error) {
 	return []byte(s.String()), nil
 }
 
+// ParseDialogState returns the DialogState named s (as String writes it).
+func ParseDialogState(s string) (DialogState, error) {
+	for i, n := range dialogStateNames {
+		if n == s {
+			return DialogState(i), nil
+		}
+	}
+	return 0, fmt.Errorf("presence: unknown dialog state %.32q", s)
+}
+
+// UnmarshalText reads a dialog state's name.
+func (s *DialogState) UnmarshalText(b []byte) error {
+	v, err := ParseDialogState(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // Direction says who started a dialog, seen from the user's phone.
 type Direction uint8
 
@@ -118,3 +138,16 @@ func (d Direction) String() string {
 
 // MarshalText writes the direction's name.
 func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads "initiator" or "recipient".
+func (d *Direction) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "initiator":
+		*d = Initiator
+	case "recipient":
+		*d = Recipient
+	default:
+		return fmt.Errorf("presence: unknown direction %.32q", b)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -37,6 +38,17 @@ type Dialog struct {
 	// Local and Remote are the URIs of the user's side and the other party.
 	Local  string `json:"local,omitempty"`
 	Remote string `json:"remote,omitempty"`
+}
+
+// Entry is one user's presence as one store sees it from its own
+// sources, with the user's dialogs there: what a cluster node tells the
+// others (LocalEntries) and what it is told (SetRemoteEntries). It is
+// plain data.
+type Entry struct {
+	Presence
+	// Dialogs are the user's dialogs that have not terminated, in ID
+	// order.
+	Dialogs []Dialog `json:"dialogs,omitempty"`
 }
 
 // Change is one entry of the store's change feed: a user's presence after
@@ -99,6 +111,11 @@ type entry struct {
 	// merged into what Get, Roster and the change feed show, never into
 	// LocalRoster.
 	remote map[string]Presence
+	// remoteDialogs holds the user's dialogs other stores carry, by their
+	// name, in ID order (SetRemoteEntries): listed with the user's own
+	// dialogs (Snapshot, Change.Dialogs), never in LocalEntries, and
+	// never deciding this store's own status (the remote Presence does).
+	remoteDialogs map[string][]Dialog
 	// shown is the merged presence last published.
 	shown Presence
 	// remoteOnly marks a user first heard of through SetRemote, until one
@@ -358,7 +375,44 @@ func (s *Store) Snapshot(user string) (Presence, []Dialog, uint64) {
 	return e.shown, e.dialogList(), s.seq
 }
 
+// dialogList is the user's dialogs, this store's own and those other
+// stores carry, in ID order (an ID this store has is its own; among
+// other stores, the first by name wins).
 func (e *entry) dialogList() []Dialog {
+	n := len(e.dialogs)
+	for _, ds := range e.remoteDialogs {
+		n += len(ds)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := e.localDialogs()
+	if len(e.remoteDialogs) > 0 {
+		seen := make(map[string]struct{}, n)
+		for id := range e.dialogs {
+			seen[id] = struct{}{}
+		}
+		names := make([]string, 0, len(e.remoteDialogs))
+		for src := range e.remoteDialogs {
+			names = append(names, src)
+		}
+		sort.Strings(names)
+		for _, src := range names {
+			for _, d := range e.remoteDialogs[src] {
+				if _, dup := seen[d.ID]; !dup {
+					seen[d.ID] = struct{}{}
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// localDialogs is the user's dialogs from this store's own sources, in
+// ID order.
+func (e *entry) localDialogs() []Dialog {
 	if len(e.dialogs) == 0 {
 		return nil
 	}
@@ -386,6 +440,21 @@ func (s *Store) LocalRoster() []Presence {
 	})
 }
 
+// LocalEntries is LocalRoster with each user's own dialogs: what a
+// cluster node tells the others.
+func (s *Store) LocalEntries() []Entry {
+	s.mu.Lock()
+	out := make([]Entry, 0, len(s.users))
+	for u, e := range s.users {
+		if !e.remoteOnly {
+			out = append(out, Entry{Presence: e.presence(u), Dialogs: e.localDialogs()})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
 func (s *Store) roster(pick func(string, *entry) (Presence, bool)) []Presence {
 	s.mu.Lock()
 	out := make([]Presence, 0, len(s.users))
@@ -399,61 +468,158 @@ func (s *Store) roster(pick func(string, *entry) (Presence, bool)) []Presence {
 	return out
 }
 
-// SetRemote replaces what the store named source (another cluster node)
-// reports about users' presence from its own sources: each user in users
-// is merged into what Get, Roster, Snapshot and the change feed show
-// (the most engaged status wins, online endpoints add up); users the
-// source reported before and not now lose its contribution. nil users
-// forgets the source. Remote entries never count as this store's own
-// (LocalRoster). A change is published for every user whose merged
-// presence changed.
+// SetRemote is SetRemoteEntries without dialogs: source's users'
+// presence only (any dialogs source reported before end).
 func (s *Store) SetRemote(source string, users []Presence) {
+	var entries []Entry
+	if users != nil {
+		entries = make([]Entry, len(users))
+		for i, p := range users {
+			entries[i].Presence = p
+		}
+	}
+	s.SetRemoteEntries(source, entries)
+}
+
+// SetRemoteEntries replaces what the store named source (another cluster
+// node) reports about users from its own sources: each user's presence
+// is merged into what Get, Roster, Snapshot and the change feed show
+// (the most engaged status wins, online endpoints add up), and the
+// user's dialogs there are listed with the user's own (Snapshot,
+// Change.Dialogs). Users the source reported before and not now lose its
+// contribution. nil entries forgets the source. Remote entries never
+// count as this store's own (LocalRoster, LocalEntries). A change is
+// published for every user whose merged presence changed, and one per
+// dialog of the source that appeared or changed state, and one with
+// state terminated per dialog of the source that is gone: a dialog on
+// another node goes through the change feed (and so the dialog
+// package's NOTIFYs) as a local one does.
+func (s *Store) SetRemoteEntries(source string, entries []Entry) {
+	type todo struct {
+		user    string
+		p       Presence
+		dialogs []Dialog
+		ok      bool // reported now
+	}
 	s.mu.Lock()
-	var touched []string
-	seen := make(map[string]struct{}, len(users))
-	for _, p := range users {
+	var touched []todo
+	seen := make(map[string]struct{}, len(entries))
+	for _, en := range entries {
+		p := en.Presence
 		if p.User == "" {
 			continue
 		}
-		seen[p.User] = struct{}{}
-		e := s.users[p.User]
-		if r, ok := e.remoteOf(source); ok && r.Status == p.Status && r.Note == p.Note && r.Online == p.Online {
+		if _, dup := seen[p.User]; dup {
 			continue
 		}
-		touched = append(touched, p.User)
+		seen[p.User] = struct{}{}
+		ds := cleanDialogs(en.Dialogs)
+		e := s.users[p.User]
+		if r, ok := e.remoteOf(source); ok && r.Status == p.Status && r.Note == p.Note && r.Online == p.Online &&
+			slices.Equal(e.remoteDialogs[source], ds) {
+			continue
+		}
+		touched = append(touched, todo{user: p.User, p: p, dialogs: ds, ok: true})
 	}
 	for u, e := range s.users {
-		if _, had := e.remote[source]; had {
+		_, had := e.remote[source]
+		_, hadDialogs := e.remoteDialogs[source]
+		if had || hadDialogs {
 			if _, still := seen[u]; !still {
-				touched = append(touched, u)
+				touched = append(touched, todo{user: u})
 			}
 		}
 	}
 	s.mu.Unlock()
-	byUser := make(map[string]Presence, len(users))
-	for _, p := range users {
-		byUser[p.User] = p
+	sort.Slice(touched, func(i, j int) bool { return touched[i].user < touched[j].user })
+	for _, t := range touched {
+		s.setRemoteUser(source, t.user, t.p, t.dialogs, t.ok)
 	}
-	sort.Strings(touched)
-	for _, u := range touched {
-		p, ok := byUser[u]
+}
+
+// setRemoteUser applies source's view of one user: the presence first,
+// then each dialog that changed, one change each.
+func (s *Store) setRemoteUser(source, user string, p Presence, dialogs []Dialog, reported bool) {
+	s.mu.Lock()
+	e, known := s.users[user]
+	var before []Dialog
+	if known {
+		before = e.remoteDialogs[source]
+	}
+	s.mu.Unlock()
+	s.update(user, nil, func(e *entry) {
+		if !known {
+			e.remoteOnly = true
+		}
+		if !reported {
+			delete(e.remote, source)
+			return
+		}
+		if e.remote == nil {
+			e.remote = map[string]Presence{}
+		}
+		e.remote[source] = p
+	})
+	// Dialogs: gone ones end (terminated), new or changed ones follow in
+	// ID order; each change shows the list as it is after it.
+	now := make(map[string]Dialog, len(dialogs))
+	for _, d := range dialogs {
+		now[d.ID] = d
+	}
+	cur := slices.Clone(before)
+	set := func(d Dialog) {
 		s.mu.Lock()
-		_, known := s.users[u]
+		_, shadowed := s.users[user].dialogs[d.ID] // this store's own dialog of that ID is what shows
 		s.mu.Unlock()
-		s.update(u, nil, func(e *entry) {
-			if !known {
-				e.remoteOnly = true
-			}
-			if !ok {
-				delete(e.remote, source)
+		dp := &d
+		if shadowed {
+			dp = nil
+		}
+		s.update(user, dp, func(e *entry) {
+			if len(cur) == 0 {
+				delete(e.remoteDialogs, source)
 				return
 			}
-			if e.remote == nil {
-				e.remote = map[string]Presence{}
+			if e.remoteDialogs == nil {
+				e.remoteDialogs = map[string][]Dialog{}
 			}
-			e.remote[source] = p
+			e.remoteDialogs[source] = slices.Clone(cur)
 		})
 	}
+	for _, d := range before {
+		if _, still := now[d.ID]; !still {
+			cur = slices.DeleteFunc(cur, func(x Dialog) bool { return x.ID == d.ID })
+			d.State = DialogTerminated
+			set(d)
+		}
+	}
+	for _, d := range dialogs {
+		i := slices.IndexFunc(cur, func(x Dialog) bool { return x.ID == d.ID })
+		switch {
+		case i >= 0 && cur[i] == d:
+			continue
+		case i >= 0:
+			cur[i] = d
+		default:
+			cur = append(cur, d)
+			sort.Slice(cur, func(i, j int) bool { return cur[i].ID < cur[j].ID })
+		}
+		set(d)
+	}
+}
+
+// cleanDialogs returns the dialogs worth keeping from another store's
+// list, in ID order: with an ID, not terminated, one per ID.
+func cleanDialogs(ds []Dialog) []Dialog {
+	var out []Dialog
+	for _, d := range ds {
+		if d.ID == "" || d.State >= DialogTerminated || slices.ContainsFunc(out, func(x Dialog) bool { return x.ID == d.ID }) {
+			continue
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func (e *entry) remoteOf(source string) (Presence, bool) {

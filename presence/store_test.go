@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -266,5 +267,130 @@ func TestSetRemoteUnchangedIsQuiet(t *testing.T) {
 	s.SetRemote("n1", view)
 	if n != 2 {
 		t.Errorf("the same view again published %d more changes", n-2)
+	}
+}
+
+// Another store's dialogs of a user (SetRemoteEntries) go through the
+// change feed as local ones do: each one that appears or changes state is
+// a change carrying it, each one that is gone is a change carrying it
+// terminated; Snapshot lists them with the user's own; LocalEntries
+// never does.
+func TestSetRemoteEntriesDialogs(t *testing.T) {
+	dlg := func(id string, st DialogState) Dialog {
+		return Dialog{ID: id, CallID: id, Direction: Recipient, State: st, Remote: "sip:caller@x"}
+	}
+	entry := func(st Status, ds ...Dialog) []Entry {
+		return []Entry{{Presence: Presence{User: "alice", Status: st}, Dialogs: ds}}
+	}
+	type step struct {
+		name    string
+		source  string
+		entries []Entry
+		// want: the dialog changes published, as "id:state"; then the
+		// user's dialogs after (Snapshot), as "id:state".
+		want, after []string
+		status      Status
+	}
+	tests := []struct {
+		name  string
+		local bool // alice has a local dialog "L" (early) first
+		steps []step
+	}{
+		{"rings, answers, ends on n3", false, []step{
+			{"trying", "n3", entry(Ringing, dlg("c1", DialogTrying)), []string{"c1:trying"}, []string{"c1:trying"}, Ringing},
+			{"the same again", "n3", entry(Ringing, dlg("c1", DialogTrying)), nil, []string{"c1:trying"}, Ringing},
+			{"early", "n3", entry(Ringing, dlg("c1", DialogEarly)), []string{"c1:early"}, []string{"c1:early"}, Ringing},
+			{"confirmed", "n3", entry(OnCall, dlg("c1", DialogConfirmed)), []string{"c1:confirmed"}, []string{"c1:confirmed"}, OnCall},
+			{"gone", "n3", entry(Offline), []string{"c1:terminated"}, nil, Offline},
+		}},
+		{"two nodes, one leaves", false, []step{
+			{"n2 rings", "n2", entry(Ringing, dlg("a", DialogEarly)), []string{"a:early"}, []string{"a:early"}, Ringing},
+			{"n3 rings too", "n3", entry(Ringing, dlg("b", DialogEarly)), []string{"b:early"}, []string{"a:early", "b:early"}, Ringing},
+			{"n2 answers", "n2", entry(OnCall, dlg("a", DialogConfirmed)), []string{"a:confirmed"}, []string{"a:confirmed", "b:early"}, OnCall},
+			{"n3 leaves", "n3", nil, []string{"b:terminated"}, []string{"a:confirmed"}, OnCall},
+		}},
+		{"several at once, a terminated one ignored", false, []step{
+			{"two", "n1", entry(OnCall, dlg("y", DialogConfirmed), dlg("x", DialogEarly), dlg("z", DialogTerminated), dlg("", DialogEarly)),
+				[]string{"x:early", "y:confirmed"}, []string{"x:early", "y:confirmed"}, OnCall},
+			{"one ends, one changes", "n1", entry(OnCall, dlg("x", DialogConfirmed)), []string{"y:terminated", "x:confirmed"}, []string{"x:confirmed"}, OnCall},
+		}},
+		{"a local dialog of the same ID wins", true, []step{
+			{"remote L", "n1", entry(OnCall, dlg("L", DialogConfirmed), dlg("r", DialogEarly)), []string{"r:early"}, []string{"L:early", "r:early"}, OnCall},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{})
+			if tc.local {
+				s.UpdateDialog("alice", dlg("L", DialogEarly))
+			}
+			sub := s.Subscribe(context.Background(), SubscribeOptions{Buffer: 64})
+			defer sub.Close()
+			for _, st := range tc.steps {
+				s.SetRemoteEntries(st.source, st.entries)
+				var got []string
+			drain:
+				for {
+					select {
+					case c := <-sub.C:
+						if c.Dialog != nil {
+							got = append(got, c.Dialog.ID+":"+c.Dialog.State.String())
+						}
+					default:
+						break drain
+					}
+				}
+				if strings.Join(got, " ") != strings.Join(st.want, " ") {
+					t.Errorf("%s: dialog changes %v, want %v", st.name, got, st.want)
+				}
+				p, ds, _ := s.Snapshot("alice")
+				var after []string
+				for _, d := range ds {
+					after = append(after, d.ID+":"+d.State.String())
+				}
+				if strings.Join(after, " ") != strings.Join(st.after, " ") {
+					t.Errorf("%s: dialogs %v, want %v", st.name, after, st.after)
+				}
+				if p.Status != st.status {
+					t.Errorf("%s: status %s, want %s", st.name, p.Status, st.status)
+				}
+				for _, e := range s.LocalEntries() {
+					for _, d := range e.Dialogs {
+						if d.ID != "L" {
+							t.Errorf("%s: LocalEntries lists another store's dialog %+v", st.name, d)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// Dialog states and directions read back what they write (the roster's
+// JSON), and garbage is refused.
+func TestDialogJSONRoundTrip(t *testing.T) {
+	for _, d := range []Dialog{
+		{ID: "a", CallID: "a", Direction: Recipient, State: DialogEarly, Local: "sip:alice@x", Remote: "sip:bob@y", LocalTag: "1", RemoteTag: "2"},
+		{ID: "b", Direction: Initiator, State: DialogConfirmed},
+		{ID: "c", Direction: Recipient, State: DialogTrying},
+		{ID: "d", Direction: Recipient, State: DialogProceeding},
+	} {
+		b, err := json.Marshal(Entry{Presence: Presence{User: "alice", Status: OnCall}, Dialogs: []Dialog{d}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e Entry
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if len(e.Dialogs) != 1 || e.Dialogs[0] != d || e.User != "alice" || e.Status != OnCall {
+			t.Errorf("%s read back as %+v", b, e)
+		}
+	}
+	for _, bad := range []string{`{"state":"ringing"}`, `{"direction":"sideways"}`, `{"state":3}`} {
+		var d Dialog
+		if err := json.Unmarshal([]byte(bad), &d); err == nil {
+			t.Errorf("%s accepted as %+v", bad, d)
+		}
 	}
 }

@@ -102,9 +102,13 @@ type DialOptions struct {
 	// with SRTPOff takes the trunk's or account's policy.
 	SRTP SRTPPolicy
 
-	// presenceUser is the directory user whose phone this INVITE rings
-	// (set by fork): its dialog is reported to the presence store.
-	presenceUser string
+	// PresenceUser, if set, is the user whose phone this INVITE rings:
+	// the dialog is reported to the agent's presence store as that
+	// user's (recipient: trying, early on a tagged 18x, confirmed,
+	// terminated), so they show ringing, then on a call. Dial sets it
+	// for each registered contact it forks to; set it when dialling a
+	// user's contact found elsewhere (a cluster node's registrations).
+	PresenceUser string
 	// OfferRTPAddr, if valid, is the RTP address written into the SDP
 	// offer instead of the endpoint's own, and RTPVia, if set, is given
 	// the answer's RTP address and returns where the endpoint sends
@@ -158,7 +162,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 		o := opts
 		o.Destination, o.Transport = a.routeTo(b)
 		o.Route = b.Path
-		o.presenceUser = user
+		o.PresenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
 			results <- result{leg, err}
@@ -328,11 +332,11 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	l.from = headerValue(dtx.InviteRequest.From())
 	l.log = a.log.With("call_id", l.callID, "target", target)
 	l.log.Info("sip: dialing")
-	if opts.presenceUser != "" {
+	if opts.PresenceUser != "" {
 		// The called phone's view: it is the recipient; its tag is the
 		// To tag of its responses, ours is its remote tag.
 		inv := dtx.InviteRequest
-		l.trackPresence(opts.presenceUser, presence.Recipient, inv.To().Address.String(), inv.From().Address.String(), "", tagOf(inv.From().Params))
+		l.trackPresence(opts.PresenceUser, presence.Recipient, inv.To().Address.String(), inv.From().Address.String(), "", tagOf(inv.From().Params))
 		l.reportDialog(presence.DialogTrying)
 	}
 
