@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,11 +40,12 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 26000, 28000)) // SIPp's RTP echo
 	sippDone := make(chan error, 1)
 	var sippOut []byte
 	go func() {
 		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-s", "alice", "-au", "alice", "-ap", "wonderland",
-			"-m", "1", "-rtp_echo", "-mp", "46700", k.addr)
+			"-m", "1", "-rtp_echo", "-mp", mediaPort, k.addr)
 		sippOut = out
 		sippDone <- err
 	}()

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -329,11 +330,12 @@ func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 26000, 28000)) // SIPp's RTP echo
 	sippDone := make(chan error, 1)
 	var sippOut []byte
 	go func() {
 		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-t", "t1", "-s", "alice", "-au", "alice", "-ap", "wonderland",
-			"-m", "1", "-rtp_echo", "-mp", "46600", nodes[0].sip)
+			"-m", "1", "-rtp_echo", "-mp", mediaPort, nodes[0].sip)
 		sippOut = out
 		sippDone <- err
 	}()
