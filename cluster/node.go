@@ -159,6 +159,10 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
+	relayMu sync.Mutex
+	relays  map[*roomRelay]struct{} // this node's legs in rooms hosted elsewhere
+	rejoin  RejoinLimits
+
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
 	keptPruned time.Time
@@ -236,7 +240,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
+		topo: make(chan *pcluster.ClusterTopology, 64), relays: map[*roomRelay]struct{}{}, rejoin: defaultRejoinLimits, watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -270,6 +274,19 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		system.Shutdown()
 		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
 	}
+	// Subscribed after the member started, this handler runs after
+	// protoactor's own (its PID cache and disthash's placement drop a
+	// member that left), so a room grain asked from here is asked of a
+	// live member.
+	system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*pcluster.ClusterTopology); ok && len(t.Left) > 0 {
+			left := make([]string, 0, len(t.Left))
+			for _, m := range t.Left {
+				left = append(left, m.Address())
+			}
+			go n.hostsLeft(left)
+		}
+	})
 	sub := srv.Subscribe(cctx, framework.FromNow)
 	n.wg.Add(5)
 	go n.watchPresence()

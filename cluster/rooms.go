@@ -160,57 +160,6 @@ func (n *Node) RoomHost(ctx context.Context, room string) (Member, error) {
 	return Member{}, fmt.Errorf("cluster: room %s: where: unexpected answer %T", room, res)
 }
 
-// JoinRoom puts the call's caller into the cluster room of that name,
-// wherever the cluster hosts it: with framework's Join when this node is
-// the host, else by dialling the host (RoomUserPrefix+room, answered by
-// RoomHandler there) and bridging the caller to that relay leg — RTP
-// between the two media engines, passed through without transcoding
-// when both legs use the same codec. It returns as Join does when the
-// caller hangs up, and nil when the host ends the relay.
-func (n *Node) JoinRoom(ctx context.Context, c *framework.Call, room string, opts framework.JoinOptions) error {
-	host, err := n.RoomHost(ctx, room)
-	if err != nil {
-		return err
-	}
-	if host.Self {
-		return c.Join(ctx, room, opts)
-	}
-	if host.SIP == "" {
-		return fmt.Errorf("cluster: join %s: host %s has not announced its SIP address yet", room, host.Addr)
-	}
-	c.Logger().Info("cluster: joining a room on another node", "room", room, "host", host.Node)
-	if err := c.Answer(ctx); err != nil {
-		return err
-	}
-	sub := c.Subscribe(ctx, framework.FromNow)
-	go logRelayCodecs(ctx, c, sub, room)
-	defer sub.Close()
-	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second})
-}
-
-// logRelayCodecs logs, once the relay leg is bridged, both legs' codecs
-// and so whether their audio passes through untouched (framework bridges
-// two legs of the same codec and rate by forwarding packets).
-func logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subscription, room string) {
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type != framework.EventLegBridged {
-			continue
-		}
-		legs, err := c.Legs(ctx)
-		if err != nil || len(legs) != 2 {
-			return
-		}
-		a, b := legs[0].Codec(), legs[1].Codec()
-		c.Logger().Info("cluster: relay to the room's host bridged", "room", room, "leg_id", legs[1].ID(),
-			"codec", a, "relay_codec", b, "passthrough", a == b)
-		return
-	}
-}
-
 // JoinRoomHandler is a flow that joins every call to the cluster room
 // name (JoinRoom).
 func (n *Node) JoinRoomHandler(room string) framework.Handler {

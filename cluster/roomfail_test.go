@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/framework"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/testharness"
+)
+
+// A cluster room outlives its host. Room NAME is hosted on m3 (its grain
+// places it there); a phone on m1 (700 Hz) and one on m2 (1200 Hz) are in
+// it through relays, a silent phone on m3 directly; m1's and m2's phones
+// hear each other. m3 is killed with SIGKILL: within seconds m1's phone
+// hears m2's tone again and m2's m1's, through the room at its new host
+// (one host for both: the grain decides); neither phone got a BYE; each
+// re-joined call has a room.rejoined event; m3's own calls got node-lost
+// CDRs. Without the re-join the relays to the dead host stay silent until
+// the media timeout (30 s) ends the calls.
+func TestRoomSurvivesHostDeath(t *testing.T) {
+	nodes := startThree(t, "roomfail")
+	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	room := roomOn(t, m1, "survive", "m3")
+	call := func(n *nodeProc) *testharness.PhoneCall {
+		pc, err := phone.Call(ctx, "sip:room-"+room+"@"+n.sip)
+		if err != nil {
+			t.Fatalf("call room-%s on %s: %v", room, n.name, err)
+		}
+		t.Cleanup(func() {
+			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer hcancel()
+			_ = pc.Hangup(hctx)
+		})
+		return pc
+	}
+	const fa, fb = 700, 1200
+	c := call(m3)
+	c.Play(media.Silence(100 * time.Second))
+	a, b := call(m1), call(m2)
+	a.Play(tone(fa))
+	b.Play(tone(fb))
+	hears := func(who string, pc *testharness.PhoneCall, f float64, d time.Duration) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, d)
+		defer wcancel()
+		if _, err := pc.WaitTone(wctx, f, 20); err != nil {
+			t.Fatalf("%s does not hear %.0f Hz: %v", who, f, err)
+		}
+	}
+	hears("A on m1", a, fb, 15*time.Second)
+	hears("B on m2", b, fa, 15*time.Second)
+	for _, n := range []*nodeProc{m1, m2} {
+		if l := n.logLines("relay to the room's host bridged", "room="+room); len(l) != 1 {
+			t.Fatalf("%s has %d relays to %s's host, want 1", n.name, len(l), room)
+		}
+	}
+
+	time.Sleep(300 * time.Millisecond) // past the 100 ms the call lists take to spread
+	markA, markB := a.Mark(), b.Mark()
+	killed := time.Now()
+	m3.kill()
+
+	// Each phone loses the other's tone (the mixer died), then hears it
+	// again through the room's new host.
+	type back struct {
+		who   string
+		after time.Duration
+		gap   int // 20 ms frames between the last frame of the tone and its return
+	}
+	results := make(chan back, 2)
+	var wg sync.WaitGroup
+	for _, p := range []struct {
+		who  string
+		pc   *testharness.PhoneCall
+		f    float64
+		mark int
+	}{{"A on m1", a, fb, markA}, {"B on m2", b, fa, markB}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := p.pc.WaitFor(wctx, 300*time.Millisecond, func(l testharness.Listen) bool {
+				return !(l.RMS > 300 && l.Frequency >= p.f-20 && l.Frequency <= p.f+20)
+			})
+			wcancel()
+			if err != nil {
+				t.Errorf("%s still hears %.0f Hz 10 s after the host died: %v", p.who, p.f, err)
+				return
+			}
+			wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
+			_, err = p.pc.WaitTone(wctx, p.f, 20)
+			wcancel()
+			if err != nil {
+				t.Errorf("%s does not hear %.0f Hz again within 30 s of the host's death: %v", p.who, p.f, err)
+				return
+			}
+			after := time.Since(killed)
+			time.Sleep(300 * time.Millisecond)
+			heard, rate := p.pc.Heard(p.mark)
+			frames := toneFrames(heard, rate, p.f)
+			last, first := -1, -1
+			for i := range frames {
+				if frames[i] && first < 0 && last >= 0 && i > last+10 { // back after a silence, not a dropout
+					first = i
+				}
+				if frames[i] && first < 0 {
+					last = i
+				}
+			}
+			results <- back{p.who, after, first - last - 1}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		t.Logf("%s hears the other phone again %s after the kill (silent for %d ms)", r.who, r.after.Round(10*time.Millisecond), r.gap*20)
+		if r.after > 15*time.Second {
+			t.Errorf("%s took %s to hear the room again, want a few seconds", r.who, r.after)
+		}
+	}
+	// Where the time went: membership noticing the death (etcd's lease),
+	// then the re-join itself.
+	for _, n := range []*nodeProc{m1, m2} {
+		left, rejoined := n.logLines("cluster: node left", "peer=m3"), n.logLines("re-joining the room at its host", "room="+room)
+		if len(left) > 0 && len(rejoined) > 0 {
+			tl, tr := logTime(left[0]), logTime(rejoined[0])
+			t.Logf("%s saw m3 leave %s after the kill and asked the room's new host %s later", n.name,
+				tl.Sub(killed).Round(10*time.Millisecond), tr.Sub(tl).Round(time.Millisecond))
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Still the same calls: no BYE reached either phone.
+	for _, p := range []struct {
+		who string
+		pc  *testharness.PhoneCall
+	}{{"A", a}, {"B", b}} {
+		select {
+		case <-p.pc.Leg.Done():
+			t.Errorf("%s's call ended (%v)", p.who, p.pc.Leg.Err())
+		default:
+		}
+	}
+	// Both re-joined the same host, one of the survivors, which placed
+	// the room once.
+	hosts := map[string]bool{}
+	for _, n := range []*nodeProc{m1, m2} {
+		lines := n.logLines("re-joining the room at its host", "room="+room, "reason=\"host lost\"")
+		if len(lines) != 1 {
+			t.Errorf("%s re-joined %d times, want once: %v", n.name, len(lines), lines)
+			continue
+		}
+		i := strings.Index(lines[0], " host=")
+		hosts[strings.Fields(lines[0][i+1:])[0]] = true
+	}
+	if len(hosts) != 1 || hosts["host=m3"] {
+		t.Errorf("the survivors re-joined %v, want one live host", hosts)
+	}
+	placed := len(m1.logLines("cluster: room placed", "room="+room)) + len(m2.logLines("cluster: room placed", "room="+room))
+	if placed != 1 {
+		t.Errorf("the survivors placed %s %d times, want once", room, placed)
+	}
+	// Each re-joined call has its room.rejoined event, from any node.
+	for _, p := range []struct {
+		who string
+		pc  *testharness.PhoneCall
+	}{{"A", a}, {"B", b}} {
+		evs := readSSE(t, "http://"+m1.http+"/api/sessions/"+p.pc.Leg.ID()+"/events", 0, func(evs []sseEvent) bool {
+			return rejoinedEvent(evs) != nil
+		})
+		d := rejoinedEvent(evs)
+		if d == nil {
+			t.Errorf("%s's call has no %s event", p.who, EventRoomRejoined)
+			continue
+		}
+		if d.Room != room || d.OldHost != "m3" || d.Reason != "host lost" || d.Host == "m3" {
+			t.Errorf("%s's %s event: %+v", p.who, EventRoomRejoined, *d)
+		}
+	}
+	// m3's own call (the silent phone's) got a node-lost CDR from a
+	// survivor.
+	waitFor(t, 20*time.Second, "a node-lost CDR for m3's own call", func() bool {
+		return len(m1.logLines("msg=cdr", "call_id="+c.Leg.ID(), `cause="node lost"`))+
+			len(m2.logLines("msg=cdr", "call_id="+c.Leg.ID(), `cause="node lost"`)) == 1
+	})
+}
+
+// rejoinedEvent is the data of the first room.rejoined signal in evs.
+func rejoinedEvent(evs []sseEvent) *RejoinedData {
+	for _, e := range evs {
+		if e.Event.Type != framework.EventSignal {
+			continue
+		}
+		var s struct {
+			Name    string       `json:"name"`
+			Payload RejoinedData `json:"payload"`
+		}
+		if json.Unmarshal(e.Event.Data, &s) == nil && s.Name == EventRoomRejoined {
+			return &s.Payload
+		}
+	}
+	return nil
+}
+
+// logTime is the time= of a node's log line (zero if it has none).
+func logTime(line string) time.Time {
+	_, rest, ok := strings.Cut(line, "time=")
+	if !ok {
+		return time.Time{}
+	}
+	ts, _, _ := strings.Cut(rest, " ")
+	t, _ := time.Parse(time.RFC3339Nano, ts)
+	return t
+}
