@@ -74,57 +74,7 @@ func TestRoomSurvivesHostDeath(t *testing.T) {
 
 	// Each phone loses the other's tone (the mixer died), then hears it
 	// again through the room's new host.
-	type back struct {
-		who   string
-		after time.Duration
-		gap   int // 20 ms frames between the last frame of the tone and its return
-	}
-	results := make(chan back, 2)
-	var wg sync.WaitGroup
-	for _, p := range []struct {
-		who  string
-		pc   *testharness.PhoneCall
-		f    float64
-		mark int
-	}{{"A on m1", a, fb, markA}, {"B on m2", b, fa, markB}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := p.pc.WaitFor(wctx, 300*time.Millisecond, func(l testharness.Listen) bool {
-				return !(l.RMS > 300 && l.Frequency >= p.f-20 && l.Frequency <= p.f+20)
-			})
-			wcancel()
-			if err != nil {
-				t.Errorf("%s still hears %.0f Hz 10 s after the host died: %v", p.who, p.f, err)
-				return
-			}
-			wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
-			_, err = p.pc.WaitTone(wctx, p.f, 20)
-			wcancel()
-			if err != nil {
-				t.Errorf("%s does not hear %.0f Hz again within 30 s of the host's death: %v", p.who, p.f, err)
-				return
-			}
-			after := time.Since(killed)
-			time.Sleep(300 * time.Millisecond)
-			heard, rate := p.pc.Heard(p.mark)
-			frames := toneFrames(heard, rate, p.f)
-			last, first := -1, -1
-			for i := range frames {
-				if frames[i] && first < 0 && last >= 0 && i > last+10 { // back after a silence, not a dropout
-					first = i
-				}
-				if frames[i] && first < 0 {
-					last = i
-				}
-			}
-			results <- back{p.who, after, first - last - 1}
-		}()
-	}
-	wg.Wait()
-	close(results)
-	for r := range results {
+	for _, r := range hearAgain(t, ctx, killed, []listener{{"A on m1", a, fb, markA}, {"B on m2", b, fa, markB}}) {
 		t.Logf("%s hears the other phone again %s after the kill (silent for %d ms)", r.who, r.after.Round(10*time.Millisecond), r.gap*20)
 		if r.after > 15*time.Second {
 			t.Errorf("%s took %s to hear the room again, want a few seconds", r.who, r.after)
@@ -225,4 +175,159 @@ func logTime(line string) time.Time {
 	ts, _, _ := strings.Cut(rest, " ")
 	t, _ := time.Parse(time.RFC3339Nano, ts)
 	return t
+}
+
+// listener is a phone that must hear freq again after a room's host died.
+type listener struct {
+	who  string
+	pc   *testharness.PhoneCall
+	freq float64
+	mark int // the recording's length at the kill
+}
+
+// heardAgain is when a listener heard its tone again.
+type heardAgain struct {
+	who   string
+	after time.Duration // since the kill
+	gap   int           // 20 ms frames between the last frame of the tone and its return
+}
+
+// hearAgain waits, for every listener at once, until it no longer hears
+// its tone (within 10 s of the kill), then until it hears it again
+// (within 30 s); it reports when, and the silence in between measured
+// on the recording.
+func hearAgain(t *testing.T, ctx context.Context, killed time.Time, ls []listener) []heardAgain {
+	t.Helper()
+	results := make(chan heardAgain, len(ls))
+	var wg sync.WaitGroup
+	for _, p := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := p.pc.WaitFor(wctx, 300*time.Millisecond, func(l testharness.Listen) bool {
+				return !(l.RMS > 300 && l.Frequency >= p.freq-20 && l.Frequency <= p.freq+20)
+			})
+			wcancel()
+			if err != nil {
+				t.Errorf("%s still hears %.0f Hz 10 s after the host died: %v", p.who, p.freq, err)
+				return
+			}
+			wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
+			_, err = p.pc.WaitTone(wctx, p.freq, 20)
+			wcancel()
+			if err != nil {
+				t.Errorf("%s does not hear %.0f Hz again within 30 s of the host's death: %v", p.who, p.freq, err)
+				return
+			}
+			after := time.Since(killed)
+			time.Sleep(300 * time.Millisecond)
+			heard, rate := p.pc.Heard(p.mark)
+			frames := toneFrames(heard, rate, p.freq)
+			last, first := -1, -1
+			for i := range frames {
+				if frames[i] && first < 0 && last >= 0 && i > last+10 { // back after a silence, not a dropout
+					first = i
+				}
+				if frames[i] && first < 0 {
+					last = i
+				}
+			}
+			results <- heardAgain{p.who, after, first - last - 1}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var out []heardAgain
+	for r := range results {
+		out = append(out, r)
+	}
+	return out
+}
+
+// A leg moved (Node.Move) into a room on another node is re-joined too
+// when that node dies. D, a phone parked on m1, is moved into room NAME
+// hosted on m3, where B (a phone on m2, through a relay) is; they hear
+// each other. m3 is killed: m1 moves D into the room at its new host and
+// m2 re-joins B there; they hear each other again, D's call still up, and
+// D's new relay call has the room.rejoined event.
+func TestMovedLegSurvivesRoomHostDeath(t *testing.T) {
+	nodes := startThree(t, "movefail")
+	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	room := roomOn(t, m1, "movesurvive", "m3")
+	call := func(uri string) *testharness.PhoneCall {
+		pc, err := phone.Call(ctx, uri)
+		if err != nil {
+			t.Fatalf("call %s: %v", uri, err)
+		}
+		t.Cleanup(func() {
+			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer hcancel()
+			_ = pc.Hangup(hctx)
+		})
+		return pc
+	}
+	const fd, fb = 700, 1200
+	b := call("sip:room-" + room + "@" + m2.sip)
+	b.Play(tone(fb))
+	d := call("sip:park@" + m1.sip)
+	d.Play(tone(fd))
+	if code := httpPost(t, "http://"+m2.http+"/api/calls/"+d.Leg.ID()+"/move?room="+room); code != 204 {
+		t.Fatalf("move D into %s: %d, want 204", room, code)
+	}
+	for _, h := range []struct {
+		who string
+		pc  *testharness.PhoneCall
+		f   float64
+	}{{"D (moved) on m1", d, fb}, {"B on m2", b, fd}} {
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		if _, err := h.pc.WaitTone(wctx, h.f, 20); err != nil {
+			t.Fatalf("%s does not hear %.0f Hz: %v", h.who, h.f, err)
+		}
+		wcancel()
+	}
+	time.Sleep(300 * time.Millisecond)
+	markD, markB := d.Mark(), b.Mark()
+	killed := time.Now()
+	m3.kill()
+	for _, r := range hearAgain(t, ctx, killed, []listener{{"D (moved) on m1", d, fb, markD}, {"B on m2", b, fd, markB}}) {
+		t.Logf("%s hears the other phone again %s after the kill (silent for %d ms)", r.who, r.after.Round(10*time.Millisecond), r.gap*20)
+	}
+	if t.Failed() {
+		return
+	}
+	select {
+	case <-d.Leg.Done():
+		t.Errorf("D's call ended (%v)", d.Leg.Err())
+	default:
+	}
+	lines := m1.logLines("moved leg re-joined its room at the new host", "room="+room)
+	if len(lines) != 1 {
+		t.Fatalf("m1 logged %d re-joins of the moved leg, want 1", len(lines))
+	}
+	// The event is on the relay call that now carries D (unless m1
+	// itself became the host: D is then in m1's room, in no call).
+	if strings.Contains(lines[0], " host=m1") {
+		t.Logf("the room's new host is m1: D moved into its room there")
+		return
+	}
+	t.Logf("the room's new host is m2: D moved into a new relay to it")
+	var relayID string
+	for _, l := range m1.logLines("leg moved to another node", "room="+room) {
+		_, rest, _ := strings.Cut(l, "relay_call_id=")
+		relayID, _, _ = strings.Cut(rest, " ")
+	}
+	evs := readSSE(t, "http://"+m2.http+"/api/sessions/"+relayID+"/events", 0, func(evs []sseEvent) bool {
+		return rejoinedEvent(evs) != nil
+	})
+	if ev := rejoinedEvent(evs); ev == nil || ev.Room != room || ev.Reason != "host lost" {
+		t.Errorf("D's new relay call %s: %s event %+v", relayID, EventRoomRejoined, ev)
+	}
 }
