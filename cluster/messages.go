@@ -40,6 +40,9 @@ type callsResp struct {
 	Calls []framework.CallInfo `json:"calls"`
 	Rooms []string             `json:"rooms,omitempty"` // the rooms live on the node
 	Users []presence.Presence  `json:"users,omitempty"` // the node's own presence roster
+	// Draining: the node is stopping; the rooms it hosts move elsewhere
+	// (Node.HandOver).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // rosterReq asks for a node's presence roster.

@@ -214,7 +214,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 	var rr *roomRelay
 	if req.Room != "" {
 		if host := n.memberBySIP(req.SIP); host != "" {
-			rr = &roomRelay{room: req.Room, host: host}
+			rr = &roomRelay{room: req.Room, host: host, hostName: n.nodeName(host)}
 			n.addRelay(rr)
 		}
 	}
@@ -237,7 +237,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		return err
 	}
 	if rr != nil {
-		rr.setOnLost(func() { go n.rejoinMoved(legID, relayID, rr.room, rr.host) })
+		rr.setOnLost(func(why string) { go n.rejoinMoved(legID, relayID, rr, why) })
 	}
 	attrs := []any{"call_id", req.LegID, "leg_id", legID, "from", from, "to", target, "relay_call_id", relayID}
 	if a, b := n.srv.Leg(legID), n.srv.Leg(relayID); a != nil && b != nil {

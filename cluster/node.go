@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -122,6 +123,8 @@ type Member struct {
 	// Rooms are the rooms live on another node (from its last call
 	// list); GET /api/cluster shows this node's own too.
 	Rooms []string `json:"rooms,omitempty"`
+	// Draining: the node is stopping and hosts no new rooms (HandOver).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // ErrCallNotFound means no node has a call with that ID.
@@ -162,6 +165,8 @@ type Node struct {
 	relayMu sync.Mutex
 	relays  map[*roomRelay]struct{} // this node's legs in rooms hosted elsewhere
 	rejoin  RejoinLimits
+	// draining: this node is stopping (HandOver): it hosts no room.
+	draining atomic.Bool
 
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
@@ -177,6 +182,8 @@ type record struct {
 	rooms []string
 	users []presence.Presence // its own presence roster
 	seen  time.Time
+	// draining: the node is stopping (its rooms move elsewhere).
+	draining bool
 }
 
 // Join starts a node for srv and joins the cluster: it listens on
@@ -284,7 +291,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 			for _, m := range t.Left {
 				left = append(left, m.Address())
 			}
-			go n.hostsLeft(left)
+			go n.hostsLeft(left, reasonHostLost)
 		}
 	})
 	sub := srv.Subscribe(cctx, framework.FromNow)
@@ -352,7 +359,10 @@ func (n *Node) Members() []Member {
 	for addr, m := range n.members {
 		mm := *m
 		if r := n.records[addr]; r != nil {
-			mm.Rooms = r.rooms
+			mm.Rooms, mm.Draining = r.rooms, r.draining
+		}
+		if mm.Self {
+			mm.Draining = n.draining.Load()
 		}
 		out = append(out, mm)
 	}

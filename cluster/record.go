@@ -75,7 +75,7 @@ func (n *Node) pushCalls() {
 
 func (n *Node) pushCallsCtx(ctx context.Context) {
 	set := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
-		Users: n.srv.Presence().LocalRoster()}
+		Users: n.srv.Presence().LocalRoster(), Draining: n.draining.Load()}
 	done := make(chan struct{})
 	count := 0
 	for _, m := range n.Members() {
@@ -103,15 +103,21 @@ func (n *Node) storeRecord(cs callsResp) {
 		calls[c.ID] = c
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if _, gone := n.lost[cs.Addr]; gone {
+		n.mu.Unlock()
 		return // a late list from a node already declared lost
 	}
-	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: cs.Users, seen: time.Now()}
+	startsDraining := cs.Draining && (n.records[cs.Addr] == nil || !n.records[cs.Addr].draining)
+	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: cs.Users, seen: time.Now(), draining: cs.Draining}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
 	n.kickRemerge()
+	n.mu.Unlock()
+	if startsDraining {
+		// Its rooms move: this node's members in them re-join elsewhere.
+		n.hostsLeft([]string{cs.Addr}, reasonHostDraining)
+	}
 }
 
 // topologyLoop follows membership: new members are sent our calls at

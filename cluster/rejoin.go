@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
@@ -40,8 +41,15 @@ type RejoinedData struct {
 	Reason  string `json:"reason"`   // why: "host lost", "relay ended: media timeout", ...
 }
 
+// Why a relay's host is given up: it left the cluster, or it is
+// stopping (HandOver).
+const (
+	reasonHostLost     = "host lost"
+	reasonHostDraining = "host draining"
+)
+
 // errHostLost is the cause a relay's attempt is cancelled with when its
-// host leaves the cluster.
+// host leaves the cluster or starts draining.
 var errHostLost = errors.New("cluster: the room's host left the cluster")
 
 // RejoinLimits bound the re-joins of one member: at most Max within
@@ -101,6 +109,7 @@ func (b *rejoinBudget) take(now time.Time) (bool, time.Duration) {
 type relayEnd struct {
 	CallerGone bool   // the member hung up, or its flow's ctx ended
 	HostLost   bool   // the host left the cluster (or is leaving)
+	HostReason string // reasonHostLost or reasonHostDraining
 	Err        error  // the Dial's error (nil when the relay was up and ended)
 	Cause      string // the relay leg's end cause ("remote hangup", "media timeout", ...)
 }
@@ -112,7 +121,10 @@ func decideRejoin(e relayEnd) (bool, string) {
 	case e.CallerGone:
 		return false, ""
 	case e.HostLost:
-		return true, "host lost"
+		if e.HostReason != "" {
+			return true, e.HostReason
+		}
+		return true, reasonHostLost
 	case e.Err != nil:
 		if finalDialError(e.Err) {
 			return false, ""
@@ -136,49 +148,54 @@ func finalDialError(err error) bool {
 
 // roomRelay is one leg of this node in a room hosted elsewhere.
 type roomRelay struct {
-	room string
-	host string // the host's remote address
+	room     string
+	host     string // the host's remote address
+	hostName string
 
 	mu     sync.Mutex
-	lost   bool
-	onLost func() // called once, when the host leaves
+	lost   string             // why the host was given up; "" while it hosts
+	onLost func(why string) // called once, when the host leaves or drains
 }
 
-// hostLost marks the relay's host gone and calls its onLost once.
-func (r *roomRelay) hostLost() {
+// hostLost marks the relay's host given up (why: reasonHostLost, ...)
+// and calls its onLost once.
+func (r *roomRelay) hostLost(why string) {
 	r.mu.Lock()
-	if r.lost {
+	if r.lost != "" {
 		r.mu.Unlock()
 		return
 	}
-	r.lost = true
+	r.lost = why
 	f := r.onLost
 	r.mu.Unlock()
 	if f != nil {
-		f()
+		f(why)
 	}
 }
 
-// setOnLost sets what happens when the host leaves; if it has left
+// setOnLost sets what happens when the host is given up; if it has been
 // already, f runs now.
-func (r *roomRelay) setOnLost(f func()) {
+func (r *roomRelay) setOnLost(f func(why string)) {
 	r.mu.Lock()
 	r.onLost = f
 	lost := r.lost
 	r.mu.Unlock()
-	if lost {
-		f()
+	if lost != "" {
+		f(lost)
 	}
 }
 
-// addRelay registers r; if its host is no member any more, r is told at
-// once.
+// addRelay registers r; if its host is no member any more, or drains, r
+// is told at once.
 func (n *Node) addRelay(r *roomRelay) {
 	n.relayMu.Lock()
 	n.relays[r] = struct{}{}
 	n.relayMu.Unlock()
-	if !n.isMember(r.host) {
-		r.hostLost()
+	switch {
+	case !n.isMember(r.host):
+		r.hostLost(reasonHostLost)
+	case n.isDraining(r.host):
+		r.hostLost(reasonHostDraining)
 	}
 }
 
@@ -188,8 +205,9 @@ func (n *Node) removeRelay(r *roomRelay) {
 	n.relayMu.Unlock()
 }
 
-// hostsLeft tells every relay whose host is one of addrs.
-func (n *Node) hostsLeft(addrs []string) {
+// hostsLeft tells every relay whose host is one of addrs that its host
+// is given up (why: reasonHostLost, reasonHostDraining).
+func (n *Node) hostsLeft(addrs []string, why string) {
 	if len(addrs) == 0 {
 		return
 	}
@@ -202,8 +220,8 @@ func (n *Node) hostsLeft(addrs []string) {
 	}
 	n.relayMu.Unlock()
 	for _, r := range hit {
-		n.log.Warn("cluster: the host of a room this node relays to left; re-joining", "room", r.room, "host_addr", r.host)
-		r.hostLost()
+		n.log.Warn("cluster: the host of a room this node relays to is gone; re-joining", "room", r.room, "host_addr", r.host, "reason", why)
+		r.hostLost(why)
 	}
 }
 
@@ -215,6 +233,17 @@ func (n *Node) isMember(addr string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.members[addr] != nil
+}
+
+// isDraining says whether the member at addr is stopping (HandOver).
+func (n *Node) isDraining(addr string) bool {
+	if addr == n.self {
+		return n.draining.Load()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.records[addr]
+	return r != nil && r.draining
 }
 
 // memberBySIP is the remote address of the member whose SIP address is
@@ -231,8 +260,9 @@ func (n *Node) memberBySIP(sipAddr string) string {
 }
 
 // rejoinHost asks room's grain for the room's host until it names a live
-// member other than gone ("" for any): the grain's node may not have seen
-// the old host leave yet. Bounded by the limits' Asks and AskWindow.
+// member, not draining, other than gone ("" for any): the grain's node
+// may not have seen the old host leave yet. Bounded by the limits' Asks
+// and AskWindow.
 func (n *Node) rejoinHost(ctx context.Context, room, gone string) (Member, error) {
 	lim := n.rejoin
 	deadline := time.Now().Add(lim.AskWindow)
@@ -242,7 +272,7 @@ func (n *Node) rejoinHost(ctx context.Context, room, gone string) (Member, error
 		h, err := n.RoomHost(actx, room)
 		cancel()
 		if err == nil {
-			if (gone == "" || h.Addr != gone) && n.isMember(h.Addr) && (h.Self || h.SIP != "") {
+			if (gone == "" || h.Addr != gone) && n.isMember(h.Addr) && !n.isDraining(h.Addr) && (h.Self || h.SIP != "") {
 				return h, nil
 			}
 			err = fmt.Errorf("the grain names %s (%s), which is no live member", h.Node, h.Addr)
@@ -334,8 +364,12 @@ func (n *Node) relayOnce(ctx context.Context, c *framework.Call, room string, ho
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var why atomic.Value
 	r := &roomRelay{room: room, host: host.Addr}
-	r.setOnLost(func() { cancel(errHostLost) })
+	r.setOnLost(func(reason string) {
+		why.Store(reason)
+		cancel(errHostLost)
+	})
 	n.addRelay(r)
 	defer n.removeRelay(r)
 
@@ -357,7 +391,8 @@ func (n *Node) relayOnce(ctx context.Context, c *framework.Call, room string, ho
 	case ctx.Err() != nil || c.Context().Err() != nil || errors.Is(err, framework.ErrHangup):
 		return relayEnd{CallerGone: true, Err: err}
 	case errors.Is(context.Cause(actx), errHostLost):
-		return relayEnd{HostLost: true}
+		reason, _ := why.Load().(string)
+		return relayEnd{HostLost: true, HostReason: reason}
 	case err != nil:
 		return relayEnd{Err: err}
 	}
@@ -416,7 +451,8 @@ func endCause(data any) string {
 // call relayID to the host that left) into the room at its new host:
 // Node.Move's path, from this node. Bounded by the limits; when every
 // attempt fails the old relay is hung up (with the leg).
-func (n *Node) rejoinMoved(legID, relayID, room, oldHost string) {
+func (n *Node) rejoinMoved(legID, relayID string, old *roomRelay, why string) {
+	room, oldHost := old.room, old.host
 	ctx, cancel := context.WithTimeout(n.ctx, n.rejoin.AskWindow+10*time.Second)
 	defer cancel()
 	budget := rejoinBudget{lim: n.rejoin}
@@ -444,7 +480,7 @@ func (n *Node) rejoinMoved(legID, relayID, room, oldHost string) {
 			if err = n.moveLocal(ctx, req); err == nil {
 				n.log.Info("cluster: moved leg re-joined its room at the new host", "leg_id", legID, "room", room, "host", host.Node)
 				if !host.Self {
-					n.signalMovedRejoin(ctx, legID, RejoinedData{Room: room, Host: host.Node, OldHost: nameOf(nil, oldHost), Reason: "host lost"})
+					n.signalMovedRejoin(ctx, legID, RejoinedData{Room: room, Host: host.Node, OldHost: old.hostName, Reason: why})
 				}
 				return
 			}
@@ -474,4 +510,68 @@ func (n *Node) signalMovedRejoin(ctx context.Context, legID string, data Rejoine
 			n.log.Debug("cluster: re-join signal", "leg_id", legID, "error", err)
 		}
 	}
+}
+
+// nodeName is the name of the node at addr, as far as this node knows.
+func (n *Node) nodeName(addr string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m := n.members[addr]; m != nil && m.Node != "" {
+		return m.Node
+	}
+	if r := n.records[addr]; r != nil && r.node != "" {
+		return r.node
+	}
+	return addr
+}
+
+// HandOver moves the rooms this node hosts to other nodes before it
+// stops (switchboard serve calls it on SIGTERM, before the server
+// drains). The node tells the others it is draining (its call list,
+// sent to every member at once): room grains then place its rooms anew
+// on a node that is not draining, and the other nodes' members of those
+// rooms re-join them there. Its own members of those rooms are moved
+// into the rooms at their new hosts through relay calls, which the drain
+// lets run like any other call. It returns once every member here was
+// moved or ctx ended; later calls do nothing. A room's recording and
+// mixer state stay behind: the room at its new host starts anew.
+func (n *Node) HandOver(ctx context.Context) {
+	if n.draining.Swap(true) {
+		return
+	}
+	start := time.Now()
+	n.pushCallsCtx(ctx)
+	moved, failed := 0, 0
+	for _, room := range n.srv.Rooms() {
+		members, err := n.srv.RoomMembers(ctx, room)
+		if err != nil {
+			n.log.Warn("cluster: hand-over: room members", "room", room, "error", err)
+			continue
+		}
+		var local []string
+		for _, m := range members {
+			// A relay from another node: that node re-joins its member.
+			if !strings.HasPrefix(m.User, RoomUserPrefix) {
+				local = append(local, m.ID)
+			}
+		}
+		if len(local) == 0 {
+			continue
+		}
+		host, err := n.rejoinHost(ctx, room, n.self)
+		if err != nil {
+			n.log.Warn("cluster: hand-over: no other host for the room; its members stay here for the drain", "room", room, "error", err)
+			failed += len(local)
+			continue
+		}
+		for _, id := range local {
+			if err := n.moveLocal(ctx, moveReq{LegID: id, Room: room, SIP: host.SIP}); err != nil {
+				n.log.Warn("cluster: hand-over: member not moved", "room", room, "leg_id", id, "host", host.Node, "error", err)
+				failed++
+				continue
+			}
+			moved++
+		}
+	}
+	n.log.Info("cluster: rooms handed over", "moved", moved, "failed", failed, "took", time.Since(start).Round(time.Millisecond).String())
 }

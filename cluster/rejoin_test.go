@@ -106,18 +106,18 @@ func TestHostsLeftTellsTheRelaysOfThatHost(t *testing.T) {
 		count *atomic.Int32
 	}{{c, &toC1}, {c, &toC2}, {d, &toD}} {
 		rr := &roomRelay{room: "red", host: r.host}
-		rr.setOnLost(func() { r.count.Add(1) })
+		rr.setOnLost(func(string) { r.count.Add(1) })
 		n.addRelay(rr)
 	}
-	n.hostsLeft([]string{c})
-	n.hostsLeft([]string{c, "10.0.0.9:1"})
+	n.hostsLeft([]string{c}, reasonHostLost)
+	n.hostsLeft([]string{c, "10.0.0.9:1"}, reasonHostLost)
 	if toC1.Load() != 1 || toC2.Load() != 1 || toD.Load() != 0 {
 		t.Errorf("relays told: to C %d and %d, to D %d; want 1, 1, 0", toC1.Load(), toC2.Load(), toD.Load())
 	}
 	delete(n.members, c)
 	var late atomic.Int32
 	rr := &roomRelay{room: "red", host: c}
-	rr.setOnLost(func() { late.Add(1) })
+	rr.setOnLost(func(string) { late.Add(1) })
 	n.addRelay(rr)
 	if late.Load() != 1 {
 		t.Errorf("a relay registered to a host already gone was told %d times, want 1", late.Load())
@@ -125,9 +125,9 @@ func TestHostsLeftTellsTheRelaysOfThatHost(t *testing.T) {
 	// A relay whose host left before it knew what to do runs it when set.
 	rr = &roomRelay{room: "red", host: d}
 	n.addRelay(rr)
-	n.hostsLeft([]string{d})
+	n.hostsLeft([]string{d}, reasonHostDraining)
 	var set atomic.Int32
-	rr.setOnLost(func() { set.Add(1) })
+	rr.setOnLost(func(string) { set.Add(1) })
 	if set.Load() != 1 || toD.Load() != 1 {
 		t.Errorf("after D left: the late callback ran %d times, the early one %d; want 1, 1", set.Load(), toD.Load())
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -330,4 +331,152 @@ func TestMovedLegSurvivesRoomHostDeath(t *testing.T) {
 	if ev := rejoinedEvent(evs); ev == nil || ev.Room != room || ev.Reason != "host lost" {
 		t.Errorf("D's new relay call %s: %s event %+v", relayID, EventRoomRejoined, ev)
 	}
+}
+
+// SIGTERM to a node hosting a room hands the room over before the node
+// drains. Room NAME is hosted on m3 (--drain 30s); A (700 Hz, on m1) and
+// B (1200 Hz, on m2) are in it through relays, C (silent) on m3 itself.
+// m3 gets SIGTERM: m1 and m2 re-join the room at a new host at once
+// (reason "host draining"), m3 moves C there through a relay, so A and B
+// hear each other and C hears both while m3 drains; the grain names the
+// new host. A second SIGTERM ends the drain: C gets BYE, m3 leaves, A and
+// B go on hearing each other, and nobody writes a node-lost CDR.
+func TestRoomHandedOverOnDrain(t *testing.T) {
+	nodes := startThreeWith(t, "roomdrain", map[int][]string{2: {"--drain", "30s"}})
+	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	room := roomOn(t, m1, "drained", "m3")
+	call := func(n *nodeProc) *testharness.PhoneCall {
+		pc, err := phone.Call(ctx, "sip:room-"+room+"@"+n.sip)
+		if err != nil {
+			t.Fatalf("call room-%s on %s: %v", room, n.name, err)
+		}
+		t.Cleanup(func() {
+			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer hcancel()
+			_ = pc.Hangup(hctx)
+		})
+		return pc
+	}
+	const fa, fb = 700, 1200
+	c := call(m3)
+	c.Play(media.Silence(100 * time.Second))
+	a, b := call(m1), call(m2)
+	a.Play(tone(fa))
+	b.Play(tone(fb))
+	hears := func(who string, pc *testharness.PhoneCall, f float64) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		defer wcancel()
+		if _, err := pc.WaitTone(wctx, f, 20); err != nil {
+			t.Fatalf("%s does not hear %.0f Hz: %v", who, f, err)
+		}
+	}
+	hears("A on m1", a, fb)
+	hears("B on m2", b, fa)
+
+	time.Sleep(300 * time.Millisecond)
+	markA, markB := a.Mark(), b.Mark()
+	if err := m3.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "m3 to hand its rooms over", func() bool {
+		return len(m3.logLines("cluster: rooms handed over")) == 1
+	})
+	handed := m3.logLines("cluster: rooms handed over")[0]
+	t.Logf("m3: %s", handed[strings.Index(handed, "msg="):])
+	if !strings.Contains(handed, "moved=1 failed=0") {
+		t.Errorf("m3 handed over %q, want its one member moved", handed)
+	}
+	hosts := map[string]bool{}
+	for _, n := range []*nodeProc{m1, m2} {
+		var lines []string
+		waitFor(t, 10*time.Second, n.name+" to re-join "+room, func() bool {
+			lines = n.logLines("re-joining the room at its host", "room="+room, `reason="host draining"`)
+			return len(lines) > 0
+		})
+		i := strings.Index(lines[0], " host=")
+		hosts[strings.Fields(lines[0][i+1:])[0]] = true
+	}
+	if len(hosts) != 1 || hosts["host=m3"] {
+		t.Fatalf("m1 and m2 re-joined %v, want one host other than m3", hosts)
+	}
+	hears("A after the hand-over", a, fb)
+	hears("B after the hand-over", b, fa)
+	time.Sleep(time.Second) // some audio after the hand-over
+	for _, l := range []listener{{"A", a, fb, markA}, {"B", b, fa, markB}} {
+		heard, rate := l.pc.Heard(l.mark)
+		t.Logf("%s missed at most %d ms of the other's tone during the hand-over", l.who, longestGap(toneFrames(heard, rate, l.freq))*20)
+	}
+	// C, drained on m3 but moved into the room at its new host, hears both.
+	waitFor(t, 10*time.Second, "C on the draining m3 to hear A and B", func() bool {
+		from := max(0, c.Mark()-8000) // the last second
+		return c.ToneShare(from, fa) > 0.2 && c.ToneShare(from, fb) > 0.2
+	})
+	var where struct {
+		Member
+	}
+	getJSON(t, "http://"+m1.http+"/api/rooms/"+room, &where)
+	if where.Node == "m3" || !hosts["host="+where.Node] {
+		t.Errorf("the grain names %q as %s's host, want the one everyone re-joined (%v)", where.Node, room, hosts)
+	}
+
+	// End the drain: C goes, the room goes on without m3.
+	if err := m3.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Leg.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("C got no BYE when m3's drain ended")
+	}
+	select {
+	case <-m3.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("m3 did not exit")
+	}
+	for _, n := range []*nodeProc{m1, m2} {
+		waitFor(t, 10*time.Second, n.name+" to see 2 members", func() bool { return len(n.members(t)) == 2 })
+	}
+	time.Sleep(time.Second)
+	markA, markB = a.Mark(), b.Mark()
+	time.Sleep(time.Second)
+	if s := a.ToneShare(markA, fb); s < 0.5 {
+		t.Errorf("after m3 left, A hears B's tone in %.2f of its audio", s)
+	}
+	if s := b.ToneShare(markB, fa); s < 0.5 {
+		t.Errorf("after m3 left, B hears A's tone in %.2f of its audio", s)
+	}
+	for _, n := range []*nodeProc{m1, m2} {
+		if l := n.logLines(`cause="node lost"`); len(l) > 0 {
+			t.Errorf("%s wrote a node-lost CDR for a node that drained: %s", n.name, l[0])
+		}
+		if l := n.logLines("re-joining the room at its host", "room="+room); len(l) != 1 {
+			t.Errorf("%s re-joined %d times, want once (at the hand-over): %v", n.name, len(l), l)
+		}
+	}
+}
+
+// longestGap is the longest run of frames without the tone between the
+// first and the last frame with it.
+func longestGap(frames []bool) int {
+	longest, run, seen := 0, 0, false
+	for _, ok := range frames {
+		switch {
+		case ok:
+			if seen {
+				longest = max(longest, run)
+			}
+			seen, run = true, 0
+		case seen:
+			run++
+		}
+	}
+	return longest
 }

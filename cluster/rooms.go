@@ -79,18 +79,19 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 }
 
 // where returns the room's host, placing the room on first use or when
-// its host has left.
+// its host has left or is draining.
 func (g *roomGrain) where() roomHost {
 	n := g.n
 	if g.host != "" {
-		if h, ok := n.hostInfo(g.host); ok {
+		h, ok := n.hostInfo(g.host)
+		if ok && !n.isDraining(g.host) {
 			return h
 		}
-		n.log.Info("cluster: room's host left; placing it again", "room", g.room, "old_host", g.host)
+		n.log.Info("cluster: room's host left or is draining; placing it again", "room", g.room, "old_host", g.host)
 	}
 	g.host = n.liveRoomHost(g.room)
 	if g.host == "" {
-		g.host = n.self
+		g.host = n.placement()
 	}
 	h, _ := n.hostInfo(g.host)
 	n.log.Info("cluster: room placed", "room", g.room, "host", h.Node, "host_addr", h.Addr)
@@ -111,19 +112,42 @@ func (n *Node) hostInfo(addr string) (roomHost, bool) {
 	return roomHost{Node: m.Node, Addr: addr, SIP: m.SIP}, true
 }
 
-// liveRoomHost is the address of a member with a live room of that name:
-// this node, or one whose last list names it ("" if none).
+// liveRoomHost is the address of a member, not draining, with a live
+// room of that name: this node, or one whose last list names it ("" if
+// none).
 func (n *Node) liveRoomHost(room string) string {
-	if slices.Contains(n.srv.Rooms(), room) {
+	if !n.draining.Load() && slices.Contains(n.srv.Rooms(), room) {
 		return n.self
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	best := ""
 	for addr, r := range n.records {
-		if n.members[addr] != nil && slices.Contains(r.rooms, room) && (best == "" || addr < best) {
+		if n.members[addr] != nil && !r.draining && slices.Contains(r.rooms, room) && (best == "" || addr < best) {
 			best = addr
 		}
+	}
+	return best
+}
+
+// placement is where a grain on this node places a new room: this node,
+// unless it is draining; then the member with the lowest address that is
+// not draining and has announced its SIP address (this node when there
+// is none).
+func (n *Node) placement() string {
+	if !n.draining.Load() {
+		return n.self
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	best := ""
+	for addr, m := range n.members {
+		if r := n.records[addr]; addr != n.self && m.SIP != "" && r != nil && !r.draining && (best == "" || addr < best) {
+			best = addr
+		}
+	}
+	if best == "" {
+		return n.self
 	}
 	return best
 }

@@ -23,12 +23,19 @@ import (
 // their SIP addresses.
 func startThree(t *testing.T, prefix string) []*nodeProc {
 	t.Helper()
+	return startThreeWith(t, prefix, nil)
+}
+
+// startThreeWith is startThree with extra flags for some nodes (by index).
+func startThreeWith(t *testing.T, prefix string, extra map[int][]string) []*nodeProc {
+	t.Helper()
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
 	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
 	var nodes []*nodeProc
 	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
+		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
+			rtpMin: 40000 + 2000*i, extra: extra[i]}))
 	}
 	for _, n := range nodes {
 		waitFor(t, 20*time.Second, n.name+" to see 3 members with their SIP addresses", func() bool {
