@@ -153,7 +153,7 @@ type roomRelay struct {
 	hostName string
 
 	mu     sync.Mutex
-	lost   string             // why the host was given up; "" while it hosts
+	lost   string           // why the host was given up; "" while it hosts
 	onLost func(why string) // called once, when the host leaves or drains
 }
 
