@@ -501,15 +501,18 @@ func (n *Node) signalMovedRejoin(ctx context.Context, legID string, data Rejoine
 	if l == nil {
 		return
 	}
-	id, ok := strings.CutPrefix(l.Where(), "call:")
-	if !ok {
+	where := l.Where()
+	id, ok := strings.CutPrefix(where, "call:")
+	c := n.srv.Call(id)
+	if !ok || c == nil {
+		n.log.Warn("cluster: re-join signal: the moved leg is in no call", "leg_id", legID, "where", where)
 		return
 	}
-	if c := n.srv.Call(id); c != nil {
-		if err := c.Signal(ctx, EventRoomRejoined, data); err != nil {
-			n.log.Debug("cluster: re-join signal", "leg_id", legID, "error", err)
-		}
+	if err := c.Signal(ctx, EventRoomRejoined, data); err != nil {
+		n.log.Warn("cluster: re-join signal", "leg_id", legID, "call_id", id, "error", err)
+		return
 	}
+	n.log.Info("cluster: re-join signalled", "leg_id", legID, "call_id", id)
 }
 
 // nodeName is the name of the node at addr, as far as this node knows.

@@ -325,11 +325,13 @@ func TestMovedLegSurvivesRoomHostDeath(t *testing.T) {
 		_, rest, _ := strings.Cut(l, "relay_call_id=")
 		relayID, _, _ = strings.Cut(rest, " ")
 	}
-	evs := readSSE(t, "http://"+m2.http+"/api/sessions/"+relayID+"/events", 0, func(evs []sseEvent) bool {
+	// Read on m1: the relay's far end on m2 (answered by RoomHandler) is a
+	// call with the same ID there (the SIP Call-ID), which m2 would serve.
+	evs := readSSE(t, "http://"+m1.http+"/api/sessions/"+relayID+"/events", 0, func(evs []sseEvent) bool {
 		return rejoinedEvent(evs) != nil
 	})
 	if ev := rejoinedEvent(evs); ev == nil || ev.Room != room || ev.Reason != "host lost" {
-		t.Errorf("D's new relay call %s: %s event %+v", relayID, EventRoomRejoined, ev)
+		t.Errorf("D's new relay call %s: %s event %+v; m1 logged %q", relayID, EventRoomRejoined, ev, m1.logLines("re-join signal"))
 	}
 }
 
