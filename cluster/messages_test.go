@@ -88,6 +88,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		{msgWhereRoom, `{"room":"red"}`},
 		{msgEvents, `{"session":"room:red","from":7,"max":256,"wait_ms":5000}`},
 		{msgCallSet, `{"addr":"a","calls":[],"rooms":["red","blue"]}`},
+		{msgCallSet, `{"addr":"a","calls":[],"rooms":["red"],"draining":true}`},
+		{msgCallSet, `{"addr":"a","calls":[],"draining":"yes"}`},
 		{msgCallSet, `{"addr":"a","calls":[],"users":[{"user":"alice","status":"on-call","online":1,"since":"2026-11-30T06:00:00Z"}]}`},
 		{"x", `{}`},
 	} {

@@ -219,8 +219,11 @@ func (n *Node) hostsLeft(addrs []string, why string) {
 		}
 	}
 	n.relayMu.Unlock()
+	if len(hit) > 0 {
+		n.log.Warn("cluster: the host of rooms this node relays to is gone; re-joining their members", "hosts", addrs,
+			"members", len(hit), "reason", why)
+	}
 	for _, r := range hit {
-		n.log.Warn("cluster: the host of a room this node relays to is gone; re-joining", "room", r.room, "host_addr", r.host, "reason", why)
 		r.hostLost(why)
 	}
 }
@@ -544,6 +547,10 @@ func (n *Node) HandOver(ctx context.Context) {
 	}
 	start := time.Now()
 	n.pushCallsCtx(ctx)
+	if n.placement() == n.self {
+		n.log.Info("cluster: no other node to hand rooms over to; they stay here for the drain")
+		return
+	}
 	moved, failed := 0, 0
 	for _, room := range n.srv.Rooms() {
 		members, err := n.srv.RoomMembers(ctx, room)
