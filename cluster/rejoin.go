@@ -126,8 +126,8 @@ func decideRejoin(e relayEnd) (bool, string) {
 		}
 		return true, reasonHostLost
 	case e.Err != nil:
-		if finalDialError(e.Err) {
-			return false, ""
+		if finalDialError(e.Err) || errors.Is(e.Err, framework.ErrLegMoved) {
+			return false, "" // a final answer, or the relay leg was moved away on purpose
 		}
 		return true, "relay failed: " + e.Err.Error()
 	case e.Cause == "" || e.Cause == "remote hangup":

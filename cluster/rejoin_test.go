@@ -37,6 +37,7 @@ func TestDecideRejoin(t *testing.T) {
 		{"no such route on the host (404)", relayEnd{Err: status(404)}, false, ""},
 		{"busy everywhere (600)", relayEnd{Err: status(600)}, false, ""},
 		{"busy", relayEnd{Err: sip.ErrBusy}, false, ""},
+		{"the relay leg was moved elsewhere", relayEnd{Err: framework.ErrLegMoved}, false, ""},
 		{"a network error", relayEnd{Err: errors.New("sendto: connection refused")}, true, "relay failed: sendto: connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
