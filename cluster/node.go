@@ -102,6 +102,10 @@ type Options struct {
 	SyncInterval time.Duration
 	// RequestTimeout bounds one request to another node (default 3 s).
 	RequestTimeout time.Duration
+	// Rejoin bounds the re-joins of this node's members of rooms whose
+	// host died or drains (zero fields: 5 a minute, backoff 250 ms
+	// doubling to 2 s, a live host sought for 20 s, 1 s per ask).
+	Rejoin RejoinLimits
 	// OnLostCall receives the CDRs this node writes for calls of a lost
 	// node (cause CauseNodeLost); each such CDR is logged as well.
 	OnLostCall func(framework.CDR)
@@ -248,7 +252,7 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 	n = &Node{srv: srv, opts: opts, log: log, netLog: slog.New(sip.NewLimitedHandler(log.Handler(), 5)), system: system, self: self, ctx: cctx, cancel: cancel,
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
-		topo: make(chan *pcluster.ClusterTopology, 64), relays: map[*roomRelay]struct{}{}, rejoin: defaultRejoinLimits, watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
+		topo: make(chan *pcluster.ClusterTopology, 64), relays: map[*roomRelay]struct{}{}, rejoin: opts.Rejoin.withDefaults(), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()

@@ -53,10 +53,10 @@ const (
 var errHostLost = errors.New("cluster: the room's host left the cluster")
 
 // RejoinLimits bound the re-joins of one member: at most Max within
-// Window, each waiting Backoff (doubled after each, at most MaxBackoff)
-// before it asks the grain; finding a live host takes at most Asks
-// requests to the grain within AskWindow, each answered within
-// AskTimeout.
+// Window; the first at once, the next after Backoff, doubled after each
+// (at most MaxBackoff); finding a live host takes at most Asks requests
+// to the grain within AskWindow, each answered within AskTimeout. Zero
+// fields take the defaults (Options.Rejoin).
 type RejoinLimits struct {
 	Max        int
 	Window     time.Duration
@@ -68,8 +68,30 @@ type RejoinLimits struct {
 }
 
 // defaultRejoinLimits: five re-joins a minute, the first at once.
-var defaultRejoinLimits = RejoinLimits{Max: 5, Window: time.Minute, Backoff: 0, MaxBackoff: 2 * time.Second,
+var defaultRejoinLimits = RejoinLimits{Max: 5, Window: time.Minute, Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second,
 	Asks: 40, AskWindow: 20 * time.Second, AskTimeout: time.Second}
+
+// withDefaults fills l's zero fields from defaultRejoinLimits.
+func (l RejoinLimits) withDefaults() RejoinLimits {
+	d := defaultRejoinLimits
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	if l.Max <= 0 {
+		l.Max = d.Max
+	}
+	if l.Asks <= 0 {
+		l.Asks = d.Asks
+	}
+	set(&l.Window, d.Window)
+	set(&l.Backoff, d.Backoff)
+	set(&l.MaxBackoff, d.MaxBackoff)
+	set(&l.AskWindow, d.AskWindow)
+	set(&l.AskTimeout, d.AskTimeout)
+	return l
+}
 
 // rejoinBudget counts one member's re-joins in a sliding window.
 type rejoinBudget struct {
@@ -93,9 +115,6 @@ func (b *rejoinBudget) take(now time.Time) (bool, time.Duration) {
 	wait := time.Duration(0)
 	if len(b.times) > 0 {
 		wait = b.lim.Backoff
-		if wait <= 0 {
-			wait = 250 * time.Millisecond
-		}
 		for range len(b.times) - 1 {
 			wait *= 2
 		}

@@ -79,8 +79,16 @@ func TestRejoinBudget(t *testing.T) {
 			}
 		})
 	}
-	if ok, _ := (&rejoinBudget{lim: defaultRejoinLimits}).take(t0); !ok {
-		t.Error("the default limits allow no re-join")
+	def := RejoinLimits{}.withDefaults()
+	if def != defaultRejoinLimits {
+		t.Errorf("zero limits with defaults = %+v, want %+v", def, defaultRejoinLimits)
+	}
+	if got := (RejoinLimits{Max: 2, AskTimeout: time.Minute}).withDefaults(); got.Max != 2 || got.AskTimeout != time.Minute || got.Window != time.Minute {
+		t.Errorf("set limits lost or defaults not filled: %+v", got)
+	}
+	b := rejoinBudget{lim: def}
+	if ok, wait := b.take(t0); !ok || wait != 0 {
+		t.Errorf("the default limits' first re-join: %v after %s, want at once", ok, wait)
 	}
 }
 
