@@ -4,10 +4,11 @@
 // node actors, rooms as cluster identities (a grain per room names its
 // host; when the host dies or drains, the members on the other nodes
 // re-join the room at the host the grain names next), and from any
-// node: every node's calls listed, any call hung up by ID, any leg moved into any room or call, any call's or room's events
-// read in the owner's order, presence merged over the nodes, a user
-// registered on any node reached, and the calls of a node that died ended
-// with a CDR written by a survivor.
+// node: every node's calls listed, any call hung up by ID, any leg moved
+// into any room or call, any call's or room's events read in the owner's
+// order, presence merged over the nodes, a user registered on any node
+// reached, and the calls of a node that died ended with a CDR written by
+// a survivor.
 //
 // It sits between framework and cmd/switchboard: it uses the framework's
 // public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer,
