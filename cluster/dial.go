@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 		// as a guest's (as a caller from elsewhere calling the user)
 		// instead of challenging a caller ID that claims its own domain.
 		so.FromHost = relayFromHost
+		so.Headers = mergeHeaders(so.Headers, d.n.relayHeaders(UserUserPrefix+target))
 		leg, err := d.n.srv.Agent().DialURI(ctx, uri, so)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: dial %s through %s: %w", target, via, err)
@@ -75,7 +77,7 @@ func (d contactDialer) Dial(ctx context.Context, target string, opts framework.D
 	// Ring the first (newest) contact; forking to several contacts of a
 	// user is the registering node's job when it dials itself.
 	b := usable[0]
-	so.Destination, so.Transport = b.Source.String(), "UDP"
+	so.Destination, so.Transport, so.Route = b.Source.String(), "UDP", b.Path
 	leg, err := d.n.srv.Agent().DialURI(ctx, b.Contact, so)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", target, b.Contact, err)
@@ -169,4 +171,14 @@ func (n *Node) UserHandler() framework.Handler {
 		c.Logger().Info("cluster: could not reach a user for another node", "user", user, "error", err)
 		return c.Reject(ctx, 480)
 	})
+}
+
+// mergeHeaders returns a's headers with b's added (b wins).
+func mergeHeaders(a, b map[string]string) map[string]string {
+	if len(a) == 0 {
+		return b
+	}
+	m := maps.Clone(a)
+	maps.Copy(m, b)
+	return m
 }

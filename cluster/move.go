@@ -218,7 +218,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 			n.addRelay(rr)
 		}
 	}
-	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, n.relayFlow(relay, rr)); err != nil {
+	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(user)}, n.relayFlow(relay, rr)); err != nil {
 		if rr != nil {
 			n.removeRelay(rr)
 		}

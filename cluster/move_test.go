@@ -49,7 +49,7 @@ func TestMoveCallerIntoRoomOnAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p1.Hangup(context.Background()) }()
-	p2, err := phone.Call(ctx, "sip:"+RoomUserPrefix+"demo@"+nodes[1].sip)
+	p2, err := callRelay(ctx, phone, RoomUserPrefix+"demo", nodes[1].sip)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,6 +111,11 @@ type Options struct {
 	// OnLostCall receives the CDRs this node writes for calls of a lost
 	// node (cause CauseNodeLost); each such CDR is logged as well.
 	OnLostCall func(framework.CDR)
+	// Secret, when set (at least 16 bytes, the same on every node),
+	// signs the relay calls nodes place to each other (RelayHeader); a
+	// relay without a valid signature is refused. Without it relays are
+	// accepted from members' SIP addresses (see MembersOnly).
+	Secret []byte
 	// Logger receives the node's log lines (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -141,9 +147,10 @@ const actorName = "switchboard-node"
 
 // Node is this server's membership in a cluster.
 type Node struct {
-	srv  *framework.Server
-	opts Options
-	log  *slog.Logger
+	srv    *framework.Server
+	opts   Options
+	log    *slog.Logger
+	signer *relaySigner // nil without Options.Secret
 	// netLog is log, rate-limited: for bad input from other nodes.
 	netLog *slog.Logger
 
@@ -212,6 +219,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 			return nil, fmt.Errorf("cluster: join %s: %w", opts.Name, err)
 		}
 	}
+	if len(opts.Secret) > 0 && len(opts.Secret) < minSecret {
+		return nil, fmt.Errorf("cluster: join %s: the secret has %d bytes, want at least %d", opts.Name, len(opts.Secret), minSecret)
+	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = 2 * time.Second
 	}
@@ -254,6 +264,11 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		dirty: make(chan struct{}, 1), members: map[string]*Member{self: {Node: opts.Node, Addr: self, Self: true}},
 		records: map[string]*record{}, lost: map[string]time.Time{}, ended: map[string]struct{}{},
 		topo: make(chan *pcluster.ClusterTopology, 64), watchers: map[*PresenceWatch]struct{}{}, fed: map[string]struct{}{}, remergeCh: make(chan struct{}, 1)}
+	if len(opts.Secret) > 0 {
+		n.signer = &relaySigner{key: bytes.Clone(opts.Secret)}
+	} else {
+		log.Warn("cluster: no secret: the remote port takes any connection and relay calls between nodes are accepted by source address only (set one with --cluster-secret-file)", "remote", self)
+	}
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), actorName); err != nil {
 		cancel()
 		system.Shutdown()
@@ -272,7 +287,13 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		}
 	})
 	rooms := pcluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return &roomGrain{n: n} }))
-	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port),
+	ropts, err := remoteOptions(opts.Secret)
+	if err != nil {
+		cancel()
+		system.Shutdown()
+		return nil, err
+	}
+	cfg := pcluster.Configure(opts.Name, provider, disthash.New(), remote.Configure(host, port, ropts...),
 		pcluster.WithRequestTimeout(opts.RequestTimeout), pcluster.WithKinds(rooms))
 	n.cl = pcluster.New(system, cfg)
 	n.prov = provider

@@ -78,6 +78,46 @@ type nodeSpec struct {
 	autoPeers   []string
 	rtpMin      int
 	extra       []string
+	env         []string // added to the process's environment
+	// noSecret runs the node without the tests' cluster secret (relays
+	// checked by source address, plain gRPC between nodes).
+	noSecret bool
+}
+
+// testSecret is the cluster secret test nodes run with (as production
+// should), unless their spec says noSecret.
+const testSecret = "test-cluster-secret-0123456789"
+
+// startCluster starts etcd and n etcd nodes of a new cluster named after
+// prefix, called nodePrefix1..n, with tmpl's extra flags, environment
+// and secret choice (each its own RTP range), and waits until every node
+// sees all n members with their SIP addresses.
+func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec, perNode ...func(i int, s *nodeSpec)) []*nodeProc {
+	t.Helper()
+	bin := switchboardBinary(t)
+	ep := startEtcd(t)
+	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	var nodes []*nodeProc
+	for i := range n {
+		s := tmpl
+		s.name, s.clusterName, s.provider, s.etcd, s.rtpMin = fmt.Sprintf("%s%d", nodePrefix, i+1), name, "etcd", ep, 40000+2000*i
+		for _, f := range perNode {
+			f(i, &s)
+		}
+		nodes = append(nodes, startNode(t, bin, s))
+	}
+	for _, nd := range nodes {
+		waitFor(t, 20*time.Second, fmt.Sprintf("%s to see %d members with their SIP addresses", nd.name, n), func() bool {
+			ms := nd.members(t)
+			for _, m := range ms {
+				if m.SIP == "" && !m.Self {
+					return false
+				}
+			}
+			return len(ms) == n
+		})
+	}
+	return nodes
 }
 
 // startNode runs a node and waits until it answers /readyz.
@@ -101,6 +141,11 @@ func startNode(t *testing.T, bin string, s nodeSpec) *nodeProc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, args...)
+	env := s.env
+	if !s.noSecret {
+		env = append(env, "SWITCHBOARD_CLUSTER_SECRET="+testSecret)
+	}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", s.name, err)

@@ -408,7 +408,7 @@ func (n *Node) relayOnce(ctx context.Context, c *framework.Call, room string, ho
 		<-done
 		sub.Close()
 	}()
-	err := c.Dial(actx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second})
+	err := c.Dial(actx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(RoomUserPrefix + room)})
 	switch {
 	case ctx.Err() != nil || c.Context().Err() != nil || errors.Is(err, framework.ErrHangup):
 		return relayEnd{CallerGone: true, Err: err}

@@ -23,32 +23,20 @@ import (
 // their SIP addresses.
 func startThree(t *testing.T, prefix string) []*nodeProc {
 	t.Helper()
-	return startThreeWith(t, prefix, nil)
+	return startThreeSecret(t, prefix, true)
 }
 
 // startThreeWith is startThree with extra flags for some nodes (by index).
 func startThreeWith(t *testing.T, prefix string, extra map[int][]string) []*nodeProc {
 	t.Helper()
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: extra[i]}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members with their SIP addresses", func() bool {
-			ms := n.members(t)
-			for _, m := range ms {
-				if m.SIP == "" && !m.Self {
-					return false
-				}
-			}
-			return len(ms) == 3
-		})
-	}
-	return nodes
+	return startCluster(t, prefix, "m", 3, nodeSpec{}, func(i int, s *nodeSpec) { s.extra = append(s.extra, extra[i]...) })
+}
+
+// startThreeSecret starts three etcd nodes, with the tests' cluster secret
+// or without one.
+func startThreeSecret(t *testing.T, prefix string, secret bool) []*nodeProc {
+	t.Helper()
+	return startCluster(t, prefix, "m", 3, nodeSpec{noSecret: !secret})
 }
 
 func tone(f float64) media.Source {
@@ -60,7 +48,7 @@ func tone(f float64) media.Source {
 // phone speaks in turn and both others must hear it: with a room per
 // node, the phones on the two non-hosts would not hear each other.
 func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
-	nodes := startThree(t, "rooms")
+	nodes := startThreeSecret(t, "rooms", false) // the source-address check (TestSignedRelays has the signatures)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
@@ -68,9 +56,10 @@ func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer phone.Close()
-	// The relay routes between nodes are for members only: a caller from
-	// an address that is no member's SIP address (127.0.0.2 here, every
-	// node is on 127.0.0.1) gets 403 for each of them.
+	// Without a cluster secret the relay routes between nodes are for
+	// members' addresses only: a caller from an address that is no
+	// member's SIP address (127.0.0.2 here, every node is on 127.0.0.1)
+	// gets 403 for each of them.
 	stranger, err := testharness.NewPhone(testharness.PhoneOptions{Addr: "127.0.0.2:0", RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +345,7 @@ func TestRoomGrainAdoptsALiveRoom(t *testing.T) {
 	}
 	defer phone.Close()
 	// P1 opens the room on m1 itself (not through the grain).
-	p1, err := phone.Call(ctx, "sip:"+RoomUserPrefix+room+"@"+m1.sip)
+	p1, err := callRelay(ctx, phone, RoomUserPrefix+room, m1.sip)
 	if err != nil {
 		t.Fatal(err)
 	}

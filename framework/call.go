@@ -24,6 +24,7 @@ type Call struct {
 	user   string
 	trunk  string
 	source netip.Addr
+	hdr    headerReader // the first leg's signalling, if it has headers (SIP)
 	auth   string
 	from   string
 	caller CallerID
@@ -69,6 +70,20 @@ func (c *Call) Trunk() string { return c.trunk }
 // front), or the zero Addr when the transport does not say (browsers,
 // calls the server placed).
 func (c *Call) SignalingSource() netip.Addr { return c.source }
+
+// headerReader is signalling that keeps the request that started it.
+type headerReader interface{ Header(name string) string }
+
+// Header returns the first value of the named header of the SIP INVITE
+// that started the call ("" when absent, and for browser calls and calls
+// the server placed): a trunk's X- headers, User-to-User, and the like.
+// Header values come from the network: check them before trusting them.
+func (c *Call) Header(name string) string {
+	if c.hdr == nil {
+		return ""
+	}
+	return c.hdr.Header(name)
+}
 
 // AuthUser returns the directory user the caller authenticated as (SIP
 // digest on the INVITE), or "" for an unauthenticated caller. Use it

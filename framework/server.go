@@ -534,7 +534,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 		}
 	}
 	c := &Call{
-		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), source: sourceOf(sig), auth: auth, caller: caller,
+		id: sig.ID(), user: sig.User(), from: sig.From(), to: sig.To(), trunk: trunkOf(sig), source: sourceOf(sig), hdr: headersOf(sig), auth: auth, caller: caller,
 		srv: s, root: s.root, log: log, ctx: ctx, tts: s.tts, start: time.Now(),
 		stream: NewEventLog(sig.ID(), s.cfg.EventReplay),
 	}
@@ -700,6 +700,13 @@ func sourceOf(sig Signaling) netip.Addr {
 		return s.SignalingSource()
 	}
 	return netip.Addr{}
+}
+
+func headersOf(sig Signaling) headerReader {
+	if h, ok := sig.(headerReader); ok {
+		return h
+	}
+	return nil
 }
 
 func trunkOf(sig Signaling) string {

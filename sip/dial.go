@@ -89,6 +89,11 @@ type DialOptions struct {
 	// of the request URI's host: the source address of a registration
 	// behind NAT.
 	Destination string
+	// Route is a preloaded route set (RFC 3261 8.1.2), name-addrs such as
+	// "<sip:proxy.example;lr>", sent as Route headers; without a
+	// Destination the INVITE goes to the first one's host. Dialling a
+	// registered user sets it to the registration's Path (RFC 3327).
+	Route []string
 	// Transport forces "UDP", "TCP", "TLS", "WS" or "WSS".
 	Transport string
 	// SRTP makes the call offer RTP/SAVP with SDES keys (SRTPRequired,
@@ -152,6 +157,7 @@ func (a *Agent) fork(ctx context.Context, user string, bindings []Binding, opts 
 	for _, b := range bindings {
 		o := opts
 		o.Destination, o.Transport = a.routeTo(b)
+		o.Route = b.Path
 		o.presenceUser = user
 		go func() {
 			leg, err := a.DialURI(fctx, b.Contact, o)
@@ -268,6 +274,12 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	}
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(transport)
+	for _, r := range opts.Route {
+		req.AppendHeader(sip.NewHeader("Route", r))
+	}
+	if opts.Destination == "" && len(opts.Route) > 0 {
+		opts.Destination = routeHost(opts.Route[0])
+	}
 	if opts.Destination != "" {
 		req.SetDestination(opts.Destination)
 	}
@@ -495,3 +507,21 @@ func answerConfig(body []byte, offered []CryptoAttr, policy SRTPPolicy) (media.S
 // matching the typed outcome (ErrBusy, ...) the code maps to. The
 // framework rebuilds a status that crossed an actor boundary with it.
 func NewStatusError(code int, reason string) *StatusError { return statusError(code, reason) }
+
+// routeHost is the host:port a Route name-addr ("<sip:h:p;lr>") sends to
+// (port 5060 when it has none), or "" when it does not parse.
+func routeHost(route string) string {
+	v := strings.TrimSpace(route)
+	if i, j := strings.IndexByte(v, '<'), strings.IndexByte(v, '>'); i >= 0 && j > i {
+		v = v[i+1 : j]
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(v, &u); err != nil || u.Host == "" {
+		return ""
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
+}

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -25,6 +26,11 @@ type Binding struct {
 	Expires   time.Time
 	CallID    string
 	CSeq      uint32
+	// Path is the REGISTER's Path header values, outermost first (RFC
+	// 3327): the proxies between the registrar and the phone (Kamailio in
+	// front of the nodes). Requests to the contact carry them as a
+	// preloaded route set.
+	Path []string `json:",omitempty"`
 }
 
 // Registrar is the location service: REGISTER with digest authentication
@@ -135,7 +141,17 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		defExpires = time.Duration(n) * time.Second
 	}
-	fixContact(req)
+	path, err := pathOf(req)
+	if err != nil {
+		log.Warn("sip: bad REGISTER", "problem", err.Error())
+		respond(400, "Bad Request ("+err.Error()+")")
+		return
+	}
+	if len(path) == 0 {
+		// With a Path the proxy that added it reaches the phone (its
+		// received address, behind NAT); the Contact stays as sent.
+		fixContact(req)
+	}
 	contacts := req.GetHeaders("Contact")
 	r.mu.Lock()
 	current := r.liveLocked(user)
@@ -177,7 +193,7 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 		current = kept
 		if exp > 0 {
 			current = append(current, Binding{User: user, Contact: uri, Source: src, Transport: req.Transport(),
-				Expires: r.now().Add(exp), CallID: callIDOf(req), CSeq: req.CSeq().SeqNo})
+				Expires: r.now().Add(exp), CallID: callIDOf(req), CSeq: req.CSeq().SeqNo, Path: path})
 		}
 	}
 	if len(current) > r.MaxContacts {
@@ -195,6 +211,12 @@ func (r *Registrar) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
 	now := r.now()
 	for _, b := range current {
 		ok.AppendHeader(sip.NewHeader("Contact", fmt.Sprintf("<%s>;expires=%d", b.Contact, int(b.Expires.Sub(now).Seconds()+0.5))))
+	}
+	if len(path) > 0 && hasOptionTag(req, "Supported", "path") {
+		// RFC 3327 5.3: the stored Path goes back to a UA that supports it.
+		for _, p := range path {
+			ok.AppendHeader(sip.NewHeader("Path", p))
+		}
 	}
 	ok.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	if err := tx.Respond(ok); err != nil {
@@ -311,4 +333,66 @@ func (r *Registrar) fail(src netip.Addr, user string, log *slog.Logger, msg stri
 	if r.Limiter.Fail(src, user) {
 		log.Warn("sip: source blocked after repeated failures", "ip", src.String(), "for", r.Limiter.BlockedFor(src))
 	}
+}
+
+// maxPath bounds the Path entries and bytes a REGISTER may carry.
+const (
+	maxPathEntries = 8
+	maxPathBytes   = 2048
+)
+
+// pathOf returns a REGISTER's Path header values in order (a header
+// holding several comma-separated entries gives each), each a
+// "<sip:...;lr>" name-addr; an error for a malformed or oversized Path.
+func pathOf(req *sip.Request) ([]string, error) {
+	var out []string
+	size := 0
+	for _, h := range req.GetHeaders("Path") {
+		for _, v := range splitNameAddrs(h.Value()) {
+			v = strings.TrimSpace(v)
+			if !strings.HasPrefix(v, "<") || !strings.Contains(v, ">") {
+				return nil, fmt.Errorf("path %q is no <URI>", clip(v, 60))
+			}
+			var u sip.Uri
+			if err := sip.ParseUri(v[1:strings.IndexByte(v, '>')], &u); err != nil || u.Host == "" {
+				return nil, fmt.Errorf("path %q is no SIP URI", clip(v, 60))
+			}
+			size += len(v)
+			out = append(out, v)
+			if len(out) > maxPathEntries || size > maxPathBytes {
+				return nil, errors.New("path too long")
+			}
+		}
+	}
+	return out, nil
+}
+
+// splitNameAddrs splits a header value at the commas outside <...> and
+// quotes.
+func splitNameAddrs(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"' && (i == 0 || v[i-1] != '\\'):
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>' && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, v[start:])
+}
+
+// clip shortens s to n bytes for an error message.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

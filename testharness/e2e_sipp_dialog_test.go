@@ -1,7 +1,6 @@
 package testharness_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -284,7 +283,7 @@ func TestSIPpByeWhileOurReinvitePending(t *testing.T) {
 type sippUAS struct {
 	port int
 	dir  string // its working directory (-trace_counts files)
-	out  bytes.Buffer
+	out  testharness.LockedBuffer
 	done chan error
 }
 
@@ -307,6 +306,7 @@ func startSIPpUAS(t *testing.T, ctx context.Context, name string, args ...string
 		t.Fatal(err)
 	}
 	go func() { u.done <- cmd.Wait() }()
+	testharness.WaitUDPBound(t, u.port, 10*time.Second)
 	return u
 }
 

@@ -186,7 +186,6 @@ func TestSIPpTransfersTheCaller(t *testing.T) {
 	defer cancel()
 	carol := newPhoneWith(t, testharness.PhoneOptions{RTPPortMin: 41500, RTPPortMax: 41999})
 	uas := startSIPpUAS(t, ctx, "uas_send_refer.xml", "-key", "target", carol.URI("carol"), "-mp", "32400", "-rtp_echo")
-	time.Sleep(300 * time.Millisecond) // SIPp binds its port
 	srv := startServer(t, framework.Config{}, transferFlow(func() string { return uas.uri("bob") }, make(chan error, 1)))
 	h := testharness.New(t, srv)
 	h.Own(carol)

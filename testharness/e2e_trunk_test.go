@@ -1,7 +1,6 @@
 package testharness_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -39,14 +38,14 @@ func TestDialThroughTrunkWith407(t *testing.T) {
 	msgFile := filepath.Join(t.TempDir(), "carrier-messages.log")
 	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario("carrier_407.xml"), "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", "32400", "-rtp_echo",
 		"-m", "1", "-timeout", "30s", "-nostdin", "-trace_msg", "-message_file", msgFile, "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log"))
-	var out bytes.Buffer
+	var out testharness.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	sippDone := make(chan error, 1)
 	go func() { sippDone <- cmd.Wait() }()
-	time.Sleep(300 * time.Millisecond) // let SIPp bind
+	testharness.WaitUDPBound(t, port, 10*time.Second)
 
 	phone := newPhone(t)
 	call, err := phone.Call(ctx, uri(srv, "pstn"))
@@ -124,7 +123,6 @@ func TestTrunkRegistersAndUnregisters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	uas := startSIPpUAS(t, ctx, "registrar_401.xml", "-key", "user", "acme", "-key", "pass", "tr-secret")
-	time.Sleep(300 * time.Millisecond) // SIPp binds its port
 	cfg := framework.Config{SIPAddr: "127.0.0.1:0", HTTPAddr: "-", RTPPortMin: 30000, RTPPortMax: 30999, Logger: testLogger(t),
 		Trunks: []sip.Trunk{{Name: "carrier", Host: "127.0.0.1", Port: uas.port, Username: "acme", Password: "tr-secret", Register: true}}}
 	srv, err := framework.NewServer(cfg, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error { return nil }))

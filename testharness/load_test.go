@@ -104,13 +104,13 @@ func TestLoadAgainstSIPpUAS(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-rtp_echo", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", "32400", "-nostdin")
 	cmd.Dir = t.TempDir()
-	var out bytes.Buffer
+	var out testharness.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); _ = cmd.Wait() }()
-	time.Sleep(300 * time.Millisecond) // SIPp binds its socket
+	testharness.WaitUDPBound(t, port, 10*time.Second)
 	sc := &testharness.Scenario{Target: fmt.Sprintf("sip:load@127.0.0.1:%d", port), Rate: 2, Duration: 3 * time.Second,
 		Hold: testharness.Hold{Min: 2 * time.Second}, Seed: 1, Steps: []testharness.Step{
 			{Kind: testharness.StepPlayTone, Freq: 1000, Duration: time.Minute},

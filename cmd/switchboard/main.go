@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -94,6 +95,7 @@ func serve(args []string) error {
 	clusterAddr := fs.String("cluster-addr", "127.0.0.1:0", "host:port the cluster's remote messaging listens on (other nodes connect to it)")
 	nodeName := fs.String("node-name", "", "this node's name in the cluster (default: --cluster-addr)")
 	autoPort := fs.Int("automanaged-port", 0, "this node's health port, with --cluster-provider automanaged")
+	secretFile := fs.String("cluster-secret-file", "", "file holding the cluster's shared secret (≥ 16 bytes, same on every node) that signs relay calls between nodes; default: $SWITCHBOARD_CLUSTER_SECRET, else relays are accepted from members' addresses only")
 	autoPeers := fs.String("automanaged-peers", "", "comma-separated host:port of every node's --automanaged-port, with --cluster-provider automanaged")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -261,8 +263,13 @@ func serve(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--cluster-provider: %w", err)
 		}
+		secret, err := clusterSecret(*secretFile)
+		if err != nil {
+			return err
+		}
 		node, err = cluster.Join(ctx, srv, cluster.Options{Name: *clusterName, Node: *nodeName, Addr: *clusterAddr,
-			Provider: prov, Etcd: splitList(*etcdAddrs), AutomanagedPort: *autoPort, AutomanagedPeers: splitList(*autoPeers), Logger: log})
+			Provider: prov, Etcd: splitList(*etcdAddrs), AutomanagedPort: *autoPort, AutomanagedPeers: splitList(*autoPeers),
+			Secret: secret, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -416,4 +423,24 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// clusterSecret reads --cluster-secret-file (surrounding white space
+// trimmed), else $SWITCHBOARD_CLUSTER_SECRET; nil when neither is set.
+func clusterSecret(file string) ([]byte, error) {
+	if file == "" {
+		if v := strings.TrimSpace(os.Getenv("SWITCHBOARD_CLUSTER_SECRET")); v != "" {
+			return []byte(v), nil
+		}
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-secret-file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--cluster-secret-file %s is empty", file)
+	}
+	return b, nil
 }

@@ -29,12 +29,15 @@ etcd --name local --data-dir "$DIR/etcd" \
 pids+=($!)
 for _ in $(seq 50); do curl -sf http://127.0.0.1:23790/health >/dev/null && break; sleep 0.2; done
 
+# One secret for the run: the nodes sign the relay calls they place to
+# each other with it (see docs/scale-out.md).
+head -c 24 /dev/urandom | base64 >"$DIR/cluster.secret"
 : >"$DIR/dispatcher.list"
 for i in $(seq "$N"); do
   "$BIN" serve --sip-addr "127.0.0.1:$((5070 + i))" --http-addr "127.0.0.1:$((8080 + i))" \
     --tls-addr - --webrtc-addr - --data-dir - --rtp-ports "$((20000 + i * 4000))-$((23999 + i * 4000))" \
     --guest-calls -1 --guest-rate -1 --max-pending-invites -1 \
-    --cluster local --cluster-provider etcd --etcd 127.0.0.1:23790 \
+    --cluster local --cluster-provider etcd --etcd 127.0.0.1:23790 --cluster-secret-file "$DIR/cluster.secret" \
     --cluster-addr "127.0.0.1:$((7080 + i))" --node-name "node$i" >"$DIR/node$i.log" 2>&1 &
   pids+=($!)
   echo "1 sip:127.0.0.1:$((5070 + i)) 0 0" >>"$DIR/dispatcher.list"
