@@ -50,6 +50,9 @@ type callsResp struct {
 	// Relays are the node's relay legs to other nodes and the calls
 	// holding them: the far end of each is a call there with the leg's ID.
 	Relays []relayRef `json:"relays,omitempty"`
+	// Draining: the node is stopping; the rooms it hosts move elsewhere
+	// (Node.HandOver).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // relayRef is one relay leg a node placed to another node, and the call

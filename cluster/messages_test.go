@@ -101,6 +101,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		{msgWhereRoom, `{"room":"red"}`},
 		{msgEvents, `{"session":"room:red","from":7,"max":256,"wait_ms":5000}`},
 		{msgCallSet, `{"addr":"a","calls":[],"rooms":["red","blue"]}`},
+		{msgCallSet, `{"addr":"a","calls":[],"rooms":["red"],"draining":true}`},
+		{msgCallSet, `{"addr":"a","calls":[],"draining":"yes"}`},
 		{msgCallSet, `{"addr":"a","calls":[],"users":[{"user":"alice","status":"on-call","online":1,"since":"2026-11-30T06:00:00Z"}]}`},
 		{msgCallSet, `{"addr":"a","users":[{"user":"alice","status":"ringing","dialogs":[{"id":"c1","call_id":"c1","direction":"recipient","state":"early","local":"sip:alice@h","remote":"sip:bob@x","local_tag":"t1"}]}],"roster_seq":7,"roster_full":true}`},
 		{msgCallSet, `{"addr":"a","users":[{"user":"bob","dialogs":[{"id":"x","state":"confirmed","direction":"initiator"}]}],"roster_seq":3,"roster_base":2,"relays":[{"leg":"j","call":"k"}]}`},

@@ -209,7 +209,19 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		user = CallUserPrefix + req.Call
 	}
 	target := "sip:" + user + "@" + req.SIP
-	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(user)}, relayFlow(relay)); err != nil {
+	// A leg moved into a room on another node is re-joined to the room
+	// elsewhere when that node leaves the cluster (rejoin.go).
+	var rr *roomRelay
+	if req.Room != "" {
+		if host := n.memberBySIP(req.SIP); host != "" {
+			rr = &roomRelay{room: req.Room, host: host, hostName: n.nodeName(host)}
+			n.addRelay(rr)
+		}
+	}
+	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(user)}, n.relayFlow(relay, rr)); err != nil {
+		if rr != nil {
+			n.removeRelay(rr)
+		}
 		return err
 	}
 	var relayID string
@@ -225,6 +237,9 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		}
 		return err
 	}
+	if rr != nil {
+		rr.setOnLost(func(why string) { go n.rejoinMoved(legID, relayID, rr, why) })
+	}
 	attrs := []any{"call_id", req.LegID, "leg_id", legID, "from", from, "to", target, "relay_call_id", relayID}
 	if a, b := n.srv.Leg(legID), n.srv.Leg(relayID); a != nil && b != nil {
 		// framework bridges two legs by passing packets through when the
@@ -239,9 +254,13 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 }
 
 // relayFlow runs the call that carries a moved leg to another node's
-// room: it reports its ID, then ends the call as soon as either leg ends.
-func relayFlow(id chan<- string) framework.HandlerFunc {
+// room: it reports its ID, then ends the call as soon as either leg ends
+// or the moved leg moves out; rr (nil for a call) is forgotten then.
+func (n *Node) relayFlow(id chan<- string, rr *roomRelay) framework.HandlerFunc {
 	return func(ctx context.Context, c *framework.Call) error {
+		if rr != nil {
+			defer n.removeRelay(rr)
+		}
 		id <- c.ID()
 		self := "call:" + c.ID()
 		for ev := range c.Events() {

@@ -2,11 +2,13 @@
 // protoactor-go's cluster: membership through a real provider (etcd, or
 // automanaged for tests without etcd), remote messages between the nodes'
 // node actors, rooms as cluster identities (a grain per room names its
-// host), and from any node: every node's calls listed, any call hung up by
-// ID, any leg moved into any room or call, any call's or room's events
-// read in the owner's order, presence merged over the nodes, a user
-// registered on any node reached, and the calls of a node that died ended
-// with a CDR written by a survivor.
+// host; when the host dies or drains, the members on the other nodes
+// re-join the room at the host the grain names next), and from any
+// node: every node's calls listed, any call hung up by ID, any leg moved
+// into any room or call, any call's or room's events read in the owner's
+// order, presence merged over the nodes, a user registered on any node
+// reached, and the calls of a node that died ended with a CDR written by
+// a survivor.
 //
 // It sits between framework and cmd/switchboard: it uses the framework's
 // public API only (Server.Calls, Server.Call, Server.Subscribe, AddDialer,
@@ -26,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -101,6 +104,10 @@ type Options struct {
 	SyncInterval time.Duration
 	// RequestTimeout bounds one request to another node (default 3 s).
 	RequestTimeout time.Duration
+	// Rejoin bounds the re-joins of this node's members of rooms whose
+	// host died or drains (zero fields: 5 a minute, backoff 250 ms
+	// doubling to 2 s, a live host sought for 20 s, 1 s per ask).
+	Rejoin RejoinLimits
 	// OnLostCall receives the CDRs this node writes for calls of a lost
 	// node (cause CauseNodeLost); each such CDR is logged as well.
 	OnLostCall func(framework.CDR)
@@ -135,6 +142,8 @@ type Member struct {
 	// Rooms are the rooms live on another node (from its last call
 	// list); GET /api/cluster shows this node's own too.
 	Rooms []string `json:"rooms,omitempty"`
+	// Draining: the node is stopping and hosts no new rooms (HandOver).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // ErrCallNotFound means no node has a call with that ID.
@@ -177,7 +186,11 @@ type Node struct {
 	roster rosterSender // guarded by pushMu
 
 	relayMu  sync.Mutex
-	relayOut map[string]relayLeg // this node's relay legs to other nodes, by leg ID (made on first use)
+	relayOut map[string]relayLeg     // this node's relay legs to other nodes, by leg ID (made on first use)
+	relays   map[*roomRelay]struct{} // this node's legs in rooms hosted elsewhere
+	rejoin   RejoinLimits
+	// draining: this node is stopping (HandOver): it hosts no room.
+	draining atomic.Bool
 
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
@@ -199,6 +212,8 @@ type record struct {
 	// relays maps its relay legs to other nodes to the calls holding them.
 	relays map[string]string
 	seen   time.Time
+	// draining: the node is stopping (its rooms move elsewhere).
+	draining bool
 }
 
 // Join starts a node for srv and joins the cluster: it listens on
@@ -276,6 +291,9 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		system.Shutdown()
 		return nil, fmt.Errorf("cluster: join %s: node actor: %w", opts.Name, err)
 	}
+	// Members of rooms hosted elsewhere (no message reaches the node actor
+	// before the member starts below).
+	n.relays, n.rejoin = map[*roomRelay]struct{}{}, opts.Rejoin.withDefaults()
 	system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
 			select {
@@ -310,6 +328,19 @@ func Join(ctx context.Context, srv *framework.Server, opts Options) (n *Node, er
 		system.Shutdown()
 		return nil, fmt.Errorf("cluster: join %s via %v: %w", opts.Name, opts.Provider, err)
 	}
+	// Subscribed after the member started, this handler runs after
+	// protoactor's own (its PID cache and disthash's placement drop a
+	// member that left), so a room grain asked from here is asked of a
+	// live member.
+	system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*pcluster.ClusterTopology); ok && len(t.Left) > 0 {
+			left := make([]string, 0, len(t.Left))
+			for _, m := range t.Left {
+				left = append(left, m.Address())
+			}
+			go n.hostsLeft(left, reasonHostLost)
+		}
+	})
 	sub := srv.Subscribe(cctx, framework.FromNow)
 	n.wg.Add(5)
 	go n.watchPresence()
@@ -375,7 +406,10 @@ func (n *Node) Members() []Member {
 	for addr, m := range n.members {
 		mm := *m
 		if r := n.records[addr]; r != nil {
-			mm.Rooms = r.rooms
+			mm.Rooms, mm.Draining = r.rooms, r.draining
+		}
+		if mm.Self {
+			mm.Draining = n.draining.Load()
 		}
 		out = append(out, mm)
 	}

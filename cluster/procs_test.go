@@ -92,7 +92,7 @@ const testSecret = "test-cluster-secret-0123456789"
 // prefix, called nodePrefix1..n, with tmpl's extra flags, environment
 // and secret choice (each its own RTP range), and waits until every node
 // sees all n members with their SIP addresses.
-func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec) []*nodeProc {
+func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec, perNode ...func(i int, s *nodeSpec)) []*nodeProc {
 	t.Helper()
 	bin := switchboardBinary(t)
 	ep := startEtcd(t)
@@ -101,6 +101,9 @@ func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec)
 	for i := range n {
 		s := tmpl
 		s.name, s.clusterName, s.provider, s.etcd, s.rtpMin = fmt.Sprintf("%s%d", nodePrefix, i+1), name, "etcd", ep, 40000+2000*i
+		for _, f := range perNode {
+			f(i, &s)
+		}
 		nodes = append(nodes, startNode(t, bin, s))
 	}
 	for _, nd := range nodes {

@@ -83,7 +83,7 @@ func (n *Node) pushCallsCtx(ctx context.Context) {
 	}
 	rp := n.roster.next(entries)
 	base := callsResp{Node: n.opts.Node, Addr: n.self, SIP: n.sipAddr(), Calls: n.srv.Calls(), Rooms: n.srv.Rooms(),
-		Relays: n.relayRefs(), RosterSeq: rp.seq}
+		Relays: n.relayRefs(), RosterSeq: rp.seq, Draining: n.draining.Load()}
 	full, delta := base, base
 	full.Users, full.RosterFull = rp.full, true
 	delta.Users, delta.RosterBase = rp.delta, rp.base
@@ -139,13 +139,6 @@ func (n *Node) pushCallsCtx(ctx context.Context) {
 	}
 }
 
-// isMember reports whether addr is a member now.
-func (n *Node) isMember(addr string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.members[addr] != nil
-}
-
 // storeRecord keeps another node's call list and applies its roster;
 // the answer asks for the whole roster when a delta cannot be applied.
 func (n *Node) storeRecord(cs callsResp) callSetAck {
@@ -158,25 +151,32 @@ func (n *Node) storeRecord(cs callsResp) callSetAck {
 		relays[r.Leg] = r.Call
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if _, gone := n.lost[cs.Addr]; gone {
+		n.mu.Unlock()
 		return callSetAck{} // a late list from a node already declared lost
 	}
 	var users map[string]presence.Entry
 	var have uint64
-	if old := n.records[cs.Addr]; old != nil {
+	old := n.records[cs.Addr]
+	if old != nil {
 		users, have = old.users, old.rosterSeq
 	}
+	startsDraining := cs.Draining && (old == nil || !old.draining)
 	users, have, ok := applyRoster(users, have, cs)
 	if !ok {
 		n.netLog.Debug("cluster: a roster delta out of step; asking for the whole roster", "from", cs.Addr, "have", have, "base", cs.RosterBase)
 	}
 	n.records[cs.Addr] = &record{node: cs.Node, sip: cs.SIP, calls: calls, rooms: cs.Rooms, users: users, rosterSeq: have,
-		relays: relays, seen: time.Now()}
+		relays: relays, seen: time.Now(), draining: cs.Draining}
 	if m := n.members[cs.Addr]; m != nil {
 		m.Node, m.SIP = cs.Node, cs.SIP
 	}
 	n.kickRemerge()
+	n.mu.Unlock()
+	if startsDraining {
+		// Its rooms move: this node's members in them re-join elsewhere.
+		n.hostsLeft([]string{cs.Addr}, reasonHostDraining)
+	}
 	return callSetAck{NeedRoster: !ok}
 }
 

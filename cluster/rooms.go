@@ -79,18 +79,19 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 }
 
 // where returns the room's host, placing the room on first use or when
-// its host has left.
+// its host has left or is draining.
 func (g *roomGrain) where() roomHost {
 	n := g.n
 	if g.host != "" {
-		if h, ok := n.hostInfo(g.host); ok {
+		h, ok := n.hostInfo(g.host)
+		if ok && !n.isDraining(g.host) {
 			return h
 		}
-		n.log.Info("cluster: room's host left; placing it again", "room", g.room, "old_host", g.host)
+		n.log.Info("cluster: room's host left or is draining; placing it again", "room", g.room, "old_host", g.host)
 	}
 	g.host = n.liveRoomHost(g.room)
 	if g.host == "" {
-		g.host = n.self
+		g.host = n.placement()
 	}
 	h, _ := n.hostInfo(g.host)
 	n.log.Info("cluster: room placed", "room", g.room, "host", h.Node, "host_addr", h.Addr)
@@ -111,19 +112,42 @@ func (n *Node) hostInfo(addr string) (roomHost, bool) {
 	return roomHost{Node: m.Node, Addr: addr, SIP: m.SIP}, true
 }
 
-// liveRoomHost is the address of a member with a live room of that name:
-// this node, or one whose last list names it ("" if none).
+// liveRoomHost is the address of a member, not draining, with a live
+// room of that name: this node, or one whose last list names it ("" if
+// none).
 func (n *Node) liveRoomHost(room string) string {
-	if slices.Contains(n.srv.Rooms(), room) {
+	if !n.draining.Load() && slices.Contains(n.srv.Rooms(), room) {
 		return n.self
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	best := ""
 	for addr, r := range n.records {
-		if n.members[addr] != nil && slices.Contains(r.rooms, room) && (best == "" || addr < best) {
+		if n.members[addr] != nil && !r.draining && slices.Contains(r.rooms, room) && (best == "" || addr < best) {
 			best = addr
 		}
+	}
+	return best
+}
+
+// placement is where a grain on this node places a new room: this node,
+// unless it is draining; then the member with the lowest address that is
+// not draining and has announced its SIP address (this node when there
+// is none).
+func (n *Node) placement() string {
+	if !n.draining.Load() {
+		return n.self
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	best := ""
+	for addr, m := range n.members {
+		if r := n.records[addr]; addr != n.self && m.SIP != "" && r != nil && !r.draining && (best == "" || addr < best) {
+			best = addr
+		}
+	}
+	if best == "" {
+		return n.self
 	}
 	return best
 }
@@ -158,59 +182,6 @@ func (n *Node) RoomHost(ctx context.Context, room string) (Member, error) {
 		return Member{}, fmt.Errorf("cluster: room %s: where: %w", room, &errRemote{r.Reason, r.Message})
 	}
 	return Member{}, fmt.Errorf("cluster: room %s: where: unexpected answer %T", room, res)
-}
-
-// JoinRoom puts the call's caller into the cluster room of that name,
-// wherever the cluster hosts it: with framework's Join when this node is
-// the host, else by dialling the host (RoomUserPrefix+room, answered by
-// RoomHandler there) and bridging the caller to that relay leg — RTP
-// between the two media engines, passed through without transcoding
-// when both legs use the same codec. It returns as Join does when the
-// caller hangs up, and nil when the host ends the relay.
-func (n *Node) JoinRoom(ctx context.Context, c *framework.Call, room string, opts framework.JoinOptions) error {
-	host, err := n.RoomHost(ctx, room)
-	if err != nil {
-		return err
-	}
-	if host.Self {
-		return c.Join(ctx, room, opts)
-	}
-	if host.SIP == "" {
-		return fmt.Errorf("cluster: join %s: host %s has not announced its SIP address yet", room, host.Addr)
-	}
-	c.Logger().Info("cluster: joining a room on another node", "room", room, "host", host.Node)
-	if err := c.Answer(ctx); err != nil {
-		return err
-	}
-	sub := c.Subscribe(ctx, framework.FromNow)
-	go n.logRelayCodecs(ctx, c, sub, room)
-	defer sub.Close()
-	return c.Dial(ctx, "sip:"+RoomUserPrefix+room+"@"+host.SIP, framework.DialOptions{Timeout: 10 * time.Second, Headers: n.relayHeaders(RoomUserPrefix + room)})
-}
-
-// logRelayCodecs remembers the relay leg once it is bridged (Node.Calls
-// lists the room's end of it with this call) and logs both legs' codecs
-// and so whether their audio passes through untouched (framework bridges
-// two legs of the same codec and rate by forwarding packets).
-func (n *Node) logRelayCodecs(ctx context.Context, c *framework.Call, sub *framework.Subscription, room string) {
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type != framework.EventLegBridged {
-			continue
-		}
-		legs, err := c.Legs(ctx)
-		if err != nil || len(legs) != 2 {
-			return
-		}
-		n.trackRelay(legs[1].ID(), c.ID())
-		a, b := legs[0].Codec(), legs[1].Codec()
-		c.Logger().Info("cluster: relay to the room's host bridged", "room", room, "leg_id", legs[1].ID(),
-			"codec", a, "relay_codec", b, "passthrough", a == b)
-		return
-	}
 }
 
 // JoinRoomHandler is a flow that joins every call to the cluster room

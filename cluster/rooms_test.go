@@ -26,6 +26,12 @@ func startThree(t *testing.T, prefix string) []*nodeProc {
 	return startThreeSecret(t, prefix, true)
 }
 
+// startThreeWith is startThree with extra flags for some nodes (by index).
+func startThreeWith(t *testing.T, prefix string, extra map[int][]string) []*nodeProc {
+	t.Helper()
+	return startCluster(t, prefix, "m", 3, nodeSpec{}, func(i int, s *nodeSpec) { s.extra = append(s.extra, extra[i]...) })
+}
+
 // startThreeSecret starts three etcd nodes, with the tests' cluster secret
 // or without one.
 func startThreeSecret(t *testing.T, prefix string, secret bool) []*nodeProc {

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -225,21 +226,32 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The server stops after the first signal, once a cluster node has
+	// handed the rooms it hosts over to the other nodes.
+	ctx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	var handOver atomic.Pointer[cluster.Node]
 	finished := make(chan struct{})
 	defer close(finished)
 	go func() {
 		// The first signal starts the shutdown (and the drain); a second
 		// one ends the drain: the calls still up are hung up.
 		select {
-		case <-ctx.Done():
+		case <-sigCtx.Done():
 		case <-finished:
 			return
 		}
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(again)
+		if n := handOver.Load(); n != nil {
+			hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			n.HandOver(hctx)
+			hcancel()
+		}
+		stopServing()
 		select {
 		case <-again:
 			srv.EndDrain()
@@ -262,6 +274,7 @@ func serve(args []string) error {
 			return err
 		}
 		node.Routes()
+		handOver.Store(node)
 		// Relay calls from other nodes (members' SIP addresses only; a
 		// caller elsewhere gets 403). Calls that put a leg into a room here:
 		router.Handle(cluster.RoomUserPrefix+"*", node.MembersOnly(cluster.RoomHandler()))
