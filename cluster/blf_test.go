@@ -2,10 +2,7 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,21 +23,7 @@ import (
 // (GET /api/presence/alice) shows ringing while she rings, then on-call,
 // then available — as do b1's and b3's.
 func TestBusyLampOfACallOnAnotherNode(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	users := filepath.Join(t.TempDir(), "users.toml")
-	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n\n[[users]]\nname = \"bob\"\npassword = \"builder\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("blf-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("b%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "blf", "b", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland", "bob:builder")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -79,11 +62,7 @@ func TestBusyLampOfACallOnAnotherNode(t *testing.T) {
 	}
 	versions := []int{versionOf(first.Body)}
 
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newPhone(t, 47500, 47999)
 	type placed struct {
 		pc  *testharness.PhoneCall
 		err error

@@ -20,16 +20,7 @@ import (
 // survivors see it leave, one of them writes a CDR with cause "node lost"
 // for each of n2's two calls, and n1's call keeps its tone throughout.
 func TestEtcdNodesListHangupAndLostNode(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("etcd-procs-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("n%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "etcd-procs", "n", 3, nodeSpec{})
 
 	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -156,11 +147,7 @@ func TestAutomanagedNodesAsProcesses(t *testing.T) {
 	for _, n := range nodes {
 		waitFor(t, 30*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
 	}
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pc, err := phone.Call(ctx, "sip:tone@"+nodes[2].sip)

@@ -77,11 +77,7 @@ func TestSessionEventsSameFromEveryNode(t *testing.T) {
 	m1 := nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	pc, err := phone.Call(ctx, "sip:park@"+m1.sip)
 	if err != nil {
 		t.Fatal(err)

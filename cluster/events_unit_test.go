@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/framework"
-	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // localNode is a Node around srv that is not in a cluster: requests to
@@ -52,11 +51,7 @@ func TestEventFeedOrderResumeAndOverflow(t *testing.T) {
 	n := localNode(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 46000, RTPPortMax: 46999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 46000, 46999)
 	pc, err := phone.Call(ctx, "sip:x@"+srv.SIPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -143,11 +138,7 @@ func TestEventFeedOverflow(t *testing.T) {
 	n := localNode(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 46000, RTPPortMax: 46999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 46000, 46999)
 	pc, err := phone.Call(ctx, "sip:x@"+srv.SIPAddr().String())
 	if err != nil {
 		t.Fatal(err)

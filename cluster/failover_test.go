@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -19,22 +18,9 @@ import (
 // timeout, then Kamailio's OPTIONS probing takes it out: calls placed 5 s
 // after the kill are never sent to it).
 func TestKillNodeDuringCallsBehindKamailio(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("kill-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("f%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "kill", "f", 3, nodeSpec{})
 	k := startKamailio(t, nodes)
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 46000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 46000, 47999)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
@@ -166,22 +152,9 @@ func TestKillNodeDuringCallsBehindKamailio(t *testing.T) {
 // cluster cleanly, the other nodes' calls keep their tone, and new calls
 // through Kamailio succeed.
 func TestDrainNodeBehindKamailio(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("drain-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("d%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "drain", "d", 3, nodeSpec{})
 	k := startKamailio(t, nodes)
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 46000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 46000, 47999)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var all []*testharness.PhoneCall

@@ -183,16 +183,7 @@ func runSIPp(t *testing.T, dir string, args ...string) ([]byte, error) {
 // BYE a node sends itself (DELETE /api/calls on another node) goes back
 // through Kamailio (Record-Route honoured), reaching the phone.
 func TestKamailioSpreadsSIPpCallsOverThreeNodes(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("kam-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("k%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "kam", "k", 3, nodeSpec{})
 	k := startKamailio(t, nodes)
 
 	const calls = 300
@@ -230,11 +221,7 @@ func TestKamailioSpreadsSIPpCallsOverThreeNodes(t *testing.T) {
 
 	// A node's own BYE goes through Kamailio: a harness phone calls tone
 	// through it, n1 hangs the call up wherever it landed.
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pc, err := phone.Call(ctx, "sip:tone@"+k.addr)

@@ -2,13 +2,11 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media/audio"
-	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // Cross-node move: phone P1 talks to the reflect route on m1 (hears its own
@@ -19,31 +17,10 @@ import (
 // and P1 hears P2's 1200 Hz; when P1 hangs up, m2's room loses the relay
 // leg and m1 has no call left.
 func TestMoveCallerIntoRoomOnAnotherNode(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("move-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members with their SIP addresses", func() bool {
-			ms := n.members(t)
-			for _, m := range ms {
-				if m.SIP == "" && !m.Self {
-					return false
-				}
-			}
-			return len(ms) == 3
-		})
-	}
+	nodes := startCluster(t, "move", "m", 3, nodeSpec{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	p1, err := phone.Call(ctx, "sip:reflect@"+nodes[0].sip)
 	if err != nil {
 		t.Fatal(err)
@@ -125,31 +102,10 @@ func TestMoveCallerIntoRoomOnAnotherNode(t *testing.T) {
 // lost" CDR, for P2's call, and none for the relay's far end (the relay
 // is l1's own call, which goes on and ends with a CDR of l1's).
 func TestLostRelayEndIsNotALostCall(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	name := fmt.Sprintf("lostrelay-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 2 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("l%d", i+1), clusterName: name, provider: "etcd", etcd: ep, rtpMin: 40000 + 2000*i}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 2 members with their SIP addresses", func() bool {
-			ms := n.members(t)
-			for _, m := range ms {
-				if m.SIP == "" && !m.Self {
-					return false
-				}
-			}
-			return len(ms) == 2
-		})
-	}
+	nodes := startCluster(t, "lostrelay", "l", 2, nodeSpec{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	p1, err := phone.Call(ctx, "sip:reflect@"+nodes[0].sip)
 	if err != nil {
 		t.Fatal(err)

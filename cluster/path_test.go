@@ -23,11 +23,7 @@ import (
 // go to 10.255.255.1 and never arrive.
 func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 	dir := t.TempDir()
-	users := filepath.Join(dir, "users.toml")
-	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startCluster(t, "path", "p", 3, nodeSpec{extra: []string{"--users", users}})
+	nodes := startCluster(t, "path", "p", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland")}})
 	k := startKamailio(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -40,7 +36,7 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 26000, 28000)) // SIPp's RTP echo
+	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 28000, 29000)) // SIPp's RTP echo
 	sippDone := make(chan error, 1)
 	var sippOut []byte
 	go func() {
@@ -68,11 +64,7 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 			t.Fatal("alice did not register through kamailio in 15 s")
 		}
 	}
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newPhone(t, 47500, 47999)
 	for i, n := range nodes {
 		pc, err := caller.Call(ctx, "sip:alice@"+n.sip)
 		if err != nil {

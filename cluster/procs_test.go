@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // Multi-process tests: each node is the switchboard binary in a process
@@ -287,4 +289,48 @@ func tailBytes(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// usersFile writes a users.toml for --users with the given "name:password"
+// accounts and returns its path.
+func usersFile(t *testing.T, accounts ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, a := range accounts {
+		name, pass, _ := strings.Cut(a, ":")
+		fmt.Fprintf(&b, "[[users]]\nname = %q\npassword = %q\n\n", name, pass)
+	}
+	p := filepath.Join(t.TempDir(), "users.toml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newPhone starts a harness phone with RTP ports in [lo, hi], closed when
+// the test ends.
+func newPhone(t *testing.T, lo, hi int) *testharness.Phone {
+	t.Helper()
+	p, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: lo, RTPPortMax: hi, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// callRoom has phone call room-NAME on node n; the call is hung up when
+// the test ends.
+func callRoom(t *testing.T, ctx context.Context, phone *testharness.Phone, room string, n *nodeProc) *testharness.PhoneCall {
+	t.Helper()
+	pc, err := phone.Call(ctx, "sip:room-"+room+"@"+n.sip)
+	if err != nil {
+		t.Fatalf("call room-%s on %s: %v", room, n.name, err)
+	}
+	t.Cleanup(func() {
+		hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer hcancel()
+		_ = pc.Hangup(hctx)
+	})
+	return pc
 }

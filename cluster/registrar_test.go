@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,29 +28,11 @@ import (
 // alice neither registered nor calls), gets NOTIFYs closed → open →
 // on-the-phone → open: r2's notifier serves the cluster's presence.
 func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	users := filepath.Join(t.TempDir(), "users.toml")
-	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n\n[[users]]\nname = \"bob\"\npassword = \"builder\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("reg-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("r%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "reg", "r", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland", "bob:builder")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := newPhone(t, 47000, 47499)
 	// bob watches alice's presence over SIP on r2 before she registers
 	// (the watcher's SIP stack starts after a phone's: sip.NewAgent sets a
 	// sipgo limit once per process, which a running stack would race with).
@@ -86,11 +66,7 @@ func TestUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if err := alice.Register(ctx, nodes[0].sip, "alice", "wonderland"); err != nil {
 		t.Fatalf("alice registers at r1: %v", err)
 	}
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newPhone(t, 47500, 47999)
 	sipSees("open (registered on r1)", isOpen)
 	// Her presence is seen from r3: available on r1 beats offline on r3.
 	var roster struct {
@@ -190,37 +166,15 @@ func containsStatus(err error, code int) bool {
 // source, Kamailio, which relays it to alice's contact. Every call has
 // audio both ways.
 func TestUserRegisteredThroughKamailioCalledFromEveryNode(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
-	users := filepath.Join(t.TempDir(), "users.toml")
-	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("regk-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("q%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "regk", "q", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland")}})
 	k := startKamailio(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	alice, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47499, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := newPhone(t, 47000, 47499)
 	if err := alice.Register(ctx, k.addr, "alice", "wonderland"); err != nil {
 		t.Fatalf("alice registers through kamailio: %v", err)
 	}
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newPhone(t, 47500, 47999)
 	remote := 0
 	for _, n := range nodes {
 		pc, err := caller.Call(ctx, "sip:alice@"+n.sip)
@@ -303,22 +257,8 @@ func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration)
 // her TCP connection and bridges. The caller hears its own tone come back
 // through t3 → t1 → alice → t1 → t3. The cluster lists the session once.
 func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
-	bin := switchboardBinary(t)
-	ep := startEtcd(t)
 	dir := t.TempDir()
-	users := filepath.Join(dir, "users.toml")
-	if err := os.WriteFile(users, []byte("[[users]]\nname = \"alice\"\npassword = \"wonderland\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("tcpreg-%d", time.Now().UnixNano())
-	var nodes []*nodeProc
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("t%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--users", users}}))
-	}
-	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })
-	}
+	nodes := startCluster(t, "tcpreg", "t", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -330,7 +270,7 @@ func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 26000, 28000)) // SIPp's RTP echo
+	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 28000, 29000)) // SIPp's RTP echo
 	sippDone := make(chan error, 1)
 	var sippOut []byte
 	go func() {
@@ -346,11 +286,7 @@ func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "alice registered over TCP at t1, as t3 sees her", func() bool { return presenceOf(nodes[2]) == "available" })
 
-	caller, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47500, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newPhone(t, 47500, 47999)
 	pc, err := caller.Call(ctx, "sip:alice@"+nodes[2].sip)
 	if err != nil {
 		t.Fatalf("call alice at t3: %v", err)

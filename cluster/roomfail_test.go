@@ -28,24 +28,9 @@ func TestRoomSurvivesHostDeath(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	room := roomOn(t, m1, "survive", "m3")
-	call := func(n *nodeProc) *testharness.PhoneCall {
-		pc, err := phone.Call(ctx, "sip:room-"+room+"@"+n.sip)
-		if err != nil {
-			t.Fatalf("call room-%s on %s: %v", room, n.name, err)
-		}
-		t.Cleanup(func() {
-			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer hcancel()
-			_ = pc.Hangup(hctx)
-		})
-		return pc
-	}
+	call := func(n *nodeProc) *testharness.PhoneCall { return callRoom(t, ctx, phone, room, n) }
 	const fa, fb = 700, 1200
 	c := call(m3)
 	c.Play(media.Silence(100 * time.Second))
@@ -257,11 +242,7 @@ func TestMovedLegSurvivesRoomHostDeath(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	room := roomOn(t, m1, "movesurvive", "m3")
 	call := func(uri string) *testharness.PhoneCall {
 		pc, err := phone.Call(ctx, uri)
@@ -348,24 +329,9 @@ func TestRoomHandedOverOnDrain(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	room := roomOn(t, m1, "drained", "m3")
-	call := func(n *nodeProc) *testharness.PhoneCall {
-		pc, err := phone.Call(ctx, "sip:room-"+room+"@"+n.sip)
-		if err != nil {
-			t.Fatalf("call room-%s on %s: %v", room, n.name, err)
-		}
-		t.Cleanup(func() {
-			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer hcancel()
-			_ = pc.Hangup(hctx)
-		})
-		return pc
-	}
+	call := func(n *nodeProc) *testharness.PhoneCall { return callRoom(t, ctx, phone, room, n) }
 	const fa, fb = 700, 1200
 	c := call(m3)
 	c.Play(media.Silence(100 * time.Second))

@@ -52,11 +52,7 @@ func TestClusterRoomIsOneMixerFromEveryNode(t *testing.T) {
 	nodes := startThreeSecret(t, "rooms", false) // the source-address check (TestSignedRelays has the signatures)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	// Without a cluster secret the relay routes between nodes are for
 	// members' addresses only: a caller from an address that is no
 	// member's SIP address (127.0.0.2 here, every node is on 127.0.0.1)
@@ -234,11 +230,7 @@ func TestMoveLegAcrossNodesAndBack(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	call := func(uri string, f float64) *testharness.PhoneCall {
 		pc, err := phone.Call(ctx, uri)
 		if err != nil {
@@ -370,11 +362,7 @@ func TestRoomGrainAdoptsALiveRoom(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	// P1 opens the room on m1 itself (not through the grain).
 	p1, err := callRelay(ctx, phone, RoomUserPrefix+room, m1.sip)
 	if err != nil {

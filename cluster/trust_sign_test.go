@@ -95,11 +95,7 @@ func TestSignedRelays(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	phone, err := testharness.NewPhone(testharness.PhoneOptions{RTPPortMin: 47000, RTPPortMax: 47999, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
+	phone := newPhone(t, 47000, 47999)
 	forged := "v1 " + fmt.Sprint(time.Now().Unix()) + " 0123456789abcdef01234567 bm90LWEtbWFj"
 	for _, h := range []map[string]string{nil, {RelayHeader: forged}} {
 		for _, user := range []string{RoomUserPrefix + "red", CallUserPrefix + "x", UserUserPrefix + "alice"} {
