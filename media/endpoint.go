@@ -477,8 +477,11 @@ func (e *Endpoint) Close() error {
 	if unpace != nil {
 		unpace()
 	}
-	if started {
-		e.sendRTCP(time.Now(), e.cfg.Load(), true) // RTCP BYE
+	if started && (e.packetsOut.Load() > 0 || e.rtcp.out.Load() > 0) {
+		// RTCP BYE. A participant that never sent RTP or RTCP sends
+		// none (RFC 3550 6.3.7): a call that carried no media costs
+		// no datagram here.
+		e.sendRTCP(time.Now(), e.cfg.Load(), true)
 	}
 	close(e.done)
 	err := e.t.Close()
