@@ -241,6 +241,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Per-call loggers (call_id, the leg's source) format their
+	// attributes only if they ever write a line.
+	log = slog.New(deferAttrs(log.Handler()))
 	if _, err := Ringback(cfg.Ringback); err != nil {
 		return nil, wrapVerb("config", err)
 	}
