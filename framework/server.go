@@ -602,10 +602,14 @@ func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
-	c.log.Info("cdr", "user", cdr.User, "from", cdr.From, "cause", cdr.Cause,
-		"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
-		"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
-		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	if c.log.Enabled(context.Background(), slog.LevelInfo) {
+		// Checked first: the arguments (strings, boxed numbers) cost
+		// allocations on every call even when the line is not written.
+		c.log.Info("cdr", "user", cdr.User, "from", cdr.From, "cause", cdr.Cause,
+			"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
+			"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
+			"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	}
 	s.metrics.observeCDR(cdr)
 	if s.cfg.OnCallEnd != nil {
 		func() {
