@@ -219,7 +219,7 @@ func spawnLegActor(ctx actor.Context, srv *Server, sig Signaling, answered bool,
 	log = log.With("leg_id", sig.ID())
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &safeActor{inner: &legActor{srv: srv, sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
-	})
+	}, actor.WithDispatcher(srv.dispatch))
 	return ctx.Spawn(props)
 }
 

@@ -176,7 +176,7 @@ func (r *roomRegistry) acquire(s *Server, name string) (*actor.PID, func()) {
 	if e == nil {
 		ra := &roomActor{srv: s, name: name, opts: r.opts[name], members: map[string]*roomMember{},
 			log: s.log.With("room", name), stream: NewEventLog("room:"+name, s.cfg.EventReplay)}
-		props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ra, log: ra.log} },
+		props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ra, log: ra.log} }, actor.WithDispatcher(s.dispatch),
 			actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
 		e = &roomEntry{pid: s.root.Spawn(props), stream: ra.stream}
 		r.rooms[name] = e

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -180,13 +181,16 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 	system  *actor.ActorSystem
-	root    *actor.RootContext
-	agent   *sip.Agent
-	ports   *transport.PortPool
-	httpSrv *http.Server
-	httpLn  net.Listener
-	mux     *http.ServeMux
-	metrics *serverMetrics
+	// dispatch runs the call, leg and room actors' mailboxes on
+	// long-lived workers (dispatcher.go).
+	dispatch *actorDispatcher
+	root     *actor.RootContext
+	agent    *sip.Agent
+	ports    *transport.PortPool
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	mux      *http.ServeMux
+	metrics  *serverMetrics
 	// shuttingDown is set as shutdown begins, before any listener closes:
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
@@ -241,6 +245,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Per-call loggers (call_id, the leg's source) format their
+	// attributes only if they ever write a line.
+	log = slog.New(deferAttrs(log.Handler()))
 	if _, err := Ringback(cfg.Ringback); err != nil {
 		return nil, wrapVerb("config", err)
 	}
@@ -259,6 +266,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("component", "actor")
 	}))
+	s.dispatch = newActorDispatcher(300, 8*runtime.GOMAXPROCS(0), 2*time.Second)
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
 	s.system.EventStream.Subscribe(func(evt any) {
@@ -339,6 +347,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err := s.agent.Start(); err != nil {
 		s.agent.Close() // stops the agent's pacer
 		s.system.Shutdown()
+		s.dispatch.close()
 		return err
 	}
 	if s.cfg.HTTPAddr != "-" {
@@ -447,6 +456,7 @@ func (s *Server) shutdown() {
 		cancel()
 	}
 	s.system.Shutdown()
+	s.dispatch.close()
 	s.log.Info("shut down")
 }
 
@@ -541,7 +551,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 	flowCtx, flowDone := context.WithCancel(context.Background())
 	c.flowCtx = flowCtx
 	ca := &callActor{srv: s, call: c, cancel: cancel, log: log, legs: map[string]*legRef{}, start: c.start}
-	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ca, log: log} },
+	props := actor.PropsFromProducer(func() actor.Actor { return &safeActor{inner: ca, log: log} }, actor.WithDispatcher(s.dispatch),
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })))
 	s.mu.Lock()
 	s.wg.Add(1)
@@ -592,10 +602,14 @@ func (s *Server) runFlow(c *Call, h Handler, flowDone context.CancelFunc) {
 }
 
 func (s *Server) callEnded(c *Call, cdr CDR) {
-	c.log.Info("cdr", "user", cdr.User, "from", cdr.From, "cause", cdr.Cause,
-		"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
-		"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
-		"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	if c.log.Enabled(context.Background(), slog.LevelInfo) {
+		// Checked first: the arguments (strings, boxed numbers) cost
+		// allocations on every call even when the line is not written.
+		c.log.Info("cdr", "user", cdr.User, "from", cdr.From, "cause", cdr.Cause,
+			"answered", !cdr.Answer.IsZero(), "duration", cdr.Duration.Round(time.Millisecond).String(),
+			"rtp_in", cdr.Media.PacketsIn, "rtp_out", cdr.Media.PacketsOut, "rtp_lost", cdr.Media.Lost,
+			"jitter", cdr.Media.Jitter.Round(100*time.Microsecond).String())
+	}
 	s.metrics.observeCDR(cdr)
 	if s.cfg.OnCallEnd != nil {
 		func() {

@@ -477,8 +477,11 @@ func (e *Endpoint) Close() error {
 	if unpace != nil {
 		unpace()
 	}
-	if started {
-		e.sendRTCP(time.Now(), e.cfg.Load(), true) // RTCP BYE
+	if started && (e.packetsOut.Load() > 0 || e.rtcp.out.Load() > 0) {
+		// RTCP BYE. A participant that never sent RTP or RTCP sends
+		// none (RFC 3550 6.3.7): a call that carried no media costs
+		// no datagram here.
+		e.sendRTCP(time.Now(), e.cfg.Load(), true)
 	}
 	close(e.done)
 	err := e.t.Close()
@@ -608,7 +611,18 @@ func (e *Endpoint) initSender() {
 	e.out.seq = binary.BigEndian.Uint16(b[:2])
 	e.out.clockTS = binary.BigEndian.Uint32(b[2:]) >> 1
 	e.out.mu.Unlock()
-	e.snd = sender{buf: make([]byte, 1500), hdr: rtp.Header{Version: 2, SSRC: e.ssrc}, marker: true}
+	// The packet buffer comes with the first packet generated
+	// (sender.packetBuf): an endpoint that only forwards or reflects
+	// (passthrough, Echo) never needs one.
+	e.snd = sender{hdr: rtp.Header{Version: 2, SSRC: e.ssrc}, marker: true}
+}
+
+// packetBuf returns the sender's packet buffer, made on first use.
+func (s *sender) packetBuf() []byte {
+	if s.buf == nil {
+		s.buf = make([]byte, 1500)
+	}
+	return s.buf
 }
 
 // sendLoop paces an endpoint that has no Pacer with its own ticker.
@@ -700,8 +714,9 @@ func (e *Endpoint) sendTick(now time.Time) {
 		hdr.Marker = first
 		hdr.Timestamp = s.dtmf.ts
 		hdr.SequenceNumber, _ = e.out.tick(step, true)
-		n, _ := hdr.MarshalTo(s.buf)
-		out := ev.AppendTo(s.buf[:n])
+		buf := s.packetBuf()
+		n, _ := hdr.MarshalTo(buf)
+		out := ev.AppendTo(buf[:n])
 		if send {
 			e.write(out)
 		}
@@ -723,8 +738,9 @@ func (e *Endpoint) sendTick(now time.Time) {
 		hdr.Marker = s.marker
 		hdr.SequenceNumber, hdr.Timestamp = e.out.tick(step, true)
 		s.marker = false
-		n, _ := hdr.MarshalTo(s.buf)
-		out = s.buf[:n]
+		buf := s.packetBuf()
+		n, _ := hdr.MarshalTo(buf)
+		out = buf[:n]
 	} else {
 		e.out.tick(step, false) // the packet's timestamp is its first frame's
 		out = s.pending

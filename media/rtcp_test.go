@@ -531,3 +531,56 @@ func BenchmarkRTCPTickIdle(b *testing.B) {
 func udpOf(e *Endpoint) *transport.UDP {
 	return e.t.(*transport.SRTP).Inner().(*transport.UDP)
 }
+
+// A closing endpoint sends an RTCP BYE only when it sent RTP or RTCP
+// before (RFC 3550 6.3.7): one that stayed quiet (a call that carried no
+// media, here a started endpoint with nothing to send) sends nothing at
+// all, one that sent silence says BYE.
+func TestRTCPByeOnlyAfterSending(t *testing.T) {
+	pool, err := transport.NewPortPool(43200, 43299)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+	for _, quiet := range []bool{true, false} {
+		peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peerRTCP, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: peer.LocalAddr().(*net.UDPAddr).Port + 1})
+		if err != nil {
+			peer.Close()
+			t.Skipf("the port above the peer's is taken: %v", err)
+		}
+		e, err := NewEndpoint(pool, ip, EndpointOptions{NoIdleSilence: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := codec.Codecs()[0]
+		e.Configure(StreamConfig{Codec: spec, PayloadType: spec.PayloadType, Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort()})
+		e.Start()
+		time.Sleep(100 * time.Millisecond) // five ticks: silence, unless quiet
+		sent := e.Stats().PacketsOut
+		e.Close()
+		_ = peerRTCP.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 1500)
+		n, err := peerRTCP.Read(buf)
+		gotBye := false
+		if err == nil {
+			pkts, perr := rtcp.Unmarshal(buf[:n])
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.Goodbye); ok && perr == nil {
+					gotBye = true
+				}
+			}
+		}
+		peer.Close()
+		peerRTCP.Close()
+		if quiet && (sent != 0 || err == nil) {
+			t.Fatalf("quiet endpoint: %d RTP packets sent, RTCP datagram on close: %v (read error %v), want none", sent, err == nil, err)
+		}
+		if !quiet && (sent == 0 || !gotBye) {
+			t.Fatalf("endpoint that sent %d RTP packets: RTCP BYE on close %v (read error %v)", sent, gotBye, err)
+		}
+	}
+}

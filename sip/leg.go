@@ -419,7 +419,9 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log.Info("sip: incoming call replaces a dialog", "replaced", replaced.ID(), "from", l.from)
 		a.cfg.OnReplace(l, replaced)
 	} else {
-		log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		if log.Enabled(context.Background(), slog.LevelInfo) { // the arguments cost allocations even unwritten
+			log.Info("sip: incoming call", "user", l.user, "from", l.from, "transport", req.Transport())
+		}
 		a.cfg.OnInvite(l)
 	}
 	// The INVITE transaction lives until the final response is sent (and a
@@ -762,7 +764,9 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.armSessionTimer()
 	l.reportDialog(presence.DialogConfirmed)
 	l.agent.observer().CallAnswered(time.Since(l.invited))
-	l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
+	if l.log.Enabled(context.Background(), slog.LevelInfo) { // the arguments cost allocations even unwritten
+		l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
+	}
 	return nil
 }
 

@@ -370,54 +370,89 @@ func (s SessionSDP) Marshal() []byte {
 	if s.Addr.Addr().Is6() {
 		ipv = "IP6"
 	}
-	ip := s.Addr.Addr().String()
-	var b strings.Builder
-	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
-		s.SessionID, s.Version, ipv, ip, ipv, ip)
+	// Appended into one buffer (no fmt): an answer is built on every
+	// call's setup path.
+	b := make([]byte, 0, 512)
+	b = append(b, "v=0\r\no=switchboard "...)
+	b = strconv.AppendUint(b, s.SessionID, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, s.Version, 10)
+	b = append(b, " IN "...)
+	b = append(b, ipv...)
+	b = append(b, ' ')
+	b = s.Addr.Addr().AppendTo(b)
+	b = append(b, "\r\ns=switchboard\r\nc=IN "...)
+	b = append(b, ipv...)
+	b = append(b, ' ')
+	b = s.Addr.Addr().AppendTo(b)
+	b = append(b, "\r\nt=0 0\r\n"...)
 	audio := func() {
 		proto := "RTP/AVP"
 		if len(s.Crypto) > 0 {
 			proto = "RTP/SAVP"
 		}
-		fmt.Fprintf(&b, "m=audio %d %s", s.Addr.Port(), proto)
+		b = append(b, "m=audio "...)
+		b = strconv.AppendUint(b, uint64(s.Addr.Port()), 10)
+		b = append(b, ' ')
+		b = append(b, proto...)
 		for _, pt := range s.PTs {
-			fmt.Fprintf(&b, " %d", pt)
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(pt), 10)
 		}
 		events := s.telephoneEvents()
 		for _, ev := range events {
-			fmt.Fprintf(&b, " %d", ev.pt)
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(ev.pt), 10)
 		}
-		b.WriteString("\r\n")
+		b = append(b, "\r\n"...)
 		for i, c := range s.Codecs {
-			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d", s.PTs[i], c.Name, c.ClockRate)
+			b = append(b, "a=rtpmap:"...)
+			b = strconv.AppendUint(b, uint64(s.PTs[i]), 10)
+			b = append(b, ' ')
+			b = append(b, c.Name...)
+			b = append(b, '/')
+			b = strconv.AppendInt(b, int64(c.ClockRate), 10)
 			if c.Channels > 1 { // opus/48000/2 (RFC 7587)
-				fmt.Fprintf(&b, "/%d", c.Channels)
+				b = append(b, '/')
+				b = strconv.AppendInt(b, int64(c.Channels), 10)
 			}
-			b.WriteString("\r\n")
+			b = append(b, "\r\n"...)
 		}
 		for _, ev := range events {
-			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ev.pt, ev.rate, ev.pt)
+			b = append(b, "a=rtpmap:"...)
+			b = strconv.AppendUint(b, uint64(ev.pt), 10)
+			b = append(b, " telephone-event/"...)
+			b = strconv.AppendInt(b, int64(ev.rate), 10)
+			b = append(b, "\r\na=fmtp:"...)
+			b = strconv.AppendUint(b, uint64(ev.pt), 10)
+			b = append(b, " 0-16\r\n"...)
 		}
 		ptime := s.PTime
 		if ptime <= 0 {
 			ptime = 20 * time.Millisecond
 		}
-		fmt.Fprintf(&b, "a=ptime:%d\r\n", ptime.Milliseconds())
+		b = append(b, "a=ptime:"...)
+		b = strconv.AppendInt(b, ptime.Milliseconds(), 10)
+		b = append(b, "\r\n"...)
 		dir := s.Direction
 		if dir == "" {
 			dir = "sendrecv"
 		}
-		b.WriteString("a=" + dir + "\r\n")
+		b = append(b, "a="...)
+		b = append(b, dir...)
+		b = append(b, "\r\n"...)
 		if s.RTCPMux {
-			b.WriteString("a=rtcp-mux\r\n")
+			b = append(b, "a=rtcp-mux\r\n"...)
 		}
 		for _, c := range s.Crypto {
-			b.WriteString("a=crypto:" + c.value() + "\r\n")
+			b = append(b, "a=crypto:"...)
+			b = append(b, c.value()...)
+			b = append(b, "\r\n"...)
 		}
 	}
 	if s.Answer == nil {
 		audio()
-		return []byte(b.String())
+		return b
 	}
 	for i, kind := range s.Answer.mediaKinds {
 		if i == s.Answer.AudioIndex {
@@ -426,7 +461,13 @@ func (s SessionSDP) Marshal() []byte {
 		}
 		// Reject the streams we do not handle, keeping their position.
 		f := strings.SplitN(kind, " ", 3)
-		fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", f[0], f[1], f[2])
+		b = append(b, "m="...)
+		b = append(b, f[0]...)
+		b = append(b, " 0 "...)
+		b = append(b, f[1]...)
+		b = append(b, ' ')
+		b = append(b, f[2]...)
+		b = append(b, "\r\n"...)
 	}
-	return []byte(b.String())
+	return b
 }

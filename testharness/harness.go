@@ -620,6 +620,11 @@ func goroutines() int {
 			(strings.Contains(header, "[select") && strings.HasPrefix(frames, "github.com/emiago/sipgo")) {
 			tx++
 		}
+		// An idle worker of a running server's actor dispatcher (it
+		// leaves after a few idle seconds, or at shutdown).
+		if strings.Contains(header, "[select") && strings.HasPrefix(frames, "github.com/switchboard-voice/switchboard/framework.(*actorDispatcher).worker") {
+			tx++
+		}
 	}
 	if len(buf) == cap(buf) { // truncated: count them all
 		return runtime.NumGoroutine()

@@ -31,6 +31,12 @@ type rxPoller struct {
 type pollSock struct {
 	u    *UDP
 	rtcp bool
+	// parked: a released socket the PortPool keeps bound while its port
+	// rests (KeepSockets). It stays in the epoll set, and whatever
+	// arrives is read and dropped here (the old call's strays), so
+	// handing it to the next call (adopt) and parking it again cost no
+	// epoll_ctl and no draining reads.
+	parked bool
 }
 
 func newRxPoller() (*rxPoller, error) {
@@ -82,11 +88,63 @@ func (p *rxPoller) add(fd int, u *UDP, rtcp bool) error {
 func (p *rxPoller) remove(fd int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if fd < 0 || fd >= len(p.socks) || p.socks[fd].u == nil {
+	if fd < 0 || fd >= len(p.socks) || (p.socks[fd].u == nil && !p.socks[fd].parked) {
 		return
 	}
 	p.socks[fd] = pollSock{}
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+}
+
+// park keeps fds (a transport's sockets, read by this poller) in the
+// epoll set with no transport: what arrives is dropped. When it returns
+// the poller is not inside a handler of the old transport and never will
+// be again. It reports false (and parks nothing) once the poller is
+// closed.
+func (p *rxPoller) park(fds [2]int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	for _, fd := range fds {
+		if fd < 0 || fd >= len(p.socks) || p.socks[fd].u == nil {
+			return false
+		}
+	}
+	for _, fd := range fds {
+		p.socks[fd] = pollSock{parked: true}
+	}
+	return true
+}
+
+// adopt hands parked sockets (park) to u, RTP then RTCP: no system call.
+// It reports false when they are not parked here (the caller adds them).
+func (p *rxPoller) adopt(fds [2]int, u *UDP) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	for _, fd := range fds {
+		if fd < 0 || fd >= len(p.socks) || !p.socks[fd].parked {
+			return false
+		}
+	}
+	p.socks[fds[0]] = pollSock{u: u}
+	p.socks[fds[1]] = pollSock{u: u, rtcp: true}
+	return true
+}
+
+// forget drops parked sockets about to be closed (closing a descriptor
+// takes it out of the epoll set; no epoll_ctl needed).
+func (p *rxPoller) forget(fds [2]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, fd := range fds {
+		if fd >= 0 && fd < len(p.socks) && p.socks[fd].parked {
+			p.socks[fd] = pollSock{}
+		}
+	}
 }
 
 // close stops the poller's goroutine; sockets still registered are no
@@ -125,10 +183,17 @@ func (p *rxPoller) loop() {
 		}
 		for i := range n {
 			fd := int(events[i].Fd)
-			if fd >= len(p.socks) || p.socks[fd].u == nil {
-				continue // the wake-up pipe, or removed since epoll_wait
+			if fd >= len(p.socks) {
+				continue // the wake-up pipe
 			}
 			s := p.socks[fd]
+			if s.parked {
+				_, _, _ = recvFrom(fd, buf) // a stray for a call that has ended
+				continue
+			}
+			if s.u == nil {
+				continue // the wake-up pipe, or removed since epoll_wait
+			}
 			// One datagram per ready socket and wake-up: the set is
 			// level-triggered, so a socket with more queued is reported
 			// again by the next epoll_wait (no read that only learns

@@ -44,6 +44,7 @@ type PortPool struct {
 	trim     *time.Timer
 	closed   bool
 	keepCap  int // KeepSockets bounded by the descriptor limit; -1 until known
+	rtpCap   int // kept and in-use pairs together (releaseRawPair)
 }
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
@@ -53,9 +54,16 @@ type keptPair struct {
 	ip   netip.Addr // the address asked for when bound
 	port int
 	at   time.Time
+	// poller, when set, still has the sockets in its epoll set, parked
+	// (rxPoller.park): it drops their strays, and the next call's
+	// transport adopts them there without a system call.
+	poller *rxPoller
 }
 
 func (k keptPair) close() {
+	if k.poller != nil {
+		k.poller.forget(k.fds)
+	}
 	closeRaw(k.fds[0])
 	closeRaw(k.fds[1])
 }
@@ -198,8 +206,12 @@ func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (k
 		return keptPair{}, false
 	}
 	delete(p.released, k.port)
-	drainSocket(k.fds[0])
-	drainSocket(k.fds[1])
+	if k.poller == nil {
+		// Nobody read them while they rested: drop the strays now.
+		// (Parked in a poller, they were read and dropped as they came.)
+		drainSocket(k.fds[0])
+		drainSocket(k.fds[1])
+	}
 	p.inUse[k.port] = true
 	return k, true
 }
@@ -220,14 +232,14 @@ func (p *PortPool) trimLocked(now time.Time, rest time.Duration) {
 }
 
 // releaseRawPair returns a pair bound by listenRawPair on ip together
-// with its descriptors, which nobody may use any more (out of every
-// poller, no send in flight): with KeepSockets the pool keeps them bound
-// while the port rests, else it closes them. Either way the port rests
-// before it is handed out again.
-func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr) {
+// with its descriptors, which nobody may use any more (no send in
+// flight; out of every poller, or parked in pl: see rxPoller.park): with
+// KeepSockets the pool keeps them bound while the port rests, else it
+// closes them. Either way the port rests before it is handed out again.
+func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr, pl *rxPoller) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := keptPair{fds: fds, v6: v6, ip: ip, port: port}
+	k := keptPair{fds: fds, v6: v6, ip: ip, port: port, poller: pl}
 	if !p.inUse[port] {
 		k.close() // released twice: the descriptors are still ours to close
 		return
@@ -236,11 +248,18 @@ func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr) 
 	now := p.now()
 	p.released[port] = now
 	if p.keepCap < 0 {
-		// Kept sockets may use at most a quarter of the descriptors.
-		p.keepCap = min(p.KeepSockets, fdSoftLimit()/8)
+		// Kept sockets may use at most half of the descriptors, and
+		// kept and in-use pairs together two thirds (a quarter is
+		// SIP connections', see sip.ConnLimits): at a steady call
+		// rate the kept pairs are the ports resting, twice the calls
+		// set up per second, and each one kept saves the next call
+		// two socket, bind and close calls.
+		lim := fdSoftLimit()
+		p.keepCap = min(p.KeepSockets, lim/4)
+		p.rtpCap = lim / 3
 	}
 	k.at = now
-	if p.closed || len(p.kept) >= p.keepCap {
+	if p.closed || len(p.kept) >= p.keepCap || len(p.kept)+len(p.inUse) >= p.rtpCap {
 		k.close()
 		return
 	}
@@ -291,9 +310,10 @@ func (p *PortPool) Close() {
 
 // listenRawPair is ListenPair with sockets Go's netpoller does not know
 // (bindRawUDP), for transports read by a poller; with KeepSockets a kept
-// pair that has rested comes first. The caller hands both descriptors
-// back with releaseRawPair.
-func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, err error) {
+// pair that has rested comes first, with the poller it is parked in
+// (else pl is nil). The caller hands both descriptors back with
+// releaseRawPair.
+func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, pl *rxPoller, err error) {
 	if p.KeepSockets > 0 {
 		rest := p.RestTime
 		if rest == 0 {
@@ -303,7 +323,7 @@ func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, 
 		k, ok := p.takeKept(ip, p.now(), rest)
 		p.mu.Unlock()
 		if ok {
-			return k.fds, k.v6, k.port, nil
+			return k.fds, k.v6, k.port, k.poller, nil
 		}
 	}
 	port, err = p.take(func(port int) error {
@@ -319,7 +339,7 @@ func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, 
 		fds, v6 = [2]int{a, b}, v
 		return nil
 	})
-	return fds, v6, port, err
+	return fds, v6, port, nil, err
 }
 
 // Release returns port to the pool; it rests before it is used again.

@@ -44,6 +44,19 @@ func (r *Readers) pick() *rxPoller {
 	return r.pollers[int(r.next.Add(1))%len(r.pollers)]
 }
 
+// has reports whether pl is one of r's pollers.
+func (r *Readers) has(pl *rxPoller) bool {
+	if r == nil {
+		return false
+	}
+	for _, x := range r.pollers {
+		if x == pl {
+			return true
+		}
+	}
+	return false
+}
+
 // Close stops the pollers; sockets still registered are no longer read.
 func (r *Readers) Close() {
 	if r == nil {

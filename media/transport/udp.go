@@ -81,6 +81,9 @@ type UDP struct {
 
 	recv   Receiver
 	poller *rxPoller // reads both sockets when set (else two reader goroutines)
+	// parkedIn is the poller a kept pair came parked in (PortPool
+	// KeepSockets), until Start adopts it there.
+	parkedIn *rxPoller
 
 	mu      sync.Mutex // guards started, closed
 	started bool
@@ -102,7 +105,7 @@ func NewUDP(pool *PortPool, ip netip.Addr, opts UDPOptions) (*UDP, error) {
 	var err error
 	if rawSockets && opts.Readers.Len() > 0 {
 		u.raw = true
-		u.fds, u.v6, u.port, err = pool.listenRawPair(ip)
+		u.fds, u.v6, u.port, u.parkedIn, err = pool.listenRawPair(ip)
 	} else {
 		u.conn, u.rtcpConn, u.port, err = pool.ListenPair(ip)
 	}
@@ -226,8 +229,18 @@ func (u *UDP) Start(r Receiver) {
 }
 
 // startPolling hands both raw sockets to a poller of the transport's
-// Readers.
+// Readers: the one they are parked in when they are a kept pair (no
+// system call), else the next one.
 func (u *UDP) startPolling() error {
+	if pl := u.parkedIn; pl != nil {
+		u.parkedIn = nil
+		if u.readers.has(pl) && pl.adopt(u.fds, u) {
+			u.poller = pl
+			return nil
+		}
+		pl.remove(u.fds[0])
+		pl.remove(u.fds[1])
+	}
 	pl := u.readers.pick()
 	if err := pl.add(u.fds[0], u, false); err != nil {
 		return err
@@ -411,16 +424,24 @@ func (u *UDP) Close() error {
 	u.mu.Unlock()
 	close(u.done)
 	if u.raw {
+		// Out of the poller's hands (parked there, dropping what
+		// arrives, or removed), and no send in flight, before the pool
+		// keeps or closes the sockets: their numbers may be reused at
+		// once.
+		parked := u.parkedIn // never started: still parked where it was kept
 		if u.poller != nil {
-			// Out of the poller, and no send in flight, before the
-			// sockets close: their numbers may be reused at once.
-			u.poller.remove(u.fds[0])
-			u.poller.remove(u.fds[1])
+			if u.poller.park(u.fds) {
+				parked = u.poller
+			} else {
+				u.poller.remove(u.fds[0])
+				u.poller.remove(u.fds[1])
+			}
 		}
 		u.fdUsers.closeWait()
-		// Nobody reads or writes the sockets any more: the pool may
-		// keep them bound for the port's next call (KeepSockets).
-		u.pool.releaseRawPair(u.port, u.fds, u.v6, u.local.Addr())
+		// Nobody reads (for this transport) or writes the sockets any
+		// more: the pool may keep them bound for the port's next call
+		// (KeepSockets).
+		u.pool.releaseRawPair(u.port, u.fds, u.v6, u.local.Addr(), parked)
 		return nil
 	}
 	// Reader goroutines return when their sockets close.
