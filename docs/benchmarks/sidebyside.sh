@@ -161,11 +161,27 @@ stop() {
 	wait "$pid" 2>/dev/null || true
 }
 
-# wait_udp PORT: until something listens on 127.0.0.1:PORT/udp (10 s at most).
-wait_udp() {
+# wait_free PORT: until no UDP or TCP socket uses PORT (10 s at most). The
+# ports are in the kernel's ephemeral range, so on a busy machine another
+# program's socket can hold one for a while; say who.
+wait_free() {
 	local i
 	for i in $(seq 100); do
-		ss -Hlun "sport = :$1" | grep -q . && return 0
+		ss -Hauntp "sport = :$1" | grep -q . || return 0
+		sleep 0.1
+	done
+	echo "sidebyside: port $1 stays in use:" >&2
+	ss -Hauntp "sport = :$1" >&2
+	return 1
+}
+
+# wait_listen PID PORT: until process PID listens on PORT/udp (10 s at
+# most); fails at once if PID exits.
+wait_listen() {
+	local i
+	for i in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 1
+		ss -Hlunp "sport = :$2" | grep -q "pid=$1," && return 0
 		sleep 0.1
 	done
 	return 1
@@ -182,7 +198,8 @@ kib() { { cat "/proc/$1/status" 2>/dev/null || :; } | awk -v f="$2:" '$1 == f {v
 # start_server NAME DIR: starts the server fresh, logs into DIR; sets SPID
 # and SPORT (its SIP port).
 start_server() {
-	local name=$1 dir=$2
+	local name=$1 dir=$2 p
+	for p in $UAS_PORT $DIAGO_PORT $SB_PORT $SB_HTTP; do wait_free "$p" || exit 1; done
 	case "$name" in
 	sipp)
 		SPORT=$UAS_PORT
@@ -207,8 +224,8 @@ start_server() {
 	esac
 	SPID=$!
 	PIDS+=("$SPID")
-	if ! wait_udp "$SPORT"; then
-		echo "sidebyside: $name did not listen on $SPORT within 10 s; its log:" >&2
+	if ! wait_listen "$SPID" "$SPORT"; then
+		echo "sidebyside: $name did not listen on $SPORT within 10 s (or exited); its log:" >&2
 		tail -20 "$dir/server.log" >&2
 		exit 1
 	fi
@@ -242,6 +259,7 @@ uac() {
 	shift 6
 	local calls=$((rate * secs))
 	mkdir -p "$dir"
+	wait_free "$lport" || exit 1
 	(cd "$dir" && timeout -s INT $((secs + 90)) sipp -sf "$SCEN" -s reflect \
 		-r "$rate" -d "$CALL_MS" -m "$calls" -l $((rate * 4 + 100)) \
 		-i 127.0.0.1 -p "$lport" -mp "$mport" -nostdin \
