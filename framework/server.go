@@ -156,7 +156,8 @@ type Config struct {
 	Pprof bool
 	// Overload is the admission control for new calls: above its limits
 	// an INVITE gets 503 with Retry-After (see sip.OverloadOptions; by
-	// default at most sip.DefaultMaxPendingInvites calls being set up).
+	// default at most the calls of half a second at the current call
+	// rate being set up, and never fewer than sip.DefaultMaxPendingInvites).
 	Overload sip.OverloadOptions
 	// MemoryLimit, when positive, is applied with debug.SetMemoryLimit
 	// when the server starts: a soft limit on the Go heap, past which the

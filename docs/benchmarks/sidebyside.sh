@@ -41,7 +41,7 @@ CALL_MS=1000         # call length (SIPp -d)
 IDLE=30              # seconds after the load before reading RSS
 FAIL_PCT=0.1         # a rate is held when at most this % of calls fail
 SERVERS="sipp diago switchboard"
-RTP_PORTS=30000-55999
+RTP_PORTS=27000-55999   # clear of the SIP ports (56060-) and SIPp media (26000-)
 SB_ARGS=""           # extra flags for switchboard serve
 BURST_RATE=0         # 0: twice the highest rate Switchboard held
 BURST_SECS=10
@@ -58,7 +58,7 @@ PCAP_ROUNDS=2
 OUT=""
 
 usage() {
-	sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^set -euo/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
 	cat <<EOF
 
 Options (defaults in brackets):
@@ -68,7 +68,8 @@ Options (defaults in brackets):
   --idle S              seconds idle after the load before reading RSS [$IDLE]
   --fail-pct P          highest failed % for a rate to count as held [$FAIL_PCT]
   --servers "..."       which of sipp diago switchboard, in this order [$SERVERS]
-  --rtp-ports MIN-MAX   RTP ports of Switchboard and diago [$RTP_PORTS]
+  --rtp-ports MIN-MAX   RTP ports of Switchboard and diago [$RTP_PORTS]; keep it
+                        clear of 26000-26039 and 56060-56069
   --sb-args "..."       extra flags for switchboard serve [none]
   --burst-rate R        overload burst rate [twice the highest rate Switchboard held]
   --burst-secs S        burst length [$BURST_SECS]
@@ -161,17 +162,18 @@ stop() {
 	wait "$pid" 2>/dev/null || true
 }
 
-# wait_free PORT: until no UDP or TCP socket uses PORT (10 s at most). The
-# ports are in the kernel's ephemeral range, so on a busy machine another
-# program's socket can hold one for a while; say who.
+# wait_free PORT: until no UDP socket is bound to PORT and no TCP socket
+# listens on it (10 s at most; TCP's TIME-WAIT does not stop a listener,
+# which sets SO_REUSEADDR). The ports are in the kernel's ephemeral range, so
+# on a busy machine another program's socket can hold one; say whose.
 wait_free() {
 	local i
 	for i in $(seq 100); do
-		ss -Hauntp "sport = :$1" | grep -q . || return 0
+		{ ss -Haunp "sport = :$1"; ss -Hltnp "sport = :$1"; } | grep -q . || return 0
 		sleep 0.1
 	done
 	echo "sidebyside: port $1 stays in use:" >&2
-	ss -Hauntp "sport = :$1" >&2
+	{ ss -Haunp "sport = :$1"; ss -Hltnp "sport = :$1"; } >&2
 	return 1
 }
 
@@ -305,6 +307,18 @@ summarise() {
 	[ "$NEVER" -ge 0 ] || NEVER=0
 	FAILED=$((fail + REFUSED + NEVER))
 }
+
+# Switchboard rests a released RTP port pair for 2 s before reusing it, so
+# 1 s calls at R/s hold about R × (call + 2.5 s) pairs; past that its calls
+# are refused for want of ports (no_ports in the last column), which is the
+# port range, not the server, running out.
+pairs=$(awk -v r="$RTP_PORTS" 'BEGIN {split(r, a, "-"); print int((a[2] - a[1]) / 2)}')
+for rate in $RATES; do
+	need=$(awk -v r="$rate" -v ms="$CALL_MS" 'BEGIN {printf "%d", r * (ms / 1000 + 2.5)}')
+	if [ "$need" -gt "$pairs" ]; then
+		echo "sidebyside: warning: $rate calls/s need ~$need RTP port pairs, --rtp-ports $RTP_PORTS has $pairs" >&2
+	fi
+done
 
 # ----------------------------------------------------------------- build
 mkdir -p "$OUT/bin"

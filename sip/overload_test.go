@@ -1,0 +1,115 @@
+package sip
+
+import (
+	"testing"
+	"time"
+)
+
+// The scaled pending-INVITE limit is the INVITEs of the setup budget at
+// the current rate, never under the floor: a fixed 200 would be a 25 ms
+// budget at 8,000 calls/s.
+func TestScaledPendingLimit(t *testing.T) {
+	for _, tc := range []struct {
+		perSecond int64
+		budget    time.Duration
+		want      int64
+	}{
+		{0, DefaultSetupBudget, DefaultMaxPendingInvites},
+		{100, DefaultSetupBudget, DefaultMaxPendingInvites},
+		{400, DefaultSetupBudget, 200},
+		{401, DefaultSetupBudget, 200},
+		{402, DefaultSetupBudget, 201},
+		{2000, DefaultSetupBudget, 1000},
+		{8000, DefaultSetupBudget, 4000},
+		{8000, 100 * time.Millisecond, 800},
+		{8000, time.Second, 8000},
+		{1000, 10 * time.Millisecond, DefaultMaxPendingInvites},
+	} {
+		if got := scaledPendingLimit(tc.perSecond, tc.budget); got != tc.want {
+			t.Errorf("scaledPendingLimit(%d/s, %s) = %d, want %d", tc.perSecond, tc.budget, got, tc.want)
+		}
+	}
+}
+
+// inviteRate reports the last whole second's admissions, or the current
+// second's when already more, and forgets seconds with a gap after them.
+func TestInviteRate(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var r inviteRate
+	if got := r.perSecond(at(0)); got != 0 {
+		t.Fatalf("fresh rate = %d, want 0", got)
+	}
+	for i := range 300 { // 300 in second 0
+		r.add(at(i * 3))
+	}
+	if got := r.perSecond(at(950)); got != 300 {
+		t.Errorf("within second 0: %d, want 300 (the count so far)", got)
+	}
+	for i := range 50 { // 50 in second 1
+		r.add(at(1000 + i*10))
+	}
+	if got := r.perSecond(at(1600)); got != 300 {
+		t.Errorf("in second 1 after 300 in second 0: %d, want 300", got)
+	}
+	if got := r.perSecond(at(2100)); got != 50 {
+		t.Errorf("in second 2 after 50 in second 1: %d, want 50", got)
+	}
+	for range 700 { // a rising rate counts at once
+		r.add(at(2200))
+	}
+	if got := r.perSecond(at(2300)); got != 700 {
+		t.Errorf("700 so far in second 2: %d, want 700", got)
+	}
+	if got := r.perSecond(at(4500)); got != 0 {
+		t.Errorf("after a whole second without INVITEs: %d, want 0", got)
+	}
+}
+
+// pendingLimit: a positive MaxPendingInvites is a fixed count, a negative
+// one no limit, zero the scaled limit with SetupBudget (default
+// DefaultSetupBudget).
+func TestPendingLimit(t *testing.T) {
+	now := time.Now()
+	busy := func(a *Agent) { // 3,000 INVITEs admitted in the last second
+		for range 3000 {
+			a.admitted.add(now)
+		}
+	}
+	later := now.Add(time.Second)
+	for _, tc := range []struct {
+		name string
+		o    OverloadOptions
+		busy bool
+		want int64
+	}{
+		{"default, idle", OverloadOptions{}, false, DefaultMaxPendingInvites},
+		{"default, 3000/s", OverloadOptions{}, true, 1500},
+		{"budget 1 s, 3000/s", OverloadOptions{SetupBudget: time.Second}, true, 3000},
+		{"fixed 2", OverloadOptions{MaxPendingInvites: 2}, true, 2},
+		{"fixed 200 does not scale", OverloadOptions{MaxPendingInvites: 200}, true, 200},
+		{"off", OverloadOptions{MaxPendingInvites: -1}, true, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &Agent{cfg: Config{Overload: tc.o}}
+			if tc.busy {
+				busy(a)
+			}
+			if got := a.pendingLimit(later); got != tc.want {
+				t.Errorf("pendingLimit = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// BenchmarkPendingLimit is the cost the scaled limit adds to each INVITE:
+// reading the rate and counting the admission.
+func BenchmarkPendingLimit(b *testing.B) {
+	a := &Agent{}
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		_ = a.pendingLimit(now)
+		a.admitted.add(now)
+	}
+}
