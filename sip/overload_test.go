@@ -1,8 +1,15 @@
 package sip
 
 import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
 // The scaled pending-INVITE limit is the INVITEs of the setup budget at
@@ -111,5 +118,86 @@ func BenchmarkPendingLimit(b *testing.B) {
 		now := time.Now()
 		_ = a.pendingLimit(now)
 		a.admitted.add(now)
+	}
+}
+
+// INVITEs refused because the RTP port pool is empty get 503 each, but
+// the log says so a few times a second, not once per INVITE.
+func TestNoPortsRefusalsLogFewLines(t *testing.T) {
+	// The pool's only pair is held by this test, so no call gets a port.
+	held, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := held.LocalAddr().(*net.UDPAddr).Port
+	ports, err := transport.NewPortPool(port&^1, port&^1+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{}
+	a, err := NewAgent(Config{
+		ListenAddr: "127.0.0.1:0", Ports: ports, MediaTimeout: -1,
+		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		CallLimits: CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
+		OnInvite:   func(l *Leg) { t.Error("a call got a port from a pool with none free") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	sig, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sig.Close()
+	local, server := sig.LocalAddr().String(), a.Addr().String()
+	const invites = 40
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	for i := range invites {
+		id := fmt.Sprintf("noports%d", i)
+		msg := "INVITE sip:echo@" + server + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + id + "\r\n" +
+			"From: <sip:t@guest.invalid>;tag=" + id + "\r\nTo: <sip:echo@" + server + ">\r\nCall-ID: " + id + "\r\nCSeq: 1 INVITE\r\n" +
+			"Contact: <sip:t@" + local + ">\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+		if _, err := sig.WriteToUDP([]byte(msg), net.UDPAddrFromAddrPort(a.Addr())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := map[string]bool{}
+	buf := make([]byte, 4000)
+	for end := time.Now().Add(10 * time.Second); len(refused) < invites && time.Now().Before(end); {
+		_ = sig.SetReadDeadline(end)
+		n, _, err := sig.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, "SIP/2.0 503") {
+			continue
+		}
+		if !strings.Contains(msg, "no media ports") {
+			t.Fatalf("503 without the reason: %q", msg)
+		}
+		for _, line := range strings.Split(msg, "\r\n") {
+			if id, ok := strings.CutPrefix(line, "Call-ID: "); ok {
+				refused[id] = true
+			}
+		}
+	}
+	if len(refused) != invites {
+		t.Fatalf("%d of %d INVITEs refused with 503 (no media ports)", len(refused), invites)
+	}
+	lines := 0
+	logs.mu.Lock()
+	for _, l := range logs.kept {
+		lines += strings.Count(l, "no RTP port for call")
+	}
+	logs.mu.Unlock()
+	if lines == 0 || lines > 6 {
+		t.Fatalf("%d log lines for %d refusals, want 1 to 6", lines, invites)
 	}
 }
