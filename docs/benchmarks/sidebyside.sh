@@ -141,10 +141,19 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ------------------------------------------------------- process hygiene
-PIDS=()    # every background process this script started
+PIDS=()    # background processes this script started and has not reaped
+# forget PID: reaped, so its number may be another process's from now on.
+forget() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
 cleanup() {
 	local p
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		pkill -TERM -P "$p" 2>/dev/null || true # a subshell's children (timeout, sipp)
+		kill -TERM "$p" 2>/dev/null || true
+	done
 	sleep 0.5
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 }
@@ -160,6 +169,7 @@ stop() {
 	for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	kill -KILL "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
+	forget "$pid"
 }
 
 # wait_free PORT: until no UDP socket is bound to PORT and no TCP socket
@@ -354,6 +364,7 @@ run_step() {
 	if [ -n "$wp" ]; then
 		kill "$wp" 2>/dev/null || true
 		wait "$wp" 2>/dev/null || true
+		forget "$wp"
 		scrape_metrics "$dir/metrics.txt"
 		[ "$rejects" = - ] || : >"$dir/metrics.txt"
 		# Which admission rule refused calls, e.g. pending_invites=812.
@@ -444,6 +455,7 @@ overload() {
 	done
 	uac "$dir/after" "$AFTER_RATE" "$AFTER_SECS" "$AFTER_PORT" "$AFTER_MP" "$SPORT" -trace_rtt -rtt_freq 1
 	wait "$bp" 2>/dev/null || true
+	forget "$bp"
 	c1=$(cpu_ticks "$SPID")
 	if [ "$name" = switchboard ]; then scrape_metrics "$dir/metrics.txt"; fi
 	stop "$SPID"
