@@ -41,7 +41,7 @@ CALL_MS=1000         # call length (SIPp -d)
 IDLE=30              # seconds after the load before reading RSS
 FAIL_PCT=0.1         # a rate is held when at most this % of calls fail
 SERVERS="sipp diago switchboard"
-RTP_PORTS=27000-55999   # clear of the SIP ports (56060-) and SIPp media (26000-)
+RTP_PORTS=27000-55999   # clear of this script's ports, 26000-26049
 SB_ARGS=""           # extra flags for switchboard serve
 BURST_RATE=0         # 0: twice the highest rate Switchboard held
 BURST_SECS=10
@@ -69,7 +69,7 @@ Options (defaults in brackets):
   --fail-pct P          highest failed % for a rate to count as held [$FAIL_PCT]
   --servers "..."       which of sipp diago switchboard, in this order [$SERVERS]
   --rtp-ports MIN-MAX   RTP ports of Switchboard and diago [$RTP_PORTS]; keep it
-                        clear of 26000-26039 and 56060-56069
+                        clear of 26000-26049 (the script's SIP, HTTP and SIPp ports)
   --sb-args "..."       extra flags for switchboard serve [none]
   --burst-rate R        overload burst rate [twice the highest rate Switchboard held]
   --burst-secs S        burst length [$BURST_SECS]
@@ -114,16 +114,18 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-# Ports: SIP 56060-56069 and the SIPp media ports from 26000 are this
-# script's; RTP for the servers comes from --rtp-ports.
-UAS_PORT=56060       # SIPp UAS
-DIAGO_PORT=56061     # diago-echo
-SB_PORT=56062        # switchboard serve (SIP)
-SB_HTTP=56068        # switchboard serve (/metrics)
-UAC_PORT=56064       # SIPp UAC of the ladder and of the burst
-AFTER_PORT=56065     # SIPp UAC right after the burst
-PCAP_PORT=56066      # SIPp UAC playing g711a.pcap
+# Ports 26000-26049 are this script's: SIPp's media ports, then SIP and
+# HTTP. They are below the kernel's ephemeral range (32768-60999 by
+# default), so no other program's outgoing socket takes one by chance. RTP
+# for the servers comes from --rtp-ports.
 UAS_MP=26000 UAC_MP=26010 AFTER_MP=26020 PCAP_MP=26030   # SIPp -mp
+UAS_PORT=26040       # SIPp UAS
+DIAGO_PORT=26041     # diago-echo
+SB_PORT=26042        # switchboard serve (SIP)
+UAC_PORT=26044       # SIPp UAC of the ladder and of the burst
+AFTER_PORT=26045     # SIPp UAC right after the burst
+PCAP_PORT=26046      # SIPp UAC playing g711a.pcap
+SB_HTTP=26048        # switchboard serve (/metrics)
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/docs/benchmarks
@@ -172,18 +174,17 @@ stop() {
 	forget "$pid"
 }
 
-# wait_free PORT: until no UDP socket is bound to PORT and no TCP socket
-# listens on it (10 s at most; TCP's TIME-WAIT does not stop a listener,
-# which sets SO_REUSEADDR). The ports are in the kernel's ephemeral range, so
-# on a busy machine another program's socket can hold one; say whose.
+# wait_free PORT: until no UDP or TCP socket but a TCP one in TIME-WAIT
+# (which does not stop a listener: it sets SO_REUSEADDR) has PORT (10 s at
+# most); if one stays, say whose.
 wait_free() {
 	local i
 	for i in $(seq 100); do
-		{ ss -Haunp "sport = :$1"; ss -Hltnp "sport = :$1"; } | grep -q . || return 0
+		{ ss -Haunp "sport = :$1"; ss -Htanp exclude time-wait "sport = :$1"; } | grep -q . || return 0
 		sleep 0.1
 	done
 	echo "sidebyside: port $1 stays in use:" >&2
-	{ ss -Haunp "sport = :$1"; ss -Hltnp "sport = :$1"; } >&2
+	{ ss -Haunp "sport = :$1"; ss -Htanp exclude time-wait "sport = :$1"; } >&2
 	return 1
 }
 
