@@ -69,6 +69,7 @@ func serve(args []string) error {
 	tlsNames := fs.String("tls-hostnames", "", "comma-separated DNS names phones use for this server, added to the development certificate")
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
+	portRest := fs.Duration("rtp-port-rest", 2*time.Second, "how long a released RTP port pair rests before another call gets it (calls of D s at R/s hold about R×(D+rest) pairs of --rtp-ports)")
 	keepSockets := fs.Int("rtp-keep-sockets", 8192, "ended calls' RTP socket pairs kept bound for reuse while their ports rest (saves socket/bind/close per call; 0: none)")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -156,7 +157,7 @@ func serve(args []string) error {
 	if !ok || err1 != nil || err2 != nil || min <= 0 || max < min {
 		return fmt.Errorf("--rtp-ports %q: want MIN-MAX", *rtpPorts)
 	}
-	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets = min, max, *keepSockets
+	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets, cfg.RTPPortRest = min, max, *keepSockets, *portRest
 	if *publicIP != "" {
 		ip, err := netip.ParseAddr(*publicIP)
 		if err != nil {

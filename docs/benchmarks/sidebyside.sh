@@ -327,7 +327,8 @@ pairs=$(awk -v r="$RTP_PORTS" 'BEGIN {split(r, a, "-"); print int((a[2] - a[1]) 
 for rate in $RATES; do
 	need=$(awk -v r="$rate" -v ms="$CALL_MS" 'BEGIN {printf "%d", r * (ms / 1000 + 2.5)}')
 	if [ "$need" -gt "$pairs" ]; then
-		echo "sidebyside: warning: $rate calls/s need ~$need RTP port pairs, --rtp-ports $RTP_PORTS has $pairs" >&2
+		echo "sidebyside: warning: $rate calls/s need ~$need RTP port pairs at Switchboard's 2 s port rest," \
+			"--rtp-ports $RTP_PORTS has $pairs (widen it, or --sb-args \"--rtp-port-rest 500ms\")" >&2
 	fi
 done
 
