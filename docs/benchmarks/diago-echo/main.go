@@ -20,7 +20,9 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/emiago/diago"
 	dmedia "github.com/emiago/diago/media"
@@ -95,10 +97,35 @@ func echo(d *diago.DialogServerSession) {
 	}
 	med, err := d.Answer(diago.AnswerOptions{})
 	if err != nil {
-		slog.Warn("answer", "call_id", d.InviteRequest.CallID().Value(), "error", err)
+		// A failed answer is a failed call of the benchmark: say why, a
+		// few times a second.
+		if answerErrors.allow(time.Now()) {
+			slog.Error("answer failed", "call_id", d.InviteRequest.CallID().Value(), "error", err)
+		}
 		return
 	}
 	if err := med.Echo(); err != nil {
 		slog.Debug("echo ended", "call_id", d.InviteRequest.CallID().Value(), "error", err)
 	}
+}
+
+// answerErrors limits the "answer failed" lines to 5 a second.
+var answerErrors = &throttle{burst: 5}
+
+// throttle allows burst events per wall-clock second.
+type throttle struct {
+	mu    sync.Mutex
+	burst int
+	sec   int64
+	n     int
+}
+
+func (t *throttle) allow(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := now.Unix(); s != t.sec {
+		t.sec, t.n = s, 0
+	}
+	t.n++
+	return t.n <= t.burst
 }
