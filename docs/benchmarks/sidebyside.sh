@@ -188,6 +188,12 @@ wait_free() {
 	return 1
 }
 
+# wait_free_media MP: SIPp's media ports from -mp MP (it binds them at start).
+wait_free_media() {
+	local p
+	for p in "$1" $(($1 + 1)) $(($1 + 2)) $(($1 + 3)); do wait_free "$p" || return 1; done
+}
+
 # wait_listen PID PORT: until process PID listens on PORT/udp (10 s at
 # most); fails at once if PID exits.
 wait_listen() {
@@ -213,6 +219,7 @@ kib() { { cat "/proc/$1/status" 2>/dev/null || :; } | awk -v f="$2:" '$1 == f {v
 start_server() {
 	local name=$1 dir=$2 p
 	for p in $UAS_PORT $DIAGO_PORT $SB_PORT $SB_HTTP; do wait_free "$p" || exit 1; done
+	if [ "$name" = sipp ]; then wait_free_media "$UAS_MP" || exit 1; fi
 	case "$name" in
 	sipp)
 		SPORT=$UAS_PORT
@@ -273,6 +280,7 @@ uac() {
 	local calls=$((rate * secs))
 	mkdir -p "$dir"
 	wait_free "$lport" || exit 1
+	wait_free_media "$mport" || exit 1
 	(cd "$dir" && timeout -s INT $((secs + 90)) sipp -sf "$SCEN" -s reflect \
 		-r "$rate" -d "$CALL_MS" -m "$calls" -l $((rate * 4 + 100)) \
 		-i 127.0.0.1 -p "$lport" -mp "$mport" -nostdin \
@@ -525,6 +533,8 @@ if [ "$DO_RTP" = 1 ]; then
 			start_server "$name" "$dir"
 			c0=$(cpu_ticks "$SPID")
 			log "rtp: pcap echo, $name, round $round"
+			wait_free "$PCAP_PORT" || exit 1
+			wait_free_media "$PCAP_MP" || exit 1
 			# SIPp reads g711a.pcap relative to its working directory.
 			(cd /usr/share/sip-tester && timeout -s INT $((PCAP_CALLS / PCAP_RATE + 120)) sipp -sf "$PCAP_SCEN" -s reflect \
 				-r "$PCAP_RATE" -m "$PCAP_CALLS" -l "$PCAP_CALLS" -i 127.0.0.1 -p "$PCAP_PORT" -mp "$PCAP_MP" \
