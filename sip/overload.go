@@ -22,9 +22,10 @@ type OverloadOptions struct {
 	// up — under overload the flows answer late and it grows. Calls still
 	// ringing (e.g. a flow dialling someone) count. Positive is a fixed
 	// limit; negative disables it. Zero, the default, scales it with the
-	// call rate: the larger of DefaultMaxPendingInvites and the INVITEs
-	// admitted in the last second × SetupBudget. By Little's law pending
-	// INVITEs are the setup rate × the mean setup time, so a fixed count is
+	// call rate: the larger of DefaultMaxPendingInvites and the INVITE
+	// transactions finished in the last second × SetupBudget. By Little's
+	// law pending INVITEs are the setup rate × the mean setup time, so a
+	// fixed count is
 	// a time budget that shrinks as the rate grows (200 is 500 ms at 400
 	// calls/s but 25 ms at 8,000, less than a scheduling hiccup on a busy
 	// machine); the scaled limit keeps the budget and still refuses once
@@ -94,8 +95,10 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		reason, reject = RejectPacerOverrun, true
 	}
 	if !reject {
-		a.admitted.add(now)
-		return func() { a.pendingInvites.Add(-1) }, true
+		return func() {
+			a.pendingInvites.Add(-1)
+			a.setups.add(time.Now())
+		}, true
 	}
 	a.observer().InviteRejected(reason)
 	if ok, held := a.overloadLog.allow(now); ok {
@@ -120,19 +123,23 @@ func (a *Agent) pendingLimit(now time.Time) int64 {
 	if budget <= 0 {
 		budget = DefaultSetupBudget
 	}
-	return scaledPendingLimit(a.admitted.perSecond(now), budget)
+	return scaledPendingLimit(a.setups.perSecond(now), budget)
 }
 
-// scaledPendingLimit is the pending-INVITE limit at perSecond admitted
-// INVITEs a second: what that rate keeps pending with setups taking
-// budget on average, and never less than DefaultMaxPendingInvites.
+// scaledPendingLimit is the pending-INVITE limit when perSecond INVITE
+// transactions finish a second: what that rate keeps pending with setups
+// taking budget on average (Little's law), and never less than
+// DefaultMaxPendingInvites. The rate is of transactions finished, not
+// admitted, so a server that stops finishing them (stalled, saturated)
+// drops to the floor within a second instead of admitting at the rate it
+// is offered.
 func scaledPendingLimit(perSecond int64, budget time.Duration) int64 {
 	return max(DefaultMaxPendingInvites, perSecond*int64(budget/time.Millisecond)/1000)
 }
 
-// inviteRate counts admitted INVITEs per second of the monotonic clock,
-// for the scaled pending limit. Cost: one uncontended mutex per INVITE
-// admitted and one per INVITE checked.
+// inviteRate counts INVITE transactions finished per second of the
+// monotonic clock, for the scaled pending limit. Cost: one uncontended
+// mutex per INVITE finished and one per INVITE checked.
 type inviteRate struct {
 	mu    sync.Mutex
 	epoch time.Time // first use; seconds count from it

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
@@ -38,7 +39,7 @@ func TestScaledPendingLimit(t *testing.T) {
 	}
 }
 
-// inviteRate reports the last whole second's admissions, or the current
+// inviteRate reports the last whole second's count, or the current
 // second's when already more, and forgets seconds with a gap after them.
 func TestInviteRate(t *testing.T) {
 	t0 := time.Now()
@@ -78,9 +79,9 @@ func TestInviteRate(t *testing.T) {
 // DefaultSetupBudget).
 func TestPendingLimit(t *testing.T) {
 	now := time.Now()
-	busy := func(a *Agent) { // 3,000 INVITEs admitted in the last second
+	busy := func(a *Agent) { // 3,000 INVITE transactions finished in the last second
 		for range 3000 {
-			a.admitted.add(now)
+			a.setups.add(now)
 		}
 	}
 	later := now.Add(time.Second)
@@ -110,14 +111,14 @@ func TestPendingLimit(t *testing.T) {
 }
 
 // BenchmarkPendingLimit is the cost the scaled limit adds to each INVITE:
-// reading the rate and counting the admission.
+// reading the rate and counting the finished transaction.
 func BenchmarkPendingLimit(b *testing.B) {
 	a := &Agent{}
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()
 		_ = a.pendingLimit(now)
-		a.admitted.add(now)
+		a.setups.add(now)
 	}
 }
 
@@ -199,5 +200,30 @@ func TestNoPortsRefusalsLogFewLines(t *testing.T) {
 	logs.mu.Unlock()
 	if lines == 0 || lines > 6 {
 		t.Fatalf("%d log lines for %d refusals, want 1 to 6", lines, invites)
+	}
+}
+
+// The scaled limit's rate counts INVITE transactions when they finish,
+// not when they are admitted: a server that stops finishing them falls
+// back to the floor.
+func TestSetupRateCountsFinishedInvites(t *testing.T) {
+	a := &Agent{}
+	req := sip.NewRequest(sip.INVITE, sip.Uri{User: "echo", Host: "127.0.0.1"})
+	var releases []func()
+	for range 150 { // under the floor of 200 pending
+		release, ok := a.admitInvite(req, nil)
+		if !ok {
+			t.Fatal("refused below the limit")
+		}
+		releases = append(releases, release)
+	}
+	if n := a.setups.perSecond(time.Now()); n != 0 {
+		t.Fatalf("rate %d/s with nothing finished, want 0", n)
+	}
+	for _, release := range releases {
+		release()
+	}
+	if n := a.setups.perSecond(time.Now()); n != 150 {
+		t.Fatalf("rate %d/s after 150 finished, want 150", n)
 	}
 }
