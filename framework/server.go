@@ -54,6 +54,12 @@ type Config struct {
 	// extra open descriptors; pairs unused for 10 s after their rest are
 	// closed. Zero keeps none.
 	RTPKeepSockets int
+	// RTPPortRest is how long a released RTP port pair rests before
+	// another call gets it (transport.PortPool.RestTime), so a new call
+	// never hears the old call's late packets; zero means 2 s. It bounds
+	// the call rate a port range carries: calls of D seconds at R/s hold
+	// about R × (D + rest) pairs.
+	RTPPortRest time.Duration
 	// PublicIP, when set, is advertised in SDP and Contact (server behind
 	// 1:1 NAT).
 	PublicIP netip.Addr
@@ -157,7 +163,8 @@ type Config struct {
 	Pprof bool
 	// Overload is the admission control for new calls: above its limits
 	// an INVITE gets 503 with Retry-After (see sip.OverloadOptions; by
-	// default at most sip.DefaultMaxPendingInvites calls being set up).
+	// default at most the calls of half a second at the current call
+	// rate being set up, and never fewer than sip.DefaultMaxPendingInvites).
 	Overload sip.OverloadOptions
 	// MemoryLimit, when positive, is applied with debug.SetMemoryLimit
 	// when the server starts: a soft limit on the Go heap, past which the
@@ -256,6 +263,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	ports.KeepSockets = max(cfg.RTPKeepSockets, 0)
+	ports.RestTime = max(cfg.RTPPortRest, 0)
 	s := &Server{cfg: cfg, handler: h, log: log, ports: ports, calls: map[*Call]*actor.PID{}, byID: map[string]*Call{}, boxes: map[*Call]actor.Mailbox{}, ready: make(chan struct{}), endDrain: make(chan struct{}), tts: cfg.TTS}
 	s.metrics = newServerMetrics(s)
 	if s.tts == nil {

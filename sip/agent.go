@@ -209,6 +209,7 @@ type Agent struct {
 	identityLog  logThrottle // unreadable P-Asserted-Identity
 
 	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
+	setups         inviteRate   // INVITE transactions finished per second, for the scaled pending limit
 	draining       atomic.Bool  // Drain called: new INVITEs get 503
 	overloadLog    logThrottle
 }

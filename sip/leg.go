@@ -386,12 +386,16 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if err != nil {
 		reason := "Service Unavailable (no media ports)"
+		// Every INVITE meets the same empty pool: log a few a second.
+		logged, held := a.overloadLog.allow(time.Now())
 		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || descriptorsExhausted() {
 			// Say what ran out: descriptors, not ports.
 			reason = "Service Unavailable (out of file descriptors)"
-			log.Error("sip: out of file descriptors for the call's RTP sockets", "error", err, "open_connections", a.guard.open(), "fd_limit", descriptorLimit())
-		} else {
-			log.Error("sip: no RTP port for call", "error", err)
+			if logged {
+				log.Error("sip: out of file descriptors for the call's RTP sockets", "error", err, "open_connections", a.guard.open(), "fd_limit", descriptorLimit(), "suppressed_before", held)
+			}
+		} else if logged {
+			log.Error("sip: no RTP port for call", "error", err, "suppressed_before", held)
 		}
 		a.observer().InviteRejected(RejectNoPorts)
 		a.respondRetryAfter(req, tx, reason)

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -19,9 +20,20 @@ type OverloadOptions struct {
 	// progress: received and not yet finished (final response sent and,
 	// for a 2xx, ACKed). It is the measured signal of setup work queueing
 	// up — under overload the flows answer late and it grows. Calls still
-	// ringing (e.g. a flow dialling someone) count. Zero means
-	// DefaultMaxPendingInvites; negative disables the limit.
+	// ringing (e.g. a flow dialling someone) count. Positive is a fixed
+	// limit; negative disables it. Zero, the default, scales it with the
+	// call rate: the larger of DefaultMaxPendingInvites and the INVITE
+	// transactions finished in the last second × SetupBudget. By Little's
+	// law pending INVITEs are the setup rate × the mean setup time, so a
+	// fixed count is
+	// a time budget that shrinks as the rate grows (200 is 500 ms at 400
+	// calls/s but 25 ms at 8,000, less than a scheduling hiccup on a busy
+	// machine); the scaled limit keeps the budget and still refuses once
+	// setups queue up.
 	MaxPendingInvites int
+	// SetupBudget is the mean setup time the scaled pending limit allows
+	// (MaxPendingInvites zero); zero means DefaultSetupBudget.
+	SetupBudget time.Duration
 	// MaxCalls bounds the inbound calls (legs) up or being set up; zero
 	// means no limit other than the RTP port pool.
 	MaxCalls int
@@ -37,8 +49,15 @@ type OverloadOptions struct {
 	PacerOverrunHold time.Duration
 }
 
-// DefaultMaxPendingInvites is OverloadOptions.MaxPendingInvites when unset.
+// DefaultMaxPendingInvites is the least pending-INVITE limit when
+// OverloadOptions.MaxPendingInvites is unset (it then scales with the
+// call rate above this).
 const DefaultMaxPendingInvites = 200
+
+// DefaultSetupBudget is OverloadOptions.SetupBudget when unset: the scaled
+// pending limit at R calls/s is R/2, above DefaultMaxPendingInvites from
+// 400 calls/s.
+const DefaultSetupBudget = 500 * time.Millisecond
 
 // DefaultRetryAfter is OverloadOptions.RetryAfter when unset.
 const DefaultRetryAfter = 5 * time.Second
@@ -60,10 +79,8 @@ func (a *Agent) InboundCalls() int {
 // sent.
 func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release func(), ok bool) {
 	o := a.cfg.Overload
-	limit := int64(o.MaxPendingInvites)
-	if limit == 0 {
-		limit = DefaultMaxPendingInvites
-	}
+	now := time.Now()
+	limit := a.pendingLimit(now)
 	reason, reject := RejectReason(0), false
 	switch {
 	case a.draining.Load():
@@ -78,11 +95,14 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		reason, reject = RejectPacerOverrun, true
 	}
 	if !reject {
-		return func() { a.pendingInvites.Add(-1) }, true
+		return func() {
+			a.pendingInvites.Add(-1)
+			a.setups.add(time.Now())
+		}, true
 	}
 	a.observer().InviteRejected(reason)
-	if ok, held := a.overloadLog.allow(time.Now()); ok {
-		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", a.pendingInvites.Load(), "source", req.Source(), "suppressed_before", held)
+	if ok, held := a.overloadLog.allow(now); ok {
+		a.log.Warn("sip: overload, INVITE refused with 503", "reason", reason.String(), "pending", a.pendingInvites.Load(), "limit", limit, "source", req.Source(), "suppressed_before", held)
 	}
 	if reason == RejectShuttingDown {
 		a.respond(req, tx, 503, "Service Unavailable (shutting down)")
@@ -90,6 +110,73 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		a.respondRetryAfter(req, tx, "Service Unavailable (overload)")
 	}
 	return nil, false
+}
+
+// pendingLimit is the pending-INVITE limit now (see
+// OverloadOptions.MaxPendingInvites); zero or less means none.
+func (a *Agent) pendingLimit(now time.Time) int64 {
+	o := a.cfg.Overload
+	if o.MaxPendingInvites != 0 {
+		return int64(o.MaxPendingInvites)
+	}
+	budget := o.SetupBudget
+	if budget <= 0 {
+		budget = DefaultSetupBudget
+	}
+	return scaledPendingLimit(a.setups.perSecond(now), budget)
+}
+
+// scaledPendingLimit is the pending-INVITE limit when perSecond INVITE
+// transactions finish a second: what that rate keeps pending with setups
+// taking budget on average (Little's law), and never less than
+// DefaultMaxPendingInvites. The rate is of transactions finished, not
+// admitted, so a server that stops finishing them (stalled, saturated)
+// drops to the floor within a second instead of admitting at the rate it
+// is offered.
+func scaledPendingLimit(perSecond int64, budget time.Duration) int64 {
+	return max(DefaultMaxPendingInvites, perSecond*int64(budget/time.Millisecond)/1000)
+}
+
+// inviteRate counts INVITE transactions finished per second of the
+// monotonic clock, for the scaled pending limit. Cost: one uncontended
+// mutex per INVITE finished and one per INVITE checked.
+type inviteRate struct {
+	mu    sync.Mutex
+	epoch time.Time // first use; seconds count from it
+	sec   int64     // the second cur counts
+	cur   int64
+	prev  int64 // the count of second sec-1 (0 if none came)
+}
+
+// roll moves the window to the second now falls in.
+func (r *inviteRate) roll(now time.Time) {
+	if r.epoch.IsZero() {
+		r.epoch = now
+	}
+	s := int64(now.Sub(r.epoch) / time.Second)
+	switch {
+	case s == r.sec+1:
+		r.prev, r.cur, r.sec = r.cur, 0, s
+	case s > r.sec+1:
+		r.prev, r.cur, r.sec = 0, 0, s
+	}
+}
+
+func (r *inviteRate) add(now time.Time) {
+	r.mu.Lock()
+	r.roll(now)
+	r.cur++
+	r.mu.Unlock()
+}
+
+// perSecond is the rate now: the last whole second's count, or the
+// current second's so far when that is already more (a rising rate
+// raises the limit within the second).
+func (r *inviteRate) perSecond(now time.Time) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.roll(now)
+	return max(r.prev, r.cur)
 }
 
 // takePending counts one more pending INVITE unless limit (when positive)

@@ -71,6 +71,7 @@ func serve(args []string) error {
 	tlsNames := fs.String("tls-hostnames", "", "comma-separated DNS names phones use for this server, added to the development certificate")
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
+	portRest := fs.Duration("rtp-port-rest", 2*time.Second, "how long a released RTP port pair rests before another call gets it (calls of D s at R/s hold about R×(D+rest) pairs of --rtp-ports)")
 	keepSockets := fs.Int("rtp-keep-sockets", 8192, "ended calls' RTP socket pairs kept bound for reuse while their ports rest (saves socket/bind/close per call; 0: none)")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -85,7 +86,8 @@ func serve(args []string) error {
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP port (trusted networks only)")
 	memLimit := fs.String("memory-limit", "", `soft limit on Go heap memory, e.g. 512MiB or 2GiB (default: GOMEMLIMIT, else none)`)
 	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps GOGC or 100, -1 collects only at --memory-limit")
-	maxPending := fs.Int("max-pending-invites", sip.DefaultMaxPendingInvites, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (-1: no limit)")
+	maxPending := fs.Int("max-pending-invites", 0, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (0: the calls of --setup-budget at the current call rate, at least 200; -1: no limit)")
+	setupBudget := fs.Duration("setup-budget", sip.DefaultSetupBudget, "with --max-pending-invites 0, the mean call setup time the pending-INVITE limit allows at the current call rate")
 	maxCalls := fs.Int("max-calls", 0, "inbound calls up at once; beyond it new INVITEs get 503 + Retry-After (0: no limit but the RTP ports)")
 	retryAfter := fs.Duration("retry-after", sip.DefaultRetryAfter, "Retry-After of overload 503s")
 	drain := fs.Duration("drain", 0, "on SIGTERM/SIGINT, let the calls up end on their own for up to this long (new calls get 503, OPTIONS too) before hanging them up; a second signal hangs up at once. e.g. --drain 5m")
@@ -112,7 +114,7 @@ func serve(args []string) error {
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
 		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}, CallLimits: sip.CallLimits{GuestCalls: *guestCalls, GuestRate: *guestRate},
 		Pprof: *pprofOn, GCPercent: *gogc,
-		Overload:     sip.OverloadOptions{MaxPendingInvites: *maxPending, MaxCalls: *maxCalls, RetryAfter: *retryAfter},
+		Overload:     sip.OverloadOptions{MaxPendingInvites: *maxPending, SetupBudget: *setupBudget, MaxCalls: *maxCalls, RetryAfter: *retryAfter},
 		DrainTimeout: *drain}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
@@ -158,7 +160,7 @@ func serve(args []string) error {
 	if !ok || err1 != nil || err2 != nil || min <= 0 || max < min {
 		return fmt.Errorf("--rtp-ports %q: want MIN-MAX", *rtpPorts)
 	}
-	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets = min, max, *keepSockets
+	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets, cfg.RTPPortRest = min, max, *keepSockets, *portRest
 	if *publicIP != "" {
 		ip, err := netip.ParseAddr(*publicIP)
 		if err != nil {
