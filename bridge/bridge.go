@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -69,12 +68,10 @@ type Config struct {
 	// Roster, if set, lists every user's presence as `presence` messages,
 	// sent to a browser when it logs in (Broadcast sends the changes).
 	Roster func() []Message
-	// Events, if set, pushes a call's session events to the browser: it
-	// is run (in its own goroutine) for each browser call with from 0
-	// (every event), and again with the last Seq the browser saw when it
-	// resumes; it calls push for every event after from, in order, until
-	// ctx ends.
-	Events func(ctx context.Context, legID string, from uint64, push func(seq uint64, ev json.RawMessage))
+	// Feeds, if set, gives browsers session events: those of the session
+	// each browser call is in (following it when it moves), and of the
+	// sessions a browser watches.
+	Feeds  Feeds
 	Logger *slog.Logger
 }
 

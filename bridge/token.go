@@ -110,3 +110,14 @@ func allowed(patterns []string, name string) bool {
 func (c Claims) MayCall(target string) bool {
 	return allowed(c.Routes, target) || allowed(c.Users, target)
 }
+
+// MayWatch reports whether the claims allow watching session (a call ID,
+// or "room:NAME": for a room, a pattern may name the room with or without
+// its "room:" prefix).
+func (c Claims) MayWatch(session string) bool {
+	if allowed(c.Sessions, session) {
+		return true
+	}
+	room, ok := strings.CutPrefix(session, "room:")
+	return ok && allowed(c.Sessions, room)
+}
