@@ -78,8 +78,9 @@ func (b browserFeeds) FollowLeg(ctx context.Context, legID, session string, from
 	switch {
 	case session == "" && s.Call(legID) != nil:
 		session = legID // the call the leg placed
-	case session == "":
+	case session == "" && from == 0:
 		session = cur
+		// A seq of a call that ended: go to where the leg is (below).
 	}
 	f.session, f.from, f.tracked = session, from, legID
 	if session == cur {
