@@ -209,7 +209,19 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		user = CallUserPrefix + req.Call
 	}
 	target := "sip:" + user + "@" + req.SIP
-	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, relayFlow(relay)); err != nil {
+	session := "room:" + req.Room
+	if req.Call != "" {
+		session = req.Call
+	}
+	flow := relayFlow(relay)
+	tracked := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+		// Known before the leg is moved in, so a browser's feed that sees
+		// the move finds where the relay leads (RelayTarget).
+		n.setRelay(c.ID(), session)
+		defer n.setRelay(c.ID(), "")
+		return flow(ctx, c)
+	})
+	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, tracked); err != nil {
 		return err
 	}
 	var relayID string

@@ -161,6 +161,8 @@ type Node struct {
 
 	keptMu     sync.Mutex
 	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
+	relaysMu   sync.Mutex
+	relays     map[string]string // relay calls of this node carrying a moved leg: the session they lead to
 	keptPruned time.Time
 	lastMerged map[string]presence.Presence
 }

@@ -255,6 +255,8 @@ func serve(args []string) error {
 			return err
 		}
 		node.Routes()
+		// Browsers on this node watch and follow sessions of any node.
+		srv.SetRemoteSessions(node)
 		// Relay calls from other nodes (members' SIP addresses only; a
 		// caller elsewhere gets 403). Calls that put a leg into a room here:
 		router.Handle(cluster.RoomUserPrefix+"*", node.MembersOnly(cluster.RoomHandler()))
