@@ -89,6 +89,29 @@ type Bridge struct {
 	ringing  map[string]*incoming // calls offered to browsers, by id
 	closed   bool
 	opus     bool // Opus is in the media engine
+
+	badMu      sync.Mutex
+	badLast    time.Time // when badInput last logged
+	badDropped int       // lines suppressed since
+}
+
+// badInput logs bad input from a browser at Info, at most one line a
+// second for the whole bridge (the next line counts those left out).
+func (b *Bridge) badInput(msg string, args ...any) {
+	b.badMu.Lock()
+	now := time.Now()
+	if now.Sub(b.badLast) < time.Second {
+		b.badDropped++
+		b.badMu.Unlock()
+		return
+	}
+	dropped := b.badDropped
+	b.badLast, b.badDropped = now, 0
+	b.badMu.Unlock()
+	if dropped > 0 {
+		args = append(args, "suppressed", dropped)
+	}
+	b.log.Info(msg, args...)
 }
 
 // New starts a bridge: it binds the shared ICE UDP port.

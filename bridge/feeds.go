@@ -78,9 +78,11 @@ func validSession(id string, empty bool) bool {
 func (s *session) watch(m Message) {
 	switch {
 	case !validSession(m.Session, false):
+		s.b.badInput("bridge: bad watch refused", "user", s.claims.User, "bytes", len(m.Session))
 		s.send(Message{Type: "error", ID: m.ID, Code: 400, Error: "watch needs a session: a call ID or room:NAME, at most 256 printable bytes"})
 		return
 	case !s.claims.MayWatch(m.Session):
+		s.b.badInput("bridge: watch not allowed by the token", "user", s.claims.User, "session", m.Session)
 		s.send(Message{Type: "error", ID: m.ID, Session: m.Session, Code: 403, Error: "the token does not allow watching " + m.Session})
 		return
 	case s.b.cfg.Feeds == nil:

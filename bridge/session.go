@@ -142,6 +142,7 @@ func (s *session) run() {
 		}
 		var m Message
 		if err := json.Unmarshal(payload, &m); err != nil {
+			s.b.badInput("bridge: malformed JSON from a browser", "user", s.claims.User, "error", err)
 			s.send(Message{Type: "error", Code: 400, Error: "malformed JSON"})
 			continue
 		}
@@ -233,6 +234,7 @@ func (s *session) handle(m Message) bool {
 			return true
 		}
 		if !validSession(m.Session, true) {
+			s.b.badInput("bridge: bad session in resume", "user", s.claims.User, "bytes", len(m.Session))
 			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 400, Error: "bad session"})
 			return true
 		}
