@@ -234,4 +234,35 @@ func TestBrowserFollowsSessionsAcrossNodes(t *testing.T) {
 	if last := calls[len(calls)-1]; last.Type != "leg.moved" || last.LegID != leg {
 		t.Fatalf("the call's last event before the move %+v, want its leg.moved", last)
 	}
+
+	// Back to a room on the browser's own node: the feed sees the leg
+	// leave the relay call and follows it to room green.
+	if code := httpPost(t, "http://"+a.http+"/api/calls/"+leg+"/move?room=green&node="+a.name); code != http.StatusNoContent {
+		t.Fatalf("moving the browser's leg into room green on %s: %d", a.name, code)
+	}
+	feed, err = br.WaitFeed(ctx, "the leg's arrival in room green", func(f []bridge.Message) bool {
+		return countWS(sessionEvents(t, f, "room:green", leg), "leg.joined", "") == 1
+	})
+	if err != nil {
+		for _, m := range feed[max(0, len(feed)-8):] {
+			t.Logf("feed: %s call=%s session=%s seq=%d leg=%s %s", m.Type, m.Call, m.Session, m.Seq, m.Leg, m.Event)
+		}
+		t.Fatalf("%v (%d messages)", err, len(feed))
+	}
+	var moves []bridge.Message
+	for _, m := range feed {
+		if m.Type == "moved" {
+			moves = append(moves, m)
+		}
+	}
+	if len(moves) != 2 || moves[1].Session != "room:green" || moves[1].Leg != leg {
+		t.Fatalf("moved messages %+v, want a second one to room:green with the leg's own ID", moves)
+	}
+	green := sessionEvents(t, feed, "room:green", leg)
+	if green[0].Type != "leg.joined" || green[0].Node != "" || !strings.Contains(string(green[0].Data), `"from":"call:`+mv.Leg+`"`) {
+		t.Fatalf("room green's first event %+v, want the leg's arrival from the relay call %s", green[0], mv.Leg)
+	}
+	if n := len(sessionEvents(t, feed, "room:blue", leg)); n != len(mine) {
+		t.Fatalf("room blue events after the leg left it: %d, had %d", n, len(mine))
+	}
 }

@@ -130,6 +130,9 @@ func (f *Feed) Next(ctx context.Context) (Event, error) {
 		if f.end {
 			return Event{}, io.EOF
 		}
+		if err := ctx.Err(); err != nil {
+			return Event{}, err
+		}
 		if err := f.fetch(ctx); err != nil {
 			return Event{}, err
 		}

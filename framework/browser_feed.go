@@ -22,6 +22,9 @@ const (
 	// feedRetries bounds the attempts to read a session after transient
 	// errors (another node not answering) before the feed ends.
 	feedRetries = 10
+	// relayLeftWait bounds the wait, when the relay leg leaves the far
+	// session, for the news that the browser's leg left the relay first.
+	relayLeftWait = 2 * time.Second
 )
 
 // browserFeeds is the bridge's source of session events.
@@ -218,6 +221,13 @@ func (f *legFeed) Next(ctx context.Context) (bridge.FeedItem, error) {
 			}
 			f.searching = false
 		}
+		if f.relay != "" && ev.LegID == f.tracked && (ev.Type == EventLegLeft || ev.Type == EventLegEnded) && f.relayLeft(ctx) {
+			// The relay leaves the far session because the browser's leg
+			// left the relay call: that departure came first.
+			mv, _ := f.relayMoved()
+			f.switchTo(mv.Move.To, f.leg, "call:"+f.relay, mv.Seq)
+			continue
+		}
 		f.pending = append(f.pending, bridge.FeedItem{Session: ev.Session, Seq: ev.Seq, Event: ev.JSON})
 		if ev.Type == EventLegMoved && ev.LegID == f.tracked && ev.Move != nil &&
 			ev.Move.From == whereOf(f.session) && ev.Move.To != ev.Move.From {
@@ -250,6 +260,23 @@ func (f *legFeed) read(ctx context.Context) (SessionEvent, error) {
 		}()
 	}
 	return f.feed.Next(rctx)
+}
+
+// relayLeft waits (at most relayLeftWait) for the relay watcher to see
+// the browser's leg leave the relay call.
+func (f *legFeed) relayLeft(ctx context.Context) bool {
+	if f.relayDone == nil {
+		return false
+	}
+	t := time.NewTimer(relayLeftWait)
+	defer t.Stop()
+	select {
+	case <-f.relayDone:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // relayMoved returns the browser leg's move out of the relay call, if the

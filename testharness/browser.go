@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -151,10 +152,45 @@ func (b *Browser) send(m bridge.Message) error {
 	if err != nil {
 		return err
 	}
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	_ = b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	return wsutil.WriteClientText(b.conn, data)
+	return b.SendRaw(data)
+}
+
+// socketWriter writes to the socket under the write lock, each write
+// within 5 s (the pongs the server's pings get).
+type socketWriter struct{ b *Browser }
+
+func (w socketWriter) Write(p []byte) (int, error) {
+	w.b.wmu.Lock()
+	defer w.b.wmu.Unlock()
+	_ = w.b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer w.b.conn.SetWriteDeadline(time.Time{})
+	return w.b.conn.Write(p)
+}
+
+// readText returns the next text message, answering pings (under the
+// write lock: a pong never interleaves with a message being sent).
+func (b *Browser) readText() ([]byte, error) {
+	ctl := wsutil.ControlFrameHandler(socketWriter{b}, ws.StateClientSide)
+	rd := wsutil.Reader{Source: b.conn, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: ctl}
+	for {
+		hdr, err := rd.NextFrame()
+		if err != nil {
+			return nil, err
+		}
+		if hdr.OpCode.IsControl() {
+			if err := ctl(hdr, &rd); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if hdr.OpCode&ws.OpText == 0 {
+			if err := rd.Discard(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return io.ReadAll(&rd)
+	}
 }
 
 // request sends m with a fresh id and waits for the reply that echoes it.
@@ -187,7 +223,7 @@ func (b *Browser) request(ctx context.Context, m bridge.Message) (bridge.Message
 func (b *Browser) read() {
 	defer close(b.done)
 	for {
-		data, err := wsutil.ReadServerText(b.conn)
+		data, err := b.readText()
 		if err != nil {
 			b.mu.Lock()
 			if b.dropped {
@@ -646,6 +682,7 @@ func (b *Browser) SendRaw(data []byte) error {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	_ = b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer b.conn.SetWriteDeadline(time.Time{}) // a later pong must not find it passed
 	return wsutil.WriteClientText(b.conn, data)
 }
 
