@@ -460,3 +460,37 @@ func checkRunFrom(t *testing.T, srv *Server, feed []bridge.Message, session stri
 	}
 	return got
 }
+
+// A browser's leg moved into another call (Move ToCall) is followed
+// there the same way: leg.moved, `moved` naming the call's ID, then that
+// call's events from the leg's arrival — and a signal of that call.
+func TestBrowserFeedFollowsLegIntoCall(t *testing.T) {
+	srv := startBrowserTestServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice, _, a := parkedBrowser(t, ctx, srv, "alice")
+	_, _, b := parkedBrowser(t, ctx, srv, "bob")
+	if err := srv.Move(ctx, a, ToCall(b), JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Call(b).Signal(ctx, "in-bobs-call", nil); err != nil {
+		t.Fatal(err)
+	}
+	feed, err := alice.WaitFeed(ctx, "bob's call's signal", func(f []bridge.Message) bool { return has(f, b, "signal", "", "in-bobs-call") })
+	if err != nil {
+		t.Fatalf("%v:%s", err, describe(feed))
+	}
+	var kinds []string
+	for _, m := range feed {
+		ev := feedEvent{}
+		_ = json.Unmarshal(m.Event, &ev)
+		kinds = append(kinds, m.Type+" "+m.Session+" "+ev.Type)
+	}
+	want := []string{
+		"event " + a + " call.started", "event " + a + " leg.answered", "event " + a + " leg.moved",
+		"moved " + b + " ", "event " + b + " leg.joined", "event " + b + " signal",
+	}
+	if strings.Join(kinds, "|") != strings.Join(want, "|") {
+		t.Fatalf("alice's feed:\n got %q\nwant %q", kinds, want)
+	}
+}
