@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -287,6 +288,10 @@ func (l *Leg) feed(session string, from uint64) {
 		for {
 			it, err := f.Next(ctx)
 			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+					l.log.Info("bridge: the call's session events stopped", "error", err)
+					l.sess().send(Message{Type: "error", Call: l.id, Code: 503, Error: "the session's events cannot be read now"})
+				}
 				return
 			}
 			if it.Moved {
