@@ -26,7 +26,8 @@ type Claims struct {
 	Routes []string `json:"routes,omitempty"`
 	// Users the browser may ring (user names, "*" for any).
 	Users []string `json:"users,omitempty"`
-	// Sessions the browser may join (call IDs or room names, "*").
+	// Sessions the browser may watch (call IDs, "room:NAME" or a room
+	// name; "*" any).
 	Sessions []string `json:"sessions,omitempty"`
 }
 
