@@ -295,14 +295,16 @@ func (n *Node) callForEvents(id string) *framework.Call {
 	return nil
 }
 
-// setRelay records (session "" forgets) where a relay call of this node
-// leads: the session its far leg is in on the other node.
+// setRelay records where a relay call of this node leads: the session
+// its far leg is in on the other node. Relays that have ended are
+// forgotten on the way (one pass over the relays up).
 func (n *Node) setRelay(callID, session string) {
 	n.relaysMu.Lock()
 	defer n.relaysMu.Unlock()
-	if session == "" {
-		delete(n.relays, callID)
-		return
+	for id := range n.relays {
+		if n.srv.Call(id) == nil {
+			delete(n.relays, id)
+		}
 	}
 	if n.relays == nil {
 		n.relays = map[string]string{}
@@ -316,9 +318,9 @@ func (n *Node) setRelay(callID, session string) {
 // Call-ID). It makes Node a framework.RemoteSessions.
 func (n *Node) RelayTarget(callID string) (string, bool) {
 	n.relaysMu.Lock()
-	defer n.relaysMu.Unlock()
 	s, ok := n.relays[callID]
-	return s, ok
+	n.relaysMu.Unlock()
+	return s, ok && n.srv.Call(callID) != nil
 }
 
 // OpenSession returns the event stream of a session held by another node

@@ -209,19 +209,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 		user = CallUserPrefix + req.Call
 	}
 	target := "sip:" + user + "@" + req.SIP
-	session := "room:" + req.Room
-	if req.Call != "" {
-		session = req.Call
-	}
-	flow := relayFlow(relay)
-	tracked := framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		// Known before the leg is moved in, so a browser's feed that sees
-		// the move finds where the relay leads (RelayTarget).
-		n.setRelay(c.ID(), session)
-		defer n.setRelay(c.ID(), "")
-		return flow(ctx, c)
-	})
-	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, tracked); err != nil {
+	if err := n.srv.Originate(ctx, target, framework.DialOptions{Timeout: 10 * time.Second}, relayFlow(relay)); err != nil {
 		return err
 	}
 	var relayID string
@@ -229,6 +217,13 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 	case relayID = <-relay:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	// Known before the leg is moved in, so a browser's feed that sees the
+	// move finds where the relay leads (RelayTarget).
+	if req.Call != "" {
+		n.setRelay(relayID, req.Call)
+	} else {
+		n.setRelay(relayID, "room:"+req.Room)
 	}
 	if err := n.srv.Move(ctx, legID, framework.ToCall(relayID), framework.JoinOptions{}); err != nil {
 		if h := n.srv.Call(relayID); h != nil {
