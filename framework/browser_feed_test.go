@@ -494,3 +494,52 @@ func TestBrowserFeedFollowsLegIntoCall(t *testing.T) {
 		t.Fatalf("alice's feed:\n got %q\nwant %q", kinds, want)
 	}
 }
+
+// A browser that takes a call a flow dialled (its leg is not the call's
+// first) gets that call's events too: its own answer and bridging, and a
+// signal of the call.
+func TestBrowserFeedOfADialledLeg(t *testing.T) {
+	r := NewRouter()
+	r.HandleFunc("ring-alice", func(ctx context.Context, c *Call) error {
+		return c.Dial(ctx, "alice", DialOptions{Timeout: 10 * time.Second})
+	})
+	srv := startTestServer(t, Config{HTTPAddr: "127.0.0.1:0",
+		Browsers: &BrowserConfig{TokenKey: []byte("test key of sixteen bytes or more"), ICEAddr: "127.0.0.1:0"}}, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := newBrowser(t, ctx, srv, srv.Tokens().MintFor("alice", time.Hour))
+	leg, _ := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "ring-alice", From: "sip:carol@memory"})
+	srv.StartCall(leg)
+	defer func() { _ = leg.Hangup(context.Background()) }()
+	var pc *testharness.PhoneCall
+	select {
+	case pc = <-alice.Incoming():
+	case <-ctx.Done():
+		t.Fatal("alice's browser was not rung")
+	}
+	a := testharness.CallID(pc)
+	call := leg.ID()
+	if _, err := alice.WaitFeed(ctx, "the dialled leg bridged", func(f []bridge.Message) bool { return has(f, call, "leg.bridged", a, "") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Call(call).Signal(ctx, "to-the-dialled", nil); err != nil {
+		t.Fatal(err)
+	}
+	feed, err := alice.WaitFeed(ctx, "the call's signal", func(f []bridge.Message) bool { return has(f, call, "signal", "", "to-the-dialled") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range feed {
+		if m.Type != "event" || m.Call != a || m.Session != call {
+			t.Fatalf("a message that is not an event of call %s for leg %s: %+v", call, a, m)
+		}
+	}
+	own, err := srv.OpenSession(ctx, call, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if got := checkRun(t, own, feed, call); got[0].Seq != 1 {
+		t.Fatalf("the dialled leg's feed starts at Seq %d, want the call's first event", got[0].Seq)
+	}
+}
