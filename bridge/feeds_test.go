@@ -54,6 +54,10 @@ func TestClaimsMayWatch(t *testing.T) {
 		{[]string{"sales"}, "sales", true}, // a call ID that looks like the name
 		{[]string{"wr-*"}, "wr-5d1c", true},
 		{[]string{"wr-*"}, "room:wr-x", true},
+		{[]string{"*"}, "a84b4c76e66710/x@pc33.atlanta.com", true}, // "/" in a SIP Call-ID
+		{[]string{"a84b*"}, "a84b4c76e66710/x@pc33.atlanta.com", true},
+		{[]string{"a84b/*"}, "a84b/x", true},
+		{[]string{"a84b/*"}, "a84c/x", false},
 		{nil, "room:sales", false},
 		{[]string{"["}, "room:sales", false}, // a bad pattern matches nothing
 	} {

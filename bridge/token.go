@@ -116,9 +116,21 @@ func (c Claims) MayCall(target string) bool {
 // or "room:NAME": for a room, a pattern may name the room with or without
 // its "room:" prefix).
 func (c Claims) MayWatch(session string) bool {
-	if allowed(c.Sessions, session) {
+	if allowedID(c.Sessions, session) {
 		return true
 	}
 	room, ok := strings.CutPrefix(session, "room:")
-	return ok && allowed(c.Sessions, room)
+	return ok && allowedID(c.Sessions, room)
+}
+
+// allowedID is allowed for IDs in which "/" is an ordinary character (a
+// SIP Call-ID may hold one; path.Match's "*" stops at it).
+func allowedID(patterns []string, id string) bool {
+	id = strings.ReplaceAll(id, "/", "\x00")
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ReplaceAll(p, "/", "\x00"), id); ok {
+			return true
+		}
+	}
+	return false
 }
