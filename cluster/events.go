@@ -355,7 +355,7 @@ func (s sessionFeed) Next(ctx context.Context) (framework.SessionEvent, error) {
 		return framework.SessionEvent{}, err
 	}
 	se := framework.SessionEvent{Session: s.f.session, Seq: ev.Seq, Type: ev.Type, LegID: ev.LegID, JSON: raw}
-	if ev.Type == framework.EventLegMoved || ev.Type == framework.EventLegJoined {
+	if ev.Type == framework.EventLegMoved || ev.Type == framework.EventLegJoined || ev.Type == framework.EventLegLeft {
 		var md framework.MoveData
 		if json.Unmarshal(ev.Data, &md) == nil {
 			se.Move = &md

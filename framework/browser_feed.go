@@ -303,16 +303,19 @@ func (f *legFeed) switchTo(to, tracked, from string, seq uint64) {
 	}
 	session := sessionOf(to)
 	relay := ""
-	if tracked == f.leg {
+	own := tracked == f.leg // the browser's leg itself moved (not a relay's far leg)
+	if own {
 		session, tracked, relay = f.resolve(to, f.leg)
 	}
 	if relay != "" {
 		from, seq = "", 0 // the relay leg's own arrival there (its only one)
 	}
-	f.stopRelay()
+	if own { // a relay it was in is behind it
+		f.stopRelay()
+		f.startRelay(relay)
+	}
 	f.session, f.from, f.tracked = session, 0, tracked
 	f.searching, f.anchorFrom, f.anchorSeq, f.searchEnd = true, from, seq, time.Now().Add(feedJoinWait)
-	f.startRelay(relay)
 	f.pending = append(f.pending, bridge.FeedItem{Moved: true, Session: session, Leg: tracked})
 	f.log.Debug("browser feed follows the leg", "session", session, "leg", tracked)
 }
