@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -22,6 +23,12 @@ const (
 	// feedRetries bounds the attempts to read a session after transient
 	// errors (another node not answering) before the feed ends.
 	feedRetries = 10
+	// feedOpenTries is how often a session the leg went to is looked for
+	// (300 ms apart) before the feed jumps to where the leg is now;
+	// feedMaxJumps bounds such jumps in a feed's life (a session that
+	// stays unreadable ends the feed instead of a loop).
+	feedOpenTries = 4
+	feedMaxJumps  = 8
 	// relayLeftWait bounds the wait, when the relay leg leaves the far
 	// session, for the news that the browser's leg left the relay first.
 	relayLeftWait = 2 * time.Second
@@ -118,6 +125,8 @@ type legFeed struct {
 	tracked string // the leg's ID in that session's events
 	feed    SessionFeed
 	pending []bridge.FeedItem
+	misses  int // failed opens of the session in a row
+	jumps   int // jumps to where the leg is (see feedMaxJumps)
 
 	// The leg's arrival still to be found in the new session's stream:
 	// leg.joined of tracked, from anchorFrom at anchorSeq ("": any).
@@ -163,8 +172,20 @@ func (f *legFeed) Next(ctx context.Context) (bridge.FeedItem, error) {
 			feed, err := f.s.OpenSession(ctx, f.session, f.from)
 			switch {
 			case err == nil:
-				f.feed = feed
+				f.feed, f.misses = feed, 0
 			case errors.Is(err, ErrNoSession):
+				// A session the leg just went to may not be visible yet
+				// (another node's lists lag): a few tries first.
+				if f.misses++; f.misses < feedOpenTries {
+					if !sleepCtx(ctx, 300*time.Millisecond) {
+						return bridge.FeedItem{}, ctx.Err()
+					}
+					continue
+				}
+				f.misses = 0
+				if f.jumps++; f.jumps > feedMaxJumps {
+					return bridge.FeedItem{}, fmt.Errorf("framework: the events of %s cannot be read: %w", f.session, err)
+				}
 				if !f.jumpToCurrent() {
 					return bridge.FeedItem{}, io.EOF
 				}
@@ -197,6 +218,9 @@ func (f *legFeed) Next(ctx context.Context) (bridge.FeedItem, error) {
 			f.feed.Close()
 			f.feed = nil
 			if errors.Is(err, io.EOF) || errors.Is(err, ErrNoSession) {
+				if f.jumps++; f.jumps > feedMaxJumps {
+					return bridge.FeedItem{}, fmt.Errorf("framework: the events of %s cannot be read: %w", f.session, err)
+				}
 				if !f.jumpToCurrent() {
 					return bridge.FeedItem{}, io.EOF
 				}
