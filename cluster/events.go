@@ -295,6 +295,15 @@ func (n *Node) callForEvents(id string) *framework.Call {
 	return nil
 }
 
+// session is the session a moveReq's leg goes to: "room:NAME" or the
+// call's ID.
+func (r moveReq) session() string {
+	if r.Call != "" {
+		return r.Call
+	}
+	return "room:" + r.Room
+}
+
 // setRelay records where a relay call of this node leads: the session
 // its far leg is in on the other node. Relays that have ended are
 // forgotten on the way (one pass over the relays up).

@@ -215,15 +215,9 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 	var relayID string
 	select {
 	case relayID = <-relay:
+		n.setRelay(relayID, req.session()) // before the leg moves in: a browser's feed asks RelayTarget then
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-	// Known before the leg is moved in, so a browser's feed that sees the
-	// move finds where the relay leads (RelayTarget).
-	if req.Call != "" {
-		n.setRelay(relayID, req.Call)
-	} else {
-		n.setRelay(relayID, "room:"+req.Room)
 	}
 	if err := n.srv.Move(ctx, legID, framework.ToCall(relayID), framework.JoinOptions{}); err != nil {
 		if h := n.srv.Call(relayID); h != nil {

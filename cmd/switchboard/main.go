@@ -255,8 +255,6 @@ func serve(args []string) error {
 			return err
 		}
 		node.Routes()
-		// Browsers on this node watch and follow sessions of any node.
-		srv.SetRemoteSessions(node)
 		// Relay calls from other nodes (members' SIP addresses only; a
 		// caller elsewhere gets 403). Calls that put a leg into a room here:
 		router.Handle(cluster.RoomUserPrefix+"*", node.MembersOnly(cluster.RoomHandler()))
@@ -265,6 +263,8 @@ func serve(args []string) error {
 		// Calls from other nodes for a user registered here over a
 		// connection (TCP, TLS, WebSocket).
 		router.Handle(cluster.UserUserPrefix+"*", node.MembersOnly(node.UserHandler()))
+		// Browsers on this node watch and follow sessions of any node.
+		srv.SetRemoteSessions(node)
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()
