@@ -308,17 +308,17 @@ func (r moveReq) session() string {
 // its far leg is in on the other node. Relays that have ended are
 // forgotten on the way (one pass over the relays up).
 func (n *Node) setRelay(callID, session string) {
-	n.relaysMu.Lock()
-	defer n.relaysMu.Unlock()
-	for id := range n.relays {
+	n.targetsMu.Lock()
+	defer n.targetsMu.Unlock()
+	for id := range n.relayTargets {
 		if n.srv.Call(id) == nil {
-			delete(n.relays, id)
+			delete(n.relayTargets, id)
 		}
 	}
-	if n.relays == nil {
-		n.relays = map[string]string{}
+	if n.relayTargets == nil {
+		n.relayTargets = map[string]string{}
 	}
-	n.relays[callID] = session
+	n.relayTargets[callID] = session
 }
 
 // RelayTarget says where a relay call of this node that carries a moved
@@ -326,9 +326,9 @@ func (n *Node) setRelay(callID, session string) {
 // that node the relay's far leg has the relay call's ID (the SIP
 // Call-ID). It makes Node a framework.RemoteSessions.
 func (n *Node) RelayTarget(callID string) (string, bool) {
-	n.relaysMu.Lock()
-	s, ok := n.relays[callID]
-	n.relaysMu.Unlock()
+	n.targetsMu.Lock()
+	s, ok := n.relayTargets[callID]
+	n.targetsMu.Unlock()
 	return s, ok && n.srv.Call(callID) != nil
 }
 

@@ -159,12 +159,12 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
-	keptMu     sync.Mutex
-	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
-	relaysMu   sync.Mutex
-	relays     map[string]string // relay calls of this node carrying a moved leg: the session they lead to
-	keptPruned time.Time
-	lastMerged map[string]presence.Presence
+	keptMu       sync.Mutex
+	kept         map[string]*keptCall // calls of this node, readable until endedRetention after their end
+	targetsMu    sync.Mutex
+	relayTargets map[string]string // relay calls of this node carrying a moved leg: the session they lead to
+	keptPruned   time.Time
+	lastMerged   map[string]presence.Presence
 }
 
 // record is the last call list a node sent us.
