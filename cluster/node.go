@@ -147,6 +147,11 @@ type Node struct {
 	wg     sync.WaitGroup
 	dirty  chan struct{}
 
+	// relayTargets: this node's relay calls carrying a moved leg, and
+	// the session each leads to (RelayTarget).
+	targetsMu    sync.Mutex
+	relayTargets map[string]string
+
 	mu      sync.Mutex
 	members map[string]*Member   // by address, us included
 	records map[string]*record   // other nodes' calls, by address
@@ -159,12 +164,10 @@ type Node struct {
 	fed       map[string]struct{} // nodes whose rosters were handed to the store
 	remergeCh chan struct{}
 
-	keptMu       sync.Mutex
-	kept         map[string]*keptCall // calls of this node, readable until endedRetention after their end
-	targetsMu    sync.Mutex
-	relayTargets map[string]string // relay calls of this node carrying a moved leg: the session they lead to
-	keptPruned   time.Time
-	lastMerged   map[string]presence.Presence
+	keptMu     sync.Mutex
+	kept       map[string]*keptCall // calls of this node, readable until endedRetention after their end
+	keptPruned time.Time
+	lastMerged map[string]presence.Presence
 }
 
 // record is the last call list a node sent us.
