@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -69,12 +68,10 @@ type Config struct {
 	// Roster, if set, lists every user's presence as `presence` messages,
 	// sent to a browser when it logs in (Broadcast sends the changes).
 	Roster func() []Message
-	// Events, if set, pushes a call's session events to the browser: it
-	// is run (in its own goroutine) for each browser call with from 0
-	// (every event), and again with the last Seq the browser saw when it
-	// resumes; it calls push for every event after from, in order, until
-	// ctx ends.
-	Events func(ctx context.Context, legID string, from uint64, push func(seq uint64, ev json.RawMessage))
+	// Feeds, if set, gives browsers session events: those of the session
+	// each browser call is in (following it when it moves), and of the
+	// sessions a browser watches.
+	Feeds  Feeds
 	Logger *slog.Logger
 }
 
@@ -92,6 +89,29 @@ type Bridge struct {
 	ringing  map[string]*incoming // calls offered to browsers, by id
 	closed   bool
 	opus     bool // Opus is in the media engine
+
+	badMu      sync.Mutex
+	badLast    time.Time // when badInput last logged
+	badDropped int       // lines suppressed since
+}
+
+// badInput logs bad input from a browser at Info, at most one line a
+// second for the whole bridge (the next line counts those left out).
+func (b *Bridge) badInput(msg string, args ...any) {
+	b.badMu.Lock()
+	now := time.Now()
+	if now.Sub(b.badLast) < time.Second {
+		b.badDropped++
+		b.badMu.Unlock()
+		return
+	}
+	dropped := b.badDropped
+	b.badLast, b.badDropped = now, 0
+	b.badMu.Unlock()
+	if dropped > 0 {
+		args = append(args, "suppressed", dropped)
+	}
+	b.log.Info(msg, args...)
 }
 
 // New starts a bridge: it binds the shared ICE UDP port.

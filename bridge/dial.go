@@ -146,7 +146,7 @@ func (b *Bridge) Dial(ctx context.Context, user, from string) (*Leg, error) {
 		a.s.legs[id] = l
 		a.s.mu.Unlock()
 		b.remember(l)
-		l.feed(0)
+		l.feed("", 0)
 		return l, nil
 	case <-ctx.Done():
 		cancelOthers(nil)

@@ -2,9 +2,9 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -260,11 +260,13 @@ func (l *Leg) orphaned(from *session, grace time.Duration) {
 	}
 }
 
-// feed (re)starts pushing the call's session events to the leg's socket,
-// those after Seq from (Config.Events); a running feed is stopped first.
-func (l *Leg) feed(from uint64) {
-	events := l.b.cfg.Events
-	if events == nil {
+// feed (re)starts pushing the session events of the leg's session to
+// its socket (Config.Feeds), those after Seq from of session ("": the
+// call it placed or is in), following the leg when it is moved; a running
+// feed is stopped first.
+func (l *Leg) feed(session string, from uint64) {
+	feeds := l.b.cfg.Feeds
+	if feeds == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -274,9 +276,31 @@ func (l *Leg) feed(from uint64) {
 	}
 	l.events = cancel
 	l.mu.Unlock()
-	go events(ctx, l.id, from, func(seq uint64, ev json.RawMessage) {
-		l.sess().send(Message{Type: "event", Call: l.id, Seq: seq, Event: ev})
-	})
+	go func() {
+		f, err := feeds.FollowLeg(ctx, l.id, session, from)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.Info("bridge: no session events for the call", "session", session, "error", err)
+			}
+			return
+		}
+		defer f.Close()
+		for {
+			it, err := f.Next(ctx)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+					l.log.Info("bridge: the call's session events stopped", "error", err)
+					l.sess().send(Message{Type: "error", Call: l.id, Code: 503, Error: "the session's events cannot be read now"})
+				}
+				return
+			}
+			if it.Moved {
+				l.sess().send(Message{Type: "moved", Call: l.id, Session: it.Session, Leg: it.Leg})
+				continue
+			}
+			l.sess().send(Message{Type: "event", Call: l.id, Session: it.Session, Seq: it.Seq, Event: it.Event})
+		}
+	}()
 }
 
 // sess is the socket the leg reports to now.

@@ -41,8 +41,10 @@ type Message struct {
 	Cause     string                   `json:"cause,omitempty"`
 	Error     string                   `json:"error,omitempty"`
 	Version   int                      `json:"version,omitempty"`
-	Seq       uint64                   `json:"seq,omitempty"`    // an event's sequence number in its call; for resume, the last one seen
-	Status    string                   `json:"status,omitempty"` // presence: offline, available, ringing, on-call, away
+	Seq       uint64                   `json:"seq,omitempty"`     // an event's sequence number in its session; for resume and watch, the last one seen
+	Session   string                   `json:"session,omitempty"` // a session: a call ID, or "room:NAME"
+	Leg       string                   `json:"leg,omitempty"`     // moved: the leg's ID in the session's events
+	Status    string                   `json:"status,omitempty"`  // presence: offline, available, ringing, on-call, away
 	Event     json.RawMessage          `json:"event,omitempty"`
 }
 
@@ -53,10 +55,11 @@ type session struct {
 	claims Claims
 	wmu    sync.Mutex // one writer at a time
 
-	mu     sync.Mutex
-	legs   map[string]*Leg
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	legs    map[string]*Leg
+	watches map[string]*watch // by session
+	closed  bool
+	done    chan struct{}
 }
 
 // Handler is the /ws endpoint: an upgrade to WebSocket, then the JSON
@@ -73,7 +76,7 @@ func (b *Bridge) Handler() http.Handler {
 			b.log.Info("bridge: WebSocket upgrade failed", "error", err, "source", r.RemoteAddr)
 			return
 		}
-		s := &session{b: b, conn: conn, legs: map[string]*Leg{}, done: make(chan struct{})}
+		s := &session{b: b, conn: conn, legs: map[string]*Leg{}, watches: map[string]*watch{}, done: make(chan struct{})}
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -139,6 +142,7 @@ func (s *session) run() {
 		}
 		var m Message
 		if err := json.Unmarshal(payload, &m); err != nil {
+			s.b.badInput("bridge: malformed JSON from a browser", "user", s.claims.User, "error", err)
 			s.send(Message{Type: "error", Code: 400, Error: "malformed JSON"})
 			continue
 		}
@@ -219,13 +223,19 @@ func (s *session) handle(m Message) bool {
 		if s.b.cfg.OnCall != nil {
 			s.b.cfg.OnCall(leg)
 		}
-		leg.feed(0)
+		leg.feed("", 0)
 	case "resume":
 		// A new socket takes over a call of this user's whose socket
-		// dropped: media went on; events resume after the last one seen.
+		// dropped: media went on; events resume after the last one seen
+		// (of m.Session, the session the browser last had events of).
 		l := s.b.leg(m.Call)
 		if l == nil || l.owner != s.claims.User || l.Err() != nil {
 			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 404, Error: "no such call to resume"})
+			return true
+		}
+		if !validSession(m.Session, true) {
+			s.b.badInput("bridge: bad session in resume", "user", s.claims.User, "bytes", len(m.Session))
+			s.send(Message{Type: "error", ID: m.ID, Call: m.Call, Code: 400, Error: "bad session"})
 			return true
 		}
 		old := l.sessPtr.Swap(s)
@@ -235,8 +245,16 @@ func (s *session) handle(m Message) bool {
 		s.mu.Lock()
 		s.legs[l.id] = l
 		s.mu.Unlock()
-		s.send(Message{Type: "resumed", ID: m.ID, Call: l.id})
-		l.feed(m.Seq)
+		s.send(Message{Type: "resumed", ID: m.ID, Call: l.id, Session: m.Session})
+		l.feed(m.Session, m.Seq)
+	case "watch":
+		s.watch(m)
+	case "unwatch":
+		if !s.unwatch(m.Session) {
+			s.send(Message{Type: "error", ID: m.ID, Session: truncate(m.Session, 64), Code: 404, Error: "not watching that session"})
+			return true
+		}
+		s.send(Message{Type: "unwatched", ID: m.ID, Session: m.Session})
 	case "offer":
 		// A new offer in a call: the browser renegotiates (ICE restart
 		// after a network change).
@@ -347,7 +365,11 @@ func (s *session) writeFrame(f ws.Frame) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	_ = s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_ = ws.WriteFrame(s.conn, f)
+	if err := ws.WriteFrame(s.conn, f); err != nil {
+		// A socket that takes nothing for 5 s (or broke) is closed: a
+		// half-written frame cannot be followed by another.
+		_ = s.conn.Close()
+	}
 }
 
 // fail sends an error frame and closes with a 4xxx code.
@@ -380,6 +402,10 @@ func (s *session) close(cause string) {
 	for _, l := range s.legs {
 		legs = append(legs, l)
 	}
+	for _, w := range s.watches {
+		w.cancel()
+	}
+	s.watches = nil
 	s.mu.Unlock()
 	close(s.done)
 	_ = s.conn.Close()

@@ -26,7 +26,8 @@ type Claims struct {
 	Routes []string `json:"routes,omitempty"`
 	// Users the browser may ring (user names, "*" for any).
 	Users []string `json:"users,omitempty"`
-	// Sessions the browser may join (call IDs or room names, "*").
+	// Sessions the browser may watch (call IDs, "room:NAME" or a room
+	// name; "*" any).
 	Sessions []string `json:"sessions,omitempty"`
 }
 
@@ -109,4 +110,27 @@ func allowed(patterns []string, name string) bool {
 // user name).
 func (c Claims) MayCall(target string) bool {
 	return allowed(c.Routes, target) || allowed(c.Users, target)
+}
+
+// MayWatch reports whether the claims allow watching session (a call ID,
+// or "room:NAME": for a room, a pattern may name the room with or without
+// its "room:" prefix).
+func (c Claims) MayWatch(session string) bool {
+	if allowedID(c.Sessions, session) {
+		return true
+	}
+	room, ok := strings.CutPrefix(session, "room:")
+	return ok && allowedID(c.Sessions, room)
+}
+
+// allowedID is allowed for IDs in which "/" is an ordinary character (a
+// SIP Call-ID may hold one; path.Match's "*" stops at it).
+func allowedID(patterns []string, id string) bool {
+	id = strings.ReplaceAll(id, "/", "\x00")
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ReplaceAll(p, "/", "\x00"), id); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -130,6 +130,9 @@ func (f *Feed) Next(ctx context.Context) (Event, error) {
 		if f.end {
 			return Event{}, io.EOF
 		}
+		if err := ctx.Err(); err != nil {
+			return Event{}, err
+		}
 		if err := f.fetch(ctx); err != nil {
 			return Event{}, err
 		}
@@ -156,8 +159,22 @@ func overflowOf(ev Event) (framework.OverflowData, bool) {
 	return od, true
 }
 
-// fetch asks the owner for the next batch.
+// fetch asks the owner for the next batch, waiting up to a second for
+// one.
 func (f *Feed) fetch(ctx context.Context) error {
+	wait := time.Second
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+		wait = time.Until(d)
+	}
+	if wait <= 0 {
+		return fmt.Errorf("cluster: events of %s: %w", f.session, context.DeadlineExceeded)
+	}
+	return f.fetchWait(ctx, wait)
+}
+
+// fetchWait asks the owner for the next batch, waiting up to wait for
+// one (0: what is there now).
+func (f *Feed) fetchWait(ctx context.Context, wait time.Duration) error {
 	n := f.n
 	if len(f.session) == 0 || len(f.session) > maxIDLen+5 {
 		return fmt.Errorf("cluster: events of %q: bad session", f.session)
@@ -168,13 +185,6 @@ func (f *Feed) fetch(ctx context.Context) error {
 			return fmt.Errorf("cluster: events of %s: %w", f.session, err)
 		}
 		f.owner = owner
-	}
-	wait := time.Second
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
-		wait = time.Until(d)
-	}
-	if wait <= 0 {
-		return fmt.Errorf("cluster: events of %s: %w", f.session, context.DeadlineExceeded)
 	}
 	var resp eventsResp
 	err := n.ask(ctx, f.owner, msgEvents, eventsReq{Session: f.session, From: f.from, Max: maxEventBatch, WaitMS: int(wait / time.Millisecond)}, &resp)
@@ -284,3 +294,83 @@ func (n *Node) callForEvents(id string) *framework.Call {
 	}
 	return nil
 }
+
+// session is the session a moveReq's leg goes to: "room:NAME" or the
+// call's ID.
+func (r moveReq) session() string {
+	if r.Call != "" {
+		return r.Call
+	}
+	return "room:" + r.Room
+}
+
+// setRelay records where a relay call of this node leads: the session
+// its far leg is in on the other node. Relays that have ended are
+// forgotten on the way (one pass over the relays up).
+func (n *Node) setRelay(callID, session string) {
+	n.targetsMu.Lock()
+	defer n.targetsMu.Unlock()
+	for id := range n.relayTargets {
+		if n.srv.Call(id) == nil {
+			delete(n.relayTargets, id)
+		}
+	}
+	if n.relayTargets == nil {
+		n.relayTargets = map[string]string{}
+	}
+	n.relayTargets[callID] = session
+}
+
+// RelayTarget says where a relay call of this node that carries a moved
+// leg to another node leads: the room ("room:NAME") or call ID there. On
+// that node the relay's far leg has the relay call's ID (the SIP
+// Call-ID). It makes Node a framework.RemoteSessions.
+func (n *Node) RelayTarget(callID string) (string, bool) {
+	n.targetsMu.Lock()
+	s, ok := n.relayTargets[callID]
+	n.targetsMu.Unlock()
+	return s, ok && n.srv.Call(callID) != nil
+}
+
+// OpenSession returns the event stream of a session held by another node
+// (Node.Events), after checking with one request, without waiting, that
+// some node has it: an error wrapping framework.ErrNoSession if none
+// does. With Server.SetRemoteSessions(node), browsers on this node watch
+// and follow sessions of any node.
+func (n *Node) OpenSession(ctx context.Context, session string, from uint64) (framework.SessionFeed, error) {
+	f := n.Events(session, from)
+	if err := f.fetchWait(ctx, 0); err != nil {
+		if errors.Is(err, ErrCallNotFound) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: %w", framework.ErrNoSession, err)
+		}
+		return nil, err
+	}
+	return sessionFeed{f}, nil
+}
+
+// sessionFeed is a Feed as the framework reads it.
+type sessionFeed struct{ f *Feed }
+
+func (s sessionFeed) Next(ctx context.Context) (framework.SessionEvent, error) {
+	ev, err := s.f.Next(ctx)
+	if err != nil {
+		if errors.Is(err, ErrCallNotFound) {
+			return framework.SessionEvent{}, fmt.Errorf("%w: %w", framework.ErrNoSession, err)
+		}
+		return framework.SessionEvent{}, err
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return framework.SessionEvent{}, err
+	}
+	se := framework.SessionEvent{Session: s.f.session, Seq: ev.Seq, Type: ev.Type, LegID: ev.LegID, JSON: raw}
+	if ev.Type == framework.EventLegMoved || ev.Type == framework.EventLegJoined || ev.Type == framework.EventLegLeft {
+		var md framework.MoveData
+		if json.Unmarshal(ev.Data, &md) == nil {
+			se.Move = &md
+		}
+	}
+	return se, nil
+}
+
+func (sessionFeed) Close() {}

@@ -336,10 +336,27 @@ func (n *Node) ask(ctx context.Context, addr, typ string, body, out any) error {
 		if timeout <= 0 {
 			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, context.DeadlineExceeded)
 		}
-		var err error
-		res, err = n.system.Root.RequestFuture(actor.NewPID(addr, actorName), req, timeout).Result()
-		if err != nil {
-			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, err)
+		// The answer is awaited in a goroutine of its own (it ends by the
+		// timeout at the latest) so that ctx ends the wait: a long-poll
+		// for events must not outlast its reader.
+		fut := n.system.Root.RequestFuture(actor.NewPID(addr, actorName), req, timeout)
+		type answer struct {
+			res any
+			err error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			r, err := fut.Result()
+			got <- answer{r, err}
+		}()
+		select {
+		case a := <-got:
+			if a.err != nil {
+				return fmt.Errorf("cluster: %s to %s: %w", typ, addr, a.err)
+			}
+			res = a.res
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s to %s: %w", typ, addr, ctx.Err())
 		}
 	}
 	switch r := res.(type) {

@@ -227,6 +227,7 @@ func (n *Node) moveLocal(ctx context.Context, req moveReq) error {
 	var relayID string
 	select {
 	case relayID = <-relay:
+		n.setRelay(relayID, req.session()) // before the leg moves in: a browser's feed asks RelayTarget then
 	case <-ctx.Done():
 		return ctx.Err()
 	}

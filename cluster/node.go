@@ -170,6 +170,11 @@ type Node struct {
 	wg     sync.WaitGroup
 	dirty  chan struct{}
 
+	// relayTargets: this node's relay calls carrying a moved leg, and
+	// the session each leads to (RelayTarget).
+	targetsMu    sync.Mutex
+	relayTargets map[string]string
+
 	mu      sync.Mutex
 	members map[string]*Member   // by address, us included
 	records map[string]*record   // other nodes' calls, by address

@@ -54,7 +54,7 @@ func (s *Server) newBridge(bc *BrowserConfig) error {
 	}
 	b, err := bridge.New(bridge.Config{Tokens: tokens, ICEAddr: bc.ICEAddr, PublicIPs: bc.PublicIPs, ICEServers: ice,
 		AllowedOrigins: bc.AllowedOrigins, MediaTimeout: s.cfg.MediaTimeout, Logger: s.log,
-		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Events: s.browserEvents, Roster: s.browserRoster,
+		OnCall: func(l *bridge.Leg) { s.StartCall(l) }, Feeds: browserFeeds{s}, Roster: s.browserRoster,
 		Control: s.browserControl,
 		Online:  func(user string, n int) { s.presence.SetOnline(user, "browser", n) },
 		SetState: func(user, status, note string) error {
@@ -104,32 +104,6 @@ func (d browserDialer) Dial(ctx context.Context, target string, opts DialOptions
 		return nil, err
 	}
 	return leg, nil
-}
-
-// browserEvents feeds a browser the session events of the call its leg
-// started, those after Seq from (the bridge restarts it when the browser
-// resumes after a dropped socket), until ctx ends or the call does.
-func (s *Server) browserEvents(ctx context.Context, legID string, from uint64, push func(uint64, json.RawMessage)) {
-	s.mu.Lock()
-	c := s.byID[legID]
-	s.mu.Unlock()
-	if c == nil {
-		return
-	}
-	sub := c.Subscribe(ctx, from)
-	defer sub.Close()
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			s.log.Warn("browser events: an event does not marshal", "type", ev.Type.String(), "error", err)
-			continue
-		}
-		push(ev.Seq, raw)
-	}
 }
 
 // browserControl applies what a browser did to its own call: a mute

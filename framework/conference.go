@@ -390,7 +390,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		mm.tap, mm.muted = e.tap, m.Muted
 		sig.Endpoint().SetTaps(mm.tap)
 		sig.Endpoint().SetMuted(m.Muted)
-		r.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "room:" + r.name, Mode: m.Opts.Mode})
+		r.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "room:" + r.name, Mode: m.Opts.Mode, FromSeq: m.FromSeq})
 		replyTo(ctx, m.ReplyAddr, nil)
 	case *roomDetach:
 		if mm := r.members[m.LegID]; mm != nil && mm.holder != nil {
@@ -416,7 +416,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		mm.sig.Endpoint().OnDTMF(nil)
 		mm.entry.tap = mm.tap
 		r.publish(m.LegID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.To})
-		ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: "room:" + r.name, Opts: m.Opts, Muted: mm.muted, ReplyAddr: m.ReplyAddr})
+		ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: "room:" + r.name, FromSeq: r.stream.Last(), Opts: m.Opts, Muted: mm.muted, ReplyAddr: m.ReplyAddr})
 	case *legEnded:
 		r.srv.legReg.ended(m.LegID) // only the room's own leg actors report here
 		if mm := r.members[m.LegID]; mm != nil && mm.holder == nil {

@@ -124,10 +124,11 @@ type (
 	// moveIn hands a live, answered leg — by ID; it is in this node's leg
 	// registry with its signaling, media and tap — to its new holder.
 	moveIn struct {
-		LegID string
-		From  string
-		Opts  JoinOptions
-		Muted bool
+		LegID   string
+		From    string
+		FromSeq uint64 // the Seq of the leg.moved event in From's stream
+		Opts    JoinOptions
+		Muted   bool
 		ReplyAddr
 	}
 	// legReplace asks a leg's holder to put leg LegID in Old's place.

@@ -86,6 +86,10 @@ type MoveData struct {
 	From string `json:"from,omitempty"` // "call:ID" or "room:NAME"
 	To   string `json:"to,omitempty"`
 	Mode Mode   `json:"mode,omitempty"`
+	// FromSeq, on the leg.joined event of a move, is the Seq of the
+	// matching leg.moved event in From's stream: the two ends of one move
+	// name each other (a feed following the leg switches streams there).
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 // ErrLegMoved is returned by Dial when the party it bridged was moved to
@@ -162,7 +166,7 @@ func (a *callActor) onMoveOut(ctx actor.Context, m *moveOut) {
 	a.publish(m.LegID, EventLegMoved, MoveData{From: from, To: m.To, Mode: m.Opts.Mode})
 	// Only the leg's ID travels: the destination finds its signaling,
 	// media and tap in this node's leg registry.
-	ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: from, Opts: m.Opts, Muted: l.muted, ReplyAddr: m.ReplyAddr})
+	ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: from, FromSeq: a.call.stream.Last(), Opts: m.Opts, Muted: l.muted, ReplyAddr: m.ReplyAddr})
 	a.afterLegGone(ctx, m.LegID, ErrLegMoved, "moved to "+m.To)
 }
 
@@ -206,7 +210,7 @@ func (a *callActor) onMoveIn(ctx actor.Context, m *moveIn) {
 	a.convAdd(a.order[0], a.convOpts[a.order[0]])
 	a.convAdd(m.LegID, m.Opts)
 	a.rewire()
-	a.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "call:" + a.call.id, Mode: m.Opts.Mode})
+	a.publish(m.LegID, EventLegJoined, MoveData{From: m.From, To: "call:" + a.call.id, Mode: m.Opts.Mode, FromSeq: m.FromSeq})
 	a.log.Info("leg moved in", "leg_id", m.LegID, "from", m.From, "mode", m.Opts.Mode.String())
 	replyTo(ctx, m.ReplyAddr, nil)
 }

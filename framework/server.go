@@ -212,6 +212,8 @@ type Server struct {
 	objs     objects
 	browsers *bridge.Bridge
 	tokens   *bridge.Tokens
+	// remote reads sessions of other nodes (SetRemoteSessions).
+	remote   atomic.Pointer[remoteSessions]
 	tts      *audio.TTS
 	presence *presence.Store
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,12 @@ type Browser struct {
 	closed   bool
 	done     chan struct{}
 	nextID   int
+	// feed is every session-event message (event, moved, unwatched) in
+	// the order it came; fed is closed and replaced at each one.
+	feed []bridge.Message
+	fed  chan struct{}
+	// dropped: the socket was cut (Drop); the calls' media goes on.
+	dropped bool
 }
 
 // NewBrowser connects to ws://httpAddr/ws and logs in with token.
@@ -86,7 +93,8 @@ func connectBrowser(ctx context.Context, wsURL string) (*Browser, error) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	b := &Browser{conn: conn, api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)),
-		waiting: map[string]chan bridge.Message{}, calls: map[string]*browserCall{}, incoming: make(chan *PhoneCall, 8), done: make(chan struct{})}
+		waiting: map[string]chan bridge.Message{}, calls: map[string]*browserCall{}, incoming: make(chan *PhoneCall, 8), done: make(chan struct{}),
+		fed: make(chan struct{})}
 	go b.read()
 	return b, nil
 }
@@ -117,17 +125,22 @@ func (b *Browser) Incoming() <-chan *PhoneCall { return b.incoming }
 // Close hangs up the browser's calls and closes its socket.
 func (b *Browser) Close() {
 	b.mu.Lock()
-	if b.closed {
+	if b.closed && !b.dropped {
 		b.mu.Unlock()
 		return
 	}
-	b.closed = true
+	dropped := b.dropped
+	b.closed, b.dropped = true, false
 	calls := make([]*browserCall, 0, len(b.calls))
 	for _, c := range b.calls {
 		calls = append(calls, c)
 	}
 	b.mu.Unlock()
 	for _, c := range calls {
+		if dropped { // no socket to say it on
+			c.end(errors.New("browser closed"))
+			continue
+		}
 		_ = c.Hangup(context.Background())
 	}
 	_ = b.conn.Close()
@@ -139,10 +152,45 @@ func (b *Browser) send(m bridge.Message) error {
 	if err != nil {
 		return err
 	}
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	_ = b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	return wsutil.WriteClientText(b.conn, data)
+	return b.SendRaw(data)
+}
+
+// socketWriter writes to the socket under the write lock, each write
+// within 5 s (the pongs the server's pings get).
+type socketWriter struct{ b *Browser }
+
+func (w socketWriter) Write(p []byte) (int, error) {
+	w.b.wmu.Lock()
+	defer w.b.wmu.Unlock()
+	_ = w.b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer w.b.conn.SetWriteDeadline(time.Time{})
+	return w.b.conn.Write(p)
+}
+
+// readText returns the next text message, answering pings (under the
+// write lock: a pong never interleaves with a message being sent).
+func (b *Browser) readText() ([]byte, error) {
+	ctl := wsutil.ControlFrameHandler(socketWriter{b}, ws.StateClientSide)
+	rd := wsutil.Reader{Source: b.conn, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: ctl}
+	for {
+		hdr, err := rd.NextFrame()
+		if err != nil {
+			return nil, err
+		}
+		if hdr.OpCode.IsControl() {
+			if err := ctl(hdr, &rd); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if hdr.OpCode&ws.OpText == 0 {
+			if err := rd.Discard(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return io.ReadAll(&rd)
+	}
 }
 
 // request sends m with a fresh id and waits for the reply that echoes it.
@@ -175,9 +223,13 @@ func (b *Browser) request(ctx context.Context, m bridge.Message) (bridge.Message
 func (b *Browser) read() {
 	defer close(b.done)
 	for {
-		data, err := wsutil.ReadServerText(b.conn)
+		data, err := b.readText()
 		if err != nil {
 			b.mu.Lock()
+			if b.dropped {
+				b.mu.Unlock()
+				return // the calls' media goes on (Drop); Close ends them
+			}
 			calls := b.calls
 			b.calls = map[string]*browserCall{}
 			b.mu.Unlock()
@@ -198,11 +250,17 @@ func (b *Browser) read() {
 			}
 		}
 		c := b.calls[m.Call]
+		if m.Type == "event" || m.Type == "moved" || m.Type == "unwatched" {
+			b.feed = append(b.feed, m)
+			close(b.fed)
+			b.fed = make(chan struct{})
+		}
 		b.mu.Unlock()
 		switch {
 		case m.Type == "incoming":
 			go b.answerIncoming(m)
-		case ch != nil && (m.Type == "welcome" || m.Type == "answer" || m.Type == "error"):
+		case ch != nil && (m.Type == "welcome" || m.Type == "answer" || m.Type == "error" || m.Type == "watching" ||
+			m.Type == "unwatched" || m.Type == "resumed" || m.Type == "pong"):
 			select {
 			case ch <- m:
 			default:
@@ -576,4 +634,107 @@ func (b *Browser) RestartICE(ctx context.Context, pc *PhoneCall) error {
 		return fmt.Errorf("testharness: ICE restart: %d %s", reply.Code, reply.Error)
 	}
 	return c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.SDP})
+}
+
+// Feed returns the session-event messages the browser received so far —
+// `event` (its calls' and watched sessions'), `moved` and `unwatched` —
+// in the order they came.
+func (b *Browser) Feed() []bridge.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]bridge.Message(nil), b.feed...)
+}
+
+// WaitFeed waits until cond holds for Feed (checked at each new message)
+// or ctx ends, and returns the feed it held for.
+func (b *Browser) WaitFeed(ctx context.Context, what string, cond func([]bridge.Message) bool) ([]bridge.Message, error) {
+	for {
+		b.mu.Lock()
+		feed := append([]bridge.Message(nil), b.feed...)
+		fed := b.fed
+		b.mu.Unlock()
+		if cond(feed) {
+			return feed, nil
+		}
+		select {
+		case <-fed:
+		case <-b.done:
+			return feed, fmt.Errorf("testharness: waiting for %s: %w", what, errBrowserClosed)
+		case <-ctx.Done():
+			return feed, fmt.Errorf("testharness: waiting for %s: %w (feed: %d messages)", what, ctx.Err(), len(feed))
+		}
+	}
+}
+
+// Watch asks for a session's events (after Seq seq) and returns the
+// reply: `watching`, or an `error` with its code.
+func (b *Browser) Watch(ctx context.Context, session string, seq uint64) (bridge.Message, error) {
+	return b.request(ctx, bridge.Message{Type: "watch", Session: session, Seq: seq})
+}
+
+// Unwatch stops watching a session and returns the reply.
+func (b *Browser) Unwatch(ctx context.Context, session string) (bridge.Message, error) {
+	return b.request(ctx, bridge.Message{Type: "unwatch", Session: session})
+}
+
+// SendRaw sends one text frame as it is (hostile-input tests).
+func (b *Browser) SendRaw(data []byte) error {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	_ = b.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer b.conn.SetWriteDeadline(time.Time{}) // a later pong must not find it passed
+	return wsutil.WriteClientText(b.conn, data)
+}
+
+// Ping sends a ping and waits for its pong: the socket is up.
+func (b *Browser) Ping(ctx context.Context) error {
+	b.mu.Lock()
+	b.nextID++
+	id := fmt.Sprint("ping-", b.nextID)
+	ch := make(chan bridge.Message, 1)
+	b.waiting[id] = ch
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.waiting, id)
+		b.mu.Unlock()
+	}()
+	if err := b.send(bridge.Message{Type: "ping", ID: id}); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-b.done:
+		return errBrowserClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Resume takes over, on this socket, a call another socket of the same
+// user placed and dropped (Drop): events of session after Seq seq follow
+// (session "" for the call's own). It returns the reply: `resumed` or an
+// `error`.
+func (b *Browser) Resume(ctx context.Context, callID, session string, seq uint64) (bridge.Message, error) {
+	return b.request(ctx, bridge.Message{Type: "resume", Call: callID, Session: session, Seq: seq})
+}
+
+// Drop cuts the socket as a network failure would, without hanging up:
+// the calls' media goes on, and another Browser may Resume them.
+func (b *Browser) Drop() {
+	b.mu.Lock()
+	b.dropped, b.closed = true, true
+	b.mu.Unlock()
+	_ = b.conn.Close()
+	<-b.done
+}
+
+// CallID is the server's ID of a browser's call (its leg's and, for a
+// call the browser placed, the call's); "" for other calls.
+func CallID(pc *PhoneCall) string {
+	if c, ok := pc.far.(*browserCall); ok {
+		return c.id
+	}
+	return ""
 }

@@ -3,6 +3,10 @@ package testharness_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,4 +149,36 @@ func TestVirtualBrowserControlsAndPresence(t *testing.T) {
 		p, _ := srv.Presence().Get("carol")
 		return p.Status == framework.PresenceOffline
 	})
+}
+
+// The virtual browser answers the server's heartbeat pings (a socket
+// that does not is closed after three), also more than 5 s after its last
+// message (whose write deadline once made every later pong fail): with a
+// 50 ms heartbeat, 6 s later the socket is up and answers a ping.
+func TestVirtualBrowserAnswersHeartbeats(t *testing.T) {
+	tok, err := bridge.NewTokens([]byte("test key of sixteen bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bridge.New(bridge.Config{Tokens: tok, ICEAddr: "127.0.0.1:0", Heartbeat: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(b.Handler())
+	defer func() { srv.Close(); _ = b.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	br, err := testharness.DialBrowser(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), tok.MintFor("alice", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	if err := br.SetPresence("available", "typing"); err != nil { // a write that sets a write deadline
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	if err := br.Ping(ctx); err != nil {
+		t.Fatalf("after 6 s of heartbeats: %v", err)
+	}
 }

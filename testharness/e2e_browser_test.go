@@ -323,3 +323,66 @@ func TestBrowserDTMFChatAndPresence(t *testing.T) {
 	testharness.WaitUntil(t, 10*time.Second, "the call to end", func() bool { return srv.ActiveCalls() == 0 })
 	testharness.WaitUntil(t, 10*time.Second, "the roster to show bob available again", func() bool { return status() == "available" })
 }
+
+// The softphone page follows its call's leg into a room: it gets
+// `moved`, takes room:sales as its session and shows the room's events
+// (a second member arriving); after its socket drops it resumes with the
+// room and its last Seq there and shows every later room event once.
+func TestBrowserPageFollowsMove(t *testing.T) {
+	r := framework.NewRouter()
+	r.HandleFunc("park", func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
+	srv := startBrowserServer(t, r)
+	ctx := headlessChromium(t, "")
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	page := fmt.Sprintf("http://%s/?token=%s&call=park", srv.HTTPAddr(), url.QueryEscape(srv.Tokens().MintFor("alice", time.Hour)))
+	if err := chromedp.Do(tctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	pageString := func(expr string) string {
+		s, _ := chromedp.Run[string](tctx, chromedp.Evaluate[string](expr))
+		return s
+	}
+	var leg string
+	testharness.WaitUntil(t, 20*time.Second, "the page's call answered", func() bool {
+		leg = pageString(`window.switchboard.call || ""`)
+		return leg != "" && pageString(`window.switchboard.session`) == leg
+	})
+	if err := srv.Move(tctx, leg, framework.ToRoom("sales"), framework.JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A second member: a call held in memory, moved in too.
+	join := func(name string) {
+		m, _ := testharness.NewMemoryCall(testharness.MemoryCallOptions{User: "park", From: "sip:" + name + "@memory"})
+		srv.StartCall(m)
+		t.Cleanup(func() { _ = m.Hangup(context.Background()) })
+		testharness.WaitUntil(t, 5*time.Second, name+" answered", m.Answered)
+		if err := srv.Move(tctx, m.ID(), framework.ToRoom("sales"), framework.JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join("bob")
+	testharness.WaitUntil(t, 10*time.Second, "the page in room:sales with bob's arrival", func() bool {
+		return pageString(`window.switchboard.session`) == "room:sales" && pageString(`String(window.switchboard.lastSeq)`) == "2"
+	})
+	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`window.switchboard.ws.close(), true`)); err != nil {
+		t.Fatal(err)
+	}
+	join("carol") // while the page is away (or reconnecting)
+	testharness.WaitUntil(t, 15*time.Second, "the page resumed with carol's arrival", func() bool {
+		n, _ := pageNumber(tctx, "window.switchboard.reconnects")
+		return n >= 1 && pageString(`String(window.switchboard.lastSeq)`) == "3"
+	})
+	// The call's three events (call.started, leg.answered, leg.moved),
+	// then the room's: alice's and bob's arrival, and after the resume
+	// only carol's (a resume without the session would replay the room).
+	if got := pageString(`window.switchboard.session + "|dups=" + window.switchboard.dups + "|" + window.switchboard.seqs.join(",")`); got != "room:sales|dups=0|1,2,3,1,2,3" {
+		t.Fatalf("after the resume the page has %s, want room:sales|dups=0|1,2,3,1,2,3", got)
+	}
+}

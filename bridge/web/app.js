@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { ws: null, pc: null, call: null, user: null, muted: false, freq: 0, level: 0, events: [], pending: [],
-  token: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0, roster: {}, parts: {} };
+  token: "", session: "", lastSeq: 0, seqs: [], dups: 0, reconnects: 0, roster: {}, parts: {} };
 window.switchboard = state; // tests read freq, level and events
 
 function log(text) {
@@ -47,7 +47,7 @@ async function onMessage(m) {
       setStatus("signed in as " + m.user);
       $("login").hidden = true; $("phone").hidden = false; $("chat").hidden = false; $("people").hidden = false;
       log("welcome " + m.user + " (protocol " + m.version + ")");
-      if (state.call) send({ type: "resume", call: state.call, seq: state.lastSeq });
+      if (state.call) send({ type: "resume", call: state.call, session: state.session, seq: state.lastSeq });
       break;
     case "resumed": setStatus("in call"); log("call resumed after event " + state.lastSeq); break;
     case "answer":
@@ -80,7 +80,15 @@ async function onMessage(m) {
       state.roster[m.user] = m.status;
       renderRoster(m.user, m.status, m.text);
       break;
+    case "moved":
+      // The call's leg now belongs to another call or room: its events
+      // follow, numbered by that session.
+      state.session = m.session; state.lastSeq = 0; state.parts = {}; $("parts").innerHTML = "";
+      log("moved to " + m.session);
+      break;
     case "event":
+      if (m.call !== state.call) break; // a watched session's
+      if (m.session && m.session !== state.session) { state.session = m.session; state.lastSeq = 0; }
       if (m.seq <= state.lastSeq) { state.dups++; break; } // never shown twice
       state.lastSeq = m.seq;
       state.seqs.push(m.seq);
@@ -154,7 +162,7 @@ async function call(target) {
 
 function endCall() {
   if (state.pc) state.pc.close();
-  state.pc = null; state.call = null; state.lastSeq = 0; state.parts = {}; $("parts").innerHTML = "";
+  state.pc = null; state.call = null; state.session = ""; state.lastSeq = 0; state.parts = {}; $("parts").innerHTML = "";
   $("call").disabled = false; $("hangup").disabled = true; $("mute").disabled = true; $("hold").disabled = true;
   state.held = false; $("hold").textContent = "Hold";
   if (state.user) setStatus("signed in as " + state.user);

@@ -285,6 +285,8 @@ func serve(args []string) error {
 		// Calls from other nodes for a user registered here over a
 		// connection (TCP, TLS, WebSocket).
 		router.Handle(cluster.UserUserPrefix+"*", node.MembersOnly(node.UserHandler()))
+		// Browsers on this node watch and follow sessions of any node.
+		srv.SetRemoteSessions(node)
 		// Leave after the calls are hung up, so the others see this node
 		// leave cleanly instead of losing it.
 		defer node.Leave()
