@@ -253,3 +253,56 @@ func TestKamailioSpreadsSIPpCallsOverThreeNodes(t *testing.T) {
 		t.Errorf("the BYE kamailio relayed did not come from a node: %s", bye)
 	}
 }
+
+// sippPhone is SIPp run as alice's phone: a scenario that registers her
+// (digest alice/wonderland) at a target and an out-of-call scenario that
+// answers the INVITEs reaching her, echoing their RTP.
+type sippPhone struct {
+	dir  string
+	done chan error
+	out  []byte // SIPp's output, once done has delivered
+}
+
+// startSIPpPhone runs testdata/register (with -oocsf testdata/answer)
+// against target in the background; extra goes before the target.
+func startSIPpPhone(t *testing.T, register, answer, target string, extra ...string) *sippPhone {
+	t.Helper()
+	scenario, err := filepath.Abs(filepath.Join("testdata", register))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ooc, err := filepath.Abs(filepath.Join("testdata", answer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &sippPhone{dir: t.TempDir(), done: make(chan error, 1)}
+	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 28000, 29000)) // SIPp's RTP echo
+	args := append([]string{"-sf", scenario, "-oocsf", ooc, "-s", "alice", "-au", "alice", "-ap", "wonderland",
+		"-m", "1", "-rtp_echo", "-mp", mediaPort}, extra...)
+	args = append(args, target)
+	go func() {
+		out, err := runSIPp(t, p.dir, args...)
+		p.out = out
+		p.done <- err
+	}()
+	return p
+}
+
+// failure describes how SIPp ended, with its output and error log.
+func (p *sippPhone) failure(err error) string {
+	errLog, _ := os.ReadFile(filepath.Join(p.dir, "sipp-err.log"))
+	return fmt.Sprintf("%v\n%s\n%s", err, tailBytes(p.out, 2000), tailBytes(errLog, 2000))
+}
+
+// wait fails the test unless SIPp ends successfully before ctx does.
+func (p *sippPhone) wait(t *testing.T, ctx context.Context) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("SIPp (alice's phone): %s", p.failure(err))
+		}
+	case <-ctx.Done():
+		t.Error("SIPp (alice's phone) did not end")
+	}
+}

@@ -2,15 +2,11 @@ package cluster
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media/audio"
-	"github.com/switchboard-voice/switchboard/testharness"
 )
 
 // A phone behind NAT (SIPp, its Contact a private address nothing can
@@ -22,29 +18,12 @@ import (
 // hears its tone echoed by her phone. Without the Path the INVITE would
 // go to 10.255.255.1 and never arrive.
 func TestPathReachesAPhoneBehindNAT(t *testing.T) {
-	dir := t.TempDir()
 	nodes := startCluster(t, "path", "p", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland")}})
 	k := startKamailio(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	scenario, err := filepath.Abs("testdata/nat_user_register.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := filepath.Abs("testdata/nat_user_answer.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 28000, 29000)) // SIPp's RTP echo
-	sippDone := make(chan error, 1)
-	var sippOut []byte
-	go func() {
-		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-s", "alice", "-au", "alice", "-ap", "wonderland",
-			"-m", "1", "-rtp_echo", "-mp", mediaPort, k.addr)
-		sippOut = out
-		sippDone <- err
-	}()
+	alice := startSIPpPhone(t, "nat_user_register.xml", "nat_user_answer.xml", k.addr)
 	registered := func() bool {
 		for _, n := range nodes {
 			if len(n.logLines("sip: registered", "user=alice")) > 0 {
@@ -55,9 +34,8 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 	}
 	for deadline := time.Now().Add(15 * time.Second); !registered(); time.Sleep(50 * time.Millisecond) {
 		select {
-		case err := <-sippDone:
-			errLog, _ := os.ReadFile(filepath.Join(dir, "sipp-err.log"))
-			t.Fatalf("SIPp ended before alice registered: %v\n%s\n%s", err, tailBytes(sippOut, 2000), tailBytes(errLog, 2000))
+		case err := <-alice.done:
+			t.Fatalf("SIPp ended before alice registered: %s", alice.failure(err))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -91,12 +69,5 @@ func TestPathReachesAPhoneBehindNAT(t *testing.T) {
 			}
 		}
 	}
-	select {
-	case err := <-sippDone:
-		if err != nil {
-			t.Errorf("SIPp (alice's phone behind NAT): %v\n%s", err, tailBytes(sippOut, 2000))
-		}
-	case <-ctx.Done():
-		t.Error("SIPp did not end")
-	}
+	alice.wait(t, ctx)
 }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,28 +255,11 @@ func sawStatus(c <-chan presence.Presence, user, status string, d time.Duration)
 // her TCP connection and bridges. The caller hears its own tone come back
 // through t3 → t1 → alice → t1 → t3. The cluster lists the session once.
 func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
-	dir := t.TempDir()
 	nodes := startCluster(t, "tcpreg", "t", 3, nodeSpec{extra: []string{"--users", usersFile(t, "alice:wonderland")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	scenario, err := filepath.Abs("testdata/tcp_user_register.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := filepath.Abs("testdata/tcp_user_answer.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mediaPort := strconv.Itoa(testharness.FreePortPair(t, 28000, 29000)) // SIPp's RTP echo
-	sippDone := make(chan error, 1)
-	var sippOut []byte
-	go func() {
-		out, err := runSIPp(t, dir, "-sf", scenario, "-oocsf", answer, "-t", "t1", "-s", "alice", "-au", "alice", "-ap", "wonderland",
-			"-m", "1", "-rtp_echo", "-mp", mediaPort, nodes[0].sip)
-		sippOut = out
-		sippDone <- err
-	}()
+	alice := startSIPpPhone(t, "tcp_user_register.xml", "tcp_user_answer.xml", nodes[0].sip, "-t", "t1")
 	presenceOf := func(n *nodeProc) string {
 		var p presence.Presence
 		getJSON(t, "http://"+n.http+"/api/presence/alice", &p)
@@ -306,12 +287,5 @@ func TestTCPUserRegisteredOnOneNodeCalledFromAnother(t *testing.T) {
 			len(list[0].Relays) == 1 && list[0].Relays[0].Node == "t1"
 	})
 	_ = pc.Hangup(ctx)
-	select {
-	case err := <-sippDone:
-		if err != nil {
-			t.Errorf("SIPp (alice's TCP phone): %v\n%s", err, tailBytes(sippOut, 2000))
-		}
-	case <-ctx.Done():
-		t.Error("SIPp did not end after the hang-up")
-	}
+	alice.wait(t, ctx)
 }

@@ -28,15 +28,8 @@ func TestRoomSurvivesHostDeath(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone := newPhone(t, 47000, 47999)
 	room := roomOn(t, m1, "survive", "m3")
-	call := func(n *nodeProc) *testharness.PhoneCall { return callRoom(t, ctx, phone, room, n) }
-	const fa, fb = 700, 1200
-	c := call(m3)
-	c.Play(media.Silence(100 * time.Second))
-	a, b := call(m1), call(m2)
-	a.Play(tone(fa))
-	b.Play(tone(fb))
+	a, b, c := threeInRoom(t, ctx, room, m1, m2, m3)
 	hears := func(who string, pc *testharness.PhoneCall, f float64, d time.Duration) {
 		t.Helper()
 		wctx, wcancel := context.WithTimeout(ctx, d)
@@ -329,15 +322,8 @@ func TestRoomHandedOverOnDrain(t *testing.T) {
 	m1, m2, m3 := nodes[0], nodes[1], nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	phone := newPhone(t, 47000, 47999)
 	room := roomOn(t, m1, "drained", "m3")
-	call := func(n *nodeProc) *testharness.PhoneCall { return callRoom(t, ctx, phone, room, n) }
-	const fa, fb = 700, 1200
-	c := call(m3)
-	c.Play(media.Silence(100 * time.Second))
-	a, b := call(m1), call(m2)
-	a.Play(tone(fa))
-	b.Play(tone(fb))
+	a, b, c := threeInRoom(t, ctx, room, m1, m2, m3)
 	hears := func(who string, pc *testharness.PhoneCall, f float64) {
 		t.Helper()
 		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
@@ -447,4 +433,20 @@ func longestGap(frames []bool) int {
 		}
 	}
 	return longest
+}
+
+// The tones of threeInRoom's callers on m1 and m2.
+const fa, fb = 700, 1200
+
+// threeInRoom calls room from a phone on each of m1, m2 and m3: c on m3
+// (the room's host) stays silent, a on m1 plays fa and b on m2 fb.
+func threeInRoom(t *testing.T, ctx context.Context, room string, m1, m2, m3 *nodeProc) (a, b, c *testharness.PhoneCall) {
+	t.Helper()
+	phone := newPhone(t, 47000, 47999)
+	c = callRoom(t, ctx, phone, room, m3)
+	c.Play(media.Silence(100 * time.Second))
+	a, b = callRoom(t, ctx, phone, room, m1), callRoom(t, ctx, phone, room, m2)
+	a.Play(tone(fa))
+	b.Play(tone(fb))
+	return a, b, c
 }
