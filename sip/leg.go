@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,7 @@ type Leg struct {
 
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
+	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
 	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
 	web      *WebRTCMedia          // a WebRTC offer's media (a browser SIP client), else nil
 	uac      *sipgo.DialogClientSession
@@ -202,6 +204,9 @@ func (l *Leg) end(cause error) {
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
 		_ = l.uas.Close()
+		if l.sent2xx.Load() {
+			l.agent.finishInvite(l.inviteTx)
+		}
 	}
 	if l.uac != nil {
 		l.agent.unregister(l.agent.uac, l.regID)
@@ -212,6 +217,9 @@ func (l *Leg) end(cause error) {
 }
 
 func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if a.answerRetransmission(req, tx) {
+		return // a late copy of an answered call's INVITE: absorbed
+	}
 	log := a.log.With("call_id", callIDOf(req), "source", req.Source())
 	if req.To() != nil {
 		if _, ok := req.To().Params.Get("tag"); ok {
@@ -704,6 +712,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.session.headers(res, false)
 	l.mu.Unlock()
 	errc := make(chan error, 1)
+	l.sent2xx.Store(true)
 	go func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()
@@ -740,6 +749,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.end(fmt.Errorf("sip: answer: %w", err))
 		if errors.Is(err, ErrNoAck) {
 			l.inviteTx.Terminate() // stops the 200's retransmissions
+			l.agent.finishInvite(l.inviteTx)
 		}
 		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
 	}
