@@ -380,6 +380,7 @@ func BenchmarkCallHeld(b *testing.B) {
 	round(func() {})
 	time.Sleep(100 * time.Millisecond)
 	base := inuse()
+	heapProfile(b, "heldbase")
 	var live uint64
 	b.ResetTimer()
 	for range b.N {
@@ -387,6 +388,7 @@ func BenchmarkCallHeld(b *testing.B) {
 			if n := inuse(); n > base {
 				live += (n - base) / held
 			}
+			heapProfile(b, "held")
 		})
 	}
 	b.ReportMetric(float64(live)/float64(b.N), "live-B/call")
