@@ -13,7 +13,7 @@ import (
 // KB a call), which at 2,000 calls/s was most of the server's memory.
 // The retransmission memory that replaces them keeps ~10 bytes a call.
 func TestEndedCallsLeaveNoTransactions(t *testing.T) {
-	srv := benchServer(t, 40000, 43999, *benchKeep)
+	srv := benchServer(t, 48000, 49599, *benchKeep)
 	addr := "127.0.0.1:" + strconv.Itoa(int(srv.SIPAddr().Port()))
 	rtp := rtpSink(t)
 	runCalls(t, srv, addr, rtp, 100) // pools and maps grown
@@ -33,7 +33,7 @@ func TestEndedCallsLeaveNoTransactions(t *testing.T) {
 // no new call (RFC 6026 7.1), although neither transaction exists any
 // more.
 func TestRetransmissionsAfterCallEnded(t *testing.T) {
-	srv := benchServer(t, 44000, 44999, *benchKeep)
+	srv := benchServer(t, 49600, 49999, *benchKeep)
 	addr := "127.0.0.1:" + strconv.Itoa(int(srv.SIPAddr().Port()))
 	c, err := newBenchCaller(addr, rtpSink(t))
 	if err != nil {

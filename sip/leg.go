@@ -74,6 +74,8 @@ type Leg struct {
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
+	onEnd     []func()   // OnEnd callbacks, run once when the leg ends
+	endFired  bool       // the OnEnd callbacks have run
 	state     LegState
 	answering bool
 	err       error
@@ -214,6 +216,28 @@ func (l *Leg) end(cause error) {
 	}
 	l.finalOnce.Do(func() { close(l.final) })
 	close(l.done)
+	l.mu.Lock()
+	fns := l.onEnd
+	l.onEnd, l.endFired = nil, true
+	l.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// OnEnd registers fn to run once the leg has ended (after Done is
+// closed), in the goroutine that ended it; at once if it already has.
+// fn must not block. It costs a closure, where waiting on Done costs a
+// goroutine for the whole call.
+func (l *Leg) OnEnd(fn func()) {
+	l.mu.Lock()
+	if l.endFired {
+		l.mu.Unlock()
+		fn()
+		return
+	}
+	l.onEnd = append(l.onEnd, fn)
+	l.mu.Unlock()
 }
 
 func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
