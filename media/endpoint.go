@@ -601,13 +601,6 @@ type sender struct {
 	pendingFrames int
 }
 
-// grow makes the packet buffer at the first packet.
-func (s *sender) grow() {
-	if s.buf == nil {
-		s.buf = make([]byte, 1500)
-	}
-}
-
 func (e *Endpoint) initSender() {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -615,10 +608,7 @@ func (e *Endpoint) initSender() {
 	e.out.seq = binary.BigEndian.Uint16(b[:2])
 	e.out.clockTS = binary.BigEndian.Uint32(b[2:]) >> 1
 	e.out.mu.Unlock()
-	// buf is made at the first packet: an endpoint that never sends
-	// (signalling-only calls, a bridged leg whose packets the peer's
-	// reader forwards) does without its 1.5 KB.
-	e.snd = sender{hdr: rtp.Header{Version: 2, SSRC: e.ssrc}, marker: true}
+	e.snd = sender{buf: make([]byte, 1500), hdr: rtp.Header{Version: 2, SSRC: e.ssrc}, marker: true}
 }
 
 // sendLoop paces an endpoint that has no Pacer with its own ticker.
@@ -705,7 +695,6 @@ func (e *Endpoint) sendTick(now time.Time) {
 		e.flushPending(send)
 	}
 	if s.dtmf != nil {
-		s.grow()
 		ev, first, last := s.dtmf.next()
 		hdr.PayloadType = cfg.DTMFPayloadType
 		hdr.Marker = first
@@ -730,7 +719,6 @@ func (e *Endpoint) sendTick(now time.Time) {
 	}
 	var out []byte
 	if s.pendingFrames == 0 {
-		s.grow()
 		hdr.PayloadType = cfg.PayloadType
 		hdr.Marker = s.marker
 		hdr.SequenceNumber, hdr.Timestamp = e.out.tick(step, true)
