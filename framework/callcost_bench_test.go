@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,7 @@ import (
 
 // benchServer starts a server for the benchmarks with the reflect flow and
 // no per-source call limits.
-func benchServer(b *testing.B, portMin, portMax, keep int) *Server {
+func benchServer(b testing.TB, portMin, portMax, keep int) *Server {
 	b.Helper()
 	h := HandlerFunc(func(ctx context.Context, c *Call) error { return c.Echo(ctx) })
 	srv, err := NewServer(Config{SIPAddr: *benchAddr, HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax, RTPKeepSockets: keep,
@@ -67,6 +69,8 @@ var benchCallerSeq atomic.Int64
 // benchKeep is Config.RTPKeepSockets in the benchmarks (serve's default;
 // -args -callbench.keep=0 measures without kept sockets).
 var benchAddr = flag.String("callbench.addr", "127.0.0.1:0", "the benchmarks' server's SIP address (0.0.0.0:0: all interfaces, as serve by default)")
+
+var benchHeap = flag.String("callbench.heap", "", "BenchmarkCallEnded writes heap profiles PREFIX-base.pb.gz and PREFIX-ended.pb.gz (compare with pprof -diff_base)")
 
 var benchKeep = flag.Int("callbench.keep", 8192, "Config.RTPKeepSockets of BenchmarkCall and BenchmarkCallHeld")
 
@@ -211,7 +215,7 @@ func (c *benchCaller) end(d *benchDialog) error {
 }
 
 // rtpSink is a socket for the SDP's media address; it drops what it gets.
-func rtpSink(b *testing.B) int {
+func rtpSink(b testing.TB) int {
 	b.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -290,7 +294,7 @@ func BenchmarkCall(b *testing.B) {
 }
 
 // waitIdle waits (bounded) for the server to have no call left.
-func waitIdle(b *testing.B, srv *Server) {
+func waitIdle(b testing.TB, srv *Server) {
 	b.Helper()
 	for i := 0; srv.ActiveCalls() > 0; i++ {
 		if i == 500 {
@@ -376,6 +380,7 @@ func BenchmarkCallHeld(b *testing.B) {
 	round(func() {})
 	time.Sleep(100 * time.Millisecond)
 	base := inuse()
+	heapProfile(b, "heldbase")
 	var live uint64
 	b.ResetTimer()
 	for range b.N {
@@ -383,7 +388,88 @@ func BenchmarkCallHeld(b *testing.B) {
 			if n := inuse(); n > base {
 				live += (n - base) / held
 			}
+			heapProfile(b, "held")
 		})
 	}
 	b.ReportMetric(float64(live)/float64(b.N), "live-B/call")
+}
+
+// runCalls places n whole calls (INVITE..BYE) with 16 callers and waits
+// until the server has no call up.
+func runCalls(b testing.TB, srv *Server, addr string, rtp int, n int) {
+	b.Helper()
+	const callers = 16
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := newBenchCaller(addr, rtp)
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			defer c.conn.Close()
+			for next.Add(1) <= int64(n) {
+				d, err := c.setup()
+				if err == nil {
+					err = c.end(d)
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	waitIdle(b, srv)
+}
+
+// heapProfile writes a heap profile named after -callbench.heap and what.
+func heapProfile(b *testing.B, what string) {
+	if *benchHeap == "" {
+		return
+	}
+	f, err := os.Create(*benchHeap + "-" + what + ".pb.gz")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// liveHeap is the heap and stack bytes live after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc + ms.StackInuse
+}
+
+// BenchmarkCallEnded runs b.N whole calls, waits for every call to end,
+// and reports ended-live-B/call: the heap and stacks the server still
+// holds per call that has ended (within the 32 s a retransmitted BYE must
+// still be answered), against a baseline taken after a first round of
+// calls whose state has been let go.
+func BenchmarkCallEnded(b *testing.B) {
+	srv := benchServer(b, 40000, 59999, *benchKeep)
+	addr := "127.0.0.1:" + strconv.Itoa(int(srv.SIPAddr().Port()))
+	rtp := rtpSink(b)
+	runCalls(b, srv, addr, rtp, 200)
+	base := liveHeap()
+	heapProfile(b, "base")
+	b.ResetTimer()
+	runCalls(b, srv, addr, rtp, b.N)
+	b.StopTimer()
+	live := liveHeap()
+	heapProfile(b, "ended")
+	b.ReportMetric(float64(int64(live)-int64(base))/float64(b.N), "ended-live-B/call")
 }

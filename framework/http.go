@@ -145,9 +145,10 @@ func (s *Server) trimMemory(ctx context.Context) {
 
 // memTrimmer decides when trimMemory trims: it keeps the peak of the
 // calls up since the last trim. A trim is followed by one more
-// trimAgain observations later if the calls have not grown since: what
-// the ended calls' SIP transactions hold is freed only when their
-// RFC 3261 timers expire (up to 32 s after the BYE).
+// trimAgain observations later if the calls have not grown since: some
+// of what ended calls leave is freed only later (kept RTP sockets after
+// their rest and idle time, ~12 s; the SIP agent's memory of finished
+// transactions, answering retransmissions, after 32–40 s).
 type memTrimmer struct {
 	peak  int
 	again int // observations until the follow-up trim; 0: none due

@@ -68,6 +68,12 @@ type legActor struct {
 	stop     chan struct{} // closed when the actor stops (the leg may live on, moved)
 }
 
+// endNotifier is a leg that calls back once it has ended (sip.Leg has
+// it); for other legs the actor waits on Done in a goroutine.
+type endNotifier interface {
+	OnEnd(fn func())
+}
+
 // mediaUpdater is what a leg needs to report renegotiated media
 // (re-INVITE, UPDATE): sip.Leg has it.
 type mediaUpdater interface {
@@ -116,13 +122,25 @@ func (a *legActor) Receive(ctx actor.Context) {
 			})
 		}
 		done, stop := a.sig.Done(), a.stop
-		go func() {
-			select {
-			case <-done:
-				root.Send(self, &legWatch{})
-			case <-stop:
-			}
-		}()
+		if en, ok := a.sig.(endNotifier); ok {
+			// A callback instead of a goroutine parked for the whole
+			// call (its stack is most of what a held call costs).
+			en.OnEnd(func() {
+				select {
+				case <-stop: // the actor stopped; the leg lives on elsewhere
+				default:
+					root.Send(self, &legWatch{})
+				}
+			})
+		} else {
+			go func() {
+				select {
+				case <-done:
+					root.Send(self, &legWatch{})
+				case <-stop:
+				}
+			}()
+		}
 	case *actor.Stopped:
 		close(a.stop)
 	case *legMediaUpdate:

@@ -205,6 +205,7 @@ type Agent struct {
 	admitLog     logThrottle
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
 	routes       routeCache          // advertiseIP's answers per peer
+	txs          *txMemory           // transactions finished early, for their retransmissions (txmemory.go)
 	guard        *connGuard
 	identityLog  logThrottle // unreadable P-Asserted-Identity
 
@@ -268,7 +269,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
-		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5}}
+		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5},
+		txs: newTxMemory(64 * sip.T1)}
 	a.guard = newConnGuard(cfg.Conns, log)
 	a.guard.inUse = a.connInUse
 	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
@@ -534,6 +536,7 @@ func (a *Agent) Close() {
 		<-a.presenceDone
 		a.subs.closeAll(2*time.Second, a.cfg.Presence)
 	}
+	defer a.txs.close()
 	if a.trunksDone != nil {
 		// Unregistering needs the transport: let it finish (it is bounded).
 		select {
@@ -810,9 +813,13 @@ func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if a.answerRetransmission(req, tx) {
+		return // the BYE of a call that ended: the same answer again
+	}
 	l := a.findLeg(req)
 	if l == nil {
 		a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+		a.finishNonInvite(req, tx, 481)
 		return
 	}
 	var err error
@@ -824,8 +831,10 @@ func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		l.log.Info("sip: BYE rejected", "error", err)
 		a.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+		a.finishNonInvite(req, tx, 481)
 		return
 	}
+	a.finishNonInvite(req, tx, 200)
 	l.log.Info("sip: remote hangup (BYE)")
 	l.end(ErrRemoteHangup)
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,7 @@ type Leg struct {
 
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
+	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
 	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
 	web      *WebRTCMedia          // a WebRTC offer's media (a browser SIP client), else nil
 	uac      *sipgo.DialogClientSession
@@ -72,6 +74,8 @@ type Leg struct {
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
+	onEnd     []func()   // OnEnd callbacks, run once when the leg ends
+	endFired  bool       // the OnEnd callbacks have run
 	state     LegState
 	answering bool
 	err       error
@@ -202,6 +206,9 @@ func (l *Leg) end(cause error) {
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
 		_ = l.uas.Close()
+		if l.sent2xx.Load() {
+			l.agent.finishInvite(l.inviteTx)
+		}
 	}
 	if l.uac != nil {
 		l.agent.unregister(l.agent.uac, l.regID)
@@ -209,9 +216,34 @@ func (l *Leg) end(cause error) {
 	}
 	l.finalOnce.Do(func() { close(l.final) })
 	close(l.done)
+	l.mu.Lock()
+	fns := l.onEnd
+	l.onEnd, l.endFired = nil, true
+	l.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// OnEnd registers fn to run once the leg has ended (after Done is
+// closed), in the goroutine that ended it; at once if it already has.
+// fn must not block. It costs a closure, where waiting on Done costs a
+// goroutine for the whole call.
+func (l *Leg) OnEnd(fn func()) {
+	l.mu.Lock()
+	if l.endFired {
+		l.mu.Unlock()
+		fn()
+		return
+	}
+	l.onEnd = append(l.onEnd, fn)
+	l.mu.Unlock()
 }
 
 func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if a.answerRetransmission(req, tx) {
+		return // a late copy of an answered call's INVITE: absorbed
+	}
 	log := a.log.With("call_id", callIDOf(req), "source", req.Source())
 	if req.To() != nil {
 		if _, ok := req.To().Params.Get("tag"); ok {
@@ -710,6 +742,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.session.headers(res, false)
 	l.mu.Unlock()
 	errc := make(chan error, 1)
+	l.sent2xx.Store(true)
 	go func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()
@@ -746,6 +779,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.end(fmt.Errorf("sip: answer: %w", err))
 		if errors.Is(err, ErrNoAck) {
 			l.inviteTx.Terminate() // stops the 200's retransmissions
+			l.agent.finishInvite(l.inviteTx)
 		}
 		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
 	}
