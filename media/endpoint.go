@@ -652,7 +652,7 @@ func (e *Endpoint) sendTick(now time.Time) {
 	if cfgp == nil {
 		return
 	}
-	cfg := *cfgp
+	cfg := cfgp // read only
 	e.rtcpTick(cfgp, now)
 	e.mu.Lock()
 	p := e.play
