@@ -35,19 +35,7 @@ func localNode(t *testing.T, srv *framework.Server) *Node {
 func TestEventFeedOrderResumeAndOverflow(t *testing.T) {
 	const signals = 600
 	ready := make(chan string, 1)
-	srv := startServer(t, framework.Config{EventReplay: 1000}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		if err := c.Answer(ctx); err != nil {
-			return err
-		}
-		for i := range signals {
-			if err := c.Signal(ctx, "n", i); err != nil {
-				return err
-			}
-		}
-		ready <- c.ID()
-		<-ctx.Done()
-		return nil
-	}))
+	srv := startServer(t, framework.Config{EventReplay: 1000}, signalsFlow(signals, ready))
 	n := localNode(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -122,19 +110,7 @@ func TestEventFeedOrderResumeAndOverflow(t *testing.T) {
 // owner's overflow marker and goes on after it.
 func TestEventFeedOverflow(t *testing.T) {
 	ready := make(chan string, 1)
-	srv := startServer(t, framework.Config{EventReplay: 64}, framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-		if err := c.Answer(ctx); err != nil {
-			return err
-		}
-		for i := range 300 {
-			if err := c.Signal(ctx, "n", i); err != nil {
-				return err
-			}
-		}
-		ready <- c.ID()
-		<-ctx.Done()
-		return nil
-	}))
+	srv := startServer(t, framework.Config{EventReplay: 64}, signalsFlow(300, ready))
 	n := localNode(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -160,5 +136,23 @@ func TestEventFeedOverflow(t *testing.T) {
 	}
 	if next.Seq != od.To+1 {
 		t.Errorf("after the marker: Seq %d, want %d", next.Seq, od.To+1)
+	}
+}
+
+// signalsFlow answers, publishes n signals "n" (0..n-1), sends the call's
+// ID to ready and holds the call until it ends.
+func signalsFlow(n int, ready chan<- string) framework.HandlerFunc {
+	return func(ctx context.Context, c *framework.Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		for i := range n {
+			if err := c.Signal(ctx, "n", i); err != nil {
+				return err
+			}
+		}
+		ready <- c.ID()
+		<-ctx.Done()
+		return nil
 	}
 }

@@ -167,6 +167,14 @@ func callerIdentity(req *sip.Request, trusted bool, log *slog.Logger, th *logThr
 // value, leaving commas inside quotes or angle brackets alone (a PAI may
 // list a sip: and a tel: identity).
 func firstListItem(v string) string {
+	item, _, _ := nextListItem(v)
+	return item
+}
+
+// nextListItem splits a comma-separated header value at its first comma
+// outside quotes and angle brackets: the element before it, what follows
+// it, and whether there was one.
+func nextListItem(v string) (item, rest string, more bool) {
 	quoted, angle := false, false
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
@@ -179,8 +187,8 @@ func firstListItem(v string) string {
 		case c == '>' && !quoted:
 			angle = false
 		case c == ',' && !quoted && !angle:
-			return v[:i]
+			return v[:i], v[i+1:], true
 		}
 	}
-	return v
+	return v, "", false
 }

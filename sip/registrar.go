@@ -348,14 +348,16 @@ func pathOf(req *sip.Request) ([]string, error) {
 	var out []string
 	size := 0
 	for _, h := range req.GetHeaders("Path") {
-		for _, v := range splitNameAddrs(h.Value()) {
+		for rest, more := h.Value(), true; more; {
+			var v string
+			v, rest, more = nextListItem(rest)
 			v = strings.TrimSpace(v)
 			if !strings.HasPrefix(v, "<") || !strings.Contains(v, ">") {
-				return nil, fmt.Errorf("path %q is no <URI>", clip(v, 60))
+				return nil, fmt.Errorf("path %q is no <URI>", printable([]byte(v), 60))
 			}
 			var u sip.Uri
 			if err := sip.ParseUri(v[1:strings.IndexByte(v, '>')], &u); err != nil || u.Host == "" {
-				return nil, fmt.Errorf("path %q is no SIP URI", clip(v, 60))
+				return nil, fmt.Errorf("path %q is no SIP URI", printable([]byte(v), 60))
 			}
 			size += len(v)
 			out = append(out, v)
@@ -365,34 +367,4 @@ func pathOf(req *sip.Request) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// splitNameAddrs splits a header value at the commas outside <...> and
-// quotes.
-func splitNameAddrs(v string) []string {
-	var out []string
-	depth, quoted, start := 0, false, 0
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '"' && (i == 0 || v[i-1] != '\\'):
-			quoted = !quoted
-		case quoted:
-		case c == '<':
-			depth++
-		case c == '>' && depth > 0:
-			depth--
-		case c == ',' && depth == 0:
-			out = append(out, v[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, v[start:])
-}
-
-// clip shortens s to n bytes for an error message.
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
