@@ -85,7 +85,7 @@ func TestBrowserFollowsSessionsAcrossNodes(t *testing.T) {
 	var nodes []*nodeProc
 	for i := range 3 {
 		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("m%d", i+1), clusterName: name, provider: "etcd", etcd: ep,
-			rtpMin: 40000 + 2000*i, extra: []string{"--webrtc-addr", "127.0.0.1:0", "--data-dir", dir}}))
+			rtpMin: 50000 + 2000*i, extra: []string{"--webrtc-addr", "127.0.0.1:0", "--data-dir", dir}}))
 	}
 	for _, n := range nodes {
 		waitFor(t, 20*time.Second, n.name+" to see 3 members with their SIP addresses", func() bool {

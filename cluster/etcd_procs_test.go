@@ -117,7 +117,7 @@ func TestEtcdNodesListHangupAndLostNode(t *testing.T) {
 func TestNodeStopsWhenEtcdIsGone(t *testing.T) {
 	bin := switchboardBinary(t)
 	ep, killEtcd := startEtcdKillable(t)
-	n := startNode(t, bin, nodeSpec{name: "lonely", clusterName: fmt.Sprintf("gone-%d", time.Now().UnixNano()), provider: "etcd", etcd: ep, rtpMin: 40000})
+	n := startNode(t, bin, nodeSpec{name: "lonely", clusterName: fmt.Sprintf("gone-%d", time.Now().UnixNano()), provider: "etcd", etcd: ep, rtpMin: 50000})
 	killEtcd()
 	start := time.Now()
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
@@ -142,7 +142,7 @@ func TestAutomanagedNodesAsProcesses(t *testing.T) {
 	var nodes []*nodeProc
 	for i := range 3 {
 		nodes = append(nodes, startNode(t, bin, nodeSpec{name: fmt.Sprintf("a%d", i+1), clusterName: name, provider: "automanaged",
-			autoPort: ports[i], autoPeers: peers, rtpMin: 40000 + 2000*i}))
+			autoPort: ports[i], autoPeers: peers, rtpMin: 50000 + 2000*i}))
 	}
 	for _, n := range nodes {
 		waitFor(t, 30*time.Second, n.name+" to see 3 members", func() bool { return len(n.members(t)) == 3 })

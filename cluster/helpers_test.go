@@ -43,14 +43,16 @@ func startServer(t *testing.T, cfg framework.Config, h framework.Handler) *frame
 
 // freeTCP is a port for a node's SIP, HTTP or cluster listener, or
 // etcd's: free for UDP and TCP, from a range below the kernel's
-// ephemeral ports and apart from the nodes' RTP ranges and the
-// testharness package's peers (21000-22999) and the media tests' pools
-// (24100-24999): 25000-27999 gives 1,500 pairs, enough for the package's
-// ~25 clusters. So an RTP socket or an
-// outgoing connection cannot take it before the process binds it.
+// ephemeral ports and apart from the nodes' RTP ranges (50000-55999),
+// the testharness package's peers (21000-22999) and the media tests'
+// fixed pools (24100-25999, 42000-43499; go test runs packages side by
+// side, and a port another package's RTP just left can still receive
+// that call's strays): 26000-27999 gives 1,000 pairs, enough for the
+// package's ~25 clusters. So an RTP socket or an outgoing connection
+// cannot take it before the process binds it.
 func freeTCP(t *testing.T) int {
 	t.Helper()
-	return testharness.FreePortPair(t, 25000, 28000)
+	return testharness.FreePortPair(t, 26000, 28000)
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -68,5 +70,5 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // ports, so it can no longer fall inside another node's RTP range.
 func freeUDPTCP(t *testing.T) int {
 	t.Helper()
-	return testharness.FreePortPair(t, 25000, 28000)
+	return testharness.FreePortPair(t, 26000, 28000)
 }

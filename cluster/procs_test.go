@@ -102,7 +102,7 @@ func startCluster(t *testing.T, prefix, nodePrefix string, n int, tmpl nodeSpec,
 	var nodes []*nodeProc
 	for i := range n {
 		s := tmpl
-		s.name, s.clusterName, s.provider, s.etcd, s.rtpMin = fmt.Sprintf("%s%d", nodePrefix, i+1), name, "etcd", ep, 40000+2000*i
+		s.name, s.clusterName, s.provider, s.etcd, s.rtpMin = fmt.Sprintf("%s%d", nodePrefix, i+1), name, "etcd", ep, 50000+2000*i
 		for _, f := range perNode {
 			f(i, &s)
 		}
