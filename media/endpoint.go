@@ -142,7 +142,11 @@ type Endpoint struct {
 	snd      sender
 	pacer    *Pacer
 	unpace   func()
+	pace     paceSlot // place in the pacer's shard (pacer.go)
 	isClosed atomic.Bool
+	// idleOK: the endpoint's media timeout and RTCP interval are long
+	// enough for the pacer's slow list (minIdleInterval).
+	idleOK bool
 
 	onTimeout     func()
 	mediaTimeout  time.Duration
@@ -178,6 +182,12 @@ type outState struct {
 	fwdSrc uint32
 	seqOff uint16
 	tsOff  uint32
+	// Idle on the pacer's slow list, no tick advances clockTS: it is
+	// idleTS plus one idleStep per 20 ms since idleAt (catchUp).
+	idle     bool
+	idleAt   time.Time
+	idleTS   uint32
+	idleStep uint32
 }
 
 type playback struct {
@@ -255,6 +265,8 @@ func NewStream(t transport.Transport, opts EndpointOptions) *Endpoint {
 		mediaTimeout:  opts.MediaTimeout,
 	}
 	e.rtcp.init(opts.RTCPInterval, e.ssrc)
+	e.idleOK = (e.rtcp.interval < 0 || e.rtcp.interval >= minIdleInterval) &&
+		(e.mediaTimeout <= 0 || e.onTimeout == nil || e.mediaTimeout >= minIdleInterval)
 	return e
 }
 
@@ -271,6 +283,7 @@ func (e *Endpoint) Configure(cfg StreamConfig) {
 	}
 	e.t.SetPeer(cfg.peer())
 	e.cfg.Store(&cfg)
+	e.wake()
 }
 
 // Verify records that the peer has proven it wants this endpoint's RTP
@@ -323,6 +336,7 @@ func (e *Endpoint) SetSink(s Sink) {
 	e.mainSink = s
 	e.storeSinks()
 	e.mu.Unlock()
+	e.wake()
 }
 
 // ClearSink removes s as the SetSink sink, if it still is: an owner that
@@ -334,6 +348,7 @@ func (e *Endpoint) ClearSink(s Sink) {
 		e.storeSinks()
 	}
 	e.mu.Unlock()
+	e.wake()
 }
 
 // SetTaps sets the observers of decoded inbound audio (a recorder, voice
@@ -344,6 +359,7 @@ func (e *Endpoint) SetTaps(s Sink) {
 	e.tapSink = s
 	e.storeSinks()
 	e.mu.Unlock()
+	e.wake()
 }
 
 // storeSinks publishes mainSink and tapSink as one sink to the tick.
@@ -374,6 +390,7 @@ func (e *Endpoint) OnDTMF(fn func(DTMFEvent)) {
 		return
 	}
 	e.onDTMF.Store(&fn)
+	e.wake() // in-band detection may now have to run
 }
 
 // InjectDTMF reports a digit that arrived by signaling (SIP INFO) through
@@ -402,6 +419,7 @@ func (e *Endpoint) Play(src Source, done func(error)) (stop func()) {
 	prev := e.play
 	e.play = p
 	e.mu.Unlock()
+	e.wake()
 	if prev != nil && prev.done != nil {
 		prev.done(ErrInterrupted)
 	}
@@ -434,11 +452,13 @@ func (e *Endpoint) SendDTMF(digit rune, duration time.Duration) error {
 		duration = 100 * time.Millisecond
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if c := e.cfg.Load(); c == nil || c.DTMFPayloadType == 0 {
+		e.mu.Unlock()
 		return errors.New("media: peer did not negotiate telephone-event")
 	}
 	e.dtmfQ = append(e.dtmfQ, dtmfRequest{digit, duration})
+	e.mu.Unlock()
+	e.wake()
 	return nil
 }
 
@@ -642,15 +662,17 @@ func (e *Endpoint) sendLoop() {
 
 // sendTick produces this 20 ms frame's packet: a DTMF event packet, the
 // next frame of the current Source, silence, or nothing (on hold, or while
-// a bridge feeds the endpoint).
-func (e *Endpoint) sendTick(now time.Time) {
+// a bridge feeds the endpoint). It reports quiet when it had nothing to
+// do and nothing is queued: no playback, no digit, no partial packet,
+// and nothing to generate.
+func (e *Endpoint) sendTick(now time.Time) (quiet bool) {
 	if e.isClosed.Load() {
-		return
+		return false
 	}
 	s := &e.snd
 	cfgp := e.cfg.Load()
 	if cfgp == nil {
-		return
+		return false
 	}
 	cfg := cfgp // read only
 	e.rtcpTick(cfgp, now)
@@ -661,19 +683,15 @@ func (e *Endpoint) sendTick(now time.Time) {
 		e.dtmfQ = e.dtmfQ[1:]
 		code, _ := DTMFCode(r.digit)
 		step := uint16(cfg.Codec.TimestampStep())
-		s.dtmf = &dtmfSender{code: code, step: step, ts: e.out.peekTS(),
+		s.dtmf = &dtmfSender{code: code, step: step, ts: e.out.clockAt(now),
 			total: uint16(min(int64(r.duration)*int64(cfg.Codec.ClockRate)/int64(time.Second), 0xffff))}
 	}
+	digitsQueued := len(e.dtmfQ) > 0
 	e.mu.Unlock()
 
-	if !s.timeout && e.mediaTimeout > 0 && e.onTimeout != nil && cfg.Direction != "sendonly" && cfg.Direction != "inactive" {
-		if now.Sub(time.Unix(0, e.lastRecv.Load())) > e.mediaTimeout {
-			s.timeout = true
-			go e.onTimeout()
-		}
-	}
+	e.checkMediaTimeout(cfg, now)
 	if cfg.Codec.New == nil {
-		return
+		return false
 	}
 	if s.enc == nil || s.encName != cfg.Codec.Name {
 		// The encoder of a closed endpoint is left to the garbage
@@ -724,13 +742,13 @@ func (e *Endpoint) sendTick(now time.Time) {
 			s.dtmf = nil
 			s.marker = true
 		}
-		return
+		return false
 	}
 	if idle {
 		// Keep the clock running and mark the next talkspurt.
 		e.out.tick(step, false)
 		s.marker = true
-		return
+		return p == nil && !digitsQueued
 	}
 	var out []byte
 	if s.pendingFrames == 0 {
@@ -754,12 +772,85 @@ func (e *Endpoint) sendTick(now time.Time) {
 	}
 	if fpp := cfg.FramesPerPacket; fpp > 1 && s.pendingFrames+1 < fpp {
 		s.pending, s.pendingFrames = out, s.pendingFrames+1
-		return
+		return false
 	}
 	s.pending, s.pendingFrames = nil, 0
 	if send {
 		e.write(out)
 	}
+	return false
+}
+
+// checkMediaTimeout calls OnMediaTimeout (once) when nothing was received
+// for the media timeout while the stream is meant to receive.
+func (e *Endpoint) checkMediaTimeout(cfg *StreamConfig, now time.Time) {
+	s := &e.snd
+	if !s.timeout && e.mediaTimeout > 0 && e.onTimeout != nil && cfg.Direction != "sendonly" && cfg.Direction != "inactive" {
+		if now.Sub(time.Unix(0, e.lastRecv.Load())) > e.mediaTimeout {
+			s.timeout = true
+			go e.onTimeout()
+		}
+	}
+}
+
+// idleNow reports whether a tick of the endpoint would do nothing but
+// keep the clock, check the media timeout and send RTCP: nothing plays,
+// no digit is queued or being sent, no multi-frame packet is half full,
+// nobody consumes decoded audio (sink, taps, in-band DTMF detection), and
+// there is nothing to generate (a bridge feeds it, it does not send, or
+// NoIdleSilence). Only the tick's goroutine calls it.
+func (e *Endpoint) idleNow() bool {
+	cfg := e.cfg.Load()
+	if cfg == nil || cfg.Codec.New == nil || e.isClosed.Load() {
+		return false
+	}
+	if sink, inband := e.rxConsumers(cfg); sink != nil || inband {
+		return false
+	}
+	if s := &e.snd; s.dtmf != nil || s.pendingFrames > 0 {
+		return false
+	}
+	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
+	if send && e.fedBy.Load() <= 0 && !e.noIdleSilence {
+		return false
+	}
+	e.mu.Lock()
+	busy := e.play != nil || len(e.dtmfQ) > 0
+	e.mu.Unlock()
+	return !busy
+}
+
+// goIdle takes a paced endpoint whose ticks found nothing to do off the
+// 20 ms pass, if it is still idle: it publishes paceSlow first and checks
+// after, so a change made meanwhile is either seen here or wakes it
+// (wake). The RTP clock stops and is caught up when needed
+// (outState.catchUp). Shard goroutine only.
+func (e *Endpoint) goIdle() bool {
+	if !e.pace.state.CompareAndSwap(paceFast, paceSlow) {
+		return false
+	}
+	if !e.idleNow() {
+		e.pace.state.CompareAndSwap(paceSlow, paceFast)
+		return false
+	}
+	if jb := e.rx.jb.Load(); jb != nil {
+		jb.Reset()
+	}
+	e.out.pause(time.Now(), e.cfg.Load().Codec.TimestampStep())
+	return true
+}
+
+// idleTick is the slow list's visit of an idle endpoint: its media
+// timeout and RTCP report. It reports false when the endpoint is no
+// longer idle (a change that did not wake it), so the shard promotes it.
+func (e *Endpoint) idleTick(now time.Time) (stillIdle bool) {
+	cfg := e.cfg.Load()
+	if e.isClosed.Load() || cfg == nil {
+		return true // the shard drops it on its detach
+	}
+	e.rtcpTick(cfg, now)
+	e.checkMediaTimeout(cfg, now)
+	return e.idleNow()
 }
 
 // flushPending sends a partly filled multi-frame packet.
@@ -799,10 +890,44 @@ func (o *outState) tick(step uint32, send bool) (seq uint16, ts uint32) {
 	return seq, ts
 }
 
-func (o *outState) peekTS() uint32 {
+// clockAt returns the RTP clock at now (caught up if the endpoint idles).
+func (o *outState) clockAt(now time.Time) uint32 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.idle {
+		o.catchUp(now)
+	}
 	return o.clockTS
+}
+
+// pause records that ticks stop advancing the clock from now (the
+// endpoint goes idle); step is what each 20 ms would have added.
+func (o *outState) pause(now time.Time, step uint32) {
+	o.mu.Lock()
+	o.idle, o.idleAt, o.idleTS, o.idleStep = true, now, o.clockTS, step
+	o.mu.Unlock()
+}
+
+// resume catches the clock up with the time spent idle and hands it back
+// to the ticks.
+func (o *outState) resume(now time.Time) {
+	o.mu.Lock()
+	if o.idle {
+		o.catchUp(now)
+		o.idle = false
+	}
+	o.mu.Unlock()
+}
+
+// catchUp sets clockTS to where 20 ms ticks since idleAt would have
+// taken it. It always counts from idleAt, so calling it again later
+// neither loses nor adds time. Caller holds o.mu and checked o.idle.
+func (o *outState) catchUp(now time.Time) {
+	d := now.Sub(o.idleAt)
+	if d < 0 {
+		d = 0
+	}
+	o.clockTS = o.idleTS + uint32(d/(FrameDurationMs*time.Millisecond))*o.idleStep
 }
 
 // ForwardTo makes e pass every inbound audio and telephone-event packet to
@@ -813,6 +938,7 @@ func (o *outState) peekTS() uint32 {
 func (e *Endpoint) ForwardTo(dst *Endpoint) {
 	if old := e.forward.Swap(dst); old != nil {
 		old.fedBy.Add(-1)
+		old.wake() // fed by nobody, it may have to send silence again
 	}
 	if dst != nil {
 		dst.fedBy.Add(1)
@@ -839,6 +965,11 @@ func (e *Endpoint) forwardPacket(h *rtp.Header, pkt []byte, hl int, dtmf bool) {
 	o.mu.Lock()
 	marker := h.Marker
 	if !o.fwdOn || o.fwdSrc != h.SSRC {
+		if o.idle {
+			// The clock stood still while e idled: a run's offsets
+			// start from real time (one clock read per run, not per packet).
+			o.catchUp(time.Now())
+		}
 		o.fwdOn, o.fwdSrc = true, h.SSRC
 		o.tsOff = o.clockTS - h.Timestamp
 		o.seqOff = o.seq - h.SequenceNumber

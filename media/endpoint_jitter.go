@@ -48,33 +48,39 @@ func (e *Endpoint) pushAudio(cfg *StreamConfig, hdr *rtp.Header, payload []byte,
 }
 
 // mediaTick is the endpoint's 20 ms tick: play out one received frame,
-// then send one.
-func (e *Endpoint) mediaTick() {
+// then send one. It reports quiet when neither side had anything to do
+// (the pacer then takes the endpoint off the 20 ms pass: pacer.go).
+func (e *Endpoint) mediaTick() (quiet bool) {
 	now := time.Now() // one clock read serves the whole tick
-	e.recvTick(now)
-	e.sendTick(now)
+	rq := e.recvTick(now)
+	return e.sendTick(now) && rq
 }
 
 // recvTick pops this tick's frame from the jitter buffer and delivers it.
 // Without a consumer the buffer is emptied, so a sink set later starts
-// from fresh packets.
-func (e *Endpoint) recvTick(now time.Time) {
-	jb := e.rx.jb.Load()
+// from fresh packets; the tick is then quiet.
+func (e *Endpoint) recvTick(now time.Time) (quiet bool) {
 	cfg := e.cfg.Load()
-	if jb == nil || cfg == nil || e.isClosed.Load() {
-		return
+	if cfg == nil || e.isClosed.Load() {
+		return false
 	}
+	jb := e.rx.jb.Load()
 	sink, inband := e.rxConsumers(cfg)
 	if sink == nil && !inband {
-		jb.Reset()
-		return
+		if jb != nil {
+			jb.Reset()
+		}
+		return true
+	}
+	if jb == nil {
+		return false
 	}
 	r := &e.rx
 	if r.frame == nil || r.frame.Rate != jb.spec.SampleRate {
 		r.frame = NewFrame(jb.spec.SampleRate)
 	}
 	if jb.Pop(now, r.frame) == FrameNone {
-		return
+		return false
 	}
 	if inband {
 		if r.det == nil {
@@ -96,6 +102,7 @@ func (e *Endpoint) recvTick(now time.Time) {
 	if sink != nil {
 		e.writeSink(sink, r.frame)
 	}
+	return false
 }
 
 // JitterStats returns the counters of the endpoint's jitter buffer (zero

@@ -314,7 +314,7 @@ func (e *Endpoint) sendRTCP(now time.Time, cfg *StreamConfig, bye bool) {
 	if cfg == nil || !e.t.Verified() {
 		return
 	}
-	in := reportInput{rtpTS: e.out.peekTS(), packets: e.packetsOut.Load()}
+	in := reportInput{rtpTS: e.out.clockAt(now), packets: e.packetsOut.Load()}
 	if b := e.bytesOut.Load(); b > 12*in.packets { // every header we send is 12 bytes
 		in.octets = b - 12*in.packets
 	}
