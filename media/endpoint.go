@@ -829,6 +829,9 @@ func (e *Endpoint) goIdle() bool {
 	if !e.pace.state.CompareAndSwap(paceFast, paceSlow) {
 		return false
 	}
+	if h := e.pace.sh.testHookDemote; h != nil {
+		h(e)
+	}
 	if !e.idleNow() {
 		e.pace.state.CompareAndSwap(paceSlow, paceFast)
 		return false

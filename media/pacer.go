@@ -74,6 +74,11 @@ type pacerShard struct {
 	passes uint64
 
 	idle atomic.Int64 // len(slow), for Pacer.Idle
+
+	// testHookDemote, set by tests before the shard runs, is called by
+	// goIdle between publishing paceSlow and re-checking idleness: where
+	// a waker's change may land.
+	testHookDemote func(*Endpoint)
 }
 
 type paceOpKind uint8

@@ -568,6 +568,60 @@ func TestPacerIdleRTCP(t *testing.T) {
 	}
 }
 
+// A change that lands while the shard demotes an endpoint — after it
+// decided the endpoint was quiet, before the endpoint is on the slow
+// list — is not lost: the endpoint stays on the 20 ms pass, or is woken
+// on the next one.
+func TestPacerDemotionMeetsWake(t *testing.T) {
+	pcmu := codec.Codecs()[0]
+	cases := []struct {
+		name   string
+		change func(e *Endpoint, src Source)
+	}{
+		{"Play", func(e *Endpoint, src Source) { e.Play(src, nil) }},
+		{"SendDTMF", func(e *Endpoint, _ Source) { _ = e.SendDTMF('3', 0) }},
+		{"SetSink", func(e *Endpoint, _ Source) { e.SetSink(&capture{}) }},
+	}
+	pool := idlePool(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPacer(1, false)
+			defer p.Close()
+			sh := p.shards[0]
+			e, err := NewEndpoint(pool, loopback, EndpointOptions{Pacer: p, NoIdleSilence: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			e.Configure(StreamConfig{Codec: pcmu, PayloadType: pcmu.PayloadType, DTMFPayloadType: 101, Remote: netip.MustParseAddrPort("127.0.0.1:9")})
+			e.Start()
+			src := &countingSource{pass: new(atomic.Int64)}
+			hooked := 0
+			sh.testHookDemote = func(e *Endpoint) {
+				if hooked++; hooked == 1 {
+					c.change(e, src)
+				}
+			}
+			for range demoteAfter + 1 {
+				sh.pass(time.Now())
+			}
+			if hooked == 0 {
+				t.Fatal("the shard never tried to demote the quiet endpoint")
+			}
+			sh.pass(time.Now()) // not a slow-list visit (passes < slowEvery)
+			if sh.passes >= slowEvery {
+				t.Fatal("test ran into a slow-list visit")
+			}
+			if p.Idle() != 0 || e.pace.list != onFast {
+				t.Fatal("demoted although its work arrived during the demotion: the wake was lost")
+			}
+			if c.name == "Play" && src.n.Load() == 0 {
+				t.Fatal("the playback was not read")
+			}
+		})
+	}
+}
+
 // countingSource counts the frames read from it: proof that the
 // endpoint playing it is ticked.
 type countingSource struct {
@@ -626,7 +680,7 @@ func TestPacerWakeNeverLost(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	var sink capture
 	var demoted int
-	for i := range 300 {
+	for i := range 1000 {
 		switch i % 3 {
 		case 1:
 			e.SetSink(&sink)
@@ -641,7 +695,10 @@ func TestPacerWakeNeverLost(t *testing.T) {
 		src := &countingSource{pass: &current}
 		stopPlay := e.Play(src, nil)
 		played := current.Load()
-		if !waitUntil(t, 2*time.Second, func() bool { return src.n.Load() > 0 }) {
+		for end := time.Now().Add(2 * time.Second); src.n.Load() == 0 && time.Now().Before(end); {
+			time.Sleep(20 * time.Microsecond)
+		}
+		if src.n.Load() == 0 {
 			t.Fatalf("round %d: the source was never read (idle: %d): a wake was lost", i, p.Idle())
 		}
 		// The pass running when Play returned, or the next one, reads it;
