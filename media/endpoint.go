@@ -205,7 +205,10 @@ type EndpointOptions struct {
 	Logger *slog.Logger
 	// MediaTimeout is how long the endpoint waits without receiving RTP
 	// (while the stream is meant to receive) before calling OnMediaTimeout.
-	// Zero disables the check.
+	// Zero disables the check. An idle endpoint on a Pacer (nothing to
+	// play, send or decode) checks it every 240 ms instead of every tick;
+	// a timeout or RTCPInterval under 960 ms keeps the endpoint ticked
+	// every 20 ms.
 	MediaTimeout time.Duration
 	// OnMediaTimeout is called once, from the sender goroutine, when the
 	// media timeout expires.

@@ -22,7 +22,8 @@ import (
 // list, visited every slowEvery ticks only for their media timeout and
 // RTCP reports; anything that gives them work again (Play, SendDTMF, a
 // sink, a DTMF callback, the end of a bridge, Configure) puts them back
-// at once. See idleOK for which endpoints may idle.
+// at once. See Endpoint.idleNow for when an endpoint is idle, and
+// minIdleInterval for the endpoints that never leave the 20 ms pass.
 //
 // Sources are read on the shard goroutine, so a Source that blocks delays
 // every endpoint of its shard: Sources must not block (see Source).
