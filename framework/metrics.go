@@ -109,6 +109,10 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Help: "Inbound INVITE transactions in progress (received, not yet finished and ACKed): calls being set up.",
 		}, func() float64 { return float64(s.agent.PendingInvites()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_sched_latency_seconds",
+			Help: "Go scheduler queueing delay over the last 50 ms (90th percentile of how long runnable goroutines waited for a CPU); above --max-sched-latency new INVITEs get a stateless 503.",
+		}, func() float64 { return s.agent.SchedLatency().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_actor_mailbox_messages",
 			Help: "Messages queued in the call actors' mailboxes, summed over calls.",
 		}, func() float64 { return float64(s.mailboxDepth()) }),

@@ -28,3 +28,26 @@ func descriptorsExhausted() bool {
 	_ = syscall.Close(fd)
 	return false
 }
+
+// raiseReadBuffer asks for a receive buffer of want bytes on a UDP
+// socket and returns what the kernel granted (Linux reports double the
+// usable size). The kernel caps SO_RCVBUF at net.core.rmem_max (212,992
+// bytes on a stock Linux); a process with CAP_NET_ADMIN may go past it
+// with SO_RCVBUFFORCE, which is tried when the cap bit.
+func raiseReadBuffer(c syscall.Conn, want int) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	got := 0
+	_ = rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, want)
+		got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+		if got < want && soRcvbufForce != 0 {
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soRcvbufForce, want) == nil {
+				got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			}
+		}
+	})
+	return got
+}

@@ -22,7 +22,11 @@ func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 		if info.Transport != "UDP" && info.Transport != "WS" {
 			return data, nil
 		}
-		problem, isRequest := lintMessage(data)
+		var h rawHead
+		problem, isRequest := lintMessageInto(data, &h)
+		if problem == "" && isRequest && a.earlyShed(info, conn, data, &h) {
+			return nil, nil
+		}
 		if problem == "" {
 			if info.Transport == "WS" && len(bytes.TrimSpace(data)) > 0 {
 				if c := a.guard.wsConn(addrString(info.RemoteAddr)); c != nil {
@@ -77,6 +81,13 @@ func addrString(a net.Addr) string {
 // the headers every request needs, and Content-Length against the body. It
 // returns "" for a message fit for the parser.
 func lintMessage(data []byte) (problem string, isRequest bool) {
+	return lintMessageInto(data, nil)
+}
+
+// lintMessageInto is lintMessage that also fills h (when not nil) with
+// the raw header values the early shedding reads (shed.go); they point
+// into data.
+func lintMessageInto(data []byte, h *rawHead) (problem string, isRequest bool) {
 	// Keep-alives (CRLF) are fine.
 	if len(bytes.TrimSpace(data)) == 0 {
 		return "", false
@@ -95,7 +106,7 @@ func lintMessage(data []byte) (problem string, isRequest bool) {
 		}
 		return problem, isRequest
 	}
-	problem, isRequest, contentLength := lintHead(data[:end])
+	problem, isRequest, contentLength := lintHeadInto(data[:end], h)
 	if problem == "" && contentLength > len(data)-end-sepLen {
 		problem = problemShortBody
 	}
@@ -121,10 +132,27 @@ func lintStartLine(line []byte) (problem string, isRequest bool) {
 // without the empty line that ends them). contentLength is -1 when the
 // message has no Content-Length header.
 func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
+	return lintHeadInto(head, nil)
+}
+
+// rawHead is what the early shedding (shed.go) needs of a request, read
+// during the lint pass so the message is scanned once: slices of the
+// message itself, valid while it is.
+type rawHead struct {
+	method  []byte // request method; nil for a response
+	callID  []byte
+	cseqNum []byte // CSeq sequence number (digits)
+	toTag   []byte // the To header's tag parameter; nil when it has none
+}
+
+func lintHeadInto(head []byte, h *rawHead) (problem string, isRequest bool, contentLength int) {
 	contentLength = -1
 	line, rest := nextLine(head)
 	if problem, isRequest = lintStartLine(line); problem != "" {
 		return problem, isRequest, contentLength
+	}
+	if h != nil && isRequest {
+		h.method, _, _ = bytes.Cut(line, []byte(" "))
 	}
 	var via, from, to, callID, cseq bool
 	for len(rest) > 0 {
@@ -151,8 +179,14 @@ func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
 			from = true
 		case hdrIs(name, "to", "t"):
 			to = true
+			if h != nil {
+				h.toTag = headerTag(value)
+			}
 		case hdrIs(name, "call-id", "i"):
 			callID = len(value) > 0
+			if h != nil {
+				h.callID = value
+			}
 		case hdrIs(name, "cseq", ""):
 			num, method, ok := bytes.Cut(value, []byte(" "))
 			if !ok || !allDigits(num) || len(num) > 10 || !isToken(bytes.TrimSpace(method)) {
@@ -162,6 +196,9 @@ func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
 				return "CSeq number too large", isRequest, contentLength
 			}
 			cseq = true
+			if h != nil {
+				h.cseqNum = num
+			}
 		case hdrIs(name, "content-length", "l"):
 			if !allDigits(value) || len(value) > 9 {
 				return "malformed Content-Length", isRequest, contentLength

@@ -142,6 +142,9 @@ const (
 	// RejectGuestShare: guests from all sources hold CallLimits.GuestShare
 	// of the RTP ports.
 	RejectGuestShare
+	// RejectSchedLatency: the Go scheduler's queueing delay is above
+	// OverloadOptions.MaxSchedLatency (refused in the read loop, shed.go).
+	RejectSchedLatency
 	// NumRejectReasons is the number of RejectReason values.
 	NumRejectReasons
 )
@@ -165,6 +168,8 @@ func (r RejectReason) String() string {
 		return "source_rate"
 	case RejectGuestShare:
 		return "guest_share"
+	case RejectSchedLatency:
+		return "sched_latency"
 	}
 	return "other"
 }

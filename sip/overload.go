@@ -47,6 +47,14 @@ type OverloadOptions struct {
 	// single late tick (a GC pause, a noisy neighbour) then refuses calls
 	// for the whole hold; 2–5 s suits a dedicated machine.
 	PacerOverrunHold time.Duration
+	// MaxSchedLatency is the Go scheduler's queueing delay (the 90th
+	// percentile over the last 50 ms of how long runnable goroutines
+	// waited for a CPU) above which new INVITEs are refused with a
+	// stateless 503 in the transport's read loop, before they are parsed
+	// (shed.go): every request is handled by a goroutine, so this is the
+	// delay the ACKs and BYEs of accepted calls meet. Zero means
+	// DefaultMaxSchedLatency; negative turns the check off.
+	MaxSchedLatency time.Duration
 }
 
 // DefaultMaxPendingInvites is the least pending-INVITE limit when
@@ -209,18 +217,24 @@ func (a *Agent) pacerOverranWithin(d time.Duration) bool {
 // Pacer returns the pacer that drives the agent's RTP endpoints.
 func (a *Agent) Pacer() *media.Pacer { return a.cfg.Pacer }
 
-// respondRetryAfter answers 503 with Retry-After.
-func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {
+// retryAfterSecs is the Retry-After of overload 503s, in whole seconds.
+func (a *Agent) retryAfterSecs() int {
 	ra := a.cfg.Overload.RetryAfter
 	if ra <= 0 {
 		ra = DefaultRetryAfter
 	}
-	secs := int(ra / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
+	return max(1, int(ra/time.Second))
+}
+
+// SchedLatency is the Go scheduler's recent queueing delay that the early
+// shedding compares with OverloadOptions.MaxSchedLatency (0 before the
+// agent starts).
+func (a *Agent) SchedLatency() time.Duration { return a.shed.latency.recent() }
+
+// respondRetryAfter answers 503 with Retry-After.
+func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {
 	res := sip.NewResponseFromRequest(req, 503, reason, nil)
-	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(a.retryAfterSecs())))
 	if err := tx.Respond(res); err != nil {
 		a.log.Debug("sip: respond 503 failed", "error", err)
 	}

@@ -1,0 +1,6 @@
+//go:build unix && !linux
+
+package sip
+
+// soRcvbufForce: no SO_RCVBUFFORCE here.
+const soRcvbufForce = 0
