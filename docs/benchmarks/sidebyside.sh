@@ -127,6 +127,12 @@ AFTER_PORT=26045     # SIPp UAC right after the burst
 PCAP_PORT=26046      # SIPp UAC playing g711a.pcap
 SB_HTTP=26048        # switchboard serve (/metrics)
 
+# SIPp's UAC socket buffer (-buff_size, both ways; default 64 KiB): at
+# thousands of calls a second SIPp's single thread falls behind its
+# socket, and with 64 KiB it drops responses (a server's 200s, counted
+# against the server). 4 MiB is Linux's usual net.core.rmem_max cap.
+SIPP_BUF=4194304
+
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/docs/benchmarks
 SCEN=$HERE/uac_1s.xml
@@ -235,7 +241,7 @@ start_server() {
 		# steps" (reflect route, no intro prompt, guest limits off), with
 		# the admission control at its defaults and /metrics on.
 		# shellcheck disable=SC2086
-		"$OUT/bin/switchboard" serve --sip-addr "127.0.0.1:$SB_PORT" --tls-addr - \
+		"${SB_BIN:-$OUT/bin/switchboard}" serve --sip-addr "127.0.0.1:$SB_PORT" --tls-addr - \
 			--http-addr "127.0.0.1:$SB_HTTP" --webrtc-addr - --rtp-ports "$RTP_PORTS" \
 			--guest-calls -1 --guest-rate -1 --log-level error --data-dir - $SB_ARGS \
 			>"$dir/server.log" 2>&1 &
@@ -283,7 +289,7 @@ uac() {
 	wait_free_media "$mport" || exit 1
 	(cd "$dir" && timeout -s INT $((secs + 90)) sipp -sf "$SCEN" -s reflect \
 		-r "$rate" -d "$CALL_MS" -m "$calls" -l $((rate * 4 + 100)) \
-		-i 127.0.0.1 -p "$lport" -mp "$mport" -nostdin \
+		-i 127.0.0.1 -p "$lport" -mp "$mport" -nostdin -buff_size "$SIPP_BUF" \
 		-recv_timeout 10s -timeout $((secs + 60))s \
 		-trace_stat -stf "$dir/stat.csv" -fd 1 -trace_counts "$@" \
 		"127.0.0.1:$target" >"$dir/sipp.out" 2>&1) || true
