@@ -799,7 +799,8 @@ func (e *Endpoint) checkMediaTimeout(cfg *StreamConfig, now time.Time) {
 // idleNow reports whether a tick of the endpoint would do nothing but
 // keep the clock, check the media timeout and send RTCP: nothing plays,
 // no digit is queued or being sent, no multi-frame packet is half full,
-// nobody consumes decoded audio (sink, taps, in-band DTMF detection), and
+// no received audio waits to be decoded for a consumer (sink, taps,
+// in-band DTMF detection; the next packet wakes the endpoint), and
 // there is nothing to generate (a bridge feeds it, it does not send, or
 // NoIdleSilence). Only the tick's goroutine calls it.
 func (e *Endpoint) idleNow() bool {
@@ -808,7 +809,11 @@ func (e *Endpoint) idleNow() bool {
 		return false
 	}
 	if sink, inband := e.rxConsumers(cfg); sink != nil || inband {
-		return false
+		// Decoded audio has a consumer, but there is nothing to decode
+		// until a packet comes (pushAudio wakes the endpoint then).
+		if jb := e.rx.jb.Load(); jb != nil && jb.Buffered() {
+			return false
+		}
 	}
 	if s := &e.snd; s.dtmf != nil || s.pendingFrames > 0 {
 		return false

@@ -45,6 +45,10 @@ func (e *Endpoint) pushAudio(cfg *StreamConfig, hdr *rtp.Header, payload []byte,
 		e.rx.jb.Store(jb)
 	}
 	jb.Push(hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, payload, now)
+	// An endpoint off the 20 ms pass because it had nothing to decode
+	// has now: back on the pass from the next tick (one atomic load when
+	// it is on it already).
+	e.wake()
 }
 
 // mediaTick is the endpoint's 20 ms tick: play out one received frame,
@@ -73,14 +77,17 @@ func (e *Endpoint) recvTick(now time.Time) (quiet bool) {
 		return true
 	}
 	if jb == nil {
-		return false
+		return true // nothing ever received: the first packet wakes it
 	}
 	r := &e.rx
 	if r.frame == nil || r.frame.Rate != jb.spec.SampleRate {
 		r.frame = NewFrame(jb.spec.SampleRate)
 	}
 	if jb.Pop(now, r.frame) == FrameNone {
-		return false
+		// Quiet once nothing is left to play out (no packets, or the
+		// concealment after the last ones has ended); packets still
+		// waiting for their playout delay keep the tick busy.
+		return !jb.Buffered()
 	}
 	if inband {
 		if r.det == nil {

@@ -234,6 +234,15 @@ func NewJitterBuffer(spec codec.CodecSpec, opts JitterOptions) *JitterBuffer {
 // Codec returns the codec the buffer decodes.
 func (j *JitterBuffer) Codec() codec.CodecSpec { return j.spec }
 
+// Buffered reports whether the buffer holds audio not yet played: stored
+// packets or decoded samples waiting. An endpoint whose buffer holds
+// nothing has no receive work until the next packet (which wakes it).
+func (j *JitterBuffer) Buffered() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.count > 0 || len(j.fifo) > 0
+}
+
 // Stats returns the buffer's counters and its current delays.
 func (j *JitterBuffer) Stats() JitterStats {
 	j.mu.Lock()

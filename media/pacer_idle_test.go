@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
@@ -38,6 +39,7 @@ func TestPacerIdleWhen(t *testing.T) {
 		dir   string
 		dtmf  uint8 // DTMFPayloadType
 		setup func(e *Endpoint) (undo func())
+		feed  bool // a PCMU packet arrives before every pass
 		idle  bool
 	}{
 		{name: "echo", setup: func(e *Endpoint) func() { return Bridge(e, e) }, idle: true},
@@ -45,10 +47,18 @@ func TestPacerIdleWhen(t *testing.T) {
 		{name: "on hold (recvonly)", dir: "recvonly", idle: true},
 		{name: "inactive", dir: "inactive", idle: true},
 		{name: "NoIdleSilence", opts: EndpointOptions{NoIdleSilence: true}, idle: true},
-		{name: "sink", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetSink(&capture{}); return func() {} }, idle: false},
-		{name: "taps", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetTaps(&capture{}); return func() {} }, idle: false},
-		{name: "in-band DTMF detection", opts: EndpointOptions{NoIdleSilence: true}, dtmf: 0,
-			setup: func(e *Endpoint) func() { e.OnDTMF(func(DTMFEvent) {}); return func() {} }, idle: false},
+		// A consumer of decoded audio with nothing received has nothing
+		// to decode (the first packet wakes it); with audio arriving it
+		// stays on the pass.
+		{name: "sink, nothing received", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetSink(&capture{}); return func() {} }, idle: true},
+		{name: "sink, audio arriving", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetSink(&capture{}); return func() {} }, feed: true, idle: false},
+		{name: "taps, nothing received", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetTaps(&capture{}); return func() {} }, idle: true},
+		{name: "taps, audio arriving", opts: EndpointOptions{NoIdleSilence: true}, setup: func(e *Endpoint) func() { e.SetTaps(&capture{}); return func() {} }, feed: true, idle: false},
+		{name: "in-band DTMF detection, nothing received", opts: EndpointOptions{NoIdleSilence: true}, dtmf: 0,
+			setup: func(e *Endpoint) func() { e.OnDTMF(func(DTMFEvent) {}); return func() {} }, idle: true},
+		{name: "in-band DTMF detection, audio arriving", opts: EndpointOptions{NoIdleSilence: true}, dtmf: 0,
+			setup: func(e *Endpoint) func() { e.OnDTMF(func(DTMFEvent) {}); return func() {} }, feed: true, idle: false},
+		{name: "no consumer, audio arriving", opts: EndpointOptions{NoIdleSilence: true}, feed: true, idle: true},
 		{name: "RFC 4733 digits only", opts: EndpointOptions{NoIdleSilence: true}, dtmf: 101,
 			setup: func(e *Endpoint) func() { e.OnDTMF(func(DTMFEvent) {}); return func() {} }, idle: true},
 		{name: "echo playing", setup: func(e *Endpoint) func() {
@@ -81,16 +91,23 @@ func TestPacerIdleWhen(t *testing.T) {
 			if c.setup != nil {
 				defer c.setup(e)()
 			}
+			var f feeder
+			pass := func() {
+				if c.feed {
+					f.feed(e)
+				}
+				sh.pass(time.Now())
+			}
 			// The pass that attaches it ticks it too: demoteAfter-1 passes
 			// leave even an idle endpoint on the 20 ms pass.
 			for range demoteAfter - 1 {
-				sh.pass(time.Now())
+				pass()
 			}
 			if p.Idle() != 0 {
 				t.Fatalf("idle after %d quiet ticks, want %d first", demoteAfter-1, demoteAfter)
 			}
 			for range 2 * demoteAfter {
-				sh.pass(time.Now())
+				pass()
 			}
 			if got := p.Idle() == 1; got != c.idle {
 				t.Fatalf("idle = %v, want %v", got, c.idle)
@@ -121,12 +138,19 @@ func TestPacerWakeEvents(t *testing.T) {
 		// idle makes the endpoint idle; wake is the event under test.
 		idle func(e *Endpoint) (undo func())
 		wake func(e *Endpoint, cfg StreamConfig)
+		// feed: the event is audio arriving for a consumer set while
+		// idle (set is called before the endpoint idles); a packet then
+		// comes before every pass.
+		feed bool
+		set  func(e *Endpoint)
 	}{
 		{name: "Play", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.Play(sine(440, 0, 0), nil) }},
 		{name: "SendDTMF", opts: EndpointOptions{NoIdleSilence: true}, dtmf: 101, wake: func(e *Endpoint, _ StreamConfig) { _ = e.SendDTMF('1', 0) }},
-		{name: "SetSink", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.SetSink(&capture{}) }},
-		{name: "SetTaps", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.SetTaps(&capture{}) }},
-		{name: "OnDTMF without telephone-event", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.OnDTMF(func(DTMFEvent) {}) }},
+		{name: "SetSink", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.SetSink(&capture{}) }, feed: true},
+		{name: "SetTaps", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.SetTaps(&capture{}) }, feed: true},
+		{name: "OnDTMF without telephone-event", opts: EndpointOptions{NoIdleSilence: true}, wake: func(e *Endpoint, _ StreamConfig) { e.OnDTMF(func(DTMFEvent) {}) }, feed: true},
+		{name: "audio for a sink", opts: EndpointOptions{NoIdleSilence: true}, set: func(e *Endpoint) { e.SetSink(&capture{}) }, feed: true},
+		{name: "audio for in-band DTMF detection", opts: EndpointOptions{NoIdleSilence: true}, set: func(e *Endpoint) { e.OnDTMF(func(DTMFEvent) {}) }, feed: true},
 		{name: "unbridge", idle: func(e *Endpoint) func() { return Bridge(e, e) }},
 		{name: "Configure: unhold", dir: "recvonly", wake: func(e *Endpoint, cfg StreamConfig) { cfg.Direction = "sendrecv"; e.Configure(cfg) }},
 	}
@@ -151,6 +175,13 @@ func TestPacerWakeEvents(t *testing.T) {
 				undo := c.idle(e)
 				wake = func(*Endpoint, StreamConfig) { undo() }
 			}
+			if c.set != nil {
+				c.set(e)
+			}
+			var f feeder
+			if wake == nil { // the event is the first packet
+				wake = func(e *Endpoint, _ StreamConfig) { f.feed(e) }
+			}
 			for range 2 * demoteAfter {
 				sh.pass(time.Now())
 			}
@@ -168,6 +199,9 @@ func TestPacerWakeEvents(t *testing.T) {
 			}
 			// And it has work: it stays on the 20 ms pass.
 			for range 2 * demoteAfter {
+				if c.feed {
+					f.feed(e)
+				}
 				sh.pass(time.Now())
 			}
 			if p.Idle() != 0 {
@@ -762,3 +796,25 @@ func TestOutStateCatchUp(t *testing.T) {
 // truncate32 is uint32(v) for a value that does not fit (which a
 // constant conversion refuses).
 func truncate32(v uint64) uint32 { return uint32(v) }
+
+// feeder hands an endpoint PCMU packets as its transport's reader would,
+// one 20 ms frame each, numbered on from the last.
+type feeder struct {
+	seq uint16
+	buf []byte
+}
+
+func (f *feeder) feed(e *Endpoint) {
+	if f.buf == nil {
+		f.buf = make([]byte, 12+160)
+		for i := 12; i < len(f.buf); i++ {
+			f.buf[i] = 0xff // µ-law silence
+		}
+	}
+	f.buf[0], f.buf[1] = 0x80, 0 // version 2, PCMU
+	binary.BigEndian.PutUint16(f.buf[2:], f.seq)
+	binary.BigEndian.PutUint32(f.buf[4:], uint32(f.seq)*160)
+	binary.BigEndian.PutUint32(f.buf[8:], 0x5eed)
+	f.seq++
+	(*streamReceiver)(e).ReceiveRTP(f.buf)
+}
