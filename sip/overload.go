@@ -229,7 +229,12 @@ func (a *Agent) retryAfterSecs() int {
 // SchedLatency is the Go scheduler's recent queueing delay that the early
 // shedding compares with OverloadOptions.MaxSchedLatency (0 before the
 // agent starts).
-func (a *Agent) SchedLatency() time.Duration { return a.shed.latency.recent() }
+func (a *Agent) SchedLatency() time.Duration {
+	if a.shed == nil {
+		return 0
+	}
+	return a.shed.latency.recent()
+}
 
 // respondRetryAfter answers 503 with Retry-After.
 func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {

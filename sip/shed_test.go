@@ -46,7 +46,7 @@ func TestDeltaQuantile(t *testing.T) {
 		buckets      []float64
 		q, want      float64
 	}{
-		{"nothing new", []uint64{5, 5, 5, 5}, []uint64{5, 5, 5, 5}, buckets, 0.9, 0},
+		{"nothing new", []uint64{5, 5, 5, 5}, []uint64{5, 5, 5, 5}, buckets, 0.9, -1},
 		{"all fast", []uint64{0, 0, 0, 0}, []uint64{100, 0, 0, 0}, buckets, 0.9, 0.001},
 		{"p90 in the slow bucket", []uint64{0, 0, 0, 0}, []uint64{80, 5, 15, 0}, buckets, 0.9, 0.1},
 		{"p90 just below", []uint64{0, 0, 0, 0}, []uint64{80, 15, 5, 0}, buckets, 0.9, 0.01},
