@@ -289,20 +289,33 @@ func isToken(b []byte) bool {
 // parser would refuse: its Via, From, To, Call-ID and CSeq lines are copied.
 // Without a Via there is nowhere to send it, and nil is returned.
 func badRequest(data []byte, problem string) []byte {
+	var status string
+	switch problem {
+	case problemVersion:
+		status = "SIP/2.0 505 Version Not Supported\r\n" // RFC 3261 section 8.1.1.1
+	case problemTooLarge:
+		status = "SIP/2.0 513 Message Too Large\r\n" // RFC 3261 section 21.5.11
+	default:
+		status = "SIP/2.0 400 Bad Request (" + problem + ")\r\n"
+	}
+	out, ok := appendStatelessHead(append(make([]byte, 0, 512), status...), data, false, nil)
+	if !ok {
+		return nil
+	}
+	return append(out, "Server: Switchboard\r\nContent-Length: 0\r\n\r\n"...)
+}
+
+// appendStatelessHead appends to out (a status line) the header lines a
+// stateless response copies from the raw request data: Via, From, To,
+// Call-ID and CSeq. toTag, when not nil, is appended to the To line as
+// its tag. ok is false without a Via (nowhere to send the response) and,
+// with strictVia, when a Via does not look like one (plausibleVia).
+func appendStatelessHead(out, data []byte, strictVia bool, toTag []byte) (_ []byte, ok bool) {
 	head := data
 	if end := bytes.Index(data, []byte("\r\n\r\n")); end >= 0 {
 		head = data[:end]
 	}
 	_, rest := nextLine(head)
-	var out bytes.Buffer
-	switch problem {
-	case problemVersion:
-		out.WriteString("SIP/2.0 505 Version Not Supported\r\n") // RFC 3261 section 8.1.1.1
-	case problemTooLarge:
-		out.WriteString("SIP/2.0 513 Message Too Large\r\n") // RFC 3261 section 21.5.11
-	default:
-		out.WriteString("SIP/2.0 400 Bad Request (" + problem + ")\r\n")
-	}
 	hasVia := false
 	for len(rest) > 0 {
 		var line []byte
@@ -314,17 +327,24 @@ func badRequest(data []byte, problem string) []byte {
 		name := bytes.TrimSpace(line[:colon])
 		switch {
 		case hdrIs(name, "via", "v"):
+			if strictVia && !plausibleVia(line[colon+1:]) {
+				return out, false
+			}
 			hasVia = true
-		case hdrIs(name, "from", "f"), hdrIs(name, "to", "t"), hdrIs(name, "call-id", "i"), hdrIs(name, "cseq", ""):
+		case hdrIs(name, "to", "t"):
+			out = append(out, line...)
+			if toTag != nil {
+				out = append(out, ";tag="...)
+				out = append(out, toTag...)
+			}
+			out = append(out, "\r\n"...)
+			continue
+		case hdrIs(name, "from", "f"), hdrIs(name, "call-id", "i"), hdrIs(name, "cseq", ""):
 		default:
 			continue
 		}
-		out.Write(line)
-		out.WriteString("\r\n")
+		out = append(out, line...)
+		out = append(out, "\r\n"...)
 	}
-	if !hasVia {
-		return nil
-	}
-	out.WriteString("Server: Switchboard\r\nContent-Length: 0\r\n\r\n")
-	return out.Bytes()
+	return out, hasVia
 }

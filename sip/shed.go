@@ -160,42 +160,10 @@ func (a *Agent) maxSchedLatency() time.Duration {
 // its raw headers: Via, From, Call-ID and CSeq copied, To copied with a
 // tag derived from the INVITE's key (the same for its retransmissions).
 func (a *Agent) stateless503(data []byte, key uint64) []byte {
-	head := data
-	if end := bytes.Index(data, []byte("\r\n\r\n")); end >= 0 {
-		head = data[:end]
-	}
-	_, rest := nextLine(head)
-	out := make([]byte, 0, 512)
-	out = append(out, "SIP/2.0 503 Service Unavailable (overload)\r\n"...)
-	hasVia := false
-	for len(rest) > 0 {
-		var line []byte
-		line, rest = nextLine(rest)
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
-		}
-		name := bytes.TrimSpace(line[:colon])
-		switch {
-		case hdrIs(name, "via", "v"):
-			if !plausibleVia(line[colon+1:]) {
-				return nil // nowhere sensible to answer: drop it
-			}
-			hasVia = true
-		case hdrIs(name, "to", "t"):
-			out = append(out, line...)
-			out = append(out, ";tag="+shedTagPrefix...)
-			out = strconv.AppendUint(out, key, 36)
-			out = append(out, "\r\n"...)
-			continue
-		case hdrIs(name, "from", "f"), hdrIs(name, "call-id", "i"), hdrIs(name, "cseq", ""):
-		default:
-			continue
-		}
-		out = append(out, line...)
-		out = append(out, "\r\n"...)
-	}
-	if !hasVia {
+	var tag [len(shedTagPrefix) + 13]byte
+	out, ok := appendStatelessHead(append(make([]byte, 0, 512), "SIP/2.0 503 Service Unavailable (overload)\r\n"...),
+		data, true, strconv.AppendUint(append(tag[:0], shedTagPrefix...), key, 36))
+	if !ok {
 		return nil
 	}
 	out = append(out, "Retry-After: "...)
