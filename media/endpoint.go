@@ -696,12 +696,20 @@ func (e *Endpoint) sendTick(now time.Time) (quiet bool) {
 	if cfg.Codec.New == nil {
 		return false
 	}
-	if s.enc == nil || s.encName != cfg.Codec.Name {
+	if s.enc != nil && s.encName != cfg.Codec.Name {
 		// The encoder of a closed endpoint is left to the garbage
 		// collector (a Pacer tick may still be using it).
 		closeCodec(s.enc)
-		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
+		s.enc = nil
 		s.pending, s.pendingFrames = nil, 0
+	}
+	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
+	// The encoder, frame and silence come when the endpoint first has
+	// audio to generate (a Source, or silence while nothing feeds it): a
+	// reflecting or bridged leg never makes them.
+	fed := e.fedBy.Load() > 0 // read once: the encoder and idle below must agree
+	if s.enc == nil && (p != nil || (send && !fed && !e.noIdleSilence)) {
+		s.enc, s.encName = cfg.Codec.New(), cfg.Codec.Name
 		s.frame = NewFrame(cfg.Codec.SampleRate)
 		s.silence = s.enc.Encode(nil, make([]int16, len(s.frame.Samples)))
 	}
@@ -719,11 +727,10 @@ func (e *Endpoint) sendTick(now time.Time) (quiet bool) {
 			haveAudio = true
 		}
 	}
-	send := cfg.Direction == "sendrecv" || cfg.Direction == "sendonly"
 	hdr := &s.hdr
 	// Bridged (forwarded packets go out from the peer's reader), on hold,
 	// or told to stay quiet: nothing to generate this tick.
-	idle := !haveAudio && (e.fedBy.Load() > 0 || !send || e.noIdleSilence)
+	idle := !haveAudio && (fed || !send || e.noIdleSilence)
 	if s.pendingFrames > 0 && (s.dtmf != nil || !send || idle) {
 		// A digit, hold or a bridge interrupts a multi-frame packet:
 		// send what it has.
