@@ -44,7 +44,7 @@ type PortPool struct {
 	trim     *time.Timer
 	closed   bool
 	keepCap  int // KeepSockets bounded by the descriptor limit; -1 until known
-	rtpCap   int // kept and in-use pairs together (releaseRawPair)
+	rtpCap   int // pairs in use, and kept and in-use pairs together (take, releaseRawPair)
 }
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
@@ -133,6 +133,13 @@ func (p *PortPool) take(bind func(port int) error) (int, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.initCaps(); p.rtpCap > 0 && len(p.inUse) >= p.rtpCap {
+		// Calls may hold two thirds of the process's descriptors, no
+		// more: the rest is SIP's and HTTP's (and kept sockets give way,
+		// see bindRaw). A flood past that gets "no ports" answers while
+		// /metrics, /readyz and the SIP listeners keep working.
+		return 0, ErrNoPorts
+	}
 	now := p.now()
 	size := p.Size()
 	start := rand.IntN(size)
@@ -147,13 +154,34 @@ func (p *PortPool) take(bind func(port int) error) (int, error) {
 			}
 			delete(p.released, port)
 		}
-		if bind(port) != nil {
+		if err := bind(port); err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors: every other port would fail the
+				// same way (thousands of failing socket calls per call).
+				return 0, ErrNoPorts
+			}
 			continue
 		}
 		p.inUse[port] = true
 		return port, nil
 	}
 	return 0, ErrNoPorts
+}
+
+// initCaps sets, once, the pool's descriptor budget from the process's
+// limit: kept sockets may use at most half of the descriptors, and kept
+// and in-use pairs together two thirds (a quarter is SIP connections',
+// see sip.ConnLimits). At a steady call rate the kept pairs are the
+// ports resting, twice the calls set up per second, and each one kept
+// saves the next call two socket, bind and close calls. Zero caps (no
+// limit known) mean none. The caller holds p.mu.
+func (p *PortPool) initCaps() {
+	if p.keepCap >= 0 {
+		return
+	}
+	lim := fdSoftLimit()
+	p.keepCap = min(p.KeepSockets, lim/4)
+	p.rtpCap = lim / 3
 }
 
 // ListenPair is Listen for an RTP/RTCP pair: it binds a free even
@@ -247,17 +275,7 @@ func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr, 
 	delete(p.inUse, port)
 	now := p.now()
 	p.released[port] = now
-	if p.keepCap < 0 {
-		// Kept sockets may use at most half of the descriptors, and
-		// kept and in-use pairs together two thirds (a quarter is
-		// SIP connections', see sip.ConnLimits): at a steady call
-		// rate the kept pairs are the ports resting, twice the calls
-		// set up per second, and each one kept saves the next call
-		// two socket, bind and close calls.
-		lim := fdSoftLimit()
-		p.keepCap = min(p.KeepSockets, lim/4)
-		p.rtpCap = lim / 3
-	}
+	p.initCaps()
 	k.at = now
 	if p.closed || len(p.kept) >= p.keepCap || len(p.kept)+len(p.inUse) >= p.rtpCap {
 		k.close()

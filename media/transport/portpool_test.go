@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -157,4 +159,62 @@ func TestPortPoolPortsAreNotSequential(t *testing.T) {
 		t.Fatalf("%d of 19 consecutive ports were the previous one + 2: %v", sequential, ports)
 	}
 	t.Logf("ports: %v (%d sequential steps)", ports, sequential)
+}
+
+// Calls may hold at most the pool's share of the process's descriptors
+// (rtpCap pairs): past it the pool answers "no ports" without binding,
+// so SIP and HTTP keep descriptors of their own.
+func TestPortPoolCapsPairsInUse(t *testing.T) {
+	p, err := NewPortPool(24300, 24319) // 10 pairs
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.keepCap, p.rtpCap = 0, 3 // as if the descriptor limit were 9
+	binds := 0
+	bind := func(int) error { binds++; return nil }
+	for i := range 3 {
+		if _, err := p.take(bind); err != nil {
+			t.Fatalf("pair %d of the cap of 3: %v", i+1, err)
+		}
+	}
+	if port, err := p.take(bind); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("a fourth pair past the cap: port %d, error %v; want ErrNoPorts", port, err)
+	}
+	if binds != 3 {
+		t.Fatalf("%d binds, want 3 (none past the cap)", binds)
+	}
+	for port := range p.inUse {
+		p.Release(port)
+		break
+	}
+	if _, err := p.take(bind); err != nil {
+		t.Fatalf("a pair after one was released: %v", err)
+	}
+}
+
+// Out of descriptors, one failed bind ends the search: every other port
+// would fail the same way, thousands of system calls per refused call.
+func TestPortPoolStopsAtDescriptorExhaustion(t *testing.T) {
+	p, err := NewPortPool(24320, 24399) // 40 pairs
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.keepCap, p.rtpCap = 0, 0
+	for _, errno := range []error{syscall.EMFILE, syscall.ENFILE, &net.OpError{Op: "listen", Err: os.NewSyscallError("socket", syscall.EMFILE)}} {
+		binds := 0
+		_, err := p.take(func(int) error { binds++; return errno })
+		if !errors.Is(err, ErrNoPorts) || binds != 1 {
+			t.Fatalf("%v: error %v after %d binds, want ErrNoPorts after 1", errno, err, binds)
+		}
+	}
+	// Other bind failures (a port another process holds) skip to the next.
+	binds := 0
+	if _, err := p.take(func(int) error {
+		if binds++; binds < 5 {
+			return syscall.EADDRINUSE
+		}
+		return nil
+	}); err != nil || binds != 5 {
+		t.Fatalf("after ports in use elsewhere: error %v after %d binds, want a port after 5", err, binds)
+	}
 }
