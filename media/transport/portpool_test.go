@@ -162,14 +162,14 @@ func TestPortPoolPortsAreNotSequential(t *testing.T) {
 }
 
 // Calls may hold at most the pool's share of the process's descriptors
-// (rtpCap pairs): past it the pool answers "no ports" without binding,
+// (useCap pairs): past it the pool answers "no ports" without binding,
 // so SIP and HTTP keep descriptors of their own.
 func TestPortPoolCapsPairsInUse(t *testing.T) {
 	p, err := NewPortPool(24300, 24319) // 10 pairs
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.keepCap, p.rtpCap = 0, 3 // as if the descriptor limit were 9
+	p.keepCap, p.rtpCap, p.useCap = 0, 2, 3 // as if the descriptor limit were 7
 	binds := 0
 	bind := func(int) error { binds++; return nil }
 	for i := range 3 {
@@ -199,7 +199,7 @@ func TestPortPoolStopsAtDescriptorExhaustion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.keepCap, p.rtpCap = 0, 0
+	p.keepCap, p.rtpCap, p.useCap = 0, 0, 0
 	for _, errno := range []error{syscall.EMFILE, syscall.ENFILE, &net.OpError{Op: "listen", Err: os.NewSyscallError("socket", syscall.EMFILE)}} {
 		binds := 0
 		_, err := p.take(func(int) error { binds++; return errno })
