@@ -27,12 +27,30 @@ func idlePool(t *testing.T) *transport.PortPool {
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
+// newShardEndpoint starts a PCMU endpoint (digits on dtmf, direction dir)
+// on a one-shard pacer whose goroutine is not started, so a test drives
+// the shard pass by pass; both are closed with the test.
+func newShardEndpoint(t *testing.T, pool *transport.PortPool, opts EndpointOptions, dtmf uint8, dir string) (*Pacer, *pacerShard, *Endpoint, StreamConfig) {
+	t.Helper()
+	p := newPacer(1, false)
+	t.Cleanup(p.Close)
+	opts.Pacer = p
+	e, err := NewEndpoint(pool, loopback, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	pcmu := codec.Codecs()[0]
+	cfg := StreamConfig{Codec: pcmu, PayloadType: pcmu.PayloadType, DTMFPayloadType: dtmf, Remote: netip.MustParseAddrPort("127.0.0.1:9"), Direction: dir}
+	e.Configure(cfg)
+	e.Start()
+	return p, p.shards[0], e, cfg
+}
+
 // Which endpoints leave the 20 ms pass, driven pass by pass on a shard
 // whose goroutine is not started: only those with nothing to play, send
 // or decode, and only after demoteAfter quiet ticks.
 func TestPacerIdleWhen(t *testing.T) {
-	pcmu := codec.Codecs()[0]
-	discard := netip.MustParseAddrPort("127.0.0.1:9")
 	cases := []struct {
 		name  string
 		opts  EndpointOptions
@@ -76,18 +94,7 @@ func TestPacerIdleWhen(t *testing.T) {
 	pool := idlePool(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := newPacer(1, false)
-			defer p.Close()
-			sh := p.shards[0]
-			opts := c.opts
-			opts.Pacer = p
-			e, err := NewEndpoint(pool, loopback, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			e.Configure(StreamConfig{Codec: pcmu, PayloadType: pcmu.PayloadType, DTMFPayloadType: c.dtmf, Remote: discard, Direction: c.dir})
-			e.Start()
+			p, sh, e, _ := newShardEndpoint(t, pool, c.opts, c.dtmf, c.dir)
 			if c.setup != nil {
 				defer c.setup(e)()
 			}
@@ -128,8 +135,6 @@ func TestPacerIdleWhen(t *testing.T) {
 // 20 ms pass on the shard's very next tick (not at the slow list's next
 // visit), driven pass by pass.
 func TestPacerWakeEvents(t *testing.T) {
-	pcmu := codec.Codecs()[0]
-	discard := netip.MustParseAddrPort("127.0.0.1:9")
 	cases := []struct {
 		name string
 		opts EndpointOptions
@@ -157,19 +162,7 @@ func TestPacerWakeEvents(t *testing.T) {
 	pool := idlePool(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := newPacer(1, false)
-			defer p.Close()
-			sh := p.shards[0]
-			opts := c.opts
-			opts.Pacer = p
-			e, err := NewEndpoint(pool, loopback, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			cfg := StreamConfig{Codec: pcmu, PayloadType: pcmu.PayloadType, DTMFPayloadType: c.dtmf, Remote: discard, Direction: c.dir}
-			e.Configure(cfg)
-			e.Start()
+			p, sh, e, cfg := newShardEndpoint(t, pool, c.opts, c.dtmf, c.dir)
 			wake := c.wake
 			if c.idle != nil {
 				undo := c.idle(e)
