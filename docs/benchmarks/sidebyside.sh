@@ -29,6 +29,9 @@
 #   docs/benchmarks/sidebyside.sh --rates "200 400" --step 3 --idle 5 \
 #       --burst-secs 3 --pcap-calls 200 --pcap-rounds 1 --echo-streams 200 --echo-window 2s
 #
+# SB_BIN=/path/to/switchboard in the environment measures that build
+# instead of the one made from the tree (to compare builds in one window).
+#
 # Needs: go, sipp (Debian sip-tester), curl, ss. Every wait is bounded; every
 # process it starts is killed on exit (trap). Results (raw SIPp statistics,
 # /metrics scrapes, logs, results.tsv) stay in --out.
