@@ -110,7 +110,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		}, func() float64 { return float64(s.agent.PendingInvites()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_sched_latency_seconds",
-			Help: "Go scheduler queueing delay over the last 50 ms (90th percentile of how long runnable goroutines waited for a CPU); above --max-sched-latency new INVITEs get a stateless 503.",
+			Help: "Go scheduler queueing delay that has lasted 200 ms (the least of the last four 50 ms windows' 90th percentile of how long runnable goroutines waited for a CPU); above --max-sched-latency new INVITEs get a stateless 503.",
 		}, func() float64 { return s.agent.SchedLatency().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_actor_mailbox_messages",

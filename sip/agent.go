@@ -480,14 +480,14 @@ func (a *Agent) listen() error {
 	return nil
 }
 
-// listenUDPAndTCP binds UDP and TCP on one port. With port 0 the kernel
-// picks the UDP port, which TCP may already use (an outgoing connection's
-// local port): then it tries another, a few times.
 // sipUDPReadBuffer is the receive buffer asked for on the SIP UDP socket:
 // ~3,500 INVITEs (a datagram's kernel footprint is ~1–2 KB), a quarter
 // of a second of 6,000 calls/s with every message counted.
 const sipUDPReadBuffer = 8 << 20
 
+// listenUDPAndTCP binds UDP and TCP on one port. With port 0 the kernel
+// picks the UDP port, which TCP may already use (an outgoing connection's
+// local port): then it tries another, a few times.
 func listenUDPAndTCP(host string, port int) (net.PacketConn, net.Listener, error) {
 	for attempt := 0; ; attempt++ {
 		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))

@@ -48,8 +48,9 @@ type OverloadOptions struct {
 	// for the whole hold; 2–5 s suits a dedicated machine.
 	PacerOverrunHold time.Duration
 	// MaxSchedLatency is the Go scheduler's queueing delay (the 90th
-	// percentile over the last 50 ms of how long runnable goroutines
-	// waited for a CPU) above which new INVITEs are refused with a
+	// percentile of how long runnable goroutines waited for a CPU, per
+	// 50 ms window, once it has lasted four windows) above which new
+	// INVITEs are refused with a
 	// stateless 503 in the transport's read loop, before they are parsed
 	// (shed.go): every request is handled by a goroutine, so this is the
 	// delay the ACKs and BYEs of accepted calls meet. Zero means
@@ -229,12 +230,7 @@ func (a *Agent) retryAfterSecs() int {
 // SchedLatency is the Go scheduler's recent queueing delay that the early
 // shedding compares with OverloadOptions.MaxSchedLatency (0 before the
 // agent starts).
-func (a *Agent) SchedLatency() time.Duration {
-	if a.shed == nil {
-		return 0
-	}
-	return a.shed.latency.recent()
-}
+func (a *Agent) SchedLatency() time.Duration { return a.shed.latency.recent() }
 
 // respondRetryAfter answers 503 with Retry-After.
 func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {

@@ -24,8 +24,8 @@ import (
 // 200s are resent, BYEs retransmitted, calls fail).
 //
 // The signal is the Go scheduler's own queueing delay: how long runnable
-// goroutines waited for a CPU over the last ~50 ms (runtime/metrics
-// /sched/latencies:seconds). Every request is handled by a goroutine, so
+// goroutines waited for a CPU, once it has lasted 200 ms (runtime/metrics
+// /sched/latencies:seconds; see schedLatency). Every request is handled by a goroutine, so
 // that delay is what an ACK or BYE arriving now will wait. Above
 // OverloadOptions.MaxSchedLatency, or with the pending-INVITE limit
 // reached, a new INVITE gets a stateless 503 with Retry-After.
@@ -99,8 +99,6 @@ func (s *shedder) verdict(k uint64, now time.Time, admit func() bool) (through, 
 // the ACK of such a 503.
 func (a *Agent) earlyShed(info sip.TransportReadProps, conn net.PacketConn, data []byte, h *rawHead) bool {
 	switch {
-	case a.shed == nil:
-		return false
 	case bytes.Equal(h.method, []byte("ACK")):
 		if bytes.HasPrefix(h.toTag, []byte(shedTagPrefix)) {
 			a.shed.acks.Add(1)

@@ -403,10 +403,10 @@ func displayHTTP(addr string) string {
 	return addr
 }
 
-// parseBytes reads a size such as 512MiB, 2GiB, 1.5G or 1000000 (bytes).
 // defaultGOGC is serve's GC target when neither --gogc nor $GOGC sets one.
 const defaultGOGC = 200
 
+// parseBytes reads a size such as 512MiB, 2GiB, 1.5G or 1000000 (bytes).
 func parseBytes(v string) (int64, error) {
 	v = strings.TrimSpace(v)
 	units := []struct {
