@@ -41,9 +41,12 @@ func benchServer(b testing.TB, portMin, portMax, keep int) *Server {
 	b.Helper()
 	h := HandlerFunc(func(ctx context.Context, c *Call) error { return c.Echo(ctx) })
 	srv, err := NewServer(Config{SIPAddr: *benchAddr, HTTPAddr: "-", RTPPortMin: portMin, RTPPortMax: portMax, RTPKeepSockets: keep,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), // as serve --log-level warn
-		CallLimits: sip.CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
-		Overload:   sip.OverloadOptions{MaxPendingInvites: -1}}, h)
+		// Calls end here within a millisecond, thousands a second: ports
+		// rest 200 ms (serve's 2 s would rest more pairs than the range has).
+		RTPPortRest: 200 * time.Millisecond,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), // as serve --log-level warn
+		CallLimits:  sip.CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
+		Overload:    sip.OverloadOptions{MaxPendingInvites: -1}}, h)
 	if err != nil {
 		b.Fatal(err)
 	}
