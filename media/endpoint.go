@@ -852,7 +852,9 @@ func (e *Endpoint) goIdle() bool {
 		return false
 	}
 	if jb := e.rx.jb.Load(); jb != nil {
-		jb.Reset()
+		// Only if still empty: a packet pushed since idleNow looked
+		// (its wake is queued) must not be thrown away here.
+		jb.resetIfDrained()
 	}
 	e.out.pause(time.Now(), e.cfg.Load().Codec.TimestampStep())
 	return true

@@ -267,6 +267,22 @@ func (j *JitterBuffer) Reset() {
 	}
 }
 
+// resetIfDrained is Reset for an endpoint going idle: it forgets the
+// stream only if nothing is buffered, checked under the same lock, so a
+// packet pushed after the idle check (the first of a talkspurt, racing
+// the pacer's demotion) is kept and played. It reports whether it reset.
+func (j *JitterBuffer) resetIfDrained() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.count > 0 || len(j.fifo) > 0 {
+		return false
+	}
+	if j.started {
+		j.reset(false)
+	}
+	return true
+}
+
 // reset forgets the stream; keepTimeline makes Pop go on producing frames
 // while the next stream buffers (an SSRC change mid-call).
 func (j *JitterBuffer) reset(keepTimeline bool) {

@@ -651,3 +651,53 @@ func TestJitterConcurrentPushPop(t *testing.T) {
 		t.Fatalf("packets unaccounted for: %+v", st)
 	}
 }
+
+// An endpoint going idle resets its buffer only if nothing is buffered:
+// the first packet of a talkspurt, pushed after the idle check but
+// before the reset, still plays. A drained buffer is reset (the next
+// packet starts a new stream).
+func TestJitterResetIfDrainedKeepsAPushedPacket(t *testing.T) {
+	jb := NewJitterBuffer(seqSpec, JitterOptions{InitialDelay: 20 * time.Millisecond})
+	start := time.Unix(5000, 0)
+	f := NewFrame(8000)
+	now := start
+	for i := range 10 {
+		now = start.Add(time.Duration(i) * 20 * time.Millisecond)
+		jb.Push(1, uint16(i), uint32(i)*160, tagPayload(uint16(i)), now)
+		jb.Pop(now.Add(5*time.Millisecond), f)
+	}
+	for i := 0; jb.Buffered(); i++ { // the talkspurt's tail plays out
+		if i == 50 {
+			t.Fatal("the buffer never drained")
+		}
+		now = now.Add(20 * time.Millisecond)
+		jb.Pop(now, f)
+	}
+	// Silence, then the next talkspurt's first packet arrives just as
+	// the endpoint goes idle.
+	now = now.Add(2 * time.Second)
+	jb.Push(1, 100, 100*160+16000, tagPayload(100), now)
+	if jb.resetIfDrained() {
+		t.Fatal("reset a buffer holding the talkspurt's first packet")
+	}
+	played := false
+	for i := range 10 {
+		if jb.Pop(now.Add(time.Duration(i)*20*time.Millisecond), f) == FrameAudio && f.Samples[0] == 100 {
+			played = true
+			break
+		}
+	}
+	if !played {
+		t.Fatalf("the talkspurt's first packet did not play: %+v", jb.Stats())
+	}
+	for i := 0; jb.Buffered(); i++ {
+		if i == 50 {
+			t.Fatal("the buffer never drained")
+		}
+		now = now.Add(20 * time.Millisecond)
+		jb.Pop(now, f)
+	}
+	if !jb.resetIfDrained() {
+		t.Fatal("a drained buffer was not reset")
+	}
+}
