@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # sidebyside.sh — issue 10's side-by-side benchmark, everything in ONE run:
 #
-#   1. Call-setup ladder. For each rate, for each server (a SIPp UAS, the
-#      emiago/diago echo server of docs/benchmarks/diago-echo, `switchboard
-#      serve` with the reflect route), started fresh on its own port: SIPp
-#      places 1-second calls at that rate for --step seconds; the script
-#      records calls ok / failed / refused with 503, the rate SIPp achieved,
-#      the server's CPU (utime+stime from /proc/PID/stat, before and after),
-#      its peak RSS (VmHWM) and its RSS after --idle seconds without calls.
-#      A server's ladder stops after the first rate with more than
-#      --fail-pct % of calls failed. One markdown table per rate, with
-#      ratios against the SIPp UAS and against diago, then the highest rate
+#   1. Call-setup ladder. For each rate, for each server (a SIPp UAS; the
+#      bare sipgo answerer of docs/benchmarks/sipgo-floor, what sipgo alone
+#      costs a call; the emiago/diago echo server of docs/benchmarks/diago-echo;
+#      `switchboard serve` with the reflect route), started fresh on its own
+#      port: SIPp places 1-second calls at that rate for --step seconds; the
+#      script records calls ok / failed / refused with 503, the rate SIPp
+#      achieved, the server's CPU (utime+stime from /proc/PID/stat, before and
+#      after), its peak RSS (VmHWM) and its RSS after --idle seconds without
+#      calls. A server's ladder stops after the first rate with more than
+#      --fail-pct % of calls failed. One markdown table per rate, with ratios
+#      against the SIPp UAS, diago and the sipgo floor, then the highest rate
 #      each server held.
 #   2. Overload. At twice the highest rate Switchboard held (or --burst-rate),
 #      a --burst-secs burst against Switchboard and against diago: 503s,
@@ -43,7 +44,7 @@ STEP=10              # seconds of calls per rate
 CALL_MS=1000         # call length (SIPp -d)
 IDLE=30              # seconds after the load before reading RSS
 FAIL_PCT=0.1         # a rate is held when at most this % of calls fail
-SERVERS="sipp diago switchboard"
+SERVERS="sipp sipgo-floor diago switchboard"
 RTP_PORTS=27000-55999   # clear of this script's ports, 26000-26049
 SB_ARGS=""           # extra flags for switchboard serve
 BURST_RATE=0         # 0: twice the highest rate Switchboard held
@@ -70,7 +71,8 @@ Options (defaults in brackets):
   --call-ms MS          call length [$CALL_MS]
   --idle S              seconds idle after the load before reading RSS [$IDLE]
   --fail-pct P          highest failed % for a rate to count as held [$FAIL_PCT]
-  --servers "..."       which of sipp diago switchboard, in this order [$SERVERS]
+  --servers "..."       which of sipp sipgo-floor diago switchboard, in this
+                        order [$SERVERS]
   --rtp-ports MIN-MAX   RTP ports of Switchboard and diago [$RTP_PORTS]; keep it
                         clear of 26000-26049 (the script's SIP, HTTP and SIPp ports)
   --sb-args "..."       extra flags for switchboard serve [none]
@@ -125,6 +127,7 @@ UAS_MP=26000 UAC_MP=26010 AFTER_MP=26020 PCAP_MP=26030   # SIPp -mp
 UAS_PORT=26040       # SIPp UAS
 DIAGO_PORT=26041     # diago-echo
 SB_PORT=26042        # switchboard serve (SIP)
+FLOOR_PORT=26043     # sipgo-floor
 UAC_PORT=26044       # SIPp UAC of the ladder and of the burst
 AFTER_PORT=26045     # SIPp UAC right after the burst
 PCAP_PORT=26046      # SIPp UAC playing g711a.pcap
@@ -227,7 +230,7 @@ kib() { { cat "/proc/$1/status" 2>/dev/null || :; } | awk -v f="$2:" '$1 == f {v
 # and SPORT (its SIP port).
 start_server() {
 	local name=$1 dir=$2 p
-	for p in $UAS_PORT $DIAGO_PORT $SB_PORT $SB_HTTP; do wait_free "$p" || exit 1; done
+	for p in $UAS_PORT $DIAGO_PORT $SB_PORT $FLOOR_PORT $SB_HTTP; do wait_free "$p" || exit 1; done
 	if [ "$name" = sipp ]; then wait_free_media "$UAS_MP" || exit 1; fi
 	case "$name" in
 	sipp)
@@ -237,6 +240,10 @@ start_server() {
 	diago)
 		SPORT=$DIAGO_PORT
 		"$OUT/bin/diago-echo" -addr "127.0.0.1:$DIAGO_PORT" -rtp-ports "$RTP_PORTS" -log-level error >"$dir/server.log" 2>&1 &
+		;;
+	sipgo-floor)
+		SPORT=$FLOOR_PORT
+		"$OUT/bin/sipgo-floor" -addr "127.0.0.1:$FLOOR_PORT" >"$dir/server.log" 2>&1 &
 		;;
 	switchboard)
 		SPORT=$SB_PORT
@@ -351,9 +358,10 @@ done
 
 # ----------------------------------------------------------------- build
 mkdir -p "$OUT/bin"
-log "building switchboard and diago-echo into $OUT/bin"
+log "building switchboard, diago-echo and sipgo-floor into $OUT/bin"
 (cd "$REPO" && go build -o "$OUT/bin/switchboard" ./cmd/switchboard)
 (cd "$HERE/diago-echo" && go build -o "$OUT/bin/diago-echo" .)
+(cd "$HERE/sipgo-floor" && go build -o "$OUT/bin/sipgo-floor" .)
 log "results in $OUT; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 printf 'server\trate\tcreated\tok\tfailed\trefused503\tnever\tachieved\tcpu_s\tbase_kib\tpeak_kib\tidle_kib\trejects\n' >"$TSV"
@@ -421,12 +429,12 @@ print_rate() {
 	END {
 		if (!n) exit
 		printf "\n### %s calls/s, %d ms calls\n\n", rate, callms
-		print "| server | ok / failed | 503 | not ended | achieved/s | CPU s | CPU per call | ×SIPp UAS | ×diago | RSS before | peak RSS | ×SIPp UAS | ×diago | RSS idle after | refused by (switchboard /metrics) |"
-		print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+		print "| server | ok / failed | 503 | not ended | achieved/s | CPU s | CPU per call | ×SIPp UAS | ×diago | ×sipgo floor | RSS before | peak RSS | ×SIPp UAS | ×diago | RSS idle after | refused by (switchboard /metrics) |"
+		print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 		for (i = 1; i <= n; i++) {
 			s = name[i]; split(row[s], f, "\t")
-			printf "| %s | %d / %d | %d | %d | %d | %.2f | %.3f ms | %s | %s | %.0f MiB | %.0f MiB | %s | %s | %.0f MiB | %s |\n",
-				s, f[4], f[5], f[6], f[7], f[8], f[9], cpc[s], ratio(cpc[s], cpc["sipp"]), ratio(cpc[s], cpc["diago"]),
+			printf "| %s | %d / %d | %d | %d | %d | %.2f | %.3f ms | %s | %s | %s | %.0f MiB | %.0f MiB | %s | %s | %.0f MiB | %s |\n",
+				s, f[4], f[5], f[6], f[7], f[8], f[9], cpc[s], ratio(cpc[s], cpc["sipp"]), ratio(cpc[s], cpc["diago"]), ratio(cpc[s], cpc["sipgo-floor"]),
 				f[10] / 1024, f[11] / 1024, ratio(peak[s], peak["sipp"]), ratio(peak[s], peak["diago"]), f[12] / 1024, f[13]
 		}
 	}' "$TSV"
