@@ -218,7 +218,8 @@ type Agent struct {
 	setups         inviteRate   // INVITE transactions finished per second, for the scaled pending limit
 	draining       atomic.Bool  // Drain called: new INVITEs get 503
 	overloadLog    logThrottle
-	shed           *shedder // early shedding in the read loop (shed.go)
+	shed           *shedder     // early shedding in the read loop (shed.go)
+	fastAcks       atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
 }
 
 // init raises sipgo's UDP size check for the process: it refuses any

@@ -27,6 +27,9 @@ func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 		if problem == "" && isRequest && a.earlyShed(info, conn, data, &h) {
 			return nil, nil
 		}
+		if problem == "" && isRequest && info.Transport == "UDP" && a.takeAck(&h) {
+			return nil, nil
+		}
 		if problem == "" {
 			if info.Transport == "WS" && len(bytes.TrimSpace(data)) > 0 {
 				if c := a.guard.wsConn(addrString(info.RemoteAddr)); c != nil {
@@ -135,14 +138,15 @@ func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
 	return lintHeadInto(head, nil)
 }
 
-// rawHead is what the early shedding (shed.go) needs of a request, read
-// during the lint pass so the message is scanned once: slices of the
-// message itself, valid while it is.
+// rawHead is what the early shedding (shed.go) and takeAck (ack_fast.go)
+// need of a request, read during the lint pass so the message is scanned
+// once: slices of the message itself, valid while it is.
 type rawHead struct {
 	method  []byte // request method; nil for a response
 	callID  []byte
 	cseqNum []byte // CSeq sequence number (digits)
 	toTag   []byte // the To header's tag parameter; nil when it has none
+	fromTag []byte // the From header's tag parameter; nil when it has none
 }
 
 func lintHeadInto(head []byte, h *rawHead) (problem string, isRequest bool, contentLength int) {
@@ -177,6 +181,9 @@ func lintHeadInto(head []byte, h *rawHead) (problem string, isRequest bool, cont
 			via = true
 		case hdrIs(name, "from", "f"):
 			from = true
+			if h != nil {
+				h.fromTag = headerTag(value)
+			}
 		case hdrIs(name, "to", "t"):
 			to = true
 			if h != nil {

@@ -146,17 +146,26 @@ func headerOf(msg, name string) string {
 // them) until the test ends.
 func newShedAgent(t *testing.T, o OverloadOptions) (*Agent, *shedPhone, *atomic.Int32) {
 	t.Helper()
+	hold := make(chan struct{})
+	var invited atomic.Int32
+	a, p := newRawAgent(t, o, func(l *Leg) { invited.Add(1); <-hold })
+	t.Cleanup(func() { close(hold) }) // registered last, so it runs before the agent closes
+	return a, p, &invited
+}
+
+// newRawAgent starts an agent on loopback UDP (RTP ports 35100-35199)
+// with onInvite for its calls, and a raw UDP phone for it.
+func newRawAgent(t *testing.T, o OverloadOptions, onInvite func(*Leg)) (*Agent, *shedPhone) {
+	t.Helper()
 	ports, err := transport.NewPortPool(35100, 35199)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := make(chan struct{})
-	var invited atomic.Int32
 	a, err := NewAgent(Config{
 		ListenAddr: "127.0.0.1:0", Ports: ports, MediaTimeout: -1, Overload: o,
 		Logger:     slog.New(slog.NewTextHandler(&logLines{}, nil)),
 		CallLimits: CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
-		OnInvite:   func(l *Leg) { invited.Add(1); <-hold },
+		OnInvite:   onInvite,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -169,11 +178,10 @@ func newShedAgent(t *testing.T, o OverloadOptions) (*Agent, *shedPhone, *atomic.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		close(hold)
 		a.Close()
 		conn.Close()
 	})
-	return a, &shedPhone{t: t, conn: conn, server: net.UDPAddrFromAddrPort(a.Addr())}, &invited
+	return a, &shedPhone{t: t, conn: conn, server: net.UDPAddrFromAddrPort(a.Addr())}
 }
 
 // Above the pending limit a new INVITE is refused in the read loop with a

@@ -1,0 +1,53 @@
+package sip
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// takeAck confirms an answered inbound call from the ACK of its 200 in
+// the UDP read loop, from the lint pass's raw header values, and reports
+// whether it did (the datagram is then consumed). Every call has one such
+// ACK; through sipgo it cost a full parse, a goroutine, a server
+// transaction with its timers, and our onAck. It takes only the plain
+// case and leaves everything else to sipgo and onAck: an ACK while we
+// await an SDP answer in it (our offer in the 200) or a re-INVITE awaits
+// its ACK, one whose CSeq is not the INVITE's, one for a dialog that is
+// not waiting for it (retransmitted ACKs, ACKs of error responses,
+// strays). A body on an ACK nobody awaits is ignored either way.
+// It must not block: the read loop runs it.
+func (a *Agent) takeAck(h *rawHead) bool {
+	if !bytes.Equal(h.method, []byte("ACK")) || len(h.toTag) == 0 || len(h.fromTag) == 0 {
+		return false
+	}
+	seq, err := strconv.ParseUint(string(h.cseqNum), 10, 32)
+	if err != nil {
+		return false
+	}
+	id := sip.DialogIDMake(string(h.callID), string(h.toTag), string(h.fromTag))
+	a.mu.Lock()
+	l := a.uas[id]
+	a.mu.Unlock()
+	if l == nil || !l.inbound || l.uas == nil || !l.sent2xx.Load() || l.uas.LoadState() != sip.DialogStateEstablished {
+		return false
+	}
+	l.mu.Lock()
+	plain := !l.awaitingAnswer && l.ackSeen == nil
+	l.mu.Unlock()
+	if !plain {
+		return false
+	}
+	// sipgo's ReadAck reads nothing but the CSeq, refuses one that is not
+	// the INVITE's, and moves the dialog to Confirmed, which ends
+	// Leg.Answer's wait (WriteResponse).
+	ack := sip.NewRequest(sip.ACK, l.uas.InviteRequest.Recipient)
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(seq), MethodName: sip.ACK})
+	if err := l.uas.ReadAck(ack, nil); err != nil {
+		return false
+	}
+	a.fastAcks.Add(1)
+	l.ep.Verify() // the peer got our 200: it wants the call's RTP
+	return true
+}

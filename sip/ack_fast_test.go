@@ -1,0 +1,105 @@
+package sip
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// ackTo is the ACK of the 200 res (a response to p.invite(id)), with
+// CSeq number cseq and body sdp ("" for none).
+func (p *shedPhone) ackTo(t *testing.T, id, res string, cseq string, sdp string) string {
+	t.Helper()
+	msg, err := sip.ParseMessage([]byte(res))
+	if err != nil {
+		t.Fatalf("response does not parse: %v\n%s", err, res)
+	}
+	tag, _ := msg.(*sip.Response).To().Params.Get("tag")
+	ack := "ACK sip:echo@" + p.server.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + p.conn.LocalAddr().String() + ";branch=z9hG4bKack-" + id + "-" + cseq + "\r\n" +
+		"From: <sip:t@guest.invalid>;tag=f" + id + "\r\nTo: <sip:echo@" + p.server.String() + ">;tag=" + tag + "\r\nCall-ID: " + id + "\r\nCSeq: " + cseq + " ACK\r\nMax-Forwards: 70\r\n"
+	if sdp == "" {
+		return ack + "Content-Length: 0\r\n\r\n"
+	}
+	return ack + "Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+}
+
+// The ACK of a plain answered call is taken in the read loop and ends
+// Answer's wait; an ACK whose CSeq is not the INVITE's is left to sipgo
+// (and does not confirm the call); a retransmitted ACK and an ACK
+// carrying the SDP answer to our offer (a late-offer call) go the sipgo
+// way and still work.
+func TestAckTakenInReadLoop(t *testing.T) {
+	answered := make(chan error, 4)
+	a, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	waitAnswer := func(d time.Duration) (error, bool) {
+		select {
+		case err := <-answered:
+			return err, true
+		case <-time.After(d):
+			return nil, false
+		}
+	}
+
+	p.send(p.invite("fast-1"))
+	res := p.next("fast-1", 3*time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("INVITE: want 200, got %q", res)
+	}
+	p.send(p.ackTo(t, "fast-1", res, "7", "")) // not the INVITE's CSeq
+	if err, done := waitAnswer(300 * time.Millisecond); done {
+		t.Fatalf("an ACK with another CSeq confirmed the call (Answer returned %v)", err)
+	}
+	if n := a.fastAcks.Load(); n != 0 {
+		t.Fatalf("%d ACKs taken in the read loop, want 0 (wrong CSeq)", n)
+	}
+	ack := p.ackTo(t, "fast-1", res, "1", "")
+	p.send(ack)
+	if err, done := waitAnswer(3 * time.Second); !done || err != nil {
+		t.Fatalf("the ACK did not end Answer's wait: done %v, error %v", done, err)
+	}
+	if n := a.fastAcks.Load(); n != 1 {
+		t.Fatalf("%d ACKs taken in the read loop, want 1", n)
+	}
+	p.send(ack) // a retransmission: the dialog is confirmed, sipgo absorbs it
+	time.Sleep(50 * time.Millisecond)
+	if n := a.fastAcks.Load(); n != 1 {
+		t.Fatalf("a retransmitted ACK was taken in the read loop (%d)", n)
+	}
+
+	// A late offer: no SDP in the INVITE, ours in the 200, the answer in the ACK.
+	late := strings.Replace(p.invite("fast-2"), "Content-Type: application/sdp\r\n", "", 1)
+	late = late[:strings.Index(late, "Content-Length: ")] + "Content-Length: 0\r\n\r\n"
+	p.send(late)
+	res = p.next("fast-2", 3*time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 200 ") || !strings.Contains(res, "m=audio ") {
+		t.Fatalf("late-offer INVITE: want a 200 with our offer, got %q", res)
+	}
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	p.send(p.ackTo(t, "fast-2", res, "1", answer))
+	if err, done := waitAnswer(3 * time.Second); !done || err != nil {
+		t.Fatalf("late offer: the ACK with the answer did not complete Answer: done %v, error %v", done, err)
+	}
+	if n := a.fastAcks.Load(); n != 1 {
+		t.Fatalf("an ACK with a body was taken in the read loop (%d)", n)
+	}
+	var l *Leg
+	a.mu.Lock()
+	for _, leg := range a.uas {
+		if leg.callID == "fast-2" {
+			l = leg
+		}
+	}
+	a.mu.Unlock()
+	if l == nil {
+		t.Fatal("late-offer leg not found")
+	}
+	if got := l.Endpoint().Config().Remote.Port(); got != 4002 {
+		t.Fatalf("late offer: remote RTP port %d, want 4002 from the ACK's answer", got)
+	}
+}
