@@ -191,18 +191,13 @@ type Server struct {
 	// dispatch runs the call, leg and room actors' mailboxes on
 	// long-lived workers (dispatcher.go).
 	dispatch *actorDispatcher
-	// background runs the blocking part of leg verbs (answer, hang up)
-	// and sip.Leg's wait for the ACK on long-lived workers too: a new
-	// goroutine per call grew its stack twice over (copying it) in
-	// each of them.
-	background *actorDispatcher
-	root       *actor.RootContext
-	agent      *sip.Agent
-	ports      *transport.PortPool
-	httpSrv    *http.Server
-	httpLn     net.Listener
-	mux        *http.ServeMux
-	metrics    *serverMetrics
+	root     *actor.RootContext
+	agent    *sip.Agent
+	ports    *transport.PortPool
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	mux      *http.ServeMux
+	metrics  *serverMetrics
 	// shuttingDown is set as shutdown begins, before any listener closes:
 	// /readyz answers 503 from then on.
 	shuttingDown atomic.Bool
@@ -282,7 +277,6 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("component", "actor")
 	}))
 	s.dispatch = newActorDispatcher(300, 8*runtime.GOMAXPROCS(0), 2*time.Second)
-	s.background = newActorDispatcher(0, 1024, 2*time.Second)
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
 	s.system.EventStream.Subscribe(func(evt any) {
@@ -310,7 +304,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
 		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 		Conns: cfg.SIPConns, WebSocketOrigins: cfg.WebSocketOrigins,
-		Observer: s.metrics, Overload: cfg.Overload, Go: s.background.Schedule,
+		Observer: s.metrics, Overload: cfg.Overload,
 	})
 	if err != nil {
 		return nil, err
@@ -364,7 +358,6 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		s.agent.Close() // stops the agent's pacer
 		s.system.Shutdown()
 		s.dispatch.close()
-		s.background.close()
 		return err
 	}
 	if s.cfg.HTTPAddr != "-" {
@@ -474,7 +467,6 @@ func (s *Server) shutdown() {
 	}
 	s.system.Shutdown()
 	s.dispatch.close()
-	s.background.close()
 	s.log.Info("shut down")
 }
 

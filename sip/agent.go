@@ -119,11 +119,6 @@ type Config struct {
 	// CallLimits bound the calls one source address may hold and start
 	// (see CallLimits; trunks are exempt).
 	CallLimits CallLimits
-	// Go runs fn on a goroutine of its own: what a leg does in the
-	// background per call (Leg.Answer's 200, retransmitted until the
-	// ACK). Nil starts a new goroutine; the framework passes a pool of
-	// long-lived goroutines, whose stacks are already grown.
-	Go func(fn func())
 	// AckTimeout is how long an answered inbound call waits for the ACK
 	// of its 200 before it is ended and its RTP port released (the peer
 	// never confirmed the call: a spoofed or abandoned INVITE). Zero
@@ -252,9 +247,6 @@ func NewAgent(cfg Config) (*Agent, error) {
 	}
 	if cfg.MinSessionExpires == 0 {
 		cfg.MinSessionExpires = 90 * time.Second
-	}
-	if cfg.Go == nil {
-		cfg.Go = func(fn func()) { go fn() }
 	}
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 4 * time.Second

@@ -743,11 +743,11 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.mu.Unlock()
 	errc := make(chan error, 1)
 	l.sent2xx.Store(true)
-	l.agent.cfg.Go(func() {
+	go func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()
 		errc <- l.uas.WriteResponse(res)
-	})
+	}()
 	var noAck <-chan time.Time
 	if d := l.agent.cfg.AckTimeout; d > 0 {
 		t := time.NewTimer(d)
