@@ -80,7 +80,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.publish("", EventCallStarted, nil)
 		a.addLeg(ctx, a.initial, !a.initial.Inbound())
 	case *legAnswered:
-		a.onLegAnswered(m.LegID)
+		a.onLegAnswered(m.LegID, m.At)
 	case *dialReq:
 		if a.conf != nil {
 			replyTo(ctx, m.ReplyAddr, errors.New("the caller is in a conference"))
@@ -208,7 +208,7 @@ func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *leg
 	a.legs[sig.ID()] = l
 	a.order = append(a.order, sig.ID())
 	if answered {
-		a.onLegAnswered(sig.ID())
+		a.onLegAnswered(sig.ID(), time.Time{})
 	}
 	return l
 }
@@ -223,12 +223,15 @@ func spawnLegActor(ctx actor.Context, srv *Server, sig Signaling, answered bool,
 	return ctx.Spawn(props)
 }
 
-func (a *callActor) onLegAnswered(legID string) {
+func (a *callActor) onLegAnswered(legID string, at time.Time) {
 	if l := a.legs[legID]; l != nil && !l.answered {
 		l.answered = true
 		l.entry.state.Store(uint32(LegAnswered))
+		if at.IsZero() {
+			at = time.Now()
+		}
 		if a.answer.IsZero() {
-			a.answer = time.Now()
+			a.answer = at
 		}
 		a.publish(legID, EventLegAnswered, nil)
 	}

@@ -168,7 +168,7 @@ func (a *callActor) onDialResult(ctx actor.Context, m *dialResult) {
 	if m.CallerAnswered {
 		caller := a.legs[a.order[0]]
 		ctx.Send(caller.pid, &legMarkAnswered{})
-		a.onLegAnswered(caller.sig.ID())
+		a.onLegAnswered(caller.sig.ID(), time.Time{})
 	}
 	if a.ended || a.ending {
 		a.dial = nil

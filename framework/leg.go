@@ -148,6 +148,13 @@ func (a *legActor) Receive(ctx actor.Context) {
 	case *legWatch:
 		if !a.ended {
 			a.ended = true
+			if at := answeredAt(a.sig); !a.answered && !at.IsZero() {
+				// Answered, then ended before the answer verb's result
+				// came back (a BYE right behind the ACK): the call hears
+				// of the answer first, so its CDR has it.
+				a.answered = true
+				ctx.Send(ctx.Parent(), &legAnswered{LegID: a.sig.ID(), At: at})
+			}
 			cause := ""
 			if err := a.sig.Err(); err != nil {
 				cause = causeString(err)
@@ -177,10 +184,19 @@ func (a *legActor) Receive(ctx actor.Context) {
 	case *legOpResult:
 		if m.Op == "answer" && m.Err == nil && !a.answered {
 			a.answered = true
-			ctx.Send(ctx.Parent(), &legAnswered{LegID: a.sig.ID()})
+			ctx.Send(ctx.Parent(), &legAnswered{LegID: a.sig.ID(), At: answeredAt(a.sig)})
 		}
 		replyWith(ctx, m.ReplyAddr, &Reply{Err: m.Err})
 	}
+}
+
+// answeredAt is when sig's call was answered, if sig knows (sip.Leg
+// does: the ACK of its 2xx); zero otherwise.
+func answeredAt(sig Signaling) time.Time {
+	if a, ok := sig.(interface{ AnsweredAt() time.Time }); ok {
+		return a.AnsweredAt()
+	}
+	return time.Time{}
 }
 
 // panicData is a media panic as plain data.

@@ -142,8 +142,11 @@ type (
 
 // Reports from a leg's actor (or its signaling) to the leg's holder.
 type (
-	legAnswered struct{ LegID string }
-	legEnded    struct {
+	legAnswered struct {
+		LegID string
+		At    time.Time // when the leg was answered (the ACK); zero: when this arrives
+	}
+	legEnded struct {
 		LegID string
 		Cause string // "" when the leg ended without an error
 	}

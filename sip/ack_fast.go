@@ -47,6 +47,7 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	if err := l.uas.ReadAck(ack, nil); err != nil {
 		return false
 	}
+	l.acked()
 	a.fastAcks.Add(1)
 	l.ep.Verify() // the peer got our 200: it wants the call's RTP
 	return true

@@ -825,6 +825,7 @@ func (a *Agent) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		l.log.Debug("sip: ACK not matched", "error", err)
 		return
 	}
+	l.acked()
 	// The peer got our 2xx: it wants the call's RTP.
 	l.ep.Verify()
 }

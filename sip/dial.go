@@ -401,6 +401,7 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 	l.regID = dtx.ID
 	l.session = a.negotiateOutbound(dtx.InviteResponse)
 	l.state = LegAnswered
+	l.answeredAt.Store(time.Now().UnixNano())
 	l.finalOnce.Do(func() { close(l.final) })
 	// Findable before the ACK goes: the far end may send a re-INVITE,
 	// MESSAGE or BYE the moment it has the ACK.

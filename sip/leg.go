@@ -65,12 +65,15 @@ type Leg struct {
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
 	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
-	invited  time.Time             // inbound: when the INVITE arrived (setup latency)
-	web      *WebRTCMedia          // a WebRTC offer's media (a browser SIP client), else nil
-	uac      *sipgo.DialogClientSession
-	offer    *MediaOffer
-	ep       *media.Endpoint
-	release  func() // inbound: gives the call's slot back to CallLimits
+	// answeredAt is when the call was answered (unix ns; 0 before):
+	// inbound, when our 2xx's ACK came; outbound, when the 2xx came.
+	answeredAt atomic.Int64
+	invited    time.Time    // inbound: when the INVITE arrived (setup latency)
+	web        *WebRTCMedia // a WebRTC offer's media (a browser SIP client), else nil
+	uac        *sipgo.DialogClientSession
+	offer      *MediaOffer
+	ep         *media.Endpoint
+	release    func() // inbound: gives the call's slot back to CallLimits
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
@@ -224,6 +227,20 @@ func (l *Leg) end(cause error) {
 		fn()
 	}
 }
+
+// AnsweredAt reports when the call was answered (inbound: the ACK of our
+// 2xx; outbound: the 2xx), even if it has ended since; zero if it never
+// was. A BYE can end a call in the moment after its ACK, before Answer
+// has returned; the call was answered all the same (its CDR says so).
+func (l *Leg) AnsweredAt() time.Time {
+	if ns := l.answeredAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// acked records that our 2xx was ACKed (the first ACK counts).
+func (l *Leg) acked() { l.answeredAt.CompareAndSwap(0, time.Now().UnixNano()) }
 
 // OnEnd registers fn to run once the leg has ended (after Done is
 // closed), in the goroutine that ended it; at once if it already has.
@@ -465,6 +482,11 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	select {
 	case <-l.final:
 	case <-dtx.Context().Done():
+		if l.answeredAt.Load() != 0 {
+			// ACKed, then a BYE ended the dialog before Answer had
+			// returned: onBye ends the leg as a hangup, not a cancel.
+			return
+		}
 		log.Info("sip: caller canceled before answer")
 		l.end(ErrCanceled)
 	}
@@ -764,10 +786,19 @@ func (l *Leg) Answer(ctx context.Context) error {
 		err = fmt.Errorf("%w within %s", ErrNoAck, l.agent.cfg.AckTimeout)
 	case <-l.done:
 		err = l.Err()
-		go l.byeIfAnsweredLate(errc)
+		if l.answeredAt.Load() == 0 {
+			go l.byeIfAnsweredLate(errc)
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 		go l.byeIfAnsweredLate(errc)
+	}
+	if at := l.answeredAt.Load(); err != nil && at != 0 && l.State() == LegEnded {
+		// ACKed, then ended (a BYE right behind the ACK) before this
+		// goroutine saw the ACK: answered; the end follows as usual.
+		l.finalOnce.Do(func() { close(l.final) })
+		l.agent.observer().CallAnswered(time.Duration(at - l.invited.UnixNano()))
+		return nil
 	}
 	if err != nil {
 		if !errors.Is(err, ErrNoAck) {
