@@ -417,6 +417,8 @@ func causeString(err error) string {
 		return "session expired"
 	case errors.Is(err, sip.ErrLocalHangup):
 		return "local hangup"
+	case errors.Is(err, sip.ErrNoAck):
+		return "no ack"
 	}
 	return err.Error()
 }

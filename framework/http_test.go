@@ -117,6 +117,7 @@ func TestCauseLabel(t *testing.T) {
 		{"media timeout", "media_timeout"},
 		{"session expired", "session_expired"},
 		{"hangup", "hangup"},
+		{"no ack", "no_ack"},
 		{"rejected 486", "rejected_486"},
 		{"rejected 99", "rejected"},
 		{"rejected 486x", "rejected"},
@@ -128,6 +129,11 @@ func TestCauseLabel(t *testing.T) {
 		if got := causeLabel(tt.cause); got != tt.want {
 			t.Errorf("causeLabel(%q) = %q, want %q", tt.cause, got, tt.want)
 		}
+	}
+	// A call whose 200 was never ACKed ends with Answer's wrapped error.
+	noAck := fmt.Errorf("sip: answer: %w", fmt.Errorf("%w within 4s", sip.ErrNoAck))
+	if got := causeLabel(causeString(noAck)); got != "no_ack" {
+		t.Errorf("an un-ACKed call's cause label = %q, want no_ack", got)
 	}
 }
 

@@ -228,6 +228,8 @@ func causeLabel(cause string) string {
 		return "local_hangup"
 	case "hangup":
 		return "hangup"
+	case "no ack":
+		return "no_ack"
 	}
 	if code, ok := strings.CutPrefix(cause, "rejected "); ok {
 		if len(code) == 3 && code[0] >= '3' && code[0] <= '6' && code[1] >= '0' && code[1] <= '9' && code[2] >= '0' && code[2] <= '9' {
