@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,18 +14,24 @@ import (
 // ackTo is the ACK of the 200 res (a response to p.invite(id)), with
 // CSeq number cseq and body sdp ("" for none).
 func (p *shedPhone) ackTo(t *testing.T, id, res string, cseq string, sdp string) string {
+	return p.inDialog(t, "ACK", id, res, cseq, sdp)
+}
+
+// inDialog is a request of method in the dialog of the 200 res (a
+// response to p.invite(id)), with CSeq number cseq and body sdp.
+func (p *shedPhone) inDialog(t *testing.T, method, id, res string, cseq string, sdp string) string {
 	t.Helper()
 	msg, err := sip.ParseMessage([]byte(res))
 	if err != nil {
 		t.Fatalf("response does not parse: %v\n%s", err, res)
 	}
 	tag, _ := msg.(*sip.Response).To().Params.Get("tag")
-	ack := "ACK sip:echo@" + p.server.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + p.conn.LocalAddr().String() + ";branch=z9hG4bKack-" + id + "-" + cseq + "\r\n" +
-		"From: <sip:t@guest.invalid>;tag=f" + id + "\r\nTo: <sip:echo@" + p.server.String() + ">;tag=" + tag + "\r\nCall-ID: " + id + "\r\nCSeq: " + cseq + " ACK\r\nMax-Forwards: 70\r\n"
+	req := method + " sip:echo@" + p.server.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + p.conn.LocalAddr().String() + ";branch=z9hG4bK" + method + "-" + id + "-" + cseq + "\r\n" +
+		"From: <sip:t@guest.invalid>;tag=f" + id + "\r\nTo: <sip:echo@" + p.server.String() + ">;tag=" + tag + "\r\nCall-ID: " + id + "\r\nCSeq: " + cseq + " " + method + "\r\nMax-Forwards: 70\r\n"
 	if sdp == "" {
-		return ack + "Content-Length: 0\r\n\r\n"
+		return req + "Content-Length: 0\r\n\r\n"
 	}
-	return ack + "Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	return req + "Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
 }
 
 // The ACK of a plain answered call is taken in the read loop and ends
@@ -101,5 +108,57 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	}
 	if got := l.Endpoint().Config().Remote.Port(); got != 4002 {
 		t.Fatalf("late offer: remote RTP port %d, want 4002 from the ACK's answer", got)
+	}
+}
+
+// A BYE in the dialog of our 200 with no ACK seen (lost, or queued behind
+// the BYE) means the caller had the 200: Answer reports the call
+// answered, AnsweredAt is when the 200 went, and the leg ends as a
+// remote hangup, not a cancel.
+func TestByeWithoutAckIsAnswered(t *testing.T) {
+	answered := make(chan error, 1)
+	legs := make(chan *Leg, 1)
+	_, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
+		legs <- l
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	p.send(p.invite("noack-1"))
+	res := p.next("noack-1", 3*time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("INVITE: want 200, got %q", res)
+	}
+	got200 := time.Now()
+	l := <-legs
+	if !l.AnsweredAt().IsZero() {
+		t.Fatal("answered before any ACK or BYE")
+	}
+	p.send(p.inDialog(t, "BYE", "noack-1", res, "2", ""))
+	bye := ""
+	for range 5 { // skipping retransmissions of the INVITE's 200
+		if bye = p.next("noack-1", 3*time.Second); bye == "" || strings.Contains(bye, "CSeq: 2 BYE") {
+			break
+		}
+	}
+	if !strings.HasPrefix(bye, "SIP/2.0 200 ") {
+		t.Fatalf("BYE: want its 200, got %q", bye)
+	}
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("Answer: %v, want nil (the caller had the 200)", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Answer did not return after the BYE")
+	}
+	if at := l.AnsweredAt(); at.IsZero() || at.After(got200) {
+		t.Fatalf("AnsweredAt %v, want the 200's time (at or before %v)", at, got200)
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the leg did not end")
+	}
+	if !errors.Is(l.Err(), ErrRemoteHangup) {
+		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
 	}
 }

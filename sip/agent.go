@@ -842,6 +842,12 @@ func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var err error
 	if l.uas != nil {
+		if l.sent2xx.Load() && req.CSeq() != nil && req.CSeq().SeqNo >= l.uas.InviteRequest.CSeq().SeqNo {
+			// A BYE in the dialog of our 2xx: the caller had the 2xx
+			// (our To tag came only with it), so the call was answered
+			// even if its ACK is lost or still queued behind this BYE.
+			l.answeredByBye()
+		}
 		err = l.uas.ReadBye(req, tx)
 	} else {
 		err = l.uac.ReadBye(req, tx)

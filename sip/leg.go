@@ -65,6 +65,7 @@ type Leg struct {
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
 	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
+	sentAt   atomic.Int64          // inbound: when the 2xx went (unix ns)
 	// answeredAt is when the call was answered (unix ns; 0 before):
 	// inbound, when our 2xx's ACK came; outbound, when the 2xx came.
 	answeredAt atomic.Int64
@@ -229,8 +230,8 @@ func (l *Leg) end(cause error) {
 }
 
 // AnsweredAt reports when the call was answered (inbound: the ACK of our
-// 2xx; outbound: the 2xx), even if it has ended since; zero if it never
-// was. A BYE can end a call in the moment after its ACK, before Answer
+// 2xx, or the 2xx itself when a BYE came in its dialog with no ACK seen;
+// outbound: the 2xx), even if it has ended since; zero if it never was. A BYE can end a call in the moment after its ACK, before Answer
 // has returned; the call was answered all the same (its CDR says so).
 func (l *Leg) AnsweredAt() time.Time {
 	if ns := l.answeredAt.Load(); ns != 0 {
@@ -241,6 +242,10 @@ func (l *Leg) AnsweredAt() time.Time {
 
 // acked records that our 2xx was ACKed (the first ACK counts).
 func (l *Leg) acked() { l.answeredAt.CompareAndSwap(0, time.Now().UnixNano()) }
+
+// answeredByBye records, for a BYE in the dialog of our 2xx with no ACK
+// seen, that the call was answered when the 2xx went.
+func (l *Leg) answeredByBye() { l.answeredAt.CompareAndSwap(0, l.sentAt.Load()) }
 
 // OnEnd registers fn to run once the leg has ended (after Done is
 // closed), in the goroutine that ended it; at once if it already has.
@@ -764,6 +769,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.session.headers(res, false)
 	l.mu.Unlock()
 	errc := make(chan error, 1)
+	l.sentAt.Store(time.Now().UnixNano())
 	l.sent2xx.Store(true)
 	go func() {
 		l.respMu.Lock()
@@ -793,12 +799,17 @@ func (l *Leg) Answer(ctx context.Context) error {
 		err = ctx.Err()
 		go l.byeIfAnsweredLate(errc)
 	}
-	if at := l.answeredAt.Load(); err != nil && at != 0 && l.State() == LegEnded {
-		// ACKed, then ended (a BYE right behind the ACK) before this
-		// goroutine saw the ACK: answered; the end follows as usual.
-		l.finalOnce.Do(func() { close(l.final) })
-		l.agent.observer().CallAnswered(time.Duration(at - l.invited.UnixNano()))
-		return nil
+	if at := l.answeredAt.Load(); err != nil && at != 0 && ctx.Err() == nil {
+		// The caller had our 2xx (its ACK came, or a BYE in its dialog)
+		// by the time this goroutine looked: answered.
+		err = nil
+		if l.State() == LegEnded || l.uas.LoadState() == sip.DialogStateEnded {
+			// And ended already (a BYE right behind the ACK): the end
+			// follows as usual.
+			l.finalOnce.Do(func() { close(l.final) })
+			l.agent.observer().CallAnswered(time.Duration(at - l.invited.UnixNano()))
+			return nil
+		}
 	}
 	if err != nil {
 		if !errors.Is(err, ErrNoAck) {
