@@ -843,9 +843,10 @@ func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	var err error
 	if l.uas != nil {
 		if l.sent2xx.Load() && req.CSeq() != nil && req.CSeq().SeqNo >= l.uas.InviteRequest.CSeq().SeqNo {
-			// A BYE in the dialog of our 2xx: the caller had the 2xx
-			// (our To tag came only with it), so the call was answered
-			// even if its ACK is lost or still queued behind this BYE.
+			// A BYE in the dialog of our 2xx, no ACK seen: the ACK is
+			// lost or queued behind this BYE (or, after a 180 with our
+			// tag, the BYE crossed the 2xx). We answered the call when
+			// the 2xx went, and the CDR says so.
 			l.answeredByBye()
 		}
 		err = l.uas.ReadBye(req, tx)
