@@ -67,7 +67,8 @@ type Leg struct {
 	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
 	sentAt   atomic.Int64          // inbound: when the 2xx went (unix ns)
 	// answeredAt is when the call was answered (unix ns; 0 before):
-	// inbound, when our 2xx's ACK came; outbound, when the 2xx came.
+	// inbound, when our 2xx's ACK came (sentAt if a BYE came first);
+	// outbound, when the 2xx came. See AnsweredAt.
 	answeredAt atomic.Int64
 	invited    time.Time    // inbound: when the INVITE arrived (setup latency)
 	web        *WebRTCMedia // a WebRTC offer's media (a browser SIP client), else nil
@@ -231,8 +232,9 @@ func (l *Leg) end(cause error) {
 
 // AnsweredAt reports when the call was answered (inbound: the ACK of our
 // 2xx, or the 2xx itself when a BYE came in its dialog with no ACK seen;
-// outbound: the 2xx), even if it has ended since; zero if it never was. A BYE can end a call in the moment after its ACK, before Answer
-// has returned; the call was answered all the same (its CDR says so).
+// outbound: the 2xx), even if it has ended since; zero if it never was.
+// A BYE can end a call in the moment after its ACK, before Answer has
+// returned; the call was answered all the same (its CDR says so).
 func (l *Leg) AnsweredAt() time.Time {
 	if ns := l.answeredAt.Load(); ns != 0 {
 		return time.Unix(0, ns)
