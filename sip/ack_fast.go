@@ -30,7 +30,7 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	a.mu.Lock()
 	l := a.uas[id]
 	a.mu.Unlock()
-	if l == nil || !l.inbound || l.uas == nil || !l.sent2xx.Load() || l.uas.LoadState() != sip.DialogStateEstablished {
+	if l == nil || !l.inbound || l.uas == nil || !l.sent2xx() || l.uas.LoadState() != sip.DialogStateEstablished {
 		return false
 	}
 	l.mu.Lock()

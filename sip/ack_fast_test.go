@@ -44,12 +44,12 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	a, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
 		go func() { answered <- l.Answer(context.Background()) }()
 	})
-	waitAnswer := func(d time.Duration) (error, bool) {
+	waitAnswer := func(d time.Duration) (done bool, err error) {
 		select {
 		case err := <-answered:
-			return err, true
+			return true, err
 		case <-time.After(d):
-			return nil, false
+			return false, nil
 		}
 	}
 
@@ -59,7 +59,7 @@ func TestAckTakenInReadLoop(t *testing.T) {
 		t.Fatalf("INVITE: want 200, got %q", res)
 	}
 	p.send(p.ackTo(t, "fast-1", res, "7", "")) // not the INVITE's CSeq
-	if err, done := waitAnswer(300 * time.Millisecond); done {
+	if done, err := waitAnswer(300 * time.Millisecond); done {
 		t.Fatalf("an ACK with another CSeq confirmed the call (Answer returned %v)", err)
 	}
 	if n := a.fastAcks.Load(); n != 0 {
@@ -67,7 +67,7 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	}
 	ack := p.ackTo(t, "fast-1", res, "1", "")
 	p.send(ack)
-	if err, done := waitAnswer(3 * time.Second); !done || err != nil {
+	if done, err := waitAnswer(3 * time.Second); !done || err != nil {
 		t.Fatalf("the ACK did not end Answer's wait: done %v, error %v", done, err)
 	}
 	if n := a.fastAcks.Load(); n != 1 {
@@ -89,7 +89,7 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	}
 	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 	p.send(p.ackTo(t, "fast-2", res, "1", answer))
-	if err, done := waitAnswer(3 * time.Second); !done || err != nil {
+	if done, err := waitAnswer(3 * time.Second); !done || err != nil {
 		t.Fatalf("late offer: the ACK with the answer did not complete Answer: done %v, error %v", done, err)
 	}
 	if n := a.fastAcks.Load(); n != 1 {

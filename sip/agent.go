@@ -842,7 +842,7 @@ func (a *Agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var err error
 	if l.uas != nil {
-		if l.sent2xx.Load() && req.CSeq() != nil && req.CSeq().SeqNo >= l.uas.InviteRequest.CSeq().SeqNo {
+		if l.sent2xx() && req.CSeq() != nil && req.CSeq().SeqNo >= l.uas.InviteRequest.CSeq().SeqNo {
 			// A BYE in the dialog of our 2xx, no ACK seen: the ACK is
 			// lost or queued behind this BYE (or, after a 180 with our
 			// tag, the BYE crossed the 2xx). We answered the call when

@@ -64,10 +64,11 @@ type Leg struct {
 
 	uas      *sipgo.DialogServerSession
 	inviteTx sip.ServerTransaction // inbound: the INVITE's transaction
-	sent2xx  atomic.Bool           // inbound: a 2xx went to inviteTx (it is in RFC 6026's Accepted state)
-	sentAt   atomic.Int64          // inbound: when the 2xx went (unix ns)
+	// sent2xxAt is when a 2xx went to inviteTx (unix ns; 0: none yet),
+	// which is then in RFC 6026's Accepted state. Inbound only.
+	sent2xxAt atomic.Int64
 	// answeredAt is when the call was answered (unix ns; 0 before):
-	// inbound, when our 2xx's ACK came (sentAt if a BYE came first);
+	// inbound, when our 2xx's ACK came (sent2xxAt if a BYE came first);
 	// outbound, when the 2xx came. See AnsweredAt.
 	answeredAt atomic.Int64
 	invited    time.Time    // inbound: when the INVITE arrived (setup latency)
@@ -211,7 +212,7 @@ func (l *Leg) end(cause error) {
 	if l.uas != nil {
 		l.agent.unregister(l.agent.uas, l.regID)
 		_ = l.uas.Close()
-		if l.sent2xx.Load() {
+		if l.sent2xx() {
 			l.agent.finishInvite(l.inviteTx)
 		}
 	}
@@ -247,7 +248,10 @@ func (l *Leg) acked() { l.answeredAt.CompareAndSwap(0, time.Now().UnixNano()) }
 
 // answeredByBye records, for a BYE in the dialog of our 2xx with no ACK
 // seen, that the call was answered when the 2xx went.
-func (l *Leg) answeredByBye() { l.answeredAt.CompareAndSwap(0, l.sentAt.Load()) }
+func (l *Leg) answeredByBye() { l.answeredAt.CompareAndSwap(0, l.sent2xxAt.Load()) }
+
+// sent2xx reports whether a 2xx went to the INVITE (inbound legs).
+func (l *Leg) sent2xx() bool { return l.sent2xxAt.Load() != 0 }
 
 // OnEnd registers fn to run once the leg has ended (after Done is
 // closed), in the goroutine that ended it; at once if it already has.
@@ -771,8 +775,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.session.headers(res, false)
 	l.mu.Unlock()
 	errc := make(chan error, 1)
-	l.sentAt.Store(time.Now().UnixNano())
-	l.sent2xx.Store(true)
+	l.sent2xxAt.Store(time.Now().UnixNano())
 	go func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()

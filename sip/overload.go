@@ -50,11 +50,11 @@ type OverloadOptions struct {
 	// MaxSchedLatency is the Go scheduler's queueing delay (the 90th
 	// percentile of how long runnable goroutines waited for a CPU, per
 	// 50 ms window, once it has lasted four windows) above which new
-	// INVITEs are refused with a
-	// stateless 503 in the transport's read loop, before they are parsed
-	// (shed.go): every request is handled by a goroutine, so this is the
-	// delay the ACKs and BYEs of accepted calls meet. Zero means
-	// DefaultMaxSchedLatency; negative turns the check off.
+	// INVITEs are refused with a stateless 503 in the transport's read
+	// loop, before they are parsed (shed.go): every request is handled
+	// by a goroutine, so this is the delay the ACKs and BYEs of accepted
+	// calls meet. Zero means DefaultMaxSchedLatency; negative turns the
+	// check off.
 	MaxSchedLatency time.Duration
 }
 

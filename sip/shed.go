@@ -25,10 +25,10 @@ import (
 //
 // The signal is the Go scheduler's own queueing delay: how long runnable
 // goroutines waited for a CPU, once it has lasted 200 ms (runtime/metrics
-// /sched/latencies:seconds; see schedLatency). Every request is handled by a goroutine, so
-// that delay is what an ACK or BYE arriving now will wait. Above
-// OverloadOptions.MaxSchedLatency, or with the pending-INVITE limit
-// reached, a new INVITE gets a stateless 503 with Retry-After.
+// /sched/latencies:seconds; see schedLatency). Every request is handled
+// by a goroutine, so that delay is what an ACK or BYE arriving now will
+// wait. Above OverloadOptions.MaxSchedLatency, or with the pending-INVITE
+// limit reached, a new INVITE gets a stateless 503 with Retry-After.
 //
 // Refusals stay consistent: the verdict on each INVITE (Call-ID and CSeq
 // number) is remembered for 16–32 s (the life of an INVITE transaction;
