@@ -129,15 +129,19 @@ const (
 // loadPhones is the traffic generator: loadPhoneSockets sockets for side X
 // and as many for side Y; call i uses socket i%loadPhoneSockets on each side.
 type loadPhones struct {
-	n      int
-	x, y   []*net.UDPConn
-	start  time.Time
-	sent   [2]atomic.Uint64
-	errs   atomic.Uint64
-	recv   []*loadReceiver
-	seq    []uint16 // per call and direction: [2*i+dir]
-	dstX   []netip.AddrPort
-	dstY   []netip.AddrPort
+	n     int
+	x, y  []*net.UDPConn
+	start time.Time
+	sent  [2]atomic.Uint64
+	errs  atomic.Uint64
+	recv  []*loadReceiver
+	seq   []uint16 // per call and direction: [2*i+dir]
+	dstX  []netip.AddrPort
+	dstY  []netip.AddrPort
+	// peers is where the phones' packets may come from (every dstX and
+	// dstY), set by measure: a packet from any other address is another
+	// test's traffic to a reused ephemeral port, counted apart.
+	peers  atomic.Pointer[map[netip.AddrPort]struct{}]
 	wg     sync.WaitGroup
 	stopRx atomic.Bool
 }
@@ -147,8 +151,9 @@ type loadReceiver struct {
 	start time.Time
 	got   atomic.Uint64 // packets of the measured window; read while draining
 	// written by the receiver goroutine only; read after it stopped.
-	stray uint64
-	hist  latencyHist
+	stray   uint64 // from a peer, but not one of our packets
+	foreign uint64 // from an address that is no peer
+	hist    latencyHist
 }
 
 // latencyHist counts one-way latencies: 1 µs buckets below 10 ms, then
@@ -245,7 +250,7 @@ func (p *loadPhones) receive(r *loadReceiver) {
 	buf := make([]byte, 1500)
 	for !p.stopRx.Load() {
 		_ = r.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, err := r.conn.Read(buf)
+		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
@@ -253,6 +258,16 @@ func (p *loadPhones) receive(r *loadReceiver) {
 			return // closed
 		}
 		now := time.Since(r.start)
+		if peers := p.peers.Load(); peers == nil {
+			r.foreign++
+			continue
+		} else if _, ok := (*peers)[from]; !ok {
+			r.foreign++
+			continue
+		}
+		if n >= 8 && buf[1] >= 192 && buf[1] <= 223 {
+			continue // RTCP (RFC 5761): the endpoints' first reports come 1.25–3.75 s in
+		}
 		if n != 12+loadPayload || buf[12] != loadMagic {
 			r.stray++
 			continue
@@ -322,6 +337,7 @@ type phaseResult struct {
 	p50, p99         time.Duration
 	user, sys        time.Duration
 	sendErrs, strays uint64
+	foreign          uint64 // packets from addresses that are no peer, not counted
 }
 
 func (r phaseResult) loss() float64 {
@@ -345,6 +361,12 @@ func rusage() (user, sys time.Duration) {
 // after the last send (the sockets stay open until close). mark, if set,
 // is called as the window starts and ends.
 func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseResult {
+	peers := make(map[netip.AddrPort]struct{}, 2*p.n)
+	for i := range p.n {
+		peers[p.dstX[i]] = struct{}{}
+		peers[p.dstY[i]] = struct{}{}
+	}
+	p.peers.Store(&peers)
 	// warm-up: latching, page faults, goroutine stacks
 	p.run(min(time.Second, max(200*time.Millisecond, window/3)), 1)
 	s0 := p.sent[0].Load() + p.sent[1].Load()
@@ -375,6 +397,7 @@ func (p *loadPhones) measure(window time.Duration, mark func(start bool)) phaseR
 	for _, r := range p.recv {
 		res.got += r.got.Load()
 		res.strays += r.stray
+		res.foreign += r.foreign
 		h.merge(&r.hist)
 	}
 	res.sent = sent
@@ -506,8 +529,8 @@ func runBridgedCalls(b testing.TB, n int, window time.Duration, newServer func(i
 	b.Logf("N=%d GOMAXPROCS=%d window=%s; load average before %s, after %s (other processes share the CPUs)", n, runtime.GOMAXPROCS(0), window, load0, loadAvg())
 	b.Logf("direct : sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s) = %.2f µs per packet sent+received",
 		dres.sent, dres.got, dres.loss(), dres.p50, dres.p99, dres.cpu(), dres.user, dres.sys, float64(dres.cpu())/float64(max(dres.got, 1))/1e3)
-	b.Logf("bridged: sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s); send errors %d, strays %d, endpoint drops %d",
-		bres.sent, bres.got, bres.loss(), bres.p50, bres.p99, bres.cpu(), bres.user, bres.sys, bres.sendErrs, bres.strays, dropped)
+	b.Logf("bridged: sent %d got %d loss %.3f%% p50 %s p99 %s cpu %s (user %s sys %s); send errors %d, strays %d, endpoint drops %d, packets from elsewhere ignored %d",
+		bres.sent, bres.got, bres.loss(), bres.p50, bres.p99, bres.cpu(), bres.user, bres.sys, bres.sendErrs, bres.strays, dropped, dres.foreign+bres.foreign)
 	b.Logf("server : %s CPU for %d forwarded packets (%d by endpoint counters, incl. warm-up) = %.2f µs/packet; at that cost one core forwards %.0f calls (100 packets/s each)",
 		srvCPU, bres.got, fwd, perPkt, 1e6/(perPkt*100))
 	b.Logf("memory : heap+stacks %.1f MiB -> %.1f MiB after setup (%.1f KiB/call), %.1f MiB under load; RSS (first setup, cold) %.1f -> %.1f MiB (%.1f KiB/call), %.1f MiB under load",
@@ -847,8 +870,8 @@ func measureInChild(b testing.TB, phones *loadPhones, window time.Duration) phas
 			u0, k0 = rusage()
 		case len(f) == 2 && f[0] == "loadgen" && f[1] == "end":
 			u1, k1 = rusage()
-		case len(f) == 8 && f[0] == "loadgen" && f[1] == "result":
-			_, err := fmt.Sscan(strings.Join(f[2:], " "), &res.sent, &res.got, &p50, &p99, &res.sendErrs, &res.strays)
+		case len(f) == 9 && f[0] == "loadgen" && f[1] == "result":
+			_, err := fmt.Sscan(strings.Join(f[2:], " "), &res.sent, &res.got, &p50, &p99, &res.sendErrs, &res.strays, &res.foreign)
 			gotResult = err == nil
 		}
 	}
@@ -900,5 +923,5 @@ func TestLoadGeneratorProcess(t *testing.T) {
 			fmt.Println("loadgen end")
 		}
 	})
-	fmt.Printf("loadgen result %d %d %d %d %d %d\n", res.sent, res.got, int64(res.p50), int64(res.p99), res.sendErrs, res.strays)
+	fmt.Printf("loadgen result %d %d %d %d %d %d %d\n", res.sent, res.got, int64(res.p50), int64(res.p99), res.sendErrs, res.strays, res.foreign)
 }

@@ -143,11 +143,12 @@ func TestUDPLatchesOnlyAcceptedSource(t *testing.T) {
 			}
 			rec.setAccept(true)
 			phoneA.WriteToUDPAddrPort(rtp, to)
-			waitFor(t, "the latching packet", func() bool { n, _ := rec.counts(); return n == 2 })
 			wantA := phoneA.LocalAddr().(*net.UDPAddr).AddrPort()
-			if u.Remote() != wantA || !u.Verified() {
-				t.Fatalf("remote %v verified %v, want %v latched and verified", u.Remote(), u.Verified(), wantA)
-			}
+			// The stream sees the packet before the transport latches.
+			waitFor(t, "the latching packet to latch "+wantA.String()+" and verify it", func() bool {
+				n, _ := rec.counts()
+				return n == 2 && u.Remote() == wantA && u.Verified()
+			})
 			// Now B is a stranger: dropped before the stream.
 			phoneB.WriteToUDPAddrPort(rtp, to)
 			rtcp := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
