@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -236,6 +237,16 @@ func rtpSink(b testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// goroutinesCreated is how many goroutines the process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -265,7 +276,7 @@ func BenchmarkCall(b *testing.B) {
 	warm.conn.Close()
 	b.SetParallelism(8)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, g0 := cpuTime(), goroutinesCreated()
 	b.ResetTimer()
 	var failed atomic.Value
 	b.RunParallel(func(pb *testing.PB) {
@@ -290,6 +301,9 @@ func BenchmarkCall(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	// Callers and the RTP sink start theirs before the window: these are
+	// the server's (each one costs a fresh stack, and often its growth).
+	b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
