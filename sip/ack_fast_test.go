@@ -162,3 +162,53 @@ func TestByeWithoutAckIsAnswered(t *testing.T) {
 		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
 	}
 }
+
+// An answered call whose ACK does not come ends after AckTimeout
+// (ErrNoAck); while the agent refuses INVITEs for overload, the ACK may
+// be queued behind the flood, and the call waits on for it.
+func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
+	const ackTimeout = 300 * time.Millisecond
+	answered := make(chan error, 1)
+	a, p := newRawAgentWith(t, func(c *Config) {
+		c.AckTimeout = ackTimeout
+		c.Overload = OverloadOptions{MaxSchedLatency: -1}
+	}, func(l *Leg) {
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	answer := func(id string) string {
+		t.Helper()
+		p.send(p.invite(id))
+		res := p.next(id, 3*time.Second)
+		if !strings.HasPrefix(res, "SIP/2.0 200 ") {
+			t.Fatalf("INVITE %s: want 200, got %q", id, res)
+		}
+		return res
+	}
+
+	answer("ackto-quiet")
+	select {
+	case err := <-answered:
+		if !errors.Is(err, ErrNoAck) {
+			t.Fatalf("no ACK, no overload: Answer returned %v, want ErrNoAck", err)
+		}
+	case <-time.After(10 * ackTimeout):
+		t.Fatalf("no ACK, no overload: Answer still waiting after %s", 10*ackTimeout)
+	}
+
+	a.refused(time.Now()) // an INVITE just got 503 for overload
+	res := answer("ackto-busy")
+	select {
+	case err := <-answered:
+		t.Fatalf("under overload the call gave up its ACK after AckTimeout: %v", err)
+	case <-time.After(3 * ackTimeout):
+	}
+	p.send(p.ackTo(t, "ackto-busy", res, "1", ""))
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("the late ACK under overload: Answer returned %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the late ACK did not end Answer's wait")
+	}
+}

@@ -123,7 +123,10 @@ type Config struct {
 	// of its 200 before it is ended and its RTP port released (the peer
 	// never confirmed the call: a spoofed or abandoned INVITE). Zero
 	// means 4 s — the 200 and its first three retransmissions over UDP;
-	// negative waits the RFC 3261 64*T1 (32 s).
+	// negative waits the RFC 3261 64*T1 (32 s). Under overload ACKs
+	// queue behind the flood on both sides: when the agent refused an
+	// INVITE for overload in the AckTimeout before the 200 went, or
+	// since, the call waits the full 64*T1 for its ACK.
 	AckTimeout time.Duration
 	// UnverifiedRTP is how many RTP packets a call may send to the
 	// address in the peer's SDP before the peer has proven it wants them
@@ -215,6 +218,7 @@ type Agent struct {
 	overloadLog    logThrottle
 	shed           *shedder     // early shedding in the read loop (shed.go)
 	fastAcks       atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
+	lastRefused    atomic.Int64 // when an INVITE last got 503 for overload (UnixNano; overload.go)
 }
 
 // init raises sipgo's UDP size check for the process: it refuses any

@@ -782,27 +782,41 @@ func (l *Leg) Answer(ctx context.Context) error {
 		errc <- l.uas.WriteResponse(res)
 	}()
 	var noAck <-chan time.Time
-	if d := l.agent.cfg.AckTimeout; d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		noAck = t.C
+	var ackTimer *time.Timer
+	ackWait := l.agent.cfg.AckTimeout
+	if ackWait > 0 {
+		ackTimer = time.NewTimer(ackWait)
+		defer ackTimer.Stop()
+		noAck = ackTimer.C
 	}
 	var err error
-	select {
-	case err = <-errc:
-	case <-noAck:
-		// Nobody confirms the call: a spoofed or abandoned INVITE. Stop
-		// retransmitting the 200 and give the port back now rather than
-		// after 64*T1.
-		err = fmt.Errorf("%w within %s", ErrNoAck, l.agent.cfg.AckTimeout)
-	case <-l.done:
-		err = l.Err()
-		if l.answeredAt.Load() == 0 {
+	for {
+		select {
+		case err = <-errc:
+		case <-noAck:
+			overload := l.agent.refusedSince(time.Unix(0, l.sent2xxAt.Load()).Add(-l.agent.cfg.AckTimeout))
+			if full := 64 * sip.T1; ackWait < full && overload {
+				// Overload: the ACK may be queued behind the flood (ours
+				// or the caller's). Wait as long as the 200 is
+				// retransmitted.
+				ackTimer.Reset(full - ackWait)
+				ackWait = full
+				continue
+			}
+			// Nobody confirms the call: a spoofed or abandoned INVITE.
+			// Stop retransmitting the 200 and give the port back now
+			// rather than after 64*T1.
+			err = fmt.Errorf("%w within %s", ErrNoAck, ackWait)
+		case <-l.done:
+			err = l.Err()
+			if l.answeredAt.Load() == 0 {
+				go l.byeIfAnsweredLate(errc)
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
 			go l.byeIfAnsweredLate(errc)
 		}
-	case <-ctx.Done():
-		err = ctx.Err()
-		go l.byeIfAnsweredLate(errc)
+		break
 	}
 	if at := l.answeredAt.Load(); err != nil && at != 0 && ctx.Err() == nil {
 		// The caller had our 2xx (its ACK came, or a BYE in its dialog)

@@ -232,8 +232,19 @@ func (a *Agent) retryAfterSecs() int {
 // agent starts).
 func (a *Agent) SchedLatency() time.Duration { return a.shed.latency.recent() }
 
+// refused records that an INVITE was just refused for overload.
+func (a *Agent) refused(now time.Time) { a.lastRefused.Store(now.UnixNano()) }
+
+// refusedSince reports whether an INVITE was refused for overload at t
+// or later.
+func (a *Agent) refusedSince(t time.Time) bool {
+	at := a.lastRefused.Load()
+	return at != 0 && at >= t.UnixNano()
+}
+
 // respondRetryAfter answers 503 with Retry-After.
 func (a *Agent) respondRetryAfter(req *sip.Request, tx sip.ServerTransaction, reason string) {
+	a.refused(time.Now())
 	res := sip.NewResponseFromRequest(req, 503, reason, nil)
 	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(a.retryAfterSecs())))
 	if err := tx.Respond(res); err != nil {

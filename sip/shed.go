@@ -128,6 +128,7 @@ func (a *Agent) earlyShed(info sip.TransportReadProps, conn net.PacketConn, data
 	if through {
 		return false
 	}
+	a.refused(now)
 	if !known {
 		a.observer().InviteRejected(reason)
 		if ok, held := a.overloadLog.allow(now); ok {

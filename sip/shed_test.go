@@ -156,17 +156,25 @@ func newShedAgent(t *testing.T, o OverloadOptions) (*Agent, *shedPhone, *atomic.
 // newRawAgent starts an agent on loopback UDP (RTP ports 35100-35199)
 // with onInvite for its calls, and a raw UDP phone for it.
 func newRawAgent(t *testing.T, o OverloadOptions, onInvite func(*Leg)) (*Agent, *shedPhone) {
+	return newRawAgentWith(t, func(c *Config) { c.Overload = o }, onInvite)
+}
+
+// newRawAgentWith is newRawAgent with the agent's configuration set by
+// configure.
+func newRawAgentWith(t *testing.T, configure func(*Config), onInvite func(*Leg)) (*Agent, *shedPhone) {
 	t.Helper()
 	ports, err := transport.NewPortPool(35100, 35199)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := NewAgent(Config{
-		ListenAddr: "127.0.0.1:0", Ports: ports, MediaTimeout: -1, Overload: o,
+	cfg := Config{
+		ListenAddr: "127.0.0.1:0", Ports: ports, MediaTimeout: -1,
 		Logger:     slog.New(slog.NewTextHandler(&logLines{}, nil)),
 		CallLimits: CallLimits{GuestCalls: -1, GuestRate: -1, GuestShare: -1},
 		OnInvite:   onInvite,
-	})
+	}
+	configure(&cfg)
+	a, err := NewAgent(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
