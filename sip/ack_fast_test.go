@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -211,4 +212,94 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the late ACK did not end Answer's wait")
 	}
+}
+
+// The BYE of an answered, ACKed call is taken in the read loop: a 200
+// built from its headers, the leg ended as a remote hangup, and its
+// retransmissions answered 200 again, before and after the leg is gone.
+// A BYE in a dialog we do not have still gets 481 (through sipgo).
+func TestByeTakenInReadLoop(t *testing.T) {
+	answered := make(chan error, 1)
+	legs := make(chan *Leg, 1)
+	a, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
+		legs <- l
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	p.send(p.invite("fastbye-1"))
+	res := p.next("fastbye-1", 3*time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("INVITE: want 200, got %q", res)
+	}
+	l := <-legs
+	p.send(p.ackTo(t, "fastbye-1", res, "1", ""))
+	if err := <-answered; err != nil {
+		t.Fatalf("Answer: %v", err)
+	}
+	byeOK := func(what, bye string) {
+		t.Helper()
+		p.send(bye)
+		got := ""
+		for range 5 { // skipping retransmissions of the INVITE's 200
+			if got = p.next("fastbye-1", 3*time.Second); got == "" || strings.Contains(got, "CSeq: 2 BYE") {
+				break
+			}
+		}
+		if !strings.HasPrefix(got, "SIP/2.0 200 ") || headerOf(got, "Via") != headerOf(bye, "Via") ||
+			headerOf(got, "To") != headerOf(bye, "To") || headerOf(got, "From") != headerOf(bye, "From") {
+			t.Fatalf("%s: want a 200 with the BYE's Via, From and To, got %q", what, got)
+		}
+	}
+	bye := p.inDialog(t, "BYE", "fastbye-1", res, "2", "")
+	byeOK("BYE", bye)
+	select {
+	case <-l.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the leg did not end")
+	}
+	if !errors.Is(l.Err(), ErrRemoteHangup) {
+		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
+	}
+	if n := a.fastByes.Load(); n != 1 {
+		t.Fatalf("%d BYEs taken in the read loop, want 1", n)
+	}
+	for end := time.Now().Add(3 * time.Second); a.InboundCalls() > 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	byeOK("retransmitted BYE", bye)
+	if n := a.fastByes.Load(); n != 1 {
+		t.Fatalf("a retransmitted BYE counted as another call's (%d)", n)
+	}
+
+	stray := strings.ReplaceAll(bye, "fastbye-1", "fastbye-none")
+	p.send(stray)
+	if got := p.next("fastbye-none", 3*time.Second); !strings.HasPrefix(got, "SIP/2.0 481 ") {
+		t.Fatalf("BYE in no dialog: want 481, got %q", got)
+	}
+}
+
+func TestTopViaBranch(t *testing.T) {
+	for _, c := range []struct{ msg, want string }{
+		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bK77;rport\r\nCSeq: 2 BYE\r\n\r\n", "z9hG4bK77"},
+		{"BYE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP 1.2.3.4 ; rport ; Branch = z9hG4bKx\r\n\r\n", "z9hG4bKx"},
+		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKtop, SIP/2.0/UDP p2;branch=z9hG4bKnext\r\n\r\n", "z9hG4bKtop"},
+		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP p1;received=1.1.1.1, SIP/2.0/UDP p2;branch=z9hG4bKnext\r\n\r\n", ""},
+		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=1234\r\n\r\n", ""},    // RFC 2543
+		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK\r\n\r\n", ""}, // the cookie alone
+		{"BYE sip:a@b SIP/2.0\r\nCSeq: 2 BYE\r\n\r\nVia: x;branch=z9hG4bKbody", ""},    // in the body
+	} {
+		if got := string(topViaBranch([]byte(c.msg))); got != c.want {
+			t.Errorf("topViaBranch(%q) = %q, want %q", c.msg, got, c.want)
+		}
+	}
+}
+
+func FuzzTopViaBranch(f *testing.F) {
+	f.Add([]byte("BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bK77;rport\r\n\r\n"))
+	f.Add([]byte("BYE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKa, SIP/2.0/UDP g\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := topViaBranch(data)
+		if len(b) > 0 && (!bytes.HasPrefix(b, []byte(sip.RFC3261BranchMagicCookie)) || !bytes.Contains(data, b)) {
+			t.Fatalf("branch %q is not an RFC 3261 branch from the message", b)
+		}
+	})
 }

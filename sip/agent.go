@@ -218,6 +218,7 @@ type Agent struct {
 	overloadLog    logThrottle
 	shed           *shedder     // early shedding in the read loop (shed.go)
 	fastAcks       atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
+	fastByes       atomic.Int64 // BYEs of inbound calls taken in the read loop (bye_fast.go)
 	lastRefused    atomic.Int64 // when an INVITE last got 503 for overload (UnixNano; overload.go)
 }
 

@@ -67,6 +67,7 @@ type Leg struct {
 	// sent2xxAt is when a 2xx went to inviteTx (unix ns; 0: none yet),
 	// which is then in RFC 6026's Accepted state. Inbound only.
 	sent2xxAt atomic.Int64
+	byeTaken  atomic.Bool // the peer's BYE was taken in the read loop (bye_fast.go)
 	// answeredAt is when the call was answered (unix ns; 0 before):
 	// inbound, when our 2xx's ACK came (sent2xxAt if a BYE came first);
 	// outbound, when the 2xx came. See AnsweredAt.

@@ -27,7 +27,7 @@ func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 		if problem == "" && isRequest && a.earlyShed(info, conn, data, &h) {
 			return nil, nil
 		}
-		if problem == "" && isRequest && info.Transport == "UDP" && a.takeAck(&h) {
+		if problem == "" && isRequest && info.Transport == "UDP" && (a.takeAck(&h) || a.takeBye(info, conn, data, &h)) {
 			return nil, nil
 		}
 		if problem == "" {
