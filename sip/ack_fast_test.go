@@ -35,6 +35,40 @@ func (p *shedPhone) inDialog(t *testing.T, method, id, res string, cseq string, 
 	return req + "Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
 }
 
+// newAnsweringAgent is newRawAgent answering every call: legs gets each
+// new leg, answered the result of its Answer.
+func newAnsweringAgent(t *testing.T) (a *Agent, p *shedPhone, legs chan *Leg, answered chan error) {
+	legs, answered = make(chan *Leg, 1), make(chan error, 1)
+	a, p = newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
+		legs <- l
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	return a, p, legs, answered
+}
+
+// call sends the INVITE of call id and returns its 200.
+func (p *shedPhone) call(t *testing.T, id string) string {
+	t.Helper()
+	p.send(p.invite(id))
+	res := p.next(id, 3*time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("INVITE %s: want 200, got %q", id, res)
+	}
+	return res
+}
+
+// responseTo returns the next response of call id with CSeq cseq ("2
+// BYE"), skipping retransmissions of the INVITE's 200.
+func (p *shedPhone) responseTo(id, cseq string) string {
+	got := ""
+	for range 5 {
+		if got = p.next(id, 3*time.Second); got == "" || strings.Contains(got, "CSeq: "+cseq+"\r\n") {
+			break
+		}
+	}
+	return got
+}
+
 // The ACK of a plain answered call is taken in the read loop and ends
 // Answer's wait; an ACK whose CSeq is not the INVITE's is left to sipgo
 // (and does not confirm the call); a retransmitted ACK and an ACK
@@ -117,30 +151,15 @@ func TestAckTakenInReadLoop(t *testing.T) {
 // answered, AnsweredAt is when the 200 went, and the leg ends as a
 // remote hangup, not a cancel.
 func TestByeWithoutAckIsAnswered(t *testing.T) {
-	answered := make(chan error, 1)
-	legs := make(chan *Leg, 1)
-	_, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
-		legs <- l
-		go func() { answered <- l.Answer(context.Background()) }()
-	})
-	p.send(p.invite("noack-1"))
-	res := p.next("noack-1", 3*time.Second)
-	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
-		t.Fatalf("INVITE: want 200, got %q", res)
-	}
+	_, p, legs, answered := newAnsweringAgent(t)
+	res := p.call(t, "noack-1")
 	got200 := time.Now()
 	l := <-legs
 	if !l.AnsweredAt().IsZero() {
 		t.Fatal("answered before any ACK or BYE")
 	}
 	p.send(p.inDialog(t, "BYE", "noack-1", res, "2", ""))
-	bye := ""
-	for range 5 { // skipping retransmissions of the INVITE's 200
-		if bye = p.next("noack-1", 3*time.Second); bye == "" || strings.Contains(bye, "CSeq: 2 BYE") {
-			break
-		}
-	}
-	if !strings.HasPrefix(bye, "SIP/2.0 200 ") {
+	if bye := p.responseTo("noack-1", "2 BYE"); !strings.HasPrefix(bye, "SIP/2.0 200 ") {
 		t.Fatalf("BYE: want its 200, got %q", bye)
 	}
 	select {
@@ -176,17 +195,7 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 	}, func(l *Leg) {
 		go func() { answered <- l.Answer(context.Background()) }()
 	})
-	answer := func(id string) string {
-		t.Helper()
-		p.send(p.invite(id))
-		res := p.next(id, 3*time.Second)
-		if !strings.HasPrefix(res, "SIP/2.0 200 ") {
-			t.Fatalf("INVITE %s: want 200, got %q", id, res)
-		}
-		return res
-	}
-
-	answer("ackto-quiet")
+	p.call(t, "ackto-quiet")
 	select {
 	case err := <-answered:
 		if !errors.Is(err, ErrNoAck) {
@@ -197,7 +206,7 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 	}
 
 	a.refused(time.Now()) // an INVITE just got 503 for overload
-	res := answer("ackto-busy")
+	res := p.call(t, "ackto-busy")
 	select {
 	case err := <-answered:
 		t.Fatalf("under overload the call gave up its ACK after AckTimeout: %v", err)
@@ -219,17 +228,8 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 // retransmissions answered 200 again, before and after the leg is gone.
 // A BYE in a dialog we do not have still gets 481 (through sipgo).
 func TestByeTakenInReadLoop(t *testing.T) {
-	answered := make(chan error, 1)
-	legs := make(chan *Leg, 1)
-	a, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
-		legs <- l
-		go func() { answered <- l.Answer(context.Background()) }()
-	})
-	p.send(p.invite("fastbye-1"))
-	res := p.next("fastbye-1", 3*time.Second)
-	if !strings.HasPrefix(res, "SIP/2.0 200 ") {
-		t.Fatalf("INVITE: want 200, got %q", res)
-	}
+	a, p, legs, answered := newAnsweringAgent(t)
+	res := p.call(t, "fastbye-1")
 	l := <-legs
 	p.send(p.ackTo(t, "fastbye-1", res, "1", ""))
 	if err := <-answered; err != nil {
@@ -238,12 +238,7 @@ func TestByeTakenInReadLoop(t *testing.T) {
 	byeOK := func(what, bye string) {
 		t.Helper()
 		p.send(bye)
-		got := ""
-		for range 5 { // skipping retransmissions of the INVITE's 200
-			if got = p.next("fastbye-1", 3*time.Second); got == "" || strings.Contains(got, "CSeq: 2 BYE") {
-				break
-			}
-		}
+		got := p.responseTo("fastbye-1", "2 BYE")
 		if !strings.HasPrefix(got, "SIP/2.0 200 ") || headerOf(got, "Via") != headerOf(bye, "Via") ||
 			headerOf(got, "To") != headerOf(bye, "To") || headerOf(got, "From") != headerOf(bye, "From") {
 			t.Fatalf("%s: want a 200 with the BYE's Via, From and To, got %q", what, got)

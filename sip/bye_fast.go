@@ -126,24 +126,8 @@ func topViaBranch(data []byte) []byte {
 		if i := bytes.IndexByte(v, ','); i >= 0 {
 			v = v[:i] // the first of several values on one line
 		}
-		for len(v) > 0 {
-			i := bytes.IndexByte(v, ';')
-			if i < 0 {
-				return nil
-			}
-			v = v[i+1:]
-			p := v
-			if j := bytes.IndexByte(p, ';'); j >= 0 {
-				p = p[:j]
-			}
-			name, val, _ := bytes.Cut(p, []byte("="))
-			if bytes.EqualFold(bytes.TrimSpace(name), []byte("branch")) {
-				val = bytes.TrimSpace(val)
-				if len(val) > len(sip.RFC3261BranchMagicCookie) && bytes.HasPrefix(val, []byte(sip.RFC3261BranchMagicCookie)) {
-					return val
-				}
-				return nil
-			}
+		if b := headerParam(v, "branch"); len(b) > len(sip.RFC3261BranchMagicCookie) && bytes.HasPrefix(b, []byte(sip.RFC3261BranchMagicCookie)) {
+			return b
 		}
 		return nil
 	}

@@ -192,23 +192,27 @@ func headerTag(value []byte) []byte {
 	params := value
 	if i := bytes.LastIndexByte(value, '>'); i >= 0 {
 		params = value[i+1:]
-	} else if i := bytes.IndexByte(value, ';'); i >= 0 {
-		params = value[i:]
-	} else {
-		return nil
 	}
-	for len(params) > 0 {
-		i := bytes.IndexByte(params, ';')
+	return headerParam(params, "tag")
+}
+
+// headerParam returns the value of the first parameter called name
+// (case-insensitive) among the ;-separated parameters of v (what comes
+// before the first ';' is not one), trimmed; nil when there is none or
+// it is empty.
+func headerParam(v []byte, name string) []byte {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ';')
 		if i < 0 {
 			return nil
 		}
-		params = params[i+1:]
-		p := params
+		v = v[i+1:]
+		p := v
 		if j := bytes.IndexByte(p, ';'); j >= 0 {
 			p = p[:j]
 		}
-		name, val, _ := bytes.Cut(p, []byte("="))
-		if bytes.EqualFold(bytes.TrimSpace(name), []byte("tag")) {
+		n, val, _ := bytes.Cut(p, []byte("="))
+		if bytes.EqualFold(bytes.TrimSpace(n), []byte(name)) {
 			if val = bytes.TrimSpace(val); len(val) > 0 {
 				return val
 			}
