@@ -218,9 +218,17 @@ func (a *callActor) addLeg(ctx actor.Context, sig Signaling, answered bool) *leg
 func spawnLegActor(ctx actor.Context, srv *Server, sig Signaling, answered bool, log *slog.Logger) *actor.PID {
 	log = log.With("leg_id", sig.ID())
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &safeActor{inner: &legActor{srv: srv, sig: sig, answered: answered, stop: make(chan struct{})}, log: log}
+		return &safeActor{inner: &legActor{srv: srv, sig: sig, answered: answered}, log: log}
 	}, actor.WithDispatcher(srv.dispatch))
-	return ctx.Spawn(props)
+	e := srv.legReg.add(sig)
+	pid := ctx.Spawn(props)
+	// Now, not in the actor's Started: from here on what the leg reports
+	// queues in this actor's mailbox, behind Started.
+	root := ctx.ActorSystem().Root
+	if e.attach(root, pid) {
+		listenLeg(srv, e, root)
+	}
+	return pid
 }
 
 func (a *callActor) onLegAnswered(legID string, at time.Time) {

@@ -411,9 +411,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 			return
 		}
 		r.remove(ctx, m.LegID)
+		mm.entry.detach(mm.legPID) // what the leg reports now waits for its next holder
 		ctx.Stop(mm.legPID)
 		mm.sig.Endpoint().SetTaps(nil)
-		mm.sig.Endpoint().OnDTMF(nil)
 		mm.entry.tap = mm.tap
 		r.publish(m.LegID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.To})
 		ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: "room:" + r.name, FromSeq: r.stream.Last(), Opts: m.Opts, Muted: mm.muted, ReplyAddr: m.ReplyAddr})

@@ -57,15 +57,16 @@ type (
 	legMarkAnswered struct{}
 )
 
-// legActor owns one leg's signaling. Blocking signaling work (waiting for
-// an ACK, sending BYE) runs in a goroutine whose result comes back as a
-// message, so the mailbox never blocks.
+// legActor owns one leg's signaling while one call or room holds the leg
+// (a move stops it and the new holder spawns another). Blocking
+// signaling work (waiting for an ACK, sending BYE) runs in a goroutine
+// whose result comes back as a message, so the mailbox never blocks.
+// What the leg reports comes through its registry entry (listenLeg).
 type legActor struct {
 	srv      *Server
 	sig      Signaling
 	answered bool
 	ended    bool
-	stop     chan struct{} // closed when the actor stops (the leg may live on, moved)
 }
 
 // endNotifier is a leg that calls back once it has ended (sip.Leg has
@@ -80,69 +81,66 @@ type mediaUpdater interface {
 	OnMediaUpdate(fn func(media.StreamConfig))
 }
 
+// listenLeg sets, once per leg, the callbacks through which the leg
+// reports to whichever leg actor holds it now (legEntry.deliver): they
+// outlive moves, and what comes while the leg is between two holders
+// waits for the next one instead of going to a stopped actor.
+func listenLeg(srv *Server, e *legEntry, root *actor.RootContext) {
+	sig, legID := e.sig, e.id
+	sig.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
+		e.deliver(root, &legDTMF{LegID: legID, Digit: string(ev.Digit), Source: ev.Source})
+	})
+	sig.OnChat(func(ct, text string) {
+		e.deliver(root, &legChat{LegID: legID, ContentType: ct, Text: text})
+	})
+	if sg, ok := sig.(signalable); ok {
+		sg.OnSignal(func(name string, payload []byte) {
+			e.deliver(root, &legSignal{LegID: legID, Name: name, Payload: payload})
+		})
+	}
+	sig.Endpoint().OnPanic(func(pe *media.PanicError) {
+		e.deliver(root, &legPanic{LegID: legID, Panic: panicData(pe)})
+	})
+	if tr, ok := sig.(transferable); ok {
+		tr.OnTransfer(func(t *sip.Transfer) error {
+			holder := e.holder.Load()
+			if holder == nil {
+				return errors.New("no call holds the leg")
+			}
+			id := srv.objs.put(t)
+			defer srv.objs.drop(id) // the holder took it if it decided in time
+			m := &legTransfer{LegID: legID, TransferID: id, Target: t.Target, ReferredBy: t.ReferredBy,
+				Attended: t.Replaces != nil, ReplacesLeg: t.ReplacesLeg}
+			w := srv.inbox.wait(m)
+			defer w.done()
+			root.Send(holder, m)
+			select {
+			case r := <-w.ch:
+				return r.Err.Err()
+			case <-time.After(2 * time.Second):
+				return errors.New("the call did not decide in time")
+			}
+		})
+	}
+	if mu, ok := sig.(mediaUpdater); ok {
+		mu.OnMediaUpdate(func(cfg media.StreamConfig) {
+			e.deliver(root, &legMediaUpdate{LegID: legID, Codec: cfg.Codec.Name, Direction: cfg.Direction})
+		})
+	}
+	if en, ok := sig.(endNotifier); ok {
+		// A callback instead of a goroutine parked for the whole call
+		// (its stack is most of what a held call costs).
+		en.OnEnd(func() { e.deliver(root, &legWatch{}) })
+	} else {
+		go func() {
+			<-sig.Done()
+			e.deliver(root, &legWatch{})
+		}()
+	}
+}
+
 func (a *legActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		self, root, legID := ctx.Self(), ctx.ActorSystem().Root, a.sig.ID()
-		a.sig.Endpoint().OnDTMF(func(ev media.DTMFEvent) {
-			root.Send(self, &legDTMF{LegID: legID, Digit: string(ev.Digit), Source: ev.Source})
-		})
-		a.sig.OnChat(func(ct, text string) {
-			root.Send(self, &legChat{LegID: legID, ContentType: ct, Text: text})
-		})
-		if sg, ok := a.sig.(signalable); ok {
-			sg.OnSignal(func(name string, payload []byte) {
-				root.Send(self, &legSignal{LegID: legID, Name: name, Payload: payload})
-			})
-		}
-		a.sig.Endpoint().OnPanic(func(pe *media.PanicError) {
-			root.Send(self, &legPanic{LegID: legID, Panic: panicData(pe)})
-		})
-		if tr, ok := a.sig.(transferable); ok {
-			parent, srv := ctx.Parent(), a.srv
-			tr.OnTransfer(func(t *sip.Transfer) error {
-				id := srv.objs.put(t)
-				defer srv.objs.drop(id) // the actor took it if it decided in time
-				m := &legTransfer{LegID: legID, TransferID: id, Target: t.Target, ReferredBy: t.ReferredBy,
-					Attended: t.Replaces != nil, ReplacesLeg: t.ReplacesLeg}
-				w := srv.inbox.wait(m)
-				defer w.done()
-				root.Send(parent, m)
-				select {
-				case r := <-w.ch:
-					return r.Err.Err()
-				case <-time.After(2 * time.Second):
-					return errors.New("the call did not decide in time")
-				}
-			})
-		}
-		if mu, ok := a.sig.(mediaUpdater); ok {
-			mu.OnMediaUpdate(func(cfg media.StreamConfig) {
-				root.Send(self, &legMediaUpdate{LegID: legID, Codec: cfg.Codec.Name, Direction: cfg.Direction})
-			})
-		}
-		done, stop := a.sig.Done(), a.stop
-		if en, ok := a.sig.(endNotifier); ok {
-			// A callback instead of a goroutine parked for the whole
-			// call (its stack is most of what a held call costs).
-			en.OnEnd(func() {
-				select {
-				case <-stop: // the actor stopped; the leg lives on elsewhere
-				default:
-					root.Send(self, &legWatch{})
-				}
-			})
-		} else {
-			go func() {
-				select {
-				case <-done:
-					root.Send(self, &legWatch{})
-				case <-stop:
-				}
-			}()
-		}
-	case *actor.Stopped:
-		close(a.stop)
 	case *legMediaUpdate:
 		ctx.Send(ctx.Parent(), m)
 	case *legWatch:

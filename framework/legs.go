@@ -121,6 +121,56 @@ type legEntry struct {
 	// tap is Leg.Tap's sink. Only the leg's holder touches it; a move
 	// hands it on with the leg (the message is the happens-before).
 	tap media.Sink
+
+	// What the leg reports (DTMF, chat, signals, its end, ...) goes to
+	// its current leg actor through deliver. Between two holders (a
+	// move: the old leg actor stopped, the new one not yet spawned) it
+	// waits in pending, and the next leg actor gets it first.
+	mu        sync.Mutex
+	actor     *actor.PID // the leg actor now; nil between holders
+	pending   []any
+	listening bool // the leg's callbacks are set (once per leg)
+}
+
+// maxPendingLegMessages bounds what a leg keeps between two holders.
+const maxPendingLegMessages = 64
+
+// deliver sends m to the leg's current leg actor, or keeps it for the
+// next one.
+func (e *legEntry) deliver(root *actor.RootContext, m any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.actor == nil {
+		if len(e.pending) < maxPendingLegMessages {
+			e.pending = append(e.pending, m)
+		}
+		return
+	}
+	root.Send(e.actor, m) // under mu: after anything pending, in order
+}
+
+// attach makes pid the leg's actor and hands it what waited; it reports
+// whether the leg's callbacks are still to be set.
+func (e *legEntry) attach(root *actor.RootContext, pid *actor.PID) (listen bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.actor = pid
+	for _, m := range e.pending {
+		root.Send(pid, m)
+	}
+	e.pending = nil
+	listen, e.listening = !e.listening, true
+	return listen
+}
+
+// detach stops deliveries to pid (the leg is leaving its holder): what
+// the leg reports from now on waits for the next leg actor.
+func (e *legEntry) detach(pid *actor.PID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.actor != nil && e.actor.Equal(pid) {
+		e.actor = nil
+	}
 }
 
 // legRegistry is every live leg of a server, by ID.

@@ -179,11 +179,10 @@ func (a *callActor) detachLeg(ctx actor.Context, l *legRef) {
 	}
 	a.convRemove(id)
 	a.rewire()
-	ep := l.sig.Endpoint()
-	ep.SetTaps(nil)
-	ep.OnDTMF(nil)
-	l.entry.tap = l.tap // it goes with the leg
-	l.ended = true      // for this call: it is gone (it lives on where it moved)
+	l.sig.Endpoint().SetTaps(nil)
+	l.entry.tap = l.tap   // it goes with the leg
+	l.ended = true        // for this call: it is gone (it lives on where it moved)
+	l.entry.detach(l.pid) // what the leg reports now waits for its next holder
 	ctx.Stop(l.pid)
 }
 
