@@ -70,7 +70,7 @@ type legActor struct {
 }
 
 // endNotifier is a leg that calls back once it has ended (sip.Leg has
-// it); for other legs the actor waits on Done in a goroutine.
+// it); for other legs listenLeg waits on Done in a goroutine.
 type endNotifier interface {
 	OnEnd(fn func())
 }

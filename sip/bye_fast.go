@@ -57,12 +57,13 @@ func (a *Agent) takeBye(info sip.TransportReadProps, conn net.PacketConn, data [
 	bye := sip.NewRequest(sip.BYE, l.uas.InviteRequest.Recipient)
 	bye.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(seq), MethodName: sip.BYE})
 	tx := &rawTx{send: func() error { return a.sendFastBye200(info, conn, data) }}
-	a.txs.remember(key, 200) // before the 200 goes: a retransmission may follow at once
 	if err := l.uas.ReadBye(bye, tx); err != nil {
-		a.txs.remember(key, 0)
 		l.byeTaken.Store(false)
 		return false // onBye answers it (481) and says why
 	}
+	// A retransmission that came before this goes the sipgo way, which
+	// answers it 200 too (the leg is still registered).
+	a.txs.remember(key, 200)
 	a.fastByes.Add(1)
 	go l.endByBye()
 	return true
