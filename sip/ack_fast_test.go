@@ -46,6 +46,31 @@ func newAnsweringAgent(t *testing.T) (a *Agent, p *shedPhone, legs chan *Leg, an
 	return a, p, legs, answered
 }
 
+// waitRemoteHangup waits (3 s at most) for l to end as a remote hangup.
+func waitRemoteHangup(t *testing.T, l *Leg) {
+	t.Helper()
+	select {
+	case <-l.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the leg did not end")
+	}
+	if !errors.Is(l.Err(), ErrRemoteHangup) {
+		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
+	}
+}
+
+// answerResult is what Answer returned, within 3 s.
+func answerResult(t *testing.T, answered <-chan error, when string) error {
+	t.Helper()
+	select {
+	case err := <-answered:
+		return err
+	case <-time.After(3 * time.Second):
+		t.Fatalf("Answer did not return %s", when)
+		return nil
+	}
+}
+
 // call sends the INVITE of call id and returns its 200.
 func (p *shedPhone) call(t *testing.T, id string) string {
 	t.Helper()
@@ -162,25 +187,13 @@ func TestByeWithoutAckIsAnswered(t *testing.T) {
 	if bye := p.responseTo("noack-1", "2 BYE"); !strings.HasPrefix(bye, "SIP/2.0 200 ") {
 		t.Fatalf("BYE: want its 200, got %q", bye)
 	}
-	select {
-	case err := <-answered:
-		if err != nil {
-			t.Fatalf("Answer: %v, want nil (the caller had the 200)", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Answer did not return after the BYE")
+	if err := answerResult(t, answered, "after the BYE"); err != nil {
+		t.Fatalf("Answer: %v, want nil (the caller had the 200)", err)
 	}
 	if at := l.AnsweredAt(); at.IsZero() || at.After(got200) {
 		t.Fatalf("AnsweredAt %v, want the 200's time (at or before %v)", at, got200)
 	}
-	select {
-	case <-l.Done():
-	case <-time.After(3 * time.Second):
-		t.Fatal("the leg did not end")
-	}
-	if !errors.Is(l.Err(), ErrRemoteHangup) {
-		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
-	}
+	waitRemoteHangup(t, l)
 }
 
 // An answered call whose ACK does not come ends after AckTimeout
@@ -213,13 +226,8 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 	case <-time.After(3 * ackTimeout):
 	}
 	p.send(p.ackTo(t, "ackto-busy", res, "1", ""))
-	select {
-	case err := <-answered:
-		if err != nil {
-			t.Fatalf("the late ACK under overload: Answer returned %v, want nil", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("the late ACK did not end Answer's wait")
+	if err := answerResult(t, answered, "after the late ACK"); err != nil {
+		t.Fatalf("the late ACK under overload: Answer returned %v, want nil", err)
 	}
 }
 
@@ -246,14 +254,7 @@ func TestByeTakenInReadLoop(t *testing.T) {
 	}
 	bye := p.inDialog(t, "BYE", "fastbye-1", res, "2", "")
 	byeOK("BYE", bye)
-	select {
-	case <-l.Done():
-	case <-time.After(3 * time.Second):
-		t.Fatal("the leg did not end")
-	}
-	if !errors.Is(l.Err(), ErrRemoteHangup) {
-		t.Fatalf("leg ended with %v, want ErrRemoteHangup", l.Err())
-	}
+	waitRemoteHangup(t, l)
 	if n := a.fastByes.Load(); n != 1 {
 		t.Fatalf("%d BYEs taken in the read loop, want 1", n)
 	}
