@@ -299,3 +299,38 @@ func FuzzTopViaBranch(f *testing.F) {
 		}
 	})
 }
+
+// A late retransmission of the INVITE of a call that ended (its BYE
+// taken in the read loop) is absorbed: no new call, no response.
+func TestInviteRetransmissionAfterFastByeAbsorbed(t *testing.T) {
+	a, p, legs, answered := newAnsweringAgent(t)
+	res := p.call(t, "late-inv")
+	l := <-legs
+	p.send(p.ackTo(t, "late-inv", res, "1", ""))
+	if err := answerResult(t, answered, "after the ACK"); err != nil {
+		t.Fatalf("Answer: %v", err)
+	}
+	p.send(p.inDialog(t, "BYE", "late-inv", res, "2", ""))
+	if got := p.responseTo("late-inv", "2 BYE"); !strings.HasPrefix(got, "SIP/2.0 200 ") {
+		t.Fatalf("BYE: want 200, got %q", got)
+	}
+	waitRemoteHangup(t, l)
+	for end := time.Now().Add(3 * time.Second); a.InboundCalls() > 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.send(p.invite("late-inv"))
+	for {
+		got := p.next("late-inv", 700*time.Millisecond)
+		if got == "" {
+			break
+		}
+		if strings.Contains(got, "CSeq: 1 INVITE") && !strings.Contains(got, headerOf(res, "To")) {
+			t.Fatalf("the INVITE's late retransmission was answered as a new call: %q", got)
+		}
+	}
+	select {
+	case l := <-legs:
+		t.Fatalf("the INVITE's late retransmission made a new leg %s", l.callID)
+	default:
+	}
+}
