@@ -82,6 +82,19 @@ func (p *shedPhone) call(t *testing.T, id string) string {
 	return res
 }
 
+// answeredCall places call id, ACKs its 200 and waits for Answer; it
+// returns the 200 and the leg.
+func (p *shedPhone) answeredCall(t *testing.T, id string, legs <-chan *Leg, answered <-chan error) (string, *Leg) {
+	t.Helper()
+	res := p.call(t, id)
+	l := <-legs
+	p.send(p.ackTo(t, id, res, "1", ""))
+	if err := answerResult(t, answered, "after the ACK"); err != nil {
+		t.Fatalf("Answer: %v", err)
+	}
+	return res, l
+}
+
 // responseTo returns the next response of call id with CSeq cseq ("2
 // BYE"), skipping retransmissions of the INVITE's 200.
 func (p *shedPhone) responseTo(id, cseq string) string {
@@ -237,12 +250,7 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 // A BYE in a dialog we do not have still gets 481 (through sipgo).
 func TestByeTakenInReadLoop(t *testing.T) {
 	a, p, legs, answered := newAnsweringAgent(t)
-	res := p.call(t, "fastbye-1")
-	l := <-legs
-	p.send(p.ackTo(t, "fastbye-1", res, "1", ""))
-	if err := <-answered; err != nil {
-		t.Fatalf("Answer: %v", err)
-	}
+	res, l := p.answeredCall(t, "fastbye-1", legs, answered)
 	byeOK := func(what, bye string) {
 		t.Helper()
 		p.send(bye)
@@ -304,12 +312,7 @@ func FuzzTopViaBranch(f *testing.F) {
 // taken in the read loop) is absorbed: no new call, no response.
 func TestInviteRetransmissionAfterFastByeAbsorbed(t *testing.T) {
 	a, p, legs, answered := newAnsweringAgent(t)
-	res := p.call(t, "late-inv")
-	l := <-legs
-	p.send(p.ackTo(t, "late-inv", res, "1", ""))
-	if err := answerResult(t, answered, "after the ACK"); err != nil {
-		t.Fatalf("Answer: %v", err)
-	}
+	res, l := p.answeredCall(t, "late-inv", legs, answered)
 	p.send(p.inDialog(t, "BYE", "late-inv", res, "2", ""))
 	if got := p.responseTo("late-inv", "2 BYE"); !strings.HasPrefix(got, "SIP/2.0 200 ") {
 		t.Fatalf("BYE: want 200, got %q", got)
