@@ -411,10 +411,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 			return
 		}
 		r.remove(ctx, m.LegID)
-		mm.entry.detach(mm.legPID) // what the leg reports now waits for its next holder
-		ctx.Stop(mm.legPID)
-		mm.sig.Endpoint().SetTaps(nil)
-		mm.entry.tap = mm.tap
+		letLegGo(ctx, mm.entry, mm.legPID, mm.tap)
 		r.publish(m.LegID, EventLegMoved, MoveData{From: "room:" + r.name, To: m.To})
 		ctx.Send(m.Dst, &moveIn{LegID: m.LegID, From: "room:" + r.name, FromSeq: r.stream.Last(), Opts: m.Opts, Muted: mm.muted, ReplyAddr: m.ReplyAddr})
 	case *legEnded:

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/switchboard-voice/switchboard/media"
 )
 
 // Mode is how a leg takes part in a room or a call's conversation.
@@ -179,11 +180,18 @@ func (a *callActor) detachLeg(ctx actor.Context, l *legRef) {
 	}
 	a.convRemove(id)
 	a.rewire()
-	l.sig.Endpoint().SetTaps(nil)
-	l.entry.tap = l.tap   // it goes with the leg
-	l.ended = true        // for this call: it is gone (it lives on where it moved)
-	l.entry.detach(l.pid) // what the leg reports now waits for its next holder
-	ctx.Stop(l.pid)
+	l.ended = true // for this call: it is gone (it lives on where it moved)
+	letLegGo(ctx, l.entry, l.pid, l.tap)
+}
+
+// letLegGo ends the current holder's part in a leg that lives on (a
+// move): its taps go with it in its registry entry, what it reports
+// waits for its next holder, and its leg actor here stops.
+func letLegGo(ctx actor.Context, e *legEntry, pid *actor.PID, tap media.Sink) {
+	e.sig.Endpoint().SetTaps(nil)
+	e.tap = tap
+	e.detach(pid)
+	ctx.Stop(pid)
 }
 
 // onMoveIn takes a leg moved here into the conversation with the caller.

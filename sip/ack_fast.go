@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"strconv"
 
 	"github.com/emiago/sipgo/sip"
@@ -19,18 +18,8 @@ import (
 // strays). A body on an ACK nobody awaits is ignored either way.
 // It must not block: the read loop runs it.
 func (a *Agent) takeAck(h *rawHead) bool {
-	if !bytes.Equal(h.method, []byte("ACK")) || len(h.toTag) == 0 || len(h.fromTag) == 0 {
-		return false
-	}
-	seq, err := strconv.ParseUint(string(h.cseqNum), 10, 32)
-	if err != nil {
-		return false
-	}
-	id := sip.DialogIDMake(string(h.callID), string(h.toTag), string(h.fromTag))
-	a.mu.Lock()
-	l := a.uas[id]
-	a.mu.Unlock()
-	if l == nil || !l.inbound || l.uas == nil || !l.sent2xx() || l.uas.LoadState() != sip.DialogStateEstablished {
+	_, seq, l, ok := a.rawDialog(h, "ACK")
+	if !ok || l == nil || !l.inbound || l.uas == nil || !l.sent2xx() || l.uas.LoadState() != sip.DialogStateEstablished {
 		return false
 	}
 	l.mu.Lock()
@@ -43,7 +32,7 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	// the INVITE's, and moves the dialog to Confirmed, which ends
 	// Leg.Answer's wait (WriteResponse).
 	ack := sip.NewRequest(sip.ACK, l.uas.InviteRequest.Recipient)
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(seq), MethodName: sip.ACK})
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.ACK})
 	if err := l.uas.ReadAck(ack, nil); err != nil {
 		return false
 	}
@@ -51,4 +40,23 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	a.fastAcks.Add(1)
 	l.ep.Verify() // the peer got our 200: it wants the call's RTP
 	return true
+}
+
+// rawDialog reads an in-dialog request of method from the lint pass's
+// raw values: its dialog ID (as our UAS side registered it), its CSeq
+// number and the leg of that dialog (nil if none); ok is false for
+// another method, a request without both tags, or an unreadable CSeq.
+func (a *Agent) rawDialog(h *rawHead, method string) (id string, seq uint32, l *Leg, ok bool) {
+	if string(h.method) != method || len(h.toTag) == 0 || len(h.fromTag) == 0 {
+		return "", 0, nil, false
+	}
+	n, err := strconv.ParseUint(string(h.cseqNum), 10, 32)
+	if err != nil {
+		return "", 0, nil, false
+	}
+	id = sip.DialogIDMake(string(h.callID), string(h.toTag), string(h.fromTag))
+	a.mu.Lock()
+	l = a.uas[id]
+	a.mu.Unlock()
+	return id, uint32(n), l, true
 }

@@ -281,6 +281,14 @@ func TestByeTakenInReadLoop(t *testing.T) {
 	}
 }
 
+// topViaBranch is the branch takeBye reads from data: the lint pass's
+// top Via, through viaBranch.
+func topViaBranch(data []byte) []byte {
+	var h rawHead
+	lintMessageInto(data, &h)
+	return viaBranch(h.topVia)
+}
+
 func TestTopViaBranch(t *testing.T) {
 	for _, c := range []struct{ msg, want string }{
 		{"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bK77;rport\r\nCSeq: 2 BYE\r\n\r\n", "z9hG4bK77"},

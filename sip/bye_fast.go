@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"strconv"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -23,22 +22,15 @@ import (
 // INVITE's, of unknown dialogs (481). It must not block: the read loop
 // runs it.
 func (a *Agent) takeBye(info sip.TransportReadProps, conn net.PacketConn, data []byte, h *rawHead) bool {
-	if !bytes.Equal(h.method, []byte("BYE")) || len(h.toTag) == 0 || len(h.fromTag) == 0 {
+	id, seq, l, ok := a.rawDialog(h, "BYE")
+	if !ok {
 		return false
 	}
-	seq, err := strconv.ParseUint(string(h.cseqNum), 10, 32)
-	if err != nil {
-		return false
-	}
-	branch := topViaBranch(data)
+	branch := viaBranch(h.topVia)
 	if len(branch) == 0 {
 		return false // an RFC 2543 peer: sipgo matches its transactions
 	}
-	id := sip.DialogIDMake(string(h.callID), string(h.toTag), string(h.fromTag))
 	key := fastByeKey(id, h.cseqNum, branch)
-	a.mu.Lock()
-	l := a.uas[id]
-	a.mu.Unlock()
 	if l == nil || l.byeTaken.Load() {
 		// A retransmission of a BYE taken here (the leg may not be gone
 		// yet): the same 200 again.
@@ -55,7 +47,7 @@ func (a *Agent) takeBye(info sip.TransportReadProps, conn net.PacketConn, data [
 	// the INVITE transaction and the dialog, and answers through tx: our
 	// raw 200.
 	bye := sip.NewRequest(sip.BYE, l.uas.InviteRequest.Recipient)
-	bye.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(seq), MethodName: sip.BYE})
+	bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 	tx := &rawTx{send: func() error { return a.sendFastBye200(info, conn, data) }}
 	if err := l.uas.ReadBye(bye, tx); err != nil {
 		l.byeTaken.Store(false)
@@ -108,29 +100,14 @@ func fastByeKey(dialog string, cseq, branch []byte) string {
 	return string(b)
 }
 
-// topViaBranch returns the branch parameter of the message's first Via
-// value when it is an RFC 3261 one (z9hG4bK...); nil otherwise.
-func topViaBranch(data []byte) []byte {
-	head := data
-	if end := bytes.Index(data, []byte("\r\n\r\n")); end >= 0 {
-		head = data[:end]
+// viaBranch returns the branch parameter of the first value of a Via
+// header line when it is an RFC 3261 one (z9hG4bK...); nil otherwise.
+func viaBranch(via []byte) []byte {
+	if i := bytes.IndexByte(via, ','); i >= 0 {
+		via = via[:i] // the first of several values on one line
 	}
-	_, rest := nextLine(head)
-	for len(rest) > 0 {
-		var line []byte
-		line, rest = nextLine(rest)
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !hdrIs(bytes.TrimSpace(line[:colon]), "via", "v") {
-			continue
-		}
-		v := line[colon+1:]
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			v = v[:i] // the first of several values on one line
-		}
-		if b := headerParam(v, "branch"); len(b) > len(sip.RFC3261BranchMagicCookie) && bytes.HasPrefix(b, []byte(sip.RFC3261BranchMagicCookie)) {
-			return b
-		}
-		return nil
+	if b := headerParam(via, "branch"); len(b) > len(sip.RFC3261BranchMagicCookie) && bytes.HasPrefix(b, []byte(sip.RFC3261BranchMagicCookie)) {
+		return b
 	}
 	return nil
 }

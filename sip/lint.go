@@ -138,15 +138,17 @@ func lintHead(head []byte) (problem string, isRequest bool, contentLength int) {
 	return lintHeadInto(head, nil)
 }
 
-// rawHead is what the early shedding (shed.go) and takeAck (ack_fast.go)
-// need of a request, read during the lint pass so the message is scanned
-// once: slices of the message itself, valid while it is.
+// rawHead is what the early shedding (shed.go), takeAck (ack_fast.go)
+// and takeBye (bye_fast.go) need of a request, read during the lint pass
+// so the message is scanned once: slices of the message itself, valid
+// while it is.
 type rawHead struct {
 	method  []byte // request method; nil for a response
 	callID  []byte
 	cseqNum []byte // CSeq sequence number (digits)
 	toTag   []byte // the To header's tag parameter; nil when it has none
 	fromTag []byte // the From header's tag parameter; nil when it has none
+	topVia  []byte // the first Via header line's value
 }
 
 func lintHeadInto(head []byte, h *rawHead) (problem string, isRequest bool, contentLength int) {
@@ -178,6 +180,9 @@ func lintHeadInto(head []byte, h *rawHead) (problem string, isRequest bool, cont
 		value := bytes.TrimSpace(line[colon+1:])
 		switch {
 		case hdrIs(name, "via", "v"):
+			if h != nil && !via {
+				h.topVia = value
+			}
 			via = true
 		case hdrIs(name, "from", "f"):
 			from = true
