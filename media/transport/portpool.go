@@ -14,10 +14,10 @@ import (
 // PortPool hands out even UDP ports for RTP from a configured range (the odd
 // port above each is RTCP's: ListenPair binds both). Released ports rest for RestTime before
 // they are handed out again, so a new call never receives the stray packets
-// of the call that used the port before. Each allocation starts at a random
-// place in the range and takes the first free pair from there, so an
-// attacker who sees one call's port cannot guess the next call's (and
-// reuse is spread over the range).
+// of the call that used the port before. Each allocation draws a free
+// pair at random, so an attacker who sees one call's port cannot guess the
+// next call's (and reuse is spread over the range); it costs the same
+// whether the range is empty or nearly full.
 type PortPool struct {
 	min, max int
 	// RestTime is how long a released port stays unused. Zero means 2 s.
@@ -35,17 +35,41 @@ type PortPool struct {
 	// means 10 s.
 	KeepIdle time.Duration
 
-	mu       sync.Mutex
-	inUse    map[int]bool
-	released map[int]time.Time
+	mu    sync.Mutex
+	state []portState // by slot: (port-min)/2
+	gen   []uint32    // by slot: bumped when the port starts a rest or is kept
+	free  []int32     // slots free to take, in no order (take picks at random)
+	// resting holds released ports in release order from restHead on;
+	// entries whose slot has moved on since (kept, or rested and taken,
+	// and released again) no longer match its gen and are skipped.
+	resting  []restEntry
+	restHead int
+	used     int // slots in use
 	now      func() time.Time
 	kept     []keptPair // oldest first
-	keptSet  map[int]bool
 	trim     *time.Timer
 	closed   bool
 	keepCap  int // KeepSockets bounded by the descriptor limit; -1 until known
 	rtpCap   int // kept and in-use pairs together (releaseRawPair)
 	useCap   int // pairs in use (take)
+}
+
+// portState is where a port of the pool is: free, in use, resting, or
+// resting and kept bound (keptPair).
+type portState uint8
+
+const (
+	portFree portState = iota
+	portUsed
+	portResting
+	portKept
+)
+
+// restEntry is a port's start of rest (PortPool.resting).
+type restEntry struct {
+	slot int32
+	gen  uint32
+	at   time.Time
 }
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
@@ -84,7 +108,72 @@ func NewPortPool(min, max int) (*PortPool, error) {
 	if min <= 0 || max > 65534 || min > max {
 		return nil, fmt.Errorf("transport: bad RTP port range %d-%d", min, max)
 	}
-	return &PortPool{min: min, max: max, inUse: map[int]bool{}, released: map[int]time.Time{}, keptSet: map[int]bool{}, now: time.Now, keepCap: -1}, nil
+	p := &PortPool{min: min, max: max, now: time.Now, keepCap: -1}
+	n := p.Size()
+	p.state, p.gen, p.free = make([]portState, n), make([]uint32, n), make([]int32, n)
+	for i := range p.free {
+		p.free[i] = int32(i)
+	}
+	return p, nil
+}
+
+// slot returns port's index in the pool's tables; ok is false for a
+// port the pool does not span.
+func (p *PortPool) slot(port int) (int32, bool) {
+	if port < p.min || port > p.max || port%2 != 0 {
+		return 0, false
+	}
+	return int32((port - p.min) / 2), true
+}
+
+// restLocked starts the rest of slot at at. The caller holds p.mu.
+func (p *PortPool) restLocked(slot int32, at time.Time) {
+	p.gen[slot]++
+	p.state[slot] = portResting
+	p.resting = append(p.resting, restEntry{slot: slot, gen: p.gen[slot], at: at})
+}
+
+// wakeLocked frees the ports whose rest is over: the oldest entries of
+// p.resting, so each release costs O(1) however full the range is. An
+// entry pushed out of order (a kept pair closed, resting since it was
+// released) waits at most one rest behind younger ones: later, never
+// earlier. The caller holds p.mu.
+func (p *PortPool) wakeLocked(now time.Time, rest time.Duration) {
+	for p.restHead < len(p.resting) {
+		e := p.resting[p.restHead]
+		if now.Sub(e.at) < rest {
+			break
+		}
+		p.resting[p.restHead] = restEntry{}
+		p.restHead++
+		if p.state[e.slot] == portResting && p.gen[e.slot] == e.gen {
+			p.state[e.slot] = portFree
+			p.free = append(p.free, e.slot)
+		}
+	}
+	if p.restHead == len(p.resting) {
+		p.resting, p.restHead = p.resting[:0], 0
+	} else if p.restHead > 1024 && p.restHead*2 > len(p.resting) {
+		n := copy(p.resting, p.resting[p.restHead:])
+		p.resting, p.restHead = p.resting[:n], 0
+	}
+}
+
+// rest returns RestTime, or its default.
+func (p *PortPool) rest() time.Duration {
+	if p.RestTime == 0 {
+		return 2 * time.Second
+	}
+	return p.RestTime
+}
+
+// dropKept closes a kept pair that will not be handed out: its port
+// goes on resting from the time it was released. The caller holds p.mu.
+func (p *PortPool) dropKept(k keptPair) {
+	k.close()
+	if slot, ok := p.slot(k.port); ok && p.state[slot] == portKept {
+		p.restLocked(slot, k.at)
+	}
 }
 
 // Size returns how many RTP ports the pool spans.
@@ -94,7 +183,7 @@ func (p *PortPool) Size() int { return (p.max-p.min)/2 + 1 }
 func (p *PortPool) InUse() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.inUse)
+	return p.used
 }
 
 // Listen binds a UDP socket on ip at a free port of the pool. Ports
@@ -124,17 +213,18 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn
 	return conn, rtcpConn, port, err
 }
 
-// take finds a free even port, not resting, that bind accepts (bind
+// take hands out a free port, not resting, that bind accepts (bind
 // opens the sockets on it and reports an error when the operating system
 // refuses the port, having closed whatever it opened), and marks it used.
+// The port is drawn at random from the free ones, in constant time however
+// full the range is: at thousands of calls a second most of the range is
+// in use or resting, and a scan for a free port cost a quarter of the
+// server's CPU. A port the operating system refuses (another process
+// holds it) rests before it is tried again.
 func (p *PortPool) take(bind func(port int) error) (int, error) {
-	rest := p.RestTime
-	if rest == 0 {
-		rest = 2 * time.Second
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.initCaps(); p.useCap > 0 && len(p.inUse) >= p.useCap {
+	if p.initCaps(); p.useCap > 0 && p.used >= p.useCap {
 		// Calls may hold 90 % of the process's descriptors, no more:
 		// the rest is SIP's and HTTP's (kept sockets give way, see
 		// bindRaw). A flood past that gets "no ports" answers while
@@ -142,28 +232,25 @@ func (p *PortPool) take(bind func(port int) error) (int, error) {
 		return 0, ErrNoPorts
 	}
 	now := p.now()
-	size := p.Size()
-	start := rand.IntN(size)
-	for i := range size {
-		port := p.min + 2*((start+i)%size)
-		if p.inUse[port] || p.keptSet[port] {
-			continue
-		}
-		if t, ok := p.released[port]; ok {
-			if now.Sub(t) < rest {
-				continue
-			}
-			delete(p.released, port)
-		}
+	p.wakeLocked(now, p.rest())
+	for len(p.free) > 0 {
+		i := rand.IntN(len(p.free))
+		slot := p.free[i]
+		p.free[i] = p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+		port := p.min + 2*int(slot)
 		if err := bind(port); err != nil {
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				// Out of descriptors: every other port would fail the
 				// same way (thousands of failing socket calls per call).
+				p.free = append(p.free, slot)
 				return 0, ErrNoPorts
 			}
+			p.restLocked(slot, now)
 			continue
 		}
-		p.inUse[port] = true
+		p.state[slot] = portUsed
+		p.used++
 		return port, nil
 	}
 	return 0, ErrNoPorts
@@ -210,8 +297,7 @@ func (p *PortPool) bindRaw(ip netip.Addr, port int) (int, bool, error) {
 		k := p.kept[0]
 		p.kept[0] = keptPair{}
 		p.kept = p.kept[1:]
-		delete(p.keptSet, k.port)
-		k.close()
+		p.dropKept(k)
 	}
 }
 
@@ -232,20 +318,20 @@ func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (k
 	p.kept[i] = p.kept[0]
 	p.kept[0] = keptPair{}
 	p.kept = p.kept[1:]
-	delete(p.keptSet, k.port)
 	if k.ip != ip {
 		// Bound to another address: free the port; the caller binds anew.
-		k.close()
+		p.dropKept(k)
 		return keptPair{}, false
 	}
-	delete(p.released, k.port)
 	if k.poller == nil {
 		// Nobody read them while they rested: drop the strays now.
 		// (Parked in a poller, they were read and dropped as they came.)
 		drainSocket(k.fds[0])
 		drainSocket(k.fds[1])
 	}
-	p.inUse[k.port] = true
+	slot, _ := p.slot(k.port)
+	p.state[slot] = portUsed
+	p.used++
 	return k, true
 }
 
@@ -259,8 +345,7 @@ func (p *PortPool) trimLocked(now time.Time, rest time.Duration) {
 		k := p.kept[0]
 		p.kept[0] = keptPair{}
 		p.kept = p.kept[1:]
-		delete(p.keptSet, k.port)
-		k.close()
+		p.dropKept(k)
 	}
 }
 
@@ -273,26 +358,28 @@ func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr, 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := keptPair{fds: fds, v6: v6, ip: ip, port: port, poller: pl}
-	if !p.inUse[port] {
+	slot, ok := p.slot(port)
+	if !ok || p.state[slot] != portUsed {
 		k.close() // released twice: the descriptors are still ours to close
 		return
 	}
-	delete(p.inUse, port)
+	p.used--
 	now := p.now()
-	p.released[port] = now
 	p.initCaps()
 	k.at = now
-	if p.closed || len(p.kept) >= p.keepCap || len(p.kept)+len(p.inUse) >= p.rtpCap {
+	if p.closed || len(p.kept) >= p.keepCap || len(p.kept)+p.used >= p.rtpCap {
 		k.close()
+		p.restLocked(slot, now)
 		return
 	}
+	p.gen[slot]++
+	p.state[slot] = portKept
 	if len(p.kept) == cap(p.kept) && len(p.kept) > 0 {
 		// Move the live entries to the front rather than grow the array
 		// (takeKept and trimLocked advance the slice's start).
 		p.kept = append(make([]keptPair, 0, 2*len(p.kept)), p.kept...)
 	}
 	p.kept = append(p.kept, k)
-	p.keptSet[port] = true
 	if p.trim == nil {
 		p.trim = time.AfterFunc(time.Second, p.trimTick)
 	}
@@ -302,11 +389,7 @@ func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr, 
 func (p *PortPool) trimTick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rest := p.RestTime
-	if rest == 0 {
-		rest = 2 * time.Second
-	}
-	p.trimLocked(p.now(), rest)
+	p.trimLocked(p.now(), p.rest())
 	if len(p.kept) == 0 || p.closed {
 		p.trim = nil
 		return
@@ -321,8 +404,7 @@ func (p *PortPool) Close() {
 	defer p.mu.Unlock()
 	p.closed = true
 	for _, k := range p.kept {
-		delete(p.keptSet, k.port)
-		k.close()
+		p.dropKept(k)
 	}
 	p.kept = nil
 	if p.trim != nil {
@@ -338,12 +420,8 @@ func (p *PortPool) Close() {
 // releaseRawPair.
 func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, pl *rxPoller, err error) {
 	if p.KeepSockets > 0 {
-		rest := p.RestTime
-		if rest == 0 {
-			rest = 2 * time.Second
-		}
 		p.mu.Lock()
-		k, ok := p.takeKept(ip, p.now(), rest)
+		k, ok := p.takeKept(ip, p.now(), p.rest())
 		p.mu.Unlock()
 		if ok {
 			return k.fds, k.v6, k.port, k.poller, nil
@@ -369,9 +447,10 @@ func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, 
 func (p *PortPool) Release(port int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.inUse[port] {
+	slot, ok := p.slot(port)
+	if !ok || p.state[slot] != portUsed {
 		return
 	}
-	delete(p.inUse, port)
-	p.released[port] = p.now()
+	p.used--
+	p.restLocked(slot, p.now())
 }
