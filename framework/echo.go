@@ -12,11 +12,18 @@ import (
 // for packet (the endpoint forwards to itself: nothing is decoded, no
 // delay is added), until ctx ends (nil) or the caller hangs up
 // (ErrHangup). It answers the call if needed. Digits are still reported.
+//
+// The reflection is set up before the answer: answered first, the leg
+// would send silence from its 200 until the echo request came through
+// (after the ACK), tens of milliseconds per call under load. Nothing is
+// reflected before the answer: the caller learns where to send its audio
+// from our answer (or from our 183's, when early media is on).
 func (c *Call) Echo(ctx context.Context) error {
-	if err := c.Answer(ctx); err != nil {
+	if err := c.request(ctx, "echo", &echoReq{On: true}); err != nil {
 		return err
 	}
-	if err := c.request(ctx, "echo", &echoReq{On: true}); err != nil {
+	if err := c.Answer(ctx); err != nil {
+		_ = c.request(context.Background(), "echo", &echoReq{})
 		return err
 	}
 	select {
