@@ -345,3 +345,46 @@ func TestInviteRetransmissionAfterFastByeAbsorbed(t *testing.T) {
 	default:
 	}
 }
+
+// The 200 to an INVITE is retransmitted until the ACK comes at intervals
+// that start at T1 and double up to T2 (RFC 3261 13.3.1.4): 0.5, 1.5 and
+// 3.5 s after the first, all inside the 4 s AckTimeout. A caller whose
+// first three copies are lost still gets the call. (sipgo alone sends the
+// second copy at T1+T2, 4.5 s: after AckTimeout had ended the call.)
+func TestAnswer200RetransmittedOnTheRFCSchedule(t *testing.T) {
+	answered := make(chan error, 1)
+	_, p := newRawAgentWith(t, func(c *Config) {
+		c.AckTimeout = 4 * time.Second
+		c.Overload = OverloadOptions{MaxSchedLatency: -1}
+	}, func(l *Leg) {
+		go func() { answered <- l.Answer(context.Background()) }()
+	})
+	first := p.call(t, "rfc-2xx")
+	start := time.Now()
+	var at []time.Duration
+	for len(at) < 3 {
+		res := p.next("rfc-2xx", 4*time.Second-time.Since(start))
+		if res == "" {
+			break
+		}
+		if !strings.HasPrefix(res, "SIP/2.0 200 ") || headerOf(res, "To") != headerOf(first, "To") {
+			t.Fatalf("want a copy of the 200, got %q", res)
+		}
+		at = append(at, time.Since(start))
+	}
+	t.Logf("copies of the 200 after the first: %v", at)
+	if len(at) < 3 {
+		t.Fatalf("%d copies of the 200 within the 4 s AckTimeout, want 3 (at 0.5, 1.5 and 3.5 s)", len(at))
+	}
+	// Each interval doubles the one before (timers on a loaded machine
+	// run late, never early).
+	for i, want := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 3500 * time.Millisecond} {
+		if at[i] < want-100*time.Millisecond || at[i] > want+400*time.Millisecond {
+			t.Fatalf("copy %d of the 200 at %v, want about %v (all: %v)", i+1, at[i], want, at)
+		}
+	}
+	p.send(p.ackTo(t, "rfc-2xx", first, "1", ""))
+	if err := answerResult(t, answered, "after the ACK of the fourth copy"); err != nil {
+		t.Fatalf("Answer: %v, want nil", err)
+	}
+}

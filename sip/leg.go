@@ -776,38 +776,48 @@ func (l *Leg) Answer(ctx context.Context) error {
 	l.session.headers(res, false)
 	l.mu.Unlock()
 	errc := make(chan error, 1)
-	l.sent2xxAt.Store(time.Now().UnixNano())
+	sent := time.Now()
+	l.sent2xxAt.Store(sent.UnixNano())
 	go func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()
 		errc <- l.uas.WriteResponse(res)
 	}()
-	var noAck <-chan time.Time
-	var ackTimer *time.Timer
-	ackWait := l.agent.cfg.AckTimeout
-	if ackWait > 0 {
-		ackTimer = time.NewTimer(ackWait)
-		defer ackTimer.Stop()
-		noAck = ackTimer.C
+	w := ackWait{sent: sent, wait: l.agent.cfg.AckTimeout}
+	if !sip.IsReliable(res.Transport()) {
+		w.fills = twoxxFills[:]
+	}
+	noAck := w.arm()
+	if w.t != nil {
+		defer w.t.Stop()
 	}
 	var err error
 	for {
 		select {
 		case err = <-errc:
 		case <-noAck:
-			overload := l.agent.refusedSince(time.Unix(0, l.sent2xxAt.Load()).Add(-l.agent.cfg.AckTimeout))
-			if full := 64 * sip.T1; ackWait < full && overload {
+			if w.fillDue() {
+				// A copy sipgo's schedule skips (see twoxxFills). A
+				// failed send is like a lost datagram: the next copy or
+				// the caller's INVITE retransmission covers it.
+				_ = l.agent.srv.WriteResponse(res)
+				w.fills = w.fills[1:]
+				w.arm()
+				continue
+			}
+			overload := l.agent.refusedSince(sent.Add(-l.agent.cfg.AckTimeout))
+			if full := 64 * sip.T1; w.wait < full && overload {
 				// Overload: the ACK may be queued behind the flood (ours
 				// or the caller's). Wait as long as the 200 is
 				// retransmitted.
-				ackTimer.Reset(full - ackWait)
-				ackWait = full
+				w.wait = full
+				w.arm()
 				continue
 			}
 			// Nobody confirms the call: a spoofed or abandoned INVITE.
 			// Stop retransmitting the 200 and give the port back now
 			// rather than after 64*T1.
-			err = fmt.Errorf("%w within %s", ErrNoAck, ackWait)
+			err = fmt.Errorf("%w within %s", ErrNoAck, w.wait)
 		case <-l.done:
 			err = l.Err()
 			if l.answeredAt.Load() == 0 {
@@ -868,6 +878,51 @@ func (l *Leg) Answer(ctx context.Context) error {
 		l.log.Info("sip: answered", "codec", codecName, "srtp", srtpSuiteName(l.ep.Config()))
 	}
 	return nil
+}
+
+// twoxxFills are the times after the first 200 to an INVITE at which
+// Answer sends a copy itself. RFC 3261 13.3.1.4 retransmits a 2xx at
+// intervals that start at T1 and double up to T2: 0.5, 1.5, 3.5 s, then
+// every 4 s. sipgo's DialogServerSession sends its copies at T1 and then
+// every T2 (0.5, 4.5, 8.5 s ...), so within the 4 s AckTimeout a caller
+// had two chances instead of four: a 200 and one copy lost ended the
+// call. The copies at 1.5 and 3.5 s fill in the doublings.
+var twoxxFills = [2]time.Duration{3 * sip.T1, 7 * sip.T1}
+
+// ackWait is Answer's one timer while it waits for the ACK of its 200:
+// it fires for each copy of the 200 still to send (fills) and at the
+// AckTimeout (wait; none when zero), whichever is next, counted from
+// sent.
+type ackWait struct {
+	sent  time.Time
+	fills []time.Duration
+	wait  time.Duration
+	t     *time.Timer
+}
+
+// fillDue reports whether the timer fired for a copy of the 200 rather
+// than for the AckTimeout.
+func (w *ackWait) fillDue() bool {
+	return len(w.fills) > 0 && (w.wait <= 0 || w.fills[0] < w.wait)
+}
+
+// arm sets the timer for the next event and returns its channel (nil
+// when there is none to wait for).
+func (w *ackWait) arm() <-chan time.Time {
+	next := w.wait
+	if w.fillDue() {
+		next = w.fills[0]
+	}
+	if next <= 0 {
+		return nil
+	}
+	d := max(next-time.Since(w.sent), 0)
+	if w.t == nil {
+		w.t = time.NewTimer(d)
+	} else {
+		w.t.Reset(d)
+	}
+	return w.t.C
 }
 
 // byeIfAnsweredLate waits for a 200 that was still on its way when Answer
