@@ -21,7 +21,7 @@ func startHTTPServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	if cfg.RTPPortMin == 0 {
-		cfg.RTPPortMin, cfg.RTPPortMax = 43000, 43099
+		cfg.RTPPortMin, cfg.RTPPortMax = 38000, 38099 // no other package's tests use 38000-38999
 	}
 	srv := startTestServer(t, cfg, HandlerFunc(func(ctx context.Context, c *Call) error { return c.Reject(ctx, 486) }))
 	return srv, "http://" + srv.HTTPAddr()
@@ -93,7 +93,7 @@ func TestHTTPHandlerAndPprof(t *testing.T) {
 
 // A server whose RTP ports are all taken is not ready.
 func TestReadyzNoPorts(t *testing.T) {
-	srv, base := startHTTPServer(t, Config{RTPPortMin: 43100, RTPPortMax: 43101})
+	srv, base := startHTTPServer(t, Config{RTPPortMin: 38100, RTPPortMax: 38101}) // one pair: nobody else may hold it
 	if code, _ := get(t, base+"/readyz"); code != 200 {
 		t.Fatalf("readyz = %d before the ports are taken", code)
 	}
