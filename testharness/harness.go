@@ -583,6 +583,9 @@ func (h *Harness) leakCheck() {
 			var stacks []string
 			pooled := 0
 			goroutineOrigins(func(origin, stack string) {
+				if strings.Contains(stack, "testharness.(*Harness).leakCheck") {
+					return // this check itself (New ran on another stack)
+				}
 				if h.baseStacks[origin] > 0 {
 					h.baseStacks[origin]--
 				} else {
@@ -597,6 +600,14 @@ func (h *Harness) leakCheck() {
 			// reader, for reuse while the server runs (sipgo's
 			// TransportIdleConnection): one goroutine and one descriptor
 			// each, kept by design, not leaked.
+			if len(stacks) == 0 && fd <= h.baseFD {
+				// Every goroutine alive now was there at New (by where it
+				// was created and what it runs): the count differs only
+				// because one of them left a state the count leaves out
+				// (a transaction's or an idle actor worker's select) for
+				// another. Nothing was started and left behind.
+				return
+			}
 			if pooled > 0 && g-pooled <= h.baseG && fd-pooled <= h.baseFD {
 				h.t.Logf("testharness: %d UDP socket(s) the server's SIP stack keeps for reuse (sipgo's connection pool) after the test", pooled)
 				return
