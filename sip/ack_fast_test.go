@@ -351,9 +351,13 @@ func TestInviteRetransmissionAfterFastByeAbsorbed(t *testing.T) {
 // 3.5 s after the first, all inside the 4 s AckTimeout. A caller whose
 // first three copies are lost still gets the call. (sipgo alone sends the
 // second copy at T1+T2, 4.5 s: after AckTimeout had ended the call.)
+//
+// Under overload (an INVITE refused in the AckTimeout before the 200) the
+// ACK is late, not lost, and the two extra copies are not sent: sipgo's
+// copy at 0.5 s is the only one in the first 4 s.
 func TestAnswer200RetransmittedOnTheRFCSchedule(t *testing.T) {
-	answered := make(chan error, 1)
-	_, p := newRawAgentWith(t, func(c *Config) {
+	answered := make(chan error, 2)
+	a, p := newRawAgentWith(t, func(c *Config) {
 		c.AckTimeout = 4 * time.Second
 		c.Overload = OverloadOptions{MaxSchedLatency: -1}
 	}, func(l *Leg) {
@@ -386,5 +390,24 @@ func TestAnswer200RetransmittedOnTheRFCSchedule(t *testing.T) {
 	p.send(p.ackTo(t, "rfc-2xx", first, "1", ""))
 	if err := answerResult(t, answered, "after the ACK of the fourth copy"); err != nil {
 		t.Fatalf("Answer: %v, want nil", err)
+	}
+
+	a.refused(time.Now()) // an INVITE just got 503 for overload
+	first = p.call(t, "rfc-2xx-busy")
+	start = time.Now()
+	at = at[:0]
+	for time.Since(start) < 3800*time.Millisecond {
+		res := p.next("rfc-2xx-busy", 3800*time.Millisecond-time.Since(start))
+		if res == "" {
+			break
+		}
+		at = append(at, time.Since(start))
+	}
+	if len(at) != 1 {
+		t.Fatalf("under overload: copies of the 200 at %v in 3.8 s, want one (sipgo's, at 0.5 s)", at)
+	}
+	p.send(p.ackTo(t, "rfc-2xx-busy", first, "1", ""))
+	if err := answerResult(t, answered, "after the late ACK under overload"); err != nil {
+		t.Fatalf("Answer under overload: %v, want nil", err)
 	}
 }

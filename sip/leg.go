@@ -796,16 +796,23 @@ func (l *Leg) Answer(ctx context.Context) error {
 		select {
 		case err = <-errc:
 		case <-noAck:
+			overload := l.agent.refusedSince(sent.Add(-l.agent.cfg.AckTimeout))
 			if w.fillDue() {
 				// A copy sipgo's schedule skips (see twoxxFills). A
 				// failed send is like a lost datagram: the next copy or
-				// the caller's INVITE retransmission covers it.
-				_ = l.agent.srv.WriteResponse(res)
+				// the caller's INVITE retransmission covers it. Under
+				// overload the ACK is late because someone is behind,
+				// not lost: more copies would only add to the queue
+				// (12,000/s bursts with them kept so many calls waiting
+				// for their ACK that new calls were refused for the
+				// 5 s after).
+				if !overload {
+					_ = l.agent.srv.WriteResponse(res)
+				}
 				w.fills = w.fills[1:]
 				w.arm()
 				continue
 			}
-			overload := l.agent.refusedSince(sent.Add(-l.agent.cfg.AckTimeout))
 			if full := 64 * sip.T1; w.wait < full && overload {
 				// Overload: the ACK may be queued behind the flood (ours
 				// or the caller's). Wait as long as the 200 is
