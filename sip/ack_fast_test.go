@@ -233,10 +233,18 @@ func TestAckTimeoutStretchedUnderOverload(t *testing.T) {
 
 	a.refused(time.Now()) // an INVITE just got 503 for overload
 	res := p.call(t, "ackto-busy")
+	if n := a.PendingInvites(); n != 1 {
+		t.Fatalf("%d pending INVITEs while the 200 waits for its ACK, want 1", n)
+	}
 	select {
 	case err := <-answered:
 		t.Fatalf("under overload the call gave up its ACK after AckTimeout: %v", err)
 	case <-time.After(3 * ackTimeout):
+	}
+	// Past AckTimeout it waits on, but no longer as a pending INVITE:
+	// after a burst such calls kept new ones out.
+	if n := a.PendingInvites(); n != 0 {
+		t.Fatalf("%d pending INVITEs after AckTimeout under overload, want 0 (the call only waits for its ACK)", n)
 	}
 	p.send(p.ackTo(t, "ackto-busy", res, "1", ""))
 	if err := answerResult(t, answered, "after the late ACK"); err != nil {

@@ -78,6 +78,10 @@ type Leg struct {
 	offer      *MediaOffer
 	ep         *media.Endpoint
 	release    func() // inbound: gives the call's slot back to CallLimits
+	// unpend, inbound, stops the INVITE counting as pending
+	// (OverloadOptions.MaxPendingInvites); it may be called more than
+	// once, and onInvite calls it when the transaction is over.
+	unpend func()
 
 	mu        sync.Mutex
 	respMu    sync.Mutex // serialises responses to the INVITE (sipgo's dialog is not safe for concurrent ones)
@@ -285,7 +289,13 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !admitted {
 		return
 	}
-	defer release()
+	var pendingDone atomic.Bool
+	unpend := func() {
+		if pendingDone.CompareAndSwap(false, true) {
+			release()
+		}
+	}
+	defer unpend()
 	if code, problem := validateRequest(req); code != 0 {
 		log.Warn("sip: bad INVITE", "problem", problem)
 		a.respond(req, tx, code, problem)
@@ -417,7 +427,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
 		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
-		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited,
+		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited, unpend: unpend,
 	}
 	trusted := false
 	if t, ok := a.trunkFor(sourceIP(req)); ok {
@@ -819,6 +829,13 @@ func (l *Leg) Answer(ctx context.Context) error {
 				// retransmitted.
 				w.wait = full
 				w.arm()
+				// Waiting on for the ACK is no setup work of ours: the
+				// call stops counting as a pending INVITE. Else, after
+				// a burst, answered calls whose callers had given up
+				// (no ACK will come) held the pending count above the
+				// scaled limit's floor for 32 s, and every new call was
+				// refused meanwhile.
+				l.unpend()
 				continue
 			}
 			// Nobody confirms the call: a spoofed or abandoned INVITE.
