@@ -79,8 +79,8 @@ type Leg struct {
 	ep         *media.Endpoint
 	release    func() // inbound: gives the call's slot back to CallLimits
 	// unpend, inbound, stops the INVITE counting as pending
-	// (OverloadOptions.MaxPendingInvites); it may be called more than
-	// once, and onInvite calls it when the transaction is over.
+	// (OverloadOptions.MaxPendingInvites; admitInvite's release, which
+	// onInvite calls again when the transaction is over).
 	unpend func()
 
 	mu        sync.Mutex
@@ -289,13 +289,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !admitted {
 		return
 	}
-	var pendingDone atomic.Bool
-	unpend := func() {
-		if pendingDone.CompareAndSwap(false, true) {
-			release()
-		}
-	}
-	defer unpend()
+	defer release()
 	if code, problem := validateRequest(req); code != 0 {
 		log.Warn("sip: bad INVITE", "problem", problem)
 		a.respond(req, tx, code, problem)
@@ -427,7 +421,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		from: headerValue(req.From()), to: headerValue(req.To()),
 		user: requestUser(req), ip: a.advertiseIP(sourceIP(req)),
 		uas: dtx, offer: offer, inviteTx: tx, authUser: authUser, session: session, srtp: policy,
-		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited, unpend: unpend,
+		done: make(chan struct{}), final: make(chan struct{}), regID: dtx.ID, invited: invited, unpend: release,
 	}
 	trusted := false
 	if t, ok := a.trunkFor(sourceIP(req)); ok {

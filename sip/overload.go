@@ -3,6 +3,7 @@ package sip
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -84,8 +85,9 @@ func (a *Agent) InboundCalls() int {
 
 // admitInvite counts a new INVITE transaction as pending and decides
 // whether it may proceed. When it may, the caller must call the returned
-// release once the transaction is over; when it may not, the 503 has been
-// sent.
+// release once the transaction is over (it may be called again, and
+// earlier: an answered call waiting late for its ACK stops counting);
+// when it may not, the 503 has been sent.
 func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release func(), ok bool) {
 	o := a.cfg.Overload
 	now := time.Now()
@@ -104,9 +106,12 @@ func (a *Agent) admitInvite(req *sip.Request, tx sip.ServerTransaction) (release
 		reason, reject = RejectPacerOverrun, true
 	}
 	if !reject {
+		var released atomic.Bool
 		return func() {
-			a.pendingInvites.Add(-1)
-			a.setups.add(time.Now())
+			if released.CompareAndSwap(false, true) {
+				a.pendingInvites.Add(-1)
+				a.setups.add(time.Now())
+			}
 		}, true
 	}
 	a.observer().InviteRejected(reason)

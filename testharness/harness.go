@@ -595,11 +595,6 @@ func (h *Harness) leakCheck() {
 					}
 				}
 			})
-			// A UDP socket sipgo opened to send a request (say the server's
-			// BYE to a phone) stays in its connection pool, with its
-			// reader, for reuse while the server runs (sipgo's
-			// TransportIdleConnection): one goroutine and one descriptor
-			// each, kept by design, not leaked.
 			if len(stacks) == 0 && fd <= h.baseFD {
 				// Every goroutine alive now was there at New (by where it
 				// was created and what it runs): the count differs only
@@ -608,6 +603,11 @@ func (h *Harness) leakCheck() {
 				// another. Nothing was started and left behind.
 				return
 			}
+			// A UDP socket sipgo opened to send a request (say the server's
+			// BYE to a phone) stays in its connection pool, with its
+			// reader, for reuse while the server runs (sipgo's
+			// TransportIdleConnection): one goroutine and one descriptor
+			// each, kept by design, not leaked.
 			if pooled > 0 && g-pooled <= h.baseG && fd-pooled <= h.baseFD {
 				h.t.Logf("testharness: %d UDP socket(s) the server's SIP stack keeps for reuse (sipgo's connection pool) after the test", pooled)
 				return
