@@ -666,7 +666,13 @@ func TestWebSocketMessagesCounted(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(res), "SIP/2.0 200") {
 		t.Fatalf("OPTIONS over WebSocket: %v %q", err, res)
 	}
-	m := scrape(t, srv)
+	// The 200 is counted once its write has returned, which may be just
+	// after we read it.
+	var m metricsSnapshot
+	testharness.WaitUntil(t, 5*time.Second, "the 200 to be counted", func() bool {
+		m = scrape(t, srv)
+		return m.sum("switchboard_sip_responses_total", `direction="out"`, `method="OPTIONS"`, `class="2xx"`) >= 1
+	})
 	if got := m.sum("switchboard_sip_requests_total", `direction="in"`, `method="OPTIONS"`); got != 1 {
 		t.Errorf("OPTIONS in = %v, want 1", got)
 	}
