@@ -108,8 +108,9 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Name: "switchboard_sip_invites_pending",
 			Help: "Inbound INVITE transactions in progress (received, not yet finished and ACKed): calls being set up.",
 		}, func() float64 { return float64(s.agent.PendingInvites()) }),
-		readLoopCounter("ACK", func() int64 { acks, _ := s.agent.ReadLoopRequests(); return acks }),
-		readLoopCounter("BYE", func() int64 { _, byes := s.agent.ReadLoopRequests(); return byes }),
+		readLoopCounter("INVITE", func() int64 { n, _, _ := s.agent.ReadLoopRequests(); return n }),
+		readLoopCounter("ACK", func() int64 { _, n, _ := s.agent.ReadLoopRequests(); return n }),
+		readLoopCounter("BYE", func() int64 { _, _, n := s.agent.ReadLoopRequests(); return n }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_sched_latency_seconds",
 			Help: "Go scheduler queueing delay that has lasted 200 ms (the least of the last four 50 ms windows' 90th percentile of how long runnable goroutines waited for a CPU); above --max-sched-latency new INVITEs get a stateless 503.",
@@ -143,7 +144,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 func readLoopCounter(method string, n func() int64) prometheus.CounterFunc {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name:        "switchboard_sip_read_loop_requests_total",
-		Help:        "In-dialog requests answered in the UDP read loop, past sipgo's transaction layer: the ACK of our 2xx to an INVITE, the BYE of an answered inbound call.",
+		Help:        "Requests over UDP taken in the read loop, past sipgo's transaction layer: initial INVITEs (our INVITE server transaction), the ACK of our 2xx to an INVITE, the BYE of an answered inbound call.",
 		ConstLabels: prometheus.Labels{"method": method},
 	}, func() float64 { return float64(n()) })
 }

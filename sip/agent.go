@@ -209,17 +209,20 @@ type Agent struct {
 	localIPs     map[netip.Addr]bool // addresses of this host, for fromUs
 	routes       routeCache          // advertiseIP's answers per peer
 	txs          *txMemory           // transactions finished early, for their retransmissions (txmemory.go)
+	invites      inviteTable         // initial INVITEs over UDP: our server transactions (invite_tx.go)
+	parser       *sip.Parser         // for the requests the read loop takes whole (invite_tx.go)
 	guard        *connGuard
 	identityLog  logThrottle // unreadable P-Asserted-Identity
 
-	pendingInvites atomic.Int64 // inbound INVITE transactions in progress (overload.go)
-	setups         inviteRate   // INVITE transactions finished per second, for the scaled pending limit
-	draining       atomic.Bool  // Drain called: new INVITEs get 503
-	overloadLog    logThrottle
-	shed           *shedder     // early shedding in the read loop (shed.go)
-	fastAcks       atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
-	fastByes       atomic.Int64 // BYEs of inbound calls taken in the read loop (bye_fast.go)
-	lastRefused    atomic.Int64 // when an INVITE last got 503 for overload (UnixNano; overload.go)
+	pendingInvites  atomic.Int64 // inbound INVITE transactions in progress (overload.go)
+	setups          inviteRate   // INVITE transactions finished per second, for the scaled pending limit
+	draining        atomic.Bool  // Drain called: new INVITEs get 503
+	overloadLog     logThrottle
+	shed            *shedder     // early shedding in the read loop (shed.go)
+	fastAcks        atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
+	fastByes        atomic.Int64 // BYEs of inbound calls taken in the read loop (bye_fast.go)
+	readLoopInvites atomic.Int64 // initial INVITEs over UDP taken in the read loop (invite_tx.go)
+	lastRefused     atomic.Int64 // when an INVITE last got 503 for overload (UnixNano; overload.go)
 }
 
 // init raises sipgo's UDP size check for the process: it refuses any
@@ -277,7 +280,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
 		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5},
-		txs: newTxMemory(64 * sip.T1), shed: newShedder()}
+		txs: newTxMemory(64 * sip.T1), shed: newShedder(), parser: sip.NewParser()}
 	a.guard = newConnGuard(cfg.Conns, log)
 	a.guard.inUse = a.connInUse
 	a.guard.tcpAddr = func() netip.AddrPort { return a.tcpAddr }
@@ -558,6 +561,7 @@ func (a *Agent) Close() {
 		a.subs.closeAll(2*time.Second, a.cfg.Presence)
 	}
 	defer a.txs.close()
+	defer a.invites.closeAll()
 	defer a.shed.latency.close()
 	if a.trunksDone != nil {
 		// Unregistering needs the transport: let it finish (it is bounded).

@@ -274,7 +274,7 @@ func (l *Leg) OnEnd(fn func()) {
 }
 
 func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	if a.answerRetransmission(req, tx) {
+	if _, ours := tx.(*inviteTx); !ours && a.answerRetransmission(req, tx) {
 		return // a late copy of an answered call's INVITE: absorbed
 	}
 	log := a.log.With("call_id", callIDOf(req), "source", req.Source())

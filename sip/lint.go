@@ -18,6 +18,7 @@ import (
 // routed. The check is a single allocation-free scan; only a message that
 // fails it costs more (a log line and a 400 built from its raw headers).
 func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
+	var peers udpPeers // the read loop's own: only it calls this filter
 	return func(info sip.TransportReadProps, data []byte) ([]byte, error) {
 		if info.Transport != "UDP" && info.Transport != "WS" {
 			return data, nil
@@ -27,7 +28,7 @@ func (a *Agent) lintFilter(conn net.PacketConn) sip.TransportReadFilter {
 		if problem == "" && isRequest && a.earlyShed(info, conn, data, &h) {
 			return nil, nil
 		}
-		if problem == "" && isRequest && info.Transport == "UDP" && (a.takeAck(&h) || a.takeBye(info, conn, data, &h)) {
+		if problem == "" && isRequest && info.Transport == "UDP" && (a.takeAck(&h) || a.takeBye(info, conn, data, &h) || a.takeInvite(info, conn, data, &h, &peers)) {
 			return nil, nil
 		}
 		if problem == "" {

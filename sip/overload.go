@@ -76,13 +76,14 @@ const DefaultRetryAfter = 5 * time.Second
 // progress (see OverloadOptions.MaxPendingInvites).
 func (a *Agent) PendingInvites() int { return int(a.pendingInvites.Load()) }
 
-// ReadLoopRequests returns how many in-dialog requests the UDP read loop
-// has answered itself, past sipgo's transaction layer: the ACKs of our
-// 2xx to INVITE (ack_fast.go) and the BYEs of answered inbound calls
-// (bye_fast.go). Each request that goes the sipgo way instead is still
-// handled, only dearer; a share far below the calls' count says which.
-func (a *Agent) ReadLoopRequests() (acks, byes int64) {
-	return a.fastAcks.Load(), a.fastByes.Load()
+// ReadLoopRequests returns how many requests the UDP read loop has
+// taken past sipgo's transaction layer: initial INVITEs (our own
+// transaction, invite_tx.go), the ACKs of our 2xx to INVITE
+// (ack_fast.go) and the BYEs of answered inbound calls (bye_fast.go).
+// Each request that goes the sipgo way instead is still handled, only
+// dearer; a share far below the calls' count says which.
+func (a *Agent) ReadLoopRequests() (invites, acks, byes int64) {
+	return a.readLoopInvites.Load(), a.fastAcks.Load(), a.fastByes.Load()
 }
 
 // InboundCalls returns how many inbound legs are up or being set up.

@@ -112,7 +112,15 @@ func (m *txMemory) tick() {
 
 // recall returns the status remembered for key, if any.
 func (m *txMemory) recall(key string) (status uint16, ok bool) {
-	h := maphash.String(m.seed, key)
+	return m.recallHash(maphash.String(m.seed, key))
+}
+
+// recallBytes is recall for a key held as bytes (the same hash).
+func (m *txMemory) recallBytes(key []byte) (status uint16, ok bool) {
+	return m.recallHash(maphash.Bytes(m.seed, key))
+}
+
+func (m *txMemory) recallHash(h uint64) (status uint16, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rotate(m.now())
@@ -204,6 +212,12 @@ func (a *Agent) answerRetransmission(req *sip.Request, tx sip.ServerTransaction)
 // call. A transaction still running is left alone: it may still be
 // retransmitting its 2xx.
 func (a *Agent) finishInvite(tx sip.ServerTransaction) {
+	if it, ok := tx.(*inviteTx); ok {
+		// Ours keeps nothing alive after its 2xx; ending it remembers
+		// its key.
+		it.Terminate()
+		return
+	}
 	stx, ok := tx.(*sip.ServerTx)
 	if !ok {
 		return

@@ -295,9 +295,10 @@ func TestSIPpCallCountersInMetrics(t *testing.T) {
 		checks = append(checks, metricCheck{c.what, c.got, sippMessage(names, counts, c.step, c.k, c.kinds...)})
 	}
 	// Every call here is plain (SDP offer in the INVITE, UDP, answered,
-	// ACKed, hung up by the caller): its first ACK and its BYE are
-	// answered in the read loop; a retransmission is not counted there.
+	// ACKed, hung up by the caller): its INVITE, first ACK and BYE are
+	// taken in the read loop; a retransmission is not counted there.
 	checks = append(checks,
+		metricCheck{"INVITEs taken in the read loop", m.sum("switchboard_sip_read_loop_requests_total", `method="INVITE"`), calls},
 		metricCheck{"ACKs taken in the read loop", m.sum("switchboard_sip_read_loop_requests_total", `method="ACK"`), calls},
 		metricCheck{"BYEs taken in the read loop", m.sum("switchboard_sip_read_loop_requests_total", `method="BYE"`), calls})
 	expectMetrics(t, checks, counts)
