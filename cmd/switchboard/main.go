@@ -85,7 +85,7 @@ func serve(args []string) error {
 	ringback := fs.String("ringback", "us", "country of the ringing tone callers hear while a call is put through: "+strings.Join(framework.RingbackCountries(), ", "))
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP port (trusted networks only)")
 	memLimit := fs.String("memory-limit", "", `soft limit on Go heap memory, e.g. 512MiB or 2GiB (default: GOMEMLIMIT, else none)`)
-	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps $GOGC, else 200; -1 collects only at --memory-limit")
+	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps $GOGC, else 400; -1 collects only at --memory-limit")
 	maxPending := fs.Int("max-pending-invites", 0, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (0: the calls of --setup-budget at the current call rate, at least 200; -1: no limit)")
 	setupBudget := fs.Duration("setup-budget", sip.DefaultSetupBudget, "with --max-pending-invites 0, the mean call setup time the pending-INVITE limit allows at the current call rate")
 	maxSchedLatency := fs.Duration("max-sched-latency", sip.DefaultMaxSchedLatency, "refuse new INVITEs (stateless 503 + Retry-After, before parsing) while the Go scheduler's queueing delay is above this; the ACKs and BYEs of accepted calls would wait as long (-1ns: off)")
@@ -113,9 +113,11 @@ func serve(args []string) error {
 	sipgosip.SetDefaultLogger(slog.New(sip.NewLimitedHandler(log.Handler(), 10)).With("component", "sipgo"))
 
 	if *gogc == 0 && os.Getenv("GOGC") == "" {
-		// Half the collections of Go's 100, for ~10 % less CPU per call at
-		// 2,000 calls/s and a peak still well under diago's
-		// (docs/BENCHMARKS.md, "GOGC 200 by default").
+		// A fifth of the collections of Go's 100: near the capacity
+		// knee (7,000 calls/s) 5-19 % less CPU per call than 200, and
+		// a peak still well under diago's at every rate measured
+		// (docs/BENCHMARKS.md, "GOGC 200 by default" and "Our own
+		// INVITE transaction, GOGC 400").
 		*gogc = defaultGOGC
 	}
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
@@ -404,7 +406,7 @@ func displayHTTP(addr string) string {
 }
 
 // defaultGOGC is serve's GC target when neither --gogc nor $GOGC sets one.
-const defaultGOGC = 200
+const defaultGOGC = 400
 
 // parseBytes reads a size such as 512MiB, 2GiB, 1.5G or 1000000 (bytes).
 func parseBytes(v string) (int64, error) {
