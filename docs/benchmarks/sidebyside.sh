@@ -343,15 +343,19 @@ summarise() {
 	FAILED=$((fail + REFUSED + NEVER))
 }
 
-# Switchboard rests a released RTP port pair for 2 s before reusing it, so
-# 1 s calls at R/s hold about R × (call + 2.5 s) pairs; past that its calls
-# are refused for want of ports (no_ports in the last column), which is the
-# port range, not the server, running out.
+# Switchboard rests a released RTP port pair (2 s, or --rtp-port-rest in
+# --sb-args) before reusing it, so 1 s calls at R/s hold about
+# R × (call + rest + 0.5 s) pairs; past that its calls are refused for want
+# of ports (no_ports in the last column), which is the port range, not the
+# server, running out.
+REST_S=$(echo " $SB_ARGS " | awk '{for (i = 1; i <= NF; i++) if ($i == "--rtp-port-rest" && i < NF) v = $(i + 1)
+	else if ($i ~ /^--rtp-port-rest=/) v = substr($i, 17)}
+	END {if (v ~ /ms$/) printf "%g", v / 1000; else if (v ~ /s$/) printf "%g", v + 0; else print 2}')
 pairs=$(awk -v r="$RTP_PORTS" 'BEGIN {split(r, a, "-"); print int((a[2] - a[1]) / 2)}')
 for rate in $RATES; do
-	need=$(awk -v r="$rate" -v ms="$CALL_MS" 'BEGIN {printf "%d", r * (ms / 1000 + 2.5)}')
+	need=$(awk -v r="$rate" -v ms="$CALL_MS" -v rest="$REST_S" 'BEGIN {printf "%d", r * (ms / 1000 + rest + 0.5)}')
 	if [ "$need" -gt "$pairs" ]; then
-		echo "sidebyside: warning: $rate calls/s need ~$need RTP port pairs at Switchboard's 2 s port rest," \
+		echo "sidebyside: warning: $rate calls/s need ~$need RTP port pairs at Switchboard's ${REST_S} s port rest," \
 			"--rtp-ports $RTP_PORTS has $pairs (widen it, or --sb-args \"--rtp-port-rest 500ms\")" >&2
 	fi
 done
