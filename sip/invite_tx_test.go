@@ -12,23 +12,6 @@ import (
 	"github.com/switchboard-voice/switchboard/media/transport"
 )
 
-// nextAny returns the next message for Call-ID id within d, 100 Trying
-// included ("" if none).
-func (p *shedPhone) nextAny(id string, d time.Duration) string {
-	buf := make([]byte, 4000)
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		_ = p.conn.SetReadDeadline(end)
-		n, _, err := p.conn.ReadFromUDP(buf)
-		if err != nil {
-			return ""
-		}
-		if msg := string(buf[:n]); strings.Contains(msg, "\r\nCall-ID: "+id+"\r\n") {
-			return msg
-		}
-	}
-	return ""
-}
-
 // expectNothing fails if a message for Call-ID id comes within d.
 func (p *shedPhone) expectNothing(t *testing.T, id string, d time.Duration, after string) {
 	t.Helper()

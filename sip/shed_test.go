@@ -116,8 +116,16 @@ func (p *shedPhone) send(msg string) {
 	}
 }
 
-// next returns the next response for Call-ID id within d ("" if none).
-func (p *shedPhone) next(id string, d time.Duration) string {
+// next returns the next response for Call-ID id within d ("" if none),
+// 100 Trying aside.
+func (p *shedPhone) next(id string, d time.Duration) string { return p.read(id, d, true) }
+
+// nextAny is next with 100 Trying included.
+func (p *shedPhone) nextAny(id string, d time.Duration) string { return p.read(id, d, false) }
+
+// read returns the next message for Call-ID id within d, skipping 100s
+// with skip100 ("" if none).
+func (p *shedPhone) read(id string, d time.Duration, skip100 bool) string {
 	buf := make([]byte, 4000)
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		_ = p.conn.SetReadDeadline(end)
@@ -126,7 +134,7 @@ func (p *shedPhone) next(id string, d time.Duration) string {
 			return ""
 		}
 		msg := string(buf[:n])
-		if strings.Contains(msg, "\r\nCall-ID: "+id+"\r\n") && !strings.HasPrefix(msg, "SIP/2.0 100") {
+		if strings.Contains(msg, "\r\nCall-ID: "+id+"\r\n") && !(skip100 && strings.HasPrefix(msg, "SIP/2.0 100")) {
 			return msg
 		}
 	}
