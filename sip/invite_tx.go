@@ -99,6 +99,14 @@ func (tx *inviteTx) Err() error {
 // order of their statuses: a 100 or a 180 copy racing a 200 must not
 // arrive after it.
 func (tx *inviteTx) Respond(res *sip.Response) error {
+	_, err := tx.respond(res)
+	return err
+}
+
+// respond is Respond that also reports whether res was taken (a write
+// error aside): false when a final response went before, when a 100
+// comes after another response, or when the transaction has ended.
+func (tx *inviteTx) respond(res *sip.Response) (taken bool, err error) {
 	code := res.StatusCode
 	b := wireBytes(res)
 	defer b.free()
@@ -107,14 +115,14 @@ func (tx *inviteTx) Respond(res *sip.Response) error {
 	switch {
 	case code >= 200 && code < 300:
 		if tx.status >= 300 {
-			return errFinalSent
+			return false, errFinalSent
 		}
 	case tx.closed:
-		return tx.err
+		return false, tx.err
 	case tx.status >= 200:
-		return errFinalSent
+		return false, errFinalSent
 	case code == 100 && tx.status != 0:
-		return nil // something better went already
+		return false, nil // something better went already
 	}
 	if tx.status == 0 || code >= 300 {
 		tx.timer.Stop() // the 100 Trying; no Timer G runs before a final
@@ -130,18 +138,14 @@ func (tx *inviteTx) Respond(res *sip.Response) error {
 		tx.g, tx.giveUp = sip.T1, time.Now().Add(64*sip.T1)
 		tx.timer = time.AfterFunc(tx.g, tx.retransmit)
 	}
-	_, err := tx.conn.WriteTo(b.Bytes(), tx.dst)
-	return err
+	_, err = tx.conn.WriteTo(b.Bytes(), tx.dst)
+	return true, err
 }
 
-// trying sends a 100 when the INVITE has had no response for 200 ms.
+// trying sends a 100 when the INVITE has had no response for 200 ms
+// (respond drops it if one went meanwhile).
 func (tx *inviteTx) trying() {
-	tx.mu.Lock()
-	quiet := !tx.closed && tx.status == 0
-	tx.mu.Unlock()
-	if quiet {
-		_ = tx.Respond(sip.NewResponseFromRequest(tx.req, 100, "Trying", nil))
-	}
+	_ = tx.Respond(sip.NewResponseFromRequest(tx.req, 100, "Trying", nil))
 }
 
 // retransmit is Timer G: the error response again, at T1 doubling to
@@ -177,14 +181,12 @@ func (tx *inviteTx) retransmitted() {
 // before a final response the INVITE gets 487 and the OnCancel callbacks
 // run; after one it has no effect (RFC 3261 9.2).
 func (tx *inviteTx) cancel(req *sip.Request) {
-	tx.mu.Lock()
-	if tx.closed || tx.status >= 200 {
-		tx.mu.Unlock()
+	// The 487 first, in one step with the check: a final response the
+	// flow sends meanwhile is refused, and one that went before makes
+	// the CANCEL a no-op.
+	if taken, _ := tx.respond(sip.NewResponseFromRequest(tx.req, 487, "Request Terminated", nil)); !taken {
 		return
 	}
-	tx.mu.Unlock()
-	// The 487 first: a final response the flow sends meanwhile is refused.
-	_ = tx.Respond(sip.NewResponseFromRequest(tx.req, 487, "Request Terminated", nil))
 	tx.mu.Lock()
 	tx.err = sip.ErrTransactionCanceled
 	fns := tx.onCancel
