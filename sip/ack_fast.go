@@ -30,15 +30,25 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	}
 	// sipgo's ReadAck reads nothing but the CSeq, refuses one that is not
 	// the INVITE's, and moves the dialog to Confirmed, which ends
-	// Leg.Answer's wait (WriteResponse).
+	// Leg.Answer's wait (WriteResponse). What a caller of Answer may
+	// read once it returns (AnsweredAt, the counter, verified media)
+	// is set before: Answer's goroutine can run to its end before this
+	// one takes another step.
+	if cseq := l.uas.InviteRequest.CSeq(); cseq == nil || cseq.SeqNo != seq {
+		return false
+	}
+	l.acked() // an ACK with the INVITE's CSeq: the caller had our 200
+	l.ep.Verify()
+	a.fastAcks.Add(1)
 	ack := sip.NewRequest(sip.ACK, l.uas.InviteRequest.Recipient)
 	ack.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.ACK})
 	if err := l.uas.ReadAck(ack, nil); err != nil {
+		// A request in the dialog moved its CSeq on before this ACK
+		// (sipgo then refuses the ACK whichever way it goes); the call
+		// was answered all the same, as Answer's timeout will find.
+		a.fastAcks.Add(-1)
 		return false
 	}
-	l.acked()
-	a.fastAcks.Add(1)
-	l.ep.Verify() // the peer got our 200: it wants the call's RTP
 	return true
 }
 

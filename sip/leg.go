@@ -873,6 +873,7 @@ func (l *Leg) Answer(ctx context.Context) error {
 		}
 		return fmt.Errorf("sip: answer %s: %w", l.callID, err)
 	}
+	l.acked() // the dialog is confirmed: set if whoever confirmed it has not yet
 	l.mu.Lock()
 	if l.state == LegEarly {
 		l.state = LegAnswered
