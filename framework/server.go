@@ -72,6 +72,15 @@ type Config struct {
 	SessionExpires, MinSessionExpires time.Duration
 	// RTCPInterval is the nominal time between RTCP reports (default 5 s).
 	RTCPInterval time.Duration
+	// RTCPPortPair gives each SIP call's RTCP a socket of its own on the
+	// port above RTP (RFC 3550 section 11), as most servers do. By
+	// default RTCP shares the RTP port's socket, which our SDP names
+	// with a=rtcp (RFC 3605, which phones, trunks and SBCs read): one
+	// descriptor and half the socket system calls per call, so twice
+	// the concurrent calls under the same descriptor limit. A peer that
+	// ignores a=rtcp loses nothing but its RTCP reports to us (RTT and
+	// the far end's loss in the CDR); set this for such peers.
+	RTCPPortPair bool
 	// ShutdownTimeout bounds how long shutdown waits for calls to end.
 	// Default 10 s.
 	ShutdownTimeout time.Duration
@@ -301,7 +310,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	agent, err := sip.NewAgent(sip.Config{WebRTC: webrtc,
 		ListenAddr: cfg.SIPAddr, TLSAddr: cfg.TLSAddr, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, DataDir: cfg.DataDir, TLSHostnames: cfg.TLSHostnames, PublicIP: cfg.PublicIP, Ports: ports, Registrar: registrar, InviteAuth: cfg.InviteAuth, OnMessage: cfg.OnMessage, Trunks: cfg.Trunks,
-		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
+		MediaTimeout: cfg.MediaTimeout, SessionExpires: cfg.SessionExpires, MinSessionExpires: cfg.MinSessionExpires, RTCPInterval: cfg.RTCPInterval, RTCPOnRTPPort: !cfg.RTCPPortPair, Logger: log, Presence: s.presence, Subscriptions: cfg.Subscriptions,
 		CallLimits: cfg.CallLimits, AckTimeout: cfg.AckTimeout, UnverifiedRTP: cfg.UnverifiedRTP, OnInvite: func(l *sip.Leg) { s.StartCall(l) }, OnReplace: s.onReplaceInvite,
 		Conns: cfg.SIPConns, WebSocketOrigins: cfg.WebSocketOrigins,
 		Observer: s.metrics, Overload: cfg.Overload,

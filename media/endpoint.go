@@ -224,9 +224,10 @@ type EndpointOptions struct {
 	// raised to 10 ms, negative sends no reports (received RTCP is still
 	// read).
 	RTCPInterval time.Duration
-	// UnverifiedBudget and NATLatchWindow configure NewEndpoint's UDP
-	// transport: see transport.UDPOptions.
+	// UnverifiedBudget, NATLatchWindow and RTCPOnRTPPort configure
+	// NewEndpoint's UDP transport: see transport.UDPOptions.
 	UnverifiedBudget int
+	RTCPOnRTPPort    bool
 	NATLatchWindow   time.Duration
 }
 
@@ -241,7 +242,7 @@ func NewEndpoint(pool *transport.PortPool, ip netip.Addr, opts EndpointOptions) 
 		readers = opts.Pacer.readers
 	}
 	u, err := transport.NewUDP(pool, ip, transport.UDPOptions{Logger: opts.Logger, Readers: readers,
-		UnverifiedBudget: opts.UnverifiedBudget, NATLatchWindow: opts.NATLatchWindow})
+		UnverifiedBudget: opts.UnverifiedBudget, NATLatchWindow: opts.NATLatchWindow, RTCPOnRTPPort: opts.RTCPOnRTPPort})
 	if err != nil {
 		return nil, err
 	}

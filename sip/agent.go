@@ -81,6 +81,12 @@ type Config struct {
 	// RTCPInterval is the nominal time between RTCP reports of each call
 	// (zero: media.DefaultRTCPInterval, 5 s; negative: no reports).
 	RTCPInterval time.Duration
+	// RTCPOnRTPPort gives a call's RTP and RTCP one socket, on the RTP
+	// port, and says so in our SDP with a=rtcp (RFC 3605): half the
+	// descriptors and socket system calls per call. Off, RTCP has the
+	// port above RTP (RFC 3550 section 11). A peer that ignores a=rtcp
+	// loses nothing but its RTCP reports (see transport.UDPOptions).
+	RTCPOnRTPPort bool
 	// UserAgent is the User-Agent/Server header value.
 	UserAgent string
 	// Logger receives the agent's log lines; nil means slog.Default().
@@ -683,7 +689,7 @@ func (a *Agent) newEndpoint(log *slog.Logger, onTimeout func()) (*media.Endpoint
 	}
 	return media.NewEndpoint(a.cfg.Ports, a.mediaBindIP(), media.EndpointOptions{
 		Logger: log, MediaTimeout: mt, OnMediaTimeout: onTimeout, Pacer: a.cfg.Pacer, RTCPInterval: a.cfg.RTCPInterval,
-		UnverifiedBudget: max(a.cfg.UnverifiedRTP, 0),
+		UnverifiedBudget: max(a.cfg.UnverifiedRTP, 0), RTCPOnRTPPort: a.cfg.RTCPOnRTPPort,
 	})
 }
 

@@ -249,7 +249,7 @@ func (a *Agent) dialURI(ctx context.Context, target string, opts DialOptions) (_
 		offerAddr = opts.OfferRTPAddr
 	}
 	offer := SessionSDP{Addr: offerAddr, Codecs: codecs, PTs: pts, DTMFPT: dtmfPT,
-		Crypto: l.offerCryptoFor(nil)}.Marshal()
+		Crypto: l.offerCryptoFor(nil), RTCPOnRTPPort: a.cfg.RTCPOnRTPPort}.Marshal()
 	via := func(cfg media.StreamConfig) media.StreamConfig {
 		if opts.RTPVia != nil {
 			if !cfg.RemoteRTCP.IsValid() && cfg.Remote.IsValid() {

@@ -670,7 +670,7 @@ func (l *Leg) answerOffer(o *MediaOffer) ([]byte, error) {
 	}
 	l.ep.Configure(cfg)
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []codec.CodecSpec{cfg.Codec},
-		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux,
+		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: cfg.Direction, RTCPMux: cfg.RTCPMux, RTCPOnRTPPort: l.agent.cfg.RTCPOnRTPPort,
 		PTime: time.Duration(cfg.FramesPerPacket) * 20 * time.Millisecond, Crypto: crypto, Answer: o}.Marshal(), nil
 }
 
@@ -980,7 +980,7 @@ func (l *Leg) ourOffer(current *media.StreamConfig) []byte {
 		codecs, pts = append(codecs, c), append(pts, c.PayloadType)
 	}
 	return SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: codecs, PTs: pts, DTMFPT: dtmf,
-		Crypto: l.offerCryptoFor(current)}.Marshal()
+		Crypto: l.offerCryptoFor(current), RTCPOnRTPPort: l.agent.cfg.RTCPOnRTPPort}.Marshal()
 }
 
 // readAckAnswer applies the SDP answer an ACK carries to the offer we made

@@ -35,7 +35,7 @@ func (l *Leg) Reoffer(ctx context.Context, direction string, codecs []codec.Code
 	cfg := l.ep.Config()
 	sdp := SessionSDP{Addr: netip.AddrPortFrom(l.ip, l.ep.LocalAddr().Port()), Codecs: []codec.CodecSpec{cfg.Codec},
 		PTs: []uint8{cfg.PayloadType}, DTMFPT: cfg.DTMFPayloadType, Direction: direction, RTCPMux: cfg.RTCPMux,
-		Crypto: l.offerCryptoFor(&cfg)}
+		Crypto: l.offerCryptoFor(&cfg), RTCPOnRTPPort: l.agent.cfg.RTCPOnRTPPort}
 	if len(codecs) > 0 {
 		sdp.Codecs, sdp.PTs = codecs, nil
 		for _, c := range codecs {

@@ -309,8 +309,12 @@ type SessionSDP struct {
 	// ms.
 	PTime time.Duration
 	// RTCPMux writes a=rtcp-mux: answer it when the offer has it. Without
-	// it RTCP is on our RTP port + 1, so no a=rtcp line is needed.
+	// it RTCP is on our RTP port + 1, so no a=rtcp line is needed, unless
+	// RTCPOnRTPPort.
 	RTCPMux bool
+	// RTCPOnRTPPort writes a=rtcp with the RTP port (RFC 3605): we take
+	// RTCP there, multiplexed or not (Config.RTCPOnRTPPort).
+	RTCPOnRTPPort bool
 	// Crypto, when set, makes the stream SRTP: the m-line says RTP/SAVP
 	// and each entry becomes an a=crypto line (an answer has exactly one:
 	// the offer's tag and suite with our own key).
@@ -441,6 +445,11 @@ func (s SessionSDP) Marshal() []byte {
 		b = append(b, "a="...)
 		b = append(b, dir...)
 		b = append(b, "\r\n"...)
+		if s.RTCPOnRTPPort {
+			b = append(b, "a=rtcp:"...)
+			b = strconv.AppendUint(b, uint64(s.Addr.Port()), 10)
+			b = append(b, "\r\n"...)
+		}
 		if s.RTCPMux {
 			b = append(b, "a=rtcp-mux\r\n"...)
 		}

@@ -13,7 +13,8 @@ import (
 // the earlier fmt-based writer; the appending one must not change a
 // byte): plain G.711 with DTMF, IPv6 with Opus (channels) and two
 // telephone-events, SRTP with a crypto line, hold with rtcp-mux and a
-// 30 ms ptime, and an answer that rejects a video stream in place.
+// 30 ms ptime, a=rtcp naming the RTP port, and an answer that rejects a
+// video stream in place.
 func TestSessionSDPMarshalExact(t *testing.T) {
 	byName := map[string]codec.CodecSpec{}
 	for _, c := range codec.Codecs() {
@@ -50,6 +51,9 @@ func TestSessionSDPMarshalExact(t *testing.T) {
 			"v=0\r\no=switchboard 3 4 IN IP4 192.0.2.7\r\ns=switchboard\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n" +
 				"m=audio 40004 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n" +
 				"a=ptime:30\r\na=sendonly\r\na=rtcp-mux\r\n"},
+		{"rtcp on the rtp port", SessionSDP{Addr: netip.MustParseAddrPort("192.0.2.7:40010"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0}, RTCPOnRTPPort: true, SessionID: 1, Version: 1},
+			"v=0\r\no=switchboard 1 1 IN IP4 192.0.2.7\r\ns=switchboard\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n" +
+				"m=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\na=rtcp:40010\r\n"},
 		{"answer rejecting video", SessionSDP{Addr: netip.MustParseAddrPort("192.0.2.7:40006"), Codecs: []codec.CodecSpec{pcmu}, PTs: []uint8{0}, Answer: offer, SessionID: 5, Version: 6},
 			"v=0\r\no=switchboard 5 6 IN IP4 192.0.2.7\r\ns=switchboard\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n" +
 				"m=video 0 RTP/AVP 96\r\n" +

@@ -290,38 +290,57 @@ func TestBaresipOverTLS(t *testing.T) {
 	b.expectHeard(t, 1000)
 }
 
-// baresip offers rtcp-mux; the server answers it, and after a 10 s call
-// the CDR has the round trip measured from baresip's reports (LSR/DLSR of
-// our SRs, all on the RTP port) and MOS estimates for both directions.
-func TestBaresipRTCPMuxReportsInCDR(t *testing.T) {
-	users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
-	cdrs := make(chan framework.CDR, 1)
-	// Reports every ~second from us, so baresip's RRs (about every 5 s)
-	// carry the LSR of one of our SRs within the 10 s call.
-	srv := startServer(t, framework.Config{Users: users, RTCPInterval: time.Second, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
-		framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
-			return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
-		}))
-	b := startBaresipWith(t, srv, "rtcp_mux\t\tyes", 440, 10, "/dial sip:tone@"+srv.SIPAddr().String())
-	waitRegistered(t, srv, "alice")
-	b.expectHeard(t, 1000)
-	var cdr framework.CDR
-	select {
-	case cdr = <-cdrs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no CDR")
-	}
-	m := cdr.Media
-	t.Logf("CDR media: %+v", m)
-	if m.PacketsIn < 100 || m.RTTSamples == 0 || m.RTT < 0 || m.RTT > 100*time.Millisecond || m.RemoteLost != 0 ||
-		m.MOS < 4.3 || m.RemoteMOS < 4.3 {
-		t.Fatalf("CDR media %+v: want RTT measured from baresip's RTCP and clean MOS both ways", m)
-	}
-	log, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
-	if !bytes.Contains(log, []byte("multiplexing enabled")) {
-		t.Fatalf("baresip did not enable rtcp-mux:\n%s", tail(log, 3000))
-	}
-	if bytes.Contains(log, []byte("drop incoming RTCP")) {
-		t.Fatalf("baresip dropped our RTCP:\n%s", tail(log, 3000))
+// baresip's RTCP and ours meet whichever way the ports are laid out:
+// rtcp-mux offered and answered (all on the RTP port); no mux, RTCP on
+// our RTP port as our a=rtcp says (RFC 3605, the default); no mux, and
+// our RTCP on its own socket on the port above (Config.RTCPPortPair).
+// After a 10 s call the CDR has the round trip measured from baresip's
+// reports (the LSR/DLSR of our SRs: our SRs reached baresip and its RRs
+// reached us) and MOS estimates for both directions.
+func TestBaresipRTCPReportsInCDR(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		mux, pair bool
+	}{
+		{name: "rtcp-mux", mux: true},
+		{name: "a=rtcp on the RTP port"}, // nothing listens on the port above
+		{name: "port pair", pair: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			users := sip.NewDirectory(sip.Account{Name: "alice", Password: "s3cret"})
+			cdrs := make(chan framework.CDR, 1)
+			// Reports every ~second from us, so baresip's RRs (about every 5 s)
+			// carry the LSR of one of our SRs within the 10 s call.
+			srv := startServer(t, framework.Config{Users: users, RTCPInterval: time.Second, RTCPPortPair: tc.pair, OnCallEnd: func(c framework.CDR) { cdrs <- c }},
+				framework.HandlerFunc(func(ctx context.Context, c *framework.Call) error {
+					return c.Play(ctx, audio.NewTone(audio.Tone{Freqs: []float64{1000}, Duration: 30 * time.Second}))
+				}))
+			mux := "rtcp_mux\t\tno"
+			if tc.mux {
+				mux = "rtcp_mux\t\tyes"
+			}
+			b := startBaresipWith(t, srv, mux, 440, 10, "/dial sip:tone@"+srv.SIPAddr().String())
+			waitRegistered(t, srv, "alice")
+			b.expectHeard(t, 1000)
+			var cdr framework.CDR
+			select {
+			case cdr = <-cdrs:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no CDR")
+			}
+			m := cdr.Media
+			t.Logf("CDR media: %+v", m)
+			log, _ := os.ReadFile(filepath.Join(b.dir, "baresip.log"))
+			if m.PacketsIn < 100 || m.RTTSamples == 0 || m.RTT < 0 || m.RTT > 100*time.Millisecond || m.RemoteLost != 0 ||
+				m.MOS < 4.3 || m.RemoteMOS < 4.3 {
+				t.Fatalf("CDR media %+v: want RTT measured from baresip's RTCP and clean MOS both ways\n%s", m, tail(log, 3000))
+			}
+			if muxed := bytes.Contains(log, []byte("multiplexing enabled")); muxed != tc.mux {
+				t.Fatalf("baresip rtcp-mux enabled %v, want %v:\n%s", muxed, tc.mux, tail(log, 3000))
+			}
+			if bytes.Contains(log, []byte("drop incoming RTCP")) {
+				t.Fatalf("baresip dropped our RTCP:\n%s", tail(log, 3000))
+			}
+		})
 	}
 }

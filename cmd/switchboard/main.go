@@ -72,6 +72,7 @@ func serve(args []string) error {
 	httpAddr := fs.String("http-addr", ":8080", `HTTP listen address ("-" disables)`)
 	rtpPorts := fs.String("rtp-ports", "10000-20000", "RTP port range")
 	portRest := fs.Duration("rtp-port-rest", 2*time.Second, "how long a released RTP port pair rests before another call gets it (calls of D s at R/s hold about R×(D+rest) pairs of --rtp-ports)")
+	rtcpPair := fs.Bool("rtcp-port-pair", false, "give each call's RTCP its own socket on the RTP port + 1 instead of sharing the RTP port (named in SDP with a=rtcp, RFC 3605); for peers that ignore a=rtcp")
 	keepSockets := fs.Int("rtp-keep-sockets", 8192, "ended calls' RTP socket pairs kept bound for reuse while their ports rest (saves socket/bind/close per call; 0: none)")
 	publicIP := fs.String("public-ip", "", "IP address to advertise in SDP and Contact (behind 1:1 NAT)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -169,7 +170,7 @@ func serve(args []string) error {
 	if !ok || err1 != nil || err2 != nil || min <= 0 || max < min {
 		return fmt.Errorf("--rtp-ports %q: want MIN-MAX", *rtpPorts)
 	}
-	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets, cfg.RTPPortRest = min, max, *keepSockets, *portRest
+	cfg.RTPPortMin, cfg.RTPPortMax, cfg.RTPKeepSockets, cfg.RTPPortRest, cfg.RTCPPortPair = min, max, *keepSockets, *portRest, *rtcpPair
 	if *publicIP != "" {
 		ip, err := netip.ParseAddr(*publicIP)
 		if err != nil {

@@ -95,43 +95,48 @@ func (p *rxPoller) remove(fd int) {
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
-// park keeps fds (a transport's sockets, read by this poller) in the
-// epoll set with no transport: what arrives is dropped. When it returns
-// the poller is not inside a handler of the old transport and never will
-// be again. It reports false (and parks nothing) once the poller is
-// closed.
+// park keeps fds (a transport's sockets, read by this poller; the RTCP
+// one -1 when RTCP shares the RTP socket) in the epoll set with no
+// transport: what arrives is dropped. When it returns the poller is not
+// inside a handler of the old transport and never will be again. It
+// reports false (and parks nothing) once the poller is closed.
 func (p *rxPoller) park(fds [2]int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || fds[0] < 0 {
 		return false
 	}
 	for _, fd := range fds {
-		if fd < 0 || fd >= len(p.socks) || p.socks[fd].u == nil {
+		if fd >= 0 && (fd >= len(p.socks) || p.socks[fd].u == nil) {
 			return false
 		}
 	}
 	for _, fd := range fds {
-		p.socks[fd] = pollSock{parked: true}
+		if fd >= 0 {
+			p.socks[fd] = pollSock{parked: true}
+		}
 	}
 	return true
 }
 
-// adopt hands parked sockets (park) to u, RTP then RTCP: no system call.
-// It reports false when they are not parked here (the caller adds them).
+// adopt hands parked sockets (park) to u, RTP then RTCP (-1: none): no
+// system call. It reports false when they are not parked here (the
+// caller adds them).
 func (p *rxPoller) adopt(fds [2]int, u *UDP) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || fds[0] < 0 {
 		return false
 	}
 	for _, fd := range fds {
-		if fd < 0 || fd >= len(p.socks) || !p.socks[fd].parked {
+		if fd >= 0 && (fd >= len(p.socks) || !p.socks[fd].parked) {
 			return false
 		}
 	}
 	p.socks[fds[0]] = pollSock{u: u}
-	p.socks[fds[1]] = pollSock{u: u, rtcp: true}
+	if fds[1] >= 0 {
+		p.socks[fds[1]] = pollSock{u: u, rtcp: true}
+	}
 	return true
 }
 

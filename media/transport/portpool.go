@@ -12,7 +12,8 @@ import (
 )
 
 // PortPool hands out even UDP ports for RTP from a configured range (the odd
-// port above each is RTCP's: ListenPair binds both). Released ports rest for RestTime before
+// port above each is RTCP's: ListenPair binds both; a transport with
+// RTCP on its RTP port binds the even one alone, Listen). Released ports rest for RestTime before
 // they are handed out again, so a new call never receives the stray packets
 // of the call that used the port before. Each allocation draws a free
 // pair at random, so an attacker who sees one call's port cannot guess the
@@ -50,8 +51,13 @@ type PortPool struct {
 	trim     *time.Timer
 	closed   bool
 	keepCap  int // KeepSockets bounded by the descriptor limit; -1 until known
-	rtpCap   int // kept and in-use pairs together (releaseRawPair)
-	useCap   int // pairs in use (take)
+	rtpCap   int // descriptors of kept and in-use ports together (releaseRawPair)
+	useCap   int // descriptors of ports in use (take)
+	// width is, by slot, how many sockets the port in use or kept has:
+	// 2 (RTP and RTCP) or 1 (RTCP on the RTP port). usedFDs and keptFDs
+	// are their sums over the ports in use and the kept ones.
+	width            []uint8
+	usedFDs, keptFDs int
 }
 
 // portState is where a port of the pool is: free, in use, resting, or
@@ -74,7 +80,7 @@ type restEntry struct {
 
 // keptPair is a released socket pair kept bound (PortPool.KeepSockets).
 type keptPair struct {
-	fds  [2]int // RTP, RTCP (raw descriptors, see bindRawUDP)
+	fds  [2]int // RTP, RTCP (raw descriptors, see bindRawUDP); RTCP -1 when it shares the RTP socket
 	v6   bool
 	ip   netip.Addr // the address asked for when bound
 	port int
@@ -89,8 +95,19 @@ func (k keptPair) close() {
 	if k.poller != nil {
 		k.poller.forget(k.fds)
 	}
-	closeRaw(k.fds[0])
-	closeRaw(k.fds[1])
+	for _, fd := range k.fds {
+		if fd >= 0 {
+			closeRaw(fd)
+		}
+	}
+}
+
+// width is how many sockets the pair has.
+func (k keptPair) width() int {
+	if k.fds[1] < 0 {
+		return 1
+	}
+	return 2
 }
 
 // ErrNoPorts is returned when every port of the pool is in use or resting.
@@ -110,7 +127,7 @@ func NewPortPool(min, max int) (*PortPool, error) {
 	}
 	p := &PortPool{min: min, max: max, now: time.Now, keepCap: -1}
 	n := p.Size()
-	p.state, p.gen, p.free = make([]portState, n), make([]uint32, n), make([]int32, n)
+	p.state, p.gen, p.free, p.width = make([]portState, n), make([]uint32, n), make([]int32, n), make([]uint8, n)
 	for i := range p.free {
 		p.free[i] = int32(i)
 	}
@@ -171,9 +188,20 @@ func (p *PortPool) rest() time.Duration {
 // goes on resting from the time it was released. The caller holds p.mu.
 func (p *PortPool) dropKept(k keptPair) {
 	k.close()
+	p.keptFDs -= k.width()
 	if slot, ok := p.slot(k.port); ok && p.state[slot] == portKept {
 		p.restLocked(slot, k.at)
 	}
+}
+
+// popKept removes and returns the kept pair at index i (its descriptors
+// still open). The caller holds p.mu.
+func (p *PortPool) popKept(i int) keptPair {
+	k := p.kept[i]
+	p.kept[i] = p.kept[0]
+	p.kept[0] = keptPair{}
+	p.kept = p.kept[1:]
+	return k
 }
 
 // Size returns how many RTP ports the pool spans.
@@ -186,15 +214,20 @@ func (p *PortPool) InUse() int {
 	return p.used
 }
 
-// Listen binds a UDP socket on ip at a free port of the pool. Ports
-// the operating system refuses (taken by another process) are skipped.
+// Listen binds a UDP socket on ip at a free port of the pool (RTP with
+// RTCP on the same port). Ports the operating system refuses (taken by
+// another process) are skipped.
 func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 	conn, _, port, err := p.listen(ip, false)
 	return conn, port, err
 }
 
 func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn, port int, err error) {
-	port, err = p.take(func(port int) error {
+	width := 1
+	if pair {
+		width = 2
+	}
+	port, err = p.take(width, func(port int) error {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 		if err != nil {
 			return err
@@ -221,10 +254,10 @@ func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn
 // in use or resting, and a scan for a free port cost a quarter of the
 // server's CPU. A port the operating system refuses (another process
 // holds it) rests before it is tried again.
-func (p *PortPool) take(bind func(port int) error) (int, error) {
+func (p *PortPool) take(width int, bind func(port int) error) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.initCaps(); p.useCap > 0 && p.used >= p.useCap {
+	if p.initCaps(); p.useCap > 0 && p.usedFDs+width > p.useCap {
 		// Calls may hold 90 % of the process's descriptors, no more:
 		// the rest is SIP's and HTTP's (kept sockets give way, see
 		// bindRaw). A flood past that gets "no ports" answers while
@@ -250,7 +283,9 @@ func (p *PortPool) take(bind func(port int) error) (int, error) {
 			continue
 		}
 		p.state[slot] = portUsed
+		p.width[slot] = uint8(width)
 		p.used++
+		p.usedFDs += width
 		return port, nil
 	}
 	return 0, ErrNoPorts
@@ -258,22 +293,23 @@ func (p *PortPool) take(bind func(port int) error) (int, error) {
 
 // initCaps sets, once, the pool's descriptor budget from the process's
 // limit: kept sockets may use at most half of the descriptors, and kept
-// and in-use pairs together two thirds (a quarter is SIP connections',
+// and in-use ports together two thirds (a quarter is SIP connections',
 // see sip.ConnLimits). At a steady call rate the kept pairs are the
 // ports resting, twice the calls set up per second, and each one kept
-// saves the next call two socket, bind and close calls. Pairs in use
+// saves the next call its socket, bind and close calls. Ports in use
 // alone may take 90 % of the descriptors (kept ones are closed to make
 // room): a third, like the kept pairs, refused 0.6–5.7 % of calls at
-// 6,000/s with 20,000 descriptors. Zero caps (no limit known) mean
-// none. The caller holds p.mu.
+// 6,000/s with 20,000 descriptors. A port with RTCP on it costs one
+// descriptor, a pair two. Zero caps (no limit known) mean none. The
+// caller holds p.mu.
 func (p *PortPool) initCaps() {
 	if p.keepCap >= 0 {
 		return
 	}
 	lim := fdSoftLimit()
 	p.keepCap = min(p.KeepSockets, lim/4)
-	p.rtpCap = lim / 3
-	p.useCap = lim * 9 / 20
+	p.rtpCap = lim * 2 / 3
+	p.useCap = lim * 9 / 10
 }
 
 // ListenPair is Listen for an RTP/RTCP pair: it binds a free even
@@ -294,17 +330,14 @@ func (p *PortPool) bindRaw(ip netip.Addr, port int) (int, bool, error) {
 		if err == nil || len(p.kept) == 0 || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
 			return fd, v6, err
 		}
-		k := p.kept[0]
-		p.kept[0] = keptPair{}
-		p.kept = p.kept[1:]
-		p.dropKept(k)
+		p.dropKept(p.popKept(0))
 	}
 }
 
-// takeKept hands out a kept pair on ip that has rested (one of the first
-// few, at random, so the next call's port is not the predictable oldest),
-// after emptying its sockets. The caller holds p.mu.
-func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (keptPair, bool) {
+// takeKept hands out a kept pair on ip of width sockets that has rested
+// (one of the first few, at random, so the next call's port is not the
+// predictable oldest), after emptying its sockets. The caller holds p.mu.
+func (p *PortPool) takeKept(ip netip.Addr, width int, now time.Time, rest time.Duration) (keptPair, bool) {
 	p.trimLocked(now, rest)
 	n := 0
 	for n < len(p.kept) && n < 8 && now.Sub(p.kept[n].at) >= rest {
@@ -313,25 +346,28 @@ func (p *PortPool) takeKept(ip netip.Addr, now time.Time, rest time.Duration) (k
 	if n == 0 {
 		return keptPair{}, false
 	}
-	i := rand.IntN(n)
-	k := p.kept[i]
-	p.kept[i] = p.kept[0]
-	p.kept[0] = keptPair{}
-	p.kept = p.kept[1:]
-	if k.ip != ip {
-		// Bound to another address: free the port; the caller binds anew.
+	k := p.popKept(rand.IntN(n))
+	if k.ip != ip || k.width() != width {
+		// Bound to another address, or with another number of
+		// sockets: free the port; the caller binds anew.
 		p.dropKept(k)
 		return keptPair{}, false
 	}
+	p.keptFDs -= width
 	if k.poller == nil {
 		// Nobody read them while they rested: drop the strays now.
 		// (Parked in a poller, they were read and dropped as they came.)
-		drainSocket(k.fds[0])
-		drainSocket(k.fds[1])
+		for _, fd := range k.fds {
+			if fd >= 0 {
+				drainSocket(fd)
+			}
+		}
 	}
 	slot, _ := p.slot(k.port)
 	p.state[slot] = portUsed
+	p.width[slot] = uint8(width)
 	p.used++
+	p.usedFDs += width
 	return k, true
 }
 
@@ -342,10 +378,7 @@ func (p *PortPool) trimLocked(now time.Time, rest time.Duration) {
 		idle = 10 * time.Second
 	}
 	for len(p.kept) > 0 && now.Sub(p.kept[0].at) >= rest+idle {
-		k := p.kept[0]
-		p.kept[0] = keptPair{}
-		p.kept = p.kept[1:]
-		p.dropKept(k)
+		p.dropKept(p.popKept(0))
 	}
 }
 
@@ -364,14 +397,16 @@ func (p *PortPool) releaseRawPair(port int, fds [2]int, v6 bool, ip netip.Addr, 
 		return
 	}
 	p.used--
+	p.usedFDs -= int(p.width[slot])
 	now := p.now()
 	p.initCaps()
 	k.at = now
-	if p.closed || len(p.kept) >= p.keepCap || len(p.kept)+p.used >= p.rtpCap {
+	if p.closed || len(p.kept) >= p.keepCap || p.keptFDs+p.usedFDs+k.width() > p.rtpCap {
 		k.close()
 		p.restLocked(slot, now)
 		return
 	}
+	p.keptFDs += k.width()
 	p.gen[slot]++
 	p.state[slot] = portKept
 	if len(p.kept) == cap(p.kept) && len(p.kept) > 0 {
@@ -413,29 +448,35 @@ func (p *PortPool) Close() {
 	}
 }
 
-// listenRawPair is ListenPair with sockets Go's netpoller does not know
-// (bindRawUDP), for transports read by a poller; with KeepSockets a kept
-// pair that has rested comes first, with the poller it is parked in
-// (else pl is nil). The caller hands both descriptors back with
-// releaseRawPair.
-func (p *PortPool) listenRawPair(ip netip.Addr) (fds [2]int, v6 bool, port int, pl *rxPoller, err error) {
+// listenRawPair is ListenPair (pair) or Listen with sockets Go's
+// netpoller does not know (bindRawUDP), for transports read by a poller;
+// without pair fds[1] is -1. With KeepSockets a kept pair that has
+// rested comes first, with the poller it is parked in (else pl is nil).
+// The caller hands the descriptors back with releaseRawPair.
+func (p *PortPool) listenRawPair(ip netip.Addr, pair bool) (fds [2]int, v6 bool, port int, pl *rxPoller, err error) {
+	width := 1
+	if pair {
+		width = 2
+	}
 	if p.KeepSockets > 0 {
 		p.mu.Lock()
-		k, ok := p.takeKept(ip, p.now(), p.rest())
+		k, ok := p.takeKept(ip, width, p.now(), p.rest())
 		p.mu.Unlock()
 		if ok {
 			return k.fds, k.v6, k.port, k.poller, nil
 		}
 	}
-	port, err = p.take(func(port int) error {
+	port, err = p.take(width, func(port int) error {
 		a, v, err := p.bindRaw(ip, port)
 		if err != nil {
 			return err
 		}
-		b, _, err := p.bindRaw(ip, port+1)
-		if err != nil {
-			closeRaw(a)
-			return err
+		b := -1
+		if pair {
+			if b, _, err = p.bindRaw(ip, port+1); err != nil {
+				closeRaw(a)
+				return err
+			}
 		}
 		fds, v6 = [2]int{a, b}, v
 		return nil
@@ -452,5 +493,6 @@ func (p *PortPool) Release(port int) {
 		return
 	}
 	p.used--
+	p.usedFDs -= int(p.width[slot])
 	p.restLocked(slot, p.now())
 }

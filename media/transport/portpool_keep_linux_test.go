@@ -37,7 +37,7 @@ func TestPortPoolKeepsSockets(t *testing.T) {
 			p.KeepSockets = tc.keep
 			now := time.Unix(1000, 0)
 			p.now = func() time.Time { return now }
-			fds, v6, port, _, err := p.listenRawPair(ip)
+			fds, v6, port, _, err := p.listenRawPair(ip, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestPortPoolKeepsSockets(t *testing.T) {
 			if probe != nil {
 				probe.Close()
 			}
-			fds2, v62, port2, _, err := p.listenRawPair(ip)
+			fds2, v62, port2, _, err := p.listenRawPair(ip, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,14 +92,14 @@ func TestPortPoolKeepsSockets(t *testing.T) {
 	p0.KeepSockets = 4
 	now := time.Unix(1000, 0)
 	p0.now = func() time.Time { return now }
-	fds0, v60, port0, _, err := p0.listenRawPair(any4)
+	fds0, v60, port0, _, err := p0.listenRawPair(any4, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ino0 := sockIno(t, fds0[0])
 	p0.releaseRawPair(port0, fds0, v60, any4, nil)
 	now = now.Add(3 * time.Second)
-	fds1, v61, port1, _, err := p0.listenRawPair(any4)
+	fds1, v61, port1, _, err := p0.listenRawPair(any4, true)
 	if err != nil {
 		t.Fatalf("the only pair, kept on 0.0.0.0, not handed out again: %v", err)
 	}
@@ -115,7 +115,7 @@ func TestPortPoolKeepsSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.KeepSockets = 4
-	fds, v6, port, _, err := p.listenRawPair(ip)
+	fds, v6, port, _, err := p.listenRawPair(ip, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,33 +163,48 @@ func TestPortPoolPortsAreNotSequential(t *testing.T) {
 }
 
 // Calls may hold at most the pool's share of the process's descriptors
-// (useCap pairs): past it the pool answers "no ports" without binding,
+// (useCap descriptors): past it the pool answers "no ports" without binding,
 // so SIP and HTTP keep descriptors of their own.
 func TestPortPoolCapsPairsInUse(t *testing.T) {
 	p, err := NewPortPool(24300, 24319) // 10 pairs
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.keepCap, p.rtpCap, p.useCap = 0, 2, 3 // as if the descriptor limit were 7
+	p.keepCap, p.rtpCap, p.useCap = 0, 4, 6 // descriptors, as if the limit were 7
 	binds := 0
 	bind := func(int) error { binds++; return nil }
 	var taken []int
 	for i := range 3 {
-		port, err := p.take(bind)
+		port, err := p.take(2, bind)
 		if err != nil {
 			t.Fatalf("pair %d of the cap of 3: %v", i+1, err)
 		}
 		taken = append(taken, port)
 	}
-	if port, err := p.take(bind); !errors.Is(err, ErrNoPorts) {
+	if port, err := p.take(2, bind); !errors.Is(err, ErrNoPorts) {
 		t.Fatalf("a fourth pair past the cap: port %d, error %v; want ErrNoPorts", port, err)
 	}
 	if binds != 3 {
 		t.Fatalf("%d binds, want 3 (none past the cap)", binds)
 	}
 	p.Release(taken[0])
-	if _, err := p.take(bind); err != nil {
+	if _, err := p.take(2, bind); err != nil {
 		t.Fatalf("a pair after one was released: %v", err)
+	}
+	// A port with RTCP on it costs one descriptor: the same cap holds
+	// twice as many.
+	q, err := NewPortPool(24300, 24319)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.keepCap, q.rtpCap, q.useCap = 0, 4, 6
+	for i := range 6 {
+		if _, err := q.take(1, bind); err != nil {
+			t.Fatalf("single port %d of the cap of 6: %v", i+1, err)
+		}
+	}
+	if _, err := q.take(1, bind); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("a seventh single port past the cap: error %v; want ErrNoPorts", err)
 	}
 }
 
@@ -203,14 +218,14 @@ func TestPortPoolStopsAtDescriptorExhaustion(t *testing.T) {
 	p.keepCap, p.rtpCap, p.useCap = 0, 0, 0
 	for _, errno := range []error{syscall.EMFILE, syscall.ENFILE, &net.OpError{Op: "listen", Err: os.NewSyscallError("socket", syscall.EMFILE)}} {
 		binds := 0
-		_, err := p.take(func(int) error { binds++; return errno })
+		_, err := p.take(2, func(int) error { binds++; return errno })
 		if !errors.Is(err, ErrNoPorts) || binds != 1 {
 			t.Fatalf("%v: error %v after %d binds, want ErrNoPorts after 1", errno, err, binds)
 		}
 	}
 	// Other bind failures (a port another process holds) skip to the next.
 	binds := 0
-	if _, err := p.take(func(int) error {
+	if _, err := p.take(2, func(int) error {
 		if binds++; binds < 5 {
 			return syscall.EADDRINUSE
 		}
@@ -250,7 +265,7 @@ func TestPortPoolAgainstModel(t *testing.T) {
 		case op < 5:
 			want := available()
 			var tried []int
-			port, err := p.take(func(port int) error {
+			port, err := p.take(2, func(port int) error {
 				tried = append(tried, port)
 				if refused[port] {
 					return syscall.EADDRINUSE
@@ -317,7 +332,7 @@ func BenchmarkPortPoolTake(b *testing.B) {
 			p.Release(up[0].port)
 			up = up[1:]
 		}
-		port, err := p.take(bind)
+		port, err := p.take(2, bind)
 		if err != nil {
 			b.Fatal(err)
 		}

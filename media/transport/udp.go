@@ -28,19 +28,28 @@ type UDPOptions struct {
 	// latching is strict either way: its IP only, or the NAT rule
 	// (Peer.NATSource).
 	UnverifiedBudget int
+	// RTCPOnRTPPort binds the RTP port alone: RTCP is received and sent
+	// on it whether or not the peer multiplexes (RFC 5761), and the
+	// signaling must say so with a=rtcp naming the RTP port (RFC 3605).
+	// A peer that ignores a=rtcp sends its RTCP to the port above, where
+	// nothing listens: the call is unaffected, its RTCP reports are
+	// lost. It halves the descriptors and socket system calls per call.
+	RTCPOnRTPPort bool
 	// NATLatchWindow bounds the NAT latching rule (Peer.NATSource) to
 	// this long after SetPeer; zero means 10 s.
 	NATLatchWindow time.Duration
 }
 
 // UDP is the transport of a SIP leg's stream: an RTP socket on an even
-// port of a PortPool and its RTCP socket on the odd port above, read by a
-// poller of Readers (or by two goroutines). It does symmetric RTP with
+// port of a PortPool and its RTCP socket on the odd port above (or none,
+// UDPOptions.RTCPOnRTPPort), read by a poller of Readers (or by a
+// goroutine per socket). It does symmetric RTP with
 // strict source locking: the first packet from an acceptable source (see
 // UDPOptions.UnverifiedBudget and Peer.NATSource) that the stream accepts
 // latches the remote address, and after that packets from anywhere else
 // are dropped. RTCP is accepted from the peer's IP only, on either port;
-// without rtcp-mux our RTCP goes to the port the peer's RTCP comes from.
+// without rtcp-mux our RTCP goes to the port the peer's RTCP comes from,
+// from our RTCP socket (or the RTP one when that is the only one).
 //
 // With Readers the sockets are raw descriptors outside Go's netpoller,
 // read by the poller and written with raw sendto(2); without, they are
@@ -54,7 +63,8 @@ type UDP struct {
 	// outside Go's netpoller, read by a poller of Readers.
 	conn, rtcpConn *net.UDPConn
 	raw            bool
-	fds            [2]int // raw: the RTP and RTCP sockets
+	fds            [2]int // raw: the RTP and RTCP sockets (RTCP -1 with single)
+	single         bool   // no RTCP socket: RTCP on the RTP port (UDPOptions.RTCPOnRTPPort)
 	v6             bool   // raw: the sockets are IPv6 (dual-stack)
 	fdUsers        fdGuard
 	port           int
@@ -75,7 +85,7 @@ type UDP struct {
 	unsent atomic.Uint64
 
 	rtcpMu   sync.Mutex
-	rtcpDest netip.AddrPort // source of the last RTCP accepted on the RTCP port
+	rtcpDest netip.AddrPort // source of the last RTCP accepted on the RTCP port (single: not muxed)
 
 	dropped, rtcpDropped atomic.Uint64
 
@@ -92,22 +102,22 @@ type UDP struct {
 	wg      sync.WaitGroup
 }
 
-// NewUDP binds an RTP/RTCP port pair from pool on ip. Nothing is read
-// until Start, so the address can go into an SDP answer before
-// negotiation finishes.
+// NewUDP binds an RTP/RTCP port pair from pool on ip (the RTP port
+// alone with RTCPOnRTPPort). Nothing is read until Start, so the address
+// can go into an SDP answer before negotiation finishes.
 func NewUDP(pool *PortPool, ip netip.Addr, opts UDPOptions) (*UDP, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	u := &UDP{pool: pool, log: log, readers: opts.Readers, natWindow: opts.NATLatchWindow, gated: opts.UnverifiedBudget > 0,
-		done: make(chan struct{})}
+		done: make(chan struct{}), single: opts.RTCPOnRTPPort}
 	var err error
 	if rawSockets && opts.Readers.Len() > 0 {
 		u.raw = true
-		u.fds, u.v6, u.port, u.parkedIn, err = pool.listenRawPair(ip)
+		u.fds, u.v6, u.port, u.parkedIn, err = pool.listenRawPair(ip, !u.single)
 	} else {
-		u.conn, u.rtcpConn, u.port, err = pool.ListenPair(ip)
+		u.conn, u.rtcpConn, u.port, err = pool.listen(ip, !u.single)
 	}
 	if err != nil {
 		return nil, err
@@ -122,6 +132,15 @@ func NewUDP(pool *PortPool, ip netip.Addr, opts UDPOptions) (*UDP, error) {
 
 // LocalAddr is the address the transport receives RTP on.
 func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
+
+// RTCPPort is the port the transport receives RTCP on: the RTP port + 1,
+// or the RTP port itself (UDPOptions.RTCPOnRTPPort).
+func (u *UDP) RTCPPort() int {
+	if u.single {
+		return u.port
+	}
+	return u.port + 1
+}
 
 // SetPeer applies the negotiated peer; a changed remote address
 // un-latches symmetric RTP.
@@ -204,8 +223,8 @@ func isPrivateAddr(a netip.Addr) bool {
 	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedAddrSpace.Contains(a)
 }
 
-// Start begins reading both sockets for r: on a poller of the
-// transport's Readers, or with two goroutines.
+// Start begins reading the sockets for r: on a poller of the
+// transport's Readers, or with a goroutine each.
 func (u *UDP) Start(r Receiver) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -223,9 +242,12 @@ func (u *UDP) Start(r Receiver) {
 		}
 		return
 	}
-	u.wg.Add(2)
+	u.wg.Add(1)
 	go u.readLoop(u.conn, false)
-	go u.readLoop(u.rtcpConn, true)
+	if u.rtcpConn != nil {
+		u.wg.Add(1)
+		go u.readLoop(u.rtcpConn, true)
+	}
 }
 
 // startPolling hands both raw sockets to a poller of the transport's
@@ -245,9 +267,11 @@ func (u *UDP) startPolling() error {
 	if err := pl.add(u.fds[0], u, false); err != nil {
 		return err
 	}
-	if err := pl.add(u.fds[1], u, true); err != nil {
-		pl.remove(u.fds[0])
-		return err
+	if u.fds[1] >= 0 {
+		if err := pl.add(u.fds[1], u, true); err != nil {
+			pl.remove(u.fds[0])
+			return err
+		}
 	}
 	u.poller = pl
 	return nil
@@ -284,7 +308,9 @@ func (u *UDP) readLoop(c *net.UDPConn, rtcp bool) {
 // stream accepts from an acceptable source latches it.
 func (u *UDP) handleRTP(pkt []byte, from netip.AddrPort) {
 	if IsRTCP(pkt) {
-		u.handleRTCP(pkt, from, false)
+		// Alone on the port, it is our RTCP port too: where the RTCP
+		// comes from is where ours goes (rtcpRoute).
+		u.handleRTCP(pkt, from, u.single)
 		return
 	}
 	latched := u.latched.Load()
@@ -384,16 +410,20 @@ func (u *UDP) rtcpRoute() (int, netip.AddrPort, bool) {
 	if p != nil && p.RTCPMux {
 		return rtpSocket, to, true
 	}
+	sock := rtcpSocket
+	if u.single {
+		sock = rtpSocket
+	}
 	u.rtcpMu.Lock()
 	dest := u.rtcpDest
 	u.rtcpMu.Unlock()
 	switch {
 	case dest.IsValid() && dest.Addr() == to.Addr(): // not stale after a re-INVITE moved the peer
-		return rtcpSocket, dest, true
+		return sock, dest, true
 	case p != nil && p.RemoteRTCP.IsValid():
-		return rtcpSocket, p.RemoteRTCP, true
+		return sock, p.RemoteRTCP, true
 	case to.Port() < 65535:
-		return rtcpSocket, netip.AddrPortFrom(to.Addr(), to.Port()+1), true
+		return sock, netip.AddrPortFrom(to.Addr(), to.Port()+1), true
 	}
 	return 0, netip.AddrPort{}, false
 }
@@ -446,7 +476,9 @@ func (u *UDP) Close() error {
 	}
 	// Reader goroutines return when their sockets close.
 	err := u.conn.Close()
-	u.rtcpConn.Close()
+	if u.rtcpConn != nil {
+		u.rtcpConn.Close()
+	}
 	u.wg.Wait()
 	u.pool.Release(u.port)
 	return err

@@ -211,3 +211,85 @@ func TestUDPSendGating(t *testing.T) {
 		t.Fatalf("RTCP to 0.0.0.0: %v, want ErrNoPeer", err)
 	}
 }
+
+// With RTCPOnRTPPort the transport binds the RTP port alone (the port
+// above stays free for anyone), takes a non-multiplexing peer's RTCP
+// there (the peer read our a=rtcp), and sends its own RTCP from the RTP
+// port: first to the peer's RTP port + 1, then to where the peer's RTCP
+// came from. Both with a poller and with reader goroutines, and for a
+// kept port handed to the next call.
+func TestUDPRTCPOnRTPPort(t *testing.T) {
+	for _, polled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("polled=%v", polled), func(t *testing.T) {
+			var readers *Readers
+			if polled {
+				if readers = NewReaders(1); readers == nil {
+					t.Skip("no poller on this platform")
+				}
+				defer readers.Close()
+			}
+			pool, err := NewPortPool(24700, 24701) // one pair: the kept port comes back
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool.KeepSockets, pool.RestTime = 4, time.Millisecond
+			defer pool.Close()
+			ip := netip.MustParseAddr("127.0.0.1")
+			for call := range 2 {
+				u, err := NewUDP(pool, ip, UDPOptions{Readers: readers, RTCPOnRTPPort: true})
+				if err != nil {
+					t.Fatalf("call %d: %v", call, err)
+				}
+				if u.RTCPPort() != int(u.LocalAddr().Port()) {
+					t.Fatalf("RTCPPort %d, want the RTP port %d", u.RTCPPort(), u.LocalAddr().Port())
+				}
+				above, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, u.LocalAddr().Port()+1)))
+				if err != nil {
+					t.Fatalf("call %d: the port above RTP is not free: %v", call, err)
+				}
+				above.Close()
+				rtpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				rtcpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				plus1, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rtpPeer.LocalAddr().(*net.UDPAddr).Port + 1})
+				if err != nil {
+					t.Skip("the port above the peer's is taken:", err)
+				}
+				peerRTP := rtpPeer.LocalAddr().(*net.UDPAddr).AddrPort()
+				u.SetPeer(Peer{Remote: peerRTP})
+				rec := &recorder{accept: true}
+				u.Start(rec)
+				rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
+				read := func(c *net.UDPConn, what string) {
+					t.Helper()
+					buf := make([]byte, 64)
+					_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+					n, from, err := c.ReadFromUDPAddrPort(buf)
+					if err != nil || n != len(rr) {
+						t.Fatalf("call %d: %s: read %d bytes, %v", call, what, n, err)
+					}
+					if from != u.LocalAddr() {
+						t.Fatalf("call %d: %s came from %v, want our RTP port %v", call, what, from, u.LocalAddr())
+					}
+				}
+				if err := u.WriteRTCP(rr); err != nil {
+					t.Fatal(err)
+				}
+				read(plus1, "our RTCP before any of the peer's (to its RTP port + 1)")
+				rtcpPeer.WriteToUDPAddrPort(rr, u.LocalAddr())
+				waitFor(t, "the peer's RTCP on our RTP port", func() bool { _, n := rec.counts(); return n == 1 })
+				if err := u.WriteRTCP(rr); err != nil {
+					t.Fatal(err)
+				}
+				read(rtcpPeer, "our RTCP after the peer's (to where it came from)")
+				rtp := []byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff}
+				rtpPeer.WriteToUDPAddrPort(rtp, u.LocalAddr())
+				waitFor(t, "RTP", func() bool { n, _ := rec.counts(); return n == 1 })
+				rtpPeer.Close()
+				rtcpPeer.Close()
+				plus1.Close()
+				u.Close()
+				time.Sleep(5 * time.Millisecond) // the port's rest
+			}
+		})
+	}
+}
