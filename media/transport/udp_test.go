@@ -102,6 +102,69 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // RTP goes back to the latched port. Both with a poller and with reader
 // goroutines.
 func TestUDPLatchesOnlyAcceptedSource(t *testing.T) {
+	bothReadings(t, func(t *testing.T, readers *Readers) {
+		polled := readers != nil
+		pool, err := NewPortPool(24600, 24699)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := netip.MustParseAddr("127.0.0.1")
+		u, err := NewUDP(pool, ip, UDPOptions{Readers: readers, UnverifiedBudget: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		phoneA, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		phoneB, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		defer phoneA.Close()
+		defer phoneB.Close()
+		// The SDP names some other port of the right IP (NAT): either
+		// phone may latch.
+		u.SetPeer(Peer{Remote: netip.AddrPortFrom(ip, 9), RTCPMux: true})
+		rec := &recorder{}
+		u.Start(rec)
+		if u.Polled() != polled {
+			t.Fatalf("Polled() = %v, want %v", u.Polled(), polled)
+		}
+		rtp := []byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff}
+		to := u.LocalAddr()
+		// Refused by the stream: seen, but no latch.
+		phoneB.WriteToUDPAddrPort(rtp, to)
+		waitFor(t, "the refused packet", func() bool { n, _ := rec.counts(); return n == 1 })
+		if u.Remote().Port() != 9 || u.Verified() {
+			t.Fatalf("a refused packet latched: remote %v, verified %v", u.Remote(), u.Verified())
+		}
+		rec.setAccept(true)
+		phoneA.WriteToUDPAddrPort(rtp, to)
+		wantA := phoneA.LocalAddr().(*net.UDPAddr).AddrPort()
+		// The stream sees the packet before the transport latches.
+		waitFor(t, "the latching packet to latch "+wantA.String()+" and verify it", func() bool {
+			n, _ := rec.counts()
+			return n == 2 && u.Remote() == wantA && u.Verified()
+		})
+		// Now B is a stranger: dropped before the stream.
+		phoneB.WriteToUDPAddrPort(rtp, to)
+		rtcp := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
+		phoneA.WriteToUDPAddrPort(rtcp, to)
+		waitFor(t, "the muxed RTCP", func() bool { _, n := rec.counts(); return n == 1 })
+		if n, _ := rec.counts(); n != 2 {
+			t.Fatalf("stream got %d RTP packets, want 2 (the stranger's dropped)", n)
+		}
+		waitFor(t, "the stranger counted", func() bool { return u.Stats().Dropped == 1 })
+		if err := u.WriteRTP(rtp); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		_ = phoneA.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := phoneA.Read(buf); err != nil || n != len(rtp) {
+			t.Fatalf("latched phone read %d bytes, %v", n, err)
+		}
+	})
+}
+
+// bothReadings runs test with a poller reading the transports (readers)
+// and with reader goroutines (readers nil), as subtests.
+func bothReadings(t *testing.T, test func(t *testing.T, readers *Readers)) {
 	for _, polled := range []bool{false, true} {
 		t.Run(fmt.Sprintf("polled=%v", polled), func(t *testing.T) {
 			var readers *Readers
@@ -111,61 +174,7 @@ func TestUDPLatchesOnlyAcceptedSource(t *testing.T) {
 				}
 				defer readers.Close()
 			}
-			pool, err := NewPortPool(24600, 24699)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip := netip.MustParseAddr("127.0.0.1")
-			u, err := NewUDP(pool, ip, UDPOptions{Readers: readers, UnverifiedBudget: 4})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
-			phoneA, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			phoneB, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			defer phoneA.Close()
-			defer phoneB.Close()
-			// The SDP names some other port of the right IP (NAT): either
-			// phone may latch.
-			u.SetPeer(Peer{Remote: netip.AddrPortFrom(ip, 9), RTCPMux: true})
-			rec := &recorder{}
-			u.Start(rec)
-			if u.Polled() != polled {
-				t.Fatalf("Polled() = %v, want %v", u.Polled(), polled)
-			}
-			rtp := []byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff}
-			to := u.LocalAddr()
-			// Refused by the stream: seen, but no latch.
-			phoneB.WriteToUDPAddrPort(rtp, to)
-			waitFor(t, "the refused packet", func() bool { n, _ := rec.counts(); return n == 1 })
-			if u.Remote().Port() != 9 || u.Verified() {
-				t.Fatalf("a refused packet latched: remote %v, verified %v", u.Remote(), u.Verified())
-			}
-			rec.setAccept(true)
-			phoneA.WriteToUDPAddrPort(rtp, to)
-			wantA := phoneA.LocalAddr().(*net.UDPAddr).AddrPort()
-			// The stream sees the packet before the transport latches.
-			waitFor(t, "the latching packet to latch "+wantA.String()+" and verify it", func() bool {
-				n, _ := rec.counts()
-				return n == 2 && u.Remote() == wantA && u.Verified()
-			})
-			// Now B is a stranger: dropped before the stream.
-			phoneB.WriteToUDPAddrPort(rtp, to)
-			rtcp := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
-			phoneA.WriteToUDPAddrPort(rtcp, to)
-			waitFor(t, "the muxed RTCP", func() bool { _, n := rec.counts(); return n == 1 })
-			if n, _ := rec.counts(); n != 2 {
-				t.Fatalf("stream got %d RTP packets, want 2 (the stranger's dropped)", n)
-			}
-			waitFor(t, "the stranger counted", func() bool { return u.Stats().Dropped == 1 })
-			if err := u.WriteRTP(rtp); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 64)
-			_ = phoneA.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if n, err := phoneA.Read(buf); err != nil || n != len(rtp) {
-				t.Fatalf("latched phone read %d bytes, %v", n, err)
-			}
+			test(t, readers)
 		})
 	}
 }
@@ -219,77 +228,68 @@ func TestUDPSendGating(t *testing.T) {
 // came from. Both with a poller and with reader goroutines, and for a
 // kept port handed to the next call.
 func TestUDPRTCPOnRTPPort(t *testing.T) {
-	for _, polled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("polled=%v", polled), func(t *testing.T) {
-			var readers *Readers
-			if polled {
-				if readers = NewReaders(1); readers == nil {
-					t.Skip("no poller on this platform")
-				}
-				defer readers.Close()
-			}
-			pool, err := NewPortPool(24700, 24701) // one pair: the kept port comes back
+	bothReadings(t, func(t *testing.T, readers *Readers) {
+		pool, err := NewPortPool(24700, 24701) // one pair: the kept port comes back
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.KeepSockets, pool.RestTime = 4, time.Millisecond
+		defer pool.Close()
+		ip := netip.MustParseAddr("127.0.0.1")
+		for call := range 2 {
+			u, err := NewUDP(pool, ip, UDPOptions{Readers: readers, RTCPOnRTPPort: true})
 			if err != nil {
+				t.Fatalf("call %d: %v", call, err)
+			}
+			if u.RTCPPort() != int(u.LocalAddr().Port()) {
+				t.Fatalf("RTCPPort %d, want the RTP port %d", u.RTCPPort(), u.LocalAddr().Port())
+			}
+			above, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, u.LocalAddr().Port()+1)))
+			if err != nil {
+				t.Fatalf("call %d: the port above RTP is not free: %v", call, err)
+			}
+			above.Close()
+			rtpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			rtcpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			plus1, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rtpPeer.LocalAddr().(*net.UDPAddr).Port + 1})
+			if err != nil {
+				t.Skip("the port above the peer's is taken:", err)
+			}
+			peerRTP := rtpPeer.LocalAddr().(*net.UDPAddr).AddrPort()
+			u.SetPeer(Peer{Remote: peerRTP})
+			rec := &recorder{accept: true}
+			u.Start(rec)
+			rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
+			read := func(c *net.UDPConn, what string) {
+				t.Helper()
+				buf := make([]byte, 64)
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil || n != len(rr) {
+					t.Fatalf("call %d: %s: read %d bytes, %v", call, what, n, err)
+				}
+				if from != u.LocalAddr() {
+					t.Fatalf("call %d: %s came from %v, want our RTP port %v", call, what, from, u.LocalAddr())
+				}
+			}
+			if err := u.WriteRTCP(rr); err != nil {
 				t.Fatal(err)
 			}
-			pool.KeepSockets, pool.RestTime = 4, time.Millisecond
-			defer pool.Close()
-			ip := netip.MustParseAddr("127.0.0.1")
-			for call := range 2 {
-				u, err := NewUDP(pool, ip, UDPOptions{Readers: readers, RTCPOnRTPPort: true})
-				if err != nil {
-					t.Fatalf("call %d: %v", call, err)
-				}
-				if u.RTCPPort() != int(u.LocalAddr().Port()) {
-					t.Fatalf("RTCPPort %d, want the RTP port %d", u.RTCPPort(), u.LocalAddr().Port())
-				}
-				above, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, u.LocalAddr().Port()+1)))
-				if err != nil {
-					t.Fatalf("call %d: the port above RTP is not free: %v", call, err)
-				}
-				above.Close()
-				rtpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-				rtcpPeer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-				plus1, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rtpPeer.LocalAddr().(*net.UDPAddr).Port + 1})
-				if err != nil {
-					t.Skip("the port above the peer's is taken:", err)
-				}
-				peerRTP := rtpPeer.LocalAddr().(*net.UDPAddr).AddrPort()
-				u.SetPeer(Peer{Remote: peerRTP})
-				rec := &recorder{accept: true}
-				u.Start(rec)
-				rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 7} // RR, no blocks
-				read := func(c *net.UDPConn, what string) {
-					t.Helper()
-					buf := make([]byte, 64)
-					_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-					n, from, err := c.ReadFromUDPAddrPort(buf)
-					if err != nil || n != len(rr) {
-						t.Fatalf("call %d: %s: read %d bytes, %v", call, what, n, err)
-					}
-					if from != u.LocalAddr() {
-						t.Fatalf("call %d: %s came from %v, want our RTP port %v", call, what, from, u.LocalAddr())
-					}
-				}
-				if err := u.WriteRTCP(rr); err != nil {
-					t.Fatal(err)
-				}
-				read(plus1, "our RTCP before any of the peer's (to its RTP port + 1)")
-				rtcpPeer.WriteToUDPAddrPort(rr, u.LocalAddr())
-				waitFor(t, "the peer's RTCP on our RTP port", func() bool { _, n := rec.counts(); return n == 1 })
-				if err := u.WriteRTCP(rr); err != nil {
-					t.Fatal(err)
-				}
-				read(rtcpPeer, "our RTCP after the peer's (to where it came from)")
-				rtp := []byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff}
-				rtpPeer.WriteToUDPAddrPort(rtp, u.LocalAddr())
-				waitFor(t, "RTP", func() bool { n, _ := rec.counts(); return n == 1 })
-				rtpPeer.Close()
-				rtcpPeer.Close()
-				plus1.Close()
-				u.Close()
-				time.Sleep(5 * time.Millisecond) // the port's rest
+			read(plus1, "our RTCP before any of the peer's (to its RTP port + 1)")
+			rtcpPeer.WriteToUDPAddrPort(rr, u.LocalAddr())
+			waitFor(t, "the peer's RTCP on our RTP port", func() bool { _, n := rec.counts(); return n == 1 })
+			if err := u.WriteRTCP(rr); err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			read(rtcpPeer, "our RTCP after the peer's (to where it came from)")
+			rtp := []byte{0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff}
+			rtpPeer.WriteToUDPAddrPort(rtp, u.LocalAddr())
+			waitFor(t, "RTP", func() bool { n, _ := rec.counts(); return n == 1 })
+			rtpPeer.Close()
+			rtcpPeer.Close()
+			plus1.Close()
+			u.Close()
+			time.Sleep(5 * time.Millisecond) // the port's rest
+		}
+	})
 }
