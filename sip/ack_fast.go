@@ -40,9 +40,7 @@ func (a *Agent) takeAck(h *rawHead) bool {
 	l.acked() // an ACK with the INVITE's CSeq: the caller had our 200
 	l.ep.Verify()
 	a.fastAcks.Add(1)
-	ack := sip.NewRequest(sip.ACK, l.uas.InviteRequest.Recipient)
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.ACK})
-	if err := l.uas.ReadAck(ack, nil); err != nil {
+	if err := l.uas.ReadAck(cseqRequest(sip.ACK, seq), nil); err != nil {
 		// A request in the dialog moved its CSeq on before this ACK
 		// (sipgo then refuses the ACK whichever way it goes); the call
 		// was answered all the same, as Answer's timeout will find.
@@ -50,6 +48,16 @@ func (a *Agent) takeAck(h *rawHead) bool {
 		return false
 	}
 	return true
+}
+
+// cseqRequest is the least request sipgo's dialog checks read: ReadAck
+// and ReadBye look at its CSeq alone. (sip.NewRequest would clone a URI
+// and size a header list for ten, for every call's ACK and BYE.)
+func cseqRequest(method sip.RequestMethod, seq uint32) *sip.Request {
+	req := &sip.Request{Method: method}
+	req.SipVersion = "SIP/2.0"
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+	return req
 }
 
 // rawDialog reads an in-dialog request of method from the lint pass's

@@ -46,10 +46,8 @@ func (a *Agent) takeBye(info sip.TransportReadProps, conn net.PacketConn, data [
 	// sipgo's ReadBye checks the CSeq (never below the INVITE's), ends
 	// the INVITE transaction and the dialog, and answers through tx: our
 	// raw 200.
-	bye := sip.NewRequest(sip.BYE, l.uas.InviteRequest.Recipient)
-	bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 	tx := &rawTx{send: func() error { return a.sendFastBye200(info, conn, data) }}
-	if err := l.uas.ReadBye(bye, tx); err != nil {
+	if err := l.uas.ReadBye(cseqRequest(sip.BYE, seq), tx); err != nil {
 		l.byeTaken.Store(false)
 		return false // onBye answers it (481) and says why
 	}
