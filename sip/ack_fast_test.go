@@ -111,7 +111,7 @@ func (p *shedPhone) responseTo(id, cseq string) string {
 // Answer's wait; an ACK whose CSeq is not the INVITE's is left to sipgo
 // (and does not confirm the call); a retransmitted ACK and an ACK
 // carrying the SDP answer to our offer (a late-offer call) go the sipgo
-// way and still work.
+// way and still work. Either way AnsweredAt is set when Answer returns.
 func TestAckTakenInReadLoop(t *testing.T) {
 	answered := make(chan error, 4)
 	a, p := newRawAgent(t, OverloadOptions{MaxSchedLatency: -1}, func(l *Leg) {
@@ -146,6 +146,9 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	if n := a.fastAcks.Load(); n != 1 {
 		t.Fatalf("%d ACKs taken in the read loop, want 1", n)
 	}
+	if legByCallID(t, a, "fast-1").AnsweredAt().IsZero() {
+		t.Fatal("Answer returned with AnsweredAt unset (ACK taken in the read loop)")
+	}
 	p.send(ack) // a retransmission: the dialog is confirmed, sipgo absorbs it
 	time.Sleep(50 * time.Millisecond)
 	if n := a.fastAcks.Load(); n != 1 {
@@ -168,20 +171,27 @@ func TestAckTakenInReadLoop(t *testing.T) {
 	if n := a.fastAcks.Load(); n != 1 {
 		t.Fatalf("an ACK with a body was taken in the read loop (%d)", n)
 	}
-	var l *Leg
-	a.mu.Lock()
-	for _, leg := range a.uas {
-		if leg.callID == "fast-2" {
-			l = leg
-		}
-	}
-	a.mu.Unlock()
-	if l == nil {
-		t.Fatal("late-offer leg not found")
+	l := legByCallID(t, a, "fast-2")
+	if l.AnsweredAt().IsZero() {
+		t.Fatal("Answer returned with AnsweredAt unset (ACK through sipgo)")
 	}
 	if got := l.Endpoint().Config().Remote.Port(); got != 4002 {
 		t.Fatalf("late offer: remote RTP port %d, want 4002 from the ACK's answer", got)
 	}
+}
+
+// legByCallID returns a's inbound leg of Call-ID id.
+func legByCallID(t *testing.T, a *Agent, id string) *Leg {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range a.uas {
+		if l.callID == id {
+			return l
+		}
+	}
+	t.Fatalf("no inbound leg of Call-ID %s", id)
+	return nil
 }
 
 // A BYE in the dialog of our 200 with no ACK seen (lost, or queued behind

@@ -133,15 +133,6 @@ func NewUDP(pool *PortPool, ip netip.Addr, opts UDPOptions) (*UDP, error) {
 // LocalAddr is the address the transport receives RTP on.
 func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
 
-// RTCPPort is the port the transport receives RTCP on: the RTP port + 1,
-// or the RTP port itself (UDPOptions.RTCPOnRTPPort).
-func (u *UDP) RTCPPort() int {
-	if u.single {
-		return u.port
-	}
-	return u.port + 1
-}
-
 // SetPeer applies the negotiated peer; a changed remote address
 // un-latches symmetric RTP.
 func (u *UDP) SetPeer(p Peer) {
