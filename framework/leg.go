@@ -204,8 +204,8 @@ func panicData(pe *media.PanicError) PanicData {
 
 func (a *legActor) run(ctx actor.Context, op string, reply ReplyAddr, fn func() error) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	go func() {
+	a.srv.tasks.Go(func() {
 		err := fn()
 		root.Send(self, &legOpResult{Op: op, Err: errData(err), ReplyAddr: reply})
-	}()
+	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/switchboard-voice/switchboard/bridge"
+	"github.com/switchboard-voice/switchboard/internal/workpool"
 	"github.com/switchboard-voice/switchboard/media/audio"
 	"github.com/switchboard-voice/switchboard/media/transport"
 	"github.com/switchboard-voice/switchboard/presence"
@@ -198,8 +199,12 @@ type Server struct {
 	log     *slog.Logger
 	system  *actor.ActorSystem
 	// dispatch runs the call, leg and room actors' mailboxes on
-	// long-lived workers (dispatcher.go).
-	dispatch *actorDispatcher
+	// long-lived workers (dispatcher.go); tasks runs call flows and the
+	// legs' blocking operations (answer, hang up) the same way: each
+	// goes deep enough that a fresh goroutine's stack grows and is
+	// copied two or three times.
+	dispatch actorDispatcher
+	tasks    *workpool.Pool
 	root     *actor.RootContext
 	agent    *sip.Agent
 	ports    *transport.PortPool
@@ -285,7 +290,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("component", "actor")
 	}))
-	s.dispatch = newActorDispatcher(300, 8*runtime.GOMAXPROCS(0), 2*time.Second)
+	// Mailbox runs never block: a few hundred workers absorb the runs
+	// that pile up while the CPU is saturated. Flows block for their
+	// whole call: past the cap they get plain goroutines.
+	s.dispatch = actorDispatcher{Pool: workpool.New(128*runtime.GOMAXPROCS(0), 2*time.Second), throughput: 300}
+	s.tasks = workpool.New(16384, 2*time.Second)
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
 	s.system.EventStream.Subscribe(func(evt any) {
@@ -366,7 +375,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err := s.agent.Start(); err != nil {
 		s.agent.Close() // stops the agent's pacer
 		s.system.Shutdown()
-		s.dispatch.close()
+		s.dispatch.Close()
+		s.tasks.Close()
 		return err
 	}
 	if s.cfg.HTTPAddr != "-" {
@@ -475,7 +485,8 @@ func (s *Server) shutdown() {
 		cancel()
 	}
 	s.system.Shutdown()
-	s.dispatch.close()
+	s.dispatch.Close()
+	s.tasks.Close()
 	s.log.Info("shut down")
 }
 
@@ -592,7 +603,7 @@ func (s *Server) startCall(sig Signaling, h Handler) {
 		s.calls[c] = c.pid
 	}
 	s.mu.Unlock()
-	go s.runFlow(c, h, flowDone)
+	s.tasks.Go(func() { s.runFlow(c, h, flowDone) })
 }
 
 // runFlow runs the call flow in its own goroutine. A panic in it is

@@ -23,6 +23,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard-voice/switchboard/internal/workpool"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/media/codec"
 	"github.com/switchboard-voice/switchboard/media/transport"
@@ -185,6 +186,11 @@ type Agent struct {
 	clients map[string]*sipgo.Client
 	duas    map[string]*sipgo.DialogUA
 
+	// work runs the per-call goroutines of the UDP read loop's fast
+	// path (an INVITE's handling, the 200's send and wait for its ACK, a
+	// BYE's ending) on workers that keep their grown stacks.
+	work *workpool.Pool
+
 	mu         sync.Mutex
 	uas        map[string]*Leg // by dialog id, UAS side
 	uac        map[string]*Leg // by dialog id, UAC side
@@ -282,7 +288,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if err := codec.OpusAvailable(); defaultCodecs && err != nil {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
-	a := &Agent{cfg: cfg, log: log, uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
+	a := &Agent{cfg: cfg, log: log, work: workpool.New(16384, 2*time.Second), uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
 		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5},
@@ -566,6 +572,7 @@ func (a *Agent) Close() {
 		<-a.presenceDone
 		a.subs.closeAll(2*time.Second, a.cfg.Presence)
 	}
+	defer a.work.Close()
 	defer a.txs.close()
 	defer a.invites.closeAll()
 	defer a.shed.latency.close()

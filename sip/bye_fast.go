@@ -55,7 +55,7 @@ func (a *Agent) takeBye(info sip.TransportReadProps, conn net.PacketConn, data [
 	// answers it 200 too (the leg is still registered).
 	a.txs.remember(key, 200)
 	a.fastByes.Add(1)
-	go l.endByBye()
+	a.work.Go(l.endByBye)
 	return true
 }
 

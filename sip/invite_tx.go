@@ -371,10 +371,10 @@ func (a *Agent) takeInvite(info sip.TransportReadProps, conn net.PacketConn, dat
 	tx = newInviteTx(a, string(key), req, conn, info.RemoteAddr)
 	a.invites.add(tx)
 	a.readLoopInvites.Add(1)
-	go func() {
+	a.work.Go(func() {
 		a.onInvite(req, tx)
 		tx.handled()
-	}()
+	})
 	return true
 }
 

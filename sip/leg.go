@@ -782,11 +782,11 @@ func (l *Leg) Answer(ctx context.Context) error {
 	errc := make(chan error, 1)
 	sent := time.Now()
 	l.sent2xxAt.Store(sent.UnixNano())
-	go func() {
+	l.agent.work.Go(func() {
 		l.respMu.Lock()
 		defer l.respMu.Unlock()
 		errc <- l.uas.WriteResponse(res)
-	}()
+	})
 	w := ackWait{sent: sent, wait: l.agent.cfg.AckTimeout}
 	if !sip.IsReliable(res.Transport()) {
 		w.fills = twoxxFills[:]

@@ -644,9 +644,10 @@ func goroutines() int {
 			(strings.Contains(header, "[select") && strings.HasPrefix(frames, "github.com/emiago/sipgo")) {
 			tx++
 		}
-		// An idle worker of a running server's actor dispatcher (it
-		// leaves after a few idle seconds, or at shutdown).
-		if strings.Contains(header, "[select") && strings.HasPrefix(frames, "github.com/switchboard-voice/switchboard/framework.(*actorDispatcher).worker") {
+		// An idle worker of a running server's or agent's pool (actor
+		// mailboxes, flows, INVITE handling): it leaves after a few idle
+		// seconds, or at shutdown.
+		if strings.Contains(header, "[chan receive") && strings.HasPrefix(frames, "github.com/switchboard-voice/switchboard/internal/workpool.(*Pool).work") {
 			tx++
 		}
 	}

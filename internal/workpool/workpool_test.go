@@ -1,20 +1,18 @@
-package framework
+package workpool
 
 import (
 	"runtime"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/switchboard-voice/switchboard/testharness"
 )
 
-// The actor dispatcher runs every scheduled run exactly once, never makes
-// one wait for another (runs that block do not hold up the rest, beyond
+// A pool runs every function exactly once, never makes
+// one wait for another (functions that block do not hold up the rest, beyond
 // maxWorkers too), reuses its idle workers rather than starting
 // goroutines, lets idle workers go after idleExit, and after close still
 // runs what it is given.
-func TestActorDispatcher(t *testing.T) {
+func TestPool(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		max     int
@@ -26,12 +24,12 @@ func TestActorDispatcher(t *testing.T) {
 		{"blocked runs beyond the cap", 2, 5, 50},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newActorDispatcher(300, tc.max, 200*time.Millisecond)
+			d := New(tc.max, 200*time.Millisecond)
 			release := make(chan struct{})
 			var blocked sync.WaitGroup
 			blocked.Add(tc.blocked)
 			for range tc.blocked {
-				d.Schedule(func() { blocked.Done(); <-release })
+				d.Go(func() { blocked.Done(); <-release })
 			}
 			blocked.Wait() // all running at once, whatever the cap
 			var wg sync.WaitGroup
@@ -40,7 +38,7 @@ func TestActorDispatcher(t *testing.T) {
 			step := make(chan struct{}, 1)
 			for i := range tc.runs {
 				wg.Add(1)
-				d.Schedule(func() {
+				d.Go(func() {
 					mu.Lock()
 					ran++
 					mu.Unlock()
@@ -59,25 +57,25 @@ func TestActorDispatcher(t *testing.T) {
 			if ran != tc.runs {
 				t.Fatalf("%d runs, want %d", ran, tc.runs)
 			}
-			if n := int(d.workers.Load()); n > tc.max {
+			if n := d.Workers(); n > tc.max {
 				t.Fatalf("%d workers, cap %d", n, tc.max)
 			}
 			// Workers stay while runs keep coming: never more started
 			// than the cap allows (blocked runs beyond it got goroutines).
-			if n := d.started.Load(); n > int64(tc.max) {
+			if n := d.Started(); n > int64(tc.max) {
 				t.Fatalf("%d workers started for %d runs, cap %d: idle workers not reused", n, tc.runs+tc.blocked, tc.max)
 			}
-			if n := d.spilled.Load(); tc.blocked == 0 && n != 0 {
+			if n := d.Spilled(); tc.blocked == 0 && n != 0 {
 				t.Fatalf("%d of %d runs, one at a time, on plain goroutines: idle workers not used", n, tc.runs)
 			}
-			if n := d.spilled.Load(); tc.blocked > tc.max && n == 0 {
+			if n := d.Spilled(); tc.blocked > tc.max && n == 0 {
 				t.Fatalf("no run on a plain goroutine with %d runs blocked and %d workers", tc.blocked, tc.max)
 			}
 			close(release)
-			testharness.WaitUntil(t, 5*time.Second, "idle workers leaving", func() bool { return d.workers.Load() == 0 })
-			d.close()
+			waitUntil(t, 5*time.Second, "idle workers leaving", func() bool { return d.Workers() == 0 })
+			d.Close()
 			done := make(chan struct{})
-			d.Schedule(func() { close(done) })
+			d.Go(func() { close(done) })
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):
@@ -87,15 +85,27 @@ func TestActorDispatcher(t *testing.T) {
 	}
 	// close sends idle workers home at once.
 	before := runtime.NumGoroutine()
-	d := newActorDispatcher(300, 8, time.Hour)
+	d := New(8, time.Hour)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
-		d.Schedule(func() { wg.Done(); time.Sleep(10 * time.Millisecond) })
+		d.Go(func() { wg.Done(); time.Sleep(10 * time.Millisecond) })
 	}
 	wg.Wait()
-	d.close()
-	testharness.WaitUntil(t, 5*time.Second, "workers gone after close", func() bool {
-		return d.workers.Load() == 0 && runtime.NumGoroutine() <= before
+	d.Close()
+	waitUntil(t, 5*time.Second, "workers gone after close", func() bool {
+		return d.Workers() == 0 && runtime.NumGoroutine() <= before
 	})
+}
+
+// waitUntil polls cond every 10 ms for up to limit.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
