@@ -116,6 +116,14 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Help: "Go scheduler queueing delay that has lasted 200 ms (the least of the last four 50 ms windows' 90th percentile of how long runnable goroutines waited for a CPU); above --max-sched-latency new INVITEs get a stateless 503.",
 		}, func() float64 { return s.agent.SchedLatency().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_sip_read_delay_seconds",
+			Help: "How long SIP datagrams waited in the UDP socket's receive queue before the read loop took them (the least of those read in the last 50 ms window; kernel receive timestamps, Linux); above --max-read-delay, while the kernel drops datagrams from the full queue, new INVITEs get a stateless 503.",
+		}, func() float64 { return s.agent.ReadDelay().Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_sip_read_drops_total",
+			Help: "SIP datagrams the kernel dropped because the UDP socket's receive queue was full (SO_RXQ_OVFL, Linux): requests and responses lost before the server saw them.",
+		}, func() float64 { return float64(s.agent.ReadDrops()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_actor_mailbox_messages",
 			Help: "Messages queued in the call actors' mailboxes, summed over calls.",
 		}, func() float64 { return float64(s.mailboxDepth()) }),

@@ -231,6 +231,7 @@ type Agent struct {
 	draining        atomic.Bool  // Drain called: new INVITEs get 503
 	overloadLog     logThrottle
 	shed            *shedder     // early shedding in the read loop (shed.go)
+	readDelay       readDelay    // the SIP UDP socket's queueing delay (readdelay.go)
 	fastAcks        atomic.Int64 // ACKs of our 200s taken in the read loop (ack_fast.go)
 	fastByes        atomic.Int64 // BYEs of inbound calls taken in the read loop (bye_fast.go)
 	readLoopInvites atomic.Int64 // initial INVITEs over UDP taken in the read loop (invite_tx.go)
@@ -395,6 +396,7 @@ func (a *Agent) listen() error {
 		if got := raiseReadBuffer(uc, sipUDPReadBuffer); got < sipUDPReadBuffer {
 			a.log.Warn("sip: small UDP receive buffer; request bursts may be dropped (raise net.core.rmem_max)", "bytes", got, "wanted", sipUDPReadBuffer)
 		}
+		udp = withReadDelay(uc, &a.readDelay)
 	}
 	a.tcpAddr = tcp.Addr().(*net.TCPAddr).AddrPort()
 	if obs := a.cfg.Observer; obs != nil {

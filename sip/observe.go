@@ -145,6 +145,10 @@ const (
 	// RejectSchedLatency: the Go scheduler's queueing delay is above
 	// OverloadOptions.MaxSchedLatency (refused in the read loop, shed.go).
 	RejectSchedLatency
+	// RejectReadDelay: datagrams wait in the SIP UDP socket's receive
+	// queue longer than OverloadOptions.MaxReadDelay (refused in the read
+	// loop, readdelay.go).
+	RejectReadDelay
 	// NumRejectReasons is the number of RejectReason values.
 	NumRejectReasons
 )
@@ -170,6 +174,8 @@ func (r RejectReason) String() string {
 		return "guest_share"
 	case RejectSchedLatency:
 		return "sched_latency"
+	case RejectReadDelay:
+		return "read_delay"
 	}
 	return "other"
 }

@@ -57,6 +57,16 @@ type OverloadOptions struct {
 	// calls meet. Zero means DefaultMaxSchedLatency; negative turns the
 	// check off.
 	MaxSchedLatency time.Duration
+	// MaxReadDelay is how long SIP datagrams may wait in the UDP
+	// socket's receive queue (the least wait of those read in a 50 ms
+	// window, from the kernel's receive timestamps; Linux) while the
+	// kernel is dropping datagrams from that full queue (within the last
+	// 5 s) before new INVITEs are refused with a stateless 503 in the
+	// read loop: the read loop is behind the offered load, and the
+	// kernel drops the ACKs and BYEs of accepted calls with everything
+	// else (readdelay.go). Zero means DefaultMaxReadDelay; negative
+	// turns the check off.
+	MaxReadDelay time.Duration
 }
 
 // DefaultMaxPendingInvites is the least pending-INVITE limit when

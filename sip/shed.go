@@ -23,7 +23,11 @@ import (
 // ACKs and BYEs of accepted calls past their retransmission timers (their
 // 200s are resent, BYEs retransmitted, calls fail).
 //
-// The signal is the Go scheduler's own queueing delay: how long runnable
+// The signals are the SIP socket's own queueing delay (readdelay.go):
+// how long datagrams waited in the kernel before the read loop took them,
+// above OverloadOptions.MaxReadDelay while the kernel drops datagrams
+// from the full queue; and the Go scheduler's queueing delay: how long
+// runnable
 // goroutines waited for a CPU, once it has lasted 200 ms (runtime/metrics
 // /sched/latencies:seconds; see schedLatency). Every request is handled
 // by a goroutine, so that delay is what an ACK or BYE arriving now will
@@ -119,6 +123,10 @@ func (a *Agent) earlyShed(info sip.TransportReadProps, conn net.PacketConn, data
 			reason = RejectPending
 			return false
 		}
+		if limit := a.maxReadDelay(); limit > 0 && a.readDelay.shedding(now, limit) {
+			reason = RejectReadDelay
+			return false
+		}
 		if limit := a.maxSchedLatency(); limit > 0 && a.shed.latency.recent() > limit {
 			reason = RejectSchedLatency
 			return false
@@ -133,7 +141,7 @@ func (a *Agent) earlyShed(info sip.TransportReadProps, conn net.PacketConn, data
 		a.observer().InviteRejected(reason)
 		if ok, held := a.overloadLog.allow(now); ok {
 			a.log.Warn("sip: overload, INVITE refused with a stateless 503", "reason", reason.String(), "pending", a.pendingInvites.Load(),
-				"sched_latency", a.shed.latency.recent(), "source", addrString(info.RemoteAddr), "suppressed_before", held)
+				"read_delay", a.readDelay.recent(now), "sched_latency", a.shed.latency.recent(), "source", addrString(info.RemoteAddr), "suppressed_before", held)
 		}
 	}
 	if res := a.stateless503(data, key); res != nil && info.RemoteAddr != nil {

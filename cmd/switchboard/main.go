@@ -89,6 +89,7 @@ func serve(args []string) error {
 	gogc := fs.Int("gogc", 0, "GC target percentage (GOGC); 0 keeps $GOGC, else 400; -1 collects only at --memory-limit")
 	maxPending := fs.Int("max-pending-invites", 0, "calls being set up at once; beyond it new INVITEs get 503 + Retry-After (0: the calls of --setup-budget at the current call rate, at least 200; -1: no limit)")
 	setupBudget := fs.Duration("setup-budget", sip.DefaultSetupBudget, "with --max-pending-invites 0, the mean call setup time the pending-INVITE limit allows at the current call rate")
+	maxReadDelay := fs.Duration("max-read-delay", sip.DefaultMaxReadDelay, "refuse new INVITEs (stateless 503 + Retry-After, before parsing) while SIP datagrams wait longer than this in the UDP socket's receive queue and the kernel drops datagrams from it (the ACKs and BYEs of accepted calls among them) (-1ns: off)")
 	maxSchedLatency := fs.Duration("max-sched-latency", sip.DefaultMaxSchedLatency, "refuse new INVITEs (stateless 503 + Retry-After, before parsing) while the Go scheduler's queueing delay is above this; the ACKs and BYEs of accepted calls would wait as long (-1ns: off)")
 	maxCalls := fs.Int("max-calls", 0, "inbound calls up at once; beyond it new INVITEs get 503 + Retry-After (0: no limit but the RTP ports)")
 	retryAfter := fs.Duration("retry-after", sip.DefaultRetryAfter, "Retry-After of overload 503s")
@@ -124,7 +125,7 @@ func serve(args []string) error {
 	cfg := framework.Config{SIPAddr: *sipAddr, HTTPAddr: *httpAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, Logger: log, Ringback: *ringback,
 		SIPConns: sip.ConnLimits{MaxPerIP: *maxConnsPerIP}, CallLimits: sip.CallLimits{GuestCalls: *guestCalls, GuestRate: *guestRate},
 		Pprof: *pprofOn, GCPercent: *gogc,
-		Overload:     sip.OverloadOptions{MaxPendingInvites: *maxPending, SetupBudget: *setupBudget, MaxCalls: *maxCalls, RetryAfter: *retryAfter, MaxSchedLatency: *maxSchedLatency},
+		Overload:     sip.OverloadOptions{MaxPendingInvites: *maxPending, SetupBudget: *setupBudget, MaxCalls: *maxCalls, RetryAfter: *retryAfter, MaxSchedLatency: *maxSchedLatency, MaxReadDelay: *maxReadDelay},
 		DrainTimeout: *drain}
 	if *wsOrigins != "" {
 		cfg.WebSocketOrigins = strings.Split(*wsOrigins, ",")
