@@ -108,14 +108,7 @@ func (d *readDelay) recent(now time.Time) time.Duration {
 }
 
 func (a *Agent) maxReadDelay() time.Duration {
-	switch m := a.cfg.Overload.MaxReadDelay; {
-	case m < 0:
-		return 0
-	case m == 0:
-		return DefaultMaxReadDelay
-	default:
-		return m
-	}
+	return overloadLimit(a.cfg.Overload.MaxReadDelay, DefaultMaxReadDelay)
 }
 
 // ReadDelay is the SIP UDP socket's recent queueing delay that the early

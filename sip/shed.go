@@ -153,14 +153,19 @@ func (a *Agent) earlyShed(info sip.TransportReadProps, conn net.PacketConn, data
 }
 
 func (a *Agent) maxSchedLatency() time.Duration {
-	switch m := a.cfg.Overload.MaxSchedLatency; {
+	return overloadLimit(a.cfg.Overload.MaxSchedLatency, DefaultMaxSchedLatency)
+}
+
+// overloadLimit reads a duration option of OverloadOptions: negative
+// turns the check off (0), zero means def.
+func overloadLimit(m, def time.Duration) time.Duration {
+	switch {
 	case m < 0:
 		return 0
 	case m == 0:
-		return DefaultMaxSchedLatency
-	default:
-		return m
+		return def
 	}
+	return m
 }
 
 // stateless503 builds the 503 (with Retry-After) of a refused INVITE from
