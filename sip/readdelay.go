@@ -32,6 +32,14 @@ import (
 // the early shedding (shed.go) — cheap for the read loop, so the queue
 // drains — while the delay is above OverloadOptions.MaxReadDelay and the
 // kernel has dropped datagrams in the last readDropMemory.
+//
+// This needs the large receive buffer Start asks for (sipUDPReadBuffer;
+// it warns when it gets less). With Linux's stock 208 KiB a full queue
+// holds a few milliseconds of datagrams, the delay never reaches the
+// limit, and nothing is refused on it. Refusing for a moment after every
+// drop instead kept every accepted call but refused 93 % of a burst the
+// server could carry half of: with a queue that small, every pause of the
+// read loop drops (docs/BENCHMARKS.md).
 
 // readDelayWindow is the window over which the least delay is taken.
 const readDelayWindow = 50 * time.Millisecond
