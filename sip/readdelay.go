@@ -40,6 +40,10 @@ import (
 // drop instead kept every accepted call but refused 93 % of a burst the
 // server could carry half of: with a queue that small, every pause of the
 // read loop drops (docs/BENCHMARKS.md).
+//
+// The kernel turns stamping on through deferred work when the first
+// socket asks for it; datagrams read before that are stamped as they are
+// read and count as no wait (the first moments after start only).
 
 // readDelayWindow is the window over which the least delay is taken.
 const readDelayWindow = 50 * time.Millisecond
@@ -65,7 +69,6 @@ type readDelay struct {
 	lastAt  atomic.Int64  // UnixNano the window ended
 	dropped atomic.Uint64 // datagrams the kernel dropped (queue full) since the socket opened
 	dropAt  atomic.Int64  // UnixNano of the read that saw the drop count rise
-	stamps  atomic.Bool   // the socket reports receive timestamps
 
 	// testHookRead, when set, runs before each read (tests slow the
 	// read loop down with it).

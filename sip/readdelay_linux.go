@@ -32,7 +32,6 @@ func withReadDelay(uc *net.UDPConn, d *readDelay) net.PacketConn {
 	}); err != nil || serr != nil {
 		return uc
 	}
-	d.stamps.Store(true)
 	return &timedConn{UDPConn: uc, delay: d}
 }
 

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -69,89 +68,6 @@ func TestReadDelayWindow(t *testing.T) {
 	}
 }
 
-// Datagrams left in a real socket's queue are read with the kernel's
-// receive timestamps: their wait is measured, and a read right after a
-// quiet spell ends it.
-func TestReadDelayFromKernelTimestamps(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("receive timestamps are read on Linux only")
-	}
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	var d readDelay
-	c := withReadDelay(uc, &d)
-	if _, ok := c.(*timedConn); !ok || !d.stamps.Load() {
-		t.Fatal("receive timestamps not turned on")
-	}
-	tx, err := net.DialUDP("udp", nil, uc.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	buf := make([]byte, 1500)
-	read := func(want string) {
-		t.Helper()
-		_ = uc.SetReadDeadline(time.Now().Add(3 * time.Second))
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(buf[:n]) != want || from.String() != tx.LocalAddr().String() {
-			t.Fatalf("read %q from %v, want %q from %v", buf[:n], from, want, tx.LocalAddr())
-		}
-	}
-	for _, m := range []string{"a", "b"} {
-		if _, err := tx.Write([]byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(150 * time.Millisecond) // both wait in the queue
-	read("a")
-	time.Sleep(60 * time.Millisecond)
-	read("b") // ends the window: both waited 150 ms or more
-	if got := d.recent(time.Now()); got < 140*time.Millisecond || got > 2*time.Second {
-		t.Fatalf("read delay %v after datagrams waited 150 ms", got)
-	}
-	time.Sleep(60 * time.Millisecond)
-	if _, err := tx.Write([]byte("c")); err != nil {
-		t.Fatal(err)
-	}
-	read("c") // no wait: the signal ends
-	if got := d.recent(time.Now()); got > 20*time.Millisecond {
-		t.Fatalf("read delay %v after a datagram read at once", got)
-	}
-
-	// A queue too small for what is sent: the kernel drops, and says so
-	// with the first datagram queued after the drops.
-	if err := uc.SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	for range 200 {
-		if _, err := tx.Write(make([]byte, 1000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if d.dropped.Load() != 0 || d.dropAt.Load() != 0 {
-		t.Fatal("drops seen before any were reported")
-	}
-	for range 200 { // what fitted
-		_ = uc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if _, _, err := c.ReadFrom(buf); err != nil {
-			break
-		}
-	}
-	if _, err := tx.Write([]byte("d")); err != nil {
-		t.Fatal(err)
-	}
-	read("d")
-	if n := d.dropped.Load(); n == 0 || n > 200 || d.dropAt.Load() == 0 {
-		t.Fatalf("%d drops reported after 200 datagrams into a 4 KB queue", n)
-	}
-}
-
 // The read delay refuses INVITEs only while the kernel is dropping
 // datagrams: a reader behind by more than MaxReadDelay with nothing lost
 // lets INVITEs through (near capacity that is normal); after a drop the
@@ -164,9 +80,7 @@ func TestEarlyShedOnReadDelay(t *testing.T) {
 		t.Skip("receive timestamps are read on Linux only")
 	}
 	a, p, invited := newShedAgent(t, OverloadOptions{MaxPendingInvites: -1, MaxSchedLatency: -1, MaxReadDelay: 30 * time.Millisecond})
-	if !a.readDelay.stamps.Load() {
-		t.Fatal("the SIP socket has no receive timestamps")
-	}
+	awaitKernelTimestamps(t) // the agent's socket keeps stamping on
 	waitInvited := func(n int32, why string) {
 		t.Helper()
 		for end := time.Now().Add(3 * time.Second); invited.Load() < n && time.Now().Before(end); {

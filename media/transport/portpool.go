@@ -102,13 +102,17 @@ func (k keptPair) close() {
 	}
 }
 
-// width is how many sockets the pair has.
-func (k keptPair) width() int {
-	if k.fds[1] < 0 {
-		return 1
+// pairWidth is how many sockets a port takes: 2 for an RTP/RTCP pair,
+// 1 for RTP with RTCP on it.
+func pairWidth(pair bool) int {
+	if pair {
+		return 2
 	}
-	return 2
+	return 1
 }
+
+// width is how many sockets the pair has.
+func (k keptPair) width() int { return pairWidth(k.fds[1] >= 0) }
 
 // ErrNoPorts is returned when every port of the pool is in use or resting.
 var ErrNoPorts = errors.New("transport: no free RTP port in range")
@@ -223,10 +227,7 @@ func (p *PortPool) Listen(ip netip.Addr) (*net.UDPConn, int, error) {
 }
 
 func (p *PortPool) listen(ip netip.Addr, pair bool) (conn, rtcpConn *net.UDPConn, port int, err error) {
-	width := 1
-	if pair {
-		width = 2
-	}
+	width := pairWidth(pair)
 	port, err = p.take(width, func(port int) error {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 		if err != nil {
@@ -454,10 +455,7 @@ func (p *PortPool) Close() {
 // rested comes first, with the poller it is parked in (else pl is nil).
 // The caller hands the descriptors back with releaseRawPair.
 func (p *PortPool) listenRawPair(ip netip.Addr, pair bool) (fds [2]int, v6 bool, port int, pl *rxPoller, err error) {
-	width := 1
-	if pair {
-		width = 2
-	}
+	width := pairWidth(pair)
 	if p.KeepSockets > 0 {
 		p.mu.Lock()
 		k, ok := p.takeKept(ip, width, p.now(), p.rest())
