@@ -11,6 +11,14 @@
 #   PERF=file   also record `perf record -F 999 -g` of the server into
 #               file, from 3 s in for SECS-4 s (perf must be installed)
 #   PROF=file   also fetch a Go CPU profile (serve --pprof) into file
+#   SYSCALLS=file  also count the server's system calls and context
+#               switches (`perf stat`, from 3 s in for SECS-4 s) into
+#               file, and print the most frequent per call. Tracing
+#               every system call slows the server: take CPU per call
+#               from runs without it
+#   DIAGO=1     BIN is docs/benchmarks/diago-echo (built with go build
+#               there), not switchboard: the same calls against diago,
+#               for a ratio measured the same day (serve flags ignored)
 #
 # Ports: SIP 57060, HTTP 57080, SIPp 57061 and media 57100, RTP
 # 27000-55999. Pass --rtp-port-rest 500ms at 8,000/s and above, or the
@@ -22,18 +30,29 @@ shift 3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 D=$(mktemp -d /tmp/percall.XXXX)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-"$BIN" serve --sip-addr 127.0.0.1:57060 --tls-addr - --http-addr 127.0.0.1:57080 --webrtc-addr - \
-	--rtp-ports 27000-55999 --guest-calls -1 --guest-rate -1 --log-level error --data-dir - --pprof "$@" \
-	>"$D/server.log" 2>&1 &
+if [ -n "${DIAGO:-}" ]; then
+	"$BIN" -addr 127.0.0.1:57060 -rtp-ports 27000-55999 -log-level error >"$D/server.log" 2>&1 &
+else
+	"$BIN" serve --sip-addr 127.0.0.1:57060 --tls-addr - --http-addr 127.0.0.1:57080 --webrtc-addr - \
+		--rtp-ports 27000-55999 --guest-calls -1 --guest-rate -1 --log-level error --data-dir - --pprof "$@" \
+		>"$D/server.log" 2>&1 &
+fi
 SPID=$!
 trap 'kill $SPID 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf http://127.0.0.1:57080/metrics >/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do
+	if [ -n "${DIAGO:-}" ]; then ss -lun | grep -q 127.0.0.1:57060 && break; else curl -sf http://127.0.0.1:57080/metrics >/dev/null && break; fi
+	sleep 0.1
+done
 sleep 1
 cpu() { sed 's/.*) //' "/proc/$SPID/stat" | awk '{print $12 + $13}'; } # utime + stime, clock ticks
 c0=$(cpu)
 AUX=()
 if [ -n "${PERF:-}" ]; then
 	(sleep 3; perf record -F 999 -g -p "$SPID" -o "$PERF" -- sleep $((SECS - 4)) >/dev/null 2>&1) &
+	AUX+=($!)
+fi
+if [ -n "${SYSCALLS:-}" ]; then
+	(sleep 3; perf stat -e 'syscalls:sys_enter_*' -e context-switches -e cpu-migrations -p "$SPID" -o "$SYSCALLS" -- sleep $((SECS - 4))) &
 	AUX+=($!)
 fi
 if [ -n "${PROF:-}" ]; then
@@ -55,3 +74,7 @@ echo "refused_503=${r503:-0} answered=${answered:-0} completed=${completed:-0} f
 	"cpu_s=$(echo "($c1-$c0)/$ticks" | bc -l | cut -c1-6)" \
 	"cpu_per_call_ms=$(echo "($c1-$c0)*1000/$ticks/($ok+$failed)" | bc -l | cut -c1-6)" \
 	"peak_rss_mib=$((hwm / 1024)) (raw: $D)"
+if [ -n "${SYSCALLS:-}" ]; then
+	# Calls placed while perf counted: RATE per second for SECS-4 s.
+	awk -v c=$((RATE * (SECS - 4))) '$1 ~ /^[0-9,]+$/ {n = $1; gsub(",", "", n); if (n > 0) printf "%8.2f per call  %s\n", n / c, $2}' "$SYSCALLS" | sort -rn | head -8
+fi
