@@ -23,16 +23,17 @@ import (
 // ACKs and BYEs of accepted calls past their retransmission timers (their
 // 200s are resent, BYEs retransmitted, calls fail).
 //
-// The signals are the SIP socket's own queueing delay (readdelay.go):
-// how long datagrams waited in the kernel before the read loop took them,
-// above OverloadOptions.MaxReadDelay while the kernel drops datagrams
-// from the full queue; and the Go scheduler's queueing delay: how long
-// runnable
-// goroutines waited for a CPU, once it has lasted 200 ms (runtime/metrics
-// /sched/latencies:seconds; see schedLatency). Every request is handled
-// by a goroutine, so that delay is what an ACK or BYE arriving now will
-// wait. Above OverloadOptions.MaxSchedLatency, or with the pending-INVITE
-// limit reached, a new INVITE gets a stateless 503 with Retry-After.
+// Besides the pending-INVITE limit, two delays are the signals. The SIP
+// socket's own queueing delay (readdelay.go): how long datagrams waited
+// in the kernel before the read loop took them. And the Go scheduler's
+// queueing delay: how long runnable goroutines waited for a CPU, once it
+// has lasted 200 ms (runtime/metrics /sched/latencies:seconds; see
+// schedLatency); every request is handled by a goroutine, so that delay
+// is what an ACK or BYE arriving now will wait. With the pending-INVITE
+// limit reached, the socket's delay above OverloadOptions.MaxReadDelay
+// while the kernel drops datagrams from the full queue, or the
+// scheduler's above OverloadOptions.MaxSchedLatency, a new INVITE gets a
+// stateless 503 with Retry-After.
 //
 // Refusals stay consistent: the verdict on each INVITE (Call-ID and CSeq
 // number) is remembered for 16–32 s (the life of an INVITE transaction;
