@@ -294,7 +294,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	// that pile up while the CPU is saturated. Flows block for their
 	// whole call: past the cap they get plain goroutines.
 	s.dispatch = actorDispatcher{Pool: workpool.New(128*runtime.GOMAXPROCS(0), 2*time.Second), throughput: 300}
-	s.tasks = workpool.New(16384, 2*time.Second)
+	s.tasks = workpool.New(workpool.BlockingMax, 2*time.Second)
 	s.root = s.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))
 	s.inbox = newReplyInbox(s.system)
 	s.system.EventStream.Subscribe(func(evt any) {

@@ -289,7 +289,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if err := codec.OpusAvailable(); defaultCodecs && err != nil {
 		log.Info("sip: opus is not offered", "reason", err)
 	}
-	a := &Agent{cfg: cfg, log: log, work: workpool.New(16384, 2*time.Second), uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
+	a := &Agent{cfg: cfg, log: log, work: workpool.New(workpool.BlockingMax, 2*time.Second), uas: map[string]*Leg{}, uac: map[string]*Leg{}, ready: make(chan struct{}),
 		trunkDNS: newDNSCache(time.Minute), regState: map[string]*regState{}, malformedLog: logThrottle{interval: time.Second, burst: 10},
 		admission: newAdmission(cfg.CallLimits, cfg.Ports.Size()), admitLog: logThrottle{interval: time.Second, burst: 5}, localIPs: hostIPs(),
 		identityLog: logThrottle{interval: time.Minute, burst: 5}, overloadLog: logThrottle{interval: time.Second, burst: 5},

@@ -49,6 +49,12 @@ type worker struct {
 	idleSince time.Time
 }
 
+// BlockingMax is the cap of the pools whose functions may block for a
+// whole call (the SIP agent's request handling, the framework's call
+// flows): one worker per call up at a few thousand calls, with room to
+// spare; past it, functions get plain goroutines.
+const BlockingMax = 16384
+
 // New returns a pool of at most max workers; a worker idle for idleExit
 // leaves.
 func New(max int, idleExit time.Duration) *Pool {
