@@ -19,6 +19,10 @@
 #   DIAGO=1     BIN is docs/benchmarks/diago-echo (built with go build
 #               there), not switchboard: the same calls against diago,
 #               for a ratio measured the same day (serve flags ignored)
+#   FLOOR=1     BIN is docs/benchmarks/sipgo-floor: the same calls against
+#               a server that does nothing but sipgo's answer (serve flags
+#               ignored; it collects at GOGC 400 like serve unless $GOGC
+#               is set)
 #
 # Ports: SIP 57060, HTTP 57080, SIPp 57061 and media 57100, RTP
 # 27000-55999. Pass --rtp-port-rest 500ms at 8,000/s and above, or the
@@ -32,6 +36,8 @@ D=$(mktemp -d /tmp/percall.XXXX)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ -n "${DIAGO:-}" ]; then
 	"$BIN" -addr 127.0.0.1:57060 -rtp-ports 27000-55999 -log-level error >"$D/server.log" 2>&1 &
+elif [ -n "${FLOOR:-}" ]; then
+	"$BIN" -addr 127.0.0.1:57060 >"$D/server.log" 2>&1 &
 else
 	"$BIN" serve --sip-addr 127.0.0.1:57060 --tls-addr - --http-addr 127.0.0.1:57080 --webrtc-addr - \
 		--rtp-ports 27000-55999 --guest-calls -1 --guest-rate -1 --log-level error --data-dir - --pprof "$@" \
@@ -40,7 +46,7 @@ fi
 SPID=$!
 trap 'kill $SPID 2>/dev/null' EXIT
 for _ in $(seq 50); do
-	if [ -n "${DIAGO:-}" ]; then ss -lun | grep -q 127.0.0.1:57060 && break; else curl -sf http://127.0.0.1:57080/metrics >/dev/null && break; fi
+	if [ -n "${DIAGO:-}${FLOOR:-}" ]; then ss -lun | grep -q 127.0.0.1:57060 && break; else curl -sf http://127.0.0.1:57080/metrics >/dev/null && break; fi
 	sleep 0.1
 done
 sleep 1

@@ -10,6 +10,12 @@
 //
 //	go build -o sipgo-floor . && ./sipgo-floor -addr 127.0.0.1:56062
 //
+// Its collector runs at GOGC 400 unless $GOGC is set or -gogc says
+// otherwise: the default of `switchboard serve`, so that the floor and the
+// server it is a floor for trade memory for CPU alike (at the runtime's
+// default of 100 the floor spends a sixth of its CPU collecting, and its
+// cost per call is a quarter higher; docs/BENCHMARKS.md, twelfth session).
+//
 // On SIGINT or SIGTERM it stops listening and exits.
 package main
 
@@ -21,6 +27,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 
@@ -30,7 +37,11 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:56062", "UDP host:port to listen for SIP on")
+	gogc := flag.Int("gogc", 400, "GC target percentage when $GOGC is not set (switchboard serve's default)")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(*gogc)
+	}
 	if err := run(*addr); err != nil {
 		fmt.Fprintln(os.Stderr, "sipgo-floor:", err)
 		os.Exit(1)
