@@ -4,43 +4,51 @@ import (
 	"net"
 	"testing"
 	"time"
-	"unsafe"
 )
 
-// awaitKernelTimestamps waits until the kernel stamps datagrams as they
-// arrive. Turning SO_TIMESTAMPNS on enables stamping system-wide through
-// deferred work; until it has run, a datagram is stamped when it is
-// read, and its wait reads as zero. (A server is up long before that
-// matters; a test sends right away.)
-func awaitKernelTimestamps(t *testing.T) {
+// timedPair is a loopback UDP socket read through withReadDelay into d
+// (c), and a socket that sends to it (tx); both close when the test ends.
+func timedPair(t *testing.T, d *readDelay) (c net.PacketConn, tx *net.UDPConn) {
 	t.Helper()
 	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer uc.Close()
-	var d readDelay
-	if _, ok := withReadDelay(uc, &d).(*timedConn); !ok {
+	t.Cleanup(func() { uc.Close() })
+	c = withReadDelay(uc, d)
+	if _, ok := c.(*timedConn); !ok {
 		t.Fatal("receive timestamps not turned on")
 	}
-	tx, err := net.DialUDP("udp", nil, uc.LocalAddr().(*net.UDPAddr))
+	tx, err = net.DialUDP("udp", nil, uc.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Close()
-	var oob [8]uint64
+	t.Cleanup(func() { tx.Close() })
+	return c, tx
+}
+
+// awaitKernelTimestamps waits until the kernel stamps datagrams as they
+// arrive. Turning SO_TIMESTAMPNS on enables stamping system-wide through
+// deferred work; until it has run, a datagram is stamped when it is
+// read, and its wait reads as zero. (A server is up long before that
+// matters; a test sends right away.) Each probe waits 20 ms in the queue
+// and is read through timedConn, as the read loop reads.
+func awaitKernelTimestamps(t *testing.T) {
+	t.Helper()
+	var d readDelay
+	c, tx := timedPair(t, &d)
 	buf := make([]byte, 64)
 	for range 100 {
 		if _, err := tx.Write([]byte("probe")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		_ = uc.SetReadDeadline(time.Now().Add(time.Second))
-		_, oobn, _, _, err := uc.ReadMsgUDPAddrPort(buf, unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), len(oob)*8))
-		if err != nil {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		d.samples = 0 // a new window: winMin is this probe's wait
+		if _, _, err := c.ReadFrom(buf); err != nil {
 			t.Fatal(err)
 		}
-		if ts, _, ok := readCmsgs(unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), oobn)); ok && time.Now().UnixNano()-ts >= int64(10*time.Millisecond) {
+		if d.samples == 1 && d.winMin >= int64(10*time.Millisecond) {
 			return
 		}
 	}
@@ -51,26 +59,13 @@ func awaitKernelTimestamps(t *testing.T) {
 // receive timestamps: their wait is measured, and a read right after a
 // quiet spell ends it.
 func TestReadDelayFromKernelTimestamps(t *testing.T) {
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
 	var d readDelay
-	c := withReadDelay(uc, &d)
-	if _, ok := c.(*timedConn); !ok {
-		t.Fatal("receive timestamps not turned on")
-	}
+	c, tx := timedPair(t, &d)
 	awaitKernelTimestamps(t)
-	tx, err := net.DialUDP("udp", nil, uc.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
 	buf := make([]byte, 1500)
 	read := func(want string) {
 		t.Helper()
-		_ = uc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
 			t.Fatal(err)
@@ -102,7 +97,7 @@ func TestReadDelayFromKernelTimestamps(t *testing.T) {
 
 	// A queue too small for what is sent: the kernel drops, and says so
 	// with the first datagram queued after the drops.
-	if err := uc.SetReadBuffer(4096); err != nil {
+	if err := c.(*timedConn).SetReadBuffer(4096); err != nil {
 		t.Fatal(err)
 	}
 	for range 200 {
@@ -114,7 +109,7 @@ func TestReadDelayFromKernelTimestamps(t *testing.T) {
 		t.Fatal("drops seen before any were reported")
 	}
 	for range 200 { // what fitted
-		_ = uc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		if _, _, err := c.ReadFrom(buf); err != nil {
 			break
 		}
